@@ -1,0 +1,156 @@
+"""Composition root: builds the services and the main window and connects them.
+
+This is the one place where widgets and services meet (ARCHITECTURE.md §2.3).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from loguru import logger
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from .core import logging as applog
+from .core.paths import AppPaths, resolve_paths
+from .core.secrets import SecretStore
+from .services.library import LibraryService
+from .services.ops import init_main_thread_bridge
+from .services.settings_service import SettingsService
+from .services.thumbnails import ThumbnailService
+from .ui.dialogs.settings_dialog import SettingsDialog
+from .ui.main_window import MainWindow
+from .ui.tabs.characters import CharactersTab
+from .ui.tabs.dataset import DatasetTab
+from .ui.tabs.placeholder import PlannedFeatureWidget
+from .ui.tabs.video import VideoTab
+from .ui.theme import apply_dark_theme
+
+
+@dataclass
+class AppContext:
+    """Everything the running app is made of; ``shutdown()`` stops it cleanly."""
+
+    paths: AppPaths
+    settings: SettingsService
+    secrets: SecretStore
+    library: LibraryService
+    thumbnails: ThumbnailService
+    window: MainWindow
+    tabs: dict[str, QWidget] = field(default_factory=dict)
+    _closed: bool = False
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.thumbnails.shutdown()
+        self.library.shutdown()
+        self.settings.shutdown()
+        logger.info("shut down")
+
+
+def _training_placeholder() -> QWidget:
+    return PlannedFeatureWidget(
+        "Training",
+        "Training is being built. This page will train an identity LoRA from a character's "
+        "photos on your GPU, offline.",
+        ["Pick a character and a base model (SD 1.5, SDXL, Flux, Chroma) and press Start.",
+         "An honest time estimate before, live progress, loss chart and samples during.",
+         "Cancel and resume at any time; the LoRA loads in ComfyUI and A1111 after."])
+
+
+def _generate_placeholder() -> QWidget:
+    return PlannedFeatureWidget(
+        "Generate",
+        "Generation is being built. This page will make new pictures of your characters "
+        "through ComfyUI on this computer or on a server on your network.",
+        ["Prompt, aspect-ratio presets, quality tiers and batches.",
+         "Your character's LoRA with its trigger word, one click away.",
+         "Keep the best results and add them to the character's dataset."])
+
+
+def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = None,
+              install_excepthook: bool = True) -> AppContext:
+    """Create services and the window (a QApplication must exist)."""
+    paths = (paths or resolve_paths()).ensure()
+    applog.setup_logging(paths)
+    logger.info("starting; data folder {}", paths.data)
+    init_main_thread_bridge()
+    app = QApplication.instance()
+    assert app is not None, "create the QApplication first"
+    apply_dark_theme(app)
+
+    settings = SettingsService(paths)
+    secrets = secrets or SecretStore()
+    library = LibraryService(paths)
+    thumbnails = ThumbnailService(paths.thumbnails)
+    characters = CharactersTab(library, thumbnails)
+    dataset = DatasetTab(library, thumbnails)
+    tabs: dict[str, QWidget] = {
+        "Characters": characters,
+        "Dataset": dataset,
+        "Training": _training_placeholder(),
+        "Generate": _generate_placeholder(),
+        "Video": VideoTab(),
+    }
+    window = MainWindow(tabs)
+    ctx = AppContext(paths, settings, secrets, library, thumbnails, window, tabs)
+    _connect_signals(ctx)
+    if install_excepthook:
+        install_error_hook(window)
+    library.start()
+    window.on_close(ctx.shutdown)
+    return ctx
+
+
+def _connect_signals(ctx: AppContext) -> None:
+    library, window = ctx.library, ctx.window
+    characters: CharactersTab = ctx.tabs["Characters"]  # type: ignore[assignment]
+    dataset: DatasetTab = ctx.tabs["Dataset"]  # type: ignore[assignment]
+    library.data_changed.connect(characters.on_data_changed)
+    library.data_changed.connect(dataset.on_data_changed)
+    library.failed.connect(window.show_error)
+    library.import_started.connect(window.progress.track)
+    dataset.message_posted.connect(window.show_message)
+    ctx.settings.failed.connect(window.show_error)
+    window.open_data_action.triggered.connect(lambda: window.open_folder(ctx.paths.data))
+    window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
+
+    def open_settings() -> None:
+        dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, window)
+        dialog.settings_saved.connect(ctx.settings.update)
+        dialog.open()
+
+    window.settings_action.triggered.connect(open_settings)
+
+
+def install_error_hook(parent: QWidget | None) -> None:
+    """One excepthook: log with the correlation id, then show a calm dialog."""
+    showing = [False]
+
+    def hook(exc_type: type[BaseException], exc: BaseException,
+             tb: TracebackType | None) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        ref = applog.current_correlation_id() or applog.new_correlation_id()
+        with applog.correlation(ref):
+            logger.opt(exception=(exc_type, exc, tb)).error("unexpected error (reference {})",
+                                                            ref)
+        if showing[0] or QApplication.instance() is None:
+            return
+        showing[0] = True
+        box = QMessageBox(QMessageBox.Icon.Warning, "Something went wrong",
+                          "Something unexpected happened and that action did not finish.\n\n"
+                          "Your photos, captions and settings are safe. The details were "
+                          f"written to the log (Help → Open logs folder).\n\nReference: {ref}",
+                          QMessageBox.StandardButton.Ok, parent)
+        box.setDetailedText(applog.redact("".join(
+            traceback.format_exception_only(exc_type, exc))))
+        box.finished.connect(lambda _: showing.__setitem__(0, False))
+        box.open()
+
+    sys.excepthook = hook

@@ -1,0 +1,1 @@
+"""SQLite storage: connection setup, ordered migrations, repositories (Qt-free)."""

@@ -1,0 +1,167 @@
+"""Plain SQL for characters, images and LoRAs. One writer thread calls these (see services).
+
+Image paths are stored relative to the data folder so a portable install can move.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .records import Character, ImageRecord, LoraRecord
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class DuplicateNameError(ValueError):
+    """A character with that name already exists."""
+
+
+class Repository:
+    """All reads and writes of the library tables for one connection."""
+
+    def __init__(self, conn: sqlite3.Connection, data_root: Path) -> None:
+        self.conn = conn
+        self.data_root = data_root
+
+    # -- paths ---------------------------------------------------------------------------
+    def _to_db_path(self, path: Path) -> str:
+        path = Path(path)
+        try:
+            return path.relative_to(self.data_root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _from_db_path(self, stored: str) -> Path:
+        p = Path(stored)
+        return p if p.is_absolute() else self.data_root / p
+
+    # -- characters ------------------------------------------------------------------------
+    def _character(self, row: sqlite3.Row) -> Character:
+        return Character(row["id"], row["name"], row["trigger_word"], row["description"],
+                         row["folder"], row["created"], row["updated"])
+
+    def list_characters(self) -> list[Character]:
+        rows = self.conn.execute("SELECT * FROM characters ORDER BY name COLLATE NOCASE")
+        return [self._character(r) for r in rows]
+
+    def get_character(self, character_id: int) -> Character | None:
+        row = self.conn.execute("SELECT * FROM characters WHERE id=?", (character_id,)).fetchone()
+        return self._character(row) if row else None
+
+    def create_character(self, name: str, trigger_word: str, description: str,
+                         folder: str) -> Character:
+        stamp = now_iso()
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO characters(name, trigger_word, description, folder, created, updated)"
+                " VALUES (?,?,?,?,?,?)", (name, trigger_word, description, folder, stamp, stamp))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateNameError(f"A character named “{name}” already exists.") from exc
+        return self.get_character(cur.lastrowid)  # type: ignore[return-value]
+
+    def update_character(self, character_id: int, *, name: str | None = None,
+                         trigger_word: str | None = None,
+                         description: str | None = None) -> Character:
+        current = self.get_character(character_id)
+        if current is None:
+            raise KeyError(f"character {character_id} no longer exists")
+        try:
+            self.conn.execute(
+                "UPDATE characters SET name=?, trigger_word=?, description=?, updated=? WHERE id=?",
+                (name if name is not None else current.name,
+                 trigger_word if trigger_word is not None else current.trigger_word,
+                 description if description is not None else current.description,
+                 now_iso(), character_id))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateNameError(f"A character named “{name}” already exists.") from exc
+        return self.get_character(character_id)  # type: ignore[return-value]
+
+    def delete_character(self, character_id: int) -> None:
+        self.conn.execute("DELETE FROM characters WHERE id=?", (character_id,))
+
+    # -- images ----------------------------------------------------------------------------
+    def _image(self, row: sqlite3.Row) -> ImageRecord:
+        return ImageRecord(row["id"], row["character_id"], self._from_db_path(row["path"]),
+                           row["sha256"], row["width"], row["height"], row["caption"],
+                           row["source"], row["created"])
+
+    def list_images(self, character_id: int | None = None) -> list[ImageRecord]:
+        if character_id is None:
+            rows = self.conn.execute("SELECT * FROM images ORDER BY id")
+        else:
+            rows = self.conn.execute("SELECT * FROM images WHERE character_id=? ORDER BY id",
+                                     (character_id,))
+        return [self._image(r) for r in rows]
+
+    def get_images(self, ids: Iterable[int]) -> list[ImageRecord]:
+        ids = list(ids)
+        out: list[ImageRecord] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out += [self._image(r) for r in
+                    self.conn.execute(f"SELECT * FROM images WHERE id IN ({marks})", chunk)]
+        return out
+
+    def hashes_for_character(self, character_id: int) -> dict[str, str]:
+        rows = self.conn.execute("SELECT sha256, path FROM images WHERE character_id=?",
+                                 (character_id,))
+        return {r["sha256"]: Path(r["path"]).name for r in rows}
+
+    def add_images(self, character_id: int,
+                   items: Sequence[tuple[Path, str, int, int, str, str]]) -> list[ImageRecord]:
+        """Insert (path, sha256, width, height, caption, source) rows in one transaction."""
+        stamp = now_iso()
+        ids: list[int] = []
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for path, sha, width, height, caption, source in items:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO images(character_id, path, sha256, width, height,"
+                    " caption, source, created) VALUES (?,?,?,?,?,?,?,?)",
+                    (character_id, self._to_db_path(path), sha, width, height, caption, source,
+                     stamp))
+                if cur.rowcount:
+                    ids.append(cur.lastrowid)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return self.get_images(ids)
+
+    def set_captions(self, captions: dict[int, str]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("UPDATE images SET caption=? WHERE id=?",
+                                  [(c, i) for i, c in captions.items()])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def delete_images(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("DELETE FROM images WHERE id=?", [(i,) for i in ids])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # -- loras -----------------------------------------------------------------------------
+    def list_loras(self) -> list[LoraRecord]:
+        rows = self.conn.execute("SELECT * FROM loras ORDER BY id")
+        return [LoraRecord(r["id"], r["character_id"], r["path"], r["family"], r["steps"],
+                           r["created"]) for r in rows]
+
+    def add_lora(self, character_id: int, path: str, family: str, steps: int) -> LoraRecord:
+        cur = self.conn.execute(
+            "INSERT INTO loras(character_id, path, family, steps, created) VALUES (?,?,?,?,?)",
+            (character_id, path, family, steps, now_iso()))
+        return next(l for l in self.list_loras() if l.id == cur.lastrowid)

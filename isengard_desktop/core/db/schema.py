@@ -1,0 +1,88 @@
+"""Connection setup and ordered migrations keyed by ``PRAGMA user_version``.
+
+Each migration is a list of SQL statements applied in one transaction; the schema version is
+the index of the last applied migration. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+MIGRATIONS: list[list[str]] = [
+    # 1: characters, images, trained LoRAs
+    [
+        """CREATE TABLE characters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            trigger_word TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            folder TEXT NOT NULL UNIQUE,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )""",
+        """CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            path TEXT NOT NULL UNIQUE,
+            sha256 TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            caption TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            UNIQUE (character_id, sha256)
+        )""",
+        "CREATE INDEX images_by_character ON images(character_id)",
+        "CREATE INDEX images_by_sha256 ON images(sha256)",
+        """CREATE TABLE loras (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            family TEXT NOT NULL DEFAULT '',
+            steps INTEGER NOT NULL DEFAULT 0,
+            created TEXT NOT NULL
+        )""",
+        "CREATE INDEX loras_by_character ON loras(character_id)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer version of the app."""
+
+
+def connect(db_file: Path) -> sqlite3.Connection:
+    """Open the database with WAL and foreign keys on, migrated to :data:`SCHEMA_VERSION`."""
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_file, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database's ``user_version``; return the version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"The database is schema version {version}, but this app knows only up to "
+            f"{SCHEMA_VERSION}. Update Isengard Desktop to open it."
+        )
+    for index in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[index]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {index + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION

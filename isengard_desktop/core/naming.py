@@ -1,0 +1,55 @@
+"""Names we make up for the user: trigger words and folder names."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from typing import Collection
+
+_CONSONANTS = "bcdfghjklmnpqrstvwxz"
+_VOWELS = "aeiouy"
+# Tokens that trainers and tokenizers commonly know already; a trigger should not be one.
+_COMMON = {"sks", "ohwx", "man", "woman", "person", "photo", "girl", "boy"}
+
+
+def suggest_trigger(name: str, existing: Collection[str] = (), rng: random.Random | None = None) -> str:
+    """A short rare token (e.g. ``mxr_vokzi``) unlikely to mean anything to a text encoder.
+
+    It starts with up to three consonants of the name so the user recognises it, and is
+    unique among ``existing`` triggers (case-insensitive).
+    """
+    rng = rng or random.SystemRandom()
+    taken = {t.lower() for t in existing} | _COMMON
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    prefix = "".join(c for c in ascii_name if c in _CONSONANTS)[:3] or "zx"
+    for _ in range(1000):
+        body = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(2))
+        token = f"{prefix}_{body}{rng.choice(_CONSONANTS)}"
+        if token not in taken:
+            return token
+    raise RuntimeError("could not find a free trigger word")  # pragma: no cover
+
+
+def folder_slug(name: str, taken: Collection[str] = ()) -> str:
+    """A filesystem-safe folder name for a character, unique among ``taken``."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name).strip("-")[:40] or "character"
+    taken_lower = {t.lower() for t in taken}
+    candidate, n = slug, 2
+    while candidate in taken_lower:
+        candidate, n = f"{slug}-{n}", n + 1
+    return candidate
+
+
+def validate_trigger(trigger: str) -> str | None:
+    """Return a problem with ``trigger`` in plain words, or None when it is fine."""
+    if not trigger.strip():
+        return "The trigger word cannot be empty."
+    if re.search(r"\s", trigger.strip()):
+        return "The trigger word must be a single token without spaces."
+    if len(trigger.strip()) > 40:
+        return "The trigger word is too long (40 characters at most)."
+    if "," in trigger:
+        return "The trigger word cannot contain commas (captions are comma-separated)."
+    return None

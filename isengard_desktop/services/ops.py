@@ -1,0 +1,76 @@
+"""Run blocking work on an executor and get the result back on the Qt main thread.
+
+The callbacks run on the main thread (a queued signal carries them back), so they may touch
+widgets and services. ``fn`` runs on a worker thread: no UI calls in ``fn``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from concurrent.futures import Executor, Future
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+
+class _MainThreadBridge(QObject):
+    """Carries callables from worker threads to the thread this object lives in."""
+
+    delivered = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered.connect(self._run)
+
+    @Slot(object)
+    def _run(self, fn: Callable[[], None]) -> None:
+        fn()
+
+
+_bridge: _MainThreadBridge | None = None
+
+
+def _get_bridge() -> _MainThreadBridge:
+    global _bridge
+    if _bridge is None:
+        _bridge = _MainThreadBridge()
+    return _bridge
+
+
+def init_main_thread_bridge() -> None:
+    """Create the bridge on the main thread (call once at start-up)."""
+    _get_bridge()
+
+
+def call_in_main_thread(fn: Callable[[], None]) -> None:
+    """Run ``fn`` soon on the main thread (safe from any thread)."""
+    _get_bridge().delivered.emit(fn)
+
+
+def _default_failure(exc: BaseException) -> None:
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+
+
+def run_in_executor(executor: Executor, fn: Callable[[], Any],
+                    on_success: Callable[[Any], None] | None = None,
+                    on_failure: Callable[[BaseException], None] | None = None) -> Future:
+    """Submit ``fn``; call ``on_success(result)`` or ``on_failure(exc)`` on the main thread.
+
+    Without ``on_failure`` an exception goes to ``sys.excepthook`` (logged and shown): no
+    failure is ever silent. The caller's context (correlation id) follows ``fn``.
+    """
+    _get_bridge()
+    ctx = contextvars.copy_context()
+    future = executor.submit(ctx.run, fn)
+
+    def done(f: Future) -> None:
+        exc = f.exception()
+        if exc is not None:
+            call_in_main_thread(lambda: (on_failure or _default_failure)(exc))
+        elif on_success is not None:
+            result = f.result()
+            call_in_main_thread(lambda: on_success(result))
+
+    future.add_done_callback(done)
+    return future

@@ -1,0 +1,102 @@
+"""Thumbnails for image grids: cached on disk by content hash, decoded off the UI thread.
+
+Requests are served newest first (what the user looks at now), and old requests beyond a
+bound are dropped, so scrolling fast through 10,000 images never builds a backlog.
+
+Signals:
+    thumbnail_ready(str, QImage): the thumbnail for that sha256 is available.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from loguru import logger
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage, QPixmap
+
+from ..core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail
+
+_MAX_PENDING = 256
+_MAX_CACHED = 1500          # ~1500 × 256 px JPEG-decoded pixmaps ≈ 300 MB at worst; usually far less
+
+
+class ThumbnailService(QObject):
+    thumbnail_ready = Signal(str, QImage)
+
+    def __init__(self, cache_dir: Path, workers: int = 2, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.cache_dir = cache_dir
+        self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
+        self._failed: set[str] = set()
+        self._pending: OrderedDict[str, Path] = OrderedDict()
+        self._in_flight: set[str] = set()
+        self._lock = threading.Condition()
+        self._stop = False
+        self._threads = [threading.Thread(target=self._worker, name=f"thumbs-{n}", daemon=True)
+                         for n in range(workers)]
+        for t in self._threads:
+            t.start()
+        self.thumbnail_ready.connect(self._on_ready)
+
+    def pixmap(self, sha256: str, path: Path) -> QPixmap | None:
+        """The cached pixmap, or None after queueing a request for it."""
+        pix = self._pixmaps.get(sha256)
+        if pix is not None:
+            self._pixmaps.move_to_end(sha256)
+            return pix
+        if sha256 not in self._failed:
+            self.request(sha256, path)
+        return None
+
+    def has_failed(self, sha256: str) -> bool:
+        return sha256 in self._failed
+
+    def request(self, sha256: str, path: Path) -> None:
+        with self._lock:
+            if sha256 in self._in_flight:
+                return
+            self._pending[sha256] = path
+            self._pending.move_to_end(sha256)
+            while len(self._pending) > _MAX_PENDING:
+                self._pending.popitem(last=False)
+            self._lock.notify()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._pending.clear()
+            self._lock.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _worker(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                sha256, path = self._pending.popitem(last=True)
+                self._in_flight.add(sha256)
+            image = QImage()
+            try:
+                thumb = ensure_thumbnail(path, self.cache_dir, sha256, THUMB_SIZE)
+                image = QImage(str(thumb))
+            except Exception as exc:  # a bad file shows a placeholder, never a crash
+                logger.warning("no thumbnail for {}: {}", Path(path).name, exc)
+            with self._lock:
+                self._in_flight.discard(sha256)
+                if self._stop:
+                    return
+            self.thumbnail_ready.emit(sha256, image)
+
+    def _on_ready(self, sha256: str, image: QImage) -> None:
+        if image.isNull():
+            self._failed.add(sha256)
+            return
+        self._pixmaps[sha256] = QPixmap.fromImage(image)
+        while len(self._pixmaps) > _MAX_CACHED:
+            self._pixmaps.popitem(last=False)

@@ -1,0 +1,91 @@
+"""The main window: five tabs, a menu, and a status bar for activity and errors.
+
+Widgets are built here; services are wired to them in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+
+from .. import APP_NAME, __version__
+from .widgets.progress_panel import ProgressPanelWidget
+
+TAB_NAMES = ("Characters", "Dataset", "Training", "Generate", "Video")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, tabs: dict[str, QWidget], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(APP_NAME)
+        self.resize(1280, 820)
+        self.setMinimumSize(900, 600)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for name in TAB_NAMES:
+            self.tabs.addTab(tabs[name], name)
+        self.setCentralWidget(self.tabs)
+
+        self.status_message = QLabel("")
+        self.status_message.setObjectName("StatusMessage")
+        self.status_message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = ProgressPanelWidget()
+        self.statusBar().addWidget(self.status_message, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+        self._clear_timer = QTimer(self)
+        self._clear_timer.setSingleShot(True)
+        self._clear_timer.timeout.connect(lambda: self.status_message.setText(""))
+
+        self.settings_action = QAction("&Settings…", self)
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.open_data_action = QAction("Open &data folder", self)
+        self.open_logs_action = QAction("Open &logs folder", self)
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        about_action = QAction("&About", self)
+        about_action.triggered.connect(self._about)
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.settings_action)
+        file_menu.addAction(self.open_data_action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.open_logs_action)
+        help_menu.addAction(about_action)
+        self.progress.summary_ready.connect(lambda s: self.show_message(s.splitlines()[0]))
+        self._close_hooks: list = []
+
+    def tab_names(self) -> list[str]:
+        return [self.tabs.tabText(i) for i in range(self.tabs.count())]
+
+    def show_message(self, text: str, timeout_ms: int = 8000) -> None:
+        self.status_message.setObjectName("StatusMessage")
+        self.status_message.setStyleSheet("")
+        self.status_message.setText(text)
+        self._clear_timer.start(timeout_ms)
+
+    def show_error(self, text: str) -> None:
+        """An expected failure: shown in the status bar (red), full text in the tooltip."""
+        first = text.splitlines()[0] if text else ""
+        self.status_message.setStyleSheet("color: #f0a3a3;")
+        self.status_message.setText(first)
+        self.status_message.setToolTip(text)
+        self._clear_timer.start(20000)
+
+    def on_close(self, hook) -> None:  # noqa: ANN001
+        self._close_hooks.append(hook)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        for hook in self._close_hooks:
+            hook()
+        super().closeEvent(event)
+
+    def open_folder(self, path) -> None:  # noqa: ANN001
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def _about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME}</b> {__version__}<br>Identity LoRAs from your photos, "
+                          "trained on your own GPU, offline.")

@@ -1,0 +1,298 @@
+"""The Dataset tab: every image of every character, search, filter, bulk operations, checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QInputDialog,
+                               QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
+                               QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from ...core.dataset.checks import Finding
+from ...core.db.records import ImageRecord
+from ...services.library import ChangeSet, LibraryService
+from ...services.thumbnails import ThumbnailService
+from ..widgets.caption_editor import CaptionEditorWidget
+from ..widgets.image_grid import ImageGridWidget
+
+ALL = -1
+CHECK_TITLES = {
+    "low_resolution": "Low resolution (short side under 512 px)",
+    "exact_duplicate": "Exact duplicates",
+    "near_duplicate": "Near duplicates",
+    "blurry": "Very blurry",
+    "extreme_aspect": "Extreme aspect ratio",
+    "unreadable": "Cannot be read",
+}
+
+
+def matches(record: ImageRecord, character_name: str, needle: str) -> bool:
+    """Case-insensitive search over file name, character name and caption."""
+    if not needle:
+        return True
+    needle = needle.casefold()
+    return (needle in record.filename.casefold() or needle in character_name.casefold()
+            or needle in record.caption.casefold() or needle in record.source.casefold())
+
+
+class DatasetTab(QWidget):
+    """Signals:
+        message_posted(str): a short result to show in the status bar.
+    """
+
+    message_posted = Signal(str)
+
+    def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._library = library
+        self._findings: list[Finding] = []
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search file name, character or caption")
+        self.search_edit.setClearButtonEnabled(True)
+        self.character_filter = QComboBox()
+        self.character_filter.setToolTip("Show one character's photos, or all of them.")
+        self.character_filter.setMinimumWidth(180)
+        self.count_label = QLabel("")
+        self.count_label.setProperty("subtle", True)
+        self.select_all_button = QPushButton("Select all")
+        self.select_none_button = QPushButton("Select none")
+        top = QHBoxLayout()
+        top.addWidget(self.search_edit, 2)
+        top.addWidget(self.character_filter, 1)
+        top.addWidget(self.select_all_button)
+        top.addWidget(self.select_none_button)
+        top.addWidget(self.count_label)
+
+        self.prepend_button = QPushButton("Prepend trigger word")
+        self.prepend_button.setToolTip(
+            "Put each selected photo's character trigger word at the start of its caption "
+            "(skipped where it is already there).")
+        self.find_edit = QLineEdit()
+        self.find_edit.setPlaceholderText("Find")
+        self.find_edit.setToolTip("Plain text to find in the selected captions (not a pattern).")
+        self.replace_edit = QLineEdit()
+        self.replace_edit.setPlaceholderText("Replace with")
+        self.case_box = QCheckBox("Match case")
+        self.replace_button = QPushButton("Replace in selected")
+        self.delete_button = QPushButton("Delete selected…")
+        self.delete_button.setProperty("danger", True)
+        bulk = QHBoxLayout()
+        bulk.addWidget(self.prepend_button)
+        bulk.addSpacing(12)
+        bulk.addWidget(self.find_edit, 1)
+        bulk.addWidget(self.replace_edit, 1)
+        bulk.addWidget(self.case_box)
+        bulk.addWidget(self.replace_button)
+        bulk.addStretch(0)
+        bulk.addWidget(self.delete_button)
+        self.bulk_box = QGroupBox("Selected photos")
+        self.bulk_box.setLayout(bulk)
+
+        self.grid = ImageGridWidget(thumbnails, label_for=self._character_label)
+        self.grid.setToolTip("Drop photos or folders here to import them into the character "
+                             "chosen in the filter.")
+        self.caption_editor = CaptionEditorWidget()
+
+        self.checks_button = QPushButton("Run checks")
+        self.checks_button.setToolTip(
+            "Look for photos that hurt training: short side under 512 px, exact and near "
+            "duplicates, very blurry shots, extreme aspect ratios.")
+        self.checks_progress = QProgressBar()
+        self.checks_progress.setVisible(False)
+        self.checks_summary = QLabel("Checks have not run yet.")
+        self.checks_summary.setProperty("subtle", True)
+        self.checks_summary.setWordWrap(True)
+        self.checks_tree = QTreeWidget()
+        self.checks_tree.setObjectName("ChecksTree")
+        self.checks_tree.setHeaderHidden(True)
+        self.checks_tree.setToolTip("Click a problem to select that photo.")
+        checks_panel = QWidget()
+        cp = QVBoxLayout(checks_panel)
+        cp.setContentsMargins(8, 0, 0, 0)
+        cp.addWidget(self.checks_button)
+        cp.addWidget(self.checks_progress)
+        cp.addWidget(self.checks_summary)
+        cp.addWidget(self.checks_tree, 2)
+        cp.addWidget(self.caption_editor, 1)
+
+        split = QSplitter()
+        split.addWidget(self.grid)
+        split.addWidget(checks_panel)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes([900, 340])
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.bulk_box)
+        layout.addWidget(split, 1)
+
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(150)
+        self._search_timer.timeout.connect(self.apply_filter)
+        self.search_edit.textChanged.connect(lambda _: self._search_timer.start())
+        self.character_filter.currentIndexChanged.connect(lambda _: self.apply_filter())
+        self.select_all_button.clicked.connect(self.grid.selectAll)
+        self.select_none_button.clicked.connect(self.grid.clearSelection)
+        self.grid.selection_changed.connect(self._on_selection)
+        self.grid.files_dropped.connect(self._on_files_dropped)
+        self.prepend_button.clicked.connect(self._prepend)
+        self.replace_button.clicked.connect(self._replace)
+        self.delete_button.clicked.connect(self._delete)
+        self.caption_editor.caption_saved.connect(self._library.set_caption)
+        self.checks_button.clicked.connect(self._run_checks)
+        self.checks_tree.itemClicked.connect(self._on_finding_clicked)
+        library.checks_progressed.connect(self._on_checks_progress)
+        library.checks_finished.connect(self._on_checks_finished)
+        self._on_selection([])
+
+    # -- data --------------------------------------------------------------------------------
+    def _character_label(self, record: ImageRecord) -> str:
+        ch = self._library.character(record.character_id)
+        return f"Character: {ch.name}" if ch else ""
+
+    def on_data_changed(self, change: ChangeSet) -> None:
+        if change.characters or change.everything:
+            self._refill_filter()
+        self.apply_filter()
+
+    def _refill_filter(self) -> None:
+        current = self.character_filter.currentData()
+        self.character_filter.blockSignals(True)
+        self.character_filter.clear()
+        self.character_filter.addItem("All characters", ALL)
+        for ch in self._library.characters():
+            self.character_filter.addItem(ch.name, ch.id)
+        idx = self.character_filter.findData(current if current is not None else ALL)
+        self.character_filter.setCurrentIndex(max(idx, 0))
+        self.character_filter.blockSignals(False)
+
+    def selected_character_id(self) -> int | None:
+        data = self.character_filter.currentData()
+        return None if data in (None, ALL) else int(data)
+
+    def apply_filter(self) -> None:
+        cid = self.selected_character_id()
+        needle = self.search_edit.text().strip()
+        names = {c.id: c.name for c in self._library.characters()}
+        records = [r for r in self._library.images(cid)
+                   if matches(r, names.get(r.character_id, ""), needle)]
+        self.grid.set_records(records)
+        self._update_count()
+
+    def _update_count(self) -> None:
+        shown = self.grid.grid_model.rowCount()
+        total = len(self._library.images())
+        selected = len(self.grid.selected_ids())
+        self.count_label.setText(f"{shown} of {total} photos · {selected} selected")
+
+    def _on_selection(self, ids: list[int]) -> None:
+        has = bool(ids)
+        for w in (self.prepend_button, self.replace_button, self.delete_button):
+            w.setEnabled(has)
+        self.bulk_box.setTitle(f"Selected photos ({len(ids)})" if has else
+                               "Selected photos — tick photos in the grid to act on them")
+        self.delete_button.setText(f"Delete {len(ids)} selected…" if has else "Delete selected…")
+        self.caption_editor.set_image(self._library.image(ids[0]) if len(ids) == 1 else None)
+        self._update_count()
+
+    # -- bulk operations -----------------------------------------------------------------------
+    def _prepend(self) -> None:
+        self._library.prepend_trigger(self.grid.selected_ids())
+
+    def _replace(self) -> None:
+        find = self.find_edit.text()
+        if not find:
+            self.find_edit.setFocus()
+            return
+        changed = self._library.find_replace(self.grid.selected_ids(), find,
+                                             self.replace_edit.text(),
+                                             case_sensitive=self.case_box.isChecked())
+        self.message_posted.emit(
+            f"“{find}” replaced in {changed} caption{'s' if changed != 1 else ''}")
+
+    def _delete(self) -> None:
+        ids = self.grid.selected_ids()
+        if not ids:
+            return
+        answer = QMessageBox.question(
+            self, "Delete photos",
+            f"Move {len(ids)} photo{'s' if len(ids) != 1 else ''} and their captions to the "
+            "trash?\n\nYou can restore the files from the trash.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer == QMessageBox.StandardButton.Yes:
+            self._library.delete_images(ids)
+
+    def _on_files_dropped(self, paths: list[Path]) -> None:
+        cid = self.selected_character_id()
+        characters = self._library.characters()
+        if cid is None:
+            if not characters:
+                QMessageBox.information(self, "Import photos",
+                                        "Create a character first (Characters tab), then drop "
+                                        "its photos here.")
+                return
+            if len(characters) == 1:
+                cid = characters[0].id
+            else:
+                names = [c.name for c in characters]
+                name, ok = QInputDialog.getItem(self, "Import photos",
+                                                "Which character are these photos of?",
+                                                names, 0, False)
+                if not ok:
+                    return
+                cid = characters[names.index(name)].id
+        self._library.import_photos(cid, paths)
+
+    # -- checks ------------------------------------------------------------------------------
+    def _run_checks(self) -> None:
+        ids = [r.id for r in self.grid.grid_model.records()]
+        self.checks_button.setEnabled(False)
+        self.checks_progress.setVisible(True)
+        self.checks_progress.setRange(0, 0)
+        self.checks_summary.setText(f"Checking {len(ids)} photos…")
+        self._library.run_checks(ids)
+
+    def _on_checks_progress(self, progress) -> None:  # noqa: ANN001
+        if progress.total:
+            self.checks_progress.setRange(0, progress.total)
+            self.checks_progress.setValue(progress.done)
+
+    def _on_checks_finished(self, findings: list[Finding]) -> None:
+        self._findings = findings
+        self.checks_button.setEnabled(True)
+        self.checks_progress.setVisible(False)
+        self.checks_tree.clear()
+        by_kind: dict[str, list[Finding]] = {}
+        for f in findings:
+            by_kind.setdefault(f.kind, []).append(f)
+        for kind, items in by_kind.items():
+            group = QTreeWidgetItem([f"{CHECK_TITLES.get(kind, kind)} ({len(items)})"])
+            group.setData(0, Qt.ItemDataRole.UserRole, None)
+            for f in items:
+                image = self._library.image(f.image_id)
+                name = image.filename if image else f"image {f.image_id}"
+                child = QTreeWidgetItem([f"{name} — {f.message}"])
+                child.setToolTip(0, f"{name}\n{f.message}")
+                child.setData(0, Qt.ItemDataRole.UserRole, f.image_id)
+                group.addChild(child)
+            self.checks_tree.addTopLevelItem(group)
+            group.setExpanded(True)
+        problem_images = len({f.image_id for f in findings})
+        self.checks_summary.setText(
+            "No problems found." if not findings else
+            f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
+            f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. Click one to select it.")
+
+    def findings(self) -> list[Finding]:
+        return list(self._findings)
+
+    def _on_finding_clicked(self, item: QTreeWidgetItem) -> None:
+        image_id = item.data(0, Qt.ItemDataRole.UserRole)
+        if image_id is not None:
+            self.grid.select_ids([image_id])

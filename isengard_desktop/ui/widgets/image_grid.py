@@ -1,0 +1,265 @@
+"""A model/view grid of images: one model row per image, painted by a delegate.
+
+No widget per image, thumbnails requested only for painted items, so 10,000 images scroll
+smoothly. Every tile shows a checkbox that mirrors (and toggles) its selection.
+
+Signals (ImageGridWidget):
+    files_dropped(list[Path]): files/folders dropped from the file manager onto the grid.
+    selection_changed(list[int]): ids of the selected images.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Sequence
+
+from PySide6.QtCore import (QAbstractListModel, QItemSelectionModel, QModelIndex,
+                            QPoint, QRect, QSize, Qt, Signal)
+from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen
+from PySide6.QtWidgets import (QAbstractItemView, QListView, QStyle, QStyledItemDelegate,
+                               QStyleOptionViewItem, QWidget)
+
+from ...core.db.records import ImageRecord
+from ...services.thumbnails import ThumbnailService
+from .drop_zone import local_paths
+
+RecordRole = Qt.ItemDataRole.UserRole + 1
+TILE = QSize(176, 212)
+THUMB_BOX = 160
+CHECK_SIZE = 18
+
+
+class ImageListModel(QAbstractListModel):
+    """Rows are :class:`ImageRecord`; thumbnails come from the :class:`ThumbnailService`."""
+
+    def __init__(self, thumbnails: ThumbnailService,
+                 label_for: Callable[[ImageRecord], str] | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._thumbs = thumbnails
+        self._records: list[ImageRecord] = []
+        self._rows_by_sha: dict[str, list[int]] = defaultdict(list)
+        self._label_for = label_for
+        thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
+
+    def set_records(self, records: Sequence[ImageRecord]) -> None:
+        self.beginResetModel()
+        self._records = list(records)
+        self._rows_by_sha = defaultdict(list)
+        for row, record in enumerate(self._records):
+            self._rows_by_sha[record.sha256].append(row)
+        self.endResetModel()
+
+    def records(self) -> list[ImageRecord]:
+        return list(self._records)
+
+    def record(self, row: int) -> ImageRecord:
+        return self._records[row]
+
+    def row_of(self, image_id: int) -> int:
+        return next((r for r, rec in enumerate(self._records) if rec.id == image_id), -1)
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._records)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
+        if not index.isValid():
+            return None
+        record = self._records[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return record.filename
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._thumbs.pixmap(record.sha256, record.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            label = self._label_for(record) if self._label_for else ""
+            caption = record.caption or "(no caption)"
+            return (f"{record.filename}\n{record.width} × {record.height} px"
+                    f"{chr(10) + label if label else ''}\n{caption}")
+        if role == RecordRole:
+            return record
+        return None
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.ItemIsDropEnabled
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def _on_thumbnail_ready(self, sha256: str, _image: QImage) -> None:
+        for row in self._rows_by_sha.get(sha256, ()):
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+class ImageTileDelegate(QStyledItemDelegate):
+    """Paints a tile: thumbnail, a selection checkbox, file name and caption."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        return TILE
+
+    @staticmethod
+    def checkbox_rect(tile: QRect) -> QRect:
+        return QRect(tile.left() + 8, tile.top() + 8, CHECK_SIZE, CHECK_SIZE)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        record: ImageRecord = index.data(RecordRole)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        pal = option.palette
+        rect = option.rect.adjusted(4, 4, -4, -4)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        bg = pal.color(QPalette.ColorRole.Base)
+        if hovered:
+            bg = bg.lighter(120)
+        painter.setPen(QPen(pal.color(QPalette.ColorRole.Highlight), 2) if selected
+                       else QPen(QColor(255, 255, 255, 20), 1))
+        painter.setBrush(bg)
+        painter.drawRoundedRect(rect, 6, 6)
+
+        box = QRect(rect.left() + (rect.width() - THUMB_BOX) // 2, rect.top() + 6,
+                    THUMB_BOX, THUMB_BOX)
+        pix = index.data(Qt.ItemDataRole.DecorationRole)
+        if pix is not None and not pix.isNull():
+            scaled = pix.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, scaled.width(), scaled.height())
+            target.moveCenter(box.center())
+            painter.drawPixmap(target, pix)
+        else:
+            painter.fillRect(box, QColor(255, 255, 255, 10))
+            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
+
+        # checkbox mirrors selection
+        cb = self.checkbox_rect(option.rect)
+        painter.setPen(QPen(QColor(255, 255, 255, 200), 1.5))
+        painter.setBrush(pal.color(QPalette.ColorRole.Highlight) if selected
+                         else QColor(0, 0, 0, 140))
+        painter.drawRoundedRect(cb, 4, 4)
+        if selected:
+            painter.setPen(QPen(QColor("white"), 2))
+            painter.drawLine(cb.left() + 4, cb.center().y(), cb.center().x() - 1, cb.bottom() - 4)
+            painter.drawLine(cb.center().x() - 1, cb.bottom() - 4, cb.right() - 3, cb.top() + 4)
+
+        text_rect = QRect(rect.left() + 8, box.bottom() + 4, rect.width() - 16, 18)
+        fm = QFontMetrics(option.font)
+        painter.setPen(pal.color(QPalette.ColorRole.Text))
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         fm.elidedText(record.filename, Qt.TextElideMode.ElideMiddle,
+                                       text_rect.width()))
+        cap_rect = text_rect.translated(0, 17)
+        painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+        painter.drawText(cap_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         fm.elidedText(record.caption or "no caption",
+                                       Qt.TextElideMode.ElideRight, cap_rect.width()))
+        painter.restore()
+
+
+class ImageGridWidget(QListView):
+    files_dropped = Signal(list)
+    selection_changed = Signal(list)
+
+    def __init__(self, thumbnails: ThumbnailService,
+                 label_for: Callable[[ImageRecord], str] | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ImageGrid")
+        self.grid_model = ImageListModel(thumbnails, label_for, self)
+        self.setModel(self.grid_model)
+        self.setItemDelegate(ImageTileDelegate(self))
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(500)
+        self.setGridSize(TILE)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setMouseTracking(True)
+        self.setAcceptDrops(True)
+        self.setDragEnabled(False)
+        self.setDropIndicatorShown(False)
+        self.viewport().setAcceptDrops(True)
+        self.selectionModel().selectionChanged.connect(self._emit_selection)
+
+    # -- data --------------------------------------------------------------------------------
+    def set_records(self, records: Sequence[ImageRecord]) -> None:
+        """Show ``records``, keeping the selection of images that are still there."""
+        keep = set(self.selected_ids())
+        self.selectionModel().blockSignals(True)
+        self.grid_model.set_records(records)
+        for row, record in enumerate(self.grid_model.records()):
+            if record.id in keep:
+                self.selectionModel().select(self.grid_model.index(row),
+                                             QItemSelectionModel.SelectionFlag.Select)
+        self.selectionModel().blockSignals(False)
+        self._emit_selection()
+
+    def selected_ids(self) -> list[int]:
+        return [self.grid_model.record(i.row()).id
+                for i in sorted(self.selectionModel().selectedIndexes(), key=lambda i: i.row())]
+
+    def selected_records(self) -> list[ImageRecord]:
+        return [self.grid_model.record(i.row())
+                for i in sorted(self.selectionModel().selectedIndexes(), key=lambda i: i.row())]
+
+    def select_ids(self, ids: Sequence[int], clear: bool = True) -> None:
+        sel = self.selectionModel()
+        if clear:
+            sel.clearSelection()
+        wanted = set(ids)
+        first = None
+        for row, record in enumerate(self.grid_model.records()):
+            if record.id in wanted:
+                idx = self.grid_model.index(row)
+                sel.select(idx, QItemSelectionModel.SelectionFlag.Select)
+                first = first or idx
+        if first is not None:
+            self.scrollTo(first)
+
+    def toggle_row(self, row: int) -> None:
+        idx = self.grid_model.index(row)
+        self.selectionModel().select(idx, QItemSelectionModel.SelectionFlag.Toggle)
+
+    def _emit_selection(self, *_: object) -> None:
+        self.selection_changed.emit(self.selected_ids())
+
+    # -- checkbox clicks toggle without clearing the rest --------------------------------------
+    def mousePressEvent(self, event) -> None:  # noqa: ANN001
+        idx = self.indexAt(event.position().toPoint())
+        if (idx.isValid() and event.button() == Qt.MouseButton.LeftButton and
+                ImageTileDelegate.checkbox_rect(self.visualRect(idx)).adjusted(-4, -4, 4, 4)
+                .contains(event.position().toPoint())):
+            self.selectionModel().select(idx, QItemSelectionModel.SelectionFlag.Toggle)
+            self.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.NoUpdate)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def checkbox_point(self, row: int) -> QPoint:
+        """Where a user clicks to tick the checkbox of ``row`` (viewport coordinates)."""
+        return ImageTileDelegate.checkbox_rect(
+            self.visualRect(self.grid_model.index(row))).center()
+
+    # -- drops from the file manager ------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: ANN001
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: ANN001
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: ANN001
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.files_dropped.emit(paths)
+        else:
+            event.ignore()
+
