@@ -1,0 +1,671 @@
+"""Import photos into a dataset folder: validate, normalise, hash, store atomically.
+
+Pure functions meant to run in a worker thread. Nothing here imports Qt.
+
+What a trainer needs is a correctly oriented 8-bit RGB image. Files that already are one
+(JPEG, PNG or WebP, RGB, one frame, no alpha, EXIF orientation 1 or none) are stored byte for
+byte; everything else is decoded and written as a lossless 8-bit RGB PNG. One bad file never
+stops the others: each problem becomes a :class:`RejectedImage` with a plain-English reason.
+
+Pillow's own decompression-bomb check warns (or raises) from inside ``Image.open``; we never let
+it get that far: :func:`open_image` identifies the file with the format plugins directly, reads
+the size from the header and refuses anything over :data:`MAX_PIXELS` before any pixel is
+decoded. ``Image.MAX_IMAGE_PIXELS`` is raised (never lowered, never disabled) to
+:data:`MAX_PIXELS` once at import so that later decodes of accepted images stay silent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pillow_heif
+from PIL import Image, ImageFile, ImageOps
+
+from isengard_desktop.core.fsutil import atomic_write_bytes
+from isengard_desktop.core.types import Progress
+
+SUPPORTED_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+MAX_PIXELS = 150_000_000
+MIN_SIDE = 64
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: nothing a camera makes, and we hold the bytes in memory
+MAX_STEM_CHARS = 60
+PROGRESS_LABEL = "Importing photos"
+
+# Formats we accept, by Pillow plugin name ("HEIF" is registered by pillow_heif).
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF")
+# Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
+# with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
+_KEEP_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+# Formats where more than one frame means an animation we refuse (MPO/TIFF/HEIF: first frame).
+_ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
+_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, TIFF or HEIC"
+_ORIENTATION = 0x0112
+
+pillow_heif.register_heif_opener()
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+# --------------------------------------------------------------------------- result types
+
+
+@dataclass(frozen=True)
+class ImportedImage:
+    """A photo now stored in the dataset folder. ``width``/``height`` are of the stored image."""
+
+    source: str
+    stored_path: Path
+    sha256: str
+    width: int
+    height: int
+    caption: str | None  # from a "<source stem>.txt" sidecar beside the source, else None
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """A photo not imported because the dataset already has it (``reason`` names the copy)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RejectedImage:
+    """A photo that could not be imported; ``reason`` says why in plain English."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """Outcome of :func:`import_files`, one entry per file, in the order processed."""
+
+    imported: list[ImportedImage] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
+    rejected: list[RejectedImage] = field(default_factory=list)
+    cancelled: bool = False
+
+    def summary(self) -> str:
+        """Multi-line text for people: counts, then one line per rejected file."""
+        n_skip = len(self.skipped)
+        head = (
+            f"{len(self.imported)} imported, "
+            f"{n_skip} duplicate{'' if n_skip == 1 else 's'} skipped, "
+            f"{len(self.rejected)} rejected"
+        )
+        lines = [head + (":" if self.rejected else "")]
+        lines += [f"  {display_name(r.source)} — {r.reason}" for r in self.rejected]
+        if self.cancelled:
+            lines.append("Import cancelled: the remaining files were not looked at.")
+        return "\n".join(lines)
+
+
+class ImageProblem(ValueError):
+    """A file we refuse to use as a photo; ``str(exc)`` is the plain-English reason."""
+
+
+# --------------------------------------------------------------------------- names
+
+
+def display_name(source: str | os.PathLike[str]) -> str:
+    """The file name of ``source``, printable even when the name is not valid UTF-8."""
+    name = os.path.basename(os.fspath(source)) or os.fspath(source)
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _is_valid_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_stem(stem: str, max_chars: int = MAX_STEM_CHARS) -> str:
+    """A file-name stem that is safe on every OS, derived from (never trusting) ``stem``.
+
+    Keeps printable Unicode letters and digits plus ``-``, ``_`` and single dots; everything else
+    (path separators, "..", control characters, Windows-reserved characters, spaces, emoji)
+    becomes ``_``. Never empty, never starts or ends with a dot, at most ``max_chars`` long.
+    """
+    stem = unicodedata.normalize("NFC", stem.encode("utf-8", "replace").decode("utf-8"))
+    out = []
+    for ch in stem:
+        cat = unicodedata.category(ch)[0]
+        if ch.isalnum() and ch.isprintable() and cat in "LN":
+            out.append(ch)
+        elif cat == "M" and out and out[-1] not in "_-.":  # combining accents, vowel signs
+            out.append(ch)
+        elif ch in "-.":
+            out.append(ch)
+        else:
+            out.append("_")
+    text = "".join(out)
+    text = re.sub(r"\.{2,}", ".", text)  # no ".." anywhere
+    text = re.sub(r"_{2,}", "_", text)
+    text = text.strip("._- ")[:max_chars].strip("._- ")
+    return text or "image"
+
+
+def stored_name(source_stem: str, sha256: str, ext: str, hex_chars: int = 8) -> str:
+    """``<safe stem>-<first hex chars of sha256><ext>``, e.g. ``photo-1a2b3c4d.jpg``."""
+    name = f"{safe_stem(source_stem)}-{sha256[:hex_chars]}{ext}"
+    if os.path.basename(name) != name or "/" in name or "\\" in name:  # pragma: no cover
+        raise AssertionError(f"unsafe stored name {name!r}")
+    return name
+
+
+# --------------------------------------------------------------------------- collecting
+
+
+def _sort_key(name: str) -> tuple[str, str]:
+    return (name.casefold(), name)
+
+
+def collect_files(paths: Iterable[Path | str]) -> list[Path]:
+    """Expand ``paths`` into the list of files to import.
+
+    Files are returned as given (even with an unsupported extension, or missing, so that they
+    get rejected with a reason). Folders are walked recursively, following symlinks but never
+    visiting the same folder twice (loops cannot hang); inside folders only files with a
+    :data:`SUPPORTED_EXTS` extension are kept, hidden files and folders (".name") are skipped,
+    and so are our own ".txt" sidecars. Order: arguments in the order given; inside a folder,
+    its files sorted by name, then its sub-folders sorted by name. A path given twice is
+    returned once.
+    """
+    result: list[Path] = []
+    seen_files: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = os.path.abspath(p)
+        if key not in seen_files:
+            seen_files.add(key)
+            result.append(p)
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            _walk(p, add)
+        else:
+            add(p)
+    return result
+
+
+def _walk(root: Path, add: Callable[[Path], None]) -> None:
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            dirnames[:] = []
+            continue
+        visited.add(key)
+        dirnames[:] = sorted((d for d in dirnames if not d.startswith(".")), key=_sort_key)
+        for name in sorted(filenames, key=_sort_key):
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in SUPPORTED_EXTS:
+                add(Path(dirpath, name))
+
+
+# --------------------------------------------------------------------------- identifying
+
+
+@cache
+def _plugins_ready() -> bool:
+    Image.init()
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _webp_header_size(prefix: bytes) -> tuple[int, int] | None:
+    """Canvas size from a WebP header. Pillow's WebP plugin allocates the canvas while opening,
+    so the size must be checked before handing the file to it."""
+    if len(prefix) < 30 or prefix[:4] != b"RIFF" or prefix[8:12] != b"WEBP":
+        return None
+    chunk = prefix[12:16]
+    if chunk == b"VP8X":
+        w = int.from_bytes(prefix[24:27], "little") + 1
+        h = int.from_bytes(prefix[27:30], "little") + 1
+        return w, h
+    if chunk == b"VP8L" and prefix[20] == 0x2F:
+        bits = int.from_bytes(prefix[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and prefix[23:26] == b"\x9d\x01\x2a":
+        w = int.from_bytes(prefix[26:28], "little") & 0x3FFF
+        h = int.from_bytes(prefix[28:30], "little") & 0x3FFF
+        return w, h
+    return None
+
+
+def _bomb_reason(width: int, height: int) -> str:
+    return (
+        f"image is too large to open safely ({width}×{height} = {width * height / 1e6:.0f} "
+        f"megapixels, limit {MAX_PIXELS / 1e6:.0f}) — possible decompression bomb"
+    )
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageProblem(_bomb_reason(width, height))
+
+
+def _try_formats(fp: IO[bytes], formats: Iterable[str]) -> ImageFile.ImageFile | None:
+    """Like ``Image.open(fp, formats=...)`` minus Pillow's bomb warning and possible-format
+    warnings: the caller checks the size itself."""
+    _plugins_ready()
+    fp.seek(0)
+    prefix = fp.read(32)
+    size = _webp_header_size(prefix)
+    if size is not None:
+        _check_pixels(*size)
+    for fmt in formats:
+        entry = Image.OPEN.get(fmt)
+        if entry is None:
+            continue
+        factory, accept = entry
+        try:
+            if accept is not None:
+                ok = accept(prefix[:16])
+                if not ok or isinstance(ok, str):
+                    continue
+            fp.seek(0)
+            return factory(fp, "")
+        except Image.DecompressionBombError as exc:
+            raise ImageProblem(
+                "image is too large to open safely — possible decompression bomb"
+            ) from exc
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            continue
+    return None
+
+
+def _other_format(fp: IO[bytes]) -> ImageFile.ImageFile | None:
+    """Identify a file in a format we do not accept (to name it in the reason)."""
+    _plugins_ready()
+    try:
+        return _try_formats(fp, [f for f in Image.ID if f not in ALLOWED_FORMATS])
+    except ImageProblem:
+        return None
+
+
+def _frame_count(im: ImageFile.ImageFile) -> int:
+    try:
+        return int(getattr(im, "n_frames", 1) or 1)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:
+        return 1
+
+
+def open_image(fp: IO[bytes], *, ext: str = "") -> ImageFile.ImageFile:
+    """Identify an image in a seekable binary file without decoding its pixels.
+
+    Accepts only :data:`ALLOWED_FORMATS`, one frame (first frame of MPO/TIFF/HEIF), at most
+    :data:`MAX_PIXELS`. Raises :class:`ImageProblem` whose text says what is wrong. ``ext``
+    (the file's extension) only improves the wording of reasons. The caller keeps ``fp`` open
+    until the image is loaded.
+    """
+    im = _try_formats(fp, ALLOWED_FORMATS)
+    if im is None:
+        other = _other_format(fp)
+        if other is not None:
+            _check_pixels(*other.size)
+            frames = _frame_count(other) if other.format in _ANIMATED_FORMATS else 1
+            if frames > 1:
+                raise ImageProblem(f"animated image ({frames} frames) — export a single frame")
+            raise ImageProblem(
+                f"unsupported image format ({other.format}) — save it as {_FORMAT_NAMES}"
+            )
+        if ext and ext.lower() not in SUPPORTED_EXTS:
+            raise ImageProblem(
+                f"unsupported file type ({ext}) — not an image this app can use; "
+                f"photos must be {_FORMAT_NAMES}"
+            )
+        raise ImageProblem(
+            f"not an image: its contents are not a {_FORMAT_NAMES} picture "
+            "(damaged, or another kind of file renamed)"
+        )
+    _check_pixels(*im.size)
+    if im.format in _ANIMATED_FORMATS:
+        frames = _frame_count(im)
+        if frames > 1:
+            raise ImageProblem(f"animated image ({frames} frames) — export a single frame")
+        im.seek(0)
+    return im
+
+
+def load_pixels(im: ImageFile.ImageFile) -> None:
+    """Decode every pixel; a truncated or corrupt file raises :class:`ImageProblem`."""
+    try:
+        im.load()
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:
+        raise ImageProblem(
+            f"image is truncated or corrupt — it could not be fully decoded ({exc})"
+        ) from exc
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """EXIF orientation 1..8 (1 when absent or nonsense)."""
+    try:
+        value = int(im.getexif().get(_ORIENTATION, 1))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+
+
+def _to_8bit_gray(im: Image.Image) -> Image.Image:
+    arr = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16"):
+        arr = arr / 257.0
+    elif im.mode == "I":
+        top = float(arr.max()) if arr.size else 0.0
+        if top > 65535:
+            arr = arr * (255.0 / top)
+        elif top > 255:
+            arr = arr / 257.0
+    elif im.mode == "F":
+        top = float(arr.max()) if arr.size else 0.0
+        if top <= 1.0:
+            arr = arr * 255.0
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
+def _icc_colour_space(icc: bytes | None) -> bytes | None:
+    if not icc or len(icc) < 20:
+        return None
+    return bytes(icc[16:20])
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB copy of a loaded image: alpha composited on white, 16-bit/float scaled to
+    8 bits, CMYK converted through its ICC profile when it has one. ``info`` is cleared."""
+    mode = im.mode
+    if mode == "RGB" and "transparency" not in im.info:
+        out = im.copy()
+    elif mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        out = Image.alpha_composite(white, rgba).convert("RGB")
+    elif mode.startswith("I") or mode == "F":
+        out = _to_8bit_gray(im).convert("RGB")
+    elif mode == "CMYK":
+        out = _cmyk_to_rgb(im)
+    elif mode == "1":
+        out = im.convert("L").convert("RGB")
+    else:
+        try:
+            out = im.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise ImageProblem(f"unsupported colour mode {mode} — save it as RGB") from exc
+    out.info = {}
+    return out
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    icc = im.info.get("icc_profile")
+    if _icc_colour_space(icc) == b"CMYK":
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            converted = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            if converted is not None:
+                return converted
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            pass  # a broken profile: fall back to Pillow's plain conversion
+    return im.convert("RGB")
+
+
+def upright_rgb(im: Image.Image) -> Image.Image:
+    """Loaded image → EXIF-transposed 8-bit RGB (``info`` cleared)."""
+    if exif_orientation(im) != 1:
+        im = ImageOps.exif_transpose(im)
+    return to_rgb(im)
+
+
+# --------------------------------------------------------------------------- one file
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    data: bytes
+    ext: str
+    width: int
+    height: int
+
+
+def _read_source(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(MAX_FILE_BYTES + 1)
+
+
+def _reason_for_os_error(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found — it was moved or deleted"
+    if isinstance(exc, PermissionError):
+        return "permission denied — the file cannot be read; check its permissions"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    return f"could not read the file ({exc.strerror or exc})"
+
+
+def _prepare(path: Path) -> _Prepared:
+    """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
+    text = os.fspath(path)
+    if not _is_valid_utf8(path.name):
+        raise ImageProblem("file name is not valid UTF-8 — rename it")
+    if not _is_valid_utf8(text):
+        raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ImageProblem(_reason_for_os_error(exc)) from exc
+    if not path.is_file():
+        raise ImageProblem("is a folder, not a file" if path.is_dir() else "not a regular file")
+    if st.st_size == 0:
+        raise ImageProblem("file is empty (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageProblem(f"file is too large ({st.st_size / 2**20:.0f} MiB)")
+    try:
+        data = _read_source(path)
+    except OSError as exc:
+        raise ImageProblem(_reason_for_os_error(exc)) from exc
+    if not data:
+        raise ImageProblem("file is empty (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageProblem("file is too large")
+    return prepare_bytes(data, ext=path.suffix)
+
+
+def prepare_bytes(data: bytes, *, ext: str = "") -> _Prepared:
+    """Validate image bytes and return what to store (the same bytes or a lossless PNG)."""
+    fp = io.BytesIO(data)
+    im = open_image(fp, ext=ext)
+    w, h = im.size
+    if min(w, h) < MIN_SIDE:
+        raise ImageProblem(
+            f"too small to train on ({w}×{h} px; at least {MIN_SIDE} px on the short side)"
+        )
+    load_pixels(im)
+    orientation = exif_orientation(im)
+    keep_ext = _KEEP_EXT.get(im.format or "")
+    if (
+        keep_ext
+        and im.mode == "RGB"
+        and "transparency" not in im.info
+        and orientation == 1
+        and (im.format != "PNG" or _png_is_8bit_rgb(data))
+    ):
+        return _Prepared(data, keep_ext, w, h)
+    icc = im.info.get("icc_profile")
+    keep_icc = icc if _icc_colour_space(icc) == b"RGB " else None
+    out = upright_rgb(im)
+    buf = io.BytesIO()
+    if keep_icc:
+        out.save(buf, format="PNG", icc_profile=keep_icc)
+    else:
+        out.save(buf, format="PNG")
+    return _Prepared(buf.getvalue(), ".png", out.width, out.height)
+
+
+def _png_is_8bit_rgb(data: bytes) -> bool:
+    # IHDR is always the first chunk: bit depth at byte 24, colour type at byte 25.
+    try:
+        return data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 2
+    except IndexError:
+        return False
+
+
+def _read_caption(path: Path) -> str | None:
+    from isengard_desktop.core.dataset.captions import read_sidecar
+
+    try:
+        return read_sidecar(path.with_name(path.stem + ".txt"))
+    except (OSError, ValueError):
+        return None
+
+
+def _target_path(dest_dir: Path, source: Path, sha: str, ext: str) -> Path:
+    """A free name in ``dest_dir`` (or one already holding exactly these bytes)."""
+    for n in (8, 16, 64):
+        target = dest_dir / stored_name(source.stem, sha, ext, n)
+        try:
+            with open(target, "rb") as fh:
+                existing = hashlib.file_digest(fh, "sha256").hexdigest()
+        except FileNotFoundError:
+            return target
+        if existing == sha:
+            return target
+    raise ImageProblem("could not find a free file name in the dataset folder")
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def import_files(
+    paths: Iterable[Path | str],
+    dest_dir: Path,
+    known_hashes: Mapping[str, str] | set[str],
+    report: Callable[[Progress], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ImportReport:
+    """Import photos into ``dest_dir``.
+
+    ``paths`` are files and folders (see :func:`collect_files`). ``known_hashes`` are the
+    sha256 of photos already in the dataset (a mapping gives each one's name, used in the
+    "duplicate of ..." reason). ``report`` gets a :class:`Progress` after each file;
+    ``cancelled`` is asked before each file, and when it says yes the import stops, keeping
+    what is already done. Nothing half-written is ever left in ``dest_dir``.
+    """
+    dest_dir = Path(dest_dir)
+    files = collect_files(paths)
+    total = len(files)
+    result = ImportReport()
+    batch: dict[str, str] = {}
+    for done, path in enumerate(files, start=1):
+        if cancelled is not None and cancelled():
+            result.cancelled = True
+            break
+        source = os.fspath(path)
+        try:
+            outcome = _import_one(path, dest_dir, known_hashes, batch)
+        except ImageProblem as exc:
+            outcome = RejectedImage(source, str(exc))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except OSError as exc:
+            outcome = RejectedImage(
+                source, f"could not store it in the dataset folder ({exc.strerror or exc})"
+            )
+        except Exception as exc:  # one bad file never stops the others
+            outcome = RejectedImage(source, f"could not be imported ({type(exc).__name__}: {exc})")
+        if isinstance(outcome, ImportedImage):
+            result.imported.append(outcome)
+        elif isinstance(outcome, SkippedImage):
+            result.skipped.append(outcome)
+        else:
+            result.rejected.append(outcome)
+        if report is not None:
+            report(Progress(PROGRESS_LABEL, done, total, detail=display_name(source)))
+    return result
+
+
+def _import_one(
+    path: Path,
+    dest_dir: Path,
+    known_hashes: Mapping[str, str] | set[str],
+    batch: dict[str, str],
+) -> ImportedImage | SkippedImage:
+    source = os.fspath(path)
+    prepared = _prepare(path)
+    sha = hashlib.sha256(prepared.data).hexdigest()
+    if sha in known_hashes:
+        other = known_hashes[sha] if isinstance(known_hashes, Mapping) else None
+        where = display_name(other) if other else "a photo already in the dataset"
+        return SkippedImage(source, f"duplicate of {where}")
+    if sha in batch:
+        return SkippedImage(source, f"duplicate of {batch[sha]}")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = _target_path(dest_dir, path, sha, prepared.ext)
+    atomic_write_bytes(target, prepared.data)
+    batch[sha] = display_name(source)
+    return ImportedImage(
+        source=source,
+        stored_path=target,
+        sha256=sha,
+        width=prepared.width,
+        height=prepared.height,
+        caption=_read_caption(path),
+    )
+
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "SUPPORTED_EXTS",
+    "ImageProblem",
+    "ImportReport",
+    "ImportedImage",
+    "RejectedImage",
+    "SkippedImage",
+    "collect_files",
+    "display_name",
+    "exif_orientation",
+    "import_files",
+    "load_pixels",
+    "open_image",
+    "prepare_bytes",
+    "safe_stem",
+    "stored_name",
+    "to_rgb",
+    "upright_rgb",
+]
