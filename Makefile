@@ -1,0 +1,55 @@
+# Isengard Desktop — developer entry points.
+#   make run    set up .venv (first time: a few minutes) and start the app
+#   make test   set up .venv with the test extra and run the test suite (offscreen Qt)
+# Extra pytest arguments: make test PYTEST_ARGS="-k dataset -x"
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap run test smoke bench package clean distclean
+
+help:
+	@echo "make run        set up .venv and start Isengard Desktop"
+	@echo "make test       set up .venv (with test extra) and run pytest offscreen; PYTEST_ARGS=... for more"
+	@echo "make smoke      start the app in --smoke-test mode (offscreen unless QT_QPA_PLATFORM is set)"
+	@echo "make bench      run every benchmarks/*.py"
+	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
+	@echo "make clean      remove build outputs and caches (keeps .venv)"
+	@echo "make distclean  clean, and remove .venv too"
+
+bootstrap:
+	bash ./bootstrap.sh
+
+run:
+	bash ./bootstrap.sh
+	$(PY) -m isengard_desktop
+
+test:
+	bash ./bootstrap.sh --test
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+
+smoke:
+	bash ./bootstrap.sh
+	QT_QPA_PLATFORM="$${QT_QPA_PLATFORM:-offscreen}" .venv/bin/isengard --smoke-test
+
+bench:
+	bash ./bootstrap.sh
+	@shopt -s nullglob; files=(benchmarks/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py found"; exit 0; fi; \
+	for f in "$${files[@]}"; do \
+		echo "== $$f"; \
+		QT_QPA_PLATFORM="$${QT_QPA_PLATFORM:-offscreen}" $(PY) "$$f"; \
+	done
+
+package:
+	bash packaging/build.sh
+
+clean:
+	rm -rf build dist .pytest_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .venv

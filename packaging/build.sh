@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build the one-folder GUI bundle into dist/"Isengard Desktop"/ with PyInstaller.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYINSTALLER_VERSION=6.22.0
+APP_NAME="Isengard Desktop"
+PY=.venv/bin/python
+
+[ -f isengard_desktop/__main__.py ] || {
+    echo "[package] ERROR: isengard_desktop/__main__.py does not exist; nothing to build" >&2
+    exit 1
+}
+
+bash ./bootstrap.sh
+
+have="$("$PY" -c 'import PyInstaller; print(PyInstaller.__version__)' 2>/dev/null || true)"
+if [ "$have" != "$PYINSTALLER_VERSION" ]; then
+    echo "[package] installing pyinstaller==$PYINSTALLER_VERSION into .venv"
+    "$PY" -m pip --no-input --disable-pip-version-check install -q \
+        "pyinstaller==$PYINSTALLER_VERSION"
+fi
+
+echo "[package] building dist/$APP_NAME/ (about a minute)"
+"$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
+    --distpath dist --workpath build/pyinstaller packaging/isengard.spec
+
+out="dist/$APP_NAME"
+[ -d "$out" ] || { echo "[package] ERROR: $out was not produced" >&2; exit 1; }
+# Guard: the GUI bundle must not carry the trainer's ML stack.
+for mod in torch diffusers transformers peft; do
+    if [ -e "$out/_internal/$mod" ]; then
+        echo "[package] ERROR: $mod ended up in the GUI bundle ($out/_internal/$mod)" >&2
+        exit 1
+    fi
+done
+echo "[package] done: $out ($(du -sh "$out" | cut -f1))"
