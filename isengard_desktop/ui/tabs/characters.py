@@ -303,7 +303,7 @@ class CharactersTab(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._library = library
-        self.new_button = QPushButton("＋  New character")
+        self.new_button = QPushButton("+  New character")
         self.new_button.setProperty("primary", True)
         self.new_button.setToolTip("Create a character and drop in their photos.")
         self.empty_hint = QLabel(

@@ -51,7 +51,7 @@ class ProgressPanelWidget(QWidget):
     def _set_running(self, running: bool) -> None:
         self.bar.setVisible(running)
         self.cancel_button.setVisible(running)
-        if not running and not self.last_summary:
+        if not running:
             self.label.setText("")
 
     def _cancel_current(self) -> None:
@@ -73,8 +73,7 @@ class ProgressPanelWidget(QWidget):
         report = getattr(outcome, "report", None)
         summary = report.summary() if report is not None else "Done."
         self.last_summary = summary
-        first = summary.splitlines()[0] if summary else "Done."
-        self.label.setText(first)
+        self.label.setText("")  # the window shows the summary; Details holds the rest
         self.cancel_button.setEnabled(True)
         if not self._tasks:
             self._set_running(False)
