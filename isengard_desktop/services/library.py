@@ -14,10 +14,11 @@ Signals:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -28,7 +29,7 @@ from send2trash import send2trash
 from ..core import logging as applog
 from ..core.dataset import captions as caption_ops
 from ..core.dataset.checks import CheckImage, Finding, run_checks
-from ..core.dataset.importer import ImportReport, import_files
+from ..core.dataset.importer import ImportedImage, ImportReport, import_files
 from ..core.dataset.thumbnails import ensure_thumbnail
 from ..core.db.records import Character, ImageRecord, LoraRecord
 from ..core.db.repository import DuplicateNameError, Repository
@@ -37,6 +38,9 @@ from ..core.naming import folder_slug, suggest_trigger, validate_trigger
 from ..core.paths import AppPaths
 from ..core.types import Progress
 from .ops import call_in_main_thread, run_in_executor
+
+
+IMPORT_WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -401,15 +405,21 @@ class LibraryService(QObject):
         with applog.correlation(cid):
             logger.info("import {} path(s) into character {}", len(paths), character_id)
 
+            def side_files(item: ImportedImage) -> None:
+                caption_ops.write_sidecar(item.stored_path, item.caption or "")
+                try:
+                    ensure_thumbnail(item.stored_path, self.paths.thumbnails, item.sha256)
+                except (OSError, ValueError) as exc:  # the grid retries later
+                    logger.warning("thumbnail failed for {}: {}", item.stored_path.name, exc)
+
             def work() -> ImportReport:
                 report = import_files(list(paths), dest, known, report=task._report,
-                                      cancelled=lambda: task.is_cancelled)
-                for item in report.imported:
-                    caption_ops.write_sidecar(item.stored_path, item.caption or "")
-                    try:
-                        ensure_thumbnail(item.stored_path, self.paths.thumbnails, item.sha256)
-                    except (OSError, ValueError) as exc:  # the grid retries later
-                        logger.warning("thumbnail failed for {}: {}", item.stored_path.name, exc)
+                                      cancelled=lambda: task.is_cancelled,
+                                      workers=IMPORT_WORKERS)
+                n = len(report.imported)
+                with ThreadPoolExecutor(IMPORT_WORKERS, thread_name_prefix="sidecars") as pool:
+                    for done, _ in enumerate(pool.map(side_files, report.imported), start=1):
+                        task._report(Progress("Writing captions and thumbnails", done, n))
                 return report
 
             def store(report: ImportReport) -> None:

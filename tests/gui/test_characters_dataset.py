@@ -3,13 +3,11 @@ multi-select, bulk operations, checks, and a restart on the same ISENGARD_HOME."
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from isengard_desktop.core.dataset.captions import sidecar_path
 from tests.helpers.photos import make_photo, make_photos

@@ -598,3 +598,40 @@ def test_safe_stem_limits_length_and_never_escapes():
         assert s and "/" not in s and "\\" not in s and ":" not in s and ".." not in s
         assert not s.startswith(".") and not s.endswith(".") and s.strip() == s
         s.encode("utf-8")
+
+
+def test_parallel_decoding_gives_the_same_report_as_sequential(corpus_dir, first_import,
+                                                               tmp_path):
+    """workers=2 decodes ahead on threads; outcomes, order and stored bytes must not change."""
+    folder, expected = corpus_dir
+    sequential, seq_dest, _, _ = first_import
+    dest = tmp_path / "parallel"
+    result = import_files(import_arguments(folder, expected), dest, set(), workers=2)
+
+    def summary(report: ImportReport, base: Path) -> list[tuple[str, str, str]]:
+        rows = [("imported", i.source, i.sha256) for i in report.imported]
+        rows += [("skipped", s.source, s.reason) for s in report.skipped]
+        rows += [("rejected", r.source, r.reason) for r in report.rejected]
+        return rows
+
+    assert summary(result, dest) == summary(sequential, seq_dest)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in seq_dest.iterdir())
+    assert no_temp_files(dest)
+
+
+def test_parallel_import_cancel_keeps_finished_files_only(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"p{i}.jpg").write_bytes(encode(picture(40 + i), "JPEG"))
+    calls = []
+
+    def cancelled() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    dest = tmp_path / "dest"
+    result = import_files([src], dest, set(), cancelled=cancelled, workers=2)
+    assert result.cancelled and len(result.imported) == 3
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        i.stored_path.name for i in result.imported)

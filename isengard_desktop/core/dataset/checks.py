@@ -28,13 +28,13 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from isengard_desktop.core.dataset.importer import (
-    display_name,
+from isengard_desktop.core.dataset.decode import (
     exif_orientation,
     load_pixels,
     open_image,
     upright_rgb,
 )
+from isengard_desktop.core.dataset.importer import display_name
 from isengard_desktop.core.types import Progress
 
 MIN_SHORT_SIDE = 512

@@ -22,38 +22,38 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import IO
 
-import numpy as np
-import pillow_heif
-from PIL import Image, ImageFile, ImageOps
 
 from isengard_desktop.core.fsutil import atomic_write_bytes
+from isengard_desktop.core.dataset.decode import (  # noqa: F401  (re-exported)
+    _FORMAT_NAMES,
+    ALLOWED_FORMATS,
+    MAX_PIXELS,
+    SUPPORTED_EXTS,
+    ImageProblem,
+    _check_pixels,
+    _icc_colour_space,
+    _frame_count,
+    exif_orientation,
+    load_pixels,
+    open_image,
+    to_rgb,
+    upright_rgb,
+)
 from isengard_desktop.core.types import Progress
 
-SUPPORTED_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-MAX_PIXELS = 150_000_000
 MIN_SIDE = 64
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: nothing a camera makes, and we hold the bytes in memory
 MAX_STEM_CHARS = 60
 PROGRESS_LABEL = "Importing photos"
 
-# Formats we accept, by Pillow plugin name ("HEIF" is registered by pillow_heif).
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF")
 # Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
 # with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
 _KEEP_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}
-# Formats where more than one frame means an animation we refuse (MPO/TIFF/HEIF: first frame).
-_ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
-_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, TIFF or HEIC"
-_ORIENTATION = 0x0112
 
-pillow_heif.register_heif_opener()
-if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 # --------------------------------------------------------------------------- result types
@@ -110,9 +110,6 @@ class ImportReport:
             lines.append("Import cancelled: the remaining files were not looked at.")
         return "\n".join(lines)
 
-
-class ImageProblem(ValueError):
-    """A file we refuse to use as a photo; ``str(exc)`` is the plain-English reason."""
 
 
 # --------------------------------------------------------------------------- names
@@ -221,234 +218,6 @@ def _walk(root: Path, add: Callable[[Path], None]) -> None:
                 continue
             if os.path.splitext(name)[1].lower() in SUPPORTED_EXTS:
                 add(Path(dirpath, name))
-
-
-# --------------------------------------------------------------------------- identifying
-
-
-@cache
-def _plugins_ready() -> bool:
-    Image.init()
-    pillow_heif.register_heif_opener()
-    return True
-
-
-def _webp_header_size(prefix: bytes) -> tuple[int, int] | None:
-    """Canvas size from a WebP header. Pillow's WebP plugin allocates the canvas while opening,
-    so the size must be checked before handing the file to it."""
-    if len(prefix) < 30 or prefix[:4] != b"RIFF" or prefix[8:12] != b"WEBP":
-        return None
-    chunk = prefix[12:16]
-    if chunk == b"VP8X":
-        w = int.from_bytes(prefix[24:27], "little") + 1
-        h = int.from_bytes(prefix[27:30], "little") + 1
-        return w, h
-    if chunk == b"VP8L" and prefix[20] == 0x2F:
-        bits = int.from_bytes(prefix[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8 " and prefix[23:26] == b"\x9d\x01\x2a":
-        w = int.from_bytes(prefix[26:28], "little") & 0x3FFF
-        h = int.from_bytes(prefix[28:30], "little") & 0x3FFF
-        return w, h
-    return None
-
-
-def _bomb_reason(width: int, height: int) -> str:
-    return (
-        f"image is too large to open safely ({width}×{height} = {width * height / 1e6:.0f} "
-        f"megapixels, limit {MAX_PIXELS / 1e6:.0f}) — possible decompression bomb"
-    )
-
-
-def _check_pixels(width: int, height: int) -> None:
-    if width * height > MAX_PIXELS:
-        raise ImageProblem(_bomb_reason(width, height))
-
-
-def _try_formats(fp: IO[bytes], formats: Iterable[str]) -> ImageFile.ImageFile | None:
-    """Like ``Image.open(fp, formats=...)`` minus Pillow's bomb warning and possible-format
-    warnings: the caller checks the size itself."""
-    _plugins_ready()
-    fp.seek(0)
-    prefix = fp.read(32)
-    size = _webp_header_size(prefix)
-    if size is not None:
-        _check_pixels(*size)
-    for fmt in formats:
-        entry = Image.OPEN.get(fmt)
-        if entry is None:
-            continue
-        factory, accept = entry
-        try:
-            if accept is not None:
-                ok = accept(prefix[:16])
-                if not ok or isinstance(ok, str):
-                    continue
-            fp.seek(0)
-            return factory(fp, "")
-        except Image.DecompressionBombError as exc:
-            raise ImageProblem(
-                "image is too large to open safely — possible decompression bomb"
-            ) from exc
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception:
-            continue
-    return None
-
-
-def _other_format(fp: IO[bytes]) -> ImageFile.ImageFile | None:
-    """Identify a file in a format we do not accept (to name it in the reason)."""
-    _plugins_ready()
-    try:
-        return _try_formats(fp, [f for f in Image.ID if f not in ALLOWED_FORMATS])
-    except ImageProblem:
-        return None
-
-
-def _frame_count(im: ImageFile.ImageFile) -> int:
-    try:
-        return int(getattr(im, "n_frames", 1) or 1)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception:
-        return 1
-
-
-def open_image(fp: IO[bytes], *, ext: str = "") -> ImageFile.ImageFile:
-    """Identify an image in a seekable binary file without decoding its pixels.
-
-    Accepts only :data:`ALLOWED_FORMATS`, one frame (first frame of MPO/TIFF/HEIF), at most
-    :data:`MAX_PIXELS`. Raises :class:`ImageProblem` whose text says what is wrong. ``ext``
-    (the file's extension) only improves the wording of reasons. The caller keeps ``fp`` open
-    until the image is loaded.
-    """
-    im = _try_formats(fp, ALLOWED_FORMATS)
-    if im is None:
-        other = _other_format(fp)
-        if other is not None:
-            _check_pixels(*other.size)
-            frames = _frame_count(other) if other.format in _ANIMATED_FORMATS else 1
-            if frames > 1:
-                raise ImageProblem(f"animated image ({frames} frames) — export a single frame")
-            raise ImageProblem(
-                f"unsupported image format ({other.format}) — save it as {_FORMAT_NAMES}"
-            )
-        if ext and ext.lower() not in SUPPORTED_EXTS:
-            raise ImageProblem(
-                f"unsupported file type ({ext}) — not an image this app can use; "
-                f"photos must be {_FORMAT_NAMES}"
-            )
-        raise ImageProblem(
-            f"not an image: its contents are not a {_FORMAT_NAMES} picture "
-            "(damaged, or another kind of file renamed)"
-        )
-    _check_pixels(*im.size)
-    if im.format in _ANIMATED_FORMATS:
-        frames = _frame_count(im)
-        if frames > 1:
-            raise ImageProblem(f"animated image ({frames} frames) — export a single frame")
-        im.seek(0)
-    return im
-
-
-def load_pixels(im: ImageFile.ImageFile) -> None:
-    """Decode every pixel; a truncated or corrupt file raises :class:`ImageProblem`."""
-    try:
-        im.load()
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except Exception as exc:
-        raise ImageProblem(
-            f"image is truncated or corrupt — it could not be fully decoded ({exc})"
-        ) from exc
-
-
-def exif_orientation(im: Image.Image) -> int:
-    """EXIF orientation 1..8 (1 when absent or nonsense)."""
-    try:
-        value = int(im.getexif().get(_ORIENTATION, 1))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception:
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
-_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
-
-
-def _to_8bit_gray(im: Image.Image) -> Image.Image:
-    arr = np.asarray(im).astype(np.float64)
-    if im.mode.startswith("I;16"):
-        arr = arr / 257.0
-    elif im.mode == "I":
-        top = float(arr.max()) if arr.size else 0.0
-        if top > 65535:
-            arr = arr * (255.0 / top)
-        elif top > 255:
-            arr = arr / 257.0
-    elif im.mode == "F":
-        top = float(arr.max()) if arr.size else 0.0
-        if top <= 1.0:
-            arr = arr * 255.0
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
-
-
-def _icc_colour_space(icc: bytes | None) -> bytes | None:
-    if not icc or len(icc) < 20:
-        return None
-    return bytes(icc[16:20])
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """8-bit RGB copy of a loaded image: alpha composited on white, 16-bit/float scaled to
-    8 bits, CMYK converted through its ICC profile when it has one. ``info`` is cleared."""
-    mode = im.mode
-    if mode == "RGB" and "transparency" not in im.info:
-        out = im.copy()
-    elif mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        out = Image.alpha_composite(white, rgba).convert("RGB")
-    elif mode.startswith("I") or mode == "F":
-        out = _to_8bit_gray(im).convert("RGB")
-    elif mode == "CMYK":
-        out = _cmyk_to_rgb(im)
-    elif mode == "1":
-        out = im.convert("L").convert("RGB")
-    else:
-        try:
-            out = im.convert("RGB")
-        except (ValueError, OSError) as exc:
-            raise ImageProblem(f"unsupported colour mode {mode} — save it as RGB") from exc
-    out.info = {}
-    return out
-
-
-def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
-    icc = im.info.get("icc_profile")
-    if _icc_colour_space(icc) == b"CMYK":
-        try:
-            from PIL import ImageCms
-
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            dst = ImageCms.createProfile("sRGB")
-            converted = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
-            if converted is not None:
-                return converted
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception:
-            pass  # a broken profile: fall back to Pillow's plain conversion
-    return im.convert("RGB")
-
-
-def upright_rgb(im: Image.Image) -> Image.Image:
-    """Loaded image → EXIF-transposed 8-bit RGB (``info`` cleared)."""
-    if exif_orientation(im) != 1:
-        im = ImageOps.exif_transpose(im)
-    return to_rgb(im)
 
 
 # --------------------------------------------------------------------------- one file
@@ -576,6 +345,7 @@ def import_files(
     known_hashes: Mapping[str, str] | set[str],
     report: Callable[[Progress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> ImportReport:
     """Import photos into ``dest_dir``.
 
@@ -584,19 +354,55 @@ def import_files(
     "duplicate of ..." reason). ``report`` gets a :class:`Progress` after each file;
     ``cancelled`` is asked before each file, and when it says yes the import stops, keeping
     what is already done. Nothing half-written is ever left in ``dest_dir``.
+
+    With ``workers`` > 1 the decoding and checking of upcoming files runs on that many
+    threads (Pillow releases the GIL while decoding); duplicate detection, writing and the
+    order of the report stay sequential and deterministic.
     """
     dest_dir = Path(dest_dir)
     files = collect_files(paths)
     total = len(files)
     result = ImportReport()
     batch: dict[str, str] = {}
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if workers > 1 else None
+    ahead: dict[int, Future[_Prepared]] = {}
+
+    def prepared(index: int) -> _Prepared:
+        if pool is None:
+            return _prepare(files[index])
+        for j in range(index, min(index + 2 * workers + 1, total)):
+            if j not in ahead:
+                ahead[j] = pool.submit(_prepare, files[j])
+        return ahead.pop(index).result()
+
+    try:
+        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared)
+    finally:
+        if pool is not None:
+            for future in ahead.values():
+                future.cancel()
+            pool.shutdown(wait=True)
+    return result
+
+
+def _import_loop(
+    files: list[Path],
+    dest_dir: Path,
+    known_hashes: Mapping[str, str] | set[str],
+    report: Callable[[Progress], None] | None,
+    cancelled: Callable[[], bool] | None,
+    result: ImportReport,
+    batch: dict[str, str],
+    prepared: Callable[[int], _Prepared],
+) -> None:
+    total = len(files)
     for done, path in enumerate(files, start=1):
         if cancelled is not None and cancelled():
             result.cancelled = True
             break
         source = os.fspath(path)
         try:
-            outcome = _import_one(path, dest_dir, known_hashes, batch)
+            outcome = _import_one(path, dest_dir, known_hashes, batch, prepared(done - 1))
         except ImageProblem as exc:
             outcome = RejectedImage(source, str(exc))
         except (KeyboardInterrupt, SystemExit):
@@ -615,7 +421,6 @@ def import_files(
             result.rejected.append(outcome)
         if report is not None:
             report(Progress(PROGRESS_LABEL, done, total, detail=display_name(source)))
-    return result
 
 
 def _import_one(
@@ -623,9 +428,9 @@ def _import_one(
     dest_dir: Path,
     known_hashes: Mapping[str, str] | set[str],
     batch: dict[str, str],
+    prepared: _Prepared,
 ) -> ImportedImage | SkippedImage:
     source = os.fspath(path)
-    prepared = _prepare(path)
     sha = hashlib.sha256(prepared.data).hexdigest()
     if sha in known_hashes:
         other = known_hashes[sha] if isinstance(known_hashes, Mapping) else None

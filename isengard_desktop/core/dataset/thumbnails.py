@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from isengard_desktop.core.dataset.importer import ImageProblem, load_pixels, open_image, upright_rgb
+from isengard_desktop.core.dataset.decode import ImageProblem, load_pixels, open_image, upright_rgb
 from isengard_desktop.core.fsutil import atomic_write_bytes
 
 THUMB_SIZE = 256
