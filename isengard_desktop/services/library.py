@@ -167,9 +167,6 @@ class LibraryService(QObject):
     def image_count(self, character_id: int) -> int:
         return sum(1 for i in self._images.values() if i.character_id == character_id)
 
-    def cover_image(self, character_id: int) -> ImageRecord | None:
-        return next((i for i in self._images.values() if i.character_id == character_id), None)
-
     def is_trained(self, character_id: int) -> bool:
         return any(l.character_id == character_id for l in self._loras)
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QHB
                                QSplitter, QStackedWidget, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QVBoxLayout, QWidget)
 
-from ...core.db.records import Character
+from ...core.db.records import Character, ImageRecord
 from ...services.library import ChangeSet, LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.create_character import CreateCharacterDialog
@@ -20,6 +20,8 @@ from ..widgets.drop_zone import PHOTO_FILTER, DropZoneWidget
 from ..widgets.image_grid import ImageGridWidget
 
 CharacterRole = Qt.ItemDataRole.UserRole + 1
+CountRole = Qt.ItemDataRole.UserRole + 2
+TrainedRole = Qt.ItemDataRole.UserRole + 3
 CARD = QSize(220, 268)
 
 
@@ -30,11 +32,18 @@ class CharacterListModel(QAbstractListModel):
         self._library = library
         self._thumbs = thumbnails
         self._items: list[Character] = []
+        self._covers: dict[int, ImageRecord] = {}
+        self._counts: dict[int, int] = {}
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
 
     def refresh(self) -> None:
+        """Re-read characters, covers and counts from the library snapshot (one pass)."""
         self.beginResetModel()
         self._items = self._library.characters()
+        self._covers, self._counts = {}, {}
+        for image in self._library.images():
+            self._covers.setdefault(image.character_id, image)
+            self._counts[image.character_id] = self._counts.get(image.character_id, 0) + 1
         self.endResetModel()
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -49,15 +58,19 @@ class CharacterListModel(QAbstractListModel):
         if role == CharacterRole:
             return ch
         if role == Qt.ItemDataRole.DecorationRole:
-            cover = self._library.cover_image(ch.id)
+            cover = self._covers.get(ch.id)
             return self._thumbs.pixmap(cover.sha256, cover.path) if cover else None
+        if role == CountRole:
+            return self._counts.get(ch.id, 0)
+        if role == TrainedRole:
+            return self._library.is_trained(ch.id)
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{ch.name}\nTrigger word: {ch.trigger_word}\n{ch.description}".strip()
         return None
 
     def _on_thumbnail_ready(self, sha256: str, _img: QImage) -> None:
         for row, ch in enumerate(self._items):
-            cover = self._library.cover_image(ch.id)
+            cover = self._covers.get(ch.id)
             if cover and cover.sha256 == sha256:
                 idx = self.index(row)
                 self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
@@ -65,10 +78,6 @@ class CharacterListModel(QAbstractListModel):
 
 class CharacterCardDelegate(QStyledItemDelegate):
     """Cover image, name, photo count and a trained/untrained badge."""
-
-    def __init__(self, library: LibraryService, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._library = library
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
         return CARD
@@ -109,12 +118,12 @@ class CharacterCardDelegate(QStyledItemDelegate):
                          fm.elidedText(ch.name, Qt.TextElideMode.ElideRight, name_rect.width()))
         font.setBold(False)
         painter.setFont(font)
-        count = self._library.image_count(ch.id)
+        count = index.data(CountRole)
         info_rect = name_rect.translated(0, 20)
         painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
         painter.drawText(info_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          f"{count} photo{'s' if count != 1 else ''}")
-        trained = self._library.is_trained(ch.id)
+        trained = index.data(TrainedRole)
         badge_text = "Trained" if trained else "Untrained"
         bw = fm.horizontalAdvance(badge_text) + 14
         badge = QRect(info_rect.right() - bw, info_rect.top() + 1, bw, 18)
@@ -313,7 +322,7 @@ class CharactersTab(QWidget):
         self.cards.setObjectName("CharacterCards")
         self.cards_model = CharacterListModel(library, thumbnails, self)
         self.cards.setModel(self.cards_model)
-        self.cards.setItemDelegate(CharacterCardDelegate(library, self.cards))
+        self.cards.setItemDelegate(CharacterCardDelegate(self.cards))
         self.cards.setViewMode(QListView.ViewMode.IconMode)
         self.cards.setResizeMode(QListView.ResizeMode.Adjust)
         self.cards.setMovement(QListView.Movement.Static)

@@ -43,6 +43,14 @@ class ImageListModel(QAbstractListModel):
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
 
     def set_records(self, records: Sequence[ImageRecord]) -> None:
+        """Show ``records``. Same images in the same order (e.g. a caption edit) update in
+        place, so the view keeps its scroll position and selection."""
+        if len(records) == len(self._records) and all(
+                a.id == b.id for a, b in zip(records, self._records)):
+            self._records = list(records)
+            if self._records:
+                self.dataChanged.emit(self.index(0), self.index(len(self._records) - 1))
+            return
         self.beginResetModel()
         self._records = list(records)
         self._rows_by_sha = defaultdict(list)

@@ -1,0 +1,149 @@
+"""User settings: a versioned JSON file (``paths.settings_file``).
+
+* A missing file gives the defaults.
+* A file that cannot be read as settings is never lost: it is renamed to
+  ``settings.json.corrupt-<timestamp>`` next to the original, a warning is logged, and the
+  defaults are used.
+* Older files are upgraded step by step by :data:`MIGRATIONS` (``{from_version: function}``,
+  each turning the raw dict of version N into version N+1).
+* A file from a newer app version is read for the fields we know, and a copy is kept as
+  ``settings.json.v<N>-<timestamp>`` before anything could overwrite it.
+* Secrets never live here (see :mod:`isengard_desktop.core.secrets`).
+
+This module is Qt-free.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from isengard_desktop.core.fsutil import atomic_copy, atomic_write_text
+
+__all__ = ["MIGRATIONS", "SETTINGS_VERSION", "Settings", "load_settings", "save_settings"]
+
+SETTINGS_VERSION = 1
+
+THEMES = ("dark", "light")
+
+# version N -> function(raw dict at version N) -> raw dict at version N+1
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass
+class Settings:
+    """Everything the user can choose that is not a secret."""
+
+    version: int = SETTINGS_VERSION
+    model_folders: list[str] = field(default_factory=list)
+    comfyui_models_folder: str = ""
+    comfyui_folder: str = ""
+    comfyui_python: str = ""
+    remote_servers: list[str] = field(default_factory=list)
+    theme: str = "dark"
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _set_aside(path: Path, suffix: str) -> Path:
+    """Rename ``path`` to ``<name>.<suffix>-<timestamp>`` (unique) and return the new path."""
+    base = path.with_name(f"{path.name}.{suffix}-{_timestamp()}")
+    target, n = base, 1
+    while target.exists():
+        target = base.with_name(f"{base.name}-{n}")
+        n += 1
+    path.replace(target)
+    return target
+
+
+def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
+    while version < SETTINGS_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is not None:
+            data = step(dict(data))
+        logger.info("Settings migrated from version {} to {}", version, version + 1)
+        version += 1
+        data["version"] = version
+    return data
+
+
+def _from_dict(data: dict[str, Any], path: Path) -> Settings:
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "version" or f.name not in data:
+            continue
+        value = data[f.name]
+        default = getattr(defaults, f.name)
+        if isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, type(default))
+        if f.name == "theme" and ok and value not in THEMES:
+            ok = False
+        if not ok:
+            logger.warning("Settings file {}: field {!r} has an unusable value {!r}; "
+                           "using the default {!r}", path, f.name, value, default)
+            continue
+        values[f.name] = list(value) if isinstance(value, list) else value
+    return Settings(version=SETTINGS_VERSION, **values)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read settings from ``path``; see the module docstring for missing, corrupt, old files."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings()
+
+    problem = None
+    data: Any = None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"it is not valid JSON ({exc})"
+    else:
+        if not isinstance(data, dict):
+            problem = f"it holds a JSON {type(data).__name__}, not an object"
+        elif not isinstance(data.get("version", SETTINGS_VERSION), int) or isinstance(
+                data.get("version"), bool):
+            problem = f"its version {data.get('version')!r} is not a number"
+    if problem is not None:
+        kept = _set_aside(path, "corrupt")
+        logger.warning("Settings file {} could not be read because {}. It was kept as {} and "
+                       "default settings are used; fix or delete that copy as you like.",
+                       path, problem, kept.name)
+        return Settings()
+
+    version = data.get("version", SETTINGS_VERSION)
+    if version > SETTINGS_VERSION:
+        backup = path.with_name(f"{path.name}.v{version}-{_timestamp()}")
+        atomic_copy(path, backup)
+        logger.warning("Settings file {} was written by a newer Isengard (settings version {}, "
+                       "this one knows {}). Known fields are used; a copy was kept as {}.",
+                       path, version, SETTINGS_VERSION, backup.name)
+    elif version < SETTINGS_VERSION:
+        try:
+            data = _migrate(data, version)
+        except Exception:
+            kept = _set_aside(path, "corrupt")
+            logger.exception("Settings file {} (version {}) could not be upgraded. It was kept "
+                             "as {} and default settings are used.", path, version, kept.name)
+            return Settings()
+    return _from_dict(data, path)
+
+
+def save_settings(path: Path, s: Settings) -> None:
+    """Write ``s`` to ``path`` atomically as pretty JSON, with the current version."""
+    data = asdict(s)
+    data["version"] = SETTINGS_VERSION
+    atomic_write_text(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
