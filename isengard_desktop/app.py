@@ -9,24 +9,26 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
-from .core.secrets import SecretStore
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
 from .services.settings_service import SettingsService
 from .services.thumbnails import ThumbnailService
-from .ui.dialogs.settings_dialog import SettingsDialog
 from .ui.main_window import MainWindow
 from .ui.tabs.characters import CharactersTab
 from .ui.tabs.dataset import DatasetTab
 from .ui.tabs.placeholder import PlannedFeatureWidget
 from .ui.tabs.video import VideoTab
 from .ui.theme import apply_dark_theme
+
+if TYPE_CHECKING:
+    from .core.secrets import SecretStore
 
 
 @dataclass
@@ -35,12 +37,21 @@ class AppContext:
 
     paths: AppPaths
     settings: SettingsService
-    secrets: SecretStore
+    _secrets: "SecretStore | None"
     library: LibraryService
     thumbnails: ThumbnailService
     window: MainWindow
     tabs: dict[str, QWidget] = field(default_factory=dict)
     _closed: bool = False
+
+    @property
+    def secrets(self) -> "SecretStore":
+        """The OS keyring wrapper, made on first use (finding a backend takes ~60 ms)."""
+        if self._secrets is None:
+            from .core.secrets import SecretStore
+
+            self._secrets = SecretStore()
+        return self._secrets
 
     def shutdown(self) -> None:
         if self._closed:
@@ -84,7 +95,6 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     apply_dark_theme(app)
 
     settings = SettingsService(paths)
-    secrets = secrets or SecretStore()
     library = LibraryService(paths)
     thumbnails = ThumbnailService(paths.thumbnails)
     characters = CharactersTab(library, thumbnails)
@@ -120,6 +130,8 @@ def _connect_signals(ctx: AppContext) -> None:
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
 
     def open_settings() -> None:
+        from .ui.dialogs.settings_dialog import SettingsDialog
+
         dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, window)
         dialog.settings_saved.connect(ctx.settings.update)
         dialog.open()

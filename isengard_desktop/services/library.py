@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -28,9 +28,6 @@ from send2trash import send2trash
 
 from ..core import logging as applog
 from ..core.dataset import captions as caption_ops
-from ..core.dataset.checks import CheckImage, Finding, run_checks
-from ..core.dataset.importer import ImportedImage, ImportReport, import_files
-from ..core.dataset.thumbnails import ensure_thumbnail
 from ..core.db.records import Character, ImageRecord, LoraRecord
 from ..core.db.repository import DuplicateNameError, Repository
 from ..core.db.schema import connect
@@ -38,6 +35,10 @@ from ..core.naming import folder_slug, suggest_trigger, validate_trigger
 from ..core.paths import AppPaths
 from ..core.types import Progress
 from .ops import call_in_main_thread, run_in_executor
+
+if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded on first use
+    from ..core.dataset.checks import Finding
+    from ..core.dataset.importer import ImportedImage, ImportReport
 
 
 IMPORT_WORKERS = max(2, min(4, os.cpu_count() or 2))
@@ -402,17 +403,21 @@ class LibraryService(QObject):
         with applog.correlation(cid):
             logger.info("import {} path(s) into character {}", len(paths), character_id)
 
+            from ..core.dataset.importer import ImportReport, import_files
+            from ..core.dataset.thumbnails import ensure_thumbnail
+
             def side_files(item: ImportedImage) -> None:
                 caption_ops.write_sidecar(item.stored_path, item.caption or "")
                 try:
                     ensure_thumbnail(item.stored_path, self.paths.thumbnails, item.sha256)
-                except (OSError, ValueError) as exc:  # the grid retries later
+                except (OSError, ValueError) as exc:  # made during import; the grid retries
                     logger.warning("thumbnail failed for {}: {}", item.stored_path.name, exc)
 
             def work() -> ImportReport:
                 report = import_files(list(paths), dest, known, report=task._report,
                                       cancelled=lambda: task.is_cancelled,
-                                      workers=IMPORT_WORKERS)
+                                      workers=IMPORT_WORKERS,
+                                      thumbnail_dir=self.paths.thumbnails)
                 n = len(report.imported)
                 with ThreadPoolExecutor(IMPORT_WORKERS, thread_name_prefix="sidecars") as pool:
                     for done, _ in enumerate(pool.map(side_files, report.imported), start=1):
@@ -463,6 +468,8 @@ class LibraryService(QObject):
     # -- checks ------------------------------------------------------------------------------
     def run_checks(self, image_ids: Iterable[int] | None = None) -> None:
         """Check images (all when None) off the UI thread; emits ``checks_finished``."""
+        from ..core.dataset.checks import CheckImage, run_checks
+
         records = [self._images[i] for i in image_ids if i in self._images] \
             if image_ids is not None else list(self._images.values())
         items = [CheckImage(r.id, r.path, r.sha256, r.width, r.height) for r in records]

@@ -17,10 +17,9 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage, QPixmap
 
-from ..core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail
 
 _MAX_PENDING = 256
-_MAX_CACHED = 1500          # ~1500 × 256 px JPEG-decoded pixmaps ≈ 300 MB at worst; usually far less
+_MAX_CACHED = 600           # 600 × 256 px pixmaps ≈ 115 MB at worst; a screen shows ~50
 
 
 class ThumbnailService(QObject):
@@ -73,6 +72,9 @@ class ThumbnailService(QObject):
             t.join(timeout=5)
 
     def _worker(self) -> None:
+        # imported here, on the worker thread: decoding pulls in numpy and pillow-heif
+        from ..core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail
+
         while True:
             with self._lock:
                 while not self._pending and not self._stop:

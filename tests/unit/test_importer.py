@@ -635,3 +635,27 @@ def test_parallel_import_cancel_keeps_finished_files_only(tmp_path):
     assert result.cancelled and len(result.imported) == 3
     assert sorted(p.name for p in dest.iterdir()) == sorted(
         i.stored_path.name for i in result.imported)
+
+
+def test_import_writes_thumbnails_from_the_pixels_it_decoded(corpus_dir, tmp_path):
+    """thumbnail_dir: one decode per photo; the cached thumbnail matches a fresh one."""
+    from isengard_desktop.core.dataset.thumbnails import (THUMB_SIZE, make_thumbnail_bytes,
+                                                          thumbnail_path)
+
+    folder, expected = corpus_dir
+    cache = tmp_path / "thumbs"
+    result = import_files(import_arguments(folder, expected), tmp_path / "dest", set(),
+                          workers=2, thumbnail_dir=cache)
+    assert result.imported
+    for item in result.imported:
+        thumb = thumbnail_path(cache, item.sha256)
+        assert thumb.is_file(), item.source
+        with Image.open(thumb) as made:
+            made.load()
+            fresh = Image.open(io.BytesIO(make_thumbnail_bytes(item.stored_path)))
+            assert made.mode == "RGB" and max(made.size) <= THUMB_SIZE
+            assert made.size == fresh.size
+            diff = np.abs(np.asarray(made, dtype=np.int16) - np.asarray(fresh, dtype=np.int16))
+            assert diff.mean() < 8, item.source
+    # nothing else in the cache: skipped and rejected files made no thumbnails
+    assert len(list(cache.rglob("*.jpg"))) == len({i.sha256 for i in result.imported})

@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+from isengard_desktop.core.dataset.thumbnails import (
+    THUMB_SIZE,
+    thumbnail_bytes_from_image,
+    thumbnail_path,
+)
 from isengard_desktop.core.fsutil import atomic_write_bytes
 from isengard_desktop.core.dataset.decode import (  # noqa: F401  (re-exported)
     _FORMAT_NAMES,
@@ -229,6 +234,7 @@ class _Prepared:
     ext: str
     width: int
     height: int
+    thumbnail: bytes | None = None   # JPEG thumbnail made from the pixels already decoded
 
 
 def _read_source(path: Path) -> bytes:
@@ -246,7 +252,7 @@ def _reason_for_os_error(exc: OSError) -> str:
     return f"could not read the file ({exc.strerror or exc})"
 
 
-def _prepare(path: Path) -> _Prepared:
+def _prepare(path: Path, thumb_size: int | None = None) -> _Prepared:
     """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
     text = os.fspath(path)
     if not _is_valid_utf8(path.name):
@@ -271,11 +277,17 @@ def _prepare(path: Path) -> _Prepared:
         raise ImageProblem("file is empty (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise ImageProblem("file is too large")
-    return prepare_bytes(data, ext=path.suffix)
+    if thumb_size is None:
+        return prepare_bytes(data, ext=path.suffix)
+    return prepare_bytes(data, ext=path.suffix, thumb_size=thumb_size)
 
 
-def prepare_bytes(data: bytes, *, ext: str = "") -> _Prepared:
-    """Validate image bytes and return what to store (the same bytes or a lossless PNG)."""
+def prepare_bytes(data: bytes, *, ext: str = "", thumb_size: int | None = None) -> _Prepared:
+    """Validate image bytes and return what to store (the same bytes or a lossless PNG).
+
+    With ``thumb_size`` the result also carries a JPEG thumbnail made from the pixels decoded
+    here, so the photo is never decoded twice during an import.
+    """
     fp = io.BytesIO(data)
     im = open_image(fp, ext=ext)
     w, h = im.size
@@ -293,7 +305,8 @@ def prepare_bytes(data: bytes, *, ext: str = "") -> _Prepared:
         and orientation == 1
         and (im.format != "PNG" or _png_is_8bit_rgb(data))
     ):
-        return _Prepared(data, keep_ext, w, h)
+        thumb = thumbnail_bytes_from_image(im, thumb_size) if thumb_size else None
+        return _Prepared(data, keep_ext, w, h, thumb)
     icc = im.info.get("icc_profile")
     keep_icc = icc if _icc_colour_space(icc) == b"RGB " else None
     out = upright_rgb(im)
@@ -302,7 +315,8 @@ def prepare_bytes(data: bytes, *, ext: str = "") -> _Prepared:
         out.save(buf, format="PNG", icc_profile=keep_icc)
     else:
         out.save(buf, format="PNG")
-    return _Prepared(buf.getvalue(), ".png", out.width, out.height)
+    thumb = thumbnail_bytes_from_image(out, thumb_size) if thumb_size else None
+    return _Prepared(buf.getvalue(), ".png", out.width, out.height, thumb)
 
 
 def _png_is_8bit_rgb(data: bytes) -> bool:
@@ -346,6 +360,7 @@ def import_files(
     report: Callable[[Progress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     workers: int = 1,
+    thumbnail_dir: Path | None = None,
 ) -> ImportReport:
     """Import photos into ``dest_dir``.
 
@@ -358,6 +373,9 @@ def import_files(
     With ``workers`` > 1 the decoding and checking of upcoming files runs on that many
     threads (Pillow releases the GIL while decoding); duplicate detection, writing and the
     order of the report stay sequential and deterministic.
+
+    With ``thumbnail_dir`` each imported photo's thumbnail is written to that cache (see
+    :mod:`.thumbnails`) from the pixels decoded for checking it.
     """
     dest_dir = Path(dest_dir)
     files = collect_files(paths)
@@ -367,16 +385,19 @@ def import_files(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if workers > 1 else None
     ahead: dict[int, Future[_Prepared]] = {}
 
+    thumb_size = THUMB_SIZE if thumbnail_dir is not None else None
+
     def prepared(index: int) -> _Prepared:
         if pool is None:
-            return _prepare(files[index])
+            return _prepare(files[index], thumb_size)
         for j in range(index, min(index + 2 * workers + 1, total)):
             if j not in ahead:
-                ahead[j] = pool.submit(_prepare, files[j])
+                ahead[j] = pool.submit(_prepare, files[j], thumb_size)
         return ahead.pop(index).result()
 
     try:
-        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared)
+        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared,
+                     thumbnail_dir)
     finally:
         if pool is not None:
             for future in ahead.values():
@@ -394,6 +415,7 @@ def _import_loop(
     result: ImportReport,
     batch: dict[str, str],
     prepared: Callable[[int], _Prepared],
+    thumbnail_dir: Path | None,
 ) -> None:
     total = len(files)
     for done, path in enumerate(files, start=1):
@@ -402,7 +424,8 @@ def _import_loop(
             break
         source = os.fspath(path)
         try:
-            outcome = _import_one(path, dest_dir, known_hashes, batch, prepared(done - 1))
+            outcome = _import_one(path, dest_dir, known_hashes, batch, prepared(done - 1),
+                                  thumbnail_dir)
         except ImageProblem as exc:
             outcome = RejectedImage(source, str(exc))
         except (KeyboardInterrupt, SystemExit):
@@ -429,6 +452,7 @@ def _import_one(
     known_hashes: Mapping[str, str] | set[str],
     batch: dict[str, str],
     prepared: _Prepared,
+    thumbnail_dir: Path | None = None,
 ) -> ImportedImage | SkippedImage:
     source = os.fspath(path)
     sha = hashlib.sha256(prepared.data).hexdigest()
@@ -442,6 +466,10 @@ def _import_one(
     target = _target_path(dest_dir, path, sha, prepared.ext)
     atomic_write_bytes(target, prepared.data)
     batch[sha] = display_name(source)
+    if thumbnail_dir is not None and prepared.thumbnail is not None:
+        thumb = thumbnail_path(thumbnail_dir, sha)
+        if not thumb.exists():
+            atomic_write_bytes(thumb, prepared.thumbnail)
     return ImportedImage(
         source=source,
         stored_path=target,

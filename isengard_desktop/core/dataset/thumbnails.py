@@ -63,7 +63,23 @@ def make_thumbnail_bytes(src: Path, size: int = THUMB_SIZE) -> bytes:
         raise OSError(code, f"cannot read {name}: {exc.strerror or exc}", str(src)) from exc
     except ImageProblem as exc:
         raise ValueError(f"cannot make a thumbnail of {name}: {exc}") from exc
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return thumbnail_bytes_from_image(rgb, size)
+
+
+def thumbnail_bytes_from_image(rgb: Image.Image, size: int = THUMB_SIZE) -> bytes:
+    """JPEG thumbnail bytes from already decoded, upright RGB pixels (``rgb`` is not changed
+    unless it is already small enough to be used as is)."""
+    if rgb.width > size or rgb.height > size:
+        # resize() makes a new image straight from the source: no full-size copy.
+        rgb = rgb.resize(_fit(rgb.size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buf = io.BytesIO()
     rgb.save(buf, format="JPEG", quality=JPEG_QUALITY)
     return buf.getvalue()
+
+
+def _fit(wh: tuple[int, int], box: int) -> tuple[int, int]:
+    """The size that fits in box×box keeping the aspect ratio (as ImageOps.contain does)."""
+    w, h = wh
+    if w >= h:
+        return box, max(1, round(h / w * box))
+    return max(1, round(w / h * box)), box

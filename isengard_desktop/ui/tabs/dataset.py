@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QInputDialog,
                                QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from ...core.dataset.checks import Finding
 from ...core.db.records import ImageRecord
 from ...services.library import ChangeSet, LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..widgets.caption_editor import CaptionEditorWidget
 from ..widgets.image_grid import ImageGridWidget
+
+if TYPE_CHECKING:
+    from ...core.dataset.checks import Finding
 
 ALL = -1
 CHECK_TITLES = {

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from PySide6.QtCore import (QAbstractListModel, QItemSelectionModel, QModelIndex,
                             QPoint, QRect, QSize, Qt, Signal)
-from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QListView, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QWidget)
 
@@ -108,21 +108,57 @@ class ImageTileDelegate(QStyledItemDelegate):
     def checkbox_rect(tile: QRect) -> QRect:
         return QRect(tile.left() + 8, tile.top() + 8, CHECK_SIZE, CHECK_SIZE)
 
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        # Antialiased frames and checkboxes are drawn once and reused: painting a screen of
+        # tiles then costs a few pixmap blits instead of path rendering per tile.
+        self._frames: dict[tuple[int, int, bool, bool], QPixmap] = {}
+        self._checks: dict[bool, QPixmap] = {}
+
+    def _frame(self, size: QSize, selected: bool, hovered: bool, pal: QPalette) -> QPixmap:
+        key = (size.width(), size.height(), selected, hovered)
+        pix = self._frames.get(key)
+        if pix is None:
+            pix = QPixmap(size)
+            pix.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pix)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            bg = pal.color(QPalette.ColorRole.Base)
+            p.setBrush(bg.lighter(120) if hovered else bg)
+            p.setPen(QPen(pal.color(QPalette.ColorRole.Highlight), 2) if selected
+                     else QPen(QColor(255, 255, 255, 20), 1))
+            p.drawRoundedRect(QRect(QPoint(0, 0), size).adjusted(1, 1, -1, -1), 6, 6)
+            p.end()
+            self._frames[key] = pix
+        return pix
+
+    def _checkbox(self, checked: bool, pal: QPalette) -> QPixmap:
+        pix = self._checks.get(checked)
+        if pix is None:
+            pix = QPixmap(CHECK_SIZE + 2, CHECK_SIZE + 2)
+            pix.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pix)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            cb = QRect(1, 1, CHECK_SIZE, CHECK_SIZE)
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1.5))
+            p.setBrush(pal.color(QPalette.ColorRole.Highlight) if checked
+                       else QColor(0, 0, 0, 140))
+            p.drawRoundedRect(cb, 4, 4)
+            if checked:
+                p.setPen(QPen(QColor("white"), 2))
+                p.drawLine(cb.left() + 4, cb.center().y(), cb.center().x() - 1, cb.bottom() - 4)
+                p.drawLine(cb.center().x() - 1, cb.bottom() - 4, cb.right() - 3, cb.top() + 4)
+            p.end()
+            self._checks[checked] = pix
+        return pix
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         record: ImageRecord = index.data(RecordRole)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
         pal = option.palette
         rect = option.rect.adjusted(4, 4, -4, -4)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        bg = pal.color(QPalette.ColorRole.Base)
-        if hovered:
-            bg = bg.lighter(120)
-        painter.setPen(QPen(pal.color(QPalette.ColorRole.Highlight), 2) if selected
-                       else QPen(QColor(255, 255, 255, 20), 1))
-        painter.setBrush(bg)
-        painter.drawRoundedRect(rect, 6, 6)
+        painter.drawPixmap(rect.topLeft(), self._frame(rect.size(), selected, hovered, pal))
 
         box = QRect(rect.left() + (rect.width() - THUMB_BOX) // 2, rect.top() + 6,
                     THUMB_BOX, THUMB_BOX)
@@ -137,19 +173,11 @@ class ImageTileDelegate(QStyledItemDelegate):
             painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
 
-        # checkbox mirrors selection
         cb = self.checkbox_rect(option.rect)
-        painter.setPen(QPen(QColor(255, 255, 255, 200), 1.5))
-        painter.setBrush(pal.color(QPalette.ColorRole.Highlight) if selected
-                         else QColor(0, 0, 0, 140))
-        painter.drawRoundedRect(cb, 4, 4)
-        if selected:
-            painter.setPen(QPen(QColor("white"), 2))
-            painter.drawLine(cb.left() + 4, cb.center().y(), cb.center().x() - 1, cb.bottom() - 4)
-            painter.drawLine(cb.center().x() - 1, cb.bottom() - 4, cb.right() - 3, cb.top() + 4)
+        painter.drawPixmap(cb.topLeft() - QPoint(1, 1), self._checkbox(selected, pal))
 
         text_rect = QRect(rect.left() + 8, box.bottom() + 4, rect.width() - 16, 18)
-        fm = QFontMetrics(option.font)
+        fm = option.fontMetrics
         painter.setPen(pal.color(QPalette.ColorRole.Text))
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          fm.elidedText(record.filename, Qt.TextElideMode.ElideMiddle,
@@ -159,7 +187,6 @@ class ImageTileDelegate(QStyledItemDelegate):
         painter.drawText(cap_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          fm.elidedText(record.caption or "no caption",
                                        Qt.TextElideMode.ElideRight, cap_rect.width()))
-        painter.restore()
 
 
 class ImageGridWidget(QListView):
