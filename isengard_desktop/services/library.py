@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded 
     from ..core.dataset.importer import ImportedImage, ImportReport
 
 
-IMPORT_WORKERS = max(2, min(4, os.cpu_count() or 2))
+IMPORT_WORKERS = max(2, min(6, (os.cpu_count() or 2) + 1))
 
 
 @dataclass(frozen=True)

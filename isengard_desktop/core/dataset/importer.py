@@ -16,6 +16,7 @@ decoded. ``Image.MAX_IMAGE_PIXELS`` is raised (never lowered, never disabled) to
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -54,6 +55,7 @@ MIN_SIDE = 64
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: nothing a camera makes, and we hold the bytes in memory
 MAX_STEM_CHARS = 60
 PROGRESS_LABEL = "Importing photos"
+LOOKAHEAD = 4  # files decoded ahead per worker while earlier ones are being written
 
 # Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
 # with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
@@ -235,6 +237,7 @@ class _Prepared:
     width: int
     height: int
     thumbnail: bytes | None = None   # JPEG thumbnail made from the pixels already decoded
+    sha256: str = ""                 # of ``data``; set by :func:`_prepare_for_import`
 
 
 def _read_source(path: Path) -> bytes:
@@ -295,9 +298,14 @@ def prepare_bytes(data: bytes, *, ext: str = "", thumb_size: int | None = None) 
         raise ImageProblem(
             f"too small to train on ({w}×{h} px; at least {MIN_SIDE} px on the short side)"
         )
-    load_pixels(im)
     orientation = exif_orientation(im)
     keep_ext = _KEEP_EXT.get(im.format or "")
+    if (thumb_size and im.format in ("JPEG", "MPO") and im.mode == "RGB"
+            and orientation == 1):
+        # Stored byte for byte, so full-size pixels are never needed: let libjpeg decode at
+        # 1/2-1/8 scale. It still reads the whole stream, so truncation is still caught.
+        im.draft("RGB", (thumb_size, thumb_size))
+    load_pixels(im)
     if (
         keep_ext
         and im.mode == "RGB"
@@ -385,19 +393,16 @@ def import_files(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if workers > 1 else None
     ahead: dict[int, Future[_Prepared]] = {}
 
-    thumb_size = THUMB_SIZE if thumbnail_dir is not None else None
-
     def prepared(index: int) -> _Prepared:
         if pool is None:
-            return _prepare(files[index], thumb_size)
-        for j in range(index, min(index + 2 * workers + 1, total)):
+            return _prepare_for_import(files[index], thumbnail_dir)
+        for j in range(index, min(index + LOOKAHEAD * workers + 1, total)):
             if j not in ahead:
-                ahead[j] = pool.submit(_prepare, files[j], thumb_size)
+                ahead[j] = pool.submit(_prepare_for_import, files[j], thumbnail_dir)
         return ahead.pop(index).result()
 
     try:
-        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared,
-                     thumbnail_dir)
+        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared)
     finally:
         if pool is not None:
             for future in ahead.values():
@@ -415,7 +420,6 @@ def _import_loop(
     result: ImportReport,
     batch: dict[str, str],
     prepared: Callable[[int], _Prepared],
-    thumbnail_dir: Path | None,
 ) -> None:
     total = len(files)
     for done, path in enumerate(files, start=1):
@@ -424,8 +428,7 @@ def _import_loop(
             break
         source = os.fspath(path)
         try:
-            outcome = _import_one(path, dest_dir, known_hashes, batch, prepared(done - 1),
-                                  thumbnail_dir)
+            outcome = _import_one(path, dest_dir, known_hashes, batch, prepared(done - 1))
         except ImageProblem as exc:
             outcome = RejectedImage(source, str(exc))
         except (KeyboardInterrupt, SystemExit):
@@ -446,16 +449,30 @@ def _import_loop(
             report(Progress(PROGRESS_LABEL, done, total, detail=display_name(source)))
 
 
+def _prepare_for_import(path: Path, thumbnail_dir: Path | None) -> _Prepared:
+    """Runs on the decode threads: validate, normalise, hash, and cache the thumbnail.
+
+    The thumbnail cache is keyed by content, so writing one for a photo that then turns out to
+    be a duplicate is harmless (it is that photo's thumbnail too).
+    """
+    prepared = _prepare(path, THUMB_SIZE if thumbnail_dir is not None else None)
+    sha = hashlib.sha256(prepared.data).hexdigest()
+    if thumbnail_dir is not None and prepared.thumbnail is not None:
+        thumb = thumbnail_path(thumbnail_dir, sha)
+        if not thumb.exists():
+            atomic_write_bytes(thumb, prepared.thumbnail)
+    return dataclasses.replace(prepared, sha256=sha)
+
+
 def _import_one(
     path: Path,
     dest_dir: Path,
     known_hashes: Mapping[str, str] | set[str],
     batch: dict[str, str],
     prepared: _Prepared,
-    thumbnail_dir: Path | None = None,
 ) -> ImportedImage | SkippedImage:
     source = os.fspath(path)
-    sha = hashlib.sha256(prepared.data).hexdigest()
+    sha = prepared.sha256
     if sha in known_hashes:
         other = known_hashes[sha] if isinstance(known_hashes, Mapping) else None
         where = display_name(other) if other else "a photo already in the dataset"
@@ -466,10 +483,6 @@ def _import_one(
     target = _target_path(dest_dir, path, sha, prepared.ext)
     atomic_write_bytes(target, prepared.data)
     batch[sha] = display_name(source)
-    if thumbnail_dir is not None and prepared.thumbnail is not None:
-        thumb = thumbnail_path(thumbnail_dir, sha)
-        if not thumb.exists():
-            atomic_write_bytes(thumb, prepared.thumbnail)
     return ImportedImage(
         source=source,
         stored_path=target,
