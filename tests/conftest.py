@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 # send2trash reads XDG_DATA_HOME once, at import: point the OS trash at a throwaway folder
 # for the whole session before anything imports it.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="isengard-test-xdg-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 import keyring  # noqa: E402
 import pytest  # noqa: E402

@@ -67,11 +67,22 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {QT!r})))
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
+def test_python_m_entry_point_works(tmp_path):
+    env = dict(os.environ, ISENGARD_HOME=str(tmp_path / "home"), QT_QPA_PLATFORM="offscreen")
+    result = subprocess.run([sys.executable, "-m", "isengard_desktop", "--smoke-test"],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tabs"][0] == "Characters"
+
+
 def test_smoke_test_prints_one_json_line(tmp_path):
     env = dict(os.environ, ISENGARD_HOME=str(tmp_path / "home"))
     env.pop("QT_QPA_PLATFORM", None)  # --smoke-test must go offscreen by itself
-    result = subprocess.run([sys.executable, "-m", "isengard_desktop", "--smoke-test"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    # the installed `isengard` entry point, started from an unrelated folder
+    entry = Path(sys.executable).with_name("isengard")
+    assert entry.exists(), "the isengard entry point is not installed"
+    result = subprocess.run([str(entry), "--smoke-test"], capture_output=True, text=True,
+                            env=env, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [l for l in result.stdout.splitlines() if l.strip()]
     assert len(lines) == 1
