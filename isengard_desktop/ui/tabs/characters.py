@@ -344,10 +344,10 @@ class CharactersTab(QWidget):
         lp.addWidget(self.empty_hint)
         lp.addWidget(self.cards, 1)
 
-        self.detail = CharacterDetailWidget(library, thumbnails)
+        self._thumbs = thumbnails
+        self._detail: CharacterDetailWidget | None = None  # built on first open (start-up)
         self.stack = QStackedWidget()
         self.stack.addWidget(list_page)
-        self.stack.addWidget(self.detail)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
@@ -355,8 +355,15 @@ class CharactersTab(QWidget):
         self.new_button.clicked.connect(self.open_create_dialog)
         self.cards.activated.connect(self._open_index)
         self.cards.doubleClicked.connect(self._open_index)
-        self.detail.back_requested.connect(lambda: self.stack.setCurrentIndex(0))
         self.create_dialog: CreateCharacterDialog | None = None
+
+    @property
+    def detail(self) -> CharacterDetailWidget:
+        if self._detail is None:
+            self._detail = CharacterDetailWidget(self._library, self._thumbs)
+            self._detail.back_requested.connect(lambda: self.stack.setCurrentIndex(0))
+            self.stack.addWidget(self._detail)
+        return self._detail
 
     def open_create_dialog(self) -> CreateCharacterDialog:
         self.create_dialog = CreateCharacterDialog(self._library, self)
@@ -375,9 +382,10 @@ class CharactersTab(QWidget):
     def on_data_changed(self, change: ChangeSet) -> None:
         self.cards_model.refresh()
         self.empty_hint.setVisible(not self._library.characters())
-        if self.detail.character_id is not None:
-            if self._library.character(self.detail.character_id) is None:
+        detail = self._detail
+        if detail is not None and detail.character_id is not None:
+            if self._library.character(detail.character_id) is None:
                 self.stack.setCurrentIndex(0)
-                self.detail.character_id = None
-            elif change.everything or self.detail.character_id in change.character_ids:
-                self.detail.refresh()
+                detail.character_id = None
+            elif change.everything or detail.character_id in change.character_ids:
+                detail.refresh()
