@@ -7,6 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help bootstrap run test smoke bench package clean distclean
@@ -15,7 +16,7 @@ help:
 	@echo "make run        set up .venv and start Isengard Desktop"
 	@echo "make test       set up .venv (with test extra) and run pytest offscreen; PYTEST_ARGS=... for more"
 	@echo "make smoke      start the app in --smoke-test mode (offscreen unless QT_QPA_PLATFORM is set)"
-	@echo "make bench      run every benchmarks/*.py"
+	@echo "make bench      run every benchmarks/*.py (BENCH_ARGS=--quick for a short run)"
 	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
 	@echo "make clean      remove build outputs and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
@@ -37,12 +38,10 @@ smoke:
 
 bench:
 	bash ./bootstrap.sh
-	@shopt -s nullglob; files=(benchmarks/*.py); \
-	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py found"; exit 0; fi; \
-	for f in "$${files[@]}"; do \
+	@status=0; for f in benchmarks/[!_]*.py; do \
 		echo "== $$f"; \
-		QT_QPA_PLATFORM="$${QT_QPA_PLATFORM:-offscreen}" $(PY) "$$f"; \
-	done
+		QT_QPA_PLATFORM="$${QT_QPA_PLATFORM:-offscreen}" $(PY) "$$f" $(BENCH_ARGS) || status=1; \
+	done; exit $$status
 
 package:
 	bash packaging/build.sh
