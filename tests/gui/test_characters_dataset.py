@@ -290,3 +290,30 @@ def test_main_window_tabs_and_video_message(make_app):
     ctx = make_app()
     assert ctx.window.tab_names() == ["Characters", "Dataset", "Training", "Generate", "Video"]
     assert "in development" in ctx.tabs["Video"].status_text
+
+
+def test_cancel_import_from_status_bar_keeps_finished_files(qtbot, make_app, tmp_path):
+    ctx = make_app()
+    ch = _create_character(qtbot, ctx, "Hana", [])
+    photos = make_photos(tmp_path / "many", 80, size=(900, 1200))
+    tab = ctx.tabs["Characters"]
+    tab.open_character(ch.id)
+    panel = ctx.window.progress
+    with qtbot.waitSignal(ctx.library.import_started, timeout=5000) as started:
+        assert drop_files(tab.detail.grid.viewport(), [tmp_path / "many"])
+    task = started.args[0]
+    qtbot.waitUntil(lambda: panel.cancel_button.isVisible(), timeout=5000)
+    with qtbot.waitSignal(task.progressed, timeout=10_000):
+        pass
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: task.outcome is not None, timeout=30_000)
+    report = task.outcome.report
+    assert report.cancelled
+    assert 0 < len(report.imported) < len(photos)
+    qtbot.waitUntil(lambda: len(ctx.library.images(ch.id)) == len(report.imported))
+    folder = ctx.paths.characters / ch.folder
+    images = {p.name for p in folder.iterdir() if p.suffix != ".txt"}
+    assert images == {i.path.name for i in ctx.library.images(ch.id)}
+    assert not [p for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
+    assert not panel.cancel_button.isVisible()
+    assert "cancel" in panel.last_summary.lower()
