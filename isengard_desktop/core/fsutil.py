@@ -1,23 +1,28 @@
-"""File helpers: every file the app writes goes through :func:`atomic_write_bytes`."""
+"""File helpers: every file the app writes goes through one of these atomic writers."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
+@contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only when the block succeeds.
 
-    The bytes go to a temp file in the same folder, are fsynced, then renamed over ``path``.
+    The data goes to a temp file in the same folder, is fsynced, then renamed over ``path``
+    (and the folder fsynced), so readers see the old file or the new one, never half. On
+    error the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -30,29 +35,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as fh:
+        fh.write(data)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_copy(src: Path, dest: Path, chunk: int = 1 << 20) -> None:
-    """Copy ``src`` to ``dest`` atomically (temp file + fsync + rename)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            while block := inp.read(chunk):
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(dest.parent)
+    """Copy ``src`` to ``dest`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(dest) as out, open(src, "rb") as inp:
+        while block := inp.read(chunk):
+            out.write(block)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -8,10 +8,11 @@ import keyring
 import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
-from keyring.errors import KeyringLocked, PasswordDeleteError
+from keyring.errors import KeyringLocked
 from loguru import logger
 
 from isengard_desktop.core import logging as applog
+from tests.helpers.keyring import MemoryKeyring
 from isengard_desktop.core.logging import REDACTED, redact, setup_logging, shutdown_logging
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.secrets import (
@@ -20,27 +21,6 @@ from isengard_desktop.core.secrets import (
 
 HF = "hf_" + "Qw3rTy8uIoPaSdFgHjKl9f2c"
 WANDB = "a" * 36 + "beef"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in a dict, for tests."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.store:
-            raise PasswordDeleteError("not set")
-        del self.store[(service, username)]
 
 
 class LockedKeyring(MemoryKeyring):

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QFrame, QGridLayout, QGroupBox,
-    QHBoxLayout, QLabel, QLineEdit, QListWidget, QMessageBox, QPushButton, QSizePolicy,
+    QHBoxLayout, QLabel, QLineEdit, QListWidget, QPushButton, QSizePolicy,
     QTabWidget, QVBoxLayout, QWidget,
 )
 
@@ -25,6 +25,7 @@ from isengard_desktop.core.secrets import (
     SECRETS, KeyringUnavailable, SecretSpec, SecretStore, SecretStoreError,
 )
 from isengard_desktop.core.settings import Settings
+from isengard_desktop.ui.dialogs.confirm import confirm
 
 __all__ = ["SettingsDialog"]
 
@@ -300,13 +301,9 @@ class _AccountsPage(QWidget):
 
     def clear_secret(self, key: str) -> None:
         spec = next(s for s in SECRETS if s.key == key)
-        answer = QMessageBox.question(
-            self, "Remove key",
-            f"Remove the {spec.label} from the OS keyring? Downloads or runs that need it will "
-            "ask for it again.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
+        if not confirm(self, "Remove key",
+                       f"Remove the {spec.label} from the OS keyring? Downloads or runs that "
+                       "need it will ask for it again."):
             return
         with correlation():
             try:

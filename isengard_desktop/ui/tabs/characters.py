@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QHB
 from ...core.db.records import Character, ImageRecord
 from ...services.library import ChangeSet, LibraryService
 from ...services.thumbnails import ThumbnailService
+from ..dialogs.confirm import confirm, confirm_trash_photos
 from ..dialogs.create_character import CreateCharacterDialog
 from ..widgets.caption_editor import CaptionEditorWidget
 from ..widgets.drop_zone import PHOTO_FILTER, DropZoneWidget
@@ -284,26 +285,15 @@ class CharacterDetailWidget(QWidget):
         if ch is None:
             return
         n = self._library.image_count(ch.id)
-        answer = QMessageBox.question(
-            self, "Delete character",
-            f"Delete “{ch.name}” and move its {n} photo{'s' if n != 1 else ''} and captions "
-            "to the trash?\n\nYou can restore the files from the trash.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        if answer == QMessageBox.StandardButton.Yes:
+        if confirm(self, "Delete character",
+                   f"Delete “{ch.name}” and move its {n} photo{'s' if n != 1 else ''} and "
+                   "captions to the trash?\n\nYou can restore the files from the trash."):
             self._library.delete_character(ch.id)
             self.back_requested.emit()
 
     def _delete_images(self) -> None:
         ids = self.grid.selected_ids()
-        if not ids:
-            return
-        answer = QMessageBox.question(
-            self, "Delete photos",
-            f"Move {len(ids)} photo{'s' if len(ids) != 1 else ''} and their captions to the "
-            "trash?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        if answer == QMessageBox.StandardButton.Yes:
+        if ids and confirm_trash_photos(self, len(ids)):
             self._library.delete_images(ids)
 
 

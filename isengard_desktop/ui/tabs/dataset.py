@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
 from ...core.db.records import ImageRecord
 from ...services.library import ChangeSet, LibraryService
 from ...services.thumbnails import ThumbnailService
+from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget
 from ..widgets.image_grid import ImageGridWidget
 
@@ -222,13 +223,7 @@ class DatasetTab(QWidget):
         ids = self.grid.selected_ids()
         if not ids:
             return
-        answer = QMessageBox.question(
-            self, "Delete photos",
-            f"Move {len(ids)} photo{'s' if len(ids) != 1 else ''} and their captions to the "
-            "trash?\n\nYou can restore the files from the trash.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        if answer == QMessageBox.StandardButton.Yes:
+        if confirm_trash_photos(self, len(ids)):
             self._library.delete_images(ids)
 
     def _on_files_dropped(self, paths: list[Path]) -> None:
