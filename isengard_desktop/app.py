@@ -132,7 +132,8 @@ def _connect_signals(ctx: AppContext) -> None:
     def open_settings() -> None:
         from .ui.dialogs.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, window)
+        dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, window,
+                                scan_models=ctx.settings.scan_models)
         dialog.settings_saved.connect(ctx.settings.update)
         dialog.open()
 

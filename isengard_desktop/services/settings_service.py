@@ -8,9 +8,11 @@ Signals:
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
 
+from ..core.models import ModelInfo, scan_model_folders
 from ..core.paths import AppPaths
 from ..core.settings import Settings, load_settings, save_settings
 from .ops import run_in_executor
@@ -33,6 +35,17 @@ class SettingsService(QObject):
         run_in_executor(self._io, lambda: save_settings(self.paths.settings_file, settings),
                         None, lambda exc: self.failed.emit(
                             f"Could not save settings to {self.paths.settings_file}: {exc}"))
+
+    def scan_models(self, folders: list[str] | None,
+                    on_done: Callable[[list[ModelInfo]], None]) -> None:
+        """Find base models (header-only) on a worker thread; ``None`` = the model folders
+        and the ComfyUI models folder from the current settings."""
+        if folders is None:
+            folders = list(self.settings.model_folders)
+            if self.settings.comfyui_models_folder:
+                folders.append(self.settings.comfyui_models_folder)
+        run_in_executor(self._io, lambda: scan_model_folders(folders), on_done,
+                        lambda exc: self.failed.emit(f"Could not scan the model folders: {exc}"))
 
     def shutdown(self) -> None:
         self._io.shutdown(wait=True)

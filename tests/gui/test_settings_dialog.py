@@ -222,3 +222,28 @@ def test_cancel_emits_nothing(qtbot, paths, backend) -> None:
     dialog.reject()
     assert emitted == []
     assert dialog.result() == SettingsDialog.DialogCode.Rejected
+
+
+def test_models_page_lists_scanned_models_by_family(qtbot, tmp_path, monkeypatch):
+    """The Models page scans the folders on the Folders page through the real service."""
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.core.secrets import SecretStore
+    from isengard_desktop.services.settings_service import SettingsService
+    from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
+    from tests.unit.test_models import FLUX_DEV, SD15, write_header_only
+
+    paths = resolve_paths().ensure()
+    service = SettingsService(paths)
+    folder = tmp_path / "my-models"
+    write_header_only(folder / "dreamshaper.safetensors", SD15)
+    write_header_only(folder / "unet" / "flux1-dev.safetensors", FLUX_DEV)
+    service.settings.model_folders = [str(folder)]
+    dialog = SettingsDialog(paths, SecretStore(), service.settings, scan_models=service.scan_models)
+    qtbot.addWidget(dialog)
+    page = dialog.models_page
+    qtbot.waitUntil(lambda: len(page.models) == 2, timeout=5000)
+    rows = {page.tree.topLevelItem(i).text(0): page.tree.topLevelItem(i).text(1)
+            for i in range(page.tree.topLevelItemCount())}
+    assert rows == {"dreamshaper.safetensors": "SD 1.5", "flux1-dev.safetensors": "Flux.1 dev"}
+    assert "2 usable" in page.summary.text()
+    service.shutdown()

@@ -26,6 +26,7 @@ from isengard_desktop.core.secrets import (
 )
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.ui.dialogs.confirm import confirm
+from isengard_desktop.ui.dialogs.models_page import ModelsPageWidget, ScanModels
 
 __all__ = ["SettingsDialog"]
 
@@ -330,7 +331,7 @@ class SettingsDialog(QDialog):
     settings_saved = Signal(object)
 
     def __init__(self, paths: AppPaths, secrets: SecretStore, settings: Settings,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, scan_models: ScanModels | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setObjectName("settings_dialog")
@@ -347,6 +348,12 @@ class SettingsDialog(QDialog):
         self.tabs.setTabToolTip(0, "Where the app keeps its files and where it finds models.")
         self.tabs.setTabToolTip(1, "API keys for Weights & Biases, Hugging Face and Civitai, "
                                    "kept in the OS keyring.")
+        self.models_page: ModelsPageWidget | None = None
+        if scan_models is not None:
+            self.models_page = ModelsPageWidget(scan_models, self._model_search_folders)
+            self.tabs.addTab(self.models_page, "Models")
+            self.tabs.setTabToolTip(2, "Base models found in your model folders, by family.")
+            self.models_page.rescan()
         layout.addWidget(self.tabs)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
@@ -359,6 +366,10 @@ class SettingsDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
         self.resize(760, 560)
+
+    def _model_search_folders(self) -> list[str]:
+        comfy = self.folders_page.comfy_models.text().strip()
+        return self.folders_page.model_folder_list() + ([comfy] if comfy else [])
 
     def updated_settings(self) -> Settings:
         """The settings as currently shown in the dialog."""
