@@ -23,6 +23,7 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(900, 600)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
+        self.tabs.tabBar().setDrawBase(False)
         for name in TAB_NAMES:
             self.tabs.addTab(tabs[name], name)
         self.setCentralWidget(self.tabs)

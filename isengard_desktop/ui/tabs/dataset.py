@@ -98,6 +98,8 @@ class DatasetTab(QWidget):
         self.grid = ImageGridWidget(thumbnails, label_for=self._character_label)
         self.grid.setToolTip("Drop photos or folders here to import them into the character "
                              "chosen in the filter.")
+        self.grid.empty_text = ("No photos match. Create a character on the Characters tab, or "
+                                "drop photos and folders here.")
         self.caption_editor = CaptionEditorWidget()
 
         self.checks_button = QPushButton("Run checks")

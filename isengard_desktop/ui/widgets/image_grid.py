@@ -217,6 +217,17 @@ class ImageGridWidget(QListView):
         self.setDropIndicatorShown(False)
         self.viewport().setAcceptDrops(True)
         self.selectionModel().selectionChanged.connect(self._emit_selection)
+        self.empty_text = "No photos yet — drop photos or folders here."
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001
+        super().paintEvent(event)
+        if self.grid_model.rowCount() == 0 and self.empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.viewport().rect().adjusted(24, 24, -24, -24),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.empty_text)
+            painter.end()
 
     # -- data --------------------------------------------------------------------------------
     def set_records(self, records: Sequence[ImageRecord]) -> None:
