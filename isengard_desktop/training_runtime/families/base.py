@@ -4,6 +4,24 @@ Runs only inside trainer child processes (torch, diffusers, peft are imported he
 The loop owns data, caching, the optimizer, checkpoints, samples and events; a family owns
 loading its parts offline, the text/image encoders, the training objective, sampling and
 the LoRA key format that ComfyUI and A1111 load.
+
+How the loop (``training_runtime/loop.py``) drives a family, in order:
+
+1. ``Family(job, device, dtype)`` then :meth:`Family.load` (phase ``loading_model``).
+2. Caching (phase ``caching``): :meth:`Family.encode_images` per bucket batch (pixels in
+   [-1, 1]); :meth:`Family.encode_text` for every caption, the empty caption ``""`` (caption
+   dropout) and the sample prompts (so a family can keep those for :meth:`Family.sample`);
+   then :meth:`Family.free_text_encoders`.
+3. The loop freezes :meth:`Family.denoiser`, adds a peft LoRA on
+   :meth:`Family.lora_target_modules` (``r=job.rank``, ``lora_alpha=job.alpha``), keeps the LoRA
+   weights in float32, enables gradient checkpointing when the job asks and the model supports
+   it, and builds the optimizer.
+4. Each micro-batch: :meth:`Family.loss` with the cached latents and one
+   :class:`TextCondition` per latent whose tensors also hold :meth:`Family.image_condition`'s
+   (per image: original size, crop, target size). Runs under ``torch.autocast`` on GPU.
+5. Every ``sample_every`` steps :meth:`Family.sample` (the loop sets eval mode and no_grad).
+6. At the end :meth:`Family.export_lora`; the loop adds the header metadata (plus
+   :meth:`Family.lora_metadata`) and writes the file.
 """
 
 from __future__ import annotations
@@ -82,9 +100,21 @@ class Family(ABC):
         """A PIL image for ``prompt`` with the current adapter (text encoders may be gone:
         the family re-loads what it needs or keeps cached embeddings)."""
 
+    def image_condition(self, original_size: tuple[int, int], crop_top_left: tuple[int, int],
+                        target_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Extra per-image conditioning merged into that image's :class:`TextCondition`
+        (sizes are (height, width) in pixels). SDXL returns its ``time_ids``; default none."""
+        return {}
+
+    def lora_metadata(self) -> dict[str, str]:
+        """Family-specific header metadata for the LoRA file (strings); default none."""
+        return {}
+
     @abstractmethod
     def export_lora(self, lora_state: dict[str, torch.Tensor], rank: int,
                     alpha: float) -> dict[str, torch.Tensor]:
         """Turn peft's adapter state dict (``get_peft_model_state_dict`` of the denoiser)
         into the file's tensors: kohya keys + ``.alpha`` for UNets, diffusers
-        ``transformer.…lora_A/B`` + per-module ``.alpha`` for Flux/Chroma."""
+        ``transformer.…lora_A/B`` + per-module ``.alpha`` for Flux/Chroma. The loop passes
+        the tensors on the CPU, already in the file's dtype (fp32 when trained in fp32,
+        else fp16)."""

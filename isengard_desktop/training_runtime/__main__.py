@@ -1,0 +1,147 @@
+"""The built-in trainer's child process.
+
+    python -m isengard_desktop.training_runtime train --job <jobs/ID/job.json> \
+        --job-dir <jobs/ID> [--resume]
+
+stdout carries only protocol events (one JSON object per line, see
+``core/training/protocol.py``); everything else goes to stderr. The first event
+(phase ``loading_model``) is sent before the ML libraries are imported, which takes seconds.
+
+Stop & save: a line ``stop`` (or ``{"cmd":"stop"}``) on stdin, or SIGTERM/SIGINT (Windows:
+CTRL_BREAK) → the current step finishes, a checkpoint is saved, ``checkpoint`` and ``stopped``
+events follow and the process exits 0. A second signal ends the process at once.
+
+Exit status: 0 done or stopped; 2 bad job spec; 1 any other error (after an ``error`` event).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "DIFFUSERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m isengard_desktop.training_runtime",
+        description="Isengard Desktop's built-in LoRA trainer (SD1.5, SDXL, Flux, Chroma). "
+                    "Writes JSON events to stdout and logs to stderr.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train the LoRA described by a job spec")
+    train.add_argument("--job", required=True, type=Path, help="the job spec (job.json)")
+    train.add_argument("--job-dir", required=True, type=Path,
+                       help="the job folder (samples/, checkpoints/, the final LoRA)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the newest checkpoint that verifies")
+    return parser
+
+
+class StopRequest(threading.Event):
+    """Set by a ``stop`` line on stdin or by the first SIGTERM/SIGINT."""
+
+    def watch_stdin(self) -> None:
+        def reader() -> None:
+            try:
+                for line in sys.stdin:
+                    text = line.strip()
+                    cmd = text.lower()
+                    if text.startswith("{"):
+                        try:
+                            cmd = str(json.loads(text).get("cmd", "")).lower()
+                        except (ValueError, AttributeError):
+                            cmd = ""
+                    if cmd == "stop":
+                        print("[trainer] stop requested on stdin", file=sys.stderr, flush=True)
+                        self.set()
+            except (OSError, ValueError):
+                pass  # stdin closed or not readable: no commands
+
+        if sys.stdin is not None:
+            threading.Thread(target=reader, name="stdin-commands", daemon=True).start()
+
+    def install_signals(self) -> None:
+        names = ["SIGTERM", "SIGINT", "SIGBREAK"]
+
+        def handler(signum, _frame) -> None:
+            print(f"[trainer] signal {signum}: stopping after this step (send it again to "
+                  f"quit at once)", file=sys.stderr, flush=True)
+            self.set()
+            for name in names:  # a second signal acts immediately
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    signal.signal(sig, signal.SIG_DFL)
+
+        for name in names:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                signal.signal(sig, handler)
+
+
+def _preflight(args: argparse.Namespace):
+    """Read and check the job before the heavy imports (fast errors)."""
+    from ..core.training.spec import TrainingJob
+    from .errors import ConfigError, ModelMissingError
+
+    try:
+        text = Path(args.job).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"job: cannot read the job spec {args.job}: "
+                          f"{exc.strerror or exc}") from exc
+    job = TrainingJob.from_json(text)
+    job.validate()
+    base = Path(job.base_model)
+    if not job.base_model.strip() or not base.exists():
+        raise ModelMissingError(f"The base model {job.base_model!r} does not exist. Choose the "
+                                f"model again in the Training tab (a diffusers folder or a "
+                                f".safetensors checkpoint).")
+    if not Path(job.dataset_dir).is_dir():
+        raise ConfigError(f"dataset_dir: the dataset folder {job.dataset_dir} does not exist")
+    Path(args.job_dir).mkdir(parents=True, exist_ok=True)
+    return job
+
+
+def train(args: argparse.Namespace) -> int:
+    from .errors import classify, exit_code
+    from .events import claim_stdout, setup_stderr_logging
+
+    emitter = claim_stdout()
+    emitter.phase("loading_model", 0, 0, "starting")
+    os.environ.update(OFFLINE_ENV)
+    setup_stderr_logging()
+    stop = StopRequest()
+    stop.install_signals()
+    stop.watch_stdin()
+    job = None
+    try:
+        job = _preflight(args)
+        emitter.phase("loading_model", 0, 0, "loading libraries")
+        from .loop import run
+
+        return run(job, args.job_dir, emitter, stop, resume=args.resume)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
+        if isinstance(exc, SystemExit):
+            raise
+        traceback.print_exc(file=sys.stderr)
+        event = classify(exc, job)
+        emitter.emit(event)
+        return exit_code(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return train(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

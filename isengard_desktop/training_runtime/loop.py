@@ -1,0 +1,436 @@
+"""The generic LoRA training loop of the built-in trainer (runs in the child process).
+
+One :class:`Trainer` per run: load the family's model, cache latents and text embeddings once,
+add a peft LoRA to the denoiser, then train with AdamW, a warm-up schedule, gradient
+accumulation and clipping, reporting every step, sampling and checkpointing on the job's
+cadence, and finally write the LoRA in the family's file format. Everything that depends on
+the model family lives behind :class:`~.families.base.Family`.
+
+Resume is exact: the data order is a function of (seed, micro-batch index) (see
+:class:`~.data.BatchPlan`) and the noise generator's state is checkpointed, so a run that is
+stopped or killed and resumed produces the same LoRA as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import logging
+import math
+import random
+import shutil
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.fsutil import atomic_output
+from ..core.training.spec import JobPaths, TrainingJob
+from . import checkpoints as ckpts
+from .data import BatchPlan, Item, ensure_trigger, load_image, make_buckets, scan_dataset
+from .errors import ConfigError, NanLossError
+from .events import Emitter
+from .families.base import Family, TextCondition
+from .families.registry import family_class
+from .lora_file import build_metadata, write_lora
+
+log = logging.getLogger("isengard.trainer.loop")
+
+ADAPTER_FILE = "adapter.safetensors"
+STATE_FILE = "training_state.pt"
+RNG_FILE = "rng.pt"
+
+
+def pick_device(job: TrainingJob) -> tuple[torch.device, torch.dtype, list[str]]:
+    """(device, weight dtype, notes for the user): bf16 (or fp16) on a GPU, fp32 on the CPU."""
+    notes: list[str] = []
+    cuda = torch.cuda.is_available()
+    if job.device == "cuda" and not cuda:
+        raise ConfigError("device: 'cuda' was chosen but PyTorch sees no CUDA GPU "
+                          "(choose 'auto' or 'cpu', or install the GPU build of PyTorch)")
+    device = torch.device("cuda" if cuda and job.device != "cpu" else "cpu")
+    if device.type == "cpu":
+        if job.mixed_precision in ("bf16", "fp16"):
+            notes.append(f"mixed precision {job.mixed_precision} is for GPUs; training in "
+                         "fp32 on the CPU")
+        return device, torch.float32, notes
+    mp = job.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp, torch.float32), notes
+
+
+class Trainer:
+    """One training run of ``job`` in ``job_dir`` (see module docstring)."""
+
+    def __init__(self, job: TrainingJob, job_dir: Path, emitter: Emitter,
+                 stop: threading.Event, resume: bool = False) -> None:
+        self.job, self.emit, self.stop, self.resume = job, emitter, stop, resume
+        self.paths = JobPaths(Path(job_dir))
+        self.device, self.dtype, notes = pick_device(job)
+        for note in notes:
+            emitter.log(note)
+        self.family: Family = family_class(job.family)(job, self.device, self.dtype)
+        self.items: list[Item] = []
+        self.latents: list[torch.Tensor] = []
+        self.image_cond: list[dict[str, torch.Tensor]] = []
+        self.text: dict[str, TextCondition] = {}
+        self.sample_prompts = [ensure_trigger(p, job.trigger_word)
+                               for p in job.sample_prompts if p.strip()]
+        self.noise_gen = torch.Generator("cpu").manual_seed(job.seed)
+        self.step = 0
+        self.last_checkpoint: ckpts.Checkpoint | None = None
+        self.scaler: Any = None
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> int:
+        job = self.job
+        torch.manual_seed(job.seed)
+        random.seed(job.seed)
+        self.items = scan_dataset(Path(job.dataset_dir), job.trigger_word)
+        self.family.load(lambda d, t, detail="": self.emit.phase("loading_model", d, t, detail))
+        start = self._find_resume_point()
+        if self.stop.is_set():  # stop asked while loading: nothing new to save
+            if start is not None:
+                self.step, self.last_checkpoint = start.step, start
+            return self._stopped()
+        if start is None or start.step < job.steps:
+            self._cache()
+        self._setup_lora()
+        if start is not None:
+            self._load_checkpoint(start)
+        if self.stop.is_set():
+            return self._stopped()
+        self._train()
+        if self.step < job.steps:
+            return self._stopped()
+        self._export()
+        return 0
+
+    # ------------------------------------------------------------------ caching
+
+    def _cache(self) -> None:
+        job, fam = self.job, self.family
+        texts = list(dict.fromkeys([it.caption for it in self.items] + [""] + self.sample_prompts))
+        n_images = len(self.items)
+        total = n_images + len(texts)
+        self.emit.phase("caching", 0, total, "latents")
+        buckets = make_buckets(job.resolution, fam.latent_multiple)
+        kept: list[Item] = []
+        for i, item in enumerate(self.items):
+            try:
+                pixels = load_image(item, buckets)
+            except (ValueError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise
+                self.emit.log(f"Skipping {item.path.name}: {exc}", "warning")
+                continue
+            self.latents.append(fam.encode_images(pixels[None])[0].to("cpu"))
+            self.image_cond.append(fam.image_condition(item.original_size, item.crop_top_left,
+                                                       (item.bucket[1], item.bucket[0])))
+            kept.append(item)
+            self.emit.phase("caching", i + 1, total, "latents")
+        if not kept:
+            raise ConfigError(f"dataset_dir: none of the images in {job.dataset_dir} could be read")
+        self.items = kept
+        for start in range(0, len(texts), 8):
+            chunk = texts[start:start + 8]
+            for text, cond in zip(chunk, fam.encode_text(chunk), strict=True):
+                self.text[text] = cond
+            self.emit.phase("caching", n_images + start + len(chunk), total, "text")
+        fam.free_text_encoders()
+        gc.collect()
+        self.plan = BatchPlan([it.bucket for it in self.items], job.batch_size, job.repeats,
+                              job.seed)
+
+    # ------------------------------------------------------------------ LoRA + optimizer
+
+    def _setup_lora(self) -> None:
+        from diffusers.optimization import get_scheduler
+        from peft import LoraConfig
+
+        job, den = self.job, self.family.denoiser()
+        den.requires_grad_(False)
+        config = LoraConfig(r=job.rank, lora_alpha=job.alpha, init_lora_weights=True,
+                            target_modules=self.family.lora_target_modules())
+        if hasattr(den, "add_adapter"):
+            den.add_adapter(config)
+        else:
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(config, den)
+        self.params = [p for p in den.parameters() if p.requires_grad]
+        if not self.params:
+            raise RuntimeError("no LoRA layers were added: the family's target modules "
+                               "matched nothing in the model")
+        for p in self.params:
+            p.data = p.data.float()
+        if job.gradient_checkpointing:
+            if getattr(den, "_supports_gradient_checkpointing", False):
+                den.enable_gradient_checkpointing()
+            else:
+                self.emit.log("This model does not support gradient checkpointing; "
+                              "training without it")
+        den.train()
+        self.optimizer = self._optimizer()
+        name = job.lr_scheduler
+        if name == "constant" and job.warmup_steps > 0:
+            name = "constant_with_warmup"
+        self.lr_scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=job.warmup_steps,
+                                          num_training_steps=job.steps)
+        if self.dtype == torch.float16:
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        job = self.job
+        decay = float(job.extra.get("weight_decay", 1e-2))
+        if job.optimizer == "adamw8bit":
+            why = ""
+            if self.device.type != "cuda":
+                why = "it needs a CUDA GPU"
+            else:
+                try:
+                    import bitsandbytes as bnb
+
+                    return bnb.optim.AdamW8bit(self.params, lr=job.learning_rate,
+                                               weight_decay=decay)
+                except ImportError:
+                    why = "bitsandbytes is not installed"
+            self.emit.log(f"8-bit AdamW is not available ({why}); using standard AdamW",
+                          "warning")
+        return torch.optim.AdamW(self.params, lr=job.learning_rate, weight_decay=decay)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _meta(self) -> dict[str, Any]:
+        job = self.job
+        return {"family": job.family, "rank": job.rank, "alpha": job.alpha,
+                "job_id": job.job_id, "total_steps": job.steps, "seed": job.seed,
+                "target_modules": self.family.lora_target_modules()}
+
+    def _find_resume_point(self) -> ckpts.Checkpoint | None:
+        root = self.paths.checkpoints
+        if not self.resume:
+            old = ckpts.list_checkpoints(root)
+            if old:
+                self.emit.log(f"Starting over: removing {len(old)} checkpoint(s) of an earlier run")
+                for c in old:
+                    shutil.rmtree(c.path, ignore_errors=True)
+            return None
+        mine = self._meta()
+
+        def accept(c: ckpts.Checkpoint) -> str:
+            m = c.manifest
+            for key in ("family", "rank", "alpha", "seed"):
+                if m.get(key) != mine[key]:
+                    return f"it was made with {key}={m.get(key)!r}, the job has {mine[key]!r}"
+            return ""
+
+        def skipped(c: ckpts.Checkpoint, why: str) -> None:
+            self.emit.log(f"Checkpoint {c.path.name} cannot be used ({why}); trying an older one",
+                          "warning")
+
+        found = ckpts.newest_valid(root, accept, skipped)
+        if found is None:
+            self.emit.log("No usable checkpoint to resume from; starting from step 0", "warning")
+        else:
+            self.emit.log(f"Resuming from {found.path.name} "
+                          f"(step {found.step} of {self.job.steps})")
+        return found
+
+    def _load_checkpoint(self, ckpt: ckpts.Checkpoint) -> None:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        den = self.family.denoiser()
+        result = set_peft_model_state_dict(den, load_file(str(ckpt.path / ADAPTER_FILE)),
+                                           adapter_name="default")
+        unexpected = getattr(result, "unexpected_keys", None) or []
+        if unexpected:
+            raise RuntimeError(f"{ckpt.path}: LoRA weights do not fit the model "
+                               f"({len(unexpected)} unexpected keys, e.g. {unexpected[0]})")
+        for p in self.params:
+            p.data = p.data.float()
+        state = torch.load(ckpt.path / STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        rng = torch.load(ckpt.path / RNG_FILE, map_location="cpu", weights_only=True)
+        self.noise_gen.set_state(rng["noise"])
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(_python_rng(rng["python"]))
+        self.step = ckpt.step
+        self.last_checkpoint = ckpt
+
+    def _save_checkpoint(self, step: int) -> ckpts.Checkpoint:
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        self.emit.phase("saving", 0, 1, "checkpoint")
+        lora = {k: v.detach().to("cpu", torch.float32).contiguous()
+                for k, v in get_peft_model_state_dict(self.family.denoiser()).items()}
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.lr_scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
+        rng = {"noise": self.noise_gen.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+               "python": random.getstate()}
+        writers = {ADAPTER_FILE: lambda p: save_file(lora, str(p)),
+                   STATE_FILE: lambda p: torch.save(state, p),
+                   RNG_FILE: lambda p: torch.save(rng, p)}
+        ckpt = ckpts.save(self.paths.checkpoints, step, writers, self._meta())
+        self.last_checkpoint = ckpt
+        ckpts.prune(self.paths.checkpoints, self.job.keep_checkpoints)
+        self.emit.phase("saving", 1, 1, "checkpoint")
+        self.emit.checkpoint(step, str(ckpt.path), True)
+        return ckpt
+
+    def _stopped(self) -> int:
+        path = ""
+        if self.step > 0:
+            if self.last_checkpoint is None or self.last_checkpoint.step != self.step:
+                self._save_checkpoint(self.step)
+            path = str(self.last_checkpoint.path) if self.last_checkpoint else ""
+        self.emit.stopped(self.step, path)
+        return 0
+
+    # ------------------------------------------------------------------ training
+
+    def _batch(self, k: int) -> tuple[torch.Tensor, list[TextCondition]]:
+        idx = self.plan.batch(k)
+        drop = self.plan.dropped(k, len(idx), self.job.caption_dropout)
+        latents = torch.stack([self.latents[i] for i in idx])
+        cond = [TextCondition({**self.text["" if d else self.items[i].caption].tensors,
+                               **self.image_cond[i]}) for i, d in zip(idx, drop, strict=True)]
+        return latents, cond
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
+
+    def _train(self) -> None:
+        job = self.job
+        total, accum = job.steps, job.grad_accum
+        max_norm = float(job.extra.get("max_grad_norm", 1.0)) or math.inf  # 0: no clipping
+        durations: deque[float] = deque(maxlen=20)
+        self.emit.phase("training", self.step, total)
+        while self.step < total and not self.stop.is_set():
+            t0 = time.perf_counter()
+            loss_sum = 0.0
+            for micro in range(accum):
+                latents, cond = self._batch(self.step * accum + micro)
+                with self._autocast():
+                    loss = self.family.loss(latents, cond, self.noise_gen)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    self._nan(self.step + 1)
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                loss_sum += value
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+            if self.scaler is None and not math.isfinite(float(norm)):
+                self._nan(self.step + 1)
+            lr = self.lr_scheduler.get_last_lr()[0]
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            durations.append(time.perf_counter() - t0)
+            spe = sum(durations) / len(durations)
+            self.emit.step(self.step, total, loss_sum / accum, lr, spe, spe * (total - self.step))
+            if self._due(job.sample_every) and self.sample_prompts:
+                self._sample()
+                if self.step < total:
+                    self.emit.phase("training", self.step, total)
+            if self._due(job.checkpoint_every) or self.step == total:
+                self._save_checkpoint(self.step)
+                if self.step < total:
+                    self.emit.phase("training", self.step, total)
+
+    def _due(self, every: int) -> bool:
+        return every > 0 and (self.step % every == 0 or self.step == self.job.steps)
+
+    def _nan(self, step: int) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        where = "nothing was trained yet"
+        if self.step > 0:
+            if self.last_checkpoint is None or self.last_checkpoint.step != self.step:
+                self._save_checkpoint(self.step)
+            where = (f"the last good state (step {self.step}) is saved in "
+                     f"{self.last_checkpoint.path}")
+        raise NanLossError(f"The loss became NaN at step {step}; {where}. Lower the learning "
+                           f"rate (now {self.job.learning_rate:g}) and start the job again.")
+
+    # ------------------------------------------------------------------ samples + output
+
+    def _sample(self) -> None:
+        job, den = self.job, self.family.denoiser()
+        n = len(self.sample_prompts)
+        self.emit.phase("sampling", 0, n)
+        den.eval()
+        try:
+            for i, prompt in enumerate(self.sample_prompts):
+                try:
+                    with torch.no_grad(), self._autocast():
+                        image = self.family.sample(prompt, job.seed + i, job.sample_steps,
+                                                   job.resolution, job.resolution)
+                    path = self.paths.samples / f"step{self.step:06d}_{i}.png"
+                    with atomic_output(path) as fh:
+                        image.save(fh, format="PNG")
+                    self.emit.sample(self.step, str(path), prompt)
+                except (RuntimeError, ValueError, KeyError) as exc:
+                    if "out of memory" in str(exc).lower():
+                        raise
+                    log.exception("sample %d failed", i)
+                    self.emit.log(f"Sample {i + 1} at step {self.step} failed: "
+                                  f"{type(exc).__name__}: {exc}", "warning")
+                self.emit.phase("sampling", i + 1, n)
+        finally:
+            den.train()
+
+    def _export(self) -> None:
+        from peft.utils import get_peft_model_state_dict
+
+        job = self.job
+        self.emit.phase("saving", 0, 1, "LoRA")
+        save = str(job.extra.get("save_dtype") or ("fp32" if self.dtype == torch.float32
+                                                     else "fp16"))
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[save]
+        state = {k: v.detach().to("cpu", dtype)
+                 for k, v in get_peft_model_state_dict(self.family.denoiser()).items()}
+        tensors = self.family.export_lora(state, job.rank, job.alpha)
+        meta = build_metadata(job, architecture=self.family.architecture,
+                              base_model_version=self.family.base_model_version,
+                              steps=self.step, resolution=(job.resolution, job.resolution),
+                              captions=[it.caption for it in self.items],
+                              num_images=len(self.items), extra=self.family.lora_metadata())
+        path = write_lora(self.paths.lora(job.output_name), tensors, meta)
+        self.emit.phase("saving", 1, 1, "LoRA")
+        self.emit.done(str(path), self.step)
+
+
+def _python_rng(state: Any) -> tuple:
+    """``random.getstate()`` back from its saved form (lists may come back for tuples)."""
+    version, internal, gauss = state
+    return (int(version), tuple(int(x) for x in internal), gauss)
+
+
+def run(job: TrainingJob, job_dir: Path, emitter: Emitter, stop: threading.Event,
+        resume: bool = False) -> int:
+    """Train ``job`` in ``job_dir``; returns the exit status (errors are raised)."""
+    return Trainer(job, job_dir, emitter, stop, resume).run()
