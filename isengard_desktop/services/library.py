@@ -15,12 +15,13 @@ Signals:
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -40,6 +41,8 @@ if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded 
     from ..core.dataset.checks import Finding
     from ..core.dataset.importer import ImportedImage, ImportReport
 
+
+T = TypeVar("T")
 
 IMPORT_WORKERS = max(2, min(6, (os.cpu_count() or 2) + 1))
 
@@ -383,6 +386,22 @@ class LibraryService(QObject):
                                              character_ids=frozenset({character_id})))
 
         run_in_executor(self._writer, write, done)
+
+    def run_db(self, fn: Callable[[sqlite3.Connection], T],
+               on_success: Callable[[T], None] | None = None,
+               on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """Run ``fn(connection)`` on the one writer thread (for other tables, e.g. ``jobs``).
+
+        Call after :meth:`start`; callbacks run on the main thread; without ``on_failure`` an
+        exception goes to ``sys.excepthook``. ``fn`` must not touch widgets or services.
+        """
+
+        def work() -> T:
+            if self._repo is None:
+                raise RuntimeError("the database is not open yet (LibraryService.start first)")
+            return fn(self._repo.conn)
+
+        run_in_executor(self._writer, work, on_success, on_failure)
 
     # -- import ------------------------------------------------------------------------------
     def import_photos(self, character_id: int, paths: Sequence[Path | str]) -> ImportTask | None:

@@ -45,6 +45,32 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX loras_by_character ON loras(character_id)",
     ],
+    # 2: training jobs (the persistent queue and history; see core/db/jobs.py)
+    [
+        """CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY,
+            character_id INTEGER REFERENCES characters(id) ON DELETE SET NULL,
+            backend TEXT NOT NULL DEFAULT 'builtin',
+            family TEXT NOT NULL DEFAULT '',
+            preset TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL,
+            spec_json TEXT NOT NULL,
+            job_dir TEXT NOT NULL,
+            created TEXT NOT NULL,
+            started TEXT,
+            finished TEXT,
+            pid INTEGER,
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER NOT NULL DEFAULT 0,
+            last_loss REAL,
+            lora_path TEXT,
+            error_kind TEXT,
+            error_message TEXT,
+            sec_per_step REAL
+        )""",
+        "CREATE INDEX jobs_by_state ON jobs(state)",
+        "CREATE INDEX jobs_by_character ON jobs(character_id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

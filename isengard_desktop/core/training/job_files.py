@@ -1,0 +1,169 @@
+"""File work of a training job folder, run on executors (Qt-free, never on the UI thread).
+
+* :func:`read_events`: the protocol events of ``events.jsonl`` (history, chart reload).
+* :func:`write_launch_files`: a backend's config files, written atomically before launch.
+* :func:`write_debug_bundle`: a redacted zip of what is needed to debug a job.
+* :func:`mask_secrets`: :func:`~isengard_desktop.core.logging.redact` plus exact secret values.
+
+The GUI process never imports torch: :func:`environment_report` asks a short child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..fsutil import atomic_write_text
+from ..logging import REDACTED, redact
+from .checkpoints import list_checkpoints
+from .protocol import Event, parse_event
+from .spec import JobPaths
+
+__all__ = ["environment_report", "mask_secrets", "read_events", "write_debug_bundle",
+           "write_launch_files"]
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` redacted, with every exact secret value masked too."""
+    for value in secrets:
+        if value and len(value) >= 4 and value in text:
+            text = text.replace(value, REDACTED)
+    return redact(text)
+
+
+def write_launch_files(files: dict[Path, str]) -> None:
+    for path, text in files.items():
+        atomic_write_text(Path(path), text)
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every protocol event in an ``events.jsonl`` (missing file: none)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [e for e in (parse_event(line) for line in text.splitlines()) if e is not None]
+
+
+_TORCH_PROBE = r"""
+import json, platform
+out = {}
+try:
+    import torch
+    out["torch"] = torch.__version__
+    out["cuda_available"] = bool(torch.cuda.is_available())
+    out["cuda_version"] = torch.version.cuda
+    out["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    out["mps_available"] = bool(mps and mps.is_available())
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+_PACKAGES = ("isengard-desktop", "torch", "diffusers", "transformers", "peft", "accelerate",
+             "safetensors", "torchao", "bitsandbytes", "PySide6-Essentials", "numpy")
+MAX_BUNDLE_TEXT = 20 << 20   # a log longer than this goes in as its last 20 MB
+
+
+def environment_report(probe_torch: bool = True, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Python, platform and package versions; torch/CUDA from a short child process (the GUI
+    process never imports torch)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    report: dict[str, Any] = {
+        "python": sys.version, "executable": sys.executable, "platform": platform.platform(),
+        "machine": platform.machine(), "cpu_count": os.cpu_count(), "packages": versions,
+    }
+    if probe_torch:
+        try:
+            done = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True,
+                                  text=True, timeout=timeout_s,
+                                  env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            lines = done.stdout.strip().splitlines()
+            report["torch_probe"] = json.loads(lines[-1]) if lines else {
+                "error": f"exit code {done.returncode}: {done.stderr[-2000:]}"}
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            report["torch_probe"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return report
+
+
+def _read_text_tail(path: Path) -> str:
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if size > MAX_BUNDLE_TEXT:
+            fh.seek(size - MAX_BUNDLE_TEXT)
+            head = f"[… first {size - MAX_BUNDLE_TEXT} bytes left out]\n"
+        else:
+            head = ""
+        return head + fh.read().decode("utf-8", errors="replace")
+
+
+_TEXT_SUFFIXES = {".json", ".jsonl", ".log", ".txt", ".toml", ".yaml", ".yml", ".cfg", ".ini",
+                  ".md", ".csv"}
+
+
+def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
+                       secrets: Iterable[str], probe_torch: bool = True) -> Path:
+    """Zip what is needed to debug a job, with every text redacted; returns ``dest``.
+
+    Contents: job.json, record.json (the job's state), events.jsonl, stdout.log,
+    stderr.log, configs/, samples/, checkpoints.json (what was saved, verified by size),
+    environment.json. Never checkpoints or the LoRA itself, never secrets.
+    """
+    secrets = tuple(s for s in secrets if s)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+
+    def text(zf: zipfile.ZipFile, name: str, content: str) -> None:
+        zf.writestr(name, mask_secrets(content, secrets))
+
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name in ("job.json", "events.jsonl", "stdout.log", "stderr.log"):
+                path = paths.root / name
+                if path.is_file():
+                    text(zf, name, _read_text_tail(path))
+            text(zf, "record.json", json.dumps(record, indent=2, default=str))
+            for folder in (paths.configs, paths.samples):
+                if not folder.is_dir():
+                    continue
+                for path in sorted(folder.rglob("*")):
+                    if not path.is_file():
+                        continue
+                    name = path.relative_to(paths.root).as_posix()
+                    if path.suffix.lower() in _TEXT_SUFFIXES:
+                        text(zf, name, _read_text_tail(path))
+                    else:
+                        zf.write(path, name)
+            checkpoints = [asdict(c) | {"path": c.path.name}
+                           for c in list_checkpoints(paths.root)]
+            text(zf, "checkpoints.json", json.dumps(checkpoints, indent=2))
+            text(zf, "environment.json",
+                 json.dumps(environment_report(probe_torch), indent=2, default=str))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return dest

@@ -1,0 +1,111 @@
+"""The built-in trainer backend: ``python -m isengard_desktop.training_runtime train ...``.
+
+The child writes protocol JSON lines (``core/training/protocol.py``) on stdout and everything
+else on stderr. This module only builds the command line and parses; it never imports torch
+(``available`` uses ``importlib.util.find_spec``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.training.protocol import Event, LogEvent, parse_event
+from ..core.training.spec import FAMILIES, JobPaths, TrainingJob
+from .interface import Launch, LineSplitter, Stream
+
+__all__ = ["BuiltinTrainer", "ProtocolParser", "stderr_level"]
+
+RUNTIME_MODULE = "isengard_desktop.training_runtime"
+_REQUIRED = ("torch", "diffusers", "peft", "transformers", "safetensors")
+
+_ERRORISH = re.compile(
+    r"(?i)^\s*(traceback \(most recent call last\)|fatal|critical)|\b(error|exception)\b"
+    r"|^\s*[\w.]*(error|exception)\s*:")
+_WARNISH = re.compile(r"(?i)warning|\bwarn\b|deprecat")
+
+
+def stderr_level(line: str) -> str | None:
+    """``"error"`` or ``"warning"`` for stderr lines that look like one, else None."""
+    if _ERRORISH.search(line):
+        return "error"
+    if _WARNISH.search(line):
+        return "warning"
+    return None
+
+
+class ProtocolParser:
+    """JSON protocol lines on stdout become events; on stderr, lines that look like warnings
+    or errors become :class:`LogEvent` (``"warning"`` / ``"error"``). Progress-bar redraws
+    and plain stderr text give no events (the runner still shows them in the log view)."""
+
+    def __init__(self) -> None:
+        self._split = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+
+    def feed(self, stream: Stream, text: str) -> list[Event]:
+        events: list[Event] = []
+        if stream == "stdout":
+            for line in self._split["stdout"].feed(text):
+                event = parse_event(line)
+                if event is not None:
+                    events.append(event)
+            return events
+        for line, redraw in self._split["stderr"].feed_marked(text):
+            if redraw:
+                continue
+            level = stderr_level(line)
+            if level is not None:
+                events.append(LogEvent(level, line.strip()))
+        return events
+
+
+def _package_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+class BuiltinTrainer:
+    """Trains with our own runtime (diffusers + peft + torch) in a child Python."""
+
+    key = "builtin"
+    label = "Built-in (diffusers + peft)"
+
+    def available(self) -> tuple[bool, str]:
+        missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
+        if missing:
+            return False, (f"The built-in trainer needs {', '.join(missing)}, which "
+                           f"{'is' if len(missing) == 1 else 'are'} not installed in "
+                           f"{sys.executable}. Reinstall Isengard Desktop (or pip install "
+                           f"{' '.join(missing)}).")
+        if importlib.util.find_spec(RUNTIME_MODULE) is None:
+            return False, f"The trainer module {RUNTIME_MODULE} is missing; reinstall the app."
+        return True, ""
+
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "families": list(FAMILIES),
+            "resume": True,
+            "samples": True,
+            "checkpoints": True,
+            "quantize_base": ["none", "int8", "float8"],
+            "stop": "stdin",
+        }
+
+    def build_launch(self, job: TrainingJob, paths: JobPaths, resume: bool) -> Launch:
+        argv = [sys.executable, "-m", RUNTIME_MODULE, "train",
+                "--job", str(paths.spec), "--job-dir", str(paths.root)]
+        if resume:
+            argv.append("--resume")
+        # So `-m` finds the package from a source checkout as well as from an install.
+        root = str(_package_root())
+        existing = os.environ.get("PYTHONPATH", "")
+        parts = [p for p in existing.split(os.pathsep) if p]
+        pythonpath = os.pathsep.join([root] + [p for p in parts if p != root])
+        return Launch(argv=argv, env={"PYTHONPATH": pythonpath}, cwd=str(paths.root),
+                      files={}, stop="stdin")
+
+    def make_parser(self) -> ProtocolParser:
+        return ProtocolParser()

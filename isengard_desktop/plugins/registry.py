@@ -1,0 +1,118 @@
+"""Trainer backends by key, imported only when first used (Qt-free).
+
+Entries are ``"package.module:Attribute"`` strings (or, in tests, a ready factory); the module
+is imported the first time :meth:`TrainerRegistry.get` asks for that key, and the backend
+object is created once and kept. The UI lists :meth:`TrainerRegistry.entries` (key and label,
+no import) and gets backends only through the registry, never by importing a plugin module.
+
+There is no module-level singleton: :func:`default_registry` builds a fresh registry with the
+built-in backends, and the composition root passes it on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from .interface import TrainerBackend
+
+__all__ = ["BUILTIN_BACKENDS", "BackendEntry", "TrainerRegistry", "UnknownBackendError",
+           "default_registry"]
+
+Target = Union[str, Callable[[], TrainerBackend]]
+
+# key -> (label, "module:attr"). Adapters for ai-toolkit, diffusion-pipe and kohya go here.
+BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {
+    "builtin": ("Built-in (diffusers + peft)",
+                "isengard_desktop.plugins.builtin_trainer:BuiltinTrainer"),
+}
+
+
+class UnknownBackendError(KeyError):
+    """No backend is registered under that key; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown backend"
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend, described without importing it."""
+
+    key: str
+    label: str
+    target: str   # "module:attr", or a repr for factories registered in code
+
+
+def _load(target: str) -> Callable[[], TrainerBackend]:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"backend target must look like 'package.module:Attribute' "
+                         f"(got {target!r})")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[return-value]
+
+
+class TrainerRegistry:
+    """Trainer backends by key, loaded lazily."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, Target] = {}
+        self._labels: dict[str, str] = {}
+        self._made: dict[str, TrainerBackend] = {}
+
+    def register(self, key: str, target: Target, label: str = "", *,
+                 replace: bool = False) -> None:
+        """Register ``target`` (``"module:attr"`` of a class/factory, or a callable) as
+        ``key``. ValueError if the key is taken (unless ``replace``)."""
+        if not key:
+            raise ValueError("a backend key cannot be empty")
+        if key in self._targets and not replace:
+            raise ValueError(f"a trainer backend named {key!r} is already registered")
+        self._targets[key] = target
+        self._labels[key] = label or key
+        self._made.pop(key, None)
+
+    def unregister(self, key: str) -> None:
+        self._targets.pop(key, None)
+        self._labels.pop(key, None)
+        self._made.pop(key, None)
+
+    def keys(self) -> list[str]:
+        return list(self._targets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._targets
+
+    def entries(self) -> list[BackendEntry]:
+        """Key, label and target of every backend, without importing any."""
+        return [BackendEntry(k, self._labels[k], t if isinstance(t, str) else repr(t))
+                for k, t in self._targets.items()]
+
+    def get(self, key: str) -> TrainerBackend:
+        """The backend for ``key`` (imported and created on first use)."""
+        made = self._made.get(key)
+        if made is not None:
+            return made
+        try:
+            target = self._targets[key]
+        except KeyError:
+            known = ", ".join(self._targets) or "none"
+            raise UnknownBackendError(
+                f"No trainer backend {key!r} is installed (known: {known}).") from None
+        factory = _load(target) if isinstance(target, str) else target
+        backend = factory()
+        self._made[key] = backend
+        return backend
+
+
+def default_registry() -> TrainerRegistry:
+    """A registry holding the backends that ship with the app."""
+    registry = TrainerRegistry()
+    for key, (label, target) in BUILTIN_BACKENDS.items():
+        registry.register(key, target, label)
+    return registry

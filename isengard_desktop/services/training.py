@@ -1,0 +1,563 @@
+"""The training service: a persistent job queue and the runner of trainer child processes.
+
+Jobs live in the ``jobs`` table (written through ``LibraryService.run_db``, the one DB writer)
+and in ``jobs/<job_id>/`` folders. One GPU job runs at a time by default; the others wait in
+the queue. Each run is a :class:`~.training_runner.JobRun` (a QProcess in its own process
+group). Nothing here blocks the UI thread: folders and history are read and written on
+executors, and results come back on the main thread.
+
+States: ``queued → running → (stopping →) completed | failed | cancelled | interrupted |
+stopped``. A job found ``running`` at start whose process is gone becomes ``interrupted``;
+one whose process is still alive (an earlier app instance's child) is watched until it ends
+and can be stopped through its process group.
+
+Call ``LibraryService.start()`` before :meth:`TrainingService.start`, and
+:meth:`TrainingService.shutdown` before ``LibraryService.shutdown()`` (its last writes go
+through the library's writer).
+
+Signals:
+    jobs_changed(): a job was added or changed state; re-read :meth:`jobs`.
+    job_updated(JobRecord): one job's record changed (progress at most ~10 a second).
+    phase_changed(str, PhaseEvent): job id, the trainer's current phase.
+    progressed(str, StepEvent): job id, latest step; ≤ ~10 a second, the last step always.
+    sample_added(str, SampleEvent): job id, a sample image was written.
+    checkpoint_saved(str, CheckpointEvent): job id, a checkpoint was written.
+    log_appended(str, str, list): job id, "stdout"/"stderr", display lines (≤ ~10 Hz).
+    job_finished(JobRecord): the job reached a final state (completed, failed, cancelled,
+        stopped or interrupted — the last when a stop could not save, or on app quit).
+    error_reported(str, ErrorEvent): job id, an error to show as a plain message.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ..core import logging as applog
+from ..core.db.jobs import JobsRepository
+from ..core.fsutil import atomic_write_text
+from ..core.paths import AppPaths
+from ..core.training.checkpoints import latest_complete
+from ..core.training.job_files import read_events, write_debug_bundle, write_launch_files
+from ..core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
+                                      PhaseEvent, SampleEvent, StepEvent)
+from ..core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
+from ..plugins.registry import TrainerRegistry, UnknownBackendError, default_registry
+from .library import LibraryService
+from .ops import run_in_executor
+from .training_runner import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES, JobRecord,
+                              JobRun, RunOutcome, crash_message, examine_rows, pid_alive,
+                              signal_group, utc_now)
+
+__all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "RESUMABLE_STATES", "STATES",
+           "TrainingService"]
+
+
+class TrainingService(QObject):
+    """Job queue + QProcess runner. See the module docstring for states and signals."""
+
+    jobs_changed = Signal()
+    job_updated = Signal(object)
+    phase_changed = Signal(str, object)
+    progressed = Signal(str, object)
+    sample_added = Signal(str, object)
+    checkpoint_saved = Signal(str, object)
+    log_appended = Signal(str, str, list)
+    job_finished = Signal(object)
+    error_reported = Signal(str, object)
+
+    def __init__(self, paths: AppPaths, library: LibraryService,
+                 secrets_env: Callable[[], dict[str, str]],
+                 registry: TrainerRegistry | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.paths = paths
+        self.library = library
+        self.secrets_env = secrets_env
+        self.registry = registry if registry is not None else default_registry()
+        # tunables (tests shorten them)
+        self.max_running = 1
+        self.stop_grace_s = 30.0      # Stop & save: time to save a checkpoint and exit
+        self.cancel_grace_s = 5.0     # Cancel: time to exit before SIGTERM
+        self.kill_grace_s = 5.0       # SIGTERM -> SIGKILL
+        self.shutdown_grace_s = 10.0  # app quit: graceful stop before SIGTERM
+        self.persist_interval_s = 3.0
+        self.bundle_probe_torch = True
+        self.is_ready = False
+
+        self._records: dict[str, JobRecord] = {}
+        self._queue: list[str] = []
+        self._runs: dict[str, JobRun] = {}
+        self._preparing: set[str] = set()
+        self._intent: dict[str, str] = {}          # job id -> "stop" | "cancel" | "shutdown"
+        self._orphans: dict[str, int] = {}         # job id -> pid of an earlier app's child
+        self._cids: dict[str, str] = {}
+        self._last_persist: dict[str, float] = {}
+        self._shutting_down = False
+        self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
+        self._reader = ThreadPoolExecutor(2, thread_name_prefix="training-read")
+        self._orphan_timer = QTimer(self)
+        self._orphan_timer.setInterval(1000)
+        self._orphan_timer.timeout.connect(self._check_orphans)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load jobs off the UI thread; running jobs whose process is gone → interrupted."""
+        data_root = self.paths.data
+        self.library.run_db(lambda conn: JobsRepository(conn, data_root).list_jobs(),
+                            lambda rows: run_in_executor(self._files,
+                                                         lambda: examine_rows(rows),
+                                                         self._on_loaded))
+
+    def _on_loaded(self, loaded: list[tuple[JobRecord, bool]]) -> None:
+        queued = []
+        for record, alive in loaded:
+            if record.job_id in self._records:
+                continue
+            if record.state in ACTIVE_STATES:
+                if alive:
+                    self._orphans[record.job_id] = record.pid or 0
+                    logger.info("job {} is still running from an earlier session (pid {})",
+                                record.job_id, record.pid)
+                else:
+                    record = replace(
+                        record, state="interrupted", finished=utc_now(), pid=None,
+                        error_kind=None,
+                        error_message="Isengard was closed or crashed while this job was "
+                                      "running." + (" Resume continues from step "
+                                                    f"{record.checkpoint_step}."
+                                                    if record.checkpoint_step is not None
+                                                    else ""))
+                    logger.info("job {} was running when the app stopped: interrupted",
+                                record.job_id)
+                    self._persist(record)
+            elif record.state == "queued":
+                queued.append(record)
+            self._records[record.job_id] = record
+        self._queue.extend(r.job_id for r in sorted(queued, key=lambda r: r.created))
+        if self._orphans:
+            self._orphan_timer.start()
+        self.is_ready = True
+        self.jobs_changed.emit()
+        self._pump()
+
+    def shutdown(self) -> None:
+        """App quit: stop running children (graceful, then terminate, then kill; this blocks
+        for at most ``shutdown_grace_s + kill_grace_s`` plus a little) and mark them
+        interrupted. Queued jobs stay queued for the next start."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self._orphan_timer.stop()
+        runs = list(self._runs.items())
+        for job_id, run in runs:
+            self._intent[job_id] = "shutdown"
+            run.request_stop(self.shutdown_grace_s, self.kill_grace_s)
+        deadline = time.monotonic() + self.shutdown_grace_s
+        for job_id, run in runs:
+            remaining = max(0.1, deadline - time.monotonic())
+            run.wait_for_exit(remaining, self.kill_grace_s)
+            run.release()
+        self._files.shutdown(wait=True)
+        self._reader.shutdown(wait=False, cancel_futures=True)
+
+    # -- reads -----------------------------------------------------------------------------
+    def jobs(self) -> list[JobRecord]:
+        """Every job, newest first (memory only)."""
+        return sorted(self._records.values(), key=lambda r: r.created, reverse=True)
+
+    def job(self, job_id: str) -> JobRecord | None:
+        return self._records.get(job_id)
+
+    def measured_sec_per_step(self, family: str, resolution: int) -> float | None:
+        """Median seconds a step of completed jobs of this family and resolution took here."""
+        values = [r.sec_per_step for r in self._records.values()
+                  if r.state == "completed" and r.family == family
+                  and r.spec.resolution == resolution and r.sec_per_step]
+        return float(statistics.median(values)) if values else None
+
+    # -- commands --------------------------------------------------------------------------
+    def submit(self, job: TrainingJob) -> JobRecord:
+        """Validate, write ``jobs/<id>/job.json``, queue; start it if nothing runs.
+        Raises :class:`SpecError` naming the field."""
+        job.validate()
+        if job.backend not in self.registry:
+            known = ", ".join(self.registry.keys())
+            raise SpecError(f"backend: no trainer backend {job.backend!r} (known: {known})")
+        if not job.job_id or job.job_id in self._records:
+            raise SpecError(f"job_id: {job.job_id!r} is empty or already used")
+        job = copy.deepcopy(job)
+        paths = JobPaths(self.paths.jobs / job.job_id)
+        record = JobRecord(job.job_id, job.character_id, job.character_name, job.backend,
+                           job.family, job.preset, "queued", utc_now(), None, None, 0, job.steps,
+                           None, None, None, None, None, paths.root, job)
+        with applog.correlation() as cid:
+            self._cids[job.job_id] = cid
+            logger.info("job {} queued: {} {} steps for {!r} ({})", job.job_id, job.family,
+                        job.steps, job.character_name, job.backend)
+            spec_text = job.to_json()
+            run_in_executor(self._files, lambda: atomic_write_text(paths.spec, spec_text),
+                            None, lambda exc: self._fail_launch(
+                                job.job_id, f"Could not write {paths.spec}: {exc}"))
+        self._records[job.job_id] = record
+        self._queue.append(job.job_id)
+        self._changed(record, persist=True)
+        self._pump()
+        return self._records[job.job_id]
+
+    def stop(self, job_id: str) -> None:
+        """Stop & save: the trainer saves a checkpoint and exits (final state "stopped");
+        after ``stop_grace_s`` its process group is terminated, then killed."""
+        self._halt(job_id, "stop", self.stop_grace_s)
+
+    def cancel(self, job_id: str) -> None:
+        """Queued: cancelled at once. Running: graceful stop with a short grace, then
+        terminate/kill the whole tree; final state "cancelled"."""
+        self._halt(job_id, "cancel", self.cancel_grace_s)
+
+    def _halt(self, job_id: str, intent: str, grace_s: float) -> None:
+        record = self._records.get(job_id)
+        if record is None or record.is_final:
+            return
+        if record.state == "queued":
+            if job_id in self._queue:
+                self._queue.remove(job_id)
+            self._preparing.discard(job_id)
+            logger.info("job {} cancelled before it started", job_id)
+            self._finalize(replace(record, state="cancelled", finished=utc_now()))
+            return
+        run = self._runs.get(job_id)
+        if run is None and job_id not in self._orphans:
+            return  # preparing counts as queued; otherwise the process already ended
+        if intent == "cancel" or job_id not in self._intent:
+            self._intent[job_id] = intent
+        if run is not None:
+            run.request_stop(grace_s, self.kill_grace_s)
+        elif job_id in self._orphans:
+            pid = self._orphans[job_id]
+            signal_group(pid, 15)
+
+            def kill() -> None:
+                if pid_alive(pid, job_id):
+                    signal_group(pid, 9)
+
+            QTimer.singleShot(int(self.kill_grace_s * 1000), kill)
+        if record.state != "stopping":
+            self._changed(replace(record, state="stopping"), persist=True)
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Continue a stopped/failed/cancelled/interrupted job from its newest checkpoint
+        (same folder and spec); queued if another job runs. ValueError if not resumable."""
+        record = self._records.get(job_id)
+        if record is None:
+            raise ValueError(f"There is no job {job_id}.")
+        if not record.resumable:
+            raise ValueError(f"Job {job_id} cannot be resumed: it is {record.state}"
+                             + ("" if record.state not in RESUMABLE_STATES
+                                else " and has no complete checkpoint") + ".")
+        with applog.correlation() as cid:
+            self._cids[job_id] = cid
+            logger.info("job {} resumed from step {}", job_id, record.checkpoint_step)
+        record = replace(record, state="queued", finished=None, error_kind=None,
+                         error_message=None, lora_path=None)
+        self._queue.append(job_id)
+        self._changed(record, persist=True)
+        self._pump()
+        return self._records[job_id]
+
+    def rerun(self, job_id: str) -> JobRecord:
+        """A new job (new id and folder) with the same settings."""
+        record = self._records.get(job_id)
+        if record is None:
+            raise ValueError(f"There is no job {job_id}.")
+        spec = TrainingJob.from_dict(asdict(record.spec))
+        spec.job_id = new_job_id()
+        return self.submit(spec)
+
+    def events(self, job_id: str, on_loaded: Callable[[list[Event]], None]) -> None:
+        """Read ``events.jsonl`` off the UI thread (history, chart reload)."""
+        record = self._records.get(job_id)
+        if record is None:
+            on_loaded([])
+            return
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.flush()
+        path = record.paths.events
+        run_in_executor(self._reader, lambda: read_events(path), on_loaded)
+
+    def export_debug_bundle(self, job_id: str, dest: Path, on_done: Callable[[Path], None],
+                            on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """Zip spec, events, logs, configs, samples and environment (redacted) to ``dest``."""
+        record = self._records.get(job_id)
+        if record is None:
+            error = KeyError(f"There is no job {job_id}.")
+            if on_failure:
+                on_failure(error)
+            else:
+                raise error
+            return
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.flush()
+        secrets = list(self._secret_values())
+        info: dict[str, Any] = {k: v for k, v in asdict(record).items() if k != "spec"}
+        info["job_dir"] = str(record.job_dir)
+        probe = self.bundle_probe_torch
+        with applog.correlation():
+            logger.info("exporting a debug bundle of job {}", job_id)
+            run_in_executor(self._reader, lambda: write_debug_bundle(
+                record.paths, Path(dest), info, secrets, probe), on_done, on_failure)
+
+    # -- the queue -------------------------------------------------------------------------
+    def _busy(self) -> int:
+        return len(self._runs) + len(self._preparing) + len(self._orphans)
+
+    def _pump(self) -> None:
+        while not self._shutting_down and self._queue and self._busy() < self.max_running:
+            job_id = self._queue.pop(0)
+            record = self._records.get(job_id)
+            if record is not None and record.state == "queued":
+                self._launch(record)
+
+    def _launch(self, record: JobRecord) -> None:
+        job_id = record.job_id
+        with applog.correlation(self._cids.get(job_id)):
+            try:
+                backend = self.registry.get(record.backend)
+                ok, why = backend.available()
+            except (UnknownBackendError, ImportError, AttributeError, ValueError) as exc:
+                self._fail_launch(job_id, f"The trainer backend {record.backend!r} cannot be "
+                                  f"loaded: {exc}")
+                return
+            if not ok:
+                self._fail_launch(job_id, why)
+                return
+            self._preparing.add(job_id)
+            paths, spec = record.paths, record.spec
+
+            def prepare() -> tuple[Any, bool]:
+                if not paths.spec.is_file():
+                    raise FileNotFoundError(f"{paths.spec} is missing")
+                resume = latest_complete(paths.root, deep=False) is not None
+                launch = backend.build_launch(spec, paths, resume)
+                write_launch_files(launch.files)
+                return launch, resume
+
+            def failed(exc: BaseException) -> None:
+                if job_id in self._preparing:
+                    self._preparing.discard(job_id)
+                    self._fail_launch(job_id, f"The trainer could not be prepared: {exc}")
+
+            run_in_executor(self._files, prepare,
+                            lambda result: self._spawn(job_id, backend, *result), failed)
+
+    def _spawn(self, job_id: str, backend: Any, launch: Any, resume: bool) -> None:
+        if job_id not in self._preparing or self._shutting_down:
+            return  # cancelled while preparing, or the app is quitting (stays queued)
+        self._preparing.discard(job_id)
+        record = self._records[job_id]
+        cid = self._cids.get(job_id) or applog.new_correlation_id()
+        try:
+            secrets = dict(self.secrets_env())
+        except Exception as exc:  # a locked/broken keyring must not stop training
+            logger.warning("job {}: secrets unavailable, starting without them: {}",
+                           job_id, exc)
+            secrets = {}
+        env = dict(os.environ)
+        env.update(launch.env)
+        env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", HF_HUB_OFFLINE="1",
+                   ISENGARD_CORRELATION_ID=cid)
+        env.update(secrets)
+        run = JobRun(job_id, record.paths, launch, backend.make_parser(), env,
+                     secrets.values(), self)
+        run.started.connect(lambda pid: self._on_started(job_id, pid))
+        run.event_received.connect(lambda ev: self._on_event(job_id, ev))
+        run.progressed.connect(lambda ev: self._on_step(job_id, ev))
+        run.lines_appended.connect(lambda stream, lines:
+                                   self.log_appended.emit(job_id, stream, lines))
+        run.finished.connect(lambda outcome: self._on_finished(job_id, outcome))
+        self._runs[job_id] = run
+        with applog.correlation(cid):
+            logger.info("job {}: launching {} ({})", job_id, record.backend,
+                        "resume" if resume else "fresh")
+        self._changed(replace(record, state="running", started=utc_now(), finished=None),
+                      persist=True)
+        try:
+            run.start()
+        except OSError as exc:  # the log files could not be opened
+            self._runs.pop(job_id, None)
+            self._fail_launch(job_id, f"Could not open the job's log files: {exc}")
+
+    def _fail_launch(self, job_id: str, message: str) -> None:
+        record = self._records.get(job_id)
+        if record is None or record.is_final:
+            return
+        if job_id in self._queue:
+            self._queue.remove(job_id)
+        logger.warning("job {} failed to launch: {}", job_id, message)
+        error = ErrorEvent("config", message)
+        self.error_reported.emit(job_id, error)
+        self._finalize(replace(record, state="failed", finished=utc_now(), error_kind="config",
+                               error_message=message))
+
+    def _check_orphans(self) -> None:
+        for job_id, pid in list(self._orphans.items()):
+            if pid_alive(pid, job_id):
+                continue
+            del self._orphans[job_id]
+            record = self._records.get(job_id)
+            if record is not None and not record.is_final:
+                intent = self._intent.pop(job_id, None)
+                state = "cancelled" if intent == "cancel" else "interrupted"
+                self._finalize_with_checkpoint(replace(record, state=state, pid=None,
+                                                       finished=utc_now()))
+        if not self._orphans:
+            self._orphan_timer.stop()
+            self._pump()
+
+    # -- events from the runner --------------------------------------------------------------
+    def _on_started(self, job_id: str, pid: int) -> None:
+        record = self._records.get(job_id)
+        if record is not None:
+            self._changed(replace(record, pid=pid or None), persist=True)
+
+    def _on_step(self, job_id: str, event: StepEvent) -> None:
+        record = self._records.get(job_id)
+        if record is None:
+            return
+        loss = event.loss if event.loss == event.loss else record.last_loss  # NaN keeps last
+        record = replace(record, step=event.step, total_steps=event.total or record.total_steps,
+                         last_loss=loss, sec_per_step=event.sec_per_step or record.sec_per_step)
+        due = time.monotonic() - self._last_persist.get(job_id, 0.0) >= self.persist_interval_s
+        self._changed(record, persist=due, structural=False)
+        self.progressed.emit(job_id, event)
+
+    def _on_event(self, job_id: str, event: Event) -> None:
+        record = self._records.get(job_id)
+        if record is None:
+            return
+        if isinstance(event, PhaseEvent):
+            self.phase_changed.emit(job_id, event)
+        elif isinstance(event, SampleEvent):
+            self.sample_added.emit(job_id, event)
+        elif isinstance(event, CheckpointEvent):
+            if event.resumable:
+                self._changed(replace(record, checkpoint_step=event.step), structural=False)
+            self.checkpoint_saved.emit(job_id, event)
+        elif isinstance(event, DoneEvent):
+            self._changed(replace(record, lora_path=event.lora), structural=False)
+        elif isinstance(event, ErrorEvent):
+            logger.warning("job {}: trainer error {}: {}", job_id, event.kind, event.message)
+            self._changed(replace(record, error_kind=event.kind, error_message=event.message),
+                          structural=False)
+            self.error_reported.emit(job_id, event)
+
+    def _on_finished(self, job_id: str, outcome: RunOutcome) -> None:
+        run = self._runs.pop(job_id, None)
+        if run is not None:
+            run.deleteLater()
+        record = self._records.get(job_id)
+        if record is None:
+            return
+        intent = self._intent.pop(job_id, None)
+        record = replace(record, pid=None, finished=utc_now())
+        if outcome.done is not None:
+            state, kind, message = "completed", None, None
+            record = replace(record, lora_path=outcome.done.lora,
+                             step=max(record.step, outcome.done.steps))
+        elif intent == "shutdown":
+            state, kind, message = "interrupted", None, "Isengard was closed while this job " \
+                                                        "was running."
+        elif intent == "cancel":
+            state, kind, message = "cancelled", None, None
+        elif outcome.stopped is not None:
+            state, kind, message = "stopped", None, None
+        elif intent == "stop":
+            state, kind = "interrupted", None
+            message = ("The trainer did not save and exit in time, so it was ended. "
+                       "Resume continues from the newest complete checkpoint, if any.")
+        elif outcome.failed_to_start:
+            state, kind = "failed", "crash"
+            message = (f"The trainer could not be started ({outcome.start_error}). "
+                       f"Check that {run.launch.argv[0] if run else 'the program'} exists.")
+        elif outcome.error is not None:
+            state, kind, message = "failed", outcome.error.kind, outcome.error.message
+        else:
+            state, kind, message = "failed", "crash", crash_message(record, outcome)
+        if state == "failed" and outcome.error is None:
+            self.error_reported.emit(job_id, ErrorEvent(kind or "crash", message or ""))
+        record = replace(record, state=state, error_kind=kind, error_message=message)
+        logger.info("job {} {}{}", job_id, state, f": {message}" if message else "")
+        if state == "completed":
+            self._finalize(record)
+            self._register_lora(record, outcome.done)
+        else:
+            self._finalize_with_checkpoint(record)
+
+    def _finalize_with_checkpoint(self, record: JobRecord) -> None:
+        """Find the newest complete checkpoint (verified by hash, off the UI thread), then
+        finalize. At shutdown there is no time: finalize at once."""
+        if self._shutting_down:
+            self._finalize(record)
+            return
+        self._persist(record)  # the state is final now; the scan only adds checkpoint_step
+        root = record.job_dir
+
+        def found(info: Any) -> None:
+            self._finalize(replace(record, checkpoint_step=info.step if info else None))
+
+        run_in_executor(self._files, lambda: latest_complete(root, deep=True), found,
+                        lambda exc: self._finalize(record))
+
+    def _finalize(self, record: JobRecord) -> None:
+        self._last_persist.pop(record.job_id, None)
+        self._changed(record, persist=True)
+        self.job_finished.emit(record)
+        self._pump()
+
+    def _register_lora(self, record: JobRecord, done: DoneEvent | None) -> None:
+        if done is None or record.character_id is None:
+            return
+        if self.library.character(record.character_id) is None:
+            logger.warning("job {}: character {} no longer exists; the LoRA stays in {}",
+                           record.job_id, record.character_id, done.lora)
+            return
+        self.library.add_lora(record.character_id, done.lora, record.family, done.steps)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _changed(self, record: JobRecord, *, persist: bool = False,
+                 structural: bool = True) -> None:
+        """Store a new snapshot, persist it if asked, and tell the UI."""
+        previous = self._records.get(record.job_id)
+        self._records[record.job_id] = record
+        if persist:
+            self._persist(record)
+        self.job_updated.emit(record)
+        if structural or previous is None or previous.state != record.state:
+            self.jobs_changed.emit()
+
+    def _persist(self, record: JobRecord) -> None:
+        self._last_persist[record.job_id] = time.monotonic()
+        row = record.to_row()
+        data_root = self.paths.data
+        try:
+            self.library.run_db(lambda conn: JobsRepository(conn, data_root).save(row))
+        except RuntimeError as exc:  # the writer is already shut down (late app quit)
+            logger.warning("job {}: state {} not saved: {}", record.job_id, record.state, exc)
+
+    def _secret_values(self) -> list[str]:
+        try:
+            return [v for v in self.secrets_env().values() if v]
+        except Exception as exc:
+            logger.warning("secrets unavailable for redaction: {}", exc)
+            return []

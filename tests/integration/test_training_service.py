@@ -1,0 +1,434 @@
+"""TrainingService with real QProcess children running tests/helpers/fake_trainer.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from isengard_desktop.core.db.jobs import JobRow, JobsRepository
+from isengard_desktop.core.paths import resolve_paths
+from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent,
+                                                     PhaseEvent, StepEvent)
+from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_id
+from isengard_desktop.plugins.registry import default_registry
+from isengard_desktop.services.library import LibraryService
+from isengard_desktop.services.ops import init_main_thread_bridge
+from isengard_desktop.services.training import TrainingService
+from isengard_desktop.services.training_runner import pid_alive
+
+SECRET = "planted-Secret-Value-7d1e2f"   # matches no redaction pattern: only explicit masking
+WAIT = 30_000
+
+
+class Harness:
+    """A library + training service on this test's ISENGARD_HOME, with signal recorders."""
+
+    def __init__(self, qtbot) -> None:
+        self.qtbot = qtbot
+        self.paths = resolve_paths().ensure()
+        init_main_thread_bridge()
+        self.library = LibraryService(self.paths)
+        self.library.start()
+        qtbot.waitUntil(lambda: self.library.is_ready, timeout=WAIT)
+        made = []
+        if not self.library.characters():
+            self.library.create_character("Alice", "alc", on_created=made.append)
+            qtbot.waitUntil(lambda: bool(made), timeout=WAIT)
+        self.character = self.library.characters()[0]
+        self.services: list[TrainingService] = []
+        self.service = self.new_service()
+
+    def new_service(self) -> TrainingService:
+        registry = default_registry()
+        registry.register("fake", "tests.helpers.fake_backend:FakeBackend", "Fake trainer")
+        service = TrainingService(self.paths, self.library, lambda: {"HF_TOKEN": SECRET},
+                                  registry)
+        service.stop_grace_s = 10.0
+        service.cancel_grace_s = 1.0
+        service.kill_grace_s = 1.0
+        service.persist_interval_s = 0.2
+        service.bundle_probe_torch = False
+        self.finished: list = []
+        self.progress: list[tuple[float, str, StepEvent]] = []
+        self.errors: list = []
+        self.logs: list[tuple[str, str, list]] = []
+        self.phases: list = []
+        self.checkpoints: list = []
+        service.job_finished.connect(self.finished.append)
+        service.progressed.connect(lambda j, e: self.progress.append((time.monotonic(), j, e)))
+        service.error_reported.connect(lambda j, e: self.errors.append((j, e)))
+        service.log_appended.connect(lambda j, s, lines: self.logs.append((j, s, lines)))
+        service.phase_changed.connect(lambda j, e: self.phases.append((j, e)))
+        service.checkpoint_saved.connect(lambda j, e: self.checkpoints.append((j, e)))
+        service.start()
+        self.qtbot.waitUntil(lambda: service.is_ready, timeout=WAIT)
+        self.services.append(service)
+        return service
+
+    def job(self, steps: int = 20, **extra) -> TrainingJob:
+        return TrainingJob(job_id=new_job_id(), character_id=self.character.id,
+                           character_name=self.character.name, trigger_word="alc",
+                           family="sd15",
+                           base_model=str(Path.home() / "models" / "base.safetensors"),
+                           dataset_dir=str(self.paths.characters / "alice"),
+                           output_name="alice_lora", backend="fake", steps=steps, extra=extra)
+
+    def wait_final(self, job_id: str, timeout: int = WAIT):
+        self.qtbot.waitUntil(lambda: any(r.job_id == job_id for r in self.finished),
+                             timeout=timeout)
+        return self.service.job(job_id)
+
+    def wait_step(self, job_id: str, step: int) -> None:
+        self.qtbot.waitUntil(lambda: (self.service.job(job_id).step >= step), timeout=WAIT)
+
+    def db_row(self, job_id: str) -> JobRow | None:
+        out: list = []
+        self.library.run_db(lambda conn: JobsRepository(conn, self.paths.data).get(job_id),
+                            out.append)
+        self.qtbot.waitUntil(lambda: bool(out), timeout=WAIT)
+        return out[0]
+
+    def close(self) -> None:
+        for service in self.services:
+            service.shutdown()
+        self.library.shutdown()
+
+
+@pytest.fixture
+def h(qtbot):
+    harness = Harness(qtbot)
+    yield harness
+    harness.close()
+
+
+def log_text(h: Harness, job_id: str, stream: str | None = None) -> str:
+    return "\n".join(line for j, s, lines in h.logs if j == job_id
+                     and (stream is None or s == stream) for line in lines)
+
+
+def test_submit_runs_to_completion_with_coalesced_progress(h):
+    job = h.job(steps=400, delay=0.005)             # ~200 steps a second
+    record = h.service.submit(job)
+    assert record.state == "queued" and h.service.jobs()[0].job_id == job.job_id
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    assert done.step == 400 and done.total_steps == 400 and done.last_loss is not None
+    assert done.sec_per_step and done.sec_per_step > 0
+    assert Path(done.lora_path).is_file() and done.lora_path.endswith("alice_lora.safetensors")
+    # progress: coalesced to ≤ ~10 Hz, the last step never dropped
+    mine = [(t, e) for t, j, e in h.progress if j == job.job_id]
+    assert mine[-1][1].step == 400
+    span = mine[-1][0] - mine[0][0]
+    assert len(mine) <= span * 10 + 3, (len(mine), span)
+    assert len(mine) < 100
+    # phases, logs (ANSI stripped, redraws collapsed), the trainer's own notes, secrets via env
+    assert [e.phase for j, e in h.phases if j == job.job_id][:2] == ["loading_model",
+                                                                      "training"]
+    stderr = log_text(h, job.job_id, "stderr")
+    assert "UserWarning: this is a fake warning" in stderr and "\x1b" not in stderr
+    assert "INFO: HF_TOKEN present: yes" in log_text(h, job.job_id, "stdout")
+    assert '{"v"' not in log_text(h, job.job_id, "stdout")
+    assert len([1 for j, _, _ in h.logs if j == job.job_id]) < 60
+    # the files of the job folder
+    paths = done.paths
+    assert json.loads(paths.spec.read_text())["job_id"] == job.job_id
+    assert (paths.configs / "fake.json").is_file()
+    events = [json.loads(line) for line in paths.events.read_text().splitlines()]
+    assert sum(e["event"] == "step" for e in events) == 400 and events[-1]["event"] == "done"
+    assert all("t" in e for e in events)
+    assert "Loading fake model" in paths.stderr.read_text()
+    # the LoRA is the character's, and the DB row is final
+    h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
+    lora = h.library.loras(h.character.id)[0]
+    assert lora.path == done.lora_path and lora.steps == 400 and lora.family == "sd15"
+    row = h.db_row(job.job_id)
+    assert row.state == "completed" and row.step == 400 and row.pid is None
+    assert h.service.measured_sec_per_step("sd15", 512) == pytest.approx(0.005)
+    assert h.service.measured_sec_per_step("sdxl", 512) is None
+
+
+def test_one_job_at_a_time(h):
+    first = h.service.submit(h.job(steps=30, delay=0.02))
+    second = h.service.submit(h.job(steps=5))
+    h.qtbot.waitUntil(lambda: h.service.job(first.job_id).state == "running", timeout=WAIT)
+    assert h.service.job(second.job_id).state == "queued"
+    h.wait_step(first.job_id, 10)
+    assert h.service.job(second.job_id).state == "queued"
+    a = h.wait_final(first.job_id)
+    b = h.wait_final(second.job_id)
+    assert a.state == b.state == "completed"
+    assert b.started >= a.finished
+    assert [r.job_id for r in h.service.jobs()] == [second.job_id, first.job_id]
+
+
+def test_stop_and_save_then_resume_finishes_the_planned_steps(h):
+    job = h.job(steps=200, delay=0.01)
+    h.service.submit(job)
+    h.wait_step(job.job_id, 20)
+    h.service.stop(job.job_id)
+    assert h.service.job(job.job_id).state == "stopping"
+    stopped = h.wait_final(job.job_id)
+    assert stopped.state == "stopped", stopped.error_message
+    assert stopped.resumable and 20 <= stopped.checkpoint_step < 200
+    assert any(isinstance(e, CheckpointEvent) for j, e in h.checkpoints if j == job.job_id)
+    assert h.db_row(job.job_id).state == "stopped"
+    at = stopped.checkpoint_step
+
+    h.finished.clear()
+    resumed = h.service.resume(job.job_id)
+    assert resumed.job_id == job.job_id and resumed.state in ("queued", "running")
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed" and done.step == 200
+    assert f"resuming from step {at}" in log_text(h, job.job_id)
+    steps = [json.loads(line)["step"] for line in done.paths.events.read_text().splitlines()
+             if '"event":"step"' in line]
+    assert steps == list(range(1, at + 1)) + list(range(at + 1, 201))
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        h.service.resume(job.job_id)
+
+
+def test_cancel_escalates_to_kill_and_takes_the_grandchild(h):
+    job = h.job(steps=100_000, delay=0.01, ignore_stop=True, spawn_grandchild=True)
+    h.service.submit(job)
+    h.wait_step(job.job_id, 5)
+    pid_file = h.service.job(job.job_id).job_dir / "grandchild.pid"
+    h.qtbot.waitUntil(pid_file.exists, timeout=WAIT)
+    grandchild = int(pid_file.read_text())
+    trainer = h.service.job(job.job_id).pid
+    assert pid_alive(trainer) and pid_alive(grandchild)
+    began = time.monotonic()
+    h.service.cancel(job.job_id)
+    done = h.wait_final(job.job_id)
+    assert done.state == "cancelled"
+    # it ignored "stop" and SIGTERM: the kill came after cancel grace + kill grace
+    assert time.monotonic() - began >= h.service.cancel_grace_s + h.service.kill_grace_s - 0.2
+    h.qtbot.waitUntil(lambda: not pid_alive(grandchild) and not pid_alive(trainer), timeout=5000)
+    assert not done.resumable
+
+
+def test_cancel_of_a_queued_job_is_immediate(h):
+    first = h.service.submit(h.job(steps=50, delay=0.02))
+    second = h.service.submit(h.job(steps=5))
+    h.service.cancel(second.job_id)
+    assert h.service.job(second.job_id).state == "cancelled"
+    h.service.cancel(first.job_id)
+    assert h.wait_final(first.job_id).state == "cancelled"
+    assert h.service.job(second.job_id).started is None
+
+
+def test_error_event_fails_the_job_with_its_message(h):
+    job = h.job(steps=20, fail_at=5)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed" and done.error_kind == "oom"
+    assert "Out of memory at step 5" in done.error_message
+    assert [(j, e) for j, e in h.errors] == [
+        (job.job_id, ErrorEvent("oom", "Out of memory at step 5: lower the batch size."))]
+    assert h.db_row(job.job_id).error_kind == "oom"
+
+
+def test_crash_without_error_event_names_the_exit_code(h):
+    job = h.job(steps=20, crash_at=5)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed" and done.error_kind == "crash"
+    assert "exited with code 3" in done.error_message
+    assert "RuntimeError: simulated crash" in done.error_message
+    assert "stderr.log" in done.error_message
+    assert h.errors and h.errors[0][1].kind == "crash"
+
+
+def test_program_that_cannot_start_fails_clearly(h, tmp_path):
+    job = h.job(steps=5, _program=str(tmp_path / "no-such-python"))
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed"
+    assert "could not be started" in done.error_message
+    assert "no-such-python" in done.error_message
+    # the queue goes on
+    nxt = h.service.submit(h.job(steps=3))
+    assert h.wait_final(nxt.job_id).state == "completed"
+
+
+def test_invalid_specs_are_refused_naming_the_field(h):
+    with pytest.raises(SpecError, match="steps"):
+        h.service.submit(h.job(steps=0))
+    bad = h.job()
+    bad.backend = "kohya"
+    with pytest.raises(SpecError, match="backend"):
+        h.service.submit(bad)
+    ok = h.job(steps=2)
+    h.service.submit(ok)
+    with pytest.raises(SpecError, match="job_id"):
+        h.service.submit(ok)
+    h.wait_final(ok.job_id)
+
+
+def test_killed_from_outside_then_app_restart_is_interrupted_and_resumable(h, qtbot):
+    job = h.job(steps=300, delay=0.01, checkpoint_every=10)
+    h.service.submit(job)
+    h.wait_step(job.job_id, 25)
+    qtbot.waitUntil(lambda: h.db_row(job.job_id).pid is not None, timeout=WAIT)
+    record = h.service.job(job.job_id)
+    # the app "crashes": this service never hears of the process again
+    run = h.service._runs[job.job_id]
+    run.blockSignals(True)
+    run.proc.blockSignals(True)
+    os.killpg(record.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not pid_alive(record.pid), timeout=5000)
+    assert h.db_row(job.job_id).state == "running"
+
+    h.finished.clear()
+    service = h.service = h.new_service()     # the next app start, same ISENGARD_HOME
+    again = service.job(job.job_id)
+    assert again.state == "interrupted" and again.resumable
+    assert again.checkpoint_step >= 20
+    assert "closed or crashed" in again.error_message
+    assert h.db_row(job.job_id).state == "interrupted"
+
+    service.resume(job.job_id)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed" and done.step == 300
+
+
+def test_a_still_running_orphan_is_watched_and_can_be_cancelled(h, qtbot):
+    job_id = new_job_id()
+    job_dir = h.paths.jobs / job_id
+    job_dir.mkdir(parents=True)
+    spec = h.job(steps=10)
+    spec.job_id = job_id
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", job_id],
+                              start_new_session=True)
+    try:
+        row = JobRow(job_id, h.character.id, "fake", "sd15", "", "running", spec.to_json(),
+                     str(job_dir), "2026-01-01T00:00:00+00:00", pid=orphan.pid, step=3,
+                     total_steps=10)
+        h.library.run_db(lambda conn: JobsRepository(conn, h.paths.data).save(row))
+        h.service.shutdown()
+        service = h.service = h.new_service()
+        assert service.job(job_id).state == "running"
+        queued = service.submit(h.job(steps=2))
+        assert service.job(queued.job_id).state == "queued"   # the orphan holds the GPU
+        service.cancel(job_id)
+        done = h.wait_final(job_id, timeout=10_000)
+        assert done.state == "cancelled"
+        assert orphan.wait(5) is not None
+        assert h.wait_final(queued.job_id).state == "completed"
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
+def test_shutdown_stops_children_and_marks_them_interrupted(h, qtbot):
+    job = h.job(steps=10_000, delay=0.01)
+    h.service.submit(job)
+    h.wait_step(job.job_id, 5)
+    pid = h.service.job(job.job_id).pid
+    h.service.shutdown()
+    record = h.service.job(job.job_id)
+    assert record.state == "interrupted"
+    assert not pid_alive(pid)
+    service = h.service = h.new_service()
+    again = service.job(job.job_id)
+    assert again.state == "interrupted" and again.resumable   # the stop saved a checkpoint
+
+
+def test_events_reload_and_rerun(h):
+    job = h.job(steps=12)
+    h.service.submit(job)
+    h.wait_final(job.job_id)
+    loaded: list = []
+    h.service.events(job.job_id, loaded.append)
+    h.qtbot.waitUntil(lambda: bool(loaded), timeout=WAIT)
+    events = loaded[0]
+    assert [e.step for e in events if isinstance(e, StepEvent)] == list(range(1, 13))
+    assert isinstance(events[0], PhaseEvent) and isinstance(events[-1], DoneEvent)
+    empty: list = []
+    h.service.events("nope", empty.append)
+    assert empty == [[]]
+
+    again = h.service.rerun(job.job_id)
+    assert again.job_id != job.job_id and again.spec.steps == 12
+    assert again.job_dir != h.service.job(job.job_id).job_dir
+    assert h.wait_final(again.job_id).state == "completed"
+
+
+def test_debug_bundle_is_complete_and_has_no_secret(h, tmp_path):
+    job = h.job(steps=30, delay=0.01, echo_env="HF_TOKEN")
+    h.service.submit(job)
+    h.qtbot.waitUntil(lambda: h.service.job(job.job_id).pid is not None, timeout=WAIT)
+    pid = h.service.job(job.job_id).pid
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert SECRET.encode() not in cmdline
+    done = h.wait_final(job.job_id)
+    assert "HF_TOKEN present: yes" in log_text(h, job.job_id)   # it did get the secret
+    assert SECRET not in log_text(h, job.job_id)
+    assert "careless library says [REDACTED]" in done.paths.stderr.read_text()
+    assert SECRET not in done.paths.stderr.read_text()
+    (done.paths.samples).mkdir(exist_ok=True)
+    (done.paths.samples / "step_10.png").write_bytes(b"\x89PNG fake")
+
+    out: list = []
+    dest = tmp_path / "bundle.zip"
+    h.service.export_debug_bundle(job.job_id, dest, out.append)
+    h.qtbot.waitUntil(lambda: bool(out), timeout=WAIT)
+    assert out == [dest]
+    with zipfile.ZipFile(dest) as zf:
+        names = set(zf.namelist())
+        assert {"job.json", "record.json", "events.jsonl", "stdout.log", "stderr.log",
+                "configs/fake.json", "samples/step_10.png", "checkpoints.json",
+                "environment.json"} <= names
+        for name in names:
+            assert SECRET.encode() not in zf.read(name), name
+        env = json.loads(zf.read("environment.json"))
+        assert env["packages"]["PySide6-Essentials"] and "python" in env
+        assert json.loads(zf.read("record.json"))["state"] == "completed"
+        spec_text = zf.read("job.json").decode()
+        assert str(Path.home()) not in spec_text and "~/models/base.safetensors" in spec_text
+    failures: list = []
+    h.service.export_debug_bundle("nope", dest, out.append, failures.append)
+    assert failures and isinstance(failures[0], KeyError)
+
+
+@pytest.mark.timeout(240)
+def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
+    """The real built-in trainer (tiny random SD1.5-like model, CPU) through the default
+    registry: progress, Stop & save over stdin, resume, the LoRA in the library."""
+    from tests.helpers import tiny_unet_models as tiny
+
+    model = tiny.build_sd15(tmp_path / "sd15")
+    data = tiny.make_dataset(tmp_path / "data", count=4)
+    job = TrainingJob(job_id=new_job_id(), character_id=h.character.id,
+                      character_name=h.character.name, trigger_word="sks", family="sd15",
+                      base_model=str(model), dataset_dir=str(data), output_name="alice_lora",
+                      backend="builtin", resolution=64, rank=4, alpha=8.0, learning_rate=5e-3,
+                      steps=16, batch_size=2, sample_every=0, checkpoint_every=0,
+                      gradient_checkpointing=False)
+    h.service.submit(job)
+    h.qtbot.waitUntil(lambda: h.service.job(job.job_id).step >= 4, timeout=150_000)
+    h.service.stop(job.job_id)
+    stopped = h.wait_final(job.job_id, timeout=150_000)
+    assert stopped.state == "stopped", stopped.error_message
+    assert stopped.resumable and stopped.checkpoint_step >= 4
+    phases = [e.phase for j, e in h.phases if j == job.job_id]
+    assert phases[0] == "loading_model" and "training" in phases
+
+    h.finished.clear()
+    h.service.resume(job.job_id)
+    done = h.wait_final(job.job_id, timeout=150_000)
+    assert done.state == "completed", done.error_message
+    assert done.step == 16 and Path(done.lora_path).is_file()
+    h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
+    assert h.library.loras(h.character.id)[0].path == done.lora_path
+    stdout = done.paths.stdout.read_text()
+    assert all(line.startswith("{") or line.startswith("=====") for line in
+               stdout.splitlines() if line.strip())
