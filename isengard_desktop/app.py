@@ -20,10 +20,12 @@ from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
 from .services.settings_service import SettingsService
 from .services.thumbnails import ThumbnailService
+from .services.training import TrainingService
 from .ui.main_window import MainWindow
 from .ui.tabs.characters import CharactersTab
 from .ui.tabs.dataset import DatasetTab
 from .ui.tabs.placeholder import PlannedFeatureWidget
+from .ui.tabs.training import TrainingTab
 from .ui.tabs.video import VideoTab
 from .ui.theme import apply_dark_theme
 
@@ -40,6 +42,7 @@ class AppContext:
     _secrets: "SecretStore | None"
     library: LibraryService
     thumbnails: ThumbnailService
+    training: TrainingService
     window: MainWindow
     tabs: dict[str, QWidget] = field(default_factory=dict)
     _closed: bool = False
@@ -57,20 +60,11 @@ class AppContext:
         if self._closed:
             return
         self._closed = True
+        self.training.shutdown()      # trainers save and exit; final states go through the DB
         self.thumbnails.shutdown()
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
-
-
-def _training_placeholder() -> QWidget:
-    return PlannedFeatureWidget(
-        "Training",
-        "Training is being built. This page will train an identity LoRA from a character's "
-        "photos on your GPU, offline.",
-        ["Pick a character and a base model (SD 1.5, SDXL, Flux, Chroma) and press Start.",
-         "An honest time estimate before, live progress, loss chart and samples during.",
-         "Cancel and resume at any time; the LoRA loads in ComfyUI and A1111 after."])
 
 
 def _generate_placeholder() -> QWidget:
@@ -97,21 +91,28 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     settings = SettingsService(paths)
     library = LibraryService(paths)
     thumbnails = ThumbnailService(paths.thumbnails)
+    holder: list[AppContext] = []
+    # Secrets reach trainer children only through their environment (read at launch).
+    training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     characters = CharactersTab(library, thumbnails)
     dataset = DatasetTab(library, thumbnails)
+    training_tab = TrainingTab(library, training,
+                               lambda on_done: settings.scan_models(None, on_done))
     tabs: dict[str, QWidget] = {
         "Characters": characters,
         "Dataset": dataset,
-        "Training": _training_placeholder(),
+        "Training": training_tab,
         "Generate": _generate_placeholder(),
         "Video": VideoTab(),
     }
     window = MainWindow(tabs)
-    ctx = AppContext(paths, settings, secrets, library, thumbnails, window, tabs)
+    ctx = AppContext(paths, settings, secrets, library, thumbnails, training, window, tabs)
+    holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
         install_error_hook(window)
     library.start()
+    training.start()
     window.on_close(ctx.shutdown)
     return ctx
 
@@ -125,6 +126,10 @@ def _connect_signals(ctx: AppContext) -> None:
     library.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
     dataset.message_posted.connect(window.show_message)
+    training_tab: TrainingTab = ctx.tabs["Training"]  # type: ignore[assignment]
+    training_tab.message_posted.connect(window.show_message)
+    training_tab.notify_requested.connect(window.notify)
+    ctx.settings.settings_changed.connect(lambda _: training_tab.refresh_models())
     ctx.settings.failed.connect(window.show_error)
     window.open_data_action.triggered.connect(lambda: window.open_folder(ctx.paths.data))
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))

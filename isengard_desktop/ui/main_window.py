@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox,
+                               QSystemTrayIcon, QTabWidget, QWidget)
 
 from .. import APP_NAME, __version__
 from .widgets.progress_panel import ProgressPanelWidget
@@ -57,6 +58,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(about_action)
         self.progress.summary_ready.connect(lambda s: self.show_message(s.splitlines()[0]))
         self._close_hooks: list = []
+        self._tray: QSystemTrayIcon | None = None
 
     def tab_names(self) -> list[str]:
         return [self.tabs.tabText(i) for i in range(self.tabs.count())]
@@ -74,6 +76,17 @@ class MainWindow(QMainWindow):
         self.status_message.setText(first)
         self.status_message.setToolTip(text)
         self._clear_timer.start(20000)
+
+    def notify(self, title: str, text: str) -> None:
+        """A desktop notification (tray balloon where the platform has a tray), and always a
+        status-bar message."""
+        self.show_message(f"{title}: {text}")
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            if self._tray is None:
+                self._tray = QSystemTrayIcon(self.windowIcon(), self)
+                self._tray.show()
+            self._tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Information, 8000)
+        QApplication.alert(self)
 
     def on_close(self, hook) -> None:  # noqa: ANN001
         self._close_hooks.append(hook)

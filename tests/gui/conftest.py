@@ -14,7 +14,7 @@ def make_app(qtbot):
     def make():
         ctx = build_app(install_excepthook=False)
         ctx.window.show()
-        qtbot.waitUntil(lambda: ctx.library.is_ready, timeout=10_000)
+        qtbot.waitUntil(lambda: ctx.library.is_ready and ctx.training.is_ready, timeout=10_000)
         made.append(ctx)
         return ctx
 
