@@ -28,7 +28,7 @@ from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent,
                                                      LogEvent, PhaseEvent, SampleEvent,
                                                      StepEvent, StoppedEvent, parse_event)
 from isengard_desktop.core.training.spec import JobPaths, TrainingJob
-from tests.helpers import tiny_unet_models as tiny
+from isengard_desktop.training_runtime import tiny_models as tiny
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

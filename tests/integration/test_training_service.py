@@ -403,7 +403,7 @@ def test_debug_bundle_is_complete_and_has_no_secret(h, tmp_path):
 def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     """The real built-in trainer (tiny random SD1.5-like model, CPU) through the default
     registry: progress, Stop & save over stdin, resume, the LoRA in the library."""
-    from tests.helpers import tiny_unet_models as tiny
+    from isengard_desktop.training_runtime import tiny_models as tiny
 
     model = tiny.build_sd15(tmp_path / "sd15")
     data = tiny.make_dataset(tmp_path / "data", count=4)

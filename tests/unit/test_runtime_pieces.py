@@ -203,7 +203,7 @@ def test_key_mapping_matches_diffusers_converter_and_every_lora_key_maps_back(ki
     from isengard_desktop.training_runtime.families.unet_keys import (kohya_to_diffusers_map,
                                                                       peft_to_kohya,
                                                                       unet_state_dict_to_ldm)
-    from tests.helpers.tiny_unet_models import sd15_unet, sdxl_unet
+    from isengard_desktop.training_runtime.tiny_models import sd15_unet, sdxl_unet
 
     unet = sd15_unet() if kind == "sd15" else sdxl_unet()
     sd = unet.state_dict()

@@ -1,4 +1,5 @@
-"""Tiny random SD1.5-like and SDXL-like models for trainer tests (a few MB, built in ~1 s).
+"""Tiny random SD1.5-like and SDXL-like models (a few MB, built in ~1 s) for the self-test
+and the trainer tests.
 
 Nothing is downloaded: configs are written in code and the CLIP tokenizers are built from a
 byte-level vocabulary (each byte is a token, plus a few merges), which ``CLIPTokenizer``
