@@ -316,6 +316,10 @@ def test_missing_tokenizer_says_what_and_where(tmp_path):
     comfy = tmp_path / "ComfyUI"
     fam = SD15Family(make_job(tmp_path, tokenizer_dir=str(comfy)), torch.device("cpu"),
                      torch.float32)
+    # by default the shipped CLIP vocabulary is the last resort
+    shipped = fam._find_tokenizer("tokenizer")
+    assert (shipped / "vocab.json").is_file() and (shipped / "merges.txt").is_file()
+    fam.job.extra["use_shipped_tokenizer"] = False
     with pytest.raises(ModelMissing) as info:
         fam._find_tokenizer("tokenizer")
     assert "vocab.json" in str(info.value) and str(comfy) in str(info.value)

@@ -270,6 +270,10 @@ class Resolver:
             candidates = list(dict.fromkeys(candidates))
             found = next((c for c in candidates if c.is_dir() and spec.role in tokenizer_kind(c)),
                          None)
+            if found is None and spec.role == "clip":
+                from ..shipped_vocab import shipped_clip_tokenizer_dir
+
+                found = shipped_clip_tokenizer_dir()
             if found is None:
                 files = ("vocab.json + merges.txt" if spec.role == "clip"
                          else "tokenizer.json or spiece.model")

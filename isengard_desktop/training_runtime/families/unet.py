@@ -76,6 +76,11 @@ class _UNetFamily(Family):
         for c in dict.fromkeys(candidates):
             if _has_tokenizer(c):
                 return c
+        if self.job.extra.get("use_shipped_tokenizer", True):
+            # every tokenizer of these families is CLIP's vocabulary, which we ship
+            from ..shipped_vocab import shipped_clip_tokenizer_dir
+
+            return shipped_clip_tokenizer_dir()
         looked = "; ".join(str(c) for c in dict.fromkeys(candidates))
         raise ModelMissing(
             f"The CLIP tokenizer for {self.key} ('{sub}': vocab.json + merges.txt) was not found. "
