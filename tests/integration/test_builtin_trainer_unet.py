@@ -29,6 +29,7 @@ from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent,
                                                      StepEvent, StoppedEvent, parse_event)
 from isengard_desktop.core.training.spec import JobPaths, TrainingJob
 from isengard_desktop.training_runtime import tiny_models as tiny
+from tests.helpers import lora_checks as lc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -239,28 +240,15 @@ def _lora_file(job_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def assert_kohya_file(job_dir: Path, arch: str, version: str, prediction: str) -> None:
-    from isengard_desktop.training_runtime.lora_file import read_metadata
-
-    lora = _lora_file(job_dir)
-    assert lora and all(k.startswith("lora_unet_") for k in lora)
-    assert not any("down_blocks" in k or "up_blocks" in k or "mid_block" in k for k in lora)
-    modules = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0]
-               for k in lora}
-    for m in modules:
-        assert lora[f"{m}.alpha"].item() == 8.0  # the real alpha, not the rank (4)
-        assert lora[f"{m}.lora_down.weight"].shape[0] == 4
-        assert lora[f"{m}.lora_up.weight"].shape[1] == 4
-    meta = read_metadata(JobPaths(job_dir).lora("alice_lora"))
-    assert meta["ss_output_name"] == "alice_lora"
-    assert meta["ss_base_model_version"] == version
-    assert meta["ss_network_module"] == "networks.lora"
-    assert meta["ss_network_dim"] == "4" and float(meta["ss_network_alpha"]) == 8.0
-    assert meta["ss_steps"] == str(STEPS) and meta["ss_resolution"] == "(64, 64)"
+    path = JobPaths(job_dir).lora("alice_lora")
+    lc.assert_kohya_keys(lc.load_lora(path), rank=4, alpha=8.0)
+    meta = lc.read_metadata(path)
+    lc.assert_lora_metadata(meta, output_name="alice_lora", rank=4, alpha=8.0, steps=STEPS,
+                            architecture=arch, base_model_version=version, trigger="sks",
+                            title="Alice")
+    assert meta["ss_resolution"] == "(64, 64)"
     assert json.loads(meta["ss_tag_frequency"])["data"]["sks"] == 4
-    assert meta["modelspec.architecture"] == arch
-    assert meta["modelspec.trigger_phrase"] == "sks" and meta["modelspec.title"] == "Alice"
     assert meta["modelspec.prediction_type"] == prediction
-    assert meta["software.name"] == "Isengard Desktop" and meta["software.version"]
 
 
 def test_sd15_lora_file_has_kohya_keys_alpha_and_metadata(sd15_run):
@@ -276,45 +264,9 @@ def test_sd15_lora_file_has_kohya_keys_alpha_and_metadata(sd15_run):
 def assert_lora_acts_like_adapter(model_dir: Path, job_dir: Path, sdxl: bool) -> None:
     """The file, applied like ComfyUI does, changes the UNet's output exactly as the trained
     peft adapter (restored from the final checkpoint) does."""
-    from diffusers import UNet2DConditionModel
-    from peft import LoraConfig
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from isengard_desktop.training_runtime.families.unet import TARGET_MODULES
-
-    def load():
-        return UNet2DConditionModel.from_pretrained(str(model_dir / "unet"),
-                                                    local_files_only=True).eval()
-
-    g = torch.Generator().manual_seed(0)
-    sample = torch.randn(2, 4, 8, 8, generator=g)
-    t = torch.tensor([10, 700])
-    ctx = torch.randn(2, 77, 64 if sdxl else 32, generator=g)
-    extra = ({"added_cond_kwargs": {"text_embeds": torch.randn(2, 32, generator=g),
-                                    "time_ids": torch.tensor([[64., 64, 0, 0, 64, 64]] * 2)}}
-             if sdxl else {})
-
-    def out(unet):
-        with torch.no_grad():
-            return unet(sample, t, encoder_hidden_states=ctx, **extra).sample
-
-    base = out(load())
-    adapter = load()
-    adapter.add_adapter(LoraConfig(r=4, lora_alpha=8.0, target_modules=TARGET_MODULES))
-    set_peft_model_state_dict(adapter, load_file(
-        str(JobPaths(job_dir).checkpoints / f"checkpoint-{STEPS}" / "adapter.safetensors")))
-    trained = out(adapter)
-
-    patched_unet = load()
-    patched, unused = tiny.apply_kohya_lora_like_comfyui(patched_unet, _lora_file(job_dir))
-    assert unused == set()  # ComfyUI would report none as "lora key not loaded"
-    patched_unet.load_state_dict(patched)
-    applied = out(patched_unet)
-
-    assert (trained - base).abs().max() > 1e-3  # training changed the model
-    assert torch.allclose(applied, trained, atol=1e-5, rtol=1e-4), \
-        (applied - trained).abs().max()
+    lc.assert_kohya_lora_acts_like_adapter(
+        model_dir, JobPaths(job_dir).checkpoints / f"checkpoint-{STEPS}", _lora_file(job_dir),
+        sdxl=sdxl)
 
 
 def test_sd15_lora_applied_like_comfyui_matches_trained_adapter(assets, sd15_run):

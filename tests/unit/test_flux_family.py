@@ -24,6 +24,7 @@ from isengard_desktop.core.training.spec import TrainingJob
 from isengard_desktop.training_runtime.families import _flux_loading as fl
 from isengard_desktop.training_runtime.families.base import ModelMissing
 from isengard_desktop.training_runtime.families.flux import ChromaFamily, FluxFamily
+from tests.helpers import lora_checks as lc
 from tests.helpers import tiny_flux_models as tiny
 
 CPU = torch.device("cpu")
@@ -298,7 +299,6 @@ def test_quantized_base_trains_lora_only(models, mode):
 @pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning")
 @pytest.mark.parametrize("family", ["flux-dev", "chroma"])
 def test_exported_lora_reproduces_the_adapter(models, family, tmp_path):
-    from diffusers import ChromaPipeline, FluxPipeline
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
@@ -312,51 +312,18 @@ def test_exported_lora_reproduces_the_adapter(models, family, tmp_path):
     save_file(tensors, str(path))
     tensors = load_file(str(path))
 
-    modules = {k[len("transformer."):-len(".lora_A.weight")]
-               for k in tensors if k.endswith(".lora_A.weight")}
+    modules = lc.assert_flux_keys(tensors, rank, alpha)
     assert len(modules) == len(lora) // 2
-    assert set(tensors) == {f"transformer.{m}.{s}" for m in modules
-                            for s in ("lora_A.weight", "lora_B.weight", "alpha")}
-    for m in modules:
-        a = tensors[f"transformer.{m}.alpha"]
-        assert a.dtype == torch.float32 and a.ndim == 0 and float(a) == alpha
 
-    def run(model):
-        g = torch.Generator().manual_seed(5)
-        kw = {"hidden_states": torch.randn(1, 16, 16, generator=g),
-              "encoder_hidden_states": torch.randn(1, 7, tiny.TEXT_DIM, generator=g),
-              "timestep": torch.tensor([0.6]), "img_ids": fl_image_ids(),
-              "txt_ids": torch.zeros(7, 3), "return_dict": False}
-        if family != "chroma":
-            kw["pooled_projections"] = torch.randn(1, tiny.TEXT_DIM, generator=g)
-            kw["guidance"] = torch.tensor([3.5])
-        with torch.no_grad():
-            return model(**kw)[0]
-
-    trained = run(den)
-    cls = type(fam.transformer)
-    fresh = cls.from_pretrained(str(models[family] / "transformer"), local_files_only=True)
-    assert (run(fresh) - trained).abs().max() > 1e-3                  # the LoRA matters
-    with torch.no_grad():
-        for m in modules:
-            layer = fresh.get_submodule(m)
-            a = tensors[f"transformer.{m}.lora_A.weight"]
-            b = tensors[f"transformer.{m}.lora_B.weight"]
-            layer.weight += float(tensors[f"transformer.{m}.alpha"]) / a.shape[0] * (b @ a)
-    assert torch.allclose(run(fresh), trained, atol=1e-5)
+    trained = lc.flux_forward(den)
+    fresh = lc.load_transformer(models[family])
+    assert (lc.flux_forward(fresh) - trained).abs().max() > 1e-3       # the LoRA matters
+    lc.apply_flux_lora(fresh, tensors)
+    assert torch.allclose(lc.flux_forward(fresh), trained, atol=1e-5)
 
     # diffusers' own Flux LoRA loader reads the .alpha tensors as network alphas
-    pipe_cls = ChromaPipeline if family == "chroma" else FluxPipeline
-    state, alphas = pipe_cls.lora_state_dict(str(path), return_alphas=True)
-    other = cls.from_pretrained(str(models[family] / "transformer"), local_files_only=True)
-    pipe_cls.load_lora_into_transformer(state, network_alphas=alphas, transformer=other)
-    assert torch.allclose(run(other), trained, atol=1e-5)
-
-
-def fl_image_ids():
-    from isengard_desktop.training_runtime.families._flux_shared import image_ids
-
-    return image_ids(8, 8, CPU, torch.float32)
+    assert torch.allclose(lc.flux_output_via_diffusers(models[family], path), trained,
+                          atol=1e-5)
 
 
 def test_export_rejects_unknown_adapter_tensors(models):
