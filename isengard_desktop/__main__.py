@@ -2,6 +2,10 @@
 
 ``--smoke-test`` opens the real window offscreen, processes events, prints one JSON line
 (version, tabs, data_dir) and exits 0.
+
+``isengard selftest [--json] [--steps N] [--device auto|cpu|cuda]`` checks the set-up
+(PyTorch, CUDA, libraries, disk) and trains a tiny random model through the real trainer
+(``services/selftest.py``); exit status 0 when everything works, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -10,19 +14,99 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
+
+
+def _steps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return value
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="isengard", description="Isengard Desktop")
     parser.add_argument("--smoke-test", action="store_true",
                         help="open the window offscreen, print a JSON line and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    selftest = sub.add_parser(
+        "selftest", help="check that training works on this computer",
+        description="Checks Python, PyTorch, the GPU, the training libraries and the disk, "
+                    "then trains a tiny random model for a few steps through the real trainer. "
+                    "Your library is not touched; the test's job folder and LoRA are kept in "
+                    "the app's tmp folder. Exit status 0 when everything works, 1 otherwise.")
+    selftest.add_argument("--json", action="store_true",
+                          help="print the result as one JSON line (and nothing else on stdout)")
+    selftest.add_argument("--steps", type=_steps, default=20,
+                          help="training steps of the tiny model (default 20)")
+    selftest.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                          help="where to train: auto (GPU when usable), cpu or cuda")
     return parser.parse_args(argv)
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    """Run the self-test with a QCoreApplication event loop (no window, no torch here)."""
+    from PySide6.QtCore import QCoreApplication, QTimer
+
+    from . import APP_NAME, __version__
+    from .core import logging as applog
+    from .core.paths import resolve_paths
+    from .services.ops import init_main_thread_bridge
+    from .services.selftest import SelfTestService
+
+    app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    paths = resolve_paths().ensure()
+    applog.setup_logging(paths)
+    init_main_thread_bridge()
+    service = SelfTestService(paths)
+    results: list = []
+
+    last_label = [""]
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr, flush=True)
+
+    def on_progress(progress) -> None:
+        if progress.label != last_label[0]:
+            last_label[0] = progress.label
+            say(progress.label)
+
+    service.progressed.connect(on_progress)
+    service.check_finished.connect(
+        lambda c: say(f"  {'ok' if c.ok else 'FAILED'}: {c.title}"))
+    service.finished.connect(lambda result: (results.append(result), app.quit()))
+    # Ctrl+C cancels cleanly (children ended, result printed); the timer lets Python see it.
+    signal.signal(signal.SIGINT, lambda *_: service.cancel())
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
+    service.start(steps=args.steps, device=args.device)
+    app.exec()
+    tick.stop()
+    service.shutdown()
+    applog.shutdown_logging()
+    if not results:
+        print(json.dumps({"ok": False, "checks": [], "error": "the self-test did not finish"})
+              if args.json else "The self-test did not finish.", flush=True)
+        return 1
+    result = results[0]
+    print(result.to_json() if args.json else result.report_text(), end="\n" if args.json
+          else "", flush=True)
+    return 0 if result.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "selftest":
+        return _selftest(args)
     if args.smoke_test:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -135,10 +135,12 @@ def _connect_signals(ctx: AppContext) -> None:
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
 
     def open_settings() -> None:
+        from .services.selftest import SelfTestService
         from .ui.dialogs.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, window,
-                                scan_models=ctx.settings.scan_models)
+                                scan_models=ctx.settings.scan_models,
+                                selftest_factory=lambda: SelfTestService(ctx.paths))
         dialog.settings_saved.connect(ctx.settings.update)
         dialog.open()
 

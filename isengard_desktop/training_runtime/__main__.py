@@ -12,6 +12,9 @@ CTRL_BREAK) → the current step finishes, a checkpoint is saved, ``checkpoint``
 events follow and the process exits 0. A second signal ends the process at once.
 
 Exit status: 0 done or stopped; 2 bad job spec; 1 any other error (after an ``error`` event).
+
+The self-test's helpers (``probe``, ``make-selftest-model <folder>``) live in
+``selftest_tools.py``; each prints one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the job folder (samples/, checkpoints/, the final LoRA)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint that verifies")
+    sub.add_parser("probe", help="print Python, PyTorch, CUDA and library versions as JSON")
+    model = sub.add_parser("make-selftest-model",
+                           help="write the self-test's tiny random model and dataset")
+    model.add_argument("folder", type=Path, help="where to write model/ and dataset/")
     return parser
 
 
@@ -140,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command in ("probe", "make-selftest-model"):
+        os.environ.update(OFFLINE_ENV)
+        from .selftest_tools import main as run_tool
+
+        return run_tool(args.command, getattr(args, "folder", None))
     return 2
 
 

@@ -27,6 +27,7 @@ from isengard_desktop.core.secrets import (
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.ui.dialogs.confirm import confirm
 from isengard_desktop.ui.dialogs.models_page import ModelsPageWidget, ScanModels
+from isengard_desktop.ui.dialogs.selftest_page import SelfTestFactory, SelfTestPageWidget
 
 __all__ = ["SettingsDialog"]
 
@@ -331,7 +332,8 @@ class SettingsDialog(QDialog):
     settings_saved = Signal(object)
 
     def __init__(self, paths: AppPaths, secrets: SecretStore, settings: Settings,
-                 parent: QWidget | None = None, scan_models: ScanModels | None = None) -> None:
+                 parent: QWidget | None = None, scan_models: ScanModels | None = None,
+                 selftest_factory: SelfTestFactory | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setObjectName("settings_dialog")
@@ -354,6 +356,12 @@ class SettingsDialog(QDialog):
             self.tabs.addTab(self.models_page, "Models")
             self.tabs.setTabToolTip(2, "Base models found in your model folders, by family.")
             self.models_page.rescan()
+        self.selftest_page: SelfTestPageWidget | None = None
+        if selftest_factory is not None:
+            self.selftest_page = SelfTestPageWidget(selftest_factory)
+            index = self.tabs.addTab(self.selftest_page, "Self-test")
+            self.tabs.setTabToolTip(index, "Check that training works on this computer: "
+                                           "PyTorch, GPU, libraries, disk and a tiny run.")
         layout.addWidget(self.tabs)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
