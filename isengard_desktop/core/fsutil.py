@@ -32,7 +32,7 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -52,7 +52,8 @@ def atomic_copy(src: Path, dest: Path, chunk: int = 1 << 20) -> None:
             out.write(block)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or new file in ``folder`` durable (POSIX; a no-op elsewhere)."""
     if os.name != "posix":
         return
     try:

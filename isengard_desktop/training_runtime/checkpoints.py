@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.fsutil import atomic_write_text
+from ..core.fsutil import atomic_write_text, fsync_dir
 
 log = logging.getLogger("isengard.trainer.checkpoints")
 
@@ -57,18 +57,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def checkpoint_path(root: Path, step: int) -> Path:
     return Path(root) / f"checkpoint-{step}"
 
@@ -93,14 +81,14 @@ def save(root: Path, step: int, writers: Mapping[str, Callable[[Path], None]],
             files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         manifest = {"version": MANIFEST_VERSION, "step": step, "files": files, **dict(meta or {})}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         final = checkpoint_path(root, step)
         if final.exists():
             old = root / f"{_TMP_PREFIX}old-{step}-{os.getpid()}"
             os.replace(final, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

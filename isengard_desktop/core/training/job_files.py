@@ -15,13 +15,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_output, atomic_write_text
 from ..logging import REDACTED, redact
 from .checkpoints import list_checkpoints
 from .protocol import Event, parse_event
@@ -127,43 +126,31 @@ def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
     """
     secrets = tuple(s for s in secrets if s)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
 
     def text(zf: zipfile.ZipFile, name: str, content: str) -> None:
         zf.writestr(name, mask_secrets(content, secrets))
 
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name in ("job.json", "events.jsonl", "stdout.log", "stderr.log"):
-                path = paths.root / name
-                if path.is_file():
-                    text(zf, name, _read_text_tail(path))
-            text(zf, "record.json", json.dumps(record, indent=2, default=str))
-            for folder in (paths.configs, paths.samples):
-                if not folder.is_dir():
+    with atomic_output(dest) as out, \
+            zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in ("job.json", "events.jsonl", "stdout.log", "stderr.log"):
+            path = paths.root / name
+            if path.is_file():
+                text(zf, name, _read_text_tail(path))
+        text(zf, "record.json", json.dumps(record, indent=2, default=str))
+        for folder in (paths.configs, paths.samples):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file():
                     continue
-                for path in sorted(folder.rglob("*")):
-                    if not path.is_file():
-                        continue
-                    name = path.relative_to(paths.root).as_posix()
-                    if path.suffix.lower() in _TEXT_SUFFIXES:
-                        text(zf, name, _read_text_tail(path))
-                    else:
-                        zf.write(path, name)
-            checkpoints = [asdict(c) | {"path": c.path.name}
-                           for c in list_checkpoints(paths.root)]
-            text(zf, "checkpoints.json", json.dumps(checkpoints, indent=2))
-            text(zf, "environment.json",
-                 json.dumps(environment_report(probe_torch), indent=2, default=str))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+                name = path.relative_to(paths.root).as_posix()
+                if path.suffix.lower() in _TEXT_SUFFIXES:
+                    text(zf, name, _read_text_tail(path))
+                else:
+                    zf.write(path, name)
+        checkpoints = [asdict(c) | {"path": c.path.name}
+                       for c in list_checkpoints(paths.root)]
+        text(zf, "checkpoints.json", json.dumps(checkpoints, indent=2))
+        text(zf, "environment.json",
+             json.dumps(environment_report(probe_torch), indent=2, default=str))
     return dest
