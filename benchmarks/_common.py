@@ -202,6 +202,192 @@ def warm_worker() -> int:
     return os.getpid() if PIL.Image else 0
 
 
+
+# -- tiny training jobs (trainer_overhead.py, trainer_step.py) ----------------------------------
+
+TRAINER_MODULE = "isengard_desktop.training_runtime"
+
+_BUILD_TINY = r"""
+import sys
+from pathlib import Path
+from isengard_desktop.training_runtime import tiny_models as tiny
+model, data, count, size = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+tiny.build_sd15(model, prediction_type="epsilon", seed=0)
+tiny.make_dataset(data, count=count, size=(size, size))
+"""
+
+
+def set_threads(threads: int) -> None:
+    """Fix the CPU thread count of every torch child started from now on (the app's runner
+    passes this process's environment on), so both sides of a comparison use the same."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
+def trainer_env(threads: int | None = None) -> dict[str, str]:
+    """The environment the app's runner gives a built-in trainer child (``TrainingService._spawn``
+    + ``BuiltinTrainer.build_launch``: this checkout first on ``PYTHONPATH``, unbuffered UTF-8,
+    offline), for children started directly by a benchmark."""
+    env = dict(os.environ)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *rest])
+    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", HF_HUB_OFFLINE="1")
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def build_tiny_sd15(root: Path, images: int = 4, size: int = 64) -> tuple[Path, Path]:
+    """The tiny random SD1.5-like model of the trainer tests (``training_runtime.tiny_models``)
+    and a small captioned dataset, built in a child process (this process stays free of torch).
+    Returns (model folder, dataset folder)."""
+    import subprocess
+
+    model, data = root / "tiny-sd15", root / "tiny-data"
+    proc = subprocess.run([sys.executable, "-c", _BUILD_TINY, str(model), str(data),
+                           str(images), str(size)], cwd=REPO, env=trainer_env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the tiny model failed:\n{proc.stderr[-3000:]}")
+    return model, data
+
+
+def tiny_job(model: Path, data: Path, **fields: object):  # noqa: ANN201 - TrainingJob (lazy)
+    """A TrainingJob for the tiny SD1.5-like model: 64 px, no samples, one checkpoint at the
+    end (plus the LoRA), everything else the spec's defaults unless given in ``fields``."""
+    from isengard_desktop.core.training.spec import TrainingJob, new_job_id
+
+    values: dict[str, object] = {
+        "job_id": new_job_id(), "character_id": 1, "character_name": "Bench",
+        "trigger_word": "sks", "family": "sd15", "base_model": str(model),
+        "dataset_dir": str(data), "output_name": "bench_lora", "resolution": 64,
+        "sample_every": 0, "checkpoint_every": 0, "device": "cpu"}
+    values.update(fields)
+    job = TrainingJob(**values)  # type: ignore[arg-type]
+    job.validate()
+    return job
+
+
+class TrainerRun:
+    """One trainer child run: protocol events with their arrival times, wall time, exit code."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, dict]] = []   # (time.time() at arrival, event)
+        self.cpu_at: list[float] = []    # the child's CPU seconds when each event arrived
+        self.wall_s = math.nan
+        self.child_cpu_s = math.nan    # user + system CPU of the child (and anything it waited for)
+        self.parent_cpu_s = math.nan   # this process's CPU while the child ran (draining stdout)
+        self.returncode: int | None = None
+        self.stderr_path: Path | None = None
+
+    def steps(self) -> list[tuple[int, float, dict]]:
+        """(step, arrival time, event) of every step event."""
+        return [(int(e["step"]), t, e) for t, e in self.events if e.get("event") == "step"]
+
+    def step_cpu(self) -> list[tuple[int, float]]:
+        """(step, the child's CPU seconds when that step's event arrived)."""
+        return [(int(e["step"]), c) for (_, e), c in zip(self.events, self.cpu_at, strict=True)
+                if e.get("event") == "step"]
+
+    def failure(self) -> str:
+        """Why the run did not complete ('' if it did)."""
+        if self.returncode == 0 and any(e.get("event") == "done" for _, e in self.events):
+            return ""
+        errors = [e for _, e in self.events if e.get("event") == "error"]
+        tail = ""
+        if self.stderr_path is not None and self.stderr_path.is_file():
+            tail = self.stderr_path.read_text(errors="replace")[-3000:]
+        return f"exit {self.returncode}; error events {errors}; stderr tail:\n{tail}"
+
+
+def run_trainer(job, job_dir: Path, env: dict[str, str], timeout: float = 900) -> TrainerRun:  # noqa: ANN001
+    """Run ``python -m isengard_desktop.training_runtime train`` on ``job`` as a plain
+    subprocess: stdout (the protocol) drained line by line with arrival times, stderr straight
+    into ``job_dir/stderr.log``, stdin an open pipe (as under the app's runner). The wall time
+    runs from just before the spawn to the process's exit."""
+    import subprocess
+    import time
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    spec = job_dir / "job.json"
+    spec.write_text(job.to_json(), encoding="utf-8")
+    run = TrainerRun()
+    run.stderr_path = job_dir / "stderr.log"
+    argv = [sys.executable, "-m", TRAINER_MODULE, "train", "--job", str(spec),
+            "--job-dir", str(job_dir)]
+    with open(run.stderr_path, "wb") as err:
+        usage0, cpu0 = children_cpu_s(), time.process_time()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                cwd=job_dir, env=env, start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                now = time.time()
+                cpu = proc_cpu_s(proc.pid)
+                try:
+                    run.events.append((now, json.loads(raw)))
+                    run.cpu_at.append(cpu)
+                except ValueError:
+                    pass
+            run.returncode = proc.wait(timeout=timeout)
+            run.wall_s = time.perf_counter() - t0
+            run.parent_cpu_s = time.process_time() - cpu0
+            run.child_cpu_s = children_cpu_s() - usage0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdin is not None:
+                proc.stdin.close()
+    return run
+
+
+def proc_cpu_s(pid: int | None = None) -> float:
+    """User + system CPU seconds of a running process, all threads (``/proc/PID/stat``, clock
+    ticks: 10 ms steps, so use it over windows of seconds); NaN where there is no /proc."""
+    try:
+        with open(f"/proc/{pid or 'self'}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's children that have been waited for."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def step_stats(stamps: Sequence[tuple[int, float]], warmup: int) -> dict[str, float]:
+    """Step timing from (step, time the step ended) pairs, skipping steps ≤ ``warmup``:
+    ``mean`` = (end of the last step − end of step ``warmup``) / steps counted, ``median`` of
+    the single-step durations, ``span`` from the first to the last step, ``steps`` counted."""
+    stamps = sorted(stamps)
+    by_step = dict(stamps)
+    window = [(s, t) for s, t in stamps if s > warmup and s - 1 in by_step]
+    if not window:
+        return {"mean": math.nan, "median": math.nan, "span": math.nan, "steps": 0}
+    durations = [t - by_step[s - 1] for s, t in window]
+    first_counted = window[0][0] - 1
+    return {"mean": (window[-1][1] - by_step[first_counted]) / (window[-1][0] - first_counted),
+            "median": median(durations),
+            "span": stamps[-1][1] - stamps[0][1],
+            "steps": len(durations)}
+
+
+def machine_load() -> str:
+    """The 1/5/15-minute load averages and the CPU count, for the report."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load unknown"
+    return f"load {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 if __name__ == "__main__":
-    print("benchmarks/_common.py holds shared helpers; run startup.py, import_photos.py or "
-          "grid.py instead.")
+    print("benchmarks/_common.py holds shared helpers; run startup.py, import_photos.py, "
+          "grid.py, trainer_overhead.py or trainer_step.py instead.")
