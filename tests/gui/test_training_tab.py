@@ -69,6 +69,22 @@ def png(path: Path, color, size=(256, 256)) -> Path:
 
 
 # -- loss chart ----------------------------------------------------------------------------------
+def test_loss_chart_redraws_at_most_twice_a_second(qtbot, monkeypatch):
+    chart = LossChartWidget()
+    qtbot.addWidget(chart)
+    calls = []
+    real = chart._redraw
+    monkeypatch.setattr(chart, "_redraw", lambda: (calls.append(1), real()))
+    chart._redraw_timer.timeout.disconnect()
+    chart._redraw_timer.timeout.connect(chart._redraw)
+    for step in range(1, 41):                  # 40 updates arriving 10 times a second
+        chart.append_points([(step, 1.0 / step)])
+        qtbot.wait(25)
+    qtbot.waitUntil(lambda: not chart._redraw_timer.isActive(), timeout=2000)
+    assert 1 <= len(calls) <= 5
+    assert len(chart.raw_curve.getOriginalDataset()[0]) == 40   # nothing lost
+
+
 def test_loss_chart_appends_smooths_and_rewinds(qtbot):
     chart = LossChartWidget(smoothing=0.9)
     qtbot.addWidget(chart)
@@ -86,6 +102,8 @@ def test_loss_chart_appends_smooths_and_rewinds(qtbot):
     assert smooth[0] == pytest.approx(losses[0])  # debiased: starts at the first value
     assert np.std(smooth[200:]) < np.std(losses) / 3
     assert abs(np.mean(smooth[200:]) - 0.2) < 0.01
+    # redraws are throttled (≤ 2 a second): the curve catches up shortly after
+    qtbot.waitUntil(lambda: len(chart.raw_curve.getOriginalDataset()[0]) == 3000, timeout=2000)
     x, y = chart.raw_curve.getOriginalDataset()
     assert len(x) == 3000 and y[-1] == pytest.approx(losses[-1])
     assert len(chart.smooth_curve.getOriginalDataset()[0]) == 3000

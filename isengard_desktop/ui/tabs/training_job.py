@@ -338,6 +338,7 @@ class JobPanelWidget(QWidget):
                                       f"{event.sec_per_step:.2f} s per step recently.")
         self.lr_label.setText(f"lr {event.lr:.2e}" if event.lr else "")
         self.loss_label.setText(f"loss {fmt_loss(event.loss)}")
+        self.chart.set_total_steps(event.total)
         self.chart.append_points([(event.step, event.loss)])
 
     def _show_step(self, step: int, total: int) -> None:

@@ -10,11 +10,12 @@ checkpoint) rewinds the chart to that step, so the curve always shows the run as
 from __future__ import annotations
 
 import math
+import time
 from array import array
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Iterable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
@@ -27,6 +28,9 @@ AXIS_TEXT = "#8b93a3"
 RAW = (91, 141, 239, 80)      # theme blue, faint
 SMOOTH = "#8fb3ff"
 DEFAULT_SMOOTHING = 0.9
+
+
+REDRAW_INTERVAL_MS = 500
 
 
 class LossChartWidget(QWidget):
@@ -57,6 +61,13 @@ class LossChartWidget(QWidget):
         self._stack.setContentsMargins(0, 0, 0, 0)
         self._stack.addWidget(self.empty_label)
         self.setMinimumHeight(160)
+        # Redraws are throttled to REDRAW_INTERVAL_MS: progress arrives at ~10 Hz and each
+        # pyqtgraph repaint costs ~3 ms of the UI thread that the trainer shares the CPU with.
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.timeout.connect(self._redraw)
+        self._last_redraw = 0.0
+        self._total_steps = 0
 
     def _ensure_plot(self) -> None:
         if self.plot is not None:
@@ -86,6 +97,8 @@ class LossChartWidget(QWidget):
         self.smooth_curve = self.plot.plot(pen=pg.mkPen(color=SMOOTH, width=2.2),
                                            name="smoothed", connect="finite")
         self._stack.addWidget(self.plot)
+        if self._total_steps:
+            self.plot.setXRange(0, self._total_steps, padding=0.02)
 
     # -- data ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -130,7 +143,22 @@ class LossChartWidget(QWidget):
             self._push(step, float(loss) if loss is not None else math.nan)
             changed = True
         if changed:
+            self._redraw_soon()
+
+    def set_total_steps(self, total: int) -> None:
+        """Fix the x axis to 0…total so new points never rescale it (fewer repaints)."""
+        if total > 0 and total != self._total_steps:
+            self._total_steps = total
+            if self.plot is not None:
+                self.plot.setXRange(0, total, padding=0.02)
+
+    def _redraw_soon(self) -> None:
+        wait_ms = REDRAW_INTERVAL_MS - (time.monotonic() - self._last_redraw) * 1000
+        if wait_ms <= 0:
+            self._redraw_timer.stop()
             self._redraw()
+        elif not self._redraw_timer.isActive():
+            self._redraw_timer.start(int(wait_ms))
 
     def _truncate(self, n: int) -> None:
         for buf in (self._steps, self._loss, self._ema, self._biased, self._weight):
@@ -149,6 +177,7 @@ class LossChartWidget(QWidget):
         self._ema.append(biased / weight if weight > 0 else math.nan)
 
     def _redraw(self) -> None:
+        self._last_redraw = time.monotonic()
         if not self._steps:
             self._stack.setCurrentWidget(self.empty_label)
             if self.plot is not None:
