@@ -121,8 +121,8 @@ class RunnerSide:
         self.ctx = build_app(app_paths(home), secrets=SecretStore(memory_keyring()),
                              install_excepthook=False)
         self.ctx.window.show()
-        self.tab = self.ctx.tabs["Training"]
-        self.ctx.window.tabs.setCurrentWidget(self.tab if view == "training"
+        self.tab = self.ctx.training_tab
+        self.ctx.window.tabs.setCurrentWidget(self.ctx.tabs["Training"] if view == "training"
                                               else self.ctx.tabs["Characters"])
         errors: list[str] = []
         self.ctx.library.failed.connect(errors.append)

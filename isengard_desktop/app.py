@@ -27,6 +27,7 @@ from .ui.tabs.dataset import DatasetTab
 from .ui.tabs.placeholder import PlannedFeatureWidget
 from .ui.tabs.training import TrainingTab
 from .ui.tabs.video import VideoTab
+from .ui.widgets.lazy_tab import LazyTabWidget
 from .ui.theme import apply_dark_theme
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class AppContext:
     window: MainWindow
     tabs: dict[str, QWidget] = field(default_factory=dict)
     _closed: bool = False
+
+    @property
+    def training_tab(self) -> TrainingTab:
+        """The Training tab's page (built on first use)."""
+        return self.tabs["Training"].page  # type: ignore[attr-defined,return-value]
 
     @property
     def secrets(self) -> "SecretStore":
@@ -96,8 +102,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     characters = CharactersTab(library, thumbnails)
     dataset = DatasetTab(library, thumbnails)
-    training_tab = TrainingTab(library, training,
-                               lambda on_done: settings.scan_models(None, on_done))
+    training_tab = LazyTabWidget(lambda: TrainingTab(
+        library, training, lambda on_done: settings.scan_models(None, on_done)))
     tabs: dict[str, QWidget] = {
         "Characters": characters,
         "Dataset": dataset,
@@ -126,10 +132,14 @@ def _connect_signals(ctx: AppContext) -> None:
     library.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
     dataset.message_posted.connect(window.show_message)
-    training_tab: TrainingTab = ctx.tabs["Training"]  # type: ignore[assignment]
-    training_tab.message_posted.connect(window.show_message)
-    training_tab.notify_requested.connect(window.notify)
-    ctx.settings.settings_changed.connect(lambda _: training_tab.refresh_models())
+    lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
+
+    def training_tab_built(tab: TrainingTab) -> None:
+        tab.message_posted.connect(window.show_message)
+        tab.notify_requested.connect(window.notify)
+        ctx.settings.settings_changed.connect(lambda _: tab.refresh_models())
+
+    lazy_training.built.connect(training_tab_built)
     ctx.settings.failed.connect(window.show_error)
     window.open_data_action.triggered.connect(lambda: window.open_folder(ctx.paths.data))
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))

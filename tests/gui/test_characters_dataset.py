@@ -317,3 +317,15 @@ def test_cancel_import_from_status_bar_keeps_finished_files(qtbot, make_app, tmp
     assert not [p for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
     assert not panel.cancel_button.isVisible()
     assert "cancel" in panel.last_summary.lower()
+
+
+def test_training_tab_is_built_when_first_opened_and_gets_notifications(make_app):
+    from isengard_desktop.ui.tabs.training import TrainingTab
+
+    ctx = make_app()
+    lazy = ctx.tabs["Training"]
+    assert not lazy.is_built                      # not paid for at start-up
+    ctx.window.tabs.setCurrentWidget(lazy)
+    assert lazy.is_built and isinstance(ctx.training_tab, TrainingTab)
+    ctx.training_tab.notify_requested.emit("LoRA ready", "Anna finished")
+    assert "LoRA ready: Anna finished" in ctx.window.status_message.text()
