@@ -25,13 +25,13 @@ from .ui.main_window import MainWindow
 from .ui.tabs.characters import CharactersTab
 from .ui.tabs.dataset import DatasetTab
 from .ui.tabs.placeholder import PlannedFeatureWidget
-from .ui.tabs.training import TrainingTab
 from .ui.tabs.video import VideoTab
 from .ui.widgets.lazy_tab import LazyTabWidget
 from .ui.theme import apply_dark_theme
 
 if TYPE_CHECKING:
     from .core.secrets import SecretStore
+    from .ui.tabs.training import TrainingTab
 
 
 @dataclass
@@ -49,7 +49,7 @@ class AppContext:
     _closed: bool = False
 
     @property
-    def training_tab(self) -> TrainingTab:
+    def training_tab(self) -> "TrainingTab":
         """The Training tab's page (built on first use)."""
         return self.tabs["Training"].page  # type: ignore[attr-defined,return-value]
 
@@ -102,8 +102,13 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     characters = CharactersTab(library, thumbnails)
     dataset = DatasetTab(library, thumbnails)
-    training_tab = LazyTabWidget(lambda: TrainingTab(
-        library, training, lambda on_done: settings.scan_models(None, on_done)))
+
+    def make_training_tab() -> QWidget:
+        from .ui.tabs.training import TrainingTab   # its imports load with the page, too
+
+        return TrainingTab(library, training, lambda done: settings.scan_models(None, done))
+
+    training_tab = LazyTabWidget(make_training_tab)
     tabs: dict[str, QWidget] = {
         "Characters": characters,
         "Dataset": dataset,
@@ -134,7 +139,7 @@ def _connect_signals(ctx: AppContext) -> None:
     dataset.message_posted.connect(window.show_message)
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 
-    def training_tab_built(tab: TrainingTab) -> None:
+    def training_tab_built(tab: "TrainingTab") -> None:
         tab.message_posted.connect(window.show_message)
         tab.notify_requested.connect(window.notify)
         ctx.settings.settings_changed.connect(lambda _: tab.refresh_models())
