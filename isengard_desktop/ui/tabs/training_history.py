@@ -165,12 +165,16 @@ class HistoryWidget(QWidget):
                   format_clock(duration) if duration is not None else "—",
                   fmt_loss(record.last_loss) if record.state not in ("queued",) else "—",
                   lora)
+        # progress arrives ~10 times a second: touch only what changed (each change repaints)
         for col, value in enumerate(values):
-            item.setText(col, value)
-        item.setForeground(0, QBrush(QColor(STATE_COLORS.get(record.state, "#aab2c0"))))
+            if item.text(col) != value:
+                item.setText(col, value)
+        color = QColor(STATE_COLORS.get(record.state, "#aab2c0"))
+        if item.foreground(0).color() != color:
+            item.setForeground(0, QBrush(color))
         tip = [f"{record.character_name} · {family_label(record.family)} · "
                f"{record.preset or 'custom'} · {record.backend}",
-               f"step {record.step} / {record.total_steps}"]
+               f"{record.total_steps} steps"]
         spec = getattr(record, "spec", None)
         if spec is not None:
             tip.append(f"{spec.resolution} px, rank {spec.rank}, alpha {spec.alpha:g}, "
@@ -181,8 +185,10 @@ class HistoryWidget(QWidget):
             tip += [headline, hint]
         if record.lora_path:
             tip.append(str(record.lora_path))
-        for col in range(len(COLUMNS)):
-            item.setToolTip(col, "\n".join(tip))
+        text = "\n".join(tip)
+        if item.toolTip(0) != text:
+            for col in range(len(COLUMNS)):
+                item.setToolTip(col, text)
 
     # -- actions ---------------------------------------------------------------------------
     def _request(self, signal: Any) -> None:
