@@ -52,22 +52,6 @@ def read_events(path: Path) -> list[Event]:
     return [e for e in (parse_event(line) for line in text.splitlines()) if e is not None]
 
 
-_TORCH_PROBE = r"""
-import json, platform
-out = {}
-try:
-    import torch
-    out["torch"] = torch.__version__
-    out["cuda_available"] = bool(torch.cuda.is_available())
-    out["cuda_version"] = torch.version.cuda
-    out["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    out["mps_available"] = bool(mps and mps.is_available())
-except Exception as exc:
-    out["error"] = f"{type(exc).__name__}: {exc}"
-print(json.dumps(out))
-"""
-
 _PACKAGES = ("isengard-desktop", "torch", "diffusers", "transformers", "peft", "accelerate",
              "safetensors", "torchao", "bitsandbytes", "PySide6-Essentials", "numpy")
 MAX_BUNDLE_TEXT = 20 << 20   # a log longer than this goes in as its last 20 MB
@@ -90,7 +74,9 @@ def environment_report(probe_torch: bool = True, timeout_s: float = 60.0) -> dic
     }
     if probe_torch:
         try:
-            done = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True,
+            # the trainer runtime's own probe (torch, CUDA, VRAM) in a child process
+            done = subprocess.run([sys.executable, "-m", "isengard_desktop.training_runtime",
+                                   "probe"], capture_output=True,
                                   text=True, timeout=timeout_s,
                                   env=dict(os.environ, HF_HUB_OFFLINE="1"))
             lines = done.stdout.strip().splitlines()
