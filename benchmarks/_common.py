@@ -21,6 +21,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -58,6 +59,16 @@ def app_paths(home: Path):  # noqa: ANN201 - AppPaths, imported lazily
     paths = resolve_paths({"ISENGARD_HOME": str(home)})
     assert paths.portable and Path(paths.data).is_relative_to(home), paths
     return paths.ensure()
+
+
+def wait_until(app, cond, timeout: float = 60.0, what: str = "condition") -> None:  # noqa: ANN001
+    """Process Qt events until ``cond()`` holds; TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        app.processEvents()
+        time.sleep(0.002)
 
 
 # -- statistics ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (app_paths, baseline_import_one, emit_json, fmt_ms,  # noqa: E402
+from _common import (app_paths, wait_until, baseline_import_one, emit_json, fmt_ms,  # noqa: E402
                      fresh_home, make_bench_photos, median, percentile, prepare_env,
                      print_table, ratio, warm_worker)
 
@@ -64,15 +64,6 @@ class TickRecorder:
         self.timer.stop()
         s = self.stamps
         return [(b - a) * 1000.0 - TICK_MS for a, b in itertools.pairwise(s)]
-
-
-def wait_until(app, cond, timeout: float = 60.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        app.processEvents()
-        time.sleep(0.002)
 
 
 def run_baseline(pool: Executor, files: list[Path], out_dir: Path) -> float:

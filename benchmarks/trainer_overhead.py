@@ -36,45 +36,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (app_paths, build_tiny_sd15, children_cpu_s, emit_json,  # noqa: E402
+from _common import (app_paths, wait_until, build_tiny_sd15, children_cpu_s, emit_json,  # noqa: E402
                      fresh_home, machine_load, median, prepare_env, print_table, ratio,
                      run_trainer, set_threads, step_stats, tiny_job, trainer_env)
 
 GOAL_RATIO = 1.01
 WARMUP_STEPS = 20        # the trainer's sec_per_step is a mean of the last 20 steps
 RUN_TIMEOUT_S = 900
-
-
-def memory_keyring():  # noqa: ANN201 - a keyring backend
-    """An in-memory keyring, so nothing reaches the user's real one."""
-    from keyring.backend import KeyringBackend
-
-    class MemoryKeyring(KeyringBackend):
-        priority = 1  # type: ignore[assignment]
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.store: dict[tuple[str, str], str] = {}
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return self.store.get((service, username))
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            self.store[(service, username)] = password
-
-        def delete_password(self, service: str, username: str) -> None:
-            self.store.pop((service, username), None)
-
-    return MemoryKeyring()
-
-
-def wait_until(app, cond, timeout: float = 60.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        app.processEvents()
-        time.sleep(0.002)
 
 
 def settle(app, seconds: float) -> None:  # noqa: ANN001
@@ -115,10 +83,12 @@ class RunnerSide:
 
     def __init__(self, app, home: Path, view: str = "training") -> None:  # noqa: ANN001
         from isengard_desktop.app import build_app
+        from keyring.backends import fail  # no keyring: nothing of the user's is read
+
         from isengard_desktop.core.secrets import SecretStore
 
         self.app = app
-        self.ctx = build_app(app_paths(home), secrets=SecretStore(memory_keyring()),
+        self.ctx = build_app(app_paths(home), secrets=SecretStore(fail.Keyring()),
                              install_excepthook=False)
         self.ctx.window.show()
         self.tab = self.ctx.training_tab

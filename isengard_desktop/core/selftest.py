@@ -111,6 +111,12 @@ class SelfTestResult:
             if check.fix:
                 lines.append(f"          {' ' * width}  What to do: {check.fix}")
         lines.append("")
+        lines += self.summary_lines()
+        return "\n".join(lines).rstrip() + "\n"
+
+    def summary_lines(self) -> list[str]:
+        """The loss, the LoRA written and the kept folder, one line each (when known)."""
+        lines = []
         if self.first_loss is not None and self.last_loss is not None:
             lines.append(f"Loss: {self.first_loss:.4f} at step 1, {self.last_loss:.4f} at step "
                          f"{self.steps} (on {self.device or '?'})")
@@ -118,7 +124,7 @@ class SelfTestResult:
             lines.append(f"LoRA written: {self.lora}")
         if self.folder:
             lines.append(f"Test files kept in: {self.folder} (safe to delete)")
-        return "\n".join(lines).rstrip() + "\n"
+        return lines
 
 
 def format_bytes(n: float | None) -> str:

@@ -343,29 +343,24 @@ def _single_file_source(src: Source) -> Any:
     return str(src.path)
 
 
-def load_vae(plan: LoadPlan, dtype: torch.dtype):
-    from diffusers import AutoencoderKL
-
-    if not plan.vae.is_file:
-        vae = AutoencoderKL.from_pretrained(str(plan.vae.path), torch_dtype=dtype,
-                                            local_files_only=True)
+def _load_frozen(cls: Any, src: Source, single_file: bool, subfolder: str, plan: LoadPlan,
+                 dtype: torch.dtype):
+    """A diffusers model from its folder, or from a single file with the shipped config."""
+    if not single_file:
+        model = cls.from_pretrained(str(src.path), torch_dtype=dtype, local_files_only=True)
     else:
-        vae = AutoencoderKL.from_single_file(_single_file_source(plan.vae),
-                                             config=str(plan.config_dir),
-                                             subfolder="vae", torch_dtype=dtype,
-                                             local_files_only=True)
-    vae.requires_grad_(False)
-    return vae.eval()
-
-
-def load_transformer(cls: Any, plan: LoadPlan, dtype: torch.dtype):
-    if not plan.single_file:
-        model = cls.from_pretrained(str(plan.transformer.path), torch_dtype=dtype,
-                                    local_files_only=True)
-    else:
-        model = cls.from_single_file(_single_file_source(plan.transformer),
-                                     config=str(plan.config_dir),
-                                     subfolder="transformer", torch_dtype=dtype,
+        model = cls.from_single_file(_single_file_source(src), config=str(plan.config_dir),
+                                     subfolder=subfolder, torch_dtype=dtype,
                                      local_files_only=True)
     model.requires_grad_(False)
     return model
+
+
+def load_vae(plan: LoadPlan, dtype: torch.dtype):
+    from diffusers import AutoencoderKL
+
+    return _load_frozen(AutoencoderKL, plan.vae, plan.vae.is_file, "vae", plan, dtype).eval()
+
+
+def load_transformer(cls: Any, plan: LoadPlan, dtype: torch.dtype):
+    return _load_frozen(cls, plan.transformer, plan.single_file, "transformer", plan, dtype)

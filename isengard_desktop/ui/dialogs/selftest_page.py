@@ -210,14 +210,7 @@ class SelfTestPageWidget(QWidget):
             head = (f"{len(failed)} problem{'s' if len(failed) != 1 else ''} found: "
                     + ", ".join(c.title for c in failed) + ". See what to do above.")
         self.status.setText(f"{head} ({result.seconds:.0f} s)")
-        lines = []
-        if result.first_loss is not None and result.last_loss is not None:
-            lines.append(f"Loss {result.first_loss:.4f} at step 1 → {result.last_loss:.4f} at "
-                         f"step {result.steps}, on {(result.device or '?').upper()}.")
-        if result.lora:
-            lines.append(f"LoRA written: {result.lora}")
-        if result.folder:
-            lines.append(f"Test files kept in {result.folder} (safe to delete).")
+        lines = result.summary_lines()
         self.summary.setText("\n".join(lines))
         self.summary.setVisible(bool(lines))
         self.copy_button.setEnabled(True)
