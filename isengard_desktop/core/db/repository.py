@@ -108,11 +108,6 @@ class Repository:
                     self.conn.execute(f"SELECT * FROM images WHERE id IN ({marks})", chunk)]
         return out
 
-    def hashes_for_character(self, character_id: int) -> dict[str, str]:
-        rows = self.conn.execute("SELECT sha256, path FROM images WHERE character_id=?",
-                                 (character_id,))
-        return {r["sha256"]: Path(r["path"]).name for r in rows}
-
     def add_images(self, character_id: int,
                    items: Sequence[tuple[Path, str, int, int, str, str]]) -> list[ImageRecord]:
         """Insert (path, sha256, width, height, caption, source) rows in one transaction."""

@@ -40,9 +40,6 @@ class DropZoneWidget(QFrame):
         self.setToolTip("JPEG, PNG, WebP, BMP, TIFF and HEIC. Folders are searched recursively.")
         self._set_hover(False)
 
-    def set_text(self, text: str) -> None:
-        self._label.setText(text)
-
     def text(self) -> str:
         return self._label.text()
 

@@ -64,9 +64,6 @@ class ImageListModel(QAbstractListModel):
     def record(self, row: int) -> ImageRecord:
         return self._records[row]
 
-    def row_of(self, image_id: int) -> int:
-        return next((r for r, rec in enumerate(self._records) if rec.id == image_id), -1)
-
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._records)
 
@@ -246,10 +243,6 @@ class ImageGridWidget(QListView):
         return [self.grid_model.record(i.row()).id
                 for i in sorted(self.selectionModel().selectedIndexes(), key=lambda i: i.row())]
 
-    def selected_records(self) -> list[ImageRecord]:
-        return [self.grid_model.record(i.row())
-                for i in sorted(self.selectionModel().selectedIndexes(), key=lambda i: i.row())]
-
     def select_ids(self, ids: Sequence[int], clear: bool = True) -> None:
         sel = self.selectionModel()
         if clear:
@@ -263,10 +256,6 @@ class ImageGridWidget(QListView):
                 first = first or idx
         if first is not None:
             self.scrollTo(first)
-
-    def toggle_row(self, row: int) -> None:
-        idx = self.grid_model.index(row)
-        self.selectionModel().select(idx, QItemSelectionModel.SelectionFlag.Toggle)
 
     def _emit_selection(self, *_: object) -> None:
         self.selection_changed.emit(self.selected_ids())
