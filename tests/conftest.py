@@ -53,3 +53,34 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.gui)
         if f"{os.sep}integration{os.sep}" in path:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def qt_asyncio_loop(qapp):
+    """A qasync event loop for tests that drive Qt with qtbot (pytest-qt does not run one).
+
+    The app runs ``qasync.QEventLoop`` with ``run_until_complete``; here the loop is installed
+    and marked running, and qtbot's event processing (``waitUntil``/``waitSignal``) runs its
+    callbacks, so services can ``asyncio.ensure_future`` network work exactly as in the app.
+    Tasks still pending at the end are cancelled.
+    """
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    asyncio.events._set_running_loop(loop)
+    try:
+        yield loop
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        deadline = 200
+        while deadline and any(not t.done() for t in pending):
+            qapp.processEvents()
+            deadline -= 1
+        asyncio.events._set_running_loop(None)
+        loop.close()
+        asyncio.set_event_loop(None)

@@ -43,6 +43,11 @@ class AppPaths:
         return self.cache / "thumbnails"
 
     @property
+    def loras(self) -> Path:
+        """Finished LoRAs, one file each; a managed ComfyUI lists this folder."""
+        return self.data / "loras"
+
+    @property
     def app_logs(self) -> Path:
         return self.logs / "app"
 
@@ -56,7 +61,8 @@ class AppPaths:
 
     def ensure(self) -> "AppPaths":
         for folder in (self.data, self.models, self.outputs, self.logs, self.tmp, self.cache,
-                       self.config, self.characters, self.thumbnails, self.app_logs, self.jobs):
+                       self.config, self.characters, self.thumbnails, self.app_logs, self.jobs,
+                       self.loras):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

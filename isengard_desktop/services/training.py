@@ -44,7 +44,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core import logging as applog
 from ..core.db.jobs import JobsRepository
-from ..core.fsutil import atomic_write_text
+from ..core.fsutil import atomic_copy, atomic_write_text
 from ..core.paths import AppPaths
 from ..core.training.checkpoints import latest_complete
 from ..core.training.job_files import read_events, write_debug_bundle, write_launch_files
@@ -532,7 +532,32 @@ class TrainingService(QObject):
             logger.warning("job {}: character {} no longer exists; the LoRA stays in {}",
                            record.job_id, record.character_id, done.lora)
             return
-        self.library.add_lora(record.character_id, done.lora, record.family, done.steps)
+        character_id, family, steps = record.character_id, record.family, done.steps
+        source = Path(done.lora)
+        target = self.paths.loras / source.name
+        if target.exists():    # another job used the same output name
+            target = self.paths.loras / f"{source.stem}-{record.job_id}{source.suffix}"
+
+        def register(path: str) -> None:
+            try:
+                self.library.add_lora(character_id, path, family, steps)
+            except RuntimeError as exc:   # the app is quitting; the file is already in place
+                logger.warning("job {}: LoRA {} not recorded: {}", record.job_id, path, exc)
+
+        # The app's LoRA folder is what a managed ComfyUI lists (extra_model_paths). A hard
+        # link is instant (same disk); otherwise copy in the background.
+        try:
+            os.link(source, target)
+        except OSError:
+            def failed(exc: BaseException) -> None:
+                logger.warning("job {}: LoRA not copied to {} ({}); using {}", record.job_id,
+                               target, exc, source)
+                register(str(source))
+
+            run_in_executor(self._files, lambda: (atomic_copy(source, target), str(target))[1],
+                            register, failed)
+            return
+        register(str(target))
 
     # -- helpers -----------------------------------------------------------------------------
     def _changed(self, record: JobRecord, *, persist: bool = False,

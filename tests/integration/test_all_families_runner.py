@@ -235,9 +235,11 @@ def test_trains_to_completion_through_the_runner(campaign, family, qtbot):
     # the LoRA file: where the record says, the character's LoRA in the library
     lora_path = Path(record.lora_path)
     assert lora_path == JobPaths(record.job_dir).lora(job.output_name) and lora_path.is_file()
-    qtbot.waitUntil(lambda: any(lo.path == record.lora_path
+    qtbot.waitUntil(lambda: any(Path(lo.path).name == lora_path.name
                                 for lo in c.library.loras(c.character.id)), timeout=30_000)
-    entry = next(lo for lo in c.library.loras(c.character.id) if lo.path == record.lora_path)
+    entry = next(lo for lo in c.library.loras(c.character.id)
+                 if Path(lo.path).name == lora_path.name)
+    assert Path(entry.path).read_bytes() == lora_path.read_bytes()   # published copy
     assert (entry.family, entry.steps) == (family, plan.steps)
 
     lora = lc.load_lora(lora_path)

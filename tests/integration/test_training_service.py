@@ -148,7 +148,12 @@ def test_submit_runs_to_completion_with_coalesced_progress(h):
     # the LoRA is the character's, and the DB row is final
     h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
     lora = h.library.loras(h.character.id)[0]
-    assert lora.path == done.lora_path and lora.steps == 400 and lora.family == "sd15"
+    assert lora.steps == 400 and lora.family == "sd15"
+    # published into the app's LoRA folder (what a managed ComfyUI lists), same bytes
+    published = Path(lora.path)
+    assert published.parent == h.service.paths.loras and published.suffix == ".safetensors"
+    assert published.name == Path(done.lora_path).name
+    assert published.read_bytes() == Path(done.lora_path).read_bytes()
     row = h.db_row(job.job_id)
     assert row.state == "completed" and row.step == 400 and row.pid is None
     assert h.service.measured_sec_per_step("sd15", 512) == pytest.approx(0.005)
@@ -428,7 +433,8 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     assert done.state == "completed", done.error_message
     assert done.step == 16 and Path(done.lora_path).is_file()
     h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
-    assert h.library.loras(h.character.id)[0].path == done.lora_path
+    published = Path(h.library.loras(h.character.id)[0].path)
+    assert published.read_bytes() == Path(done.lora_path).read_bytes()
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in
                stdout.splitlines() if line.strip())
