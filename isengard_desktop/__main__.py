@@ -6,6 +6,10 @@
 ``isengard selftest [--json] [--steps N] [--device auto|cpu|cuda]`` checks the set-up
 (PyTorch, CUDA, libraries, disk) and trains a tiny random model through the real trainer
 (``services/selftest.py``); exit status 0 when everything works, 1 otherwise.
+
+``isengard comfy-check --url URL [--json]`` and ``isengard generate --url URL --workflow NAME
+--prompt TEXT ... --out DIR`` talk to a ComfyUI server without Qt (``cli/comfy_commands.py``;
+exit status 0 done, 1 the server cannot do it, 2 bad arguments or server unreachable).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                           help="training steps of the tiny model (default 20)")
     selftest.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                           help="where to train: auto (GPU when usable), cpu or cuda")
+    from .cli.comfy_commands import add_parsers
+    add_parsers(sub)
     return parser.parse_args(argv)
 
 
@@ -107,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.command == "selftest":
         return _selftest(args)
+    if args.command == "comfy-check":
+        from .cli.comfy_commands import comfy_check
+        return comfy_check(args)
+    if args.command == "generate":
+        from .cli.comfy_commands import generate
+        return generate(args)
     if args.smoke_test:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
