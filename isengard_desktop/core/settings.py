@@ -25,6 +25,7 @@ from typing import Any
 from loguru import logger
 
 from isengard_desktop.core.fsutil import atomic_copy, atomic_write_text
+from isengard_desktop.core.training.installs import TRAINER_KINDS
 
 __all__ = ["MIGRATIONS", "SETTINGS_VERSION", "Settings", "load_settings", "save_settings"]
 
@@ -47,6 +48,8 @@ class Settings:
     comfyui_python: str = ""
     remote_servers: list[str] = field(default_factory=list)
     theme: str = "dark"
+    # external trainers: "ai-toolkit" | "diffusion-pipe" | "kohya" -> {"folder", "python"}
+    trainer_installs: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _timestamp() -> str:
@@ -75,6 +78,34 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     return data
 
 
+_INSTALL_KEYS = ("folder", "python")
+
+
+def _trainer_installs(value: Any, path: Path) -> dict[str, dict[str, str]] | None:
+    """The usable entries of ``trainer_installs``; bad entries are logged and dropped.
+    None when the value is not an object at all."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, dict[str, str]] = {}
+    for kind, entry in value.items():
+        if kind not in TRAINER_KINDS:
+            logger.warning("Settings file {}: trainer_installs has an unknown trainer {!r} "
+                           "(known: {}); it is ignored", path, kind, ", ".join(TRAINER_KINDS))
+            continue
+        if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k, ""), str) for k in _INSTALL_KEYS):
+            logger.warning("Settings file {}: trainer_installs[{!r}] must be an object with "
+                           "text 'folder' and 'python' (got {!r}); it is ignored", path, kind,
+                           entry)
+            continue
+        extra = sorted(set(entry) - set(_INSTALL_KEYS))
+        if extra:
+            logger.warning("Settings file {}: trainer_installs[{!r}] has unknown keys {}; "
+                           "they are ignored", path, kind, extra)
+        out[kind] = {k: entry.get(k, "").strip() for k in _INSTALL_KEYS}
+    return out
+
+
 def _from_dict(data: dict[str, Any], path: Path) -> Settings:
     defaults = Settings()
     values: dict[str, Any] = {}
@@ -82,6 +113,14 @@ def _from_dict(data: dict[str, Any], path: Path) -> Settings:
         if f.name == "version" or f.name not in data:
             continue
         value = data[f.name]
+        if f.name == "trainer_installs":
+            installs = _trainer_installs(value, path)
+            if installs is None:
+                logger.warning("Settings file {}: field {!r} has an unusable value {!r}; "
+                               "using the default {!r}", path, f.name, value, {})
+            else:
+                values[f.name] = installs
+            continue
         default = getattr(defaults, f.name)
         if isinstance(default, list):
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)

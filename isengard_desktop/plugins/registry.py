@@ -17,8 +17,8 @@ from typing import Callable, Union
 
 from .interface import TrainerBackend
 
-__all__ = ["BUILTIN_BACKENDS", "BackendEntry", "TrainerRegistry", "UnknownBackendError",
-           "default_registry"]
+__all__ = ["BUILTIN_BACKENDS", "BackendEntry", "BoundFactory", "TrainerRegistry",
+           "UnknownBackendError", "default_registry"]
 
 Target = Union[str, Callable[[], TrainerBackend]]
 
@@ -26,6 +26,11 @@ Target = Union[str, Callable[[], TrainerBackend]]
 BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {
     "builtin": ("Built-in (diffusers + peft)",
                 "isengard_desktop.plugins.builtin_trainer:BuiltinTrainer"),
+    "diffusion-pipe": ("diffusion-pipe",
+                       "isengard_desktop.plugins.diffusion_pipe:DiffusionPipeBackend"),
+    "ai-toolkit": ("ai-toolkit (ostris)",
+                   "isengard_desktop.plugins.ai_toolkit:AiToolkitBackend"),
+    "kohya": ("kohya sd-scripts", "isengard_desktop.plugins.kohya:KohyaBackend"),
 }
 
 
@@ -88,6 +93,10 @@ class TrainerRegistry:
     def __contains__(self, key: object) -> bool:
         return key in self._targets
 
+    def label(self, key: str) -> str:
+        """The human name of ``key`` (the key itself when unknown)."""
+        return self._labels.get(key, key)
+
     def entries(self) -> list[BackendEntry]:
         """Key, label and target of every backend, without importing any."""
         return [BackendEntry(k, self._labels[k], t if isinstance(t, str) else repr(t))
@@ -108,6 +117,22 @@ class TrainerRegistry:
         backend = factory()
         self._made[key] = backend
         return backend
+
+
+class BoundFactory:
+    """A factory for ``target`` ("module:attr") called with fixed arguments, e.g. an external
+    backend bound to the install from the settings: ``BoundFactory(target, install)``. The
+    module is imported only when the factory is first called."""
+
+    def __init__(self, target: str, *args: object) -> None:
+        self.target = target
+        self.args = args
+
+    def __call__(self) -> TrainerBackend:
+        return _load(self.target)(*self.args)
+
+    def __repr__(self) -> str:
+        return f"{self.target}({', '.join(map(repr, self.args))})"
 
 
 def default_registry() -> TrainerRegistry:

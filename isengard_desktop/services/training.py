@@ -47,11 +47,13 @@ from ..core.db.jobs import JobsRepository
 from ..core.fsutil import atomic_copy, atomic_write_text
 from ..core.paths import AppPaths
 from ..core.training.checkpoints import latest_complete
+from ..core.training.installs import TRAINER_KINDS, ExternalInstall, install_from_settings
 from ..core.training.job_files import read_events, write_debug_bundle, write_launch_files
 from ..core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
                                       PhaseEvent, SampleEvent, StepEvent)
 from ..core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
-from ..plugins.registry import TrainerRegistry, UnknownBackendError, default_registry
+from ..plugins.registry import (BUILTIN_BACKENDS, BoundFactory, TrainerRegistry,
+                                UnknownBackendError, default_registry)
 from .library import LibraryService
 from .ops import run_in_executor
 from .training_runner import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES, JobRecord,
@@ -102,6 +104,7 @@ class TrainingService(QObject):
         self._orphans: dict[str, int] = {}         # job id -> pid of an earlier app's child
         self._cids: dict[str, str] = {}
         self._last_persist: dict[str, float] = {}
+        self._installs: dict[str, ExternalInstall] = {}   # external backends' installs
         self._shutting_down = False
         self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
         self._reader = ThreadPoolExecutor(2, thread_name_prefix="training-read")
@@ -161,6 +164,7 @@ class TrainingService(QObject):
         runs = list(self._runs.items())
         for job_id, run in runs:
             self._intent[job_id] = "shutdown"
+            self._refresh_stop_file(job_id, run)
             run.request_stop(self.shutdown_grace_s, self.kill_grace_s)
         deadline = time.monotonic() + self.shutdown_grace_s
         for job_id, run in runs:
@@ -169,6 +173,22 @@ class TrainingService(QObject):
             run.release()
         self._files.shutdown(wait=True)
         self._reader.shutdown(wait=False, cancel_futures=True)
+
+    def apply_settings(self, settings: Any) -> None:
+        """New settings are in effect: the external trainer backends (ai-toolkit,
+        diffusion-pipe, kohya) are re-created with the installs in
+        ``settings.trainer_installs`` (folder + Python). A running job keeps the backend it
+        started with. Connect ``SettingsService.settings_changed`` here."""
+        installs = getattr(settings, "trainer_installs", None) or {}
+        for key in TRAINER_KINDS:
+            if key not in self.registry or key not in BUILTIN_BACKENDS:
+                continue
+            install = install_from_settings(installs, key)
+            if self._installs.get(key) == install:
+                continue
+            label, target = BUILTIN_BACKENDS[key]
+            self.registry.register(key, BoundFactory(target, install), label, replace=True)
+            self._installs[key] = install
 
     # -- reads -----------------------------------------------------------------------------
     def jobs(self) -> list[JobRecord]:
@@ -193,6 +213,9 @@ class TrainingService(QObject):
         if job.backend not in self.registry:
             known = ", ".join(self.registry.keys())
             raise SpecError(f"backend: no trainer backend {job.backend!r} (known: {known})")
+        usable, why = self.registry.get(job.backend).available()   # cheap file checks
+        if not usable:
+            raise SpecError(f"backend: {self.registry.label(job.backend)} cannot run here: {why}")
         if not job.job_id or job.job_id in self._records:
             raise SpecError(f"job_id: {job.job_id!r} is empty or already used")
         job = copy.deepcopy(job)
@@ -241,6 +264,7 @@ class TrainingService(QObject):
         if intent == "cancel" or job_id not in self._intent:
             self._intent[job_id] = intent
         if run is not None:
+            self._refresh_stop_file(job_id, run)
             run.request_stop(grace_s, self.kill_grace_s)
         elif job_id in self._orphans:
             pid = self._orphans[job_id]
@@ -397,6 +421,23 @@ class TrainingService(QObject):
         except OSError as exc:  # the log files could not be opened
             self._runs.pop(job_id, None)
             self._fail_launch(job_id, f"Could not open the job's log files: {exc}")
+
+    def _refresh_stop_file(self, job_id: str, run: JobRun) -> None:
+        """A backend whose stop file lives in a folder the tool creates after launch
+        (diffusion-pipe's run folder) says where it goes now, through an optional
+        ``resolve_stop_file(paths, stop_file) -> Path``."""
+        record = self._records.get(job_id)
+        launch = run.launch
+        if record is None or launch.stop != "file" or launch.stop_file is None:
+            return
+        try:
+            resolve = getattr(self.registry.get(record.backend), "resolve_stop_file", None)
+            target = Path(resolve(record.paths, Path(launch.stop_file))) if resolve else None
+        except (UnknownBackendError, ImportError, AttributeError, OSError, ValueError) as exc:
+            logger.warning("job {}: the stop file could not be placed: {}", job_id, exc)
+            return
+        if target is not None and target != Path(launch.stop_file):
+            run.launch = replace(launch, stop_file=target)
 
     def _fail_launch(self, job_id: str, message: str) -> None:
         record = self._records.get(job_id)

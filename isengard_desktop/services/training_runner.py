@@ -28,7 +28,7 @@ from ..core.db.jobs import JobRow
 from ..core.training.checkpoints import latest_complete
 from ..core.training.job_files import mask_secrets
 from ..core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
-                                      StepEvent, StoppedEvent, event_line)
+                                      StepEvent, StoppedEvent, event_line, is_hidden_line)
 from ..core.training.spec import JobPaths, SpecError, TrainingJob
 from ..plugins.interface import Launch, LineParser, LineSplitter
 
@@ -369,8 +369,9 @@ class JobRun(QObject):
         for event in events:
             self._handle_event(stream, event)
         for line, redraw in self._display[stream].feed_marked(text):
-            if stream == "stdout" and line.startswith('{"v":'):
-                continue  # protocol lines are shown through their events, not as text
+            if is_hidden_line(stream, line):
+                continue  # protocol lines are shown through their events, the launcher's
+                # context line is for the parser only: neither is shown as text
             self._add_line(stream, line, redraw)
         self._schedule_flush()
 

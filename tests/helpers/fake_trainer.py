@@ -112,6 +112,7 @@ def main() -> int:
     ap.add_argument("--echo-env", default="")
     ap.add_argument("--output", default="fake_lora")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--print-line", default="")   # one extra stdout line, printed as is
     args = ap.parse_args()
     job_dir = Path(args.job_dir)
     spec = json.loads(Path(args.job).read_text(encoding="utf-8"))
@@ -127,6 +128,9 @@ def main() -> int:
     if args.echo_env:
         err(f"careless library says {os.environ.get(args.echo_env, '')}\n")
 
+    if args.print_line:
+        sys.stdout.write(args.print_line + "\n")
+        sys.stdout.flush()
     emit("phase", phase="loading_model", done=0, total=1)
     err("Loading fake model for job " + spec["job_id"] + "\n")
     for i in range(1, 4):

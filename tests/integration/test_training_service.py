@@ -267,9 +267,14 @@ def test_invalid_specs_are_refused_naming_the_field(h):
     with pytest.raises(SpecError, match="steps"):
         h.service.submit(h.job(steps=0))
     bad = h.job()
-    bad.backend = "kohya"
-    with pytest.raises(SpecError, match="backend"):
+    bad.backend = "onetrainer"
+    with pytest.raises(SpecError, match="backend: no trainer backend 'onetrainer'"):
         h.service.submit(bad)
+    not_set_up = h.job()
+    not_set_up.backend = "kohya"      # registered, but no sd-scripts folder in the settings
+    with pytest.raises(SpecError, match="backend: kohya sd-scripts cannot run here: .*folder"):
+        h.service.submit(not_set_up)
+    assert not_set_up.job_id not in {r.job_id for r in h.service.jobs()}
     ok = h.job(steps=2)
     h.service.submit(ok)
     with pytest.raises(SpecError, match="job_id"):
@@ -365,6 +370,27 @@ def test_events_reload_and_rerun(h):
     assert again.job_id != job.job_id and again.spec.steps == 12
     assert again.job_dir != h.service.job(job.job_id).job_dir
     assert h.wait_final(again.job_id).state == "completed"
+
+
+def test_the_launchers_context_line_is_not_shown_in_the_log(h):
+    """External trainers' launcher prints a long ``[isengard] context {...}`` line for the
+    parser: the log view (live and reloaded from stdout.log) does not show it."""
+    from isengard_desktop.core.training.protocol import is_hidden_line
+    from isengard_desktop.ui.tabs.training import read_log_tail
+
+    context = '[isengard] context {"job_dir":"/jobs/x","output_dir":"/jobs/x/output","steps":5}'
+    job = h.job(steps=5, print_line=context)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    shown = log_text(h, job.job_id)
+    assert "[isengard] context" not in shown
+    assert "INFO: HF_TOKEN present: yes" in shown          # the other lines still are
+    assert context in done.paths.stdout.read_text()        # the raw log keeps it
+    tail = dict(read_log_tail(done.paths.root))
+    assert tail["stdout"] and not any("[isengard] context" in line for line in tail["stdout"])
+    assert is_hidden_line("stdout", context) and not is_hidden_line("stderr", context)
+    assert not is_hidden_line("stdout", '[isengard] note {"level":"info","message":"x"}')
 
 
 def test_debug_bundle_is_complete_and_has_no_secret(h, tmp_path):

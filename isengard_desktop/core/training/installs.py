@@ -107,7 +107,7 @@ def platform_problem(kind: str, platform: str | None = None) -> str:
     platform = platform or current_platform()
     if platform in info.platforms:
         return ""
-    where = " or ".join(_PLATFORM_NAMES[p] for p in info.platforms if p != "wsl")
+    where = ", ".join(_PLATFORM_NAMES[p] for p in info.platforms if p != "wsl")
     if kind == "diffusion-pipe":
         if platform == "windows":
             return ("diffusion-pipe needs Linux or WSL: it runs through DeepSpeed, which does "
@@ -115,8 +115,8 @@ def platform_problem(kind: str, platform: str | None = None) -> str:
                     "Isengard there, or pick another trainer.")
         return ("diffusion-pipe needs Linux or WSL with an NVIDIA GPU (DeepSpeed and CUDA); "
                 f"it does not run on {_PLATFORM_NAMES.get(platform, platform)}.")
-    return (f"{info.label} needs an NVIDIA GPU with CUDA ({where} or WSL); it does not run "
-            f"on {_PLATFORM_NAMES.get(platform, platform)}.")
+    return (f"{info.label} needs an NVIDIA GPU with CUDA (on {where} or WSL); it does not "
+            f"run on {_PLATFORM_NAMES.get(platform, platform)}.")
 
 
 def _interpreter_problem(python: str) -> str:
@@ -153,7 +153,8 @@ def _probe_packages(kind: TrainerKind, install: ExternalInstall, timeout_s: floa
     python = str(Path(install.python).expanduser())
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     try:
-        done = subprocess.run([python, "-c", _PROBE, *kind.packages], cwd=install.folder,
+        done = subprocess.run([python, "-c", _PROBE, *kind.packages], check=False,
+                              cwd=install.folder,
                               capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return [f"The Python interpreter {python} did not answer within {timeout_s:.0f} s."]
@@ -254,15 +255,15 @@ _FEATURES: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("builtin", "Built-in (diffusers + peft)", "yes", "yes, from the newest checkpoint",
      "saves a checkpoint, then exits", "SD 1.5, SDXL, Flux dev/schnell, Chroma"),
     ("ai-toolkit", "ai-toolkit", "yes (its sample prompts)",
-     "yes, from its newest save", "stops; continues from its last save",
+     "yes, from its newest save", "saves the step in progress, then exits",
      "Flux, SDXL, SD 1.5, Chroma and its other architectures"),
     ("diffusion-pipe", "diffusion-pipe", "no (it has no sampling during training)",
      "yes (--resume_from_checkpoint), from its newest DeepSpeed checkpoint",
      "save_quit file: saves a checkpoint, then exits",
-     "Chroma, SDXL, Flux, SD3, HiDream, Lumina 2, Wan, HunyuanVideo, LTX-Video, Cosmos and "
-     "more"),
+     ("Chroma, SDXL, Flux, SD3, HiDream, Lumina 2, Wan, HunyuanVideo, LTX-Video, Cosmos "
+      "and more")),
     ("kohya", "kohya sd-scripts", "yes (--sample_prompts)", "yes (--save_state / --resume)",
-     "stops; continues from its last saved state", "SD 1.5, SDXL, Flux"),
+     "stops at once; resumes from its newest saved state", "SD 1.5, SDXL, Flux"),
 )
 
 

@@ -100,6 +100,32 @@ def _read_text_tail(path: Path) -> str:
 
 _TEXT_SUFFIXES = {".json", ".jsonl", ".log", ".txt", ".toml", ".yaml", ".yml", ".cfg", ".ini",
                   ".md", ".csv"}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+MAX_BUNDLE_SAMPLES = 24      # newest sample images per place (the app's, the trainer's)
+# where external trainers write their sample images under <job>/output/: ai-toolkit
+# output/<name>/samples/, kohya sd-scripts output/sample/
+_TOOL_SAMPLE_FOLDERS = ("samples", "sample")
+
+
+def _newest_images(paths: Iterable[Path], limit: int = MAX_BUNDLE_SAMPLES) -> list[Path]:
+    """The newest ``limit`` image files of ``paths`` (by modification time, then name)."""
+    found = []
+    for path in paths:
+        try:
+            if path.suffix.lower() in _IMAGE_SUFFIXES and path.is_file():
+                found.append((path.stat().st_mtime, path.as_posix(), path))
+        except OSError:
+            continue
+    found.sort(reverse=True)
+    return sorted((p for _, _, p in found[:limit]), key=lambda p: p.as_posix())
+
+
+def _tool_samples(output: Path) -> list[Path]:
+    """Sample images an external trainer wrote under the job's ``output/`` folder."""
+    if not output.is_dir():
+        return []
+    return _newest_images(p for p in output.rglob("*")
+                          if p.parent.name in _TOOL_SAMPLE_FOLDERS)
 
 
 def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
@@ -107,8 +133,11 @@ def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
     """Zip what is needed to debug a job, with every text redacted; returns ``dest``.
 
     Contents: job.json, record.json (the job's state), events.jsonl, stdout.log,
-    stderr.log, configs/, samples/, checkpoints.json (what was saved, verified by size),
-    environment.json. Never checkpoints or the LoRA itself, never secrets.
+    stderr.log, configs/, samples/ (its texts and newest :data:`MAX_BUNDLE_SAMPLES` images),
+    the newest :data:`MAX_BUNDLE_SAMPLES` sample images an external trainer wrote under
+    output/ (ai-toolkit's ``output/<name>/samples/``, sd-scripts' ``output/sample/``),
+    checkpoints.json (what was saved, verified by size), environment.json. Never
+    checkpoints or the LoRA itself, never secrets.
     """
     secrets = tuple(s for s in secrets if s)
     dest = Path(dest)
@@ -126,14 +155,19 @@ def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
         for folder in (paths.configs, paths.samples):
             if not folder.is_dir():
                 continue
-            for path in sorted(folder.rglob("*")):
-                if not path.is_file():
-                    continue
+            files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+            if folder == paths.samples:   # its texts, and only the newest images
+                images = set(_newest_images(files))
+                files = [p for p in files if p.suffix.lower() not in _IMAGE_SUFFIXES
+                         or p in images]
+            for path in files:
                 name = path.relative_to(paths.root).as_posix()
                 if path.suffix.lower() in _TEXT_SUFFIXES:
                     text(zf, name, _read_text_tail(path))
                 else:
                     zf.write(path, name)
+        for path in _tool_samples(paths.root / "output"):
+            zf.write(path, path.relative_to(paths.root).as_posix())
         checkpoints = [asdict(c) | {"path": c.path.name}
                        for c in list_checkpoints(paths.root)]
         text(zf, "checkpoints.json", json.dumps(checkpoints, indent=2))

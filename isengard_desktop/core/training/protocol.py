@@ -103,6 +103,17 @@ def event_line(event: Event) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
+# stdout lines that are for the app only and never shown in a job's log view (they stay in
+# stdout.log): protocol lines (shown through their events) and the external-trainer
+# launcher's long context line (``plugins/_trainer_shim.py``; its parser reads it)
+HIDDEN_LINE_PREFIXES = ('{"v":', "[isengard] context")
+
+
+def is_hidden_line(stream: str, line: str) -> bool:
+    """Whether a trainer's output ``line`` on ``stream`` is hidden from the log view."""
+    return stream == "stdout" and line.lstrip().startswith(HIDDEN_LINE_PREFIXES)
+
+
 def parse_event(line: str) -> Event | None:
     """The event on ``line``, or None when the line is not a protocol event (plain text, a
     newer event type, malformed JSON). Unknown extra fields are ignored."""

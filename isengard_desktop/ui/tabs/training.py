@@ -1,11 +1,12 @@
 """The Training tab: set up a job on the left, watch the selected job on the right, and every
 job in the history below it.
 
-The tab owns three parts (setup form, job panel, history) and turns their requests into calls
-on the training service; it listens to the service's signals and to the library's
-``data_changed``. It never touches the disk on the UI thread: base models come through the
-injected ``list_models`` callable (which scans on an executor and calls back on the main
-thread), job logs are read on a small executor.
+The tab owns its parts (setup form with the trainer picker and the profile picker, job panel,
+history, the profile manager dialog) and turns their requests into calls on the training
+service; it listens to the service's signals and to the library's ``data_changed``. It never
+touches the disk on the UI thread: base models come through the injected ``list_models``
+callable (which scans on an executor and calls back on the main thread), job logs and
+profiles are read on small executors.
 
 Signals:
     message_posted(str): a short result for the status bar.
@@ -26,14 +27,18 @@ from PySide6.QtWidgets import QFileDialog, QScrollArea, QSplitter, QVBoxLayout, 
 from ...core.models import ModelInfo
 from ...core.naming import folder_slug
 from ...core.training.presets import format_clock
-from ...core.training.protocol import LogEvent, parse_event
+from ...core.training.profile_store import ProfileScan, ProfileStore
+from ...core.training.profiles import KNOWN_BACKENDS, Profile
+from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
 from ...core.training.spec import SpecError, TrainingJob, new_job_id
 from ...services.library import ChangeSet, LibraryService
 from ...services.ops import run_in_executor
 from ..dialogs.confirm import confirm
 from .training_history import HistoryWidget
+from .training_backend import BackendChoice, choice_for
 from .training_job import ACTIVE, JobPanelWidget, describe_error, family_label, job_duration
-from .training_setup import BackendChoice, SetupFormWidget
+from .training_profiles import ProfileManagerDialog
+from .training_setup import SetupFormWidget
 
 if TYPE_CHECKING:
     from ...plugins.registry import TrainerRegistry
@@ -41,10 +46,13 @@ if TYPE_CHECKING:
 ListModels = Callable[[Callable[[list[ModelInfo]], None]], None]
 LOG_TAIL_LINES = 2000
 _log_reader = ThreadPoolExecutor(1, thread_name_prefix="job-log-tail")
+_profile_reader = ThreadPoolExecutor(1, thread_name_prefix="profiles-list")
 
 
 def backend_choices(registry: TrainerRegistry | None) -> list[BackendChoice]:
-    """The trainer backends for the picker; "Built-in" when there is no registry."""
+    """Every registered trainer backend for the picker, with ``available()`` and what its
+    ``capabilities()`` declare (fields, model types, families); "Built-in" when there is no
+    registry."""
     if registry is None:
         try:
             from ...plugins.registry import default_registry
@@ -54,10 +62,12 @@ def backend_choices(registry: TrainerRegistry | None) -> list[BackendChoice]:
     choices = []
     for entry in registry.entries():
         try:
-            ok, why = registry.get(entry.key).available()
+            backend = registry.get(entry.key)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tab
-            ok, why = False, f"{entry.label} could not be loaded: {exc}"
-        choices.append(BackendChoice(entry.key, entry.label, ok, why))
+            choices.append(BackendChoice(entry.key, entry.label, False,
+                                         f"{entry.label} could not be loaded: {exc}"))
+            continue
+        choices.append(choice_for(entry.key, entry.label, backend))
     return choices or [BackendChoice("builtin", "Built-in")]
 
 
@@ -86,6 +96,8 @@ def read_log_tail(job_dir: Path, lines: int = LOG_TAIL_LINES) -> list[tuple[str,
                 event = parse_event(line)   # the trainer's notes read as the live view shows them
                 line = f"{event.level.upper()}: {event.message}" \
                     if isinstance(event, LogEvent) else ""
+            elif is_hidden_line(stream, line):
+                line = ""   # the launcher's context line, as the live view hides it
             if line.strip():
                 tail.append(line)
         tail = tail[-lines:]
@@ -101,17 +113,27 @@ class TrainingTab(QWidget):
     def __init__(self, library: LibraryService, training: Any, list_models: ListModels,
                  parent: QWidget | None = None, *, registry: TrainerRegistry | None = None,
                  backends: Sequence[BackendChoice] | None = None, gpu_hint: str | None = None,
-                 vram_gb: float | None = None) -> None:
+                 vram_gb: float | None = None, profiles: ProfileStore | None = None) -> None:
         super().__init__(parent)
         self._library = library
         self._training = training
         self._list_models = list_models
         self.selected_job_id: str | None = None
         self._models_request = 0
+        self._profiles_request = 0
 
+        self._registry = registry
+        self._fixed_backends = backends is not None
         if backends is None:
             backends = backend_choices(registry if registry is not None
                                        else getattr(training, "registry", None))
+        self.backend_labels = {c.key: c.label for c in backends}
+        # profiles for trainers that are not set up yet still load (their entry is disabled)
+        self.known_backends = list(dict.fromkeys([*self.backend_labels, *KNOWN_BACKENDS]))
+        self._own_store = profiles is None
+        self.profiles = profiles if profiles is not None else ProfileStore(
+            library.paths.data / "profiles", backends=self.known_backends)
+        self.profile_dialog: ProfileManagerDialog | None = None
         self.form = SetupFormWidget(library, training.measured_sec_per_step, list(backends),
                                     gpu_hint=gpu_hint, vram_gb=vram_gb)
         scroll = QScrollArea()
@@ -123,7 +145,9 @@ class TrainingTab(QWidget):
         scroll.setMinimumWidth(360)
 
         self.panel = JobPanelWidget()
+        self.panel.backend_labels = dict(self.backend_labels)
         self.history = HistoryWidget()
+        self.history.set_backend_labels(self.backend_labels)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.panel)
         right.addWidget(self.history)
@@ -142,6 +166,7 @@ class TrainingTab(QWidget):
 
         self.form.start_requested.connect(self._start)
         self.form.models_refresh_requested.connect(self.refresh_models)
+        self.form.manage_profiles_requested.connect(self.open_profiles)
         self.panel.stop_requested.connect(self._stop)
         self.panel.cancel_requested.connect(self._cancel)
         self.panel.resume_requested.connect(self._resume)
@@ -163,11 +188,33 @@ class TrainingTab(QWidget):
         training.error_reported.connect(self.on_error_reported)
 
         self.refresh_models()
+        self.refresh_profiles()
         self.on_jobs_changed()
 
     # -- inputs from outside ---------------------------------------------------------------------
+    def refresh_backends(self) -> None:
+        """Check the trainer backends again (their installs may have changed in Settings):
+        availability, fields and model types."""
+        if self._fixed_backends:
+            return
+        choices = backend_choices(self._registry if self._registry is not None
+                                  else getattr(self._training, "registry", None))
+        self.backend_labels = {c.key: c.label for c in choices}
+        self.known_backends = list(dict.fromkeys([*self.backend_labels, *KNOWN_BACKENDS]))
+        if self._own_store:
+            self.profiles.backends = tuple(self.known_backends)
+        self.history.set_backend_labels(self.backend_labels)
+        self.panel.backend_labels = dict(self.backend_labels)
+        self.form.backend_picker.set_backends(choices)
+        if self.profile_dialog is not None:
+            self.profile_dialog.set_known_backends(self.known_backends)
+        self.refresh_profiles()
+
     def refresh_models(self) -> None:
-        """Ask for the base models again (connect this to settings changes)."""
+        """Ask for the base models again and check the trainers again (connect this to
+        settings changes)."""
+        if self._models_request:
+            self.refresh_backends()
         self._models_request += 1
         request = self._models_request
         self.form.set_models_loading()
@@ -177,6 +224,41 @@ class TrainingTab(QWidget):
                 self.form.set_models(models)
 
         self._list_models(got)
+
+    def refresh_profiles(self) -> None:
+        """Read the profiles again (off the UI thread) for the form's profile picker."""
+        self._profiles_request += 1
+        request = self._profiles_request
+
+        def got(scan: ProfileScan) -> None:
+            if shiboken6.isValid(self) and request == self._profiles_request:
+                self.form.set_profiles(scan.profiles, list(self.backend_labels))
+
+        def failed(exc: BaseException) -> None:
+            if shiboken6.isValid(self):
+                self.message_posted.emit(f"Could not read the training profiles: {exc}")
+
+        run_in_executor(_profile_reader, self.profiles.scan, got, failed)
+
+    def open_profiles(self) -> ProfileManagerDialog:
+        """Show the profile manager (one per tab)."""
+        if self.profile_dialog is None:
+            dialog = ProfileManagerDialog(self.profiles, self.form.profile_from_form,
+                                          self.known_backends, self.form.tooltips, self)
+            dialog.apply_requested.connect(self._apply_profile)
+            dialog.profiles_changed.connect(
+                lambda profiles: self.form.set_profiles(profiles, list(self.backend_labels)))
+            dialog.message_posted.connect(self.message_posted)
+            self.profile_dialog = dialog
+        self.profile_dialog.show()
+        self.profile_dialog.raise_()
+        self.profile_dialog.activateWindow()
+        self.profile_dialog.refresh()
+        return self.profile_dialog
+
+    def _apply_profile(self, profile: Profile) -> None:
+        self.form.apply_profile(profile)
+        self.message_posted.emit(f"Profile applied: {profile.name}")
 
     def on_data_changed(self, change: ChangeSet) -> None:
         if change.everything or change.characters or change.images:

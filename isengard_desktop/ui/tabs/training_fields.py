@@ -7,7 +7,7 @@ Signals:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QValidator
@@ -197,6 +197,8 @@ class AdvancedSettingsWidget(QWidget):
         form.setContentsMargins(14, 2, 0, 6)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.tooltips: dict[str, str] = {}
+        self.labels: dict[str, QLabel] = {}
+        self.unused: frozenset[str] = frozenset()
         for name, label, tip in FIELD_ROWS:
             widget = f[name]
             widget.setToolTip(tip)
@@ -205,11 +207,24 @@ class AdvancedSettingsWidget(QWidget):
             lab.setToolTip(tip)
             form.addRow(lab, widget)
             self.tooltips[name] = tip
+            self.labels[name] = lab
             _on_change(widget, self._on_changed)
             if isinstance(widget, QComboBox):
                 shrinkable(widget, 8)
         missing = set(f) - set(self.tooltips)
         assert not missing, missing
+
+    def set_unused(self, names: Iterable[str], why: str = "") -> None:
+        """Grey out the fields ``names`` (the chosen trainer does not use them), with ``why``
+        in front of their tooltips; every other field is enabled with its own tooltip.
+        (The form may disable a field for other reasons afterwards.)"""
+        self.unused = frozenset(n for n in names if n in self.fields)
+        for name, widget in self.fields.items():
+            off = name in self.unused
+            tip = f"{why}\n\n{self.tooltips[name]}" if off and why else self.tooltips[name]
+            for part in (widget, self.labels[name]):
+                part.setEnabled(not off)
+                part.setToolTip(tip)
 
     def value(self, name: str) -> Any:
         return _get(self.fields[name])

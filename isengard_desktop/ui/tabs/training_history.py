@@ -18,7 +18,8 @@ from ...core.training.presets import format_clock
 from .training_job import (ACTIVE, STATE_COLORS, STATE_WORDS, describe_error, family_label,
                            fmt_loss, fmt_when, job_duration)
 
-COLUMNS = ("State", "Character", "Model · preset", "Started", "Duration", "Final loss", "LoRA")
+COLUMNS = ("State", "Character", "Model · preset", "Started", "Duration", "Final loss", "LoRA",
+           "Trainer")
 JobIdRole = Qt.ItemDataRole.UserRole + 1
 
 
@@ -40,6 +41,7 @@ class HistoryWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._records: dict[str, Any] = {}
+        self._backend_labels: dict[str, str] = {}
         self.tree = QTreeWidget()
         self.tree.setObjectName("JobHistory")
         self.tree.setColumnCount(len(COLUMNS))
@@ -88,6 +90,17 @@ class HistoryWidget(QWidget):
         self._update_buttons()
 
     # -- content ---------------------------------------------------------------------------
+    def set_backend_labels(self, labels: dict[str, str]) -> None:
+        """Names of the trainer backends (key -> label) for the Trainer column."""
+        self._backend_labels = dict(labels)
+        for job_id, record in self._records.items():
+            item = self._item(job_id)
+            if item is not None:
+                self._fill(item, record)
+
+    def backend_label(self, key: str) -> str:
+        return self._backend_labels.get(key, key)
+
     def set_jobs(self, records: list[Any]) -> None:
         """Show ``records`` (newest first), keeping the selection."""
         selected = self.selected_job_id()
@@ -164,7 +177,7 @@ class HistoryWidget(QWidget):
                   fmt_when(record.started or record.created),
                   format_clock(duration) if duration is not None else "—",
                   fmt_loss(record.last_loss) if record.state not in ("queued",) else "—",
-                  lora)
+                  lora, self.backend_label(record.backend))
         # progress arrives ~10 times a second: touch only what changed (each change repaints)
         for col, value in enumerate(values):
             if item.text(col) != value:
@@ -173,7 +186,7 @@ class HistoryWidget(QWidget):
         if item.foreground(0).color() != color:
             item.setForeground(0, QBrush(color))
         tip = [f"{record.character_name} · {family_label(record.family)} · "
-               f"{record.preset or 'custom'} · {record.backend}",
+               f"{record.preset or 'custom'} · trained with {self.backend_label(record.backend)}",
                f"{record.total_steps} steps"]
         spec = getattr(record, "spec", None)
         if spec is not None:

@@ -128,6 +128,7 @@ class JobPanelWidget(QWidget):
         self.job_id: str | None = None
         self.record: Any = None
         self._total = 0
+        self.backend_labels: dict[str, str] = {}   # trainer key -> name, set by the tab
 
         self.title_label = QLabel("No training job yet")
         self.title_label.setObjectName("Title")
@@ -255,6 +256,8 @@ class JobPanelWidget(QWidget):
         if spec is not None:
             parts.append(f"{spec.resolution} px, rank {spec.rank}, lr {spec.learning_rate:g}")
             parts.append(Path(spec.base_model).name)
+        backend = getattr(record, "backend", "") or ""
+        parts.append(f"trainer: {self.backend_labels.get(backend, backend or 'unknown')}")
         self.summary_label.setText(" · ".join(parts))
         self._total = record.total_steps or self._total
         if record.total_steps:

@@ -1,18 +1,21 @@
-"""The Training tab's setup form (:class:`SetupFormWidget`): character, base model, backend,
-preset, the time estimate, the collapsed Advanced section and the sample prompts.
+"""The Training tab's setup form (:class:`SetupFormWidget`): character, base model, profile,
+trainer backend (with its model type and fields), preset, the time estimate, the collapsed
+Advanced section and the sample prompts.
 
 It reads the library snapshot (memory only) and a step-time callable; it never touches the
 disk and never calls the training service: Start emits ``start_requested`` and the tab builds
-and submits the job from :meth:`SetupFormWidget.job_fields`.
+and submits the job from :meth:`SetupFormWidget.job_fields`. The profile list comes from the
+tab (:meth:`set_profiles`); what the form decides and profiles on the form are in
+``training_values.py``.
 
 Signals:
     start_requested(): the user pressed Start (the form is complete).
     models_refresh_requested(): the user asked to look for base models again.
+    manage_profiles_requested(): the user asked for the profile manager.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal
@@ -23,25 +26,16 @@ from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
-                                      format_duration, preset)
-from ...core.training.spec import TrainingJob
+                                      format_duration)
 from ...services.library import LibraryService
+from .training_backend import BackendChoice, BackendPickerWidget
 from .training_fields import AdvancedSettingsWidget, shrinkable
+from .training_values import TRIGGER, FormValuesMixin
 
-TRIGGER = "[trigger]"
+__all__ = ["BackendChoice", "SetupFormWidget", "resolve_prompts"]
 DEFAULT_PROMPTS = (f"a photo of {TRIGGER}, portrait, natural light",
                    f"{TRIGGER} smiling, outdoors, upper body",
                    f"close-up photo of {TRIGGER}, studio lighting")
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """A trainer backend as the picker shows it."""
-
-    key: str
-    label: str
-    available: bool = True
-    why: str = ""
 
 
 def resolve_prompts(text: str, trigger: str) -> list[str]:
@@ -61,9 +55,10 @@ def resolve_prompts(text: str, trigger: str) -> list[str]:
     return out
 
 
-class SetupFormWidget(QWidget):
+class SetupFormWidget(FormValuesMixin, QWidget):
     start_requested = Signal()
     models_refresh_requested = Signal()
+    manage_profiles_requested = Signal()
 
     def __init__(self, library: LibraryService,
                  measured_sec_per_step: Callable[[str, int], float | None],
@@ -78,6 +73,7 @@ class SetupFormWidget(QWidget):
         self._models_loading = False
         self.edited = False
         self.preset_name = DEFAULT_PRESET
+        self.profile = None
 
         title = QLabel("New training job")
         title.setObjectName("Title")
@@ -117,19 +113,27 @@ class SetupFormWidget(QWidget):
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(self.refresh_models_button)
 
+        # profile -------------------------------------------------------------------------------
+        self.profile_combo = QComboBox()
+        self.profile_combo.setObjectName("ProfilePicker")
+        self.profile_combo.setToolTip("A saved set of settings for one use (model family, "
+                                      "GPU memory, trainer). Picking one fills the trainer, "
+                                      "its files and every setting below.")
+        self.profile_combo.addItem("None — use a preset", None)
+        shrinkable(self.profile_combo, 12)
+        self.manage_profiles_button = QPushButton("Manage…")
+        self.manage_profiles_button.setToolTip("Profiles: preview, apply, save the current "
+                                               "settings, import/export .toml, compare two, "
+                                               "change history.")
+        profile_row = QHBoxLayout()
+        profile_row.addWidget(self.profile_combo, 1)
+        profile_row.addWidget(self.manage_profiles_button)
+
         # backend -------------------------------------------------------------------------------
-        self.backend_combo = QComboBox()
-        self.backend_combo.setToolTip("The program that trains. Built-in needs nothing else "
-                                      "installed.")
-        for choice in backends:
-            self.backend_combo.addItem(choice.label + ("" if choice.available
-                                                       else " (not available)"), choice)
-            if not choice.available and choice.why:
-                self.backend_combo.setItemData(self.backend_combo.count() - 1, choice.why,
-                                               Qt.ItemDataRole.ToolTipRole)
+        self.backend_picker = BackendPickerWidget(backends)
+        self.backend_combo = self.backend_picker.combo
         shrinkable(self.backend_combo, 12)
-        first_ok = next((i for i, c in enumerate(backends) if c.available), 0)
-        self.backend_combo.setCurrentIndex(first_ok)
+        shrinkable(self.backend_picker.model_type_combo, 12)
 
         # presets -------------------------------------------------------------------------------
         self.preset_buttons: dict[str, QPushButton] = {}
@@ -200,12 +204,17 @@ class SetupFormWidget(QWidget):
         form.addRow("", self.character_info)
         form.addRow("Base model", model_row)
         form.addRow("", self.model_info)
-        form.addRow("Trainer", self.backend_combo)
+        form.addRow(_label("Profile", self.profile_combo.toolTip()), profile_row)
+        form.addRow(_label("Trainer", self.backend_combo.toolTip()), self.backend_combo)
+        form.addRow(_label("Model type", self.backend_picker.model_type_combo.toolTip()),
+                    self.backend_picker.model_type_combo)
+        self._form = form
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 0, 8, 0)
         layout.addWidget(title)
         layout.addLayout(form)
+        layout.addWidget(self.backend_picker)
         layout.addWidget(self.warnings_label)
         layout.addSpacing(6)
         layout.addWidget(_section("Preset"))
@@ -227,7 +236,9 @@ class SetupFormWidget(QWidget):
 
         self.character_combo.currentIndexChanged.connect(lambda _: self._on_character())
         self.model_combo.currentIndexChanged.connect(lambda _: self._on_model())
-        self.backend_combo.currentIndexChanged.connect(lambda _: self._update_start())
+        self.backend_picker.changed.connect(self._on_backend_changed)
+        self.profile_combo.currentIndexChanged.connect(lambda _: self._on_profile_chosen())
+        self.manage_profiles_button.clicked.connect(self.manage_profiles_requested)
         self.refresh_models_button.clicked.connect(self.models_refresh_requested)
         self.preset_group.buttonClicked.connect(self._on_preset_clicked)
         self.advanced_button.toggled.connect(self.set_advanced_visible)
@@ -236,6 +247,13 @@ class SetupFormWidget(QWidget):
         self.apply_preset(DEFAULT_PRESET)
         self.set_models_loading()
         self.refresh_characters()
+        self._on_backend_changed()
+
+    def _on_backend_changed(self) -> None:
+        self._form.setRowVisible(self.backend_picker.model_type_combo,
+                                 self.backend_picker.has_model_types())
+        self._apply_backend_capabilities()
+        self._update_start()
 
     # -- advanced fields -----------------------------------------------------------------------
     def set_advanced_visible(self, visible: bool) -> None:
@@ -350,7 +368,8 @@ class SetupFormWidget(QWidget):
         else:
             self.model_info.setText(f"{FAMILY_LABELS[model.family]} · {_size(model.size)}")
         family = self.family()
-        if family and not self.edited:
+        self.backend_picker.set_family(family)
+        if family and not self.edited and self.profile is None:
             self.apply_preset(self.preset_name)
         elif family:
             self._update_family_fields()
@@ -360,7 +379,8 @@ class SetupFormWidget(QWidget):
     def _update_family_fields(self) -> None:
         family = self.family()
         quantize = self.fields["quantize_base"]
-        quantize.setEnabled(family is None or family in FLOW_FAMILIES)
+        quantize.setEnabled((family is None or family in FLOW_FAMILIES)
+                            and "quantize_base" not in self.advanced.unused)
 
     # -- presets -----------------------------------------------------------------------------
     def _on_preset_clicked(self, button: QPushButton) -> None:
@@ -368,9 +388,10 @@ class SetupFormWidget(QWidget):
 
     def apply_preset(self, name: str) -> None:
         """Fill every Advanced field from preset ``name`` for the selected model's family
-        (Balanced SDXL values while no model is chosen)."""
+        (Balanced SDXL values while no model is chosen). Leaves a profile in use."""
+        self.clear_profile()
         self.preset_name = name
-        self.preset_buttons[name].setChecked(True)
+        self._check_preset_button(name)
         values = apply_preset({}, self.family() or "sdxl", name, vram_gb=self._vram_gb)
         for key, value in values.items():
             if key in self.fields:
@@ -386,21 +407,6 @@ class SetupFormWidget(QWidget):
         self._update_preset_note()
         self._update_warnings()
         self.update_estimate()
-
-    def preset_label(self) -> str:
-        return f"{self.preset_name} (edited)" if self.edited else self.preset_name
-
-    def _update_preset_note(self) -> None:
-        note = PRESET_NOTES[self.preset_name]
-        family = self.family()
-        if family:
-            p = preset(family, self.preset_name)
-            note += (f" {p.steps} steps at {p.resolution} px, rank {p.rank}, "
-                     f"lr {p.learning_rate:g}.")
-        if self.edited:
-            note = (f"{self.preset_name}, edited in Advanced settings. Click a preset to go "
-                    "back to its values.")
-        self.preset_note.setText(note)
 
     # -- estimate ------------------------------------------------------------------------------
     def estimate(self) -> tuple[float, str] | None:
@@ -424,6 +430,13 @@ class SetupFormWidget(QWidget):
 
     # -- prompts and start -------------------------------------------------------------------
     def _update_prompts_note(self) -> None:
+        why = self.no_samples_reason()
+        self.prompts_edit.setEnabled(not why)
+        self.prompts_edit.setToolTip(why or "Prompts for the samples made during training, "
+                                            "one per line.")
+        if why:
+            self.prompts_note.setText(why)
+            return
         ch = self.selected_character()
         trigger = ch.trigger_word if ch else "the trigger word"
         self.prompts_note.setText(f"One per line. The trigger word ({trigger}) is inserted "
@@ -434,34 +447,6 @@ class SetupFormWidget(QWidget):
         ch = self.selected_character()
         return resolve_prompts(self.prompts_edit.toPlainText(), ch.trigger_word if ch else "")
 
-    def backend(self) -> BackendChoice | None:
-        return self.backend_combo.currentData()
-
-    def problem(self) -> str | None:
-        """Why Start cannot run now, in plain words (None when it can)."""
-        ch = self.selected_character()
-        if ch is None:
-            return "Pick a character (create one in the Characters tab)."
-        if self._library.image_count(ch.id) == 0:
-            return f"{ch.name} has no photos yet: add some in the Dataset tab."
-        model = self.selected_model()
-        if model is None:
-            return ("Looking for base models…" if self._models_loading
-                    else "Pick a base model (model folders are set in Settings).")
-        if model.family is None:
-            return "This base model's family is unknown; pick an SD 1.5, SDXL, Flux or Chroma model."
-        backend = self.backend()
-        if backend is None or not backend.available:
-            return (backend.why if backend and backend.why
-                    else "This trainer is not available here.")
-        return None
-
-    def _update_start(self) -> None:
-        problem = self.problem()
-        self.start_button.setEnabled(problem is None)
-        self.start_hint.setText(problem or "The job runs in the background; you can keep "
-                                           "using the app.")
-
     def show_error(self, text: str) -> None:
         self.error_label.setText(text)
         self.error_label.setVisible(bool(text))
@@ -471,36 +456,11 @@ class SetupFormWidget(QWidget):
         if self.problem() is None:
             self.start_requested.emit()
 
-    def job_fields(self) -> dict[str, Any]:
-        """The TrainingJob fields the form decides (everything but ids, names and paths)."""
-        values = self.advanced.values()
-        backend = self.backend()
-        values.update(family=self.family(), base_model=str(self.selected_model().path)
-                      if self.selected_model() else "",
-                      backend=backend.key if backend else "builtin",
-                      sample_prompts=self.sample_prompts(), preset=self.preset_label())
-        if values["family"] not in FLOW_FAMILIES:
-            values["quantize_base"] = "none"
-        known = set(TrainingJob.__dataclass_fields__)
-        return {k: v for k, v in values.items() if k in known}
 
-    def load_job(self, job: TrainingJob) -> None:
-        """Fill the form from an earlier job's settings (character, model, every field)."""
-        self.select_character(job.character_id)
-        idx = self.model_combo.findData(job.base_model)
-        if idx >= 0:
-            self.model_combo.setCurrentIndex(idx)
-        for name in self.fields:
-            self.set_field(name, getattr(job, name))
-        base = job.preset.replace(" (edited)", "")
-        if base in self.preset_buttons:
-            self.preset_name = base
-            self.preset_buttons[base].setChecked(True)
-        self.edited = True
-        self.prompts_edit.setPlainText("\n".join(job.sample_prompts))
-        self._update_preset_note()
-        self._update_warnings()
-        self.update_estimate()
+def _label(text: str, tip: str) -> QLabel:
+    label = QLabel(text)
+    label.setToolTip(tip)
+    return label
 
 
 def _section(text: str) -> QLabel:

@@ -1,0 +1,340 @@
+"""The kohya sd-scripts backend: generated TOML/prompts/argv (golden files), launch,
+availability, presets, and the line parser on sd-scripts' real output shapes
+(plugins/kohya.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from isengard_desktop.core.training.checkpoints import latest_complete
+from isengard_desktop.core.training.installs import ExternalInstall
+from isengard_desktop.core.training.protocol import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    LogEvent,
+    PhaseEvent,
+    SampleEvent,
+    StepEvent,
+    StoppedEvent,
+)
+from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
+from isengard_desktop.plugins._external_files import record_checkpoint
+from isengard_desktop.plugins.kohya import (
+    ARGS_NAME,
+    DATASET_NAME,
+    PROMPTS_NAME,
+    KohyaBackend,
+    KohyaParser,
+    build_args,
+)
+from tests.helpers.standin_kohya import make_install
+from tests.unit.test_ai_toolkit_backend import check_golden, normalise
+
+
+@pytest.fixture
+def tree(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp8.safetensors",
+                 "ae.safetensors", "sdxl.safetensors", "sd15.safetensors", "chroma.safetensors"):
+        (models / name).write_bytes(b"x")
+    data = tmp_path / "data" / "alice"
+    data.mkdir(parents=True)
+    (data / "a.png").write_bytes(b"png")
+    install = make_install(tmp_path / "sd-scripts")
+    return tmp_path, KohyaBackend(ExternalInstall(str(install), sys.executable))
+
+
+def flux_fields(tmp: Path, **extra) -> dict:
+    models = tmp / "models"
+    return {"fields": {"clip_l": str(models / "clip_l.safetensors"),
+                       "t5xxl": str(models / "t5xxl_fp8.safetensors"),
+                       "ae": str(models / "ae.safetensors"), **extra}}
+
+
+def make_job(tmp: Path, family: str = "flux-dev", **kw) -> TrainingJob:
+    base = {"flux-dev": "flux1-dev.safetensors", "flux-schnell": "flux1-dev.safetensors",
+            "chroma": "chroma.safetensors", "sdxl": "sdxl.safetensors",
+            "sd15": "sd15.safetensors"}[family]
+    values = dict(job_id="job0002", character_id=1, character_name="Alice", trigger_word="alc",
+                  family=family, base_model=str(tmp / "models" / base),
+                  dataset_dir=str(tmp / "data" / "alice"), output_name="alice_lora",
+                  backend="kohya", steps=1600, sample_every=200, checkpoint_every=200,
+                  sample_prompts=["portrait of alc, studio light", "a woman at the beach"])
+    values.update(kw)
+    return TrainingJob(**values)
+
+
+@pytest.mark.parametrize("family, kw, golden", [
+    ("flux-dev", {"resolution": 1024, "optimizer": "adamw8bit", "quantize_base": "float8",
+                  "extra": "lowvram"}, "kohya_flux_dev_lowvram"),
+    ("sdxl", {"resolution": 1024, "mixed_precision": "fp16", "lr_scheduler": "cosine",
+              "warmup_steps": 50}, "kohya_sdxl"),
+    ("sd15", {"resolution": 512, "sample_every": 0, "checkpoint_every": 0, "repeats": 4},
+     "kohya_sd15"),
+])
+def test_generated_files_match_golden(tree, family, kw, golden):
+    tmp, backend = tree
+    if kw.get("extra") == "lowvram":
+        kw = dict(kw, extra=flux_fields(tmp, vram="8"))
+    job = make_job(tmp, family, **kw)
+    paths = JobPaths(tmp / "jobs" / job.job_id)
+    launch = backend.build_launch(job, paths, resume=False)
+    check_golden(f"{golden}_args.toml", normalise(launch.files[paths.configs / ARGS_NAME], tmp))
+    check_golden(f"{golden}_dataset.toml",
+                 normalise(launch.files[paths.configs / DATASET_NAME], tmp))
+    argv = [normalise(a, tmp) for a in launch.argv]
+    check_golden(f"{golden}.argv.json", json.dumps(argv, indent=1) + "\n")
+    if job.sample_every:
+        check_golden(f"{golden}_prompts.txt", launch.files[paths.configs / PROMPTS_NAME])
+    else:
+        assert paths.configs / PROMPTS_NAME not in launch.files
+    args = tomllib.loads(launch.files[paths.configs / ARGS_NAME])
+    dataset = tomllib.loads(launch.files[paths.configs / DATASET_NAME])
+    assert dataset["datasets"][0]["subsets"][0]["image_dir"] == str(paths.root / "dataset")
+    assert dataset["datasets"][0]["subsets"][0]["class_tokens"] == "alc"
+    assert args["training"]["output_dir"] == str(paths.root / "output")
+    assert "--console_log_simple" in launch.argv and launch.env == {"OMP_NUM_THREADS": "1"}
+
+
+def test_flux_low_vram_presets_and_overrides(tree):
+    tmp, _backend = tree
+    paths = JobPaths(tmp / "jobs" / "j")
+    training = build_args(make_job(tmp, extra=flux_fields(tmp, vram="12")), paths)["training"]
+    assert (training["blocks_to_swap"], training["fp8_base"]) == (16, True)
+    assert training["timestep_sampling"] == "flux_shift" and training["guidance_scale"] == 1.0
+    training = build_args(make_job(tmp, extra=flux_fields(tmp, vram="12", blocks_to_swap=4,
+                                                          fp8_base=False)), paths)["training"]
+    assert (training["blocks_to_swap"], training["fp8_base"]) == (4, False)
+    training = build_args(make_job(tmp, extra=flux_fields(tmp)), paths)["training"]
+    assert training["blocks_to_swap"] is None and training["fp8_base"] is False
+    with pytest.raises(SpecError, match="^fields.blocks_to_swap"):
+        build_args(make_job(tmp, extra=flux_fields(tmp, blocks_to_swap=99)), paths)
+    chroma = build_args(make_job(tmp, "chroma", extra=flux_fields(tmp)), paths)
+    assert chroma["model"]["model_type"] == "chroma" and "clip_l" not in chroma["model"]
+    assert chroma["training"]["apply_t5_attn_mask"] is True
+    assert chroma["network"]["network_module"] == "networks.lora_flux"
+
+
+def test_missing_model_fields_name_the_field(tree):
+    tmp, backend = tree
+    paths = JobPaths(tmp / "jobs" / "j")
+    with pytest.raises(SpecError, match="^fields.clip_l: the CLIP-L text encoder is not set"):
+        backend.build_launch(make_job(tmp), paths, False)
+    fields = flux_fields(tmp)
+    fields["fields"]["ae"] = str(tmp / "models" / "missing-ae.safetensors")
+    with pytest.raises(SpecError, match="^fields.ae: .*missing-ae.safetensors does not exist"):
+        backend.build_launch(make_job(tmp, extra=fields), paths, False)
+    with pytest.raises(SpecError, match="^base_model"):
+        backend.build_launch(make_job(tmp, "sd15", base_model=str(tmp / "x.ckpt")), paths, False)
+    with pytest.raises(SpecError, match="^model_type"):
+        backend.build_launch(make_job(tmp, "sd15", extra={"model_type": "sdxl"}), paths, False)
+    backend.build_launch(make_job(tmp, "sd15", extra={"model_type": "sd15"}), paths, False)
+
+
+def test_resume_passes_the_newest_complete_state(tree):
+    tmp, backend = tree
+    job = make_job(tmp, "sdxl")
+    paths = JobPaths(tmp / "jobs" / job.job_id)
+    out = paths.root / "output"
+    for step in (200, 400):
+        state = out / f"alice_lora-step{step:08d}-state"
+        state.mkdir(parents=True)
+        lora = out / f"alice_lora-step{step:08d}.safetensors"
+        lora.write_bytes(b"x")
+        record_checkpoint(paths.root, step, "kohya", str(lora), str(state))
+    launch = backend.build_launch(job, paths, resume=True)
+    assert launch.argv[-3:] == ["--resume", str(out / "alice_lora-step00000400-state"),
+                                "--skip_until_initial_step"]
+    context = json.loads(launch.files[paths.configs / "isengard_context.json"])
+    assert context["resume"]["step"] == 400 and "set_aside" not in context
+    fresh = backend.build_launch(job, paths, resume=False)
+    assert "--resume" not in fresh.argv
+
+
+def test_secrets_stay_out_of_files_and_argv(tree, monkeypatch):
+    tmp, backend = tree
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-Secret-0123456789abcdef")
+    monkeypatch.setenv("HF_TOKEN", "hf_SecretTokenValue0123456789")
+    job = make_job(tmp, "sd15", extra={"wandb": True})
+    paths = JobPaths(tmp / "jobs" / job.job_id)
+    launch = backend.build_launch(job, paths, resume=False)
+    args = tomllib.loads(launch.files[paths.configs / ARGS_NAME])
+    assert args["logging"] == {"log_with": "wandb", "log_tracker_name": "isengard",
+                               "wandb_run_name": "alice_lora"}
+    blob = "\n".join([*launch.argv, *launch.files.values(), json.dumps(launch.env)])
+    assert "wandb-Secret" not in blob and "hf_Secret" not in blob
+    assert "wandb_api_key" not in blob and "huggingface_token" not in blob
+
+
+def test_available_capabilities_and_missing_scripts(tmp_path):
+    ok, why = KohyaBackend().available()
+    assert not ok and "No folder is set" in why
+    old = make_install(tmp_path / "old", scripts=("train_network.py", "sdxl_train_network.py"))
+    backend = KohyaBackend(ExternalInstall(str(old), sys.executable))
+    assert backend.available() == (True, "")
+    caps = backend.capabilities()
+    assert caps["families"] == ["sdxl", "sd15"] and caps["stop_saves"] is False
+    assert caps["presets"]["8 GB"] == {"vram": "8", "blocks_to_swap": 28, "fp8_base": True}
+    models = tmp_path / "m.safetensors"
+    models.write_bytes(b"x")
+    data = tmp_path / "d"
+    data.mkdir()
+    job = TrainingJob("j", 1, "A", "alc", "flux-dev", str(models), str(data), "out",
+                      backend="kohya")
+    with pytest.raises(SpecError, match="flux_train_network.py is missing"):
+        backend.build_launch(job, JobPaths(tmp_path / "jobs" / "j"), False)
+    full = KohyaBackend(ExternalInstall(str(make_install(tmp_path / "new")), sys.executable))
+    assert full.capabilities()["families"] == ["flux-dev", "flux-schnell", "chroma", "sdxl",
+                                               "sd15"]
+    keys = {f["key"]: f for f in full.capabilities()["fields"]}
+    assert keys["clip_l"]["model_types"] == ["flux-dev", "flux-schnell"]
+    assert keys["vram"]["kind"] == "choice" and keys["vram"]["choices"] == ["24", "16", "12",
+                                                                             "10", "8"]
+
+
+# -- the parser on sd-scripts' real output shapes ----------------------------------------------
+def context_line(tmp: Path, **extra) -> str:
+    context = {"v": 1, "tool": "kohya", "job_dir": str(tmp / "job"),
+               "output_dir": str(tmp / "job" / "output"), "name": "my_lora", "steps": 3680,
+               "lr": 1e-4, "prompts": ["alc portrait", "alc at the beach"], **extra}
+    return "[isengard] context " + json.dumps(context) + "\n"
+
+
+def test_parser_total_line_and_steps_bar(tmp_path):
+    parser = KohyaParser()
+    parser.feed("stdout", context_line(tmp_path) + "running training / 学習開始\n"
+                "  num train images * repeats / 学習画像の数×繰り返し回数: 460\n"
+                "  total optimization steps / 学習ステップ数: 3680\n")
+    events = parser.feed("stderr", "\rsteps:   0%|          | 0/3680 [00:00<?, ?it/s]")
+    events += parser.feed("stderr", "\rsteps:  12%|█▏        | 441/3680 [15:02<1:50:30,  "
+                                    "2.05s/it, avr_")
+    events += parser.feed("stderr", "loss=0.312]\r\x1b[Asteps:  12%|█▏        | 442/3680 "
+                                    "[15:04<1:50:28,  2.05s/it, avr_loss=0.311]\n")
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps == [StepEvent(441, 3680, 0.312, 1e-4, pytest.approx(2.05), 6630.0),
+                     StepEvent(442, 3680, 0.311, 1e-4, pytest.approx(2.05), 6628.0)]
+    assert PhaseEvent("training", 0, 3680, "") in events
+
+
+def test_parser_resume_offsets_the_bar(tmp_path):
+    parser = KohyaParser()
+    events = parser.feed("stdout", context_line(tmp_path, steps=1000) +
+                         "resume training from local state: /o/my_lora-step00000400-state\n"
+                         "load train state from /o/my_lora-step00000400-state/train_state.json:"
+                         " {'current_epoch': 3, 'current_step': 400}\n"
+                         "skipping 400 steps / 400ステップをスキップします\n"
+                         "  total optimization steps / 学習ステップ数: 1000\n")
+    assert LogEvent("info", "sd-scripts resumes at step 400") in events
+    events = parser.feed("stderr", "steps:   1%|          | 5/600 [00:10<20:00,  2.00s/it, "
+                                   "avr_loss=0.1]\n")
+    assert next(e for e in events if isinstance(e, StepEvent)).step == 405
+    # without the "skipping" line (an older sd-scripts) the offset comes from the totals
+    parser = KohyaParser()
+    parser.feed("stdout", "  total optimization steps / 学習ステップ数: 1000\n")
+    events = parser.feed("stderr", "steps:   1%|          | 5/600 [00:10<20:00,  2.00s/it, "
+                                   "avr_loss=0.1]\n")
+    assert next(e for e in events if isinstance(e, StepEvent)) == StepEvent(
+        405, 1000, 0.1, 0.0, 2.0, 1200.0)
+
+
+def bar(n: int, total: int = 3680, loss: str = "0.2") -> str:
+    return f"\rsteps:  10%|█         | {n}/{total} [01:00<09:00,  1.00it/s, avr_loss={loss}]\n"
+
+
+def test_parser_saves_become_checkpoints_once_complete(tmp_path):
+    parser = KohyaParser()
+    out = tmp_path / "job" / "output"
+    state = out / "my_lora-step00000500-state"
+    state.mkdir(parents=True)
+    lora = out / "my_lora-step00000500.safetensors"
+    lora.write_bytes(b"x")
+    parser.feed("stdout", context_line(tmp_path) +
+                "  total optimization steps / 学習ステップ数: 3680\n")
+    parser.feed("stderr", bar(499))
+    events = parser.feed("stdout", f"\nsaving checkpoint: {lora}\n\nsaving state at step 500\n")
+    assert PhaseEvent("saving", 0, 0, lora.name) in events
+    assert not any(isinstance(e, CheckpointEvent) for e in events)
+    # a frame drawn before the save (stderr read late) does not complete it
+    assert not any(isinstance(e, CheckpointEvent) for e in parser.feed("stderr", bar(500)))
+    events = parser.feed("stderr", bar(501))
+    assert CheckpointEvent(500, str(lora), False) in events     # the state is not complete yet
+    assert latest_complete(tmp_path / "job") is None
+    state600 = out / "my_lora-step00000600-state"
+    state600.mkdir()
+    (state600 / "random_states_0.pkl").write_bytes(b"rng")
+    lora600 = out / "my_lora-step00000600.safetensors"
+    lora600.write_bytes(b"x")
+    parser.feed("stdout", f"\nsaving checkpoint: {lora600}\n\nsaving state at step 600\n")
+    events = parser.feed("stdout", "\nepoch 5/8\n")
+    assert CheckpointEvent(600, str(lora600), True) in events
+    assert latest_complete(tmp_path / "job").step == 600
+    parser.feed("stdout", f"removing old checkpoint: {lora600}\n")
+    assert latest_complete(tmp_path / "job").step == 600          # only the state matters
+    parser.feed("stdout", f"removing old state: {state600}\n")
+    assert latest_complete(tmp_path / "job") is None
+
+
+def test_parser_samples_and_done(tmp_path):
+    parser = KohyaParser()
+    sample_dir = tmp_path / "job" / "output" / "sample"
+    sample_dir.mkdir(parents=True)
+    parser.feed("stdout", context_line(tmp_path) +
+                "  total optimization steps / 学習ステップ数: 3680\n")
+    events = parser.feed("stdout", "\ngenerating sample images at step / サンプル画像生成 "
+                                   "ステップ: 200\nprompt: alc portrait\n")
+    assert events[-1].phase == "sampling"
+    image = sample_dir / "my_lora_000200_01_20250101120000_43.png"
+    image.write_bytes(b"png")
+    old = time.time() - 5
+    os.utime(image, (old, old))
+    events = parser.feed("stderr", bar(200))
+    assert SampleEvent(200, str(image), "alc at the beach") in events
+    final = tmp_path / "job" / "output" / "my_lora.safetensors"
+    last = sample_dir / "my_lora_003680_00_20250101130000_42.png"
+    last.write_bytes(b"png")
+    events = parser.feed("stdout", f"\nsaving checkpoint: {final}\nmodel saved.\n")
+    assert SampleEvent(3680, str(last), "alc portrait") in events
+    assert events[-1] == DoneEvent(str(final), 3680)
+
+
+def test_parser_errors_and_rich_stderr_lines(tmp_path):
+    parser = KohyaParser()
+    parser.feed("stdout", context_line(tmp_path))
+    events = parser.feed("stderr", "\x1b[2;36m2025-01-01 10:00:00\x1b[0m \x1b[34mINFO    \x1b[0m"
+                                   " Building Flux model dev from BFL checkpoint   "
+                                   "\x1b[2mflux_utils.py:60\x1b[0m\n")
+    assert events[0].phase == "loading_model"
+    events = parser.feed("stderr", "Traceback (most recent call last):\n  File \"x\", line 1\n"
+                                   "torch.OutOfMemoryError: CUDA out of memory. Tried to "
+                                   "allocate 72.00 MiB. GPU 0 has a total capacity of 11.99 GiB")
+    events += parser.feed("stderr", "\n")
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    assert len(errors) == 1 and errors[0].kind == "oom"
+    assert "Lower the resolution" in errors[0].message
+
+
+def test_parser_stop_reports_the_newest_complete_state(tmp_path):
+    parser = KohyaParser()
+    out = tmp_path / "job" / "output"
+    state = out / "my_lora-step00000400-state"
+    state.mkdir(parents=True)
+    (state / "random_states_0.pkl").write_bytes(b"rng")
+    lora = out / "my_lora-step00000400.safetensors"
+    lora.write_bytes(b"x")
+    parser.feed("stdout", context_line(tmp_path) +
+                "  total optimization steps / 学習ステップ数: 3680\n")
+    parser.feed("stderr", bar(400))
+    parser.feed("stdout", f"\nsaving checkpoint: {lora}\nsaving state at step 400\n")
+    events = parser.feed("stdout", '[isengard] stop {"saving":false}\n'
+                                   '[isengard] stopped {"saved":false,"step":-1}\n')
+    assert CheckpointEvent(400, str(lora), True) in events      # complete: recorded at stop
+    assert events[-1] == StoppedEvent(400, str(lora))
