@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
+from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
 from .services.settings_service import SettingsService
@@ -24,13 +25,13 @@ from .services.training import TrainingService
 from .ui.main_window import MainWindow
 from .ui.tabs.characters import CharactersTab
 from .ui.tabs.dataset import DatasetTab
-from .ui.tabs.placeholder import PlannedFeatureWidget
 from .ui.tabs.video import VideoTab
 from .ui.widgets.lazy_tab import LazyTabWidget
 from .ui.theme import apply_dark_theme
 
 if TYPE_CHECKING:
     from .core.secrets import SecretStore
+    from .ui.tabs.generate import GenerateTab
     from .ui.tabs.training import TrainingTab
 
 
@@ -44,6 +45,7 @@ class AppContext:
     library: LibraryService
     thumbnails: ThumbnailService
     training: TrainingService
+    generation: GenerationService
     window: MainWindow
     tabs: dict[str, QWidget] = field(default_factory=dict)
     _closed: bool = False
@@ -52,6 +54,11 @@ class AppContext:
     def training_tab(self) -> "TrainingTab":
         """The Training tab's page (built on first use)."""
         return self.tabs["Training"].page  # type: ignore[attr-defined,return-value]
+
+    @property
+    def generate_tab(self) -> "GenerateTab":
+        """The Generate tab's page (built on first use)."""
+        return self.tabs["Generate"].page  # type: ignore[attr-defined,return-value]
 
     @property
     def secrets(self) -> "SecretStore":
@@ -67,20 +74,11 @@ class AppContext:
             return
         self._closed = True
         self.training.shutdown()      # trainers save and exit; final states go through the DB
+        self.generation.shutdown()    # running prompts cancelled, managed ComfyUI tree stopped
         self.thumbnails.shutdown()
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
-
-
-def _generate_placeholder() -> QWidget:
-    return PlannedFeatureWidget(
-        "Generate",
-        "Generation is being built. This page will make new pictures of your characters "
-        "through ComfyUI on this computer or on a server on your network.",
-        ["Prompt, aspect-ratio presets, quality tiers and batches.",
-         "Your character's LoRA with its trigger word, one click away.",
-         "Keep the best results and add them to the character's dataset."])
 
 
 def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = None,
@@ -100,6 +98,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     holder: list[AppContext] = []
     # Secrets reach trainer children only through their environment (read at launch).
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
+    generation = GenerationService(paths, settings, library)
     characters = CharactersTab(library, thumbnails)
     dataset = DatasetTab(library, thumbnails)
 
@@ -109,21 +108,29 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         return TrainingTab(library, training, lambda done: settings.scan_models(None, done))
 
     training_tab = LazyTabWidget(make_training_tab)
+
+    def make_generate_tab() -> QWidget:
+        from .ui.tabs.generate import GenerateTab
+
+        return GenerateTab(generation, library, thumbnails)
+
     tabs: dict[str, QWidget] = {
         "Characters": characters,
         "Dataset": dataset,
         "Training": training_tab,
-        "Generate": _generate_placeholder(),
+        "Generate": LazyTabWidget(make_generate_tab),
         "Video": VideoTab(),
     }
     window = MainWindow(tabs)
-    ctx = AppContext(paths, settings, secrets, library, thumbnails, training, window, tabs)
+    ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
+                     window, tabs)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
         install_error_hook(window)
     library.start()
     training.start()
+    generation.start()
     window.on_close(ctx.shutdown)
     return ctx
 
@@ -145,21 +152,57 @@ def _connect_signals(ctx: AppContext) -> None:
         ctx.settings.settings_changed.connect(lambda _: tab.refresh_models())
 
     lazy_training.built.connect(training_tab_built)
+    _connect_generate(ctx)
     ctx.settings.failed.connect(window.show_error)
+    ctx.training.apply_settings(ctx.settings.settings)   # external trainers' installs
+    ctx.settings.settings_changed.connect(ctx.training.apply_settings)
     window.open_data_action.triggered.connect(lambda: window.open_folder(ctx.paths.data))
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
 
-    def open_settings() -> None:
-        from .services.selftest import SelfTestService
-        from .ui.dialogs.settings_dialog import SettingsDialog
+    window.settings_action.triggered.connect(lambda: open_settings(ctx))
 
-        dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, window,
-                                scan_models=ctx.settings.scan_models,
-                                selftest_factory=lambda: SelfTestService(ctx.paths))
-        dialog.settings_saved.connect(ctx.settings.update)
-        dialog.open()
 
-    window.settings_action.triggered.connect(open_settings)
+def open_settings(ctx: AppContext, page: str = "") -> None:
+    """Open the Settings dialog (on ``page``: "comfyui" for the ComfyUI page)."""
+    from .services.selftest import SelfTestService
+    from .ui.dialogs.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, ctx.window,
+                            scan_models=ctx.settings.scan_models,
+                            selftest_factory=lambda: SelfTestService(ctx.paths))
+    dialog.settings_saved.connect(ctx.settings.update)
+    if page == "comfyui":
+        dialog.tabs.setCurrentWidget(dialog.comfyui_page)
+    dialog.open()
+
+
+def _connect_generate(ctx: AppContext) -> None:
+    """The Generate tab (built on first open) <-> the generation service; Characters'
+    "Generate for dataset" opens the tab in staging mode."""
+    generation, window = ctx.generation, ctx.window
+    lazy: LazyTabWidget = ctx.tabs["Generate"]  # type: ignore[assignment]
+    characters: CharactersTab = ctx.tabs["Characters"]  # type: ignore[assignment]
+
+    def built(tab: "GenerateTab") -> None:
+        generation.servers_changed.connect(tab.on_servers_changed)
+        generation.job_started.connect(tab.on_job_started)
+        generation.job_progress.connect(tab.on_job_progress)
+        generation.job_finished.connect(tab.on_job_finished)
+        generation.job_failed.connect(tab.on_job_failed)
+        generation.gallery_changed.connect(tab.on_gallery_changed)
+        generation.failed.connect(tab.on_service_failed)
+        ctx.library.data_changed.connect(tab.on_data_changed)
+        tab.message_posted.connect(window.show_message)
+        tab.settings_requested.connect(lambda: open_settings(ctx, "comfyui"))
+
+    lazy.built.connect(built)
+    generation.failed.connect(window.show_error)
+
+    def generate_for_dataset(character_id: int) -> None:
+        window.tabs.setCurrentWidget(lazy)
+        ctx.generate_tab.start_staging(character_id)
+
+    characters.generate_for_dataset_requested.connect(generate_for_dataset)
 
 
 def install_error_hook(parent: QWidget | None) -> None:

@@ -84,3 +84,11 @@ def qt_asyncio_loop(qapp):
         asyncio.events._set_running_loop(None)
         loop.close()
         asyncio.set_event_loop(None)
+        # qasync keeps its Qt timer object alive after close(); if the loop is later freed
+        # on another thread (a test server's), that timer fires into a deleted object and
+        # the process crashes. Delete it here, on the main thread.
+        import shiboken6
+
+        timer = getattr(loop, "_timer", None)
+        if timer is not None and shiboken6.isValid(timer):
+            shiboken6.delete(timer)

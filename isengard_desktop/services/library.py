@@ -58,6 +58,19 @@ class ChangeSet:
     everything: bool = False
 
 
+SYNTHETIC_SOURCE = "synthetic"
+
+
+@dataclass(frozen=True)
+class SyntheticOutcome:
+    """What :meth:`LibraryService.add_synthetic_images` did, keyed by the source path."""
+
+    character_id: int
+    added: dict[str, ImageRecord]
+    skipped: dict[str, str]      # already in the dataset (duplicate): the reason
+    rejected: dict[str, str]     # could not be added: the reason
+
+
 @dataclass(frozen=True)
 class ImportOutcome:
     character_id: int
@@ -386,6 +399,73 @@ class LibraryService(QObject):
                                              character_ids=frozenset({character_id})))
 
         run_in_executor(self._writer, write, done)
+
+    def add_synthetic_images(self, character_id: int,
+                             items: Sequence[tuple[Path | str, str]],
+                             on_done: Callable[[SyntheticOutcome], None] | None = None,
+                             on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """Add generated image files to a character's dataset (Keep in the staging area).
+
+        Each ``(path, caption)`` is copied into the character's folder the way imports store
+        photos (checked, de-duplicated by content, thumbnailed), gets a ``<image>.txt``
+        sidecar with ``caption`` and a row with ``source = "synthetic"``; then
+        ``data_changed`` is emitted. ``on_done(SyntheticOutcome)`` runs on the main thread
+        (a duplicate of an image already in the dataset counts as skipped, not failed).
+        """
+        character = self._characters.get(character_id)
+        if character is None:
+            exc = KeyError(f"character {character_id} no longer exists")
+            if on_failure is not None:
+                on_failure(exc)
+            else:
+                self._fail("That character no longer exists; nothing was added.")
+            return
+        dest = self.character_folder(character)
+        known = {i.sha256: i.filename for i in self._images.values()
+                 if i.character_id == character_id}
+        captions = {os.fspath(Path(p)): c for p, c in items}
+        with applog.correlation():
+            logger.info("add {} synthetic image(s) to character {}", len(captions), character_id)
+            from ..core.dataset.importer import ImportReport, import_files
+
+            def work() -> ImportReport:
+                report = import_files([Path(p) for p in captions], dest, known,
+                                      thumbnail_dir=self.paths.thumbnails)
+                for item in report.imported:
+                    caption_ops.write_sidecar(item.stored_path, captions.get(item.source, ""))
+                return report
+
+            def store(report: ImportReport) -> None:
+                def write() -> list[ImageRecord]:
+                    assert self._repo is not None
+                    return self._repo.add_images(character_id, [
+                        (i.stored_path, i.sha256, i.width, i.height,
+                         captions.get(i.source, ""), SYNTHETIC_SOURCE)
+                        for i in report.imported])
+
+                def done(added: list[ImageRecord]) -> None:
+                    by_path = {r.path: r for r in added}
+                    for record in added:
+                        self._images[record.id] = record
+                    if added:
+                        self.data_changed.emit(ChangeSet(images=True,
+                                                         character_ids=frozenset({character_id})))
+                    outcome = SyntheticOutcome(
+                        character_id,
+                        {i.source: by_path[i.stored_path] for i in report.imported
+                         if i.stored_path in by_path},
+                        {s.source: s.reason for s in report.skipped},
+                        {r.source: r.reason for r in report.rejected})
+                    if on_done is not None:
+                        on_done(outcome)
+
+                run_in_executor(self._writer, write, done,
+                                on_failure or self._known_failure(
+                                    "Could not add the images to the dataset"))
+
+            run_in_executor(self._io, work, store,
+                            on_failure or self._known_failure(
+                                "Could not add the images to the dataset"))
 
     def run_db(self, fn: Callable[[sqlite3.Connection], T],
                on_success: Callable[[T], None] | None = None,

@@ -71,6 +71,34 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_by_state ON jobs(state)",
         "CREATE INDEX jobs_by_character ON jobs(character_id)",
     ],
+    # 3: generated images: gallery, staging (synthetic dataset expansion), kept, discarded
+    #    (see core/db/generations.py)
+    [
+        """CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            prompt_id TEXT NOT NULL DEFAULT '',
+            character_id INTEGER REFERENCES characters(id) ON DELETE SET NULL,
+            path TEXT NOT NULL,
+            width INTEGER NOT NULL DEFAULT 0,
+            height INTEGER NOT NULL DEFAULT 0,
+            seed INTEGER NOT NULL DEFAULT 0,
+            prompt TEXT NOT NULL DEFAULT '',
+            negative TEXT NOT NULL DEFAULT '',
+            workflow TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            lora_path TEXT NOT NULL DEFAULT '',
+            lora_strength REAL NOT NULL DEFAULT 0,
+            server TEXT NOT NULL DEFAULT '',
+            params_json TEXT NOT NULL DEFAULT '{}',
+            parent_image TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'gallery'
+                CHECK (status IN ('gallery', 'staging', 'kept', 'discarded')),
+            created TEXT NOT NULL
+        )""",
+        "CREATE INDEX generations_by_status ON generations(status, character_id)",
+        "CREATE INDEX generations_by_job ON generations(job_id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

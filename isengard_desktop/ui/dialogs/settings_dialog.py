@@ -25,9 +25,11 @@ from isengard_desktop.core.secrets import (
     SECRETS, KeyringUnavailable, SecretSpec, SecretStore, SecretStoreError,
 )
 from isengard_desktop.core.settings import Settings
+from isengard_desktop.ui.dialogs.comfyui_page import ComfyUIPageWidget
 from isengard_desktop.ui.dialogs.confirm import confirm
 from isengard_desktop.ui.dialogs.models_page import ModelsPageWidget, ScanModels
 from isengard_desktop.ui.dialogs.selftest_page import SelfTestFactory, SelfTestPageWidget
+from isengard_desktop.ui.dialogs.trainers_page import TrainersPageWidget
 
 __all__ = ["SettingsDialog"]
 
@@ -362,6 +364,14 @@ class SettingsDialog(QDialog):
             index = self.tabs.addTab(self.selftest_page, "Self-test")
             self.tabs.setTabToolTip(index, "Check that training works on this computer: "
                                            "PyTorch, GPU, libraries, disk and a tiny run.")
+        self.trainers_page = TrainersPageWidget(settings.trainer_installs)
+        index = self.tabs.addTab(self.trainers_page, "Trainers")
+        self.tabs.setTabToolTip(index, "ai-toolkit, diffusion-pipe and kohya sd-scripts you "
+                                       "already have: folders, Python, checks, what runs here.")
+        self.comfyui_page = ComfyUIPageWidget(settings)
+        index = self.tabs.addTab(self.comfyui_page, "ComfyUI")
+        self.tabs.setTabToolTip(index, "ComfyUI for the Generate tab: on this computer and "
+                                       "servers on your network.")
         layout.addWidget(self.tabs)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
@@ -385,7 +395,10 @@ class SettingsDialog(QDialog):
             self._settings,
             model_folders=self.folders_page.model_folder_list(),
             comfyui_models_folder=self.folders_page.comfy_models.text().strip(),
-            remote_servers=list(self._settings.remote_servers),
+            comfyui_folder=self.comfyui_page.comfyui_folder(),
+            comfyui_python=self.comfyui_page.comfyui_python(),
+            remote_servers=self.comfyui_page.remote_servers(),
+            trainer_installs=self.trainers_page.installs(),
         )
 
     def accept(self) -> None:

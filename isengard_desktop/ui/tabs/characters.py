@@ -141,9 +141,12 @@ class CharacterDetailWidget(QWidget):
 
     Signals:
         back_requested(): the user wants the card list again.
+        generate_for_dataset_requested(int): make synthetic photos of this (trained)
+            character to grow its dataset (the Generate tab's staging mode).
     """
 
     back_requested = Signal()
+    generate_for_dataset_requested = Signal(int)
 
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
                  parent: QWidget | None = None) -> None:
@@ -163,6 +166,11 @@ class CharacterDetailWidget(QWidget):
         self.rename_button = QPushButton("Rename…")
         self.import_button = QPushButton("Add photos…")
         self.import_button.setToolTip("Choose photos to add (or drop files and folders on the grid).")
+        self.generate_button = QPushButton("Generate for dataset…")
+        self.generate_button.setObjectName("GenerateForDataset")
+        self.generate_button.setToolTip("Make new pictures of this person with their trained "
+                                        "LoRA, then keep the best ones in the dataset.")
+        self.generate_button.setVisible(False)   # only for characters with a trained LoRA
         self.delete_character_button = QPushButton("Delete character…")
         self.delete_character_button.setProperty("danger", True)
         self.description = QLabel("")
@@ -178,6 +186,7 @@ class CharacterDetailWidget(QWidget):
         header.addWidget(self.trigger_chip)
         header.addWidget(self.copy_trigger_button)
         header.addStretch(1)
+        header.addWidget(self.generate_button)
         header.addWidget(self.import_button)
         header.addWidget(self.rename_button)
         header.addWidget(self.delete_character_button)
@@ -214,6 +223,7 @@ class CharacterDetailWidget(QWidget):
         layout.addWidget(split, 1)
 
         self.back_button.clicked.connect(self.back_requested)
+        self.generate_button.clicked.connect(self._generate_for_dataset)
         self.copy_trigger_button.clicked.connect(self._copy_trigger)
         self.rename_button.clicked.connect(self._rename)
         self.delete_character_button.clicked.connect(self._delete_character)
@@ -238,6 +248,7 @@ class CharacterDetailWidget(QWidget):
         self.trigger_chip.setText(ch.trigger_word)
         self.description.setText(ch.description)
         self.description.setVisible(bool(ch.description))
+        self.generate_button.setVisible(self._library.is_trained(ch.id))
         images = self._library.images(ch.id)
         self.grid.set_records(images)
         self.count_label.setText(
@@ -257,6 +268,10 @@ class CharacterDetailWidget(QWidget):
                 self.caption_editor.set_image(image)
         else:
             self.caption_editor.set_image(None)
+
+    def _generate_for_dataset(self) -> None:
+        if self.character_id is not None and self._library.is_trained(self.character_id):
+            self.generate_for_dataset_requested.emit(self.character_id)
 
     def _copy_trigger(self) -> None:
         QApplication.clipboard().setText(self.trigger_chip.text())
@@ -298,6 +313,14 @@ class CharacterDetailWidget(QWidget):
 
 
 class CharactersTab(QWidget):
+    """Character cards and one character's detail view.
+
+    Signals:
+        generate_for_dataset_requested(int): "Generate for dataset" on a trained character.
+    """
+
+    generate_for_dataset_requested = Signal(int)
+
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -352,6 +375,8 @@ class CharactersTab(QWidget):
         if self._detail is None:
             self._detail = CharacterDetailWidget(self._library, self._thumbs)
             self._detail.back_requested.connect(lambda: self.stack.setCurrentIndex(0))
+            self._detail.generate_for_dataset_requested.connect(
+                self.generate_for_dataset_requested)
             self.stack.addWidget(self._detail)
         return self._detail
 
@@ -377,5 +402,6 @@ class CharactersTab(QWidget):
             if self._library.character(detail.character_id) is None:
                 self.stack.setCurrentIndex(0)
                 detail.character_id = None
-            elif change.everything or detail.character_id in change.character_ids:
+            elif (change.everything or change.loras
+                  or detail.character_id in change.character_ids):
                 detail.refresh()

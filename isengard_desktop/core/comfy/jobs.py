@@ -1,0 +1,119 @@
+"""Frozen values the generation service emits and accepts (Qt-free).
+
+* :class:`ServerStatus` — one ComfyUI server as the backend bar shows it.
+* :class:`LoraChoice` — a character's trained LoRA picked for a job.
+* :class:`GenerationRequest` — what the Generate tab asks for.
+* :class:`GenerationProgress` — a coalesced progress update (≤ ~10 a second).
+* :class:`GalleryItem` — one generated image as stored in the ``generations`` table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "GALLERY_STATUSES",
+    "SERVER_STATES",
+    "TARGETS",
+    "GalleryItem",
+    "GenerationProgress",
+    "GenerationRequest",
+    "LoraChoice",
+    "ServerStatus",
+]
+
+SERVER_STATES = ("stopped", "starting", "ready", "busy", "offline", "error")
+GALLERY_STATUSES = ("gallery", "staging", "kept", "discarded")
+TARGETS = ("gallery", "staging")
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One ComfyUI server: the managed local one (``kind="managed"``) or a remote URL."""
+
+    key: str
+    url: str
+    label: str
+    kind: str                    # "managed" | "remote"
+    state: str                   # one of SERVER_STATES
+    gpu_name: str = ""
+    vram_total: int = 0
+    vram_free: int = 0
+    queue_length: int = 0
+    message: str = ""            # why it is offline/in error, or what it is doing
+
+    @property
+    def healthy(self) -> bool:
+        return self.state in ("ready", "busy")
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    """A trained LoRA of a character: its file (``LoraRecord.path``), strength and trigger."""
+
+    character_id: int
+    path: str
+    strength: float
+    trigger: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One Generate click. ``seed=None`` means random; ``target="staging"`` puts the images in
+    the character's staging area (synthetic dataset expansion) instead of the gallery."""
+
+    prompt: str
+    negative: str = ""
+    family: str = "sdxl"         # sd15 | sdxl | flux-dev | flux-schnell | chroma
+    model: str = ""              # model file name as the server lists it
+    aspect: str = "1:1"
+    tier: str = "Standard"
+    seed: int | None = None
+    batch: int = 1
+    lora: LoraChoice | None = None
+    features: frozenset[str] = frozenset()
+    feature_inputs: Mapping[str, str] = field(default_factory=dict, hash=False)
+    target: str = "gallery"
+    character_id: int | None = None
+    parent_image: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationProgress:
+    """Where a job is: the node running, its steps, the overall fraction and a preview."""
+
+    job_id: str
+    server: str
+    node: str
+    node_class: str
+    step: int
+    total: int
+    fraction: float
+    preview: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One generated image (a row of the ``generations`` table)."""
+
+    id: int
+    job_id: str
+    path: str
+    prompt: str
+    negative: str
+    seed: int
+    width: int
+    height: int
+    workflow: str
+    model: str
+    lora_path: str
+    lora_strength: float
+    character_id: int | None
+    status: str                  # one of GALLERY_STATUSES
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    created: str = ""
+    server: str = ""
+    parent_image: str = ""
+    prompt_id: str = ""

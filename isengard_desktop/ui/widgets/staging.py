@@ -1,0 +1,269 @@
+"""The staging strip of synthetic dataset expansion: generated images of one character wait
+here to be kept (they join the dataset) or discarded (they go to the trash).
+
+Each image is a tile with Keep and Discard buttons. The keyboard works too: ←/→ move between
+images, K keeps and D discards the current one, and the next one becomes current.
+A decision is shown at once ("Keeping…") and the tile goes when the owner sends the new list.
+
+Signals (StagingStripWidget):
+    keep_requested(list[int]): GalleryItem ids to add to the character's dataset.
+    discard_requested(list[int]): GalleryItem ids to send to the trash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+                               QSizePolicy, QVBoxLayout, QWidget)
+
+from ...core.comfy.jobs import GalleryItem
+from ...services.thumbnails import ThumbnailService
+from .gallery import thumb_key
+
+TILE_IMAGE = 184
+
+
+class StagingTileWidget(QFrame):
+    """One staged image with Keep and Discard."""
+
+    clicked = Signal(int)
+
+    def __init__(self, item: GalleryItem, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.item = item
+        self.setObjectName("StagingTile")
+        self.setProperty("current", False)
+        self.setFixedWidth(TILE_IMAGE + 20)
+        self.image = QLabel("…")
+        self.image.setObjectName("StagingImage")
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image.setFixedSize(TILE_IMAGE, TILE_IMAGE)
+        self.caption = QLabel(f"seed {item.seed}")
+        self.caption.setProperty("subtle", True)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setToolTip(item.prompt)
+        self.keep_button = QPushButton("Keep")
+        self.keep_button.setObjectName("StagingKeep")
+        self.keep_button.setToolTip("Add this image to the character's dataset, captioned with "
+                                    "its prompt (trigger word included). Shortcut: K")
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setObjectName("StagingDiscard")
+        self.discard_button.setProperty("danger", True)
+        self.discard_button.setToolTip("Move this image to the trash. Shortcut: D")
+        for button in (self.keep_button, self.discard_button):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(6)
+        buttons.addWidget(self.keep_button, 1)
+        buttons.addWidget(self.discard_button, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 10, 10)
+        layout.setSpacing(6)
+        layout.addWidget(self.image)
+        layout.addWidget(self.caption)
+        layout.addLayout(buttons)
+        self.decision = ""
+
+    def set_pixmap(self, pix: QPixmap | None) -> None:
+        if pix is None or pix.isNull():
+            return
+        self.image.setPixmap(pix.scaled(QSize(TILE_IMAGE, TILE_IMAGE),
+                                        Qt.AspectRatioMode.KeepAspectRatio,
+                                        Qt.TransformationMode.SmoothTransformation))
+
+    def set_current(self, current: bool) -> None:
+        if self.property("current") != current:
+            self.setProperty("current", current)
+            self.style().unpolish(self)
+            self.style().polish(self)
+
+    def set_decision(self, decision: str) -> None:
+        """"keep" or "discard": the request is on its way; the buttons say so."""
+        self.decision = decision
+        self.keep_button.setEnabled(False)
+        self.discard_button.setEnabled(False)
+        why = "Already decided; waiting for the library."
+        self.keep_button.setToolTip(why)
+        self.discard_button.setToolTip(why)
+        self.caption.setText("Keeping…" if decision == "keep" else "Discarding…")
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.clicked.emit(self.item.id)
+        super().mousePressEvent(event)
+
+
+class StagingStripWidget(QFrame):
+    keep_requested = Signal(list)
+    discard_requested = Signal(list)
+
+    def __init__(self, thumbnails: ThumbnailService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("StagingStrip")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._thumbs = thumbnails
+        self.tiles: list[StagingTileWidget] = []
+        self.current_id: int | None = None
+        self._row = QHBoxLayout()
+        self._row.setContentsMargins(8, 8, 8, 8)
+        self._row.setSpacing(10)
+        self._row.addStretch(1)
+        inner = QWidget()
+        inner.setObjectName("StagingInner")
+        inner.setLayout(self._row)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.scroll.setFixedHeight(TILE_IMAGE + 110)
+        self.empty_label = QLabel("")
+        self.empty_label.setProperty("subtle", True)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint = QLabel("Keep adds an image to the dataset; Discard moves it to the trash. "
+                           "Keys: ← → to move, K to keep, D to discard.")
+        self.hint.setProperty("subtle", True)
+        self.hint.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
+        layout.addWidget(self.empty_label)
+        layout.addWidget(self.hint)
+        layout.addStretch(1)
+        self.set_empty_text("Nothing is waiting here. Press Generate: the pictures land in this "
+                            "strip to keep or discard.")
+        thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
+        self._update_empty()
+
+    def set_empty_text(self, text: str) -> None:
+        self.empty_label.setText(text)
+
+    # -- content -------------------------------------------------------------------------------
+    def set_items(self, items: Sequence[GalleryItem]) -> None:
+        """Show these staged images (oldest first), keeping the current one if still there."""
+        wanted = [i for i in items if i.status == "staging"]
+        old = {t.item.id: t for t in self.tiles}
+        order = [t.item.id for t in self.tiles]
+        current_index = order.index(self.current_id) if self.current_id in order else 0
+        for tile in self.tiles:
+            self._row.removeWidget(tile)
+        keep: list[StagingTileWidget] = []
+        for item in sorted(wanted, key=lambda i: i.id):
+            tile = old.pop(item.id, None)
+            if tile is None:
+                tile = StagingTileWidget(item)
+                tile.keep_button.clicked.connect(lambda _=False, i=item.id: self.keep(i))
+                tile.discard_button.clicked.connect(lambda _=False, i=item.id: self.discard(i))
+                tile.clicked.connect(self.set_current)
+                tile.set_pixmap(self._thumbs.pixmap(thumb_key(item.path), Path(item.path)))
+            keep.append(tile)
+        for gone in old.values():
+            gone.setParent(None)
+            gone.deleteLater()
+        for n, tile in enumerate(keep):
+            self._row.insertWidget(n, tile)
+        self.tiles = keep
+        if self.current_id not in {t.item.id for t in keep}:
+            self.current_id = None
+            undecided = [t for t in keep if not t.decision]
+            if undecided:
+                pick = min(current_index, len(keep) - 1)
+                after = [t for t in keep[pick:] if not t.decision] or undecided
+                self.current_id = after[0].item.id
+        self._mark_current()
+        self._update_empty()
+
+    def reset_decisions(self) -> None:
+        """Forget pending Keep/Discard marks (the owner says they did not happen)."""
+        for tile in self.tiles:
+            if tile.decision:
+                tile.setParent(None)
+                tile.deleteLater()
+        self.tiles = [t for t in self.tiles if not t.decision]
+
+    def item_ids(self) -> list[int]:
+        return [t.item.id for t in self.tiles]
+
+    def tile(self, item_id: int) -> StagingTileWidget | None:
+        return next((t for t in self.tiles if t.item.id == item_id), None)
+
+    def _update_empty(self) -> None:
+        empty = not self.tiles
+        self.empty_label.setVisible(empty)
+        self.scroll.setVisible(not empty)
+        self.hint.setVisible(not empty)
+
+    # -- current and keys ----------------------------------------------------------------------
+    def set_current(self, item_id: int) -> None:
+        if self.tile(item_id) is not None:
+            self.current_id = item_id
+            self._mark_current()
+            self.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _mark_current(self) -> None:
+        for t in self.tiles:
+            t.set_current(t.item.id == self.current_id)
+        tile = self.tile(self.current_id) if self.current_id is not None else None
+        if tile is not None:
+            self.scroll.ensureWidgetVisible(tile, 20, 0)
+
+    def move(self, delta: int) -> None:
+        ids = self.item_ids()
+        if not ids:
+            return
+        if self.current_id not in ids:
+            self.set_current(ids[0])
+            return
+        n = max(0, min(len(ids) - 1, ids.index(self.current_id) + delta))
+        self.set_current(ids[n])
+
+    def _advance_from(self, item_id: int) -> None:
+        ids = self.item_ids()
+        if item_id not in ids:
+            return
+        pos = ids.index(item_id)
+        rest = [t for t in self.tiles[pos + 1:] + self.tiles[:pos] if not t.decision]
+        if rest:
+            self.current_id = rest[0].item.id
+            self._mark_current()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Up):
+            self.move(-1)
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Down):
+            self.move(1)
+        elif key == Qt.Key.Key_K and self.current_id is not None:
+            self.keep(self.current_id)
+        elif key == Qt.Key.Key_D and self.current_id is not None:
+            self.discard(self.current_id)
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+    # -- decisions -----------------------------------------------------------------------------
+    def keep(self, item_id: int) -> None:
+        self._decide(item_id, "keep")
+
+    def discard(self, item_id: int) -> None:
+        self._decide(item_id, "discard")
+
+    def _decide(self, item_id: int, decision: str) -> None:
+        tile = self.tile(item_id)
+        if tile is None or tile.decision:
+            return
+        tile.set_decision(decision)
+        self._advance_from(item_id)
+        (self.keep_requested if decision == "keep" else self.discard_requested).emit([item_id])
+
+    def _on_thumbnail_ready(self, key: str, _image: QImage) -> None:
+        for tile in self.tiles:
+            if thumb_key(tile.item.path) == key:
+                tile.set_pixmap(self._thumbs.pixmap(key, Path(tile.item.path)))
