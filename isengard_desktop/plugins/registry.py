@@ -6,7 +6,9 @@ object is created once and kept. The UI lists :meth:`TrainerRegistry.entries` (k
 no import) and gets backends only through the registry, never by importing a plugin module.
 
 There is no module-level singleton: :func:`default_registry` builds a fresh registry with the
-built-in backends, and the composition root passes it on.
+built-in backends, and the composition root passes it on. :func:`bind_external_installs`
+re-registers the external trainers (ai-toolkit, diffusion-pipe, kohya) bound to the installs
+from the user's settings.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Union
 
+from ..core.training.installs import TRAINER_KINDS, ExternalInstall, install_from_settings
 from .interface import TrainerBackend
 
 __all__ = ["BUILTIN_BACKENDS", "BackendEntry", "BoundFactory", "TrainerRegistry",
-           "UnknownBackendError", "default_registry"]
+           "UnknownBackendError", "bind_external_installs", "default_registry"]
 
 Target = Union[str, Callable[[], TrainerBackend]]
 
@@ -141,3 +144,27 @@ def default_registry() -> TrainerRegistry:
     for key, (label, target) in BUILTIN_BACKENDS.items():
         registry.register(key, target, label)
     return registry
+
+
+def bind_external_installs(registry: TrainerRegistry,
+                           trainer_installs: dict[str, dict[str, str]] | None,
+                           bound: dict[str, ExternalInstall]) -> list[str]:
+    """Re-register each external trainer backend (ai-toolkit, diffusion-pipe, kohya) that is
+    in ``registry`` with a :class:`BoundFactory` for its install in ``trainer_installs``
+    (``Settings.trainer_installs``: folder + Python), when that install differs from the one
+    in ``bound``. ``bound`` (key -> install last bound) is updated in place; returns the keys
+    re-registered. A running job keeps the backend object it started with; the registry
+    creates a new one on the next :meth:`TrainerRegistry.get`."""
+    installs = trainer_installs or {}
+    changed = []
+    for key in TRAINER_KINDS:
+        if key not in registry or key not in BUILTIN_BACKENDS:
+            continue
+        install = install_from_settings(installs, key)
+        if bound.get(key) == install:
+            continue
+        label, target = BUILTIN_BACKENDS[key]
+        registry.register(key, BoundFactory(target, install), label, replace=True)
+        bound[key] = install
+        changed.append(key)
+    return changed

@@ -43,7 +43,7 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 from ..core.paths import AppPaths
 from .generation_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch, spawn
 from .ops import run_in_executor
-from .training_runner import signal_group
+from .process_group import signal_group
 
 __all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "spawn"]
 

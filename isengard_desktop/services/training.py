@@ -6,6 +6,13 @@ the queue. Each run is a :class:`~.training_runner.JobRun` (a QProcess in its ow
 group). Nothing here blocks the UI thread: folders and history are read and written on
 executors, and results come back on the main thread.
 
+This module owns the queue, the commands and the job states. Beside it: the record and its
+state changes (:mod:`.training_records`), the steps before a launch (:mod:`.training_launch`),
+one child process (:mod:`.training_runner`), processes of an earlier app instance
+(:mod:`.training_orphans`), a job's events, debug bundle and LoRA (:mod:`.training_outputs`,
+publishing through :func:`~..core.training.job_files.publish_lora`), and binding the external
+trainers to their installs (:func:`~..plugins.registry.bind_external_installs`).
+
 States: ``queued → running → (stopping →) completed | failed | cancelled | interrupted |
 stopped``. A job found ``running`` at start whose process is gone becomes ``interrupted``;
 one whose process is still alive (an earlier app instance's child) is watched until it ends
@@ -31,7 +38,6 @@ Signals:
 from __future__ import annotations
 
 import copy
-import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,25 +46,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loguru import logger
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ..core import logging as applog
 from ..core.db.jobs import JobsRepository
-from ..core.fsutil import atomic_copy, atomic_write_text
+from ..core.fsutil import atomic_write_text
 from ..core.paths import AppPaths
 from ..core.training.checkpoints import latest_complete
-from ..core.training.installs import TRAINER_KINDS, ExternalInstall, install_from_settings
-from ..core.training.job_files import read_events, write_debug_bundle, write_launch_files
+from ..core.training.installs import ExternalInstall
 from ..core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
                                       PhaseEvent, SampleEvent, StepEvent)
 from ..core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
-from ..plugins.registry import (BUILTIN_BACKENDS, BoundFactory, TrainerRegistry,
-                                UnknownBackendError, default_registry)
+from ..plugins.registry import TrainerRegistry, bind_external_installs, default_registry
 from .library import LibraryService
 from .ops import run_in_executor
-from .training_runner import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES, JobRecord,
-                              JobRun, RunOutcome, crash_message, examine_rows, pid_alive,
-                              signal_group, utc_now)
+from .training_launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
+                              require_backend, usable_backend)
+from .training_orphans import OrphanWatcher
+from .training_outputs import JobOutputs
+from .training_records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
+                               JobRecord, RunOutcome, examine_rows, finished_record,
+                               interrupted_at_start, utc_now, with_step)
+from .training_runner import JobRun
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "RESUMABLE_STATES", "STATES",
            "TrainingService"]
@@ -101,16 +110,14 @@ class TrainingService(QObject):
         self._runs: dict[str, JobRun] = {}
         self._preparing: set[str] = set()
         self._intent: dict[str, str] = {}          # job id -> "stop" | "cancel" | "shutdown"
-        self._orphans: dict[str, int] = {}         # job id -> pid of an earlier app's child
+        self._orphans = OrphanWatcher(self)        # an earlier app instance's children
+        self._orphans.ended.connect(self._on_orphan_ended)
         self._cids: dict[str, str] = {}
         self._last_persist: dict[str, float] = {}
         self._installs: dict[str, ExternalInstall] = {}   # external backends' installs
         self._shutting_down = False
         self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
-        self._reader = ThreadPoolExecutor(2, thread_name_prefix="training-read")
-        self._orphan_timer = QTimer(self)
-        self._orphan_timer.setInterval(1000)
-        self._orphan_timer.timeout.connect(self._check_orphans)
+        self._outputs = JobOutputs(paths, library, self._files)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,18 +135,11 @@ class TrainingService(QObject):
                 continue
             if record.state in ACTIVE_STATES:
                 if alive:
-                    self._orphans[record.job_id] = record.pid or 0
+                    self._orphans.watch(record.job_id, record.pid or 0)
                     logger.info("job {} is still running from an earlier session (pid {})",
                                 record.job_id, record.pid)
                 else:
-                    record = replace(
-                        record, state="interrupted", finished=utc_now(), pid=None,
-                        error_kind=None,
-                        error_message="Isengard was closed or crashed while this job was "
-                                      "running." + (" Resume continues from step "
-                                                    f"{record.checkpoint_step}."
-                                                    if record.checkpoint_step is not None
-                                                    else ""))
+                    record = interrupted_at_start(record)
                     logger.info("job {} was running when the app stopped: interrupted",
                                 record.job_id)
                     self._persist(record)
@@ -147,8 +147,7 @@ class TrainingService(QObject):
                 queued.append(record)
             self._records[record.job_id] = record
         self._queue.extend(r.job_id for r in sorted(queued, key=lambda r: r.created))
-        if self._orphans:
-            self._orphan_timer.start()
+        self._orphans.start()
         self.is_ready = True
         self.jobs_changed.emit()
         self._pump()
@@ -160,7 +159,7 @@ class TrainingService(QObject):
         if self._shutting_down:
             return
         self._shutting_down = True
-        self._orphan_timer.stop()
+        self._orphans.stop()
         runs = list(self._runs.items())
         for job_id, run in runs:
             self._intent[job_id] = "shutdown"
@@ -172,23 +171,15 @@ class TrainingService(QObject):
             run.wait_for_exit(remaining, self.kill_grace_s)
             run.release()
         self._files.shutdown(wait=True)
-        self._reader.shutdown(wait=False, cancel_futures=True)
+        self._outputs.shutdown()
 
     def apply_settings(self, settings: Any) -> None:
         """New settings are in effect: the external trainer backends (ai-toolkit,
         diffusion-pipe, kohya) are re-created with the installs in
         ``settings.trainer_installs`` (folder + Python). A running job keeps the backend it
         started with. Connect ``SettingsService.settings_changed`` here."""
-        installs = getattr(settings, "trainer_installs", None) or {}
-        for key in TRAINER_KINDS:
-            if key not in self.registry or key not in BUILTIN_BACKENDS:
-                continue
-            install = install_from_settings(installs, key)
-            if self._installs.get(key) == install:
-                continue
-            label, target = BUILTIN_BACKENDS[key]
-            self.registry.register(key, BoundFactory(target, install), label, replace=True)
-            self._installs[key] = install
+        bind_external_installs(self.registry, getattr(settings, "trainer_installs", None),
+                               self._installs)
 
     # -- reads -----------------------------------------------------------------------------
     def jobs(self) -> list[JobRecord]:
@@ -210,12 +201,7 @@ class TrainingService(QObject):
         """Validate, write ``jobs/<id>/job.json``, queue; start it if nothing runs.
         Raises :class:`SpecError` naming the field."""
         job.validate()
-        if job.backend not in self.registry:
-            known = ", ".join(self.registry.keys())
-            raise SpecError(f"backend: no trainer backend {job.backend!r} (known: {known})")
-        usable, why = self.registry.get(job.backend).available()   # cheap file checks
-        if not usable:
-            raise SpecError(f"backend: {self.registry.label(job.backend)} cannot run here: {why}")
+        require_backend(self.registry, job.backend)
         if not job.job_id or job.job_id in self._records:
             raise SpecError(f"job_id: {job.job_id!r} is empty or already used")
         job = copy.deepcopy(job)
@@ -267,14 +253,7 @@ class TrainingService(QObject):
             self._refresh_stop_file(job_id, run)
             run.request_stop(grace_s, self.kill_grace_s)
         elif job_id in self._orphans:
-            pid = self._orphans[job_id]
-            signal_group(pid, 15)
-
-            def kill() -> None:
-                if pid_alive(pid, job_id):
-                    signal_group(pid, 9)
-
-            QTimer.singleShot(int(self.kill_grace_s * 1000), kill)
+            self._orphans.terminate(job_id, self.kill_grace_s)
         if record.state != "stopping":
             self._changed(replace(record, state="stopping"), persist=True)
 
@@ -309,38 +288,22 @@ class TrainingService(QObject):
 
     def events(self, job_id: str, on_loaded: Callable[[list[Event]], None]) -> None:
         """Read ``events.jsonl`` off the UI thread (history, chart reload)."""
-        record = self._records.get(job_id)
-        if record is None:
-            on_loaded([])
-            return
-        run = self._runs.get(job_id)
-        if run is not None:
-            run.flush()
-        path = record.paths.events
-        run_in_executor(self._reader, lambda: read_events(path), on_loaded)
+        self._flush_run(job_id)
+        self._outputs.events(self._records.get(job_id), on_loaded)
 
     def export_debug_bundle(self, job_id: str, dest: Path, on_done: Callable[[Path], None],
                             on_failure: Callable[[BaseException], None] | None = None) -> None:
         """Zip spec, events, logs, configs, samples and environment (redacted) to ``dest``."""
-        record = self._records.get(job_id)
-        if record is None:
-            error = KeyError(f"There is no job {job_id}.")
-            if on_failure:
-                on_failure(error)
-            else:
-                raise error
-            return
+        self._flush_run(job_id)
+        self._outputs.export_debug_bundle(job_id, self._records.get(job_id), dest,
+                                          self.secrets_env, self.bundle_probe_torch, on_done,
+                                          on_failure)
+
+    def _flush_run(self, job_id: str) -> None:
+        """A running job's files and pending output are written out before they are read."""
         run = self._runs.get(job_id)
         if run is not None:
             run.flush()
-        secrets = list(self._secret_values())
-        info: dict[str, Any] = {k: v for k, v in asdict(record).items() if k != "spec"}
-        info["job_dir"] = str(record.job_dir)
-        probe = self.bundle_probe_torch
-        with applog.correlation():
-            logger.info("exporting a debug bundle of job {}", job_id)
-            run_in_executor(self._reader, lambda: write_debug_bundle(
-                record.paths, Path(dest), info, secrets, probe), on_done, on_failure)
 
     # -- the queue -------------------------------------------------------------------------
     def _busy(self) -> int:
@@ -356,33 +319,19 @@ class TrainingService(QObject):
     def _launch(self, record: JobRecord) -> None:
         job_id = record.job_id
         with applog.correlation(self._cids.get(job_id)):
-            try:
-                backend = self.registry.get(record.backend)
-                ok, why = backend.available()
-            except (UnknownBackendError, ImportError, AttributeError, ValueError) as exc:
-                self._fail_launch(job_id, f"The trainer backend {record.backend!r} cannot be "
-                                  f"loaded: {exc}")
-                return
-            if not ok:
-                self._fail_launch(job_id, why)
+            backend, problem = usable_backend(self.registry, record.backend)
+            if backend is None:
+                self._fail_launch(job_id, problem)
                 return
             self._preparing.add(job_id)
             paths, spec = record.paths, record.spec
-
-            def prepare() -> tuple[Any, bool]:
-                if not paths.spec.is_file():
-                    raise FileNotFoundError(f"{paths.spec} is missing")
-                resume = latest_complete(paths.root, deep=False) is not None
-                launch = backend.build_launch(spec, paths, resume)
-                write_launch_files(launch.files)
-                return launch, resume
 
             def failed(exc: BaseException) -> None:
                 if job_id in self._preparing:
                     self._preparing.discard(job_id)
                     self._fail_launch(job_id, f"The trainer could not be prepared: {exc}")
 
-            run_in_executor(self._files, prepare,
+            run_in_executor(self._files, lambda: prepare_launch(backend, spec, paths),
                             lambda result: self._spawn(job_id, backend, *result), failed)
 
     def _spawn(self, job_id: str, backend: Any, launch: Any, resume: bool) -> None:
@@ -391,19 +340,9 @@ class TrainingService(QObject):
         self._preparing.discard(job_id)
         record = self._records[job_id]
         cid = self._cids.get(job_id) or applog.new_correlation_id()
-        try:
-            secrets = dict(self.secrets_env())
-        except Exception as exc:  # a locked/broken keyring must not stop training
-            logger.warning("job {}: secrets unavailable, starting without them: {}",
-                           job_id, exc)
-            secrets = {}
-        env = dict(os.environ)
-        env.update(launch.env)
-        env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", HF_HUB_OFFLINE="1",
-                   ISENGARD_CORRELATION_ID=cid)
-        env.update(secrets)
-        run = JobRun(job_id, record.paths, launch, backend.make_parser(), env,
-                     secrets.values(), self)
+        secrets = read_secrets(self.secrets_env, job_id)
+        run = JobRun(job_id, record.paths, launch, backend.make_parser(),
+                     child_env(launch, cid, secrets), secrets.values(), self)
         run.started.connect(lambda pid: self._on_started(job_id, pid))
         run.event_received.connect(lambda ev: self._on_event(job_id, ev))
         run.progressed.connect(lambda ev: self._on_step(job_id, ev))
@@ -423,21 +362,11 @@ class TrainingService(QObject):
             self._fail_launch(job_id, f"Could not open the job's log files: {exc}")
 
     def _refresh_stop_file(self, job_id: str, run: JobRun) -> None:
-        """A backend whose stop file lives in a folder the tool creates after launch
-        (diffusion-pipe's run folder) says where it goes now, through an optional
-        ``resolve_stop_file(paths, stop_file) -> Path``."""
+        """Before a stop: the stop file goes where the backend says it goes now."""
         record = self._records.get(job_id)
-        launch = run.launch
-        if record is None or launch.stop != "file" or launch.stop_file is None:
-            return
-        try:
-            resolve = getattr(self.registry.get(record.backend), "resolve_stop_file", None)
-            target = Path(resolve(record.paths, Path(launch.stop_file))) if resolve else None
-        except (UnknownBackendError, ImportError, AttributeError, OSError, ValueError) as exc:
-            logger.warning("job {}: the stop file could not be placed: {}", job_id, exc)
-            return
-        if target is not None and target != Path(launch.stop_file):
-            run.launch = replace(launch, stop_file=target)
+        if record is not None:
+            run.launch = placed_stop_file(self.registry, record.backend, record.paths,
+                                          run.launch, job_id)
 
     def _fail_launch(self, job_id: str, message: str) -> None:
         record = self._records.get(job_id)
@@ -451,19 +380,14 @@ class TrainingService(QObject):
         self._finalize(replace(record, state="failed", finished=utc_now(), error_kind="config",
                                error_message=message))
 
-    def _check_orphans(self) -> None:
-        for job_id, pid in list(self._orphans.items()):
-            if pid_alive(pid, job_id):
-                continue
-            del self._orphans[job_id]
-            record = self._records.get(job_id)
-            if record is not None and not record.is_final:
-                intent = self._intent.pop(job_id, None)
-                state = "cancelled" if intent == "cancel" else "interrupted"
-                self._finalize_with_checkpoint(replace(record, state=state, pid=None,
-                                                       finished=utc_now()))
-        if not self._orphans:
-            self._orphan_timer.stop()
+    def _on_orphan_ended(self, job_id: str) -> None:
+        record = self._records.get(job_id)
+        if record is not None and not record.is_final:
+            intent = self._intent.pop(job_id, None)
+            state = "cancelled" if intent == "cancel" else "interrupted"
+            self._finalize_with_checkpoint(replace(record, state=state, pid=None,
+                                                   finished=utc_now()))
+        if len(self._orphans) == 0:
             self._pump()
 
     # -- events from the runner --------------------------------------------------------------
@@ -476,9 +400,7 @@ class TrainingService(QObject):
         record = self._records.get(job_id)
         if record is None:
             return
-        loss = event.loss if event.loss == event.loss else record.last_loss  # NaN keeps last
-        record = replace(record, step=event.step, total_steps=event.total or record.total_steps,
-                         last_loss=loss, sec_per_step=event.sec_per_step or record.sec_per_step)
+        record = with_step(record, event)
         due = time.monotonic() - self._last_persist.get(job_id, 0.0) >= self.persist_interval_s
         self._changed(record, persist=due, structural=False)
         self.progressed.emit(job_id, event)
@@ -510,38 +432,16 @@ class TrainingService(QObject):
         record = self._records.get(job_id)
         if record is None:
             return
-        intent = self._intent.pop(job_id, None)
-        record = replace(record, pid=None, finished=utc_now())
-        if outcome.done is not None:
-            state, kind, message = "completed", None, None
-            record = replace(record, lora_path=outcome.done.lora,
-                             step=max(record.step, outcome.done.steps))
-        elif intent == "shutdown":
-            state, kind, message = "interrupted", None, "Isengard was closed while this job " \
-                                                        "was running."
-        elif intent == "cancel":
-            state, kind, message = "cancelled", None, None
-        elif outcome.stopped is not None:
-            state, kind, message = "stopped", None, None
-        elif intent == "stop":
-            state, kind = "interrupted", None
-            message = ("The trainer did not save and exit in time, so it was ended. "
-                       "Resume continues from the newest complete checkpoint, if any.")
-        elif outcome.failed_to_start:
-            state, kind = "failed", "crash"
-            message = (f"The trainer could not be started ({outcome.start_error}). "
-                       f"Check that {run.launch.argv[0] if run else 'the program'} exists.")
-        elif outcome.error is not None:
-            state, kind, message = "failed", outcome.error.kind, outcome.error.message
-        else:
-            state, kind, message = "failed", "crash", crash_message(record, outcome)
+        record = finished_record(record, outcome, self._intent.pop(job_id, None),
+                                 run.launch.argv[0] if run else "the program")
+        state, message = record.state, record.error_message
         if state == "failed" and outcome.error is None:
-            self.error_reported.emit(job_id, ErrorEvent(kind or "crash", message or ""))
-        record = replace(record, state=state, error_kind=kind, error_message=message)
+            self.error_reported.emit(job_id, ErrorEvent(record.error_kind or "crash",
+                                                        message or ""))
         logger.info("job {} {}{}", job_id, state, f": {message}" if message else "")
         if state == "completed":
             self._finalize(record)
-            self._register_lora(record, outcome.done)
+            self._outputs.register_lora(record, outcome.done)
         else:
             self._finalize_with_checkpoint(record)
 
@@ -566,40 +466,6 @@ class TrainingService(QObject):
         self.job_finished.emit(record)
         self._pump()
 
-    def _register_lora(self, record: JobRecord, done: DoneEvent | None) -> None:
-        if done is None or record.character_id is None:
-            return
-        if self.library.character(record.character_id) is None:
-            logger.warning("job {}: character {} no longer exists; the LoRA stays in {}",
-                           record.job_id, record.character_id, done.lora)
-            return
-        character_id, family, steps = record.character_id, record.family, done.steps
-        source = Path(done.lora)
-        target = self.paths.loras / source.name
-        if target.exists():    # another job used the same output name
-            target = self.paths.loras / f"{source.stem}-{record.job_id}{source.suffix}"
-
-        def register(path: str) -> None:
-            try:
-                self.library.add_lora(character_id, path, family, steps)
-            except RuntimeError as exc:   # the app is quitting; the file is already in place
-                logger.warning("job {}: LoRA {} not recorded: {}", record.job_id, path, exc)
-
-        # The app's LoRA folder is what a managed ComfyUI lists (extra_model_paths). A hard
-        # link is instant (same disk); otherwise copy in the background.
-        try:
-            os.link(source, target)
-        except OSError:
-            def failed(exc: BaseException) -> None:
-                logger.warning("job {}: LoRA not copied to {} ({}); using {}", record.job_id,
-                               target, exc, source)
-                register(str(source))
-
-            run_in_executor(self._files, lambda: (atomic_copy(source, target), str(target))[1],
-                            register, failed)
-            return
-        register(str(target))
-
     # -- helpers -----------------------------------------------------------------------------
     def _changed(self, record: JobRecord, *, persist: bool = False,
                  structural: bool = True) -> None:
@@ -620,10 +486,3 @@ class TrainingService(QObject):
             self.library.run_db(lambda conn: JobsRepository(conn, data_root).save(row))
         except RuntimeError as exc:  # the writer is already shut down (late app quit)
             logger.warning("job {}: state {} not saved: {}", record.job_id, record.state, exc)
-
-    def _secret_values(self) -> list[str]:
-        try:
-            return [v for v in self.secrets_env().values() if v]
-        except Exception as exc:
-            logger.warning("secrets unavailable for redaction: {}", exc)
-            return []

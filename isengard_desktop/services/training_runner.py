@@ -1,4 +1,4 @@
-"""One trainer child process (:class:`JobRun`), the job record, and process helpers.
+"""One trainer child process (:class:`JobRun`).
 
 :class:`JobRun` owns a QProcess started in its own session (process group) so a stop, a
 terminate or a kill reaches every grandchild. It writes ``stdout.log`` / ``stderr.log``
@@ -6,7 +6,9 @@ terminate or a kill reaches every grandchild. It writes ``stdout.log`` / ``stder
 what the UI sees to ~10 updates a second. It never blocks the UI thread except in
 :meth:`JobRun.wait_for_exit`, which is for app shutdown only.
 
-:class:`JobRecord` (re-exported by ``services/training.py``) is the UI's snapshot of a job.
+The job record, its states and the run outcome live in :mod:`.training_records`, the
+process-group helpers in :mod:`.process_group`; both are re-exported here for the modules
+that import them from this one.
 """
 
 from __future__ import annotations
@@ -16,21 +18,21 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 from loguru import logger
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from ..core.db.jobs import JobRow
-from ..core.training.checkpoints import latest_complete
 from ..core.training.job_files import mask_secrets
 from ..core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
                                       StepEvent, StoppedEvent, event_line, is_hidden_line)
-from ..core.training.spec import JobPaths, SpecError, TrainingJob
+from ..core.training.spec import JobPaths
 from ..plugins.interface import Launch, LineParser, LineSplitter
+from .process_group import pid_alive, signal_group
+from .training_records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
+                               JobRecord, RunOutcome, crash_message, examine_rows, utc_now)
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "FLUSH_INTERVAL_MS", "JobRecord", "JobRun",
            "RESUMABLE_STATES", "RunOutcome", "STATES", "crash_message", "examine_rows",
@@ -40,128 +42,6 @@ FLUSH_INTERVAL_MS = 100          # ≤ ~10 UI updates a second
 MAX_LINES_PER_FLUSH = 1000       # the log view gets at most this many lines per stream a flush
 STDERR_TAIL = 20
 _POSIX = os.name == "posix"
-
-STATES = ("queued", "running", "stopping", "completed", "failed", "cancelled", "interrupted",
-          "stopped")
-ACTIVE_STATES = frozenset({"running", "stopping"})
-FINAL_STATES = frozenset({"completed", "failed", "cancelled", "interrupted", "stopped"})
-RESUMABLE_STATES = frozenset({"failed", "cancelled", "interrupted", "stopped"})
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """What the UI knows about one job (a snapshot; the service replaces it on change)."""
-
-    job_id: str
-    character_id: int | None
-    character_name: str
-    backend: str
-    family: str
-    preset: str
-    state: str
-    created: str
-    started: str | None
-    finished: str | None
-    step: int
-    total_steps: int
-    last_loss: float | None
-    lora_path: str | None
-    error_kind: str | None
-    error_message: str | None
-    sec_per_step: float | None
-    job_dir: Path
-    spec: TrainingJob
-    checkpoint_step: int | None = None   # newest complete checkpoint (None: none)
-    pid: int | None = None
-
-    @property
-    def resumable(self) -> bool:
-        return self.state in RESUMABLE_STATES and self.checkpoint_step is not None
-
-    @property
-    def is_active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def is_final(self) -> bool:
-        return self.state in FINAL_STATES
-
-    @property
-    def paths(self) -> JobPaths:
-        return JobPaths(self.job_dir)
-
-    def to_row(self) -> JobRow:
-        return JobRow(self.job_id, self.character_id, self.backend, self.family, self.preset,
-                      self.state, self.spec.to_json(), str(self.job_dir), self.created,
-                      self.started, self.finished, self.pid, self.step, self.total_steps,
-                      self.last_loss, self.lora_path, self.error_kind, self.error_message,
-                      self.sec_per_step)
-
-    @classmethod
-    def from_row(cls, row: JobRow, spec: TrainingJob) -> "JobRecord":
-        return cls(row.job_id, row.character_id, spec.character_name, row.backend, row.family,
-                   row.preset, row.state, row.created, row.started, row.finished, row.step,
-                   row.total_steps, row.last_loss, row.lora_path, row.error_kind,
-                   row.error_message, row.sec_per_step, Path(row.job_dir), spec, None, row.pid)
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """How one process run ended."""
-
-    exit_code: int | None          # the exit code, or the signal number when crashed
-    crashed: bool                  # ended by a signal / crashed
-    failed_to_start: bool = False
-    start_error: str = ""
-    done: DoneEvent | None = None
-    stopped: StoppedEvent | None = None
-    error: ErrorEvent | None = None
-    stderr_tail: tuple[str, ...] = ()
-    pid: int | None = None
-
-
-def pid_alive(pid: int | None, marker: str = "") -> bool:
-    """Whether ``pid`` is a live (non-zombie) process; on Linux also that its command line
-    contains ``marker`` (guards against a reused pid after a reboot)."""
-    if not pid or pid <= 0:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if Path("/proc/self").exists():
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] in ("Z", "X") or int(fields[6]) & 0x00200000:  # zombie / kernel thread
-                return False
-            if marker:
-                cmdline = (proc / "cmdline").read_bytes()
-                # empty for a moment right after exec: the process is there, so alive
-                return not cmdline or marker.encode() in cmdline.replace(b"\0", b" ")
-            return True
-        except (OSError, IndexError, ValueError):
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def signal_group(pid: int | None, sig: int) -> bool:
-    """Send ``sig`` to the process group led by ``pid``; False if nothing was there."""
-    if not _POSIX or not pid:
-        return False
-    try:
-        os.killpg(pid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 class JobRun(QObject):
@@ -496,40 +376,3 @@ def _event_record(event: Event) -> str:
     """One ``events.jsonl`` line: the protocol line plus the time it was received."""
     line = event_line(event)
     return line[:-1] + f',"t":{time.time():.3f}}}\n'
-
-
-def examine_rows(rows: list[JobRow]) -> list[tuple[JobRecord, bool]]:
-    """(worker thread, at start-up) Records from DB rows, with the newest complete checkpoint
-    of jobs that may be resumed; True where an active job's process is still alive."""
-    out = []
-    for row in rows:
-        try:
-            spec = TrainingJob.from_json(row.spec_json)
-        except (SpecError, TypeError) as exc:
-            logger.warning("job {} cannot be read and is not shown: {}", row.job_id, exc)
-            continue
-        record = JobRecord.from_row(row, spec)
-        alive = record.state in ACTIVE_STATES and pid_alive(record.pid, record.job_id)
-        if record.state in RESUMABLE_STATES or (record.state in ACTIVE_STATES and not alive):
-            found = latest_complete(record.job_dir, deep=False)
-            record = replace(record, checkpoint_step=found.step if found else None)
-        out.append((record, alive))
-    return out
-
-
-def crash_message(record: JobRecord, outcome: RunOutcome) -> str:
-    if outcome.crashed:
-        what = f"was killed by signal {outcome.exit_code}"
-        if outcome.exit_code == 9:
-            what += " (often the system ran out of memory)"
-    elif outcome.exit_code == 0:
-        what = "exited without finishing (no 'done' event)"
-    else:
-        what = f"exited with code {outcome.exit_code}"
-    tail = "\n".join(outcome.stderr_tail[-5:])
-    message = f"The trainer {what} at step {record.step}."
-    if tail:
-        message += f" Last lines of {record.paths.stderr}:\n{tail}"
-    else:
-        message += f" See {record.paths.stderr}."
-    return message

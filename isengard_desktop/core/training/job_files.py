@@ -4,6 +4,7 @@
 * :func:`write_launch_files`: a backend's config files, written atomically before launch.
 * :func:`write_debug_bundle`: a redacted zip of what is needed to debug a job.
 * :func:`mask_secrets`: :func:`~isengard_desktop.core.logging.redact` plus exact secret values.
+* :func:`publish_lora`: a finished job's LoRA into the app's LoRA folder (hard link or copy).
 
 The GUI process never imports torch: :func:`environment_report` asks a short child process.
 """
@@ -20,14 +21,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..fsutil import atomic_output, atomic_write_text
+from ..fsutil import atomic_copy, atomic_output, atomic_write_text
 from ..logging import REDACTED, redact
 from .checkpoints import list_checkpoints
 from .protocol import Event, parse_event
 from .spec import JobPaths
 
-__all__ = ["environment_report", "mask_secrets", "read_events", "write_debug_bundle",
-           "write_launch_files"]
+__all__ = ["environment_report", "mask_secrets", "publish_lora", "read_events",
+           "write_debug_bundle", "write_launch_files"]
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -41,6 +42,24 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
 def write_launch_files(files: dict[Path, str]) -> None:
     for path, text in files.items():
         atomic_write_text(Path(path), text)
+
+
+def publish_lora(loras_dir: Path, source: Path, job_id: str) -> Path:
+    """Put the LoRA ``source`` of job ``job_id`` into ``loras_dir`` (the app's LoRA folder,
+    which a managed ComfyUI lists through extra_model_paths); returns where it now is.
+
+    Named like the source; ``<stem>-<job_id><suffix>`` when that name is taken (another job
+    used the same output name). A hard link is instant (same disk); otherwise an atomic
+    copy. OSError when neither works."""
+    source = Path(source)
+    target = Path(loras_dir) / source.name
+    if target.exists():
+        target = Path(loras_dir) / f"{source.stem}-{job_id}{source.suffix}"
+    try:
+        os.link(source, target)
+    except OSError:
+        atomic_copy(source, target)
+    return target
 
 
 def read_events(path: Path) -> list[Event]:
