@@ -71,6 +71,9 @@ class AppContext:
 
     def shutdown(self) -> None:
         if self._closed:
+            # called again once the asyncio loop has ended (``__main__``): the generation
+            # service closes the connections its clients could not close on the loop
+            self.generation.shutdown()
             return
         self._closed = True
         self.training.shutdown()      # trainers save and exit; final states go through the DB

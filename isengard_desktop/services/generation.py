@@ -113,6 +113,7 @@ class GenerationService(QObject):
         at most). With a running loop the network clients close on it (see :meth:`aclose`);
         without one (stopped or closed) their connections are closed here. Never raises."""
         if self._closed:
+            self.pool.shutdown()     # (a second call without a loop closes what is left)
             return
         self._closed = True
         for job in self._jobs.values():

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any, Iterable
-from urllib.parse import urlsplit
 
 from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -30,68 +29,12 @@ from ..core.comfy.jobs import ServerStatus
 from ..core.comfy.routing import ServerView, models_from_object_info
 from ..core.paths import AppPaths
 from .comfy_server import ComfyServer, spawn
+from .generation_server_state import VRAM_STEP, Server, server_label, significant
 from .generation_sockets import cancel_quietly, close_transports_now, url_peer
 
-__all__ = ["MANAGED_KEY", "Server", "ServerPool", "server_label", "spawn"]
+__all__ = ["MANAGED_KEY", "VRAM_STEP", "Server", "ServerPool", "server_label", "spawn"]
 
 MANAGED_KEY = "local"
-VRAM_STEP = 256 * 1024 * 1024     # free-VRAM changes smaller than this are not announced
-
-
-def _significant(statuses: tuple[ServerStatus, ...]) -> tuple:
-    return tuple((s.key, s.url, s.label, s.state, s.gpu_name, s.vram_total,
-                  round(s.vram_free / VRAM_STEP), s.queue_length, s.message) for s in statuses)
-
-
-def server_label(url: str) -> str:
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    return parts.netloc or url
-
-
-class Server:
-    """Mutable state of one server (main thread only)."""
-
-    def __init__(self, key: str, url: str, label: str, kind: str) -> None:
-        self.key = key
-        self.url = url
-        self.label = label
-        self.kind = kind
-        self.client: Any = None          # ComfyClient
-        self.http: Any = None            # httpx.AsyncClient we made for the client (closed by us)
-        self.state = "offline" if kind == "remote" else "stopped"
-        self.message = "" if kind == "remote" else "ComfyUI is not started."
-        self.gpu_name = ""
-        self.vram_total = 0
-        self.vram_free = 0
-        self.queue_length = 0
-        self.object_info: dict | None = None
-        self.models: dict[str, frozenset[str]] | None = None
-        self.loaded_model = ""
-        self.in_flight = 0
-        self.polling = False
-        self.info_task: asyncio.Future | None = None
-        self.info_queued: asyncio.Future | None = None   # a re-read waiting for info_task
-        self.queue_asked = 0          # /queue reads sent (stamps), and the newest one applied
-        self.queue_applied = 0
-        self.tasks: set[asyncio.Future] = set()   # polls and fetches using the client
-        self.removed = False
-        self.last_ok = 0.0
-
-    @property
-    def healthy(self) -> bool:
-        return self.state in ("ready", "busy")
-
-    def status(self) -> ServerStatus:
-        state = self.state
-        if state in ("ready", "busy"):
-            state = "busy" if (self.queue_length or self.in_flight) else "ready"
-        return ServerStatus(self.key, self.url, self.label, self.kind, state, self.gpu_name,
-                            self.vram_total, self.vram_free, self.queue_length, self.message)
-
-    def view(self) -> ServerView:
-        return ServerView(self.key, self.label, self.kind, self.healthy, self.state,
-                          self.message, self.models, self.loaded_model, self.in_flight,
-                          self.queue_length)
 
 
 class ServerPool(QObject):
@@ -243,6 +186,8 @@ class ServerPool(QObject):
         if client is None:
             return
 
+        peer = url_peer(server.url)
+
         async def close() -> None:
             try:
                 if tasks:   # requests in flight end before their connections are closed
@@ -252,10 +197,15 @@ class ServerPool(QObject):
                 if http is not None:
                     await http.aclose()
 
+        def closed(future: asyncio.Future) -> None:
+            self._closing.discard(future)
+            if future.cancelled():   # the loop is being torn down (maybe before it started)
+                close_transports_now(future.get_loop(), [peer])
+
         future = spawn(close())
         if future is not None:
             self._closing.add(future)
-            future.add_done_callback(self._closing.discard)
+            future.add_done_callback(closed)
 
     # -- managed server ----------------------------------------------------------------------
     async def _probe_managed(self, url: str) -> dict:
@@ -459,7 +409,7 @@ class ServerPool(QObject):
         """Emit ``changed`` when something the user sees changed (free VRAM only when it
         moved by more than :data:`VRAM_STEP`, not on every poll)."""
         statuses = self.statuses()
-        if self._last is None or _significant(statuses) != _significant(self._last):
+        if self._last is None or significant(statuses) != significant(self._last):
             self._last = statuses
             self.changed.emit(statuses)
 
@@ -469,6 +419,7 @@ class ServerPool(QObject):
         the clients close on it (:meth:`aclose` waits for that); without one (the app's loop
         has stopped or is closed) their sockets are closed here, synchronously. Never raises."""
         if self._closed:
+            self._sweep()
             return
         self._closed = True
         self._timer.stop()
@@ -482,6 +433,11 @@ class ServerPool(QObject):
                 self._close_client(server)
             except Exception as exc:
                 logger.warning("closing the client of {} failed: {}", server.label, exc)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Without a running loop: close what the clients left open, synchronously (also
+        on a second shutdown, after closes the loop never finished)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:

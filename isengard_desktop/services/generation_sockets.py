@@ -61,8 +61,9 @@ def _matches(peer: Any, wanted: set[tuple[str, int]]) -> bool:
 def close_transports_now(loop: asyncio.AbstractEventLoop,
                          peers: Iterable[tuple[str, int]]) -> int:
     """Close, synchronously, ``loop``'s socket transports connected to one of ``peers``
-    (see :func:`url_peer`); returns how many. For a loop that no longer runs (stopped or
-    closed) only: a running loop closes its transports itself."""
+    (see :func:`url_peer`); returns how many. For a loop that is closed, stopped, or about
+    to be torn down. On a loop that is not closed, a transport already closing is left to
+    the callback that finishes its close; closed ones ignore later close()/abort() calls."""
     wanted = set(peers)
     transports = getattr(loop, "_transports", None)
     if not wanted or transports is None:
@@ -79,10 +80,13 @@ def close_transports_now(loop: asyncio.AbstractEventLoop,
         try:
             if not _matches(transport.get_extra_info("peername"), wanted):
                 continue
-            if not loop.is_closed():         # a stopped loop still has them registered
+            if not loop.is_closed():
+                if transport.is_closing():   # its connection_lost callback closes it
+                    continue
                 loop._remove_reader(fd)      # type: ignore[attr-defined]
                 loop._remove_writer(fd)      # type: ignore[attr-defined]
-            transport._closing = True
+            transport._closing = True        # later close() and abort() do nothing
+            transport._conn_lost += 1
             sock.close()
             transport._sock = None           # its __del__ would warn and close it again
             closed += 1

@@ -4,6 +4,8 @@ against the ComfyUI test double over real sockets (configured as a remote server
 * empty state → Settings → ComfyUI page → add the double → the backend bar shows it ready;
 * prompt → Generate → live progress (node and step) → gallery item whose PNG carries the
   metadata; reuse parameters, copy seed;
+* Vary (image to image from a gallery picture, denoise slider) → the variation records its
+  parent; Delete (button and key) → OS trash, out of the gallery and the database;
 * an extra (FaceDetailer) disabled with its exact reason while the server lacks its nodes, and
   enabled once the server declares them;
 * staging: "Generate for dataset" (hidden for untrained characters) → Keep / Discard (buttons
@@ -14,92 +16,26 @@ against the ComfyUI test double over real sockets (configured as a remote server
 from __future__ import annotations
 
 import dataclasses
-import platform
-import sys
+import os
+import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
-from safetensors.numpy import save_file
 
 from isengard_desktop.core.comfy.metadata import read_metadata
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.settings import Settings, save_settings
 from isengard_desktop.services.library import SYNTHETIC_SOURCE
-from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.ui.dialogs.comfyui_page import (ComfyUIPageWidget, check_local_install,
-                                                      describe_system_stats,
+from isengard_desktop.ui.dialogs.comfyui_page import (check_local_install, describe_system_stats,
                                                       normalize_server_url)
 from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
 from isengard_desktop.ui.tabs.generate_form import insert_trigger
 from tests.helpers.comfy_double import make_comfy_double  # noqa: F401 - fixture
-from tests.helpers.photos import make_photos
-
-CHECKPOINTS = ["juggernautXL_v9.safetensors", "sd_xl_base_1.0.safetensors"]
-LORA_FILE = "anna-sdxl-a1b2c3.safetensors"
-FACE_NODES = {
-    "FaceDetailer": {"input": {"required": {"image": ["IMAGE"]}}, "output": ["IMAGE"]},
-    "UltralyticsDetectorProvider": {"input": {"required": {"model_name": [[], {}]}},
-                                    "output": ["BBOX_DETECTOR", "SEGM_DETECTOR"]},
-}
-
-
-# -- helpers -------------------------------------------------------------------------------------
-def click(qtbot, widget) -> None:
-    assert widget.isEnabled(), widget.toolTip()
-    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
-
-
-def write_lora(path: Path) -> Path:
-    """A small valid safetensors LoRA (kohya key names, as a trained one has)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight":
-               rng.standard_normal((4, 32)).astype(np.float16),
-               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight":
-               rng.standard_normal((32, 4)).astype(np.float16),
-               "lora_unet_down_blocks_0_attentions_0_proj_in.alpha":
-               np.array(4.0, dtype=np.float16)}, str(path),
-              metadata={"ss_network_dim": "4", "ss_network_alpha": "4"})
-    return path
-
-
-def add_character(qtbot, ctx, tmp_path, name, trigger, photos=3, lora=None):
-    library = ctx.library
-    assert library.create_character(name, trigger) is None
-    qtbot.waitUntil(lambda: any(c.name == name for c in library.characters()), timeout=10_000)
-    ch = next(c for c in library.characters() if c.name == name)
-    if photos:
-        library.import_photos(ch.id, make_photos(tmp_path / f"src-{name}", photos))
-        qtbot.waitUntil(lambda: library.image_count(ch.id) == photos, timeout=20_000)
-    if lora:
-        library.add_lora(ch.id, str(write_lora(ctx.paths.loras / lora)), "sdxl", 800)
-        qtbot.waitUntil(lambda: library.is_trained(ch.id), timeout=10_000)
-    return ch
-
-
-def configure_remote(url: str) -> None:
-    """Settings as the user left them: the double as a remote server."""
-    paths = resolve_paths().ensure()
-    save_settings(paths.settings_file, Settings(remote_servers=[url]))
-
-
-def open_generate(qtbot, ctx):
-    ctx.window.tabs.setCurrentWidget(ctx.tabs["Generate"])
-    tab = ctx.generate_tab
-    qtbot.waitUntil(tab.isVisible, timeout=5000)
-    return tab
-
-
-def wait_ready(qtbot, tab, models=CHECKPOINTS):
-    qtbot.waitUntil(lambda: any(s.state == "ready" for s in tab.backends.servers),
-                    timeout=15_000)
-    qtbot.waitUntil(lambda: [tab.form.model_combo.itemText(i)
-                             for i in range(tab.form.model_combo.count())] == models,
-                    timeout=15_000)
+from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, add_character, click,
+                                       configure_remote, open_generate, wait_ready)
 
 
 @pytest.fixture
@@ -209,10 +145,6 @@ def test_prompt_generate_progress_gallery_with_metadata(qt_asyncio_loop, qtbot, 
     assert "No ready server has Cara's LoRA" in form.generate_button.toolTip()
     assert "copy cara-sdxl.safetensors into that server's models/loras folder" in \
         form.lora.hint.text()
-    # (a refresh joins a fetch already in flight: let the one the new LoRA started finish)
-    pool = ctx.generation.pool
-    qtbot.waitUntil(lambda: all(s.info_task is None or s.info_task.done()
-                                for s in pool.servers()), timeout=15_000)
     double.set_models({"checkpoints": CHECKPOINTS,
                        "loras": [LORA_FILE, "cara-sdxl.safetensors"]})
     click(qtbot, tab.backends.refresh_button)
@@ -355,6 +287,87 @@ def test_extras_disabled_with_reason_until_the_server_has_what_they_need(
     assert double.uploads, "the control image was uploaded to the server"
 
 
+# -- gallery: vary (image to image) and delete ----------------------------------------------------
+def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, double):
+    # (make_app before qt_asyncio_loop: the app shuts down after the loop is gone, and must
+    # still close its connections without warnings)
+    configure_remote(double.url)
+    ctx = make_app()
+    tab = open_generate(qtbot, ctx)
+    form, details = tab.form, tab.gallery.details
+    wait_ready(qtbot, tab)
+    assert form.input_image.isHidden() and form.request().parent_image == ""
+    qtbot.keyClicks(form.prompt_edit, "a red lighthouse on a cliff")
+    click(qtbot, form.tier_buttons["Draft"])
+    with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000) as finished:
+        click(qtbot, form.generate_button)
+    [parent] = finished.args[1]
+    qtbot.waitUntil(lambda: tab.gallery.selected_item() is not None, timeout=5000)
+    assert details.vary_button.toolTip() and details.delete_button.toolTip()
+
+    # Vary: the parameters in the form, the picture as the input image, a denoise slider
+    form.prompt_edit.setPlainText("something else")
+    click(qtbot, details.vary_button)
+    assert form.prompt_edit.toPlainText() == parent.prompt and form.tier == "Draft"
+    assert form.advanced.seed() is None                      # a new seed for each variation
+    slider = form.input_image.slider
+    assert form.input_image.isVisible() and slider.isVisible()
+    assert (slider.minimum(), slider.maximum()) == (20, 90)
+    assert "Denoise" in slider.toolTip() and "0.20 to 0.90" in slider.toolTip()
+    assert Path(parent.path).name in form.input_image.name_label.text()
+    slider.setValue(40)
+    assert form.input_image.value_label.text() == "0.40"
+    req = form.request()
+    assert "img2img" in req.features and req.parent_image == parent.path
+    assert req.feature_inputs["denoise"] == "0.40"
+    with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000) as finished:
+        click(qtbot, form.generate_button)
+    [child] = finished.args[1]
+    assert child.parent_image == parent.path and child.workflow == "sdxl-img2img"
+    meta = read_metadata(child.path)
+    assert meta["isengard"]["parent_image"] == parent.path
+    assert "Denoising strength: 0.4" in meta["parameters"]
+    graph = double.accepted_prompts[-1]["prompt"]
+    classes = {node["class_type"] for node in graph.values()}
+    assert {"LoadImage", "VAEEncode"} <= classes
+    assert [n["inputs"]["denoise"] for n in graph.values()
+            if n["class_type"] == "KSampler"] == [0.4]
+    assert double.uploads, "the input image was uploaded"
+    qtbot.waitUntil(lambda: tab.gallery.selected_item() is not None
+                    and tab.gallery.selected_item().id == child.id, timeout=5000)
+    assert "Varied from" in details.text.text() and Path(parent.path).name in details.text.text()
+
+    # reuse parameters of the variation brings its input image back; ✕ removes it
+    form.input_image.clear()
+    click(qtbot, details.reuse_button)
+    assert form.input_image.path() == parent.path and form.input_image.denoise() == 0.4
+    click(qtbot, form.input_image.clear_button)
+    assert form.input_image.isHidden() and not slider.isVisible()
+    req = form.request()
+    assert "img2img" not in req.features and req.parent_image == ""
+    assert "denoise" not in req.feature_inputs
+
+    # Delete (button, then the Delete key): to the OS trash, out of the gallery and the DB
+    problems: list[str] = []
+    ctx.generation.failed.connect(problems.append)
+    tab.gallery.select_item(parent.id)
+    click(qtbot, details.delete_button)
+    qtbot.waitUntil(lambda: [i.id for i in tab.gallery.items()] == [child.id], timeout=10_000)
+    tab.gallery.select_item(child.id)
+    tab.gallery.grid.setFocus()
+    qtbot.keyClick(tab.gallery.grid, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: tab.gallery.items() == [], timeout=10_000)
+    assert problems == [] and tab.gallery.empty_label.isVisible()
+    assert not Path(parent.path).exists() and not Path(child.path).exists()
+    trash = {p.name for p in (Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files").iterdir()}
+    assert {Path(parent.path).name, Path(child.path).name} <= trash
+    conn = sqlite3.connect(ctx.paths.db_file)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
 # -- synthetic dataset expansion ------------------------------------------------------------------
 def test_generate_for_dataset_keep_and_discard(qt_asyncio_loop, qtbot, make_app, double,
                                                tmp_path):
@@ -403,8 +416,6 @@ def test_generate_for_dataset_keep_and_discard(qt_asyncio_loop, qtbot, make_app,
     qtbot.keyClick(strip, Qt.Key.Key_D)                # discards ids[1]
     assert strip.current_id == ids[2]
     assert strip.tile(ids[1]).caption.text() == "Discarding…"
-    # (two first-ever trashings at once can collide in send2trash: let this one land)
-    qtbot.waitUntil(lambda: not Path(paths[ids[1]]).exists(), timeout=10_000)
     qtbot.keyClick(strip, Qt.Key.Key_Right)
     assert strip.current_id == ids[3]
     qtbot.keyClick(strip, Qt.Key.Key_Left)
@@ -459,39 +470,6 @@ def test_cancel_stops_a_slow_run(qt_asyncio_loop, qtbot, make_app, double):
     assert tab.gallery.items() == []
     assert double.interrupts, "the server was asked to interrupt"
     assert dataclasses.asdict(ctx.settings.settings)["remote_servers"] == [double.url]
-
-
-def test_comfyui_page_check_says_what_is_missing(qtbot, tmp_path):
-    init_main_thread_bridge()
-    page = ComfyUIPageWidget(Settings())
-    qtbot.addWidget(page)
-    folder = tmp_path / "ComfyUI"
-    folder.mkdir()
-    (folder / "main.py").write_text("")
-    page.folder_edit.setText(str(folder))
-    page.python_edit.setText(sys.executable)       # a real Python without ComfyUI's packages
-    click(qtbot, page.check_button)
-    assert not page.check_button.isEnabled()
-    qtbot.waitUntil(page.check_button.isEnabled, timeout=30_000)
-    text = page.check_result.text()
-    assert f"ComfyUI found: {folder / 'main.py'}" in text
-    assert f"Python {platform.python_version()}: {sys.executable}" in text
-    assert "lacks packages ComfyUI needs" in text and "torchsde" in text
-    assert f"{sys.executable} -m pip install -r {folder / 'requirements.txt'}" in text
-    assert page.check_result.property("error") is True
-    # remote list: add, refuse a duplicate and a bad address, remove
-    qtbot.keyClicks(page.url_edit, "10.0.0.7:8188")
-    click(qtbot, page.add_button)
-    qtbot.keyClicks(page.url_edit, "http://10.0.0.7:8188/")
-    click(qtbot, page.add_button)
-    assert "already in the list" in page.server_message.text()
-    page.url_edit.setText("gopher://x")
-    click(qtbot, page.add_button)
-    assert page.server_message.property("error") is True
-    assert page.remote_servers() == ["http://10.0.0.7:8188"]
-    page.server_list.setCurrentRow(0)
-    click(qtbot, page.remove_button)
-    assert page.remote_servers() == []
 
 
 def test_managed_server_problem_shows_in_the_bar(qt_asyncio_loop, qtbot, make_app, tmp_path):

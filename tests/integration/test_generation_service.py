@@ -17,8 +17,15 @@ from isengard_desktop.core.comfy.metadata import read_metadata
 from isengard_desktop.core.dataset.captions import read_sidecar
 from isengard_desktop.services.generation import GenerationService
 from tests.helpers.comfy_double import make_comfy_double  # noqa: F401
-from tests.helpers.generation_harness import (LORA, OTHER, SD15, WAIT, Harness, OwnQasyncLoop,
-                                              request)
+from tests.helpers.generation_harness import (
+    LORA,
+    OTHER,
+    SD15,
+    WAIT,
+    Harness,
+    OwnQasyncLoop,
+    request,
+)
 
 
 @pytest.fixture

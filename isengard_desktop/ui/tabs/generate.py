@@ -8,6 +8,9 @@ calls on the generation service and is fed the service's signals by ``app.py``
 ``on_job_progress``, ``on_job_finished``, ``on_job_failed``, ``on_gallery_changed``,
 ``on_service_failed``) and the library's ``on_data_changed``.
 
+Gallery actions: reuse parameters; Vary (the picture becomes the form's input image, image to
+image with a denoise slider, a new seed); Delete (to the OS trash, through the service).
+
 The UI thread never waits: finished pictures are decoded on a small executor, thumbnails come
 from the ThumbnailService.
 

@@ -1,0 +1,45 @@
+"""The Settings → ComfyUI page on its own: the local install check names what is missing, and
+the remote server list refuses duplicates and bad addresses."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from isengard_desktop.core.settings import Settings
+from isengard_desktop.services.ops import init_main_thread_bridge
+from isengard_desktop.ui.dialogs.comfyui_page import ComfyUIPageWidget
+from tests.helpers.generate_ui import click
+
+
+def test_comfyui_page_check_says_what_is_missing(qtbot, tmp_path):
+    init_main_thread_bridge()
+    page = ComfyUIPageWidget(Settings())
+    qtbot.addWidget(page)
+    folder = tmp_path / "ComfyUI"
+    folder.mkdir()
+    (folder / "main.py").write_text("")
+    page.folder_edit.setText(str(folder))
+    page.python_edit.setText(sys.executable)       # a real Python without ComfyUI's packages
+    click(qtbot, page.check_button)
+    assert not page.check_button.isEnabled()
+    qtbot.waitUntil(page.check_button.isEnabled, timeout=30_000)
+    text = page.check_result.text()
+    assert f"ComfyUI found: {folder / 'main.py'}" in text
+    assert f"Python {platform.python_version()}: {sys.executable}" in text
+    assert "lacks packages ComfyUI needs" in text and "torchsde" in text
+    assert f"{sys.executable} -m pip install -r {folder / 'requirements.txt'}" in text
+    assert page.check_result.property("error") is True
+    # remote list: add, refuse a duplicate and a bad address, remove
+    qtbot.keyClicks(page.url_edit, "10.0.0.7:8188")
+    click(qtbot, page.add_button)
+    qtbot.keyClicks(page.url_edit, "http://10.0.0.7:8188/")
+    click(qtbot, page.add_button)
+    assert "already in the list" in page.server_message.text()
+    page.url_edit.setText("gopher://x")
+    click(qtbot, page.add_button)
+    assert page.server_message.property("error") is True
+    assert page.remote_servers() == ["http://10.0.0.7:8188"]
+    page.server_list.setCurrentRow(0)
+    click(qtbot, page.remove_button)
+    assert page.remote_servers() == []
