@@ -148,6 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ctx.library.is_ready else 1
 
     import qasync
+    from PySide6.QtCore import QTimer
+
+    # SIGTERM (logout, `kill`) and Ctrl+C close the window like the user would, so trainers
+    # save and the managed ComfyUI is stopped. Python runs signal handlers only between
+    # bytecodes: a slow no-op timer lets it in while Qt waits for events.
+    def on_signal(signum: int, _frame: object) -> None:
+        QTimer.singleShot(0, ctx.window.close)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(500)
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

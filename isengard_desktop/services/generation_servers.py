@@ -85,6 +85,9 @@ class ServerPool(QObject):
     def start(self) -> None:
         self._timer.start(int(self.poll_interval_s * 1000))
         self.poll_all()
+        # At app start the asyncio loop is not running yet (polls are skipped without one):
+        # poll again as soon as the event loop turns, not one interval later.
+        QTimer.singleShot(0, self.poll_all)
 
     def configure(self, comfyui_folder: str, comfyui_python: str, models_folder: str,
                   remote_urls: Iterable[str]) -> None:
