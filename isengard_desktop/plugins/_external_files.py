@@ -13,29 +13,30 @@
 * The launcher (``_trainer_shim.py``): :func:`launcher_files` gives its argv and files.
 * :func:`dump_toml`: TOML text (escapes Windows paths, unlike the ``toml`` package).
 * :func:`require_path` (``build_launch``: a path that must exist, else a SpecError naming the
-  field).
+  field); :func:`check_job` (the first checks of ``build_launch`` in ai-toolkit and kohya).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.fsutil import atomic_write_text
+from ..core.toml_text import toml_key, toml_value
 from ..core.training.checkpoints import (
     CHECKPOINTS_DIR,
     MANIFEST_NAME,
     list_checkpoints,
     write_manifest,
 )
-from ..core.training.spec import JobPaths, SpecError
+from ..core.training.spec import JobPaths, SpecError, TrainingJob
 
 __all__ = [
     "CONTEXT_NAME",
@@ -44,6 +45,7 @@ __all__ = [
     "STOP_PATTERN",
     "ExternalCheckpoint",
     "OutputScanner",
+    "check_job",
     "dump_toml",
     "external_checkpoints",
     "forget_checkpoint",
@@ -200,6 +202,27 @@ def launcher_files(paths: JobPaths, python: str, script: str | Path, args: list[
     return argv, files, stop_file
 
 
+def check_job(job: TrainingJob, *, tool: str, families: Iterable[str], configured: bool,
+              setup_name: str, gpu: str = "a CUDA GPU") -> None:
+    """The checks ``build_launch`` of a tool whose model types are its families makes first:
+    family, model type, device, base model, dataset folder, install; :class:`SpecError` on the
+    first that fails. ``tool`` names it in messages, ``setup_name`` in the install one."""
+    families = list(families)
+    if job.family not in families:
+        raise SpecError(f"family: {tool} here trains {', '.join(families)} "
+                        f"(got {job.family!r})")
+    model_type = job.extra.get("model_type")
+    if model_type and model_type != job.family:
+        raise SpecError(f"model_type: {model_type!r} does not match the family "
+                        f"{job.family!r} ({tool} model types are the families)")
+    if job.device == "cpu":
+        raise SpecError(f"device: {tool} trains on {gpu}, not on the CPU")
+    require_path("base_model", job.base_model, "the base model")
+    require_path("dataset_dir", job.dataset_dir, "the dataset folder", folder=True)
+    if not configured:
+        raise SpecError(f"backend: {setup_name} is not set up (Settings → Trainers)")
+
+
 def require_path(field: str, value: str, what: str, *, folder: bool = False) -> str:
     """``value`` when it names an existing file (or folder), else :class:`SpecError` naming
     ``field``."""
@@ -210,32 +233,6 @@ def require_path(field: str, value: str, what: str, *, folder: bool = False) -> 
     if not ok:
         raise SpecError(f"{field}: {what} {path} does not exist")
     return str(path)
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_value(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if value in (float("inf"), float("-inf")):
-            return "inf" if value > 0 else "-inf"
-        text = repr(value)
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
 def _is_table_array(value: Any) -> bool:
@@ -250,9 +247,9 @@ def dump_toml(data: dict[str, Any], _prefix: str = "") -> str:
     for key, value in data.items():
         if value is None or isinstance(value, dict) or _is_table_array(value):
             continue
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        lines.append(f"{toml_key(key)} = {toml_value(value)}")
     for key, value in data.items():
-        name = _prefix + _toml_key(key)
+        name = _prefix + toml_key(key)
         if isinstance(value, dict):
             lines += ["", f"[{name}]", dump_toml(value, name + ".").rstrip("\n")]
         elif _is_table_array(value):

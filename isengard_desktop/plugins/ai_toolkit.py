@@ -48,10 +48,11 @@ from ..core.training.protocol import (
     LogEvent,
     SampleEvent,
 )
-from ..core.training.spec import JobPaths, SpecError, TrainingJob
+from ..core.training.spec import JobPaths, TrainingJob
 from ._external import ExternalParser, parse_postfix, parse_tqdm
 from ._external_files import (
     OutputScanner,
+    check_job,
     external_checkpoints,
     launcher_files,
     require_path,
@@ -376,19 +377,8 @@ class AiToolkitBackend:
         }
 
     def build_launch(self, job: TrainingJob, paths: JobPaths, resume: bool) -> Launch:
-        if job.family not in FAMILY_LABELS:
-            raise SpecError(f"family: ai-toolkit here trains {', '.join(FAMILY_LABELS)} "
-                            f"(got {job.family!r})")
-        model_type = job.extra.get("model_type")
-        if model_type and model_type != job.family:
-            raise SpecError(f"model_type: {model_type!r} does not match the family "
-                            f"{job.family!r} (ai-toolkit model types are the families)")
-        if job.device == "cpu":
-            raise SpecError("device: ai-toolkit trains on a CUDA GPU, not on the CPU")
-        require_path("base_model", job.base_model, "the base model")
-        require_path("dataset_dir", job.dataset_dir, "the dataset folder", folder=True)
-        if not self.install.configured:
-            raise SpecError("backend: ai-toolkit is not set up (Settings → Trainers)")
+        check_job(job, tool="ai-toolkit", families=FAMILY_LABELS,
+                  configured=self.install.configured, setup_name="ai-toolkit")
         text = config_yaml(job, paths)
         config = paths.configs / CONFIG_NAME
         save_root = output_folder(job, paths)

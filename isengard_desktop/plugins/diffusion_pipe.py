@@ -38,12 +38,12 @@ runs as ``<python> -m deepspeed.launcher.runner``.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.toml_text import toml_value
 from ..core.training.installs import ExternalInstall, platform_problem, validate_install
 from ..core.training.spec import JobPaths, SpecError, TrainingJob
 from .diffusion_pipe_dataset import (DEFAULT_DELIMITER, caption_prefix, count_media,
@@ -71,21 +71,13 @@ _SIGNAL_FILES = ("save_quit", "save")
 
 # -- TOML --------------------------------------------------------------------------------
 def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"TOML cannot hold {value!r}")
-        return repr(value)
-    if isinstance(value, (str, Path)):
-        return json.dumps(str(value), ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"TOML cannot hold {value!r}")
+    if isinstance(value, Path):
+        value = str(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+    return toml_value(value, _toml_value)
 
 
 def toml_dumps(doc: dict[str, Any], header: str = "") -> str:

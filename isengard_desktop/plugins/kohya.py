@@ -47,6 +47,7 @@ from ..core.training.installs import (
 )
 from ..core.training.spec import JobPaths, SpecError, TrainingJob
 from ._external_files import (
+    check_job,
     dump_toml,
     external_checkpoints,
     launcher_files,
@@ -285,19 +286,8 @@ class KohyaBackend:
         }
 
     def build_launch(self, job: TrainingJob, paths: JobPaths, resume: bool) -> Launch:
-        if job.family not in SCRIPTS:
-            raise SpecError(f"family: sd-scripts here trains {', '.join(SCRIPTS)} "
-                            f"(got {job.family!r})")
-        model_type = job.extra.get("model_type")
-        if model_type and model_type != job.family:
-            raise SpecError(f"model_type: {model_type!r} does not match the family "
-                            f"{job.family!r} (sd-scripts model types are the families)")
-        if job.device == "cpu":
-            raise SpecError("device: sd-scripts trains on a CUDA GPU here, not on the CPU")
-        require_path("base_model", job.base_model, "the base model")
-        require_path("dataset_dir", job.dataset_dir, "the dataset folder", folder=True)
-        if not self.install.configured:
-            raise SpecError("backend: kohya sd-scripts is not set up (Settings → Trainers)")
+        check_job(job, tool="sd-scripts", families=SCRIPTS, gpu="a CUDA GPU here",
+                  configured=self.install.configured, setup_name="kohya sd-scripts")
         script = Path(self.install.folder) / SCRIPTS[job.family]
         if not script.is_file():
             raise SpecError(f"family: {script} is missing; this sd-scripts checkout cannot "

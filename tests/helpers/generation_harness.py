@@ -10,11 +10,13 @@ from dataclasses import replace
 import shiboken6
 
 from isengard_desktop.core.comfy.jobs import GenerationRequest, LoraChoice
-from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.services.generation import GenerationService
-from isengard_desktop.services.library import LibraryService
-from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.settings_service import SettingsService
+from tests.helpers.service_harness import (
+    add_character,
+    close_generation_service,
+    start_library,
+)
 
 WAIT = 30_000
 SD15 = "sd15-base.safetensors"
@@ -28,15 +30,8 @@ class Harness:
     def __init__(self, qtbot, loop) -> None:
         self.qtbot = qtbot
         self.loop = loop
-        self.paths = resolve_paths().ensure()
-        init_main_thread_bridge()
-        self.library = LibraryService(self.paths)
-        self.library.start()
-        qtbot.waitUntil(lambda: self.library.is_ready, timeout=WAIT)
-        made: list = []
-        self.library.create_character("Alice", "ohwx", on_created=made.append)
-        qtbot.waitUntil(lambda: bool(made), timeout=WAIT)
-        self.character = made[0]
+        self.paths, self.library = start_library(qtbot, WAIT)
+        self.character = add_character(qtbot, self.library, "ohwx", WAIT)
         self.settings = SettingsService(self.paths)
         self.service: GenerationService | None = None
         self.events: list[tuple] = []
@@ -77,11 +72,7 @@ class Harness:
 
     def close(self) -> None:
         if self.service is not None:
-            done = asyncio.ensure_future(self.service.aclose())
-            self.qtbot.waitUntil(done.done, timeout=WAIT)
-            done.result()
-            # delete the Qt objects on the main thread (not whenever the cyclic GC runs)
-            shiboken6.delete(self.service)
+            close_generation_service(self.qtbot, self.service, WAIT)
         self.library.shutdown()
         self.settings.shutdown()
 
@@ -120,8 +111,6 @@ class OwnQasyncLoop:
         asyncio.events._set_running_loop(None)
 
     def close(self) -> None:
-        import shiboken6
-
         self.stop()
         if not self.loop.is_closed():
             self.loop.close()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from dataclasses import replace
@@ -18,10 +17,10 @@ from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.services.comfy_server import READY_MARKER, ComfyServer
 from isengard_desktop.services.generation import GenerationService
 from isengard_desktop.services.generation_servers import MANAGED_KEY
-from isengard_desktop.services.library import LibraryService
 from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.settings_service import SettingsService
 from isengard_desktop.services.training_runner import pid_alive
+from tests.helpers.service_harness import close_generation_service, start_library
 
 WAIT = 60_000
 FAKE_MAIN = Path(__file__).resolve().parents[1] / "helpers" / "fake_comfyui_main.py"
@@ -47,11 +46,7 @@ class Managed:
 
     def __init__(self, qtbot, folder: Path) -> None:
         self.qtbot = qtbot
-        self.paths = resolve_paths().ensure()
-        init_main_thread_bridge()
-        self.library = LibraryService(self.paths)
-        self.library.start()
-        qtbot.waitUntil(lambda: self.library.is_ready, timeout=WAIT)
+        self.paths, self.library = start_library(qtbot, WAIT)
         self.settings = SettingsService(self.paths)
         self.settings.settings = replace(self.settings.settings, comfyui_folder=str(folder),
                                          comfyui_python=sys.executable)
@@ -76,12 +71,7 @@ class Managed:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            done = asyncio.ensure_future(self.service.aclose())
-            self.qtbot.waitUntil(done.done, timeout=WAIT)
-            done.result()
-            # delete the Qt objects here, on the main thread: the cyclic GC may otherwise
-            # free them on a worker thread, leaving their timers registered (a later crash)
-            shiboken6.delete(self.service)
+            close_generation_service(self.qtbot, self.service, WAIT)
         self.library.shutdown()
         self.settings.shutdown()
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.training.installs import ExternalInstall
 from isengard_desktop.core.training.protocol import PhaseEvent, StepEvent
 from isengard_desktop.core.training.spec import TrainingJob, new_job_id
@@ -23,9 +22,8 @@ from isengard_desktop.plugins.ai_toolkit import (
 )
 from isengard_desktop.plugins.kohya import KohyaBackend
 from isengard_desktop.plugins.registry import default_registry
-from isengard_desktop.services.library import LibraryService
-from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.training import TrainingService
+from tests.helpers.service_harness import add_character, fast_training, start_library
 from tests.helpers.standin_ai_toolkit import make_install as make_ai_toolkit
 from tests.helpers.standin_kohya import make_install as make_kohya
 
@@ -38,14 +36,8 @@ class Harness:
     def __init__(self, qtbot, tmp_path: Path) -> None:
         self.qtbot = qtbot
         self.tmp = tmp_path
-        self.paths = resolve_paths().ensure()
-        init_main_thread_bridge()
-        self.library = LibraryService(self.paths)
-        self.library.start()
-        qtbot.waitUntil(lambda: self.library.is_ready, timeout=WAIT)
-        made: list = []
-        self.library.create_character("Alice", "alc", on_created=made.append)
-        qtbot.waitUntil(lambda: bool(made), timeout=WAIT)
+        self.paths, self.library = start_library(qtbot, WAIT)
+        add_character(qtbot, self.library, "alc", WAIT)
         self.character = self.library.characters()[0]
         self.dataset = tmp_path / "dataset"
         self.dataset.mkdir()
@@ -68,11 +60,7 @@ class Harness:
             self.paths, self.library,
             lambda: {"HF_TOKEN": HF_SECRET, "WANDB_API_KEY": WANDB_SECRET}, registry)
         service = self.service
-        service.stop_grace_s = 20.0
-        service.cancel_grace_s = 2.0
-        service.kill_grace_s = 2.0
-        service.persist_interval_s = 0.2
-        service.bundle_probe_torch = False
+        fast_training(service, 20.0, 2.0)
         self.finished: list = []
         self.steps: list[tuple[str, StepEvent]] = []
         self.phases: list[tuple[str, PhaseEvent]] = []

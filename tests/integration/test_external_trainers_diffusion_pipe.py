@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.core.training.protocol import CheckpointEvent, StepEvent
 from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_id
 from isengard_desktop.plugins.diffusion_pipe import DATASET_FOLDER, OUTPUT_FOLDER
 from isengard_desktop.plugins.registry import default_registry
-from isengard_desktop.services.library import LibraryService
-from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.training import TrainingService
+from tests.helpers.service_harness import add_character, fast_training, start_library
 from tests.helpers.standin_diffusion_pipe import make_fake_install, small_safetensors
 
 WAIT = 30_000
@@ -30,14 +28,8 @@ HF_SECRET = "hf_" + "StandinSecretToken55aa66bb77"
 class Harness:
     def __init__(self, qtbot, tmp_path: Path, monkeypatch) -> None:
         self.qtbot = qtbot
-        self.paths = resolve_paths().ensure()
-        init_main_thread_bridge()
-        self.library = LibraryService(self.paths)
-        self.library.start()
-        qtbot.waitUntil(lambda: self.library.is_ready, timeout=WAIT)
-        made: list = []
-        self.library.create_character("Alice", "alc", on_created=made.append)
-        qtbot.waitUntil(lambda: bool(made), timeout=WAIT)
+        self.paths, self.library = start_library(qtbot, WAIT)
+        add_character(qtbot, self.library, "alc", WAIT)
         self.character = self.library.characters()[0]
         self.install = make_fake_install(tmp_path / "install")
         self.record = tmp_path / "launches.jsonl"
@@ -53,11 +45,7 @@ class Harness:
         self.secrets: dict[str, str] = {"WANDB_API_KEY": WANDB_SECRET, "HF_TOKEN": HF_SECRET}
         self.service = TrainingService(self.paths, self.library, lambda: dict(self.secrets),
                                        default_registry())
-        self.service.stop_grace_s = 15.0
-        self.service.cancel_grace_s = 1.0
-        self.service.kill_grace_s = 1.0
-        self.service.persist_interval_s = 0.2
-        self.service.bundle_probe_torch = False
+        fast_training(self.service, 15.0)
         self.finished: list = []
         self.progress: list[StepEvent] = []
         self.checkpoints: list[CheckpointEvent] = []

@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 
 from isengard_desktop.core.db.jobs import JobRow, JobsRepository
-from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent,
                                                      PhaseEvent, StepEvent)
 from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_id
 from isengard_desktop.plugins.registry import default_registry
-from isengard_desktop.services.library import LibraryService
-from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.training import TrainingService
 from isengard_desktop.services.training_runner import pid_alive
+from tests.helpers.service_harness import add_character, fast_training, start_library
 
 SECRET = "planted-Secret-Value-7d1e2f"   # matches no redaction pattern: only explicit masking
 WAIT = 30_000
@@ -33,15 +31,9 @@ class Harness:
 
     def __init__(self, qtbot) -> None:
         self.qtbot = qtbot
-        self.paths = resolve_paths().ensure()
-        init_main_thread_bridge()
-        self.library = LibraryService(self.paths)
-        self.library.start()
-        qtbot.waitUntil(lambda: self.library.is_ready, timeout=WAIT)
-        made = []
+        self.paths, self.library = start_library(qtbot, WAIT)
         if not self.library.characters():
-            self.library.create_character("Alice", "alc", on_created=made.append)
-            qtbot.waitUntil(lambda: bool(made), timeout=WAIT)
+            add_character(qtbot, self.library, "alc", WAIT)
         self.character = self.library.characters()[0]
         self.services: list[TrainingService] = []
         self.service = self.new_service()
@@ -51,11 +43,7 @@ class Harness:
         registry.register("fake", "tests.helpers.fake_backend:FakeBackend", "Fake trainer")
         service = TrainingService(self.paths, self.library, lambda: {"HF_TOKEN": SECRET},
                                   registry)
-        service.stop_grace_s = 10.0
-        service.cancel_grace_s = 1.0
-        service.kill_grace_s = 1.0
-        service.persist_interval_s = 0.2
-        service.bundle_probe_torch = False
+        fast_training(service, 10.0)
         self.finished: list = []
         self.progress: list[tuple[float, str, StepEvent]] = []
         self.errors: list = []

@@ -35,24 +35,13 @@ from isengard_desktop.plugins.ai_toolkit import (
     loss_log_path,
 )
 from isengard_desktop.plugins.interface import LineParser, TrainerBackend
+from tests.helpers.external_jobs import (
+    check_golden,
+    external_job,
+    make_dataset,
+    normalise,
+)
 from tests.helpers.standin_ai_toolkit import UILogger, make_install
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-UPDATE = os.environ.get("ISENGARD_UPDATE_GOLDEN") == "1"
-
-
-def normalise(text: str, tmp: Path) -> str:
-    text = text.replace(str(tmp), "$TMP").replace(sys.executable, "$PYTHON")
-    return re.sub(r"isengard-[0-9a-f]{8}\.stop", "isengard-XXXXXXXX.stop", text)
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.is_file(), f"{path} is missing (run with ISENGARD_UPDATE_GOLDEN=1)"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
 
 
 @pytest.fixture
@@ -62,24 +51,19 @@ def tree(tmp_path):
     (tmp_path / "models" / "sd15.safetensors").write_bytes(b"x")
     (tmp_path / "models" / "schnell-adapter.safetensors").write_bytes(b"x")
     (tmp_path / "models" / "FLUX.1-schnell").mkdir()
-    data = tmp_path / "data" / "alice"
-    data.mkdir(parents=True)
-    (data / "a.png").write_bytes(b"png")
-    (data / "a.txt").write_text("alc, a woman")
+    (make_dataset(tmp_path) / "a.txt").write_text("alc, a woman")
     install = make_install(tmp_path / "ai-toolkit")
     return tmp_path, AiToolkitBackend(ExternalInstall(str(install), sys.executable))
 
 
+BASES = {"flux-dev": "FLUX.1-dev", "flux-schnell": "FLUX.1-dev", "chroma": "FLUX.1-dev",
+         "sdxl": "sdxl.safetensors", "sd15": "sd15.safetensors"}
+
+
 def make_job(tmp: Path, family: str = "flux-dev", **kw) -> TrainingJob:
-    base = {"flux-dev": "FLUX.1-dev", "flux-schnell": "FLUX.1-dev", "chroma": "FLUX.1-dev",
-            "sdxl": "sdxl.safetensors", "sd15": "sd15.safetensors"}[family]
-    values = dict(job_id="job0001", character_id=1, character_name="Alice", trigger_word="alc",
-                  family=family, base_model=str(tmp / "models" / base),
-                  dataset_dir=str(tmp / "data" / "alice"), output_name="alice_lora",
-                  backend="ai-toolkit", steps=1000, sample_every=250, checkpoint_every=250,
-                  sample_prompts=["portrait of alc, studio light", "a woman at the beach"])
-    values.update(kw)
-    return TrainingJob(**values)
+    return external_job(tmp, family, BASES, **{
+        "job_id": "job0001", "backend": "ai-toolkit", "steps": 1000, "sample_every": 250,
+        "checkpoint_every": 250, **kw})
 
 
 # -- config and launch ------------------------------------------------------------------------

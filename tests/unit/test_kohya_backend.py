@@ -35,8 +35,13 @@ from isengard_desktop.plugins.kohya import (
     KohyaParser,
     build_args,
 )
+from tests.helpers.external_jobs import (
+    check_golden,
+    external_job,
+    make_dataset,
+    normalise,
+)
 from tests.helpers.standin_kohya import make_install
-from tests.unit.test_ai_toolkit_backend import check_golden, normalise
 
 
 @pytest.fixture
@@ -46,9 +51,7 @@ def tree(tmp_path):
     for name in ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp8.safetensors",
                  "ae.safetensors", "sdxl.safetensors", "sd15.safetensors", "chroma.safetensors"):
         (models / name).write_bytes(b"x")
-    data = tmp_path / "data" / "alice"
-    data.mkdir(parents=True)
-    (data / "a.png").write_bytes(b"png")
+    make_dataset(tmp_path)
     install = make_install(tmp_path / "sd-scripts")
     return tmp_path, KohyaBackend(ExternalInstall(str(install), sys.executable))
 
@@ -60,17 +63,14 @@ def flux_fields(tmp: Path, **extra) -> dict:
                        "ae": str(models / "ae.safetensors"), **extra}}
 
 
+BASES = {"flux-dev": "flux1-dev.safetensors", "flux-schnell": "flux1-dev.safetensors",
+         "chroma": "chroma.safetensors", "sdxl": "sdxl.safetensors", "sd15": "sd15.safetensors"}
+
+
 def make_job(tmp: Path, family: str = "flux-dev", **kw) -> TrainingJob:
-    base = {"flux-dev": "flux1-dev.safetensors", "flux-schnell": "flux1-dev.safetensors",
-            "chroma": "chroma.safetensors", "sdxl": "sdxl.safetensors",
-            "sd15": "sd15.safetensors"}[family]
-    values = dict(job_id="job0002", character_id=1, character_name="Alice", trigger_word="alc",
-                  family=family, base_model=str(tmp / "models" / base),
-                  dataset_dir=str(tmp / "data" / "alice"), output_name="alice_lora",
-                  backend="kohya", steps=1600, sample_every=200, checkpoint_every=200,
-                  sample_prompts=["portrait of alc, studio light", "a woman at the beach"])
-    values.update(kw)
-    return TrainingJob(**values)
+    return external_job(tmp, family, BASES, **{
+        "job_id": "job0002", "backend": "kohya", "steps": 1600, "sample_every": 200,
+        "checkpoint_every": 200, **kw})
 
 
 @pytest.mark.parametrize("family, kw, golden", [

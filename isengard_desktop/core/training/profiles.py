@@ -38,7 +38,6 @@ live here; the on-disk collection (shipped + user profiles, change history) is
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 import tomllib
@@ -48,6 +47,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from ..fsutil import atomic_write_text
+from ..toml_text import toml_key as _key
+from ..toml_text import toml_value
 from .profile_fields import (FIELD_KINDS, PATH_KINDS, FieldError, applies_to,
                              check_field_values, coerce_field_value, field_spec_errors,
                              field_specs, is_empty)
@@ -75,7 +76,6 @@ TRAIN_KEYS = tuple(f.name for f in fields(TrainingJob) if f.name not in _NOT_TRA
 _TRAIN_TYPES = {f.name: str(f.type) for f in fields(TrainingJob)}
 _SECRET_WORDS = ("api_key", "apikey", "token", "password", "secret")
 _ABS_PATH = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class ProfileError(ValueError):
@@ -399,34 +399,14 @@ def _table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
         _table(lines, [*path, key], value)
 
 
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
-
-
-def _string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
 def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
         return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise ProfileError(f"cannot write {value!r} ({type(value).__name__}) to a profile")
+    if not isinstance(value, (bool, int, float, str, list, tuple)):
+        raise ProfileError(f"cannot write {value!r} ({type(value).__name__}) to a profile")
+    return toml_value(value, _value)
 
 
 def _put(doc: dict[str, Any], parts: list[str], value: Any) -> None:

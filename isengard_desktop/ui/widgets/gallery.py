@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QLa
 
 from ...core.comfy.jobs import GalleryItem
 from ...services.thumbnails import ThumbnailService
+from .image_grid import paint_thumbnail
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 TILE = QSize(180, 206)
@@ -160,18 +161,7 @@ class GalleryTileDelegate(QStyledItemDelegate):
         painter.setPen(QPen(pal.color(QPalette.ColorRole.Highlight), 2) if selected
                        else QPen(QColor(255, 255, 255, 20), 1))
         painter.drawRoundedRect(rect, 6, 6)
-        box = QRect(rect.left() + (rect.width() - THUMB_BOX) // 2, rect.top() + 6,
-                    THUMB_BOX, THUMB_BOX)
-        pix = index.data(Qt.ItemDataRole.DecorationRole)
-        if pix is not None and not pix.isNull():
-            scaled = pix.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRect(0, 0, scaled.width(), scaled.height())
-            target.moveCenter(box.center())
-            painter.drawPixmap(target, pix)
-        else:
-            painter.fillRect(box, QColor(255, 255, 255, 10))
-            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
+        box = paint_thumbnail(painter, index, rect, THUMB_BOX, pal)
         text_rect = QRect(rect.left() + 8, box.bottom() + 6, rect.width() - 16, 18)
         painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignCenter,

@@ -95,6 +95,25 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
 
+def paint_thumbnail(painter: QPainter, index: QModelIndex, rect: QRect, size: int,
+                    pal: QPalette) -> QRect:
+    """Paint the tile's thumbnail (its DecorationRole pixmap, or a "…" placeholder) fitted
+    into a ``size`` square centred at the top of ``rect``; that square. Shared with the
+    gallery's tiles."""
+    box = QRect(rect.left() + (rect.width() - size) // 2, rect.top() + 6, size, size)
+    pix = index.data(Qt.ItemDataRole.DecorationRole)
+    if pix is not None and not pix.isNull():
+        scaled = pix.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRect(0, 0, scaled.width(), scaled.height())
+        target.moveCenter(box.center())
+        painter.drawPixmap(target, pix)
+    else:
+        painter.fillRect(box, QColor(255, 255, 255, 10))
+        painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
+    return box
+
+
 class ImageTileDelegate(QStyledItemDelegate):
     """Paints a tile: thumbnail, a selection checkbox, file name and caption."""
 
@@ -157,18 +176,7 @@ class ImageTileDelegate(QStyledItemDelegate):
         rect = option.rect.adjusted(4, 4, -4, -4)
         painter.drawPixmap(rect.topLeft(), self._frame(rect.size(), selected, hovered, pal))
 
-        box = QRect(rect.left() + (rect.width() - THUMB_BOX) // 2, rect.top() + 6,
-                    THUMB_BOX, THUMB_BOX)
-        pix = index.data(Qt.ItemDataRole.DecorationRole)
-        if pix is not None and not pix.isNull():
-            scaled = pix.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRect(0, 0, scaled.width(), scaled.height())
-            target.moveCenter(box.center())
-            painter.drawPixmap(target, pix)
-        else:
-            painter.fillRect(box, QColor(255, 255, 255, 10))
-            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
+        box = paint_thumbnail(painter, index, rect, THUMB_BOX, pal)
 
         cb = self.checkbox_rect(option.rect)
         painter.drawPixmap(cb.topLeft() - QPoint(1, 1), self._checkbox(selected, pal))

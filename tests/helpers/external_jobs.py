@@ -1,0 +1,46 @@
+"""Shared by the unit tests of the external-trainer backends (tests/unit/test_ai_toolkit_backend.py,
+test_kohya_backend.py): golden-file checks, the test dataset and the job they build."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from isengard_desktop.core.training.spec import TrainingJob
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+UPDATE = os.environ.get("ISENGARD_UPDATE_GOLDEN") == "1"
+
+
+def normalise(text: str, tmp: Path) -> str:
+    text = text.replace(str(tmp), "$TMP").replace(sys.executable, "$PYTHON")
+    return re.sub(r"isengard-[0-9a-f]{8}\.stop", "isengard-XXXXXXXX.stop", text)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"{path} is missing (run with ISENGARD_UPDATE_GOLDEN=1)"
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
+
+
+def make_dataset(tmp: Path) -> Path:
+    """``<tmp>/data/alice`` with one image."""
+    data = tmp / "data" / "alice"
+    data.mkdir(parents=True)
+    (data / "a.png").write_bytes(b"png")
+    return data
+
+
+def external_job(tmp: Path, family: str, bases: dict[str, str], **values) -> TrainingJob:
+    """Alice's job on ``<tmp>/data/alice`` with the base model ``<tmp>/models/<bases[family]>``;
+    ``values`` (job_id, backend, steps, ...) fill in and override."""
+    defaults = dict(character_id=1, character_name="Alice", trigger_word="alc",
+                    family=family, base_model=str(tmp / "models" / bases[family]),
+                    dataset_dir=str(tmp / "data" / "alice"), output_name="alice_lora",
+                    sample_prompts=["portrait of alc, studio light", "a woman at the beach"])
+    return TrainingJob(**(defaults | values))

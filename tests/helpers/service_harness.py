@@ -1,0 +1,53 @@
+"""Set-up shared by the service harnesses of the integration tests (training, external
+trainers, generation, ComfyUI supervision): a started library on this test's ISENGARD_HOME,
+a test character, test-speed training timings and a clean generation-service close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import shiboken6
+
+from isengard_desktop.core.paths import resolve_paths
+from isengard_desktop.services.library import LibraryService
+from isengard_desktop.services.ops import init_main_thread_bridge
+
+
+def start_library(qtbot, timeout: int):
+    """``(paths, library)``: the paths of this test's ISENGARD_HOME (created) and a started,
+    ready library on them (the main-thread bridge set up first)."""
+    paths = resolve_paths().ensure()
+    init_main_thread_bridge()
+    library = LibraryService(paths)
+    library.start()
+    qtbot.waitUntil(lambda: library.is_ready, timeout=timeout)
+    return paths, library
+
+
+def add_character(qtbot, library: LibraryService, trigger: str, timeout: int,
+                  name: str = "Alice"):
+    """Create a character and wait for it; the created record."""
+    made: list = []
+    library.create_character(name, trigger, on_created=made.append)
+    qtbot.waitUntil(lambda: bool(made), timeout=timeout)
+    return made[0]
+
+
+def fast_training(service, stop_grace_s: float, grace_s: float = 1.0) -> None:
+    """Test timings for a TrainingService (stop / cancel / kill graces, persisting) and no
+    torch probe in bundles."""
+    service.stop_grace_s = stop_grace_s
+    service.cancel_grace_s = grace_s
+    service.kill_grace_s = grace_s
+    service.persist_interval_s = 0.2
+    service.bundle_probe_torch = False
+
+
+def close_generation_service(qtbot, service, timeout: int) -> None:
+    """Close a GenerationService on the running loop and delete its Qt objects here, on the
+    main thread: the cyclic GC may otherwise free them on a worker thread, leaving their
+    timers registered (a later crash)."""
+    done = asyncio.ensure_future(service.aclose())
+    qtbot.waitUntil(done.done, timeout=timeout)
+    done.result()
+    shiboken6.delete(service)
