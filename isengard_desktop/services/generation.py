@@ -95,10 +95,13 @@ class GenerationService(QObject):
         if self._started:
             return
         self._started = True
-        from ..core.comfy.workflows import WorkflowLibrary
+        def load_workflows() -> Any:
+            # imported here, off the UI thread: the manifest reader pulls in PyYAML (~60 ms)
+            from ..core.comfy.workflows import WorkflowLibrary
 
-        run_in_executor(self._io, WorkflowLibrary.load, self._on_workflows,
-                        self._on_workflows_failed)
+            return WorkflowLibrary.load()
+
+        run_in_executor(self._io, load_workflows, self._on_workflows, self._on_workflows_failed)
         outputs = self.paths.outputs
         self.library.run_db(
             lambda conn: GenerationsRepository(conn, outputs).list_items(("gallery", "staging")),

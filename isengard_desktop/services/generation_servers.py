@@ -94,8 +94,6 @@ class ServerPool(QObject):
         """Apply Settings: (re)start or stop the managed server, add/remove remote ones."""
         if self._closed:
             return
-        from ..core.comfy.client import normalize_url
-
         changed = self.managed.configure(comfyui_folder, comfyui_python, models_folder)
         if comfyui_folder.strip():
             if MANAGED_KEY not in self._servers:
@@ -110,6 +108,9 @@ class ServerPool(QObject):
             self._remove(MANAGED_KEY)
 
         wanted: list[str] = []
+        remote_urls = list(remote_urls)
+        if remote_urls:   # (httpx loads with the client: ~130 ms, not needed without servers)
+            from ..core.comfy.client import normalize_url
         for raw in remote_urls:
             try:
                 url = normalize_url(raw)
