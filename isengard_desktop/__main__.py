@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     app.aboutToQuit.connect(closed.set)
     with loop:
         loop.run_until_complete(closed.wait())
-    ctx.shutdown()
+        ctx.shutdown()
+        # network clients close on the loop while it still runs (bounded: 10 s at most)
+        loop.run_until_complete(ctx.generation.aclose())
     return 0
 
 
