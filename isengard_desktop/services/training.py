@@ -177,9 +177,11 @@ class TrainingService(QObject):
         """New settings are in effect: the external trainer backends (ai-toolkit,
         diffusion-pipe, kohya) are re-created with the installs in
         ``settings.trainer_installs`` (folder + Python). A running job keeps the backend it
-        started with. Connect ``SettingsService.settings_changed`` here."""
+        started with. Finished LoRAs are also placed in ``<comfyui_models_folder>/loras``
+        when that folder is set. Connect ``SettingsService.settings_changed`` here."""
         bind_external_installs(self.registry, getattr(settings, "trainer_installs", None),
                                self._installs)
+        self._outputs.comfy_models_folder = getattr(settings, "comfyui_models_folder", "")
 
     # -- reads -----------------------------------------------------------------------------
     def jobs(self) -> list[JobRecord]:

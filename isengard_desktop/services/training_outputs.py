@@ -51,6 +51,8 @@ class JobOutputs:
         self.library = library
         self._files = files
         self._reader = ThreadPoolExecutor(2, thread_name_prefix="training-read")
+        # Settings' "ComfyUI models folder": finished LoRAs are also placed in its loras/
+        self.comfy_models_folder = ""
 
     def events(self, record: JobRecord | None,
                on_loaded: Callable[[list[Event]], None]) -> None:
@@ -107,8 +109,23 @@ class JobOutputs:
                            source)
             register(source)
 
-        run_in_executor(self._files, lambda: publish_lora(loras, source, job_id), register,
-                        failed)
+        comfy_models = self.comfy_models_folder
+
+        def publish() -> Path:
+            published = publish_lora(loras, source, job_id)
+            if comfy_models:   # the user's own ComfyUI lists <models>/loras (Settings → Folders)
+                try:
+                    if not Path(comfy_models).is_dir():
+                        raise FileNotFoundError(f"{comfy_models} is not a folder")
+                    target = Path(comfy_models) / "loras"
+                    target.mkdir(exist_ok=True)
+                    publish_lora(target, source, job_id)
+                except OSError as exc:
+                    logger.warning("job {}: LoRA not placed in the ComfyUI models folder: {}",
+                                   job_id, exc)
+            return published
+
+        run_in_executor(self._files, publish, register, failed)
 
     def shutdown(self) -> None:
         """App quit: pending reads are dropped, a running one is not waited for."""

@@ -102,6 +102,23 @@ def log_text(h: Harness, job_id: str, stream: str | None = None) -> str:
                      and (stream is None or s == stream) for line in lines)
 
 
+def test_finished_lora_is_placed_in_the_comfyui_models_folder_when_set(h, tmp_path):
+    from isengard_desktop.core.settings import Settings
+
+    models = tmp_path / "ComfyUI" / "models"
+    models.mkdir(parents=True)
+    h.service.apply_settings(Settings(comfyui_models_folder=str(models)))
+    job = h.job(steps=3)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    placed = models / "loras" / Path(done.lora_path).name
+    h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
+    assert placed.read_bytes() == Path(done.lora_path).read_bytes()
+    # the library records the app's own copy, not the ComfyUI one
+    assert Path(h.library.loras(h.character.id)[0].path).parent == h.service.paths.loras
+
+
 def test_submit_runs_to_completion_with_coalesced_progress(h):
     job = h.job(steps=400, delay=0.005)             # ~200 steps a second
     record = h.service.submit(job)
