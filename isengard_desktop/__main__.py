@@ -5,7 +5,7 @@
 
 ``isengard selftest [--json] [--steps N] [--device auto|cpu|cuda]`` checks the set-up
 (PyTorch, CUDA, libraries, disk) and trains a tiny random model through the real trainer
-(``services/selftest.py``); exit status 0 when everything works, 1 otherwise.
+(``services/selftest_runner.py``); exit status 0 when everything works, 1 otherwise.
 
 ``isengard comfy-check --url URL [--json]`` and ``isengard generate --url URL --workflow NAME
 --prompt TEXT ... --out DIR`` talk to a ComfyUI server without Qt (``cli/comfy_commands.py``;
@@ -63,7 +63,7 @@ def _selftest(args: argparse.Namespace) -> int:
     from .core import logging as applog
     from .core.paths import resolve_paths
     from .services.ops import init_main_thread_bridge
-    from .services.selftest import SelfTestService
+    from .services.selftest_runner import SelfTestService
 
     app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)

@@ -1,5 +1,5 @@
 """TOML value text shared by the profile writer (``core/training/profiles.py``) and the
-external-trainer config writers (``plugins/_external_files.py``, ``plugins/diffusion_pipe.py``).
+external-trainer config writers (``plugins/external/files.py``, ``plugins/diffusion_pipe/backend.py``).
 Qt-free, torch-free."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A backend turns a :class:`TrainingJob` into a :class:`Launch` (argv, env, cwd, config files,
 how to ask it to stop) and supplies a :class:`LineParser` that turns the child's output into
-protocol events (``core/training/protocol.py``). The runner (``services/training.py``) owns
+protocol events (``core/training/protocol.py``). The runner (``services/training/service.py``) owns
 the process, its process group, the log files and the job state; a backend never starts or
 watches a process itself.
 

@@ -14,7 +14,7 @@ events follow and the process exits 0. A second signal ends the process at once.
 Exit status: 0 done or stopped; 2 bad job spec; 1 any other error (after an ``error`` event).
 
 The self-test's helpers (``probe``, ``make-selftest-model <folder>``) live in
-``selftest_tools.py``; each prints one JSON line on stdout.
+``probe_tools.py``; each prints one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return train(args)
     if args.command in ("probe", "make-selftest-model"):
         os.environ.update(OFFLINE_ENV)
-        from .selftest_tools import main as run_tool
+        from .probe_tools import main as run_tool
 
         return run_tool(args.command, getattr(args, "folder", None))
     return 2

@@ -320,7 +320,7 @@ def test_cancel_import_from_status_bar_keeps_finished_files(qtbot, make_app, tmp
 
 
 def test_training_tab_is_built_when_first_opened_and_gets_notifications(make_app):
-    from isengard_desktop.ui.tabs.training import TrainingTab
+    from isengard_desktop.ui.training.training_tab import TrainingTab
 
     ctx = make_app()
     lazy = ctx.tabs["Training"]

@@ -8,7 +8,7 @@ import sys
 
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.ui.dialogs.comfyui_page import ComfyUIPageWidget
+from isengard_desktop.ui.settings.comfyui_page import ComfyUIPageWidget
 from tests.helpers.generate_ui import click
 
 

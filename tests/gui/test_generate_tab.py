@@ -29,10 +29,10 @@ from isengard_desktop.core.comfy.metadata import read_metadata
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.settings import Settings, save_settings
 from isengard_desktop.services.library import SYNTHETIC_SOURCE
-from isengard_desktop.ui.dialogs.comfyui_page import (check_local_install, describe_system_stats,
+from isengard_desktop.ui.settings.comfyui_page import (check_local_install, describe_system_stats,
                                                       normalize_server_url)
-from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
-from isengard_desktop.ui.tabs.generate_form import insert_trigger
+from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
+from isengard_desktop.ui.generate.form import insert_trigger
 from tests.helpers.comfy_double import make_comfy_double  # noqa: F401 - fixture
 from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, add_character, click,
                                        configure_remote, open_generate, wait_ready)

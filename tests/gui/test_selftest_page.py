@@ -22,10 +22,10 @@ from PySide6.QtGui import QGuiApplication
 
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.secrets import SecretStore
-from isengard_desktop.core.selftest import Check, SelfTestResult
+from isengard_desktop.core.selftest_report import Check, SelfTestResult
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.core.types import Progress
-from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
+from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
 
 pytestmark = pytest.mark.gui
 
@@ -159,7 +159,7 @@ import json, sys, time
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
 from isengard_desktop.app import build_app
-from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
+from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
 ctx = build_app(install_excepthook=False)
 ctx.window.show()
 ctx.window.settings_action.trigger()

@@ -22,7 +22,7 @@ from isengard_desktop.core import logging as applog  # noqa: E402
 from isengard_desktop.core.paths import AppPaths, resolve_paths  # noqa: E402
 from isengard_desktop.core.secrets import SECRETS, SERVICE, SecretStore  # noqa: E402
 from isengard_desktop.core.settings import Settings  # noqa: E402
-from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog  # noqa: E402
+from isengard_desktop.ui.settings.settings_dialog import SettingsDialog  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -229,7 +229,7 @@ def test_models_page_lists_scanned_models_by_family(qtbot, tmp_path, monkeypatch
     from isengard_desktop.core.paths import resolve_paths
     from isengard_desktop.core.secrets import SecretStore
     from isengard_desktop.services.settings_service import SettingsService
-    from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
+    from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
     from tests.unit.test_models import FLUX_DEV, SD15, write_header_only
 
     paths = resolve_paths().ensure()

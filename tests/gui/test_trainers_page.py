@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QLineEdit, QPushButton, QTabl
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.secrets import SecretStore
 from isengard_desktop.core.settings import Settings
-from isengard_desktop.ui.dialogs.settings_dialog import SettingsDialog
-from isengard_desktop.ui.dialogs.trainers_page import TrainersPageWidget
+from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
+from isengard_desktop.ui.settings.trainers_page import TrainersPageWidget
 
 pytestmark = pytest.mark.gui
 

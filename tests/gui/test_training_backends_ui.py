@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLineEdit
 
 from isengard_desktop.core.training.spec import TrainingJob
-from isengard_desktop.ui.tabs.training_backend import (BackendChoice, BackendPickerWidget,
+from isengard_desktop.ui.training.backend_picker import (BackendChoice, BackendPickerWidget,
                                                        choice_for)
 from tests.gui.test_training_profiles import (UnavailableBackend, add_character, builtin,
                                               library, make_tab)
@@ -191,7 +191,7 @@ def test_picker_on_its_own_handles_odd_backends(qtbot):
 
 def test_backend_choices_read_availability_and_capabilities():
     from isengard_desktop.plugins.registry import TrainerRegistry
-    from isengard_desktop.ui.tabs.training import backend_choices
+    from isengard_desktop.ui.training.training_tab import backend_choices
 
     class Exploding(FakeBackend):
         def capabilities(self):
@@ -256,7 +256,7 @@ def test_the_real_registry_lists_every_trainer(qtbot, library, tmp_path):
     trainer's own fields show up in them."""
     from isengard_desktop.core.training.profile_store import ProfileStore
     from isengard_desktop.plugins.registry import default_registry
-    from isengard_desktop.ui.tabs.training import TrainingTab
+    from isengard_desktop.ui.training.training_tab import TrainingTab
     from tests.gui.test_training_profiles import SHIPPED, StandInTraining, models
 
     registry = default_registry()
@@ -300,8 +300,8 @@ class NoSamplesBackend(FakeBackend):
 
 def test_what_the_trainer_does_not_use_is_greyed_out_with_the_reason(
         qtbot, library, make_tab, tmp_path):
-    from isengard_desktop.plugins.diffusion_pipe import DiffusionPipeBackend
-    from isengard_desktop.ui.tabs.training_fields import FIELD_ROWS
+    from isengard_desktop.plugins.diffusion_pipe.backend import DiffusionPipeBackend
+    from isengard_desktop.ui.training.advanced_fields import FIELD_ROWS
 
     add_character(qtbot, library, tmp_path)
     tab, _ = make_tab(builtin(), NoSamplesBackend())

@@ -26,7 +26,7 @@ from isengard_desktop.core.training.spec import JobPaths
 from isengard_desktop.plugins.registry import TrainerRegistry
 from isengard_desktop.services.library import LibraryService
 from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.services.training_runner import JobRecord
+from isengard_desktop.services.training.runner import JobRecord
 from isengard_desktop.ui.theme import apply_dark_theme
 from tests.helpers.fake_backend import FakeBackend
 from tests.helpers.photos import make_photos
@@ -166,7 +166,7 @@ def add_character(qtbot, library, tmp_path, name="Anna", count=3):
 @pytest.fixture
 def make_tab(qtbot, library, tmp_path):
     """A TrainingTab on the stand-in service: (backends...) -> (tab, service)."""
-    from isengard_desktop.ui.tabs.training import TrainingTab
+    from isengard_desktop.ui.training.training_tab import TrainingTab
 
     def make(*backends, shipped: Path = SHIPPED):
         registry = make_registry(*(backends or (builtin(),)))

@@ -22,7 +22,7 @@ from isengard_desktop.core.training.presets import PRESETS, estimate_seconds, fo
 from isengard_desktop.core.training.spec import TrainingJob
 from isengard_desktop.services.library import LibraryService
 from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.ui.tabs.training_setup import (BackendChoice, SetupFormWidget,
+from isengard_desktop.ui.training.setup_form import (BackendChoice, SetupFormWidget,
                                                      resolve_prompts)
 from isengard_desktop.ui.theme import apply_dark_theme
 from isengard_desktop.ui.widgets.log_view import LogViewWidget, line_level
@@ -434,8 +434,8 @@ def training_app(qtbot, library, tmp_path):
     from isengard_desktop.core.models import scan_model_folders
     from isengard_desktop.plugins.registry import TrainerRegistry
     from isengard_desktop.services.ops import run_in_executor
-    from isengard_desktop.services.training import TrainingService
-    from isengard_desktop.ui.tabs.training import TrainingTab
+    from isengard_desktop.services.training.service import TrainingService
+    from isengard_desktop.ui.training.training_tab import TrainingTab
 
     script = tmp_path / "sampling_fake_trainer.py"
     script.write_text(SAMPLER, encoding="utf-8")
@@ -557,13 +557,13 @@ def test_start_from_the_tab_watch_it_train_and_find_the_lora_in_history(
 
     # history actions: open folder, export a debug bundle, re-run with the same settings
     opened = []
-    monkeypatch.setattr("isengard_desktop.ui.tabs.training.QDesktopServices.openUrl",
+    monkeypatch.setattr("isengard_desktop.ui.training.training_tab.QDesktopServices.openUrl",
                         lambda url: opened.append(url.toLocalFile()))
     tab.history.select_job(job_id)
     qtbot.mouseClick(tab.history.open_button, Qt.MouseButton.LeftButton)
     assert opened == [str(record.job_dir)]
     bundle = tmp_path / "bundle"
-    monkeypatch.setattr("isengard_desktop.ui.tabs.training.QFileDialog.getSaveFileName",
+    monkeypatch.setattr("isengard_desktop.ui.training.training_tab.QFileDialog.getSaveFileName",
                         lambda *a, **k: (str(bundle), "Zip archive (*.zip)"))
     qtbot.mouseClick(tab.history.export_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: any(m.startswith("Debug bundle saved") for m in messages),

@@ -10,7 +10,7 @@ from dataclasses import replace
 import shiboken6
 
 from isengard_desktop.core.comfy.jobs import GenerationRequest, LoraChoice
-from isengard_desktop.services.generation import GenerationService
+from isengard_desktop.services.generation.service import GenerationService
 from isengard_desktop.services.settings_service import SettingsService
 from tests.helpers.service_harness import (
     add_character,

@@ -34,7 +34,7 @@ from isengard_desktop.core.training.spec import JobPaths, TrainingJob, new_job_i
 from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.library import LibraryService
 from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.services.training import TrainingService
+from isengard_desktop.services.training.service import TrainingService
 from isengard_desktop.training_runtime import tiny_models as tiny
 from isengard_desktop.training_runtime.checkpoints import verify
 from tests.helpers import lora_checks as lc

@@ -14,12 +14,12 @@ import yaml
 
 from isengard_desktop.core.comfy.jobs import GenerationRequest
 from isengard_desktop.core.paths import resolve_paths
-from isengard_desktop.services.comfy_server import READY_MARKER, ComfyServer
-from isengard_desktop.services.generation import GenerationService
-from isengard_desktop.services.generation_servers import MANAGED_KEY
+from isengard_desktop.services.generation.comfy_server import READY_MARKER, ComfyServer
+from isengard_desktop.services.generation.service import GenerationService
+from isengard_desktop.services.generation.servers import MANAGED_KEY
 from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.settings_service import SettingsService
-from isengard_desktop.services.training_runner import pid_alive
+from isengard_desktop.services.training.runner import pid_alive
 from tests.helpers.service_harness import close_generation_service, start_library
 
 WAIT = 60_000
@@ -205,7 +205,7 @@ def test_unusable_folder_or_python_is_named(qtbot, qloop, tmp_path, case):
 
 
 def test_log_is_size_capped_and_rotated(tmp_path):
-    from isengard_desktop.services.generation_launch import RotatingLog
+    from isengard_desktop.services.generation.comfy_launch import RotatingLog
 
     log = RotatingLog(tmp_path / "logs" / "local.log", max_bytes=1000, backups=2)
     for i in range(100):

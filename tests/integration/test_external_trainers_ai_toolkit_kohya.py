@@ -15,14 +15,14 @@ import pytest
 from isengard_desktop.core.training.installs import ExternalInstall
 from isengard_desktop.core.training.protocol import PhaseEvent, StepEvent
 from isengard_desktop.core.training.spec import TrainingJob, new_job_id
-from isengard_desktop.plugins.ai_toolkit import (
+from isengard_desktop.plugins.ai_toolkit.backend import (
     AiToolkitBackend,
     loss_history,
     loss_log_path,
 )
-from isengard_desktop.plugins.kohya import KohyaBackend
+from isengard_desktop.plugins.kohya.backend import KohyaBackend
 from isengard_desktop.plugins.registry import default_registry
-from isengard_desktop.services.training import TrainingService
+from isengard_desktop.services.training.service import TrainingService
 from tests.helpers.service_harness import add_character, fast_training, start_library
 from tests.helpers.standin_ai_toolkit import make_install as make_ai_toolkit
 from tests.helpers.standin_kohya import make_install as make_kohya

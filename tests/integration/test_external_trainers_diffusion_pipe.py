@@ -14,9 +14,9 @@ import pytest
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.core.training.protocol import CheckpointEvent, StepEvent
 from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_id
-from isengard_desktop.plugins.diffusion_pipe import DATASET_FOLDER, OUTPUT_FOLDER
+from isengard_desktop.plugins.diffusion_pipe.backend import DATASET_FOLDER, OUTPUT_FOLDER
 from isengard_desktop.plugins.registry import default_registry
-from isengard_desktop.services.training import TrainingService
+from isengard_desktop.services.training.service import TrainingService
 from tests.helpers.service_harness import add_character, fast_training, start_library
 from tests.helpers.standin_diffusion_pipe import make_fake_install, small_safetensors
 

@@ -15,7 +15,7 @@ import shiboken6
 
 from isengard_desktop.core.comfy.metadata import read_metadata
 from isengard_desktop.core.dataset.captions import read_sidecar
-from isengard_desktop.services.generation import GenerationService
+from isengard_desktop.services.generation.service import GenerationService
 from tests.helpers.comfy_double import make_comfy_double  # noqa: F401
 from tests.helpers.generation_harness import (
     LORA,
@@ -291,7 +291,7 @@ def test_servers_changed_only_when_something_changes(harness, make_comfy_double)
 
 
 def test_trigger_word_goes_in_once_at_the_start():
-    from isengard_desktop.services.generation_progress import with_trigger
+    from isengard_desktop.services.generation.progress import with_trigger
 
     assert with_trigger("a cat", "ohwx") == "ohwx, a cat"
     assert with_trigger("ohwx, a cat", "ohwx") == "ohwx, a cat"
@@ -335,7 +335,7 @@ def test_refresh_reads_the_lists_after_it_was_asked(harness, make_comfy_double):
 def test_trash_moves_run_one_at_a_time(harness, make_comfy_double, monkeypatch):
     """Quick Discards on first use collided in send2trash ("File exists"): the moves run on
     one thread, one after the other, and a FileExistsError is retried once."""
-    from isengard_desktop.services import generation_trash
+    from isengard_desktop.services.generation import trash as generation_trash
 
     real = generation_trash.send2trash
     lock, active, most, calls, threads = threading.Lock(), [0], [0], [], set()

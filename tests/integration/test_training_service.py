@@ -18,8 +18,8 @@ from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent,
                                                      PhaseEvent, StepEvent)
 from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_id
 from isengard_desktop.plugins.registry import default_registry
-from isengard_desktop.services.training import TrainingService
-from isengard_desktop.services.training_runner import pid_alive
+from isengard_desktop.services.training.service import TrainingService
+from isengard_desktop.services.training.runner import pid_alive
 from tests.helpers.service_harness import add_character, fast_training, start_library
 
 SECRET = "planted-Secret-Value-7d1e2f"   # matches no redaction pattern: only explicit masking
@@ -381,7 +381,7 @@ def test_the_launchers_context_line_is_not_shown_in_the_log(h):
     """External trainers' launcher prints a long ``[isengard] context {...}`` line for the
     parser: the log view (live and reloaded from stdout.log) does not show it."""
     from isengard_desktop.core.training.protocol import is_hidden_line
-    from isengard_desktop.ui.tabs.training import read_log_tail
+    from isengard_desktop.ui.training.training_tab import read_log_tail
 
     context = '[isengard] context {"job_dir":"/jobs/x","output_dir":"/jobs/x/output","steps":5}'
     job = h.job(steps=5, print_line=context)

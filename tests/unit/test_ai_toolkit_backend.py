@@ -1,5 +1,5 @@
 """The ai-toolkit backend: generated config (golden files), launch, availability, the line
-parser on ai-toolkit's real output shapes, and loss history (plugins/ai_toolkit.py)."""
+parser on ai-toolkit's real output shapes, and loss history (plugins/ai_toolkit/backend.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from isengard_desktop.core.training.protocol import (
     StoppedEvent,
 )
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
-from isengard_desktop.plugins.ai_toolkit import (
+from isengard_desktop.plugins.ai_toolkit.backend import (
     AiToolkitBackend,
     AiToolkitParser,
     build_config,
@@ -122,7 +122,7 @@ def test_resume_keeps_only_recorded_saves(tree):
     out.mkdir(parents=True)
     save = out / "alice_lora_000000250.safetensors"
     save.write_bytes(b"x" * 16)
-    from isengard_desktop.plugins._external_files import record_checkpoint
+    from isengard_desktop.plugins.external.files import record_checkpoint
     record_checkpoint(paths.root, 250, "ai-toolkit", str(save))
     assert latest_complete(paths.root).step == 250
     launch = backend.build_launch(job, paths, resume=True)

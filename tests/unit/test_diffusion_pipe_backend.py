@@ -17,15 +17,15 @@ from isengard_desktop.core.training.installs import ExternalInstall
 from isengard_desktop.core.training.profile_store import ProfileStore
 from isengard_desktop.core.training.profiles import apply as apply_profile
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
-from isengard_desktop.plugins import diffusion_pipe as dp
-from isengard_desktop.plugins.diffusion_pipe import (DATASET_FOLDER, DATASET_TOML,
+from isengard_desktop.plugins.diffusion_pipe import backend as dp
+from isengard_desktop.plugins.diffusion_pipe.backend import (DATASET_FOLDER, DATASET_TOML,
                                                      DiffusionPipeBackend, MAIN_TOML,
                                                      find_checkpoint, stage_dataset,
                                                      toml_dumps, with_trigger)
-from isengard_desktop.plugins.diffusion_pipe_dataset import (caption_prefix,
+from isengard_desktop.plugins.diffusion_pipe.dataset import (caption_prefix,
                                                              drop_trigger_tags,
                                                              staged_caption)
-from isengard_desktop.plugins.diffusion_pipe_models import MODEL_TYPES, path_fields
+from isengard_desktop.plugins.diffusion_pipe.models import MODEL_TYPES, path_fields
 from isengard_desktop.plugins.registry import default_registry
 from tests.helpers.standin_diffusion_pipe import make_fake_install, small_safetensors
 

@@ -13,7 +13,7 @@ from isengard_desktop.core.training.checkpoints import latest_complete
 from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent,
                                                      LogEvent, PhaseEvent, StepEvent,
                                                      StoppedEvent)
-from isengard_desktop.plugins.diffusion_pipe_parser import DeepSpeedParser, ParserContext
+from isengard_desktop.plugins.diffusion_pipe.parser import DeepSpeedParser, ParserContext
 from tests.helpers.standin_diffusion_pipe import small_safetensors
 
 DS = "[2025-06-01 10:00:00,123] [INFO] [logging.py:128:log_dist] [Rank 0] "

@@ -1,6 +1,6 @@
 """The shared external-trainer helpers: tqdm/postfix parsing, error kinds, the base parser's
 stream handling and launcher lines, checkpoint pointers, output scanning, TOML writing and the
-launcher's own file work (plugins/_external.py, _external_files.py, _trainer_shim.py)."""
+launcher's own file work (plugins/external/parsing.py, external/files.py, external/trainer_shim.py)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ from isengard_desktop.core.training.protocol import (
     StoppedEvent,
 )
 from isengard_desktop.core.training.spec import SpecError
-from isengard_desktop.plugins import _trainer_shim as shim
-from isengard_desktop.plugins._external import (
+from isengard_desktop.plugins.external import trainer_shim as shim
+from isengard_desktop.plugins.external.parsing import (
     ExternalParser,
     classify_error,
     parse_clock,
     parse_postfix,
     parse_tqdm,
 )
-from isengard_desktop.plugins._external_files import (
+from isengard_desktop.plugins.external.files import (
     OutputScanner,
     dump_toml,
     external_checkpoints,

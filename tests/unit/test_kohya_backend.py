@@ -1,6 +1,6 @@
 """The kohya sd-scripts backend: generated TOML/prompts/argv (golden files), launch,
 availability, presets, and the line parser on sd-scripts' real output shapes
-(plugins/kohya.py)."""
+(plugins/kohya/backend.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from isengard_desktop.core.training.protocol import (
     StoppedEvent,
 )
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
-from isengard_desktop.plugins._external_files import record_checkpoint
-from isengard_desktop.plugins.kohya import (
+from isengard_desktop.plugins.external.files import record_checkpoint
+from isengard_desktop.plugins.kohya.backend import (
     ARGS_NAME,
     DATASET_NAME,
     PROMPTS_NAME,

@@ -1,4 +1,4 @@
-"""The self-test's reasoning (core/selftest.py): probe → checks, disk, LoRA, folders, report."""
+"""The self-test's reasoning (core/selftest_report.py): probe → checks, disk, LoRA, folders, report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import struct
 from pathlib import Path
 
-from isengard_desktop.core.selftest import (Check, SelfTestResult, disk_checks,
+from isengard_desktop.core.selftest_report import (Check, SelfTestResult, disk_checks,
                                             environment_checks, lora_check, prune_old_runs,
                                             remove_sandbox_extras, training_device)
 

@@ -94,7 +94,7 @@ def test_platforms_and_the_capability_matrix() -> None:
     assert not rows["diffusion-pipe"].supported and rows["diffusion-pipe"].reason == why
     assert rows["ai-toolkit"].supported and rows["kohya"].supported and rows["builtin"].supported
     assert rows["diffusion-pipe"].samples.startswith("no")
-    # how Stop & save really works with the launcher (plugins/_trainer_shim.py)
+    # how Stop & save really works with the launcher (plugins/external/trainer_shim.py)
     assert rows["ai-toolkit"].stop == "saves the step in progress, then exits"
     assert rows["kohya"].stop == "stops at once; resumes from its newest saved state"
     assert "save_quit" in rows["diffusion-pipe"].stop

@@ -105,7 +105,7 @@ def event_line(event: Event) -> str:
 
 # stdout lines that are for the app only and never shown in a job's log view (they stay in
 # stdout.log): protocol lines (shown through their events) and the external-trainer
-# launcher's long context line (``plugins/_trainer_shim.py``; its parser reads it)
+# launcher's long context line (``plugins/external/trainer_shim.py``; its parser reads it)
 HIDDEN_LINE_PREFIXES = ('{"v":', "[isengard] context")
 
 

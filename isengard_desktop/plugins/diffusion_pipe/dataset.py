@@ -1,0 +1,131 @@
+"""The diffusion-pipe backend's dataset staging and captions (Qt-free, torch-free).
+
+The job's photos are hard-linked (or copied) into ``<job>/diffusion-pipe-dataset/`` with
+``<stem>.txt`` captions written for the tool (diffusion-pipe reads each caption as is and keeps
+its latent cache in the dataset folder, which must not be the app's own).
+
+Captions carry the trigger word: in front of the caption (the built-in trainer's rule), or,
+with a caption prefix, through the prefix. A prefix (``extra["fields"]["caption_prefix"]``,
+e.g. the Chroma profiles' ``"[trigger], "``) goes to diffusion-pipe's own dataset option
+``caption_prefix``: the tool puts it in front of every caption *after* shuffling the tags
+(``cache_shuffle_num`` / ``shuffle_tags``), so the trigger stays first while the tags after it
+are shuffled. ``[trigger]`` in the prefix becomes the job's trigger word; when the prefix holds
+the trigger word, the staged captions do not get it again (a caption tag that is just the
+trigger word is dropped), so no caption trains the trigger twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ...core.dataset.captions import prepend_trigger, read_sidecar
+
+__all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_media",
+           "drop_trigger_tags", "mentions", "stage_dataset", "staged_caption", "with_trigger"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                            ".avif", ".jxl"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"})
+TRIGGER = "[trigger]"
+DEFAULT_DELIMITER = ", "
+
+
+def count_media(folder: Path, video: bool) -> int:
+    """Images (and videos for video model types) diffusion-pipe would read in ``folder``."""
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
+    try:
+        return sum(1 for p in Path(folder).iterdir()
+                   if p.suffix.lower() in suffixes and p.is_file())
+    except OSError:
+        return 0
+
+
+def mentions(text: str, trigger: str) -> bool:
+    """Whether ``text`` holds ``trigger`` as a whole word (case-sensitive, like the token)."""
+    trigger = trigger.strip()
+    return bool(trigger) and re.search(r"(?<!\w)" + re.escape(trigger) + r"(?!\w)",
+                                       text) is not None
+
+
+def with_trigger(caption: str, trigger: str) -> str:
+    """``caption`` with ``trigger`` in front, unless it already holds it as a whole word
+    (the built-in trainer's rule)."""
+    if mentions(caption, trigger):
+        return caption.strip()
+    return prepend_trigger(caption, trigger.strip())
+
+
+def caption_prefix(prefix: str | None, trigger: str) -> str:
+    """The prefix diffusion-pipe puts in front of every caption: ``[trigger]`` replaced by
+    ``trigger``, and a separator after it when it ends in a word (``"photo of [trigger]"`` →
+    ``"photo of alc, "``), so it never runs on into the caption. Empty when there is none."""
+    text = (prefix or "").replace(TRIGGER, trigger.strip())
+    if not text.strip():
+        return ""
+    if not text[-1].isspace():
+        text += " " if text[-1] in ",;:" else DEFAULT_DELIMITER
+    return text
+
+
+def drop_trigger_tags(caption: str, trigger: str, delimiter: str = DEFAULT_DELIMITER) -> str:
+    """``caption`` without the tags that are just ``trigger`` (tags split on ``delimiter``);
+    a caption without such a tag comes back as written (stripped)."""
+    trigger = trigger.strip()
+    sep = delimiter.strip() or delimiter
+    if not trigger or not sep:
+        return caption.strip()
+    parts = caption.split(sep)
+    kept = [p.strip() for p in parts if p.strip() != trigger]
+    if len(kept) == len(parts):
+        return caption.strip()
+    return delimiter.join(p for p in kept if p)
+
+
+def staged_caption(caption: str, trigger: str, prefix: str = "",
+                   delimiter: str = DEFAULT_DELIMITER) -> str:
+    """The caption file's text for the tool: with the trigger word in front, or, when the
+    resolved ``prefix`` (which the tool adds itself) holds the trigger, without it."""
+    if prefix and mentions(prefix, trigger):
+        return drop_trigger_tags(caption, trigger, delimiter)
+    return with_trigger(caption, trigger)
+
+
+def stage_dataset(source: Path, target: Path, trigger: str, video: bool, prefix: str = "",
+                  delimiter: str = DEFAULT_DELIMITER) -> dict[Path, str]:
+    """Hard-link (or copy) the dataset's media into ``target`` and return the caption files
+    to write there (``<stem>.txt`` as :func:`staged_caption` makes it; only those that
+    changed). Files of an earlier staging that left the dataset are removed (never a
+    folder: diffusion-pipe keeps its latent cache in ``target/cache``). The tool then reads
+    only the job's copy and never writes its cache into the app's dataset folder."""
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
+    target.mkdir(parents=True, exist_ok=True)
+    captions: dict[Path, str] = {}
+    wanted: set[str] = set()
+    for path in sorted(Path(source).iterdir(), key=lambda p: p.name):
+        if path.suffix.lower() not in suffixes or not path.is_file():
+            continue
+        dest = target / path.name
+        wanted.update((path.name, f"{path.stem}.txt"))
+        if not (dest.exists() and os.path.samefile(path, dest)):
+            part = dest.with_name(dest.name + ".part")
+            part.unlink(missing_ok=True)
+            try:
+                os.link(path, part)
+            except OSError:
+                shutil.copy2(path, part)
+            os.replace(part, dest)
+        text = staged_caption(read_sidecar(path) or "", trigger, prefix, delimiter) + "\n"
+        sidecar = target / f"{path.stem}.txt"
+        try:
+            unchanged = sidecar.read_text(encoding="utf-8") == text
+        except (OSError, UnicodeDecodeError):
+            unchanged = False
+        if not unchanged:   # rewriting an unchanged caption would invalidate the tool's cache
+            captions[sidecar] = text
+    for path in target.iterdir():
+        if path.name not in wanted and path.is_file():
+            path.unlink()   # our own link or copy of a photo no longer in the dataset
+    return captions

@@ -1,0 +1,259 @@
+"""Files of the external-trainer backends (Qt-free, torch-free). Used by ``_external.py``,
+``ai_toolkit.py`` and ``kohya.py``; EXT-B's diffusion-pipe backend may use them too.
+
+* Checkpoint pointers. The runner decides "resumable" with
+  :func:`~isengard_desktop.core.training.checkpoints.latest_complete`, which reads
+  ``jobs/<id>/checkpoints/checkpoint-<step>/manifest.json``. External tools save in their own
+  layout, so each complete save they make is recorded as a small pointer folder in that format:
+  ``checkpoint-<step>/external.json`` (``{"version", "tool", "step", "lora", "state"}``) plus a
+  manifest listing it. :func:`record_checkpoint` writes one, :func:`forget_checkpoint` removes
+  one (when the tool deletes that save), :func:`external_checkpoints` lists the complete ones
+  whose files still exist, newest first.
+* :class:`OutputScanner`: new files in a tool's output folder (samples), by regex on the name.
+* The launcher (``external/trainer_shim.py``): :func:`launcher_files` gives its argv and files.
+* :func:`dump_toml`: TOML text (escapes Windows paths, unlike the ``toml`` package).
+* :func:`require_path` (``build_launch``: a path that must exist, else a SpecError naming the
+  field); :func:`check_job` (the first checks of ``build_launch`` in ai-toolkit and kohya).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...core.fsutil import atomic_write_text
+from ...core.toml_text import toml_key, toml_value
+from ...core.training.checkpoints import (
+    CHECKPOINTS_DIR,
+    MANIFEST_NAME,
+    list_checkpoints,
+    write_manifest,
+)
+from ...core.training.spec import JobPaths, SpecError, TrainingJob
+
+__all__ = [
+    "CONTEXT_NAME",
+    "POINTER_NAME",
+    "SHIM_NAME",
+    "STOP_PATTERN",
+    "ExternalCheckpoint",
+    "OutputScanner",
+    "check_job",
+    "dump_toml",
+    "external_checkpoints",
+    "forget_checkpoint",
+    "launcher_files",
+    "record_checkpoint",
+    "require_path",
+    "shim_source",
+]
+
+POINTER_NAME = "external.json"
+SHIM_NAME = "isengard_shim.py"
+CONTEXT_NAME = "isengard_context.json"
+STOP_PATTERN = "isengard-*.stop"   # one name per launch: a stale file never stops a new run
+_SHIM_SOURCE = Path(__file__).with_name("trainer_shim.py")
+
+
+@dataclass(frozen=True)
+class ExternalCheckpoint:
+    """A complete save of an external tool: the LoRA file of that step and, where the tool
+    resumes from a separate state folder (kohya), that folder."""
+
+    step: int
+    lora: str
+    state: str = ""
+    resumable: bool = True
+
+
+def _pointer_folder(job_dir: str | Path, step: int) -> Path:
+    return Path(job_dir) / CHECKPOINTS_DIR / f"checkpoint-{int(step)}"
+
+
+def record_checkpoint(job_dir: str | Path, step: int, tool: str, lora: str, state: str = "",
+                      resumable: bool = True) -> ExternalCheckpoint:
+    """Write the pointer of a complete save (only when ``resumable``); OSError on failure."""
+    found = ExternalCheckpoint(int(step), str(lora), str(state), resumable)
+    if not resumable:
+        return found
+    folder = _pointer_folder(job_dir, step)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / POINTER_NAME, json.dumps(
+        {"version": 1, "tool": tool, "step": int(step), "lora": str(lora), "state": str(state)},
+        indent=1, sort_keys=True))
+    write_manifest(folder, int(step))
+    return found
+
+
+def forget_checkpoint(job_dir: str | Path, step: int) -> None:
+    """Remove the pointer of ``step`` (our two files only, never a built-in checkpoint)."""
+    folder = _pointer_folder(job_dir, step)
+    if not (folder / POINTER_NAME).is_file():
+        return
+    for name in (MANIFEST_NAME, POINTER_NAME):
+        try:
+            (folder / name).unlink()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _read_pointer(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / POINTER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def external_checkpoints(job_dir: str | Path, tool: str) -> list[ExternalCheckpoint]:
+    """Complete pointers of ``tool`` whose files still exist, newest first."""
+    out = []
+    for info in list_checkpoints(Path(job_dir), deep=False):
+        if not info.complete:
+            continue
+        data = _read_pointer(info.path)
+        if data is None or data.get("tool") != tool:
+            continue
+        lora, state = str(data.get("lora") or ""), str(data.get("state") or "")
+        if not lora or not Path(lora).is_file() or (state and not Path(state).is_dir()):
+            continue
+        out.append(ExternalCheckpoint(info.step, lora, state, True))
+    return out
+
+
+class OutputScanner:
+    """Files under ``folder`` whose name matches ``pattern`` and that were not reported yet.
+    :meth:`prime` marks what is there already (files of an earlier run). :meth:`scan` lists
+    the folder at most every ``interval_s`` and skips files changed in the last ``settle_s``
+    (still being written) unless ``force``."""
+
+    def __init__(self, folder: str | Path, pattern: re.Pattern[str], interval_s: float = 1.0,
+                 settle_s: float = 0.3) -> None:
+        self.folder = Path(folder)
+        self.pattern = pattern
+        self.interval_s = interval_s
+        self.settle_s = settle_s
+        self._seen: set[str] = set()
+        self._last = 0.0
+
+    def _matches(self) -> list[tuple[Path, re.Match[str]]]:
+        try:
+            names = sorted(os.listdir(self.folder))
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            match = self.pattern.fullmatch(name)
+            if match is not None:
+                out.append((self.folder / name, match))
+        return out
+
+    def prime(self) -> None:
+        self._seen.update(str(path) for path, _ in self._matches())
+
+    def scan(self, force: bool = False) -> list[tuple[Path, re.Match[str]]]:
+        """New complete matching files, in name order."""
+        now = time.time()
+        if not force and time.monotonic() - self._last < self.interval_s:
+            return []
+        self._last = time.monotonic()
+        out = []
+        for path, match in self._matches():
+            key = str(path)
+            if key in self._seen:
+                continue
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            if info.st_size == 0 or (not force and now - info.st_mtime < self.settle_s):
+                continue  # still being written
+            self._seen.add(key)
+            out.append((path, match))
+        return out
+
+
+def shim_source() -> str:
+    return _SHIM_SOURCE.read_text(encoding="utf-8")
+
+
+def launcher_files(paths: JobPaths, python: str, script: str | Path, args: list[str],
+                   context: dict[str, Any]) -> tuple[list[str], dict[Path, str], Path]:
+    """``(argv, files, stop_file)`` to run ``script args`` through the launcher.
+    ``context`` gets ``stop_file`` (a new name each launch) and ``job_dir`` added."""
+    stop_file = paths.root / STOP_PATTERN.replace("*", secrets.token_hex(4))
+    context = dict(context, job_dir=str(paths.root), stop_file=str(stop_file))
+    shim = paths.configs / SHIM_NAME
+    context_file = paths.configs / CONTEXT_NAME
+    argv = [python, str(shim), str(context_file), "--", str(script), *args]
+    files = {shim: shim_source(),
+             context_file: json.dumps(context, indent=1, ensure_ascii=False) + "\n"}
+    return argv, files, stop_file
+
+
+def check_job(job: TrainingJob, *, tool: str, families: Iterable[str], configured: bool,
+              setup_name: str, gpu: str = "a CUDA GPU") -> None:
+    """The checks ``build_launch`` of a tool whose model types are its families makes first:
+    family, model type, device, base model, dataset folder, install; :class:`SpecError` on the
+    first that fails. ``tool`` names it in messages, ``setup_name`` in the install one."""
+    families = list(families)
+    if job.family not in families:
+        raise SpecError(f"family: {tool} here trains {', '.join(families)} "
+                        f"(got {job.family!r})")
+    model_type = job.extra.get("model_type")
+    if model_type and model_type != job.family:
+        raise SpecError(f"model_type: {model_type!r} does not match the family "
+                        f"{job.family!r} ({tool} model types are the families)")
+    if job.device == "cpu":
+        raise SpecError(f"device: {tool} trains on {gpu}, not on the CPU")
+    require_path("base_model", job.base_model, "the base model")
+    require_path("dataset_dir", job.dataset_dir, "the dataset folder", folder=True)
+    if not configured:
+        raise SpecError(f"backend: {setup_name} is not set up (Settings → Trainers)")
+
+
+def require_path(field: str, value: str, what: str, *, folder: bool = False) -> str:
+    """``value`` when it names an existing file (or folder), else :class:`SpecError` naming
+    ``field``."""
+    if not value or not str(value).strip():
+        raise SpecError(f"{field}: {what} is not set")
+    path = Path(value).expanduser()
+    ok = path.is_dir() if folder else path.exists()
+    if not ok:
+        raise SpecError(f"{field}: {what} {path} does not exist")
+    return str(path)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def dump_toml(data: dict[str, Any], _prefix: str = "") -> str:
+    """TOML text of ``data``: scalars, lists of scalars, tables and arrays of tables (strings
+    escaped as TOML basic strings, so Windows paths survive). ``None`` values are left out.
+    (The ``toml`` package writes ``C:\\x`` unescaped, which breaks the file.)"""
+    lines: list[str] = []
+    for key, value in data.items():
+        if value is None or isinstance(value, dict) or _is_table_array(value):
+            continue
+        lines.append(f"{toml_key(key)} = {toml_value(value)}")
+    for key, value in data.items():
+        name = _prefix + toml_key(key)
+        if isinstance(value, dict):
+            lines += ["", f"[{name}]", dump_toml(value, name + ".").rstrip("\n")]
+        elif _is_table_array(value):
+            for item in value:
+                lines += ["", f"[[{name}]]", dump_toml(item, name + ".").rstrip("\n")]
+    text = "\n".join(line for line in lines)
+    return text.lstrip("\n") + "\n"

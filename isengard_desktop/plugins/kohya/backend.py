@@ -1,0 +1,325 @@
+"""The kohya sd-scripts backend (``train_network.py`` / ``sdxl_train_network.py`` /
+``flux_train_network.py``). Qt-free.
+
+Files (``jobs/<id>/configs/``): ``kohya_args.toml`` (every training argument, read by
+``--config_file``; sections are flattened by sd-scripts), ``kohya_dataset.toml``
+(``--dataset_config``: ``[general]``, ``[[datasets]]``, ``[[datasets.subsets]]``) and
+``kohya_sample_prompts.txt`` (``--sample_prompts``, one prompt a line with ``--w --h --d --s
+--l/--g``). :func:`build_args`, :func:`build_dataset` and :func:`sample_prompt_lines` build
+them.
+
+Launch. The runner starts, in the sd-scripts folder::
+
+    <python> jobs/<id>/configs/isengard_shim.py jobs/<id>/configs/isengard_context.json \\
+        -- <sd-scripts>/<script> --config_file jobs/<id>/configs/kohya_args.toml \\
+        --console_log_simple [--resume <state folder> --skip_until_initial_step]
+
+Not ``accelerate launch``: one GPU needs no launcher (sd-scripts builds its ``Accelerator``
+itself and passes ``mixed_precision`` from the args), the launcher would read the user's own
+``accelerate config`` (multi-GPU or precision surprises) and would run the trainer as a
+grandchild outside the stop handling. ``OMP_NUM_THREADS=1`` stands in for
+``--num_cpu_threads_per_process 1``. ``--console_log_simple`` sends sd-scripts' log lines to
+stdout as plain text (the first few, before the args are read, still come through ``rich`` on
+stderr; the parser reads both).
+
+The launcher stages the dataset into ``jobs/<id>/dataset`` with trigger captions (sd-scripts
+uses the captions as they are; ``class_tokens`` only covers images without one) — its latent
+and text-encoder caches land there too. Outputs: ``jobs/<id>/output/`` (``<name>.safetensors``,
+``<name>-step00000500.safetensors``, ``<name>-step00000500-state/``, ``sample/``).
+
+Stop: sd-scripts has no way to save on request, so stop ends it at once; ``--save_state``
+every ``checkpoint_every`` steps (or a tenth of the steps when that is 0) keeps what resume
+needs. Resume: ``--resume <newest complete state> --skip_until_initial_step`` (same data order;
+the bar then counts the remaining steps, which the parser offsets).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ...core.training.installs import (
+    TRAINER_KINDS,
+    ExternalInstall,
+    platform_problem,
+    validate_install,
+)
+from ...core.training.spec import JobPaths, SpecError, TrainingJob
+from ..external.files import (
+    check_job,
+    dump_toml,
+    external_checkpoints,
+    launcher_files,
+    require_path,
+)
+from .parser import KohyaParser
+from ..interface import Launch
+
+__all__ = [
+    "ARGS_NAME",
+    "DATASET_NAME",
+    "FIELDS",
+    "PROMPTS_NAME",
+    "SCRIPTS",
+    "VRAM_PRESETS",
+    "KohyaBackend",
+    "KohyaParser",
+    "build_args",
+    "build_dataset",
+    "prompts",
+    "sample_prompt_lines",
+    "save_every",
+]
+
+KEY = "kohya"
+ARGS_NAME = "kohya_args.toml"
+DATASET_NAME = "kohya_dataset.toml"
+PROMPTS_NAME = "kohya_sample_prompts.txt"
+SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py",
+           "flux-dev": "flux_train_network.py", "flux-schnell": "flux_train_network.py",
+           "chroma": "flux_train_network.py"}
+FAMILY_LABELS = {"flux-dev": "FLUX.1-dev", "flux-schnell": "FLUX.1-schnell",
+                 "chroma": "Chroma", "sdxl": "SDXL", "sd15": "SD 1.5"}
+FLOW = ("flux-dev", "flux-schnell", "chroma")
+DEFAULT_PROMPTS = ("a photo of [trigger], portrait, natural light", "[trigger] smiling, outdoors")
+# GPU memory (GB) -> (blocks_to_swap, fp8_base); sd-scripts' FLUX guide, "Recommended
+# Settings by GPU Memory" (batch size 1 below 24 GB).
+VRAM_PRESETS = {"24": (0, False), "16": (8, True), "12": (16, True), "10": (22, True),
+                "8": (28, True)}
+FIELDS: list[dict[str, Any]] = [
+    {"key": "clip_l", "label": "CLIP-L text encoder", "kind": "file", "required": True,
+     "model_types": ["flux-dev", "flux-schnell"],
+     "tooltip": "clip_l.safetensors (comfyanonymous/flux_text_encoders)."},
+    {"key": "t5xxl", "label": "T5-XXL text encoder", "kind": "file", "required": True,
+     "model_types": list(FLOW),
+     "tooltip": "t5xxl_fp16.safetensors, or t5xxl_fp8_e4m3fn.safetensors below 10 GB VRAM."},
+    {"key": "ae", "label": "Flux autoencoder (ae)", "kind": "file", "required": True,
+     "model_types": list(FLOW), "tooltip": "ae.safetensors from FLUX.1-dev."},
+    {"key": "vram", "label": "GPU memory preset", "kind": "choice", "required": False,
+     "choices": list(VRAM_PRESETS), "model_types": list(FLOW),
+     "tooltip": "GB of GPU memory: sets blocks to swap and fp8 (24: none; 16: 8 + fp8; "
+                "12: 16 + fp8; 10: 22 + fp8; 8: 28 + fp8)."},
+    {"key": "blocks_to_swap", "label": "Blocks to swap", "kind": "int", "required": False,
+     "model_types": list(FLOW),
+     "tooltip": "Transformer blocks kept in CPU memory (0-35): less VRAM, slower. Overrides "
+                "the preset."},
+    {"key": "fp8_base", "label": "fp8 base model", "kind": "bool", "required": False,
+     "model_types": list(FLOW), "tooltip": "Keep the frozen model in fp8 (--fp8_base)."},
+]
+
+
+def _fields(job: TrainingJob) -> dict[str, Any]:
+    fields = job.extra.get("fields") or {}
+    return fields if isinstance(fields, dict) else {}
+
+
+def _precision(job: TrainingJob) -> tuple[str, str]:
+    """(mixed_precision, save_precision)."""
+    auto = "bf16" if job.family in FLOW else "fp16"  # bf16 needs an RTX 30xx or newer
+    mixed = {"auto": auto, "bf16": "bf16", "fp16": "fp16", "no": "no"}[job.mixed_precision]
+    save = "bf16" if job.family in FLOW and mixed != "fp16" else "fp16"
+    return mixed, save
+
+
+def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
+    blocks, fp8 = VRAM_PRESETS.get(str(fields.get("vram") or "24"), (0, False))
+    if fields.get("blocks_to_swap") not in (None, ""):
+        blocks = int(fields["blocks_to_swap"])
+        if not 0 <= blocks <= 35:
+            raise SpecError(f"fields.blocks_to_swap: must be between 0 and 35 (got {blocks})")
+    if fields.get("fp8_base") not in (None, ""):
+        fp8 = bool(fields["fp8_base"])
+    return blocks, fp8 or job.quantize_base != "none"
+
+
+def save_every(job: TrainingJob) -> int:
+    """Steps between saves: ``checkpoint_every``, or a tenth of the run (sd-scripts cannot
+    save on stop, so resume needs periodic states)."""
+    return job.checkpoint_every or max(50, job.steps // 10)
+
+
+def with_trigger(prompt: str, trigger: str) -> str:
+    trigger = trigger.strip()
+    prompt = prompt.replace("[trigger]", trigger).strip()
+    if not trigger or re.search(r"(?<!\w)" + re.escape(trigger) + r"(?!\w)", prompt):
+        return prompt
+    return f"{trigger}, {prompt}" if prompt else trigger
+
+
+def prompts(job: TrainingJob) -> list[str]:
+    """The sample prompts, each with the trigger word."""
+    texts = [p for p in job.sample_prompts if p.strip()] or list(DEFAULT_PROMPTS)
+    return [with_trigger(p, job.trigger_word).replace("\n", " ") for p in texts]
+
+
+def sample_prompt_lines(job: TrainingJob) -> list[str]:
+    """sd-scripts sample prompts: ``prompt --w --h --d seed --s steps`` and ``--l`` (CFG) for
+    SD, ``--g`` (embedded guidance) for Flux; Chroma gets a negative prompt and real CFG."""
+    size = f"--w {job.resolution} --h {job.resolution}"
+    lines = []
+    for i, text in enumerate(prompts(job)):
+        seed = f"--d {job.seed + i}"
+        if job.family == "flux-dev":
+            tail = f"--g 3.5 --s {job.sample_steps}"
+        elif job.family == "flux-schnell":
+            tail = f"--g 0 --s {min(job.sample_steps, 4)}"
+        elif job.family == "chroma":
+            tail = f"--n low quality, blurry, deformed --g 0 --l 4.0 --s {job.sample_steps}"
+        else:
+            tail = f"--l 7 --s {job.sample_steps}"
+        lines.append(f"{text} {size} {seed} {tail}")
+    return lines
+
+
+def build_dataset(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
+    return {
+        "general": {"shuffle_caption": False, "caption_extension": ".txt", "keep_tokens": 1},
+        "datasets": [{
+            "resolution": job.resolution, "batch_size": job.batch_size,
+            "enable_bucket": True, "bucket_no_upscale": True, "min_bucket_reso": 256,
+            "max_bucket_reso": max(1024, job.resolution),
+            "subsets": [{"image_dir": str(paths.root / "dataset"),
+                         "class_tokens": job.trigger_word.strip(),
+                         "num_repeats": job.repeats,
+                         "caption_dropout_rate": job.caption_dropout}]}],
+    }
+
+
+def build_args(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
+    """The ``--config_file`` contents by section (sd-scripts flattens the sections)."""
+    fields = _fields(job)
+    mixed, save_precision = _precision(job)
+    every = save_every(job)
+    model: dict[str, Any] = {"pretrained_model_name_or_path": job.base_model}
+    extra: dict[str, Any] = {}
+    if job.family in FLOW:
+        if job.family != "chroma":
+            model["clip_l"] = require_path("fields.clip_l", str(fields.get("clip_l") or ""),
+                                           "the CLIP-L text encoder")
+        else:
+            model["model_type"] = "chroma"
+        model["t5xxl"] = require_path("fields.t5xxl", str(fields.get("t5xxl") or ""),
+                                      "the T5-XXL text encoder")
+        model["ae"] = require_path("fields.ae", str(fields.get("ae") or ""),
+                                   "the Flux autoencoder")
+        blocks, fp8 = _swap_and_fp8(job, fields)
+        chroma = job.family == "chroma"
+        extra = {"guidance_scale": 0.0 if chroma else 1.0,
+                 "timestep_sampling": "sigmoid" if chroma else "flux_shift",
+                 "model_prediction_type": "raw", "fp8_base": fp8,
+                 "blocks_to_swap": blocks or None,
+                 "apply_t5_attn_mask": True if chroma else None}
+    elif job.family == "sdxl":
+        extra = {"no_half_vae": True}
+    text_cache = job.family != "sd15"
+    args: dict[str, Any] = {
+        "model": model,
+        "network": {"network_module": "networks.lora_flux" if job.family in FLOW
+                    else "networks.lora",
+                    "network_dim": job.rank, "network_alpha": job.alpha,
+                    "network_train_unet_only": True},
+        "optimizer": {"optimizer_type": "AdamW8bit" if job.optimizer == "adamw8bit"
+                      else "AdamW",
+                      "learning_rate": job.learning_rate, "lr_scheduler": job.lr_scheduler,
+                      "lr_warmup_steps": job.warmup_steps},
+        "dataset": {"dataset_config": str(paths.configs / DATASET_NAME),
+                    "cache_latents": True, "cache_latents_to_disk": True,
+                    "cache_text_encoder_outputs": text_cache or None,
+                    "cache_text_encoder_outputs_to_disk": text_cache or None,
+                    "max_data_loader_n_workers": 2, "persistent_data_loader_workers": True},
+        "training": {"output_dir": str(paths.root / "output"), "output_name": job.output_name,
+                     "save_model_as": "safetensors", "max_train_steps": job.steps,
+                     "gradient_accumulation_steps": job.grad_accum,
+                     "gradient_checkpointing": job.gradient_checkpointing,
+                     "mixed_precision": mixed, "save_precision": save_precision,
+                     "seed": job.seed, "sdpa": True, **extra},
+        "saving": {"save_every_n_steps": every,
+                   "save_last_n_steps": every * job.keep_checkpoints,
+                   "save_state": True,
+                   "save_last_n_steps_state": every * job.keep_checkpoints},
+    }
+    if job.sample_every:
+        args["sampling"] = {"sample_prompts": str(paths.configs / PROMPTS_NAME),
+                            "sample_every_n_steps": job.sample_every,
+                            "sample_sampler": None if job.family in FLOW else "euler_a"}
+    if job.extra.get("wandb"):  # the key reaches sd-scripts only as WANDB_API_KEY
+        args["logging"] = {"log_with": "wandb", "log_tracker_name": "isengard",
+                           "wandb_run_name": job.output_name}
+    return args
+
+
+class KohyaBackend:
+    """Trains with the user's sd-scripts checkout (see the module docstring)."""
+
+    key = KEY
+    label = "kohya sd-scripts"
+
+    def __init__(self, install: ExternalInstall | None = None) -> None:
+        self.install = install or ExternalInstall()
+
+    def available(self) -> tuple[bool, str]:
+        problems = validate_install(KEY, self.install)
+        return (False, " ".join(problems)) if problems else (True, "")
+
+    def _families(self) -> list[str]:
+        """Families whose script is in the checkout (all, when the folder is not set)."""
+        folder = Path(self.install.folder) if self.install.folder else None
+        if folder is None or not folder.is_dir():
+            return list(FAMILY_LABELS)
+        return [f for f in FAMILY_LABELS if (folder / SCRIPTS[f]).is_file()]
+
+    def capabilities(self) -> dict[str, Any]:
+        families = self._families()
+        return {
+            "families": families,
+            "model_types": [{"key": f, "label": FAMILY_LABELS[f], "families": [f]}
+                            for f in families],
+            "fields": [dict(f) for f in FIELDS],
+            "presets": {f"{gb} GB": {"vram": gb, "blocks_to_swap": b, "fp8_base": fp8}
+                        for gb, (b, fp8) in VRAM_PRESETS.items()},
+            "resume": True, "samples": True, "checkpoints": True,
+            "stop": "file", "stop_saves": False,
+            "quantize_base": ["none", "float8"],
+            "platforms": list(TRAINER_KINDS[KEY].platforms),
+            "platform_reason": platform_problem(KEY),
+        }
+
+    def build_launch(self, job: TrainingJob, paths: JobPaths, resume: bool) -> Launch:
+        check_job(job, tool="sd-scripts", families=SCRIPTS, gpu="a CUDA GPU here",
+                  configured=self.install.configured, setup_name="kohya sd-scripts")
+        script = Path(self.install.folder) / SCRIPTS[job.family]
+        if not script.is_file():
+            raise SpecError(f"family: {script} is missing; this sd-scripts checkout cannot "
+                            f"train {FAMILY_LABELS[job.family]} (update it)")
+        header = (f"# sd-scripts {{}} written by Isengard Desktop for job {job.job_id}.\n"
+                  "# No secrets here: W&B and Hugging Face keys reach sd-scripts only through "
+                  "its environment.\n")
+        files = {paths.configs / ARGS_NAME: header.format("arguments (--config_file)")
+                 + dump_toml(build_args(job, paths)),
+                 paths.configs / DATASET_NAME: header.format("dataset (--dataset_config)")
+                 + dump_toml(build_dataset(job, paths))}
+        if job.sample_every:
+            files[paths.configs / PROMPTS_NAME] = "\n".join(sample_prompt_lines(job)) + "\n"
+        args = ["--config_file", str(paths.configs / ARGS_NAME), "--console_log_simple"]
+        saves = external_checkpoints(paths.root, KEY) if resume else []
+        if saves:
+            args += ["--resume", saves[0].state, "--skip_until_initial_step"]
+        context = {
+            "v": 1, "tool": KEY, "output_dir": str(paths.root / "output"),
+            "name": job.output_name, "steps": job.steps, "lr": job.learning_rate,
+            "trigger": job.trigger_word.strip(),
+            "prompts": prompts(job),
+            "resume": ({"step": saves[0].step, "lora": saves[0].lora, "state": saves[0].state}
+                       if saves else None),
+            "stage_dataset": {"source": job.dataset_dir, "target": str(paths.root / "dataset"),
+                              "trigger": job.trigger_word.strip()},
+        }
+        argv, launcher, stop_file = launcher_files(paths, self.install.python, script, args,
+                                                   context)
+        files.update(launcher)
+        return Launch(argv=argv, env={"OMP_NUM_THREADS": "1"}, cwd=self.install.folder,
+                      files=files, stop="file", stop_file=stop_file)
+
+    def make_parser(self) -> KohyaParser:
+        return KohyaParser()

@@ -1,0 +1,183 @@
+"""Launching the managed ComfyUI: checks, the extra-model-paths YAML, the port, the log.
+
+Everything here is plain Python that runs on a worker thread (:func:`plan_launch`) or is
+called by :class:`~.comfy_server.ComfyServer` on the main thread (:class:`RotatingLog`,
+:func:`spawn`). No Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from ...core.fsutil import atomic_write_text
+
+__all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "find_python",
+           "free_port", "plan_launch", "spawn", "write_extra_model_paths"]
+
+# sub-folders of a ComfyUI-style models folder that ComfyUI knows
+MODEL_SUBFOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "clip", "diffusion_models",
+                    "unet", "clip_vision", "controlnet", "upscale_models", "embeddings",
+                    "ipadapter", "style_models", "gligen", "hypernetworks", "photomaker",
+                    "vae_approx", "ultralytics", "sams")
+
+
+def spawn(coro: Any) -> asyncio.Future | None:
+    """Schedule ``coro`` on the running asyncio loop; without one (a test or tool that runs
+    no loop) the coroutine is dropped with a log line instead of failing."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        logger.debug("no running asyncio loop: network work skipped")
+        return None
+    return asyncio.ensure_future(coro)
+
+
+class LaunchProblem(Exception):
+    """The ComfyUI folder or Python cannot be used; ``str(e)`` says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    program: str
+    arguments: tuple[str, ...]
+    cwd: str
+    port: int
+    config: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_python(folder: Path) -> Path | None:
+    """ComfyUI's own Python when the folder carries one (venv, portable build)."""
+    candidates = [folder / "venv" / "bin" / "python", folder / ".venv" / "bin" / "python",
+                  folder / "venv" / "Scripts" / "python.exe",
+                  folder / ".venv" / "Scripts" / "python.exe",
+                  folder.parent / "python_embeded" / "python.exe"]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str = "") -> Path:
+    """Write ComfyUI's extra-model-paths YAML naming our LoRA folder (and the sub-folders of
+    ``models_folder`` that exist) atomically; returns ``target``."""
+    import yaml
+
+    data: dict[str, dict[str, str]] = {"isengard": {"loras": str(lora_folder)}}
+    if models_folder:
+        root = Path(models_folder).expanduser()
+        subs = {name: str(root / name) for name in MODEL_SUBFOLDERS if (root / name).is_dir()}
+        if subs:
+            data["isengard_models"] = subs
+    text = ("# Written by Isengard Desktop for the ComfyUI it starts; rewritten at each start.\n"
+            + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write_text(target, text)
+    return target
+
+
+def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
+                config: Path) -> LaunchPlan:
+    """(worker thread) Check the folder and Python, write the YAML, pick a port.
+    Raises :class:`LaunchProblem` naming what is wrong and how to fix it."""
+    if not folder.strip():
+        raise LaunchProblem("No ComfyUI folder is set. Choose the folder that holds ComfyUI's "
+                            "main.py in Settings → ComfyUI.")
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise LaunchProblem(f"The ComfyUI folder {root} does not exist. Choose the folder "
+                            "that holds ComfyUI's main.py in Settings → ComfyUI.")
+    if not (root / "main.py").is_file():
+        raise LaunchProblem(f"The folder {root} has no main.py, so it is not a ComfyUI "
+                            "folder. Choose the ComfyUI folder itself (the one with main.py) "
+                            "in Settings → ComfyUI.")
+    if python.strip():
+        exe = Path(python).expanduser()
+        if not exe.exists():
+            raise LaunchProblem(f"The Python {exe} does not exist. Choose the Python that "
+                                "ComfyUI runs with (often venv/bin/python in its folder) in "
+                                "Settings → ComfyUI.")
+        if exe.is_dir() or not os.access(exe, os.X_OK):
+            raise LaunchProblem(f"{exe} is not a Python program that can be run. Choose the "
+                                "python executable ComfyUI runs with in Settings → ComfyUI.")
+    else:
+        found = find_python(root)
+        if found is None:
+            raise LaunchProblem("No Python is set for ComfyUI and none was found in "
+                                f"{root}/venv. Choose the Python that ComfyUI runs with in "
+                                "Settings → ComfyUI.")
+        exe = found
+    write_extra_model_paths(config, lora_folder, models_folder)
+    port = free_port()
+    args = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
+            "--preview-method", "auto", "--extra-model-paths-config", str(config),
+            "--disable-auto-launch")
+    return LaunchPlan(str(exe), args, str(root), port, config)
+
+
+class RotatingLog:
+    """Append-only text log capped at ``max_bytes`` with ``backups`` older files."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._fh: Any = None
+        self._size = 0
+        self._failed = False
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")
+        self._size = self._fh.tell()
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", errors="replace")
+        try:
+            if self._fh is None:
+                self._open()
+            if self._size + len(data) > self.max_bytes and self._size > 0:
+                self._rotate()
+            self._fh.write(data)
+            self._size += len(data)
+        except OSError as exc:   # disk full: say so once, keep the server running
+            if not self._failed:
+                self._failed = True
+                logger.warning("cannot write the ComfyUI log {}: {}", self.path, exc)
+
+    def _rotate(self) -> None:
+        self._fh.close()
+        for n in range(self.backups, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{n}"))
+        self._open()
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.flush()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None

@@ -1,0 +1,412 @@
+"""One generation job from request to images on disk (used by the generation service).
+
+:class:`JobRunner.run` picks the workflow, fills its parameters (trigger word, random seed,
+size for the aspect, the quality tier's sampler settings, batch), routes the job to a server
+(:mod:`..core.comfy.routing`), builds the graph for that server (its LoRA name, its auxiliary
+model files), checks it against the server's ``/object_info`` (every gap named), uploads input
+images, runs it through ``ComfyClient.run`` with progress, fetches the images, embeds metadata,
+writes them atomically under ``outputs/generations/<YYYY-MM-DD>/`` and records them in the
+``generations`` table. A job whose server stops answering is retried once on another server.
+Everything runs on the asyncio loop; file work runs on an executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from loguru import logger
+
+from ...core import logging as applog
+from ...core.comfy.errors import ComfyConnectionError, ComfyError, ComfyInterrupted
+from ...core.comfy.jobs import GalleryItem, GenerationProgress, GenerationRequest
+from ...core.comfy.routing import (ModelNeed, NoServerError, Route, canonical_folder,
+                                  choose_server, rank_servers)
+from ...core.db.generations import GenerationsRepository
+from ...core.fsutil import atomic_write_bytes
+from ...core.paths import AppPaths
+from .progress import (ProgressCoalescer, ProgressTracker, await_executor, png_size,
+                                  with_trigger)
+
+__all__ = ["CANCELLED", "Job", "JobFailed", "JobRunner", "ProgressCoalescer", "await_executor",
+           "with_trigger"]
+
+CANCELLED = "Generation cancelled."
+INPUT_PLACEHOLDER = "isengard_input.png"
+UPLOAD_SUBFOLDER = "isengard"
+_IMAGE_FEATURE_INPUT = re.compile(r"^(?P<feature>[a-z]+)_(?P<param>[a-z_]+)$")
+
+
+class JobFailed(Exception):
+    """The job cannot go on; ``str(e)`` is the message for the user."""
+
+
+@dataclass
+class Job:
+    job_id: str
+    request: GenerationRequest
+    cid: str
+    task: asyncio.Future | None = None
+    prompt_id: str = ""
+    server_key: str = ""
+    client: Any = None
+    cancelled: bool = False
+    attempts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    spec: Any
+    params: dict[str, Any]
+    features: dict[str, dict[str, Any]]
+    uploads: dict[tuple[str, str], str]        # (feature or "", param) -> local file
+    needs: list[ModelNeed]
+    model_folder: str
+    seed: int
+    width: int
+    height: int
+    tier: dict[str, Any]
+
+
+class JobRunner:
+    """Runs jobs for the service; see the module docstring."""
+
+    def __init__(self, paths: AppPaths, pool: Any, library: Any, io: Executor,
+                 workflows: Callable[[], Any]) -> None:
+        self.paths = paths
+        self.pool = pool
+        self.library = library
+        self.io = io
+        self.workflows = workflows        # async () -> WorkflowLibrary
+
+    # -- planning ----------------------------------------------------------------------------
+    async def plan(self, job: Job) -> _Plan:
+        from ...core.comfy.presets import size_for, tier_settings
+        from ...core.comfy.workflows import FEATURES, random_seed
+
+        req = job.request
+        lib = await self.workflows()
+        kind = "img2img" if "img2img" in req.features else "txt2img"
+        spec = lib.find(req.family, kind=kind, lora=req.lora is not None)
+        if spec is None:
+            raise JobFailed(f"There is no {kind} workflow for {req.family}"
+                            f"{' with a LoRA' if req.lora else ''} in {lib.folder}.")
+        unknown = sorted(set(req.features) - set(FEATURES) - {"img2img"})
+        if unknown:
+            raise JobFailed(f"Unknown option(s): {', '.join(unknown)}.")
+        features: dict[str, dict[str, Any]] = {}
+        for name in sorted(set(req.features) & set(FEATURES)):
+            if name not in spec.features:
+                feat = lib.features.get(name)
+                why = feat.unsupported if feat is not None and feat.unsupported else \
+                    f"it does not work with {req.family} workflows"
+                raise JobFailed(f"{feat.title if feat else name} cannot be used here: {why}.")
+            features[name] = {}
+        model_param = spec.params.get("model")
+        if not req.model:
+            what = model_param.label if model_param and model_param.label else "model"
+            raise JobFailed(f"Choose a {what} first (the Generate tab lists the files the "
+                            "servers have).")
+        try:
+            width, height = size_for(req.aspect, req.family)
+            tier = tier_settings(req.tier, req.family).as_params()
+        except ValueError as exc:
+            raise JobFailed(str(exc)) from None
+        if not 1 <= int(req.batch) <= 64:
+            raise JobFailed(f"The batch size must be between 1 and 64, not {req.batch}.")
+        seed = int(req.seed) if req.seed is not None else random_seed()
+        prompt = with_trigger(req.prompt, req.lora.trigger) if req.lora else req.prompt
+        values: dict[str, Any] = {"prompt": prompt, "negative": req.negative, "seed": seed,
+                                  "width": width, "height": height, "batch": int(req.batch),
+                                  "model": req.model, **tier,
+                                  "filename_prefix": f"isengard/{job.job_id[:8]}"}
+        if req.lora is not None:
+            values["lora_strength"] = float(req.lora.strength)
+        params = {k: v for k, v in values.items() if spec.accepts(k)}
+        uploads: dict[tuple[str, str], str] = {}
+        if kind == "img2img":
+            init = req.feature_inputs.get("init_image") or req.parent_image
+            if not init:
+                raise JobFailed("Image to image needs a starting image.")
+            uploads[("", "image")] = init
+            if "denoise" in req.feature_inputs and spec.accepts("denoise"):
+                params["denoise"] = float(req.feature_inputs["denoise"])
+        needs = [ModelNeed(canonical_folder(model_param.model_folder if model_param
+                                            else "checkpoints"), req.model)]
+        if req.lora is not None:
+            needs.append(ModelNeed("loras", os.path.basename(req.lora.path)))
+        for key, value in req.feature_inputs.items():
+            match = _IMAGE_FEATURE_INPUT.match(key)
+            if not match or match["feature"] not in features:
+                continue
+            feat = spec.features[match["feature"]]
+            pspec = feat.params.get(match["param"])
+            if pspec is None:
+                raise JobFailed(f"{feat.title} has no setting '{match['param']}'.")
+            if pspec.type == "image":
+                uploads[(feat.name, pspec.name)] = value
+            elif pspec.type == "model":
+                features[feat.name][pspec.name] = value
+                needs.append(ModelNeed(canonical_folder(pspec.model_folder), value))
+            elif pspec.type in ("int", "seed"):
+                features[feat.name][pspec.name] = int(value)
+            elif pspec.type == "float":
+                features[feat.name][pspec.name] = float(value)
+            else:
+                features[feat.name][pspec.name] = value
+        for name, feat in ((n, spec.features[n]) for n in features):
+            for pname, pspec in feat.params.items():
+                if pspec.required and pname not in features[name] \
+                        and (name, pname) not in uploads:
+                    raise JobFailed(f"{feat.title} needs its {pspec.label or pname} "
+                                    f"(give '{name}_{pname}').")
+        return _Plan(spec, params, features, uploads, needs, needs[0].folder, seed, width,
+                     height, tier)
+
+    def _graph(self, plan: _Plan, route: Route, server: Any,
+               uploaded: Mapping[tuple[str, str], str] | None = None) -> dict:
+        from ...core.comfy.workflows import build_graph
+
+        params = dict(plan.params)
+        params["model"] = route.name_for(plan.model_folder, params["model"])
+        features = {k: dict(v) for k, v in plan.features.items()}
+        for need in plan.needs[1:]:
+            if need.folder == "loras" and "lora" in plan.spec.params:
+                params["lora"] = route.name_for("loras", need.name)
+        for name, values in features.items():
+            for pname, value in list(values.items()):
+                pspec = plan.spec.features[name].params[pname]
+                if pspec.type == "model":
+                    values[pname] = route.name_for(canonical_folder(pspec.model_folder), value)
+        for (feature, pname), local in plan.uploads.items():
+            name = (uploaded or {}).get((feature, pname), INPUT_PLACEHOLDER)
+            (features[feature] if feature else params)[pname] = name
+        return build_graph(plan.spec, params, features=features,
+                           object_info=server.object_info)
+
+    def _check(self, graph: dict, server: Any, plan: _Plan) -> list[str]:
+        from ...core.comfy.workflows import check_graph
+
+        gaps = check_graph(graph, server.object_info or {})
+        # input images are uploaded right before the run; the server cannot list them yet
+        return [g.message for g in gaps
+                if not (plan.uploads and g.class_type == "LoadImage" and g.input_name == "image")]
+
+    async def _choose(self, plan: _Plan, job: Job, exclude: set[str],
+                      refreshed: list[bool]) -> tuple[Route, Any]:
+        """The best server whose graph passes the check; refreshes model lists once."""
+        lora_folder = str(self.paths.loras)
+        while True:
+            routes, _ = rank_servers(self.pool.views(), plan.needs, model=plan.needs[0].name,
+                                     exclude=exclude, lora_folder=lora_folder)
+            if not routes and not refreshed[0]:
+                refreshed[0] = True          # a new LoRA or model may not be listed yet
+                await self.pool.refresh()
+                continue
+            if not routes:
+                try:
+                    choose_server(self.pool.views(), plan.needs, exclude=exclude,
+                                  lora_folder=lora_folder)
+                except NoServerError as exc:
+                    raise JobFailed(str(exc)) from None
+            problems: list[tuple[Any, list[str]]] = []
+            for route in routes:
+                server = self.pool.get(route.server)
+                if server is None:
+                    continue
+                try:
+                    gaps = self._check(self._graph(plan, route, server), server, plan)
+                except ValueError as exc:       # WorkflowError
+                    gaps = [str(exc)]
+                if not gaps:
+                    return route, server
+                problems.append((server, gaps))
+            if not problems:
+                raise JobFailed("The servers changed while the job was being routed; "
+                                "try again.")
+            if len(problems) == 1:
+                server, gaps = problems[0]
+                raise JobFailed(f"The workflow '{plan.spec.title}' cannot run on "
+                                f"{server.label}:\n" + "\n".join(f"• {g}" for g in gaps))
+            raise JobFailed(f"The workflow '{plan.spec.title}' cannot run on any server:\n"
+                            + "\n".join(f"• {s.label}: {g}" for s, gaps in problems
+                                        for g in gaps))
+
+    # -- running -----------------------------------------------------------------------------
+    async def run(self, job: Job, progress: Callable[[GenerationProgress], None]
+                  ) -> list[GalleryItem]:
+        with applog.correlation(job.cid):
+            plan = await self.plan(job)
+            exclude: set[str] = set()
+            refreshed = [False]
+            retried = False
+            while True:
+                route, server = await self._choose(plan, job, exclude, refreshed)
+                try:
+                    result, graph = await self._run_on(job, plan, route, server, progress)
+                    break
+                except ComfyConnectionError as exc:
+                    if job.cancelled:
+                        raise JobFailed(CANCELLED) from None
+                    logger.warning("job {}: server {} failed: {}", job.job_id, server.label, exc)
+                    reason = str(exc)
+                    if server.kind == "managed" and not server.healthy and server.message:
+                        # the supervisor knows better than "connection closed"
+                        reason = f"{server.label} stopped during the job: {server.message}"
+                    self.pool.mark_failed(server.key, str(exc))
+                    exclude.add(server.key)
+                    if retried:
+                        raise JobFailed(f"{reason} The job had already been retried once, so "
+                                        "it was stopped.") from None
+                    retried = True
+                    routes, _ = rank_servers(self.pool.views(), plan.needs, exclude=exclude)
+                    if not routes:
+                        raise JobFailed(f"{reason} No other server can take the job."
+                                        ) from None
+                    logger.info("job {}: retrying on another server", job.job_id)
+            server.loaded_model = route.name_for(plan.model_folder, plan.needs[0].name)
+            images = []
+            for ref in result.images:
+                try:
+                    images.append(await job.client.fetch_image(ref))
+                except ComfyError as exc:
+                    raise JobFailed(str(exc)) from None
+            if not images:
+                raise JobFailed(f"ComfyUI at {server.url} finished the job but returned no "
+                                "image.")
+            return await self._save(job, plan, server, graph, result.prompt_id, images)
+
+    async def _run_on(self, job: Job, plan: _Plan, route: Route, server: Any,
+                      progress: Callable[[GenerationProgress], None]) -> tuple[Any, dict]:
+        client = server.client
+        if client is None:
+            raise ComfyConnectionError(f"{server.label} is not connected.", server=server.url)
+        job.server_key, job.client = server.key, client
+        job.attempts.append(server.key)
+        # counted from the moment it is routed, so jobs submitted together spread out
+        server.in_flight += 1
+        self.pool.emit_if_changed()
+        try:
+            return await self._upload_and_run(job, plan, route, server, client, progress)
+        finally:
+            server.in_flight = max(0, server.in_flight - 1)
+            self.pool.emit_if_changed()
+            self.pool.poll_queue(server.key)     # so "busy · queue N" ends now, not at a poll
+
+    async def _upload_and_run(self, job: Job, plan: _Plan, route: Route, server: Any,
+                              client: Any, progress: Callable[[GenerationProgress], None]
+                              ) -> tuple[Any, dict]:
+        uploaded: dict[tuple[str, str], str] = {}
+        for key, local in plan.uploads.items():
+            path = Path(local)
+            try:
+                data = await await_executor(self.io, path.read_bytes)
+            except OSError as exc:
+                raise JobFailed(f"Cannot read the input image {path}: "
+                                f"{exc.strerror or exc}.") from None
+            name = f"{job.job_id[:8]}-{key[0] or 'init'}-{path.stem[:40]}{path.suffix or '.png'}"
+            uploaded[key] = await client.upload_image(data, name, subfolder=UPLOAD_SUBFOLDER,
+                                                      overwrite=True)
+        graph = self._graph(plan, route, server, uploaded)
+        job.prompt_id = str(uuid.uuid4())
+        logger.info("job {}: {} on {} (prompt {})", job.job_id, plan.spec.name, server.label,
+                    job.prompt_id)
+        try:
+            if job.cancelled:
+                raise JobFailed(CANCELLED)
+            result = await client.run(
+                graph, prompt_id=job.prompt_id,
+                extra_data={"isengard": {"correlation_id": job.cid, "job_id": job.job_id}},
+                on_event=ProgressTracker(job.job_id, server.key, graph, progress))
+        except ComfyInterrupted:
+            if job.cancelled:
+                raise JobFailed(CANCELLED) from None
+            raise
+        except ComfyError as exc:
+            if isinstance(exc, ComfyConnectionError):
+                raise
+            raise JobFailed(str(exc)) from None
+        return result, graph
+
+    # -- saving ------------------------------------------------------------------------------
+    async def _save(self, job: Job, plan: _Plan, server: Any, graph: dict, prompt_id: str,
+                    images: list[bytes]) -> list[GalleryItem]:
+        from ...core.comfy import metadata
+
+        req = job.request
+        lora = req.lora
+        character_id = req.character_id if req.character_id is not None else \
+            (lora.character_id if lora else None)
+        status = "staging" if req.target == "staging" else "gallery"
+        prompt = str(plan.params.get("prompt", req.prompt))
+        base_params: dict[str, Any] = {
+            "prompt": req.prompt, "negative": req.negative, "family": req.family,
+            "model": req.model, "aspect": req.aspect, "tier": req.tier, "seed": plan.seed,
+            "batch": req.batch, "width": plan.width, "height": plan.height, **plan.tier,
+            "features": sorted(req.features), "feature_inputs": dict(req.feature_inputs),
+            "target": req.target, "character_id": character_id,
+            "parent_image": req.parent_image,
+            "lora": None if lora is None else {"character_id": lora.character_id,
+                                               "path": lora.path, "strength": lora.strength,
+                                               "trigger": lora.trigger},
+        }
+        negative = req.negative if "negative" in plan.params else ""
+        parameters = metadata.a1111_parameters(
+            prompt, negative, plan.tier["steps"], plan.tier["sampler"],
+            plan.tier["cfg"], plan.seed, plan.width, plan.height, req.model,
+            lora=os.path.basename(lora.path) if lora else None,
+            strength=lora.strength if lora else None, scheduler=plan.tier.get("scheduler"),
+            guidance=plan.tier.get("guidance") if "guidance" in plan.params else None,
+            denoise=plan.params.get("denoise"))
+        folder = self.paths.outputs / "generations" / datetime.now().strftime("%Y-%m-%d")
+        stamp = datetime.now().strftime("%H%M%S")
+
+        def write() -> list[tuple[str, int, int]]:
+            out = []
+            for index, data in enumerate(images):
+                isengard = {"job_id": job.job_id, "prompt_id": prompt_id,
+                            "character_id": character_id, "lora": base_params["lora"],
+                            "seed": plan.seed, "batch_index": index,
+                            "workflow": plan.spec.name, "model": req.model,
+                            "parent_image": req.parent_image, "server": server.url}
+                size = png_size(data)
+                if size is not None:
+                    data = metadata.embed_metadata(data, parameters=parameters,
+                                                   prompt_graph=graph, isengard=isengard)
+                ext = ".png" if size is not None else ".bin"
+                path = folder / f"{stamp}-{job.job_id[:8]}-{index + 1:02d}{ext}"
+                atomic_write_bytes(path, data)
+                w, h = size or (plan.width, plan.height)
+                out.append((str(path), int(w), int(h)))
+            return out
+
+        written = await await_executor(self.io, write)
+        rows = [GalleryItem(0, job.job_id, path, prompt, req.negative, plan.seed, w, h,
+                            plan.spec.name, req.model, lora.path if lora else "",
+                            float(lora.strength) if lora else 0.0, character_id, status,
+                            {**base_params, "batch_index": i}, "", server.url,
+                            req.parent_image, prompt_id)
+                for i, (path, w, h) in enumerate(written)]
+        outputs = self.paths.outputs
+        future = asyncio.get_event_loop().create_future()
+
+        def ok(items: list[GalleryItem]) -> None:
+            if not future.done():
+                future.set_result(items)
+
+        def bad(exc: BaseException) -> None:
+            if not future.done():
+                future.set_exception(exc)
+
+        self.library.run_db(lambda conn: GenerationsRepository(conn, outputs).insert(rows),
+                            ok, bad)
+        items = await future
+        logger.info("job {}: {} image(s) saved in {}", job.job_id, len(items), folder)
+        return items

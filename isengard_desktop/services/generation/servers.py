@@ -1,0 +1,456 @@
+"""The ComfyUI servers the generation service can use: the managed local one and remote URLs.
+
+:class:`ServerPool` keeps one :class:`~..core.comfy.client.ComfyClient` per server, polls
+each one's health every few seconds (``/system_stats`` + ``/queue``; a server's ``/queue``
+also right after a job ends there, :meth:`ServerPool.poll_queue`), fetches its
+``/object_info`` once when it becomes healthy (and again on :meth:`ServerPool.refresh`, whose
+answer is always read after the refresh was asked for), and emits ``changed`` with fresh
+:class:`ServerStatus` values only when something the user can see changed (not on every poll).
+:meth:`ServerPool.shutdown` works with or without a running asyncio loop (without one, the
+clients' sockets are closed synchronously: :mod:`.generation_sockets`). The managed server's process is a
+:class:`~.comfy_server.ComfyServer`; its readiness probe fetches ``/object_info`` through the
+same client, so the model lists are known the moment it turns ready.
+
+Signals:
+    changed(tuple[ServerStatus, ...]): the servers' states changed.
+    models_changed(str): a server's model lists (object_info) were (re)read; its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterable
+
+from loguru import logger
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ...core.comfy.jobs import ServerStatus
+from ...core.comfy.routing import ServerView, models_from_object_info
+from ...core.paths import AppPaths
+from .comfy_server import ComfyServer, spawn
+from .server_state import VRAM_STEP, Server, server_label, significant
+from .sockets import cancel_quietly, close_transports_now, url_peer
+
+__all__ = ["MANAGED_KEY", "VRAM_STEP", "Server", "ServerPool", "server_label", "spawn"]
+
+MANAGED_KEY = "local"
+
+
+class ServerPool(QObject):
+    """Servers, their clients and health. See the module docstring."""
+
+    changed = Signal(object)
+    models_changed = Signal(str)
+
+    def __init__(self, paths: AppPaths, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.paths = paths
+        # tunables (tests shorten them)
+        self.poll_interval_s = 3.0
+        self.poll_timeout_s = 5.0
+        self.info_timeout_s = 60.0
+        self.client_timeout_s = 30.0
+        self.client_liveness_s = 5.0
+        self.client_reconnect_delays: tuple[float, ...] = (0.2, 0.5, 1, 2, 5)
+        self._servers: dict[str, Server] = {}
+        self._order: list[str] = []
+        self._last: tuple[ServerStatus, ...] | None = None
+        self._closing: set[asyncio.Future] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None   # where the clients' sockets live
+        self._peers: set[tuple[str, int]] = set()             # every server address used
+        self._closed = False
+        self.managed = ComfyServer(paths, MANAGED_KEY, probe=self._probe_managed, parent=self)
+        self.managed.state_changed.connect(self._on_managed_state)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.poll_all)
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, key: str) -> Server | None:
+        return self._servers.get(key)
+
+    def servers(self) -> list[Server]:
+        return [self._servers[k] for k in self._order if k in self._servers]
+
+    def statuses(self) -> tuple[ServerStatus, ...]:
+        return tuple(s.status() for s in self.servers())
+
+    def views(self) -> list[ServerView]:
+        return [s.view() for s in self.servers()]
+
+    def healthy(self) -> list[Server]:
+        return [s for s in self.servers() if s.healthy and s.object_info is not None]
+
+    # -- configuration -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._timer.start(int(self.poll_interval_s * 1000))
+        self.poll_all()
+        # At app start the asyncio loop is not running yet (polls are skipped without one):
+        # poll again as soon as the event loop turns, not one interval later.
+        QTimer.singleShot(0, self.poll_all)
+
+    def configure(self, comfyui_folder: str, comfyui_python: str, models_folder: str,
+                  remote_urls: Iterable[str]) -> None:
+        """Apply Settings: (re)start or stop the managed server, add/remove remote ones."""
+        if self._closed:
+            return
+        changed = self.managed.configure(comfyui_folder, comfyui_python, models_folder)
+        if comfyui_folder.strip():
+            if MANAGED_KEY not in self._servers:
+                self._add(Server(MANAGED_KEY, "", "This computer (managed ComfyUI)", "managed"),
+                          first=True)
+            if changed and self.managed.is_running:
+                self.managed.restart()
+            elif not self.managed.is_running and (changed or self.managed.state == "stopped"):
+                self.managed.start()
+        elif MANAGED_KEY in self._servers:
+            self.managed.stop()
+            self._remove(MANAGED_KEY)
+
+        wanted: list[str] = []
+        remote_urls = list(remote_urls)
+        if remote_urls:   # (httpx loads with the client: ~130 ms, not needed without servers)
+            from ...core.comfy.client import normalize_url
+        for raw in remote_urls:
+            try:
+                url = normalize_url(raw)
+            except ValueError as exc:
+                logger.warning("ignoring ComfyUI server {!r}: {}", raw, exc)
+                continue
+            if url not in wanted:
+                wanted.append(url)
+        for key in [k for k, s in self._servers.items() if s.kind == "remote"
+                    and k not in wanted]:
+            self._remove(key)
+        for url in wanted:
+            if url not in self._servers:
+                server = Server(url, url, server_label(url), "remote")
+                server.message = "Not contacted yet."
+                self._add(server)
+                self._ensure_client(server)
+                self._track(server, self._poll(server))
+        self._order = [k for k in [MANAGED_KEY, *wanted] if k in self._servers]
+        self.emit_if_changed()
+
+    def _add(self, server: Server, first: bool = False) -> None:
+        self._servers[server.key] = server
+        if first:
+            self._order.insert(0, server.key)
+        else:
+            self._order.append(server.key)
+
+    def _remove(self, key: str) -> None:
+        server = self._servers.pop(key, None)
+        if key in self._order:
+            self._order.remove(key)
+        if server is not None:
+            server.removed = True
+            self._close_client(server)
+
+    # -- clients -----------------------------------------------------------------------------
+    def _ensure_client(self, server: Server) -> Any:
+        if server.client is not None and server.client.base_url == server.url:
+            return server.client
+        self._close_client(server)
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        self._peers.add(url_peer(server.url))
+        import httpx
+
+        from ...core.comfy.client import ComfyClient
+
+        http = None
+        if server.url.startswith("http://"):
+            # plain HTTP needs no certificates: this client is made in well under a millisecond
+            http = httpx.AsyncClient(verify=False, trust_env=False,
+                                     timeout=httpx.Timeout(self.client_timeout_s))
+        server.http = http
+        server.client = ComfyClient(server.url, http=http, timeout=self.client_timeout_s,
+                                    reconnect_delays=self.client_reconnect_delays,
+                                    liveness_interval=self.client_liveness_s)
+        return server.client
+
+    def _track(self, server: Server, coro: Any) -> asyncio.Future | None:
+        """Run a poll/fetch of ``server``; it is cancelled before its client closes."""
+        future = spawn(coro)
+        if future is not None:
+            server.tasks.add(future)
+            future.add_done_callback(server.tasks.discard)
+        return future
+
+    def _close_client(self, server: Server) -> None:
+        client, http = server.client, server.http
+        server.client = server.http = None
+        server.info_task = server.info_queued = None
+        tasks = [t for t in server.tasks if not t.done()]
+        for task in tasks:
+            cancel_quietly(task)
+        if client is None:
+            return
+
+        peer = url_peer(server.url)
+
+        async def close() -> None:
+            try:
+                if tasks:   # requests in flight end before their connections are closed
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                await client.aclose()
+            finally:
+                if http is not None:
+                    await http.aclose()
+
+        def closed(future: asyncio.Future) -> None:
+            self._closing.discard(future)
+            if future.cancelled():   # the loop is being torn down (maybe before it started)
+                close_transports_now(future.get_loop(), [peer])
+
+        future = spawn(close())
+        if future is not None:
+            self._closing.add(future)
+            future.add_done_callback(closed)
+
+    # -- managed server ----------------------------------------------------------------------
+    async def _probe_managed(self, url: str) -> dict:
+        server = self._servers.get(MANAGED_KEY)
+        if server is None:
+            raise RuntimeError("the managed server was removed")
+        server.url = url
+        client = self._ensure_client(server)
+        task = asyncio.current_task()
+        if task is not None:
+            server.tasks.add(task)          # so closing the client waits for it
+        try:
+            info = await asyncio.wait_for(client.object_info(refresh=True),
+                                          self.info_timeout_s)
+        finally:
+            server.tasks.discard(task)
+        self._set_object_info(server, info)
+        return info
+
+    def _on_managed_state(self, state: str, message: str) -> None:
+        server = self._servers.get(MANAGED_KEY)
+        if server is None:
+            return
+        if state == "ready":
+            server.url = self.managed.url
+            server.state, server.message = "ready", ""
+            server.last_ok = time.monotonic()
+            self._track(server, self._poll(server))
+        else:
+            was_healthy = server.healthy
+            server.state, server.message = state, message
+            if was_healthy:
+                # the process went away: fail runs in flight now so they can be retried
+                self._close_client(server)
+                server.object_info = server.models = None
+                server.queue_length = 0
+        self.emit_if_changed()
+
+    # -- polling -----------------------------------------------------------------------------
+    def poll_all(self) -> None:
+        for server in self.servers():
+            if server.polling or self._closed:
+                continue
+            if server.kind == "managed" and self.managed.state != "ready":
+                continue      # the process supervisor says when it is up
+            self._track(server, self._poll(server))
+
+    async def _poll(self, server: Server) -> None:
+        if server.polling or server.removed or self._closed:
+            return
+        server.polling = True
+        try:
+            client = self._ensure_client(server)
+            stats = await asyncio.wait_for(client.system_stats(), self.poll_timeout_s)
+            server.queue_asked += 1
+            stamp = server.queue_asked
+            queue = await asyncio.wait_for(client.queue(), self.poll_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if server.removed:
+                return
+            self._poll_failed(server, exc)
+        else:
+            if server.removed:
+                return
+            server.gpu_name = stats.gpu_name
+            server.vram_total, server.vram_free = stats.vram_total, stats.vram_free
+            self._apply_queue(server, stamp, queue.length)
+            server.last_ok = time.monotonic()
+            came_up = not server.healthy
+            if came_up:
+                logger.info("ComfyUI server {} is reachable", server.label)
+                server.state, server.message = "ready", ""
+            if server.object_info is None or (came_up and server.kind == "remote"):
+                self.fetch_object_info(server)   # once each time it becomes healthy
+        finally:
+            server.polling = False
+            self.emit_if_changed()
+
+    def _poll_failed(self, server: Server, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.TimeoutError):
+            reason = (f"ComfyUI at {server.url} did not answer within "
+                      f"{self.poll_timeout_s:g} s.")
+        else:
+            reason = str(exc) or type(exc).__name__
+        if server.kind == "managed":
+            if server.healthy:
+                server.state, server.message = "offline", reason
+            return
+        if server.healthy:
+            logger.warning("ComfyUI server {} went offline: {}", server.label, reason)
+        server.state, server.message = "offline", reason
+        server.queue_length = 0
+
+    def _apply_queue(self, server: Server, stamp: int, length: int) -> None:
+        """A /queue answer: kept unless a read sent later was applied already."""
+        if stamp > server.queue_applied:
+            server.queue_applied = stamp
+            server.queue_length = length
+
+    def poll_queue(self, key: str) -> asyncio.Future | None:
+        """Read one server's /queue now (a job just ended there), so its state does not
+        stay "busy" until the next poll."""
+        server = self._servers.get(key)
+        if server is None or server.removed or self._closed or not server.healthy \
+                or server.client is None:
+            return None
+        client = server.client
+
+        async def read() -> None:
+            server.queue_asked += 1
+            stamp = server.queue_asked
+            try:
+                queue = await asyncio.wait_for(client.queue(), self.poll_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("could not read /queue of {}: {}", server.label, exc)
+                return
+            if not server.removed and server.healthy:
+                self._apply_queue(server, stamp, queue.length)
+                self.emit_if_changed()
+
+        return self._track(server, read())
+
+    def fetch_object_info(self, server: Server, *, fresh: bool = False
+                          ) -> asyncio.Future | None:
+        """Read the server's /object_info, one request at a time; returns the fetch.
+
+        Without ``fresh`` a fetch already running is returned. With ``fresh`` the answer is
+        read after this call: a fetch whose request is already out (it may predate a change
+        on the server) is followed by a new one (or one already queued behind it)."""
+        current = server.info_task
+        busy = current is not None and not current.done()
+        if busy and not fresh:
+            return current
+        if server.removed or self._closed:
+            return None
+        if busy:
+            queued = server.info_queued
+            if queued is not None and not queued.done():
+                return queued          # its request is not sent yet
+        after = current if busy else None
+
+        async def fetch() -> None:
+            if after is not None:
+                await asyncio.wait({after})           # (waits without cancelling it)
+                if server.info_queued is asyncio.current_task():
+                    server.info_queued = None
+                if server.removed or self._closed:
+                    return
+            client = self._ensure_client(server)
+            try:
+                info = await asyncio.wait_for(client.object_info(refresh=True),
+                                              self.info_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("could not read /object_info of {}: {}", server.label, exc)
+                return
+            if not server.removed:
+                self._set_object_info(server, info)
+
+        task = self._track(server, fetch())
+        server.info_task = task
+        if after is not None:
+            server.info_queued = task
+        return task
+
+    def _set_object_info(self, server: Server, info: dict) -> None:
+        server.object_info = info
+        server.models = models_from_object_info(info)
+        logger.info("ComfyUI server {}: {} node classes, {} LoRAs", server.label, len(info),
+                    len(server.models.get("loras", ())))
+        self.models_changed.emit(server.key)
+
+    async def refresh(self, keys: Iterable[str] | None = None) -> None:
+        """Re-read /object_info of the healthy servers (all, or ``keys``); when it returns,
+        the lists were read after it was called (e.g. a LoRA copied there just before)."""
+        wanted = set(keys) if keys is not None else None
+        tasks = []
+        for server in self.servers():
+            if server.healthy and (wanted is None or server.key in wanted):
+                task = self.fetch_object_info(server, fresh=True)
+                if task is not None:
+                    tasks.append(task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.emit_if_changed()
+
+    def mark_failed(self, key: str, message: str) -> None:
+        """A job found the server gone: show it offline until the next good poll."""
+        server = self._servers.get(key)
+        if server is None or not server.healthy:
+            return
+        server.state, server.message = "offline", message
+        self.emit_if_changed()
+
+    def emit_if_changed(self) -> None:
+        """Emit ``changed`` when something the user sees changed (free VRAM only when it
+        moved by more than :data:`VRAM_STEP`, not on every poll)."""
+        statuses = self.statuses()
+        if self._last is None or significant(statuses) != significant(self._last):
+            self._last = statuses
+            self.changed.emit(statuses)
+
+    # -- shutdown ----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop polling and the managed process tree (blocks briefly). With a running loop
+        the clients close on it (:meth:`aclose` waits for that); without one (the app's loop
+        has stopped or is closed) their sockets are closed here, synchronously. Never raises."""
+        if self._closed:
+            self._sweep()
+            return
+        self._closed = True
+        self._timer.stop()
+        try:
+            self.managed.shutdown()
+        except Exception as exc:     # app quit goes on; the reason is in the log
+            logger.opt(exception=exc).error("stopping the managed ComfyUI failed")
+        for server in list(self._servers.values()):
+            server.removed = True
+            try:
+                self._close_client(server)
+            except Exception as exc:
+                logger.warning("closing the client of {} failed: {}", server.label, exc)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Without a running loop: close what the clients left open, synchronously (also
+        on a second shutdown, after closes the loop never finished)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is not None:
+                closed = close_transports_now(self._loop, self._peers)
+                logger.debug("no running loop at shutdown: {} connection(s) closed", closed)
+
+    async def aclose(self) -> None:
+        """:meth:`shutdown`, then wait until every client is closed."""
+        self.shutdown()
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)

@@ -1,0 +1,474 @@
+"""The generation service: ComfyUI backends, job routing, jobs, gallery and staging.
+
+It owns the server pool (:mod:`.generation_servers`: the managed local ComfyUI started from
+Settings' ComfyUI folder, and remote servers health-polled every few seconds), runs jobs
+(:mod:`.generation_jobs`: route → build → check → upload → run → fetch → metadata → disk →
+``generations`` table) and keeps the gallery and the per-character staging area in memory.
+Keep adds staged images to the character's dataset through the library (caption with the
+trigger word, ``source = "synthetic"``); Discard (staging) and Delete (gallery) send them to
+the OS trash, one move at a time (:mod:`.generation_trash`).
+
+Network work runs on the running asyncio loop (qasync in the app); file work on an executor;
+every DB write goes through ``LibraryService.run_db``. Call ``LibraryService.start()`` before
+:meth:`GenerationService.start` and :meth:`GenerationService.shutdown` before
+``LibraryService.shutdown()``. :meth:`GenerationService.shutdown` works with or without a
+running asyncio loop and never raises.
+
+Signals:
+    servers_changed(tuple[ServerStatus, ...]): a server's state, GPU, VRAM or queue changed.
+    job_started(str): job id; the job is being routed/run.
+    job_progress(GenerationProgress): at most ~10 a second per job; the last one always
+        comes before ``job_finished``.
+    job_finished(str, tuple[GalleryItem, ...]): job id and its images (saved and recorded).
+    job_failed(str, str): job id and a message for the user (names the node, input, value,
+        model or server; "Generation cancelled." after :meth:`cancel`).
+    gallery_changed(): the gallery or a staging area changed; re-read them.
+    failed(str): Keep, Discard or Delete could not finish (names the file and why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable
+
+from loguru import logger
+from PySide6.QtCore import QObject, Signal
+
+from ...core import logging as applog
+from ...core.comfy.errors import ComfyError
+from ...core.comfy.jobs import (TARGETS, GalleryItem, GenerationRequest, ServerStatus)
+from ...core.comfy.routing import lora_visibility
+from ...core.dataset.captions import prepend_trigger
+from ...core.db.generations import GenerationsRepository
+from ...core.paths import AppPaths
+from .jobs import CANCELLED, Job, JobFailed, JobRunner, ProgressCoalescer
+from .servers import MANAGED_KEY, ServerPool, spawn
+from .sockets import cancel_quietly
+from .trash import TrashMover
+from ..ops import run_in_executor
+
+__all__ = ["GenerationService"]
+
+
+class GenerationService(QObject):
+    """See the module docstring for what it does and the signals it emits."""
+
+    servers_changed = Signal(object)
+    job_started = Signal(str)
+    job_progress = Signal(object)
+    job_finished = Signal(str, object)
+    job_failed = Signal(str, str)
+    gallery_changed = Signal()
+    failed = Signal(str)
+
+    def __init__(self, paths: AppPaths, settings_service: Any, library: Any,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.paths = paths
+        self.settings_service = settings_service
+        self.library = library
+        self.pool = ServerPool(paths, self)
+        self.pool.changed.connect(self.servers_changed.emit)
+        # model lists changed: model_choices/feature_support/lora_visibility answer differently
+        self.pool.models_changed.connect(lambda _key: self._announce_servers())
+        self.progress_interval_ms = 100
+        self.is_ready = False
+        self._io = ThreadPoolExecutor(2, thread_name_prefix="generation-io")
+        self._trash = TrashMover()
+        self._runner = JobRunner(paths, self.pool, library, self._io, self._workflow_library)
+        self._jobs: dict[str, Job] = {}
+        self._tasks: set[asyncio.Future] = set()
+        self._items: dict[int, GalleryItem] = {}
+        self._workflows: Any = None
+        self._workflows_error: BaseException | None = None
+        self._workflows_waiters: list[asyncio.Future] = []
+        self._items_loaded = False
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load workflows and the gallery off the UI thread, start or poll the servers."""
+        if self._started:
+            return
+        self._started = True
+        def load_workflows() -> Any:
+            # imported here, off the UI thread: the manifest reader pulls in PyYAML (~60 ms)
+            from ...core.comfy.workflows import WorkflowLibrary
+
+            return WorkflowLibrary.load()
+
+        run_in_executor(self._io, load_workflows, self._on_workflows, self._on_workflows_failed)
+        outputs = self.paths.outputs
+        self.library.run_db(
+            lambda conn: GenerationsRepository(conn, outputs).list_items(("gallery", "staging")),
+            self._on_items_loaded)
+        self.settings_service.settings_changed.connect(self._apply_settings)
+        self.library.data_changed.connect(self._on_library_changed)
+        self._apply_settings(self.settings_service.settings)
+        self.pool.start()
+
+    def shutdown(self) -> None:
+        """App quit: cancel jobs, stop the managed ComfyUI process tree (blocks a few seconds
+        at most). With a running loop the network clients close on it (see :meth:`aclose`);
+        without one (stopped or closed) their connections are closed here. Never raises."""
+        if self._closed:
+            self.pool.shutdown()     # (a second call without a loop closes what is left)
+            return
+        self._closed = True
+        for job in self._jobs.values():
+            job.cancelled = True
+        for task in list(self._tasks):
+            cancel_quietly(task)
+        for step in (self.pool.shutdown, self._trash.shutdown,
+                     lambda: self._io.shutdown(wait=True, cancel_futures=True)):
+            try:
+                step()
+            except Exception as exc:   # the app is quitting: log it, go on with the rest
+                logger.opt(exception=exc).error("generation shutdown step failed")
+
+    async def aclose(self) -> None:
+        """:meth:`shutdown`, then wait for jobs and network clients to finish closing."""
+        self.shutdown()
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        await self.pool.aclose()
+
+    def _apply_settings(self, settings: Any) -> None:
+        self.pool.configure(settings.comfyui_folder, settings.comfyui_python,
+                            settings.comfyui_models_folder, settings.remote_servers)
+
+    def _on_library_changed(self, change: Any) -> None:
+        if getattr(change, "loras", False) and not self._closed:
+            self.refresh_servers()    # a newly trained LoRA shows up in the servers' lists
+
+    def _announce_servers(self) -> None:
+        if not self._closed:
+            self.servers_changed.emit(self.pool.statuses())
+
+    def _on_workflows(self, library: Any) -> None:
+        self._workflows = library
+        self._check_ready()
+        self._announce_servers()
+        for waiter in self._workflows_waiters:
+            if not waiter.done():
+                waiter.set_result(library)
+        self._workflows_waiters.clear()
+
+    def _on_workflows_failed(self, exc: BaseException) -> None:
+        logger.error("cannot load the workflows: {}", exc)
+        self._workflows_error = exc
+        self._check_ready()
+        for waiter in self._workflows_waiters:
+            if not waiter.done():
+                waiter.set_exception(JobFailed(f"The workflows cannot be loaded: {exc}"))
+        self._workflows_waiters.clear()
+
+    async def _workflow_library(self) -> Any:
+        if self._workflows is not None:
+            return self._workflows
+        if self._workflows_error is not None:
+            raise JobFailed(f"The workflows cannot be loaded: {self._workflows_error}")
+        waiter = asyncio.get_event_loop().create_future()
+        self._workflows_waiters.append(waiter)
+        return await waiter
+
+    def _on_items_loaded(self, items: list[GalleryItem]) -> None:
+        for item in items:
+            self._items.setdefault(item.id, item)
+        self._items_loaded = True
+        self._check_ready()
+        self.gallery_changed.emit()
+
+    def _check_ready(self) -> None:
+        """Ready once the gallery is loaded and the workflows are loaded (or failed)."""
+        workflows_done = self._workflows is not None or self._workflows_error is not None
+        self.is_ready = self._items_loaded and workflows_done
+
+    # -- servers ---------------------------------------------------------------------------
+    def servers(self) -> tuple[ServerStatus, ...]:
+        return self.pool.statuses()
+
+    def refresh_servers(self) -> None:
+        """Re-read every healthy server's model lists (e.g. after adding a model); the lists
+        are read after this call, even when a read was already under way."""
+        if not self._closed:
+            spawn(self.pool.refresh())
+
+    def restart_local_server(self) -> None:
+        """Restart the managed ComfyUI (after an error, or to pick up new custom nodes)."""
+        if MANAGED_KEY in {s.key for s in self.pool.servers()}:
+            self.pool.managed.restart()
+
+    @property
+    def local_log_path(self) -> str:
+        return str(self.pool.managed.log_path)
+
+    def _model_spec(self, family: str, lora: bool = False) -> Any:
+        if self._workflows is None:
+            return None
+        return self._workflows.find(family, kind="txt2img", lora=lora)
+
+    def model_choices(self, family: str) -> list[str]:
+        """Main model files (checkpoints or diffusion models) the healthy servers list for
+        ``family`` workflows, sorted, without duplicates."""
+        from ...core.comfy.workflows import model_choices
+
+        spec = self._model_spec(family)
+        param = spec.params.get("model") if spec is not None else None
+        if param is None:
+            return []
+        names: set[str] = set()
+        for server in self.pool.healthy():
+            names.update(model_choices(server.object_info, param.model_folder))
+        return sorted(names, key=str.casefold)
+
+    def models(self, folder: str) -> list[str]:
+        """Files of a model folder (``controlnet``, ``loras``, ``upscale_models`` ...) that
+        the healthy servers list, sorted, without duplicates."""
+        from ...core.comfy.workflows import model_choices
+
+        names: set[str] = set()
+        for server in self.pool.healthy():
+            names.update(model_choices(server.object_info or {}, folder))
+        return sorted(names, key=str.casefold)
+
+    def feature_support(self, family: str, feature: str, lora: bool) -> tuple[bool, str]:
+        """Whether a toggle (upscale, controlnet, ipadapter, facedetailer) can work for
+        ``family`` on some healthy server, and if not, exactly what is missing where."""
+        from ...core.comfy.workflows import feature_support
+
+        spec = self._model_spec(family, lora)
+        if spec is None:
+            return False, ("the workflows are still loading" if self._workflows is None
+                           else f"there is no {family} workflow")
+        if feature not in spec.features:
+            feat = self._workflows.features.get(feature)
+            if feat is None:
+                return False, f"unknown option {feature!r}"
+            return False, feat.unsupported or f"{feat.title} does not work with {family}"
+        servers = self.pool.healthy()
+        if not servers:
+            return False, "no ComfyUI server is running"
+        reasons = []
+        for server in servers:
+            ok, why = feature_support(family, feature, server.object_info,
+                                      library=self._workflows)
+            if ok:
+                return True, ""
+            reasons.append((server.label, why))
+        if len(reasons) == 1:
+            return False, reasons[0][1]
+        return False, "; ".join(f"{label}: {why}" for label, why in reasons)
+
+    def lora_visibility(self, lora_path: str) -> list[tuple[str, bool, str]]:
+        """Per server: (label, visible?, its name for the LoRA — or how to make it visible)."""
+        return lora_visibility(self.pool.views(), lora_path, lora_folder=str(self.paths.loras))
+
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> str:
+        """Start a job; returns its id. Progress, results and errors arrive as signals."""
+        job_id = uuid.uuid4().hex[:12]
+        cid = applog.current_correlation_id() or applog.new_correlation_id()
+        job = Job(job_id, request, cid)
+        self._jobs[job_id] = job
+        with applog.correlation(cid):
+            logger.info("generation job {} submitted ({}, batch {}, target {})", job_id,
+                        request.family, request.batch, request.target)
+        task = asyncio.ensure_future(self._run(job))
+        job.task = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._task_done(job, t))
+        return job_id
+
+    def _task_done(self, job: Job, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        if job.job_id in self._jobs:     # cancelled before it ever ran
+            self._jobs.pop(job.job_id, None)
+            if job.cancelled and not self._closed:
+                self._fail_job(job, CANCELLED)
+
+    async def _run(self, job: Job) -> None:
+        coalescer = ProgressCoalescer(self.job_progress.emit, self.progress_interval_ms, self)
+        try:
+            self.job_started.emit(job.job_id)
+            if self._closed:
+                raise JobFailed("Isengard is closing.")
+            request = job.request
+            if request.target not in TARGETS:
+                raise JobFailed(f"Unknown target {request.target!r}.")
+            if request.target == "staging" and request.lora is None:
+                raise JobFailed("Generating for a dataset needs the character's trained LoRA.")
+            items = await self._runner.run(job, coalescer.update)
+        except JobFailed as exc:
+            coalescer.flush()
+            self._fail_job(job, str(exc))
+        except asyncio.CancelledError:
+            coalescer.stop()
+            if job.cancelled and not self._closed:
+                self._fail_job(job, CANCELLED)
+        except ComfyError as exc:
+            coalescer.flush()
+            self._fail_job(job, str(exc))
+        except Exception as exc:   # a bug: log it, show it, and end the job cleanly
+            coalescer.stop()
+            if self._closed:           # e.g. the file executor is already shut down
+                logger.info("generation job {} ended at shutdown: {}", job.job_id, exc)
+                return
+            with applog.correlation(job.cid):
+                logger.opt(exception=exc).error("generation job {} failed unexpectedly",
+                                                job.job_id)
+            self._fail_job(job, f"The job stopped because of an unexpected error "
+                                f"({type(exc).__name__}: {exc}). Reference: {job.cid}.")
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        else:
+            coalescer.flush()
+            for item in items:
+                self._items[item.id] = item
+            self._jobs.pop(job.job_id, None)
+            self.job_finished.emit(job.job_id, tuple(items))
+            self.gallery_changed.emit()
+        finally:
+            coalescer.stop()
+            coalescer.deleteLater()
+            self._jobs.pop(job.job_id, None)
+
+    def _fail_job(self, job: Job, message: str) -> None:
+        with applog.correlation(job.cid):
+            logger.info("generation job {} failed: {}", job.job_id, message)
+        self._jobs.pop(job.job_id, None)
+        self.job_failed.emit(job.job_id, message)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a job: interrupt it on its server (or drop it if it waits there); a job not
+        yet sent is dropped at once. ``job_failed(job_id, "Generation cancelled.")`` follows."""
+        job = self._jobs.get(job_id)
+        if job is None or job.cancelled:
+            return
+        job.cancelled = True
+        with applog.correlation(job.cid):
+            logger.info("cancel generation job {}", job_id)
+        if job.client is not None and job.prompt_id:
+            client, prompt_id = job.client, job.prompt_id
+
+            async def cancel() -> None:
+                try:
+                    await client.cancel(prompt_id)
+                except ComfyError as exc:
+                    logger.warning("cancel of job {} on its server failed: {}", job_id, exc)
+                    if job.task is not None:
+                        job.task.cancel()
+
+            task = asyncio.ensure_future(cancel())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif job.task is not None:
+            job.task.cancel()
+
+    def active_jobs(self) -> list[str]:
+        return list(self._jobs)
+
+    # -- gallery and staging ---------------------------------------------------------------
+    def gallery(self) -> list[GalleryItem]:
+        """Generated images in the gallery, newest first (memory only)."""
+        return sorted((i for i in self._items.values() if i.status == "gallery"),
+                      key=lambda i: (i.created, i.id), reverse=True)
+
+    def staging(self, character_id: int) -> list[GalleryItem]:
+        """Images generated for ``character_id``'s dataset waiting for Keep or Discard."""
+        return sorted((i for i in self._items.values()
+                       if i.status == "staging" and i.character_id == character_id),
+                      key=lambda i: (i.created, i.id), reverse=True)
+
+    def item(self, item_id: int) -> GalleryItem | None:
+        return self._items.get(item_id)
+
+    def keep(self, item_ids: Iterable[int]) -> None:
+        """Add staged images to their character's dataset (caption = trigger + prompt,
+        source synthetic); they leave the staging area."""
+        groups: dict[int, list[GalleryItem]] = {}
+        for item_id in item_ids:
+            item = self._items.get(item_id)
+            if item is None or item.status != "staging" or item.character_id is None:
+                continue
+            groups.setdefault(item.character_id, []).append(item)
+        for character_id, items in groups.items():
+            character = self.library.character(character_id)
+            if character is None:
+                self.failed.emit("That character no longer exists; the images stay in the "
+                                 "staging area.")
+                continue
+            trigger = character.trigger_word
+            pairs = [(item.path, prepend_trigger(item.prompt, trigger)) for item in items]
+            by_path = {item.path: item for item in items}
+
+            def done(outcome: Any, by_path: dict[str, GalleryItem] = by_path) -> None:
+                kept = [by_path[p].id for p in list(outcome.added) + list(outcome.skipped)
+                        if p in by_path]
+                if outcome.rejected:
+                    self.failed.emit("Some images could not be added to the dataset and stay "
+                                     "in the staging area:\n" + "\n".join(
+                                         f"{p}: {why}" for p, why in outcome.rejected.items()))
+                self._set_status(kept, "kept")
+
+            self.library.add_synthetic_images(
+                character_id, pairs, done,
+                lambda exc: self.failed.emit(f"Could not add the images to the dataset: {exc}"))
+
+    def discard(self, item_ids: Iterable[int]) -> None:
+        """Send generated images (staging or gallery) to the OS trash; their rows stay,
+        marked discarded."""
+        self._to_trash(item_ids, "discard", lambda gone: self._set_status(gone, "discarded"))
+
+    def delete(self, item_ids: Iterable[int]) -> None:
+        """Gallery "Delete": the images go to the OS trash and their rows are removed."""
+        self._to_trash(item_ids, "delete", self._remove_rows)
+
+    def _to_trash(self, item_ids: Iterable[int], verb: str, record: Any) -> None:
+        items = [self._items[i] for i in item_ids if i in self._items]
+        if not items or self._closed:
+            return
+
+        def done(result: tuple[list[int], list[str]]) -> None:
+            gone, problems = result
+            if problems:
+                self.failed.emit("Some images could not be moved to the trash and were "
+                                 "kept:\n" + "\n".join(problems))
+            if gone:
+                record(gone)
+
+        self._trash.move([(item.id, item.path) for item in items], done,
+                         lambda exc: self.failed.emit(f"Could not {verb} the images: {exc}"))
+
+    def _remove_rows(self, ids: list[int]) -> None:
+        outputs = self.paths.outputs
+
+        def removed(_result: Any) -> None:
+            for item_id in ids:
+                self._items.pop(item_id, None)
+            self.gallery_changed.emit()
+
+        self.library.run_db(lambda conn: GenerationsRepository(conn, outputs).delete(ids),
+                            removed,
+                            lambda exc: self.failed.emit(f"Could not record the change: {exc}"))
+
+    def _set_status(self, ids: list[int], status: str) -> None:
+        if not ids:
+            return
+        outputs = self.paths.outputs
+
+        def changed(rows: list[GalleryItem]) -> None:
+            for row in rows:
+                if row.status in ("gallery", "staging"):
+                    self._items[row.id] = row
+                else:
+                    self._items.pop(row.id, None)
+            self.gallery_changed.emit()
+
+        self.library.run_db(
+            lambda conn: GenerationsRepository(conn, outputs).set_status(ids, status), changed,
+            lambda exc: self.failed.emit(f"Could not record the change: {exc}"))

@@ -1,0 +1,132 @@
+"""What a training job leaves for the user: its events, a debug bundle, its LoRA in the library.
+
+:class:`JobOutputs` serves the training service, off the UI thread with results on the main
+thread:
+
+* :meth:`~JobOutputs.events`: ``events.jsonl`` parsed (history, chart reload) and
+  :meth:`~JobOutputs.export_debug_bundle`: the redacted debug-bundle zip written, both on its
+  own reader executor (two threads);
+* :meth:`~JobOutputs.register_lora`: a completed job's LoRA hard-linked or copied into the
+  app's LoRA folder (:func:`~..core.training.job_files.publish_lora`, on the service's file
+  executor) and recorded for its character (``LibraryService.add_lora``).
+
+The service flushes a running job's process first, so what is read includes everything
+received so far.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+
+from ...core import logging as applog
+from ...core.paths import AppPaths
+from ...core.training.job_files import publish_lora, read_events, write_debug_bundle
+from ...core.training.protocol import DoneEvent, Event
+from ..library import LibraryService
+from ..ops import run_in_executor
+from .records import JobRecord
+
+__all__ = ["JobOutputs", "secret_values"]
+
+
+def secret_values(secrets_env: Callable[[], dict[str, str]]) -> list[str]:
+    """The non-empty secret values to mask (none when the keyring cannot be read)."""
+    try:
+        return [v for v in secrets_env().values() if v]
+    except Exception as exc:
+        logger.warning("secrets unavailable for redaction: {}", exc)
+        return []
+
+
+class JobOutputs:
+    """A job's events, debug bundle and LoRA; callbacks run on the main thread."""
+
+    def __init__(self, paths: AppPaths, library: LibraryService, files: Executor) -> None:
+        self.paths = paths
+        self.library = library
+        self._files = files
+        self._reader = ThreadPoolExecutor(2, thread_name_prefix="training-read")
+        # Settings' "ComfyUI models folder": finished LoRAs are also placed in its loras/
+        self.comfy_models_folder = ""
+
+    def events(self, record: JobRecord | None,
+               on_loaded: Callable[[list[Event]], None]) -> None:
+        """Every protocol event of the job's ``events.jsonl`` (no job: none)."""
+        if record is None:
+            on_loaded([])
+            return
+        path = record.paths.events
+        run_in_executor(self._reader, lambda: read_events(path), on_loaded)
+
+    def export_debug_bundle(self, job_id: str, record: JobRecord | None, dest: Path,
+                            secrets_env: Callable[[], dict[str, str]], probe_torch: bool,
+                            on_done: Callable[[Path], None],
+                            on_failure: Callable[[BaseException], None] | None) -> None:
+        """Zip spec, events, logs, configs, samples and environment (redacted) to ``dest``.
+        No such job: KeyError, to ``on_failure`` when given, else raised."""
+        if record is None:
+            error = KeyError(f"There is no job {job_id}.")
+            if on_failure:
+                on_failure(error)
+            else:
+                raise error
+            return
+        secrets = list(secret_values(secrets_env))
+        info: dict[str, Any] = {k: v for k, v in asdict(record).items() if k != "spec"}
+        info["job_dir"] = str(record.job_dir)
+        with applog.correlation():
+            logger.info("exporting a debug bundle of job {}", job_id)
+            run_in_executor(self._reader, lambda: write_debug_bundle(
+                record.paths, Path(dest), info, secrets, probe_torch), on_done, on_failure)
+
+    def register_lora(self, record: JobRecord, done: DoneEvent | None) -> None:
+        """Publish a completed job's LoRA into the app's LoRA folder (what a managed ComfyUI
+        lists through extra_model_paths) and record it for the job's character. When it
+        cannot be linked or copied there, the job's own file is recorded."""
+        if done is None or record.character_id is None:
+            return
+        if self.library.character(record.character_id) is None:
+            logger.warning("job {}: character {} no longer exists; the LoRA stays in {}",
+                           record.job_id, record.character_id, done.lora)
+            return
+        job_id, character_id, family, steps = (record.job_id, record.character_id,
+                                               record.family, done.steps)
+        source, loras = Path(done.lora), self.paths.loras
+
+        def register(path: Path) -> None:
+            try:
+                self.library.add_lora(character_id, str(path), family, steps)
+            except RuntimeError as exc:   # the app is quitting; the file is already in place
+                logger.warning("job {}: LoRA {} not recorded: {}", job_id, path, exc)
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("job {}: LoRA not copied to {} ({}); using {}", job_id, loras, exc,
+                           source)
+            register(source)
+
+        comfy_models = self.comfy_models_folder
+
+        def publish() -> Path:
+            published = publish_lora(loras, source, job_id)
+            if comfy_models:   # the user's own ComfyUI lists <models>/loras (Settings → Folders)
+                try:
+                    if not Path(comfy_models).is_dir():
+                        raise FileNotFoundError(f"{comfy_models} is not a folder")
+                    target = Path(comfy_models) / "loras"
+                    target.mkdir(exist_ok=True)
+                    publish_lora(target, source, job_id)
+                except OSError as exc:
+                    logger.warning("job {}: LoRA not placed in the ComfyUI models folder: {}",
+                                   job_id, exc)
+            return published
+
+        run_in_executor(self._files, publish, register, failed)
+
+    def shutdown(self) -> None:
+        """App quit: pending reads are dropped, a running one is not waited for."""
+        self._reader.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,490 @@
+"""The training service: a persistent job queue and the runner of trainer child processes.
+
+Jobs live in the ``jobs`` table (written through ``LibraryService.run_db``, the one DB writer)
+and in ``jobs/<job_id>/`` folders. One GPU job runs at a time by default; the others wait in
+the queue. Each run is a :class:`~.training_runner.JobRun` (a QProcess in its own process
+group). Nothing here blocks the UI thread: folders and history are read and written on
+executors, and results come back on the main thread.
+
+This module owns the queue, the commands and the job states. Beside it: the record and its
+state changes (:mod:`.training_records`), the steps before a launch (:mod:`.training_launch`),
+one child process (:mod:`.training_runner`), processes of an earlier app instance
+(:mod:`.training_orphans`), a job's events, debug bundle and LoRA (:mod:`.training_outputs`,
+publishing through :func:`~..core.training.job_files.publish_lora`), and binding the external
+trainers to their installs (:func:`~..plugins.registry.bind_external_installs`).
+
+States: ``queued → running → (stopping →) completed | failed | cancelled | interrupted |
+stopped``. A job found ``running`` at start whose process is gone becomes ``interrupted``;
+one whose process is still alive (an earlier app instance's child) is watched until it ends
+and can be stopped through its process group.
+
+Call ``LibraryService.start()`` before :meth:`TrainingService.start`, and
+:meth:`TrainingService.shutdown` before ``LibraryService.shutdown()`` (its last writes go
+through the library's writer).
+
+Signals:
+    jobs_changed(): a job was added or changed state; re-read :meth:`jobs`.
+    job_updated(JobRecord): one job's record changed (progress at most ~10 a second).
+    phase_changed(str, PhaseEvent): job id, the trainer's current phase.
+    progressed(str, StepEvent): job id, latest step; ≤ ~10 a second, the last step always.
+    sample_added(str, SampleEvent): job id, a sample image was written.
+    checkpoint_saved(str, CheckpointEvent): job id, a checkpoint was written.
+    log_appended(str, str, list): job id, "stdout"/"stderr", display lines (≤ ~10 Hz).
+    job_finished(JobRecord): the job reached a final state (completed, failed, cancelled,
+        stopped or interrupted — the last when a stop could not save, or on app quit).
+    error_reported(str, ErrorEvent): job id, an error to show as a plain message.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+from PySide6.QtCore import QObject, Signal
+
+from ...core import logging as applog
+from ...core.db.jobs import JobsRepository
+from ...core.fsutil import atomic_write_text
+from ...core.paths import AppPaths
+from ...core.training.checkpoints import latest_complete
+from ...core.training.installs import ExternalInstall
+from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
+                                      PhaseEvent, SampleEvent, StepEvent)
+from ...core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
+from ...plugins.registry import TrainerRegistry, bind_external_installs, default_registry
+from ..library import LibraryService
+from ..ops import run_in_executor
+from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
+                              require_backend, usable_backend)
+from .orphans import OrphanWatcher
+from .outputs import JobOutputs
+from .records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
+                               JobRecord, RunOutcome, examine_rows, finished_record,
+                               interrupted_at_start, utc_now, with_step)
+from .runner import JobRun
+
+__all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "RESUMABLE_STATES", "STATES",
+           "TrainingService"]
+
+
+class TrainingService(QObject):
+    """Job queue + QProcess runner. See the module docstring for states and signals."""
+
+    jobs_changed = Signal()
+    job_updated = Signal(object)
+    phase_changed = Signal(str, object)
+    progressed = Signal(str, object)
+    sample_added = Signal(str, object)
+    checkpoint_saved = Signal(str, object)
+    log_appended = Signal(str, str, list)
+    job_finished = Signal(object)
+    error_reported = Signal(str, object)
+
+    def __init__(self, paths: AppPaths, library: LibraryService,
+                 secrets_env: Callable[[], dict[str, str]],
+                 registry: TrainerRegistry | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.paths = paths
+        self.library = library
+        self.secrets_env = secrets_env
+        self.registry = registry if registry is not None else default_registry()
+        # tunables (tests shorten them)
+        self.max_running = 1
+        self.stop_grace_s = 30.0      # Stop & save: time to save a checkpoint and exit
+        self.cancel_grace_s = 5.0     # Cancel: time to exit before SIGTERM
+        self.kill_grace_s = 5.0       # SIGTERM -> SIGKILL
+        self.shutdown_grace_s = 10.0  # app quit: graceful stop before SIGTERM
+        self.persist_interval_s = 3.0
+        self.bundle_probe_torch = True
+        self.is_ready = False
+
+        self._records: dict[str, JobRecord] = {}
+        self._queue: list[str] = []
+        self._runs: dict[str, JobRun] = {}
+        self._preparing: set[str] = set()
+        self._intent: dict[str, str] = {}          # job id -> "stop" | "cancel" | "shutdown"
+        self._orphans = OrphanWatcher(self)        # an earlier app instance's children
+        self._orphans.ended.connect(self._on_orphan_ended)
+        self._cids: dict[str, str] = {}
+        self._last_persist: dict[str, float] = {}
+        self._installs: dict[str, ExternalInstall] = {}   # external backends' installs
+        self._shutting_down = False
+        self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
+        self._outputs = JobOutputs(paths, library, self._files)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load jobs off the UI thread; running jobs whose process is gone → interrupted."""
+        data_root = self.paths.data
+        self.library.run_db(lambda conn: JobsRepository(conn, data_root).list_jobs(),
+                            lambda rows: run_in_executor(self._files,
+                                                         lambda: examine_rows(rows),
+                                                         self._on_loaded))
+
+    def _on_loaded(self, loaded: list[tuple[JobRecord, bool]]) -> None:
+        queued = []
+        for record, alive in loaded:
+            if record.job_id in self._records:
+                continue
+            if record.state in ACTIVE_STATES:
+                if alive:
+                    self._orphans.watch(record.job_id, record.pid or 0)
+                    logger.info("job {} is still running from an earlier session (pid {})",
+                                record.job_id, record.pid)
+                else:
+                    record = interrupted_at_start(record)
+                    logger.info("job {} was running when the app stopped: interrupted",
+                                record.job_id)
+                    self._persist(record)
+            elif record.state == "queued":
+                queued.append(record)
+            self._records[record.job_id] = record
+        self._queue.extend(r.job_id for r in sorted(queued, key=lambda r: r.created))
+        self._orphans.start()
+        self.is_ready = True
+        self.jobs_changed.emit()
+        self._pump()
+
+    def shutdown(self) -> None:
+        """App quit: stop running children (graceful, then terminate, then kill; this blocks
+        for at most ``shutdown_grace_s + kill_grace_s`` plus a little) and mark them
+        interrupted. Queued jobs stay queued for the next start."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self._orphans.stop()
+        runs = list(self._runs.items())
+        for job_id, run in runs:
+            self._intent[job_id] = "shutdown"
+            self._refresh_stop_file(job_id, run)
+            run.request_stop(self.shutdown_grace_s, self.kill_grace_s)
+        deadline = time.monotonic() + self.shutdown_grace_s
+        for job_id, run in runs:
+            remaining = max(0.1, deadline - time.monotonic())
+            run.wait_for_exit(remaining, self.kill_grace_s)
+            run.release()
+        self._files.shutdown(wait=True)
+        self._outputs.shutdown()
+
+    def apply_settings(self, settings: Any) -> None:
+        """New settings are in effect: the external trainer backends (ai-toolkit,
+        diffusion-pipe, kohya) are re-created with the installs in
+        ``settings.trainer_installs`` (folder + Python). A running job keeps the backend it
+        started with. Finished LoRAs are also placed in ``<comfyui_models_folder>/loras``
+        when that folder is set. Connect ``SettingsService.settings_changed`` here."""
+        bind_external_installs(self.registry, getattr(settings, "trainer_installs", None),
+                               self._installs)
+        self._outputs.comfy_models_folder = getattr(settings, "comfyui_models_folder", "")
+
+    # -- reads -----------------------------------------------------------------------------
+    def jobs(self) -> list[JobRecord]:
+        """Every job, newest first (memory only)."""
+        return sorted(self._records.values(), key=lambda r: r.created, reverse=True)
+
+    def job(self, job_id: str) -> JobRecord | None:
+        return self._records.get(job_id)
+
+    def measured_sec_per_step(self, family: str, resolution: int) -> float | None:
+        """Median seconds a step of completed jobs of this family and resolution took here."""
+        values = [r.sec_per_step for r in self._records.values()
+                  if r.state == "completed" and r.family == family
+                  and r.spec.resolution == resolution and r.sec_per_step]
+        return float(statistics.median(values)) if values else None
+
+    # -- commands --------------------------------------------------------------------------
+    def submit(self, job: TrainingJob) -> JobRecord:
+        """Validate, write ``jobs/<id>/job.json``, queue; start it if nothing runs.
+        Raises :class:`SpecError` naming the field."""
+        job.validate()
+        require_backend(self.registry, job.backend)
+        if not job.job_id or job.job_id in self._records:
+            raise SpecError(f"job_id: {job.job_id!r} is empty or already used")
+        job = copy.deepcopy(job)
+        paths = JobPaths(self.paths.jobs / job.job_id)
+        record = JobRecord(job.job_id, job.character_id, job.character_name, job.backend,
+                           job.family, job.preset, "queued", utc_now(), None, None, 0, job.steps,
+                           None, None, None, None, None, paths.root, job)
+        with applog.correlation() as cid:
+            self._cids[job.job_id] = cid
+            logger.info("job {} queued: {} {} steps for {!r} ({})", job.job_id, job.family,
+                        job.steps, job.character_name, job.backend)
+            spec_text = job.to_json()
+            run_in_executor(self._files, lambda: atomic_write_text(paths.spec, spec_text),
+                            None, lambda exc: self._fail_launch(
+                                job.job_id, f"Could not write {paths.spec}: {exc}"))
+        self._records[job.job_id] = record
+        self._queue.append(job.job_id)
+        self._changed(record, persist=True)
+        self._pump()
+        return self._records[job.job_id]
+
+    def stop(self, job_id: str) -> None:
+        """Stop & save: the trainer saves a checkpoint and exits (final state "stopped");
+        after ``stop_grace_s`` its process group is terminated, then killed."""
+        self._halt(job_id, "stop", self.stop_grace_s)
+
+    def cancel(self, job_id: str) -> None:
+        """Queued: cancelled at once. Running: graceful stop with a short grace, then
+        terminate/kill the whole tree; final state "cancelled"."""
+        self._halt(job_id, "cancel", self.cancel_grace_s)
+
+    def _halt(self, job_id: str, intent: str, grace_s: float) -> None:
+        record = self._records.get(job_id)
+        if record is None or record.is_final:
+            return
+        if record.state == "queued":
+            if job_id in self._queue:
+                self._queue.remove(job_id)
+            self._preparing.discard(job_id)
+            logger.info("job {} cancelled before it started", job_id)
+            self._finalize(replace(record, state="cancelled", finished=utc_now()))
+            return
+        run = self._runs.get(job_id)
+        if run is None and job_id not in self._orphans:
+            return  # preparing counts as queued; otherwise the process already ended
+        if intent == "cancel" or job_id not in self._intent:
+            self._intent[job_id] = intent
+        if run is not None:
+            self._refresh_stop_file(job_id, run)
+            run.request_stop(grace_s, self.kill_grace_s)
+        elif job_id in self._orphans:
+            self._orphans.terminate(job_id, self.kill_grace_s)
+        if record.state != "stopping":
+            self._changed(replace(record, state="stopping"), persist=True)
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Continue a stopped/failed/cancelled/interrupted job from its newest checkpoint
+        (same folder and spec); queued if another job runs. ValueError if not resumable."""
+        record = self._records.get(job_id)
+        if record is None:
+            raise ValueError(f"There is no job {job_id}.")
+        if not record.resumable:
+            raise ValueError(f"Job {job_id} cannot be resumed: it is {record.state}"
+                             + ("" if record.state not in RESUMABLE_STATES
+                                else " and has no complete checkpoint") + ".")
+        with applog.correlation() as cid:
+            self._cids[job_id] = cid
+            logger.info("job {} resumed from step {}", job_id, record.checkpoint_step)
+        record = replace(record, state="queued", finished=None, error_kind=None,
+                         error_message=None, lora_path=None)
+        self._queue.append(job_id)
+        self._changed(record, persist=True)
+        self._pump()
+        return self._records[job_id]
+
+    def rerun(self, job_id: str) -> JobRecord:
+        """A new job (new id and folder) with the same settings."""
+        record = self._records.get(job_id)
+        if record is None:
+            raise ValueError(f"There is no job {job_id}.")
+        spec = TrainingJob.from_dict(asdict(record.spec))
+        spec.job_id = new_job_id()
+        return self.submit(spec)
+
+    def events(self, job_id: str, on_loaded: Callable[[list[Event]], None]) -> None:
+        """Read ``events.jsonl`` off the UI thread (history, chart reload)."""
+        self._flush_run(job_id)
+        self._outputs.events(self._records.get(job_id), on_loaded)
+
+    def export_debug_bundle(self, job_id: str, dest: Path, on_done: Callable[[Path], None],
+                            on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """Zip spec, events, logs, configs, samples and environment (redacted) to ``dest``."""
+        self._flush_run(job_id)
+        self._outputs.export_debug_bundle(job_id, self._records.get(job_id), dest,
+                                          self.secrets_env, self.bundle_probe_torch, on_done,
+                                          on_failure)
+
+    def _flush_run(self, job_id: str) -> None:
+        """A running job's files and pending output are written out before they are read."""
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.flush()
+
+    # -- the queue -------------------------------------------------------------------------
+    def _busy(self) -> int:
+        return len(self._runs) + len(self._preparing) + len(self._orphans)
+
+    def _pump(self) -> None:
+        while not self._shutting_down and self._queue and self._busy() < self.max_running:
+            job_id = self._queue.pop(0)
+            record = self._records.get(job_id)
+            if record is not None and record.state == "queued":
+                self._launch(record)
+
+    def _launch(self, record: JobRecord) -> None:
+        job_id = record.job_id
+        with applog.correlation(self._cids.get(job_id)):
+            backend, problem = usable_backend(self.registry, record.backend)
+            if backend is None:
+                self._fail_launch(job_id, problem)
+                return
+            self._preparing.add(job_id)
+            paths, spec = record.paths, record.spec
+
+            def failed(exc: BaseException) -> None:
+                if job_id in self._preparing:
+                    self._preparing.discard(job_id)
+                    self._fail_launch(job_id, f"The trainer could not be prepared: {exc}")
+
+            run_in_executor(self._files, lambda: prepare_launch(backend, spec, paths),
+                            lambda result: self._spawn(job_id, backend, *result), failed)
+
+    def _spawn(self, job_id: str, backend: Any, launch: Any, resume: bool) -> None:
+        if job_id not in self._preparing or self._shutting_down:
+            return  # cancelled while preparing, or the app is quitting (stays queued)
+        self._preparing.discard(job_id)
+        record = self._records[job_id]
+        cid = self._cids.get(job_id) or applog.new_correlation_id()
+        secrets = read_secrets(self.secrets_env, job_id)
+        run = JobRun(job_id, record.paths, launch, backend.make_parser(),
+                     child_env(launch, cid, secrets), secrets.values(), self)
+        run.started.connect(lambda pid: self._on_started(job_id, pid))
+        run.event_received.connect(lambda ev: self._on_event(job_id, ev))
+        run.progressed.connect(lambda ev: self._on_step(job_id, ev))
+        run.lines_appended.connect(lambda stream, lines:
+                                   self.log_appended.emit(job_id, stream, lines))
+        run.finished.connect(lambda outcome: self._on_finished(job_id, outcome))
+        self._runs[job_id] = run
+        with applog.correlation(cid):
+            logger.info("job {}: launching {} ({})", job_id, record.backend,
+                        "resume" if resume else "fresh")
+        self._changed(replace(record, state="running", started=utc_now(), finished=None),
+                      persist=True)
+        try:
+            run.start()
+        except OSError as exc:  # the log files could not be opened
+            self._runs.pop(job_id, None)
+            self._fail_launch(job_id, f"Could not open the job's log files: {exc}")
+
+    def _refresh_stop_file(self, job_id: str, run: JobRun) -> None:
+        """Before a stop: the stop file goes where the backend says it goes now."""
+        record = self._records.get(job_id)
+        if record is not None:
+            run.launch = placed_stop_file(self.registry, record.backend, record.paths,
+                                          run.launch, job_id)
+
+    def _fail_launch(self, job_id: str, message: str) -> None:
+        record = self._records.get(job_id)
+        if record is None or record.is_final:
+            return
+        if job_id in self._queue:
+            self._queue.remove(job_id)
+        logger.warning("job {} failed to launch: {}", job_id, message)
+        error = ErrorEvent("config", message)
+        self.error_reported.emit(job_id, error)
+        self._finalize(replace(record, state="failed", finished=utc_now(), error_kind="config",
+                               error_message=message))
+
+    def _on_orphan_ended(self, job_id: str) -> None:
+        record = self._records.get(job_id)
+        if record is not None and not record.is_final:
+            intent = self._intent.pop(job_id, None)
+            state = "cancelled" if intent == "cancel" else "interrupted"
+            self._finalize_with_checkpoint(replace(record, state=state, pid=None,
+                                                   finished=utc_now()))
+        if len(self._orphans) == 0:
+            self._pump()
+
+    # -- events from the runner --------------------------------------------------------------
+    def _on_started(self, job_id: str, pid: int) -> None:
+        record = self._records.get(job_id)
+        if record is not None:
+            self._changed(replace(record, pid=pid or None), persist=True)
+
+    def _on_step(self, job_id: str, event: StepEvent) -> None:
+        record = self._records.get(job_id)
+        if record is None:
+            return
+        record = with_step(record, event)
+        due = time.monotonic() - self._last_persist.get(job_id, 0.0) >= self.persist_interval_s
+        self._changed(record, persist=due, structural=False)
+        self.progressed.emit(job_id, event)
+
+    def _on_event(self, job_id: str, event: Event) -> None:
+        record = self._records.get(job_id)
+        if record is None:
+            return
+        if isinstance(event, PhaseEvent):
+            self.phase_changed.emit(job_id, event)
+        elif isinstance(event, SampleEvent):
+            self.sample_added.emit(job_id, event)
+        elif isinstance(event, CheckpointEvent):
+            if event.resumable:
+                self._changed(replace(record, checkpoint_step=event.step), structural=False)
+            self.checkpoint_saved.emit(job_id, event)
+        elif isinstance(event, DoneEvent):
+            self._changed(replace(record, lora_path=event.lora), structural=False)
+        elif isinstance(event, ErrorEvent):
+            logger.warning("job {}: trainer error {}: {}", job_id, event.kind, event.message)
+            self._changed(replace(record, error_kind=event.kind, error_message=event.message),
+                          structural=False)
+            self.error_reported.emit(job_id, event)
+
+    def _on_finished(self, job_id: str, outcome: RunOutcome) -> None:
+        run = self._runs.pop(job_id, None)
+        if run is not None:
+            run.deleteLater()
+        record = self._records.get(job_id)
+        if record is None:
+            return
+        record = finished_record(record, outcome, self._intent.pop(job_id, None),
+                                 run.launch.argv[0] if run else "the program")
+        state, message = record.state, record.error_message
+        if state == "failed" and outcome.error is None:
+            self.error_reported.emit(job_id, ErrorEvent(record.error_kind or "crash",
+                                                        message or ""))
+        logger.info("job {} {}{}", job_id, state, f": {message}" if message else "")
+        if state == "completed":
+            self._finalize(record)
+            self._outputs.register_lora(record, outcome.done)
+        else:
+            self._finalize_with_checkpoint(record)
+
+    def _finalize_with_checkpoint(self, record: JobRecord) -> None:
+        """Find the newest complete checkpoint (verified by hash, off the UI thread), then
+        finalize. At shutdown there is no time: finalize at once."""
+        if self._shutting_down:
+            self._finalize(record)
+            return
+        self._persist(record)  # the state is final now; the scan only adds checkpoint_step
+        root = record.job_dir
+
+        def found(info: Any) -> None:
+            self._finalize(replace(record, checkpoint_step=info.step if info else None))
+
+        run_in_executor(self._files, lambda: latest_complete(root, deep=True), found,
+                        lambda exc: self._finalize(record))
+
+    def _finalize(self, record: JobRecord) -> None:
+        self._last_persist.pop(record.job_id, None)
+        self._changed(record, persist=True)
+        self.job_finished.emit(record)
+        self._pump()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _changed(self, record: JobRecord, *, persist: bool = False,
+                 structural: bool = True) -> None:
+        """Store a new snapshot, persist it if asked, and tell the UI."""
+        previous = self._records.get(record.job_id)
+        self._records[record.job_id] = record
+        if persist:
+            self._persist(record)
+        self.job_updated.emit(record)
+        if structural or previous is None or previous.state != record.state:
+            self.jobs_changed.emit()
+
+    def _persist(self, record: JobRecord) -> None:
+        self._last_persist[record.job_id] = time.monotonic()
+        row = record.to_row()
+        data_root = self.paths.data
+        try:
+            self.library.run_db(lambda conn: JobsRepository(conn, data_root).save(row))
+        except RuntimeError as exc:  # the writer is already shut down (late app quit)
+            logger.warning("job {}: state {} not saved: {}", record.job_id, record.state, exc)

@@ -1,0 +1,365 @@
+"""The Generate tab: make pictures through ComfyUI with a character's LoRA, watch them being
+made, keep them in a gallery, and (staging mode) grow a character's dataset with the best.
+
+Parts: the backend bar (servers), the form (left), the live view (top right) and the gallery
+or, in staging mode, the staging strip (bottom right). The tab turns the parts' requests into
+calls on the generation service and is fed the service's signals by ``app.py``
+(``on_servers_changed`` — also when a server's model lists change —, ``on_job_started``,
+``on_job_progress``, ``on_job_finished``, ``on_job_failed``, ``on_gallery_changed``,
+``on_service_failed``) and the library's ``on_data_changed``.
+
+Gallery actions: reuse parameters; Vary (the picture becomes the form's input image, image to
+image with a denoise slider, a new seed); Delete (to the OS trash, through the service).
+
+The UI thread never waits: finished pictures are decoded on a small executor, thumbnails come
+from the ThumbnailService.
+
+Signals:
+    message_posted(str): a short result for the status bar.
+    settings_requested(): the user wants Settings (ComfyUI page).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
+                               QStackedWidget, QVBoxLayout, QWidget)
+
+from ...core.comfy.jobs import GalleryItem, GenerationProgress, GenerationRequest, ServerStatus
+from ...services.library import ChangeSet, LibraryService
+from ...services.ops import run_in_executor
+from ...services.thumbnails import ThumbnailService
+from ..widgets.gallery import GalleryWidget, thumb_key
+from ..widgets.samples_strip import load_scaled
+from ..widgets.staging import StagingStripWidget
+from .backend_bar import BackendBarWidget
+from .form import GenerateFormWidget, LoraOption
+from .presets import FEATURES, family_label
+from .progress import GenerationProgressWidget
+
+PREVIEW_BOX = 768
+_decoder = ThreadPoolExecutor(1, thread_name_prefix="generate-preview")
+
+
+def lora_options(library: LibraryService) -> list[LoraOption]:
+    """Characters with a trained LoRA (the newest one each), by name."""
+    out = []
+    for ch in library.characters():
+        loras = library.loras(ch.id)
+        if not loras:
+            continue
+        newest = max(loras, key=lambda lora: (lora.created, lora.id))
+        out.append(LoraOption(ch.id, ch.name, ch.trigger_word, newest.path, newest.family))
+    return out
+
+
+class GenerateTab(QWidget):
+    message_posted = Signal(str)
+    settings_requested = Signal()
+
+    def __init__(self, service: Any, library: LibraryService, thumbnails: ThumbnailService,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("GenerateTab")
+        self._service = service
+        self._library = library
+        self._thumbs = thumbnails
+        self.jobs: dict[str, GenerationRequest] = {}
+        self.shown_job: str | None = None
+        self.staging_character_id: int | None = None
+        self._preview_request = 0
+
+        self.backends = BackendBarWidget()
+        self.form = GenerateFormWidget()
+        scroll = QScrollArea()
+        scroll.setObjectName("GenerateScroll")
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setMinimumWidth(360)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.setSpacing(0)
+        lv.addWidget(scroll, 1)
+        lv.addWidget(self.form.footer)
+
+        self.progress = GenerationProgressWidget()
+        self.gallery = GalleryWidget(thumbnails)
+        self.staging = StagingStripWidget(thumbnails)
+        self.staging_title = QLabel("")
+        self.staging_title.setObjectName("SectionLabel")
+        self.staging_back = QPushButton("Back to the gallery")
+        self.staging_back.setToolTip("Leave staging mode. The pictures waiting here stay until "
+                                     "you keep or discard them.")
+        staging_page = QWidget()
+        sp = QVBoxLayout(staging_page)
+        sp.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(self.staging_title, 1)
+        head.addWidget(self.staging_back)
+        sp.addLayout(head)
+        sp.addWidget(self.staging, 1)
+        gallery_page = QWidget()
+        gp = QVBoxLayout(gallery_page)
+        gp.setContentsMargins(0, 0, 0, 0)
+        gallery_title = QLabel("Gallery")
+        gallery_title.setObjectName("SectionLabel")
+        gp.addWidget(gallery_title)
+        gp.addWidget(self.gallery, 1)
+        self.lower = QStackedWidget()
+        self.lower.addWidget(gallery_page)
+        self.lower.addWidget(staging_page)
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.progress)
+        right.addWidget(self.lower)
+        right.setStretchFactor(0, 2)
+        right.setStretchFactor(1, 3)
+        right.setChildrenCollapsible(False)
+        right.setSizes([290, 460])
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([410, 870])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.backends)
+        layout.addWidget(split, 1)
+
+        self.backends.settings_requested.connect(self.settings_requested)
+        self.backends.refresh_requested.connect(self._service.refresh_servers)
+        self.backends.restart_requested.connect(self._service.restart_local_server)
+        self.backends.log_requested.connect(self._open_local_log)
+        self.form.generate_requested.connect(self.generate)
+        self.form.cancel_requested.connect(self.cancel)
+        self.form.context_changed.connect(self.refresh_context)
+        self.form.message_posted.connect(self.message_posted)
+        self.staging_back.clicked.connect(self.leave_staging)
+        self.gallery.reuse_requested.connect(self.reuse)
+        self.gallery.vary_requested.connect(self.vary)
+        self.gallery.delete_requested.connect(self.delete)
+        self.form.input_image.changed.connect(self._show_input_thumb)
+        thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
+        self.gallery.message_posted.connect(self.message_posted)
+        self.staging.keep_requested.connect(self._keep)
+        self.staging.discard_requested.connect(self._discard)
+
+        self.form.set_loras(lora_options(library))
+        self.on_servers_changed(service.servers())
+        self.on_gallery_changed()
+
+    # -- context: servers, models, extras, LoRAs -------------------------------------------------
+    def refresh_context(self) -> None:
+        """Ask the service again for the family's models and what the extras need."""
+        family = self.form.family()
+        problem = self.backends.problem()
+        self.form.set_server_problem(problem)
+        self.progress.set_idle_text(problem)
+        if problem is not None:
+            self.form.set_models([])
+            self.form.set_feature_support({})
+            self.form.set_lora_visibility([])
+            return
+        self.form.set_models(self._service.model_choices(family))
+        option = self.form.lora.option()
+        lora = option is not None
+        self.form.set_lora_visibility(self._service.lora_visibility(option.path) if lora
+                                      else [])
+        self.form.extras.set_models("controlnet", self._service.models("controlnet"))
+        self.form.set_feature_support({key: tuple(self._service.feature_support(family, key,
+                                                                                lora))
+                                       for key, _label, _tip in FEATURES})
+
+    def on_servers_changed(self, servers: tuple[ServerStatus, ...]) -> None:
+        self.backends.set_servers(servers)
+        self.refresh_context()
+
+    def on_data_changed(self, change: ChangeSet) -> None:
+        if change.everything or change.loras or change.characters:
+            self.form.set_loras(lora_options(self._library))
+        if self.staging_character_id is not None:
+            self._update_staging_title()      # the dataset's photo count
+
+    # -- generate and cancel ---------------------------------------------------------------------
+    def generate(self) -> None:
+        request = self.form.request()
+        try:
+            job_id = self._service.submit(request)
+        except (ValueError, KeyError, LookupError) as exc:
+            self.form.show_error(f"Could not start: {exc}")
+            return
+        self.form.show_error("")
+        self.jobs[job_id] = request
+        self.shown_job = job_id
+        self.form.set_running(len(self.jobs))
+        n = request.batch
+        what = f"{n} picture{'s' if n != 1 else ''}"
+        where = " for the dataset" if request.target == "staging" else ""
+        self.progress.job_queued(f"Making {what}{where} with {request.model} "
+                                 f"({family_label(request.family)}, {request.tier}, "
+                                 f"{request.aspect})…")
+
+    def cancel(self) -> None:
+        for job_id in list(self.jobs):
+            self._service.cancel(job_id)
+        if self.jobs:
+            self.progress.detail.setText("Cancelling…")
+
+    # -- service signals -------------------------------------------------------------------------
+    def on_job_started(self, job_id: str) -> None:
+        if job_id in self.jobs:
+            self.shown_job = job_id
+
+    def on_job_progress(self, progress: GenerationProgress) -> None:
+        if progress.job_id in self.jobs and progress.job_id == self.shown_job:
+            label = next((s.label for s in self.backends.servers
+                          if progress.server in (s.url, s.key)), progress.server)
+            self.progress.update_progress(progress, label)
+
+    def on_job_finished(self, job_id: str, items: tuple[GalleryItem, ...]) -> None:
+        request = self.jobs.pop(job_id, None)
+        self.form.set_running(len(self.jobs))
+        self.on_gallery_changed()
+        if request is None:
+            return
+        if items:
+            self.form.set_last_seed(items[-1].seed)
+        n = len(items)
+        if request.target == "staging":
+            text = (f"{n} picture{'s' if n != 1 else ''} waiting in the staging strip: keep "
+                    "or discard each one.")
+        else:
+            text = f"Done: {n} picture{'s' if n != 1 else ''} in the gallery."
+            if items:
+                self.gallery.select_item(max(items, key=lambda i: i.id).id)
+        if job_id == self.shown_job or not self.jobs:
+            self.progress.job_done(text)
+            if items:
+                self._show_final(items[0].path)
+        self.message_posted.emit(text)
+
+    def on_job_failed(self, job_id: str, message: str) -> None:
+        request = self.jobs.pop(job_id, None)
+        self.form.set_running(len(self.jobs))
+        if request is None:
+            return
+        if "cancel" in message.lower() or "interrupt" in message.lower():
+            self.progress.job_done(f"Stopped. {message}")
+            self.message_posted.emit(message)
+            return
+        self.progress.job_done("The picture could not be made.")
+        self.progress.show_error(message)
+        self.form.show_error(message)
+
+    def on_service_failed(self, message: str) -> None:
+        """Keep or Discard could not finish: the images stay staged, undecided again."""
+        self.progress.show_error(message)
+        if self.staging_character_id is not None:
+            self.staging.reset_decisions()
+            self.staging.set_items(self._service.staging(self.staging_character_id))
+
+    def on_gallery_changed(self) -> None:
+        self.gallery.lora_names = {o.path: o.name for o in self.form.lora.options()}
+        self.gallery.set_items([i for i in self._service.gallery()
+                                if i.status in ("gallery", "kept")])
+        if self.staging_character_id is not None:
+            self.staging.set_items(self._service.staging(self.staging_character_id))
+
+    def _show_final(self, path: str) -> None:
+        self._preview_request += 1
+        request = self._preview_request
+
+        def loaded(image: QImage) -> None:
+            if shiboken6.isValid(self) and request == self._preview_request \
+                    and not image.isNull():
+                self.progress.preview.set_image(QPixmap.fromImage(image))
+
+        run_in_executor(_decoder, lambda: load_scaled(path, PREVIEW_BOX), loaded,
+                        lambda _exc: None)
+
+    def _open_local_log(self) -> None:
+        path = self._service.local_log_path
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
+            self.message_posted.emit(f"Nothing opened the ComfyUI log; it is at {path}")
+
+    # -- gallery actions ---------------------------------------------------------------------
+    def reuse(self, item: GalleryItem) -> None:
+        self.form.fill(item)
+        self.refresh_context()
+        self.message_posted.emit(f"Parameters of seed {item.seed} are in the form.")
+
+    def vary(self, item: GalleryItem) -> None:
+        """Image to image: the item's parameters, a new seed, the item as the input image."""
+        self.form.fill(item)
+        self.form.advanced.set_seed(None)
+        self.form.input_image.set_image(item.path)
+        self.refresh_context()
+        self.message_posted.emit(f"Generate makes variations of {Path(item.path).name}; "
+                                 "the denoise slider says how far they may go.")
+
+    def delete(self, item: GalleryItem) -> None:
+        if self.form.input_image.path() == item.path:
+            self.form.input_image.clear()
+        self._service.delete([item.id])
+        self.message_posted.emit(f"Moving {Path(item.path).name} to the trash.")
+
+    def _show_input_thumb(self) -> None:
+        path = self.form.input_image.path()
+        if path:
+            self.form.input_image.set_preview(self._thumbs.pixmap(thumb_key(path), Path(path)))
+
+    def _on_thumbnail_ready(self, key: str, _image: Any) -> None:
+        path = self.form.input_image.path()
+        if path and key == thumb_key(path):
+            self._show_input_thumb()
+
+    # -- staging mode ------------------------------------------------------------------------
+    def start_staging(self, character_id: int) -> bool:
+        """Generate for a trained character's dataset; False (and a message) if untrained."""
+        option = next((o for o in lora_options(self._library)
+                       if o.character_id == character_id), None)
+        if option is None:
+            ch = self._library.character(character_id)
+            name = ch.name if ch else "This character"
+            self.message_posted.emit(f"{name} has no trained LoRA yet: train one first.")
+            return False
+        self.staging_character_id = character_id
+        self.form.set_staging(option)
+        self._update_staging_title()
+        self.staging.set_items(self._service.staging(character_id))
+        self.lower.setCurrentIndex(1)
+        self.staging.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.refresh_context()
+        return True
+
+    def leave_staging(self) -> None:
+        self.staging_character_id = None
+        self.form.set_staging(None)
+        self.lower.setCurrentIndex(0)
+        self.refresh_context()
+
+    def _update_staging_title(self) -> None:
+        ch = self._library.character(self.staging_character_id) \
+            if self.staging_character_id is not None else None
+        if ch is None:
+            return
+        n = self._library.image_count(ch.id)
+        self.staging_title.setText(f"Staging for {ch.name} · dataset has {n} "
+                                   f"photo{'s' if n != 1 else ''}")
+        self.staging.set_empty_text(f"Nothing waiting. Press Generate: the pictures of "
+                                    f"{ch.name} land here to keep or discard.")
+
+    def _keep(self, ids: list[int]) -> None:
+        self._service.keep(ids)
+
+    def _discard(self, ids: list[int]) -> None:
+        self._service.discard(ids)

@@ -1,0 +1,396 @@
+"""Settings page for ComfyUI: the managed local server (ComfyUI folder + its Python) and the
+list of remote ComfyUI servers on the network.
+
+Check (local install) runs on a small executor: it looks for ``main.py``, then asks the chosen
+Python which version it is and which of ComfyUI's packages it can find (``find_spec`` only, no
+heavy import), with a timeout. Test (remote URL) asks ``/system_stats`` through Qt's own
+asynchronous network access, so the dialog never waits on disk, a process or the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import shiboken6
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
+
+from ...core.settings import Settings
+from ...services.generation.comfy_launch import find_python
+from ..generate.backend_bar import gpu_words
+from ...services.ops import run_in_executor
+
+__all__ = ["ComfyUIPageWidget", "check_local_install", "normalize_server_url",
+           "describe_system_stats"]
+
+# Packages a ComfyUI checkout imports at start-up (module names for find_spec).
+COMFY_MODULES = ("torch", "torchvision", "torchsde", "safetensors", "aiohttp", "yaml", "PIL",
+                 "einops", "transformers", "scipy", "tqdm", "psutil", "spandrel", "kornia",
+                 "av")
+CHECK_TIMEOUT_S = 30
+TEST_TIMEOUT_MS = 6000
+
+_checker = ThreadPoolExecutor(1, thread_name_prefix="comfyui-check")
+
+_PROBE = (
+    "import importlib.util, json, sys\n"
+    f"mods = {list(COMFY_MODULES)!r}\n"
+    "missing = [m for m in mods if importlib.util.find_spec(m) is None]\n"
+    "print(json.dumps({'version': sys.version.split()[0], 'missing': missing}))\n"
+)
+
+
+def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
+    """Check a ComfyUI folder and the Python that should run it (any thread; may take a few
+    seconds). Returns (ready, lines): each line names one thing that is right or wrong."""
+    lines: list[str] = []
+    folder = folder.strip()
+    python = python.strip()
+    if not folder:
+        return False, ["Choose the ComfyUI folder: the one that holds main.py, comfy/ and "
+                       "models/."]
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        return False, [f"The ComfyUI folder {root} does not exist (or is not a folder)."]
+    if not (root / "main.py").is_file():
+        nested = next((p for p in (root / "ComfyUI", root / "comfyui")
+                       if (p / "main.py").is_file()), None)
+        hint = (f" It looks like ComfyUI is in {nested}: choose that folder." if nested
+                else " Choose the folder of a ComfyUI checkout (the one with main.py).")
+        return False, [f"{root} has no main.py, so it is not a ComfyUI folder.{hint}"]
+    lines.append(f"ComfyUI found: {root / 'main.py'}")
+    if not python:
+        found = find_python(root)
+        hint = (f" There is one at {found}; choose it with Browse." if found
+                else " Choose the python executable of the environment ComfyUI was installed "
+                     "into (its venv's bin/python).")
+        return False, lines + [f"No Python interpreter chosen for ComfyUI.{hint}"]
+    exe = Path(python).expanduser()
+    if not exe.is_file():
+        return False, lines + [f"The Python interpreter {exe} does not exist."]
+    if os.name != "nt" and not os.access(exe, os.X_OK):
+        return False, lines + [f"{exe} is not executable (check its permissions)."]
+    try:
+        out = subprocess.run([str(exe), "-c", _PROBE], capture_output=True, text=True,
+                             check=False, timeout=CHECK_TIMEOUT_S, cwd=str(root))
+    except subprocess.TimeoutExpired:
+        return False, lines + [f"{exe} did not answer within {CHECK_TIMEOUT_S} s."]
+    except OSError as exc:
+        return False, lines + [f"{exe} could not be started: {exc.strerror or exc}."]
+    if out.returncode != 0:
+        err = (out.stderr.strip().splitlines() or ["no error output"])[-1]
+        return False, lines + [f"{exe} failed to run ({err})."]
+    try:
+        info = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return False, lines + [f"{exe} did not print what a Python interpreter prints; is it "
+                               "really python?"]
+    version = str(info.get("version", "?"))
+    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if major_minor and major_minor < (3, 9):
+        return False, lines + [f"{exe} is Python {version}; ComfyUI needs Python 3.9 or newer."]
+    lines.append(f"Python {version}: {exe}")
+    missing = list(info.get("missing") or [])
+    if missing:
+        names = ", ".join("pillow" if m == "PIL" else "pyyaml" if m == "yaml" else m
+                          for m in missing)
+        return False, lines + [f"This Python lacks packages ComfyUI needs: {names}. Install "
+                               f"them with: {exe} -m pip install -r "
+                               f"{root / 'requirements.txt'}"]
+    lines.append("All the packages ComfyUI needs are installed. Ready to start.")
+    return True, lines
+
+
+def normalize_server_url(text: str) -> tuple[str, str]:
+    """(url, problem): ``192.168.1.20:8188`` → ``http://192.168.1.20:8188``; trailing slashes
+    removed. ``problem`` is a sentence when the text is not a usable server address."""
+    text = text.strip()
+    if not text:
+        return "", "Type the server's address, e.g. http://192.168.1.20:8188"
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        return "", f"{text}: the address must start with http:// or https://"
+    if not parts.hostname:
+        return "", f"{text}: there is no host name or IP address in it."
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "", f"{text}: the port must be a number between 1 and 65535."
+    if parts.query or parts.fragment:
+        return "", f"{text}: give only the server address, without ? or #."
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}", ""
+
+
+def describe_system_stats(url: str, data: object) -> tuple[bool, str]:
+    """One sentence about a server from its ``/system_stats`` JSON."""
+    if not isinstance(data, dict) or "system" not in data:
+        return False, (f"{url} answered, but not like a ComfyUI server (no system stats). "
+                       "Check the address and port.")
+    system = data.get("system") or {}
+    version = system.get("comfyui_version") or "unknown version"
+    devices = data.get("devices") or []
+    if devices:
+        dev = devices[0]
+        name = gpu_words(str(dev.get("name", "a device")))
+        vram = int(dev.get("vram_total") or 0)
+        gpu = f"{name} ({vram / 2**30:.1f} GB)" if vram else name
+    else:
+        gpu = "no GPU reported"
+    return True, f"Reachable: ComfyUI {version} on {gpu}."
+
+
+def _message(label: QLabel, text: str, *, error: bool) -> None:
+    label.setText(text)
+    label.setProperty("error", error)
+    label.setObjectName("ErrorText" if error else "")
+    label.setStyleSheet("color: #f0a3a3;" if error else "color: #9ccfa8;")
+    label.setVisible(bool(text))
+
+
+class ComfyUIPageWidget(QWidget):
+    """Settings → ComfyUI. Read the choices with :meth:`comfyui_folder`,
+    :meth:`comfyui_python` and :meth:`remote_servers` (the dialog saves them on OK)."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("comfyui_page")
+        self._check_request = 0
+        self._net: QNetworkAccessManager | None = None
+        self._replies: list[QNetworkReply] = []
+        layout = QVBoxLayout(self)
+
+        intro = QLabel("Generate makes pictures through ComfyUI: on this computer (Isengard "
+                       "starts and stops it for you) and/or on ComfyUI servers elsewhere on "
+                       "your network. Set up either one, or both.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+
+        # -- managed local server -------------------------------------------------------------
+        local = QGroupBox("ComfyUI on this computer")
+        local.setToolTip("Isengard starts this ComfyUI on 127.0.0.1 when the app starts, makes "
+                         "your trained LoRAs visible to it, and stops it when the app quits.")
+        lv = QVBoxLayout(local)
+        self.folder_edit = QLineEdit(settings.comfyui_folder)
+        self.folder_edit.setObjectName("comfyui_folder_input")
+        self.folder_edit.setPlaceholderText("e.g. ~/ComfyUI (the folder with main.py)")
+        self.folder_edit.setToolTip("The ComfyUI folder: the one that holds main.py, comfy/ and "
+                                    "models/.")
+        folder_browse = QPushButton("Browse…")
+        folder_browse.setObjectName("comfyui_folder_browse")
+        folder_browse.setToolTip("Choose the ComfyUI folder.")
+        folder_browse.clicked.connect(self._browse_folder)
+        self.python_edit = QLineEdit(settings.comfyui_python)
+        self.python_edit.setObjectName("comfyui_python_input")
+        self.python_edit.setPlaceholderText("e.g. ~/ComfyUI/venv/bin/python")
+        self.python_edit.setToolTip("The Python interpreter ComfyUI was installed into (usually "
+                                    "its venv's bin/python, or python_embeded\\python.exe in "
+                                    "the Windows portable build).")
+        python_browse = QPushButton("Browse…")
+        python_browse.setObjectName("comfyui_python_browse")
+        python_browse.setToolTip("Choose the python executable that runs ComfyUI.")
+        python_browse.clicked.connect(self._browse_python)
+        row1 = QHBoxLayout()
+        row1.addWidget(QLabel("Folder"))
+        row1.addWidget(self.folder_edit, 1)
+        row1.addWidget(folder_browse)
+        row2 = QHBoxLayout()
+        row2.addWidget(QLabel("Python"))
+        row2.addWidget(self.python_edit, 1)
+        row2.addWidget(python_browse)
+        self.check_button = QPushButton("Check")
+        self.check_button.setObjectName("comfyui_check")
+        self.check_button.setToolTip("Check that the folder is a ComfyUI checkout and that this "
+                                     "Python has what ComfyUI needs. Nothing is started.")
+        self.check_button.clicked.connect(self.check_local)
+        self.check_result = QLabel("")
+        self.check_result.setObjectName("comfyui_check_result")
+        self.check_result.setWordWrap(True)
+        self.check_result.setVisible(False)
+        self.check_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row3 = QHBoxLayout()
+        row3.addWidget(self.check_button)
+        row3.addStretch(1)
+        lv.addLayout(row1)
+        lv.addLayout(row2)
+        lv.addLayout(row3)
+        lv.addWidget(self.check_result)
+        layout.addWidget(local)
+
+        # -- remote servers ------------------------------------------------------------------
+        remote = QGroupBox("ComfyUI servers on the network")
+        remote.setToolTip("Other computers running ComfyUI (started with --listen). Isengard "
+                          "checks them every few seconds and sends each job to a free one "
+                          "that has the models it needs.")
+        rv = QVBoxLayout(remote)
+        self.server_list = QListWidget()
+        self.server_list.setObjectName("comfyui_servers_list")
+        self.server_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.server_list.setToolTip("Remote ComfyUI servers, by address.")
+        self.server_list.addItems(list(settings.remote_servers))
+        self.server_list.setMaximumHeight(120)
+        self.url_edit = QLineEdit()
+        self.url_edit.setObjectName("comfyui_server_input")
+        self.url_edit.setPlaceholderText("http://192.168.1.20:8188")
+        self.url_edit.setToolTip("The address of a ComfyUI server: http://host:port (8188 is "
+                                 "ComfyUI's usual port).")
+        self.url_edit.returnPressed.connect(self.add_server)
+        self.add_button = QPushButton("Add")
+        self.add_button.setObjectName("comfyui_server_add")
+        self.add_button.setToolTip("Add this address to the list.")
+        self.add_button.setAutoDefault(False)
+        self.add_button.clicked.connect(self.add_server)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setObjectName("comfyui_server_remove")
+        self.remove_button.setToolTip("Forget the selected servers (nothing on them changes).")
+        self.remove_button.setAutoDefault(False)
+        self.remove_button.clicked.connect(self.remove_servers)
+        self.test_button = QPushButton("Test")
+        self.test_button.setObjectName("comfyui_server_test")
+        self.test_button.setToolTip("Ask the selected server (or the address typed) for its "
+                                    "version and GPU.")
+        self.test_button.setAutoDefault(False)
+        self.test_button.clicked.connect(self.test_server)
+        add_row = QHBoxLayout()
+        add_row.addWidget(self.url_edit, 1)
+        add_row.addWidget(self.add_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.remove_button)
+        buttons.addWidget(self.test_button)
+        buttons.addStretch(1)
+        self.server_message = QLabel("")
+        self.server_message.setObjectName("comfyui_server_message")
+        self.server_message.setWordWrap(True)
+        self.server_message.setVisible(False)
+        rv.addWidget(self.server_list)
+        rv.addLayout(add_row)
+        rv.addLayout(buttons)
+        rv.addWidget(self.server_message)
+        layout.addWidget(remote)
+        layout.addStretch(1)
+
+    # -- values ----------------------------------------------------------------------------------
+    def comfyui_folder(self) -> str:
+        return self.folder_edit.text().strip()
+
+    def comfyui_python(self) -> str:
+        return self.python_edit.text().strip()
+
+    def remote_servers(self) -> list[str]:
+        return [self.server_list.item(i).text() for i in range(self.server_list.count())]
+
+    # -- local install -----------------------------------------------------------------------
+    def _browse_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "ComfyUI folder", self.comfyui_folder())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _browse_python(self) -> None:
+        start = self.comfyui_python() or self.comfyui_folder()
+        path, _ = QFileDialog.getOpenFileName(self, "Python interpreter for ComfyUI", start)
+        if path:
+            self.python_edit.setText(path)
+
+    def check_local(self) -> None:
+        """Check the folder and Python in the background; the result lands in
+        :attr:`check_result`."""
+        self._check_request += 1
+        request = self._check_request
+        folder, python = self.comfyui_folder(), self.comfyui_python()
+        self.check_button.setEnabled(False)
+        _message(self.check_result, "Checking…", error=False)
+
+        def done(result: tuple[bool, list[str]]) -> None:
+            if not shiboken6.isValid(self) or request != self._check_request:
+                return
+            ok, lines = result
+            self.check_button.setEnabled(True)
+            _message(self.check_result, "\n".join(lines), error=not ok)
+
+        def failed(exc: BaseException) -> None:
+            done((False, [f"The check could not run: {exc}"]))
+
+        run_in_executor(_checker, lambda: check_local_install(folder, python), done, failed)
+
+    # -- remote servers ----------------------------------------------------------------------
+    def add_server(self) -> None:
+        url, problem = normalize_server_url(self.url_edit.text())
+        if problem:
+            _message(self.server_message, problem, error=True)
+            return
+        if url in self.remote_servers():
+            _message(self.server_message, f"{url} is already in the list.", error=False)
+            return
+        self.server_list.addItem(url)
+        self.url_edit.clear()
+        _message(self.server_message, f"Added {url}. Press OK to save; Test checks it now.",
+                 error=False)
+
+    def remove_servers(self) -> None:
+        for item in self.server_list.selectedItems():
+            self.server_list.takeItem(self.server_list.row(item))
+        _message(self.server_message, "", error=False)
+
+    def test_server(self) -> None:
+        """Ask one server for /system_stats; the answer lands in :attr:`server_message`."""
+        selected = self.server_list.selectedItems()
+        if selected:
+            url = selected[0].text()
+        else:
+            url, problem = normalize_server_url(self.url_edit.text())
+            if problem:
+                _message(self.server_message, "Select a server in the list or type an address "
+                                              "to test.", error=True)
+                return
+        if self._net is None:
+            self._net = QNetworkAccessManager(self)
+        request = QNetworkRequest(QUrl(url + "/system_stats"))
+        request.setTransferTimeout(TEST_TIMEOUT_MS)
+        _message(self.server_message, f"Testing {url}…", error=False)
+        self.test_button.setEnabled(False)
+        reply = self._net.get(request)
+        self._replies.append(reply)
+        reply.finished.connect(lambda: self._on_tested(url, reply))
+
+    def _on_tested(self, url: str, reply: QNetworkReply) -> None:
+        if reply in self._replies:
+            self._replies.remove(reply)
+        reply.deleteLater()
+        if not shiboken6.isValid(self):
+            return
+        self.test_button.setEnabled(True)
+        if reply.error() != QNetworkReply.NetworkError.NoError:
+            err = reply.error()
+            if err == QNetworkReply.NetworkError.ConnectionRefusedError:
+                why = ("the connection was refused. Is ComfyUI running there, started with "
+                       "--listen so other computers can reach it?")
+            elif err in (QNetworkReply.NetworkError.OperationCanceledError,
+                         QNetworkReply.NetworkError.TimeoutError):
+                why = (f"no answer within {TEST_TIMEOUT_MS // 1000} s. Check the address, the "
+                       "port and any firewall between the two computers.")
+            elif err == QNetworkReply.NetworkError.HostNotFoundError:
+                why = "that host name is unknown on this network."
+            else:
+                why = f"{reply.errorString()}."
+            _message(self.server_message, f"Could not reach {url}: {why}", error=True)
+            return
+        try:
+            data = json.loads(bytes(reply.readAll().data()).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        ok, text = describe_system_stats(url, data)
+        _message(self.server_message, text, error=not ok)
+
+    def closeEvent(self, event) -> None:  # noqa: ANN001,D102
+        for reply in list(self._replies):
+            reply.abort()
+        super().closeEvent(event)
+

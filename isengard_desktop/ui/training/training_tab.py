@@ -1,0 +1,465 @@
+"""The Training tab: set up a job on the left, watch the selected job on the right, and every
+job in the history below it.
+
+The tab owns its parts (setup form with the trainer picker and the profile picker, job panel,
+history, the profile manager dialog) and turns their requests into calls on the training
+service; it listens to the service's signals and to the library's ``data_changed``. It never
+touches the disk on the UI thread: base models come through the injected ``list_models``
+callable (which scans on an executor and calls back on the main thread), job logs and
+profiles are read on small executors.
+
+Signals:
+    message_posted(str): a short result for the status bar.
+    notify_requested(str title, str text): a desktop notification (a job finished or failed).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import shiboken6
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QFileDialog, QScrollArea, QSplitter, QVBoxLayout, QWidget
+
+from ...core.models import ModelInfo
+from ...core.naming import folder_slug
+from ...core.training.presets import format_clock
+from ...core.training.profile_store import ProfileScan, ProfileStore
+from ...core.training.profiles import KNOWN_BACKENDS, Profile
+from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
+from ...core.training.spec import SpecError, TrainingJob, new_job_id
+from ...services.library import ChangeSet, LibraryService
+from ...services.ops import run_in_executor
+from ..dialogs.confirm import confirm
+from .history import HistoryWidget
+from .backend_picker import BackendChoice, choice_for
+from .job_panel import ACTIVE, JobPanelWidget, describe_error, family_label, job_duration
+from .profile_manager import ProfileManagerDialog
+from .setup_form import SetupFormWidget
+
+if TYPE_CHECKING:
+    from ...plugins.registry import TrainerRegistry
+
+ListModels = Callable[[Callable[[list[ModelInfo]], None]], None]
+LOG_TAIL_LINES = 2000
+_log_reader = ThreadPoolExecutor(1, thread_name_prefix="job-log-tail")
+_profile_reader = ThreadPoolExecutor(1, thread_name_prefix="profiles-list")
+
+
+def backend_choices(registry: TrainerRegistry | None) -> list[BackendChoice]:
+    """Every registered trainer backend for the picker, with ``available()`` and what its
+    ``capabilities()`` declare (fields, model types, families); "Built-in" when there is no
+    registry."""
+    if registry is None:
+        try:
+            from ...plugins.registry import default_registry
+        except ImportError:
+            return [BackendChoice("builtin", "Built-in")]
+        registry = default_registry()
+    choices = []
+    for entry in registry.entries():
+        try:
+            backend = registry.get(entry.key)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tab
+            choices.append(BackendChoice(entry.key, entry.label, False,
+                                         f"{entry.label} could not be loaded: {exc}"))
+            continue
+        choices.append(choice_for(entry.key, entry.label, backend))
+    return choices or [BackendChoice("builtin", "Built-in")]
+
+
+def output_name(character_name: str, family: str, job_id: str) -> str:
+    """``<character-slug>-<family>-<short id>``, a plain file stem."""
+    return f"{folder_slug(character_name)}-{family}-{job_id[:6]}"
+
+
+def read_log_tail(job_dir: Path, lines: int = LOG_TAIL_LINES) -> list[tuple[str, list[str]]]:
+    """The last ``lines`` lines of a job's stdout and stderr logs (any thread)."""
+    out = []
+    for stream in ("stdout", "stderr"):
+        path = job_dir / f"{stream}.log"
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, 2)
+                size = fh.tell()
+                fh.seek(max(0, size - 400_000))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        tail = []
+        for raw in text.split("\n"):
+            line = next((part for part in reversed(raw.split("\r")) if part.strip()), "")
+            if stream == "stdout" and line.lstrip().startswith("{"):
+                event = parse_event(line)   # the trainer's notes read as the live view shows them
+                line = f"{event.level.upper()}: {event.message}" \
+                    if isinstance(event, LogEvent) else ""
+            elif is_hidden_line(stream, line):
+                line = ""   # the launcher's context line, as the live view hides it
+            if line.strip():
+                tail.append(line)
+        tail = tail[-lines:]
+        if tail:
+            out.append((stream, tail))
+    return out
+
+
+class TrainingTab(QWidget):
+    message_posted = Signal(str)
+    notify_requested = Signal(str, str)
+
+    def __init__(self, library: LibraryService, training: Any, list_models: ListModels,
+                 parent: QWidget | None = None, *, registry: TrainerRegistry | None = None,
+                 backends: Sequence[BackendChoice] | None = None, gpu_hint: str | None = None,
+                 vram_gb: float | None = None, profiles: ProfileStore | None = None) -> None:
+        super().__init__(parent)
+        self._library = library
+        self._training = training
+        self._list_models = list_models
+        self.selected_job_id: str | None = None
+        self._models_request = 0
+        self._profiles_request = 0
+
+        self._registry = registry
+        self._fixed_backends = backends is not None
+        if backends is None:
+            backends = backend_choices(registry if registry is not None
+                                       else getattr(training, "registry", None))
+        self.backend_labels = {c.key: c.label for c in backends}
+        # profiles for trainers that are not set up yet still load (their entry is disabled)
+        self.known_backends = list(dict.fromkeys([*self.backend_labels, *KNOWN_BACKENDS]))
+        self._own_store = profiles is None
+        self.profiles = profiles if profiles is not None else ProfileStore(
+            library.paths.data / "profiles", backends=self.known_backends)
+        self.profile_dialog: ProfileManagerDialog | None = None
+        self.form = SetupFormWidget(library, training.measured_sec_per_step, list(backends),
+                                    gpu_hint=gpu_hint, vram_gb=vram_gb)
+        scroll = QScrollArea()
+        scroll.setObjectName("SetupScroll")
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setMinimumWidth(360)
+
+        self.panel = JobPanelWidget()
+        self.panel.backend_labels = dict(self.backend_labels)
+        self.history = HistoryWidget()
+        self.history.set_backend_labels(self.backend_labels)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.panel)
+        right.addWidget(self.history)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        right.setChildrenCollapsible(False)
+        right.setSizes([560, 200])
+        split = QSplitter()
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([400, 880])
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+
+        self.form.start_requested.connect(self._start)
+        self.form.models_refresh_requested.connect(self.refresh_models)
+        self.form.manage_profiles_requested.connect(self.open_profiles)
+        self.panel.stop_requested.connect(self._stop)
+        self.panel.cancel_requested.connect(self._cancel)
+        self.panel.resume_requested.connect(self._resume)
+        self.history.job_selected.connect(self.select_job)
+        self.history.open_folder_requested.connect(self._open_folder)
+        self.history.rerun_requested.connect(self._rerun)
+        self.history.resume_requested.connect(self._resume)
+        self.history.export_requested.connect(self._export)
+
+        library.data_changed.connect(self.on_data_changed)
+        training.jobs_changed.connect(self.on_jobs_changed)
+        training.job_updated.connect(self.on_job_updated)
+        training.phase_changed.connect(self.on_phase_changed)
+        training.progressed.connect(self.on_progressed)
+        training.sample_added.connect(self.on_sample_added)
+        training.checkpoint_saved.connect(self.on_checkpoint_saved)
+        training.log_appended.connect(self.on_log_appended)
+        training.job_finished.connect(self.on_job_finished)
+        training.error_reported.connect(self.on_error_reported)
+
+        self.refresh_models()
+        self.refresh_profiles()
+        self.on_jobs_changed()
+
+    # -- inputs from outside ---------------------------------------------------------------------
+    def refresh_backends(self) -> None:
+        """Check the trainer backends again (their installs may have changed in Settings):
+        availability, fields and model types."""
+        if self._fixed_backends:
+            return
+        choices = backend_choices(self._registry if self._registry is not None
+                                  else getattr(self._training, "registry", None))
+        self.backend_labels = {c.key: c.label for c in choices}
+        self.known_backends = list(dict.fromkeys([*self.backend_labels, *KNOWN_BACKENDS]))
+        if self._own_store:
+            self.profiles.backends = tuple(self.known_backends)
+        self.history.set_backend_labels(self.backend_labels)
+        self.panel.backend_labels = dict(self.backend_labels)
+        self.form.backend_picker.set_backends(choices)
+        if self.profile_dialog is not None:
+            self.profile_dialog.set_known_backends(self.known_backends)
+        self.refresh_profiles()
+
+    def refresh_models(self) -> None:
+        """Ask for the base models again and check the trainers again (connect this to
+        settings changes)."""
+        if self._models_request:
+            self.refresh_backends()
+        self._models_request += 1
+        request = self._models_request
+        self.form.set_models_loading()
+
+        def got(models: list[ModelInfo]) -> None:
+            if shiboken6.isValid(self) and request == self._models_request:
+                self.form.set_models(models)
+
+        self._list_models(got)
+
+    def refresh_profiles(self) -> None:
+        """Read the profiles again (off the UI thread) for the form's profile picker."""
+        self._profiles_request += 1
+        request = self._profiles_request
+
+        def got(scan: ProfileScan) -> None:
+            if shiboken6.isValid(self) and request == self._profiles_request:
+                self.form.set_profiles(scan.profiles, list(self.backend_labels))
+
+        def failed(exc: BaseException) -> None:
+            if shiboken6.isValid(self):
+                self.message_posted.emit(f"Could not read the training profiles: {exc}")
+
+        run_in_executor(_profile_reader, self.profiles.scan, got, failed)
+
+    def open_profiles(self) -> ProfileManagerDialog:
+        """Show the profile manager (one per tab)."""
+        if self.profile_dialog is None:
+            dialog = ProfileManagerDialog(self.profiles, self.form.profile_from_form,
+                                          self.known_backends, self.form.tooltips, self)
+            dialog.apply_requested.connect(self._apply_profile)
+            dialog.profiles_changed.connect(
+                lambda profiles: self.form.set_profiles(profiles, list(self.backend_labels)))
+            dialog.message_posted.connect(self.message_posted)
+            self.profile_dialog = dialog
+        self.profile_dialog.show()
+        self.profile_dialog.raise_()
+        self.profile_dialog.activateWindow()
+        self.profile_dialog.refresh()
+        return self.profile_dialog
+
+    def _apply_profile(self, profile: Profile) -> None:
+        self.form.apply_profile(profile)
+        self.message_posted.emit(f"Profile applied: {profile.name}")
+
+    def on_data_changed(self, change: ChangeSet) -> None:
+        if change.everything or change.characters or change.images:
+            self.form.refresh_characters()
+
+    # -- start -------------------------------------------------------------------------------
+    def build_job(self) -> TrainingJob:
+        """The TrainingJob the form describes (not yet submitted)."""
+        character = self.form.selected_character()
+        if character is None:
+            raise SpecError("character_id: pick a character first")
+        fields = self.form.job_fields()
+        job_id = new_job_id()
+        return TrainingJob(
+            job_id=job_id, character_id=character.id, character_name=character.name,
+            trigger_word=character.trigger_word,
+            dataset_dir=str(self._library.character_folder(character)),
+            output_name=output_name(character.name, fields["family"] or "model", job_id),
+            **fields)
+
+    def _start(self) -> None:
+        try:
+            job = self.build_job()
+            job.validate()
+            record = self._training.submit(job)
+        except (SpecError, ValueError) as exc:
+            self.form.show_error(f"Could not start: {exc}")
+            return
+        self.form.show_error("")
+        self.message_posted.emit(f"Training queued: {job.character_name}, "
+                                 f"{family_label(job.family)}, {job.preset}")
+        self.on_jobs_changed()
+        self.select_job(record.job_id)
+
+    # -- job actions ---------------------------------------------------------------------------
+    def _stop(self, job_id: str) -> None:
+        self._training.stop(job_id)
+        self.message_posted.emit("Stopping: saving a checkpoint first…")
+
+    def _cancel(self, job_id: str) -> None:
+        if not confirm(self, "Cancel training",
+                       "Stop this job now without saving?\n\nCheckpoints already saved are "
+                       "kept; use Stop & save to keep the latest progress."):
+            return
+        self._training.cancel(job_id)
+
+    def _resume(self, job_id: str) -> None:
+        self._act(lambda: self._training.resume(job_id), "Resuming")
+
+    def _rerun(self, job_id: str) -> None:
+        self._act(lambda: self._training.rerun(job_id), "Re-running with the same settings")
+
+    def _act(self, call: Callable[[], Any], words: str) -> None:
+        try:
+            record = call()
+        except (SpecError, ValueError, KeyError, OSError) as exc:
+            self.message_posted.emit(f"{words} failed: {exc}")
+            return
+        self.message_posted.emit(f"{words}: {record.character_name}")
+        self.on_jobs_changed()
+        self.select_job(record.job_id)
+
+    def _open_folder(self, job_id: str) -> None:
+        record = self._training.job(job_id)
+        if record is None:
+            return
+        folder = Path(record.job_dir)
+        if not folder.is_dir():
+            self.message_posted.emit(f"The job folder is gone: {folder}")
+            return
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def _export(self, job_id: str) -> None:
+        record = self._training.job(job_id)
+        if record is None:
+            return
+        suggested = Path.home() / f"isengard-debug-{folder_slug(record.character_name)}-" \
+                                  f"{job_id[:6]}.zip"
+        path, _ = QFileDialog.getSaveFileName(self, "Export debug bundle", str(suggested),
+                                              "Zip archive (*.zip)")
+        if not path:
+            return
+        dest = Path(path)
+        if dest.suffix.lower() != ".zip":
+            dest = dest.with_name(dest.name + ".zip")
+        self.message_posted.emit("Exporting the debug bundle…")
+
+        def done(saved: Path) -> None:
+            self.message_posted.emit(f"Debug bundle saved: {saved}")
+
+        def failed(exc: BaseException) -> None:
+            self.message_posted.emit(f"Could not export the debug bundle to {dest}: {exc}")
+
+        self._training.export_debug_bundle(job_id, dest, done, failed)
+
+    # -- selection ---------------------------------------------------------------------------
+    def _select_initial_job(self) -> None:
+        jobs = self._training.jobs()
+        active = [j for j in jobs if j.state in ACTIVE]
+        if active or jobs:
+            self.select_job((active or jobs)[0].job_id)
+
+    def select_job(self, job_id: str) -> None:
+        """Show ``job_id`` in the job panel, rebuilt from its recorded events."""
+        record = self._training.job(job_id)
+        if record is None:
+            return
+        changed = job_id != self.selected_job_id
+        self.selected_job_id = job_id
+        self.panel.show_job(record)
+        self.history.select_job(job_id, emit=False)
+        if changed:
+            self._load_past(record)
+
+    def _load_past(self, record: Any) -> None:
+        job_id = record.job_id
+
+        def events_loaded(events: list[Any]) -> None:
+            if shiboken6.isValid(self) and self.selected_job_id == job_id:
+                self.panel.load_events(events)
+
+        self._training.events(job_id, events_loaded)
+        if record.state == "queued":
+            return   # nothing written yet; the log arrives live
+        job_dir = Path(record.job_dir)
+
+        def tail_loaded(streams: list[tuple[str, list[str]]]) -> None:
+            if shiboken6.isValid(self) and self.selected_job_id == job_id:
+                self.panel.log.clear()   # the files hold every line shown live so far
+                for stream, lines in streams:
+                    self.panel.log.append_lines(stream, lines)
+
+        run_in_executor(_log_reader, lambda: read_log_tail(job_dir), tail_loaded,
+                        lambda exc: None)
+
+    # -- service signals -------------------------------------------------------------------------
+    def on_jobs_changed(self) -> None:
+        jobs = self._training.jobs()
+        self.history.set_jobs(jobs)
+        if self.selected_job_id and not any(j.job_id == self.selected_job_id for j in jobs):
+            self.selected_job_id = None
+            self.panel.show_job(None)
+        if self.selected_job_id is None and jobs:
+            self._select_initial_job()   # the service has loaded its history
+
+    def on_job_updated(self, record: Any) -> None:
+        self.history.update_job(record)
+        if record.job_id == self.selected_job_id:
+            self.panel.update_record(record)
+
+    def on_phase_changed(self, job_id: str, event: Any) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.on_phase(event)
+
+    def on_progressed(self, job_id: str, event: Any) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.on_step(event)
+
+    def on_sample_added(self, job_id: str, event: Any) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.on_sample(event)
+
+    def on_checkpoint_saved(self, job_id: str, event: Any) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.on_checkpoint(event)
+
+    def on_log_appended(self, job_id: str, stream: str, lines: list[str]) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.log.append_lines(stream, lines)
+
+    def on_error_reported(self, job_id: str, event: Any) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.show_error(event.kind, event.message)
+
+    def on_job_finished(self, record: Any) -> None:
+        self.history.update_job(record)
+        self.form.update_estimate()   # a finished job may have measured this machine's speed
+        if record.job_id == self.selected_job_id:
+            self.panel.update_record(record)
+            job_id = record.job_id
+
+            def events_loaded(events: list[Any]) -> None:   # the full curve, not the 10 Hz one
+                if shiboken6.isValid(self) and self.selected_job_id == job_id:
+                    self.panel.load_events(events)
+
+            self._training.events(job_id, events_loaded)
+        what = f"{record.character_name} · {family_label(record.family)}"
+        took = job_duration(record)
+        took_words = f" in {format_clock(took)}" if took is not None else ""
+        if record.state == "completed":
+            lora = Path(record.lora_path).name if record.lora_path else "the LoRA"
+            self.message_posted.emit(f"Training finished: {what} → {lora}")
+            self.notify_requested.emit("LoRA ready",
+                                       f"{what} finished{took_words}. {lora} is ready to use "
+                                       "in Generate.")
+        elif record.state == "failed":
+            headline, _ = describe_error(record.error_kind, record.error_message)
+            self.message_posted.emit(f"Training failed: {what}. {headline}")
+            self.notify_requested.emit("Training failed", f"{what}: {headline}")
+        elif record.state == "stopped":
+            self.message_posted.emit(f"Training stopped and saved: {what}. Resume continues "
+                                     "from the checkpoint.")
+        elif record.state == "cancelled":
+            self.message_posted.emit(f"Training cancelled: {what}")
