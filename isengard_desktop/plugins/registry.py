@@ -30,10 +30,10 @@ BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {
     "builtin": ("Built-in (diffusers + peft)",
                 "isengard_desktop.plugins.builtin_trainer:BuiltinTrainer"),
     "diffusion-pipe": ("diffusion-pipe",
-                       "isengard_desktop.plugins.diffusion_pipe.backend:DiffusionPipeBackend"),
+                       "isengard_desktop.plugins.diffusion_pipe:DiffusionPipeBackend"),
     "ai-toolkit": ("ai-toolkit (ostris)",
-                   "isengard_desktop.plugins.ai_toolkit.backend:AiToolkitBackend"),
-    "kohya": ("kohya sd-scripts", "isengard_desktop.plugins.kohya.backend:KohyaBackend"),
+                   "isengard_desktop.plugins.ai_toolkit:AiToolkitBackend"),
+    "kohya": ("kohya sd-scripts", "isengard_desktop.plugins.kohya:KohyaBackend"),
 }
 
 

@@ -1,0 +1,2 @@
+"""Stand-alone dialogs used by several tabs: create character and confirmations.
+Import the module you need (``create_character``, ``confirm``)."""
