@@ -30,6 +30,7 @@ from ...core.training.profile_store import ProfileScan, ProfileStore
 from ...core.training.profiles import KNOWN_BACKENDS, Profile
 from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
 from ...core.training.spec import SpecError, TrainingJob, new_job_id
+from ...core.types import Progress
 from ...services.library import ChangeSet, LibraryService
 from ...services.background import BackgroundOp, guarded
 from ..dialogs.confirm import confirm
@@ -175,6 +176,7 @@ class TrainingTab(QWidget):
         library.data_changed.connect(self.on_data_changed)
         training.jobs_changed.connect(self.on_jobs_changed)
         training.job_updated.connect(self.on_job_updated)
+        training.job_progress.connect(self.on_job_progress)
         training.phase_changed.connect(self.on_phase_changed)
         training.progressed.connect(self.on_progressed)
         training.sample_added.connect(self.on_sample_added)
@@ -395,6 +397,10 @@ class TrainingTab(QWidget):
         self.history.update_job(record)
         if record.job_id == self.selected_job_id:
             self.panel.update_record(record)
+
+    def on_job_progress(self, job_id: str, progress: Progress) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.show_progress(progress)
 
     def on_phase_changed(self, job_id: str, event: Any) -> None:
         if job_id == self.selected_job_id:
