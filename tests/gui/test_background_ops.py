@@ -219,3 +219,29 @@ def test_without_an_app_the_widgets_get_a_fresh_owner(qapp):
     owner.shutdown()
     assert background_work() is not owner and not background_work().closed
     background_work().shutdown()
+
+
+def test_the_status_bar_panel_shows_an_op_with_progress(qtbot, work):
+    from isengard_desktop.ui.widgets.progress_panel import ProgressPanelWidget
+
+    panel = ProgressPanelWidget()
+    qtbot.addWidget(panel)
+    work.task_started.connect(panel.track)
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    release = threading.Event()
+    labels: list[str] = []
+
+    def job() -> None:
+        op.report(Progress("Checking photos", 3, 10, detail="a.jpg"))
+        release.wait(5)
+
+    op: BackgroundOp[None] = BackgroundOp(parent=widget, op=job).with_progress("Checking photos")
+    op.run()
+    assert panel.label.text() == "Checking photos"
+    qtbot.waitUntil(lambda: panel.bar.maximum() == 10, timeout=5000)
+    labels.append(panel.label.text())
+    with qtbot.waitSignal(panel.summary_ready, timeout=5000):
+        release.set()
+    assert labels == ["Checking photos — a.jpg"] and panel.bar.value() == 3
+    assert not panel.cancel_button.isVisibleTo(panel)
