@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
+from .services.background import shutdown_background_work, start_background_work
 from .services.generation.service import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
@@ -79,6 +80,7 @@ class AppContext:
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         self.generation.shutdown()    # running prompts cancelled, managed ComfyUI tree stopped
         self.thumbnails.shutdown()
+        shutdown_background_work()   # widgets' queued ops dropped; running ones end
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
@@ -95,6 +97,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     assert app is not None, "create the QApplication first"
     apply_dark_theme(app)
 
+    background = start_background_work()   # the shared worker pool widgets' ops run on
     settings = SettingsService(paths)
     library = LibraryService(paths)
     thumbnails = ThumbnailService(paths.thumbnails)
@@ -125,6 +128,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         "Video": VideoTab(),
     }
     window = MainWindow(tabs)
+    background.task_started.connect(window.progress.track)   # ops shown with_progress
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, tabs)
     holder.append(ctx)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ from ..core.db.schema import connect
 from ..core.naming import folder_slug, suggest_trigger, validate_trigger
 from ..core.paths import AppPaths
 from ..core.types import Progress
-from .ops import call_in_main_thread, run_in_executor
+from .ops import run_in_executor
+from .throttle import Throttler
 
 if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded on first use
     from ..core.dataset.checks import Finding
@@ -94,7 +94,8 @@ class ImportTask(QObject):
         self.character_id = character_id
         self.label = label
         self._cancel = threading.Event()
-        self._last_emit = 0.0
+        self._throttle: Throttler[Progress] = Throttler(self.progressed.emit, parent=self)
+        self.finished.connect(lambda _: self._throttle.flush())   # the last progress first
         self.outcome: ImportOutcome | None = None
 
     def cancel(self) -> None:
@@ -106,10 +107,7 @@ class ImportTask(QObject):
 
     def _report(self, progress: Progress) -> None:
         """Called on the worker thread; forwards at most ~10 updates a second."""
-        now = time.monotonic()
-        if now - self._last_emit >= 0.1 or progress.done >= progress.total:
-            self._last_emit = now
-            call_in_main_thread(lambda: self.progressed.emit(progress))
+        self._throttle.submit_from_any_thread(progress)
 
 
 class LibraryService(QObject):
@@ -131,6 +129,9 @@ class LibraryService(QObject):
         self._loras: list[LoraRecord] = []
         self.is_ready = False
         self._tasks: set[ImportTask] = set()
+        self._checks_throttle: Throttler[Progress] = Throttler(self.checks_progressed.emit,
+                                                               parent=self)
+        self.checks_finished.connect(lambda _: self._checks_throttle.flush())  # last one first
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -572,16 +573,8 @@ class LibraryService(QObject):
         records = [self._images[i] for i in image_ids if i in self._images] \
             if image_ids is not None else list(self._images.values())
         items = [CheckImage(r.id, r.path, r.sha256, r.width, r.height) for r in records]
-        last = [0.0]
-
-        def report(progress: Progress) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.1 or progress.done >= progress.total:
-                last[0] = now
-                call_in_main_thread(lambda: self.checks_progressed.emit(progress))
-
         def work() -> list[Finding]:
-            return run_checks(items, report=report)
+            return run_checks(items, report=self._checks_throttle.submit_from_any_thread)
 
         with applog.correlation():
             logger.info("dataset checks on {} image(s)", len(items))

@@ -2,10 +2,14 @@
 
 The callbacks run on the main thread (a queued signal carries them back), so they may touch
 widgets and services. ``fn`` runs on a worker thread: no UI calls in ``fn``.
+
+Services use :func:`run_in_executor` (callbacks) or :func:`await_executor` (a coroutine
+awaits it) with executors they own; widgets use ``background.BackgroundOp`` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import sys
 from concurrent.futures import Executor, Future
@@ -48,7 +52,8 @@ def call_in_main_thread(fn: Callable[[], None]) -> None:
     _get_bridge().delivered.emit(fn)
 
 
-def _default_failure(exc: BaseException) -> None:
+def report_unexpected(exc: BaseException) -> None:
+    """Send ``exc`` to ``sys.excepthook`` (logged with the correlation id and shown)."""
     sys.excepthook(type(exc), exc, exc.__traceback__)
 
 
@@ -67,10 +72,26 @@ def run_in_executor(executor: Executor, fn: Callable[[], Any],
     def done(f: Future) -> None:
         exc = f.exception()
         if exc is not None:
-            call_in_main_thread(lambda: (on_failure or _default_failure)(exc))
+            call_in_main_thread(lambda: (on_failure or report_unexpected)(exc))
         elif on_success is not None:
             result = f.result()
             call_in_main_thread(lambda: on_success(result))
 
     future.add_done_callback(done)
+    return future
+
+
+def await_executor(executor: Executor, fn: Callable[[], Any]) -> asyncio.Future:
+    """Run ``fn`` on ``executor`` (:func:`run_in_executor`) and await its result on the loop."""
+    future = asyncio.get_event_loop().create_future()
+
+    def ok(value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def bad(exc: BaseException) -> None:
+        if not future.done():
+            future.set_exception(exc)
+
+    run_in_executor(executor, fn, ok, bad)
     return future

@@ -164,7 +164,7 @@ def test_prompt_generate_progress_gallery_with_metadata(qt_asyncio_loop, qtbot, 
 
     seen: list[tuple[str, int, int, str]] = []
     ctx.generation.job_progress.connect(
-        lambda p: seen.append((p.node_class, p.step, p.total, tab.progress.detail.text())))
+        lambda p: seen.append((p.node_class, p.done, p.total, tab.progress.detail.text())))
     with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000) as finished:
         click(qtbot, form.generate_button)
         assert form.cancel_button.isEnabled()
@@ -457,7 +457,7 @@ def test_cancel_stops_a_slow_run(qt_asyncio_loop, qtbot, make_app, double):
     qtbot.keyClicks(form.prompt_edit, "a slow picture")
     click(qtbot, form.tier_buttons["Draft"])
     steps = []
-    ctx.generation.job_progress.connect(lambda p: steps.append(p.step))
+    ctx.generation.job_progress.connect(lambda p: steps.append(p.done))
     click(qtbot, form.generate_button)
     qtbot.waitUntil(lambda: any(s >= 1 for s in steps), timeout=20_000)
     assert form.cancel_button.isEnabled()

@@ -41,6 +41,7 @@ class StandInTraining(QObject):
 
     jobs_changed = Signal()
     job_updated = Signal(object)
+    job_progress = Signal(str, object)
     phase_changed = Signal(str, object)
     progressed = Signal(str, object)
     sample_added = Signal(str, object)

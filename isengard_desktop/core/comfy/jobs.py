@@ -3,7 +3,6 @@
 * :class:`ServerStatus` — one ComfyUI server as the backend bar shows it.
 * :class:`LoraChoice` — a character's trained LoRA picked for a job.
 * :class:`GenerationRequest` — what the Generate tab asks for.
-* :class:`GenerationProgress` — a coalesced progress update (≤ ~10 a second).
 * :class:`GalleryItem` — one generated image as stored in the ``generations`` table.
 """
 
@@ -18,7 +17,6 @@ __all__ = [
     "SERVER_STATES",
     "TARGETS",
     "GalleryItem",
-    "GenerationProgress",
     "GenerationRequest",
     "LoraChoice",
     "ServerStatus",
@@ -78,20 +76,6 @@ class GenerationRequest:
     target: str = "gallery"
     character_id: int | None = None
     parent_image: str = ""
-
-
-@dataclass(frozen=True)
-class GenerationProgress:
-    """Where a job is: the node running, its steps, the overall fraction and a preview."""
-
-    job_id: str
-    server: str
-    node: str
-    node_class: str
-    step: int
-    total: int
-    fraction: float
-    preview: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,17 @@ from loguru import logger
 
 from ...core import logging as applog
 from ...core.comfy.errors import ComfyConnectionError, ComfyError, ComfyInterrupted
-from ...core.comfy.jobs import GalleryItem, GenerationProgress, GenerationRequest
+from ...core.comfy.jobs import GalleryItem, GenerationRequest
 from ...core.comfy.routing import (ModelNeed, NoServerError, Route, canonical_folder,
                                   choose_server, rank_servers)
 from ...core.db.generations import GenerationsRepository
 from ...core.fsutil import atomic_write_bytes
 from ...core.paths import AppPaths
-from .progress import (ProgressCoalescer, ProgressTracker, await_executor, png_size,
-                                  with_trigger)
+from ...core.types import Progress
+from ..ops import await_executor
+from .progress import ProgressTracker, png_size, with_trigger
 
-__all__ = ["CANCELLED", "Job", "JobFailed", "JobRunner", "ProgressCoalescer", "await_executor",
-           "with_trigger"]
+__all__ = ["CANCELLED", "Job", "JobFailed", "JobRunner", "with_trigger"]
 
 CANCELLED = "Generation cancelled."
 INPUT_PLACEHOLDER = "isengard_input.png"
@@ -240,7 +240,7 @@ class JobRunner:
                                         for g in gaps))
 
     # -- running -----------------------------------------------------------------------------
-    async def run(self, job: Job, progress: Callable[[GenerationProgress], None]
+    async def run(self, job: Job, progress: Callable[[Progress], None]
                   ) -> list[GalleryItem]:
         with applog.correlation(job.cid):
             plan = await self.plan(job)
@@ -284,7 +284,7 @@ class JobRunner:
             return await self._save(job, plan, server, graph, result.prompt_id, images)
 
     async def _run_on(self, job: Job, plan: _Plan, route: Route, server: Any,
-                      progress: Callable[[GenerationProgress], None]) -> tuple[Any, dict]:
+                      progress: Callable[[Progress], None]) -> tuple[Any, dict]:
         client = server.client
         if client is None:
             raise ComfyConnectionError(f"{server.label} is not connected.", server=server.url)
@@ -301,7 +301,7 @@ class JobRunner:
             self.pool.poll_queue(server.key)     # so "busy · queue N" ends now, not at a poll
 
     async def _upload_and_run(self, job: Job, plan: _Plan, route: Route, server: Any,
-                              client: Any, progress: Callable[[GenerationProgress], None]
+                              client: Any, progress: Callable[[Progress], None]
                               ) -> tuple[Any, dict]:
         uploaded: dict[tuple[str, str], str] = {}
         for key, local in plan.uploads.items():

@@ -1,40 +1,20 @@
-"""Small pieces of a generation job: progress (events → GenerationProgress, coalesced to
-~10 a second), awaiting executor work on the loop, the trigger word, PNG sizes."""
+"""Small pieces of a generation job: progress (run events → :class:`Progress`; the service
+throttles them to ~10 a second), the trigger word, PNG sizes."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import struct
-import time
-from concurrent.futures import Executor
 from typing import Any, Callable, Mapping
 
-from PySide6.QtCore import QObject, QTimer
-
-from ...core.comfy.jobs import GenerationProgress
 from ...core.comfy.types import (NodeProgress, NodesCached, NodeStarted, PreviewImage, RunEvent,
                                 RunStarted)
-from ..ops import run_in_executor
+from ...core.types import Progress
 
-__all__ = ["ProgressCoalescer", "ProgressTracker", "await_executor", "png_size",
-           "with_trigger"]
+__all__ = ["ProgressTracker", "png_size", "with_trigger"]
 
 
-def await_executor(executor: Executor, fn: Callable[[], Any]) -> asyncio.Future:
-    """Run ``fn`` on ``executor`` (``ops.run_in_executor``) and await its result on the loop."""
-    future = asyncio.get_event_loop().create_future()
-
-    def ok(value: Any) -> None:
-        if not future.done():
-            future.set_result(value)
-
-    def bad(exc: BaseException) -> None:
-        if not future.done():
-            future.set_exception(exc)
-
-    run_in_executor(executor, fn, ok, bad)
-    return future
+WORKING = "Working"      # the label while no node has said what it is
 
 
 def with_trigger(prompt: str, trigger: str) -> str:
@@ -57,47 +37,12 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-class ProgressCoalescer(QObject):
-    """Forwards the latest progress at most every ``interval_ms`` (the last one always)."""
-
-    def __init__(self, emit: Callable[[GenerationProgress], None], interval_ms: int = 100,
-                 parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._emit = emit
-        self._interval = interval_ms
-        self._pending: GenerationProgress | None = None
-        self._last = 0.0
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.flush)
-
-    def update(self, progress: GenerationProgress) -> None:
-        self._pending = progress
-        if self._timer.isActive():
-            return
-        wait = self._interval - (time.monotonic() - self._last) * 1000
-        if wait <= 0:
-            self.flush()
-        else:
-            self._timer.start(int(wait))
-
-    def flush(self) -> None:
-        self._timer.stop()
-        progress, self._pending = self._pending, None
-        if progress is not None:
-            self._last = time.monotonic()
-            self._emit(progress)
-
-    def stop(self) -> None:
-        self._timer.stop()
-        self._pending = None
-
-
 class ProgressTracker:
-    """Turns run events into GenerationProgress values."""
+    """Turns run events into :class:`Progress` values (``done``/``total``: the node's steps;
+    ``overall``: the fraction of the whole graph)."""
 
     def __init__(self, job_id: str, server: str, graph: Mapping[str, Any],
-                 out: Callable[[GenerationProgress], None]) -> None:
+                 out: Callable[[Progress], None]) -> None:
         self.job_id, self.server, self.graph, self.out = job_id, server, graph, out
         self.cached: set[str] = set()
         self.started: list[str] = []
@@ -128,5 +73,7 @@ class ProgressTracker:
             self.preview = event.data
         else:
             return
-        self.out(GenerationProgress(self.job_id, self.server, self.node, self.node_class,
-                                    self.step, self.total, self.fraction(), self.preview))
+        self.out(Progress(label=self.node_class or WORKING, done=self.step, total=self.total,
+                          job_id=self.job_id, server=self.server, node=self.node,
+                          node_class=self.node_class, overall=self.fraction(),
+                          preview=self.preview))

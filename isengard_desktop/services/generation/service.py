@@ -17,7 +17,7 @@ running asyncio loop and never raises.
 Signals:
     servers_changed(tuple[ServerStatus, ...]): a server's state, GPU, VRAM or queue changed.
     job_started(str): job id; the job is being routed/run.
-    job_progress(GenerationProgress): at most ~10 a second per job; the last one always
+    job_progress(Progress): at most ~10 a second per job; the last one always
         comes before ``job_finished``.
     job_finished(str, tuple[GalleryItem, ...]): job id and its images (saved and recorded).
     job_failed(str, str): job id and a message for the user (names the node, input, value,
@@ -44,11 +44,13 @@ from ...core.comfy.routing import lora_visibility
 from ...core.dataset.captions import prepend_trigger
 from ...core.db.generations import GenerationsRepository
 from ...core.paths import AppPaths
-from .jobs import CANCELLED, Job, JobFailed, JobRunner, ProgressCoalescer
+from ...core.types import Progress
+from .jobs import CANCELLED, Job, JobFailed, JobRunner
 from .servers import MANAGED_KEY, ServerPool, spawn
 from .sockets import cancel_quietly
 from .trash import TrashMover
 from ..ops import run_in_executor
+from ..throttle import DEFAULT_INTERVAL_MS, Throttler
 
 __all__ = ["GenerationService"]
 
@@ -74,7 +76,7 @@ class GenerationService(QObject):
         self.pool.changed.connect(self.servers_changed.emit)
         # model lists changed: model_choices/feature_support/lora_visibility answer differently
         self.pool.models_changed.connect(lambda _key: self._announce_servers())
-        self.progress_interval_ms = 100
+        self.progress_interval_ms = DEFAULT_INTERVAL_MS
         self.is_ready = False
         self._io = ThreadPoolExecutor(2, thread_name_prefix="generation-io")
         self._trash = TrashMover()
@@ -293,7 +295,8 @@ class GenerationService(QObject):
                 self._fail_job(job, CANCELLED)
 
     async def _run(self, job: Job) -> None:
-        coalescer = ProgressCoalescer(self.job_progress.emit, self.progress_interval_ms, self)
+        coalescer: Throttler[Progress] = Throttler(self.job_progress.emit,
+                                                   self.progress_interval_ms, parent=self)
         try:
             self.job_started.emit(job.job_id)
             if self._closed:
@@ -303,19 +306,19 @@ class GenerationService(QObject):
                 raise JobFailed(f"Unknown target {request.target!r}.")
             if request.target == "staging" and request.lora is None:
                 raise JobFailed("Generating for a dataset needs the character's trained LoRA.")
-            items = await self._runner.run(job, coalescer.update)
+            items = await self._runner.run(job, coalescer.submit)
         except JobFailed as exc:
             coalescer.flush()
             self._fail_job(job, str(exc))
         except asyncio.CancelledError:
-            coalescer.stop()
+            coalescer.cancel()
             if job.cancelled and not self._closed:
                 self._fail_job(job, CANCELLED)
         except ComfyError as exc:
             coalescer.flush()
             self._fail_job(job, str(exc))
         except Exception as exc:   # a bug: log it, show it, and end the job cleanly
-            coalescer.stop()
+            coalescer.cancel()
             if self._closed:           # e.g. the file executor is already shut down
                 logger.info("generation job {} ended at shutdown: {}", job.job_id, exc)
                 return
@@ -333,7 +336,7 @@ class GenerationService(QObject):
             self.job_finished.emit(job.job_id, tuple(items))
             self.gallery_changed.emit()
         finally:
-            coalescer.stop()
+            coalescer.cancel()
             coalescer.deleteLater()
             self._jobs.pop(job.job_id, None)
 

@@ -31,6 +31,7 @@ from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, E
 from ...core.training.spec import JobPaths
 from ...plugins.interface import Launch, LineParser, LineSplitter
 from ..process_group import pid_alive, signal_group
+from ..throttle import Throttler
 from .records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
                                JobRecord, RunOutcome, crash_message, examine_rows, utc_now)
 
@@ -88,14 +89,12 @@ class JobRun(QObject):
         self._pending_lines: dict[str, list[tuple[str, bool]]] = {"stdout": [], "stderr": []}
         self._pending_step: StepEvent | None = None
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
-        self._last_flush = 0.0
         self._files: dict[str, Any] = {}
         self._term_deadline: float | None = None
         self._kill_grace_ms = 5000
 
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setSingleShot(True)
-        self._flush_timer.timeout.connect(self.flush)
+        self._flusher: Throttler[None] = Throttler(lambda _: self._deliver(),
+                                                   FLUSH_INTERVAL_MS, parent=self)
         self._term_timer = QTimer(self)
         self._term_timer.setSingleShot(True)
         self._term_timer.timeout.connect(self._terminate)
@@ -302,14 +301,14 @@ class JobRun(QObject):
             self.progressed.emit(step)
 
     def _schedule_flush(self) -> None:
-        if self._flush_timer.isActive():
-            return
-        elapsed_ms = (time.monotonic() - self._last_flush) * 1000
-        self._flush_timer.start(int(max(0.0, FLUSH_INTERVAL_MS - elapsed_ms)))
+        self._flusher.submit(None)
 
     def flush(self) -> None:
         """Write buffered files and deliver the pending step and log lines now."""
-        self._last_flush = time.monotonic()
+        self._flusher.submit(None)
+        self._flusher.flush()
+
+    def _deliver(self) -> None:
         for name, handle in self._files.items():
             try:
                 handle.flush()
@@ -362,8 +361,9 @@ class JobRun(QObject):
     def release(self) -> None:
         """Stop the timers and close the log files (idempotent; also for a run abandoned at
         shutdown whose process could not be waited for)."""
-        for timer in (self._term_timer, self._kill_timer, self._flush_timer):
+        for timer in (self._term_timer, self._kill_timer):
             timer.stop()
+        self._flusher.cancel()
         files, self._files = self._files, {}
         for handle in files.values():
             try:

@@ -25,8 +25,11 @@ through the library's writer).
 Signals:
     jobs_changed(): a job was added or changed state; re-read :meth:`jobs`.
     job_updated(JobRecord): one job's record changed (progress at most ~10 a second).
+    job_progress(str, Progress): job id, what a progress bar shows: the current phase's count,
+        then steps while training (emitted just before ``phase_changed`` / ``progressed``).
     phase_changed(str, PhaseEvent): job id, the trainer's current phase.
-    progressed(str, StepEvent): job id, latest step; ≤ ~10 a second, the last step always.
+    progressed(str, StepEvent): job id, latest step (loss, lr, time left); ≤ ~10 a second,
+        the last step always.
     sample_added(str, SampleEvent): job id, a sample image was written.
     checkpoint_saved(str, CheckpointEvent): job id, a checkpoint was written.
     log_appended(str, str, list): job id, "stdout"/"stderr", display lines (≤ ~10 Hz).
@@ -54,6 +57,7 @@ from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
 from ...core.training.checkpoints import latest_complete
 from ...core.training.installs import ExternalInstall
+from ...core.training.progress import TRAINING_PHASE, phase_progress, step_progress
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
                                       PhaseEvent, SampleEvent, StepEvent)
 from ...core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
@@ -78,6 +82,7 @@ class TrainingService(QObject):
 
     jobs_changed = Signal()
     job_updated = Signal(object)
+    job_progress = Signal(str, object)
     phase_changed = Signal(str, object)
     progressed = Signal(str, object)
     sample_added = Signal(str, object)
@@ -405,6 +410,7 @@ class TrainingService(QObject):
         record = with_step(record, event)
         due = time.monotonic() - self._last_persist.get(job_id, 0.0) >= self.persist_interval_s
         self._changed(record, persist=due, structural=False)
+        self.job_progress.emit(job_id, step_progress(event, record.total_steps))
         self.progressed.emit(job_id, event)
 
     def _on_event(self, job_id: str, event: Event) -> None:
@@ -412,6 +418,8 @@ class TrainingService(QObject):
         if record is None:
             return
         if isinstance(event, PhaseEvent):
+            if event.phase != TRAINING_PHASE:     # while training, steps drive the bar
+                self.job_progress.emit(job_id, phase_progress(event))
             self.phase_changed.emit(job_id, event)
         elif isinstance(event, SampleEvent):
             self.sample_added.emit(job_id, event)

@@ -21,19 +21,19 @@ Signals:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import shiboken6
+from loguru import logger
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
                                QStackedWidget, QVBoxLayout, QWidget)
 
-from ...core.comfy.jobs import GalleryItem, GenerationProgress, GenerationRequest, ServerStatus
+from ...core.comfy.jobs import GalleryItem, GenerationRequest, ServerStatus
+from ...core.types import Progress
 from ...services.library import ChangeSet, LibraryService
-from ...services.ops import run_in_executor
+from ...services.background import BackgroundOp
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.samples_strip import load_scaled
@@ -44,7 +44,6 @@ from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
 
 PREVIEW_BOX = 768
-_decoder = ThreadPoolExecutor(1, thread_name_prefix="generate-preview")
 
 
 def lora_options(library: LibraryService) -> list[LoraOption]:
@@ -73,7 +72,6 @@ class GenerateTab(QWidget):
         self.jobs: dict[str, GenerationRequest] = {}
         self.shown_job: str | None = None
         self.staging_character_id: int | None = None
-        self._preview_request = 0
 
         self.backends = BackendBarWidget()
         self.form = GenerateFormWidget()
@@ -219,7 +217,7 @@ class GenerateTab(QWidget):
         if job_id in self.jobs:
             self.shown_job = job_id
 
-    def on_job_progress(self, progress: GenerationProgress) -> None:
+    def on_job_progress(self, progress: Progress) -> None:
         if progress.job_id in self.jobs and progress.job_id == self.shown_job:
             label = next((s.label for s in self.backends.servers
                           if progress.server in (s.url, s.key)), progress.server)
@@ -275,16 +273,13 @@ class GenerateTab(QWidget):
             self.staging.set_items(self._service.staging(self.staging_character_id))
 
     def _show_final(self, path: str) -> None:
-        self._preview_request += 1
-        request = self._preview_request
-
         def loaded(image: QImage) -> None:
-            if shiboken6.isValid(self) and request == self._preview_request \
-                    and not image.isNull():
+            if not image.isNull():
                 self.progress.preview.set_image(QPixmap.fromImage(image))
 
-        run_in_executor(_decoder, lambda: load_scaled(path, PREVIEW_BOX), loaded,
-                        lambda _exc: None)
+        BackgroundOp(parent=self, op=lambda: load_scaled(path, PREVIEW_BOX)).success(loaded) \
+            .failure(lambda exc: logger.debug("no preview of {}: {}", path, exc)) \
+            .supersede("final-preview").run()
 
     def _open_local_log(self) -> None:
         path = self._service.local_log_path

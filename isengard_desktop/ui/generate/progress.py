@@ -11,14 +11,14 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
-from ...core.comfy.jobs import GenerationProgress
+from ...core.types import Progress
 
 
-def progress_words(p: GenerationProgress, server: str = "") -> str:
+def progress_words(p: Progress, server: str = "") -> str:
     """``KSampler (node 3) · step 12 of 30 · on studio-pc``"""
-    what = p.node_class or "Working"
+    what = p.label
     node = f" (node {p.node})" if p.node else ""
-    steps = f" · step {p.step} of {p.total}" if p.total and p.total > 1 else ""
+    steps = f" · step {p.done} of {p.total}" if p.total and p.total > 1 else ""
     server = server or p.server
     where = f" · on {server}" if server else ""
     return f"{what}{node}{steps}{where}"
@@ -91,7 +91,7 @@ class GenerationProgressWidget(QFrame):
         layout.addWidget(self.detail)
         layout.addWidget(self.error)
         layout.addWidget(self.preview, 1)
-        self.last_progress: GenerationProgress | None = None
+        self.last_progress: Progress | None = None
         self._idle = True
 
     def set_idle_text(self, problem: str | None) -> None:
@@ -108,7 +108,7 @@ class GenerationProgressWidget(QFrame):
         self.bar.setVisible(True)
         self.bar.setRange(0, 0)     # busy until the first progress arrives
 
-    def update_progress(self, p: GenerationProgress, server: str = "") -> None:
+    def update_progress(self, p: Progress, server: str = "") -> None:
         self.last_progress = p
         self.bar.setVisible(True)
         self.bar.setRange(0, 1000)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import shiboken6
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
@@ -25,7 +23,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxL
 from ...core.settings import Settings
 from ...services.generation.comfy_launch import find_python
 from ..generate.backend_bar import gpu_words
-from ...services.ops import run_in_executor
+from ...services.background import BackgroundOp, alive
 
 __all__ = ["ComfyUIPageWidget", "check_local_install", "normalize_server_url",
            "describe_system_stats"]
@@ -36,8 +34,6 @@ COMFY_MODULES = ("torch", "torchvision", "torchsde", "safetensors", "aiohttp", "
                  "av")
 CHECK_TIMEOUT_S = 30
 TEST_TIMEOUT_MS = 6000
-
-_checker = ThreadPoolExecutor(1, thread_name_prefix="comfyui-check")
 
 _PROBE = (
     "import importlib.util, json, sys\n"
@@ -163,7 +159,6 @@ class ComfyUIPageWidget(QWidget):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("comfyui_page")
-        self._check_request = 0
         self._net: QNetworkAccessManager | None = None
         self._replies: list[QNetworkReply] = []
         layout = QVBoxLayout(self)
@@ -302,15 +297,11 @@ class ComfyUIPageWidget(QWidget):
     def check_local(self) -> None:
         """Check the folder and Python in the background; the result lands in
         :attr:`check_result`."""
-        self._check_request += 1
-        request = self._check_request
         folder, python = self.comfyui_folder(), self.comfyui_python()
         self.check_button.setEnabled(False)
         _message(self.check_result, "Checking…", error=False)
 
         def done(result: tuple[bool, list[str]]) -> None:
-            if not shiboken6.isValid(self) or request != self._check_request:
-                return
             ok, lines = result
             self.check_button.setEnabled(True)
             _message(self.check_result, "\n".join(lines), error=not ok)
@@ -318,7 +309,8 @@ class ComfyUIPageWidget(QWidget):
         def failed(exc: BaseException) -> None:
             done((False, [f"The check could not run: {exc}"]))
 
-        run_in_executor(_checker, lambda: check_local_install(folder, python), done, failed)
+        BackgroundOp(parent=self, op=lambda: check_local_install(folder, python)) \
+            .success(done).failure(failed).supersede("local-check").run()
 
     # -- remote servers ----------------------------------------------------------------------
     def add_server(self) -> None:
@@ -364,7 +356,7 @@ class ComfyUIPageWidget(QWidget):
         if reply in self._replies:
             self._replies.remove(reply)
         reply.deleteLater()
-        if not shiboken6.isValid(self):
+        if not alive(self):
             return
         self.test_button.setEnabled(True)
         if reply.error() != QNetworkReply.NetworkError.NoError:

@@ -12,7 +12,6 @@ The page saves nothing itself: :meth:`TrainersPageWidget.installs` gives the val
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGridLayout, QGro
 from ...core.training.installs import (TRAINER_KINDS, ExternalInstall, capability_matrix,
                                        current_platform, install_from_settings,
                                        platform_problem, validate_install)
+from ...services.background import background_work
 from ...services.ops import run_in_executor
 
 __all__ = ["CheckInstall", "TrainersPageWidget", "check_in_background"]
@@ -33,7 +33,6 @@ CheckInstall = Callable[[str, ExternalInstall, Callable[[list[str]], None]], Non
 _MATRIX_COLUMNS = ("Trainer", "Runs here", "Sample images", "Resume", "Stop & save", "Models")
 _VENV_PYTHONS = ("venv/bin/python", ".venv/bin/python", "venv/Scripts/python.exe",
                  ".venv/Scripts/python.exe")
-_executor: ThreadPoolExecutor | None = None
 
 
 def check_in_background(kind: str, install: ExternalInstall,
@@ -41,11 +40,8 @@ def check_in_background(kind: str, install: ExternalInstall,
     """The default Check: :func:`validate_install` with the interpreter run, on a worker
     thread; ``on_done(problems)`` on the UI thread (a failure of the check itself is one
     problem, never silent)."""
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(1, thread_name_prefix="trainer-check")
-    run_in_executor(_executor, lambda: validate_install(kind, install, deep=True,
-                                                        timeout_s=30.0), on_done,
+    run_in_executor(background_work().executor(),
+                    lambda: validate_install(kind, install, deep=True, timeout_s=30.0), on_done,
                     lambda exc: on_done([f"The check itself failed: {exc}"]))
 
 

@@ -19,6 +19,9 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
 
 from ...core.models import FAMILY_LABELS
 from ...core.training.presets import format_clock, format_duration
+from ...core.types import Progress
+from ...core.training.progress import (PHASE_WORDS, TRAINING_PHASE, phase_progress,
+                                       phase_words, step_progress)
 from ...core.training.protocol import (CheckpointEvent, ErrorEvent, PhaseEvent, SampleEvent,
                                        StepEvent)
 from ..widgets.log_view import LogViewWidget
@@ -39,13 +42,6 @@ STATE_WORDS = {
 STATE_COLORS = {
     "running": "#8fb3ff", "queued": "#aab2c0", "stopping": "#ead9a8", "completed": "#8fd6a8",
     "failed": "#f0a3a3", "cancelled": "#9aa3b2", "interrupted": "#ead9a8", "stopped": "#ead9a8",
-}
-PHASE_WORDS = {
-    "loading_model": "Loading the base model",
-    "caching": "Preparing photos and captions",
-    "training": "Training",
-    "saving": "Saving the LoRA",
-    "sampling": "Making samples",
 }
 ERROR_WORDS = {
     "oom": ("Out of GPU memory",
@@ -261,7 +257,8 @@ class JobPanelWidget(QWidget):
         self.summary_label.setText(" · ".join(parts))
         self._total = record.total_steps or self._total
         if record.total_steps:
-            self._show_step(record.step, record.total_steps)
+            self._show_step(Progress(label=PHASE_WORDS[TRAINING_PHASE], done=record.step,
+                                     total=record.total_steps))
         if record.last_loss is not None:
             self.loss_label.setText(f"loss {fmt_loss(record.last_loss)}")
         if record.state == "completed":
@@ -315,26 +312,34 @@ class JobPanelWidget(QWidget):
 
     # -- live events ---------------------------------------------------------------------------
     def on_phase(self, event: PhaseEvent) -> None:
-        words = PHASE_WORDS.get(event.phase, event.phase.replace("_", " ").capitalize())
-        if event.total and event.phase != "training":   # steps are counted below the bar
+        """The phase line (the bar follows :meth:`show_progress`)."""
+        words = phase_words(event.phase)
+        if event.total and event.phase != TRAINING_PHASE:   # steps are counted below the bar
             words += f" ({event.done} / {event.total})"
         if event.detail:
             words += f" — {event.detail}"
         self.phase_label.setText(words)
-        if event.phase == "training":
-            return   # steps drive the bar
-        if event.total:
-            self.progress.setRange(0, event.total)
-            self.progress.setValue(min(event.done, event.total))
+
+    def show_progress(self, progress: Progress) -> None:
+        """The bar: ``done`` of ``total``, or busy while there is nothing to count."""
+        if progress.total:
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(min(progress.done, progress.total))
             self.progress.setFormat("%p%")
         else:
             self.progress.setRange(0, 0)   # busy: nothing to count yet
 
+    def _show_step(self, progress: Progress) -> None:
+        self.show_progress(progress)
+        self.step_label.setText(f"step {progress.done} / {progress.total}")
+
     def on_step(self, event: StepEvent) -> None:
+        """Step, time left, learning rate, loss and the chart (the bar follows
+        :meth:`show_progress`)."""
         self._total = event.total or self._total
-        if self.phase_label.text() != PHASE_WORDS["training"]:
-            self.phase_label.setText(PHASE_WORDS["training"])
-        self._show_step(event.step, self._total)
+        if self.phase_label.text() != PHASE_WORDS[TRAINING_PHASE]:
+            self.phase_label.setText(PHASE_WORDS[TRAINING_PHASE])
+        self.step_label.setText(f"step {event.step} / {max(1, self._total)}")
         if event.eta_sec and event.eta_sec > 0:
             self.eta_label.setText(f"{format_duration(event.eta_sec)} left")
             self.eta_label.setToolTip(f"Time left: {format_clock(event.eta_sec)}, from "
@@ -344,12 +349,6 @@ class JobPanelWidget(QWidget):
         self.chart.set_total_steps(event.total)
         self.chart.append_points([(event.step, event.loss)])
 
-    def _show_step(self, step: int, total: int) -> None:
-        total = max(1, total)
-        self.progress.setRange(0, total)
-        self.progress.setValue(min(step, total))
-        self.progress.setFormat("%p%")
-        self.step_label.setText(f"step {step} / {total}")
 
     def on_sample(self, event: SampleEvent) -> None:
         self.samples.add_sample(event.step, event.path, event.prompt)
@@ -388,9 +387,11 @@ class JobPanelWidget(QWidget):
         self.samples.set_samples(samples)
         if last_phase is not None and getattr(self.record, "state", "") in ACTIVE:
             self.on_phase(last_phase)
+            if last_phase.phase != TRAINING_PHASE:
+                self.show_progress(phase_progress(last_phase))
         if last_step is not None:
             self._total = last_step.total or self._total
-            self._show_step(last_step.step, self._total)
+            self._show_step(step_progress(last_step, self._total))
             self.lr_label.setText(f"lr {last_step.lr:.2e}" if last_step.lr else "")
             self.loss_label.setText(f"loss {fmt_loss(last_step.loss)}")
         if last_ckpt is not None:

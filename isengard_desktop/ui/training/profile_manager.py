@@ -17,11 +17,9 @@ Signals:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QFileDialog, QHBoxLayout,
@@ -31,14 +29,14 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QFileDialog, QHBoxLay
 from ...core.models import FAMILY_LABELS
 from ...core.training.profile_store import HistoryEntry, ProfileScan, ProfileStore
 from ...core.training.profiles import FieldError, Profile, diff, validate
-from ...services.ops import run_in_executor
+from ...services.background import BackgroundOp
 from ..dialogs.confirm import confirm
 from .profile_pages import (PROBLEM, PROFILE_TIPS, ComparePage, HistoryPage,
                                      PreviewPage, fmt_value, preview_rows)
 
 __all__ = ["ProfileManagerDialog", "fmt_value", "preview_rows"]
 
-_io = ThreadPoolExecutor(1, thread_name_prefix="profiles-io")
+PROFILES_LANE = "profiles-io"    # reads and writes of the profile files, in order
 ProfileRole = Qt.ItemDataRole.UserRole + 1
 
 
@@ -61,7 +59,6 @@ class ProfileManagerDialog(QDialog):
         self._tips.update(PROFILE_TIPS)
         self._profiles: list[Profile] = []
         self._broken: list[tuple[Path, str]] = []
-        self._history_request = 0
         self._pending_select: str | None = None
         self.is_loaded = False
         self.busy = 0
@@ -174,18 +171,16 @@ class ProfileManagerDialog(QDialog):
         self.busy += 1
 
         def ok(result: Any) -> None:
-            if not shiboken6.isValid(self):
-                return   # the dialog closed with its tab meanwhile
             self.busy -= 1
             done(result)
 
         def failed(exc: BaseException) -> None:
-            if not shiboken6.isValid(self):
-                return
             self.busy -= 1
             self.show_status(f"{what}: {exc}", error=True, errors=getattr(exc, "errors", None))
 
-        run_in_executor(_io, fn, ok, failed)
+        # callbacks are dropped if the dialog closed with its tab meanwhile
+        BackgroundOp(parent=self, op=fn).success(ok).failure(failed) \
+            .in_lane(PROFILES_LANE).run()
 
     def show_status(self, text: str, error: bool = False,
                     errors: Sequence[FieldError] | None = None) -> None:
@@ -418,8 +413,6 @@ class ProfileManagerDialog(QDialog):
 
     # -- history -----------------------------------------------------------------------------
     def _load_history(self, profile: Profile | None) -> None:
-        self._history_request += 1
-        request = self._history_request
         if profile is None:
             self.history_page.clear("Pick one of your profiles to see its earlier versions.")
             return
@@ -432,7 +425,7 @@ class ProfileManagerDialog(QDialog):
 
         def loaded(entries: list[HistoryEntry]) -> None:
             current = self.selected()
-            if request != self._history_request or current is None or current.name != name:
+            if current is None or current.name != name:
                 return   # another profile was picked meanwhile
             self.history_page.set_entries(name, entries)
 

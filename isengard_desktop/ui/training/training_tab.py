@@ -15,11 +15,10 @@ Signals:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import shiboken6
+from loguru import logger
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QScrollArea, QSplitter, QVBoxLayout, QWidget
@@ -31,8 +30,9 @@ from ...core.training.profile_store import ProfileScan, ProfileStore
 from ...core.training.profiles import KNOWN_BACKENDS, Profile
 from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
 from ...core.training.spec import SpecError, TrainingJob, new_job_id
+from ...core.types import Progress
 from ...services.library import ChangeSet, LibraryService
-from ...services.ops import run_in_executor
+from ...services.background import BackgroundOp, guarded
 from ..dialogs.confirm import confirm
 from .history import HistoryWidget
 from .backend_picker import BackendChoice, choice_for
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 ListModels = Callable[[Callable[[list[ModelInfo]], None]], None]
 LOG_TAIL_LINES = 2000
-_log_reader = ThreadPoolExecutor(1, thread_name_prefix="job-log-tail")
-_profile_reader = ThreadPoolExecutor(1, thread_name_prefix="profiles-list")
 
 
 def backend_choices(registry: TrainerRegistry | None) -> list[BackendChoice]:
@@ -119,8 +117,7 @@ class TrainingTab(QWidget):
         self._training = training
         self._list_models = list_models
         self.selected_job_id: str | None = None
-        self._models_request = 0
-        self._profiles_request = 0
+        self._models_asked = False
 
         self._registry = registry
         self._fixed_backends = backends is not None
@@ -179,6 +176,7 @@ class TrainingTab(QWidget):
         library.data_changed.connect(self.on_data_changed)
         training.jobs_changed.connect(self.on_jobs_changed)
         training.job_updated.connect(self.on_job_updated)
+        training.job_progress.connect(self.on_job_progress)
         training.phase_changed.connect(self.on_phase_changed)
         training.progressed.connect(self.on_progressed)
         training.sample_added.connect(self.on_sample_added)
@@ -213,32 +211,22 @@ class TrainingTab(QWidget):
     def refresh_models(self) -> None:
         """Ask for the base models again and check the trainers again (connect this to
         settings changes)."""
-        if self._models_request:
+        if self._models_asked:
             self.refresh_backends()
-        self._models_request += 1
-        request = self._models_request
+        self._models_asked = True
         self.form.set_models_loading()
-
-        def got(models: list[ModelInfo]) -> None:
-            if shiboken6.isValid(self) and request == self._models_request:
-                self.form.set_models(models)
-
-        self._list_models(got)
+        self._list_models(guarded(self, self.form.set_models, supersede="models"))
 
     def refresh_profiles(self) -> None:
         """Read the profiles again (off the UI thread) for the form's profile picker."""
-        self._profiles_request += 1
-        request = self._profiles_request
-
         def got(scan: ProfileScan) -> None:
-            if shiboken6.isValid(self) and request == self._profiles_request:
-                self.form.set_profiles(scan.profiles, list(self.backend_labels))
+            self.form.set_profiles(scan.profiles, list(self.backend_labels))
 
         def failed(exc: BaseException) -> None:
-            if shiboken6.isValid(self):
-                self.message_posted.emit(f"Could not read the training profiles: {exc}")
+            self.message_posted.emit(f"Could not read the training profiles: {exc}")
 
-        run_in_executor(_profile_reader, self.profiles.scan, got, failed)
+        BackgroundOp(parent=self, op=self.profiles.scan).success(got).failure(failed) \
+            .supersede("profiles").run()
 
     def open_profiles(self) -> ProfileManagerDialog:
         """Show the profile manager (one per tab)."""
@@ -377,22 +365,23 @@ class TrainingTab(QWidget):
         job_id = record.job_id
 
         def events_loaded(events: list[Any]) -> None:
-            if shiboken6.isValid(self) and self.selected_job_id == job_id:
+            if self.selected_job_id == job_id:
                 self.panel.load_events(events)
 
-        self._training.events(job_id, events_loaded)
+        self._training.events(job_id, guarded(self, events_loaded))
         if record.state == "queued":
             return   # nothing written yet; the log arrives live
         job_dir = Path(record.job_dir)
 
         def tail_loaded(streams: list[tuple[str, list[str]]]) -> None:
-            if shiboken6.isValid(self) and self.selected_job_id == job_id:
+            if self.selected_job_id == job_id:
                 self.panel.log.clear()   # the files hold every line shown live so far
                 for stream, lines in streams:
                     self.panel.log.append_lines(stream, lines)
 
-        run_in_executor(_log_reader, lambda: read_log_tail(job_dir), tail_loaded,
-                        lambda exc: None)
+        BackgroundOp(parent=self, op=lambda: read_log_tail(job_dir)).success(tail_loaded) \
+            .failure(lambda exc: logger.debug("no log tail for job {}: {}", job_id, exc)) \
+            .supersede("log-tail").run()
 
     # -- service signals -------------------------------------------------------------------------
     def on_jobs_changed(self) -> None:
@@ -408,6 +397,10 @@ class TrainingTab(QWidget):
         self.history.update_job(record)
         if record.job_id == self.selected_job_id:
             self.panel.update_record(record)
+
+    def on_job_progress(self, job_id: str, progress: Progress) -> None:
+        if job_id == self.selected_job_id:
+            self.panel.show_progress(progress)
 
     def on_phase_changed(self, job_id: str, event: Any) -> None:
         if job_id == self.selected_job_id:
@@ -441,10 +434,10 @@ class TrainingTab(QWidget):
             job_id = record.job_id
 
             def events_loaded(events: list[Any]) -> None:   # the full curve, not the 10 Hz one
-                if shiboken6.isValid(self) and self.selected_job_id == job_id:
+                if self.selected_job_id == job_id:
                     self.panel.load_events(events)
 
-            self._training.events(job_id, events_loaded)
+            self._training.events(job_id, guarded(self, events_loaded))
         what = f"{record.character_name} · {family_label(record.family)}"
         took = job_duration(record)
         took_words = f" in {format_clock(took)}" if took is not None else ""

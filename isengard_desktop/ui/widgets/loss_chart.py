@@ -10,14 +10,15 @@ checkpoint) rewinds the chart to that step, so the curve always shows the run as
 from __future__ import annotations
 
 import math
-import time
 from array import array
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Iterable
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
+
+from ...services.throttle import Throttler
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,10 +64,8 @@ class LossChartWidget(QWidget):
         self.setMinimumHeight(160)
         # Redraws are throttled to REDRAW_INTERVAL_MS: progress arrives at ~10 Hz and each
         # pyqtgraph repaint costs ~3 ms of the UI thread that the trainer shares the CPU with.
-        self._redraw_timer = QTimer(self)
-        self._redraw_timer.setSingleShot(True)
-        self._redraw_timer.timeout.connect(self._redraw)
-        self._last_redraw = 0.0
+        self._redraw_throttle: Throttler[None] = Throttler(lambda _: self._redraw(),
+                                                           REDRAW_INTERVAL_MS, parent=self)
         self._total_steps = 0
 
     def _ensure_plot(self) -> None:
@@ -153,12 +152,7 @@ class LossChartWidget(QWidget):
                 self.plot.setXRange(0, total, padding=0.02)
 
     def _redraw_soon(self) -> None:
-        wait_ms = REDRAW_INTERVAL_MS - (time.monotonic() - self._last_redraw) * 1000
-        if wait_ms <= 0:
-            self._redraw_timer.stop()
-            self._redraw()
-        elif not self._redraw_timer.isActive():
-            self._redraw_timer.start(int(wait_ms))
+        self._redraw_throttle.submit(None)
 
     def _truncate(self, n: int) -> None:
         for buf in (self._steps, self._loss, self._ema, self._biased, self._weight):
@@ -177,7 +171,6 @@ class LossChartWidget(QWidget):
         self._ema.append(biased / weight if weight > 0 else math.nan)
 
     def _redraw(self) -> None:
-        self._last_redraw = time.monotonic()
         if not self._steps:
             self._stack.setCurrentWidget(self.empty_label)
             if self.plot is not None:

@@ -1,7 +1,7 @@
 """A horizontal strip of sample images made during training, newest first.
 
-Thumbnails are decoded off the UI thread (QImageReader with a scaled size, on a small
-executor); a click opens the full image with its step and prompt in a dialog.
+Thumbnails are decoded off the UI thread (QImageReader with a scaled size, a
+``BackgroundOp``); a click opens the full image with its step and prompt in a dialog.
 
 Signals:
     sample_clicked(str path): a thumbnail was clicked (the dialog opens as well).
@@ -9,24 +9,20 @@ Signals:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
-import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QImageReader, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QListWidget, QListWidgetItem,
                                QScrollArea, QVBoxLayout, QWidget)
 
-from ...services.ops import run_in_executor
+from ...services.background import BackgroundOp, alive
 
 THUMB = 112
 PathRole = Qt.ItemDataRole.UserRole + 1
 StepRole = Qt.ItemDataRole.UserRole + 2
 PromptRole = Qt.ItemDataRole.UserRole + 3
-
-_decoder = ThreadPoolExecutor(1, thread_name_prefix="sample-thumbs")
 
 
 def load_scaled(path: str, box: int) -> QImage:
@@ -113,7 +109,7 @@ class SamplesStripWidget(QListWidget):
         generation = self._generation
 
         def loaded(image: QImage) -> None:
-            if not shiboken6.isValid(self) or generation != self._generation:
+            if generation != self._generation:
                 return
             for row in range(self.count()):
                 it = self.item(row)
@@ -125,8 +121,8 @@ class SamplesStripWidget(QListWidget):
                         it.setData(Qt.ItemDataRole.UserRole + 4, True)
                     break
 
-        run_in_executor(_decoder, lambda: load_scaled(path, THUMB), loaded,
-                        lambda _exc: loaded(QImage()))
+        BackgroundOp(parent=self, op=lambda: load_scaled(path, THUMB)).success(loaded) \
+            .failure(lambda _exc: loaded(QImage())).run()
 
     def set_samples(self, samples: Iterable[tuple[int, str | Path, str]]) -> None:
         """Replace the strip with (step, path, prompt) samples, oldest first."""
@@ -158,7 +154,7 @@ class SamplesStripWidget(QListWidget):
     def _open(self, item: QListWidgetItem) -> None:
         path = item.data(PathRole)
         self.sample_clicked.emit(path)
-        if self.last_dialog is not None and shiboken6.isValid(self.last_dialog):
+        if alive(self.last_dialog):
             self.last_dialog.close()
         dialog = SampleDialog(path, item.data(StepRole), item.data(PromptRole), self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
