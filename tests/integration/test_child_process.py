@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.services.child_process import (TAIL_LINE_CHARS, ChildProcess,
-                                                     OutputChunk, ProcessOutcome, StopIntent)
+from isengard_desktop.services.child_process import (
+    TAIL_LINE_CHARS,
+    ChildProcess,
+    OutputChunk,
+    ProcessOutcome,
+    StopIntent,
+)
 from isengard_desktop.services.process_group import pid_alive
 
 pytestmark = [pytest.mark.integration,
@@ -42,7 +47,7 @@ class Run:
         self.outcomes.append(outcome)
         self.events.append("finished")
 
-    def start(self) -> "Run":
+    def start(self) -> Run:
         self.proc.start()
         return self
 
