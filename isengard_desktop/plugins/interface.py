@@ -9,15 +9,17 @@ watches a process itself.
 Backends are looked up by key in ``plugins/registry.py``; the UI never imports one.
 
 :class:`LineSplitter` is the shared helper for parsers: it joins partial reads into lines,
-treats ``\\r`` redraws (tqdm) as lines of their own and strips ANSI escape codes.
+treats ``\\r`` redraws (tqdm) as lines of their own and strips ANSI escape codes. It lives in
+``core/console_text.py`` (the process wrapper uses it too); parsers import it from here.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from ..core.console_text import LineSplitter, Stream, strip_ansi
 
 if TYPE_CHECKING:
     from ..core.training.protocol import Event
@@ -25,18 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Launch", "LineParser", "LineSplitter", "Stream", "TrainerBackend", "strip_ansi"]
 
-Stream = Literal["stdout", "stderr"]
 StopMethod = Literal["stdin", "file", "signal"]
-
-# CSI sequences (colours, cursor moves), OSC sequences (titles, links), and 2-byte escapes.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_BREAK = re.compile(r"\r\n|\n|\r")
-_MAX_LINE = 1 << 20  # a "line" this long without a break is cut (protects memory)
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
 
 @dataclass(frozen=True)
 class Launch:
@@ -113,46 +104,3 @@ class TrainerBackend(Protocol):
     def make_parser(self) -> LineParser:
         """A fresh parser for one process run."""
         ...
-
-
-class LineSplitter:
-    """Joins chunks into lines. ``\\n`` and ``\\r\\n`` end a line; a bare ``\\r`` ends a
-    *redraw* (a tqdm bar overwriting itself). ANSI escapes are removed and blank lines
-    dropped. A ``\\r`` at the very end of a chunk waits for the next chunk (it may be half
-    of ``\\r\\n``)."""
-
-    def __init__(self) -> None:
-        self._buf = ""
-
-    def feed_marked(self, text: str) -> list[tuple[str, bool]]:
-        """Completed ``(line, is_redraw)`` pairs."""
-        buf = self._buf + text
-        if not buf:
-            return []
-        hold = ""
-        if buf.endswith("\r"):
-            buf, hold = buf[:-1], "\r"
-        out: list[tuple[str, bool]] = []
-        pos = 0
-        for match in _BREAK.finditer(buf):
-            line = buf[pos:match.start()]
-            pos = match.end()
-            if "\x1b" in line:
-                line = strip_ansi(line)
-            if line.strip():
-                out.append((line.rstrip(), match.group() == "\r"))
-        rest = buf[pos:]
-        if len(rest) > _MAX_LINE:
-            out.append((strip_ansi(rest).rstrip(), False))
-            rest = ""
-        self._buf = rest + hold
-        return out
-
-    def feed(self, text: str) -> list[str]:
-        """Completed lines (redraws included)."""
-        return [line for line, _ in self.feed_marked(text)]
-
-    @property
-    def pending(self) -> str:
-        """Text received but not yet ended by a line break."""
-        return self._buf

@@ -1,8 +1,9 @@
 """Child processes by pid: is one still alive, and signalling its whole process group (Qt-free).
 
-Trainer children (:mod:`.training_runner`) and the managed ComfyUI (:mod:`.comfy_server`) are
-started in their own session, so their pid is also their process group id and one signal to
-the group reaches every grandchild.
+Every child the app starts goes through :class:`~.child_process.ChildProcess`, in its own
+session, so its pid is also its process group id and one signal to the group reaches every
+grandchild. These helpers also serve processes of an earlier app instance
+(``services/training/orphans.py``), which have no QProcess here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Short helper children of the self-test (``python -m isengard_desktop.training_runtime
-probe`` / ``make-selftest-model``), run with QProcess so the UI thread never waits.
+probe`` / ``make-selftest-model``), run as a :class:`~.child_process.ChildProcess` (own
+session, so a kill ends whatever they started) so the UI thread never waits.
 
 Each prints one JSON line on stdout; stderr is kept (capped) and written to a log file the
 user can read. A timeout kills a child that hangs.
@@ -10,18 +11,38 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
-__all__ = ["RUNTIME_MODULE", "HelperProcess"]
+from .child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+
+__all__ = ["RUNTIME_MODULE", "HelperOutcome", "HelperProcess"]
 
 RUNTIME_MODULE = "isengard_desktop.training_runtime"
-_STDERR_CAP = 256 * 1024
+STDERR_CAP_CHARS = 256 * 1024     # the end of stderr that is kept for the log file
+ERROR_LINE_CHARS = 300            # the last stderr line quoted in ``why`` is cut here
 
 
 def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(frozen=True)
+class HelperOutcome:
+    """How one helper child ended.
+
+    Attributes:
+        process: how the process ended.
+        data: the JSON object it printed last; None unless it succeeded.
+        why: "" when it succeeded, else what went wrong (a clause: "it crashed (…)").
+    """
+
+    process: ProcessOutcome
+    data: dict[str, Any] | None
+    why: str
 
 
 class HelperProcess(QObject):
@@ -29,103 +50,89 @@ class HelperProcess(QObject):
     stdout is kept whole (one JSON line), stderr is capped and written to ``log_file``.
 
     Signals:
-        done(dict | None, str): the JSON it printed (None if none) and, on failure, why.
+        finished(HelperOutcome): emitted once, also when it could not be started.
     """
 
-    done = Signal(object, str)
+    finished = Signal(object)
 
     def __init__(self, args: list[str], log_file: Path, timeout_s: float,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._args = args
         self._log_file = log_file
         self._timeout_s = timeout_s
-        self._out = bytearray()
-        self._err = bytearray()
+        self._out: list[str] = []
+        self._err = ""
         self._ended = False
         self._why_killed = ""
-        self.proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
         parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         root = _package_root()
-        env.insert("PYTHONPATH", os.pathsep.join([root] + [p for p in parts if p != root]))
-        for key, value in (("PYTHONUNBUFFERED", "1"), ("PYTHONIOENCODING", "utf-8"),
-                           ("HF_HUB_OFFLINE", "1")):
-            env.insert(key, value)
-        self.proc.setProcessEnvironment(env)
-        self.proc.setWorkingDirectory(str(log_file.parent))
-        self.proc.readyReadStandardOutput.connect(
-            lambda: self._out.extend(bytes(self.proc.readAllStandardOutput())))
-        self.proc.readyReadStandardError.connect(self._read_stderr)
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join([root] + [p for p in parts if p != root]),
+               "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
+        self.proc = ChildProcess([sys.executable, "-m", RUNTIME_MODULE, *args], env=env,
+                                 cwd=str(log_file.parent), name=f"helper {args[0]}",
+                                 parent=self)
+        self.proc.output_received.connect(self._on_output)
         self.proc.finished.connect(self._on_finished)
-        self.proc.errorOccurred.connect(self._on_error)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timeout)
 
     def start(self) -> None:
-        self.proc.start(sys.executable, ["-m", RUNTIME_MODULE, *self._args])
+        self.proc.start()
         self._timer.start(int(self._timeout_s * 1000))
 
-    def kill(self, why: str) -> None:
-        if self.proc.state() != QProcess.ProcessState.NotRunning:
+    def kill(self, intent: StopIntent, why: str) -> None:
+        """End the child's process tree now; ``why`` becomes the outcome's ``why``."""
+        if self.proc.is_running:
             self._why_killed = why
-            self.proc.kill()
+            self.proc.kill(intent)
 
     def wait(self, ms: int = 3000) -> None:
         """Block until the killed child is gone (app quit only)."""
-        if self.proc.state() != QProcess.ProcessState.NotRunning:
-            self.proc.waitForFinished(ms)
+        self.proc.wait(ms)
 
-    def _read_stderr(self) -> None:
-        self._err.extend(bytes(self.proc.readAllStandardError()))
-        if len(self._err) > _STDERR_CAP:
-            del self._err[: len(self._err) - _STDERR_CAP]
+    def _on_output(self, chunk: OutputChunk) -> None:
+        if chunk.stream == "stdout":
+            self._out.append(chunk.text)
+        elif chunk.text:
+            self._err = (self._err + chunk.text)[-STDERR_CAP_CHARS:]
 
     def _on_timeout(self) -> None:
-        self.kill(f"it did not finish within {self._timeout_s:.0f} s")
+        self.kill(StopIntent.TIMEOUT, f"it did not finish within {self._timeout_s:.0f} s")
 
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self._end(None, f"{sys.executable} could not be started "
-                            f"({self.proc.errorString()})")
-
-    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self._out.extend(bytes(self.proc.readAllStandardOutput()))
-        self._read_stderr()
-        text = self._out.decode("utf-8", errors="replace")
+    def _on_finished(self, outcome: ProcessOutcome) -> None:
         data = None
-        for line in reversed(text.splitlines()):
+        for line in reversed("".join(self._out).splitlines()):
             if line.startswith("{"):
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError:
                     continue
                 break
-        if self._why_killed:
-            self._end(None, self._why_killed)
-        elif status == QProcess.ExitStatus.CrashExit:
-            self._end(None, f"it crashed ({self._last_error_line() or 'no message'})")
+        last = outcome.tail[-1].strip()[:ERROR_LINE_CHARS] if outcome.tail else ""
+        if outcome.failed_to_start:
+            self._end(outcome, None, f"{sys.executable} could not be started "
+                                     f"({outcome.error})")
+        elif self._why_killed:
+            self._end(outcome, None, self._why_killed)
+        elif outcome.crashed:
+            self._end(outcome, None, f"it crashed ({last or 'no message'})")
         elif isinstance(data, dict) and data.get("error"):
-            self._end(None, str(data["error"]))
-        elif code != 0 or not isinstance(data, dict):
-            self._end(None, f"it exited with code {code}"
-                            + (f": {self._last_error_line()}" if self._last_error_line() else ""))
+            self._end(outcome, None, str(data["error"]))
+        elif outcome.exit_code != 0 or not isinstance(data, dict):
+            self._end(outcome, None, f"it exited with code {outcome.exit_code}"
+                                     + (f": {last}" if last else ""))
         else:
-            self._end(data, "")
+            self._end(outcome, data, "")
 
-    def _last_error_line(self) -> str:
-        lines = [l.strip() for l in self._err.decode("utf-8", errors="replace").splitlines()
-                 if l.strip()]
-        return lines[-1][:300] if lines else ""
-
-    def _end(self, data: dict | None, why: str) -> None:
+    def _end(self, outcome: ProcessOutcome, data: dict[str, Any] | None, why: str) -> None:
         if self._ended:
             return
         self._ended = True
         self._timer.stop()
         try:
-            self._log_file.write_bytes(bytes(self._err))
+            self._log_file.write_text(self._err, encoding="utf-8")
         except OSError:
             pass
-        self.done.emit(data, why)
+        self.finished.emit(HelperOutcome(process=outcome, data=data, why=why))

@@ -48,7 +48,8 @@ from ..core.training.spec import TrainingJob, new_job_id
 from ..core.types import Progress
 from .library import LibraryService
 from .ops import run_in_executor
-from .runtime_helpers import HelperProcess
+from .child_process import StopIntent
+from .runtime_helpers import HelperOutcome, HelperProcess
 from .training.service import TrainingService
 
 __all__ = ["SelfTestService", "sandbox_paths"]
@@ -157,7 +158,7 @@ class SelfTestService(QObject):
         self._cancelled = True
         logger.info("self-test cancelled")
         if self._child is not None:
-            self._child.kill("the self-test was cancelled")
+            self._child.kill(StopIntent.CANCEL, "the self-test was cancelled")
         elif self._training is not None and self._job is not None and self._submitted:
             self._training.cancel(self._job.job_id)
         elif self._training is not None or self._library is not None:
@@ -166,7 +167,7 @@ class SelfTestService(QObject):
     def shutdown(self) -> None:
         """App quit: end any child now (blocks briefly)."""
         if self._child is not None:
-            self._child.kill("the app was closed")
+            self._child.kill(StopIntent.SHUTDOWN, "the app was closed")
             self._child.wait()
         if self._training is not None:
             self._training.shutdown()
@@ -193,15 +194,15 @@ class SelfTestService(QObject):
         assert self._root is not None
         child = HelperProcess(args, self._root / log_name, timeout_s, self)
 
-        def done(data: dict | None, why: str) -> None:
+        def done(outcome: HelperOutcome) -> None:
             self._child = None
             child.deleteLater()
             if self._cancelled:
                 self._finish()
             else:
-                on_done(data, why)
+                on_done(outcome.data, outcome.why)
 
-        child.done.connect(done)
+        child.finished.connect(done)
         self._child = child
         child.start()
 

@@ -1,4 +1,4 @@
-"""The managed local ComfyUI: one QProcess in its own session, supervised.
+"""The managed local ComfyUI: one child process in its own session, supervised.
 
 :class:`ComfyServer` launches ``python -u main.py --listen 127.0.0.1 --port <free port>
 --preview-method auto --extra-model-paths-config <ours> --disable-auto-launch`` in the
@@ -17,41 +17,51 @@ group, then SIGKILL after a grace period; grandchildren go with it.
 Validation of the folder and Python, writing the YAML and picking the port run on a worker
 thread; nothing here blocks the UI thread except :meth:`shutdown`.
 
+The process itself is a :class:`~..child_process.ChildProcess` (own session, merged output
+decoded and split into lines, a tail of the last lines for messages, tree stop).
+
 Signals:
-    state_changed(str, str): state ("stopped" | "starting" | "ready" | "error") and a message
-        that names the problem or what is happening.
+    state_changed(str, str): state (a :class:`ManagedState` value: "stopped" | "starting" |
+        "ready" | "error") and a message that names the problem or what is happening.
     ready(str): the server answers at this base URL (also after a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
+import enum
 import os
-import re
-import signal
 import sys
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from loguru import logger
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.paths import AppPaths
-from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch, spawn
+from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
 from ..ops import run_in_executor
-from ..process_group import signal_group
+from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch, spawn
 
-__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "spawn"]
+__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "ManagedState",
+           "spawn"]
 
 READY_MARKER = "To see the GUI go to"
-_POSIX = os.name == "posix"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 TAIL_LINES = 40
+TAIL_IN_MESSAGE = 8               # lines of the tail quoted in an error message
+LOG_FLUSH_MS = 500
 Probe = Callable[[str], Awaitable[Any]]
+
+
+class ManagedState(enum.StrEnum):
+    """The managed ComfyUI's state (compares equal to its string value)."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    ERROR = "error"
 
 
 class ComfyServer(QObject):
@@ -78,18 +88,16 @@ class ComfyServer(QObject):
         self.log_backups = 2
         self.extra_env: dict[str, str] = {}
 
-        self.state = "stopped"
+        self.state = ManagedState.STOPPED
         self.message = "ComfyUI is not started."
         self.url = ""
         self.pid: int | None = None
         self.ever_healthy = False
         self._folder = self._python = self._models = ""
         self._io = ThreadPoolExecutor(1, thread_name_prefix="comfy-launch")
-        self._proc: QProcess | None = None
+        self._proc: ChildProcess | None = None
         self._plan: LaunchPlan | None = None
         self._generation = 0                # bumps on every launch; stale callbacks compare
-        self._stopping = False
-        self._restart_after_stop = False
         self._restarts = 0                  # restarts since it was last stable (delay index)
         self._failed_restarts = 0           # restarts in a row that never became healthy
         self._healthy_since = 0.0
@@ -97,20 +105,15 @@ class ComfyServer(QObject):
         self._marker_seen = False
         self._started_at = 0.0
         self._probe_task: asyncio.Future | None = None
-        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self._partial = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._last_tail: tuple[str, ...] = ()   # the tail of the last run that ended
         self._log: RotatingLog | None = None
         self._closed = False
 
         self._restart_timer = QTimer(self)
         self._restart_timer.setSingleShot(True)
         self._restart_timer.timeout.connect(self._launch)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill_now)
         self._flush_timer = QTimer(self)
-        self._flush_timer.setInterval(500)
+        self._flush_timer.setInterval(LOG_FLUSH_MS)
         self._flush_timer.timeout.connect(self._flush_log)
 
     # -- configuration -----------------------------------------------------------------------
@@ -152,24 +155,25 @@ class ComfyServer(QObject):
             return
         self._restart_timer.stop()
         if self._proc is not None:
-            self._restart_after_stop = True
-            self.stop()
+            self._stop(StopIntent.RESTART)
         else:
             self.start()
 
     def stop(self) -> None:
         """Stop without blocking: SIGTERM to the group, SIGKILL after ``stop_grace_s``."""
+        self._stop(StopIntent.STOP)
+
+    def _stop(self, intent: StopIntent) -> None:
+        """``intent`` RESTART starts it again once the process has ended."""
         self._restart_timer.stop()
         self._cancel_probe()
         self._generation += 1            # a launch being prepared is dropped
         if self._proc is None:
-            if self.state != "error":
-                self._set_state("stopped", "ComfyUI is stopped.")
+            if self.state != ManagedState.ERROR:
+                self._set_state(ManagedState.STOPPED, "ComfyUI is stopped.")
             return
-        self._stopping = True
-        self._set_state("stopped", "Stopping ComfyUI…")
-        self._signal(signal.SIGTERM)
-        self._kill_timer.start(int(self.stop_grace_s * 1000))
+        self._set_state(ManagedState.STOPPED, "Stopping ComfyUI…")
+        self._proc.stop(intent, kill_grace_s=self.stop_grace_s)
 
     def shutdown(self, grace_s: float | None = None) -> None:
         """App quit (blocks up to ``grace_s`` + 3 s): end the whole process tree."""
@@ -177,25 +181,17 @@ class ComfyServer(QObject):
             return
         self._closed = True
         self._restart_timer.stop()
-        self._kill_timer.stop()
         self._flush_timer.stop()
         self._cancel_probe()
         proc = self._proc
         if proc is not None:
-            self._stopping = True
-            pid = self.pid
-            self._signal(signal.SIGTERM)
             grace = self.stop_grace_s if grace_s is None else grace_s
-            if not proc.waitForFinished(max(1, int(grace * 1000))):
-                self._signal(getattr(signal, "SIGKILL", signal.SIGTERM))
-                proc.waitForFinished(3000)
-            if _POSIX and pid:
-                signal_group(pid, signal.SIGKILL)   # grandchildren left in the group
+            proc.stop_and_wait(StopIntent.SHUTDOWN, kill_grace_s=grace)
             self._detach()
         if self._log is not None:
             self._log.close()
         self._io.shutdown(wait=False, cancel_futures=True)
-        self._set_state("stopped", "ComfyUI was stopped because Isengard closed.")
+        self._set_state(ManagedState.STOPPED, "ComfyUI was stopped because Isengard closed.")
 
     # -- launch ------------------------------------------------------------------------------
     def _launch(self) -> None:
@@ -203,7 +199,7 @@ class ComfyServer(QObject):
             return
         self._generation += 1
         generation = self._generation
-        self._set_state("starting", "Checking the ComfyUI folder…")
+        self._set_state(ManagedState.STARTING, "Checking the ComfyUI folder…")
         folder, python, models = self._folder, self._python, self._models
         loras, config = self.paths.loras, self.config_path
 
@@ -218,11 +214,11 @@ class ComfyServer(QObject):
             if generation != self._generation or self._closed:
                 return
             if isinstance(exc, LaunchProblem):
-                self._set_state("error", str(exc))
+                self._set_state(ManagedState.ERROR, str(exc))
             elif isinstance(exc, OSError):
-                self._set_state("error", f"Could not prepare ComfyUI's start: {exc}")
+                self._set_state(ManagedState.ERROR, f"Could not prepare ComfyUI's start: {exc}")
             else:
-                self._set_state("error", f"Could not prepare ComfyUI's start: "
+                self._set_state(ManagedState.ERROR, f"Could not prepare ComfyUI's start: "
                                          f"{type(exc).__name__}: {exc}")
                 sys.excepthook(type(exc), exc, exc.__traceback__)
 
@@ -231,74 +227,52 @@ class ComfyServer(QObject):
     def _spawn(self, plan: LaunchPlan) -> None:
         self._plan = plan
         self.url = plan.url
-        self._stopping = False
         self._healthy_this_run = False
         self._marker_seen = False
-        self._partial = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._tail.clear()
+        self._last_tail = ()
         if self._log is None:
             self._log = RotatingLog(self.log_path, self.log_max_bytes, self.log_backups)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self._log.write(f"\n===== {stamp} start: {plan.program} {' '.join(plan.arguments)} "
                         f"(in {plan.cwd}) =====\n")
-        proc = QProcess(self)
-        if _POSIX:
-            proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
-        proc.setProgram(plan.program)
-        proc.setArguments(list(plan.arguments))
-        proc.setWorkingDirectory(plan.cwd)
-        proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
-        env = QProcessEnvironment.systemEnvironment()
-        for key, value in {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
-                           **self.extra_env}.items():
-            env.insert(key, value)
-        proc.setProcessEnvironment(env)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
+               **self.extra_env}
+        proc = ChildProcess((plan.program, *plan.arguments), env=env, cwd=plan.cwd,
+                            merge_channels=True, tail_lines=TAIL_LINES, name="managed ComfyUI",
+                            parent=self)
         generation = self._generation
-        proc.readyReadStandardOutput.connect(lambda: self._on_output(proc))
-        proc.started.connect(lambda: self._on_started(proc, generation))
-        proc.finished.connect(lambda code, status: self._on_finished(proc, code, status))
-        proc.errorOccurred.connect(lambda error: self._on_error(proc, error))
+        proc.started.connect(lambda pid: self._on_started(proc, pid, generation))
+        proc.output_received.connect(lambda chunk: self._on_output(proc, chunk))
+        proc.finished.connect(lambda outcome: self._on_finished(proc, outcome))
         self._proc = proc
         self._started_at = time.monotonic()
-        self._set_state("starting", f"Starting ComfyUI on port {plan.port}…")
+        self._set_state(ManagedState.STARTING, f"Starting ComfyUI on port {plan.port}…")
         logger.info("starting managed ComfyUI: {} {} in {}", plan.program,
                     " ".join(plan.arguments), plan.cwd)
         self._flush_timer.start()
         proc.start()
 
-    def _on_started(self, proc: QProcess, generation: int) -> None:
+    def _on_started(self, proc: ChildProcess, pid: int, generation: int) -> None:
         if proc is not self._proc:
             return
-        self.pid = int(proc.processId()) or None
-        logger.info("managed ComfyUI started (pid {})", self.pid)
+        self.pid = pid or None
         self._probe_task = spawn(self._await_ready(proc, generation))
 
-    def _on_output(self, proc: QProcess) -> None:
-        data = bytes(proc.readAllStandardOutput().data())
-        if data:
-            self._consume(self._decoder.decode(data))
+    def _on_output(self, proc: ChildProcess, chunk: OutputChunk) -> None:
+        if proc is not self._proc:
+            return
+        if self._log is not None and chunk.text:
+            self._log.write(chunk.text)
+        if not self._marker_seen and any(READY_MARKER in line for line, _ in chunk.lines):
+            self._marker_seen = True
+            logger.info("managed ComfyUI printed its start-up line")
 
-    def _consume(self, text: str, final: bool = False) -> None:
-        if self._log is not None and text:
-            self._log.write(text)
-        raw = self._partial + text
-        parts = re.split(r"\r\n|\r|\n", raw)
-        self._partial = "" if final else parts.pop()
-        for line in parts:
-            clean = _ANSI.sub("", line).rstrip()
-            if not clean:
-                continue
-            self._tail.append(clean)
-            if READY_MARKER in clean and not self._marker_seen:
-                self._marker_seen = True
-                logger.info("managed ComfyUI printed its start-up line")
-
-    async def _await_ready(self, proc: QProcess, generation: int) -> None:
+    async def _await_ready(self, proc: ChildProcess, generation: int) -> None:
         deadline = self._started_at + self.start_timeout_s
         last_error = ""
         try:
-            while proc is self._proc and generation == self._generation and not self._stopping:
+            while (proc is self._proc and generation == self._generation
+                   and not proc.stop_requested):
                 now = time.monotonic()
                 if now > deadline:
                     self._give_up(f"ComfyUI did not become ready within "
@@ -314,7 +288,7 @@ class ComfyServer(QObject):
                     except Exception as exc:   # not up yet
                         last_error = str(exc) or type(exc).__name__
                     else:
-                        if proc is self._proc and not self._stopping:
+                        if proc is self._proc and not proc.stop_requested:
                             self._on_healthy()
                         return
                 await asyncio.sleep(self.probe_interval_s)
@@ -327,52 +301,42 @@ class ComfyServer(QObject):
         self._failed_restarts = 0
         self._healthy_since = time.monotonic()
         logger.info("managed ComfyUI is ready at {}", self.url)
-        self._set_state("ready", f"ComfyUI is running at {self.url}.")
+        self._set_state(ManagedState.READY, f"ComfyUI is running at {self.url}.")
         self.ready.emit(self.url)
 
     def _give_up(self, message: str) -> None:
         """Readiness timed out: stop the process and stay in error."""
         logger.warning("managed ComfyUI: {}", message)
         self._restart_timer.stop()
-        self._stopping = True
-        self._signal(signal.SIGTERM)
-        self._kill_timer.start(int(self.stop_grace_s * 1000))
-        self._set_state("error", message)
+        if self._proc is not None:
+            self._proc.stop(StopIntent.TIMEOUT, kill_grace_s=self.stop_grace_s)
+        self._set_state(ManagedState.ERROR, message)
 
     # -- exit --------------------------------------------------------------------------------
-    def _on_error(self, proc: QProcess, error: QProcess.ProcessError) -> None:
-        if proc is not self._proc or error != QProcess.ProcessError.FailedToStart:
-            return
-        message = (f"Could not start ComfyUI with {self._plan.program if self._plan else '?'}: "
-                   f"{proc.errorString()}. Check the Python chosen in Settings → ComfyUI.")
-        self._detach()
-        self._set_state("error", message)
-
-    def _on_finished(self, proc: QProcess, code: int, status: QProcess.ExitStatus) -> None:
+    def _on_finished(self, proc: ChildProcess, outcome: ProcessOutcome) -> None:
         if proc is not self._proc:
             return
-        self._on_output(proc)
-        self._consume(self._decoder.decode(b"", final=True), final=True)
-        pid = self.pid
-        crashed = status == QProcess.ExitStatus.CrashExit
-        if _POSIX and pid:
-            signal_group(pid, signal.SIGKILL)   # leftovers of the tree
-        stopping, was_healthy = self._stopping, self._healthy_this_run
+        was_healthy = self._healthy_this_run
+        self._last_tail = outcome.tail
         self._detach()
-        what = f"was killed by signal {code}" if crashed else f"exited with code {code}"
-        logger.info("managed ComfyUI {}", what)
+        if outcome.failed_to_start:
+            program = self._plan.program if self._plan else "?"
+            self._set_state(ManagedState.ERROR,
+                            f"Could not start ComfyUI with {program}: {outcome.error}. "
+                            "Check the Python chosen in Settings → ComfyUI.")
+            return
+        what = outcome.describe()
         if self._log is not None:
             self._log.write(f"===== {time.strftime('%Y-%m-%d %H:%M:%S')} ComfyUI {what} "
                             "=====\n")
             self._log.flush()
         if self._closed:
             return
-        if stopping:
-            if self._restart_after_stop:
-                self._restart_after_stop = False
+        if outcome.stop_intent is not None:
+            if outcome.stop_intent == StopIntent.RESTART:
                 self.start()
-            elif self.state != "error":
-                self._set_state("stopped", "ComfyUI is stopped.")
+            elif self.state != ManagedState.ERROR:
+                self._set_state(ManagedState.STOPPED, "ComfyUI is stopped.")
             return
         if not was_healthy and self.ever_healthy:
             self._failed_restarts += 1
@@ -382,8 +346,9 @@ class ComfyServer(QObject):
             # only a server that had been healthy is restarted, with growing delays
             delay = self.restart_delays[min(self._restarts, len(self.restart_delays) - 1)]
             self._restarts += 1
-            self._set_state("starting", f"ComfyUI {what}; restarting in {delay:g} s "
-                                        f"(restart {self._restarts}). {self._tail_text()}")
+            self._set_state(ManagedState.STARTING,
+                            f"ComfyUI {what}; restarting in {delay:g} s "
+                            f"(restart {self._restarts}). {self._tail_text()}")
             self._restart_timer.start(int(delay * 1000))
             return
         if self.ever_healthy:
@@ -391,40 +356,24 @@ class ComfyServer(QObject):
                        f"restarts. {self._tail_text()}")
         else:
             message = f"ComfyUI {what} before it was ready. {self._tail_text()}"
-        self._set_state("error", message)
+        self._set_state(ManagedState.ERROR, message)
 
     def _detach(self) -> None:
         proc, self._proc = self._proc, None
         self.pid = None
-        self._kill_timer.stop()
         self._cancel_probe()
-        self._stopping = False
         self._flush_log()
         self._flush_timer.stop()
         if proc is not None:
             proc.deleteLater()
 
     # -- helpers -----------------------------------------------------------------------------
-    def _tail_text(self, n: int = 8) -> str:
-        lines = list(self._tail)[-n:]
+    def _tail_text(self, n: int = TAIL_IN_MESSAGE) -> str:
+        tail = self._proc.tail if self._proc is not None else self._last_tail
+        lines = list(tail)[-n:]
         if not lines:
             return f"It printed nothing; see {self.log_path}."
         return f"Last lines of {self.log_path}:\n" + "\n".join(lines)
-
-    def _signal(self, sig: int) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if _POSIX and self.pid:
-            signal_group(self.pid, sig)
-        elif sig == getattr(signal, "SIGKILL", None):
-            proc.kill()
-        else:
-            proc.terminate()
-
-    def _kill_now(self) -> None:
-        logger.warning("managed ComfyUI did not stop in time; killing its process group")
-        self._signal(getattr(signal, "SIGKILL", signal.SIGTERM))
 
     def _cancel_probe(self) -> None:
         task, self._probe_task = self._probe_task, None
@@ -438,7 +387,7 @@ class ComfyServer(QObject):
         if self._log is not None:
             self._log.flush()
 
-    def _set_state(self, state: str, message: str) -> None:
+    def _set_state(self, state: ManagedState, message: str) -> None:
         if (state, message) == (self.state, self.message):
             return
         self.state, self.message = state, message

@@ -2,7 +2,8 @@
 
 :class:`JobRecord` is the UI's snapshot of a job (re-exported by ``services/training/service.py`` and
 ``services/training/runner.py``); the service replaces it on every change. :class:`RunOutcome`
-is how one trainer process ended. The functions here are the state changes that depend only
+is how one trainer process ended (its :class:`~..child_process.ProcessOutcome` plus the
+trainer's final events). The functions here are the state changes that depend only
 on a record and what happened to it: a job found running at start whose process is gone
 (:func:`interrupted_at_start`), a step (:func:`with_step`), the end of a run
 (:func:`finished_record`, :func:`crash_message`), and the records read at start-up
@@ -24,6 +25,7 @@ from ...core.db.jobs import JobRow
 from ...core.training.checkpoints import latest_complete
 from ...core.training.protocol import DoneEvent, ErrorEvent, StepEvent, StoppedEvent
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
+from ..child_process import ProcessOutcome, StopIntent
 from ..process_group import pid_alive
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "RESUMABLE_STATES", "RunOutcome",
@@ -100,17 +102,38 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How one process run ended."""
+    """How one trainer run ended: the process's :class:`~..child_process.ProcessOutcome` and
+    the trainer's last word (done / stopped / error events)."""
 
-    exit_code: int | None          # the exit code, or the signal number when crashed
-    crashed: bool                  # ended by a signal / crashed
-    failed_to_start: bool = False
-    start_error: str = ""
+    process: ProcessOutcome
     done: DoneEvent | None = None
     stopped: StoppedEvent | None = None
     error: ErrorEvent | None = None
-    stderr_tail: tuple[str, ...] = ()
-    pid: int | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code, or the signal number when crashed; None when it never started."""
+        return self.process.exit_code
+
+    @property
+    def crashed(self) -> bool:
+        return self.process.crashed
+
+    @property
+    def failed_to_start(self) -> bool:
+        return self.process.failed_to_start
+
+    @property
+    def start_error(self) -> str:
+        return self.process.error
+
+    @property
+    def stderr_tail(self) -> tuple[str, ...]:
+        return self.process.tail
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
 
 
 def examine_rows(rows: list[JobRow]) -> list[tuple[JobRecord, bool]]:
@@ -147,25 +170,25 @@ def with_step(record: JobRecord, event: StepEvent) -> JobRecord:
                    last_loss=loss, sec_per_step=event.sec_per_step or record.sec_per_step)
 
 
-def finished_record(record: JobRecord, outcome: RunOutcome, intent: str | None,
+def finished_record(record: JobRecord, outcome: RunOutcome, intent: StopIntent | None,
                     program: str) -> JobRecord:
     """``record`` once its process ended: final state, error kind and message.
 
-    ``intent`` is what was asked of the run ("stop", "cancel", "shutdown" or None);
+    ``intent`` is what was asked of the run (stop, cancel, shutdown or None);
     ``program`` names what was started (for the message when it could not start)."""
     record = replace(record, pid=None, finished=utc_now())
     if outcome.done is not None:
         state, kind, message = "completed", None, None
         record = replace(record, lora_path=outcome.done.lora,
                          step=max(record.step, outcome.done.steps))
-    elif intent == "shutdown":
+    elif intent == StopIntent.SHUTDOWN:
         state, kind, message = "interrupted", None, "Isengard was closed while this job " \
                                                     "was running."
-    elif intent == "cancel":
+    elif intent == StopIntent.CANCEL:
         state, kind, message = "cancelled", None, None
     elif outcome.stopped is not None:
         state, kind, message = "stopped", None, None
-    elif intent == "stop":
+    elif intent == StopIntent.STOP:
         state, kind = "interrupted", None
         message = ("The trainer did not save and exit in time, so it was ended. "
                    "Resume continues from the newest complete checkpoint, if any.")

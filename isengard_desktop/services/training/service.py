@@ -2,9 +2,9 @@
 
 Jobs live in the ``jobs`` table (written through ``LibraryService.run_db``, the one DB writer)
 and in ``jobs/<job_id>/`` folders. One GPU job runs at a time by default; the others wait in
-the queue. Each run is a :class:`~.training_runner.JobRun` (a QProcess in its own process
-group). Nothing here blocks the UI thread: folders and history are read and written on
-executors, and results come back on the main thread.
+the queue. Each run is a :class:`~.runner.JobRun` (a :class:`~..child_process.ChildProcess`
+in its own process group). Nothing here blocks the UI thread: folders and history are read
+and written on executors, and results come back on the main thread.
 
 This module owns the queue, the commands and the job states. Beside it: the record and its
 state changes (:mod:`.training_records`), the steps before a launch (:mod:`.training_launch`),
@@ -62,6 +62,7 @@ from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, E
                                       PhaseEvent, SampleEvent, StepEvent)
 from ...core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
 from ...plugins.registry import TrainerRegistry, bind_external_installs, default_registry
+from ..child_process import StopIntent
 from ..library import LibraryService
 from ..ops import run_in_executor
 from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
@@ -114,7 +115,7 @@ class TrainingService(QObject):
         self._queue: list[str] = []
         self._runs: dict[str, JobRun] = {}
         self._preparing: set[str] = set()
-        self._intent: dict[str, str] = {}          # job id -> "stop" | "cancel" | "shutdown"
+        self._intent: dict[str, StopIntent] = {}   # job id -> stop, cancel or shutdown
         self._orphans = OrphanWatcher(self)        # an earlier app instance's children
         self._orphans.ended.connect(self._on_orphan_ended)
         self._cids: dict[str, str] = {}
@@ -167,13 +168,13 @@ class TrainingService(QObject):
         self._orphans.stop()
         runs = list(self._runs.items())
         for job_id, run in runs:
-            self._intent[job_id] = "shutdown"
+            self._intent[job_id] = StopIntent.SHUTDOWN
             self._refresh_stop_file(job_id, run)
-            run.request_stop(self.shutdown_grace_s, self.kill_grace_s)
+            run.request_stop(StopIntent.SHUTDOWN, self.shutdown_grace_s, self.kill_grace_s)
         deadline = time.monotonic() + self.shutdown_grace_s
         for job_id, run in runs:
             remaining = max(0.1, deadline - time.monotonic())
-            run.wait_for_exit(remaining, self.kill_grace_s)
+            run.wait_for_exit(StopIntent.SHUTDOWN, remaining, self.kill_grace_s)
             run.release()
         self._files.shutdown(wait=True)
         self._outputs.shutdown()
@@ -233,14 +234,14 @@ class TrainingService(QObject):
     def stop(self, job_id: str) -> None:
         """Stop & save: the trainer saves a checkpoint and exits (final state "stopped");
         after ``stop_grace_s`` its process group is terminated, then killed."""
-        self._halt(job_id, "stop", self.stop_grace_s)
+        self._halt(job_id, StopIntent.STOP, self.stop_grace_s)
 
     def cancel(self, job_id: str) -> None:
         """Queued: cancelled at once. Running: graceful stop with a short grace, then
         terminate/kill the whole tree; final state "cancelled"."""
-        self._halt(job_id, "cancel", self.cancel_grace_s)
+        self._halt(job_id, StopIntent.CANCEL, self.cancel_grace_s)
 
-    def _halt(self, job_id: str, intent: str, grace_s: float) -> None:
+    def _halt(self, job_id: str, intent: StopIntent, grace_s: float) -> None:
         record = self._records.get(job_id)
         if record is None or record.is_final:
             return
@@ -254,11 +255,11 @@ class TrainingService(QObject):
         run = self._runs.get(job_id)
         if run is None and job_id not in self._orphans:
             return  # preparing counts as queued; otherwise the process already ended
-        if intent == "cancel" or job_id not in self._intent:
+        if intent == StopIntent.CANCEL or job_id not in self._intent:
             self._intent[job_id] = intent
         if run is not None:
             self._refresh_stop_file(job_id, run)
-            run.request_stop(grace_s, self.kill_grace_s)
+            run.request_stop(self._intent[job_id], grace_s, self.kill_grace_s)
         elif job_id in self._orphans:
             self._orphans.terminate(job_id, self.kill_grace_s)
         if record.state != "stopping":
@@ -391,7 +392,7 @@ class TrainingService(QObject):
         record = self._records.get(job_id)
         if record is not None and not record.is_final:
             intent = self._intent.pop(job_id, None)
-            state = "cancelled" if intent == "cancel" else "interrupted"
+            state = "cancelled" if intent == StopIntent.CANCEL else "interrupted"
             self._finalize_with_checkpoint(replace(record, state=state, pid=None,
                                                    finished=utc_now()))
         if len(self._orphans) == 0:
