@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from loguru import logger
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ...core.training.job_files import mask_secrets
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
