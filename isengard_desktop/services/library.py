@@ -43,7 +43,7 @@ from .ops import call_in_main_thread, run_in_executor
 if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded on first use
     from ..core.dataset.importer import ImportedImage, ImportReport
 
-__all__ = ["ChangeSet", "ImportOutcome", "ImportTask", "LibraryService", "SYNTHETIC_SOURCE"]
+__all__ = ["ImportOutcome", "ImportTask", "LibraryService", "SYNTHETIC_SOURCE"]
 
 IMPORT_WORKERS = max(2, min(6, (os.cpu_count() or 2) + 1))
 PROGRESS_INTERVAL_S = 0.1     # ~10 progress updates a second reach the UI
@@ -194,10 +194,11 @@ class LibraryService(QObject):
         return sum(1 for i in self._images.values() if i.character_id == character_id)
 
     def is_trained(self, character_id: int) -> bool:
-        return any(l.character_id == character_id for l in self._loras)
+        return any(lora.character_id == character_id for lora in self._loras)
 
     def loras(self, character_id: int | None = None) -> list[LoraRecord]:
-        return [l for l in self._loras if character_id is None or l.character_id == character_id]
+        return [lora for lora in self._loras
+                if character_id is None or lora.character_id == character_id]
 
     def suggest_trigger(self, name: str) -> str:
         return suggest_trigger(name, [c.trigger_word for c in self._characters.values()])
@@ -296,7 +297,8 @@ class LibraryService(QObject):
                 self._characters.pop(character_id, None)
                 self._images = {k: v for k, v in self._images.items()
                                 if v.character_id != character_id}
-                self._loras = [l for l in self._loras if l.character_id != character_id]
+                self._loras = [lora for lora in self._loras
+                               if lora.character_id != character_id]
 
             self.database.write(op, done, self._known_failure(
                 f"Could not delete “{character.name}” (nothing was removed)"))

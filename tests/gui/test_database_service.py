@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from isengard_desktop.core.paths import resolve_paths
-from isengard_desktop.services.database import (ChangeSet, DatabaseService, WriteResult,
-                                                WRITER_THREAD_NAME)
+from isengard_desktop.services.database import (WRITER_THREAD_NAME, ChangeSet,
+                                                DatabaseService, WriteResult)
 from isengard_desktop.services.dataset_checks import ChecksOutcome, DatasetChecksService
 from isengard_desktop.services.ops import init_main_thread_bridge
 from tests.helpers.photos import make_photos

@@ -1,7 +1,8 @@
 """Plain SQL for the ``generations`` table (migration 3): generated images and their status.
 
-Only the database service's writer thread calls these (``DatabaseService.read/write``). Image paths are
-stored relative to the outputs folder when they lie inside it, so a portable install can move.
+Only the database service's writer thread calls these (``DatabaseService.read/write``).
+Image paths are stored relative to the outputs folder when they lie inside it, so a portable
+install can move.
 Seeds are 64-bit unsigned in ComfyUI but SQLite integers are signed: seeds of 2**63 and above
 are stored as their two's complement and read back unchanged.
 """
@@ -106,7 +107,8 @@ class GenerationsRepository:
                                   if c == "character_id" else f":{c}" for c in _COLUMNS)
                 cur = self.conn.execute(
                     f"INSERT INTO generations({', '.join(_COLUMNS)}) VALUES ({marks})", values)
-                ids.append(int(cur.lastrowid))
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
         by_id = {i.id: i for i in self.get(ids)}
         return [by_id[i] for i in ids]
 
@@ -141,7 +143,8 @@ class GenerationsRepository:
                    ) -> list[GalleryItem]:
         """Rows with one of ``statuses`` (all when None), of one character if given,
         newest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if statuses:
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             args += list(statuses)

@@ -1,7 +1,8 @@
 """Plain SQL for the ``jobs`` table (migration 2): the training queue and its history.
 
-Only the database service's writer thread calls these (``DatabaseService.read/write``). Job folders are
-stored relative to the data folder when they lie inside it, so a portable install can move.
+Only the database service's writer thread calls these (``DatabaseService.read/write``).
+Job folders are stored relative to the data folder when they lie inside it, so a portable
+install can move.
 """
 
 from __future__ import annotations

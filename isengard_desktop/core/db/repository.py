@@ -18,6 +18,12 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _row_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added."""
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
 class DuplicateNameError(ValueError):
     """A character with that name already exists."""
 
@@ -64,7 +70,9 @@ class Repository:
                 " VALUES (?,?,?,?,?,?)", (name, trigger_word, description, folder, stamp, stamp))
         except sqlite3.IntegrityError as exc:
             raise DuplicateNameError(f"A character named “{name}” already exists.") from exc
-        return self.get_character(cur.lastrowid)  # type: ignore[return-value]
+        character = self.get_character(_row_id(cur))
+        assert character is not None
+        return character
 
     def update_character(self, character_id: int, *, name: str | None = None,
                          trigger_word: str | None = None,
@@ -124,7 +132,7 @@ class Repository:
                     (character_id, self._to_db_path(item.path), item.sha256, item.width,
                      item.height, item.caption, item.source, stamp))
                 if cur.rowcount:
-                    ids.append(int(cur.lastrowid))
+                    ids.append(_row_id(cur))
         return self.get_images(ids)
 
     def set_captions(self, captions: dict[int, str]) -> None:
@@ -148,4 +156,5 @@ class Repository:
         cur = self.conn.execute(
             "INSERT INTO loras(character_id, path, family, steps, created) VALUES (?,?,?,?,?)",
             (character_id, path, family, steps, now_iso()))
-        return next(l for l in self.list_loras() if l.id == cur.lastrowid)
+        row_id = _row_id(cur)
+        return next(lora for lora in self.list_loras() if lora.id == row_id)

@@ -1,7 +1,8 @@
 """A training job's record, its states, and how a run's end changes them (Qt-free).
 
-:class:`JobRecord` is the UI's snapshot of a job (re-exported by ``services/training/service.py`` and
-``services/training/runner.py``); the service replaces it on every change. :class:`RunOutcome`
+:class:`JobRecord` is the UI's snapshot of a job (re-exported by
+``services/training/service.py`` and ``services/training/runner.py``); the service replaces
+it on every change; :class:`JobState` its states. :class:`RunOutcome`
 is how one trainer process ended. The functions here are the state changes that depend only
 on a record and what happened to it: a job found running at start whose process is gone
 (:func:`interrupted_at_start`), a step (:func:`with_step`), the end of a run
@@ -28,8 +29,8 @@ from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ..process_group import pid_alive
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "JobState", "RESUMABLE_STATES",
-           "RunOutcome", "STATES", "crash_message", "examine_rows", "finished_record", "interrupted_at_start",
-           "utc_now", "with_step"]
+           "RunOutcome", "STATES", "crash_message", "examine_rows", "finished_record",
+           "interrupted_at_start", "utc_now", "with_step"]
 
 class JobState(StrEnum):
     """A job's state; the values are what the ``jobs`` table stores (and compare equal to
@@ -158,7 +159,8 @@ def examine_rows(rows: list[JobRow]) -> list[tuple[JobRecord, bool]]:
 
 def interrupted_at_start(record: JobRecord) -> JobRecord:
     """A job found running at start whose process is gone: interrupted."""
-    return replace(record, state=JobState.INTERRUPTED, finished=utc_now(), pid=None, error_kind=None,
+    return replace(record, state=JobState.INTERRUPTED, finished=utc_now(), pid=None,
+                   error_kind=None,
                    error_message="Isengard was closed or crashed while this job was running."
                                  + (f" Resume continues from step {record.checkpoint_step}."
                                     if record.checkpoint_step is not None else ""))

@@ -12,8 +12,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
 
 from ...core.db.records import ImageRecord
 from ...core.types import Progress
+from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
-from ...services.library import ChangeSet, LibraryService
+from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QS
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from ...core.comfy.jobs import GalleryItem, GenerationProgress, GenerationRequest, ServerStatus
-from ...services.library import ChangeSet, LibraryService
+from ...services.database import ChangeSet
+from ...services.library import LibraryService
 from ...services.ops import run_in_executor
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key

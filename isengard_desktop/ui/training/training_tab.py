@@ -31,7 +31,8 @@ from ...core.training.profile_store import ProfileScan, ProfileStore
 from ...core.training.profiles import KNOWN_BACKENDS, Profile
 from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
 from ...core.training.spec import SpecError, TrainingJob, new_job_id
-from ...services.library import ChangeSet, LibraryService
+from ...services.database import ChangeSet
+from ...services.library import LibraryService
 from ...services.ops import run_in_executor
 from ..dialogs.confirm import confirm
 from .history import HistoryWidget
