@@ -5,7 +5,7 @@ transaction per write op, a :class:`~.database.ChangeSet` emitted centrally afte
 work (imports, trash, sidecars) runs on an I/O pool. The service keeps an in-memory snapshot
 of the library so widgets can read it without touching the disk; the snapshot is updated
 before the change is announced. Photos and generated images come in through one import
-pipeline (:meth:`LibraryService.import_photos`).
+pipeline (:meth:`LibraryService.import_photos`, one :class:`~.import_task.ImportTask` each).
 
 Signals:
     ready(): the snapshot is loaded; emitted once after :meth:`start`.
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
@@ -38,83 +36,19 @@ from ..core.naming import folder_slug, suggest_trigger, validate_trigger
 from ..core.paths import AppPaths
 from ..core.types import Progress
 from .database import ChangeSet, DatabaseService, WriteResult
-from .ops import call_in_main_thread, run_in_executor
+from .import_task import ImportOutcome, ImportTask
+from .ops import run_in_executor
 
 if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded on first use
     from ..core.dataset.importer import ImportedImage, ImportReport
 
-__all__ = ["ImportOutcome", "ImportTask", "LibraryService", "SYNTHETIC_SOURCE"]
+__all__ = ["LibraryService", "SYNTHETIC_SOURCE"]
 
 IMPORT_WORKERS = max(2, min(6, (os.cpu_count() or 2) + 1))
-PROGRESS_INTERVAL_S = 0.1     # ~10 progress updates a second reach the UI
 
 SYNTHETIC_SOURCE = "synthetic"
 
 _Snapshot = tuple[list[Character], list[ImageRecord], list[LoraRecord]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImportOutcome:
-    """What one import did: the importer's report and the rows recorded."""
-
-    character_id: int
-    report: ImportReport
-    added: tuple[ImageRecord, ...] = ()
-
-    @property
-    def added_by_source(self) -> dict[str, ImageRecord]:
-        """Each recorded image, keyed by the path it was imported from."""
-        by_path = {r.path: r for r in self.added}
-        return {i.source: by_path[i.stored_path] for i in self.report.imported
-                if i.stored_path in by_path}
-
-    @property
-    def skipped_by_source(self) -> dict[str, str]:
-        """Files already in the dataset (duplicates): the reason, keyed by source path."""
-        return {s.source: s.reason for s in self.report.skipped}
-
-    @property
-    def rejected_by_source(self) -> dict[str, str]:
-        """Files that could not be added: the reason, keyed by source path."""
-        return {r.source: r.reason for r in self.report.rejected}
-
-
-class ImportTask(QObject):
-    """One running import. Cancel stops after the current file; finished files are kept.
-
-    Signals:
-        progressed(Progress): throttled to ~10 Hz.
-        finished(ImportOutcome): the import ended (completed, cancelled or failed).
-    """
-
-    progressed = Signal(object)
-    finished = Signal(object)
-
-    def __init__(self, character_id: int, label: str) -> None:
-        super().__init__()
-        self.character_id = character_id
-        self.label = label
-        self._cancel = threading.Event()
-        self._last_emit = 0.0
-        self.outcome: ImportOutcome | None = None
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def _report(self, progress: Progress) -> None:
-        """Called on the worker thread; forwards at most ~10 updates a second."""
-        now = time.monotonic()
-        if now - self._last_emit >= PROGRESS_INTERVAL_S or progress.done >= progress.total:
-            self._last_emit = now
-            call_in_main_thread(lambda: self.progressed.emit(progress))
-
-    def _finish(self, outcome: ImportOutcome) -> None:
-        self.outcome = outcome
-        self.finished.emit(outcome)
 
 
 class LibraryService(QObject):
@@ -127,8 +61,9 @@ class LibraryService(QObject):
 
     def __init__(self, paths: AppPaths, parent: QObject | None = None, *,
                  database: DatabaseService | None = None) -> None:
-        """``database``: the database service to write through; without one the library
-        makes its own (opened by :meth:`start`, closed by :meth:`shutdown`)."""
+        """``database``: the database service to write through, opened and closed by its
+        owner; without one the library makes its own (opened by :meth:`start`, closed by
+        :meth:`shutdown`). Other services reach it as ``library.database``."""
         super().__init__(parent)
         self.paths = paths
         self._owns_database = database is None

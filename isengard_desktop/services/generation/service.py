@@ -51,7 +51,8 @@ from .servers import MANAGED_KEY, ServerPool, spawn
 from .sockets import cancel_quietly
 from .trash import TrashMover
 from ..database import ChangeSet, WriteResult
-from ..library import SYNTHETIC_SOURCE, ImportOutcome
+from ..import_task import ImportOutcome
+from ..library import SYNTHETIC_SOURCE
 from ..ops import run_in_executor
 
 __all__ = ["GenerationService"]
