@@ -9,11 +9,11 @@ trigger word, ``source = "synthetic"``); Discard (staging) and Delete (gallery) 
 the OS trash, one move at a time (:mod:`.generation_trash`).
 
 Network work runs on the running asyncio loop (qasync in the app); file work on an executor;
-every DB write goes through the database service (``library.database``), which announces
-it. Call ``LibraryService.start()`` before
-:meth:`GenerationService.start` and :meth:`GenerationService.shutdown` before
-``LibraryService.shutdown()``. :meth:`GenerationService.shutdown` works with or without a
-running asyncio loop and never raises.
+every DB write is a write op of the database service (``library.database``). Call
+``LibraryService.start()`` before :meth:`GenerationService.start` and
+:meth:`GenerationService.shutdown` before ``LibraryService.shutdown()``.
+:meth:`GenerationService.shutdown` works with or without a running asyncio loop and never
+raises.
 
 Signals:
     servers_changed(tuple[ServerStatus, ...]): a server's state, GPU, VRAM or queue changed.
