@@ -61,6 +61,7 @@ def build_library(home: Path, rows: int, photos: list[Path], thumbnails: bool) -
     """Write ``rows`` image rows (and their files) into a fresh library under ``home``."""
     from isengard_desktop.core.dataset.thumbnails import ensure_thumbnail, thumbnail_path
     from isengard_desktop.core.db.repository import Repository
+    from isengard_desktop.core.db.records import NewImage
     from isengard_desktop.core.db.schema import connect
 
     paths = app_paths(home)
@@ -85,8 +86,9 @@ def build_library(home: Path, rows: int, photos: list[Path], thumbnails: bool) -
                 target = thumbnail_path(paths.thumbnails, sha)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _link(thumbs[i % len(thumbs)], target)
-            items.append((dest, sha, PHOTO_SIZE[0], PHOTO_SIZE[1],
-                          f"photo of gridbench, picture {i}", str(src)))
+            items.append(NewImage(path=dest, sha256=sha, width=PHOTO_SIZE[0],
+                                  height=PHOTO_SIZE[1],
+                                  caption=f"photo of gridbench, picture {i}", source=str(src)))
         added = repo.add_images(character.id, items)
         assert len(added) == rows, (len(added), rows)
     finally:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
 from .services.background import shutdown_background_work, start_background_work
+from .services.dataset_checks import DatasetChecksService
 from .services.generation.service import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
@@ -48,6 +49,7 @@ class AppContext:
     training: TrainingService
     generation: GenerationService
     window: MainWindow
+    checks: DatasetChecksService
     tabs: dict[str, QWidget] = field(default_factory=dict)
     _closed: bool = False
 
@@ -81,6 +83,7 @@ class AppContext:
         self.generation.shutdown()    # running prompts cancelled, managed ComfyUI tree stopped
         self.thumbnails.shutdown()
         shutdown_background_work()   # widgets' queued ops dropped; running ones end
+        self.checks.shutdown()
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
@@ -106,7 +109,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     generation = GenerationService(paths, settings, library)
     characters = CharactersTab(library, thumbnails)
-    dataset = DatasetTab(library, thumbnails)
+    checks = DatasetChecksService()
+    dataset = DatasetTab(library, thumbnails, checks)
 
     def make_training_tab() -> QWidget:
         from .ui.training.training_tab import TrainingTab   # its imports load with the page, too
@@ -130,7 +134,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     window = MainWindow(tabs)
     background.task_started.connect(window.progress.track)   # ops shown with_progress
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
-                     window, tabs)
+                     window, checks, tabs)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:

@@ -265,7 +265,7 @@ def test_checks_panel_names_problem_images(qtbot, make_app, tmp_path):
     tab = ctx.tabs["Dataset"]
     ctx.window.tabs.setCurrentWidget(tab)
     qtbot.waitUntil(lambda: tab.grid.grid_model.rowCount() == 5)
-    with qtbot.waitSignal(ctx.library.checks_finished, timeout=30_000):
+    with qtbot.waitSignal(ctx.checks.finished, timeout=30_000):
         qtbot.mouseClick(tab.checks_button, Qt.MouseButton.LeftButton)
     by_kind = {}
     for f in tab.findings():

@@ -26,7 +26,7 @@ from isengard_desktop.core.training.spec import JobPaths
 from isengard_desktop.plugins.registry import TrainerRegistry
 from isengard_desktop.services.library import LibraryService
 from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.services.training.runner import JobRecord
+from isengard_desktop.services.training.records import JobRecord, JobState
 from isengard_desktop.ui.theme import apply_dark_theme
 from tests.helpers.fake_backend import FakeBackend
 from tests.helpers.photos import make_photos
@@ -71,9 +71,11 @@ class StandInTraining(QObject):
 
     def add_record(self, job, state="queued") -> JobRecord:
         now = datetime.now(timezone.utc).isoformat()
-        record = JobRecord(job.job_id, job.character_id, job.character_name, job.backend,
-                           job.family, job.preset, state, now, None, None, 0, job.steps, None,
-                           None, None, None, None, JobPaths(self.root / job.job_id).root, job)
+        record = JobRecord(job_id=job.job_id, character_id=job.character_id,
+                           character_name=job.character_name, backend=job.backend,
+                           family=job.family, preset=job.preset, state=JobState(state),
+                           created=now, total_steps=job.steps,
+                           job_dir=JobPaths(self.root / job.job_id).root, spec=job)
         self.records[job.job_id] = record
         return record
 

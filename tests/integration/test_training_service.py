@@ -18,6 +18,7 @@ from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent,
                                                      PhaseEvent, StepEvent)
 from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_id
 from isengard_desktop.plugins.registry import default_registry
+from isengard_desktop.services.database import ChangeSet, WriteResult
 from isengard_desktop.services.training.service import TrainingService
 from isengard_desktop.services.training.runner import pid_alive
 from tests.helpers.service_harness import add_character, fast_training, start_library
@@ -79,8 +80,8 @@ class Harness:
 
     def db_row(self, job_id: str) -> JobRow | None:
         out: list = []
-        self.library.run_db(lambda conn: JobsRepository(conn, self.paths.data).get(job_id),
-                            out.append)
+        self.library.database.read(
+            lambda conn: JobsRepository(conn, self.paths.data).get(job_id), out.append)
         self.qtbot.waitUntil(lambda: bool(out), timeout=WAIT)
         return out[0]
 
@@ -323,10 +324,16 @@ def test_a_still_running_orphan_is_watched_and_can_be_cancelled(h, qtbot):
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", job_id],
                               start_new_session=True)
     try:
-        row = JobRow(job_id, h.character.id, "fake", "sd15", "", "running", spec.to_json(),
-                     str(job_dir), "2026-01-01T00:00:00+00:00", pid=orphan.pid, step=3,
-                     total_steps=10)
-        h.library.run_db(lambda conn: JobsRepository(conn, h.paths.data).save(row))
+        row = JobRow(job_id=job_id, character_id=h.character.id, backend="fake",
+                     family="sd15", preset="", state="running", spec_json=spec.to_json(),
+                     job_dir=str(job_dir), created="2026-01-01T00:00:00+00:00",
+                     pid=orphan.pid, step=3, total_steps=10)
+
+        def save(conn):
+            JobsRepository(conn, h.paths.data).save(row)
+            return WriteResult(None, ChangeSet(jobs=True))
+
+        h.library.database.write(save)
         h.service.shutdown()
         service = h.service = h.new_service()
         assert service.job(job_id).state == "running"

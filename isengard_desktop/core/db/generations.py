@@ -1,7 +1,8 @@
 """Plain SQL for the ``generations`` table (migration 3): generated images and their status.
 
-Only the library's writer thread calls these (``LibraryService.run_db``). Image paths are
-stored relative to the outputs folder when they lie inside it, so a portable install can move.
+Only the database service's writer thread calls these (``DatabaseService.read/write``).
+Image paths are stored relative to the outputs folder when they lie inside it, so a portable
+install can move.
 Seeds are 64-bit unsigned in ComfyUI but SQLite integers are signed: seeds of 2**63 and above
 are stored as their two's complement and read back unchanged.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..comfy.jobs import GALLERY_STATUSES, GalleryItem
+from .transaction import transaction
 
 __all__ = ["GenerationsRepository", "now_iso"]
 
@@ -83,8 +85,7 @@ class GenerationsRepository:
         A ``character_id`` whose character no longer exists is stored as NULL."""
         stamp = now_iso()
         ids: list[int] = []
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             for item in items:
                 if item.status not in GALLERY_STATUSES:
                     raise ValueError(f"status {item.status!r} is not one of "
@@ -106,11 +107,8 @@ class GenerationsRepository:
                                   if c == "character_id" else f":{c}" for c in _COLUMNS)
                 cur = self.conn.execute(
                     f"INSERT INTO generations({', '.join(_COLUMNS)}) VALUES ({marks})", values)
-                ids.append(int(cur.lastrowid))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
         by_id = {i.id: i for i in self.get(ids)}
         return [by_id[i] for i in ids]
 
@@ -119,18 +117,15 @@ class GenerationsRepository:
         if status not in GALLERY_STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(GALLERY_STATUSES)}")
         ids = [int(i) for i in ids]
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             self.conn.executemany("UPDATE generations SET status=? WHERE id=?",
                                   [(status, i) for i in ids])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return self.get(ids)
 
     def delete(self, ids: Iterable[int]) -> None:
-        self.conn.executemany("DELETE FROM generations WHERE id=?", [(int(i),) for i in ids])
+        with transaction(self.conn):
+            self.conn.executemany("DELETE FROM generations WHERE id=?",
+                                  [(int(i),) for i in ids])
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, ids: Iterable[int]) -> list[GalleryItem]:
@@ -148,7 +143,8 @@ class GenerationsRepository:
                    ) -> list[GalleryItem]:
         """Rows with one of ``statuses`` (all when None), of one character if given,
         newest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if statuses:
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             args += list(statuses)

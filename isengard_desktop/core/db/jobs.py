@@ -1,7 +1,8 @@
 """Plain SQL for the ``jobs`` table (migration 2): the training queue and its history.
 
-Only the library's writer thread calls these (``LibraryService.run_db``). Job folders are
-stored relative to the data folder when they lie inside it, so a portable install can move.
+Only the database service's writer thread calls these (``DatabaseService.read/write``).
+Job folders are stored relative to the data folder when they lie inside it, so a portable
+install can move.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 __all__ = ["JOB_COLUMNS", "JobRow", "JobsRepository"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobRow:
-    """One row of ``jobs``. Times are ISO-8601 strings (UTC)."""
+    """One row of ``jobs`` (built with keyword arguments). Times are ISO-8601 strings (UTC);
+    ``state`` is one of the job states' values (``services.training.records.JobState``)."""
 
     job_id: str
     character_id: int | None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Character:
     id: int
     name: str
@@ -17,7 +17,7 @@ class Character:
     updated: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageRecord:
     id: int
     character_id: int
@@ -34,7 +34,7 @@ class ImageRecord:
         return self.path.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoraRecord:
     id: int
     character_id: int
@@ -42,3 +42,16 @@ class LoraRecord:
     family: str
     steps: int
     created: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewImage:
+    """An image row to insert (:meth:`.repository.Repository.add_images`); the id and the
+    creation time are given by the database."""
+
+    path: Path          # absolute path of the stored image
+    sha256: str
+    width: int
+    height: int
+    caption: str = ""
+    source: str = ""    # where it came from (original path, "synthetic", ...)

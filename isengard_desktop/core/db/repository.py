@@ -10,11 +10,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .records import Character, ImageRecord, LoraRecord
+from .records import Character, ImageRecord, LoraRecord, NewImage
+from .transaction import transaction
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _row_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added."""
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 class DuplicateNameError(ValueError):
@@ -42,8 +49,9 @@ class Repository:
 
     # -- characters ------------------------------------------------------------------------
     def _character(self, row: sqlite3.Row) -> Character:
-        return Character(row["id"], row["name"], row["trigger_word"], row["description"],
-                         row["folder"], row["created"], row["updated"])
+        return Character(id=row["id"], name=row["name"], trigger_word=row["trigger_word"],
+                         description=row["description"], folder=row["folder"],
+                         created=row["created"], updated=row["updated"])
 
     def list_characters(self) -> list[Character]:
         rows = self.conn.execute("SELECT * FROM characters ORDER BY name COLLATE NOCASE")
@@ -62,7 +70,9 @@ class Repository:
                 " VALUES (?,?,?,?,?,?)", (name, trigger_word, description, folder, stamp, stamp))
         except sqlite3.IntegrityError as exc:
             raise DuplicateNameError(f"A character named “{name}” already exists.") from exc
-        return self.get_character(cur.lastrowid)  # type: ignore[return-value]
+        character = self.get_character(_row_id(cur))
+        assert character is not None
+        return character
 
     def update_character(self, character_id: int, *, name: str | None = None,
                          trigger_word: str | None = None,
@@ -86,9 +96,10 @@ class Repository:
 
     # -- images ----------------------------------------------------------------------------
     def _image(self, row: sqlite3.Row) -> ImageRecord:
-        return ImageRecord(row["id"], row["character_id"], self._from_db_path(row["path"]),
-                           row["sha256"], row["width"], row["height"], row["caption"],
-                           row["source"], row["created"])
+        return ImageRecord(id=row["id"], character_id=row["character_id"],
+                           path=self._from_db_path(row["path"]), sha256=row["sha256"],
+                           width=row["width"], height=row["height"], caption=row["caption"],
+                           source=row["source"], created=row["created"])
 
     def list_images(self, character_id: int | None = None) -> list[ImageRecord]:
         if character_id is None:
@@ -108,55 +119,42 @@ class Repository:
                     self.conn.execute(f"SELECT * FROM images WHERE id IN ({marks})", chunk)]
         return out
 
-    def add_images(self, character_id: int,
-                   items: Sequence[tuple[Path, str, int, int, str, str]]) -> list[ImageRecord]:
-        """Insert (path, sha256, width, height, caption, source) rows in one transaction."""
+    def add_images(self, character_id: int, items: Sequence[NewImage]) -> list[ImageRecord]:
+        """Insert image rows in one transaction; returns the rows added (a path already
+        recorded, or the same content twice for one character, is skipped)."""
         stamp = now_iso()
         ids: list[int] = []
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            for path, sha, width, height, caption, source in items:
+        with transaction(self.conn):
+            for item in items:
                 cur = self.conn.execute(
                     "INSERT OR IGNORE INTO images(character_id, path, sha256, width, height,"
                     " caption, source, created) VALUES (?,?,?,?,?,?,?,?)",
-                    (character_id, self._to_db_path(path), sha, width, height, caption, source,
-                     stamp))
+                    (character_id, self._to_db_path(item.path), item.sha256, item.width,
+                     item.height, item.caption, item.source, stamp))
                 if cur.rowcount:
-                    ids.append(cur.lastrowid)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+                    ids.append(_row_id(cur))
         return self.get_images(ids)
 
     def set_captions(self, captions: dict[int, str]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             self.conn.executemany("UPDATE images SET caption=? WHERE id=?",
                                   [(c, i) for i, c in captions.items()])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     def delete_images(self, ids: Iterable[int]) -> None:
         ids = list(ids)
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             self.conn.executemany("DELETE FROM images WHERE id=?", [(i,) for i in ids])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     # -- loras -----------------------------------------------------------------------------
     def list_loras(self) -> list[LoraRecord]:
         rows = self.conn.execute("SELECT * FROM loras ORDER BY id")
-        return [LoraRecord(r["id"], r["character_id"], r["path"], r["family"], r["steps"],
-                           r["created"]) for r in rows]
+        return [LoraRecord(id=r["id"], character_id=r["character_id"], path=r["path"],
+                           family=r["family"], steps=r["steps"], created=r["created"])
+                for r in rows]
 
     def add_lora(self, character_id: int, path: str, family: str, steps: int) -> LoraRecord:
         cur = self.conn.execute(
             "INSERT INTO loras(character_id, path, family, steps, created) VALUES (?,?,?,?,?)",
             (character_id, path, family, steps, now_iso()))
-        return next(l for l in self.list_loras() if l.id == cur.lastrowid)
+        row_id = _row_id(cur)
+        return next(lora for lora in self.list_loras() if lora.id == row_id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .transaction import transaction
+
 MIGRATIONS: list[list[str]] = [
     # 1: characters, images, trained LoRAs
     [
@@ -130,13 +132,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"{SCHEMA_VERSION}. Update Isengard Desktop to open it."
         )
     for index in range(version, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for statement in MIGRATIONS[index]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {index + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return SCHEMA_VERSION

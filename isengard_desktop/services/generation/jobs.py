@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import re
 import uuid
 from concurrent.futures import Executor
@@ -33,6 +34,7 @@ from ...core.db.generations import GenerationsRepository
 from ...core.fsutil import atomic_write_bytes
 from ...core.paths import AppPaths
 from ...core.types import Progress
+from ..database import ChangeSet, WriteResult
 from ..ops import await_executor
 from .progress import ProgressTracker, png_size, with_trigger
 
@@ -388,11 +390,15 @@ class JobRunner:
             return out
 
         written = await await_executor(self.io, write)
-        rows = [GalleryItem(0, job.job_id, path, prompt, req.negative, plan.seed, w, h,
-                            plan.spec.name, req.model, lora.path if lora else "",
-                            float(lora.strength) if lora else 0.0, character_id, status,
-                            {**base_params, "batch_index": i}, "", server.url,
-                            req.parent_image, prompt_id)
+        rows = [GalleryItem(id=0, job_id=job.job_id, path=path, prompt=prompt,
+                            negative=req.negative, seed=plan.seed, width=w, height=h,
+                            workflow=plan.spec.name, model=req.model,
+                            lora_path=lora.path if lora else "",
+                            lora_strength=float(lora.strength) if lora else 0.0,
+                            character_id=character_id, status=status,
+                            params={**base_params, "batch_index": i}, created="",
+                            server=server.url, parent_image=req.parent_image,
+                            prompt_id=prompt_id)
                 for i, (path, w, h) in enumerate(written)]
         outputs = self.paths.outputs
         future = asyncio.get_event_loop().create_future()
@@ -405,8 +411,11 @@ class JobRunner:
             if not future.done():
                 future.set_exception(exc)
 
-        self.library.run_db(lambda conn: GenerationsRepository(conn, outputs).insert(rows),
-                            ok, bad)
+        def op(conn: sqlite3.Connection) -> WriteResult[list[GalleryItem]]:
+            return WriteResult(GenerationsRepository(conn, outputs).insert(rows),
+                               ChangeSet(generations=True))
+
+        self.library.database.write(op, ok, bad)
         items = await future
         logger.info("job {}: {} image(s) saved in {}", job.job_id, len(items), folder)
         return items

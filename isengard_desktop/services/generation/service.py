@@ -9,10 +9,11 @@ trigger word, ``source = "synthetic"``); Discard (staging) and Delete (gallery) 
 the OS trash, one move at a time (:mod:`.generation_trash`).
 
 Network work runs on the running asyncio loop (qasync in the app); file work on an executor;
-every DB write goes through ``LibraryService.run_db``. Call ``LibraryService.start()`` before
-:meth:`GenerationService.start` and :meth:`GenerationService.shutdown` before
-``LibraryService.shutdown()``. :meth:`GenerationService.shutdown` works with or without a
-running asyncio loop and never raises.
+every DB write is a write op of the database service (``library.database``). Call
+``LibraryService.start()`` before :meth:`GenerationService.start` and
+:meth:`GenerationService.shutdown` before ``LibraryService.shutdown()``.
+:meth:`GenerationService.shutdown` works with or without a running asyncio loop and never
+raises.
 
 Signals:
     servers_changed(tuple[ServerStatus, ...]): a server's state, GPU, VRAM or queue changed.
@@ -29,6 +30,7 @@ Signals:
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +51,9 @@ from .jobs import CANCELLED, Job, JobFailed, JobRunner
 from .servers import MANAGED_KEY, ServerPool, spawn
 from .sockets import cancel_quietly
 from .trash import TrashMover
+from ..database import ChangeSet, WriteResult
+from ..import_task import ImportOutcome
+from ..library import SYNTHETIC_SOURCE
 from ..ops import run_in_executor
 from ..throttle import DEFAULT_INTERVAL_MS, Throttler
 
@@ -105,7 +110,7 @@ class GenerationService(QObject):
 
         run_in_executor(self._io, load_workflows, self._on_workflows, self._on_workflows_failed)
         outputs = self.paths.outputs
-        self.library.run_db(
+        self.library.database.read(
             lambda conn: GenerationsRepository(conn, outputs).list_items(("gallery", "staging")),
             self._on_items_loaded)
         self.settings_service.settings_changed.connect(self._apply_settings)
@@ -406,21 +411,24 @@ class GenerationService(QObject):
                                  "staging area.")
                 continue
             trigger = character.trigger_word
-            pairs = [(item.path, prepend_trigger(item.prompt, trigger)) for item in items]
+            captions = {item.path: prepend_trigger(item.prompt, trigger) for item in items}
             by_path = {item.path: item for item in items}
 
-            def done(outcome: Any, by_path: dict[str, GalleryItem] = by_path) -> None:
-                kept = [by_path[p].id for p in list(outcome.added) + list(outcome.skipped)
-                        if p in by_path]
-                if outcome.rejected:
+            def done(outcome: ImportOutcome, by_path: dict[str, GalleryItem] = by_path) -> None:
+                rejected = outcome.rejected_by_source
+                kept = [by_path[p].id for p in list(outcome.added_by_source)
+                        + list(outcome.skipped_by_source) if p in by_path]
+                if rejected:
                     self.failed.emit("Some images could not be added to the dataset and stay "
                                      "in the staging area:\n" + "\n".join(
-                                         f"{p}: {why}" for p, why in outcome.rejected.items()))
+                                         f"{p}: {why}" for p, why in rejected.items()))
                 self._set_status(kept, "kept")
 
-            self.library.add_synthetic_images(
-                character_id, pairs, done,
-                lambda exc: self.failed.emit(f"Could not add the images to the dataset: {exc}"))
+            self.library.import_photos(
+                character_id, list(captions), captions=captions, source=SYNTHETIC_SOURCE,
+                announce=False, on_done=done,
+                on_failure=lambda exc: self.failed.emit(
+                    f"Could not add the images to the dataset: {exc}"))
 
     def discard(self, item_ids: Iterable[int]) -> None:
         """Send generated images (staging or gallery) to the OS trash; their rows stay,
@@ -455,9 +463,12 @@ class GenerationService(QObject):
                 self._items.pop(item_id, None)
             self.gallery_changed.emit()
 
-        self.library.run_db(lambda conn: GenerationsRepository(conn, outputs).delete(ids),
-                            removed,
-                            lambda exc: self.failed.emit(f"Could not record the change: {exc}"))
+        def op(conn: sqlite3.Connection) -> WriteResult[None]:
+            GenerationsRepository(conn, outputs).delete(ids)
+            return WriteResult(None, ChangeSet(generations=True))
+
+        self.library.database.write(
+            op, removed, lambda exc: self.failed.emit(f"Could not record the change: {exc}"))
 
     def _set_status(self, ids: list[int], status: str) -> None:
         if not ids:
@@ -472,6 +483,9 @@ class GenerationService(QObject):
                     self._items.pop(row.id, None)
             self.gallery_changed.emit()
 
-        self.library.run_db(
-            lambda conn: GenerationsRepository(conn, outputs).set_status(ids, status), changed,
-            lambda exc: self.failed.emit(f"Could not record the change: {exc}"))
+        def op(conn: sqlite3.Connection) -> WriteResult[list[GalleryItem]]:
+            rows = GenerationsRepository(conn, outputs).set_status(ids, status)
+            return WriteResult(rows, ChangeSet(generations=True))
+
+        self.library.database.write(
+            op, changed, lambda exc: self.failed.emit(f"Could not record the change: {exc}"))

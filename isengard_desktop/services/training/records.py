@@ -1,9 +1,9 @@
 """A training job's record, its states, and how a run's end changes them (Qt-free).
 
-:class:`JobRecord` is the UI's snapshot of a job (re-exported by ``services/training/service.py`` and
-``services/training/runner.py``); the service replaces it on every change. :class:`RunOutcome`
-is how one trainer process ended (its :class:`~..child_process.ProcessOutcome` plus the
-trainer's final events). The functions here are the state changes that depend only
+:class:`JobRecord` is the UI's snapshot of a job; the service replaces it on every change;
+:class:`JobState` names its states. :class:`RunOutcome` is how one trainer process ended (its
+:class:`~..child_process.ProcessOutcome` plus the trainer's final events). The functions here
+are the state changes that depend only
 on a record and what happened to it: a job found running at start whose process is gone
 (:func:`interrupted_at_start`), a step (:func:`with_step`), the end of a run
 (:func:`finished_record`, :func:`crash_message`), and the records read at start-up
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 
 from loguru import logger
@@ -28,24 +29,40 @@ from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ..child_process import ProcessOutcome, StopIntent
 from ..process_group import pid_alive
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "RESUMABLE_STATES", "RunOutcome",
-           "STATES", "crash_message", "examine_rows", "finished_record", "interrupted_at_start",
-           "utc_now", "with_step"]
+__all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "JobState", "RESUMABLE_STATES",
+           "RunOutcome", "STATES", "crash_message", "examine_rows", "finished_record",
+           "interrupted_at_start", "utc_now", "with_step"]
 
-STATES = ("queued", "running", "stopping", "completed", "failed", "cancelled", "interrupted",
-          "stopped")
-ACTIVE_STATES = frozenset({"running", "stopping"})
-FINAL_STATES = frozenset({"completed", "failed", "cancelled", "interrupted", "stopped"})
-RESUMABLE_STATES = frozenset({"failed", "cancelled", "interrupted", "stopped"})
+class JobState(StrEnum):
+    """A job's state; the values are what the ``jobs`` table stores (and compare equal to
+    those strings)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    STOPPED = "stopped"
+
+
+STATES: tuple[JobState, ...] = tuple(JobState)
+ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.STOPPING})
+FINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED,
+                          JobState.INTERRUPTED, JobState.STOPPED})
+RESUMABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED,
+                              JobState.STOPPED})
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobRecord:
-    """What the UI knows about one job (a snapshot; the service replaces it on change)."""
+    """What the UI knows about one job (a snapshot; the service replaces it on change).
+    Built with keyword arguments only."""
 
     job_id: str
     character_id: int | None
@@ -53,19 +70,19 @@ class JobRecord:
     backend: str
     family: str
     preset: str
-    state: str
+    state: JobState
     created: str
-    started: str | None
-    finished: str | None
-    step: int
-    total_steps: int
-    last_loss: float | None
-    lora_path: str | None
-    error_kind: str | None
-    error_message: str | None
-    sec_per_step: float | None
     job_dir: Path
     spec: TrainingJob
+    started: str | None = None
+    finished: str | None = None
+    step: int = 0
+    total_steps: int = 0
+    last_loss: float | None = None
+    lora_path: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    sec_per_step: float | None = None
     checkpoint_step: int | None = None   # newest complete checkpoint (None: none)
     pid: int | None = None
 
@@ -86,18 +103,25 @@ class JobRecord:
         return JobPaths(self.job_dir)
 
     def to_row(self) -> JobRow:
-        return JobRow(self.job_id, self.character_id, self.backend, self.family, self.preset,
-                      self.state, self.spec.to_json(), str(self.job_dir), self.created,
-                      self.started, self.finished, self.pid, self.step, self.total_steps,
-                      self.last_loss, self.lora_path, self.error_kind, self.error_message,
-                      self.sec_per_step)
+        return JobRow(job_id=self.job_id, character_id=self.character_id,
+                      backend=self.backend, family=self.family, preset=self.preset,
+                      state=JobState(self.state).value, spec_json=self.spec.to_json(),
+                      job_dir=str(self.job_dir), created=self.created, started=self.started,
+                      finished=self.finished, pid=self.pid, step=self.step,
+                      total_steps=self.total_steps, last_loss=self.last_loss,
+                      lora_path=self.lora_path, error_kind=self.error_kind,
+                      error_message=self.error_message, sec_per_step=self.sec_per_step)
 
     @classmethod
     def from_row(cls, row: JobRow, spec: TrainingJob) -> "JobRecord":
-        return cls(row.job_id, row.character_id, spec.character_name, row.backend, row.family,
-                   row.preset, row.state, row.created, row.started, row.finished, row.step,
-                   row.total_steps, row.last_loss, row.lora_path, row.error_kind,
-                   row.error_message, row.sec_per_step, Path(row.job_dir), spec, None, row.pid)
+        return cls(job_id=row.job_id, character_id=row.character_id,
+                   character_name=spec.character_name, backend=row.backend,
+                   family=row.family, preset=row.preset, state=JobState(row.state),
+                   created=row.created, started=row.started, finished=row.finished,
+                   step=row.step, total_steps=row.total_steps, last_loss=row.last_loss,
+                   lora_path=row.lora_path, error_kind=row.error_kind,
+                   error_message=row.error_message, sec_per_step=row.sec_per_step,
+                   job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid)
 
 
 @dataclass(frozen=True)
@@ -157,7 +181,8 @@ def examine_rows(rows: list[JobRow]) -> list[tuple[JobRecord, bool]]:
 
 def interrupted_at_start(record: JobRecord) -> JobRecord:
     """A job found running at start whose process is gone: interrupted."""
-    return replace(record, state="interrupted", finished=utc_now(), pid=None, error_kind=None,
+    return replace(record, state=JobState.INTERRUPTED, finished=utc_now(), pid=None,
+                   error_kind=None,
                    error_message="Isengard was closed or crashed while this job was running."
                                  + (f" Resume continues from step {record.checkpoint_step}."
                                     if record.checkpoint_step is not None else ""))
@@ -178,28 +203,28 @@ def finished_record(record: JobRecord, outcome: RunOutcome, intent: StopIntent |
     ``program`` names what was started (for the message when it could not start)."""
     record = replace(record, pid=None, finished=utc_now())
     if outcome.done is not None:
-        state, kind, message = "completed", None, None
+        state, kind, message = JobState.COMPLETED, None, None
         record = replace(record, lora_path=outcome.done.lora,
                          step=max(record.step, outcome.done.steps))
     elif intent == StopIntent.SHUTDOWN:
-        state, kind, message = "interrupted", None, "Isengard was closed while this job " \
-                                                    "was running."
+        state, kind = JobState.INTERRUPTED, None
+        message = "Isengard was closed while this job was running."
     elif intent == StopIntent.CANCEL:
-        state, kind, message = "cancelled", None, None
+        state, kind, message = JobState.CANCELLED, None, None
     elif outcome.stopped is not None:
-        state, kind, message = "stopped", None, None
+        state, kind, message = JobState.STOPPED, None, None
     elif intent == StopIntent.STOP:
-        state, kind = "interrupted", None
+        state, kind = JobState.INTERRUPTED, None
         message = ("The trainer did not save and exit in time, so it was ended. "
                    "Resume continues from the newest complete checkpoint, if any.")
     elif outcome.failed_to_start:
-        state, kind = "failed", "crash"
+        state, kind = JobState.FAILED, "crash"
         message = (f"The trainer could not be started ({outcome.start_error}). "
                    f"Check that {program} exists.")
     elif outcome.error is not None:
-        state, kind, message = "failed", outcome.error.kind, outcome.error.message
+        state, kind, message = JobState.FAILED, outcome.error.kind, outcome.error.message
     else:
-        state, kind, message = "failed", "crash", crash_message(record, outcome)
+        state, kind, message = JobState.FAILED, "crash", crash_message(record, outcome)
     return replace(record, state=state, error_kind=kind, error_message=message)
 
 

@@ -1,6 +1,6 @@
 """The training service: a persistent job queue and the runner of trainer child processes.
 
-Jobs live in the ``jobs`` table (written through ``LibraryService.run_db``, the one DB writer)
+Jobs live in the ``jobs`` table (written through the database service, the one DB writer)
 and in ``jobs/<job_id>/`` folders. One GPU job runs at a time by default; the others wait in
 the queue. Each run is a :class:`~.runner.JobRun` (a :class:`~..child_process.ChildProcess`
 in its own process group). Nothing here blocks the UI thread: folders and history are read
@@ -20,7 +20,7 @@ and can be stopped through its process group.
 
 Call ``LibraryService.start()`` before :meth:`TrainingService.start`, and
 :meth:`TrainingService.shutdown` before ``LibraryService.shutdown()`` (its last writes go
-through the library's writer).
+through the library's database service).
 
 Signals:
     jobs_changed(): a job was added or changed state; re-read :meth:`jobs`.
@@ -41,6 +41,7 @@ Signals:
 from __future__ import annotations
 
 import copy
+import sqlite3
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,7 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ...core import logging as applog
-from ...core.db.jobs import JobsRepository
+from ...core.db.jobs import JobRow, JobsRepository
 from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
 from ...core.training.checkpoints import latest_complete
@@ -63,6 +64,7 @@ from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, E
 from ...core.training.spec import JobPaths, SpecError, TrainingJob, new_job_id
 from ...plugins.registry import TrainerRegistry, bind_external_installs, default_registry
 from ..child_process import StopIntent
+from ..database import ChangeSet, WriteResult
 from ..library import LibraryService
 from ..ops import run_in_executor
 from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
@@ -70,7 +72,7 @@ from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
 from .orphans import OrphanWatcher
 from .outputs import JobOutputs
 from .records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
-                               JobRecord, RunOutcome, examine_rows, finished_record,
+                               JobRecord, JobState, RunOutcome, examine_rows, finished_record,
                                interrupted_at_start, utc_now, with_step)
 from .runner import JobRun
 
@@ -129,10 +131,10 @@ class TrainingService(QObject):
     def start(self) -> None:
         """Load jobs off the UI thread; running jobs whose process is gone → interrupted."""
         data_root = self.paths.data
-        self.library.run_db(lambda conn: JobsRepository(conn, data_root).list_jobs(),
-                            lambda rows: run_in_executor(self._files,
-                                                         lambda: examine_rows(rows),
-                                                         self._on_loaded))
+        self.library.database.read(lambda conn: JobsRepository(conn, data_root).list_jobs(),
+                                   lambda rows: run_in_executor(self._files,
+                                                                lambda: examine_rows(rows),
+                                                                self._on_loaded))
 
     def _on_loaded(self, loaded: list[tuple[JobRecord, bool]]) -> None:
         queued = []
@@ -149,7 +151,7 @@ class TrainingService(QObject):
                     logger.info("job {} was running when the app stopped: interrupted",
                                 record.job_id)
                     self._persist(record)
-            elif record.state == "queued":
+            elif record.state == JobState.QUEUED:
                 queued.append(record)
             self._records[record.job_id] = record
         self._queue.extend(r.job_id for r in sorted(queued, key=lambda r: r.created))
@@ -200,7 +202,7 @@ class TrainingService(QObject):
     def measured_sec_per_step(self, family: str, resolution: int) -> float | None:
         """Median seconds a step of completed jobs of this family and resolution took here."""
         values = [r.sec_per_step for r in self._records.values()
-                  if r.state == "completed" and r.family == family
+                  if r.state == JobState.COMPLETED and r.family == family
                   and r.spec.resolution == resolution and r.sec_per_step]
         return float(statistics.median(values)) if values else None
 
@@ -214,9 +216,11 @@ class TrainingService(QObject):
             raise SpecError(f"job_id: {job.job_id!r} is empty or already used")
         job = copy.deepcopy(job)
         paths = JobPaths(self.paths.jobs / job.job_id)
-        record = JobRecord(job.job_id, job.character_id, job.character_name, job.backend,
-                           job.family, job.preset, "queued", utc_now(), None, None, 0, job.steps,
-                           None, None, None, None, None, paths.root, job)
+        record = JobRecord(job_id=job.job_id, character_id=job.character_id,
+                           character_name=job.character_name, backend=job.backend,
+                           family=job.family, preset=job.preset, state=JobState.QUEUED,
+                           created=utc_now(), total_steps=job.steps, job_dir=paths.root,
+                           spec=job)
         with applog.correlation() as cid:
             self._cids[job.job_id] = cid
             logger.info("job {} queued: {} {} steps for {!r} ({})", job.job_id, job.family,
@@ -245,12 +249,12 @@ class TrainingService(QObject):
         record = self._records.get(job_id)
         if record is None or record.is_final:
             return
-        if record.state == "queued":
+        if record.state == JobState.QUEUED:
             if job_id in self._queue:
                 self._queue.remove(job_id)
             self._preparing.discard(job_id)
             logger.info("job {} cancelled before it started", job_id)
-            self._finalize(replace(record, state="cancelled", finished=utc_now()))
+            self._finalize(replace(record, state=JobState.CANCELLED, finished=utc_now()))
             return
         run = self._runs.get(job_id)
         if run is None and job_id not in self._orphans:
@@ -262,8 +266,8 @@ class TrainingService(QObject):
             run.request_stop(self._intent[job_id], grace_s, self.kill_grace_s)
         elif job_id in self._orphans:
             self._orphans.terminate(job_id, self.kill_grace_s)
-        if record.state != "stopping":
-            self._changed(replace(record, state="stopping"), persist=True)
+        if record.state != JobState.STOPPING:
+            self._changed(replace(record, state=JobState.STOPPING), persist=True)
 
     def resume(self, job_id: str) -> JobRecord:
         """Continue a stopped/failed/cancelled/interrupted job from its newest checkpoint
@@ -278,7 +282,7 @@ class TrainingService(QObject):
         with applog.correlation() as cid:
             self._cids[job_id] = cid
             logger.info("job {} resumed from step {}", job_id, record.checkpoint_step)
-        record = replace(record, state="queued", finished=None, error_kind=None,
+        record = replace(record, state=JobState.QUEUED, finished=None, error_kind=None,
                          error_message=None, lora_path=None)
         self._queue.append(job_id)
         self._changed(record, persist=True)
@@ -321,7 +325,7 @@ class TrainingService(QObject):
         while not self._shutting_down and self._queue and self._busy() < self.max_running:
             job_id = self._queue.pop(0)
             record = self._records.get(job_id)
-            if record is not None and record.state == "queued":
+            if record is not None and record.state == JobState.QUEUED:
                 self._launch(record)
 
     def _launch(self, record: JobRecord) -> None:
@@ -361,8 +365,8 @@ class TrainingService(QObject):
         with applog.correlation(cid):
             logger.info("job {}: launching {} ({})", job_id, record.backend,
                         "resume" if resume else "fresh")
-        self._changed(replace(record, state="running", started=utc_now(), finished=None),
-                      persist=True)
+        self._changed(replace(record, state=JobState.RUNNING, started=utc_now(),
+                              finished=None), persist=True)
         try:
             run.start()
         except OSError as exc:  # the log files could not be opened
@@ -385,14 +389,14 @@ class TrainingService(QObject):
         logger.warning("job {} failed to launch: {}", job_id, message)
         error = ErrorEvent("config", message)
         self.error_reported.emit(job_id, error)
-        self._finalize(replace(record, state="failed", finished=utc_now(), error_kind="config",
-                               error_message=message))
+        self._finalize(replace(record, state=JobState.FAILED, finished=utc_now(),
+                               error_kind="config", error_message=message))
 
     def _on_orphan_ended(self, job_id: str) -> None:
         record = self._records.get(job_id)
         if record is not None and not record.is_final:
             intent = self._intent.pop(job_id, None)
-            state = "cancelled" if intent == StopIntent.CANCEL else "interrupted"
+            state = JobState.CANCELLED if intent == StopIntent.CANCEL else JobState.INTERRUPTED
             self._finalize_with_checkpoint(replace(record, state=state, pid=None,
                                                    finished=utc_now()))
         if len(self._orphans) == 0:
@@ -446,11 +450,11 @@ class TrainingService(QObject):
         record = finished_record(record, outcome, self._intent.pop(job_id, None),
                                  run.launch.argv[0] if run else "the program")
         state, message = record.state, record.error_message
-        if state == "failed" and outcome.error is None:
+        if state == JobState.FAILED and outcome.error is None:
             self.error_reported.emit(job_id, ErrorEvent(record.error_kind or "crash",
                                                         message or ""))
         logger.info("job {} {}{}", job_id, state, f": {message}" if message else "")
-        if state == "completed":
+        if state == JobState.COMPLETED:
             self._finalize(record)
             self._outputs.register_lora(record, outcome.done)
         else:
@@ -494,6 +498,12 @@ class TrainingService(QObject):
         row = record.to_row()
         data_root = self.paths.data
         try:
-            self.library.run_db(lambda conn: JobsRepository(conn, data_root).save(row))
+            self.library.database.write(lambda conn: _saved(conn, data_root, row))
         except RuntimeError as exc:  # the writer is already shut down (late app quit)
             logger.warning("job {}: state {} not saved: {}", record.job_id, record.state, exc)
+
+
+def _saved(conn: sqlite3.Connection, data_root: Path, row: JobRow) -> WriteResult[None]:
+    """The write op that stores one job row (on the database service's writer thread)."""
+    JobsRepository(conn, data_root).save(row)
+    return WriteResult(None, ChangeSet(jobs=True))

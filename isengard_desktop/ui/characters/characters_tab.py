@@ -12,7 +12,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QHB
                                QStyleOptionViewItem, QVBoxLayout, QWidget)
 
 from ...core.db.records import Character, ImageRecord
-from ...services.library import ChangeSet, LibraryService
+from ...services.database import ChangeSet
+from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm, confirm_trash_photos
 from ..dialogs.create_character import CreateCharacterDialog

@@ -11,7 +11,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from ...core.db.records import ImageRecord
-from ...services.library import ChangeSet, LibraryService
+from ...core.types import Progress
+from ...services.database import ChangeSet
+from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
+from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget
@@ -48,9 +51,10 @@ class DatasetTab(QWidget):
     message_posted = Signal(str)
 
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
-                 parent: QWidget | None = None) -> None:
+                 checks: DatasetChecksService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._library = library
+        self._checks = checks
         self._findings: list[Finding] = []
 
         self.search_edit = QLineEdit()
@@ -108,6 +112,10 @@ class DatasetTab(QWidget):
             "duplicates, very blurry shots, extreme aspect ratios.")
         self.checks_progress = QProgressBar()
         self.checks_progress.setVisible(False)
+        self.checks_cancel_button = QPushButton("Cancel")
+        self.checks_cancel_button.setToolTip("Stop the checks; the photos checked so far are "
+                                             "listed.")
+        self.checks_cancel_button.setVisible(False)
         self.checks_summary = QLabel("Checks have not run yet.")
         self.checks_summary.setProperty("subtle", True)
         self.checks_summary.setWordWrap(True)
@@ -119,7 +127,10 @@ class DatasetTab(QWidget):
         cp = QVBoxLayout(checks_panel)
         cp.setContentsMargins(8, 0, 0, 0)
         cp.addWidget(self.checks_button)
-        cp.addWidget(self.checks_progress)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.checks_progress, 1)
+        progress_row.addWidget(self.checks_cancel_button)
+        cp.addLayout(progress_row)
         cp.addWidget(self.checks_summary)
         cp.addWidget(self.checks_tree, 2)
         cp.addWidget(self.caption_editor, 1)
@@ -152,8 +163,9 @@ class DatasetTab(QWidget):
         self.caption_editor.caption_saved.connect(self._library.set_caption)
         self.checks_button.clicked.connect(self._run_checks)
         self.checks_tree.itemClicked.connect(self._on_finding_clicked)
-        library.checks_progressed.connect(self._on_checks_progress)
-        library.checks_finished.connect(self._on_checks_finished)
+        self.checks_cancel_button.clicked.connect(checks.cancel)
+        checks.progressed.connect(self._on_checks_progress)
+        checks.finished.connect(self._on_checks_finished)
         self._on_selection([])
 
     # -- data --------------------------------------------------------------------------------
@@ -251,22 +263,27 @@ class DatasetTab(QWidget):
 
     # -- checks ------------------------------------------------------------------------------
     def _run_checks(self) -> None:
-        ids = [r.id for r in self.grid.grid_model.records()]
+        records = [r for r in (self._library.image(r.id)
+                               for r in self.grid.grid_model.records()) if r is not None]
         self.checks_button.setEnabled(False)
         self.checks_progress.setVisible(True)
         self.checks_progress.setRange(0, 0)
-        self.checks_summary.setText(f"Checking {len(ids)} photos…")
-        self._library.run_checks(ids)
+        self.checks_cancel_button.setVisible(True)
+        self.checks_summary.setText(f"Checking {len(records)} photos…")
+        self._checks.run(records)
 
-    def _on_checks_progress(self, progress) -> None:  # noqa: ANN001
+    def _on_checks_progress(self, progress: Progress) -> None:
         if progress.total:
             self.checks_progress.setRange(0, progress.total)
             self.checks_progress.setValue(progress.done)
+            self.checks_progress.setFormat(f"%v / %m  {progress.detail}".rstrip())
 
-    def _on_checks_finished(self, findings: list[Finding]) -> None:
+    def _on_checks_finished(self, outcome: ChecksOutcome) -> None:
+        findings = list(outcome.findings)
         self._findings = findings
         self.checks_button.setEnabled(True)
         self.checks_progress.setVisible(False)
+        self.checks_cancel_button.setVisible(False)
         self.checks_tree.clear()
         by_kind: dict[str, list[Finding]] = {}
         for f in findings:
@@ -285,9 +302,11 @@ class DatasetTab(QWidget):
             group.setExpanded(True)
         problem_images = len({f.image_id for f in findings})
         self.checks_summary.setText(
-            "No problems found." if not findings else
-            f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
-            f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. Click one to select it.")
+            ("Checks cancelled. " if outcome.cancelled else "")
+            + ("No problems found." if not findings else
+               f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
+               f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. "
+               "Click one to select it."))
 
     def findings(self) -> list[Finding]:
         return list(self._findings)

@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QS
 
 from ...core.comfy.jobs import GalleryItem, GenerationRequest, ServerStatus
 from ...core.types import Progress
-from ...services.library import ChangeSet, LibraryService
 from ...services.background import BackgroundOp
+from ...services.database import ChangeSet
+from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.samples_strip import load_scaled

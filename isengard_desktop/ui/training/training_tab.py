@@ -31,8 +31,9 @@ from ...core.training.profiles import KNOWN_BACKENDS, Profile
 from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
 from ...core.training.spec import SpecError, TrainingJob, new_job_id
 from ...core.types import Progress
-from ...services.library import ChangeSet, LibraryService
 from ...services.background import BackgroundOp, guarded
+from ...services.database import ChangeSet
+from ...services.library import LibraryService
 from ..dialogs.confirm import confirm
 from .history import HistoryWidget
 from .backend_picker import BackendChoice, choice_for
