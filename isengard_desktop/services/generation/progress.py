@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import struct
 import time
 from concurrent.futures import Executor
@@ -13,6 +12,7 @@ from typing import Any, Callable, Mapping
 from PySide6.QtCore import QObject, QTimer
 
 from ...core.comfy.jobs import GenerationProgress
+from ...core.dataset.captions import with_trigger
 from ...core.comfy.types import (NodeProgress, NodesCached, NodeStarted, PreviewImage, RunEvent,
                                 RunStarted)
 from ..ops import run_in_executor
@@ -35,20 +35,6 @@ def await_executor(executor: Executor, fn: Callable[[], Any]) -> asyncio.Future:
 
     run_in_executor(executor, fn, ok, bad)
     return future
-
-
-def with_trigger(prompt: str, trigger: str) -> str:
-    """The prompt with the trigger word once, at the start (left alone if already there)."""
-    trigger = trigger.strip()
-    prompt = prompt.strip()
-    if not trigger:
-        return prompt
-    boundary = r"(?<!\w)" + re.escape(trigger) + (r"(?!\w)" if re.match(r"\w", trigger[-1])
-                                                  else r"(?=$|[\s,;])")
-    if re.search(boundary, prompt):
-        return prompt
-    body = prompt.lstrip(", ").strip()
-    return f"{trigger}, {body}" if body else trigger
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:

@@ -41,7 +41,7 @@ from ...core import logging as applog
 from ...core.comfy.errors import ComfyError
 from ...core.comfy.jobs import (TARGETS, GalleryItem, GenerationRequest, ServerStatus)
 from ...core.comfy.routing import lora_visibility
-from ...core.dataset.captions import prepend_trigger
+from ...core.dataset.captions import with_trigger
 from ...core.db.generations import GenerationsRepository
 from ...core.paths import AppPaths
 from .jobs import CANCELLED, Job, JobFailed, JobRunner, ProgressCoalescer
@@ -388,7 +388,7 @@ class GenerationService(QObject):
         return self._items.get(item_id)
 
     def keep(self, item_ids: Iterable[int]) -> None:
-        """Add staged images to their character's dataset (caption = trigger + prompt,
+        """Add staged images to their character's dataset (caption = the prompt, with the trigger in front unless it holds it,
         source synthetic); they leave the staging area."""
         groups: dict[int, list[GalleryItem]] = {}
         for item_id in item_ids:
@@ -403,7 +403,7 @@ class GenerationService(QObject):
                                  "staging area.")
                 continue
             trigger = character.trigger_word
-            pairs = [(item.path, prepend_trigger(item.prompt, trigger)) for item in items]
+            pairs = [(item.path, with_trigger(item.prompt, trigger)) for item in items]
             by_path = {item.path: item for item in items}
 
             def done(outcome: Any, by_path: dict[str, GalleryItem] = by_path) -> None:
