@@ -29,3 +29,36 @@ def test_atomic_copy(tmp_path):
     src.write_bytes(bytes(range(256)) * 5000)
     atomic_copy(src, tmp_path / "out" / "dst.bin", chunk=4096)
     assert (tmp_path / "out" / "dst.bin").read_bytes() == src.read_bytes()
+
+
+def test_new_files_are_private_unless_shared(tmp_path):
+    import os
+    import stat
+
+    from isengard_desktop.core.fsutil import SHARED_MODE, atomic_write_bytes
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "private.bin", b"x")
+        atomic_write_bytes(tmp_path / "shared.bin", b"x", mode=SHARED_MODE)
+    finally:
+        os.umask(mask)
+    if os.name == "posix":
+        assert stat.S_IMODE((tmp_path / "private.bin").stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "shared.bin").stat().st_mode) == 0o644
+
+
+def test_the_trainer_runtime_writes_loras_through_the_same_writer(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from isengard_desktop.core import fsutil
+    from isengard_desktop.training_runtime import lora_file
+
+    calls = []
+    real = fsutil.atomic_write_bytes
+    monkeypatch.setattr(lora_file, "atomic_write_bytes",
+                        lambda path, data, **kw: calls.append(path) or real(path, data, **kw))
+    out = lora_file.write_lora(tmp_path / "l" / "a.safetensors", {"w": torch.ones(2, 2)},
+                               {"ss_network_dim": "4"})
+    assert calls == [out]
+    assert lora_file.read_metadata(out) == {"ss_network_dim": "4"}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a.safetensors"]
