@@ -47,8 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from ..fsutil import atomic_write_text
-from ..toml_text import toml_key as _key
-from ..toml_text import toml_value
+from .. import toml_text
 from .profile_fields import (FIELD_KINDS, PATH_KINDS, FieldError, applies_to,
                              check_field_values, coerce_field_value, field_spec_errors,
                              field_specs, is_empty)
@@ -376,37 +375,10 @@ def _same(x: Any, y: Any) -> bool:
 # -- writing -----------------------------------------------------------------------------------
 def dumps(profile: Profile) -> str:
     """The profile as TOML (canonical layout: ``loads(dumps(p)) == p``)."""
-    doc = profile.to_dict()
-    lines: list[str] = []
-    scalars = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    for key, value in scalars.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            _table(lines, [key], value)
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
-    subtables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    plain = {k: v for k, v in table.items() if k not in subtables}
-    if plain or not subtables:
-        lines.append("")
-        lines.append("[" + ".".join(_key(p) for p in path) + "]")
-        for key, value in plain.items():
-            lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in subtables.items():
-        _table(lines, [*path, key], value)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    if not isinstance(value, (bool, int, float, str, list, tuple)):
-        raise ProfileError(f"cannot write {value!r} ({type(value).__name__}) to a profile")
-    return toml_value(value, _value)
+    try:
+        return toml_text.dumps(profile.to_dict())
+    except TypeError as exc:
+        raise ProfileError(f"cannot write the profile: {exc}") from exc
 
 
 def _put(doc: dict[str, Any], parts: list[str], value: Any) -> None:
