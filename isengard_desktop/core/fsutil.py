@@ -6,7 +6,8 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
+from collections.abc import Iterator
 
 
 PRIVATE_MODE = 0o600   # the temp file's mode by default (what tempfile.mkstemp gives)

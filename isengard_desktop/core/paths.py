@@ -59,7 +59,7 @@ class AppPaths:
     def settings_file(self) -> Path:
         return self.config / "settings.json"
 
-    def ensure(self) -> "AppPaths":
+    def ensure(self) -> AppPaths:
         for folder in (self.data, self.models, self.outputs, self.logs, self.tmp, self.cache,
                        self.config, self.characters, self.thumbnails, self.app_logs, self.jobs,
                        self.loras):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
+from collections.abc import Callable
 
 from ..core.training.installs import TRAINER_KINDS, ExternalInstall, install_from_settings
 from .interface import TrainerBackend

@@ -21,7 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable, Sequence
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -426,7 +427,7 @@ class LibraryService(QObject):
         captions = {os.fspath(Path(p)): c for p, c in items}
         with applog.correlation():
             logger.info("add {} synthetic image(s) to character {}", len(captions), character_id)
-            from ..core.dataset.importer import ImportReport, import_files
+            from ..core.dataset.importer import import_files
 
             def work() -> ImportReport:
                 report = import_files([Path(p) for p in captions], dest, known,

@@ -11,7 +11,7 @@ launched) and a registry of fake backends; profiles come from the repository's
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,7 @@ class StandInTraining(QObject):
         on_loaded([])
 
     def add_record(self, job, state="queued") -> JobRecord:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         record = JobRecord(job.job_id, job.character_id, job.character_name, job.backend,
                            job.family, job.preset, state, now, None, None, 0, job.steps, None,
                            None, None, None, None, JobPaths(self.root / job.job_id).root, job)

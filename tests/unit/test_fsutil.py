@@ -16,10 +16,9 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
 def test_failure_keeps_the_old_file_and_removes_the_temp(tmp_path):
     target = tmp_path / "cfg" / "settings.json"
     atomic_write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as fh:
-            fh.write(b"half")
-            raise RuntimeError("disk pulled")
+    with pytest.raises(RuntimeError), atomic_output(target) as fh:
+        fh.write(b"half")
+        raise RuntimeError("disk pulled")
     assert target.read_text() == "old"
     assert sorted(p.name for p in target.parent.iterdir()) == ["settings.json"]
 

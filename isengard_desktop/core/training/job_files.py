@@ -19,7 +19,8 @@ import sys
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from ..fsutil import atomic_copy, atomic_output, atomic_write_text
 from ..logging import REDACTED, redact

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..fsutil import atomic_copy
 from ..naming import folder_slug
@@ -152,7 +152,7 @@ class ProfileStore:
         entries = sorted(folder.glob("*.toml")) if folder.is_dir() else []
         if entries and entries[-1].read_bytes() == data:
             return entries[-1]
-        stamp = datetime.now(timezone.utc).strftime(_STAMP)
+        stamp = datetime.now(UTC).strftime(_STAMP)
         target = folder / f"{stamp}.toml"
         n = 1
         while target.exists():
@@ -231,6 +231,6 @@ def _order(profile: Profile) -> tuple:
 def _when(path: Path) -> datetime:
     stem = path.stem.split("-")[0]
     try:
-        return datetime.strptime(stem, _STAMP).replace(tzinfo=timezone.utc)
+        return datetime.strptime(stem, _STAMP).replace(tzinfo=UTC)
     except ValueError:
-        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)

@@ -42,9 +42,9 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
 
 from ..fsutil import atomic_write_text
 from .. import toml_text
@@ -81,7 +81,7 @@ class ProfileError(ValueError):
     """A profile that cannot be read, saved or applied. ``errors`` holds the field-level
     problems; the message names the first ones."""
 
-    def __init__(self, message: str, errors: Iterable["FieldError"] = ()) -> None:
+    def __init__(self, message: str, errors: Iterable[FieldError] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
 

@@ -41,7 +41,8 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ...core import toml_text
 from ...core.training.installs import ExternalInstall, platform_problem, validate_install

@@ -17,7 +17,6 @@ trigger word is dropped), so no caption trains the trigger twice.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 

@@ -35,7 +35,6 @@ the bar then counts the remaining steps, which the parser offsets).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 

@@ -7,7 +7,8 @@ import asyncio
 import struct
 import time
 from concurrent.futures import Executor
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QObject, QTimer
 

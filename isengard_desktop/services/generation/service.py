@@ -32,7 +32,8 @@ import asyncio
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -388,7 +389,7 @@ class GenerationService(QObject):
         return self._items.get(item_id)
 
     def keep(self, item_ids: Iterable[int]) -> None:
-        """Add staged images to their character's dataset (caption = the prompt, with the trigger in front unless it holds it,
+        """Add staged images to their character's dataset (caption = the prompt with the trigger word,
         source synthetic); they leave the staging area."""
         groups: dict[int, list[GalleryItem]] = {}
         for item_id in item_ids:

@@ -15,7 +15,7 @@ stopped``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from loguru import logger
@@ -38,7 +38,7 @@ RESUMABLE_STATES = frozenset({"failed", "cancelled", "interrupted", "stopped"})
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class JobRecord:
                       self.sec_per_step)
 
     @classmethod
-    def from_row(cls, row: JobRow, spec: TrainingJob) -> "JobRecord":
+    def from_row(cls, row: JobRow, spec: TrainingJob) -> JobRecord:
         return cls(row.job_id, row.character_id, spec.character_name, row.backend, row.family,
                    row.preset, row.state, row.created, row.started, row.finished, row.step,
                    row.total_steps, row.last_loss, row.lora_path, row.error_kind,

@@ -20,7 +20,8 @@ import time
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from loguru import logger
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 from html import escape
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (QColor, QDesktopServices, QImage, QKeySequence, QPainter, QPalette,

@@ -11,7 +11,7 @@ Signals (ImageGridWidget):
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import (QAbstractListModel, QItemSelectionModel, QModelIndex,
                             QPoint, QRect, QSize, Qt, Signal)

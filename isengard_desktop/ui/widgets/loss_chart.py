@@ -13,7 +13,8 @@ import math
 import time
 from array import array
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
