@@ -186,10 +186,11 @@ class LibraryService(QObject):
         return sum(1 for i in self._images.values() if i.character_id == character_id)
 
     def is_trained(self, character_id: int) -> bool:
-        return any(l.character_id == character_id for l in self._loras)
+        return any(lora.character_id == character_id for lora in self._loras)
 
     def loras(self, character_id: int | None = None) -> list[LoraRecord]:
-        return [l for l in self._loras if character_id is None or l.character_id == character_id]
+        return [lora for lora in self._loras
+                if character_id is None or lora.character_id == character_id]
 
     def suggest_trigger(self, name: str) -> str:
         return suggest_trigger(name, [c.trigger_word for c in self._characters.values()])
@@ -286,7 +287,7 @@ class LibraryService(QObject):
                 self._characters.pop(character_id, None)
                 self._images = {k: v for k, v in self._images.items()
                                 if v.character_id != character_id}
-                self._loras = [l for l in self._loras if l.character_id != character_id]
+                self._loras = [lora for lora in self._loras if lora.character_id != character_id]
                 self.data_changed.emit(ChangeSet(characters=True, images=True,
                                                  character_ids=frozenset({character_id})))
 

@@ -115,8 +115,8 @@ class HelperProcess(QObject):
             self._end(data, "")
 
     def _last_error_line(self) -> str:
-        lines = [l.strip() for l in self._err.decode("utf-8", errors="replace").splitlines()
-                 if l.strip()]
+        lines = [line.strip() for line in self._err.decode("utf-8", errors="replace").splitlines()
+                 if line.strip()]
         return lines[-1][:300] if lines else ""
 
     def _end(self, data: dict | None, why: str) -> None:

@@ -230,7 +230,7 @@ def test_presets_fill_the_form_and_update_the_estimate(qtbot, library, tmp_path)
     assert form.start_button.isEnabled()
 
     # the three presets are visible, checkable buttons; Balanced is the default
-    for name, button in form.preset_buttons.items():
+    for button in form.preset_buttons.values():
         assert button.isVisible() and button.isCheckable()
     assert form.preset_buttons["Balanced"].isChecked()
     assert form.family() == "sd15" and "SD 1.5" in form.model_info.text()

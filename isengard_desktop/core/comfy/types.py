@@ -7,7 +7,6 @@ exactly as ComfyUI's API-format graphs spell them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ class NodeExecuted:
     images: tuple[ImageRef, ...]
 
 
-RunEvent = Union[RunStarted, NodesCached, NodeStarted, NodeProgress, PreviewImage, NodeExecuted]
+RunEvent = RunStarted | NodesCached | NodeStarted | NodeProgress | PreviewImage | NodeExecuted
 
 
 @dataclass(frozen=True)

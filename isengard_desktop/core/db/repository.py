@@ -159,4 +159,4 @@ class Repository:
         cur = self.conn.execute(
             "INSERT INTO loras(character_id, path, family, steps, created) VALUES (?,?,?,?,?)",
             (character_id, path, family, steps, now_iso()))
-        return next(l for l in self.list_loras() if l.id == cur.lastrowid)
+        return next(lora for lora in self.list_loras() if lora.id == cur.lastrowid)

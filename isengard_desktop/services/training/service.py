@@ -167,7 +167,7 @@ class TrainingService(QObject):
             self._refresh_stop_file(job_id, run)
             run.request_stop(self.shutdown_grace_s, self.kill_grace_s)
         deadline = time.monotonic() + self.shutdown_grace_s
-        for job_id, run in runs:
+        for _job_id, run in runs:
             remaining = max(0.1, deadline - time.monotonic())
             run.wait_for_exit(remaining, self.kill_grace_s)
             run.release()

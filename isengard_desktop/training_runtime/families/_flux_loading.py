@@ -292,7 +292,7 @@ def load_state_dict(src: Source) -> dict[str, torch.Tensor]:
 
     out: dict[str, torch.Tensor] = {}
     with safe_open(str(src.path), framework="pt") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
             if key.startswith(src.prefix) and not (src.skip and key.startswith(src.skip)):
                 out[key[len(src.prefix):]] = f.get_tensor(key)
     return out

@@ -345,7 +345,7 @@ def preview_rows(profile: Profile, errors: Sequence[FieldError]
 def _row_for(rows: list[list[str]], field: str) -> list[str] | None:
     best = None
     for row in rows:
-        if field == row[0] or field.startswith(row[0] + ".") or field.startswith(row[0] + "["):
-            if best is None or len(row[0]) > len(best[0]):
-                best = row
+        names_it = field == row[0] or field.startswith((row[0] + ".", row[0] + "["))
+        if names_it and (best is None or len(row[0]) > len(best[0])):
+            best = row
     return best

@@ -46,7 +46,7 @@ class ImageListModel(QAbstractListModel):
         """Show ``records``. Same images in the same order (e.g. a caption edit) update in
         place, so the view keeps its scroll position and selection."""
         if len(records) == len(self._records) and all(
-                a.id == b.id for a, b in zip(records, self._records)):
+                a.id == b.id for a, b in zip(records, self._records, strict=True)):
             self._records = list(records)
             if self._records:
                 self.dataChanged.emit(self.index(0), self.index(len(self._records) - 1))
