@@ -299,15 +299,15 @@ async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
             params["model"] = spec.default("model")   # check_graph names the empty list
     if args.lora:
         loras = model_choices(info, "loras")
-        name = resolve_name(loras, args.lora)
-        if name is None:
+        lora_name = resolve_name(loras, args.lora)
+        if lora_name is None:
             base = Path(args.lora).name
             raise _Problem(FAILED, (
                 f"ComfyUI at {client.base_url} does not list the LoRA {base}. Copy it into that "
                 "server's models/loras folder (or into a folder its extra_model_paths.yaml "
                 "shares, e.g. this app's LoRA folder), then run this again; ComfyUI picks up "
                 "new files without a restart."))
-        params["lora"] = name
+        params["lora"] = lora_name
         params["lora_strength"] = float(args.strength)
     if image_data is not None:
         uploaded = await client.upload_image(image_data, args.image.name)

@@ -8,6 +8,7 @@ under that one folder (portable installs and tests).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,7 @@ class AppPaths:
         }
 
 
-def resolve_paths(env: dict[str, str] | None = None) -> AppPaths:
+def resolve_paths(env: Mapping[str, str] | None = None) -> AppPaths:
     """Folders for this run: ``ISENGARD_HOME`` if set, else the platform defaults."""
     env = os.environ if env is None else env
     home = env.get(ENV_HOME, "").strip()

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, UTC
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..fsutil import atomic_copy
 from ..naming import folder_slug
@@ -31,7 +31,7 @@ HISTORY_DIR = ".history"
 _STAMP = "%Y%m%dT%H%M%S_%fZ"
 
 
-def default_shipped_dir(env: dict[str, str] | None = None) -> Path:
+def default_shipped_dir(env: Mapping[str, str] | None = None) -> Path:
     """The shipped profiles: ``$ISENGARD_PROFILES``, else the repository's ``profiles/``."""
     env = os.environ if env is None else env
     override = env.get(ENV_SHIPPED)

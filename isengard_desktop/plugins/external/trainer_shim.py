@@ -101,7 +101,7 @@ def stage_dataset(spec):
     if not os.path.isdir(source):
         raise FileNotFoundError("the dataset folder %s does not exist" % source)
     os.makedirs(target, exist_ok=True)
-    wanted = set()
+    wanted = set()  # type: set[str]
     for name in sorted(os.listdir(source)):
         path = os.path.join(source, name)
         stem, ext = os.path.splitext(name)

@@ -50,7 +50,7 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ...core import logging as applog
-from ...core.db.jobs import JobsRepository
+from ...core.db.jobs import JobRow, JobsRepository
 from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
 from ...core.training.checkpoints import latest_complete
@@ -121,13 +121,14 @@ class TrainingService(QObject):
         self._outputs = JobOutputs(paths, library, self._files)
 
     # -- lifecycle -------------------------------------------------------------------------
+    def _examine(self, rows: list[JobRow]) -> None:
+        run_in_executor(self._files, lambda: examine_rows(rows), self._on_loaded)
+
     def start(self) -> None:
         """Load jobs off the UI thread; running jobs whose process is gone → interrupted."""
         data_root = self.paths.data
         self.library.run_db(lambda conn: JobsRepository(conn, data_root).list_jobs(),
-                            lambda rows: run_in_executor(self._files,
-                                                         lambda: examine_rows(rows),
-                                                         self._on_loaded))
+                            lambda rows: self._examine(rows))
 
     def _on_loaded(self, loaded: list[tuple[JobRecord, bool]]) -> None:
         queued = []

@@ -215,4 +215,4 @@ class SelfTestPageWidget(QWidget):
         self.summary.setText("\n".join(lines))
         self.summary.setVisible(bool(lines))
         self.copy_button.setEnabled(True)
-        self.open_button.setEnabled(bool(result.folder) and Path(result.folder).is_dir())
+        self.open_button.setEnabled(result.folder is not None and Path(result.folder).is_dir())

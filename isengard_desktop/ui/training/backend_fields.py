@@ -90,7 +90,7 @@ class FieldRow:
             for choice in self.spec.get("choices") or []:
                 combo.addItem(str(choice), choice)
             combo.currentIndexChanged.connect(lambda _: on_change())
-            self.editor: QWidget = combo
+            self.editor: QComboBox | QLineEdit = combo
         else:
             edit = QLineEdit()
             placeholder = self.spec.get("placeholder") or {

@@ -242,7 +242,8 @@ class BackendPickerWidget(QWidget):
         for spec in self._profile_specs:   # a profile's defaults fill empty fields
             if "default" in spec and _empty(self._values.get(spec["key"])):
                 self._values[spec["key"]] = copy.deepcopy(spec["default"])
-        if backend and self.backend() and self.backend().key == backend:
+        current = self.backend()
+        if backend and current and current.key == backend:
             wanted = self._default_model_type()
             if wanted is not None and wanted != self.model_type():
                 self.model_type_combo.blockSignals(True)

@@ -97,7 +97,7 @@ def fill_table(table: QTableWidget, rows: Iterable[Sequence[str]],
 
 def table_rows(table: QTableWidget) -> list[list[str]]:
     """A table's cells as text, row by row."""
-    return [[table.item(r, c).text() if table.item(r, c) else ""
+    return [[item.text() if (item := table.item(r, c)) else ""
              for c in range(table.columnCount())] for r in range(table.rowCount())]
 
 
