@@ -17,8 +17,9 @@ from typing import Any
 
 import tomlkit
 from tomlkit.items import AoT, Table
+from tomlkit.toml_document import TOMLDocument
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "update"]
 
 _SCALARS = (bool, int, float, str, datetime, date, time)
 
@@ -74,4 +75,45 @@ def dumps(data: Mapping[str, Any], header: str = "") -> str:
     if header:
         doc.add(tomlkit.nl())
     _fill(doc, data)
+    return doc.as_string()
+
+
+def _plain(item: Any) -> Any:
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal and of the same kind (``1`` is not ``1.0`` nor ``True`` in TOML)."""
+    if isinstance(old, list) and isinstance(new, (list, tuple)):
+        return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new, strict=True))
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return old.keys() == new.keys() and all(_same(old[k], new[k]) for k in old)
+    return type(old) is type(new) and old == new
+
+
+def _sync(table: Any, data: Mapping[str, Any]) -> None:
+    for key in [k for k in table if k not in data]:
+        del table[key]
+    for key, value in data.items():
+        current = table.get(key)
+        if isinstance(value, Mapping) and isinstance(current, (Table, dict)) \
+                and not isinstance(current, AoT):
+            _sync(current, value)
+        elif current is not None and _same(_plain(current), value):
+            continue
+        elif isinstance(value, Mapping):
+            table[key] = _table(value)
+        elif _is_table_array(value):
+            table[key] = AoT([_table(item) for item in value])
+        else:
+            table[key] = _value(value)
+
+
+def update(text: str, data: Mapping[str, Any]) -> str:
+    """``text`` (TOML) changed to say ``data``, keeping its comments and layout: values that
+    differ are replaced where they stand, keys ``data`` lacks are removed, new ones added at
+    the end of their table. ``tomllib.loads(update(t, d)) == d`` for the types
+    :func:`dumps` writes. Raises ValueError when ``text`` is not TOML."""
+    doc: TOMLDocument = tomlkit.parse(text)
+    _sync(doc, data)
     return doc.as_string()

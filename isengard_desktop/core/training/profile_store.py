@@ -131,13 +131,18 @@ class ProfileStore:
                        "(shipped profiles cannot be changed)")
             raise ProfileError(f"name: {message}", [FieldError("profile.name", message)])
         path = self._user_path(profile.name)
+        base_text: str | None = None
         if path is None:
             taken = [p.stem for p in self.user_dir.glob("*.toml")] \
                 if self.user_dir.is_dir() else []
             path = self.user_dir / f"{folder_slug(profile.name, taken)}.toml"
         else:
+            try:   # the user's comments in the file being replaced are kept
+                base_text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                base_text = None
             self._archive(path)
-        save_profile(profile, path)
+        save_profile(profile, path, base_text)
         saved = load_profile(path)
         saved.shipped = False
         return saved

@@ -387,22 +387,30 @@ def _put(doc: dict[str, Any], parts: list[str], value: Any) -> None:
     doc[parts[-1]] = value
 
 
-def _text_for(profile: Profile) -> str:
-    """The original text when it still says exactly this profile (keeps comments and
-    layout byte for byte), else the canonical TOML."""
-    if profile.source_text is not None:
+def _text_for(profile: Profile, base_text: str | None = None) -> str:
+    """The profile's own text (``source_text``), else ``base_text`` (the file it replaces):
+    as it is when it still says exactly this profile (comments and layout byte for byte),
+    else edited to say it (tomlkit keeps the comments and key order); the canonical TOML
+    when neither is there or readable."""
+    for text in (profile.source_text, base_text):
+        if text is None:
+            continue
         try:
-            if from_dict(tomllib.loads(profile.source_text)) == profile:
-                return profile.source_text
-        except (tomllib.TOMLDecodeError, ProfileError):
-            pass
+            if from_dict(tomllib.loads(text)) == profile:
+                return text
+            edited = toml_text.update(text, profile.to_dict())
+            if from_dict(tomllib.loads(edited)) == profile:
+                return edited
+        except (tomllib.TOMLDecodeError, ProfileError, ValueError, TypeError, KeyError):
+            continue
     return dumps(profile)
 
 
-def save_profile(profile: Profile, path: Path) -> Path:
-    """Write ``profile`` to ``path`` atomically (no validation; see ProfileStore.save)."""
+def save_profile(profile: Profile, path: Path, base_text: str | None = None) -> Path:
+    """Write ``profile`` to ``path`` atomically (no validation; see ProfileStore.save).
+    ``base_text``: the text of the file it replaces, whose comments are kept."""
     path = Path(path)
-    atomic_write_text(path, _text_for(profile))
+    atomic_write_text(path, _text_for(profile, base_text))
     return path
 
 
