@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -74,6 +75,27 @@ def atomic_copy(src: Path, dest: Path, chunk: int = 1 << 20) -> None:
     with atomic_output(dest) as out, open(src, "rb") as inp:
         while block := inp.read(chunk):
             out.write(block)
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Make ``dest`` hold ``src``'s content: a hard link when both are on one disk (instant,
+    no space), else an atomic copy with ``src``'s times. ``dest`` is replaced atomically,
+    never seen half-written. The one way the app puts a file where a trainer or ComfyUI
+    reads it (staged dataset media, published LoRAs)."""
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        atomic_copy(src, dest)
+        shutil.copystat(src, dest)
+        return
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fsync_dir(folder: Path) -> None:

@@ -61,3 +61,28 @@ def test_the_trainer_runtime_writes_loras_through_the_same_writer(tmp_path, monk
     assert calls == [out]
     assert lora_file.read_metadata(out) == {"ss_network_dim": "4"}
     assert sorted(p.name for p in out.parent.iterdir()) == ["a.safetensors"]
+
+
+def test_link_or_copy_links_on_one_disk_and_copies_atomically_otherwise(tmp_path, monkeypatch):
+    import os
+
+    from isengard_desktop.core import fsutil
+
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"photo")
+    os.utime(src, (1_000_000, 1_000_000))
+    linked = tmp_path / "staged" / "a.jpg"
+    linked.parent.mkdir()
+    linked.write_bytes(b"old")                       # replaced, never appended to
+    fsutil.link_or_copy(src, linked)
+    assert os.path.samefile(src, linked)
+
+    def no_link(*_a, **_k):
+        raise OSError("cross-device link")
+
+    monkeypatch.setattr(fsutil.os, "link", no_link)
+    copied = tmp_path / "other" / "a.jpg"
+    fsutil.link_or_copy(src, copied)
+    assert copied.read_bytes() == b"photo" and not os.path.samefile(src, copied)
+    assert copied.stat().st_mtime == 1_000_000       # like shutil.copy2
+    assert sorted(p.name for p in copied.parent.iterdir()) == ["a.jpg"]

@@ -17,10 +17,10 @@ trigger word is dropped), so no caption trains the trigger twice.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from ...core.dataset.captions import has_trigger, read_sidecar, with_trigger
+from ...core.fsutil import link_or_copy
 
 __all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_media",
            "drop_trigger_tags", "stage_dataset", "staged_caption", "with_trigger"]
@@ -94,13 +94,7 @@ def stage_dataset(source: Path, target: Path, trigger: str, video: bool, prefix:
         dest = target / path.name
         wanted.update((path.name, f"{path.stem}.txt"))
         if not (dest.exists() and os.path.samefile(path, dest)):
-            part = dest.with_name(dest.name + ".part")
-            part.unlink(missing_ok=True)
-            try:
-                os.link(path, part)
-            except OSError:
-                shutil.copy2(path, part)
-            os.replace(part, dest)
+            link_or_copy(path, dest)
         text = staged_caption(read_sidecar(path) or "", trigger, prefix, delimiter) + "\n"
         sidecar = target / f"{path.stem}.txt"
         try:
