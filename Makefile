@@ -1,6 +1,6 @@
 # Isengard Desktop — developer entry points.
 #   make run    set up .venv (first time: a few minutes) and start the app
-#   make test   set up .venv with the test extra and run the test suite (offscreen Qt)
+#   make test   set up .venv with the test extra, then ruff, mypy and the test suite (offscreen Qt)
 # Extra pytest arguments: make test PYTEST_ARGS="-k dataset -x"
 
 SHELL := /bin/bash
@@ -14,7 +14,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run        set up .venv and start Isengard Desktop"
-	@echo "make test       set up .venv (with test extra) and run pytest offscreen; PYTEST_ARGS=... for more"
+	@echo "make test       set up .venv (with test extra), run ruff, mypy, then pytest offscreen; PYTEST_ARGS=..."
 	@echo "make smoke      start the app in --smoke-test mode (offscreen unless QT_QPA_PLATFORM is set)"
 	@echo "make bench      run every benchmarks/*.py (BENCH_ARGS=--quick for a short run)"
 	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
@@ -30,6 +30,8 @@ run:
 
 test:
 	bash ./bootstrap.sh --test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 smoke:

@@ -72,7 +72,7 @@ class RawClient:
         self.url = url
         self.client_id = str(uuid.uuid4())
 
-    async def __aenter__(self) -> "RawClient":
+    async def __aenter__(self) -> RawClient:
         import httpx
         from websockets.asyncio.client import connect
 
@@ -140,8 +140,7 @@ async def measure_overhead(url: str, jobs: int, block: int = 10) -> dict[str, li
 
 async def fanout(urls: list[str], jobs: int) -> float:
     from isengard_desktop.core.comfy.client import ComfyClient
-    from isengard_desktop.core.comfy.routing import (ServerView, choose_server,
-                                                      models_from_object_info, needs_from_graph)
+    from isengard_desktop.core.comfy.routing import ServerView, choose_server, models_from_object_info, needs_from_graph
 
     clients = {url: ComfyClient(url) for url in urls}
     try:

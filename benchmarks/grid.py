@@ -42,9 +42,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (REPO, app_paths, emit_json, fmt_ms, fresh_home,  # noqa: E402
-                     make_bench_photos, median, percentile, prepare_env, print_table, ratio,
-                     rss_mib)
+from _common import (  # noqa: E402
+    REPO,
+    app_paths,
+    emit_json,
+    fmt_ms,
+    fresh_home,
+    make_bench_photos,
+    median,
+    percentile,
+    prepare_env,
+    print_table,
+    ratio,
+    rss_mib,
+)
 
 DISTINCT = 200
 PHOTO_SIZE = (640, 480)

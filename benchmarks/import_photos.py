@@ -30,9 +30,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (app_paths, wait_until, baseline_import_one, emit_json, fmt_ms,  # noqa: E402
-                     fresh_home, make_bench_photos, median, percentile, prepare_env,
-                     print_table, ratio, warm_worker)
+from _common import (  # noqa: E402
+    app_paths,
+    baseline_import_one,
+    emit_json,
+    fmt_ms,
+    fresh_home,
+    make_bench_photos,
+    median,
+    percentile,
+    prepare_env,
+    print_table,
+    ratio,
+    wait_until,
+    warm_worker,
+)
 
 GOAL_THROUGHPUT = 0.8
 GOAL_P99_LATE_MS = 16.0

@@ -25,8 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (REPO, emit_json, fmt_ms, fresh_home, median, prepare_env,  # noqa: E402
-                     print_table, ratio)
+from _common import REPO, emit_json, fmt_ms, fresh_home, median, prepare_env, print_table, ratio  # noqa: E402
 
 GOAL_RATIO = 1.5
 TIMEOUT_S = 60

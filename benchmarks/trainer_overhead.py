@@ -36,9 +36,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (app_paths, wait_until, build_tiny_sd15, children_cpu_s, emit_json,  # noqa: E402
-                     fresh_home, machine_load, median, prepare_env, print_table, ratio,
-                     run_trainer, set_threads, step_stats, tiny_job, trainer_env)
+from _common import (  # noqa: E402
+    app_paths,
+    build_tiny_sd15,
+    children_cpu_s,
+    emit_json,
+    fresh_home,
+    machine_load,
+    median,
+    prepare_env,
+    print_table,
+    ratio,
+    run_trainer,
+    set_threads,
+    step_stats,
+    tiny_job,
+    trainer_env,
+    wait_until,
+)
 
 GOAL_RATIO = 1.01
 WARMUP_STEPS = 20        # the trainer's sec_per_step is a mean of the last 20 steps
@@ -82,9 +97,9 @@ class RunnerSide:
     its TrainingService."""
 
     def __init__(self, app, home: Path, view: str = "training") -> None:  # noqa: ANN001
-        from isengard_desktop.app import build_app
         from keyring.backends import fail  # no keyring: nothing of the user's is read
 
+        from isengard_desktop.app import build_app
         from isengard_desktop.core.secrets import SecretStore
 
         self.app = app

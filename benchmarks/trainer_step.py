@@ -51,9 +51,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (REPO, build_tiny_sd15, emit_json, fresh_home, machine_load,  # noqa: E402
-                     median, percentile, prepare_env, print_table, proc_cpu_s, ratio,
-                     run_trainer, set_threads, step_stats, tiny_job, trainer_env)
+from _common import (  # noqa: E402
+    REPO,
+    build_tiny_sd15,
+    emit_json,
+    fresh_home,
+    machine_load,
+    median,
+    percentile,
+    prepare_env,
+    print_table,
+    proc_cpu_s,
+    ratio,
+    run_trainer,
+    set_threads,
+    step_stats,
+    tiny_job,
+    trainer_env,
+)
 
 GOAL_RATIO = 1.0
 WARMUP_STEPS = 10

@@ -43,7 +43,7 @@ class AppContext:
 
     paths: AppPaths
     settings: SettingsService
-    _secrets: "SecretStore | None"
+    _secrets: SecretStore | None
     library: LibraryService
     thumbnails: ThumbnailService
     training: TrainingService
@@ -54,17 +54,17 @@ class AppContext:
     _closed: bool = False
 
     @property
-    def training_tab(self) -> "TrainingTab":
+    def training_tab(self) -> TrainingTab:
         """The Training tab's page (built on first use)."""
         return self.tabs["Training"].page  # type: ignore[attr-defined,return-value]
 
     @property
-    def generate_tab(self) -> "GenerateTab":
+    def generate_tab(self) -> GenerateTab:
         """The Generate tab's page (built on first use)."""
         return self.tabs["Generate"].page  # type: ignore[attr-defined,return-value]
 
     @property
-    def secrets(self) -> "SecretStore":
+    def secrets(self) -> SecretStore:
         """The OS keyring wrapper, made on first use (finding a backend takes ~60 ms)."""
         if self._secrets is None:
             from .core.secrets import SecretStore
@@ -157,7 +157,7 @@ def _connect_signals(ctx: AppContext) -> None:
     dataset.message_posted.connect(window.show_message)
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 
-    def training_tab_built(tab: "TrainingTab") -> None:
+    def training_tab_built(tab: TrainingTab) -> None:
         tab.message_posted.connect(window.show_message)
         tab.notify_requested.connect(window.notify)
         ctx.settings.settings_changed.connect(lambda _: tab.refresh_models())
@@ -194,7 +194,7 @@ def _connect_generate(ctx: AppContext) -> None:
     lazy: LazyTabWidget = ctx.tabs["Generate"]  # type: ignore[assignment]
     characters: CharactersTab = ctx.tabs["Characters"]  # type: ignore[assignment]
 
-    def built(tab: "GenerateTab") -> None:
+    def built(tab: GenerateTab) -> None:
         generation.servers_changed.connect(tab.on_servers_changed)
         generation.job_started.connect(tab.on_job_started)
         generation.job_progress.connect(tab.on_job_progress)

@@ -108,7 +108,8 @@ async def _comfy_check(args: argparse.Namespace) -> int:
         except ComfyError as exc:
             return _fail_start(args, report, str(exc))
     report.update(reachable=True, comfyui_version=stats.comfyui_version,
-                  gpu=stats.gpu_label, gpu_device=stats.gpu_name, device_type=stats.devices[0].type if stats.devices else "",
+                  gpu=stats.gpu_label, gpu_device=stats.gpu_name,
+                   device_type=stats.devices[0].type if stats.devices else "",
                   vram_total=stats.vram_total, vram_free=stats.vram_free,
                   queue_running=len(state.running), queue_pending=len(state.pending),
                   queue_length=state.length, node_count=len(info))
@@ -298,15 +299,15 @@ async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
             params["model"] = spec.default("model")   # check_graph names the empty list
     if args.lora:
         loras = model_choices(info, "loras")
-        name = resolve_name(loras, args.lora)
-        if name is None:
+        lora_name = resolve_name(loras, args.lora)
+        if lora_name is None:
             base = Path(args.lora).name
             raise _Problem(FAILED, (
                 f"ComfyUI at {client.base_url} does not list the LoRA {base}. Copy it into that "
                 "server's models/loras folder (or into a folder its extra_model_paths.yaml "
                 "shares, e.g. this app's LoRA folder), then run this again; ComfyUI picks up "
                 "new files without a restart."))
-        params["lora"] = name
+        params["lora"] = lora_name
         params["lora_strength"] = float(args.strength)
     if image_data is not None:
         uploaded = await client.upload_image(image_data, args.image.name)
@@ -329,7 +330,7 @@ async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
         # Ctrl+C: take the job back from the server too (interrupt or delete).
         try:
             await asyncio.wait_for(client.cancel(prompt_id), 5)
-        except (ComfyError, asyncio.TimeoutError):
+        except (TimeoutError, ComfyError):
             pass
         raise
     _say(f"Done in {time.monotonic() - started:.1f} s: {len(result.images)} image(s).")

@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
+from collections.abc import Iterator
+
+
+PRIVATE_MODE = 0o600   # the temp file's mode by default (what tempfile.mkstemp gives)
+SHARED_MODE = 0o666    # like any file the user creates (the umask applies): e.g. a LoRA file
+_TEMP_NAME_TRIES = 100
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    """A new, empty temp file beside ``path`` (``.<name>.<random>.part``) opened for writing;
+    the OS applies the umask to ``mode``."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+             | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_CLOEXEC", 0))
+    for _ in range(_TEMP_NAME_TRIES):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
+def atomic_output(path: Path, *, mode: int = PRIVATE_MODE) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block succeeds.
 
-    The data goes to a temp file in the same folder, is fsynced, then renamed over ``path``
-    (and the folder fsynced), so readers see the old file or the new one, never half. On
-    error the temp file is removed and ``path`` is untouched.
+    This is the app's one atomic writer (the trainer runtime uses it too). The data goes to a
+    temp file in the same folder; the write handle is flushed and fsynced, the temp file is
+    renamed over ``path`` and the folder fsynced, so readers see the old file or the new one,
+    never half. On error the temp file is removed and ``path`` is untouched. ``mode``: the
+    new file's permissions before the umask (private by default; :data:`SHARED_MODE` for
+    files other programs or users read).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = _create_temp(path, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -35,13 +59,14 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = PRIVATE_MODE) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
-    with atomic_output(path) as fh:
+    with atomic_output(path, mode=mode) as fh:
         fh.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_output`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -50,6 +75,27 @@ def atomic_copy(src: Path, dest: Path, chunk: int = 1 << 20) -> None:
     with atomic_output(dest) as out, open(src, "rb") as inp:
         while block := inp.read(chunk):
             out.write(block)
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Make ``dest`` hold ``src``'s content: a hard link when both are on one disk (instant,
+    no space), else an atomic copy with ``src``'s times. ``dest`` is replaced atomically,
+    never seen half-written. The one way the app puts a file where a trainer or ComfyUI
+    reads it (staged dataset media, published LoRAs)."""
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        atomic_copy(src, dest)
+        shutil.copystat(src, dest)
+        return
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fsync_dir(folder: Path) -> None:

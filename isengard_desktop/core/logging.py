@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from loguru import logger
@@ -277,7 +278,7 @@ class InterceptHandler(std_logging.Handler):
         except ValueError:
             level = record.levelno
         # Find the caller outside the logging module so name/function/line are the origin's.
-        frame = sys._getframe(0)
+        frame: FrameType | None = sys._getframe(0)
         depth = 0
         logging_file = std_logging.__file__
         while frame is not None and (depth == 0 or frame.f_code.co_filename == logging_file):
@@ -354,7 +355,7 @@ def setup_logging(paths: AppPaths, *, level: str = "INFO", console: bool = False
         file_id = logger.add(
             str(folder / LOG_FILE_PATTERN),
             level=level,
-            format=_json_format,
+            format=_json_format,  # type: ignore[arg-type]  # loguru's Record TypedDict, read as a dict
             rotation=LOG_ROTATION,
             retention=LOG_RETENTION,
             encoding="utf-8",
@@ -371,7 +372,7 @@ def setup_logging(paths: AppPaths, *, level: str = "INFO", console: bool = False
             console_id = logger.add(
                 _console_sink,
                 level=level,
-                format=_console_format,
+                format=_console_format,  # type: ignore[arg-type]  # as above
                 backtrace=False,
                 diagnose=False,
                 colorize=False,

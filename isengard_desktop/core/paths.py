@@ -8,6 +8,7 @@ under that one folder (portable installs and tests).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class AppPaths:
     def settings_file(self) -> Path:
         return self.config / "settings.json"
 
-    def ensure(self) -> "AppPaths":
+    def ensure(self) -> AppPaths:
         for folder in (self.data, self.models, self.outputs, self.logs, self.tmp, self.cache,
                        self.config, self.characters, self.thumbnails, self.app_logs, self.jobs,
                        self.loras):
@@ -74,7 +75,7 @@ class AppPaths:
         }
 
 
-def resolve_paths(env: dict[str, str] | None = None) -> AppPaths:
+def resolve_paths(env: Mapping[str, str] | None = None) -> AppPaths:
     """Folders for this run: ``ISENGARD_HOME`` if set, else the platform defaults."""
     env = os.environ if env is None else env
     home = env.get(ENV_HOME, "").strip()

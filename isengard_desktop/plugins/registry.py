@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Union
+from collections.abc import Callable
 
 from ..core.training.installs import TRAINER_KINDS, ExternalInstall, install_from_settings
 from .interface import TrainerBackend
@@ -23,7 +23,7 @@ from .interface import TrainerBackend
 __all__ = ["BUILTIN_BACKENDS", "BackendEntry", "BoundFactory", "TrainerRegistry",
            "UnknownBackendError", "bind_external_installs", "default_registry"]
 
-Target = Union[str, Callable[[], TrainerBackend]]
+Target = str | Callable[[], TrainerBackend]
 
 # key -> (label, "module:attr"). Adapters for ai-toolkit, diffusion-pipe and kohya go here.
 BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {

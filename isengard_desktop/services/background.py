@@ -32,7 +32,8 @@ import os
 import threading
 import weakref
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Callable
 
 import shiboken6
 from loguru import logger

@@ -13,7 +13,8 @@ import asyncio
 import contextvars
 import sys
 from concurrent.futures import Executor, Future
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
 

@@ -32,7 +32,8 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from loguru import logger
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Callable, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer
 

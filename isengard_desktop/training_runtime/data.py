@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.dataset.captions import prepend_trigger, read_sidecar
+from ..core.dataset.captions import read_sidecar, with_trigger
 from .errors import ConfigError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
@@ -40,13 +39,7 @@ class Item:
 def ensure_trigger(caption: str, trigger: str) -> str:
     """``caption`` with ``trigger`` at the front, unless the trigger already appears in it as a
     whole word (anywhere)."""
-    trigger = trigger.strip()
-    if not trigger:
-        return caption.strip()
-    pattern = r"(?<!\w)" + re.escape(trigger) + r"(?!\w)"
-    if re.search(pattern, caption):
-        return caption.strip()
-    return prepend_trigger(caption, trigger)
+    return with_trigger(caption, trigger)
 
 
 def scan_dataset(folder: Path, trigger: str) -> list[Item]:

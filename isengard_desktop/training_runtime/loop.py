@@ -93,7 +93,10 @@ class Trainer:
         torch.manual_seed(job.seed)
         random.seed(job.seed)
         self.items = scan_dataset(Path(job.dataset_dir), job.trigger_word)
-        self.family.load(lambda d, t, detail="": self.emit.phase("loading_model", d, t, detail))
+        def loading(done: int, total: int, detail: str = "") -> None:
+            self.emit.phase("loading_model", done, total, detail)
+
+        self.family.load(loading)
         start = self._find_resume_point()
         if self.stop.is_set():  # stop asked while loading: nothing new to save
             if start is not None:
@@ -156,10 +159,12 @@ class Trainer:
 
         job, den = self.job, self.family.denoiser()
         den.requires_grad_(False)
-        config = LoraConfig(r=job.rank, lora_alpha=job.alpha, init_lora_weights=True,
+        # peft types lora_alpha as int; it only computes alpha / r, so the job's float is fine
+        config = LoraConfig(r=job.rank, lora_alpha=job.alpha,  # type: ignore[arg-type]
+                            init_lora_weights=True,
                             target_modules=self.family.lora_target_modules())
         if hasattr(den, "add_adapter"):
-            den.add_adapter(config)
+            den.add_adapter(config)  # type: ignore[operator]  # diffusers' method, seen as a Module attr
         else:
             from peft import inject_adapter_in_model
 
@@ -172,7 +177,7 @@ class Trainer:
             p.data = p.data.float()
         if job.gradient_checkpointing:
             if getattr(den, "_supports_gradient_checkpointing", False):
-                den.enable_gradient_checkpointing()
+                den.enable_gradient_checkpointing()  # type: ignore[operator]  # as above
             else:
                 self.emit.log("This model does not support gradient checkpointing; "
                               "training without it")
@@ -341,7 +346,7 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
             if self.scaler is None and not math.isfinite(float(norm)):
                 self._nan(self.step + 1)
-            lr = self.lr_scheduler.get_last_lr()[0]
+            lr = float(self.lr_scheduler.get_last_lr()[0])
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -371,8 +376,9 @@ class Trainer:
         if self.step > 0:
             if self.last_checkpoint is None or self.last_checkpoint.step != self.step:
                 self._save_checkpoint(self.step)
-            where = (f"the last good state (step {self.step}) is saved in "
-                     f"{self.last_checkpoint.path}")
+            saved = self.last_checkpoint
+            assert saved is not None            # _save_checkpoint just set it
+            where = f"the last good state (step {self.step}) is saved in {saved.path}"
         raise NanLossError(f"The loss became NaN at step {step}; {where}. Lower the learning "
                            f"rate (now {self.job.learning_rate:g}) and start the job again.")
 

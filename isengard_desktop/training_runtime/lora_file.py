@@ -9,7 +9,6 @@ into place, so a reader never sees half a LoRA.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import APP_NAME, __version__
+from ..core.fsutil import SHARED_MODE, atomic_write_bytes
 from ..core.training.spec import TrainingJob
 
 NETWORK_MODULE = "networks.lora"
@@ -86,38 +86,16 @@ def build_metadata(job: TrainingJob, *, architecture: str, base_model_version: s
 
 
 def write_lora(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> Path:
-    """Save ``tensors`` with ``metadata`` as ``path`` atomically (temp file, fsync, rename)."""
-    from safetensors.torch import save_file
+    """Save ``tensors`` with ``metadata`` as ``path`` atomically (core.fsutil's writer:
+    temp file, fsync, rename), readable like any other file the user creates."""
+    from safetensors.torch import save
 
     bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise TypeError(f"safetensors metadata must be strings: {bad[:3]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata=dict(metadata))
-        os.chmod(tmp, 0o666 & ~_umask())  # readable like any other file the user creates
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=dict(metadata))
+    atomic_write_bytes(Path(path), data, mode=SHARED_MODE)
+    return Path(path)
 
 
 def read_metadata(path: Path) -> dict[str, str]:

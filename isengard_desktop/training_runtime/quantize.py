@@ -72,7 +72,7 @@ def is_quantized_weight(weight: torch.Tensor) -> bool:
 def _weight_bytes(weight: torch.Tensor) -> int:
     """Storage bytes of a plain or torchao tensor (quantized data + scales)."""
     if is_quantized_weight(weight):
-        names, _ = weight.__tensor_flatten__()
+        names, _ = weight.__tensor_flatten__()  # type: ignore[attr-defined]  # torchao subclass
         return sum(_weight_bytes(getattr(weight, n)) for n in names)
     return weight.numel() * weight.element_size()
 
@@ -98,8 +98,8 @@ def quantize_frozen_base(model: torch.nn.Module, mode: str,
     # What from_pretrained(quantization_config=TorchAoConfig(...)) leaves on the model: peft
     # reads the config from here, diffusers' ModelMixin.to() refuses dtype casts.
     quantizer = DiffusersAutoQuantizer.from_config(
-        TorchAoConfig(config, modules_to_not_convert=list(keep)))
+        TorchAoConfig(config, modules_to_not_convert=list(keep)))  # type: ignore[arg-type]
     model.hf_quantizer = quantizer
-    model.is_quantized = True
+    model.is_quantized = True  # type: ignore[assignment]  # a diffusers model attribute
     model.quantization_method = quantizer.quantization_config.quant_method
     return QuantizeSummary(mode, len(chosen), len(linears) - len(chosen), before, after)

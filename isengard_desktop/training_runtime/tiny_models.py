@@ -123,7 +123,7 @@ def build_sd15(folder: Path, prediction_type: str = "epsilon", seed: int = 0) ->
         tokenizer=CLIPTokenizer.from_pretrained(str(folder / "tokenizer")), unet=sd15_unet(),
         scheduler=_scheduler(prediction_type), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
-    pipe.save_pretrained(str(folder))
+    pipe.save_pretrained(str(folder))  # type: ignore[attr-defined]  # diffusers' lazy stubs
     return folder
 
 
@@ -141,7 +141,7 @@ def build_sdxl(folder: Path, prediction_type: str = "v_prediction", seed: int = 
         tokenizer=CLIPTokenizer.from_pretrained(str(folder / "tokenizer")),
         tokenizer_2=CLIPTokenizer.from_pretrained(str(folder / "tokenizer_2"), pad_token="!"),
         unet=sdxl_unet(), scheduler=_scheduler(prediction_type), force_zeros_for_empty_prompt=True)
-    pipe.save_pretrained(str(folder))
+    pipe.save_pretrained(str(folder))  # type: ignore[attr-defined]  # diffusers' lazy stubs
     return folder
 
 
@@ -220,6 +220,7 @@ def make_dataset(folder: Path, count: int = 4, size: tuple[int, int] = (64, 64),
     for i in range(count):
         img = Image.new("RGB", size)
         px = img.load()
+        assert px is not None   # a new in-memory image always has pixels
         for y in range(h):
             for x in range(w):
                 px[x, y] = (int(255 * x / w), int(255 * y / h),

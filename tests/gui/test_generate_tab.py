@@ -34,8 +34,9 @@ from isengard_desktop.ui.settings.comfyui_page import (check_local_install, desc
 from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
 from isengard_desktop.ui.generate.form import insert_trigger
 from tests.helpers.comfy_double import make_comfy_double  # noqa: F401 - fixture
-from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, add_character, click,
-                                       configure_remote, open_generate, wait_ready)
+from tests.helpers.characters import add_character
+from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, click,
+                                       configure_remote, open_generate, wait_ready, write_lora)
 
 
 @pytest.fixture
@@ -117,10 +118,11 @@ def test_prompt_generate_progress_gallery_with_metadata(qt_asyncio_loop, qtbot, 
                                                         double, tmp_path):
     configure_remote(double.url)
     ctx = make_app()
-    anna = add_character(qtbot, ctx, tmp_path, "Anna", "anr_anna", photos=0, lora=LORA_FILE)
-    add_character(qtbot, ctx, tmp_path, "Bob", "bob_x", photos=0)          # untrained
-    cara = add_character(qtbot, ctx, tmp_path, "Cara", "crx_cara", photos=0,
-                         lora="cara-sdxl.safetensors")                       # not on the server
+    anna = add_character(qtbot, ctx.library, "Anna", trigger="anr_anna",
+                         lora=write_lora(ctx.paths.loras / LORA_FILE))
+    add_character(qtbot, ctx.library, "Bob", trigger="bob_x")                  # untrained
+    cara = add_character(qtbot, ctx.library, "Cara", trigger="crx_cara",   # not on the server
+                         lora=write_lora(ctx.paths.loras / "cara-sdxl.safetensors"))
     tab = open_generate(qtbot, ctx)
     form = tab.form
     wait_ready(qtbot, tab)
@@ -373,8 +375,9 @@ def test_generate_for_dataset_keep_and_discard(qt_asyncio_loop, qtbot, make_app,
                                                tmp_path):
     configure_remote(double.url)
     ctx = make_app()
-    anna = add_character(qtbot, ctx, tmp_path, "Anna", "anr_anna", photos=3, lora=LORA_FILE)
-    bob = add_character(qtbot, ctx, tmp_path, "Bob", "bob_x", photos=2)
+    anna = add_character(qtbot, ctx.library, "Anna", trigger="anr_anna", photos=3,
+                         photo_root=tmp_path, lora=write_lora(ctx.paths.loras / LORA_FILE))
+    bob = add_character(qtbot, ctx.library, "Bob", trigger="bob_x", photos=2, photo_root=tmp_path)
     characters = ctx.tabs["Characters"]
     # hidden for an untrained character, shown for a trained one
     characters.open_character(bob.id)

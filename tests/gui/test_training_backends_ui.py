@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QLineEdit
 from isengard_desktop.core.training.spec import TrainingJob
 from isengard_desktop.ui.training.backend_picker import (BackendChoice, BackendPickerWidget,
                                                        choice_for)
-from tests.gui.test_training_profiles import (UnavailableBackend, add_character, builtin,
-                                              library, make_tab)
+from tests.gui.test_training_profiles import UnavailableBackend, builtin, library, make_tab
+from tests.helpers.characters import add_character
 from tests.helpers.fake_backend import FakeBackend
 
 __all__ = ["library", "make_tab"]   # fixtures shared with the profile tests
@@ -58,7 +58,7 @@ class FieldsBackend(FakeBackend):
 
 def test_every_backend_is_listed_and_an_unavailable_one_is_disabled_with_its_reason(
         qtbot, library, make_tab, tmp_path):
-    add_character(qtbot, library, tmp_path)
+    add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
     tab, _ = make_tab(UnavailableBackend(), builtin(), FieldsBackend())
     form, picker = tab.form, tab.form.backend_picker
     combo = form.backend_combo
@@ -86,7 +86,7 @@ def test_every_backend_is_listed_and_an_unavailable_one_is_disabled_with_its_rea
 
 def test_backend_fields_render_from_capabilities_and_land_in_extra(
         qtbot, library, make_tab, tmp_path, monkeypatch):
-    ch = add_character(qtbot, library, tmp_path)
+    ch = add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
     tab, service = make_tab(builtin(), FieldsBackend())
     form, picker = tab.form, tab.form.backend_picker
     form.model_combo.setCurrentIndex(0)                       # SD 1.5
@@ -214,7 +214,7 @@ def test_backend_choices_read_availability_and_capabilities():
 @pytest.mark.parametrize("family", ["chroma"])
 def test_backend_that_does_not_train_the_family_says_so(qtbot, library, make_tab, tmp_path,
                                                         family):
-    add_character(qtbot, library, tmp_path)
+    add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
     tab, _ = make_tab(builtin(), FieldsBackend())
     form = tab.form
     form.model_combo.setCurrentIndex(1)   # SDXL: not in the fake backend's families
@@ -227,7 +227,7 @@ def test_backend_that_does_not_train_the_family_says_so(qtbot, library, make_tab
 
 
 def test_trainers_are_checked_again_when_settings_change(qtbot, library, make_tab, tmp_path):
-    add_character(qtbot, library, tmp_path)
+    add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
 
     class LaterBackend(UnavailableBackend):
         ready = False
@@ -303,7 +303,7 @@ def test_what_the_trainer_does_not_use_is_greyed_out_with_the_reason(
     from isengard_desktop.plugins.diffusion_pipe.backend import DiffusionPipeBackend
     from isengard_desktop.ui.training.advanced_fields import FIELD_ROWS
 
-    add_character(qtbot, library, tmp_path)
+    add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
     tab, _ = make_tab(builtin(), NoSamplesBackend())
     form = tab.form
     form.model_combo.setCurrentIndex(2)                       # Chroma: 8-bit base applies

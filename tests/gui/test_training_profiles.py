@@ -11,7 +11,7 @@ launched) and a registry of fake backends; profiles come from the repository's
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.training.records import JobRecord, JobState
 from isengard_desktop.ui.theme import apply_dark_theme
 from tests.helpers.fake_backend import FakeBackend
-from tests.helpers.photos import make_photos
+from tests.helpers.characters import add_character
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles"
 
@@ -70,7 +70,7 @@ class StandInTraining(QObject):
         on_loaded([])
 
     def add_record(self, job, state="queued") -> JobRecord:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         record = JobRecord(job_id=job.job_id, character_id=job.character_id,
                            character_name=job.character_name, backend=job.backend,
                            family=job.family, preset=job.preset, state=JobState(state),
@@ -157,15 +157,6 @@ def library(qtbot):
     lib.shutdown()
 
 
-def add_character(qtbot, library, tmp_path, name="Anna", count=3):
-    assert library.create_character(name, library.suggest_trigger(name)) is None
-    qtbot.waitUntil(lambda: any(c.name == name for c in library.characters()), timeout=10_000)
-    ch = next(c for c in library.characters() if c.name == name)
-    library.import_photos(ch.id, make_photos(tmp_path / f"src-{name}", count))
-    qtbot.waitUntil(lambda: library.image_count(ch.id) == count, timeout=20_000)
-    return ch
-
-
 @pytest.fixture
 def make_tab(qtbot, library, tmp_path):
     """A TrainingTab on the stand-in service: (backends...) -> (tab, service)."""
@@ -202,7 +193,7 @@ def idle(qtbot, dialog):
 
 # -- tests -------------------------------------------------------------------------------------
 def test_apply_a_profile_fills_the_form_trainer_and_fields(qtbot, library, make_tab, tmp_path):
-    ch = add_character(qtbot, library, tmp_path)
+    ch = add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
     tab, service = make_tab(builtin(), UnavailableBackend(), DiffusionPipeLike())
     form = tab.form
     assert form.backend().key == "builtin" and form.profile is None
@@ -314,7 +305,7 @@ def test_apply_a_profile_fills_the_form_trainer_and_fields(qtbot, library, make_
 
 def test_save_current_settings_as_a_profile_and_its_history(qtbot, library, make_tab,
                                                              tmp_path, monkeypatch):
-    add_character(qtbot, library, tmp_path)
+    add_character(qtbot, library, "Anna", photos=3, photo_root=tmp_path)
     tab, _ = make_tab(builtin(), DiffusionPipeLike())
     form = tab.form
     dialog = open_dialog(qtbot, tab)

@@ -612,4 +612,4 @@ class ComfyDouble:
 
 
 # pytest fixtures (defined in comfy_double_fixtures.py, importable from here)
-from tests.helpers.comfy_double_fixtures import comfy_double, make_comfy_double
+from tests.helpers.comfy_double_fixtures import comfy_double, make_comfy_double  # noqa: E402

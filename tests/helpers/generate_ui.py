@@ -11,9 +11,8 @@ from safetensors.numpy import save_file
 
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.settings import Settings, save_settings
-from tests.helpers.photos import make_photos
 
-__all__ = ["CHECKPOINTS", "FACE_NODES", "LORA_FILE", "add_character", "click",
+__all__ = ["CHECKPOINTS", "FACE_NODES", "LORA_FILE", "click",
            "configure_remote", "open_generate", "wait_ready", "write_lora"]
 
 CHECKPOINTS = ["juggernautXL_v9.safetensors", "sd_xl_base_1.0.safetensors"]
@@ -42,20 +41,6 @@ def write_lora(path: Path) -> Path:
                np.array(4.0, dtype=np.float16)}, str(path),
               metadata={"ss_network_dim": "4", "ss_network_alpha": "4"})
     return path
-
-
-def add_character(qtbot, ctx, tmp_path, name, trigger, photos=3, lora=None):
-    library = ctx.library
-    assert library.create_character(name, trigger) is None
-    qtbot.waitUntil(lambda: any(c.name == name for c in library.characters()), timeout=10_000)
-    ch = next(c for c in library.characters() if c.name == name)
-    if photos:
-        library.import_photos(ch.id, make_photos(tmp_path / f"src-{name}", photos))
-        qtbot.waitUntil(lambda: library.image_count(ch.id) == photos, timeout=20_000)
-    if lora:
-        library.add_lora(ch.id, str(write_lora(ctx.paths.loras / lora)), "sdxl", 800)
-        qtbot.waitUntil(lambda: library.is_trained(ch.id), timeout=10_000)
-    return ch
 
 
 def configure_remote(url: str) -> None:

@@ -12,8 +12,8 @@ import shiboken6
 from isengard_desktop.core.comfy.jobs import GenerationRequest, LoraChoice
 from isengard_desktop.services.generation.service import GenerationService
 from isengard_desktop.services.settings_service import SettingsService
+from tests.helpers.characters import add_character
 from tests.helpers.service_harness import (
-    add_character,
     close_generation_service,
     start_library,
 )
@@ -31,7 +31,7 @@ class Harness:
         self.qtbot = qtbot
         self.loop = loop
         self.paths, self.library = start_library(qtbot, WAIT)
-        self.character = add_character(qtbot, self.library, "ohwx", WAIT)
+        self.character = add_character(qtbot, self.library, "Alice", trigger="ohwx", timeout=WAIT)
         self.settings = SettingsService(self.paths)
         self.service: GenerationService | None = None
         self.events: list[tuple] = []

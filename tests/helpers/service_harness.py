@@ -24,15 +24,6 @@ def start_library(qtbot, timeout: int):
     return paths, library
 
 
-def add_character(qtbot, library: LibraryService, trigger: str, timeout: int,
-                  name: str = "Alice"):
-    """Create a character and wait for it; the created record."""
-    made: list = []
-    library.create_character(name, trigger, on_created=made.append)
-    qtbot.waitUntil(lambda: bool(made), timeout=timeout)
-    return made[0]
-
-
 def fast_training(service, stop_grace_s: float, grace_s: float = 1.0) -> None:
     """Test timings for a TrainingService (stop / cancel / kill graces, persisting) and no
     torch probe in bundles."""

@@ -44,7 +44,7 @@ import shutil
 import struct
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -266,7 +266,7 @@ class Trainer:
         out_dir = Path(c["output_dir"])
         resume = args.resume_from_checkpoint
         if not resume:
-            run_dir = out_dir / datetime.now(timezone.utc).strftime("%Y%m%d_%H-%M-%S")
+            run_dir = out_dir / datetime.now(UTC).strftime("%Y%m%d_%H-%M-%S")
             run_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy(args.config, run_dir)
             shutil.copy(c["dataset"], run_dir)

@@ -42,7 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from standin_ai_toolkit import Bar, OutOfMemoryError, write_safetensors
+from standin_ai_toolkit import Bar, OutOfMemoryError, write_safetensors  # noqa: E402 (after sys.path)
 
 SCRIPTS = {"train_network.py": "sd15", "sdxl_train_network.py": "sdxl",
            "flux_train_network.py": "flux"}

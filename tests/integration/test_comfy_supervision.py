@@ -80,7 +80,7 @@ class Managed:
 def managed(qtbot, qloop, comfy_folder, monkeypatch):
     for name in ("FAKE_COMFY_CRASH_AFTER", "FAKE_COMFY_FAIL_START", "FAKE_COMFY_SPAWN_CHILD"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("FAKE_COMFY_MODELS", '{"checkpoints": ["%s"]}' % SD15)
+    monkeypatch.setenv("FAKE_COMFY_MODELS", f'{{"checkpoints": ["{SD15}"]}}')
     m = Managed(qtbot, comfy_folder)
     yield m
     m.close()

@@ -23,7 +23,8 @@ from isengard_desktop.plugins.ai_toolkit.backend import (
 from isengard_desktop.plugins.kohya.backend import KohyaBackend
 from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.training.service import TrainingService
-from tests.helpers.service_harness import add_character, fast_training, start_library
+from tests.helpers.characters import add_character
+from tests.helpers.service_harness import fast_training, start_library
 from tests.helpers.standin_ai_toolkit import make_install as make_ai_toolkit
 from tests.helpers.standin_kohya import make_install as make_kohya
 
@@ -37,7 +38,7 @@ class Harness:
         self.qtbot = qtbot
         self.tmp = tmp_path
         self.paths, self.library = start_library(qtbot, WAIT)
-        add_character(qtbot, self.library, "alc", WAIT)
+        add_character(qtbot, self.library, "Alice", trigger="alc", timeout=WAIT)
         self.character = self.library.characters()[0]
         self.dataset = tmp_path / "dataset"
         self.dataset.mkdir()

@@ -17,7 +17,8 @@ from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_
 from isengard_desktop.plugins.diffusion_pipe.backend import DATASET_FOLDER, OUTPUT_FOLDER
 from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.training.service import TrainingService
-from tests.helpers.service_harness import add_character, fast_training, start_library
+from tests.helpers.characters import add_character
+from tests.helpers.service_harness import fast_training, start_library
 from tests.helpers.standin_diffusion_pipe import make_fake_install, small_safetensors
 
 WAIT = 30_000
@@ -29,7 +30,7 @@ class Harness:
     def __init__(self, qtbot, tmp_path: Path, monkeypatch) -> None:
         self.qtbot = qtbot
         self.paths, self.library = start_library(qtbot, WAIT)
-        add_character(qtbot, self.library, "alc", WAIT)
+        add_character(qtbot, self.library, "Alice", trigger="alc", timeout=WAIT)
         self.character = self.library.characters()[0]
         self.install = make_fake_install(tmp_path / "install")
         self.record = tmp_path / "launches.jsonl"

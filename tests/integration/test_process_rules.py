@@ -44,7 +44,7 @@ for i in range(ctx.window.tabs.count()):
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in %r)
 print(json.dumps({"ready": ctx.library.is_ready, "heavy": heavy}))
 ctx.window.close(); ctx.shutdown()
-""" % (HEAVY,)
+""" % (HEAVY,)  # noqa: UP031 (a code template full of braces)
     result = _run(code, tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -84,7 +84,7 @@ def test_smoke_test_prints_one_json_line(tmp_path):
     result = subprocess.run([str(entry), "--smoke-test"], capture_output=True, text=True,
                             env=env, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    lines = [l for l in result.stdout.splitlines() if l.strip()]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1
     info = json.loads(lines[0])
     assert info["version"] == isengard_desktop.__version__

@@ -21,7 +21,8 @@ from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.database import ChangeSet, WriteResult
 from isengard_desktop.services.training.service import TrainingService
 from isengard_desktop.services.training.runner import pid_alive
-from tests.helpers.service_harness import add_character, fast_training, start_library
+from tests.helpers.characters import add_character
+from tests.helpers.service_harness import fast_training, start_library
 
 SECRET = "planted-Secret-Value-7d1e2f"   # matches no redaction pattern: only explicit masking
 WAIT = 30_000
@@ -34,7 +35,7 @@ class Harness:
         self.qtbot = qtbot
         self.paths, self.library = start_library(qtbot, WAIT)
         if not self.library.characters():
-            add_character(qtbot, self.library, "alc", WAIT)
+            add_character(qtbot, self.library, "Alice", trigger="alc", timeout=WAIT)
         self.character = self.library.characters()[0]
         self.services: list[TrainingService] = []
         self.service = self.new_service()

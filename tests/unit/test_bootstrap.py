@@ -96,3 +96,16 @@ def test_bootstrap_rejects_unknown_options() -> None:
                             text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode != 0
     assert "unknown option" in result.stderr
+
+
+def test_make_test_runs_ruff_and_mypy_before_pytest_from_the_test_extra() -> None:
+    import tomllib
+
+    lines = _make_recipe("test").splitlines()
+    order = [next(i for i, line in enumerate(lines) if tool in line)
+             for tool in ("bootstrap.sh --test", "-m ruff check", "-m mypy", "-m pytest")]
+    assert order == sorted(order), lines
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = {req.split("==")[0].lower() for req in project["project"]["optional-dependencies"]["test"]}
+    assert {"ruff", "mypy"} <= pins
+    assert "ruff" in project["tool"] and "mypy" in project["tool"]

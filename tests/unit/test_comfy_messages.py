@@ -252,7 +252,8 @@ VALIDATION_CASES = {
     "validation_bad_value_type_width_abc.json":
         ("prompt_outputs_failed_validation", 1, "Node 1 (EmptyImage): input 'width' = 'abc' is not a valid INT value."),
     "validation_value_above_max_width_99999.json":
-        ("prompt_outputs_failed_validation", 1, "Node 1 (EmptyImage): input 'width' = 99999 is above the maximum 16384."),
+        ("prompt_outputs_failed_validation", 1,
+         "Node 1 (EmptyImage): input 'width' = 99999 is above the maximum 16384."),
     "validation_value_below_min_width_0.json":
         ("prompt_outputs_failed_validation", 1, "Node 1 (EmptyImage): input 'width' = 0 is below the minimum 1."),
     "validation_checkpoint_not_found.json":
@@ -295,7 +296,8 @@ def test_validation_errors_become_sentences(name):
     assert fragment in text, text
     assert text.startswith(f"ComfyUI at {SERVER} refused") and text.endswith(".")
     assert "\n" not in text
-    for problem, (node_id, entry) in zip(error.problems, data["body"]["node_errors"].items()):
+    for problem, (node_id, entry) in zip(error.problems, data["body"]["node_errors"].items(),
+                                          strict=False):
         assert problem.node_id == node_id and problem.class_type == entry["class_type"]
         assert problem.kind == entry["errors"][0]["type"]
         assert problem.message in text

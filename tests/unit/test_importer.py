@@ -561,8 +561,8 @@ def test_collect_files_survives_symlink_loops(tmp_path):
 
 
 def test_supported_exts_constant():
-    assert SUPPORTED_EXTS == {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
-                              ".heic", ".heif"}
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                              ".heic", ".heif"} == SUPPORTED_EXTS
 
 
 # --------------------------------------------------------------------------- names

@@ -20,7 +20,7 @@ def conn(tmp_path):
 
 def row(job_id: str, created: str, **kw) -> JobRow:
     base = dict(job_id=job_id, character_id=None, backend="builtin", family="sd15",
-                preset="Quick", state="queued", spec_json='{"job_id": "%s"}' % job_id,
+                preset="Quick", state="queued", spec_json=f'{{"job_id": "{job_id}"}}',
                 job_dir=f"/data/jobs/{job_id}", created=created)
     base.update(kw)
     return JobRow(**base)

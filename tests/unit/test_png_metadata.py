@@ -24,7 +24,8 @@ from isengard_desktop.core.comfy.metadata import (
     read_metadata,
 )
 
-GRAPH = {"3": {"class_type": "KSampler", "inputs": {"seed": 2**64 - 1, "model": ["4", 0]}, "_meta": {"title": "KSampler"}},
+GRAPH = {"3": {"class_type": "KSampler", "inputs": {"seed": 2**64 - 1, "model": ["4", 0]},
+               "_meta": {"title": "KSampler"}},
          "6": {"class_type": "CLIPTextEncode", "inputs": {"text": 'a "quoted" {{x}}\nmot clé 漢字'}}}
 
 
@@ -121,12 +122,14 @@ def test_parse_real_a1111_text():
     parsed = parse_a1111_parameters(text)
     assert parsed["prompt"] == "masterpiece, 1girl, <lora:alice:0.7>\nsecond line"
     assert parsed["negative"] == "bad hands,\nworst quality"
-    assert (parsed["steps"], parsed["cfg"], parsed["seed"], parsed["width"], parsed["height"]) == (25, 7.0, 3890321845, 512, 768)
+    assert (parsed["steps"], parsed["cfg"], parsed["seed"], parsed["width"],
+            parsed["height"]) == (25, 7.0, 3890321845, 512, 768)
     assert parsed["model_hash"] == "6ce0161689"
 
 
 # Prompts as people type them: A1111's parser strips each line, so we generate stripped lines.
-line = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=60).map(str.strip).filter(
+line = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1,
+               max_size=60).map(str.strip).filter(
     lambda s: bool(s) and not s.startswith("Negative prompt:"))
 prompt_st = st.lists(line, min_size=1, max_size=4).map("\n".join)
 
@@ -141,7 +144,8 @@ def test_a1111_round_trip(prompt, negative, steps, sampler, cfg, seed, width, he
     parsed = parse_a1111_parameters(text)
     assert parsed["prompt"] == prompt
     assert parsed["negative"] == negative
-    assert (parsed["steps"], parsed["cfg"], parsed["seed"], parsed["width"], parsed["height"]) == (steps, cfg, seed, width, height)
+    assert (parsed["steps"], parsed["cfg"], parsed["seed"], parsed["width"],
+            parsed["height"]) == (steps, cfg, seed, width, height)
     assert parsed["sampler"]
 
 

@@ -33,10 +33,9 @@ def test_the_body_is_committed(conn):
 
 @pytest.mark.parametrize("error", [ValueError("boom"), KeyboardInterrupt()])
 def test_an_exception_rolls_everything_back_and_propagates(conn, error):
-    with pytest.raises(type(error)):
-        with transaction(conn):
-            conn.execute("INSERT INTO t VALUES (1)")
-            raise error
+    with pytest.raises(type(error)), transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        raise error
     assert not conn.in_transaction
     assert values(conn) == []
 
@@ -44,20 +43,18 @@ def test_an_exception_rolls_everything_back_and_propagates(conn, error):
 def test_nested_failure_rolls_back_only_the_inner_level(conn):
     with transaction(conn):
         conn.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(ValueError):
-            with transaction(conn):
-                conn.execute("INSERT INTO t VALUES (2)")
-                raise ValueError("inner")
+        with pytest.raises(ValueError), transaction(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise ValueError("inner")
         conn.execute("INSERT INTO t VALUES (3)")
     assert values(conn) == [1, 3]
 
 
 def test_outer_failure_rolls_back_a_released_inner_level(conn):
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError), transaction(conn):
         with transaction(conn):
-            with transaction(conn):
-                conn.execute("INSERT INTO t VALUES (1)")
-            raise RuntimeError("outer")
+            conn.execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError("outer")
     assert values(conn) == []
 
 
@@ -70,10 +67,9 @@ def test_a_repository_write_inside_a_failed_outer_transaction_is_undone(tmp_path
         ch = repo.create_character("Ann", "ohwx", "", "ann")
         row = NewImage(path=tmp_path / "ann" / "a.jpg", sha256="a" * 64, width=512,
                        height=512, caption="c", source="src.jpg")
-        with pytest.raises(LookupError):
-            with transaction(conn):
-                assert len(repo.add_images(ch.id, [row])) == 1
-                raise LookupError("later step failed")
+        with pytest.raises(LookupError), transaction(conn):
+            assert len(repo.add_images(ch.id, [row])) == 1
+            raise LookupError("later step failed")
         assert repo.list_images() == []
         [added] = repo.add_images(ch.id, [row])
         assert (added.path, added.caption, added.source) == (row.path, "c", "src.jpg")

@@ -290,7 +290,8 @@ def _broken(tmp_path, mutate) -> Path:
          "workflow 'sd15', field 'nodes': sd15.json also uses VAEDecode"),
         (lambda d, f: d["workflows"]["sd15"].update(file="missing.json"),
          "workflow 'sd15', field 'file': file missing.json does not exist"),
-        (lambda d, f: (f / "sd15.json").write_text("{not json"), "workflow 'sd15', field 'file': sd15.json is not valid JSON"),
+        (lambda d, f: (f / "sd15.json").write_text("{not json"),
+         "workflow 'sd15', field 'file': sd15.json is not valid JSON"),
         (lambda d, f: (f / "sd15.json").write_text('{"nodes": [], "links": []}'),
          "sd15.json: node 'nodes' has no class_type"),
         (lambda d, f: d.update(version=2), "field 'version': is 2"),
@@ -468,7 +469,8 @@ def test_facedetailer_samples_like_the_base_workflow(library, full_server):
     params = minimal_params(spec) | {"seed": 1234, "steps": 33, "cfg": 6.0, "sampler": "euler", "scheduler": "normal"}
     g = build_graph(spec, params, features={"facedetailer": {"denoise": 0.35}})
     fd = next(n for n in g.values() if n["class_type"] == "FaceDetailer")["inputs"]
-    assert (fd["seed"], fd["steps"], fd["cfg"], fd["sampler_name"], fd["scheduler"]) == (1234, 33, 6.0, "euler", "normal")
+    assert (fd["seed"], fd["steps"], fd["cfg"], fd["sampler_name"],
+            fd["scheduler"]) == (1234, 33, 6.0, "euler", "normal")
     assert fd["denoise"] == 0.35
     assert fd["positive"] == ["6", 0] and fd["negative"] == ["7", 0] and fd["clip"] == ["4", 1]
     assert check_graph(g, full_server) == []
@@ -512,7 +514,8 @@ def test_gap_unknown_class_names_the_pack(library, object_info):
     fd = next(x for x in gaps if x.class_type == "FaceDetailer")
     assert fd.node_id in g and fd.value == "FaceDetailer"
     assert "install the custom-node pack ComfyUI-Impact-Pack" in fd.message
-    g2 = build_graph(library.get("sdxl"), minimal_params(library.get("sdxl")), features={"ipadapter": {"image": "f.png"}})
+    g2 = build_graph(library.get("sdxl"), minimal_params(library.get("sdxl")),
+                     features={"ipadapter": {"image": "f.png"}})
     msgs = [x.message for x in check_graph(g2, server)]
     assert any("IPAdapterAdvanced" in m and "ComfyUI_IPAdapter_plus" in m for m in msgs)
 
@@ -576,7 +579,8 @@ def test_gap_links(library, object_info):
     g = _sd15(library)
     g["8"]["inputs"]["samples"] = ["77", 0]
     gap = _one_gap(g, server)
-    assert (gap.node_id, gap.class_type, gap.input_name, gap.value, gap.kind) == ("8", "VAEDecode", "samples", ["77", 0], "bad_link")
+    assert (gap.node_id, gap.class_type, gap.input_name, gap.value, gap.kind) == (
+        "8", "VAEDecode", "samples", ["77", 0], "bad_link")
     assert "linked to node 77, which is not in the workflow" in gap.message
     g = _sd15(library)
     g["8"]["inputs"]["vae"] = ["4", 5]
@@ -585,7 +589,8 @@ def test_gap_links(library, object_info):
     g = _sd15(library)
     g["9"]["inputs"]["images"] = ["3", 0]  # LATENT into IMAGE
     gap = _one_gap(g, server)
-    assert gap.message == "Node 9 (SaveImage): input 'images' expects IMAGE but node 3 (KSampler) output 0 gives LATENT."
+    assert gap.message == ("Node 9 (SaveImage): input 'images' expects IMAGE but node 3 (KSampler) "
+                           "output 0 gives LATENT.")
     g = _sd15(library)
     g["3"]["inputs"]["model"] = "not a link"
     assert _one_gap(g, server).kind == "bad_link"
@@ -605,7 +610,8 @@ def test_gap_no_output_node_and_bad_node(library, object_info):
 
 def test_upload_inputs_are_not_checked_against_the_list(library, object_info):
     spec = library.get("sd15-img2img")
-    g = build_graph(spec, {"prompt": "x", "model": "v1-5-pruned-emaonly.safetensors", "image": "isengard/fresh-upload.png"})
+    g = build_graph(spec, {"prompt": "x", "model": "v1-5-pruned-emaonly.safetensors",
+                           "image": "isengard/fresh-upload.png"})
     assert check_graph(g, with_models(object_info)) == []
 
 
@@ -614,7 +620,8 @@ def test_v3_combo_specs_are_understood(library, object_info):
     assert server["UpscaleModelLoader"]["input"]["required"]["model_name"][0] == "COMBO"
     g = build_graph(library.get("upscale"), {"image": "a.png", "upscale_model": "nope.pth"})
     gap = _one_gap(g, server)
-    assert gap.message.startswith("Node 2 (UpscaleModelLoader): upscale model 'nope.pth' is not in the server's upscale_models list")
+    assert gap.message.startswith("Node 2 (UpscaleModelLoader): upscale model 'nope.pth' is not in "
+                                  "the server's upscale_models list")
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,7 +644,8 @@ def test_model_choices(object_info):
 
 def test_feature_support_reasons(library, object_info):
     assert feature_support("sdxl", "facedetailer", object_info, library=library) == (
-        False, "needs node FaceDetailer (ComfyUI-Impact-Pack); needs node UltralyticsDetectorProvider (ComfyUI-Impact-Subpack)")
+        False, "needs node FaceDetailer (ComfyUI-Impact-Pack); "
+               "needs node UltralyticsDetectorProvider (ComfyUI-Impact-Subpack)")
     assert feature_support("sdxl", "upscale", object_info, library=library) == (
         False, "no upscale model in models/upscale_models")
     ok, why = feature_support("flux-dev", "ipadapter", object_info, library=library)
@@ -692,11 +700,13 @@ def test_auxiliary_models_are_picked_from_the_server(library, object_info):
     spec = library.get("flux-dev")
     base, feats = suggest_models(spec, server, features=["upscale", "facedetailer"])
     assert base == {"t5": "t5/t5xxl_fp16.safetensors", "vae": "flux/ae.safetensors"}
-    assert feats == {"upscale": {"model": "RealESRGAN_x4plus.pth"}, "facedetailer": {"detector": "bbox/face_yolov8n.pt"}}
+    assert feats == {"upscale": {"model": "RealESRGAN_x4plus.pth"},
+                     "facedetailer": {"detector": "bbox/face_yolov8n.pt"}}
     g = build_graph(spec, {"prompt": "x", "model": "flux1-dev.safetensors", "vae": "flux/ae.safetensors"},
                     features={"upscale": {}, "facedetailer": {}}, object_info=server)
     assert check_graph(g, server) == []
     assert g["2"]["inputs"]["clip_name2"] == "t5/t5xxl_fp16.safetensors"
     # an explicit value wins over the suggestion
-    g = build_graph(spec, {"prompt": "x", "model": "flux1-dev.safetensors", "t5": "clip_l.safetensors"}, object_info=server)
+    g = build_graph(spec, {"prompt": "x", "model": "flux1-dev.safetensors", "t5": "clip_l.safetensors"},
+                    object_info=server)
     assert g["2"]["inputs"]["clip_name2"] == "clip_l.safetensors"

@@ -126,7 +126,8 @@ class Gap:
     input_name: str
     message: str  # a complete sentence for the user
     value: object = None  # the offending value, when there is one
-    kind: str = ""  # unknown_class | missing_input | not_in_list | out_of_range | bad_value | bad_link | no_output | bad_node
+    # unknown_class | missing_input | not_in_list | out_of_range | bad_value | bad_link | no_output | bad_node
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ def check_graph(graph: Mapping, object_info: Mapping) -> list[Gap]:
         info = object_info.get(cls)
         if not isinstance(info, Mapping):
             pack = node_pack(cls)
-            fix = f"install the custom-node pack {pack}" if pack else "update ComfyUI or install the node pack that provides it"
+            fix = (f"install the custom-node pack {pack}" if pack
+                   else "update ComfyUI or install the node pack that provides it")
             gaps.append(Gap(node_id, cls, "", f"Node {node_id} uses {cls}, which this server does not have: {fix}.",
                             value=cls, kind="unknown_class"))
             continue
@@ -267,8 +269,8 @@ def _check_value(node_id: str, cls: str, name: str, spec: InputSpec, value: Any,
             f = MODEL_FOLDERS[folder]
             listed = f" (it lists {_short(list(spec.choices))})" if spec.choices else \
                 f" (it lists none: put the file in {f.where} on the server)"
-            return gap(f"Node {node_id} ({cls}): {f.noun} {_fmt(value)} is not in the server's {f.list_name} list{listed}.",
-                       "not_in_list")
+            return gap(f"Node {node_id} ({cls}): {f.noun} {_fmt(value)} is not in the server's "
+                       f"{f.list_name} list{listed}.", "not_in_list")
         return gap(f"{where} = {_fmt(value)} is not one of the server's choices ({_short(list(spec.choices))}).",
                    "not_in_list")
     if spec.kind in ("INT", "FLOAT"):

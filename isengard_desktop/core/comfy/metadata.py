@@ -238,7 +238,8 @@ def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _chunk_bytes(ctype: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", zlib.crc32(ctype + payload) & 0xFFFFFFFF)
+    crc = zlib.crc32(ctype + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
 
 
 def _text_key(ctype: bytes, payload: bytes) -> str | None:

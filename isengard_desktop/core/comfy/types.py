@@ -6,8 +6,9 @@ exactly as ComfyUI's API-format graphs spell them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class ImageRef:
     type: str = "output"   # output | temp | input
 
     @classmethod
-    def from_json(cls, item: dict) -> ImageRef:
+    def from_json(cls, item: Mapping[str, Any]) -> ImageRef:
         return cls(filename=str(item.get("filename", "")),
                    subfolder=str(item.get("subfolder", "") or ""),
                    type=str(item.get("type", "output") or "output"))
@@ -123,7 +124,7 @@ class NodeExecuted:
     images: tuple[ImageRef, ...]
 
 
-RunEvent = Union[RunStarted, NodesCached, NodeStarted, NodeProgress, PreviewImage, NodeExecuted]
+RunEvent = RunStarted | NodesCached | NodeStarted | NodeProgress | PreviewImage | NodeExecuted
 
 
 @dataclass(frozen=True)

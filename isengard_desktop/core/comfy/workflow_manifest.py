@@ -255,7 +255,8 @@ def _parse_feature(manifest: Path, folder: Path, name: str, raw: Any) -> Feature
             for marker in _walk_markers(value):
                 if set(marker) not in ({"$role"}, {"$param"}):
                     raise ctx.err("fragment", f"{path.name}: node '{local_id}' input '{inp}': "
-                                              f"only {{\"$role\": r}} or {{\"$param\": p}} may be objects, not {marker!r}")
+                                              f"only {{\"$role\": r}} or {{\"$param\": p}} may be "
+                                              f"objects, not {marker!r}")
     families = _str_list(ctx, raw, "families", optional=False)
     for fam in families:
         if fam not in FAMILIES:
@@ -282,7 +283,8 @@ def _parse_feature(manifest: Path, folder: Path, name: str, raw: Any) -> Feature
                 if "$role" in marker and marker["$role"] not in consumes:
                     raise ctx.err("consumes", f"the fragment reads role {marker['$role']!r}; list it in consumes")
                 if "$param" in marker and marker["$param"] not in uses:
-                    raise ctx.err("uses_params", f"the fragment reads param {marker['$param']!r}; list it in uses_params")
+                    raise ctx.err("uses_params",
+                                  f"the fragment reads param {marker['$param']!r}; list it in uses_params")
     return FeatureSpec(
         name=name,
         title=_want(ctx, raw, "title", str),
@@ -422,7 +424,8 @@ class WorkflowLibrary:
         workflows_raw = _want(top, doc, "workflows", dict)
         if not workflows_raw:
             raise top.err("workflows", "is empty")
-        workflows = {str(k): _parse_workflow(manifest, folder, str(k), v, features, order) for k, v in workflows_raw.items()}
+        workflows = {str(k): _parse_workflow(manifest, folder, str(k), v, features, order)
+                     for k, v in workflows_raw.items()}
         return cls(folder, workflows, features, order)
 
     def names(self) -> list[str]:

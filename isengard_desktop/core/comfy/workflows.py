@@ -162,7 +162,7 @@ def _apply_feature(spec: WorkflowSpec, graph: dict, roles: dict[str, list], feat
                    values: Mapping[str, Any]) -> None:
     owner = f"feature '{feat.name}' of workflow '{spec.name}'"
     new_ids = _next_ids(graph, len(feat.fragment))
-    id_map = dict(zip(feat.fragment, new_ids))
+    id_map = dict(zip(feat.fragment, new_ids, strict=True))
 
     def param_value(name: str) -> Any:
         p = spec.params[name]

@@ -48,23 +48,59 @@ def read_sidecar(path: Path) -> str | None:
     return data.decode("utf-8-sig", errors="replace").strip()
 
 
+# The trigger-word rule, the one place it is written (the external trainers' launcher,
+# plugins/external/trainer_shim.py, runs stdlib-only under the trainer's Python and keeps a
+# copy; tests/unit/test_trigger_rule.py runs both over the same table).
+# A trigger is present when it stands as a whole token, case-sensitively (like the token the
+# LoRA learns): an end that is a letter/digit/underscore must not run on into another one
+# ("ohwx" is not in "ohwxman"), an end that is punctuation ("c++") must meet the text's end,
+# whitespace or a separator (",", ";") ("c+++" is something else).
+_SEPARATORS = r"\s,;"
+
+
+def trigger_pattern(trigger: str) -> re.Pattern[str]:
+    """The compiled whole-token pattern of ``trigger`` (stripped; must not be empty)."""
+    trigger = trigger.strip()
+    if not trigger:
+        raise ValueError("empty trigger word")
+    before = r"(?<!\w)" if re.match(r"\w", trigger[0]) else rf"(?<![^{_SEPARATORS}])"
+    after = r"(?!\w)" if re.match(r"\w", trigger[-1]) else rf"(?![^{_SEPARATORS}])"
+    return re.compile(before + re.escape(trigger) + after)
+
+
+def has_trigger(text: str, trigger: str) -> bool:
+    """Whether ``text`` holds ``trigger`` as a whole token anywhere. An empty trigger is
+    never present."""
+    return bool(trigger.strip()) and trigger_pattern(trigger).search(text) is not None
+
+
+def _trigger_first(body: str, trigger: str) -> str:
+    body = body.lstrip(", ").strip()
+    return f"{trigger}, {body}" if body else trigger
+
+
 def prepend_trigger(caption: str, trigger: str) -> str:
-    """``"trigger, caption"``; unchanged when the caption already starts with the trigger as a
-    whole word (so applying it twice is harmless). Matching is case-sensitive, like the
-    trigger token itself. Surrounding whitespace is dropped; an empty caption becomes the
-    trigger alone; an empty trigger leaves the caption as it is."""
+    """``"trigger, caption"``; unchanged when the caption already *starts* with the trigger as
+    a whole token (so applying it twice is harmless). Surrounding whitespace is dropped; an
+    empty caption becomes the trigger alone; an empty trigger leaves the caption as it is."""
     trigger = trigger.strip()
     if not trigger:
         return caption
     body = caption.strip()
-    # "Whole word": a trigger ending in a letter/digit must not run on into another one
-    # ("ohwx" is not at the start of "ohwxman"); one ending in punctuation ("c++") must be
-    # followed by the end, a space or a separator ("c+++" is something else).
-    boundary = r"(?!\w)" if re.match(r"\w", trigger[-1]) else r"(?=$|[\s,;])"
-    if re.match(re.escape(trigger) + boundary, body):
+    if trigger_pattern(trigger).match(body):
         return body
-    body = body.lstrip(", ").strip()
-    return f"{trigger}, {body}" if body else trigger
+    return _trigger_first(body, trigger)
+
+
+def with_trigger(caption: str, trigger: str) -> str:
+    """``caption`` (stripped) with ``trigger`` in front, unless it already holds the trigger
+    as a whole token anywhere (what trainers see and prompts get). An empty trigger leaves
+    the caption as it is (stripped)."""
+    trigger = trigger.strip()
+    body = caption.strip()
+    if not trigger or has_trigger(body, trigger):
+        return body
+    return _trigger_first(body, trigger)
 
 
 def find_replace(caption: str, find: str, replace: str, *, case_sensitive: bool = True) -> str:

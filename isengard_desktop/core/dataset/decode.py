@@ -238,7 +238,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     icc = im.info.get("icc_profile")
-    if _icc_colour_space(icc) == b"CMYK":
+    if icc and _icc_colour_space(icc) == b"CMYK":
         try:
             from PIL import ImageCms
 

@@ -428,7 +428,8 @@ def _import_loop(
             break
         source = os.fspath(path)
         try:
-            outcome = _import_one(path, dest_dir, known_hashes, batch, prepared(done - 1))
+            outcome: ImportedImage | SkippedImage | RejectedImage = _import_one(
+                path, dest_dir, known_hashes, batch, prepared(done - 1))
         except ImageProblem as exc:
             outcome = RejectedImage(source, str(exc))
         except (KeyboardInterrupt, SystemExit):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..comfy.jobs import GALLERY_STATUSES, GalleryItem
 from .transaction import transaction
@@ -29,7 +29,7 @@ _I64_MAX = (1 << 63) - 1
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _seed_to_db(seed: int) -> int:

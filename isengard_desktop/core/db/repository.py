@@ -6,16 +6,16 @@ Image paths are stored relative to the data folder so a portable install can mov
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .records import Character, ImageRecord, LoraRecord, NewImage
 from .transaction import transaction
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _row_id(cur: sqlite3.Cursor) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["transaction"]
 

@@ -19,9 +19,10 @@ import sys
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
-from ..fsutil import atomic_copy, atomic_output, atomic_write_text
+from ..fsutil import atomic_output, atomic_write_text, link_or_copy
 from ..logging import REDACTED, redact
 from .checkpoints import list_checkpoints
 from .protocol import Event, parse_event
@@ -55,10 +56,7 @@ def publish_lora(loras_dir: Path, source: Path, job_id: str) -> Path:
     target = Path(loras_dir) / source.name
     if target.exists():
         target = Path(loras_dir) / f"{source.stem}-{job_id}{source.suffix}"
-    try:
-        os.link(source, target)
-    except OSError:
-        atomic_copy(source, target)
+    link_or_copy(source, target)
     return target
 
 

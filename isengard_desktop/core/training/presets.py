@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, is_dataclass, replace
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
+from collections.abc import Iterable
 
 from .spec import FAMILIES
 
@@ -224,9 +225,12 @@ MAX_ASPECT = 2.5
 class DatasetImage(Protocol):
     """What the warnings read from an image record (ImageRecord fits)."""
 
-    width: int
-    height: int
-    caption: str
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def caption(self) -> str: ...
 
 
 def dataset_warnings(images: Iterable[DatasetImage], resolution: int = 512) -> list[str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 __all__ = ["FIELD_KEYS", "FIELD_KINDS", "PATH_KINDS", "FieldError", "applies_to",
            "check_field_values", "coerce_field_value", "field_spec_errors", "field_specs",

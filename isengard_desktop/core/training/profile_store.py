@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..fsutil import atomic_copy
 from ..naming import folder_slug
@@ -31,7 +31,7 @@ HISTORY_DIR = ".history"
 _STAMP = "%Y%m%dT%H%M%S_%fZ"
 
 
-def default_shipped_dir(env: dict[str, str] | None = None) -> Path:
+def default_shipped_dir(env: Mapping[str, str] | None = None) -> Path:
     """The shipped profiles: ``$ISENGARD_PROFILES``, else the repository's ``profiles/``."""
     env = os.environ if env is None else env
     override = env.get(ENV_SHIPPED)
@@ -131,13 +131,18 @@ class ProfileStore:
                        "(shipped profiles cannot be changed)")
             raise ProfileError(f"name: {message}", [FieldError("profile.name", message)])
         path = self._user_path(profile.name)
+        base_text: str | None = None
         if path is None:
             taken = [p.stem for p in self.user_dir.glob("*.toml")] \
                 if self.user_dir.is_dir() else []
             path = self.user_dir / f"{folder_slug(profile.name, taken)}.toml"
         else:
+            try:   # the user's comments in the file being replaced are kept
+                base_text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                base_text = None
             self._archive(path)
-        save_profile(profile, path)
+        save_profile(profile, path, base_text)
         saved = load_profile(path)
         saved.shipped = False
         return saved
@@ -152,7 +157,7 @@ class ProfileStore:
         entries = sorted(folder.glob("*.toml")) if folder.is_dir() else []
         if entries and entries[-1].read_bytes() == data:
             return entries[-1]
-        stamp = datetime.now(timezone.utc).strftime(_STAMP)
+        stamp = datetime.now(UTC).strftime(_STAMP)
         target = folder / f"{stamp}.toml"
         n = 1
         while target.exists():
@@ -231,6 +236,6 @@ def _order(profile: Profile) -> tuple:
 def _when(path: Path) -> datetime:
     stem = path.stem.split("-")[0]
     try:
-        return datetime.strptime(stem, _STAMP).replace(tzinfo=timezone.utc)
+        return datetime.strptime(stem, _STAMP).replace(tzinfo=UTC)
     except ValueError:
-        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)

@@ -42,13 +42,12 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
 
 from ..fsutil import atomic_write_text
-from ..toml_text import toml_key as _key
-from ..toml_text import toml_value
+from .. import toml_text
 from .profile_fields import (FIELD_KINDS, PATH_KINDS, FieldError, applies_to,
                              check_field_values, coerce_field_value, field_spec_errors,
                              field_specs, is_empty)
@@ -82,7 +81,7 @@ class ProfileError(ValueError):
     """A profile that cannot be read, saved or applied. ``errors`` holds the field-level
     problems; the message names the first ones."""
 
-    def __init__(self, message: str, errors: Iterable["FieldError"] = ()) -> None:
+    def __init__(self, message: str, errors: Iterable[FieldError] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
 
@@ -376,37 +375,10 @@ def _same(x: Any, y: Any) -> bool:
 # -- writing -----------------------------------------------------------------------------------
 def dumps(profile: Profile) -> str:
     """The profile as TOML (canonical layout: ``loads(dumps(p)) == p``)."""
-    doc = profile.to_dict()
-    lines: list[str] = []
-    scalars = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    for key, value in scalars.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            _table(lines, [key], value)
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
-    subtables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    plain = {k: v for k, v in table.items() if k not in subtables}
-    if plain or not subtables:
-        lines.append("")
-        lines.append("[" + ".".join(_key(p) for p in path) + "]")
-        for key, value in plain.items():
-            lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in subtables.items():
-        _table(lines, [*path, key], value)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    if not isinstance(value, (bool, int, float, str, list, tuple)):
-        raise ProfileError(f"cannot write {value!r} ({type(value).__name__}) to a profile")
-    return toml_value(value, _value)
+    try:
+        return toml_text.dumps(profile.to_dict())
+    except TypeError as exc:
+        raise ProfileError(f"cannot write the profile: {exc}") from exc
 
 
 def _put(doc: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -415,22 +387,30 @@ def _put(doc: dict[str, Any], parts: list[str], value: Any) -> None:
     doc[parts[-1]] = value
 
 
-def _text_for(profile: Profile) -> str:
-    """The original text when it still says exactly this profile (keeps comments and
-    layout byte for byte), else the canonical TOML."""
-    if profile.source_text is not None:
+def _text_for(profile: Profile, base_text: str | None = None) -> str:
+    """The profile's own text (``source_text``), else ``base_text`` (the file it replaces):
+    as it is when it still says exactly this profile (comments and layout byte for byte),
+    else edited to say it (tomlkit keeps the comments and key order); the canonical TOML
+    when neither is there or readable."""
+    for text in (profile.source_text, base_text):
+        if text is None:
+            continue
         try:
-            if from_dict(tomllib.loads(profile.source_text)) == profile:
-                return profile.source_text
-        except (tomllib.TOMLDecodeError, ProfileError):
-            pass
+            if from_dict(tomllib.loads(text)) == profile:
+                return text
+            edited = toml_text.update(text, profile.to_dict())
+            if from_dict(tomllib.loads(edited)) == profile:
+                return edited
+        except (tomllib.TOMLDecodeError, ProfileError, ValueError, TypeError, KeyError):
+            continue
     return dumps(profile)
 
 
-def save_profile(profile: Profile, path: Path) -> Path:
-    """Write ``profile`` to ``path`` atomically (no validation; see ProfileStore.save)."""
+def save_profile(profile: Profile, path: Path, base_text: str | None = None) -> Path:
+    """Write ``profile`` to ``path`` atomically (no validation; see ProfileStore.save).
+    ``base_text``: the text of the file it replaces, whose comments are kept."""
     path = Path(path)
-    atomic_write_text(path, _text_for(profile))
+    atomic_write_text(path, _text_for(profile, base_text))
     return path
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any
 
 PROTOCOL_VERSION = 1
 PHASES = ("loading_model", "caching", "training", "saving", "sampling")
@@ -82,8 +82,8 @@ class LogEvent:
     message: str
 
 
-Event = Union[PhaseEvent, StepEvent, SampleEvent, CheckpointEvent, DoneEvent, ErrorEvent,
-              StoppedEvent, LogEvent]
+Event = (PhaseEvent | StepEvent | SampleEvent | CheckpointEvent | DoneEvent | ErrorEvent
+         | StoppedEvent | LogEvent)
 
 _TYPES: dict[str, type] = {
     "phase": PhaseEvent, "step": StepEvent, "sample": SampleEvent,

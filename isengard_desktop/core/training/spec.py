@@ -11,7 +11,8 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 SPEC_VERSION = 1
 
@@ -93,7 +94,7 @@ class TrainingJob:
             ("resolution", 64 <= self.resolution <= 4096 and self.resolution % 64 == 0,
              "must be a multiple of 64 between 64 and 4096"),
             ("caption_dropout", 0 <= self.caption_dropout < 1, "must be between 0 and 1"),
-            ("warmup_steps", 0 <= self.warmup_steps, "cannot be negative"),
+            ("warmup_steps", self.warmup_steps >= 0, "cannot be negative"),
             ("keep_checkpoints", self.keep_checkpoints >= 1, "must be at least 1"),
             ("trigger_word", bool(self.trigger_word.strip()), "cannot be empty"),
             ("output_name", bool(self.output_name.strip()) and "/" not in self.output_name
@@ -107,7 +108,7 @@ class TrainingJob:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingJob":
+    def from_dict(cls, data: dict[str, Any]) -> TrainingJob:
         version = int(data.get("version", 1))
         if version > SPEC_VERSION:
             raise SpecError(f"version: job spec version {version} is newer than this app "
@@ -123,7 +124,7 @@ class TrainingJob:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainingJob":
+    def from_json(cls, text: str) -> TrainingJob:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -133,7 +134,7 @@ class TrainingJob:
         return cls.from_dict(data)
 
     @classmethod
-    def load(cls, path: Path) -> "TrainingJob":
+    def load(cls, path: Path) -> TrainingJob:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 

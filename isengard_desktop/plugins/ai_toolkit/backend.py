@@ -48,6 +48,7 @@ from ...core.training.protocol import (
     LogEvent,
     SampleEvent,
 )
+from ...core.dataset.captions import has_trigger
 from ...core.training.spec import JobPaths, TrainingJob
 from ..external.parsing import ExternalParser, parse_postfix, parse_tqdm
 from ..external.files import (
@@ -128,8 +129,7 @@ def _prompts(job: TrainingJob) -> list[str]:
     trigger = job.trigger_word.strip()
     out = []
     for prompt in prompts:
-        has = "[trigger]" in prompt or re.search(r"(?<!\w)" + re.escape(trigger) + r"(?!\w)",
-                                                 prompt)
+        has = "[trigger]" in prompt or has_trigger(prompt, trigger)
         out.append(prompt if has else f"[trigger], {prompt}")
     return out
 

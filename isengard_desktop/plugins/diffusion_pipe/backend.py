@@ -41,9 +41,10 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
-from ...core.toml_text import toml_value
+from ...core import toml_text
 from ...core.training.installs import ExternalInstall, platform_problem, validate_install
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from .dataset import (DEFAULT_DELIMITER, caption_prefix, count_media,
@@ -70,36 +71,25 @@ _SIGNAL_FILES = ("save_quit", "save")
 
 
 # -- TOML --------------------------------------------------------------------------------
-def _toml_value(value: Any) -> str:
+def _plain(value: Any) -> Any:
+    """``value`` with paths as text; a non-finite float is a ValueError (diffusion-pipe's
+    ``toml`` parser cannot read ``nan``/``inf``)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"TOML cannot hold {value!r}")
     if isinstance(value, Path):
-        value = str(value)
+        return str(value)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    return toml_value(value, _toml_value)
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def toml_dumps(doc: dict[str, Any], header: str = "") -> str:
-    """TOML text for ``doc``: scalars first, then ``[table]`` for dicts and ``[[name]]`` for
-    lists of dicts; comments from ``header`` on top. Keys keep their order."""
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    if lines:
-        lines.append("")
-    tables = []
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            tables.append((key, [value], False))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            tables.append((key, value, True))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for key, items, array in tables:
-        for item in items:
-            lines.append("")
-            lines.append(f"[[{key}]]" if array else f"[{key}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
-    return "\n".join(lines) + "\n"
+    """TOML text for ``doc`` (core.toml_text.dumps): scalars first, then ``[table]`` for
+    dicts and ``[[name]]`` for lists of dicts; comments from ``header`` on top. Keys keep
+    their order."""
+    return toml_text.dumps(_plain(doc), header)
 
 
 # -- the job's options --------------------------------------------------------------------

@@ -17,14 +17,13 @@ trigger word is dropped), so no caption trains the trigger twice.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from pathlib import Path
 
-from ...core.dataset.captions import prepend_trigger, read_sidecar
+from ...core.dataset.captions import has_trigger, read_sidecar, with_trigger
+from ...core.fsutil import link_or_copy
 
 __all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_media",
-           "drop_trigger_tags", "mentions", "stage_dataset", "staged_caption", "with_trigger"]
+           "drop_trigger_tags", "stage_dataset", "staged_caption", "with_trigger"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
                             ".avif", ".jxl"})
@@ -41,21 +40,6 @@ def count_media(folder: Path, video: bool) -> int:
                    if p.suffix.lower() in suffixes and p.is_file())
     except OSError:
         return 0
-
-
-def mentions(text: str, trigger: str) -> bool:
-    """Whether ``text`` holds ``trigger`` as a whole word (case-sensitive, like the token)."""
-    trigger = trigger.strip()
-    return bool(trigger) and re.search(r"(?<!\w)" + re.escape(trigger) + r"(?!\w)",
-                                       text) is not None
-
-
-def with_trigger(caption: str, trigger: str) -> str:
-    """``caption`` with ``trigger`` in front, unless it already holds it as a whole word
-    (the built-in trainer's rule)."""
-    if mentions(caption, trigger):
-        return caption.strip()
-    return prepend_trigger(caption, trigger.strip())
 
 
 def caption_prefix(prefix: str | None, trigger: str) -> str:
@@ -88,7 +72,7 @@ def staged_caption(caption: str, trigger: str, prefix: str = "",
                    delimiter: str = DEFAULT_DELIMITER) -> str:
     """The caption file's text for the tool: with the trigger word in front, or, when the
     resolved ``prefix`` (which the tool adds itself) holds the trigger, without it."""
-    if prefix and mentions(prefix, trigger):
+    if prefix and has_trigger(prefix, trigger):
         return drop_trigger_tags(caption, trigger, delimiter)
     return with_trigger(caption, trigger)
 
@@ -110,13 +94,7 @@ def stage_dataset(source: Path, target: Path, trigger: str, video: bool, prefix:
         dest = target / path.name
         wanted.update((path.name, f"{path.stem}.txt"))
         if not (dest.exists() and os.path.samefile(path, dest)):
-            part = dest.with_name(dest.name + ".part")
-            part.unlink(missing_ok=True)
-            try:
-                os.link(path, part)
-            except OSError:
-                shutil.copy2(path, part)
-            os.replace(part, dest)
+            link_or_copy(path, dest)
         text = staged_caption(read_sidecar(path) or "", trigger, prefix, delimiter) + "\n"
         sidecar = target / f"{path.stem}.txt"
         try:

@@ -11,7 +11,7 @@
   whose files still exist, newest first.
 * :class:`OutputScanner`: new files in a tool's output folder (samples), by regex on the name.
 * The launcher (``external/trainer_shim.py``): :func:`launcher_files` gives its argv and files.
-* :func:`dump_toml`: TOML text (escapes Windows paths, unlike the ``toml`` package).
+* :func:`dump_toml`: TOML text (core.toml_text; escapes Windows paths, unlike the ``toml`` package).
 * :func:`require_path` (``build_launch``: a path that must exist, else a SpecError naming the
   field); :func:`check_job` (the first checks of ``build_launch`` in ai-toolkit and kohya).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.fsutil import atomic_write_text
-from ...core.toml_text import toml_key, toml_value
+from ...core import toml_text
 from ...core.training.checkpoints import (
     CHECKPOINTS_DIR,
     MANIFEST_NAME,
@@ -235,25 +235,16 @@ def require_path(field: str, value: str, what: str, *, folder: bool = False) -> 
     return str(path)
 
 
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value]
+    return value
 
 
-def dump_toml(data: dict[str, Any], _prefix: str = "") -> str:
-    """TOML text of ``data``: scalars, lists of scalars, tables and arrays of tables (strings
-    escaped as TOML basic strings, so Windows paths survive). ``None`` values are left out.
-    (The ``toml`` package writes ``C:\\x`` unescaped, which breaks the file.)"""
-    lines: list[str] = []
-    for key, value in data.items():
-        if value is None or isinstance(value, dict) or _is_table_array(value):
-            continue
-        lines.append(f"{toml_key(key)} = {toml_value(value)}")
-    for key, value in data.items():
-        name = _prefix + toml_key(key)
-        if isinstance(value, dict):
-            lines += ["", f"[{name}]", dump_toml(value, name + ".").rstrip("\n")]
-        elif _is_table_array(value):
-            for item in value:
-                lines += ["", f"[[{name}]]", dump_toml(item, name + ".").rstrip("\n")]
-    text = "\n".join(line for line in lines)
-    return text.lstrip("\n") + "\n"
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text of ``data`` (core.toml_text.dumps: scalars, lists of scalars, tables and
+    arrays of tables; strings escaped as TOML basic strings, so Windows paths survive).
+    ``None`` values are left out."""
+    return toml_text.dumps(_without_none(data))

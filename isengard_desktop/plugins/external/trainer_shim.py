@@ -58,14 +58,34 @@ def say(kind, payload):
     sys.stdout.flush()
 
 
-def with_trigger(caption, trigger):
-    """``caption`` with ``trigger`` in front unless it already holds it as a whole word."""
-    caption, trigger = caption.strip(), trigger.strip()
+# A stdlib copy of the app's trigger-word rule (isengard_desktop/core/dataset/captions.py:
+# trigger_pattern, has_trigger, with_trigger): this file runs under the trainer's Python and
+# cannot import the app. tests/unit/test_trigger_rule.py checks that both agree.
+_SEPARATORS = r"\s,;"
+
+
+def trigger_pattern(trigger):
+    """The whole-token pattern of ``trigger`` (stripped, not empty), case-sensitive."""
+    trigger = trigger.strip()
     if not trigger:
+        raise ValueError("empty trigger word")
+    before = r"(?<!\w)" if re.match(r"\w", trigger[0]) else r"(?<![^%s])" % _SEPARATORS
+    after = r"(?!\w)" if re.match(r"\w", trigger[-1]) else r"(?![^%s])" % _SEPARATORS
+    return re.compile(before + re.escape(trigger) + after)
+
+
+def has_trigger(text, trigger):
+    """Whether ``text`` holds ``trigger`` as a whole token anywhere."""
+    return bool(trigger.strip()) and trigger_pattern(trigger).search(text) is not None
+
+
+def with_trigger(caption, trigger):
+    """``caption`` with ``trigger`` in front unless it already holds it as a whole token."""
+    caption, trigger = caption.strip(), trigger.strip()
+    if not trigger or has_trigger(caption, trigger):
         return caption
-    if re.search(r"(?<!\w)" + re.escape(trigger) + r"(?!\w)", caption):
-        return caption
-    return "%s, %s" % (trigger, caption) if caption else trigger
+    body = caption.lstrip(", ").strip()
+    return "%s, %s" % (trigger, body) if body else trigger
 
 
 def _same_file(a, b):
@@ -81,7 +101,7 @@ def stage_dataset(spec):
     if not os.path.isdir(source):
         raise FileNotFoundError("the dataset folder %s does not exist" % source)
     os.makedirs(target, exist_ok=True)
-    wanted = set()
+    wanted = set()  # type: set[str]
     for name in sorted(os.listdir(source)):
         path = os.path.join(source, name)
         stem, ext = os.path.splitext(name)

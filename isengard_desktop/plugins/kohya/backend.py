@@ -35,7 +35,6 @@ the bar then counts the remaining steps, which the parser offsets).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from ...core.training.installs import (
     platform_problem,
     validate_install,
 )
+from ...core.dataset import captions
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ..external.files import (
     check_job,
@@ -140,11 +140,9 @@ def save_every(job: TrainingJob) -> int:
 
 
 def with_trigger(prompt: str, trigger: str) -> str:
-    trigger = trigger.strip()
-    prompt = prompt.replace("[trigger]", trigger).strip()
-    if not trigger or re.search(r"(?<!\w)" + re.escape(trigger) + r"(?!\w)", prompt):
-        return prompt
-    return f"{trigger}, {prompt}" if prompt else trigger
+    """``prompt`` with ``[trigger]`` replaced by the trigger word, which is put in front
+    when the prompt does not hold it (core.dataset.captions.with_trigger)."""
+    return captions.with_trigger(prompt.replace("[trigger]", trigger.strip()), trigger)
 
 
 def prompts(job: TrainingJob) -> list[str]:

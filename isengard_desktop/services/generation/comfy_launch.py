@@ -142,7 +142,7 @@ class RotatingLog:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+        self._fh = open(self.path, "ab")  # noqa: SIM115 (open while the server runs)
         self._size = self._fh.tell()
 
     def write(self, text: str) -> None:

@@ -35,7 +35,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal

@@ -21,7 +21,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from loguru import logger
 
@@ -187,7 +188,7 @@ class JobRunner:
                 pspec = plan.spec.features[name].params[pname]
                 if pspec.type == "model":
                     values[pname] = route.name_for(canonical_folder(pspec.model_folder), value)
-        for (feature, pname), local in plan.uploads.items():
+        for (feature, pname), _local in plan.uploads.items():
             name = (uploaded or {}).get((feature, pname), INPUT_PLACEHOLDER)
             (features[feature] if feature else params)[pname] = name
         return build_graph(plan.spec, params, features=features,

@@ -3,10 +3,11 @@ throttles them to ~10 a second), the trigger word, PNG sizes."""
 
 from __future__ import annotations
 
-import re
 import struct
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from ...core.dataset.captions import with_trigger
 from ...core.comfy.types import (NodeProgress, NodesCached, NodeStarted, PreviewImage, RunEvent,
                                 RunStarted)
 from ...core.types import Progress
@@ -15,20 +16,6 @@ __all__ = ["ProgressTracker", "png_size", "with_trigger"]
 
 
 WORKING = "Working"      # the label while no node has said what it is
-
-
-def with_trigger(prompt: str, trigger: str) -> str:
-    """The prompt with the trigger word once, at the start (left alone if already there)."""
-    trigger = trigger.strip()
-    prompt = prompt.strip()
-    if not trigger:
-        return prompt
-    boundary = r"(?<!\w)" + re.escape(trigger) + (r"(?!\w)" if re.match(r"\w", trigger[-1])
-                                                  else r"(?=$|[\s,;])")
-    if re.search(boundary, prompt):
-        return prompt
-    body = prompt.lstrip(", ").strip()
-    return f"{trigger}, {body}" if body else trigger
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:

@@ -34,7 +34,8 @@ import sqlite3
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -43,7 +44,7 @@ from ...core import logging as applog
 from ...core.comfy.errors import ComfyError
 from ...core.comfy.jobs import (TARGETS, GalleryItem, GenerationRequest, ServerStatus)
 from ...core.comfy.routing import lora_visibility
-from ...core.dataset.captions import prepend_trigger
+from ...core.dataset.captions import with_trigger
 from ...core.db.generations import GenerationsRepository
 from ...core.paths import AppPaths
 from ...core.types import Progress
@@ -396,7 +397,7 @@ class GenerationService(QObject):
         return self._items.get(item_id)
 
     def keep(self, item_ids: Iterable[int]) -> None:
-        """Add staged images to their character's dataset (caption = trigger + prompt,
+        """Add staged images to their character's dataset (caption = the prompt with the trigger word,
         source synthetic); they leave the staging area."""
         groups: dict[int, list[GalleryItem]] = {}
         for item_id in item_ids:
@@ -411,7 +412,7 @@ class GenerationService(QObject):
                                  "staging area.")
                 continue
             trigger = character.trigger_word
-            captions = {item.path: prepend_trigger(item.prompt, trigger) for item in items}
+            captions = {item.path: with_trigger(item.prompt, trigger) for item in items}
             by_path = {item.path: item for item in items}
 
             def done(outcome: ImportOutcome, by_path: dict[str, GalleryItem] = by_path) -> None:

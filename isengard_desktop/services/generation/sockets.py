@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from loguru import logger

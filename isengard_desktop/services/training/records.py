@@ -16,7 +16,7 @@ stopped``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -56,7 +56,7 @@ RESUMABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.INTE
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +113,7 @@ class JobRecord:
                       error_message=self.error_message, sec_per_step=self.sec_per_step)
 
     @classmethod
-    def from_row(cls, row: JobRow, spec: TrainingJob) -> "JobRecord":
+    def from_row(cls, row: JobRow, spec: TrainingJob) -> JobRecord:
         return cls(job_id=row.job_id, character_id=row.character_id,
                    character_name=spec.character_name, backend=row.backend,
                    family=row.family, preset=row.preset, state=JobState(row.state),

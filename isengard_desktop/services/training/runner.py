@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -96,9 +97,9 @@ class JobRun(QObject):
     def start(self) -> None:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self._files = {
-            "stdout": open(self.paths.stdout, "ab"),
-            "stderr": open(self.paths.stderr, "ab"),
-            "events": open(self.paths.events, "a", encoding="utf-8", newline="\n"),
+            "stdout": open(self.paths.stdout, "ab"),  # noqa: SIM115 (open for the run)
+            "stderr": open(self.paths.stderr, "ab"),  # noqa: SIM115 (open for the run)
+            "events": open(self.paths.events, "a", encoding="utf-8", newline="\n"),  # noqa: SIM115 (open for the run)
         }
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         for stream in ("stdout", "stderr"):

@@ -47,7 +47,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
@@ -128,6 +129,9 @@ class TrainingService(QObject):
         self._outputs = JobOutputs(paths, library, self._files)
 
     # -- lifecycle -------------------------------------------------------------------------
+    def _examine(self, rows: list[JobRow]) -> None:
+        run_in_executor(self._files, lambda: examine_rows(rows), self._on_loaded)
+
     def start(self) -> None:
         """Load jobs off the UI thread; running jobs whose process is gone → interrupted."""
         data_root = self.paths.data
@@ -174,7 +178,7 @@ class TrainingService(QObject):
             self._refresh_stop_file(job_id, run)
             run.request_stop(StopIntent.SHUTDOWN, self.shutdown_grace_s, self.kill_grace_s)
         deadline = time.monotonic() + self.shutdown_grace_s
-        for job_id, run in runs:
+        for _job_id, run in runs:
             remaining = max(0.1, deadline - time.monotonic())
             run.wait_for_exit(StopIntent.SHUTDOWN, remaining, self.kill_grace_s)
             run.release()

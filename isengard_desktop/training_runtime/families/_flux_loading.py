@@ -25,6 +25,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -144,7 +145,7 @@ class Resolver:
         self.job = job
         self.missing: list[str] = []
 
-    def _miss(self, what: str, looked: list[Path | str]) -> None:
+    def _miss(self, what: str, looked: Sequence[Path | str]) -> None:
         where = "; ".join(str(p) for p in looked) or "nowhere (no folder to look in)"
         self.missing.append(f"{what} - looked in: {where}")
 
@@ -218,6 +219,7 @@ class Resolver:
         for spec in self.encoders:
             prefix = next((p for p in spec.bundled_prefixes
                            if any(k.startswith(p) for k in keys)), None)
+            src: Source | None
             if extra.get(spec.extra_key):
                 src = self._existing(Path(extra[spec.extra_key]),
                                      f"{spec.label} (job.extra['{spec.extra_key}'])")
@@ -292,7 +294,7 @@ def load_state_dict(src: Source) -> dict[str, torch.Tensor]:
 
     out: dict[str, torch.Tensor] = {}
     with safe_open(str(src.path), framework="pt") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
             if key.startswith(src.prefix) and not (src.skip and key.startswith(src.skip)):
                 out[key[len(src.prefix):]] = f.get_tensor(key)
     return out
@@ -316,14 +318,14 @@ def load_text_encoder(spec: EncoderSpec, src: Source, config_dir: Path, dtype: t
                                "fp16/bf16 file instead")
         config = config_cls.from_pretrained(str(config_dir / spec.subfolder))
         with init_empty_weights(include_buffers=False):
-            model = cls(config)
+            model = cls(config)  # type: ignore[arg-type]  # cls matches config_cls per spec
         model.load_state_dict(state, strict=False, assign=True)
         model.tie_weights()
         left = [n for n, p in model.named_parameters() if p.is_meta]
         if left:
             raise ModelMissing(f"{src.path} is not a {spec.label} in the expected layout "
                                f"(missing {len(left)} tensors, e.g. {left[0]})")
-        model = model.to(dtype)
+        model = model.to(dtype)  # type: ignore[arg-type]  # transformers' .to stub
     model.requires_grad_(False)
     return model.eval()
 

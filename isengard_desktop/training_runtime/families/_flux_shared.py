@@ -215,7 +215,7 @@ class FlowFamilyBase(Family):
             for i in range(0, len(captions), ENCODE_CHUNK):
                 out += self._encode_chunk(list(captions[i:i + ENCODE_CHUNK]), device)
         # The same objects the loop caches (no copies): sample() finds its prompts here.
-        self._prompt_cache.update(zip(captions, out))
+        self._prompt_cache.update(zip(captions, out, strict=True))
         return out
 
     def _sample_prompts(self) -> list[str]:
@@ -233,7 +233,7 @@ class FlowFamilyBase(Family):
         """Encode prompts for :meth:`sample` now, so it never needs the text encoders."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
         if todo:
-            for p, cond in zip(todo, self._encode_reloading(todo)):
+            for p, cond in zip(todo, self._encode_reloading(todo), strict=True):
                 self._prompt_cache[p] = cond
 
     def _encode_reloading(self, prompts: list[str]) -> list[TextCondition]:

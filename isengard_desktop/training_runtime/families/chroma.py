@@ -46,7 +46,7 @@ class ChromaFamily(FlowFamilyBase):
         embeds = t5(enc.input_ids.to(device), attention_mask=mask.to(device),
                     output_hidden_states=False)[0]
         out = []
-        for e, m in zip(embeds, mask):
+        for e, m in zip(embeds, mask, strict=True):
             n = min(int(m.sum()) + 1, e.shape[0])     # the caption + its first padding token
             # a copy, not a view that would keep the whole padded batch alive
             out.append(TextCondition({"prompt_embeds": e[:n].to("cpu", self.dtype, copy=True),

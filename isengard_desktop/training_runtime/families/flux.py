@@ -57,7 +57,7 @@ class FluxFamily(FlowFamilyBase):
         return [TextCondition({"prompt_embeds": e.to("cpu", self.dtype),
                                "pooled_prompt_embeds": p.to("cpu", self.dtype),
                                "text_ids": text_ids})
-                for e, p in zip(embeds, pooled)]
+                for e, p in zip(embeds, pooled, strict=True)]
 
     def _condition_kwargs(self, conds: list[TextCondition], n_img: int,
                           guidance: float | None) -> dict[str, Any]:

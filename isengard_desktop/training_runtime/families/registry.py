@@ -25,7 +25,7 @@ FAMILY_CLASSES: dict[str, str] = {
 }
 
 
-def family_class(key: str) -> "type[Family]":
+def family_class(key: str) -> type[Family]:
     """The :class:`~.base.Family` subclass for ``key``; :class:`ConfigError` if unknown or
     not available in this build."""
     target = FAMILY_CLASSES.get(key)

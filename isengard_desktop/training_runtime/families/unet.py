@@ -100,7 +100,7 @@ class _UNetFamily(Family):
                 folder = self._find_tokenizer(self.tokenizers[0])
             # SDXL's second tokenizer is CLIP's vocabulary padded with "!"; a real
             # tokenizer_2 folder says so itself, a borrowed one (ComfyUI's) does not.
-            extra = {"pad_token": "!"} if i == 1 and folder.name != sub else {}
+            extra: dict[str, Any] = {"pad_token": "!"} if i == 1 and folder.name != sub else {}
             out.append(CLIPTokenizer.from_pretrained(str(folder), local_files_only=True, **extra))
         return out
 
@@ -361,7 +361,8 @@ class SDXLFamily(_UNetFamily):
             out = enc(self._ids(tok, enc, captions), output_hidden_states=True)
             hidden.append(out.hidden_states[-2])
             pooled = getattr(out, "text_embeds", None)
-        return {"hidden": torch.cat(hidden, dim=-1), "pooled": pooled}
+        # SDXL's second encoder (with projection) always gives text_embeds
+        return {"hidden": torch.cat(hidden, dim=-1), "pooled": pooled}  # type: ignore[dict-item]
 
     def _uncond(self) -> TextCondition:
         # SDXL samples with zeroed embeddings for the empty negative prompt

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QHB
                                QSplitter, QStackedWidget, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QVBoxLayout, QWidget)
 
+from ..widgets.qt_types import ModelIndex
 from ...core.db.records import Character, ImageRecord
 from ...services.database import ChangeSet
 from ...services.library import LibraryService
@@ -48,10 +49,10 @@ class CharacterListModel(QAbstractListModel):
             self._counts[image.character_id] = self._counts.get(image.character_id, 0) + 1
         self.endResetModel()
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._items)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
         if not index.isValid():
             return None
         ch = self._items[index.row()]
@@ -81,10 +82,10 @@ class CharacterListModel(QAbstractListModel):
 class CharacterCardDelegate(QStyledItemDelegate):
     """Cover image, name, photo count and a trained/untrained badge."""
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+    def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:
         return CARD
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
         ch: Character = index.data(CharacterRole)
         pal = option.palette
         rect = option.rect.adjusted(8, 8, -8, -8)

@@ -11,7 +11,7 @@ Signals:
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton,
@@ -155,9 +155,9 @@ class BackendBarWidget(QFrame):
         keys = [s.key for s in self.servers]
         for key in list(self.chips):
             if key not in keys:
-                chip = self.chips.pop(key)
-                self._chips_row.removeWidget(chip)
-                chip.deleteLater()
+                gone = self.chips.pop(key)
+                self._chips_row.removeWidget(gone)
+                gone.deleteLater()
         for n, status in enumerate(self.servers):
             chip = self.chips.get(status.key)
             if chip is None:

@@ -19,7 +19,8 @@ owner places below the (scrolling) form so they are always in view.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QTextCursor
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QHBoxLayout
                                QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.comfy.jobs import GalleryItem, GenerationRequest, LoraChoice
+from ...core.dataset.captions import has_trigger, trigger_pattern
 from .advanced import AdvancedWidget
 from .input_image import InputImageWidget
 from .options import ExtrasWidget, LoraOption, LoraPickerWidget, subtle
@@ -44,10 +46,10 @@ def insert_trigger(prompt: str, trigger: str, old: str = "") -> str:
     text = prompt
     if old and old != trigger:
         if trigger:
-            text = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", trigger, text)
+            text = trigger_pattern(old).sub(lambda _m: trigger, text)
         else:
-            text = re.sub(rf"^\s*{re.escape(old)}\s*,?\s*", "", text)
-    if trigger and not re.search(rf"(?<!\w){re.escape(trigger)}(?!\w)", text, re.IGNORECASE):
+            text = re.sub(rf"^\s*{trigger_pattern(old).pattern}\s*,?\s*", "", text)
+    if trigger and not has_trigger(text, trigger):
         text = f"{trigger}, {text.lstrip()}"
     return text
 

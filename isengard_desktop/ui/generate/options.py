@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout,
@@ -166,7 +166,7 @@ class LoraPickerWidget(QWidget):
         opt = self.option()
         locked = self._locked is not None
         self.combo.setEnabled(bool(self._options) and not locked)
-        if locked:
+        if self._locked is not None:
             self.combo.setToolTip(f"Generating for {self._locked.name}'s dataset: the LoRA is "
                                   "fixed. Press Back to the gallery to pick another.")
         elif not self._options:
@@ -185,10 +185,10 @@ class LoraPickerWidget(QWidget):
             else "No LoRA: the base model alone.")
         if opt is not None:
             text = f"Trained for {family_label(opt.family)}: {Path(opt.path).name}"
-            on = [label for label, visible, _how in self.visibility if visible]
+            shown = [label for label, visible, _how in self.visibility if visible]
             missing = [(label, how) for label, visible, how in self.visibility if not visible]
-            if on:
-                text += f". On {', '.join(on)}."
+            if shown:
+                text += f". On {', '.join(shown)}."
             for label, how in missing:
                 text += f"\nNot on {label}: {how}."
             self.hint.setText(text)

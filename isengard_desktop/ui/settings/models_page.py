@@ -6,7 +6,7 @@ Scanning reads only safetensors headers and runs on a worker thread (through the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
@@ -16,7 +16,7 @@ from ...core.models import ModelInfo
 ScanModels = Callable[[list[str], Callable[[list[ModelInfo]], None]], None]
 
 
-def _size_text(size: int) -> str:
+def _size_text(size: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

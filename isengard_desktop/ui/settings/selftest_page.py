@@ -9,7 +9,8 @@ it failed), the losses and the LoRA path at the end, and "Copy report".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QBrush, QColor, QDesktopServices, QGuiApplication
@@ -214,4 +215,4 @@ class SelfTestPageWidget(QWidget):
         self.summary.setText("\n".join(lines))
         self.summary.setVisible(bool(lines))
         self.copy_button.setEnabled(True)
-        self.open_button.setEnabled(bool(result.folder) and Path(result.folder).is_dir())
+        self.open_button.setEnabled(result.folder is not None and Path(result.folder).is_dir())

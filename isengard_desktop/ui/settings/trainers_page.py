@@ -13,7 +13,7 @@ The page saves nothing itself: :meth:`TrainersPageWidget.installs` gives the val
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGridLayout, QGroupBox,
                                QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,

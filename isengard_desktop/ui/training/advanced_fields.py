@@ -7,7 +7,8 @@ Signals:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QValidator
@@ -110,7 +111,7 @@ class ScientificSpinBox(QDoubleSpinBox):
         except ValueError:
             return self.value()
 
-    def validate(self, text: str, pos: int) -> object:
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
         stripped = text.strip()
         try:
             value = float(stripped)
@@ -277,5 +278,7 @@ def _on_change(widget: QWidget, slot: Callable[[], None]) -> None:
         widget.toggled.connect(lambda _: slot())
     elif isinstance(widget, QComboBox):
         widget.currentIndexChanged.connect(lambda _: slot())
-    else:
+    elif isinstance(widget, (QDoubleSpinBox, QSpinBox)):
         widget.valueChanged.connect(lambda _: slot())
+    else:
+        raise TypeError(widget)

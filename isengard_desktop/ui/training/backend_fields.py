@@ -7,7 +7,8 @@ on/off input with its label and the error line under it). No disk access.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QToolButton,
                                QVBoxLayout, QWidget)
@@ -89,7 +90,7 @@ class FieldRow:
             for choice in self.spec.get("choices") or []:
                 combo.addItem(str(choice), choice)
             combo.currentIndexChanged.connect(lambda _: on_change())
-            self.editor: QWidget = combo
+            self.editor: QComboBox | QLineEdit = combo
         else:
             edit = QLineEdit()
             placeholder = self.spec.get("placeholder") or {

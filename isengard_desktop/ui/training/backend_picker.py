@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
@@ -164,10 +165,10 @@ class BackendPickerWidget(QWidget):
         self._save_values()
         choice = self.backend()
         self.combo.setToolTip(
-            (choice.why if choice and not choice.available else
+            choice.why if choice and not choice.available else
              "The program that trains. Built-in needs nothing else installed; ai-toolkit, "
              "diffusion-pipe and kohya sd-scripts are used from their folders set in "
-             "Settings → Trainers."))
+             "Settings → Trainers.")
         self._fill_model_types()
         self._rebuild()
         if emit:
@@ -241,7 +242,8 @@ class BackendPickerWidget(QWidget):
         for spec in self._profile_specs:   # a profile's defaults fill empty fields
             if "default" in spec and _empty(self._values.get(spec["key"])):
                 self._values[spec["key"]] = copy.deepcopy(spec["default"])
-        if backend and self.backend() and self.backend().key == backend:
+        current = self.backend()
+        if backend and current and current.key == backend:
             wanted = self._default_model_type()
             if wanted is not None and wanted != self.model_type():
                 self.model_type_combo.blockSignals(True)

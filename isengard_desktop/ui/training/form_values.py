@@ -1,5 +1,6 @@
 """What the Training tab's setup form decides, and profiles on the form
-(:class:`FormValuesMixin`, mixed into :class:`~.training_setup.SetupFormWidget`).
+(:class:`FormValuesMixin`, mixed into :class:`~.setup_form.SetupFormWidget`, which it sees
+only through the :class:`SetupForm` protocol).
 
 Split out of ``training_setup.py`` (which builds the form): turning the form into
 TrainingJob fields (backend, model type and backend fields in ``extra``), why Start cannot
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import copy
 from datetime import date
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QButtonGroup, QComboBox, QLabel, QPlainTextEdit, QPushButton, QWidget
 
 from ...core.models import FAMILY_LABELS
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NOTES, apply_preset,
@@ -20,15 +23,65 @@ from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NOTE
 from ...core.training.profiles import (KNOWN_BACKENDS, PATH_KINDS, TRAIN_KEYS, Profile,
                                        validate)
 from ...core.training.spec import TrainingJob
-from .backend_picker import BackendChoice
+from ...core.db.records import Character
+from ...core.models import ModelInfo
+from .advanced_fields import AdvancedSettingsWidget
+from .backend_picker import BackendChoice, BackendPickerWidget
 
 if TYPE_CHECKING:
-    from .setup_form import SetupFormWidget
+    from ...services.library import LibraryService
 
 TRIGGER = "[trigger]"
 _FLOAT_FIELDS = {name for name, f in TrainingJob.__dataclass_fields__.items()
                  if str(f.type) == "float"}
 _SPEC_KEYS = ("label", "kind", "tooltip", "required", "choices", "model_types", "placeholder")
+
+
+class SetupForm(Protocol):
+    """What :class:`FormValuesMixin` needs of the form it is mixed into (the setup form's
+    widgets and its own methods); ``self`` of the mixin's methods. The form module imports
+    this one, never the other way round."""
+
+    profile: Profile | None
+    edited: bool
+    preset_name: str
+    _library: LibraryService
+    _models: list[ModelInfo]
+    _models_loading: bool
+    _vram_gb: float | None
+    advanced: AdvancedSettingsWidget
+    fields: dict[str, QWidget]
+    backend_picker: BackendPickerWidget
+    model_combo: QComboBox
+    profile_combo: QComboBox
+    prompts_edit: QPlainTextEdit
+    preset_buttons: dict[str, QPushButton]
+    preset_group: QButtonGroup
+    preset_note: QLabel
+    start_button: QPushButton
+    start_hint: QLabel
+    def set_field(self, name: str, value: Any) -> None: ...
+    def selected_character(self) -> Character | None: ...
+    def select_character(self, character_id: int) -> None: ...
+    def selected_model(self) -> ModelInfo | None: ...
+    def family(self) -> str | None: ...
+    def sample_prompts(self) -> list[str]: ...
+    def show_error(self, text: str) -> None: ...
+    def apply_preset(self, name: str) -> None: ...
+    def update_estimate(self) -> None: ...
+    def _update_family_fields(self) -> None: ...
+    def _update_prompts_note(self) -> None: ...
+    def _update_warnings(self) -> None: ...
+
+    # the mixin's own methods that call each other
+    def backend(self) -> BackendChoice | None: ...
+    def apply_profile(self, profile: Profile) -> None: ...
+    def preset_label(self) -> str: ...
+    def problem(self) -> str | None: ...
+    def _profile_index(self, name: str | None) -> int: ...
+    def _check_preset_button(self, name: str | None) -> None: ...
+    def _update_preset_note(self) -> None: ...
+    def _update_start(self) -> None: ...
 
 
 class FormValuesMixin:
@@ -37,10 +90,10 @@ class FormValuesMixin:
     profile: Profile | None = None
 
     # -- backend ---------------------------------------------------------------------------
-    def backend(self: SetupFormWidget) -> BackendChoice | None:
+    def backend(self: SetupForm) -> BackendChoice | None:
         return self.backend_picker.backend()
 
-    def _apply_backend_capabilities(self: SetupFormWidget) -> None:
+    def _apply_backend_capabilities(self: SetupForm) -> None:
         """Grey out what the chosen trainer does not use: its ``unused_job_fields`` in
         Advanced (the tooltip says so) and the sample prompts when it makes no samples (a
         one-line reason under the box)."""
@@ -51,7 +104,7 @@ class FormValuesMixin:
         self._update_family_fields()
         self._update_prompts_note()
 
-    def no_samples_reason(self: SetupFormWidget) -> str:
+    def no_samples_reason(self: SetupForm) -> str:
         """Why the sample prompts are not used by the chosen trainer ("" when they are)."""
         backend = self.backend()
         if backend is None:
@@ -63,7 +116,7 @@ class FormValuesMixin:
         return ""
 
     # -- profiles ------------------------------------------------------------------------------
-    def set_profiles(self: SetupFormWidget, profiles: Sequence[Profile],
+    def set_profiles(self: SetupForm, profiles: Sequence[Profile],
                      backends: Sequence[str] | None = None) -> None:
         """The profiles the quick picker lists (shipped first). A profile whose trainer is
         not registered is listed disabled, with the reason."""
@@ -99,7 +152,7 @@ class FormValuesMixin:
         combo.setCurrentIndex(max(0, self._profile_index(current)))
         combo.blockSignals(False)
 
-    def _profile_index(self: SetupFormWidget, name: str | None) -> int:
+    def _profile_index(self: SetupForm, name: str | None) -> int:
         if name is None:
             return 0
         for i in range(1, self.profile_combo.count()):
@@ -108,14 +161,14 @@ class FormValuesMixin:
                 return i
         return -1
 
-    def _on_profile_chosen(self: SetupFormWidget) -> None:
+    def _on_profile_chosen(self: SetupForm) -> None:
         profile = self.profile_combo.currentData()
         if profile is None:
             self.apply_preset(self.preset_name)
         else:
             self.apply_profile(profile)
 
-    def apply_profile(self: SetupFormWidget, profile: Profile) -> None:
+    def apply_profile(self: SetupForm, profile: Profile) -> None:
         """Fill the form from ``profile``: trainer, model type, its fields, every training
         value (the family's Balanced preset for values it does not set), sample prompts, and
         a base model of its family when there is one."""
@@ -163,7 +216,7 @@ class FormValuesMixin:
         self.update_estimate()
         self._update_start()
 
-    def clear_profile(self: SetupFormWidget) -> None:
+    def clear_profile(self: SetupForm) -> None:
         """Back to the built-in presets (the trainer stays as it is)."""
         if self.profile is None:
             return
@@ -174,14 +227,14 @@ class FormValuesMixin:
         combo.setCurrentIndex(0)
         combo.blockSignals(False)
 
-    def _check_preset_button(self: SetupFormWidget, name: str | None) -> None:
+    def _check_preset_button(self: SetupForm, name: str | None) -> None:
         """Check preset ``name``'s button, or none (while a profile is in use)."""
         self.preset_group.setExclusive(False)
         for key, button in self.preset_buttons.items():
             button.setChecked(key == name)
         self.preset_group.setExclusive(True)
 
-    def profile_from_form(self: SetupFormWidget, name: str, description: str = "") -> Profile:
+    def profile_from_form(self: SetupForm, name: str, description: str = "") -> Profile:
         """The current settings as a profile (not saved). Paths the user filled in are not
         part of it: file and folder fields are kept as fields to fill in."""
         backend = self.backend()
@@ -193,10 +246,11 @@ class FormValuesMixin:
                    if line.strip()]
         if prompts:
             train["sample_prompts"] = prompts
-        same = self.profile is not None and backend is not None \
-            and self.profile.backend == backend.key
-        options = copy.deepcopy(self.profile.options) if same else {}
-        declared = {s["key"] for s in self.profile.field_specs()} if same else set()
+        # the profile's own options and fields carry over only to the same backend
+        same = self.profile if (self.profile is not None and backend is not None
+                                and self.profile.backend == backend.key) else None
+        options = copy.deepcopy(same.options) if same else {}
+        declared = {s["key"] for s in same.field_specs()} if same else set()
         own = self.backend_picker.backend_field_keys()
         values = self.backend_picker.values()
         fields: dict[str, dict[str, Any]] = {}
@@ -228,11 +282,11 @@ class FormValuesMixin:
             fields=fields)
 
     # -- what the form decides -------------------------------------------------------------
-    def preset_label(self: SetupFormWidget) -> str:
+    def preset_label(self: SetupForm) -> str:
         name = self.profile.name if self.profile is not None else self.preset_name
         return f"{name} (edited)" if self.edited else name
 
-    def _update_preset_note(self: SetupFormWidget) -> None:
+    def _update_preset_note(self: SetupForm) -> None:
         if self.profile is not None:
             p = self.profile
             tier = f", {p.vram_gb:g} GB" if isinstance(p.vram_gb, (int, float)) else ""
@@ -246,15 +300,15 @@ class FormValuesMixin:
         note = PRESET_NOTES[self.preset_name]
         family = self.family()
         if family:
-            p = preset(family, self.preset_name)
-            note += (f" {p.steps} steps at {p.resolution} px, rank {p.rank}, "
-                     f"lr {p.learning_rate:g}.")
+            values = preset(family, self.preset_name)
+            note += (f" {values.steps} steps at {values.resolution} px, rank {values.rank}, "
+                     f"lr {values.learning_rate:g}.")
         if self.edited:
             note = (f"{self.preset_name}, edited in Advanced settings. Click a preset to go "
                     "back to its values.")
         self.preset_note.setText(note)
 
-    def problem(self: SetupFormWidget) -> str | None:
+    def problem(self: SetupForm) -> str | None:
         """Why Start cannot run now, in plain words (None when it can)."""
         ch = self.selected_character()
         if ch is None:
@@ -286,20 +340,20 @@ class FormValuesMixin:
             return f"Trainer options: {errors[0].message}{more}."
         return None
 
-    def _update_start(self: SetupFormWidget) -> None:
+    def _update_start(self: SetupForm) -> None:
         problem = self.problem()
         self.start_button.setEnabled(problem is None)
         self.start_hint.setText(problem or "The job runs in the background; you can keep "
                                            "using the app.")
 
-    def job_fields(self: SetupFormWidget) -> dict[str, Any]:
+    def job_fields(self: SetupForm) -> dict[str, Any]:
         """The TrainingJob fields the form decides (everything but ids, names and paths):
         the backend, and in ``extra`` the profile's backend options, the model type and the
         trainer fields (``extra["fields"]``)."""
         values = self.advanced.values()
         backend = self.backend()
-        values.update(family=self.family(), base_model=str(self.selected_model().path)
-                      if self.selected_model() else "",
+        model = self.selected_model()
+        values.update(family=self.family(), base_model=str(model.path) if model else "",
                       backend=backend.key if backend else "builtin",
                       sample_prompts=self.sample_prompts(), preset=self.preset_label())
         if values["family"] not in FLOW_FAMILIES:
@@ -322,7 +376,7 @@ class FormValuesMixin:
         known = set(TrainingJob.__dataclass_fields__)
         return {k: v for k, v in values.items() if k in known}
 
-    def load_job(self: SetupFormWidget, job: TrainingJob) -> None:
+    def load_job(self: SetupForm, job: TrainingJob) -> None:
         """Fill the form from an earlier job's settings (character, model, trainer and its
         fields, every value)."""
         self.select_character(job.character_id)

@@ -136,8 +136,8 @@ class HistoryWidget(QWidget):
         return self._records.get(job_id)
 
     def job_ids(self) -> list[str]:
-        return [self.tree.topLevelItem(i).data(0, JobIdRole)
-                for i in range(self.tree.topLevelItemCount())]
+        items = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
+        return [item.data(0, JobIdRole) for item in items if item is not None]
 
     def row_text(self, job_id: str) -> list[str]:
         item = self._item(job_id)
@@ -162,7 +162,7 @@ class HistoryWidget(QWidget):
     def _item(self, job_id: str) -> QTreeWidgetItem | None:
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
-            if item.data(0, JobIdRole) == job_id:
+            if item is not None and item.data(0, JobIdRole) == job_id:
                 return item
         return None
 

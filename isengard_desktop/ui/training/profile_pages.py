@@ -9,7 +9,8 @@ Signals (:class:`HistoryPage`):
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -96,7 +97,7 @@ def fill_table(table: QTableWidget, rows: Iterable[Sequence[str]],
 
 def table_rows(table: QTableWidget) -> list[list[str]]:
     """A table's cells as text, row by row."""
-    return [[table.item(r, c).text() if table.item(r, c) else ""
+    return [[item.text() if (item := table.item(r, c)) else ""
              for c in range(table.columnCount())] for r in range(table.rowCount())]
 
 
@@ -344,7 +345,7 @@ def preview_rows(profile: Profile, errors: Sequence[FieldError]
 def _row_for(rows: list[list[str]], field: str) -> list[str] | None:
     best = None
     for row in rows:
-        if field == row[0] or field.startswith(row[0] + ".") or field.startswith(row[0] + "["):
-            if best is None or len(row[0]) > len(best[0]):
-                best = row
+        names_it = field == row[0] or field.startswith((row[0] + ".", row[0] + "["))
+        if names_it and (best is None or len(row[0]) > len(best[0])):
+            best = row
     return best

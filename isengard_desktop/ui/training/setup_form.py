@@ -16,12 +16,14 @@ Signals:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout, QLabel,
                                QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout, QWidget)
 
+from ...core.dataset.captions import with_trigger
 from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
@@ -48,8 +50,8 @@ def resolve_prompts(text: str, trigger: str) -> list[str]:
             continue
         if TRIGGER in line:
             line = " ".join(line.replace(TRIGGER, trigger).split())
-        elif trigger and trigger.lower() not in line.lower():
-            line = f"{trigger}, {line}"
+        else:
+            line = with_trigger(line, trigger)
         if line:
             out.append(line)
     return out

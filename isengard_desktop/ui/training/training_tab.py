@@ -16,7 +16,8 @@ Signals:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
 from loguru import logger
 from PySide6.QtCore import Qt, QUrl, Signal

@@ -41,8 +41,9 @@ class CaptionEditorWidget(QWidget):
         layout.addWidget(self.edit, 1)
         layout.addLayout(row)
         self.save_button.clicked.connect(self.save)
-        QShortcut(QKeySequence("Ctrl+Return"), self.edit, activated=self.save,
-                  context=Qt.ShortcutContext.WidgetShortcut)
+        shortcut = QShortcut(QKeySequence("Ctrl+Return"), self.edit,
+                             context=Qt.ShortcutContext.WidgetShortcut)
+        shortcut.activated.connect(self.save)
         self.edit.textChanged.connect(self._on_text_changed)
         self.set_image(None)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 from html import escape
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (QColor, QDesktopServices, QImage, QKeySequence, QPainter, QPalette,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QLa
                                QPushButton, QScrollArea, QSplitter, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QVBoxLayout, QWidget)
 
+from .qt_types import ModelIndex
 from ...core.comfy.jobs import GalleryItem
 from ...services.thumbnails import ThumbnailService
 from .image_grid import paint_thumbnail
@@ -118,10 +120,10 @@ class GalleryListModel(QAbstractListModel):
     def row_of(self, item_id: int) -> int:
         return next((r for r, i in enumerate(self._items) if i.id == item_id), -1)
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._items)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
         if not index.isValid():
             return None
         item = self._items[index.row()]
@@ -145,10 +147,10 @@ class GalleryListModel(QAbstractListModel):
 class GalleryTileDelegate(QStyledItemDelegate):
     """A framed thumbnail with its seed and size underneath."""
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+    def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:
         return TILE
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
         item: GalleryItem = index.data(ItemRole)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)

@@ -11,7 +11,7 @@ Signals (ImageGridWidget):
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import (QAbstractListModel, QItemSelectionModel, QModelIndex,
                             QPoint, QRect, QSize, Qt, Signal)
@@ -19,6 +19,7 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QListView, QStyle, QStyledItemDelegate,
                                QStyleOptionViewItem, QWidget)
 
+from .qt_types import ModelIndex
 from ...core.db.records import ImageRecord
 from ...services.thumbnails import ThumbnailService
 from .drop_zone import local_paths
@@ -46,7 +47,7 @@ class ImageListModel(QAbstractListModel):
         """Show ``records``. Same images in the same order (e.g. a caption edit) update in
         place, so the view keeps its scroll position and selection."""
         if len(records) == len(self._records) and all(
-                a.id == b.id for a, b in zip(records, self._records)):
+                a.id == b.id for a, b in zip(records, self._records, strict=True)):
             self._records = list(records)
             if self._records:
                 self.dataChanged.emit(self.index(0), self.index(len(self._records) - 1))
@@ -64,10 +65,10 @@ class ImageListModel(QAbstractListModel):
     def record(self, row: int) -> ImageRecord:
         return self._records[row]
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._records)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
         if not index.isValid():
             return None
         record = self._records[index.row()]
@@ -84,7 +85,7 @@ class ImageListModel(QAbstractListModel):
             return record
         return None
 
-    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.ItemIsDropEnabled
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
@@ -95,7 +96,7 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
 
-def paint_thumbnail(painter: QPainter, index: QModelIndex, rect: QRect, size: int,
+def paint_thumbnail(painter: QPainter, index: ModelIndex, rect: QRect, size: int,
                     pal: QPalette) -> QRect:
     """Paint the tile's thumbnail (its DecorationRole pixmap, or a "…" placeholder) fitted
     into a ``size`` square centred at the top of ``rect``; that square. Shared with the
@@ -117,7 +118,7 @@ def paint_thumbnail(painter: QPainter, index: QModelIndex, rect: QRect, size: in
 class ImageTileDelegate(QStyledItemDelegate):
     """Paints a tile: thumbnail, a selection checkbox, file name and caption."""
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+    def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:
         return TILE
 
     @staticmethod
@@ -168,7 +169,7 @@ class ImageTileDelegate(QStyledItemDelegate):
             self._checks[checked] = pix
         return pix
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
         record: ImageRecord = index.data(RecordRole)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont

@@ -13,7 +13,7 @@ Signals (StagingStripWidget):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap
@@ -114,14 +114,14 @@ class StagingStripWidget(QFrame):
         inner = QWidget()
         inner.setObjectName("StagingInner")
         inner.setLayout(self._row)
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(inner)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.scroll.setFixedHeight(TILE_IMAGE + 110)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidget(inner)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll_area.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.scroll_area.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.scroll_area.setFixedHeight(TILE_IMAGE + 110)
         self.empty_label = QLabel("")
         self.empty_label.setProperty("subtle", True)
         self.empty_label.setWordWrap(True)
@@ -132,7 +132,7 @@ class StagingStripWidget(QFrame):
         self.hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.scroll_area)
         layout.addWidget(self.empty_label)
         layout.addWidget(self.hint)
         layout.addStretch(1)
@@ -151,8 +151,8 @@ class StagingStripWidget(QFrame):
         old = {t.item.id: t for t in self.tiles}
         order = [t.item.id for t in self.tiles]
         current_index = order.index(self.current_id) if self.current_id in order else 0
-        for tile in self.tiles:
-            self._row.removeWidget(tile)
+        for shown in self.tiles:
+            self._row.removeWidget(shown)
         keep: list[StagingTileWidget] = []
         for item in sorted(wanted, key=lambda i: i.id):
             tile = old.pop(item.id, None)
@@ -196,7 +196,7 @@ class StagingStripWidget(QFrame):
     def _update_empty(self) -> None:
         empty = not self.tiles
         self.empty_label.setVisible(empty)
-        self.scroll.setVisible(not empty)
+        self.scroll_area.setVisible(not empty)
         self.hint.setVisible(not empty)
 
     # -- current and keys ----------------------------------------------------------------------
@@ -211,9 +211,9 @@ class StagingStripWidget(QFrame):
             t.set_current(t.item.id == self.current_id)
         tile = self.tile(self.current_id) if self.current_id is not None else None
         if tile is not None:
-            self.scroll.ensureWidgetVisible(tile, 20, 0)
+            self.scroll_area.ensureWidgetVisible(tile, 20, 0)
 
-    def move(self, delta: int) -> None:
+    def move_current(self, delta: int) -> None:
         ids = self.item_ids()
         if not ids:
             return
@@ -236,9 +236,9 @@ class StagingStripWidget(QFrame):
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         if key in (Qt.Key.Key_Left, Qt.Key.Key_Up):
-            self.move(-1)
+            self.move_current(-1)
         elif key in (Qt.Key.Key_Right, Qt.Key.Key_Down):
-            self.move(1)
+            self.move_current(1)
         elif key == Qt.Key.Key_K and self.current_id is not None:
             self.keep(self.current_id)
         elif key == Qt.Key.Key_D and self.current_id is not None:
