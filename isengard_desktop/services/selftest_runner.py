@@ -415,7 +415,8 @@ class SelfTestService(QObject):
             run_in_executor(self._files, lambda: lora_check(lora), self._on_lora,
                             lambda exc: self._on_lora(Check("lora", False, str(exc))))
 
-        self._training.events(record.job_id, loaded)
+        if self._training is not None:
+            self._training.events(record.job_id, loaded)
 
     def _on_lora(self, check: Check) -> None:
         self._add(check)

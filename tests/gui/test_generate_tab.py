@@ -389,7 +389,7 @@ def test_generate_for_dataset_keep_and_discard(qt_asyncio_loop, qtbot, make_app,
     assert ctx.window.tabs.currentWidget() is ctx.tabs["Generate"]
     tab = ctx.generate_tab
     qtbot.waitUntil(tab.isVisible, timeout=5000)
-    assert tab.staging_character_id == anna.id and tab.lower.currentIndex() == 1
+    assert tab.staging_character_id == anna.id and tab.lower_stack.currentIndex() == 1
     form = tab.form
     assert form.staging_banner.isVisible() and "Anna" in form.title.text()
     assert not form.lora.combo.isEnabled() and "fixed" in form.lora.combo.toolTip()
@@ -444,7 +444,7 @@ def test_generate_for_dataset_keep_and_discard(qt_asyncio_loop, qtbot, make_app,
 
     # back to the gallery: the LoRA is free again
     click(qtbot, tab.staging_back)
-    assert tab.lower.currentIndex() == 0 and not form.staging_banner.isVisible()
+    assert tab.lower_stack.currentIndex() == 0 and not form.staging_banner.isVisible()
     assert form.lora.combo.isEnabled() and form.request().target == "gallery"
     # an untrained character cannot enter staging mode
     assert tab.start_staging(bob.id) is False

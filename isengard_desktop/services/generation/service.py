@@ -232,7 +232,8 @@ class GenerationService(QObject):
             return []
         names: set[str] = set()
         for server in self.pool.healthy():
-            names.update(model_choices(server.object_info, param.model_folder))
+            if server.object_info is not None:
+                names.update(model_choices(server.object_info, param.model_folder))
         return sorted(names, key=str.casefold)
 
     def models(self, folder: str) -> list[str]:
@@ -264,6 +265,8 @@ class GenerationService(QObject):
             return False, "no ComfyUI server is running"
         reasons = []
         for server in servers:
+            if server.object_info is None:
+                continue
             ok, why = feature_support(family, feature, server.object_info,
                                       library=self._workflows)
             if ok:

@@ -135,10 +135,11 @@ class TrainingService(QObject):
     def start(self) -> None:
         """Load jobs off the UI thread; running jobs whose process is gone → interrupted."""
         data_root = self.paths.data
+        def examine(rows: list[JobRow]) -> None:
+            run_in_executor(self._files, lambda: examine_rows(rows), self._on_loaded)
+
         self.library.database.read(lambda conn: JobsRepository(conn, data_root).list_jobs(),
-                                   lambda rows: run_in_executor(self._files,
-                                                                lambda: examine_rows(rows),
-                                                                self._on_loaded))
+                                   examine)
 
     def _on_loaded(self, loaded: list[tuple[JobRecord, bool]]) -> None:
         queued = []

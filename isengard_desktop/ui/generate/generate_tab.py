@@ -113,13 +113,13 @@ class GenerateTab(QWidget):
         gallery_title.setObjectName("SectionLabel")
         gp.addWidget(gallery_title)
         gp.addWidget(self.gallery, 1)
-        self.lower = QStackedWidget()
-        self.lower.addWidget(gallery_page)
-        self.lower.addWidget(staging_page)
+        self.lower_stack = QStackedWidget()
+        self.lower_stack.addWidget(gallery_page)
+        self.lower_stack.addWidget(staging_page)
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.progress)
-        right.addWidget(self.lower)
+        right.addWidget(self.lower_stack)
         right.setStretchFactor(0, 2)
         right.setStretchFactor(1, 3)
         right.setChildrenCollapsible(False)
@@ -171,8 +171,8 @@ class GenerateTab(QWidget):
         self.form.set_models(self._service.model_choices(family))
         option = self.form.lora.option()
         lora = option is not None
-        self.form.set_lora_visibility(self._service.lora_visibility(option.path) if lora
-                                      else [])
+        self.form.set_lora_visibility(self._service.lora_visibility(option.path)
+                                      if option is not None else [])
         self.form.extras.set_models("controlnet", self._service.models("controlnet"))
         self.form.set_feature_support({key: tuple(self._service.feature_support(family, key,
                                                                                 lora))
@@ -332,7 +332,7 @@ class GenerateTab(QWidget):
         self.form.set_staging(option)
         self._update_staging_title()
         self.staging.set_items(self._service.staging(character_id))
-        self.lower.setCurrentIndex(1)
+        self.lower_stack.setCurrentIndex(1)
         self.staging.setFocus(Qt.FocusReason.OtherFocusReason)
         self.refresh_context()
         return True
@@ -340,7 +340,7 @@ class GenerateTab(QWidget):
     def leave_staging(self) -> None:
         self.staging_character_id = None
         self.form.set_staging(None)
-        self.lower.setCurrentIndex(0)
+        self.lower_stack.setCurrentIndex(0)
         self.refresh_context()
 
     def _update_staging_title(self) -> None:

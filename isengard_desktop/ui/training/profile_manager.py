@@ -196,7 +196,8 @@ class ProfileManagerDialog(QDialog):
     # -- the list ----------------------------------------------------------------------------
     def refresh(self, select: str | None = None) -> None:
         """Read the profiles again (off the UI thread); then select ``select``."""
-        self._pending_select = select or (self.selected().name if self.selected() else None)
+        current = self.selected()
+        self._pending_select = select or (current.name if current is not None else None)
         self._run(self._store.scan, self._on_scanned, "Could not read the profiles")
 
     def _on_scanned(self, scan: ProfileScan) -> None:
@@ -252,6 +253,8 @@ class ProfileManagerDialog(QDialog):
         for group in (self.shipped_group, self.user_group):
             for i in range(group.childCount()):
                 item = group.child(i)
+                if item is None:
+                    continue
                 profile = item.data(0, ProfileRole)
                 if profile is not None and profile.name == name:
                     self.tree.setCurrentItem(item)
@@ -318,8 +321,9 @@ class ProfileManagerDialog(QDialog):
         """Save the form's current settings as a profile of yours called ``name`` (asked
         when not given)."""
         if name is None:
-            suggested = self.selected().name if self.selected() and \
-                not self.selected().shipped else "My profile"
+            current = self.selected()
+            suggested = current.name if current is not None and not current.shipped \
+                else "My profile"
             name, ok = QInputDialog.getText(self, "Save current settings as a profile",
                                             "Profile name:", text=suggested)
             if not ok:

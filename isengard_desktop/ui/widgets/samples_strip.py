@@ -154,7 +154,7 @@ class SamplesStripWidget(QListWidget):
     def _open(self, item: QListWidgetItem) -> None:
         path = item.data(PathRole)
         self.sample_clicked.emit(path)
-        if alive(self.last_dialog):
+        if self.last_dialog is not None and alive(self.last_dialog):
             self.last_dialog.close()
         dialog = SampleDialog(path, item.data(StepRole), item.data(PromptRole), self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
