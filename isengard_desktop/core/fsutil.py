@@ -10,12 +10,14 @@ from typing import BinaryIO, Iterator
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
+def atomic_output(path: Path, *, sync_dir: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block succeeds.
 
     The data goes to a temp file in the same folder, is fsynced, then renamed over ``path``
     (and the folder fsynced), so readers see the old file or the new one, never half. On
-    error the temp file is removed and ``path`` is untouched.
+    error the temp file is removed and ``path`` is untouched. ``sync_dir=False`` leaves the
+    folder's fsync to the caller (one :func:`fsync_dir` after a batch of files, or none for a
+    cache whose lost entry is simply made again): the file is still whole or absent.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,12 +34,13 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
-    with atomic_output(path) as fh:
+    with atomic_output(path, sync_dir=sync_dir) as fh:
         fh.write(data)
 
 

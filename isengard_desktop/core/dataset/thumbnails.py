@@ -43,7 +43,8 @@ def ensure_thumbnail(src: Path, cache_dir: Path, sha256: str, size: int = THUMB_
     if target.is_file():
         return target
     src = Path(src)
-    atomic_write_bytes(target, make_thumbnail_bytes(src, size))
+    # a cache entry: whole or absent, but no folder fsync (one lost in a crash is made again)
+    atomic_write_bytes(target, make_thumbnail_bytes(src, size), sync_dir=False)
     return target
 
 
