@@ -9,8 +9,6 @@ Signals:
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -25,24 +23,6 @@ _MAX_PENDING = 256
 # ~50-100 tiles, so this keeps three screens or more for scrolling back (600 held ~115 MB:
 # RSS after scrolling 10,000 photos was 2.2× the empty app).
 _MAX_CACHED = 300
-# Decoding runs below the UI thread's priority (Linux "nice", per thread): on a busy machine the
-# scheduler then gives the UI thread the core first, so scrolling frames are not delayed by
-# thumbnail work that can wait a few milliseconds.
-_WORKER_NICENESS = 10
-_MAX_NICENESS = 19
-
-
-def _lower_thread_priority() -> None:
-    """Give the calling thread a lower CPU priority where the OS allows it per thread
-    (Linux: threads are scheduled entities with their own nice value); a no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    try:
-        niceness = min(os.getpriority(os.PRIO_PROCESS, tid) + _WORKER_NICENESS, _MAX_NICENESS)
-        os.setpriority(os.PRIO_PROCESS, tid, niceness)
-    except OSError:  # not allowed (containers, seccomp): decoding still works
-        pass
 
 
 class ThumbnailService(QObject):
@@ -98,7 +78,6 @@ class ThumbnailService(QObject):
         # imported here, on the worker thread: decoding pulls in numpy and pillow-heif
         from ..core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail
 
-        _lower_thread_priority()
         while True:
             with self._lock:
                 while not self._pending and not self._stop:
