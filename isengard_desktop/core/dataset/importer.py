@@ -21,7 +21,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,10 +30,12 @@ from pathlib import Path
 
 from isengard_desktop.core.dataset.thumbnails import (
     THUMB_SIZE,
+    is_cached,
     thumbnail_bytes_from_image,
     thumbnail_path,
+    write_cached,
 )
-from isengard_desktop.core.fsutil import atomic_write_bytes, fsync_dir
+from isengard_desktop.core.fsutil import atomic_write_bytes, fsync_dir, make_temp_file
 from isengard_desktop.core.dataset.decode import (  # noqa: F401  (re-exported)
     _FORMAT_NAMES,
     ALLOWED_FORMATS,
@@ -472,24 +473,23 @@ def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
     the photo's bytes in ``dest_dir`` (unless the dataset already has them).
 
     The thumbnail cache is keyed by content, so writing one for a photo that then turns out to
-    be a duplicate is harmless (it is that photo's thumbnail too). A cache entry needs no
-    folder fsync: one lost in a crash is simply made again.
+    be a duplicate is harmless (it is that photo's thumbnail too). Cache entries are written
+    without fsyncs (:func:`.thumbnails.write_cached`); the photo itself is fsynced.
     """
     prepared = _prepare(path, THUMB_SIZE if thumbnail_dir is not None else None)
     sha = hashlib.sha256(prepared.data).hexdigest()
     if thumbnail_dir is not None and prepared.thumbnail is not None:
         thumb = thumbnail_path(thumbnail_dir, sha)
-        if not thumb.exists():
-            atomic_write_bytes(thumb, prepared.thumbnail, sync_dir=False)
+        if not is_cached(thumb):
+            write_cached(thumb, prepared.thumbnail)
     staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
     return dataclasses.replace(prepared, sha256=sha, staged=staged)
 
 
 def _stage(dest_dir: Path, source: Path, data: bytes) -> Path:
     """Write ``data`` to a new hidden temp file in ``dest_dir`` and fsync it."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{safe_stem(source.stem)}.", suffix=STAGED_SUFFIX,
-                               dir=dest_dir)
+    fd, tmp = make_temp_file(dest_dir, prefix=f".{safe_stem(source.stem)}.",
+                             suffix=STAGED_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -540,7 +540,6 @@ def _store_one(
         return SkippedImage(source, f"duplicate of {where}")
     if sha in batch:
         return SkippedImage(source, f"duplicate of {batch[sha]}")
-    dest_dir.mkdir(parents=True, exist_ok=True)
     target = _target_path(dest_dir, path, sha, prepared.ext)
     if prepared.staged is not None:
         os.replace(prepared.staged, target)       # already written and fsynced by a worker
