@@ -75,9 +75,6 @@ class ThumbnailService(QObject):
             t.join(timeout=5)
 
     def _worker(self) -> None:
-        # imported here, on the worker thread: decoding pulls in numpy and pillow-heif
-        from ..core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail
-
         while True:
             with self._lock:
                 while not self._pending and not self._stop:
@@ -86,6 +83,11 @@ class ThumbnailService(QObject):
                     return
                 sha256, path = self._pending.popitem(last=True)
                 self._in_flight.add(sha256)
+            # imported here, on the worker thread, at the first request: decoding pulls in
+            # Pillow, numpy and pillow-heif (~100 ms of imports holding the GIL), which at
+            # thread start competed with building and painting the first screen
+            from ..core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail
+
             image = QImage()
             try:
                 thumb = ensure_thumbnail(path, self.cache_dir, sha256, THUMB_SIZE)
