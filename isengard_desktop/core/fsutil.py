@@ -16,22 +16,37 @@ SHARED_MODE = 0o666    # like any file the user creates (the umask applies): e.g
 _TEMP_NAME_TRIES = 100
 
 
-def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
-    """A new, empty temp file beside ``path`` (``.<name>.<random>.part``) opened for writing;
-    the OS applies the umask to ``mode``."""
+def make_temp_file(folder: Path, *, prefix: str, suffix: str,
+                   mode: int = PRIVATE_MODE) -> tuple[int, str]:
+    """A new, empty file ``<prefix><random><suffix>`` in ``folder``, opened for writing (the OS
+    applies the umask to ``mode``). The folder (and its parents) is created only when missing:
+    one system call per file in the usual case."""
     flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
              | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_CLOEXEC", 0))
+    folder = Path(folder)
     for _ in range(_TEMP_NAME_TRIES):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
         try:
-            return os.open(tmp, flags, mode), tmp
+            return os.open(tmp, flags, mode), str(tmp)
         except FileExistsError:
             continue
-    raise FileExistsError(f"no free temp file name beside {path}")
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                return os.open(tmp, flags, mode), str(tmp)
+            except FileExistsError:
+                continue
+    raise FileExistsError(f"no free temp file name in {folder}")
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, str]:
+    """A new temp file beside ``path`` (``.<name>.<random>.part``) opened for writing."""
+    return make_temp_file(path.parent, prefix=f".{path.name}.", suffix=".part", mode=mode)
 
 
 @contextmanager
-def atomic_output(path: Path, *, mode: int = PRIVATE_MODE) -> Iterator[BinaryIO]:
+def atomic_output(path: Path, *, mode: int = PRIVATE_MODE, sync_dir: bool = True,
+                  sync_file: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block succeeds.
 
     This is the app's one atomic writer (the trainer runtime uses it too). The data goes to a
@@ -40,15 +55,21 @@ def atomic_output(path: Path, *, mode: int = PRIVATE_MODE) -> Iterator[BinaryIO]
     never half. On error the temp file is removed and ``path`` is untouched. ``mode``: the
     new file's permissions before the umask (private by default; :data:`SHARED_MODE` for
     files other programs or users read).
+
+    ``sync_dir=False`` leaves the folder's fsync to the caller (one :func:`fsync_dir` after a
+    batch of files, or none for a cache whose lost entry is simply made again): the file is
+    still whole or absent. ``sync_file=False`` (caches only) skips the file's fsync too:
+    readers still never see a half-written file, but after a power cut the file may come back
+    empty, so a cache written this way must treat an empty file as missing.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync_file:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -56,12 +77,14 @@ def atomic_output(path: Path, *, mode: int = PRIVATE_MODE) -> Iterator[BinaryIO]
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = PRIVATE_MODE) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = PRIVATE_MODE,
+                       sync_dir: bool = True, sync_file: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
-    with atomic_output(path, mode=mode) as fh:
+    with atomic_output(path, mode=mode, sync_dir=sync_dir, sync_file=sync_file) as fh:
         fh.write(data)
 
 

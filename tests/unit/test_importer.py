@@ -659,3 +659,56 @@ def test_import_writes_thumbnails_from_the_pixels_it_decoded(corpus_dir, tmp_pat
             assert diff.mean() < 8, item.source
     # nothing else in the cache: skipped and rejected files made no thumbnails
     assert len(list(cache.rglob("*.jpg"))) == len({i.sha256 for i in result.imported})
+
+
+# --------------------------------------------------------------------------- staged writes
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_photos_are_staged_by_the_workers_and_the_folder_fsynced_once(tmp_path, monkeypatch,
+                                                                      workers):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"p{i}.jpg").write_bytes(encode(picture(60 + i), "JPEG"))
+    (src / "p6.jpg").write_bytes((src / "p0.jpg").read_bytes())      # a duplicate in the batch
+    synced: list[Path] = []
+    monkeypatch.setattr(importer, "fsync_dir", lambda folder: synced.append(Path(folder)))
+    dest = tmp_path / "dest"
+    result = import_files([src], dest, set(), workers=workers)
+    assert len(result.imported) == 6 and len(result.skipped) == 1
+    assert synced == [dest]
+    assert no_temp_files(dest)
+    for item in result.imported:
+        assert sha256_file(item.stored_path) == item.sha256
+
+
+def test_a_failed_rename_rejects_the_photo_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"p{i}.jpg").write_bytes(encode(picture(70 + i), "JPEG"))
+    real_replace = os.replace
+
+    def replace(a: object, b: object) -> None:
+        if Path(b).name.startswith("p1-"):
+            raise OSError(28, "No space left on device")
+        real_replace(a, b)
+
+    monkeypatch.setattr(importer.os, "replace", replace)
+    dest = tmp_path / "dest"
+    result = import_files([src], dest, set(), workers=2)
+    assert [Path(i.source).name for i in result.imported] == ["p0.jpg", "p2.jpg"]
+    assert [Path(r.source).name for r in result.rejected] == ["p1.jpg"]
+    assert "could not store it in the dataset folder" in result.rejected[0].reason
+    assert no_temp_files(dest)
+
+
+def test_photos_already_in_the_dataset_are_never_written(tmp_path, monkeypatch):
+    src = tmp_path / "a.jpg"
+    src.write_bytes(encode(picture(80), "JPEG"))
+    staged: list[Path] = []
+    real_stage = importer._stage
+    monkeypatch.setattr(importer, "_stage", lambda *a: staged.append(real_stage(*a)) or staged[-1])
+    result = import_files([src], tmp_path / "dest", {sha256_file(src): "a.jpg"}, workers=2)
+    assert result.imported == [] and staged == []

@@ -160,3 +160,14 @@ def test_many_threads_asking_for_the_same_thumbnail(tmp_path):
     with Image.open(results[0]) as im:
         im.load()
         assert im.size == (192, 256)
+
+
+def test_an_empty_cache_file_counts_as_missing_and_is_made_again(tmp_path):
+    """Cache entries are written without fsync: after a power cut one may come back empty."""
+    src = write(tmp_path / "a.jpg", picture(3, (640, 480)))
+    target = thumbnail_path(tmp_path / "cache", SHA)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    assert ensure_thumbnail(src, tmp_path / "cache", SHA) == target
+    with Image.open(target) as im:
+        assert im.size == (256, 192)

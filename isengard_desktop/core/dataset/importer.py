@@ -30,10 +30,12 @@ from pathlib import Path
 
 from isengard_desktop.core.dataset.thumbnails import (
     THUMB_SIZE,
+    is_cached,
     thumbnail_bytes_from_image,
     thumbnail_path,
+    write_cached,
 )
-from isengard_desktop.core.fsutil import atomic_write_bytes
+from isengard_desktop.core.fsutil import atomic_write_bytes, fsync_dir, make_temp_file
 from isengard_desktop.core.dataset.decode import (  # noqa: F401  (re-exported)
     _FORMAT_NAMES,
     ALLOWED_FORMATS,
@@ -56,6 +58,7 @@ MAX_FILE_BYTES = 1 << 30  # 1 GiB: nothing a camera makes, and we hold the bytes
 MAX_STEM_CHARS = 60
 PROGRESS_LABEL = "Importing photos"
 LOOKAHEAD = 4  # files decoded ahead per worker while earlier ones are being written
+STAGED_SUFFIX = ".part"  # a photo's bytes written (and fsynced) by a worker, not yet named
 
 # Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
 # with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
@@ -238,6 +241,7 @@ class _Prepared:
     height: int
     thumbnail: bytes | None = None   # JPEG thumbnail made from the pixels already decoded
     sha256: str = ""                 # of ``data``; set by :func:`_prepare_for_import`
+    staged: Path | None = None       # hidden temp file in the dataset folder holding ``data``
 
 
 def _read_source(path: Path) -> bytes:
@@ -384,6 +388,12 @@ def import_files(
 
     With ``thumbnail_dir`` each imported photo's thumbnail is written to that cache (see
     :mod:`.thumbnails`) from the pixels decoded for checking it.
+
+    How files are written (each one whole or absent, as with :mod:`..fsutil`'s atomic
+    writers): the decode threads also write each new photo's bytes to a hidden temp file in
+    ``dest_dir`` and fsync it, in parallel; the sequential writer only picks the name and
+    renames the temp file into place. The folder is fsynced once at the end (before the caller
+    records the photos anywhere), not once per file.
     """
     dest_dir = Path(dest_dir)
     files = collect_files(paths)
@@ -393,12 +403,15 @@ def import_files(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if workers > 1 else None
     ahead: dict[int, Future[_Prepared]] = {}
 
+    def prepare(path: Path) -> _Prepared:
+        return _prepare_for_import(path, thumbnail_dir, dest_dir, known_hashes)
+
     def prepared(index: int) -> _Prepared:
         if pool is None:
-            return _prepare_for_import(files[index], thumbnail_dir)
+            return prepare(files[index])
         for j in range(index, min(index + LOOKAHEAD * workers + 1, total)):
             if j not in ahead:
-                ahead[j] = pool.submit(_prepare_for_import, files[j], thumbnail_dir)
+                ahead[j] = pool.submit(prepare, files[j])
         return ahead.pop(index).result()
 
     try:
@@ -408,6 +421,11 @@ def import_files(
             for future in ahead.values():
                 future.cancel()
             pool.shutdown(wait=True)
+            for future in ahead.values():   # decoded ahead but never reached (cancel, error)
+                if not future.cancelled() and future.exception() is None:
+                    _discard(future.result().staged)
+        if result.imported:
+            fsync_dir(dest_dir)   # the renames above are durable before anyone records them
     return result
 
 
@@ -450,19 +468,46 @@ def _import_loop(
             report(Progress(PROGRESS_LABEL, done, total, detail=display_name(source)))
 
 
-def _prepare_for_import(path: Path, thumbnail_dir: Path | None) -> _Prepared:
-    """Runs on the decode threads: validate, normalise, hash, and cache the thumbnail.
+def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
+                        known_hashes: Mapping[str, str] | set[str]) -> _Prepared:
+    """Runs on the decode threads: validate, normalise, hash, cache the thumbnail and stage
+    the photo's bytes in ``dest_dir`` (unless the dataset already has them).
 
     The thumbnail cache is keyed by content, so writing one for a photo that then turns out to
-    be a duplicate is harmless (it is that photo's thumbnail too).
+    be a duplicate is harmless (it is that photo's thumbnail too). Cache entries are written
+    without fsyncs (:func:`.thumbnails.write_cached`); the photo itself is fsynced.
     """
     prepared = _prepare(path, THUMB_SIZE if thumbnail_dir is not None else None)
     sha = hashlib.sha256(prepared.data).hexdigest()
     if thumbnail_dir is not None and prepared.thumbnail is not None:
         thumb = thumbnail_path(thumbnail_dir, sha)
-        if not thumb.exists():
-            atomic_write_bytes(thumb, prepared.thumbnail)
-    return dataclasses.replace(prepared, sha256=sha)
+        if not is_cached(thumb):
+            write_cached(thumb, prepared.thumbnail)
+    staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
+    return dataclasses.replace(prepared, sha256=sha, staged=staged)
+
+
+def _stage(dest_dir: Path, source: Path, data: bytes) -> Path:
+    """Write ``data`` to a new hidden temp file in ``dest_dir`` and fsync it."""
+    fd, tmp = make_temp_file(dest_dir, prefix=f".{safe_stem(source.stem)}.",
+                             suffix=STAGED_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        _discard(Path(tmp))
+        raise
+    return Path(tmp)
+
+
+def _discard(staged: Path | None) -> None:
+    if staged is not None:
+        try:
+            os.unlink(staged)
+        except FileNotFoundError:
+            pass
 
 
 def _import_one(
@@ -472,6 +517,22 @@ def _import_one(
     batch: dict[str, str],
     prepared: _Prepared,
 ) -> ImportedImage | SkippedImage:
+    renamed: list[Path] = []
+    try:
+        return _store_one(path, dest_dir, known_hashes, batch, prepared, renamed)
+    finally:
+        if not renamed:
+            _discard(prepared.staged)   # a duplicate, or the rename failed: no temp file stays
+
+
+def _store_one(
+    path: Path,
+    dest_dir: Path,
+    known_hashes: Mapping[str, str] | set[str],
+    batch: dict[str, str],
+    prepared: _Prepared,
+    renamed: list[Path],
+) -> ImportedImage | SkippedImage:
     source = os.fspath(path)
     sha = prepared.sha256
     if sha in known_hashes:
@@ -480,9 +541,12 @@ def _import_one(
         return SkippedImage(source, f"duplicate of {where}")
     if sha in batch:
         return SkippedImage(source, f"duplicate of {batch[sha]}")
-    dest_dir.mkdir(parents=True, exist_ok=True)
     target = _target_path(dest_dir, path, sha, prepared.ext)
-    atomic_write_bytes(target, prepared.data)
+    if prepared.staged is not None:
+        os.replace(prepared.staged, target)       # already written and fsynced by a worker
+        renamed.append(target)
+    else:
+        atomic_write_bytes(target, prepared.data, sync_dir=False)
     batch[sha] = display_name(source)
     return ImportedImage(
         source=source,
