@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppContext:
-    """Everything the running app is made of; ``shutdown()`` stops it cleanly."""
+    """Everything the running app is made of; ``await aclose()`` (once, on the running
+    loop: ``__main__``) stops it cleanly."""
 
     paths: AppPaths
     settings: SettingsService
@@ -69,15 +70,15 @@ class AppContext:
             self._secrets = SecretStore()
         return self._secrets
 
-    def shutdown(self) -> None:
+    async def aclose(self) -> None:
+        """Stop the app, in order; idempotent. Await it on the running loop, after the
+        window closed: the network clients close through their own ``aclose()``."""
         if self._closed:
-            # called again once the asyncio loop has ended (``__main__``): the generation
-            # service closes the connections its clients could not close on the loop
-            self.generation.shutdown()
             return
         self._closed = True
         self.training.shutdown()      # trainers save and exit; final states go through the DB
-        self.generation.shutdown()    # running prompts cancelled, managed ComfyUI tree stopped
+        await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
+        #                                  then every HTTP client and websocket closed
         self.thumbnails.shutdown()
         self.library.shutdown()
         self.settings.shutdown()
@@ -86,7 +87,8 @@ class AppContext:
 
 def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = None,
               install_excepthook: bool = True) -> AppContext:
-    """Create services and the window (a QApplication must exist)."""
+    """Create services and the window (a QApplication must exist). Call it on the running
+    asyncio loop (``lifecycle``): the generation service starts its network work at once."""
     paths = (paths or resolve_paths()).ensure()
     applog.setup_logging(paths)
     logger.info("starting; data folder {}", paths.data)
@@ -134,7 +136,6 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     library.start()
     training.start()
     generation.start()
-    window.on_close(ctx.shutdown)
     return ctx
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -57,42 +58,53 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def qt_asyncio_loop(qapp):
-    """A qasync event loop for tests that drive Qt with qtbot (pytest-qt does not run one).
+    """The app's asyncio loop for tests that drive Qt with qtbot (pytest-qt runs none).
 
-    The app runs ``qasync.QEventLoop`` with ``run_until_complete``; here the loop is installed
-    and marked running, and qtbot's event processing (``waitUntil``/``waitSignal``) runs its
-    callbacks, so services can ``asyncio.ensure_future`` network work exactly as in the app.
-    Tasks still pending at the end are cancelled.
+    Built the way the app builds it (``isengard_desktop.lifecycle.runner``: an
+    ``asyncio.Runner`` over a qasync loop); the value is that runner. The test function itself
+    runs on the loop (:func:`pytest_pyfunc_call`), so services start network work as in the
+    app and qtbot's waits run the loop's callbacks. Fixture teardowns that need the loop use
+    ``runner.run(...)`` (``tests/helpers/service_harness.py: run_on_loop``). At the end the
+    runner cancels what is left and closes the loop.
     """
+    from isengard_desktop.lifecycle import runner
+
+    with runner(qapp) as loop_runner:
+        yield loop_runner
+        # Qt objects of the loop are freed here, on the main thread: freed later by the
+        # cyclic GC on a worker thread (a test server's), its timer could fire into a
+        # deleted object.
+    del loop_runner
+    gc.collect()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run the (synchronous) body of a test using ``qt_asyncio_loop`` on that loop, in a
+    plain loop callback: qtbot's waits then run other tasks as the app's event loop does."""
+    if "qt_asyncio_loop" not in pyfuncitem.fixturenames:
+        return None
     import asyncio
+    import inspect
 
-    import qasync
+    loop_runner = pyfuncitem.funcargs["qt_asyncio_loop"]
+    names = inspect.signature(pyfuncitem.obj).parameters
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
 
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    asyncio.events._set_running_loop(loop)
-    try:
-        yield loop
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        deadline = 200
-        while deadline and any(not t.done() for t in pending):
-            qapp.processEvents()
-            deadline -= 1
-        # run the callbacks those tasks scheduled last (a transport's close finishes in one;
-        # skipped, its socket would leak and warn in a later test)
-        for _ in range(10):
-            qapp.processEvents()
-        asyncio.events._set_running_loop(None)
-        loop.close()
-        asyncio.set_event_loop(None)
-        # qasync keeps its Qt timer object alive after close(); if the loop is later freed
-        # on another thread (a test server's), that timer fires into a deleted object and
-        # the process crashes. Delete it here, on the main thread.
-        import shiboken6
+    async def call_on_loop() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
 
-        timer = getattr(loop, "_timer", None)
-        if timer is not None and shiboken6.isValid(timer):
-            shiboken6.delete(timer)
+        def body() -> None:
+            try:
+                pyfuncitem.obj(**kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting test
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        loop.call_soon(body)
+        await done
+
+    loop_runner.run(call_on_loop())
+    return True

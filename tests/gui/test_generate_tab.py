@@ -36,6 +36,7 @@ from isengard_desktop.ui.generate.form import insert_trigger
 from tests.helpers.comfy_double import make_comfy_double  # noqa: F401 - fixture
 from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, add_character, click,
                                        configure_remote, open_generate, wait_ready)
+from tests.helpers.qt import close_app
 
 
 @pytest.fixture
@@ -225,7 +226,7 @@ def test_prompt_generate_progress_gallery_with_metadata(qt_asyncio_loop, qtbot, 
     assert tab.progress.error.text() == message
 
     # the gallery is kept: a restart shows the same pictures
-    ctx.window.close()
+    close_app(qtbot, ctx)
     ctx2 = make_app()
     tab2 = open_generate(qtbot, ctx2)
     qtbot.waitUntil(lambda: {i.id for i in tab2.gallery.items()} == {i.id for i in items},
@@ -289,8 +290,8 @@ def test_extras_disabled_with_reason_until_the_server_has_what_they_need(
 
 # -- gallery: vary (image to image) and delete ----------------------------------------------------
 def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, double):
-    # (make_app before qt_asyncio_loop: the app shuts down after the loop is gone, and must
-    # still close its connections without warnings)
+    # (make_app before qt_asyncio_loop: the app still closes on the loop, which make_app
+    # keeps until then, and its connections close without warnings)
     configure_remote(double.url)
     ctx = make_app()
     tab = open_generate(qtbot, ctx)

@@ -41,11 +41,12 @@ from loguru import logger
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from ...core.paths import AppPaths
-from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch, spawn
+from ..tasks import TaskOwner
+from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch
 from ..ops import run_in_executor
 from ..process_group import signal_group
 
-__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "spawn"]
+__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem"]
 
 READY_MARKER = "To see the GUI go to"
 _POSIX = os.name == "posix"
@@ -96,6 +97,7 @@ class ComfyServer(QObject):
         self._healthy_this_run = False
         self._marker_seen = False
         self._started_at = 0.0
+        self.tasks = TaskOwner("managed ComfyUI")   # its readiness probe
         self._probe_task: asyncio.Future | None = None
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._partial = ""
@@ -272,7 +274,7 @@ class ComfyServer(QObject):
             return
         self.pid = int(proc.processId()) or None
         logger.info("managed ComfyUI started (pid {})", self.pid)
-        self._probe_task = spawn(self._await_ready(proc, generation))
+        self._probe_task = self.tasks.spawn(self._await_ready(proc, generation))
 
     def _on_output(self, proc: QProcess) -> None:
         data = bytes(proc.readAllStandardOutput().data())
