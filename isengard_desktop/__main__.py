@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from .app import AppContext
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import APP_NAME, __version__
     from .lifecycle import run
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0]]))
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Isengard")
@@ -177,7 +177,7 @@ async def _app_main(smoke_test: bool) -> int:
     return code
 
 
-async def _smoke(ctx: "AppContext") -> int:
+async def _smoke(ctx: AppContext) -> int:
     """``--smoke-test``: wait for the library, print one JSON line, close the window."""
     from . import __version__
 

@@ -10,7 +10,8 @@ closes the loop. Tests build their loop the same way (``tests/conftest.py``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QCoreApplication
 

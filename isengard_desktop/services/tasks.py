@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Coroutine, Iterable, TypeVar
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -61,7 +62,7 @@ class TaskOwner:
         if self._closed:
             coro.close()
             raise OwnerClosed(f"{self.name} is closed; no new work is started")
-        task = loop.create_task(coro, name=name or f"{self.name}: {coro.__qualname__}")
+        task = loop.create_task(coro, name=name or f"{self.name}: {getattr(coro, '__qualname__', 'task')}")
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         if also is not None:

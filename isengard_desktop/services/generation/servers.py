@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal
