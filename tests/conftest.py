@@ -56,55 +56,76 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+_LOOP_RUNNER = pytest.StashKey()
+LEFTOVER_TIMEOUT_S = 10.0
+SETTLE_ITERATIONS = 10
+
+
 @pytest.fixture
-def qt_asyncio_loop(qapp):
+def qt_asyncio_loop(request):
     """The app's asyncio loop for tests that drive Qt with qtbot (pytest-qt runs none).
 
     Built the way the app builds it (``isengard_desktop.lifecycle.runner``: an
-    ``asyncio.Runner`` over a qasync loop); the value is that runner. The test function itself
-    runs on the loop (:func:`pytest_pyfunc_call`), so services start network work as in the
-    app and qtbot's waits run the loop's callbacks. Fixture teardowns that need the loop use
-    ``runner.run(...)`` (``tests/helpers/service_harness.py: run_on_loop``). At the end the
+    ``asyncio.Runner`` over a qasync loop); the value is that runner. The whole test (set-up,
+    body and teardown) runs on the loop (:func:`pytest_runtest_protocol`), so services start
+    network work as in the app, qtbot's waits run the loop's callbacks, and fixtures close
+    services on the loop (``tests/helpers/service_harness.py: run_on_loop``). Afterwards the
     runner cancels what is left and closes the loop.
     """
-    from isengard_desktop.lifecycle import runner
-
-    with runner(qapp) as loop_runner:
-        yield loop_runner
-        # Qt objects of the loop are freed here, on the main thread: freed later by the
-        # cyclic GC on a worker thread (a test server's), its timer could fire into a
-        # deleted object.
-    del loop_runner
-    gc.collect()
+    return request.node.stash[_LOOP_RUNNER]
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    """Run the (synchronous) body of a test using ``qt_asyncio_loop`` on that loop, in a
-    plain loop callback: qtbot's waits then run other tasks as the app's event loop does."""
-    if "qt_asyncio_loop" not in pyfuncitem.fixturenames:
+def pytest_runtest_protocol(item, nextitem):
+    """Run a test that uses ``qt_asyncio_loop`` inside that loop, in a plain loop callback
+    (not a task: qtbot's nested event processing then runs the loop's tasks as the app's
+    event loop does)."""
+    if "qt_asyncio_loop" not in item.fixturenames:
         return None
     import asyncio
-    import inspect
 
-    loop_runner = pyfuncitem.funcargs["qt_asyncio_loop"]
-    names = inspect.signature(pyfuncitem.obj).parameters
-    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    from _pytest.runner import runtestprotocol
+    from PySide6.QtWidgets import QApplication
 
-    async def call_on_loop() -> None:
+    from isengard_desktop.lifecycle import runner
+
+    app = QApplication.instance() or QApplication([])   # (what pytest-qt's qapp does)
+
+    async def on_loop() -> None:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
-        def body() -> None:
+        def protocol() -> None:
             try:
-                pyfuncitem.obj(**kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting test
+                runtestprotocol(item, nextitem=nextitem, log=True)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the runner below
                 done.set_exception(exc)
             else:
                 done.set_result(None)
 
-        loop.call_soon(body)
+        loop.call_soon(protocol)
         await done
+        # what the test left running ends here, and the callbacks it schedules last run too
+        # (a transport's close finishes in one; skipped, its socket would leak and warn in a
+        # later test)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=LEFTOVER_TIMEOUT_S)
+        for _ in range(SETTLE_ITERATIONS):
+            await asyncio.sleep(0)
 
-    loop_runner.run(call_on_loop())
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    with runner(app) as loop_runner:
+        item.stash[_LOOP_RUNNER] = loop_runner
+        try:
+            loop_runner.run(on_loop())
+        finally:
+            del item.stash[_LOOP_RUNNER]
+    # the loop's Qt objects are freed here, on the main thread: freed later by the cyclic
+    # GC on a worker thread (a test server's), its timer could fire into a deleted object
+    del loop_runner
+    gc.collect()
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
