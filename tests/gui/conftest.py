@@ -8,12 +8,10 @@ from tests.helpers.qt import close_apps
 
 
 @pytest.fixture
-def make_app(qtbot, request):
+def make_app(qtbot):
     """Build the real app (services + main window) on this test's ISENGARD_HOME; closed at the
-    end as ``__main__`` closes it (on the test's ``qt_asyncio_loop`` when it has one, which
-    then outlives the app as the app's loop does)."""
-    runner = (request.getfixturevalue("qt_asyncio_loop")
-              if "qt_asyncio_loop" in request.fixturenames else None)
+    end as ``__main__`` closes it (on the test's ``qt_asyncio_loop`` when it has one: the
+    whole test runs inside that loop, which so outlives the app as the app's loop does)."""
     made = []
 
     def make():
@@ -24,7 +22,7 @@ def make_app(qtbot, request):
         return ctx
 
     yield make
-    close_apps(qtbot, made, runner)
+    close_apps(qtbot, made)
     for ctx in made:
         ctx.window.deleteLater()
     applog.shutdown_logging()

@@ -290,8 +290,8 @@ def test_extras_disabled_with_reason_until_the_server_has_what_they_need(
 
 # -- gallery: vary (image to image) and delete ----------------------------------------------------
 def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, double):
-    # (make_app before qt_asyncio_loop: the app still closes on the loop, which make_app
-    # keeps until then, and its connections close without warnings)
+    # (make_app before qt_asyncio_loop: the app still closes on the loop, the whole test
+    # runs inside it, and its connections close without warnings)
     configure_remote(double.url)
     ctx = make_app()
     tab = open_generate(qtbot, ctx)
