@@ -230,7 +230,9 @@ def child(home: Path, expect: int, scroll: bool) -> dict[str, object]:
     out["rss_scrolled_mib"] = rss_mib()
     print("BENCH " + json.dumps(out), flush=True)
     ctx.window.close()
-    ctx.shutdown()
+    from isengard_desktop.lifecycle import run   # the app closes as __main__ closes it
+
+    run(ctx.aclose(), app)
     return out
 
 

@@ -109,7 +109,9 @@ def idle_lateness(app, seconds: float, home: Path) -> list[float]:  # noqa: ANN0
 
 def close_app(app, ctx) -> None:  # noqa: ANN001
     ctx.window.close()
-    ctx.shutdown()
+    from isengard_desktop.lifecycle import run   # the app closes as __main__ closes it
+
+    run(ctx.aclose(), app)
     ctx.window.deleteLater()
     app.processEvents()
 

@@ -85,7 +85,6 @@ marks["built"] = time.monotonic()
 def check():
     if "painted" in marks and "ready" in marks:
         ctx.window.close()
-        ctx.shutdown()
         finish(app, marks)
 def painted(t):
     marks["painted"] = t
@@ -102,7 +101,10 @@ app.installEventFilter(probe)
 marks["show"] = time.monotonic()
 ctx.window.show()
 QTimer.singleShot(%(timeout)d * 1000, lambda: (print("BENCH TIMEOUT", flush=True), app.exit(3)))
-sys.exit(app.exec())
+code = app.exec()
+from isengard_desktop.lifecycle import run   # the app closes as __main__ closes it
+run(ctx.aclose(), app)
+sys.exit(code)
 '''
 
 

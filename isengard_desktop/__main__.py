@@ -21,6 +21,10 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from .app import AppContext
 
 
 def _steps(text: str) -> int:
@@ -63,6 +67,7 @@ def _selftest(args: argparse.Namespace) -> int:
     from .core import logging as applog
     from .core.paths import resolve_paths
     from .services.ops import init_main_thread_bridge
+    from .core.selftest_report import SelfTestResult
     from .services.selftest_runner import SelfTestService
 
     app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
@@ -72,7 +77,7 @@ def _selftest(args: argparse.Namespace) -> int:
     applog.setup_logging(paths)
     init_main_thread_bridge()
     service = SelfTestService(paths)
-    results: list = []
+    results: list[SelfTestResult] = []
 
     last_label = [""]
 
@@ -88,7 +93,11 @@ def _selftest(args: argparse.Namespace) -> int:
     service.progressed.connect(on_progress)
     service.check_finished.connect(
         lambda c: say(f"  {'ok' if c.ok else 'FAILED'}: {c.title}"))
-    service.finished.connect(lambda result: (results.append(result), app.quit()))
+    def on_finished(result: SelfTestResult) -> None:
+        results.append(result)
+        app.quit()
+
+    service.finished.connect(on_finished)
     # Ctrl+C cancels cleanly (children ended, result printed); the timer lets Python see it.
     signal.signal(signal.SIGINT, lambda *_: service.cancel())
     tick = QTimer()
@@ -125,53 +134,67 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from . import APP_NAME, __version__
-    from .app import build_app
+    from .lifecycle import run
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0]]))
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Isengard")
+    # closing the window ends main() below, which closes the app on the loop; Qt must not
+    # end its event loop (the asyncio loop) first
+    app.setQuitOnLastWindowClosed(False)
+    return run(_app_main(args.smoke_test), app)
+
+
+SMOKE_READY_TIMEOUT_S = 20.0
+SIGNAL_WAKE_MS = 500
+
+
+async def _app_main(smoke_test: bool) -> int:
+    """The app's life on the running loop: build it, wait until its window closes (or the
+    smoke test is done), then ``await ctx.aclose()`` once."""
+    from .app import build_app
+
     ctx = build_app()
-    ctx.window.show()
-
-    if args.smoke_test:
-        deadline = time.monotonic() + 20
-        while not ctx.library.is_ready and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.01)
-        app.processEvents()
-        print(json.dumps({"version": __version__, "tabs": ctx.window.tab_names(),
-                          "data_dir": str(ctx.paths.data), "ready": ctx.library.is_ready}),
-              flush=True)
-        ctx.window.close()
-        ctx.shutdown()
-        return 0 if ctx.library.is_ready else 1
-
-    import qasync
-    from PySide6.QtCore import QTimer
-
-    # SIGTERM (logout, `kill`) and Ctrl+C close the window like the user would, so trainers
-    # save and the managed ComfyUI is stopped. Python runs signal handlers only between
-    # bytecodes: a slow no-op timer lets it in while Qt waits for events.
-    def on_signal(signum: int, _frame: object) -> None:
-        QTimer.singleShot(0, ctx.window.close)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)
-    wake.start(500)
-
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
     closed = asyncio.Event()
-    app.aboutToQuit.connect(closed.set)
-    with loop:
-        loop.run_until_complete(closed.wait())
-        ctx.shutdown()
-        # network clients close on the loop while it still runs (bounded: 10 s at most)
-        loop.run_until_complete(ctx.generation.aclose())
-    return 0
+    ctx.window.on_close(closed.set)
+    ctx.window.show()
+    if smoke_test:
+        code = await _smoke(ctx)
+    else:
+        code = 0
+        from PySide6.QtCore import QTimer
+
+        # SIGTERM (logout, `kill`) and Ctrl+C close the window like the user would, so
+        # trainers save and the managed ComfyUI is stopped. Python runs signal handlers only
+        # between bytecodes: a slow no-op timer lets it in while Qt waits for events.
+        def on_signal(signum: int, _frame: object) -> None:
+            QTimer.singleShot(0, ctx.window.close)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        wake = QTimer()
+        wake.timeout.connect(lambda: None)
+        wake.start(SIGNAL_WAKE_MS)
+        await closed.wait()
+        wake.stop()
+    await ctx.aclose()
+    return code
+
+
+async def _smoke(ctx: AppContext) -> int:
+    """``--smoke-test``: wait for the library, print one JSON line, close the window."""
+    from . import __version__
+
+    deadline = time.monotonic() + SMOKE_READY_TIMEOUT_S
+    while not ctx.library.is_ready and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
+    print(json.dumps({"version": __version__, "tabs": ctx.window.tab_names(),
+                      "data_dir": str(ctx.paths.data), "ready": ctx.library.is_ready}),
+          flush=True)
+    ctx.window.close()
+    return 0 if ctx.library.is_ready else 1
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppContext:
-    """Everything the running app is made of; ``shutdown()`` stops it cleanly."""
+    """Everything the running app is made of; ``await aclose()`` (once, on the running
+    loop: ``__main__``) stops it cleanly."""
 
     paths: AppPaths
     settings: SettingsService
@@ -56,12 +57,12 @@ class AppContext:
     @property
     def training_tab(self) -> TrainingTab:
         """The Training tab's page (built on first use)."""
-        return self.tabs["Training"].page  # type: ignore[attr-defined,return-value]
+        return self.tabs["Training"].page  # type: ignore[attr-defined]
 
     @property
     def generate_tab(self) -> GenerateTab:
         """The Generate tab's page (built on first use)."""
-        return self.tabs["Generate"].page  # type: ignore[attr-defined,return-value]
+        return self.tabs["Generate"].page  # type: ignore[attr-defined]
 
     @property
     def secrets(self) -> SecretStore:
@@ -72,15 +73,15 @@ class AppContext:
             self._secrets = SecretStore()
         return self._secrets
 
-    def shutdown(self) -> None:
+    async def aclose(self) -> None:
+        """Stop the app, in order; idempotent. Await it on the running loop, after the
+        window closed: the network clients close through their own ``aclose()``."""
         if self._closed:
-            # called again once the asyncio loop has ended (``__main__``): the generation
-            # service closes the connections its clients could not close on the loop
-            self.generation.shutdown()
             return
         self._closed = True
         self.training.shutdown()      # trainers save and exit; final states go through the DB
-        self.generation.shutdown()    # running prompts cancelled, managed ComfyUI tree stopped
+        await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
+        #                                  then every HTTP client and websocket closed
         self.thumbnails.shutdown()
         shutdown_background_work()   # widgets' queued ops dropped; running ones end
         self.checks.shutdown()
@@ -91,13 +92,14 @@ class AppContext:
 
 def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = None,
               install_excepthook: bool = True) -> AppContext:
-    """Create services and the window (a QApplication must exist)."""
+    """Create services and the window (a QApplication must exist). Call it on the running
+    asyncio loop (``lifecycle``): the generation service starts its network work at once."""
     paths = (paths or resolve_paths()).ensure()
     applog.setup_logging(paths)
     logger.info("starting; data folder {}", paths.data)
     init_main_thread_bridge()
     app = QApplication.instance()
-    assert app is not None, "create the QApplication first"
+    assert isinstance(app, QApplication), "create the QApplication first"
     apply_dark_theme(app)
 
     background = start_background_work()   # the shared worker pool widgets' ops run on
@@ -142,7 +144,6 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     library.start()
     training.start()
     generation.start()
-    window.on_close(ctx.shutdown)
     return ctx
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -55,44 +56,76 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture
-def qt_asyncio_loop(qapp):
-    """A qasync event loop for tests that drive Qt with qtbot (pytest-qt does not run one).
+_LOOP_RUNNER = pytest.StashKey()
+LEFTOVER_TIMEOUT_S = 10.0
+SETTLE_ITERATIONS = 10
 
-    The app runs ``qasync.QEventLoop`` with ``run_until_complete``; here the loop is installed
-    and marked running, and qtbot's event processing (``waitUntil``/``waitSignal``) runs its
-    callbacks, so services can ``asyncio.ensure_future`` network work exactly as in the app.
-    Tasks still pending at the end are cancelled.
+
+@pytest.fixture
+def qt_asyncio_loop(request):
+    """The app's asyncio loop for tests that drive Qt with qtbot (pytest-qt runs none).
+
+    Built the way the app builds it (``isengard_desktop.lifecycle.runner``: an
+    ``asyncio.Runner`` over a qasync loop); the value is that runner. The whole test (set-up,
+    body and teardown) runs on the loop (:func:`pytest_runtest_protocol`), so services start
+    network work as in the app, qtbot's waits run the loop's callbacks, and fixtures close
+    services on the loop (``tests/helpers/service_harness.py: run_on_loop``). Afterwards the
+    runner cancels what is left and closes the loop.
     """
+    return request.node.stash[_LOOP_RUNNER]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Run a test that uses ``qt_asyncio_loop`` inside that loop, in a plain loop callback
+    (not a task: qtbot's nested event processing then runs the loop's tasks as the app's
+    event loop does)."""
+    if "qt_asyncio_loop" not in item.fixturenames:
+        return None
     import asyncio
 
-    import qasync
+    from _pytest.runner import runtestprotocol
+    from PySide6.QtWidgets import QApplication
 
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    asyncio.events._set_running_loop(loop)
-    try:
-        yield loop
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
+    from isengard_desktop.lifecycle import runner
+
+    app = QApplication.instance() or QApplication([])   # (what pytest-qt's qapp does)
+
+    async def on_loop() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def protocol() -> None:
+            try:
+                runtestprotocol(item, nextitem=nextitem, log=True)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the runner below
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        loop.call_soon(protocol)
+        await done
+        # what the test left running ends here, and the callbacks it schedules last run too
+        # (a transport's close finishes in one; skipped, its socket would leak and warn in a
+        # later test)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in left:
             task.cancel()
-        deadline = 200
-        while deadline and any(not t.done() for t in pending):
-            qapp.processEvents()
-            deadline -= 1
-        # run the callbacks those tasks scheduled last (a transport's close finishes in one;
-        # skipped, its socket would leak and warn in a later test)
-        for _ in range(10):
-            qapp.processEvents()
-        asyncio.events._set_running_loop(None)
-        loop.close()
-        asyncio.set_event_loop(None)
-        # qasync keeps its Qt timer object alive after close(); if the loop is later freed
-        # on another thread (a test server's), that timer fires into a deleted object and
-        # the process crashes. Delete it here, on the main thread.
-        import shiboken6
+        if left:
+            await asyncio.wait(left, timeout=LEFTOVER_TIMEOUT_S)
+        for _ in range(SETTLE_ITERATIONS):
+            await asyncio.sleep(0)
 
-        timer = getattr(loop, "_timer", None)
-        if timer is not None and shiboken6.isValid(timer):
-            shiboken6.delete(timer)
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    with runner(app) as loop_runner:
+        item.stash[_LOOP_RUNNER] = loop_runner
+        try:
+            loop_runner.run(on_loop())
+        finally:
+            del item.stash[_LOOP_RUNNER]
+    # the loop's Qt objects are freed here, on the main thread: freed later by the cyclic
+    # GC on a worker thread (a test server's), its timer could fire into a deleted object
+    del loop_runner
+    gc.collect()
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True

@@ -181,7 +181,7 @@ def generate(args: argparse.Namespace) -> int:
 
 
 async def _generate_main(args: argparse.Namespace) -> int:
-    task = asyncio.ensure_future(_generate(args))
+    task = asyncio.create_task(_generate(args))
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, task.cancel)

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from isengard_desktop.core.dataset.captions import sidecar_path
 from tests.helpers.photos import make_photo, make_photos
-from tests.helpers.qt import drop_files
+from tests.helpers.qt import close_app, drop_files
 
 
 def _yes(monkeypatch):
@@ -217,8 +217,7 @@ def test_dataset_search_filter_select_bulk_ops_and_restart(qtbot, make_app, tmp_
     remaining = {i.id: (i.caption, str(i.path)) for i in ctx.library.images()}
 
     # restart on the same ISENGARD_HOME: everything is still there
-    ctx.window.close()
-    ctx.shutdown()
+    close_app(qtbot, ctx)
     ctx2 = make_app()
     assert sorted(c.name for c in ctx2.library.characters()) == ["Ann", "Ben"]
     assert {i.id: (i.caption, str(i.path)) for i in ctx2.library.images()} == remaining

@@ -37,6 +37,7 @@ from tests.helpers.comfy_double import make_comfy_double  # noqa: F401 - fixture
 from tests.helpers.characters import add_character
 from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, click,
                                        configure_remote, open_generate, wait_ready, write_lora)
+from tests.helpers.qt import close_app
 
 
 @pytest.fixture
@@ -227,7 +228,7 @@ def test_prompt_generate_progress_gallery_with_metadata(qt_asyncio_loop, qtbot, 
     assert tab.progress.error.text() == message
 
     # the gallery is kept: a restart shows the same pictures
-    ctx.window.close()
+    close_app(qtbot, ctx)
     ctx2 = make_app()
     tab2 = open_generate(qtbot, ctx2)
     qtbot.waitUntil(lambda: {i.id for i in tab2.gallery.items()} == {i.id for i in items},
@@ -291,8 +292,8 @@ def test_extras_disabled_with_reason_until_the_server_has_what_they_need(
 
 # -- gallery: vary (image to image) and delete ----------------------------------------------------
 def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, double):
-    # (make_app before qt_asyncio_loop: the app shuts down after the loop is gone, and must
-    # still close its connections without warnings)
+    # (make_app before qt_asyncio_loop: the app still closes on the loop, the whole test
+    # runs inside it, and its connections close without warnings)
     configure_remote(double.url)
     ctx = make_app()
     tab = open_generate(qtbot, ctx)

@@ -1,13 +1,10 @@
 """A GenerationService on a test's ISENGARD_HOME, with its library and settings, for the
-integration tests in ``tests/integration/test_generation_service.py`` (pytest-qt + a qasync
-loop marked running, as the ``qt_asyncio_loop`` fixture or :func:`own_qasync_loop` gives)."""
+integration tests in ``tests/integration/test_generation_service.py`` (pytest-qt + the app's
+qasync loop, as the ``qt_asyncio_loop`` fixture gives)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
-
-import shiboken6
 
 from isengard_desktop.core.comfy.jobs import GenerationRequest, LoraChoice
 from isengard_desktop.services.generation.service import GenerationService
@@ -27,9 +24,9 @@ LORA = "alice-ohwx.safetensors"
 class Harness:
     """Library + settings + generation service on this test's ISENGARD_HOME."""
 
-    def __init__(self, qtbot, loop) -> None:
+    def __init__(self, qtbot, runner) -> None:
         self.qtbot = qtbot
-        self.loop = loop
+        self.runner = runner          # the qt_asyncio_loop fixture's value
         self.paths, self.library = start_library(qtbot, WAIT)
         self.character = add_character(qtbot, self.library, "Alice", trigger="ohwx", timeout=WAIT)
         self.settings = SettingsService(self.paths)
@@ -72,7 +69,7 @@ class Harness:
 
     def close(self) -> None:
         if self.service is not None:
-            close_generation_service(self.qtbot, self.service, WAIT)
+            close_generation_service(self.qtbot, self.service, WAIT, self.runner)
         self.library.shutdown()
         self.settings.shutdown()
 
@@ -82,39 +79,3 @@ def request(**changes) -> GenerationRequest:
                     "model": SD15, "aspect": "1:1", "tier": "Draft", "seed": 1234, "batch": 1}
     values.update(changes)
     return GenerationRequest(**values)
-
-
-class OwnQasyncLoop:
-    """A qasync loop marked running, like the ``qt_asyncio_loop`` fixture, that a test can
-    stop (:meth:`stop`: not running any more) and close (:meth:`close`) itself, e.g. to see
-    what a service does when the app's loop has ended before its shutdown."""
-
-    def __init__(self, qapp) -> None:
-        import qasync
-
-        self.qapp = qapp
-        self.loop = qasync.QEventLoop(qapp)
-        asyncio.set_event_loop(self.loop)
-        asyncio.events._set_running_loop(self.loop)
-
-    def stop(self) -> None:
-        """Cancel what runs on it (as the fixture's teardown does), then mark it stopped."""
-        if asyncio.events._get_running_loop() is not self.loop:
-            return
-        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        for _ in range(200):
-            if all(t.done() for t in pending):
-                break
-            self.qapp.processEvents()
-        asyncio.events._set_running_loop(None)
-
-    def close(self) -> None:
-        self.stop()
-        if not self.loop.is_closed():
-            self.loop.close()
-        asyncio.set_event_loop(None)
-        timer = getattr(self.loop, "_timer", None)
-        if timer is not None and shiboken6.isValid(timer):
-            shiboken6.delete(timer)

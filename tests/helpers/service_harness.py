@@ -34,11 +34,27 @@ def fast_training(service, stop_grace_s: float, grace_s: float = 1.0) -> None:
     service.bundle_probe_torch = False
 
 
-def close_generation_service(qtbot, service, timeout: int) -> None:
-    """Close a GenerationService on the running loop and delete its Qt objects here, on the
-    main thread: the cyclic GC may otherwise free them on a worker thread, leaving their
-    timers registered (a later crash)."""
-    done = asyncio.ensure_future(service.aclose())
-    qtbot.waitUntil(done.done, timeout=timeout)
-    done.result()
+def run_on_loop(qtbot, coro, timeout: int, runner=None):
+    """Run ``coro`` to its end on the app's loop and return its result: as a task the test
+    waits for when the loop runs (a test body under ``qt_asyncio_loop``), else with
+    ``runner.run`` (a fixture's teardown; ``runner`` is that fixture's value), else (no loop
+    was ever used) on a fresh loop built as the app builds it."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        if runner is None:       # nothing ran on a loop here: a fresh one, as the app's
+            from isengard_desktop.lifecycle import run
+
+            return run(coro)
+        return runner.run(coro)
+    task = loop.create_task(coro)
+    qtbot.waitUntil(task.done, timeout=timeout)
+    return task.result()
+
+
+def close_generation_service(qtbot, service, timeout: int, runner=None) -> None:
+    """Close a GenerationService on the app's loop (see :func:`run_on_loop`) and delete its
+    Qt objects here, on the main thread: the cyclic GC may otherwise free them on a worker
+    thread, leaving their timers registered (a later crash)."""
+    run_on_loop(qtbot, service.aclose(), timeout, runner)
     shiboken6.delete(service)

@@ -44,8 +44,9 @@ def qloop(qt_asyncio_loop):
 class Managed:
     """Library + settings + generation service whose settings point at the fake ComfyUI."""
 
-    def __init__(self, qtbot, folder: Path) -> None:
+    def __init__(self, qtbot, folder: Path, runner) -> None:
         self.qtbot = qtbot
+        self.runner = runner          # the qt_asyncio_loop fixture's value
         self.paths, self.library = start_library(qtbot, WAIT)
         self.settings = SettingsService(self.paths)
         self.settings.settings = replace(self.settings.settings, comfyui_folder=str(folder),
@@ -71,7 +72,7 @@ class Managed:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            close_generation_service(self.qtbot, self.service, WAIT)
+            close_generation_service(self.qtbot, self.service, WAIT, self.runner)
         self.library.shutdown()
         self.settings.shutdown()
 
@@ -81,7 +82,7 @@ def managed(qtbot, qloop, comfy_folder, monkeypatch):
     for name in ("FAKE_COMFY_CRASH_AFTER", "FAKE_COMFY_FAIL_START", "FAKE_COMFY_SPAWN_CHILD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FAKE_COMFY_MODELS", f'{{"checkpoints": ["{SD15}"]}}')
-    m = Managed(qtbot, comfy_folder)
+    m = Managed(qtbot, comfy_folder, qloop)
     yield m
     m.close()
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import shiboken6
 
 from isengard_desktop.core.comfy.metadata import read_metadata
 from isengard_desktop.core.dataset.captions import read_sidecar
@@ -23,9 +22,9 @@ from tests.helpers.generation_harness import (
     SD15,
     WAIT,
     Harness,
-    OwnQasyncLoop,
     request,
 )
+from tests.helpers.service_harness import close_generation_service, run_on_loop
 
 
 @pytest.fixture
@@ -104,9 +103,7 @@ def test_gallery_is_reloaded_from_the_database(harness, make_comfy_double):
         assert [i.id for i in again.gallery()] == [items[0].id]
         assert again.gallery()[0].params["tier"] == "Draft"
     finally:
-        done = asyncio.ensure_future(again.aclose())
-        harness.qtbot.waitUntil(done.done, timeout=WAIT)
-        shiboken6.delete(again)
+        close_generation_service(harness.qtbot, again, WAIT)
 
 
 def test_validation_gap_is_named(harness, make_comfy_double):
@@ -411,29 +408,16 @@ def test_queue_is_read_again_when_a_job_ends(harness, make_comfy_double):
         timeout=2000)
 
 
-@pytest.mark.parametrize("loop_end", ["stopped", "closed"])
-def test_shutdown_without_a_running_loop(qtbot, qapp, make_comfy_double, loop_end):
-    """``__main__`` closes its loop before ``ctx.shutdown()``, and a test's loop fixture may
-    be torn down before the app: shutdown then closes the connections itself, at once."""
-    own = OwnQasyncLoop(qapp)
-    h = Harness(qtbot, own.loop)
-    try:
-        double = make_comfy_double(models={"checkpoints": [SD15]})
-        service = h.start([double.url])
-        kind, _, _ = h.outcome(service.submit(request()))          # socket + HTTP in use
-        assert kind == "finished" and double.connected_clients()
-        if loop_end == "stopped":
-            own.stop()
-        else:
-            own.close()
-        began = time.monotonic()
-        service.shutdown()
-        service.shutdown()                                         # twice is harmless
-        assert time.monotonic() - began < 5
-        qtbot.waitUntil(lambda: not double.connected_clients(), timeout=WAIT)
-        gc.collect()          # nothing unclosed left to warn about (warnings are errors)
-        shiboken6.delete(service)
-    finally:
-        own.close()
-        h.library.shutdown()
-        h.settings.shutdown()
+def test_aclose_closes_every_connection_at_once(harness, make_comfy_double):
+    """App quit awaits ``aclose()`` on the running loop (``__main__``; the loop outlives the
+    app): the clients close through their own APIs at once, nothing is left to warn about."""
+    double = make_comfy_double(models={"checkpoints": [SD15]})
+    service = harness.start([double.url])
+    kind, _, _ = harness.outcome(service.submit(request()))          # socket + HTTP in use
+    assert kind == "finished" and double.connected_clients()
+    began = time.monotonic()
+    run_on_loop(harness.qtbot, service.aclose(), WAIT)
+    run_on_loop(harness.qtbot, service.aclose(), WAIT)               # twice is harmless
+    assert time.monotonic() - began < 5
+    harness.qtbot.waitUntil(lambda: not double.connected_clients(), timeout=WAIT)
+    gc.collect()          # nothing unclosed left to warn about (warnings are errors)

@@ -43,7 +43,9 @@ for i in range(ctx.window.tabs.count()):
     ctx.window.tabs.setCurrentIndex(i); app.processEvents()
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in %r)
 print(json.dumps({"ready": ctx.library.is_ready, "heavy": heavy}))
-ctx.window.close(); ctx.shutdown()
+ctx.window.close()
+from isengard_desktop.lifecycle import run
+run(ctx.aclose())
 """ % (HEAVY,)  # noqa: UP031 (a code template full of braces)
     result = _run(code, tmp_path)
     assert result.returncode == 0, result.stderr

@@ -50,7 +50,9 @@ print(json.dumps({"rows": rows, "statuses": statuses, "counts": counts,
                   "result": result.to_dict() if result else None,
                   "report": page.report_text(), "heavy": heavy,
                   "data": str(ctx.paths.data)}))
-dialog.close(); ctx.window.close(); ctx.shutdown()
+dialog.close(); ctx.window.close()
+from isengard_desktop.lifecycle import run
+run(ctx.aclose())
 """
 
 

@@ -1,13 +1,11 @@
 """Launching the managed ComfyUI: checks, the extra-model-paths YAML, the port, the log.
 
 Everything here is plain Python that runs on a worker thread (:func:`plan_launch`) or is
-called by :class:`~.comfy_server.ComfyServer` on the main thread (:class:`RotatingLog`,
-:func:`spawn`). No Qt.
+called by :class:`~.comfy_server.ComfyServer` on the main thread (:class:`RotatingLog`). No Qt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from dataclasses import dataclass
@@ -19,25 +17,13 @@ from loguru import logger
 from ...core.fsutil import atomic_write_text
 
 __all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "find_python",
-           "free_port", "plan_launch", "spawn", "write_extra_model_paths"]
+           "free_port", "plan_launch", "write_extra_model_paths"]
 
 # sub-folders of a ComfyUI-style models folder that ComfyUI knows
 MODEL_SUBFOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "clip", "diffusion_models",
                     "unet", "clip_vision", "controlnet", "upscale_models", "embeddings",
                     "ipadapter", "style_models", "gligen", "hypernetworks", "photomaker",
                     "vae_approx", "ultralytics", "sams")
-
-
-def spawn(coro: Any) -> asyncio.Future | None:
-    """Schedule ``coro`` on the running asyncio loop; without one (a test or tool that runs
-    no loop) the coroutine is dropped with a log line instead of failing."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        coro.close()
-        logger.debug("no running asyncio loop: network work skipped")
-        return None
-    return asyncio.ensure_future(coro)
 
 
 class LaunchProblem(Exception):

@@ -43,11 +43,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.paths import AppPaths
 from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+from ..tasks import TaskOwner
 from ..ops import run_in_executor
-from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch, spawn
+from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch
 
-__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "ManagedState",
-           "spawn"]
+__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "ManagedState"]
 
 READY_MARKER = "To see the GUI go to"
 TAIL_LINES = 40
@@ -105,6 +105,7 @@ class ComfyServer(QObject):
         self._healthy_this_run = False
         self._marker_seen = False
         self._started_at = 0.0
+        self.tasks = TaskOwner("managed ComfyUI")   # its readiness probe
         self._probe_task: asyncio.Future | None = None
         self._last_tail: tuple[str, ...] = ()   # the tail of the last run that ended
         self._log: RotatingLog | None = None
@@ -257,7 +258,7 @@ class ComfyServer(QObject):
         if proc is not self._proc:
             return
         self.pid = pid or None
-        self._probe_task = spawn(self._await_ready(proc, generation))
+        self._probe_task = self.tasks.spawn(self._await_ready(proc, generation))
 
     def _on_output(self, proc: ChildProcess, chunk: OutputChunk) -> None:
         if proc is not self._proc:

@@ -6,8 +6,9 @@ also right after a job ends there, :meth:`ServerPool.poll_queue`), fetches its
 ``/object_info`` once when it becomes healthy (and again on :meth:`ServerPool.refresh`, whose
 answer is always read after the refresh was asked for), and emits ``changed`` with fresh
 :class:`ServerStatus` values only when something the user can see changed (not on every poll).
-:meth:`ServerPool.shutdown` works with or without a running asyncio loop (without one, the
-clients' sockets are closed synchronously: :mod:`.generation_sockets`). The managed server's process is a
+Its polls and fetches run on the pool's :class:`~..tasks.TaskOwner` (they need the running
+loop); :meth:`ServerPool.aclose` (app quit, on the loop) stops the managed process, cancels
+them and closes every client through its own ``aclose()``. The managed server's process is a
 :class:`~.comfy_server.ComfyServer`; its readiness probe fetches ``/object_info`` through the
 same client, so the model lists are known the moment it turns ready.
 
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine, Iterable
 from typing import Any
-from collections.abc import Iterable
 
 from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -29,11 +30,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from ...core.comfy.jobs import ServerStatus
 from ...core.comfy.routing import ServerView, models_from_object_info
 from ...core.paths import AppPaths
-from .comfy_server import ComfyServer, spawn
+from ..tasks import TaskOwner, wait_ended
+from .comfy_server import ComfyServer
 from .server_state import VRAM_STEP, Server, server_label, significant
-from .sockets import cancel_quietly, close_transports_now, url_peer
 
-__all__ = ["MANAGED_KEY", "VRAM_STEP", "Server", "ServerPool", "server_label", "spawn"]
+__all__ = ["MANAGED_KEY", "VRAM_STEP", "Server", "ServerPool", "server_label"]
 
 MANAGED_KEY = "local"
 
@@ -57,9 +58,8 @@ class ServerPool(QObject):
         self._servers: dict[str, Server] = {}
         self._order: list[str] = []
         self._last: tuple[ServerStatus, ...] | None = None
-        self._closing: set[asyncio.Future] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None   # where the clients' sockets live
-        self._peers: set[tuple[str, int]] = set()             # every server address used
+        self._tasks = TaskOwner("ComfyUI servers")             # polls and fetches
+        self._closers = TaskOwner("ComfyUI client closes")     # never cancelled
         self._closed = False
         self.managed = ComfyServer(paths, MANAGED_KEY, probe=self._probe_managed, parent=self)
         self.managed.state_changed.connect(self._on_managed_state)
@@ -86,9 +86,6 @@ class ServerPool(QObject):
     def start(self) -> None:
         self._timer.start(int(self.poll_interval_s * 1000))
         self.poll_all()
-        # At app start the asyncio loop is not running yet (polls are skipped without one):
-        # poll again as soon as the event loop turns, not one interval later.
-        QTimer.singleShot(0, self.poll_all)
 
     def configure(self, comfyui_folder: str, comfyui_python: str, models_folder: str,
                   remote_urls: Iterable[str]) -> None:
@@ -129,7 +126,7 @@ class ServerPool(QObject):
                 server.message = "Not contacted yet."
                 self._add(server)
                 self._ensure_client(server)
-                self._track(server, self._poll(server))
+                self._tasks.spawn(self._poll(server), also=server.tasks)
         self._order = [k for k in [MANAGED_KEY, *wanted] if k in self._servers]
         self.emit_if_changed()
 
@@ -153,11 +150,6 @@ class ServerPool(QObject):
         if server.client is not None and server.client.base_url == server.url:
             return server.client
         self._close_client(server)
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        self._peers.add(url_peer(server.url))
         import httpx
 
         from ...core.comfy.client import ComfyClient
@@ -173,25 +165,23 @@ class ServerPool(QObject):
                                     liveness_interval=self.client_liveness_s)
         return server.client
 
-    def _track(self, server: Server, coro: Any) -> asyncio.Future | None:
-        """Run a poll/fetch of ``server``; it is cancelled before its client closes."""
-        future = spawn(coro)
-        if future is not None:
-            server.tasks.add(future)
-            future.add_done_callback(server.tasks.discard)
-        return future
-
     def _close_client(self, server: Server) -> None:
+        """Drop ``server``'s client now; it closes in the background."""
+        close = self._detach_client(server)
+        if close is not None:
+            self._closers.spawn(close)
+
+    def _detach_client(self, server: Server) -> Coroutine[Any, Any, None] | None:
+        """Take ``server``'s client away and cancel its requests; returns the coroutine that
+        closes it (once those requests ended), or None when it had none."""
         client, http = server.client, server.http
         server.client = server.http = None
         server.info_task = server.info_queued = None
         tasks = [t for t in server.tasks if not t.done()]
         for task in tasks:
-            cancel_quietly(task)
+            task.cancel()
         if client is None:
-            return
-
-        peer = url_peer(server.url)
+            return None
 
         async def close() -> None:
             try:
@@ -202,15 +192,7 @@ class ServerPool(QObject):
                 if http is not None:
                     await http.aclose()
 
-        def closed(future: asyncio.Future) -> None:
-            self._closing.discard(future)
-            if future.cancelled():   # the loop is being torn down (maybe before it started)
-                close_transports_now(future.get_loop(), [peer])
-
-        future = spawn(close())
-        if future is not None:
-            self._closing.add(future)
-            future.add_done_callback(closed)
+        return close()
 
     # -- managed server ----------------------------------------------------------------------
     async def _probe_managed(self, url: str) -> dict:
@@ -234,11 +216,11 @@ class ServerPool(QObject):
         server = self._servers.get(MANAGED_KEY)
         if server is None:
             return
-        if state == "ready":
+        if state == "ready" and not self._closed:
             server.url = self.managed.url
             server.state, server.message = "ready", ""
             server.last_ok = time.monotonic()
-            self._track(server, self._poll(server))
+            self._tasks.spawn(self._poll(server), also=server.tasks)
         else:
             was_healthy = server.healthy
             server.state, server.message = state, message
@@ -256,7 +238,7 @@ class ServerPool(QObject):
                 continue
             if server.kind == "managed" and self.managed.state != "ready":
                 continue      # the process supervisor says when it is up
-            self._track(server, self._poll(server))
+            self._tasks.spawn(self._poll(server), also=server.tasks)
 
     async def _poll(self, server: Server) -> None:
         if server.polling or server.removed or self._closed:
@@ -335,7 +317,7 @@ class ServerPool(QObject):
                 self._apply_queue(server, stamp, queue.length)
                 self.emit_if_changed()
 
-        return self._track(server, read())
+        return self._tasks.spawn(read(), also=server.tasks)
 
     def fetch_object_info(self, server: Server, *, fresh: bool = False
                           ) -> asyncio.Future | None:
@@ -375,7 +357,7 @@ class ServerPool(QObject):
             if not server.removed:
                 self._set_object_info(server, info)
 
-        task = self._track(server, fetch())
+        task = self._tasks.spawn(fetch(), also=server.tasks)
         server.info_task = task
         if after is not None:
             server.info_queued = task
@@ -420,11 +402,9 @@ class ServerPool(QObject):
 
     # -- shutdown ----------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop polling and the managed process tree (blocks briefly). With a running loop
-        the clients close on it (:meth:`aclose` waits for that); without one (the app's loop
-        has stopped or is closed) their sockets are closed here, synchronously. Never raises."""
+        """Stop polling and the managed process tree (blocks briefly), cancel polls and
+        fetches. The clients are closed by :meth:`aclose`. Idempotent; never raises."""
         if self._closed:
-            self._sweep()
             return
         self._closed = True
         self._timer.stop()
@@ -432,26 +412,23 @@ class ServerPool(QObject):
             self.managed.shutdown()
         except Exception as exc:     # app quit goes on; the reason is in the log
             logger.opt(exception=exc).error("stopping the managed ComfyUI failed")
-        for server in list(self._servers.values()):
-            server.removed = True
-            try:
-                self._close_client(server)
-            except Exception as exc:
-                logger.warning("closing the client of {} failed: {}", server.label, exc)
-        self._sweep()
-
-    def _sweep(self) -> None:
-        """Without a running loop: close what the clients left open, synchronously (also
-        on a second shutdown, after closes the loop never finished)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            if self._loop is not None:
-                closed = close_transports_now(self._loop, self._peers)
-                logger.debug("no running loop at shutdown: {} connection(s) closed", closed)
+        self._tasks.cancel_all(close=True)
+        self.managed.tasks.cancel_all(close=True)
 
     async def aclose(self) -> None:
-        """:meth:`shutdown`, then wait until every client is closed."""
+        """App quit, on the running loop: :meth:`shutdown`, then close every client through
+        its own ``aclose()`` (each once its requests ended) and wait for that. Idempotent."""
         self.shutdown()
-        while self._closing:
-            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        closes = []
+        for server in list(self._servers.values()):
+            server.removed = True
+            close = self._detach_client(server)
+            if close is not None:
+                closes.append(close)
+        for result in await asyncio.gather(*closes, return_exceptions=True):
+            if isinstance(result, Exception):
+                logger.warning("closing a ComfyUI client failed: {}", result)
+        await wait_ended(self._closers.tasks())     # closes started earlier
+        await self._closers.aclose()
+        await self._tasks.aclose()
+        await self.managed.tasks.aclose()

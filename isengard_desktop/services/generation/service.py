@@ -8,12 +8,11 @@ Keep adds staged images to the character's dataset through the library (caption 
 trigger word, ``source = "synthetic"``); Discard (staging) and Delete (gallery) send them to
 the OS trash, one move at a time (:mod:`.generation_trash`).
 
-Network work runs on the running asyncio loop (qasync in the app); file work on an executor;
-every DB write is a write op of the database service (``library.database``). Call
-``LibraryService.start()`` before :meth:`GenerationService.start` and
-:meth:`GenerationService.shutdown` before ``LibraryService.shutdown()``.
-:meth:`GenerationService.shutdown` works with or without a running asyncio loop and never
-raises.
+Network work runs on the running asyncio loop (qasync in the app) as tasks of the service's
+:class:`~..tasks.TaskOwner`; file work on an executor; every DB write is a write op of the
+database service (``library.database``). Call ``LibraryService.start()`` before
+:meth:`GenerationService.start` and await :meth:`GenerationService.aclose` (on the running
+loop) before ``LibraryService.shutdown()``; it never raises.
 
 Signals:
     servers_changed(tuple[ServerStatus, ...]): a server's state, GPU, VRAM or queue changed.
@@ -49,16 +48,18 @@ from ...core.db.generations import GenerationsRepository
 from ...core.paths import AppPaths
 from ...core.types import Progress
 from .jobs import CANCELLED, Job, JobFailed, JobRunner
-from .servers import MANAGED_KEY, ServerPool, spawn
-from .sockets import cancel_quietly
+from .servers import MANAGED_KEY, ServerPool
 from .trash import TrashMover
 from ..database import ChangeSet, WriteResult
 from ..import_task import ImportOutcome
 from ..library import SYNTHETIC_SOURCE
+from ..tasks import TaskOwner
 from ..ops import run_in_executor
 from ..throttle import DEFAULT_INTERVAL_MS, Throttler
 
 __all__ = ["GenerationService"]
+
+JOBS_END_TIMEOUT_S = 10.0     # at quit, how long cancelled jobs may take to end
 
 
 class GenerationService(QObject):
@@ -88,7 +89,7 @@ class GenerationService(QObject):
         self._trash = TrashMover()
         self._runner = JobRunner(paths, self.pool, library, self._io, self._workflow_library)
         self._jobs: dict[str, Job] = {}
-        self._tasks: set[asyncio.Future] = set()
+        self._tasks = TaskOwner("generation")     # jobs, cancels, model-list refreshes
         self._items: dict[int, GalleryItem] = {}
         self._workflows: Any = None
         self._workflows_error: BaseException | None = None
@@ -120,17 +121,15 @@ class GenerationService(QObject):
         self.pool.start()
 
     def shutdown(self) -> None:
-        """App quit: cancel jobs, stop the managed ComfyUI process tree (blocks a few seconds
-        at most). With a running loop the network clients close on it (see :meth:`aclose`);
-        without one (stopped or closed) their connections are closed here. Never raises."""
+        """The synchronous part of :meth:`aclose`: cancel jobs, stop the managed ComfyUI
+        process tree (blocks a few seconds at most), stop the executors. Idempotent; never
+        raises. The network clients close in :meth:`aclose`."""
         if self._closed:
-            self.pool.shutdown()     # (a second call without a loop closes what is left)
             return
         self._closed = True
         for job in self._jobs.values():
             job.cancelled = True
-        for task in list(self._tasks):
-            cancel_quietly(task)
+        self._tasks.cancel_all()
         for step in (self.pool.shutdown, self._trash.shutdown,
                      lambda: self._io.shutdown(wait=True, cancel_futures=True)):
             try:
@@ -139,11 +138,10 @@ class GenerationService(QObject):
                 logger.opt(exception=exc).error("generation shutdown step failed")
 
     async def aclose(self) -> None:
-        """:meth:`shutdown`, then wait for jobs and network clients to finish closing."""
+        """App quit, on the running loop: :meth:`shutdown`, then wait for the jobs to end and
+        close every network client. Idempotent; never raises."""
         self.shutdown()
-        tasks = [t for t in self._tasks if not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=10)
+        await self._tasks.aclose(timeout_s=JOBS_END_TIMEOUT_S)
         await self.pool.aclose()
 
     def _apply_settings(self, settings: Any) -> None:
@@ -181,7 +179,7 @@ class GenerationService(QObject):
             return self._workflows
         if self._workflows_error is not None:
             raise JobFailed(f"The workflows cannot be loaded: {self._workflows_error}")
-        waiter = asyncio.get_event_loop().create_future()
+        waiter = asyncio.get_running_loop().create_future()
         self._workflows_waiters.append(waiter)
         return await waiter
 
@@ -204,8 +202,8 @@ class GenerationService(QObject):
     def refresh_servers(self) -> None:
         """Re-read every healthy server's model lists (e.g. after adding a model); the lists
         are read after this call, even when a read was already under way."""
-        if not self._closed:
-            spawn(self.pool.refresh())
+        if not self._closed and self.pool.healthy():    # (none healthy: nothing to read)
+            self._tasks.spawn(self.pool.refresh())
 
     def restart_local_server(self) -> None:
         """Restart the managed ComfyUI (after an error, or to pick up new custom nodes)."""
@@ -290,14 +288,12 @@ class GenerationService(QObject):
         with applog.correlation(cid):
             logger.info("generation job {} submitted ({}, batch {}, target {})", job_id,
                         request.family, request.batch, request.target)
-        task = asyncio.ensure_future(self._run(job))
+        task = self._tasks.spawn(self._run(job), name=f"generation job {job_id}")
         job.task = task
-        self._tasks.add(task)
         task.add_done_callback(lambda t: self._task_done(job, t))
         return job_id
 
     def _task_done(self, job: Job, task: asyncio.Future) -> None:
-        self._tasks.discard(task)
         if job.job_id in self._jobs:     # cancelled before it ever ran
             self._jobs.pop(job.job_id, None)
             if job.cancelled and not self._closed:
@@ -375,9 +371,7 @@ class GenerationService(QObject):
                     if job.task is not None:
                         job.task.cancel()
 
-            task = asyncio.ensure_future(cancel())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(cancel(), name=f"cancel generation job {job_id}")
         elif job.task is not None:
             job.task.cancel()
 
