@@ -18,23 +18,23 @@ from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
 from .services.background import shutdown_background_work, start_background_work
 from .services.dataset_checks import DatasetChecksService
-from .services.generation.service import GenerationService
+from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
 from .services.settings_service import SettingsService
 from .services.thumbnails import ThumbnailService
-from .services.training.service import TrainingService
+from .services.training import TrainingService
 from .ui.main_window import MainWindow
-from .ui.characters.characters_tab import CharactersTab
-from .ui.dataset.dataset_tab import DatasetTab
-from .ui.video.video_tab import VideoTab
+from .ui.characters import CharactersTab
+from .ui.dataset import DatasetTab
+from .ui.video import VideoTab
 from .ui.widgets.lazy_tab import LazyTabWidget
 from .ui.theme import apply_dark_theme
 
 if TYPE_CHECKING:
     from .core.secrets import SecretStore
-    from .ui.generate.generate_tab import GenerateTab
-    from .ui.training.training_tab import TrainingTab
+    from .ui.generate import GenerateTab
+    from .ui.training import TrainingTab
 
 
 @dataclass
@@ -115,14 +115,14 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     dataset = DatasetTab(library, thumbnails, checks)
 
     def make_training_tab() -> QWidget:
-        from .ui.training.training_tab import TrainingTab   # its imports load with the page, too
+        from .ui.training import TrainingTab   # its imports load with the page, too
 
         return TrainingTab(library, training, lambda done: settings.scan_models(None, done))
 
     training_tab = LazyTabWidget(make_training_tab)
 
     def make_generate_tab() -> QWidget:
-        from .ui.generate.generate_tab import GenerateTab
+        from .ui.generate import GenerateTab
 
         return GenerateTab(generation, library, thumbnails)
 
@@ -177,7 +177,7 @@ def _connect_signals(ctx: AppContext) -> None:
 def open_settings(ctx: AppContext, page: str = "") -> None:
     """Open the Settings dialog (on ``page``: "comfyui" for the ComfyUI page)."""
     from .services.selftest_runner import SelfTestService
-    from .ui.settings.settings_dialog import SettingsDialog
+    from .ui.settings import SettingsDialog
 
     dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, ctx.window,
                             scan_models=ctx.settings.scan_models,

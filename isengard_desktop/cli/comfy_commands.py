@@ -92,7 +92,8 @@ def comfy_check(args: argparse.Namespace) -> int:
 
 
 async def _comfy_check(args: argparse.Namespace) -> int:
-    from ..core.comfy.workflows import WorkflowError, WorkflowLibrary, workflow_availability
+    from ..core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
+    from ..core.comfy.graph_check import workflow_availability
 
     report: dict[str, Any] = {"url": args.url, "reachable": False}
     try:
@@ -211,7 +212,7 @@ async def _generate_main(args: argparse.Namespace) -> int:
 
 
 async def _generate(args: argparse.Namespace) -> list[Path]:
-    from ..core.comfy.workflows import WorkflowError, WorkflowLibrary
+    from ..core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 
     try:
         library = WorkflowLibrary.load(args.workflows)
@@ -261,7 +262,8 @@ async def _generate(args: argparse.Namespace) -> list[Path]:
 async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
                        image_params: list[str], image_data: bytes | None) -> list[Path]:
     from ..core.comfy.routing import resolve_name
-    from ..core.comfy.workflows import build_graph, check_graph, model_choices, random_seed
+    from ..core.comfy.workflows import build_graph, random_seed
+    from ..core.comfy.graph_check import check_graph, model_choices
 
     info = await client.object_info()
     params: dict[str, Any] = {}

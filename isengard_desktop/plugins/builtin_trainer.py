@@ -16,7 +16,8 @@ from typing import Any
 
 from ..core.training.protocol import Event, LogEvent, parse_event
 from ..core.training.spec import FAMILIES, JobPaths, TrainingJob
-from .interface import Launch, LineSplitter, Stream
+from .interface import Launch
+from ..core.console_text import LineSplitter, Stream
 
 __all__ = ["BuiltinTrainer", "ProtocolParser", "stderr_level"]
 

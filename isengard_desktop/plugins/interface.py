@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ..core.console_text import LineSplitter, Stream, strip_ansi
+from ..core.console_text import Stream
 
 if TYPE_CHECKING:
     from ..core.training.protocol import Event
     from ..core.training.spec import JobPaths, TrainingJob
 
-__all__ = ["Launch", "LineParser", "LineSplitter", "Stream", "TrainerBackend", "strip_ansi"]
+__all__ = ["Launch", "LineParser", "TrainerBackend"]
 
 StopMethod = Literal["stdin", "file", "signal"]
 

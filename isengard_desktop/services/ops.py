@@ -84,7 +84,7 @@ def run_in_executor(executor: Executor, fn: Callable[[], Any],
 
 def await_executor(executor: Executor, fn: Callable[[], Any]) -> asyncio.Future:
     """Run ``fn`` on ``executor`` (:func:`run_in_executor`) and await its result on the loop."""
-    future = asyncio.get_event_loop().create_future()
+    future = asyncio.get_running_loop().create_future()
 
     def ok(value: Any) -> None:
         if not future.done():

@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLineEdit
 
 from isengard_desktop.core.training.spec import TrainingJob
-from isengard_desktop.ui.training.backend_picker import (BackendChoice, BackendPickerWidget,
-                                                       choice_for)
+from isengard_desktop.ui.training.backend_fields import BackendChoice, choice_for
+from isengard_desktop.ui.training.backend_picker import BackendPickerWidget
 from tests.gui.test_training_profiles import UnavailableBackend, builtin, library, make_tab
 from tests.helpers.characters import add_character
 from tests.helpers.fake_backend import FakeBackend

@@ -22,8 +22,8 @@ from isengard_desktop.core.training.presets import PRESETS, estimate_seconds, fo
 from isengard_desktop.core.training.spec import TrainingJob
 from isengard_desktop.services.library import LibraryService
 from isengard_desktop.services.ops import init_main_thread_bridge
-from isengard_desktop.ui.training.setup_form import (BackendChoice, SetupFormWidget,
-                                                     resolve_prompts)
+from isengard_desktop.ui.training.backend_fields import BackendChoice
+from isengard_desktop.ui.training.setup_form import SetupFormWidget, resolve_prompts
 from isengard_desktop.ui.theme import apply_dark_theme
 from isengard_desktop.ui.widgets.log_view import LogViewWidget, line_level
 from isengard_desktop.ui.widgets.loss_chart import LossChartWidget

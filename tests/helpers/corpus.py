@@ -268,7 +268,7 @@ def build_corpus(folder: Path) -> dict[str, str]:
 def walk_skips(rel: str) -> bool:
     """True when walking the folder passes over ``rel`` on purpose: a hidden name (starting
     with ".", like "...jpg") or an extension the importer does not look for (.gif, .psd)."""
-    from isengard_desktop.core.dataset.importer import SUPPORTED_EXTS
+    from isengard_desktop.core.dataset.decode import SUPPORTED_EXTS
 
     parts = rel.split("/")
     return any(p.startswith(".") for p in parts) or (

@@ -19,7 +19,7 @@ from isengard_desktop.services.generation.service import GenerationService
 from isengard_desktop.services.generation.servers import MANAGED_KEY
 from isengard_desktop.services.ops import init_main_thread_bridge
 from isengard_desktop.services.settings_service import SettingsService
-from isengard_desktop.services.training.runner import pid_alive
+from isengard_desktop.services.process_group import pid_alive
 from tests.helpers.service_harness import close_generation_service, start_library
 
 WAIT = 60_000

@@ -288,7 +288,7 @@ def test_servers_changed_only_when_something_changes(harness, make_comfy_double)
 
 
 def test_trigger_word_goes_in_once_at_the_start():
-    from isengard_desktop.services.generation.progress import with_trigger
+    from isengard_desktop.core.dataset.captions import with_trigger
 
     assert with_trigger("a cat", "ohwx") == "ohwx, a cat"
     assert with_trigger("ohwx, a cat", "ohwx") == "ohwx, a cat"

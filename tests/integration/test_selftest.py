@@ -143,7 +143,7 @@ def test_cancel_during_training_ends_the_trainer_and_reports_cancelled(qtbot, tm
     from isengard_desktop.core.paths import resolve_paths
     from isengard_desktop.services.ops import init_main_thread_bridge
     from isengard_desktop.services.selftest_runner import SelfTestService
-    from isengard_desktop.services.training.runner import pid_alive
+    from isengard_desktop.services.process_group import pid_alive
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     init_main_thread_bridge()

@@ -20,7 +20,7 @@ from isengard_desktop.core.training.spec import SpecError, TrainingJob, new_job_
 from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.database import ChangeSet, WriteResult
 from isengard_desktop.services.training.service import TrainingService
-from isengard_desktop.services.training.runner import pid_alive
+from isengard_desktop.services.process_group import pid_alive
 from tests.helpers.characters import add_character
 from tests.helpers.service_harness import fast_training, start_library
 

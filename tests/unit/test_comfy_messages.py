@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from isengard_desktop.core.comfy.client import images_from_history, normalize_url
+from isengard_desktop.core.comfy.api import images_from_history, normalize_url
 from isengard_desktop.core.comfy.errors import (ComfyExecutionError, ComfyInterrupted,
                                                 validation_error_from_body)
 from isengard_desktop.core.comfy.messages import Dispatcher, RunTracker, decode_binary

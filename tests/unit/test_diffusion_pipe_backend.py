@@ -19,9 +19,11 @@ from isengard_desktop.core.training.profiles import apply as apply_profile
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
 from isengard_desktop.plugins.diffusion_pipe import backend as dp
 from isengard_desktop.plugins.diffusion_pipe.backend import (DATASET_FOLDER, DATASET_TOML,
-                                                     DiffusionPipeBackend, MAIN_TOML,
-                                                     find_checkpoint, stage_dataset,
-                                                     toml_dumps, with_trigger)
+                                                             DiffusionPipeBackend, MAIN_TOML,
+                                                             toml_dumps)
+from isengard_desktop.plugins.diffusion_pipe.parser import find_checkpoint
+from isengard_desktop.plugins.diffusion_pipe.dataset import stage_dataset
+from isengard_desktop.core.dataset.captions import with_trigger
 from isengard_desktop.plugins.diffusion_pipe.dataset import (caption_prefix,
                                                              drop_trigger_tags,
                                                              staged_caption)

@@ -23,7 +23,8 @@ import torch
 from isengard_desktop.core.training.spec import TrainingJob
 from isengard_desktop.training_runtime.families import _flux_loading as fl
 from isengard_desktop.training_runtime.families.base import ModelMissing
-from isengard_desktop.training_runtime.families.flux import ChromaFamily, FluxFamily
+from isengard_desktop.training_runtime.families.chroma import ChromaFamily
+from isengard_desktop.training_runtime.families.flux import FluxFamily
 from tests.helpers import lora_checks as lc
 from tests.helpers import tiny_flux_models as tiny
 

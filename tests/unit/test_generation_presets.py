@@ -17,11 +17,9 @@ from isengard_desktop.core.comfy.presets import (
     size_for,
     tier_settings,
 )
-from isengard_desktop.core.comfy.workflows import (
-    WorkflowLibrary,
-    build_graph,
-    check_graph,
-)
+from isengard_desktop.core.comfy.workflow_manifest import WorkflowLibrary
+from isengard_desktop.core.comfy.workflows import build_graph
+from isengard_desktop.core.comfy.graph_check import check_graph
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("sd15", "sdxl", "flux-dev", "flux-schnell", "chroma")

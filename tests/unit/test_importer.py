@@ -15,17 +15,10 @@ import pytest
 from PIL import Image, ImageCms
 
 from isengard_desktop.core.dataset import importer
-from isengard_desktop.core.dataset.importer import (
-    MAX_PIXELS,
-    SUPPORTED_EXTS,
-    ImportedImage,
-    ImportReport,
-    RejectedImage,
-    SkippedImage,
-    collect_files,
-    import_files,
-    safe_stem,
-)
+from isengard_desktop.core.dataset.decode import MAX_PIXELS, SUPPORTED_EXTS
+from isengard_desktop.core.dataset.importer import (ImportedImage, ImportReport, RejectedImage,
+                                                    SkippedImage, collect_files, import_files,
+                                                    safe_stem)
 from isengard_desktop.core.types import Progress
 from tests.helpers import corpus
 from tests.helpers.corpus import (

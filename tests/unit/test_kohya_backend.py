@@ -27,14 +27,9 @@ from isengard_desktop.core.training.protocol import (
 )
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
 from isengard_desktop.plugins.external.files import record_checkpoint
-from isengard_desktop.plugins.kohya.backend import (
-    ARGS_NAME,
-    DATASET_NAME,
-    PROMPTS_NAME,
-    KohyaBackend,
-    KohyaParser,
-    build_args,
-)
+from isengard_desktop.plugins.kohya.backend import (ARGS_NAME, DATASET_NAME, PROMPTS_NAME,
+                                                    KohyaBackend, build_args)
+from isengard_desktop.plugins.kohya.parser import KohyaParser
 from tests.helpers.external_jobs import (
     check_golden,
     external_job,

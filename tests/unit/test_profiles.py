@@ -11,10 +11,10 @@ import pytest
 
 from isengard_desktop.core.training.profile_store import (ProfileStore, default_shipped_dir)
 from isengard_desktop.core.training.profiles import (MIGRATIONS, PROFILE_VERSION, TRAIN_KEYS,
-                                                     FieldError, Profile, ProfileError, apply,
-                                                     check_field_values, diff, dumps,
-                                                     export_profile, import_profile,
-                                                     load_profile, loads, validate)
+                                                     Profile, ProfileError, apply, diff, dumps,
+                                                     export_profile, import_profile, load_profile,
+                                                     loads, validate)
+from isengard_desktop.core.training.profile_fields import FieldError, check_field_values
 from isengard_desktop.core.training.spec import TrainingJob
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles"

@@ -10,8 +10,8 @@ import pytest
 from isengard_desktop.core.training.protocol import LogEvent, StepEvent, event_line
 from isengard_desktop.core.training.spec import JobPaths, TrainingJob
 from isengard_desktop.plugins.builtin_trainer import BuiltinTrainer, ProtocolParser
-from isengard_desktop.plugins.interface import (Launch, LineParser, LineSplitter,
-                                                TrainerBackend, strip_ansi)
+from isengard_desktop.plugins.interface import Launch, LineParser, TrainerBackend
+from isengard_desktop.core.console_text import LineSplitter, strip_ansi
 from isengard_desktop.plugins.registry import UnknownBackendError, default_registry
 
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isengard_desktop.core.comfy.workflows import MAX_SEED, WorkflowLibrary, build_graph
+from isengard_desktop.core.comfy.workflow_manifest import MAX_SEED, WorkflowLibrary
+from isengard_desktop.core.comfy.workflows import build_graph
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 LIBRARY = WorkflowLibrary.load(WORKFLOWS)

@@ -13,17 +13,10 @@ import yaml
 
 from isengard_desktop.core.comfy import workflows as wf
 from isengard_desktop.core.comfy.graph_check import MODEL_INPUTS
-from isengard_desktop.core.comfy.workflows import (
-    MAX_SEED,
-    WorkflowError,
-    WorkflowLibrary,
-    build_graph,
-    check_graph,
-    feature_support,
-    model_choices,
-    suggest_models,
-    workflow_availability,
-)
+from isengard_desktop.core.comfy.workflow_manifest import MAX_SEED, WorkflowError, WorkflowLibrary
+from isengard_desktop.core.comfy.workflows import build_graph
+from isengard_desktop.core.comfy.graph_check import (check_graph, feature_support, model_choices,
+                                                     suggest_models, workflow_availability)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "comfyui" / "workflows"

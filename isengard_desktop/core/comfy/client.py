@@ -31,7 +31,6 @@ from .api import (
     connect_reason,
     history_messages,
     images_from_history,
-    normalize_url,
     ws_url,
 )
 from .errors import (
@@ -506,11 +505,4 @@ class ComfyClient(ComfyAPI):
         await self._reconcile(run)
 
 
-__all__ = [
-    "FEATURE_FLAGS",
-    "MAX_FRAME",
-    "ComfyAPI",
-    "ComfyClient",
-    "images_from_history",
-    "normalize_url",
-]
+__all__ = ["FEATURE_FLAGS", "MAX_FRAME", "ComfyClient"]

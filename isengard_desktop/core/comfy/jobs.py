@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
     "GALLERY_STATUSES",
     "SERVER_STATES",
+    "ServerState",
     "TARGETS",
     "GalleryItem",
     "GenerationRequest",
@@ -22,7 +24,20 @@ __all__ = [
     "ServerStatus",
 ]
 
-SERVER_STATES = ("stopped", "starting", "ready", "busy", "offline", "error")
+
+
+class ServerState(StrEnum):
+    """A ComfyUI server's state as the app shows it (compares equal to its string value)."""
+
+    STOPPED = "stopped"      # managed server not running
+    STARTING = "starting"    # managed server launched, not answering yet
+    READY = "ready"
+    BUSY = "busy"            # ready, with a queue or a job of ours in flight
+    OFFLINE = "offline"      # remote server not reachable
+    ERROR = "error"          # managed server failed to start or died
+
+
+SERVER_STATES = tuple(ServerState)
 GALLERY_STATUSES = ("gallery", "staging", "kept", "discarded")
 TARGETS = ("gallery", "staging")
 
@@ -35,7 +50,7 @@ class ServerStatus:
     url: str
     label: str
     kind: str                    # "managed" | "remote"
-    state: str                   # one of SERVER_STATES
+    state: ServerState
     gpu_name: str = ""
     vram_total: int = 0
     vram_free: int = 0
@@ -44,7 +59,7 @@ class ServerStatus:
 
     @property
     def healthy(self) -> bool:
-        return self.state in ("ready", "busy")
+        return self.state in (ServerState.READY, ServerState.BUSY)
 
 
 @dataclass(frozen=True)

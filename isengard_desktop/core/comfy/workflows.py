@@ -23,57 +23,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from .graph_check import (
-    Gap,
-    WorkflowStatus,
-    check_graph,
-    feature_support,
-    model_choices,
-    pick_model,
     suggest_models,
-    workflow_availability,
 )
 from .workflow_manifest import (
-    FAMILIES,
-    FEATURES,
-    KINDS,
-    MANIFEST_VERSION,
     MAX_SEED,
-    PARAM_TYPES,
     FeatureSpec,
     ParamSpec,
-    Role,
     WorkflowError,
-    WorkflowLibrary,
     WorkflowSpec,
     _is_link,
-    default_workflows_dir,
 )
 
-__all__ = [
-    "FAMILIES",
-    "FEATURES",
-    "KINDS",
-    "MANIFEST_VERSION",
-    "MAX_SEED",
-    "PARAM_TYPES",
-    "FeatureSpec",
-    "Gap",
-    "ParamSpec",
-    "Role",
-    "WorkflowError",
-    "WorkflowLibrary",
-    "WorkflowSpec",
-    "WorkflowStatus",
-    "build_graph",
-    "check_graph",
-    "default_workflows_dir",
-    "feature_support",
-    "model_choices",
-    "pick_model",
-    "random_seed",
-    "suggest_models",
-    "workflow_availability",
-]
+__all__ = ["build_graph", "random_seed"]
 
 
 RANDOM_SEED_BITS = 50  # the ComfyUI frontend's own range; stays exact in JavaScript numbers

@@ -558,25 +558,6 @@ def _store_one(
     )
 
 
-__all__ = [
-    "ALLOWED_FORMATS",
-    "MAX_PIXELS",
-    "MIN_SIDE",
-    "SUPPORTED_EXTS",
-    "ImageProblem",
-    "ImportReport",
-    "ImportedImage",
-    "RejectedImage",
-    "SkippedImage",
-    "collect_files",
-    "display_name",
-    "exif_orientation",
-    "import_files",
-    "load_pixels",
-    "open_image",
-    "prepare_bytes",
-    "safe_stem",
-    "stored_name",
-    "to_rgb",
-    "upright_rgb",
-]
+__all__ = ["MIN_SIDE", "ImportReport", "ImportedImage", "RejectedImage", "SkippedImage",
+           "collect_files", "display_name", "import_files", "prepare_bytes", "safe_stem",
+           "stored_name"]

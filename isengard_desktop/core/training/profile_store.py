@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 
 from ..fsutil import atomic_copy
 from ..naming import folder_slug
-from .profiles import (FieldError, Profile, ProfileError, import_profile, load_profile,
-                       save_profile, validate)
+from .profile_fields import FieldError
+from .profiles import Profile, ProfileError, import_profile, load_profile, save_profile, validate
 from .spec import FAMILIES
 
 __all__ = ["HistoryEntry", "ProfileScan", "ProfileStore", "default_shipped_dir"]

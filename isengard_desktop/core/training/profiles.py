@@ -48,16 +48,14 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ..fsutil import atomic_write_text
 from .. import toml_text
-from .profile_fields import (FIELD_KINDS, PATH_KINDS, FieldError, applies_to,
+from .profile_fields import (FieldError, applies_to,
                              check_field_values, coerce_field_value, field_spec_errors,
                              field_specs, is_empty)
 from .spec import FAMILIES, SpecError, TrainingJob
 
-__all__ = ["FIELD_KINDS", "KNOWN_BACKENDS", "MIGRATIONS", "PATH_KINDS", "PROFILE_VERSION",
-           "TRAIN_KEYS", "DiffRow", "FieldError", "Profile", "ProfileError", "applies_to",
-           "apply", "check_field_values", "coerce_field_value", "diff", "dumps",
-           "export_profile", "field_specs", "flatten", "import_profile", "load_profile",
-           "loads", "save_profile", "validate"]
+__all__ = ["KNOWN_BACKENDS", "MIGRATIONS", "PROFILE_VERSION", "TRAIN_KEYS", "DiffRow", "Profile",
+           "ProfileError", "apply", "diff", "dumps", "export_profile", "field_specs", "flatten",
+           "import_profile", "load_profile", "loads", "save_profile", "validate"]
 
 PROFILE_VERSION = 1
 # version N -> function(raw document at version N) -> raw document at version N+1

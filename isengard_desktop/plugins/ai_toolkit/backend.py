@@ -58,7 +58,8 @@ from ..external.files import (
     launcher_files,
     require_path,
 )
-from ..interface import Launch, Stream
+from ..interface import Launch
+from ...core.console_text import Stream
 
 __all__ = [
     "CONFIG_NAME",

@@ -47,8 +47,7 @@ from collections.abc import Callable
 from ...core import toml_text
 from ...core.training.installs import ExternalInstall, platform_problem, validate_install
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
-from .dataset import (DEFAULT_DELIMITER, caption_prefix, count_media,
-                                     stage_dataset, with_trigger)
+from .dataset import DEFAULT_DELIMITER, caption_prefix, count_media, stage_dataset
 from .models import (FLUX_SHIFT_TYPES, MODEL_TYPES, OPTIMIZERS, ModelType,
                                     check_paths, default_model_type, model_table, model_type,
                                     option_fields, path_fields, resolve_paths)
@@ -56,8 +55,7 @@ from .parser import DeepSpeedParser, ParserContext, find_checkpoint, run_dirs
 from ..interface import Launch
 
 __all__ = ["DATASET_FOLDER", "DATASET_TOML", "DiffusionPipeBackend", "MAIN_TOML", "NCCL_ENV",
-           "OUTPUT_FOLDER", "caption_prefix", "count_media", "dataset_config",
-           "find_checkpoint", "main_config", "stage_dataset", "toml_dumps", "with_trigger"]
+           "OUTPUT_FOLDER", "dataset_config", "main_config", "toml_dumps"]
 
 MAIN_TOML = "diffusion_pipe.toml"
 DATASET_TOML = "diffusion_pipe_dataset.toml"

@@ -23,7 +23,7 @@ from ...core.dataset.captions import has_trigger, read_sidecar, with_trigger
 from ...core.fsutil import link_or_copy
 
 __all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_media",
-           "drop_trigger_tags", "stage_dataset", "staged_caption", "with_trigger"]
+           "drop_trigger_tags", "stage_dataset", "staged_caption"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
                             ".avif", ".jxl"})

@@ -43,7 +43,7 @@ from ...core.training.checkpoints import CheckpointInfo
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
                                       PhaseEvent, StepEvent, StoppedEvent)
 from ..external.files import record_checkpoint
-from ..interface import LineSplitter, Stream
+from ...core.console_text import LineSplitter, Stream
 
 __all__ = ["DeepSpeedParser", "ParserContext", "find_checkpoint", "lora_file", "run_dirs"]
 

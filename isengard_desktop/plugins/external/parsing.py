@@ -39,10 +39,10 @@ from ...core.training.protocol import (
 )
 from .files import ExternalCheckpoint, forget_checkpoint, record_checkpoint
 from ..builtin_trainer import stderr_level
-from ..interface import LineSplitter, Stream
+from ...core.console_text import LineSplitter, Stream
 
 __all__ = ["ExternalParser", "TqdmFrame", "classify_error", "error_message", "parse_clock",
-           "parse_postfix", "parse_tqdm", "stderr_level"]
+           "parse_postfix", "parse_tqdm"]
 
 # desc: pct%|bar| n/total [elapsed<remaining, rate unit, postfix]   (every part after the
 # counts is optional: tqdm leaves out what it does not know)

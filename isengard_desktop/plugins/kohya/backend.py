@@ -56,21 +56,9 @@ from ..external.files import (
 from .parser import KohyaParser
 from ..interface import Launch
 
-__all__ = [
-    "ARGS_NAME",
-    "DATASET_NAME",
-    "FIELDS",
-    "PROMPTS_NAME",
-    "SCRIPTS",
-    "VRAM_PRESETS",
-    "KohyaBackend",
-    "KohyaParser",
-    "build_args",
-    "build_dataset",
-    "prompts",
-    "sample_prompt_lines",
-    "save_every",
-]
+__all__ = ["ARGS_NAME", "DATASET_NAME", "FIELDS", "PROMPTS_NAME", "SCRIPTS", "VRAM_PRESETS",
+           "KohyaBackend", "build_args", "build_dataset", "prompts", "sample_prompt_lines",
+           "save_every"]
 
 KEY = "kohya"
 ARGS_NAME = "kohya_args.toml"

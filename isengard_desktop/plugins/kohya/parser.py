@@ -32,7 +32,7 @@ from ...core.training.protocol import (
 )
 from ..external.parsing import ExternalParser, TqdmFrame, parse_postfix, parse_tqdm
 from ..external.files import OutputScanner
-from ..interface import Stream
+from ...core.console_text import Stream
 
 __all__ = ["KohyaParser"]
 

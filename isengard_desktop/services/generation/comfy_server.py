@@ -21,7 +21,7 @@ The process itself is a :class:`~..child_process.ChildProcess` (own session, mer
 decoded and split into lines, a tail of the last lines for messages, tree stop).
 
 Signals:
-    state_changed(str, str): state (a :class:`ManagedState` value: "stopped" | "starting" |
+    state_changed(str, str): state (a :class:`ServerState` value: "stopped" | "starting" |
         "ready" | "error") and a message that names the problem or what is happening.
     ready(str): the server answers at this base URL (also after a restart).
 """
@@ -29,7 +29,6 @@ Signals:
 from __future__ import annotations
 
 import asyncio
-import enum
 import os
 import sys
 import time
@@ -42,27 +41,19 @@ from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.paths import AppPaths
+from ...core.comfy.jobs import ServerState
 from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
 from ..tasks import TaskOwner
 from ..ops import run_in_executor
 from .comfy_launch import LaunchPlan, LaunchProblem, RotatingLog, plan_launch
 
-__all__ = ["READY_MARKER", "ComfyServer", "LaunchPlan", "LaunchProblem", "ManagedState"]
+__all__ = ["READY_MARKER", "ComfyServer"]
 
 READY_MARKER = "To see the GUI go to"
 TAIL_LINES = 40
 TAIL_IN_MESSAGE = 8               # lines of the tail quoted in an error message
 LOG_FLUSH_MS = 500
 Probe = Callable[[str], Awaitable[Any]]
-
-
-class ManagedState(enum.StrEnum):
-    """The managed ComfyUI's state (compares equal to its string value)."""
-
-    STOPPED = "stopped"
-    STARTING = "starting"
-    READY = "ready"
-    ERROR = "error"
 
 
 class ComfyServer(QObject):
@@ -89,7 +80,7 @@ class ComfyServer(QObject):
         self.log_backups = 2
         self.extra_env: dict[str, str] = {}
 
-        self.state = ManagedState.STOPPED
+        self.state = ServerState.STOPPED
         self.message = "ComfyUI is not started."
         self.url = ""
         self.pid: int | None = None
@@ -171,10 +162,10 @@ class ComfyServer(QObject):
         self._cancel_probe()
         self._generation += 1            # a launch being prepared is dropped
         if self._proc is None:
-            if self.state != ManagedState.ERROR:
-                self._set_state(ManagedState.STOPPED, "ComfyUI is stopped.")
+            if self.state != ServerState.ERROR:
+                self._set_state(ServerState.STOPPED, "ComfyUI is stopped.")
             return
-        self._set_state(ManagedState.STOPPED, "Stopping ComfyUI…")
+        self._set_state(ServerState.STOPPED, "Stopping ComfyUI…")
         self._proc.stop(intent, kill_grace_s=self.stop_grace_s)
 
     def shutdown(self, grace_s: float | None = None) -> None:
@@ -193,7 +184,7 @@ class ComfyServer(QObject):
         if self._log is not None:
             self._log.close()
         self._io.shutdown(wait=False, cancel_futures=True)
-        self._set_state(ManagedState.STOPPED, "ComfyUI was stopped because Isengard closed.")
+        self._set_state(ServerState.STOPPED, "ComfyUI was stopped because Isengard closed.")
 
     # -- launch ------------------------------------------------------------------------------
     def _launch(self) -> None:
@@ -201,7 +192,7 @@ class ComfyServer(QObject):
             return
         self._generation += 1
         generation = self._generation
-        self._set_state(ManagedState.STARTING, "Checking the ComfyUI folder…")
+        self._set_state(ServerState.STARTING, "Checking the ComfyUI folder…")
         folder, python, models = self._folder, self._python, self._models
         loras, config = self.paths.loras, self.config_path
 
@@ -216,11 +207,11 @@ class ComfyServer(QObject):
             if generation != self._generation or self._closed:
                 return
             if isinstance(exc, LaunchProblem):
-                self._set_state(ManagedState.ERROR, str(exc))
+                self._set_state(ServerState.ERROR, str(exc))
             elif isinstance(exc, OSError):
-                self._set_state(ManagedState.ERROR, f"Could not prepare ComfyUI's start: {exc}")
+                self._set_state(ServerState.ERROR, f"Could not prepare ComfyUI's start: {exc}")
             else:
-                self._set_state(ManagedState.ERROR, f"Could not prepare ComfyUI's start: "
+                self._set_state(ServerState.ERROR, f"Could not prepare ComfyUI's start: "
                                          f"{type(exc).__name__}: {exc}")
                 sys.excepthook(type(exc), exc, exc.__traceback__)
 
@@ -248,7 +239,7 @@ class ComfyServer(QObject):
         proc.finished.connect(lambda outcome: self._on_finished(proc, outcome))
         self._proc = proc
         self._started_at = time.monotonic()
-        self._set_state(ManagedState.STARTING, f"Starting ComfyUI on port {plan.port}…")
+        self._set_state(ServerState.STARTING, f"Starting ComfyUI on port {plan.port}…")
         logger.info("starting managed ComfyUI: {} {} in {}", plan.program,
                     " ".join(plan.arguments), plan.cwd)
         self._flush_timer.start()
@@ -303,7 +294,7 @@ class ComfyServer(QObject):
         self._failed_restarts = 0
         self._healthy_since = time.monotonic()
         logger.info("managed ComfyUI is ready at {}", self.url)
-        self._set_state(ManagedState.READY, f"ComfyUI is running at {self.url}.")
+        self._set_state(ServerState.READY, f"ComfyUI is running at {self.url}.")
         self.ready.emit(self.url)
 
     def _give_up(self, message: str) -> None:
@@ -312,7 +303,7 @@ class ComfyServer(QObject):
         self._restart_timer.stop()
         if self._proc is not None:
             self._proc.stop(StopIntent.TIMEOUT, kill_grace_s=self.stop_grace_s)
-        self._set_state(ManagedState.ERROR, message)
+        self._set_state(ServerState.ERROR, message)
 
     # -- exit --------------------------------------------------------------------------------
     def _on_finished(self, proc: ChildProcess, outcome: ProcessOutcome) -> None:
@@ -323,7 +314,7 @@ class ComfyServer(QObject):
         self._detach()
         if outcome.failed_to_start:
             program = self._plan.program if self._plan else "?"
-            self._set_state(ManagedState.ERROR,
+            self._set_state(ServerState.ERROR,
                             f"Could not start ComfyUI with {program}: {outcome.error}. "
                             "Check the Python chosen in Settings → ComfyUI.")
             return
@@ -337,8 +328,8 @@ class ComfyServer(QObject):
         if outcome.stop_intent is not None:
             if outcome.stop_intent == StopIntent.RESTART:
                 self.start()
-            elif self.state != ManagedState.ERROR:
-                self._set_state(ManagedState.STOPPED, "ComfyUI is stopped.")
+            elif self.state != ServerState.ERROR:
+                self._set_state(ServerState.STOPPED, "ComfyUI is stopped.")
             return
         if not was_healthy and self.ever_healthy:
             self._failed_restarts += 1
@@ -348,7 +339,7 @@ class ComfyServer(QObject):
             # only a server that had been healthy is restarted, with growing delays
             delay = self.restart_delays[min(self._restarts, len(self.restart_delays) - 1)]
             self._restarts += 1
-            self._set_state(ManagedState.STARTING,
+            self._set_state(ServerState.STARTING,
                             f"ComfyUI {what}; restarting in {delay:g} s "
                             f"(restart {self._restarts}). {self._tail_text()}")
             self._restart_timer.start(int(delay * 1000))
@@ -358,7 +349,7 @@ class ComfyServer(QObject):
                        f"restarts. {self._tail_text()}")
         else:
             message = f"ComfyUI {what} before it was ready. {self._tail_text()}"
-        self._set_state(ManagedState.ERROR, message)
+        self._set_state(ServerState.ERROR, message)
 
     def _detach(self) -> None:
         proc, self._proc = self._proc, None
@@ -389,7 +380,7 @@ class ComfyServer(QObject):
         if self._log is not None:
             self._log.flush()
 
-    def _set_state(self, state: ManagedState, message: str) -> None:
+    def _set_state(self, state: ServerState, message: str) -> None:
         if (state, message) == (self.state, self.message):
             return
         self.state, self.message = state, message

@@ -37,9 +37,10 @@ from ...core.paths import AppPaths
 from ...core.types import Progress
 from ..database import ChangeSet, WriteResult
 from ..ops import await_executor
-from .progress import ProgressTracker, png_size, with_trigger
+from .progress import ProgressTracker, png_size
+from ...core.dataset.captions import with_trigger
 
-__all__ = ["CANCELLED", "Job", "JobFailed", "JobRunner", "with_trigger"]
+__all__ = ["CANCELLED", "Job", "JobFailed", "JobRunner"]
 
 CANCELLED = "Generation cancelled."
 INPUT_PLACEHOLDER = "isengard_input.png"
@@ -92,7 +93,8 @@ class JobRunner:
     # -- planning ----------------------------------------------------------------------------
     async def plan(self, job: Job) -> _Plan:
         from ...core.comfy.presets import size_for, tier_settings
-        from ...core.comfy.workflows import FEATURES, random_seed
+        from ...core.comfy.workflow_manifest import FEATURES
+        from ...core.comfy.workflows import random_seed
 
         req = job.request
         lib = await self.workflows()
@@ -195,7 +197,7 @@ class JobRunner:
                            object_info=server.object_info)
 
     def _check(self, graph: dict, server: Any, plan: _Plan) -> list[str]:
-        from ...core.comfy.workflows import check_graph
+        from ...core.comfy.graph_check import check_graph
 
         gaps = check_graph(graph, server.object_info or {})
         # input images are uploaded right before the run; the server cannot list them yet
@@ -402,7 +404,7 @@ class JobRunner:
                             prompt_id=prompt_id)
                 for i, (path, w, h) in enumerate(written)]
         outputs = self.paths.outputs
-        future = asyncio.get_event_loop().create_future()
+        future = asyncio.get_running_loop().create_future()
 
         def ok(items: list[GalleryItem]) -> None:
             if not future.done():

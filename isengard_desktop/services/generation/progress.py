@@ -7,12 +7,11 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ...core.dataset.captions import with_trigger
 from ...core.comfy.types import (NodeProgress, NodesCached, NodeStarted, PreviewImage, RunEvent,
                                 RunStarted)
 from ...core.types import Progress
 
-__all__ = ["ProgressTracker", "png_size", "with_trigger"]
+__all__ = ["ProgressTracker", "png_size"]
 
 
 WORKING = "Working"      # the label while no node has said what it is

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...core.comfy.jobs import ServerStatus
+from ...core.comfy.jobs import ServerState, ServerStatus
 from ...core.comfy.routing import ServerView
 
 __all__ = ["VRAM_STEP", "Server", "server_label", "significant"]
@@ -35,7 +35,7 @@ class Server:
         self.kind = kind
         self.client: Any = None          # ComfyClient
         self.http: Any = None            # httpx.AsyncClient we made for the client (closed by us)
-        self.state = "offline" if kind == "remote" else "stopped"
+        self.state = ServerState.OFFLINE if kind == "remote" else ServerState.STOPPED
         self.message = "" if kind == "remote" else "ComfyUI is not started."
         self.gpu_name = ""
         self.vram_total = 0
@@ -56,12 +56,12 @@ class Server:
 
     @property
     def healthy(self) -> bool:
-        return self.state in ("ready", "busy")
+        return self.state in (ServerState.READY, ServerState.BUSY)
 
     def status(self) -> ServerStatus:
         state = self.state
-        if state in ("ready", "busy"):
-            state = "busy" if (self.queue_length or self.in_flight) else "ready"
+        if state in (ServerState.READY, ServerState.BUSY):
+            state = ServerState.BUSY if (self.queue_length or self.in_flight) else ServerState.READY
         return ServerStatus(self.key, self.url, self.label, self.kind, state, self.gpu_name,
                             self.vram_total, self.vram_free, self.queue_length, self.message)
 

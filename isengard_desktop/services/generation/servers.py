@@ -27,14 +27,14 @@ from typing import Any
 from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ...core.comfy.jobs import ServerStatus
+from ...core.comfy.jobs import ServerState, ServerStatus
 from ...core.comfy.routing import ServerView, models_from_object_info
 from ...core.paths import AppPaths
 from ..tasks import TaskOwner, wait_ended
 from .comfy_server import ComfyServer
-from .server_state import VRAM_STEP, Server, server_label, significant
+from .server_state import Server, server_label, significant
 
-__all__ = ["MANAGED_KEY", "VRAM_STEP", "Server", "ServerPool", "server_label"]
+__all__ = ["MANAGED_KEY", "ServerPool"]
 
 MANAGED_KEY = "local"
 
@@ -99,7 +99,7 @@ class ServerPool(QObject):
                           first=True)
             if changed and self.managed.is_running:
                 self.managed.restart()
-            elif not self.managed.is_running and (changed or self.managed.state == "stopped"):
+            elif not self.managed.is_running and (changed or self.managed.state == ServerState.STOPPED):
                 self.managed.start()
         elif MANAGED_KEY in self._servers:
             self.managed.stop()
@@ -108,7 +108,7 @@ class ServerPool(QObject):
         wanted: list[str] = []
         remote_urls = list(remote_urls)
         if remote_urls:   # (httpx loads with the client: ~130 ms, not needed without servers)
-            from ...core.comfy.client import normalize_url
+            from ...core.comfy.api import normalize_url
         for raw in remote_urls:
             try:
                 url = normalize_url(raw)
@@ -216,14 +216,14 @@ class ServerPool(QObject):
         server = self._servers.get(MANAGED_KEY)
         if server is None:
             return
-        if state == "ready" and not self._closed:
+        if state == ServerState.READY and not self._closed:
             server.url = self.managed.url
-            server.state, server.message = "ready", ""
+            server.state, server.message = ServerState.READY, ""
             server.last_ok = time.monotonic()
             self._tasks.spawn(self._poll(server), also=server.tasks)
         else:
             was_healthy = server.healthy
-            server.state, server.message = state, message
+            server.state, server.message = ServerState(state), message
             if was_healthy:
                 # the process went away: fail runs in flight now so they can be retried
                 self._close_client(server)
@@ -236,7 +236,7 @@ class ServerPool(QObject):
         for server in self.servers():
             if server.polling or self._closed:
                 continue
-            if server.kind == "managed" and self.managed.state != "ready":
+            if server.kind == "managed" and self.managed.state != ServerState.READY:
                 continue      # the process supervisor says when it is up
             self._tasks.spawn(self._poll(server), also=server.tasks)
 
@@ -266,7 +266,7 @@ class ServerPool(QObject):
             came_up = not server.healthy
             if came_up:
                 logger.info("ComfyUI server {} is reachable", server.label)
-                server.state, server.message = "ready", ""
+                server.state, server.message = ServerState.READY, ""
             if server.object_info is None or (came_up and server.kind == "remote"):
                 self.fetch_object_info(server)   # once each time it becomes healthy
         finally:
@@ -281,11 +281,11 @@ class ServerPool(QObject):
             reason = str(exc) or type(exc).__name__
         if server.kind == "managed":
             if server.healthy:
-                server.state, server.message = "offline", reason
+                server.state, server.message = ServerState.OFFLINE, reason
             return
         if server.healthy:
             logger.warning("ComfyUI server {} went offline: {}", server.label, reason)
-        server.state, server.message = "offline", reason
+        server.state, server.message = ServerState.OFFLINE, reason
         server.queue_length = 0
 
     def _apply_queue(self, server: Server, stamp: int, length: int) -> None:
@@ -389,7 +389,7 @@ class ServerPool(QObject):
         server = self._servers.get(key)
         if server is None or not server.healthy:
             return
-        server.state, server.message = "offline", message
+        server.state, server.message = ServerState.OFFLINE, message
         self.emit_if_changed()
 
     def emit_if_changed(self) -> None:

@@ -106,7 +106,7 @@ class GenerationService(QObject):
         self._started = True
         def load_workflows() -> Any:
             # imported here, off the UI thread: the manifest reader pulls in PyYAML (~60 ms)
-            from ...core.comfy.workflows import WorkflowLibrary
+            from ...core.comfy.workflow_manifest import WorkflowLibrary
 
             return WorkflowLibrary.load()
 
@@ -222,7 +222,7 @@ class GenerationService(QObject):
     def model_choices(self, family: str) -> list[str]:
         """Main model files (checkpoints or diffusion models) the healthy servers list for
         ``family`` workflows, sorted, without duplicates."""
-        from ...core.comfy.workflows import model_choices
+        from ...core.comfy.graph_check import model_choices
 
         spec = self._model_spec(family)
         param = spec.params.get("model") if spec is not None else None
@@ -237,7 +237,7 @@ class GenerationService(QObject):
     def models(self, folder: str) -> list[str]:
         """Files of a model folder (``controlnet``, ``loras``, ``upscale_models`` ...) that
         the healthy servers list, sorted, without duplicates."""
-        from ...core.comfy.workflows import model_choices
+        from ...core.comfy.graph_check import model_choices
 
         names: set[str] = set()
         for server in self.pool.healthy():
@@ -247,7 +247,7 @@ class GenerationService(QObject):
     def feature_support(self, family: str, feature: str, lora: bool) -> tuple[bool, str]:
         """Whether a toggle (upscale, controlnet, ipadapter, facedetailer) can work for
         ``family`` on some healthy server, and if not, exactly what is missing where."""
-        from ...core.comfy.workflows import feature_support
+        from ...core.comfy.graph_check import feature_support
 
         spec = self._model_spec(family, lora)
         if spec is None:

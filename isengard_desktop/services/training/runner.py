@@ -26,16 +26,13 @@ from ...core.training.job_files import mask_secrets
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
                                       StepEvent, StoppedEvent, event_line, is_hidden_line)
 from ...core.training.spec import JobPaths
-from ...plugins.interface import Launch, LineParser, Stream
+from ...plugins.interface import Launch, LineParser
+from ...core.console_text import Stream
 from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
-from ..process_group import pid_alive, signal_group
 from ..throttle import Throttler
-from .records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
-                      JobRecord, RunOutcome, crash_message, examine_rows, utc_now)
+from .records import (RunOutcome)
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "FLUSH_INTERVAL_MS", "JobRecord", "JobRun",
-           "RESUMABLE_STATES", "RunOutcome", "STATES", "crash_message", "examine_rows",
-           "pid_alive", "signal_group", "utc_now"]
+__all__ = ["FLUSH_INTERVAL_MS", "JobRun"]
 
 FLUSH_INTERVAL_MS = 100          # ≤ ~10 UI updates a second
 MAX_LINES_PER_FLUSH = 1000       # the log view gets at most this many lines per stream a flush

@@ -72,13 +72,11 @@ from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
                               require_backend, usable_backend)
 from .orphans import OrphanWatcher
 from .outputs import JobOutputs
-from .records import (ACTIVE_STATES, FINAL_STATES, RESUMABLE_STATES, STATES,
-                               JobRecord, JobState, RunOutcome, examine_rows, finished_record,
+from .records import (ACTIVE_STATES, RESUMABLE_STATES, JobRecord, JobState, RunOutcome, examine_rows, finished_record,
                                interrupted_at_start, utc_now, with_step)
 from .runner import JobRun
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "JobRecord", "RESUMABLE_STATES", "STATES",
-           "TrainingService"]
+__all__ = ["TrainingService"]
 
 
 class TrainingService(QObject):

@@ -15,9 +15,8 @@ import torch
 from . import _flux_loading as fl
 from ._flux_shared import FlowFamilyBase
 from .base import TextCondition
-from .chroma import ChromaFamily
 
-__all__ = ["ChromaFamily", "FluxFamily"]
+__all__ = ["FluxFamily"]
 
 CLIP_MAX_LENGTH = 77
 VARIANTS = {

@@ -37,7 +37,7 @@ from .presets import (ASPECTS, BATCH_SIZES, DEFAULT_ASPECT, DEFAULT_TIER, FAMILI
                                family_of_workflow, lora_fits, megapixels, tier_note)
 from ..training.advanced_fields import shrinkable
 
-__all__ = ["GenerateFormWidget", "LoraOption", "insert_trigger"]
+__all__ = ["GenerateFormWidget", "insert_trigger"]
 
 
 def insert_trigger(prompt: str, trigger: str, old: str = "") -> str:

@@ -40,7 +40,8 @@ from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.samples_strip import load_scaled
 from ..widgets.staging import StagingStripWidget
 from .backend_bar import BackendBarWidget
-from .form import GenerateFormWidget, LoraOption
+from .form import GenerateFormWidget
+from .options import LoraOption
 from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QToolButton,
                                QVBoxLayout, QWidget)
 
-from ...core.training.profiles import FIELD_KINDS
+from ...core.training.profile_fields import FIELD_KINDS
 
 __all__ = ["MODEL_FILTER", "BackendChoice", "FieldRow", "choice_for"]
 

@@ -29,11 +29,11 @@ from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QToolButton, QVBoxLayout, QWidget)
 
-from ...core.training.profiles import (FieldError, applies_to, check_field_values,
-                                       coerce_field_value)
-from .backend_fields import MODEL_FILTER, BackendChoice, FieldRow, choice_for
+from ...core.training.profile_fields import (FieldError, applies_to, check_field_values,
+                                             coerce_field_value)
+from .backend_fields import MODEL_FILTER, BackendChoice, FieldRow
 
-__all__ = ["BackendChoice", "BackendPickerWidget", "choice_for"]
+__all__ = ["BackendPickerWidget"]
 
 class BackendPickerWidget(QWidget):
     """The backend picker, the model type picker and the backend's fields."""

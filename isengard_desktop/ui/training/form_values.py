@@ -20,13 +20,14 @@ from PySide6.QtWidgets import QButtonGroup, QComboBox, QLabel, QPlainTextEdit, Q
 from ...core.models import FAMILY_LABELS
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NOTES, apply_preset,
                                       preset)
-from ...core.training.profiles import (KNOWN_BACKENDS, PATH_KINDS, TRAIN_KEYS, Profile,
-                                       validate)
+from ...core.training.profiles import KNOWN_BACKENDS, TRAIN_KEYS, Profile, validate
+from ...core.training.profile_fields import PATH_KINDS
 from ...core.training.spec import TrainingJob
 from ...core.db.records import Character
 from ...core.models import ModelInfo
 from .advanced_fields import AdvancedSettingsWidget
-from .backend_picker import BackendChoice, BackendPickerWidget
+from .backend_fields import BackendChoice
+from .backend_picker import BackendPickerWidget
 
 if TYPE_CHECKING:
     from ...services.library import LibraryService

@@ -29,13 +29,14 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QFileDialog, QHBoxLay
 
 from ...core.models import FAMILY_LABELS
 from ...core.training.profile_store import HistoryEntry, ProfileScan, ProfileStore
-from ...core.training.profiles import FieldError, Profile, diff, validate
+from ...core.training.profile_fields import FieldError
+from ...core.training.profiles import Profile, diff, validate
 from ...services.background import BackgroundOp
 from ..dialogs.confirm import confirm
 from .profile_pages import (PROBLEM, PROFILE_TIPS, ComparePage, HistoryPage,
-                                     PreviewPage, fmt_value, preview_rows)
+                                     PreviewPage, preview_rows)
 
-__all__ = ["ProfileManagerDialog", "fmt_value", "preview_rows"]
+__all__ = ["ProfileManagerDialog", "preview_rows"]
 
 PROFILES_LANE = "profiles-io"    # reads and writes of the profile files, in order
 ProfileRole = Qt.ItemDataRole.UserRole + 1

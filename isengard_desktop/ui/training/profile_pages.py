@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
 
 from ...core.models import FAMILY_LABELS
 from ...core.training.profile_store import HistoryEntry
-from ...core.training.profiles import DiffRow, FieldError, Profile, diff, flatten
+from ...core.training.profiles import DiffRow, Profile, diff, flatten
+from ...core.training.profile_fields import FieldError
 
 __all__ = ["ComparePage", "HistoryPage", "PreviewPage", "fmt_value", "preview_rows"]
 

@@ -30,11 +30,12 @@ from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAME
                                       apply_preset, dataset_warnings, estimate_seconds,
                                       format_duration)
 from ...services.library import LibraryService
-from .backend_picker import BackendChoice, BackendPickerWidget
+from .backend_fields import BackendChoice
+from .backend_picker import BackendPickerWidget
 from .advanced_fields import AdvancedSettingsWidget, shrinkable
 from .form_values import TRIGGER, FormValuesMixin
 
-__all__ = ["BackendChoice", "SetupFormWidget", "resolve_prompts"]
+__all__ = ["SetupFormWidget", "resolve_prompts"]
 DEFAULT_PROMPTS = (f"a photo of {TRIGGER}, portrait, natural light",
                    f"{TRIGGER} smiling, outdoors, upper body",
                    f"close-up photo of {TRIGGER}, studio lighting")

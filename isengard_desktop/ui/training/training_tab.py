@@ -37,7 +37,7 @@ from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ..dialogs.confirm import confirm
 from .history import HistoryWidget
-from .backend_picker import BackendChoice, choice_for
+from .backend_fields import BackendChoice, choice_for
 from .job_panel import ACTIVE, JobPanelWidget, describe_error, family_label, job_duration
 from .profile_manager import ProfileManagerDialog
 from .setup_form import SetupFormWidget
