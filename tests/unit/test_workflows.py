@@ -13,7 +13,8 @@ import yaml
 
 from isengard_desktop.core.comfy import workflows as wf
 from isengard_desktop.core.comfy.graph_check import MODEL_INPUTS
-from isengard_desktop.core.comfy.workflow_manifest import MAX_SEED, WorkflowError, WorkflowLibrary
+from isengard_desktop.core.comfy.workflow_manifest import (MAX_SEED, WorkflowError, WorkflowLibrary,
+                                                      default_workflows_dir)
 from isengard_desktop.core.comfy.workflows import build_graph
 from isengard_desktop.core.comfy.graph_check import (check_graph, feature_support, model_choices,
                                                      suggest_models, workflow_availability)
@@ -136,7 +137,7 @@ def test_the_required_workflows_exist(library):
 
 def test_default_folder_is_the_repo_workflows_folder(monkeypatch):
     monkeypatch.delenv("ISENGARD_WORKFLOWS", raising=False)
-    assert wf.default_workflows_dir() == WORKFLOWS
+    assert default_workflows_dir() == WORKFLOWS
     assert WorkflowLibrary.load().folder == WORKFLOWS
 
 

@@ -21,7 +21,7 @@ FAMILY_CLASSES: dict[str, str] = {
     "sdxl": f"{_PKG}.unet:SDXLFamily",
     "flux-dev": f"{_PKG}.flux:FluxFamily",
     "flux-schnell": f"{_PKG}.flux:FluxFamily",
-    "chroma": f"{_PKG}.flux:ChromaFamily",
+    "chroma": f"{_PKG}.chroma:ChromaFamily",
 }
 
 
