@@ -4,6 +4,7 @@ availability, presets, and the line parser on sd-scripts' real output shapes
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ from tests.helpers.external_jobs import (
     make_dataset,
     normalise,
 )
+from tests.helpers import standin_kohya
 from tests.helpers.standin_kohya import make_install
 
 
@@ -51,6 +53,9 @@ def tree(tmp_path):
     for name in ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp8.safetensors",
                  "ae.safetensors", "sdxl.safetensors", "sd15.safetensors", "chroma.safetensors"):
         (models / name).write_bytes(b"x")
+    t5 = tmp_path / "comfy" / "text_encoders" / "t5_tokenizer"  # ComfyUI's T5 tokenizer
+    t5.mkdir(parents=True)
+    (t5 / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram"}}))
     make_dataset(tmp_path)
     install = make_install(tmp_path / "sd-scripts")
     return tmp_path, KohyaBackend(ExternalInstall(str(install), sys.executable))
@@ -103,6 +108,12 @@ def test_generated_files_match_golden(tree, family, kw, golden):
     assert dataset["datasets"][0]["subsets"][0]["class_tokens"] == "alc"
     assert args["training"]["output_dir"] == str(paths.root / "output")
     assert "--console_log_simple" in launch.argv and launch.env == {"OMP_NUM_THREADS": "1"}
+    # the golden pair is one sd-scripts accepts (its assertions, in the stand-in)
+    flat = {k: v for section in args.values() for k, v in section.items()}
+    namespace = argparse.Namespace(**({k: None for k in standin_kohya.ARGS} | flat))
+    standin_kohya.check_dataset(dataset)
+    standin_kohya.assert_extra_args("flux" if family.startswith("flux") else family,
+                                    namespace, dataset)
 
 
 def test_flux_low_vram_presets_and_overrides(tree):
