@@ -349,3 +349,29 @@ def test_parser_stop_reports_the_newest_complete_state(tmp_path):
                                    '[isengard] stopped {"saved":false,"step":-1}\n')
     assert CheckpointEvent(400, str(lora), True) in events      # complete: recorded at stop
     assert events[-1] == StoppedEvent(400, str(lora))
+
+
+def test_parser_resumed_run_keys_saves_by_the_real_step(tmp_path):
+    """After --skip_until_initial_step sd-scripts restarts its step counter at what is left
+    after the skipped epochs (train_network.py:1258-1273, 1340-1344): the save named step 200
+    is real step 700 and overwrote the first run's step-200 files (issue 10, item 4)."""
+    out = tmp_path / "job" / "output"
+    lora = out / "my_lora-step00000200.safetensors"
+    state = out / "my_lora-step00000200-state"
+    state.mkdir(parents=True)
+    (state / "random_states_0.pkl").write_bytes(b"rng")
+    lora.write_bytes(b"x")
+    record_checkpoint(tmp_path / "job", 200, "kohya", str(lora), str(state))   # the first run's
+    parser = KohyaParser()
+    parser.feed("stdout", context_line(tmp_path, steps=1000) +
+                "  num batches per epoch / 1epochのバッチ数: 250\n"
+                "skipping 600 steps / 600ステップをスキップします\n"
+                "skipping epoch 1 because initial_step (multiplied) is 600\n"
+                "skipping epoch 2 because initial_step (multiplied) is 350\n"
+                "  total optimization steps / 学習ステップ数: 1000\n")
+    parser.feed("stderr", bar(100, 400))
+    parser.feed("stdout", f"\nsaving checkpoint: {lora}\n\nsaving state at step 200\n")
+    events = parser.feed("stderr", bar(101, 400))
+    assert CheckpointEvent(700, str(lora), True) in events
+    assert latest_complete(tmp_path / "job").step == 700
+    assert not (tmp_path / "job" / "checkpoints" / "checkpoint-200").exists()
