@@ -437,3 +437,16 @@ def test_shutdown_without_a_running_loop(qtbot, qapp, make_comfy_double, loop_en
         own.close()
         h.library.shutdown()
         h.settings.shutdown()
+
+
+def test_model_choices_hold_only_the_family_and_the_unknown(harness, make_comfy_double):
+    """Issue 10, item 13: with an SD 1.5 and an SDXL checkpoint on the server and SD 1.5
+    chosen, the SDXL file is not offered; a file whose family cannot be told is."""
+    double = make_comfy_double(models={"checkpoints": [SD15, "sd_xl_base_1.0.safetensors",
+                                                       "mystery.safetensors"], "loras": []})
+    service = harness.start([double.url])
+    assert service.model_choices("sd15") == [SD15, "mystery.safetensors"]
+    assert service.model_choices("sdxl") == ["sd_xl_base_1.0.safetensors",
+                                             "mystery.safetensors"]
+    kind, _, _ = harness.outcome(service.submit(request()))
+    assert kind == "finished"
