@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -73,7 +75,12 @@ def test_submit_progress_images_metadata_gallery(harness, make_comfy_double):
     assert meta["prompt"]["3"]["class_type"] == "KSampler"
     assert meta["isengard"]["seed"] == 1234
     assert meta["isengard"]["character_id"] == harness.character.id
-    assert meta["isengard"]["lora"]["path"] == lora.path
+    # the file's name and hash, never its absolute path (the user's home in a shared file)
+    assert "path" not in meta["isengard"]["lora"]
+    assert meta["isengard"]["lora"]["file"] == Path(lora.path).name
+    assert meta["isengard"]["lora"]["sha256"] == hashlib.sha256(
+        Path(lora.path).read_bytes()).hexdigest()
+    assert str(Path(lora.path).parent) not in json.dumps(meta["isengard"])
     assert meta["isengard"]["workflow"] == "sd15-lora"
     # what the server got: our prompt id, extra_data with the job id, the LoRA as it lists it
     sent = double.accepted_prompts[-1]
