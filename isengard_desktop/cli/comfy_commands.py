@@ -8,7 +8,11 @@ Exit status, both commands:
 * **2** – could not start: bad arguments, unknown workflow, unreadable file, server unreachable
   or answering with errors.
 
-Messages for people go to stderr, results to stdout (``--json``: one JSON object).
+Messages for people go to stderr, results to stdout (``--json``: one JSON object); log
+records go to the app's log file, never to stderr. While ``generate`` waits it says where the
+job is ("queued (position N)", "running node X (KSampler) for 2 min"); ``--timeout`` sets an
+overall deadline (the job is then taken back from the server), ``--request-timeout`` the
+limit of each request.
 """
 
 from __future__ import annotations
@@ -16,18 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.comfy.client import ComfyClient
 from ..core.comfy.errors import (ComfyConnectionError, ComfyError, ComfyExecutionError,
                                  ComfyHTTPError, ComfyInterrupted, ComfyValidationError)
-from ..core.comfy.types import NodeProgress, NodeStarted, RunEvent
+from ..core.comfy.types import NodeProgress, NodeStarted, RunEvent, RunStarted
 
 OK, FAILED, CANNOT_START = 0, 1, 2
 
@@ -82,12 +87,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--json", action="store_true", help="print one JSON object with the paths")
     gen.add_argument("--workflows", type=Path, default=None,
                      help="workflow folder (default: the app's own)")
-    gen.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    gen.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="give up (and take the job back from the server) when the images "
+                          "are not done after this many seconds (default: no limit)")
+    gen.add_argument("--request-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="seconds per request to the server (default 30)")
 
 
 # --------------------------------------------------------------------------- comfy-check
 
+def _quiet_logs() -> None:
+    """Log records go to the app's log file, never to this command's stderr (which carries
+    messages for people only)."""
+    from ..core import logging as applog
+    from ..core.paths import resolve_paths
+
+    try:
+        applog.setup_logging(resolve_paths().ensure(), console=False)
+    except OSError:
+        from loguru import logger
+
+        logger.remove()
+
+
 def comfy_check(args: argparse.Namespace) -> int:
+    _quiet_logs()
     return asyncio.run(_comfy_check(args))
 
 
@@ -178,6 +202,7 @@ class _Problem(Exception):
 
 
 def generate(args: argparse.Namespace) -> int:
+    _quiet_logs()
     return asyncio.run(_generate_main(args))
 
 
@@ -241,7 +266,7 @@ async def _generate(args: argparse.Namespace) -> list[Path]:
     elif args.image is not None:
         _say(f"Note: the workflow '{spec.name}' takes no input image; --image is ignored.")
     try:
-        client = ComfyClient(args.url, timeout=args.timeout)
+        client = ComfyClient(args.url, timeout=args.request_timeout)
     except ValueError as exc:
         raise _Problem(CANNOT_START, f"Not a server address: {exc}.") from None
     async with client:
@@ -261,6 +286,7 @@ async def _generate(args: argparse.Namespace) -> list[Path]:
 
 async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
                        image_params: list[str], image_data: bytes | None) -> list[Path]:
+    from ..core.comfy.model_family import choose_model
     from ..core.comfy.routing import resolve_name
     from ..core.comfy.workflows import build_graph, random_seed
     from ..core.comfy.graph_check import check_graph, model_choices
@@ -292,11 +318,17 @@ async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
     model_param = spec.params.get("model")
     if model_param is not None:
         choices = model_choices(info, model_param.model_folder)
-        if args.model:
-            params["model"] = resolve_name(choices, args.model) or args.model
-        elif choices:
-            params["model"] = choices[0]
-            _say(f"Using the model {choices[0]} (pass --model to choose another).")
+        wanted = (resolve_name(choices, args.model) or args.model) if args.model else ""
+        if choices or wanted:
+            try:   # a file of the workflow's family, never one of another family
+                params["model"], note = choose_model(choices, spec.family, wanted)
+            except ValueError as exc:
+                raise _Problem(FAILED, f"The workflow '{spec.name}' cannot run on ComfyUI at "
+                                       f"{client.base_url}: {exc}.") from None
+            if note:
+                _say(f"Note: {note}.")
+            if not wanted:
+                _say(f"Using the model {params['model']} (pass --model to choose another).")
         else:
             params["model"] = spec.default("model")   # check_graph names the empty list
     if args.lora:
@@ -324,32 +356,111 @@ async def _generate_on(client: ComfyClient, args: argparse.Namespace, spec: Any,
                                f"{client.base_url}:\n{lines}")
     started = time.monotonic()
     prompt_id = str(uuid.uuid4())
+    watch = _RunWatch()
+    watcher = asyncio.ensure_future(_watch(client, prompt_id, watch, _progress_every()))
     try:
-        result = await client.run(graph, prompt_id=prompt_id, on_event=_progress_printer(),
-                                  extra_data={"isengard": {"source": "cli",
-                                                           "workflow": spec.name}})
+        result = await asyncio.wait_for(
+            client.run(graph, prompt_id=prompt_id, on_event=_progress_printer(watch),
+                       extra_data={"isengard": {"source": "cli", "workflow": spec.name}}),
+            timeout=args.timeout)
+    except TimeoutError:
+        await _take_back(client, prompt_id)
+        raise _Problem(FAILED, f"Gave up after {args.timeout:g} s: {watch.describe()}; the "
+                               "job was taken back from the server.") from None
     except asyncio.CancelledError:
         # Ctrl+C: take the job back from the server too (interrupt or delete).
-        try:
-            await asyncio.wait_for(client.cancel(prompt_id), 5)
-        except (TimeoutError, ComfyError):
-            pass
+        await _take_back(client, prompt_id)
         raise
+    finally:
+        watcher.cancel()
     _say(f"Done in {time.monotonic() - started:.1f} s: {len(result.images)} image(s).")
     return await _save_images(client, args, spec, graph, result)
 
 
-def _progress_printer():
+PROGRESS_EVERY_S = 30.0          # a waiting or silent job is reported this often
+PROGRESS_ENV = "ISENGARD_CLI_PROGRESS_S"
+QUEUE_POLL_S = 2.0
+TAKE_BACK_S = 5.0
+
+
+def _progress_every() -> float:
+    try:
+        return max(0.1, float(os.environ.get(PROGRESS_ENV, PROGRESS_EVERY_S)))
+    except ValueError:
+        return PROGRESS_EVERY_S
+
+
+async def _take_back(client: ComfyClient, prompt_id: str) -> None:
+    """Interrupt or delete the job on the server (Ctrl+C, --timeout)."""
+    try:
+        await asyncio.wait_for(client.cancel(prompt_id), TAKE_BACK_S)
+    except (TimeoutError, ComfyError):
+        pass
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+@dataclass
+class _RunWatch:
+    """Where the job is, for the progress lines and the --timeout message."""
+
+    started: bool = False
+    queued: str = "waiting for the server"
+    node: str = ""
+    class_type: str = ""
+    node_since: float = 0.0
+    last_event: float = field(default_factory=time.monotonic)
+
+    def describe(self) -> str:
+        if not self.started:
+            return f"ComfyUI still had the job {self.queued}"
+        if self.node:
+            return (f"node {self.node} ({self.class_type or '?'}) was running for "
+                    f"{_duration(time.monotonic() - self.node_since)}")
+        return "the job was running"
+
+
+async def _watch(client: ComfyClient, prompt_id: str, watch: _RunWatch, every: float) -> None:
+    """Say "queued (position N)" while ComfyUI holds the job, "running node X for 2 min"
+    while a node sends nothing; each at most every ``every`` seconds or when it changes."""
+    said, said_at = "", 0.0
+    while True:
+        await asyncio.sleep(min(every, QUEUE_POLL_S))
+        now = time.monotonic()
+        text = ""
+        if not watch.started:
+            try:
+                queue = await client.queue()
+            except ComfyError:
+                continue
+            if prompt_id in queue.pending:
+                position = len(queue.running) + queue.pending.index(prompt_id) + 1
+                watch.queued = f"queued (position {position})"
+                text = watch.queued
+        elif watch.node and now - watch.last_event >= every:
+            text = (f"running node {watch.node} ({watch.class_type or '?'}) for "
+                    f"{_duration(now - watch.node_since)}")
+        if text and (text != said or now - said_at >= every):
+            _say(f"  {text}")
+            said, said_at = text, now
+
+
+def _progress_printer(watch: _RunWatch):
     last = [0.0]
 
     def on_event(event: RunEvent) -> None:
+        now = time.monotonic()
+        watch.last_event = now
+        if isinstance(event, (RunStarted, NodeStarted, NodeProgress)):
+            watch.started = True
         if isinstance(event, NodeStarted):
+            watch.node, watch.class_type, watch.node_since = event.node, event.class_type, now
             _say(f"  node {event.node} ({event.class_type or '?'})")
-        elif isinstance(event, NodeProgress):
-            now = time.monotonic()
-            if now - last[0] >= 0.5 or event.value >= event.max:
-                last[0] = now
-                _say(f"    step {event.value:g}/{event.max:g}")
+        elif isinstance(event, NodeProgress) and (now - last[0] >= 0.5 or event.value >= event.max):
+            last[0] = now
+            _say(f"    step {event.value:g}/{event.max:g}")
     return on_event
 
 

@@ -194,7 +194,7 @@ def test_prompt_generate_progress_gallery_with_metadata(qt_asyncio_loop, qtbot, 
     assert a1111["model"] == "sd_xl_base_1.0"          # A1111 writes the stem
     assert meta["isengard"]["seed"] == item.seed
     assert meta["isengard"]["character_id"] == anna.id
-    assert meta["isengard"]["lora"]["path"].endswith(LORA_FILE)
+    assert meta["isengard"]["lora"]["file"] == LORA_FILE and "path" not in meta["isengard"]["lora"]
     assert meta["isengard"]["lora"]["strength"] == pytest.approx(0.85)
     assert meta["isengard"]["workflow"] == "sdxl-lora"
     assert isinstance(meta["prompt"], dict) and meta["prompt"]

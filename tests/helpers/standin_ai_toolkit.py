@@ -177,6 +177,114 @@ class UILogger:
         self.con.close()
 
 
+# Keys ai-toolkit 27a03a91 reads, by section of the ``sd_trainer`` process (toolkit/
+# config_modules.py: TrainConfig, ModelConfig, SaveConfig, SampleConfig, DatasetConfig,
+# NetworkConfig, LoggingConfig; jobs/process/BaseSDTrainProcess.py for the process keys).
+# ai-toolkit ignores any other key silently (a setting that never happens); the stand-in
+# refuses it so a misspelt key fails a test.
+KNOWN_KEYS = {
+    "process": {"type", "training_folder", "device", "trigger_word", "network", "save",
+                "datasets", "train", "model", "sample", "logging"},
+    "train": {"batch_size", "steps", "gradient_accumulation", "gradient_accumulation_steps",
+              "train_unet", "train_text_encoder", "gradient_checkpointing", "noise_scheduler",
+              "optimizer", "lr", "lr_scheduler", "lr_scheduler_params", "dtype", "ema_config",
+              "skip_first_sample", "disable_sampling", "optimizer_params"},
+    "model": {"name_or_path", "is_flux", "is_xl", "arch", "extras_name_or_path",
+              "assistant_lora_path", "quantize", "qtype", "low_vram", "quantize_te"},
+    "save": {"dtype", "save_every", "max_step_saves_to_keep", "push_to_hub"},
+    "sample": {"sampler", "sample_every", "width", "height", "prompts", "neg", "seed",
+               "walk_seed", "guidance_scale", "sample_steps"},
+    "datasets": {"folder_path", "caption_ext", "caption_dropout_rate", "shuffle_tokens",
+                 "cache_latents_to_disk", "num_repeats", "resolution"},
+    "network": {"type", "linear", "linear_alpha"},
+    "logging": {"log_every", "use_ui_logger", "use_wandb", "project_name", "run_name"},
+}
+# ai-toolkit's Chroma loader takes T5 and the VAE from this hub repo, whatever the config says
+# (extensions_built_in/diffusion_models/chroma/chroma_model.py:145-147, 198-225).
+CHROMA_EXTRAS_REPO = "ostris/Flex.1-alpha"
+CHROMA_EXTRAS = ("tokenizer_2", "text_encoder_2", "vae")
+
+
+def check_keys(process: dict) -> None:
+    """Every key is one ai-toolkit reads (see KNOWN_KEYS)."""
+    unknown = {f"process.{k}" for k in set(process) - KNOWN_KEYS["process"]}
+    for section in ("train", "model", "save", "sample", "network", "logging"):
+        unknown |= {f"{section}.{k}" for k in set(process.get(section) or {})
+                    - KNOWN_KEYS[section]}
+    for dataset in process.get("datasets") or []:
+        unknown |= {f"datasets.{k}" for k in set(dataset) - KNOWN_KEYS["datasets"]}
+    if unknown:
+        raise KeyError(f"keys ai-toolkit does not read: {sorted(unknown)}")
+
+
+def check_train(train: dict) -> None:
+    """config_modules.py:452-461: the two accumulation keys are mutually exclusive."""
+    if int(train.get("gradient_accumulation", 1)) > 1 and \
+            int(train.get("gradient_accumulation_steps", 1)) != 1:
+        raise ValueError("gradient_accumulation and gradient_accumulation_steps are mutually "
+                         "exclusive")
+
+
+def scheduler_factor(train: dict, step: int) -> float:
+    """The learning-rate factor at ``step`` as toolkit/scheduler.py (27a03a91) builds it, with
+    ``total_iters = steps`` added unless ``max_iterations`` is given
+    (BaseSDTrainProcess.py, "make sure it had bare minimum")."""
+    import math
+
+    name = train.get("lr_scheduler", "constant")
+    params = dict(train.get("lr_scheduler_params") or {})
+    if "max_iterations" not in params:
+        params["total_iters"] = int(train["steps"])
+    if name == "constant":                       # scheduler.py:29-33, ConstantLR factor 1
+        return 1.0
+    if name == "cosine":                         # scheduler.py:11-16, CosineAnnealingLR
+        t_max = params.pop("total_iters")
+        extra = set(params) - {"eta_min", "T_max", "last_epoch"}
+        if extra:
+            raise TypeError(f"CosineAnnealingLR got unexpected keyword arguments {extra}")
+        return 0.5 * (1 + math.cos(math.pi * min(step, t_max) / t_max))
+    if name == "linear":                         # scheduler.py:34-38, LinearLR defaults
+        start = float(params.pop("start_factor", 1 / 3))
+        end = float(params.pop("end_factor", 1.0))
+        total = int(params.pop("total_iters", 5))
+        if set(params) - {"last_epoch"}:
+            raise TypeError(f"LinearLR got unexpected keyword arguments {set(params)}")
+        if not (0 < start <= 1 and 0 <= end <= 1):
+            raise ValueError("Starting/ending multiplicative factor expected to be between 0 "
+                             "and 1.")
+        return start + (end - start) * min(step, total) / total
+    if name == "constant_with_warmup":           # scheduler.py:40-45
+        warm = int(params.get("num_warmup_steps", 1000))
+        return min(1.0, step / max(1, warm))
+    raise ValueError("Scheduler must be cosine, cosine_with_restarts, step, linear or constant")
+
+
+def check_model(model: dict) -> None:
+    """What the loaders need before minutes of loading go by."""
+    path = str(model.get("name_or_path") or "")
+    if model.get("arch") == "chroma":
+        hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+            os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
+        repo = os.path.join(hub, "models--" + CHROMA_EXTRAS_REPO.replace("/", "--"))
+        ref = os.path.join(repo, "refs", "main")
+        snapshot = ""
+        if os.path.isfile(ref):
+            with open(ref, encoding="utf-8") as fh:
+                snapshot = os.path.join(repo, "snapshots", fh.read().strip())
+        missing = [sub for sub in CHROMA_EXTRAS
+                   if not (snapshot and os.path.isdir(os.path.join(snapshot, sub))
+                           and os.listdir(os.path.join(snapshot, sub)))]
+        if missing and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files, "
+                          f"and couldn't find them in the cached files: {CHROMA_EXTRAS_REPO} "
+                          f"({', '.join(missing)})")
+    elif (model.get("is_flux") or model.get("arch") == "flux") \
+            and not os.path.isdir(os.path.join(path, "transformer")):
+        # toolkit/stable_diffusion_model.py:650-668 loads <name_or_path>/transformer
+        raise OSError(f"{path} does not appear to have a file named "
+                          "transformer/config.json.")
+
+
 class BaseSDTrainProcess:
     """The parts of ai-toolkit's BaseSDTrainProcess that the outside world can see."""
 
@@ -186,7 +294,10 @@ class BaseSDTrainProcess:
         for key in ("training_folder", "network", "save", "datasets", "train", "model"):
             if key not in config:
                 raise KeyError(key)
+        check_keys(config)
         self.train = config["train"]
+        check_train(self.train)
+        scheduler_factor(self.train, 0)
         self.model = config["model"]
         if not self.model.get("name_or_path"):
             raise ValueError("name_or_path must be specified")
@@ -264,6 +375,7 @@ class BaseSDTrainProcess:
 
     def run(self) -> None:
         out("Loading Flux model" if self.model.get("is_flux") else "Loading model")
+        check_model(self.model)
         if self.fail == "missing" or not os.path.exists(self.model["name_or_path"]):
             raise OSError(f"{self.model['name_or_path']} does not appear to have a file named "
                           "config.json.")

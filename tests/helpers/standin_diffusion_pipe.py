@@ -50,11 +50,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 
 MODEL_TYPES = {
-    # type -> keys diffusion-pipe's model class reads with config['model'][key]
+    # The types train.py:312-382 dispatches (anything else: NotImplementedError "Model type …
+    # is not implemented"; there is no qwen_image21) -> the keys its model class reads with
+    # config['model'][key] (auraflow: models/auraflow.py:28; ltx-video: models/ltx_video.py:37,
+    # 59).
     "chroma": ("diffusers_path", "transformer_path"),
     "sdxl": ("checkpoint_path",),
     "flux": ("diffusers_path",),
-    "ltx-video": ("diffusers_path",),
+    "ltx-video": ("diffusers_path", "single_file_path"),
     "hunyuan-video": (),            # ckpt_path, or the four ComfyUI files
     "cosmos": ("transformer_path", "vae_path", "text_encoder_path"),
     "lumina_2": ("transformer_path", "llm_path", "vae_path"),
@@ -65,7 +68,7 @@ MODEL_TYPES = {
     "omnigen2": ("diffusers_path",),
     "qwen_image": (),
     "hunyuan_image": ("transformer_path", "vae_path", "text_encoder_path", "byt5_path"),
-    "auraflow": ("transformer_path", "text_encoder_path", "vae_path"),
+    "auraflow": ("transformer_path", "text_encoder_path", "vae_path", "max_sequence_length"),
     "anima": ("transformer_path", "vae_path", "llm_path"),
     "z_image": ("diffusion_model", "vae", "text_encoders"),
     "flux2": ("diffusion_model", "vae", "text_encoders"),
@@ -75,8 +78,37 @@ MODEL_TYPES = {
     "ideogram4": ("diffusion_model", "vae", "text_encoders"),
     "krea2": ("diffusion_model", "vae", "text_encoders"),
     "minimax_h3": ("diffusion_model", "vae", "audio_vae", "text_encoders"),
-    "qwen_image21": ("diffusion_model", "vae", "text_encoders"),
 }
+# Top-level keys of the main TOML that train.py (and utils/saver.py) read. diffusion-pipe
+# ignores any other key silently; the stand-in refuses it so a misspelt key fails a test.
+MAIN_KEYS = {
+    "output_dir", "dataset", "epochs", "max_steps", "micro_batch_size_per_gpu",
+    "pipeline_stages", "gradient_accumulation_steps", "gradient_clipping", "warmup_steps",
+    "lr_scheduler", "blocks_to_swap", "save_every_n_epochs", "save_every_n_steps",
+    "checkpoint_every_n_minutes", "activation_checkpointing", "partition_method", "save_dtype",
+    "caching_batch_size", "steps_per_print", "model", "adapter", "optimizer", "monitoring",
+    "eval_datasets", "eval_every_n_epochs", "eval_every_n_steps", "eval_before_first_step",
+    "eval_micro_batch_size_per_gpu", "eval_gradient_accumulation_steps", "video_clip_mode",
+    "compile", "logging_steps", "x_axis_examples", "force_constant_lr",
+    "image_micro_batch_size_per_gpu", "disable_block_swap_for_eval", "partition_split",
+}
+# train.py:849-857: the schedulers it builds.
+SCHEDULERS = ("constant", "linear", "cosine")
+
+
+def check_main_keys(config: dict) -> None:
+    unknown = sorted(set(config) - MAIN_KEYS)
+    if unknown:
+        raise KeyError(f"main config keys diffusion-pipe does not read: {unknown}")
+
+
+def scheduler_total(config: dict, steps_per_epoch: int) -> int:
+    """The steps the schedule spans (train.py:849-857: linear/cosine decay over
+    ``epochs * steps_per_epoch``; constant: 0); NotImplementedError for another name."""
+    kind = config.get("lr_scheduler", "constant")
+    if kind not in SCHEDULERS:
+        raise NotImplementedError(f"Unknown lr_scheduler: {kind}")
+    return 0 if kind == "constant" else int(config["epochs"]) * steps_per_epoch
 MEDIA = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".jxl", ".mp4",
          ".mov", ".webm", ".mkv", ".avi", ".gif"}
 
@@ -194,6 +226,8 @@ class Trainer:
         c = self.config
         assert "save_every_n_epochs" in c or "save_every_n_steps" in c, \
             "set save_every_n_epochs or save_every_n_steps"
+        check_main_keys(c)
+        scheduler_total(c, 1)
         self.model = c["model"]
         dtype = self.model["dtype"]
         if dtype not in ("bfloat16", "float16", "float32"):

@@ -62,6 +62,16 @@ def make_install(folder: Path, scripts: tuple[str, ...] = tuple(SCRIPTS)) -> Pat
     return folder
 
 
+# Every argument we may write, as sd-scripts 48d368fa declares it (name -> type; bool:
+# store_true). Sources: library/train_util.py add_sd_models_arguments / add_training_arguments /
+# add_dataset_arguments / add_optimizer_arguments / add_tokenizer_arguments /
+# add_masked_loss_arguments, train_network.py setup_parser (network_*), sdxl_train_util.py
+# add_sdxl_training_arguments (no_half_vae), library/flux_train_utils.py
+# add_flux_train_arguments (clip_l, t5xxl, ae, model_type, guidance_scale, timestep_sampling,
+# model_prediction_type, apply_t5_attn_mask, blocks_to_swap via train_util) and
+# flux_train_network.py setup_parser (fp8_base via train_network). A config-file key outside
+# this table is refused (see parse_args): sd-scripts would ignore it silently
+# (train_util.py:4760-4761 copies whatever the TOML holds), a setting that never happens.
 ARGS = {  # name -> type (bool: store_true)
     "config_file": str, "console_log_simple": bool, "resume": str,
     "skip_until_initial_step": bool, "pretrained_model_name_or_path": str, "clip_l": str,
@@ -79,7 +89,94 @@ ARGS = {  # name -> type (bool: store_true)
     "save_every_n_steps": int, "save_last_n_steps": int, "save_state": bool,
     "save_last_n_steps_state": int, "sample_prompts": str, "sample_every_n_steps": int,
     "sample_sampler": str, "log_with": str, "log_tracker_name": str, "wandb_run_name": str,
+    "tokenizer_cache_dir": str,
 }
+
+# Dataset-config keys (library/config_util.py: ConfigSanitizer's voluptuous schemas
+# GENERAL/DATASET/SUBSET; a key outside them raises "Invalid user config").
+DATASET_KEYS = {
+    "general": {"shuffle_caption", "caption_extension", "keep_tokens", "resolution",
+                "batch_size", "enable_bucket", "bucket_no_upscale", "min_bucket_reso",
+                "max_bucket_reso", "caption_dropout_rate", "num_repeats", "class_tokens"},
+    "datasets": {"resolution", "batch_size", "enable_bucket", "bucket_no_upscale",
+                 "min_bucket_reso", "max_bucket_reso", "subsets", "shuffle_caption",
+                 "caption_extension", "keep_tokens"},
+    "subsets": {"image_dir", "class_tokens", "num_repeats", "caption_dropout_rate",
+                "shuffle_caption", "caption_extension", "keep_tokens", "is_reg",
+                "caption_tag_dropout_rate", "token_warmup_step"},
+}
+
+# The tokenizers each script loads by hub id (library/strategy_sd.py:17,
+# strategy_sdxl.py:24-25, strategy_flux.py:19-27) and what the folder must hold.
+TOKENIZERS = {"sd15": {"openai/clip-vit-large-patch14": "clip"},
+              "sdxl": {"openai/clip-vit-large-patch14": "clip",
+                       "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k": "clip"},
+              "flux": {"openai/clip-vit-large-patch14": "clip", "google/t5-v1_1-xxl": "t5"}}
+
+
+def check_dataset(dataset: dict) -> None:
+    """config_util.py's schema: unknown keys are an error (voluptuous ``Invalid``)."""
+    for section, allowed in (("general", DATASET_KEYS["general"]),):
+        extra = set(dataset.get(section, {})) - allowed
+        if extra:
+            raise ValueError(f"Invalid user config / 無効なユーザー設定です: extra keys "
+                             f"{sorted(extra)} in [{section}]")
+    for entry in dataset.get("datasets", []):
+        extra = set(entry) - DATASET_KEYS["datasets"]
+        for subset in entry.get("subsets", []):
+            extra |= set(subset) - DATASET_KEYS["subsets"]
+        if extra:
+            raise ValueError(f"Invalid user config / 無効なユーザー設定です: extra keys "
+                             f"{sorted(extra)}")
+
+
+def text_encoder_output_cacheable(dataset: dict) -> bool:
+    """train_util.py:1102-1113 (DatasetGroup.is_text_encoder_output_cacheable): no subset may
+    use caption dropout, shuffle, tag dropout or token warm-up."""
+    general = dataset.get("general", {})
+    for entry in dataset.get("datasets", []):
+        for subset in entry.get("subsets", []):
+            merged = {**general, **entry, **subset}
+            if (float(merged.get("caption_dropout_rate", 0)) > 0
+                    or merged.get("shuffle_caption") or
+                    float(merged.get("caption_tag_dropout_rate", 0)) > 0
+                    or int(merged.get("token_warmup_step", 0)) > 0):
+                return False
+    return True
+
+
+def assert_extra_args(kind: str, args: argparse.Namespace, dataset: dict) -> None:
+    """What sd-scripts asserts before loading the model (sdxl_train_network.py:34-37,
+    flux_train_network.py:66-68, train_network.py's own check for SD 1.5)."""
+    if args.cache_text_encoder_outputs:
+        assert text_encoder_output_cacheable(dataset), (
+            "when caching Text Encoder output, either caption_dropout_rate, shuffle_caption, "
+            "token_warmup_step or caption_tag_dropout_rate cannot be used / Text Encoderの出力"
+            "をキャッシュするときはcaption_dropout_rate, shuffle_caption, token_warmup_step, "
+            "caption_tag_dropout_rateは使えません")
+    assert args.network_train_unet_only or not args.cache_text_encoder_outputs, (
+        "network for Text Encoder cannot be trained with caching Text Encoder outputs")
+
+
+def load_tokenizers(kind: str, args: argparse.Namespace) -> None:
+    """strategy_base.py:54-69 (TokenizeStrategy._load_tokenizer): ``<tokenizer_cache_dir>/
+    <id with / -> _>`` when it exists, else ``from_pretrained(<hub id>)`` — which, with
+    ``HF_HUB_OFFLINE=1`` and nothing in the HF cache, raises OSError."""
+    for model_id, role in TOKENIZERS[kind].items():
+        if args.tokenizer_cache_dir:
+            local = Path(args.tokenizer_cache_dir) / model_id.replace("/", "_")
+            if local.exists():
+                Log.info(f"load tokenizer from cache: {local}")
+                wanted = (("vocab.json", "merges.txt") if role == "clip"
+                          else ("tokenizer.json",))
+                for name in wanted:
+                    if not (local / name).is_file():
+                        raise OSError(f"Can't load tokenizer for '{local}': {name} is missing")
+                continue
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files, "
+                          f"and couldn't find them in the cached files. Can't load tokenizer "
+                          f"for '{model_id}'.")
 
 
 class Log:
@@ -141,6 +238,7 @@ def load_dataset(args: argparse.Namespace) -> tuple[int, str]:
     Log.info(f"Load dataset config from {args.dataset_config}")
     with open(args.dataset_config, "rb") as fh:
         dataset = tomllib.load(fh)
+    check_dataset(dataset)
     general = dataset["general"]
     assert general["caption_extension"] == ".txt"
     images = 0
@@ -162,6 +260,13 @@ def load_dataset(args: argparse.Namespace) -> tuple[int, str]:
     return images, str(first.get("resolution"))
 
 
+def remove_step_no(last_n_steps: int, every: int, step: int) -> int:
+    """The older save removed at ``step`` (train_util.py:5796-5806, get_remove_step_no): only
+    the one older than ``step - last_n_steps``, so ``every * keep`` keeps keep + 1 saves."""
+    old = step - last_n_steps - 1
+    return old - old % every
+
+
 def save_state(args: argparse.Namespace, step: int) -> None:
     Log.info("")
     Log.info(f"saving state at step {step}")
@@ -175,8 +280,7 @@ def save_state(args: argparse.Namespace, step: int) -> None:
                                                         "current_step": step}))
     keep = args.save_last_n_steps_state or args.save_last_n_steps
     if keep:
-        old = step - keep - 1
-        old -= old % args.save_every_n_steps
+        old = remove_step_no(keep, args.save_every_n_steps, step)
         old_state = Path(args.output_dir) / f"{args.output_name}-step{old:08d}-state"
         if old > 0 and old_state.is_dir():
             Log.info(f"removing old state: {old_state}")
@@ -224,6 +328,9 @@ def train(kind: str, args: argparse.Namespace) -> None:
     if args.network_module != expected:
         raise ModuleNotFoundError(f"No module named '{args.network_module}' for {kind}")
     images, _resolution = load_dataset(args)
+    load_tokenizers(kind, args)
+    with open(args.dataset_config, "rb") as fh:
+        assert_extra_args(kind, args, tomllib.load(fh))
     Log.info("preparing accelerator")
     Log.info("loading model for process 0/1")
     for path in filter(None, (args.pretrained_model_name_or_path, args.clip_l, args.t5xxl,
@@ -287,8 +394,7 @@ def train(kind: str, args: argparse.Namespace) -> None:
                 if args.save_state:
                     save_state(args, global_step)
                 if args.save_last_n_steps:
-                    old = global_step - args.save_last_n_steps - 1
-                    old -= old % every
+                    old = remove_step_no(args.save_last_n_steps, every, global_step)
                     old_file = Path(args.output_dir) / \
                         f"{args.output_name}-step{old:08d}.safetensors"
                     if old > 0 and old_file.is_file():

@@ -183,3 +183,47 @@ def test_generate_unreachable_and_500(make_comfy_double, tmp_path):
                     "--out", str(tmp_path))
     assert proc.returncode == 2
     assert "answered POST /prompt with HTTP 500" in proc.stderr
+
+
+# ---------------------------------------------------------------------- issue 10, items 13 and 17
+
+def test_comfy_check_and_generate_go_by_the_model_family(make_comfy_double, tmp_path):
+    """Only an SD 1.5 checkpoint: the SDXL workflows cannot run, and generate says why instead
+    of running SDXL with the SD 1.5 file."""
+    double = make_comfy_double(models=MODELS)
+    proc = isengard("comfy-check", "--url", double.url)
+    lines = {line.split()[1]: line for line in proc.stdout.splitlines()
+             if line.startswith(("  ok ", "  no "))}
+    assert lines["sd15"].startswith("  ok ")
+    assert lines["sdxl"].startswith("  no ") and "sd15_base.safetensors (SD 1.5)" in lines["sdxl"]
+    proc = isengard("generate", "--url", double.url, "--workflow", "sdxl", "--prompt", "x",
+                    "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert "no SDXL model on the server" in proc.stderr and "SD 1.5" in proc.stderr
+    assert double.accepted_prompts == []
+
+
+LOG_RECORD = r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d.*\b(INFO|WARNING|DEBUG|ERROR)\b"
+
+
+def test_generate_says_where_the_job_waits_and_gives_up_at_the_timeout(make_comfy_double,
+                                                                       tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setenv("ISENGARD_CLI_PROGRESS_S", "0.5")
+    double = make_comfy_double(models=MODELS)
+    double.hold_queue = True                     # ComfyUI keeps the job in its queue
+    proc = isengard("generate", "--url", double.url, "--workflow", "sd15", "--prompt", "x",
+                    "--out", str(tmp_path / "out"), "--timeout", "3")
+    assert proc.returncode == 1, proc.stderr
+    assert "queued (position 1)" in proc.stderr
+    assert "Gave up after 3 s" in proc.stderr
+    assert not re.search(LOG_RECORD, proc.stderr, re.M), proc.stderr
+    double.hold_queue = False
+    double.hang_next_prompt = True               # a node that never finishes
+    proc = isengard("generate", "--url", double.url, "--workflow", "sd15", "--prompt", "x",
+                    "--out", str(tmp_path / "out"), "--timeout", "3")
+    double.release_hang()
+    assert proc.returncode == 1, proc.stderr
+    assert re.search(r"running node \S+ \(\w+\) for \d+ s", proc.stderr), proc.stderr
+    assert not re.search(LOG_RECORD, proc.stderr, re.M), proc.stderr

@@ -51,6 +51,10 @@ class Harness:
         for name in ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl.safetensors",
                      "ae.safetensors"):
             (self.models / name).write_bytes(b"weights")
+        (self.models / "FLUX.1-dev" / "transformer").mkdir()   # a diffusers folder
+        t5 = tmp_path / "comfy" / "text_encoders" / "t5_tokenizer"  # a ComfyUI install's
+        t5.mkdir(parents=True)
+        (t5 / "tokenizer.json").write_text('{"model": {"type": "Unigram"}}', encoding="utf-8")
         registry = default_registry()
         aitk = ExternalInstall(str(make_ai_toolkit(tmp_path / "ai-toolkit")), sys.executable)
         kohya = ExternalInstall(str(make_kohya(tmp_path / "sd-scripts")), sys.executable)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -72,7 +74,12 @@ def test_submit_progress_images_metadata_gallery(harness, make_comfy_double):
     assert meta["prompt"]["3"]["class_type"] == "KSampler"
     assert meta["isengard"]["seed"] == 1234
     assert meta["isengard"]["character_id"] == harness.character.id
-    assert meta["isengard"]["lora"]["path"] == lora.path
+    # the file's name and hash, never its absolute path (the user's home in a shared file)
+    assert "path" not in meta["isengard"]["lora"]
+    assert meta["isengard"]["lora"]["file"] == Path(lora.path).name
+    assert meta["isengard"]["lora"]["sha256"] == hashlib.sha256(
+        Path(lora.path).read_bytes()).hexdigest()
+    assert str(Path(lora.path).parent) not in json.dumps(meta["isengard"])
     assert meta["isengard"]["workflow"] == "sd15-lora"
     # what the server got: our prompt id, extra_data with the job id, the LoRA as it lists it
     sent = double.accepted_prompts[-1]
@@ -421,3 +428,16 @@ def test_aclose_closes_every_connection_at_once(harness, make_comfy_double):
     assert time.monotonic() - began < 5
     harness.qtbot.waitUntil(lambda: not double.connected_clients(), timeout=WAIT)
     gc.collect()          # nothing unclosed left to warn about (warnings are errors)
+
+
+def test_model_choices_hold_only_the_family_and_the_unknown(harness, make_comfy_double):
+    """Issue 10, item 13: with an SD 1.5 and an SDXL checkpoint on the server and SD 1.5
+    chosen, the SDXL file is not offered; a file whose family cannot be told is."""
+    double = make_comfy_double(models={"checkpoints": [SD15, "sd_xl_base_1.0.safetensors",
+                                                       "mystery.safetensors"], "loras": []})
+    service = harness.start([double.url])
+    assert service.model_choices("sd15") == [SD15, "mystery.safetensors"]
+    assert service.model_choices("sdxl") == ["sd_xl_base_1.0.safetensors",
+                                             "mystery.safetensors"]
+    kind, _, _ = harness.outcome(service.submit(request()))
+    assert kind == "finished"

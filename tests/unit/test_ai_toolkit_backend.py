@@ -41,16 +41,18 @@ from tests.helpers.external_jobs import (
     make_dataset,
     normalise,
 )
+from tests.helpers import standin_ai_toolkit
 from tests.helpers.standin_ai_toolkit import UILogger, make_install
 
 
 @pytest.fixture
 def tree(tmp_path):
-    (tmp_path / "models" / "FLUX.1-dev").mkdir(parents=True)
+    (tmp_path / "models" / "FLUX.1-dev" / "transformer").mkdir(parents=True)
     (tmp_path / "models" / "sdxl.safetensors").write_bytes(b"x")
     (tmp_path / "models" / "sd15.safetensors").write_bytes(b"x")
     (tmp_path / "models" / "schnell-adapter.safetensors").write_bytes(b"x")
-    (tmp_path / "models" / "FLUX.1-schnell").mkdir()
+    for sub in ("tokenizer_2", "text_encoder_2", "vae"):   # T5 + VAE for Chroma
+        (tmp_path / "models" / "FLUX.1-schnell" / sub).mkdir(parents=True)
     (make_dataset(tmp_path) / "a.txt").write_text("alc, a woman")
     install = make_install(tmp_path / "ai-toolkit")
     return tmp_path, AiToolkitBackend(ExternalInstall(str(install), sys.executable))
@@ -90,6 +92,9 @@ def test_config_matches_golden(tree, family, extra, golden):
     assert process["training_folder"] == str(paths.root / "output")
     assert process["logging"] == {"log_every": 1, "use_ui_logger": True}
     assert all("alc" in p or "[trigger]" in p for p in process["sample"]["prompts"])
+    standin_ai_toolkit.check_keys(process)      # a golden file ai-toolkit reads fully
+    standin_ai_toolkit.check_train(process["train"])
+    standin_ai_toolkit.scheduler_factor(process["train"], 0)
 
 
 def test_launch_runs_run_py_through_the_launcher(tree):

@@ -29,6 +29,7 @@ from isengard_desktop.plugins.diffusion_pipe.dataset import (caption_prefix,
                                                              staged_caption)
 from isengard_desktop.plugins.diffusion_pipe.models import MODEL_TYPES, path_fields
 from isengard_desktop.plugins.registry import default_registry
+from tests.helpers import standin_diffusion_pipe
 from tests.helpers.standin_diffusion_pipe import make_fake_install, small_safetensors
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -113,6 +114,11 @@ def test_golden_tomls(world, name):
         if os.environ.get("UPDATE_GOLDEN"):
             golden.write_text(normalized(text, world), encoding="utf-8")
         assert normalized(text, world) == golden.read_text(encoding="utf-8"), golden.name
+        if which == "main":      # a golden file diffusion-pipe reads fully (its rules, in the stand-in)
+            doc = tomllib.loads(text)
+            standin_diffusion_pipe.check_main_keys(doc)
+            standin_diffusion_pipe.scheduler_total(doc, 1)
+            assert doc["model"]["type"] in standin_diffusion_pipe.MODEL_TYPES
 
 
 def test_every_model_type_is_selectable_with_its_path_fields():

@@ -4,6 +4,7 @@ availability, presets, and the line parser on sd-scripts' real output shapes
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -36,6 +37,7 @@ from tests.helpers.external_jobs import (
     make_dataset,
     normalise,
 )
+from tests.helpers import standin_kohya
 from tests.helpers.standin_kohya import make_install
 
 
@@ -46,6 +48,9 @@ def tree(tmp_path):
     for name in ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp8.safetensors",
                  "ae.safetensors", "sdxl.safetensors", "sd15.safetensors", "chroma.safetensors"):
         (models / name).write_bytes(b"x")
+    t5 = tmp_path / "comfy" / "text_encoders" / "t5_tokenizer"  # ComfyUI's T5 tokenizer
+    t5.mkdir(parents=True)
+    (t5 / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram"}}))
     make_dataset(tmp_path)
     install = make_install(tmp_path / "sd-scripts")
     return tmp_path, KohyaBackend(ExternalInstall(str(install), sys.executable))
@@ -98,6 +103,12 @@ def test_generated_files_match_golden(tree, family, kw, golden):
     assert dataset["datasets"][0]["subsets"][0]["class_tokens"] == "alc"
     assert args["training"]["output_dir"] == str(paths.root / "output")
     assert "--console_log_simple" in launch.argv and launch.env == {"OMP_NUM_THREADS": "1"}
+    # the golden pair is one sd-scripts accepts (its assertions, in the stand-in)
+    flat = {k: v for section in args.values() for k, v in section.items()}
+    namespace = argparse.Namespace(**({k: None for k in standin_kohya.ARGS} | flat))
+    standin_kohya.check_dataset(dataset)
+    standin_kohya.assert_extra_args("flux" if family.startswith("flux") else family,
+                                    namespace, dataset)
 
 
 def test_flux_low_vram_presets_and_overrides(tree):
@@ -333,3 +344,29 @@ def test_parser_stop_reports_the_newest_complete_state(tmp_path):
                                    '[isengard] stopped {"saved":false,"step":-1}\n')
     assert CheckpointEvent(400, str(lora), True) in events      # complete: recorded at stop
     assert events[-1] == StoppedEvent(400, str(lora))
+
+
+def test_parser_resumed_run_keys_saves_by_the_real_step(tmp_path):
+    """After --skip_until_initial_step sd-scripts restarts its step counter at what is left
+    after the skipped epochs (train_network.py:1258-1273, 1340-1344): the save named step 200
+    is real step 700 and overwrote the first run's step-200 files (issue 10, item 4)."""
+    out = tmp_path / "job" / "output"
+    lora = out / "my_lora-step00000200.safetensors"
+    state = out / "my_lora-step00000200-state"
+    state.mkdir(parents=True)
+    (state / "random_states_0.pkl").write_bytes(b"rng")
+    lora.write_bytes(b"x")
+    record_checkpoint(tmp_path / "job", 200, "kohya", str(lora), str(state))   # the first run's
+    parser = KohyaParser()
+    parser.feed("stdout", context_line(tmp_path, steps=1000) +
+                "  num batches per epoch / 1epochのバッチ数: 250\n"
+                "skipping 600 steps / 600ステップをスキップします\n"
+                "skipping epoch 1 because initial_step (multiplied) is 600\n"
+                "skipping epoch 2 because initial_step (multiplied) is 350\n"
+                "  total optimization steps / 学習ステップ数: 1000\n")
+    parser.feed("stderr", bar(100, 400))
+    parser.feed("stdout", f"\nsaving checkpoint: {lora}\n\nsaving state at step 200\n")
+    events = parser.feed("stderr", bar(101, 400))
+    assert CheckpointEvent(700, str(lora), True) in events
+    assert latest_complete(tmp_path / "job").step == 700
+    assert not (tmp_path / "job" / "checkpoints" / "checkpoint-200").exists()

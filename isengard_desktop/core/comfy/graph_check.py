@@ -451,8 +451,32 @@ class WorkflowStatus:
     features: Mapping[str, tuple[bool, str]] = field(default_factory=dict)
 
 
-def workflow_missing(spec: WorkflowSpec, object_info: Mapping) -> list[str]:
+def _family_gap(spec: WorkflowSpec, object_info: Mapping,
+                known: Mapping[str, str | None] | None) -> str | None:
+    """The main model param lists files, but none of the workflow's family (nor of unknown
+    family): say what the server has instead."""
+    from .model_family import describe, family_choices, label
+
+    param = spec.params.get("model")
+    if param is None or param.type != "model" or spec.family not in FAMILIES_WITH_MODELS:
+        return None
+    choices = _model_choices_or_none(object_info, param.model_folder)
+    if not choices or family_choices(choices, spec.family, known):
+        return None
+    _noun, where = folder_noun(param.model_folder)
+    return (f"no {label(spec.family)} model in {where} (the server has "
+            f"{describe(choices, known)})")
+
+
+FAMILIES_WITH_MODELS = ("sd15", "sdxl", "flux-dev", "flux-schnell", "chroma")
+
+
+def workflow_missing(spec: WorkflowSpec, object_info: Mapping,
+                     known: Mapping[str, str | None] | None = None) -> list[str]:
     missing = _missing_nodes(spec.nodes, object_info) + _missing_models(spec.models, object_info)
+    gap = _family_gap(spec, object_info, known)
+    if gap is not None:
+        missing.append(gap)
     empty = {m.split(" in ", 1)[0] for m in missing}
     for p in spec.params.values():
         if p.type != "model" or p.required or not p.hints:

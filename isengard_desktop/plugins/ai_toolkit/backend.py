@@ -32,6 +32,8 @@ reads ``loss_log.db`` (``logging.use_ui_logger``; W&B, when on, replaces it in a
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -49,7 +51,7 @@ from ...core.training.protocol import (
     SampleEvent,
 )
 from ...core.dataset.captions import has_trigger
-from ...core.training.spec import JobPaths, TrainingJob
+from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ..external.parsing import ExternalParser, parse_postfix, parse_tqdm
 from ..external.files import (
     OutputScanner,
@@ -89,9 +91,11 @@ FIELDS: list[dict[str, Any]] = [
      "tooltip": "ostris/FLUX.1-schnell-training-adapter (a .safetensors file, or its "
                 "downloaded folder): ai-toolkit needs it to train on FLUX.1-schnell."},
     {"key": "extras_name_or_path", "label": "Flux text encoder + VAE folder", "kind": "folder",
-     "required": True, "model_types": ["chroma"],
-     "tooltip": "A FLUX.1-schnell diffusers folder: ai-toolkit loads Chroma's T5 and VAE "
-                "from it (it cannot download them: training runs offline)."},
+     "required": False, "model_types": ["chroma"],
+     "tooltip": "A diffusers folder with tokenizer_2, text_encoder_2 and vae (ostris/Flex.1-alpha "
+                "or FLUX.1-schnell). ai-toolkit's Chroma loader always takes them from the hub "
+                "repo ostris/Flex.1-alpha; training runs offline, so this folder is shown to it "
+                "as that repo. Empty: it must already be in your Hugging Face cache."},
     {"key": "sample_guidance", "label": "Sample guidance", "kind": "float", "required": False,
      "tooltip": "Guidance scale of the sample images (empty: 4 for Flux/Chroma, 1 for "
                 "schnell, 7 for SD)."},
@@ -135,16 +139,96 @@ def _prompts(job: TrainingJob) -> list[str]:
     return out
 
 
+# ai-toolkit's Chroma loader takes T5 and the VAE from this hub repo, unconditionally
+# (extensions_built_in/diffusion_models/chroma/chroma_model.py:145-147, 198-225).
+CHROMA_EXTRAS_REPO = "ostris/Flex.1-alpha"
+CHROMA_EXTRAS = ("tokenizer_2", "text_encoder_2", "vae")
+HF_CACHE_DIR = "hf_cache"
+
+
+def _hf_hub_cache() -> Path:
+    hub = os.environ.get("HF_HUB_CACHE")
+    if hub:
+        return Path(hub)
+    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(home) / "hub"
+
+
+def _repo_dir(cache: Path, repo: str) -> Path:
+    return cache / ("models--" + repo.replace("/", "--"))
+
+
+def _cached_snapshot(cache: Path, repo: str, subfolders: tuple[str, ...]) -> bool:
+    """Whether ``cache`` holds ``repo`` at ``refs/main`` with every subfolder (what
+    huggingface_hub reads offline)."""
+    root = _repo_dir(cache, repo)
+    try:
+        snapshot = root / "snapshots" / (root / "refs" / "main").read_text("utf-8").strip()
+    except OSError:
+        return False
+    return all((snapshot / sub).is_dir() and any((snapshot / sub).iterdir())
+               for sub in subfolders)
+
+
+def chroma_extras(job: TrainingJob, paths: JobPaths) -> tuple[dict[str, str], dict[Path, str],
+                                                              dict[str, Any] | None]:
+    """(env, files, link_tree) that make ``ostris/Flex.1-alpha`` loadable offline: the user's
+    folder linked into a job-local HF cache (``HF_HUB_CACHE``), or nothing when their own HF
+    cache has it. :class:`SpecError` with the reason otherwise (never a job that dies after
+    minutes of loading)."""
+    folder = str(_fields(job).get("extras_name_or_path") or "").strip()
+    if folder:
+        source = Path(require_path("fields.extras_name_or_path", folder,
+                                   "the Flux text encoder + VAE folder", folder=True))
+        missing = [sub for sub in CHROMA_EXTRAS if not (source / sub).is_dir()]
+        if missing:
+            raise SpecError(f"fields.extras_name_or_path: {source} has no "
+                            f"{', '.join(missing)} folder; ai-toolkit's Chroma loader needs "
+                            f"tokenizer_2, text_encoder_2 and vae from {CHROMA_EXTRAS_REPO}")
+        cache = paths.root / HF_CACHE_DIR
+        repo = _repo_dir(cache, CHROMA_EXTRAS_REPO)
+        revision = hashlib.sha1(str(source.resolve()).encode("utf-8")).hexdigest()
+        files = {repo / "refs" / "main": revision}
+        link = {"source": str(source), "target": str(repo / "snapshots" / revision),
+                "subfolders": list(CHROMA_EXTRAS)}
+        return {"HF_HUB_CACHE": str(cache)}, files, link
+    if _cached_snapshot(_hf_hub_cache(), CHROMA_EXTRAS_REPO, CHROMA_EXTRAS):
+        return {}, {}, None
+    raise SpecError(f"fields.extras_name_or_path: ai-toolkit's Chroma loader takes T5 and the "
+                    f"VAE from the hub repo {CHROMA_EXTRAS_REPO} and training runs offline; it "
+                    f"is not in the Hugging Face cache ({_hf_hub_cache()}). Set the text encoder "
+                    f"+ VAE folder to a local copy (tokenizer_2, text_encoder_2, vae), or "
+                    f"download {CHROMA_EXTRAS_REPO} once.")
+
+
+def _scheduler(job: TrainingJob) -> tuple[str, dict[str, Any]]:
+    """``lr_scheduler`` and its parameters for toolkit/scheduler.py (27a03a91): constant ->
+    ConstantLR (with warm-up: ``constant_with_warmup``, scheduler.py:40-45); cosine ->
+    CosineAnnealingLR over the run to 0; linear -> LinearLR from 1 to 0 over the run (its
+    defaults would *rise* from lr/3, scheduler.py:34-38). ai-toolkit's cosine and linear take
+    no warm-up: ``warmup_steps`` then applies to constant only (said in the config header)."""
+    if job.lr_scheduler == "constant":
+        if job.warmup_steps:
+            return "constant_with_warmup", {"num_warmup_steps": job.warmup_steps}
+        return "constant", {}
+    if job.lr_scheduler == "linear":
+        return "linear", {"start_factor": 1.0, "end_factor": 0.0, "total_iters": job.steps}
+    return "cosine", {"total_iters": job.steps, "eta_min": 0.0}
+
+
 def _model(job: TrainingJob, fields: dict[str, Any]) -> dict[str, Any]:
     model: dict[str, Any] = {"name_or_path": job.base_model}
     quantize = job.quantize_base != "none"
     if job.family in ("flux-dev", "flux-schnell"):
         model["is_flux"] = True
+        # toolkit/stable_diffusion_model.py:650-668 loads <name_or_path>/transformer
+        if not (Path(job.base_model) / "transformer").is_dir():
+            raise SpecError(f"base_model: ai-toolkit trains Flux from a diffusers folder (it "
+                            f"loads <folder>/transformer); {job.base_model} is not one. Choose "
+                            f"the FLUX.1 diffusers folder (with transformer/, vae/, "
+                            f"text_encoder*/), or train this single file with kohya.")
     elif job.family == "chroma":
-        model["arch"] = "chroma"
-        model["extras_name_or_path"] = require_path(
-            "fields.extras_name_or_path", str(fields.get("extras_name_or_path") or ""),
-            "the Flux text encoder + VAE folder", folder=True)
+        model["arch"] = "chroma"   # T5 + VAE: see chroma_extras (extras_name_or_path unread)
     elif job.family == "sdxl":
         model["is_xl"] = True
     if job.family == "flux-schnell":
@@ -176,13 +260,18 @@ def build_config(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
     fields = _fields(job)
     dtype = "fp16" if job.mixed_precision == "fp16" else "bf16"
     buckets = sorted({r for r in (512, 768, 1024) if r <= job.resolution} | {job.resolution})
+    scheduler, scheduler_params = _scheduler(job)
     train: dict[str, Any] = {
         "batch_size": job.batch_size, "steps": job.steps,
-        "gradient_accumulation_steps": job.grad_accum, "train_unet": True,
+        # gradient_accumulation: N steps are N optimizer updates, as in the other backends
+        # (the old gradient_accumulation_steps counts micro-batches; config_modules.py:452-461)
+        "gradient_accumulation": job.grad_accum, "train_unet": True,
         "train_text_encoder": False, "gradient_checkpointing": job.gradient_checkpointing,
         "noise_scheduler": "flowmatch" if job.family in FLOW else "ddpm",
-        "optimizer": job.optimizer, "lr": job.learning_rate, "lr_scheduler": job.lr_scheduler,
+        "optimizer": job.optimizer, "lr": job.learning_rate, "lr_scheduler": scheduler,
         "dtype": dtype, "ema_config": {"use_ema": False}, "skip_first_sample": True}
+    if scheduler_params:
+        train["lr_scheduler_params"] = scheduler_params
     if not job.sample_every:
         train["disable_sampling"] = True
     logging: dict[str, Any] = {"log_every": 1, "use_ui_logger": True}
@@ -214,6 +303,9 @@ def config_yaml(job: TrainingJob, paths: JobPaths) -> str:
     header = (f"# ai-toolkit config written by Isengard Desktop for job {job.job_id}.\n"
               "# Secrets are not here: W&B and Hugging Face keys reach ai-toolkit only "
               "through its environment.\n")
+    if job.warmup_steps and job.lr_scheduler != "constant":
+        header += (f"# warmup_steps = {job.warmup_steps} is not applied: ai-toolkit's "
+                   f"{job.lr_scheduler} scheduler takes no warm-up (toolkit/scheduler.py).\n")
     return header + yaml.safe_dump(build_config(job, paths), sort_keys=False,
                                    allow_unicode=True, default_flow_style=False, width=100)
 
@@ -394,11 +486,18 @@ class AiToolkitBackend:
             "set_aside": {"folder": str(save_root), "prefix": job.output_name,
                           "keep": [c.lora for c in saves]},
         }
+        env = {"SEED": str(job.seed), "NO_ALBUMENTATIONS_UPDATE": "1"}
+        extra_files: dict[Path, str] = {}
+        if job.family == "chroma":
+            hf_env, extra_files, link = chroma_extras(job, paths)
+            env.update(hf_env)
+            if link is not None:
+                context["link_tree"] = link
         script = Path(self.install.folder) / "run.py"
         argv, files, stop_file = launcher_files(paths, self.install.python, script,
                                                 [str(config)], context)
         files[config] = text
-        env = {"SEED": str(job.seed), "NO_ALBUMENTATIONS_UPDATE": "1"}
+        files.update(extra_files)
         return Launch(argv=argv, env=env, cwd=self.install.folder, files=files, stop="file",
                       stop_file=stop_file)
 

@@ -148,6 +148,9 @@ def _model_type_of(job: TrainingJob, opts: _Options) -> ModelType:
     return mt
 
 
+DECAYING = ("linear", "cosine")
+
+
 def _plan(job: TrainingJob, opts: _Options, mt: ModelType) -> dict[str, int]:
     """Epochs or max_steps, steps per epoch (estimated from the dataset) and our total."""
     dataset = Path(job.dataset_dir)
@@ -163,8 +166,12 @@ def _plan(job: TrainingJob, opts: _Options, mt: ModelType) -> dict[str, int]:
     if epochs:
         return {"epochs": epochs, "max_steps": 0, "steps_per_epoch": per_epoch,
                 "total": epochs * per_epoch, "media": media}
-    # max_steps mode: enough epochs never to end before max_steps (an epoch has >= 1 step)
-    return {"epochs": job.steps, "max_steps": job.steps, "steps_per_epoch": per_epoch,
+    # max_steps mode: enough epochs never to end before max_steps (an epoch has >= 1 step).
+    # A decaying schedule spans epochs x steps per epoch (train.py:849-857), so then the
+    # epochs are just enough to cover max_steps and the decay ends with the run.
+    decays = job.lr_scheduler in DECAYING
+    epochs = -(-job.steps // per_epoch) if decays else job.steps
+    return {"epochs": epochs, "max_steps": job.steps, "steps_per_epoch": per_epoch,
             "total": job.steps, "media": media}
 
 
@@ -195,8 +202,8 @@ def main_config(job: TrainingJob, paths: JobPaths) -> tuple[dict[str, Any], dict
                                       "cannot be negative"),
         "warmup_steps": job.warmup_steps,
     }
-    if job.lr_scheduler == "linear" and not plan["max_steps"]:
-        doc["lr_scheduler"] = "linear"
+    if job.lr_scheduler in DECAYING:   # train.py:849-857: constant (default), linear, cosine
+        doc["lr_scheduler"] = job.lr_scheduler
     blocks = opts.get("blocks_to_swap", 0, int, lambda v: v >= 0, "cannot be negative")
     if blocks:
         doc["blocks_to_swap"] = blocks
@@ -334,7 +341,7 @@ class DiffusionPipeBackend:
             "stop": "file",
             "quantize_base": ["none", "float8"],
             "optimizers": list(OPTIMIZERS),
-            "lr_schedulers": ["constant", "linear"],
+            "lr_schedulers": ["constant", *DECAYING],
             "alpha": "rank",   # diffusion-pipe always trains with alpha = rank
             # TrainingJob fields this backend does not use (the Training tab may grey them)
             "unused_job_fields": ["alpha", "caption_dropout", "seed", "sample_every",

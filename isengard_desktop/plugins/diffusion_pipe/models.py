@@ -76,6 +76,7 @@ _DIFFUSERS_FLUX = _p("diffusers_path", "Flux Diffusers folder", "folder",
                      "The FLUX.1-dev (or schnell) Diffusers folder (model_index.json, vae/, "
                      "text_encoder/ …); diffusion-pipe loads the VAE and text encoders from it.")
 _LOGIT = (("timestep_sample_method", "logit_normal"),)
+AURAFLOW_MAX_SEQUENCE_LENGTH = 768
 _SHIFT3 = (("timestep_sample_method", "logit_normal"), ("shift", 3))
 
 
@@ -108,9 +109,11 @@ MODEL_TYPES: tuple[ModelType, ...] = (
         "ltx-video", "LTX-Video", True,
         (_p("diffusers_path", "LTX-Video Diffusers folder", "folder",
             "The LTX-Video Diffusers folder (the text encoder is loaded from it)."),
-         _p("single_file_path", "LTX-Video checkpoint file (optional)", "file",
-            "Optional: a single-file LTX-Video checkpoint for newer versions.")),
-        (("diffusers_path",),), ("diffusers_path", "single_file_path"), fixed=_LOGIT),
+         _p("single_file_path", "LTX-Video checkpoint file", "file",
+            "The single-file LTX-Video checkpoint (.safetensors); diffusion-pipe loads the "
+            "transformer from it (models/ltx_video.py:37, 59).")),
+        (("diffusers_path", "single_file_path"),), ("diffusers_path", "single_file_path"),
+        fixed=_LOGIT),
     ModelType(
         "hunyuan-video", "HunyuanVideo", True,
         (_p("ckpt_path", "HunyuanVideo ckpts folder", "folder",
@@ -194,7 +197,9 @@ MODEL_TYPES: tuple[ModelType, ...] = (
         (_comfy("transformer_path", "AuraFlow transformer"),
          _comfy("text_encoder_path", "UMT5 text encoder"), _comfy("vae_path", "SDXL VAE")),
         (("transformer_path", "text_encoder_path", "vae_path"),), ("transformer_path",),
-        fixed=_LOGIT),
+        # models/auraflow.py:28 reads max_sequence_length unconditionally (768: what
+        # AuraFlow-based models such as Pony V7 were trained with)
+        fixed=_LOGIT + (("max_sequence_length", AURAFLOW_MAX_SEQUENCE_LENGTH),)),
     ModelType(
         "anima", "Anima", False,
         (_comfy("transformer_path", "Anima model"), _comfy("vae_path", "Qwen-Image VAE"),
@@ -253,13 +258,6 @@ MODEL_TYPES: tuple[ModelType, ...] = (
          _comfy("text_encoder", "MiniMax H3 text encoder")),
         (("diffusion_model", "vae", "audio_vae", "text_encoder"),), ("diffusion_model",),
         ("text_encoder",), "minimax", "", (("timestep_sample_method", "uniform"),)),
-    ModelType(
-        "qwen_image21", "Qwen-Image 2.1", False,
-        (_comfy("diffusion_model", "Qwen-Image 2.1 model"),
-         _comfy("vae", "Qwen-Image 2.1 VAE"),
-         _comfy("text_encoder", "Qwen 3 VL 8B text encoder")),
-        (("diffusion_model", "vae", "text_encoder"),), ("diffusion_model",),
-        ("text_encoder",), "qwen_image", "", _LOGIT),
 )
 
 _BY_KEY = {m.key: m for m in MODEL_TYPES}

@@ -49,6 +49,7 @@ __all__ = [
     "dump_toml",
     "external_checkpoints",
     "forget_checkpoint",
+    "forget_pointers_to",
     "launcher_files",
     "record_checkpoint",
     "require_path",
@@ -83,6 +84,9 @@ def record_checkpoint(job_dir: str | Path, step: int, tool: str, lora: str, stat
     found = ExternalCheckpoint(int(step), str(lora), str(state), resumable)
     if not resumable:
         return found
+    # A tool may write a later save under an earlier save's name (sd-scripts after
+    # --skip_until_initial_step): those files now hold this save, so the older pointer goes.
+    forget_pointers_to(job_dir, [p for p in (lora, state) if p], keep_step=int(step))
     folder = _pointer_folder(job_dir, step)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / POINTER_NAME, json.dumps(
@@ -106,6 +110,26 @@ def forget_checkpoint(job_dir: str | Path, step: int) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+def forget_pointers_to(job_dir: str | Path, paths: Iterable[str],
+                       keep_step: int | None = None) -> None:
+    """Remove every pointer whose LoRA or state is one of ``paths`` (the file was removed or
+    overwritten), except the one of ``keep_step``. Checkpoints are keyed by step, never by the
+    tool's file name alone."""
+    wanted = {os.path.normpath(str(p)) for p in paths}
+    root = Path(job_dir) / CHECKPOINTS_DIR
+    try:
+        folders = list(root.iterdir())
+    except OSError:
+        return
+    for folder in folders:
+        data = _read_pointer(folder)
+        if data is None:
+            continue
+        targets = {os.path.normpath(str(data.get(k) or "")) for k in ("lora", "state")}
+        if targets & wanted and data.get("step") != keep_step:
+            forget_checkpoint(job_dir, int(data.get("step", -1)))
 
 
 def _read_pointer(folder: Path) -> dict[str, Any] | None:

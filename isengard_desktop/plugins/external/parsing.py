@@ -37,7 +37,7 @@ from ...core.training.protocol import (
     StepEvent,
     StoppedEvent,
 )
-from .files import ExternalCheckpoint, forget_checkpoint, record_checkpoint
+from .files import ExternalCheckpoint, forget_checkpoint, forget_pointers_to, record_checkpoint
 from ..builtin_trainer import stderr_level
 from ...core.console_text import LineSplitter, Stream
 
@@ -250,6 +250,12 @@ class ExternalParser:
         if resumable:
             self.last_checkpoint = found
         return found
+
+    def forget_pointers_to(self, path: str) -> None:
+        """Drop the records pointing at ``path`` (the tool removed it)."""
+        job_dir = self.context.get("job_dir")
+        if job_dir:
+            forget_pointers_to(job_dir, [path])
 
     def forget_checkpoint(self, step: int) -> None:
         job_dir = self.context.get("job_dir")

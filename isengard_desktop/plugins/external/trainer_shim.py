@@ -12,7 +12,8 @@ in the trainer's folder. It then runs SCRIPT in this same process, exactly as
    so an old one can never stop this run);
 2. printing one ``[isengard] context {...}`` line (the context JSON, compact) that tells the
    app's line parser where the job's files are;
-3. ``stage_dataset``: hard-linking (or copying) the dataset's images into the job folder with
+3. ``link_tree`` (when asked): a local model folder linked into a job-local HF cache;
+   ``stage_dataset``: hard-linking (or copying) the dataset's images into the job folder with
    ``.txt`` captions that carry the trigger word (the tools then never write caches into, nor
    read stray files from, the app's own dataset folder);
 4. ``set_aside``: moving saves that the app has not seen complete (a save cut short by a kill)
@@ -93,6 +94,30 @@ def _same_file(a, b):
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def link_tree(spec):
+    """Files of ``spec["source"]/<sub>`` for each of ``spec["subfolders"]`` appear under
+    ``spec["target"]/<sub>`` as symbolic links (hard links where those are refused): a local
+    folder presented as an HF-cache snapshot, without copying gigabytes."""
+    source, target = spec["source"], spec["target"]
+    for sub in spec.get("subfolders", []):
+        top = os.path.join(source, sub)
+        if not os.path.isdir(top):
+            raise FileNotFoundError("%s has no %s folder" % (source, sub))
+        for folder, _dirs, files in os.walk(top):
+            rel = os.path.relpath(folder, source)
+            os.makedirs(os.path.join(target, rel), exist_ok=True)
+            for name in files:
+                src, dest = os.path.join(folder, name), os.path.join(target, rel, name)
+                if os.path.lexists(dest):
+                    if os.path.realpath(dest) == os.path.realpath(src) or _same_file(src, dest):
+                        continue
+                    os.remove(dest)
+                try:
+                    os.symlink(src, dest)
+                except OSError:
+                    os.link(src, dest)
 
 
 def stage_dataset(spec):
@@ -252,6 +277,8 @@ def main(argv):
                     pass
     say("context", context)
     try:
+        if context.get("link_tree"):
+            link_tree(context["link_tree"])
         if context.get("stage_dataset"):
             stage_dataset(context["stage_dataset"])
         if context.get("set_aside"):

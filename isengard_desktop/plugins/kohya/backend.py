@@ -54,6 +54,7 @@ from ..external.files import (
     require_path,
 )
 from .parser import KohyaParser
+from .tokenizers import tokenizer_files
 from ..interface import Launch
 
 __all__ = ["ARGS_NAME", "DATASET_NAME", "FIELDS", "PROMPTS_NAME", "SCRIPTS", "VRAM_PRESETS",
@@ -70,6 +71,11 @@ SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py",
 FAMILY_LABELS = {"flux-dev": "FLUX.1-dev", "flux-schnell": "FLUX.1-schnell",
                  "chroma": "Chroma", "sdxl": "SDXL", "sd15": "SD 1.5"}
 FLOW = ("flux-dev", "flux-schnell", "chroma")
+# Families whose script can cache text-encoder outputs; SD 1.5 runs its text encoder each step.
+TE_CACHE_FAMILIES = ("sdxl", *FLOW)
+TE_MODE_CACHE = "cache"
+TE_MODE_DROPOUT = "dropout"
+TE_MODES = (TE_MODE_CACHE, TE_MODE_DROPOUT)
 DEFAULT_PROMPTS = ("a photo of [trigger], portrait, natural light", "[trigger] smiling, outdoors")
 # GPU memory (GB) -> (blocks_to_swap, fp8_base); sd-scripts' FLUX guide, "Recommended
 # Settings by GPU Memory" (batch size 1 below 24 GB).
@@ -88,6 +94,13 @@ FIELDS: list[dict[str, Any]] = [
      "choices": list(VRAM_PRESETS), "model_types": list(FLOW),
      "tooltip": "GB of GPU memory: sets blocks to swap and fp8 (24: none; 16: 8 + fp8; "
                 "12: 16 + fp8; 10: 22 + fp8; 8: 28 + fp8)."},
+    {"key": "text_encoder_mode", "label": "Text encoder outputs", "kind": "choice",
+     "required": False, "choices": list(TE_MODES), "model_types": list(TE_CACHE_FAMILIES),
+     "tooltip": "cache (default): text-encoder outputs are computed once and cached - less GPU "
+                "memory and faster, but no caption dropout or shuffle (the job's caption "
+                "dropout is not used). dropout: the job's caption dropout applies and the text "
+                "encoders run every step (no cache, more GPU memory). sd-scripts refuses "
+                "both together."},
     {"key": "blocks_to_swap", "label": "Blocks to swap", "kind": "int", "required": False,
      "model_types": list(FLOW),
      "tooltip": "Transformer blocks kept in CPU memory (0-35): less VRAM, slower. Overrides "
@@ -100,6 +113,11 @@ FIELDS: list[dict[str, Any]] = [
 def _fields(job: TrainingJob) -> dict[str, Any]:
     fields = job.extra.get("fields") or {}
     return fields if isinstance(fields, dict) else {}
+
+
+def _model_files(job: TrainingJob) -> list[str]:
+    fields = _fields(job)
+    return [str(fields[k]) for k in ("clip_l", "t5xxl", "ae") if fields.get(k)]
 
 
 def _precision(job: TrainingJob) -> tuple[str, str]:
@@ -119,6 +137,19 @@ def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
     if fields.get("fp8_base") not in (None, ""):
         fp8 = bool(fields["fp8_base"])
     return blocks, fp8 or job.quantize_base != "none"
+
+
+def text_encoder_cache(job: TrainingJob) -> bool:
+    """Whether text-encoder outputs are cached (then caption dropout is off): sd-scripts
+    asserts against the two together (sdxl_train_network.py:34-37, flux_train_network.py:66-68,
+    train_util.py:1102-1113). Per job: ``fields.text_encoder_mode``, ``cache`` by default."""
+    if job.family not in TE_CACHE_FAMILIES:
+        return False
+    mode = str(_fields(job).get("text_encoder_mode") or TE_MODE_CACHE)
+    if mode not in TE_MODES:
+        raise SpecError(f"fields.text_encoder_mode: must be one of {', '.join(TE_MODES)} "
+                        f"(got {mode!r})")
+    return mode == TE_MODE_CACHE
 
 
 def save_every(job: TrainingJob) -> int:
@@ -168,7 +199,8 @@ def build_dataset(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
             "subsets": [{"image_dir": str(paths.root / "dataset"),
                          "class_tokens": job.trigger_word.strip(),
                          "num_repeats": job.repeats,
-                         "caption_dropout_rate": job.caption_dropout}]}],
+                         "caption_dropout_rate": (None if text_encoder_cache(job)
+                                                  else job.caption_dropout)}]}],
     }
 
 
@@ -198,7 +230,11 @@ def build_args(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
                  "apply_t5_attn_mask": True if chroma else None}
     elif job.family == "sdxl":
         extra = {"no_half_vae": True}
-    text_cache = job.family != "sd15"
+    model["tokenizer_cache_dir"] = str(tokenizer_files(job, paths, _model_files(job))[0])
+    text_cache = text_encoder_cache(job)
+    # sd-scripts removes only the save older than step - save_last_n_steps
+    # (train_util.py:5796-5806): every x keep - 1 keeps exactly `keep` saves.
+    keep_steps = every * job.keep_checkpoints - 1
     args: dict[str, Any] = {
         "model": model,
         "network": {"network_module": "networks.lora_flux" if job.family in FLOW
@@ -221,9 +257,9 @@ def build_args(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
                      "mixed_precision": mixed, "save_precision": save_precision,
                      "seed": job.seed, "sdpa": True, **extra},
         "saving": {"save_every_n_steps": every,
-                   "save_last_n_steps": every * job.keep_checkpoints,
+                   "save_last_n_steps": keep_steps,
                    "save_state": True,
-                   "save_last_n_steps_state": every * job.keep_checkpoints},
+                   "save_last_n_steps_state": keep_steps},
     }
     if job.sample_every:
         args["sampling"] = {"sample_prompts": str(paths.configs / PROMPTS_NAME),
@@ -285,6 +321,7 @@ class KohyaBackend:
                  + dump_toml(build_args(job, paths)),
                  paths.configs / DATASET_NAME: header.format("dataset (--dataset_config)")
                  + dump_toml(build_dataset(job, paths))}
+        files.update(tokenizer_files(job, paths, _model_files(job))[1])
         if job.sample_every:
             files[paths.configs / PROMPTS_NAME] = "\n".join(sample_prompt_lines(job)) + "\n"
         args = ["--config_file", str(paths.configs / ARGS_NAME), "--console_log_simple"]

@@ -39,6 +39,10 @@ __all__ = ["KohyaParser"]
 KEY = "kohya"
 _TOTAL = re.compile(r"total optimization steps[^:]*:\s*(?P<n>\d+)")
 _SKIPPING = re.compile(r"skipping (?P<n>\d+) steps")
+_BATCHES = re.compile(r"num batches per epoch[^:]*:\s*(?P<n>\d+)")
+# train_network.py:1258-1273: each skipped epoch takes its batches off the step counter that
+# names the saves, so names after a resume repeat earlier step numbers.
+_SKIP_EPOCH = re.compile(r"skipping epoch \d+ because initial_step")
 _TRAIN_STATE = re.compile(r"load train state from .*['\"]current_step['\"]:\s*(?P<n>\d+)")
 _RESUME = re.compile(r"resume training from local state:\s*(?P<path>.+)$")
 _SAVING = re.compile(r"saving checkpoint:\s*(?P<path>.+\.safetensors)\s*$")
@@ -80,6 +84,8 @@ class KohyaParser(ExternalParser):
         self._done = False
         self._in_caching = False
         self._final = ""
+        self._batches = 0
+        self._name_shift = 0   # real step - the step in sd-scripts' save names (resume)
 
     def on_line(self, stream: Stream, line: str, redraw: bool, out: list[Event]) -> None:
         if self._samples is None and self.context.get("output_dir"):
@@ -117,6 +123,15 @@ class KohyaParser(ExternalParser):
         self.step = self._offset
         out.append(LogEvent("info", f"sd-scripts resumes at step {self._offset}"))
 
+    def _batches_line(self, match: re.Match[str], text: str, out: list[Event]) -> None:
+        self._batches = int(match.group("n"))
+
+    def _skip_epoch(self, match: re.Match[str], text: str, out: list[Event]) -> None:
+        self._name_shift += self._batches
+
+    def _real_step(self, named: int | None) -> int | None:
+        return None if named is None else named + self._name_shift
+
     def _train_state(self, match: re.Match[str], text: str, out: list[Event]) -> None:
         self.step = int(match.group("n"))
 
@@ -126,22 +141,23 @@ class KohyaParser(ExternalParser):
     def _saving(self, match: re.Match[str], text: str, out: list[Event]) -> None:
         self._commit_pending(out)
         path = match.group("path").strip()
-        self._pending = {"step": _step_of(path), "lora": path, "state": ""}
+        self._pending = {"step": self._real_step(_step_of(path)), "lora": path, "state": ""}
         self.phase("saving", out, detail=Path(path).name)
 
     def _state(self, match: re.Match[str], text: str, out: list[Event]) -> None:
-        step = int(match.group("n"))
+        named = int(match.group("n"))
+        step = named + self._name_shift
         root, name = self.context.get("output_dir", ""), self.context.get("name", "")
-        state = str(Path(root) / f"{name}-step{step:08d}-state") if root else ""
+        state = str(Path(root) / f"{name}-step{named:08d}-state") if root else ""
         if self._pending is None or self._pending.get("step") != step:
             self._pending = {"step": step, "lora": "", "state": state}
         else:
             self._pending["state"] = state
 
     def _removing(self, match: re.Match[str], text: str, out: list[Event]) -> None:
-        step = _step_of(match.group("path"))
-        if step is not None and match.group("path").rstrip("/\\").endswith("-state"):
-            self.forget_checkpoint(step)
+        path = match.group("path").rstrip("/\\")
+        if _step_of(path) is not None and path.endswith("-state"):
+            self.forget_pointers_to(path)   # by the folder it names, not the name's step
 
     def _saved(self, match: re.Match[str], text: str, out: list[Event]) -> None:
         self._commit_pending(out)  # a step save just before the end
@@ -161,7 +177,8 @@ class KohyaParser(ExternalParser):
         self.phase("training", out, detail=text)
 
     _handlers = (
-        (_TOTAL, _total), (_SKIPPING, _skipping), (_TRAIN_STATE, _train_state),
+        (_TOTAL, _total), (_BATCHES, _batches_line), (_SKIP_EPOCH, _skip_epoch),
+        (_SKIPPING, _skipping), (_TRAIN_STATE, _train_state),
         (_RESUME, _resume), (_SAVING, _saving), (_STATE, _state), (_REMOVING, _removing),
         (_SAVED, _saved), (_SAMPLING, _sampling), (_EPOCH, _epoch),
     )

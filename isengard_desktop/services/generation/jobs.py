@@ -375,9 +375,15 @@ class JobRunner:
 
         def write() -> list[tuple[str, int, int]]:
             out = []
+            # The PNG names the LoRA by file name and hash, never by its absolute path (the
+            # user's home folder would travel with every image they share).
+            lora_meta = None if lora is None else {
+                "character_id": lora.character_id, "file": os.path.basename(lora.path),
+                "sha256": _sha256_or_empty(lora.path), "strength": lora.strength,
+                "trigger": lora.trigger}
             for index, data in enumerate(images):
                 isengard = {"job_id": job.job_id, "prompt_id": prompt_id,
-                            "character_id": character_id, "lora": base_params["lora"],
+                            "character_id": character_id, "lora": lora_meta,
                             "seed": plan.seed, "batch_index": index,
                             "workflow": plan.spec.name, "model": req.model,
                             "parent_image": req.parent_image, "server": server.url}
@@ -422,3 +428,13 @@ class JobRunner:
         items = await future
         logger.info("job {}: {} image(s) saved in {}", job.job_id, len(items), folder)
         return items
+
+
+def _sha256_or_empty(path: str) -> str:
+    """The file's sha256 (hex), or "" when it cannot be read."""
+    from ...core.comfy.metadata import sha256_file
+
+    try:
+        return sha256_file(path)
+    except OSError:
+        return ""

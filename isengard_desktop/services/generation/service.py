@@ -228,11 +228,14 @@ class GenerationService(QObject):
         param = spec.params.get("model") if spec is not None else None
         if param is None:
             return []
+        from ...core.comfy.model_family import family_choices
+
         names: set[str] = set()
         for server in self.pool.healthy():
             if server.object_info is not None:
                 names.update(model_choices(server.object_info, param.model_folder))
-        return sorted(names, key=str.casefold)
+        # only files of the family, then those whose family is unknown (marked in the picker)
+        return family_choices(sorted(names, key=str.casefold), family)
 
     def models(self, folder: str) -> list[str]:
         """Files of a model folder (``controlnet``, ``loras``, ``upscale_models`` ...) that

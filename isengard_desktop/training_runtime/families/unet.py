@@ -175,11 +175,58 @@ class _UNetFamily(Family):
         if self.key == "sd15":
             kwargs.update(safety_checker=None, feature_extractor=None,
                           requires_safety_checker=False)
-        pipe = pipe_cls.from_single_file(str(path), **kwargs)
+        kwargs.update(self._flat_clip_encoders(path))
+        try:
+            pipe = pipe_cls.from_single_file(str(path), **kwargs)
+        except Exception as exc:
+            if type(exc).__name__ != "SingleFileComponentError":
+                raise
+            # diffusers: "Failed to load CLIPTextModel. Weights for this component appear to
+            # be missing in the checkpoint." -- a model that cannot be read, not a crash
+            raise ModelMissing(f"{path} cannot be read as a {self.key.upper()} checkpoint: "
+                               f"{exc}") from exc
         self.unet, self.vae = pipe.unet, pipe.vae
         self.encoders = [getattr(pipe, sub) for sub in self.text_encoders]
         self._read_scheduler_config(self.config_dir / "scheduler" / "scheduler_config.json")
         del pipe
+
+    def _flat_clip_encoders(self, path: Path) -> dict[str, Any]:
+        """Text encoders of a checkpoint whose CLIP-L keys lack the ``text_model.`` level
+        (``cond_stage_model.transformer.embeddings.*``), built here with that level put back
+        as ComfyUI does (comfy/supported_models.py, SD15.process_clip_state_dict); diffusers'
+        single-file loader cannot read that layout. ``{}`` when the layout is the usual one.
+        ModelMissing names the file and the weights that are missing."""
+        if path.suffix.lower() != ".safetensors":
+            return {}
+        from safetensors import safe_open
+
+        out: dict[str, Any] = {}
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            for sub, prefix in FLAT_CLIP_PREFIXES.get(self.key, {}).items():
+                under = [k for k in keys if k.startswith(prefix)]
+                if not under or any(k.startswith(prefix + "text_model.") for k in under):
+                    continue
+                state = {k[len(prefix):]: f.get_tensor(k) for k in under}
+                out[sub] = self._clip_from_state(path, sub, state)
+        return out
+
+    def _clip_from_state(self, path: Path, sub: str, state: dict[str, torch.Tensor]) -> Any:
+        from transformers import CLIPTextConfig
+
+        config = CLIPTextConfig.from_pretrained(str(self.config_dir / sub),
+                                                local_files_only=True)
+        model = self._text_encoder_class(self.text_encoders.index(sub))(config)
+        if any(k.startswith("text_model.") for k in model.state_dict()):
+            state = {"text_model." + k: v for k, v in state.items()}   # transformers < 5
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+        if missing:
+            shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more"
+                                               if len(missing) > 6 else "")
+            raise ModelMissing(f"{path}: the CLIP text encoder ({sub}) is incomplete; missing "
+                               f"weights: {shown}")
+        return model.to(dtype=self.dtype)
 
     def _text_encoder_class(self, index: int) -> Any:
         from transformers import CLIPTextModel
@@ -319,6 +366,13 @@ class _UNetFamily(Family):
         return {"ss_v_parameterization": str(v),
                 "modelspec.prediction_type": "v" if v else "epsilon",
                 "modelspec.implementation": "https://github.com/Stability-AI/generative-models"}
+
+
+# Where a checkpoint keeps the CLIP-L text encoder in transformers' layout, per family.
+FLAT_CLIP_PREFIXES: dict[str, dict[str, str]] = {
+    "sd15": {"text_encoder": "cond_stage_model.transformer."},
+    "sdxl": {"text_encoder": "conditioner.embedders.0.transformer."},
+}
 
 
 class SD15Family(_UNetFamily):

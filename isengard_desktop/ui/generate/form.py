@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QHBoxLayout
                                QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.comfy.jobs import GalleryItem, GenerationRequest, LoraChoice
+from ...core.comfy.model_family import UNKNOWN, classify_model
 from ...core.dataset.captions import has_trigger, trigger_pattern
 from .advanced import AdvancedWidget
 from .input_image import InputImageWidget
@@ -257,8 +258,9 @@ class GenerateFormWidget(QWidget):
         self._models_loading = False
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
-        for name in self._models:
-            self.model_combo.addItem(name, name)
+        for name in self._models:   # a file whose family cannot be told says so
+            unknown = classify_model(name) == UNKNOWN
+            self.model_combo.addItem(f"{name} (family unknown)" if unknown else name, name)
         idx = self.model_combo.findData(keep) if keep else -1
         self.model_combo.setCurrentIndex(idx if idx >= 0 else (0 if self._models else -1))
         self.model_combo.setPlaceholderText("No server ready" if self._server_problem
@@ -289,7 +291,8 @@ class GenerateFormWidget(QWidget):
             self.model_combo.setToolTip(self.model_hint.text())
         else:
             self.model_combo.setToolTip("The base model file, as the ComfyUI servers list it "
-                                        "(only files of the chosen family are shown).")
+                                        "(only files of the chosen family are shown, and "
+                                        "files whose family cannot be told, marked so).")
         self._update_generate()
 
     def set_aspect(self, name: str) -> None:

@@ -59,7 +59,8 @@ FIELD_ROWS: tuple[tuple[str, str, str], ...] = (
      "balance a small dataset; the step count still decides when training ends."),
     ("caption_dropout", "Caption dropout",
      "The share of steps where the caption is left out, so the trigger word alone "
-     "learns the person. 0.05 means one step in twenty."),
+     "learns the person. 0.05 means one step in twenty. kohya (SDXL, Flux, Chroma): "
+     "used only with \"Text encoder outputs: dropout\"; the default cache turns it off."),
     ("seed", "Seed",
      "Makes a run repeatable: the same seed and settings shuffle and sample the "
      "same way."),
