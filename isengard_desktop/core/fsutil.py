@@ -11,13 +11,13 @@ from typing import BinaryIO
 from collections.abc import Iterator
 
 
-PRIVATE_MODE = 0o600   # the temp file's mode by default (what tempfile.mkstemp gives)
-SHARED_MODE = 0o666    # like any file the user creates (the umask applies): e.g. a LoRA file
+SHARED_MODE = 0o666    # like any file a program creates: the umask applies (the default)
+PRIVATE_MODE = 0o600   # only the user (ask for it where a file must stay private)
 _TEMP_NAME_TRIES = 100
 
 
 def make_temp_file(folder: Path, *, prefix: str, suffix: str,
-                   mode: int = PRIVATE_MODE) -> tuple[int, str]:
+                   mode: int = SHARED_MODE) -> tuple[int, str]:
     """A new, empty file ``<prefix><random><suffix>`` in ``folder``, opened for writing (the OS
     applies the umask to ``mode``). The folder (and its parents) is created only when missing:
     one system call per file in the usual case."""
@@ -45,7 +45,7 @@ def _create_temp(path: Path, mode: int) -> tuple[int, str]:
 
 
 @contextmanager
-def atomic_output(path: Path, *, mode: int = PRIVATE_MODE, sync_dir: bool = True,
+def atomic_output(path: Path, *, mode: int = SHARED_MODE, sync_dir: bool = True,
                   sync_file: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block succeeds.
 
@@ -53,8 +53,9 @@ def atomic_output(path: Path, *, mode: int = PRIVATE_MODE, sync_dir: bool = True
     temp file in the same folder; the write handle is flushed and fsynced, the temp file is
     renamed over ``path`` and the folder fsynced, so readers see the old file or the new one,
     never half. On error the temp file is removed and ``path`` is untouched. ``mode``: the
-    new file's permissions before the umask (private by default; :data:`SHARED_MODE` for
-    files other programs or users read).
+    new file's permissions before the umask: by default those of a normal file write, so a
+    ComfyUI running as another user can read a generated picture or a LoRA (issue 10, 14);
+    :data:`PRIVATE_MODE` keeps a file to the user.
 
     ``sync_dir=False`` leaves the folder's fsync to the caller (one :func:`fsync_dir` after a
     batch of files, or none for a cache whose lost entry is simply made again): the file is
@@ -81,7 +82,7 @@ def atomic_output(path: Path, *, mode: int = PRIVATE_MODE, sync_dir: bool = True
         fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = PRIVATE_MODE,
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = SHARED_MODE,
                        sync_dir: bool = True, sync_file: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
     with atomic_output(path, mode=mode, sync_dir=sync_dir, sync_file=sync_file) as fh:

@@ -11,7 +11,8 @@ from isengard_desktop.core.comfy.model_family import (
     classify_model,
     family_choices,
 )
-from isengard_desktop.core.comfy.workflows import WorkflowLibrary, workflow_availability
+from isengard_desktop.core.comfy.graph_check import workflow_availability
+from isengard_desktop.core.comfy.workflow_manifest import WorkflowLibrary
 from tests.unit.test_workflows import WORKFLOWS, load_object_info, with_models
 
 

@@ -30,21 +30,27 @@ def test_atomic_copy(tmp_path):
     assert (tmp_path / "out" / "dst.bin").read_bytes() == src.read_bytes()
 
 
-def test_new_files_are_private_unless_shared(tmp_path):
+def test_new_files_honour_the_umask_like_a_normal_write_unless_private(tmp_path):
+    """Issue 10, item 14: files were 0600 whatever the umask (mkstemp), so a ComfyUI running
+    as another user could not read a generated picture or a LoRA copied into its folder."""
     import os
     import stat
 
-    from isengard_desktop.core.fsutil import SHARED_MODE, atomic_write_bytes
+    from isengard_desktop.core.fsutil import PRIVATE_MODE, atomic_write_bytes
 
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"lora")
     mask = os.umask(0o022)
     try:
-        atomic_write_bytes(tmp_path / "private.bin", b"x")
-        atomic_write_bytes(tmp_path / "shared.bin", b"x", mode=SHARED_MODE)
+        atomic_write_bytes(tmp_path / "picture.png", b"x")
+        atomic_copy(src, tmp_path / "other-disk" / "lora.safetensors")
+        atomic_write_bytes(tmp_path / "private.bin", b"x", mode=PRIVATE_MODE)
     finally:
         os.umask(mask)
     if os.name == "posix":
+        assert stat.S_IMODE((tmp_path / "picture.png").stat().st_mode) == 0o644
+        assert stat.S_IMODE((tmp_path / "other-disk" / "lora.safetensors").stat().st_mode) == 0o644
         assert stat.S_IMODE((tmp_path / "private.bin").stat().st_mode) == 0o600
-        assert stat.S_IMODE((tmp_path / "shared.bin").stat().st_mode) == 0o644
 
 
 def test_the_trainer_runtime_writes_loras_through_the_same_writer(tmp_path, monkeypatch):
