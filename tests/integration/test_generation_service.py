@@ -10,6 +10,7 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.helpers.generation_harness import (
     request,
 )
 from tests.helpers.service_harness import close_generation_service, run_on_loop
+from tests.unit.test_models import SDXL, write_header_only
 
 
 @pytest.fixture
@@ -441,3 +443,19 @@ def test_model_choices_hold_only_the_family_and_the_unknown(harness, make_comfy_
                                              "mystery.safetensors"]
     kind, _, _ = harness.outcome(service.submit(request()))
     assert kind == "finished"
+
+
+def test_the_model_library_tells_the_family_of_a_file_its_name_does_not(harness, make_comfy_double,
+                                                                        tmp_path):
+    """Issue 10, item 13: a server file whose name says nothing is placed by what the model
+    library read from the same file's header (here an SDXL checkpoint called mystery)."""
+    folder = tmp_path / "models"
+    write_header_only(folder / "mystery.safetensors", SDXL)
+    harness.settings.settings = replace(harness.settings.settings, model_folders=[str(folder)])
+    double = make_comfy_double(models={"checkpoints": [SD15, "sd_xl_base_1.0.safetensors",
+                                                       "mystery.safetensors"], "loras": []})
+    service = harness.start([double.url])
+    harness.qtbot.waitUntil(lambda: "mystery.safetensors" not in service.model_choices("sd15"),
+                            timeout=WAIT)
+    assert service.model_choices("sd15") == [SD15]
+    assert service.model_choices("sdxl") == ["mystery.safetensors", "sd_xl_base_1.0.safetensors"]

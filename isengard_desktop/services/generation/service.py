@@ -95,6 +95,8 @@ class GenerationService(QObject):
         self._workflows_error: BaseException | None = None
         self._workflows_waiters: list[asyncio.Future] = []
         self._items_loaded = False
+        # file name -> family, read from the model library's headers (wins over name guesses)
+        self._known_families: dict[str, str | None] = {}
         self._started = False
         self._closed = False
 
@@ -147,6 +149,18 @@ class GenerationService(QObject):
     def _apply_settings(self, settings: Any) -> None:
         self.pool.configure(settings.comfyui_folder, settings.comfyui_python,
                             settings.comfyui_models_folder, settings.remote_servers)
+        self._learn_model_families()
+
+    def _learn_model_families(self) -> None:
+        """Read the families of the model library's files (header only, on a worker thread) so
+        a server file of the same name is placed by what it is, not by its name."""
+        def learned(models: list[Any]) -> None:
+            if self._closed:
+                return
+            self._known_families = {m.path.name: m.family for m in models if m.family}
+            self._announce_servers()
+
+        self.settings_service.scan_models(None, learned)
 
     def _on_library_changed(self, change: Any) -> None:
         if getattr(change, "loras", False) and not self._closed:
@@ -235,7 +249,7 @@ class GenerationService(QObject):
             if server.object_info is not None:
                 names.update(model_choices(server.object_info, param.model_folder))
         # only files of the family, then those whose family is unknown (marked in the picker)
-        return family_choices(sorted(names, key=str.casefold), family)
+        return family_choices(sorted(names, key=str.casefold), family, self._known_families)
 
     def models(self, folder: str) -> list[str]:
         """Files of a model folder (``controlnet``, ``loras``, ``upscale_models`` ...) that
