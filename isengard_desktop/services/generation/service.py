@@ -37,7 +37,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from loguru import logger
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core import logging as applog
 from ...core.comfy.errors import ComfyError
@@ -60,6 +60,7 @@ from ..throttle import DEFAULT_INTERVAL_MS, Throttler
 __all__ = ["GenerationService"]
 
 JOBS_END_TIMEOUT_S = 10.0     # at quit, how long cancelled jobs may take to end
+WORKFLOWS_LOAD_DELAY_MS = 250  # the workflow library loads after the window's first paint
 
 
 class GenerationService(QObject):
@@ -94,6 +95,7 @@ class GenerationService(QObject):
         self._workflows: Any = None
         self._workflows_error: BaseException | None = None
         self._workflows_waiters: list[asyncio.Future] = []
+        self._workflows_loading = False
         self._items_loaded = False
         # file name -> family, read from the model library's headers (wins over name guesses)
         self._known_families: dict[str, str | None] = {}
@@ -106,13 +108,10 @@ class GenerationService(QObject):
         if self._started:
             return
         self._started = True
-        def load_workflows() -> Any:
-            # imported here, off the UI thread: the manifest reader pulls in PyYAML (~60 ms)
-            from ...core.comfy.workflow_manifest import WorkflowLibrary
-
-            return WorkflowLibrary.load()
-
-        run_in_executor(self._io, load_workflows, self._on_workflows, self._on_workflows_failed)
+        # after the first paint: importing PyYAML and parsing the manifests hold the GIL, which
+        # slowed the window's first paint (benchmarks/README.md, start-up); a job that needs the
+        # workflows sooner loads them at once
+        QTimer.singleShot(WORKFLOWS_LOAD_DELAY_MS, self._load_workflows)
         outputs = self.paths.outputs
         self.library.database.read(
             lambda conn: GenerationsRepository(conn, outputs).list_items(("gallery", "staging")),
@@ -170,6 +169,20 @@ class GenerationService(QObject):
         if not self._closed:
             self.servers_changed.emit(self.pool.statuses())
 
+    def _load_workflows(self) -> None:
+        """Load the workflow library off the UI thread (once)."""
+        if self._workflows_loading or self._closed:
+            return
+        self._workflows_loading = True
+
+        def load_workflows() -> Any:
+            # imported here, off the UI thread: the manifest reader pulls in PyYAML (~60 ms)
+            from ...core.comfy.workflow_manifest import WorkflowLibrary
+
+            return WorkflowLibrary.load()
+
+        run_in_executor(self._io, load_workflows, self._on_workflows, self._on_workflows_failed)
+
     def _on_workflows(self, library: Any) -> None:
         self._workflows = library
         self._check_ready()
@@ -195,6 +208,7 @@ class GenerationService(QObject):
             raise JobFailed(f"The workflows cannot be loaded: {self._workflows_error}")
         waiter = asyncio.get_running_loop().create_future()
         self._workflows_waiters.append(waiter)
+        self._load_workflows()
         return await waiter
 
     def _on_items_loaded(self, items: list[GalleryItem]) -> None:
