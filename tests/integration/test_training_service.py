@@ -477,3 +477,30 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in
                stdout.splitlines() if line.strip())
+
+
+USER_SECRET = "wandb-v1-Planted0User0Key0abc123"  # in the user's environment only
+
+
+def test_a_crash_message_quoting_a_secret_from_the_environment_is_redacted(h, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", USER_SECRET)
+    job = h.job(steps=20, crash_at=3, crash_echo_env="WANDB_API_KEY")
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed" and "was rejected" in done.error_message
+    assert USER_SECRET not in done.error_message
+    assert USER_SECRET not in (h.db_row(job.job_id).error_message or "")
+    assert all(USER_SECRET not in e.message for _, e in h.errors)
+    assert USER_SECRET not in done.paths.stderr.read_text()
+
+
+def test_a_secret_split_across_a_read_boundary_is_redacted_in_the_logs(h):
+    job = h.job(steps=3, split_env="HF_TOKEN")
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    for path in (done.paths.stdout, done.paths.stderr):
+        text = path.read_text()
+        assert " value [REDACTED] end" in text, path
+        assert SECRET not in text and SECRET[:8] not in text, path
+    assert SECRET not in log_text(h, job.job_id)

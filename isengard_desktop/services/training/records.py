@@ -23,6 +23,7 @@ from pathlib import Path
 from loguru import logger
 
 from ...core.db.jobs import JobRow
+from ...core.logging import redact
 from ...core.training.checkpoints import latest_complete
 from ...core.training.protocol import DoneEvent, ErrorEvent, StepEvent, StoppedEvent
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
@@ -237,7 +238,7 @@ def crash_message(record: JobRecord, outcome: RunOutcome) -> str:
         what = "exited without finishing (no 'done' event)"
     else:
         what = f"exited with code {outcome.exit_code}"
-    tail = "\n".join(outcome.stderr_tail[-5:])
+    tail = redact("\n".join(outcome.stderr_tail[-5:]))  # the runner masked it; twice is safe
     message = f"The trainer {what} at step {record.step}."
     if tail:
         message += f" Last lines of {record.paths.stderr}:\n{tail}"
