@@ -504,3 +504,18 @@ def test_a_secret_split_across_a_read_boundary_is_redacted_in_the_logs(h):
         assert " value [REDACTED] end" in text, path
         assert SECRET not in text and SECRET[:8] not in text, path
     assert SECRET not in log_text(h, job.job_id)
+
+
+def test_the_checkpoint_step_is_persisted_when_the_checkpoint_arrives(h, qtbot):
+    h.service.persist_interval_s = 3600.0        # no periodic persisting during the run
+    job = h.job(steps=300, delay=0.02, checkpoint_every=10)
+    h.service.submit(job)
+    qtbot.waitUntil(lambda: (h.service.job(job.job_id).checkpoint_step or 0) >= 10,
+                    timeout=WAIT)
+    record = h.service.job(job.job_id)
+    run = h.service._runs[job.job_id]
+    run.blockSignals(True)                        # the app "crashes" right after
+    run.proc.blockSignals(True)
+    os.killpg(record.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not pid_alive(record.pid), timeout=5000)
+    assert h.db_row(job.job_id).step >= record.checkpoint_step >= 10

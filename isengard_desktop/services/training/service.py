@@ -433,7 +433,10 @@ class TrainingService(QObject):
             self.sample_added.emit(job_id, event)
         elif isinstance(event, CheckpointEvent):
             if event.resumable:
-                self._changed(replace(record, checkpoint_step=event.step), structural=False)
+                # persisted now: after a crash the history shows at least this step
+                self._changed(replace(record, checkpoint_step=event.step,
+                                      step=max(record.step, event.step)),
+                              persist=True, structural=False)
             self.checkpoint_saved.emit(job_id, event)
         elif isinstance(event, DoneEvent):
             self._changed(replace(record, lora_path=event.lora), structural=False)
