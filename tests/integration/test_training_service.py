@@ -519,3 +519,24 @@ def test_the_checkpoint_step_is_persisted_when_the_checkpoint_arrives(h, qtbot):
     os.killpg(record.pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: not pid_alive(record.pid), timeout=5000)
     assert h.db_row(job.job_id).step >= record.checkpoint_step >= 10
+
+
+def test_after_resume_the_job_keeps_its_first_start_and_counts_only_running_time(h, qtbot):
+    from isengard_desktop.ui.training.job_panel import job_duration, to_epoch
+
+    job = h.job(steps=200, delay=0.01)
+    h.service.submit(job)
+    h.wait_step(job.job_id, 10)
+    first_start = h.service.job(job.job_id).started
+    h.service.stop(job.job_id)
+    stopped = h.wait_final(job.job_id)
+    first_run = job_duration(stopped)
+    qtbot.wait(1500)                              # the job is not running meanwhile
+    h.finished.clear()
+    h.service.resume(job.job_id)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed"
+    assert done.started == first_start and h.db_row(job.job_id).started == first_start
+    total = job_duration(done)
+    assert total is not None and first_run is not None and total > first_run
+    assert total <= to_epoch(done.finished) - to_epoch(first_start) - 1.4

@@ -86,6 +86,7 @@ class JobRecord:
     sec_per_step: float | None = None
     checkpoint_step: int | None = None   # newest complete checkpoint (None: none)
     pid: int | None = None
+    paused_seconds: float = 0.0          # between runs (Resume): not running time
 
     @property
     def resumable(self) -> bool:
@@ -111,7 +112,8 @@ class JobRecord:
                       finished=self.finished, pid=self.pid, step=self.step,
                       total_steps=self.total_steps, last_loss=self.last_loss,
                       lora_path=self.lora_path, error_kind=self.error_kind,
-                      error_message=self.error_message, sec_per_step=self.sec_per_step)
+                      error_message=self.error_message, sec_per_step=self.sec_per_step,
+                      paused_seconds=self.paused_seconds)
 
     @classmethod
     def from_row(cls, row: JobRow, spec: TrainingJob) -> JobRecord:
@@ -122,7 +124,8 @@ class JobRecord:
                    step=row.step, total_steps=row.total_steps, last_loss=row.last_loss,
                    lora_path=row.lora_path, error_kind=row.error_kind,
                    error_message=row.error_message, sec_per_step=row.sec_per_step,
-                   job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid)
+                   job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid,
+                   paused_seconds=row.paused_seconds or 0.0)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def job_duration(record: Any, now: float | None = None) -> float | None:
         if getattr(record, "state", "") not in ACTIVE:
             return None
         end = now if now is not None else time.time()
-    return max(0.0, end - start)
+    # a resumed job: its first start, less the time between its runs
+    return max(0.0, end - start - float(getattr(record, "paused_seconds", 0.0) or 0.0))
 
 
 def fmt_loss(loss: float | None) -> str:
