@@ -169,7 +169,7 @@ async def _app_main(smoke_test: bool) -> int:
         # trainers save and the managed ComfyUI is stopped. Python runs signal handlers only
         # between bytecodes: a slow no-op timer lets it in while Qt waits for events.
         def on_signal(signum: int, _frame: object) -> None:
-            QTimer.singleShot(0, ctx.window.close)
+            QTimer.singleShot(0, ctx.window.close_without_asking)
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -193,7 +193,7 @@ async def _smoke(ctx: AppContext) -> int:
     print(json.dumps({"version": __version__, "tabs": ctx.window.tab_names(),
                       "data_dir": str(ctx.paths.data), "ready": ctx.library.is_ready}),
           flush=True)
-    ctx.window.close()
+    ctx.window.close_without_asking()
     return 0 if ctx.library.is_ready else 1
 
 
