@@ -24,7 +24,10 @@ import time
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QWidget
+
     from .app import AppContext
+    from .services.single_instance import InstanceLock
 
 
 def _steps(text: str) -> int:
@@ -143,14 +146,35 @@ def main(argv: list[str] | None = None) -> int:
     # closing the window ends main() below, which closes the app on the loop; Qt must not
     # end its event loop (the asyncio loop) first
     app.setQuitOnLastWindowClosed(False)
-    return run(_app_main(args.smoke_test), app)
+    from .core.paths import resolve_paths
+    from .services.single_instance import InstanceLock
+
+    # one instance per data folder: a second one would run the same job queue again
+    data_dir = resolve_paths().data
+    lock = InstanceLock(data_dir)
+    if not lock.acquire():
+        shown = lock.ask_to_show()
+        headless = args.smoke_test or os.environ.get("QT_QPA_PLATFORM") in HEADLESS_PLATFORMS
+        pid = lock.holder_pid()
+        print(f"{APP_NAME} is already running with the data folder {data_dir}"
+              + (f" (process {pid})" if pid else "")
+              + ("; its window was brought to the front." if shown and not headless else
+                 ". Close it first, or start with another data folder (ISENGARD_HOME)."),
+              file=sys.stderr, flush=True)
+        return 0 if shown and not headless else ALREADY_RUNNING_EXIT
+    try:
+        return run(_app_main(args.smoke_test, lock), app)
+    finally:
+        lock.release()
 
 
 SMOKE_READY_TIMEOUT_S = 20.0
+HEADLESS_PLATFORMS = ("offscreen", "minimal")
+ALREADY_RUNNING_EXIT = 3       # another instance holds the data folder
 SIGNAL_WAKE_MS = 500
 
 
-async def _app_main(smoke_test: bool) -> int:
+async def _app_main(smoke_test: bool, lock: InstanceLock) -> int:
     """The app's life on the running loop: build it, wait until its window closes (or the
     smoke test is done), then ``await ctx.aclose()`` once."""
     from .app import build_app
@@ -158,6 +182,7 @@ async def _app_main(smoke_test: bool) -> int:
     ctx = build_app()
     closed = asyncio.Event()
     ctx.window.on_close(closed.set)
+    lock.show_requested.connect(lambda: _bring_to_front(ctx.window))
     ctx.window.show()
     if smoke_test:
         code = await _smoke(ctx)
@@ -169,7 +194,7 @@ async def _app_main(smoke_test: bool) -> int:
         # trainers save and the managed ComfyUI is stopped. Python runs signal handlers only
         # between bytecodes: a slow no-op timer lets it in while Qt waits for events.
         def on_signal(signum: int, _frame: object) -> None:
-            QTimer.singleShot(0, ctx.window.close)
+            QTimer.singleShot(0, ctx.window.close_without_asking)
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -180,6 +205,12 @@ async def _app_main(smoke_test: bool) -> int:
         wake.stop()
     await ctx.aclose()
     return code
+
+
+def _bring_to_front(window: QWidget) -> None:
+    window.showNormal() if window.isMinimized() else window.show()
+    window.raise_()
+    window.activateWindow()
 
 
 async def _smoke(ctx: AppContext) -> int:
@@ -193,7 +224,7 @@ async def _smoke(ctx: AppContext) -> int:
     print(json.dumps({"version": __version__, "tabs": ctx.window.tab_names(),
                       "data_dir": str(ctx.paths.data), "ready": ctx.library.is_ready}),
           flush=True)
-    ctx.window.close()
+    ctx.window.close_without_asking()
     return 0 if ctx.library.is_ready else 1
 
 

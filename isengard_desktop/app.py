@@ -172,6 +172,17 @@ def _connect_signals(ctx: AppContext) -> None:
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
 
     window.settings_action.triggered.connect(lambda: open_settings(ctx))
+    window.set_quit_guard(lambda: running_job_summary(ctx.training))
+
+
+def running_job_summary(training: TrainingService) -> str | None:
+    """What quitting now would interrupt (for the confirm dialog), or None."""
+    running = [record for record in training.jobs() if record.is_active]
+    if not running:
+        return None
+    record = running[0]
+    at = f", step {record.step} of {record.total_steps}" if record.total_steps else ""
+    return f"{record.character_name} is training{at}."
 
 
 def open_settings(ctx: AppContext, page: str = "") -> None:

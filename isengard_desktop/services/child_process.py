@@ -137,9 +137,12 @@ class ChildProcess(QObject):
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                  cwd: str = "", merge_channels: bool = False,
                  tail_lines: int = DEFAULT_TAIL_LINES, name: str = "child process",
+                 redact_tail: Callable[[str], str] | None = None,
                  parent: QObject | None = None) -> None:
         """``env`` is the whole environment (None: this process's); ``merge_channels`` sends
-        stderr into stdout; ``name`` says what it is in log lines ("managed ComfyUI")."""
+        stderr into stdout; ``name`` says what it is in log lines ("managed ComfyUI");
+        ``redact_tail`` masks each whole tail line before it is cut to length (a secret
+        cut in half would no longer match)."""
         super().__init__(parent)
         if not argv:
             raise ValueError("ChildProcess needs a program")
@@ -157,6 +160,7 @@ class ChildProcess(QObject):
         self._splitters = {s: LineSplitter() for s in _STREAMS}
         self._tail: deque[str] = deque(maxlen=max(1, tail_lines))
         self._tail_redraw = False         # the tail's last line is a redraw (replaced next)
+        self._redact_tail = redact_tail
 
         self._term_timer = QTimer(self)
         self._term_timer.setSingleShot(True)
@@ -348,6 +352,8 @@ class ChildProcess(QObject):
             self.output_received.emit(OutputChunk(stream, text, lines, final))
 
     def _add_tail(self, line: str, redraw: bool) -> None:
+        if self._redact_tail is not None:
+            line = self._redact_tail(line)
         line = line[:TAIL_LINE_CHARS]
         if self._tail_redraw and self._tail:
             self._tail[-1] = line  # a redraw is replaced by whatever follows it

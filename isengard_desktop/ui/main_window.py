@@ -5,6 +5,8 @@ Widgets are built here; services are wired to them in ``app.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox,
@@ -59,6 +61,8 @@ class MainWindow(QMainWindow):
         self.progress.summary_ready.connect(lambda s: self.show_message(s.splitlines()[0]))
         self._close_hooks: list = []
         self._tray: QSystemTrayIcon | None = None
+        self._quit_guard: Callable[[], str | None] | None = None
+        self._force_close = False
 
     def tab_names(self) -> list[str]:
         return [self.tabs.tabText(i) for i in range(self.tabs.count())]
@@ -91,10 +95,38 @@ class MainWindow(QMainWindow):
     def on_close(self, hook) -> None:  # noqa: ANN001
         self._close_hooks.append(hook)
 
+    def set_quit_guard(self, guard: Callable[[], str | None]) -> None:
+        """``guard()`` says what closing would interrupt ("Alice is training, step 12 of
+        40.") or None; when it says something, closing the window asks first."""
+        self._quit_guard = guard
+
+    def close_without_asking(self) -> None:
+        """Close now (SIGTERM, logout, the smoke test): running trainers still save and stop."""
+        self._force_close = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        busy = None if self._force_close or self._quit_guard is None else self._quit_guard()
+        if busy and not self.confirm_quit(busy):
+            event.ignore()
+            return
         for hook in self._close_hooks:
             hook()
         super().closeEvent(event)
+
+    def confirm_quit(self, busy: str) -> bool:
+        """Ask before quitting while a job runs: True to stop & save and quit."""
+        box = QMessageBox(QMessageBox.Icon.Question, f"Quit {APP_NAME}?",
+                          f"{busy}\n\nQuitting stops the trainer after it saves a checkpoint; "
+                          "Resume continues from there next time.",
+                          QMessageBox.StandardButton.NoButton, self)
+        quit_button = box.addButton("Stop && save and quit",
+                                    QMessageBox.ButtonRole.DestructiveRole)
+        keep_button = box.addButton("Keep training", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep_button)
+        box.setEscapeButton(keep_button)
+        box.exec()
+        return box.clickedButton() is quit_button
 
     def open_folder(self, path) -> None:  # noqa: ANN001
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))

@@ -113,6 +113,9 @@ def main() -> int:
     ap.add_argument("--output", default="fake_lora")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--print-line", default="")   # one extra stdout line, printed as is
+    ap.add_argument("--crash-echo-env", default="")  # the crash's traceback quotes this variable
+    ap.add_argument("--split-env", default="")  # a >64 KiB line with this variable's value
+    # split across two writes (both streams), before the first step
     args = ap.parse_args()
     job_dir = Path(args.job_dir)
     spec = json.loads(Path(args.job).read_text(encoding="utf-8"))
@@ -128,6 +131,16 @@ def main() -> int:
     if args.echo_env:
         err(f"careless library says {os.environ.get(args.echo_env, '')}\n")
 
+    if args.split_env:
+        value = os.environ.get(args.split_env, "")
+        half = len(value) // 2
+        for stream in (sys.stdout, sys.stderr):
+            stream.write("x" * 65530 + " value " + value[:half])
+            stream.flush()
+        time.sleep(0.5)
+        for stream in (sys.stdout, sys.stderr):
+            stream.write(value[half:] + " end\n")
+            stream.flush()
     if args.print_line:
         sys.stdout.write(args.print_line + "\n")
         sys.stdout.flush()
@@ -161,6 +174,9 @@ def main() -> int:
         if args.crash_at and step == args.crash_at:
             err("Traceback (most recent call last):\n  File \"fake_trainer.py\", line 1\n"
                 "RuntimeError: simulated crash\n")
+            if args.crash_echo_env:
+                err(f"wandb.errors.AuthError: {os.environ.get(args.crash_echo_env, '')} "
+                    "was rejected\n")
             return 3
         if args.fail_at and step == args.fail_at:
             emit("error", kind="oom", message=f"Out of memory at step {step}: lower the "

@@ -477,3 +477,66 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in
                stdout.splitlines() if line.strip())
+
+
+USER_SECRET = "wandb-v1-Planted0User0Key0abc123"  # in the user's environment only
+
+
+def test_a_crash_message_quoting_a_secret_from_the_environment_is_redacted(h, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", USER_SECRET)
+    job = h.job(steps=20, crash_at=3, crash_echo_env="WANDB_API_KEY")
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed" and "was rejected" in done.error_message
+    assert USER_SECRET not in done.error_message
+    assert USER_SECRET not in (h.db_row(job.job_id).error_message or "")
+    assert all(USER_SECRET not in e.message for _, e in h.errors)
+    assert USER_SECRET not in done.paths.stderr.read_text()
+
+
+def test_a_secret_split_across_a_read_boundary_is_redacted_in_the_logs(h):
+    job = h.job(steps=3, split_env="HF_TOKEN")
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    for path in (done.paths.stdout, done.paths.stderr):
+        text = path.read_text()
+        assert " value [REDACTED] end" in text, path
+        assert SECRET not in text and SECRET[:8] not in text, path
+    assert SECRET not in log_text(h, job.job_id)
+
+
+def test_the_checkpoint_step_is_persisted_when_the_checkpoint_arrives(h, qtbot):
+    h.service.persist_interval_s = 3600.0        # no periodic persisting during the run
+    job = h.job(steps=300, delay=0.02, checkpoint_every=10)
+    h.service.submit(job)
+    qtbot.waitUntil(lambda: (h.service.job(job.job_id).checkpoint_step or 0) >= 10,
+                    timeout=WAIT)
+    record = h.service.job(job.job_id)
+    run = h.service._runs[job.job_id]
+    run.blockSignals(True)                        # the app "crashes" right after
+    run.proc.blockSignals(True)
+    os.killpg(record.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not pid_alive(record.pid), timeout=5000)
+    assert h.db_row(job.job_id).step >= record.checkpoint_step >= 10
+
+
+def test_after_resume_the_job_keeps_its_first_start_and_counts_only_running_time(h, qtbot):
+    from isengard_desktop.ui.training.job_panel import job_duration, to_epoch
+
+    job = h.job(steps=200, delay=0.01)
+    h.service.submit(job)
+    h.wait_step(job.job_id, 10)
+    first_start = h.service.job(job.job_id).started
+    h.service.stop(job.job_id)
+    stopped = h.wait_final(job.job_id)
+    first_run = job_duration(stopped)
+    qtbot.wait(1500)                              # the job is not running meanwhile
+    h.finished.clear()
+    h.service.resume(job.job_id)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed"
+    assert done.started == first_start and h.db_row(job.job_id).started == first_start
+    total = job_duration(done)
+    assert total is not None and first_run is not None and total > first_run
+    assert total <= to_epoch(done.finished) - to_epoch(first_start) - 1.4

@@ -95,3 +95,23 @@ def test_job_dir_is_stored_relative_to_the_data_folder(conn, tmp_path):
     assert repo.get("j").job_dir == str(tmp_path / "jobs" / "j")
     moved = JobsRepository(conn, data_root=tmp_path / "moved")
     assert moved.get("j").job_dir == str(tmp_path / "moved" / "jobs" / "j")
+
+
+def test_upgrade_to_version_4_adds_the_paused_time_of_resumed_jobs(tmp_path):
+    import sqlite3 as sql
+
+    db = tmp_path / "old.sqlite3"
+    old = sql.connect(db, isolation_level=None)
+    for statements in MIGRATIONS[:3]:
+        for statement in statements:
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 3")
+    old.execute("INSERT INTO jobs(job_id, state, spec_json, job_dir, created) "
+                "VALUES ('j1', 'completed', '{}', 'jobs/j1', 'now')")
+    old.close()
+    conn = connect(db)
+    try:
+        assert SCHEMA_VERSION >= 4
+        assert conn.execute("SELECT paused_seconds FROM jobs").fetchone()[0] == 0
+    finally:
+        conn.close()

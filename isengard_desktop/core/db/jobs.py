@@ -18,6 +18,8 @@ __all__ = ["JOB_COLUMNS", "JobRow", "JobsRepository"]
 @dataclass(frozen=True, kw_only=True)
 class JobRow:
     """One row of ``jobs`` (built with keyword arguments). Times are ISO-8601 strings (UTC);
+    ``started`` is the first run's start (a resume keeps it), the running time is
+    ``finished - started - paused_seconds``;
     ``state`` is one of the job states' values (``services.training.records.JobState``)."""
 
     job_id: str
@@ -39,6 +41,7 @@ class JobRow:
     error_kind: str | None = None
     error_message: str | None = None
     sec_per_step: float | None = None
+    paused_seconds: float = 0.0     # time between the runs of a resumed job (migration 4)
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(JobRow))

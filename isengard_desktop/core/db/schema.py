@@ -101,6 +101,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX generations_by_status ON generations(status, character_id)",
         "CREATE INDEX generations_by_job ON generations(job_id)",
     ],
+    # 4: a resumed job keeps its first start; the time between its runs is not running time
+    [
+        "ALTER TABLE jobs ADD COLUMN paused_seconds REAL NOT NULL DEFAULT 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..fsutil import atomic_output, atomic_write_text, link_or_copy
 from ..logging import REDACTED, redact
@@ -29,6 +29,7 @@ from .protocol import Event, parse_event
 from .spec import JobPaths
 
 __all__ = ["environment_report", "mask_secrets", "publish_lora", "read_events",
+           "secret_env_values",
            "write_debug_bundle", "write_launch_files"]
 
 
@@ -38,6 +39,18 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
         if value and len(value) >= 4 and value in text:
             text = text.replace(value, REDACTED)
     return redact(text)
+
+
+# an environment variable whose name contains one of these words holds a secret
+_SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+
+
+def secret_env_values(env: Mapping[str, str]) -> list[str]:
+    """The values of ``env``'s variables whose names say they hold a secret
+    (``WANDB_API_KEY``, ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``…): a child inherits the
+    user's environment, and may print any of them."""
+    return [value for name, value in env.items()
+            if value and any(word in name.upper() for word in _SECRET_ENV_WORDS)]
 
 
 def write_launch_files(files: dict[Path, str]) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from loguru import logger
 
 from ...core.db.jobs import JobRow
+from ...core.logging import redact
 from ...core.training.checkpoints import latest_complete
 from ...core.training.protocol import DoneEvent, ErrorEvent, StepEvent, StoppedEvent
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
@@ -85,6 +86,7 @@ class JobRecord:
     sec_per_step: float | None = None
     checkpoint_step: int | None = None   # newest complete checkpoint (None: none)
     pid: int | None = None
+    paused_seconds: float = 0.0          # between runs (Resume): not running time
 
     @property
     def resumable(self) -> bool:
@@ -110,7 +112,8 @@ class JobRecord:
                       finished=self.finished, pid=self.pid, step=self.step,
                       total_steps=self.total_steps, last_loss=self.last_loss,
                       lora_path=self.lora_path, error_kind=self.error_kind,
-                      error_message=self.error_message, sec_per_step=self.sec_per_step)
+                      error_message=self.error_message, sec_per_step=self.sec_per_step,
+                      paused_seconds=self.paused_seconds)
 
     @classmethod
     def from_row(cls, row: JobRow, spec: TrainingJob) -> JobRecord:
@@ -121,7 +124,8 @@ class JobRecord:
                    step=row.step, total_steps=row.total_steps, last_loss=row.last_loss,
                    lora_path=row.lora_path, error_kind=row.error_kind,
                    error_message=row.error_message, sec_per_step=row.sec_per_step,
-                   job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid)
+                   job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid,
+                   paused_seconds=row.paused_seconds or 0.0)
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ def crash_message(record: JobRecord, outcome: RunOutcome) -> str:
         what = "exited without finishing (no 'done' event)"
     else:
         what = f"exited with code {outcome.exit_code}"
-    tail = "\n".join(outcome.stderr_tail[-5:])
+    tail = redact("\n".join(outcome.stderr_tail[-5:]))  # the runner masked it; twice is safe
     message = f"The trainer {what} at step {record.step}."
     if tail:
         message += f" Last lines of {record.paths.stderr}:\n{tail}"

@@ -22,12 +22,12 @@ from collections.abc import Iterable
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
-from ...core.training.job_files import mask_secrets
+from ...core.training.job_files import mask_secrets, secret_env_values
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
                                       StepEvent, StoppedEvent, event_line, is_hidden_line)
 from ...core.training.spec import JobPaths
 from ...plugins.interface import Launch, LineParser
-from ...core.console_text import Stream
+from ...core.console_text import MAX_LINE_CHARS, Stream
 from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
 from ..throttle import Throttler
 from .records import (RunOutcome)
@@ -37,7 +37,10 @@ __all__ = ["FLUSH_INTERVAL_MS", "JobRun"]
 FLUSH_INTERVAL_MS = 100          # ≤ ~10 UI updates a second
 MAX_LINES_PER_FLUSH = 1000       # the log view gets at most this many lines per stream a flush
 STDERR_TAIL = 20
-RAW_LOG_HOLD_CHARS = 65536       # a partial line longer than this is written to the log as is
+# a partial line is held until it ends, like the display lines (redaction works on whole
+# lines: a secret split across two reads must not reach the log in two unmasked halves); one
+# longer than this is written up to its last blank
+RAW_LOG_HOLD_CHARS = MAX_LINE_CHARS
 
 
 class JobRun(QObject):
@@ -68,7 +71,8 @@ class JobRun(QObject):
         self.paths = paths
         self.launch = launch
         self._parser = parser
-        self._secrets = tuple(s for s in secrets if s)
+        # the job's secrets and whatever secret the user's environment passes on to the child
+        self._secrets = tuple(dict.fromkeys(s for s in (*secrets, *secret_env_values(env)) if s))
         self.pid: int | None = None
         self._finished = False
         self._parser_failed = False
@@ -85,7 +89,8 @@ class JobRun(QObject):
                                                    FLUSH_INTERVAL_MS, parent=self)
 
         self.proc = ChildProcess(launch.argv, env=env, cwd=launch.cwd, tail_lines=STDERR_TAIL,
-                                 name=f"job {job_id}: the trainer", parent=self)
+                                 name=f"job {job_id}: the trainer", redact_tail=self._mask,
+                                 parent=self)
         self.proc.started.connect(self._on_started)
         self.proc.output_received.connect(self._on_output)
         self.proc.finished.connect(self._on_finished)
@@ -177,12 +182,17 @@ class JobRun(QObject):
             cut = len(raw) - 1 if raw.strip() else -1
             raw = raw if raw.strip() else ""
         if cut >= 0:
-            self._write(stream, mask_secrets(raw[:cut + 1], self._secrets).encode("utf-8"))
+            self._write(stream, self._mask(raw[:cut + 1]).encode("utf-8"))
             raw = raw[cut + 1:]
         if len(raw) > RAW_LOG_HOLD_CHARS:
-            self._write(stream, mask_secrets(raw, self._secrets).encode("utf-8"))
-            raw = ""
+            blank = max(raw.rfind(" "), raw.rfind("\t"))
+            cut = blank if blank > 0 else len(raw) - 1
+            self._write(stream, self._mask(raw[:cut + 1]).encode("utf-8"))
+            raw = raw[cut + 1:]
         self._raw[stream] = raw
+
+    def _mask(self, text: str) -> str:
+        return mask_secrets(text, self._secrets)
 
     def _write(self, name: str, data: bytes | str) -> None:
         handle = self._files.get(name)
@@ -260,8 +270,7 @@ class JobRun(QObject):
     def _on_finished(self, outcome: ProcessOutcome) -> None:
         if self._finished:
             return
-        outcome = replace(outcome, tail=tuple(mask_secrets(line, self._secrets)
-                                              for line in outcome.tail))
+        outcome = replace(outcome, tail=tuple(self._mask(line) for line in outcome.tail))
         self._finished = True
         self.flush()
         self.release()

@@ -44,6 +44,7 @@ import copy
 import sqlite3
 import statistics
 import time
+from datetime import UTC, datetime
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -286,7 +287,8 @@ class TrainingService(QObject):
             self._cids[job_id] = cid
             logger.info("job {} resumed from step {}", job_id, record.checkpoint_step)
         record = replace(record, state=JobState.QUEUED, finished=None, error_kind=None,
-                         error_message=None, lora_path=None)
+                         error_message=None, lora_path=None,
+                         paused_seconds=record.paused_seconds + _since(record.finished))
         self._queue.append(job_id)
         self._changed(record, persist=True)
         self._pump()
@@ -368,8 +370,9 @@ class TrainingService(QObject):
         with applog.correlation(cid):
             logger.info("job {}: launching {} ({})", job_id, record.backend,
                         "resume" if resume else "fresh")
-        self._changed(replace(record, state=JobState.RUNNING, started=utc_now(),
-                              finished=None), persist=True)
+        # a resumed job keeps its first start (the history shows the whole job)
+        self._changed(replace(record, state=JobState.RUNNING,
+                              started=record.started or utc_now(), finished=None), persist=True)
         try:
             run.start()
         except OSError as exc:  # the log files could not be opened
@@ -433,7 +436,10 @@ class TrainingService(QObject):
             self.sample_added.emit(job_id, event)
         elif isinstance(event, CheckpointEvent):
             if event.resumable:
-                self._changed(replace(record, checkpoint_step=event.step), structural=False)
+                # persisted now: after a crash the history shows at least this step
+                self._changed(replace(record, checkpoint_step=event.step,
+                                      step=max(record.step, event.step)),
+                              persist=True, structural=False)
             self.checkpoint_saved.emit(job_id, event)
         elif isinstance(event, DoneEvent):
             self._changed(replace(record, lora_path=event.lora), structural=False)
@@ -504,6 +510,16 @@ class TrainingService(QObject):
             self.library.database.write(lambda conn: _saved(conn, data_root, row))
         except RuntimeError as exc:  # the writer is already shut down (late app quit)
             logger.warning("job {}: state {} not saved: {}", record.job_id, record.state, exc)
+
+
+def _since(stamp: str | None) -> float:
+    """Seconds from the ISO time ``stamp`` until now (0 when there is none)."""
+    if not stamp:
+        return 0.0
+    try:
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds())
+    except ValueError:
+        return 0.0
 
 
 def _saved(conn: sqlite3.Connection, data_root: Path, row: JobRow) -> WriteResult[None]:

@@ -30,6 +30,8 @@ from ..widgets.loss_chart import LossChartWidget
 from ..widgets.samples_strip import SamplesStripWidget
 
 ACTIVE = ("queued", "running", "stopping")
+# states Resume can continue from, given a checkpoint (records.RESUMABLE_STATES)
+RESUMABLE = ("failed", "cancelled", "interrupted", "stopped")
 STATE_WORDS = {
     "queued": "Waiting to start",
     "running": "Running",
@@ -95,7 +97,8 @@ def job_duration(record: Any, now: float | None = None) -> float | None:
         if getattr(record, "state", "") not in ACTIVE:
             return None
         end = now if now is not None else time.time()
-    return max(0.0, end - start)
+    # a resumed job: its first start, less the time between its runs
+    return max(0.0, end - start - float(getattr(record, "paused_seconds", 0.0) or 0.0))
 
 
 def fmt_loss(loss: float | None) -> str:
@@ -113,12 +116,14 @@ class JobPanelWidget(QWidget):
     """The selected job: state, phase, progress, numbers, loss chart, samples and log.
 
     Signals:
-        stop_requested(str job_id), cancel_requested(str job_id), resume_requested(str job_id)
+        stop_requested(str job_id), cancel_requested(str job_id), resume_requested(str job_id),
+        rerun_requested(str job_id) (a job that cannot be resumed, again as a new job)
     """
 
     stop_requested = Signal(str)
     cancel_requested = Signal(str)
     resume_requested = Signal(str)
+    rerun_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -167,6 +172,9 @@ class JobPanelWidget(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue from the newest checkpoint, up to the planned "
                                       "number of steps.")
+        self.rerun_button = QPushButton("Re-run")
+        self.rerun_button.setToolTip("Start a new job with exactly the same settings.")
+        self.rerun_button.setVisible(False)
 
         head = QHBoxLayout()
         head.addWidget(self.title_label)
@@ -176,6 +184,7 @@ class JobPanelWidget(QWidget):
         head.addWidget(self.stop_button)
         head.addWidget(self.cancel_button)
         head.addWidget(self.resume_button)
+        head.addWidget(self.rerun_button)
         numbers = QHBoxLayout()
         numbers.addWidget(self.step_label)
         numbers.addSpacing(14)
@@ -215,6 +224,7 @@ class JobPanelWidget(QWidget):
         self.stop_button.clicked.connect(lambda: self._request(self.stop_requested))
         self.cancel_button.clicked.connect(lambda: self._request(self.cancel_requested))
         self.resume_button.clicked.connect(lambda: self._request(self.resume_requested))
+        self.rerun_button.clicked.connect(lambda: self._request(self.rerun_requested))
         self._update_buttons()
 
     def _request(self, signal: Any) -> None:
@@ -280,10 +290,9 @@ class JobPanelWidget(QWidget):
         elif record.state not in ACTIVE:
             self.eta_label.setText(_took(record))
             where = f" at step {record.step} of {record.total_steps}" if record.step else ""
-            resumable = getattr(record, "resumable", False)
             self.phase_label.setText(
                 STATE_WORDS.get(record.state, record.state).split(" (")[0] + where
-                + (". Resume continues from the newest checkpoint." if resumable else "."))
+                + _resume_note(record))
         if record.state == "failed" or record.error_kind:
             self.show_error(record.error_kind, record.error_message)
         elif record.state in ACTIVE:
@@ -296,6 +305,7 @@ class JobPanelWidget(QWidget):
         self.cancel_button.setEnabled(state in ACTIVE)
         self.resume_button.setEnabled(bool(self.record is not None and state not in ACTIVE
                                            and getattr(self.record, "resumable", False)))
+        self.rerun_button.setVisible(_cannot_resume(self.record))
 
     def _reset_views(self) -> None:
         self._total = 0
@@ -401,6 +411,21 @@ class JobPanelWidget(QWidget):
             self.show_error(error.kind, error.message)
         if self.record is not None:
             self.update_record(self.record)
+
+
+def _cannot_resume(record: Any) -> bool:
+    """An unfinished job that Resume cannot continue: no complete checkpoint was saved."""
+    return (record is not None and getattr(record, "state", None) in RESUMABLE
+            and not getattr(record, "resumable", False))
+
+
+def _resume_note(record: Any) -> str:
+    if getattr(record, "resumable", False):
+        return ". Resume continues from the newest checkpoint."
+    if _cannot_resume(record):
+        return (". It cannot be resumed: no checkpoint was saved before it ended. "
+                "Re-run starts it again with the same settings.")
+    return "."
 
 
 def _took(record: Any) -> str:

@@ -169,6 +169,7 @@ class TrainingTab(QWidget):
         self.panel.stop_requested.connect(self._stop)
         self.panel.cancel_requested.connect(self._cancel)
         self.panel.resume_requested.connect(self._resume)
+        self.panel.rerun_requested.connect(self._rerun)
         self.history.job_selected.connect(self.select_job)
         self.history.open_folder_requested.connect(self._open_folder)
         self.history.rerun_requested.connect(self._rerun)
