@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox,
                                QSystemTrayIcon, QTabWidget, QWidget)
 
 from .. import APP_NAME, __version__
+from .dialogs.getting_started import GettingStartedDialog
 from .widgets.progress_panel import ProgressPanelWidget
 
 TAB_NAMES = ("Characters", "Dataset", "Training", "Generate", "Video")
@@ -40,7 +41,10 @@ class MainWindow(QMainWindow):
         self._clear_timer.timeout.connect(lambda: self.status_message.setText(""))
 
         self.settings_action = QAction("&Settings…", self)
-        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        # the platform's Preferences key (none on most Linux desktops, so Ctrl+, there too)
+        self.settings_action.setShortcuts(
+            [*QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences),
+             QKeySequence("Ctrl+,")])
         self.open_data_action = QAction("Open &data folder", self)
         self.open_logs_action = QAction("Open &logs folder", self)
         quit_action = QAction("&Quit", self)
@@ -53,9 +57,19 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_data_action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
+        self.getting_started_action = QAction("&Getting started", self)
+        self.getting_started_action.setShortcut(QKeySequence.StandardKey.HelpContents)
+        self.getting_started_action.triggered.connect(self.show_getting_started)
+        self.debug_bundle_action = QAction("Export a &debug bundle…", self)
+        self.debug_bundle_action.triggered.connect(self._debug_bundle_help)
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.getting_started_action)
+        help_menu.addSeparator()
         help_menu.addAction(self.open_logs_action)
+        help_menu.addAction(self.debug_bundle_action)
+        help_menu.addSeparator()
         help_menu.addAction(about_action)
+        self.getting_started: GettingStartedDialog | None = None
         self.progress.summary_ready.connect(lambda s: self.show_message(s.splitlines()[0]))
         self._close_hooks: list = []
         self._tray: QSystemTrayIcon | None = None
@@ -98,6 +112,18 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path) -> None:  # noqa: ANN001
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def show_getting_started(self) -> None:
+        if self.getting_started is None:
+            self.getting_started = GettingStartedDialog(self)
+        self.getting_started.show()
+        self.getting_started.raise_()
+
+    def _debug_bundle_help(self) -> None:
+        """A debug bundle belongs to one training job: go to Training and say where it is."""
+        self.tabs.setCurrentIndex(TAB_NAMES.index("Training"))
+        self.show_message("Choose a job in History, then Export debug bundle…; "
+                          "Help → Open logs folder shows the app's own logs.", 15000)
 
     def _about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}",

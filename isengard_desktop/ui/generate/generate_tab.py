@@ -38,6 +38,7 @@ from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.samples_strip import load_scaled
+from ..widgets.run_shortcut import add_run_shortcut
 from ..widgets.staging import StagingStripWidget
 from .backend_bar import BackendBarWidget
 from .form import GenerateFormWidget
@@ -140,6 +141,7 @@ class GenerateTab(QWidget):
         self.backends.restart_requested.connect(self._service.restart_local_server)
         self.backends.log_requested.connect(self._open_local_log)
         self.form.generate_requested.connect(self.generate)
+        add_run_shortcut(self, self.form.generate_button)
         self.form.cancel_requested.connect(self.cancel)
         self.form.context_changed.connect(self.refresh_context)
         self.form.message_posted.connect(self.message_posted)

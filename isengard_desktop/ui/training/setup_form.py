@@ -30,6 +30,7 @@ from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAME
                                       apply_preset, dataset_warnings, estimate_seconds,
                                       format_duration)
 from ...services.library import LibraryService
+from ..widgets.run_shortcut import add_run_shortcut
 from .backend_fields import BackendChoice
 from .backend_picker import BackendPickerWidget
 from .advanced_fields import AdvancedSettingsWidget, shrinkable
@@ -246,6 +247,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.preset_group.buttonClicked.connect(self._on_preset_clicked)
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.start_button.clicked.connect(self._on_start)
+        add_run_shortcut(self, self.start_button)
         self.advanced.edited.connect(self._on_field_edited)
         self.apply_preset(DEFAULT_PRESET)
         self.set_models_loading()
