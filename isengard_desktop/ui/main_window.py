@@ -5,7 +5,7 @@ Widgets are built here; services are wired to them in ``app.py``.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox,
                                QSystemTrayIcon, QTabWidget, QWidget)
@@ -15,14 +15,28 @@ from .dialogs.getting_started import GettingStartedDialog
 from .widgets.progress_panel import ProgressPanelWidget
 
 TAB_NAMES = ("Characters", "Dataset", "Training", "Generate", "Video")
+PREFERRED_SIZE = QSize(1280, 820)
+MINIMUM_SIZE = QSize(900, 600)
+WINDOW_FRAME = QSize(0, 40)   # about a title bar and borders
+
+
+def initial_size(available: QSize | None) -> QSize:
+    """The first window size: the preferred one, shrunk to the screen's free area (a 1280×800
+    screen cut the bottom of every column off a 820 px tall window), never below the minimum."""
+    if available is None or available.isEmpty():
+        return PREFERRED_SIZE
+    return PREFERRED_SIZE.boundedTo(available).expandedTo(MINIMUM_SIZE)
 
 
 class MainWindow(QMainWindow):
     def __init__(self, tabs: dict[str, QWidget], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(APP_NAME)
-        self.resize(1280, 820)
-        self.setMinimumSize(900, 600)
+        screen = QApplication.primaryScreen()
+        # the frame (title bar) is outside the client area: leave room for it
+        free = screen.availableGeometry().size() - WINDOW_FRAME if screen else None
+        self.resize(initial_size(free))
+        self.setMinimumSize(MINIMUM_SIZE)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.tabBar().setDrawBase(False)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
                                QStackedWidget, QVBoxLayout, QWidget)
@@ -47,6 +47,7 @@ from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
 
 PREVIEW_BOX = 768
+LORA_HINT_MARGIN = 8   # px kept below the LoRA hint when it is scrolled into view
 
 
 def lora_options(library: LibraryService) -> list[LoraOption]:
@@ -90,6 +91,11 @@ class GenerateTab(QWidget):
         lv.setContentsMargins(0, 0, 0, 0)
         lv.setSpacing(0)
         lv.addWidget(scroll, 1)
+        # a picked LoRA's trigger word and hint are scrolled into view (at 1280×800 they sat
+        # at the fold, half behind the pinned Generate button)
+        hint = self.form.lora.hint
+        self.form.lora.changed.connect(lambda: QTimer.singleShot(
+            0, scroll, lambda: scroll.ensureWidgetVisible(hint, 0, LORA_HINT_MARGIN)))
         lv.addWidget(self.form.footer)
 
         self.progress = GenerationProgressWidget()
