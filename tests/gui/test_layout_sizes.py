@@ -137,3 +137,4 @@ def test_main_window_starts_inside_the_screen(make_app):
     size = ctx.window.size()
     assert size.height() <= max(free.height(), 600)
     assert size.width() <= max(free.width(), 900)
+

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from ...core.db.records import ImageRecord
+from ...core.training.presets import MIN_SHORT_SIDE
 from ...core.types import Progress
 from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 ALL = -1
 CHECK_TITLES = {
-    "low_resolution": "Low resolution (short side under 512 px)",
+    "low_resolution": f"Low resolution (short side under {MIN_SHORT_SIDE} px)",
     "exact_duplicate": "Exact duplicates",
     "near_duplicate": "Near duplicates",
     "blurry": "Very blurry",

@@ -28,7 +28,7 @@ from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
-                                      format_duration)
+                                      format_duration, min_short_side)
 from ...services.library import LibraryService
 from ..widgets.run_shortcut import add_run_shortcut
 from .backend_fields import BackendChoice
@@ -316,8 +316,8 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         if ch is None:
             self.warnings_label.setVisible(False)
             return
-        warnings = dataset_warnings(self._library.images(ch.id),
-                                    resolution=min(int(self.field_value("resolution")), 1024))
+        limit = min_short_side(self.family(), int(self.field_value("resolution")))
+        warnings = dataset_warnings(self._library.images(ch.id), resolution=limit)
         self.warnings_label.setText("\n".join(f"• {w}" for w in warnings))
         self.warnings_label.setVisible(bool(warnings))
 
