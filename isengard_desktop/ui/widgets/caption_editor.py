@@ -67,9 +67,11 @@ class CaptionEditorWidget(QWidget):
 
     def set_image(self, image: ImageRecord | None) -> None:
         if image is not None and self._image is not None and image.id == self._image.id:
-            # the same photo refreshed (e.g. after a save): keep typed text and the state line
-            self._image = image
-            if not self.is_dirty() and image.caption != self._saved_text.strip():
+            # the same photo refreshed: keep typed text and the state line; take a caption
+            # changed elsewhere (bulk edits), never one older than a save still being written
+            previous, self._image = self._image, image
+            if not self.is_dirty() and image.caption != previous.caption \
+                    and image.caption != self._saved_text.strip():
                 self._saved_text = image.caption
                 self.edit.blockSignals(True)
                 self.edit.setPlainText(image.caption)
