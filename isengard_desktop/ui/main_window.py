@@ -7,23 +7,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox,
                                QSystemTrayIcon, QTabWidget, QWidget)
 
 from .. import APP_NAME, __version__
+from .dialogs.getting_started import GettingStartedDialog
 from .widgets.progress_panel import ProgressPanelWidget
 
 TAB_NAMES = ("Characters", "Dataset", "Training", "Generate", "Video")
+PREFERRED_SIZE = QSize(1280, 820)
+MINIMUM_SIZE = QSize(900, 600)
+WINDOW_FRAME = QSize(0, 40)   # about a title bar and borders
+
+
+def initial_size(available: QSize | None) -> QSize:
+    """The first window size: the preferred one, shrunk to the screen's free area (a 1280×800
+    screen cut the bottom of every column off a 820 px tall window), never below the minimum."""
+    if available is None or available.isEmpty():
+        return PREFERRED_SIZE
+    return PREFERRED_SIZE.boundedTo(available).expandedTo(MINIMUM_SIZE)
 
 
 class MainWindow(QMainWindow):
     def __init__(self, tabs: dict[str, QWidget], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(APP_NAME)
-        self.resize(1280, 820)
-        self.setMinimumSize(900, 600)
+        screen = QApplication.primaryScreen()
+        # the frame (title bar) is outside the client area: leave room for it
+        free = screen.availableGeometry().size() - WINDOW_FRAME if screen else None
+        self.resize(initial_size(free))
+        self.setMinimumSize(MINIMUM_SIZE)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.tabBar().setDrawBase(False)
@@ -42,7 +57,10 @@ class MainWindow(QMainWindow):
         self._clear_timer.timeout.connect(lambda: self.status_message.setText(""))
 
         self.settings_action = QAction("&Settings…", self)
-        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        # the platform's Preferences key (none on most Linux desktops, so Ctrl+, there too)
+        self.settings_action.setShortcuts(
+            [*QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences),
+             QKeySequence("Ctrl+,")])
         self.open_data_action = QAction("Open &data folder", self)
         self.open_logs_action = QAction("Open &logs folder", self)
         quit_action = QAction("&Quit", self)
@@ -55,9 +73,19 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_data_action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
+        self.getting_started_action = QAction("&Getting started", self)
+        self.getting_started_action.setShortcut(QKeySequence.StandardKey.HelpContents)
+        self.getting_started_action.triggered.connect(self.show_getting_started)
+        self.debug_bundle_action = QAction("Export a &debug bundle…", self)
+        self.debug_bundle_action.triggered.connect(self._debug_bundle_help)
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.getting_started_action)
+        help_menu.addSeparator()
         help_menu.addAction(self.open_logs_action)
+        help_menu.addAction(self.debug_bundle_action)
+        help_menu.addSeparator()
         help_menu.addAction(about_action)
+        self.getting_started: GettingStartedDialog | None = None
         self.progress.summary_ready.connect(lambda s: self.show_message(s.splitlines()[0]))
         self._close_hooks: list = []
         self._tray: QSystemTrayIcon | None = None
@@ -130,6 +158,18 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path) -> None:  # noqa: ANN001
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def show_getting_started(self) -> None:
+        if self.getting_started is None:
+            self.getting_started = GettingStartedDialog(self)
+        self.getting_started.show()
+        self.getting_started.raise_()
+
+    def _debug_bundle_help(self) -> None:
+        """A debug bundle belongs to one training job: go to Training and say where it is."""
+        self.tabs.setCurrentIndex(TAB_NAMES.index("Training"))
+        self.show_message("Choose a job in History, then Export debug bundle…; "
+                          "Help → Open logs folder shows the app's own logs.", 15000)
 
     def _about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}",

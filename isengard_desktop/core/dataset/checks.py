@@ -35,9 +35,9 @@ from isengard_desktop.core.dataset.decode import (
     upright_rgb,
 )
 from isengard_desktop.core.dataset.importer import display_name
+from isengard_desktop.core.training.presets import MIN_SHORT_SIDE
 from isengard_desktop.core.types import Progress
 
-MIN_SHORT_SIDE = 512
 MAX_ASPECT = 2.5
 BLUR_THRESHOLD = 15.0
 BLUR_LONG_SIDE = 512

@@ -222,6 +222,22 @@ LOW_RES_SHARE = 0.2
 MAX_ASPECT = 2.5
 
 
+MIN_SHORT_SIDE = 512
+# The short side a family trains at natively (its photos below that are upscaled); a family
+# not listed trains at LARGE_MODEL_SHORT_SIDE.
+NATIVE_SHORT_SIDE = {"sd15": 512}
+LARGE_MODEL_SHORT_SIDE = 1024
+
+
+def min_short_side(family: str | None = None, resolution: int | None = None) -> int:
+    """The one low-resolution rule, for the Dataset checks and the Training warnings
+    alike: under :data:`MIN_SHORT_SIDE` until a model is known; then under the family's native side, or
+    under the training ``resolution`` when that is lower."""
+    limit = (MIN_SHORT_SIDE if family is None
+             else NATIVE_SHORT_SIDE.get(family, LARGE_MODEL_SHORT_SIDE))
+    return min(limit, resolution) if resolution else limit
+
+
 class DatasetImage(Protocol):
     """What the warnings read from an image record (ImageRecord fits)."""
 
@@ -233,7 +249,8 @@ class DatasetImage(Protocol):
     def caption(self) -> str: ...
 
 
-def dataset_warnings(images: Iterable[DatasetImage], resolution: int = 512) -> list[str]:
+def dataset_warnings(images: Iterable[DatasetImage],
+                     resolution: int = MIN_SHORT_SIDE) -> list[str]:
     """Plain-language problems with a character's photos for training at ``resolution``."""
     images = list(images)
     n = len(images)

@@ -262,14 +262,8 @@ class CharacterDetailWidget(QWidget):
         self.delete_images_button.setText(
             f"Delete {len(ids)} selected photo{'s' if len(ids) != 1 else ''}…" if ids
             else "Delete selected photos…")
-        current = self.caption_editor._image
-        if len(ids) == 1:
-            image = self._library.image(ids[0])
-            if current is None or image is None or current.id != image.id or \
-                    not self.caption_editor.save_button.isEnabled():
-                self.caption_editor.set_image(image)
-        else:
-            self.caption_editor.set_image(None)
+        # the editor keeps typed text for the same photo and saves it before showing another
+        self.caption_editor.set_image(self._library.image(ids[0]) if len(ids) == 1 else None)
 
     def _generate_for_dataset(self) -> None:
         if self.character_id is not None and self._library.is_trained(self.character_id):

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from ...core.db.records import ImageRecord
+from ...core.training.presets import MIN_SHORT_SIDE
 from ...core.types import Progress
 from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 ALL = -1
 CHECK_TITLES = {
-    "low_resolution": "Low resolution (short side under 512 px)",
+    "low_resolution": f"Low resolution (short side under {MIN_SHORT_SIDE} px)",
     "exact_duplicate": "Exact duplicates",
     "near_duplicate": "Near duplicates",
     "blurry": "Very blurry",
@@ -56,6 +57,7 @@ class DatasetTab(QWidget):
         self._library = library
         self._checks = checks
         self._findings: list[Finding] = []
+        self._checks_cancelled = False
 
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search file name, character or caption")
@@ -177,6 +179,12 @@ class DatasetTab(QWidget):
         if change.characters or change.everything:
             self._refill_filter()
         self.apply_filter()
+        self._drop_findings_of_deleted_photos()
+
+    def _drop_findings_of_deleted_photos(self) -> None:
+        kept = [f for f in self._findings if self._library.image(f.image_id) is not None]
+        if len(kept) != len(self._findings):
+            self._show_findings(kept, cancelled=self._checks_cancelled)
 
     def _refill_filter(self) -> None:
         current = self.character_filter.currentData()
@@ -279,11 +287,14 @@ class DatasetTab(QWidget):
             self.checks_progress.setFormat(f"%v / %m  {progress.detail}".rstrip())
 
     def _on_checks_finished(self, outcome: ChecksOutcome) -> None:
-        findings = list(outcome.findings)
-        self._findings = findings
         self.checks_button.setEnabled(True)
         self.checks_progress.setVisible(False)
         self.checks_cancel_button.setVisible(False)
+        self._show_findings(list(outcome.findings), cancelled=outcome.cancelled)
+
+    def _show_findings(self, findings: list[Finding], *, cancelled: bool) -> None:
+        self._findings = findings
+        self._checks_cancelled = cancelled
         self.checks_tree.clear()
         by_kind: dict[str, list[Finding]] = {}
         for f in findings:
@@ -302,7 +313,7 @@ class DatasetTab(QWidget):
             group.setExpanded(True)
         problem_images = len({f.image_id for f in findings})
         self.checks_summary.setText(
-            ("Checks cancelled. " if outcome.cancelled else "")
+            ("Checks cancelled. " if cancelled else "")
             + ("No problems found." if not findings else
                f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
                f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. "

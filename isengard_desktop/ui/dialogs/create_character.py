@@ -45,6 +45,7 @@ class CreateCharacterDialog(QDialog):
         self.drop_zone.setObjectName("DropZone")
         self.drop_summary = QLabel("No photos yet — you can also add them later.")
         self.drop_summary.setProperty("subtle", True)
+        self.drop_summary.setWordWrap(True)
         self.error_label = QLabel("")
         self.error_label.setObjectName("ErrorText")
         self.error_label.setWordWrap(True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
                                QStackedWidget, QVBoxLayout, QWidget)
@@ -38,6 +38,7 @@ from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.samples_strip import load_scaled
+from ..widgets.run_shortcut import add_run_shortcut
 from ..widgets.staging import StagingStripWidget
 from .backend_bar import BackendBarWidget
 from .form import GenerateFormWidget
@@ -46,6 +47,7 @@ from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
 
 PREVIEW_BOX = 768
+LORA_HINT_MARGIN = 8   # px kept below the LoRA hint when it is scrolled into view
 
 
 def lora_options(library: LibraryService) -> list[LoraOption]:
@@ -89,6 +91,11 @@ class GenerateTab(QWidget):
         lv.setContentsMargins(0, 0, 0, 0)
         lv.setSpacing(0)
         lv.addWidget(scroll, 1)
+        # a picked LoRA's trigger word and hint are scrolled into view (at 1280×800 they sat
+        # at the fold, half behind the pinned Generate button)
+        hint = self.form.lora.hint
+        self.form.lora.changed.connect(lambda: QTimer.singleShot(
+            0, scroll, lambda: scroll.ensureWidgetVisible(hint, 0, LORA_HINT_MARGIN)))
         lv.addWidget(self.form.footer)
 
         self.progress = GenerationProgressWidget()
@@ -140,6 +147,7 @@ class GenerateTab(QWidget):
         self.backends.restart_requested.connect(self._service.restart_local_server)
         self.backends.log_requested.connect(self._open_local_log)
         self.form.generate_requested.connect(self.generate)
+        add_run_shortcut(self, self.form.generate_button)
         self.form.cancel_requested.connect(self.cancel)
         self.form.context_changed.connect(self.refresh_context)
         self.form.message_posted.connect(self.message_posted)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from collections.abc import Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGridLayout, QGroupBox,
                                QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -157,8 +158,12 @@ class TrainersPageWidget(QWidget):
         self.matrix.setHorizontalHeaderLabels(list(_MATRIX_COLUMNS))
         self.matrix.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.matrix.verticalHeader().setVisible(False)
-        self.matrix.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.matrix.horizontalHeader().setStretchLastSection(True)
+        # every column fits the page: cells wrap and rows grow, no sideways scrolling
+        self.matrix.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.matrix.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.matrix.setWordWrap(True)
+        self.matrix.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.matrix.setToolTip("What each trainer supports on this computer; hover a row for "
                                "the reason when it cannot run here.")
         self._fill_matrix()
@@ -179,7 +184,6 @@ class TrainersPageWidget(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(row.reason or text)
                 self.matrix.setItem(r, c, item)
-        self.matrix.resizeColumnsToContents()
 
     def installs(self) -> dict[str, dict[str, str]]:
         """``Settings.trainer_installs`` as shown (trainers with nothing set are left out)."""

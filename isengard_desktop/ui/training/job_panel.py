@@ -134,6 +134,7 @@ class JobPanelWidget(QWidget):
 
         self.title_label = QLabel("No training job yet")
         self.title_label.setObjectName("Title")
+        self.title_label.setWordWrap(True)   # a long name wraps instead of being cut at 900 px
         self.state_label = QLabel("")
         self.state_label.setObjectName("JobState")
         self.summary_label = QLabel("Set up a job on the left and press Start.")
@@ -177,10 +178,9 @@ class JobPanelWidget(QWidget):
         self.rerun_button.setVisible(False)
 
         head = QHBoxLayout()
-        head.addWidget(self.title_label)
+        head.addWidget(self.title_label, 1)
         head.addSpacing(8)
         head.addWidget(self.state_label)
-        head.addStretch(1)
         head.addWidget(self.stop_button)
         head.addWidget(self.cancel_button)
         head.addWidget(self.resume_button)

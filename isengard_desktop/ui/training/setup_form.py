@@ -28,8 +28,9 @@ from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
-                                      format_duration)
+                                      format_duration, min_short_side)
 from ...services.library import LibraryService
+from ..widgets.run_shortcut import add_run_shortcut
 from .backend_fields import BackendChoice
 from .backend_picker import BackendPickerWidget
 from .advanced_fields import AdvancedSettingsWidget, shrinkable
@@ -246,6 +247,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.preset_group.buttonClicked.connect(self._on_preset_clicked)
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.start_button.clicked.connect(self._on_start)
+        add_run_shortcut(self, self.start_button)
         self.advanced.edited.connect(self._on_field_edited)
         self.apply_preset(DEFAULT_PRESET)
         self.set_models_loading()
@@ -314,8 +316,8 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         if ch is None:
             self.warnings_label.setVisible(False)
             return
-        warnings = dataset_warnings(self._library.images(ch.id),
-                                    resolution=min(int(self.field_value("resolution")), 1024))
+        limit = min_short_side(self.family(), int(self.field_value("resolution")))
+        warnings = dataset_warnings(self._library.images(ch.id), resolution=limit)
         self.warnings_label.setText("\n".join(f"• {w}" for w in warnings))
         self.warnings_label.setVisible(bool(warnings))
 

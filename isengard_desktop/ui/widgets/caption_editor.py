@@ -1,12 +1,15 @@
 """Edits the caption of one selected image; Save writes it to the DB and the sidecar.
 
+An edit is never dropped: it is saved when the text box loses focus and before another
+image (or none) is shown.
+
 Signals:
     caption_saved(int, str): image id and the new caption.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
@@ -19,6 +22,7 @@ class CaptionEditorWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._image: ImageRecord | None = None
+        self._saved_text = ""
         self.title = QLabel("Caption")
         self.title.setProperty("subtle", True)
         self.edit = QPlainTextEdit()
@@ -45,12 +49,39 @@ class CaptionEditorWidget(QWidget):
                              context=Qt.ShortcutContext.WidgetShortcut)
         shortcut.activated.connect(self.save)
         self.edit.textChanged.connect(self._on_text_changed)
+        self.edit.installEventFilter(self)
         self.set_image(None)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if watched is self.edit and event.type() == QEvent.Type.FocusOut:
+            self.save_pending()
+        return super().eventFilter(watched, event)
+
+    def is_dirty(self) -> bool:
+        return self._image is not None and self.edit.toPlainText() != self._saved_text
+
+    def save_pending(self) -> None:
+        """Save the typed caption if it differs from the saved one."""
+        if self.is_dirty():
+            self.save()
+
     def set_image(self, image: ImageRecord | None) -> None:
+        if image is not None and self._image is not None and image.id == self._image.id:
+            # the same photo refreshed: keep typed text and the state line; take a caption
+            # changed elsewhere (bulk edits), never one older than a save still being written
+            previous, self._image = self._image, image
+            if not self.is_dirty() and image.caption != previous.caption \
+                    and image.caption != self._saved_text.strip():
+                self._saved_text = image.caption
+                self.edit.blockSignals(True)
+                self.edit.setPlainText(image.caption)
+                self.edit.blockSignals(False)
+            return
+        self.save_pending()
         self._image = image
+        self._saved_text = image.caption if image else ""
         self.edit.blockSignals(True)
-        self.edit.setPlainText(image.caption if image else "")
+        self.edit.setPlainText(self._saved_text)
         self.edit.blockSignals(False)
         self.edit.setEnabled(image is not None)
         self.save_button.setEnabled(False)
@@ -59,7 +90,7 @@ class CaptionEditorWidget(QWidget):
         self.state.setText("")
 
     def _on_text_changed(self) -> None:
-        dirty = self._image is not None and self.edit.toPlainText() != self._image.caption
+        dirty = self.is_dirty()
         self.save_button.setEnabled(dirty)
         self.state.setText("Unsaved changes" if dirty else "")
 
@@ -67,6 +98,7 @@ class CaptionEditorWidget(QWidget):
         if self._image is None:
             return
         text = self.edit.toPlainText().strip()
+        self._saved_text = self.edit.toPlainText()
         self.caption_saved.emit(self._image.id, text)
         self.save_button.setEnabled(False)
         self.state.setText("Saved")
