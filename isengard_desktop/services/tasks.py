@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-__all__ = ["NoRunningLoop", "OwnerClosed", "TaskOwner"]
+__all__ = ["NoRunningLoop", "OwnerClosed", "TaskOwner", "cancel_once", "wait_ended"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,15 @@ class NoRunningLoop(RuntimeError):
 
 class OwnerClosed(RuntimeError):
     """``spawn`` was called on an owner after its ``aclose()`` (or ``cancel_all(close=True)``)."""
+
+
+def cancel_once(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` unless a cancellation is already on its way: a second ``cancel()``
+    would interrupt the clean-up the first one started (an HTTP connection being closed by
+    httpcore after the first CancelledError is then dropped unclosed, and its socket leaks)."""
+    if task.done() or (isinstance(task, asyncio.Task) and task.cancelling()):
+        return
+    task.cancel()
 
 
 class TaskOwner:
@@ -102,7 +111,7 @@ class TaskOwner:
             self._closed = True
         running = self.tasks()
         for task in running:
-            task.cancel()
+            cancel_once(task)
         return running
 
     async def aclose(self, timeout_s: float | None = None) -> None:

@@ -120,7 +120,8 @@ class ComfyClient(ComfyAPI):
         self._reader = None
         tasks = [t for t in self._tasks if t is not asyncio.current_task() and not t.done()]
         for task in tasks:
-            task.cancel()
+            if not task.cancelling():   # a second cancel would cut the first one's clean-up
+                task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         await self._close_socket()

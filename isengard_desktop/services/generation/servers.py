@@ -30,7 +30,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from ...core.comfy.jobs import ServerState, ServerStatus
 from ...core.comfy.routing import ServerView, models_from_object_info
 from ...core.paths import AppPaths
-from ..tasks import TaskOwner, wait_ended
+from ..tasks import TaskOwner, cancel_once, wait_ended
 from .comfy_server import ComfyServer
 from .server_state import Server, server_label, significant
 
@@ -179,7 +179,7 @@ class ServerPool(QObject):
         server.info_task = server.info_queued = None
         tasks = [t for t in server.tasks if not t.done()]
         for task in tasks:
-            task.cancel()
+            cancel_once(task)
         if client is None:
             return None
 
