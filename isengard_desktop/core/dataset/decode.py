@@ -175,7 +175,14 @@ def load_pixels(im: ImageFile.ImageFile) -> None:
 
 
 def exif_orientation(im: Image.Image) -> int:
-    """EXIF orientation 1..8 (1 when absent or nonsense)."""
+    """EXIF orientation 1..8 (1 when absent or nonsense).
+
+    A PNG may keep its EXIF after the pixel data, and Pillow decodes the whole image to reach
+    it; a decode error there was swallowed and the later ``load()`` did nothing, so corrupt
+    pixels were accepted. An unloaded PNG is therefore decoded first with
+    :func:`load_pixels`, which raises :class:`ImageProblem` for corrupt pixels."""
+    if im.format == "PNG" and isinstance(im, ImageFile.ImageFile) and im.tile:
+        load_pixels(im)
     try:
         value = int(im.getexif().get(_ORIENTATION, 1))
     except (KeyboardInterrupt, SystemExit):

@@ -242,6 +242,7 @@ class _Prepared:
     thumbnail: bytes | None = None   # JPEG thumbnail made from the pixels already decoded
     sha256: str = ""                 # of ``data``; set by :func:`_prepare_for_import`
     staged: Path | None = None       # hidden temp file in the dataset folder holding ``data``
+    caption: str | None = None       # the source's sidecar, read on the decode thread
 
 
 def _read_source(path: Path) -> bytes:
@@ -484,7 +485,7 @@ def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
         if not is_cached(thumb):
             write_cached(thumb, prepared.thumbnail)
     staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
-    return dataclasses.replace(prepared, sha256=sha, staged=staged)
+    return dataclasses.replace(prepared, sha256=sha, staged=staged, caption=_read_caption(path))
 
 
 def _stage(dest_dir: Path, source: Path, data: bytes) -> Path:
@@ -554,7 +555,7 @@ def _store_one(
         sha256=sha,
         width=prepared.width,
         height=prepared.height,
-        caption=_read_caption(path),
+        caption=prepared.caption,
     )
 
 

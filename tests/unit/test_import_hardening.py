@@ -1,0 +1,133 @@
+"""Issue 11: photos and sidecars that must not slip through or hang an import."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from isengard_desktop.core.dataset.importer import import_files
+
+
+def _noise_png(size: int = 200) -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def corrupt_png_pixels(data: bytes) -> bytes:
+    """Garble the middle of the IDAT stream and fix its CRC: the header and chunks are
+    fine, only decoding the pixels fails."""
+    out = bytearray(data)
+    i = out.index(b"IDAT")
+    length = struct.unpack(">I", out[i - 4:i])[0]
+    middle = i + 4 + length // 2
+    for k in range(200):
+        out[middle + k] ^= 0x5A
+    crc = zlib.crc32(bytes(out[i:i + 4 + length])) & 0xFFFFFFFF
+    out[i + 4 + length:i + 8 + length] = struct.pack(">I", crc)
+    return bytes(out)
+
+
+# --------------------------------------------------------------------------- item 5
+
+
+def test_png_with_corrupt_pixel_data_is_rejected(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "bad.png").write_bytes(corrupt_png_pixels(_noise_png()))
+    (src / "good.png").write_bytes(_noise_png())
+    for thumbs in (None, tmp_path / "thumbs"):
+        dest = tmp_path / f"dest-{thumbs is None}"
+        result = import_files([src / "bad.png", src / "good.png"], dest, set(),
+                              thumbnail_dir=thumbs)
+        assert [Path(r.source).name for r in result.rejected] == ["bad.png"]
+        assert "corrupt" in result.rejected[0].reason
+        assert [Path(i.source).name for i in result.imported] == ["good.png"]
+
+
+def test_dataset_check_reports_corrupt_png(tmp_path: Path) -> None:
+    import pytest
+
+    from isengard_desktop.core.dataset.checks import analyse_image
+    from isengard_desktop.core.dataset.decode import ImageProblem
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(corrupt_png_pixels(_noise_png()))
+    with pytest.raises(ImageProblem):
+        analyse_image(bad)
+
+
+# --------------------------------------------------------------------------- item 4
+
+
+def _finishes(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run ``fn`` on a daemon thread; return (finished, result). A hang guard, not a timing
+    assertion: a blocking read never returns at all."""
+    import threading
+
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return not thread.is_alive(), box.get("result")
+
+
+def _unblock_fifo(fifo: Path) -> None:
+    """Open the FIFO's write end once so a reader stuck on it (the bug) can end."""
+    import os
+
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    os.close(fd)
+
+
+def test_fifo_caption_file_does_not_hang_the_import(tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "photo.png").write_bytes(_noise_png())
+    fifo = src / "photo.txt"
+    os.mkfifo(fifo)
+    try:
+        finished, result = _finishes(import_files, [src], tmp_path / "dest", set())
+    finally:
+        _unblock_fifo(fifo)
+    assert finished
+    assert [i.caption for i in result.imported] == [None]
+
+
+def test_read_sidecar_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from isengard_desktop.core.dataset.captions import read_sidecar
+
+    fifo = tmp_path / "photo.txt"
+    os.mkfifo(fifo)
+    try:
+        with pytest.raises(ValueError, match="not a regular file"):
+            _finishes(read_sidecar, tmp_path / "photo.png")
+    finally:
+        _unblock_fifo(fifo)
+    (tmp_path / "dir.txt").mkdir()
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_sidecar(tmp_path / "dir.png")
