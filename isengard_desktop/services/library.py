@@ -245,6 +245,12 @@ class LibraryService(QObject):
     def set_captions(self, captions: dict[int, str]) -> None:
         """Save captions to the database and mirror them to ``<image>.txt`` sidecars."""
         captions = {i: c for i, c in captions.items() if i in self._images}
+        too_long = [p for i, c in captions.items()
+                    if (p := caption_ops.caption_problem(c, self._images[i].filename))]
+        if too_long:  # the editor refuses these already; nothing reaches a trainer
+            self._fail("Captions not saved:\n" + "\n".join(too_long))
+            captions = {i: c for i, c in captions.items()
+                        if caption_ops.caption_problem(c) is None}
         if not captions:
             return
         targets = {i: self._images[i].path for i in captions}

@@ -131,3 +131,24 @@ def test_read_sidecar_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None
     (tmp_path / "dir.txt").mkdir()
     with pytest.raises(ValueError, match="not a regular file"):
         read_sidecar(tmp_path / "dir.png")
+
+
+# --------------------------------------------------------------------------- item 7
+
+
+def test_over_long_sidecar_caption_is_left_out_with_a_message(tmp_path: Path) -> None:
+    from isengard_desktop.core.dataset.captions import MAX_CAPTION_CHARS, read_sidecar
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "long.png").write_bytes(_noise_png())
+    (src / "long.txt").write_text("word " * (MAX_CAPTION_CHARS // 4), encoding="utf-8")
+    (src / "fine.png").write_bytes(_noise_png(210))
+    (src / "fine.txt").write_text("a red coat", encoding="utf-8")
+    result = import_files([src], tmp_path / "dest", set())
+    captions = {Path(i.source).name: i.caption for i in result.imported}
+    assert captions == {"fine.png": "a red coat", "long.png": None}
+    assert "long.png" in result.summary() and "too long" in result.summary()
+    # whatever the limit lets through, the trainers' reader accepts
+    (tmp_path / "max.txt").write_text("é" * MAX_CAPTION_CHARS + "\n", encoding="utf-8-sig")
+    assert read_sidecar(tmp_path / "max.txt") == "é" * MAX_CAPTION_CHARS

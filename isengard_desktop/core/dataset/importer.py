@@ -79,6 +79,7 @@ class ImportedImage:
     width: int
     height: int
     caption: str | None  # from a "<source stem>.txt" sidecar beside the source, else None
+    caption_problem: str | None = None  # why the sidecar's caption was left out
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class ImportReport:
         )
         lines = [head + (":" if self.rejected else "")]
         lines += [f"  {display_name(r.source)} — {r.reason}" for r in self.rejected]
+        lines += [f"  {i.caption_problem}" for i in self.imported if i.caption_problem]
         if self.cancelled:
             lines.append("Import cancelled: the remaining files were not looked at.")
         return "\n".join(lines)
@@ -243,6 +245,7 @@ class _Prepared:
     sha256: str = ""                 # of ``data``; set by :func:`_prepare_for_import`
     staged: Path | None = None       # hidden temp file in the dataset folder holding ``data``
     caption: str | None = None       # the source's sidecar, read on the decode thread
+    caption_problem: str | None = None
 
 
 def _read_source(path: Path) -> bytes:
@@ -340,13 +343,20 @@ def _png_is_8bit_rgb(data: bytes) -> bool:
         return False
 
 
-def _read_caption(path: Path) -> str | None:
-    from isengard_desktop.core.dataset.captions import read_sidecar
+def _read_caption(path: Path) -> tuple[str | None, str | None]:
+    """The caption beside ``path`` (or None) and why a caption there was left out (or None)."""
+    from isengard_desktop.core.dataset.captions import caption_problem, read_sidecar
 
     try:
-        return read_sidecar(path.with_name(path.stem + ".txt"))
-    except (OSError, ValueError):
-        return None
+        caption = read_sidecar(path.with_name(path.stem + ".txt"))
+    except ValueError as exc:
+        return None, f"{display_name(path)}: caption not imported — {exc}"
+    except OSError:
+        return None, None
+    problem = caption_problem(caption, display_name(path)) if caption is not None else None
+    if problem is not None:
+        return None, f"{problem}; imported without it"
+    return caption, None
 
 
 def _target_path(dest_dir: Path, source: Path, sha: str, ext: str) -> Path:
@@ -485,7 +495,9 @@ def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
         if not is_cached(thumb):
             write_cached(thumb, prepared.thumbnail)
     staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
-    return dataclasses.replace(prepared, sha256=sha, staged=staged, caption=_read_caption(path))
+    caption, problem = _read_caption(path)
+    return dataclasses.replace(prepared, sha256=sha, staged=staged, caption=caption,
+                               caption_problem=problem)
 
 
 def _stage(dest_dir: Path, source: Path, data: bytes) -> Path:
@@ -556,6 +568,7 @@ def _store_one(
         width=prepared.width,
         height=prepared.height,
         caption=prepared.caption,
+        caption_problem=prepared.caption_problem,
     )
 
 
