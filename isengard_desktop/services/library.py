@@ -33,7 +33,8 @@ from ..core import logging as applog
 from ..core.dataset import captions as caption_ops
 from ..core.db.records import Character, ImageRecord, LoraRecord, NewImage
 from ..core.db.repository import DuplicateNameError, Repository
-from ..core.naming import folder_slug, suggest_trigger, validate_trigger
+from ..core.naming import (folder_slug, suggest_trigger, validate_character_name,
+                           validate_trigger)
 from ..core.paths import AppPaths
 from ..core.types import Progress
 from .database import ChangeSet, DatabaseService, WriteResult
@@ -155,8 +156,9 @@ class LibraryService(QObject):
         """Create a character; returns a validation problem (and writes nothing) or None.
         ``on_created(character)`` runs on the main thread before ``data_changed``."""
         name, trigger_word = name.strip(), trigger_word.strip()
-        if not name:
-            return "The name cannot be empty."
+        problem = validate_character_name(name)
+        if problem:
+            return problem
         if any(c.name.lower() == name.lower() for c in self._characters.values()):
             return f"A character named “{name}” already exists."
         problem = validate_trigger(trigger_word)
@@ -187,8 +189,9 @@ class LibraryService(QObject):
         """Rename or edit a character; returns a validation problem or None."""
         if name is not None:
             name = name.strip()
-            if not name:
-                return "The name cannot be empty."
+            problem = validate_character_name(name)
+            if problem:
+                return problem
             if any(c.name.lower() == name.lower() and c.id != character_id
                    for c in self._characters.values()):
                 return f"A character named “{name}” already exists."
