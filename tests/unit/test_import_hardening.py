@@ -152,3 +152,63 @@ def test_over_long_sidecar_caption_is_left_out_with_a_message(tmp_path: Path) ->
     # whatever the limit lets through, the trainers' reader accepts
     (tmp_path / "max.txt").write_text("é" * MAX_CAPTION_CHARS + "\n", encoding="utf-8-sig")
     assert read_sidecar(tmp_path / "max.txt") == "é" * MAX_CAPTION_CHARS
+
+
+# --------------------------------------------------------------------------- item 6
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header is patched to claim ``width``×``height``."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 30, 200)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_huge_file_for_its_header_is_rejected_without_reading_it(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    from isengard_desktop.core.dataset import importer
+
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as fh:
+        fh.write(_jpeg_claiming(640, 480))
+        fh.truncate(900 * 2**20)          # sparse: 900 MB on paper, nothing on disk
+    read: list[int] = []
+    real = importer._read_source
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        read.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "_read_source", spy)
+    result = import_files([big], tmp_path / "dest", set())
+    assert [Path(r.source).name for r in result.rejected] == ["big.jpg"]
+    assert "much larger" in result.rejected[0].reason
+    assert read == []
+
+
+def test_cancel_is_observed_inside_a_large_file(tmp_path: Path) -> None:
+    import os
+
+    big = tmp_path / "big.jpg"
+    rng = np.random.default_rng(1)
+    with open(big, "wb") as fh:
+        fh.write(_jpeg_claiming(8000, 8000))
+        for _ in range(6):
+            fh.write(rng.integers(0, 255, 8 * 2**20, dtype=np.uint8).tobytes())
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 1             # let the file start, then press Cancel
+
+    dest = tmp_path / "dest"
+    for workers in (1, 2):
+        asked.clear()
+        result = import_files([big], dest, set(), cancelled=cancelled, workers=workers)
+        assert result.cancelled            # seen while the file was being worked on
+        assert not result.imported and not result.rejected and not result.skipped
+        assert not dest.exists() or os.listdir(dest) == []

@@ -33,6 +33,10 @@ class ImageProblem(ValueError):
     """A file we refuse to use as a photo; ``str(exc)`` is the plain-English reason."""
 
 
+class Cancelled(Exception):
+    """Cancel was pressed while a file was being read or decoded (the caller stops)."""
+
+
 # --------------------------------------------------------------------------- identifying
 
 
@@ -166,7 +170,7 @@ def load_pixels(im: ImageFile.ImageFile) -> None:
     """Decode every pixel; a truncated or corrupt file raises :class:`ImageProblem`."""
     try:
         im.load()
-    except (KeyboardInterrupt, SystemExit, MemoryError):
+    except (KeyboardInterrupt, SystemExit, MemoryError, Cancelled):
         raise
     except Exception as exc:
         raise ImageProblem(
