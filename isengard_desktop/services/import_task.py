@@ -1,7 +1,8 @@
 """One running import (:class:`ImportTask`) and what it did (:class:`ImportOutcome`).
 
 The library starts them (:meth:`~.library.LibraryService.import_photos`); a progress display
-shows the task, and Cancel stops it after the current file.
+shows the task, and Cancel stops it (inside a large file too: the importer asks every
+few MiB read or decoded).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ImportOutcome:
 
 
 class ImportTask(QObject):
-    """One running import. Cancel stops after the current file; finished files are kept.
+    """One running import. Cancel stops it soon, inside a large file too; finished files are kept.
 
     Signals:
         progressed(Progress): throttled to ~10 Hz.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +34,8 @@ from ..core import logging as applog
 from ..core.dataset import captions as caption_ops
 from ..core.db.records import Character, ImageRecord, LoraRecord, NewImage
 from ..core.db.repository import DuplicateNameError, Repository
-from ..core.naming import folder_slug, suggest_trigger, validate_trigger
+from ..core.naming import (folder_slug, suggest_trigger, validate_character_name,
+                           validate_trigger)
 from ..core.paths import AppPaths
 from ..core.types import Progress
 from .database import ChangeSet, DatabaseService, WriteResult
@@ -79,8 +81,10 @@ class LibraryService(QObject):
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Open and migrate the database off the UI thread, then load the snapshot."""
+        """Open and migrate the database off the UI thread, then load the snapshot; then
+        reconcile the character folders with it (:meth:`_reconcile_folders`)."""
         data_root = self.paths.data
+        started = time.time()
 
         def load(conn: sqlite3.Connection) -> _Snapshot:
             repo = Repository(conn, data_root)
@@ -93,12 +97,62 @@ class LibraryService(QObject):
             self._loras = loras
             self.is_ready = True
             logger.info("library loaded: {} characters, {} images", len(chars), len(images))
+            self._reconcile_folders(started)
             self.ready.emit()
 
         if self._owns_database:
             self.database.open(load, loaded)
         else:
             self.database.read(load, loaded)
+
+    def _reconcile_folders(self, started: float) -> None:
+        """Repair what an import killed half-way left (issue 11, item 3): photos in a
+        character folder with no row are recorded (``source`` "recovered") or, when they
+        cannot be used (not a photo, or a second copy), moved to the trash; stale ``.part``
+        temp files in character folders and the thumbnail cache are removed. Files written
+        since ``started`` (an import running now) are left alone."""
+        from ..core.dataset.reconcile import reconcile_folder, remove_stale_temp_files
+
+        thumbnails = self.paths.thumbnails
+        Found = tuple[list[ImageRecord], list[Path], list[Path]]
+
+        def op(conn: sqlite3.Connection) -> WriteResult[Found]:
+            repo = self._repo(conn)
+            images = repo.list_images()
+            removed = remove_stale_temp_files(thumbnails, older_than=started, recursive=True)
+            added: list[ImageRecord] = []
+            trashed: list[Path] = []
+            for character in repo.list_characters():
+                mine = [i for i in images if i.character_id == character.id]
+                found = reconcile_folder(self.character_folder(character),
+                                         known_paths=[i.path for i in mine],
+                                         known_sha256=[i.sha256 for i in mine],
+                                         older_than=started)
+                removed += found.removed
+                if found.adopt:
+                    added += repo.add_images(character.id, found.adopt)
+                for path in found.unusable:
+                    try:
+                        send2trash(str(path))
+                    except OSError as exc:
+                        logger.warning("could not trash unusable {}: {}", path, exc)
+                    else:
+                        trashed.append(path)
+            ids = frozenset(r.character_id for r in added)
+            return WriteResult((added, removed, trashed), ChangeSet(
+                images=True, character_ids=ids) if added else ChangeSet())
+
+        def done(found: Found) -> None:
+            added, removed, trashed = found
+            for record in added:
+                self._images[record.id] = record
+            if added or removed or trashed:
+                logger.warning("after an interrupted import: {} photo(s) recorded, {} unusable "
+                               "file(s) moved to the trash, {} temp file(s) removed",
+                               len(added), len(trashed), len(removed))
+
+        self.database.write(op, done, lambda exc: logger.warning(
+            "could not reconcile the character folders: {}", exc))
 
     def shutdown(self) -> None:
         for task in list(self._tasks):
@@ -155,8 +209,9 @@ class LibraryService(QObject):
         """Create a character; returns a validation problem (and writes nothing) or None.
         ``on_created(character)`` runs on the main thread before ``data_changed``."""
         name, trigger_word = name.strip(), trigger_word.strip()
-        if not name:
-            return "The name cannot be empty."
+        problem = validate_character_name(name)
+        if problem:
+            return problem
         if any(c.name.lower() == name.lower() for c in self._characters.values()):
             return f"A character named “{name}” already exists."
         problem = validate_trigger(trigger_word)
@@ -187,8 +242,9 @@ class LibraryService(QObject):
         """Rename or edit a character; returns a validation problem or None."""
         if name is not None:
             name = name.strip()
-            if not name:
-                return "The name cannot be empty."
+            problem = validate_character_name(name)
+            if problem:
+                return problem
             if any(c.name.lower() == name.lower() and c.id != character_id
                    for c in self._characters.values()):
                 return f"A character named “{name}” already exists."
@@ -245,6 +301,12 @@ class LibraryService(QObject):
     def set_captions(self, captions: dict[int, str]) -> None:
         """Save captions to the database and mirror them to ``<image>.txt`` sidecars."""
         captions = {i: c for i, c in captions.items() if i in self._images}
+        too_long = [p for i, c in captions.items()
+                    if (p := caption_ops.caption_problem(c, self._images[i].filename))]
+        if too_long:  # the editor refuses these already; nothing reaches a trainer
+            self._fail("Captions not saved:\n" + "\n".join(too_long))
+            captions = {i: c for i, c in captions.items()
+                        if caption_ops.caption_problem(c) is None}
         if not captions:
             return
         targets = {i: self._images[i].path for i in captions}

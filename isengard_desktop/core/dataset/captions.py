@@ -6,13 +6,30 @@ Trainers read a photo's caption from ``<image path without extension>.txt`` besi
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
 from isengard_desktop.core.fsutil import atomic_write_text
 
 SIDECAR_EXT = ".txt"
-MAX_SIDECAR_BYTES = 1 << 20  # a caption is a sentence or two; refuse to slurp huge files
+# The one caption limit: the editor refuses to save a longer caption, the importer leaves a
+# longer sidecar out (and says so), and the trainers' sidecar reader accepts any caption
+# within it (UTF-8 is at most 4 bytes a character; the slack is for a BOM and whitespace).
+MAX_CAPTION_CHARS = 100_000
+MAX_SIDECAR_BYTES = 4 * MAX_CAPTION_CHARS + 1024  # refuse to slurp huge files
+
+
+def caption_problem(caption: str, name: str = "") -> str | None:
+    """Why ``caption`` (stripped) cannot be used, naming the photo ``name``; None when it
+    is within :data:`MAX_CAPTION_CHARS`."""
+    n = len(caption.strip())
+    if n <= MAX_CAPTION_CHARS:
+        return None
+    who = f"{name}: " if name else ""
+    return (f"{who}the caption is too long ({n:,} characters; at most "
+            f"{MAX_CAPTION_CHARS:,}) — trainers cannot use it")
 
 
 def sidecar_path(image_path: Path) -> Path:
@@ -34,17 +51,30 @@ def read_sidecar(path: Path) -> str | None:
     ``path`` may be the ``.txt`` sidecar itself or the image it belongs to. Surrounding
     whitespace (the trailing newline most editors add) is stripped; a UTF-8 BOM is dropped;
     bytes that are not UTF-8 are replaced rather than failing. Raises ``ValueError`` for a
-    sidecar over 1 MiB and ``OSError`` when an existing sidecar cannot be read.
+    sidecar over :data:`MAX_SIDECAR_BYTES` or one that is not a regular file (a FIFO or device would block the
+    read forever; it is opened non-blocking and refused), and ``OSError`` when an existing
+    sidecar cannot be read.
     """
     path = Path(path)
     txt = path if path.suffix.lower() == SIDECAR_EXT else sidecar_path(path)
     try:
-        with open(txt, "rb") as fh:
-            data = fh.read(MAX_SIDECAR_BYTES + 1)
+        st = os.stat(txt)
     except FileNotFoundError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{txt.name} is not a regular file; it is not read as a caption")
+    if st.st_size > MAX_SIDECAR_BYTES:
+        raise ValueError(f"{txt.name} is too large to be a caption")
+    try:
+        fd = os.open(txt, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped since the stat
+            raise ValueError(f"{txt.name} is not a regular file; it is not read as a caption")
+        data = fh.read(MAX_SIDECAR_BYTES + 1)
     if len(data) > MAX_SIDECAR_BYTES:
-        raise ValueError(f"{txt.name} is too large to be a caption (over 1 MiB)")
+        raise ValueError(f"{txt.name} is too large to be a caption")
     return data.decode("utf-8-sig", errors="replace").strip()
 
 

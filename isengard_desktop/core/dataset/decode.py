@@ -33,6 +33,10 @@ class ImageProblem(ValueError):
     """A file we refuse to use as a photo; ``str(exc)`` is the plain-English reason."""
 
 
+class Cancelled(Exception):
+    """Cancel was pressed while a file was being read or decoded (the caller stops)."""
+
+
 # --------------------------------------------------------------------------- identifying
 
 
@@ -166,7 +170,7 @@ def load_pixels(im: ImageFile.ImageFile) -> None:
     """Decode every pixel; a truncated or corrupt file raises :class:`ImageProblem`."""
     try:
         im.load()
-    except (KeyboardInterrupt, SystemExit, MemoryError):
+    except (KeyboardInterrupt, SystemExit, MemoryError, Cancelled):
         raise
     except Exception as exc:
         raise ImageProblem(
@@ -175,7 +179,14 @@ def load_pixels(im: ImageFile.ImageFile) -> None:
 
 
 def exif_orientation(im: Image.Image) -> int:
-    """EXIF orientation 1..8 (1 when absent or nonsense)."""
+    """EXIF orientation 1..8 (1 when absent or nonsense).
+
+    A PNG may keep its EXIF after the pixel data, and Pillow decodes the whole image to reach
+    it; a decode error there was swallowed and the later ``load()`` did nothing, so corrupt
+    pixels were accepted. An unloaded PNG is therefore decoded first with
+    :func:`load_pixels`, which raises :class:`ImageProblem` for corrupt pixels."""
+    if im.format == "PNG" and isinstance(im, ImageFile.ImageFile) and im.tile:
+        load_pixels(im)
     try:
         value = int(im.getexif().get(_ORIENTATION, 1))
     except (KeyboardInterrupt, SystemExit):

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 from isengard_desktop.core.dataset.thumbnails import (
@@ -41,6 +42,7 @@ from isengard_desktop.core.dataset.decode import (  # noqa: F401  (re-exported)
     ALLOWED_FORMATS,
     MAX_PIXELS,
     SUPPORTED_EXTS,
+    Cancelled,
     ImageProblem,
     _check_pixels,
     _icc_colour_space,
@@ -59,6 +61,14 @@ MAX_STEM_CHARS = 60
 PROGRESS_LABEL = "Importing photos"
 LOOKAHEAD = 4  # files decoded ahead per worker while earlier ones are being written
 STAGED_SUFFIX = ".part"  # a photo's bytes written (and fsynced) by a worker, not yet named
+# Bytes read (or fed to a decoder) between two looks at the cancel flag: Cancel acts inside a
+# large file, not only between files.
+CANCEL_POLL_BYTES = 8 << 20
+# A file larger than this many bytes per pixel of the size its header gives (plus the slack,
+# for metadata, previews and phones' extra frames) is damaged or carries other data: refused
+# from the header, before it is read.
+PLAUSIBLE_BYTES_PER_PIXEL = 16
+PLAUSIBLE_SLACK_BYTES = 64 << 20
 
 # Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
 # with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
@@ -79,6 +89,7 @@ class ImportedImage:
     width: int
     height: int
     caption: str | None  # from a "<source stem>.txt" sidecar beside the source, else None
+    caption_problem: str | None = None  # why the sidecar's caption was left out
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class ImportReport:
         )
         lines = [head + (":" if self.rejected else "")]
         lines += [f"  {display_name(r.source)} — {r.reason}" for r in self.rejected]
+        lines += [f"  {i.caption_problem}" for i in self.imported if i.caption_problem]
         if self.cancelled:
             lines.append("Import cancelled: the remaining files were not looked at.")
         return "\n".join(lines)
@@ -242,11 +254,61 @@ class _Prepared:
     thumbnail: bytes | None = None   # JPEG thumbnail made from the pixels already decoded
     sha256: str = ""                 # of ``data``; set by :func:`_prepare_for_import`
     staged: Path | None = None       # hidden temp file in the dataset folder holding ``data``
+    caption: str | None = None       # the source's sidecar, read on the decode thread
+    caption_problem: str | None = None
 
 
-def _read_source(path: Path) -> bytes:
+def _read_source(path: Path, cancelled: Callable[[], bool] | None = None) -> bytes:
+    """The file's bytes (at most ``MAX_FILE_BYTES + 1``), asking ``cancelled`` between
+    chunks of :data:`CANCEL_POLL_BYTES` (a small file is read in one go, never asking)."""
+    chunks: list[bytes] = []
+    total = 0
     with open(path, "rb") as fh:
-        return fh.read(MAX_FILE_BYTES + 1)
+        while total <= MAX_FILE_BYTES:
+            chunk = fh.read(min(CANCEL_POLL_BYTES, MAX_FILE_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if len(chunk) == CANCEL_POLL_BYTES and cancelled is not None and cancelled():
+                raise Cancelled
+    return b"".join(chunks)
+
+
+def _check_plausible_size(path: Path, size: int) -> None:
+    """Identify the image from its header and refuse a file far larger than its pixels can
+    be, before reading it. Files that are not images are left to :func:`prepare_bytes`."""
+    if size <= PLAUSIBLE_SLACK_BYTES:
+        return
+    with open(path, "rb") as fh:
+        try:
+            im = open_image(fh, ext=path.suffix)
+        except ImageProblem:
+            return
+        width, height = im.size
+    if size > PLAUSIBLE_BYTES_PER_PIXEL * width * height + PLAUSIBLE_SLACK_BYTES:
+        raise ImageProblem(
+            f"file is much larger than a {width}×{height} picture can be "
+            f"({size / 2**20:.0f} MiB) — damaged, or other data is appended to it")
+
+
+class _PollingReader(io.BytesIO):
+    """In-memory file that asks ``cancelled`` every :data:`CANCEL_POLL_BYTES` read, so a
+    decoder working through a large file stops soon after Cancel."""
+
+    def __init__(self, data: bytes, cancelled: Callable[[], bool]) -> None:
+        super().__init__(data)
+        self._cancelled = cancelled
+        self._since = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self._since += len(chunk)
+        if self._since >= CANCEL_POLL_BYTES:
+            self._since = 0
+            if self._cancelled():
+                raise Cancelled
+        return chunk
 
 
 def _reason_for_os_error(exc: OSError) -> str:
@@ -259,7 +321,8 @@ def _reason_for_os_error(exc: OSError) -> str:
     return f"could not read the file ({exc.strerror or exc})"
 
 
-def _prepare(path: Path, thumb_size: int | None = None) -> _Prepared:
+def _prepare(path: Path, thumb_size: int | None = None,
+             cancelled: Callable[[], bool] | None = None) -> _Prepared:
     """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
     text = os.fspath(path)
     if not _is_valid_utf8(path.name):
@@ -276,26 +339,33 @@ def _prepare(path: Path, thumb_size: int | None = None) -> _Prepared:
         raise ImageProblem("file is empty (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:
         raise ImageProblem(f"file is too large ({st.st_size / 2**20:.0f} MiB)")
+    # Optional arguments only when set: keeps the plain call forms of these helpers.
     try:
-        data = _read_source(path)
+        _check_plausible_size(path, st.st_size)
+        data = _read_source(path) if cancelled is None else _read_source(path, cancelled)
     except OSError as exc:
         raise ImageProblem(_reason_for_os_error(exc)) from exc
     if not data:
         raise ImageProblem("file is empty (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise ImageProblem("file is too large")
-    if thumb_size is None:
-        return prepare_bytes(data, ext=path.suffix)
-    return prepare_bytes(data, ext=path.suffix, thumb_size=thumb_size)
+    extra: dict[str, Any] = {}
+    if thumb_size is not None:
+        extra["thumb_size"] = thumb_size
+    if cancelled is not None:
+        extra["cancelled"] = cancelled
+    return prepare_bytes(data, ext=path.suffix, **extra)
 
 
-def prepare_bytes(data: bytes, *, ext: str = "", thumb_size: int | None = None) -> _Prepared:
+def prepare_bytes(data: bytes, *, ext: str = "", thumb_size: int | None = None,
+                  cancelled: Callable[[], bool] | None = None) -> _Prepared:
     """Validate image bytes and return what to store (the same bytes or a lossless PNG).
 
     With ``thumb_size`` the result also carries a JPEG thumbnail made from the pixels decoded
-    here, so the photo is never decoded twice during an import.
+    here, so the photo is never decoded twice during an import. With ``cancelled`` a large
+    file's decoding asks it every :data:`CANCEL_POLL_BYTES` and raises :class:`Cancelled`.
     """
-    fp = io.BytesIO(data)
+    fp = io.BytesIO(data) if cancelled is None else _PollingReader(data, cancelled)
     im = open_image(fp, ext=ext)
     w, h = im.size
     if min(w, h) < MIN_SIDE:
@@ -339,13 +409,20 @@ def _png_is_8bit_rgb(data: bytes) -> bool:
         return False
 
 
-def _read_caption(path: Path) -> str | None:
-    from isengard_desktop.core.dataset.captions import read_sidecar
+def _read_caption(path: Path) -> tuple[str | None, str | None]:
+    """The caption beside ``path`` (or None) and why a caption there was left out (or None)."""
+    from isengard_desktop.core.dataset.captions import caption_problem, read_sidecar
 
     try:
-        return read_sidecar(path.with_name(path.stem + ".txt"))
-    except (OSError, ValueError):
-        return None
+        caption = read_sidecar(path.with_name(path.stem + ".txt"))
+    except ValueError as exc:
+        return None, f"{display_name(path)}: caption not imported — {exc}"
+    except OSError:
+        return None, None
+    problem = caption_problem(caption, display_name(path)) if caption is not None else None
+    if problem is not None:
+        return None, f"{problem}; imported without it"
+    return caption, None
 
 
 def _target_path(dest_dir: Path, source: Path, sha: str, ext: str) -> Path:
@@ -379,8 +456,10 @@ def import_files(
     ``paths`` are files and folders (see :func:`collect_files`). ``known_hashes`` are the
     sha256 of photos already in the dataset (a mapping gives each one's name, used in the
     "duplicate of ..." reason). ``report`` gets a :class:`Progress` after each file;
-    ``cancelled`` is asked before each file, and when it says yes the import stops, keeping
-    what is already done. Nothing half-written is ever left in ``dest_dir``.
+    ``cancelled`` is asked before each file and, inside a large file, every
+    :data:`CANCEL_POLL_BYTES` read or decoded; when it says yes the import stops, keeping
+    what is already done (a file stopped half-way is left out of the report).
+    Nothing half-written is ever left in ``dest_dir``.
 
     With ``workers`` > 1 the decoding and checking of upcoming files runs on that many
     threads (Pillow releases the GIL while decoding); duplicate detection, writing and the
@@ -404,7 +483,7 @@ def import_files(
     ahead: dict[int, Future[_Prepared]] = {}
 
     def prepare(path: Path) -> _Prepared:
-        return _prepare_for_import(path, thumbnail_dir, dest_dir, known_hashes)
+        return _prepare_for_import(path, thumbnail_dir, dest_dir, known_hashes, cancelled)
 
     def prepared(index: int) -> _Prepared:
         if pool is None:
@@ -448,6 +527,9 @@ def _import_loop(
         try:
             outcome: ImportedImage | SkippedImage | RejectedImage = _import_one(
                 path, dest_dir, known_hashes, batch, prepared(done - 1))
+        except Cancelled:   # Cancel pressed while this file was read or decoded
+            result.cancelled = True
+            break
         except ImageProblem as exc:
             outcome = RejectedImage(source, str(exc))
         except (KeyboardInterrupt, SystemExit):
@@ -469,7 +551,8 @@ def _import_loop(
 
 
 def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
-                        known_hashes: Mapping[str, str] | set[str]) -> _Prepared:
+                        known_hashes: Mapping[str, str] | set[str],
+                        cancelled: Callable[[], bool] | None = None) -> _Prepared:
     """Runs on the decode threads: validate, normalise, hash, cache the thumbnail and stage
     the photo's bytes in ``dest_dir`` (unless the dataset already has them).
 
@@ -477,14 +560,16 @@ def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
     be a duplicate is harmless (it is that photo's thumbnail too). Cache entries are written
     without fsyncs (:func:`.thumbnails.write_cached`); the photo itself is fsynced.
     """
-    prepared = _prepare(path, THUMB_SIZE if thumbnail_dir is not None else None)
+    prepared = _prepare(path, THUMB_SIZE if thumbnail_dir is not None else None, cancelled)
     sha = hashlib.sha256(prepared.data).hexdigest()
     if thumbnail_dir is not None and prepared.thumbnail is not None:
         thumb = thumbnail_path(thumbnail_dir, sha)
         if not is_cached(thumb):
             write_cached(thumb, prepared.thumbnail)
     staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
-    return dataclasses.replace(prepared, sha256=sha, staged=staged)
+    caption, problem = _read_caption(path)
+    return dataclasses.replace(prepared, sha256=sha, staged=staged, caption=caption,
+                               caption_problem=problem)
 
 
 def _stage(dest_dir: Path, source: Path, data: bytes) -> Path:
@@ -554,7 +639,8 @@ def _store_one(
         sha256=sha,
         width=prepared.width,
         height=prepared.height,
-        caption=_read_caption(path),
+        caption=prepared.caption,
+        caption_problem=prepared.caption_problem,
     )
 
 

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QFormLay
                                QLabel, QLineEdit, QPlainTextEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
+from ...core.naming import MAX_CHARACTER_NAME_CHARS, validate_character_name
 from ...services.library import LibraryService
 from ..widgets.drop_zone import DropZoneWidget
 
@@ -24,6 +25,7 @@ class CreateCharacterDialog(QDialog):
 
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("e.g. Anna")
+        self.name_edit.setMaxLength(MAX_CHARACTER_NAME_CHARS)
         self.name_edit.setToolTip("Shown in the app only; it does not reach the model.")
         self.trigger_edit = QLineEdit(library.suggest_trigger(""))
         self.trigger_edit.setToolTip(
@@ -77,7 +79,10 @@ class CreateCharacterDialog(QDialog):
     def _on_name_changed(self, name: str) -> None:
         if not self._trigger_edited:
             self.trigger_edit.setText(self._library.suggest_trigger(name))
-        self.error_label.setText("")
+        # An empty name is only refused on Create (not flagged while the field is new).
+        problem = validate_character_name(name) if name.strip() else None
+        self.error_label.setText(problem or "")
+        self.create_button.setEnabled(problem is None)
 
     def _regenerate(self) -> None:
         self.trigger_edit.setText(self._library.suggest_trigger(self.name_edit.text()))

@@ -13,6 +13,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
+from ...core.dataset.captions import caption_problem
 from ...core.db.records import ImageRecord
 
 
@@ -89,13 +90,24 @@ class CaptionEditorWidget(QWidget):
                            "Caption — select one image to edit")
         self.state.setText("")
 
+    def _problem(self) -> str | None:
+        """Why the typed caption cannot be saved (naming the photo), or None."""
+        if self._image is None:
+            return None
+        return caption_problem(self.edit.toPlainText(), self._image.filename)
+
     def _on_text_changed(self) -> None:
         dirty = self.is_dirty()
-        self.save_button.setEnabled(dirty)
-        self.state.setText("Unsaved changes" if dirty else "")
+        problem = self._problem() if dirty else None
+        self.save_button.setEnabled(dirty and problem is None)
+        self.state.setText(problem or ("Unsaved changes" if dirty else ""))
 
     def save(self) -> None:
         if self._image is None:
+            return
+        problem = self._problem()
+        if problem is not None:
+            self.state.setText(problem)
             return
         text = self.edit.toPlainText().strip()
         self._saved_text = self.edit.toPlainText()
