@@ -117,7 +117,14 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
 
-        return TrainingTab(library, training, lambda done: settings.scan_models(None, done))
+        from .services.gpu_probe import GpuProbe
+
+        tab = TrainingTab(library, training, lambda done: settings.scan_models(None, done))
+        probe = GpuProbe(paths, tab)         # cached: PyTorch starts at most once a day
+        probe.found.connect(tab.set_gpu_status)
+        app.aboutToQuit.connect(probe.stop)
+        probe.start()
+        return tab
 
     training_tab = LazyTabWidget(make_training_tab)
 
