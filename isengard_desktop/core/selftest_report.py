@@ -268,8 +268,7 @@ def _cuda_check(probe: dict[str, Any], torch_version: str, device: str) -> Check
         return Check("cuda", False, f"This computer has an NVIDIA driver ({driver}), but "
                                     f"training would run on the CPU: {why}.", fix)
     return Check("cuda", True, f"{why}: there is no usable GPU, training runs on the CPU (fine "
-                               "for this test, far too slow for real LoRAs).", fix,
-                 warning=True)
+                               "for this test, far too slow for real LoRAs).", warning=True)
 
 
 def _no_gpu_reason(probe: dict[str, Any], torch_version: str) -> str:
