@@ -193,6 +193,10 @@ def test_stop_and_save_then_resume_finishes_the_planned_steps(h):
     assert any(isinstance(e, CheckpointEvent) for j, e in h.checkpoints if j == job.job_id)
     assert h.db_row(job.job_id).state == "stopped"
     at = stopped.checkpoint_step
+    # the newest checkpoint is usable as the character's LoRA (issue 11, item 16)
+    assert stopped.lora_path and Path(stopped.lora_path).name.endswith(f"-step{at}.safetensors")
+    h.qtbot.waitUntil(lambda: any(f"-step{at}" in lo.path
+                                  for lo in h.library.loras(job.character_id)), timeout=WAIT)
 
     h.finished.clear()
     resumed = h.service.resume(job.job_id)

@@ -75,6 +75,7 @@ class ErrorEvent:
 class StoppedEvent:
     step: int
     checkpoint: str = ""
+    lora: str = ""          # the LoRA exported from that checkpoint ("" when none was)
 
 
 @dataclass(frozen=True)
