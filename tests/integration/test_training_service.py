@@ -475,8 +475,12 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     done = h.wait_final(job.job_id, timeout=150_000)
     assert done.state == "completed", done.error_message
     assert done.step == 16 and Path(done.lora_path).is_file()
-    h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
-    published = Path(h.library.loras(h.character.id)[0].path)
+    # the stop left its own LoRA (<name>-step<N>, issue 11 item 16); this is the final one
+    def final() -> list[Path]:
+        return [Path(lo.path) for lo in h.library.loras(h.character.id)
+                if Path(lo.path).name == Path(done.lora_path).name]
+    h.qtbot.waitUntil(lambda: bool(final()), timeout=WAIT)
+    published = final()[0]
     assert published.read_bytes() == Path(done.lora_path).read_bytes()
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in
