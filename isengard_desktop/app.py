@@ -18,6 +18,7 @@ from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
 from .services.background import shutdown_background_work, start_background_work
 from .services.dataset_checks import DatasetChecksService
+from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
@@ -52,6 +53,7 @@ class AppContext:
     window: MainWindow
     checks: DatasetChecksService
     tabs: dict[str, QWidget] = field(default_factory=dict)
+    gpu_probe: GpuProbe | None = None
     _closed: bool = False
 
     @property
@@ -79,6 +81,8 @@ class AppContext:
         if self._closed:
             return
         self._closed = True
+        if self.gpu_probe is not None:
+            self.gpu_probe.stop()        # a probe still importing PyTorch is ended
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
@@ -107,6 +111,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     library = LibraryService(paths)
     thumbnails = ThumbnailService(paths.thumbnails)
     holder: list[AppContext] = []
+    gpu_probe = GpuProbe(paths)          # no child until the Training tab is first shown
     # Secrets reach trainer children only through their environment (read at launch).
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     generation = GenerationService(paths, settings, library)
@@ -117,7 +122,10 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
 
-        return TrainingTab(library, training, lambda done: settings.scan_models(None, done))
+        tab = TrainingTab(library, training, lambda done: settings.scan_models(None, done))
+        gpu_probe.found.connect(tab.set_gpu_status)
+        gpu_probe.start()                    # cached: PyTorch starts at most once a day
+        return tab
 
     training_tab = LazyTabWidget(make_training_tab)
 
@@ -136,7 +144,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     window = MainWindow(tabs)
     background.task_started.connect(window.progress.track)   # ops shown with_progress
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
-                     window, checks, tabs)
+                     window, checks, tabs, gpu_probe)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:

@@ -134,6 +134,17 @@ def detect_folder(path: Path) -> ModelInfo | None:
     return ModelInfo(path, family, FAMILY_LABELS[family], size)
 
 
+def model_search_folders(app_models: Path | str, model_folders: Iterable[str],
+                         comfyui_models: str = "") -> list[str]:
+    """The folders scanned for base models: the app's own Models folder (Settings → Folders)
+    first, then the folders added under Model folders, then ComfyUI's models folder; each once."""
+    out: list[str] = []
+    for folder in (str(app_models), *model_folders, comfyui_models):
+        if folder and folder not in out:
+            out.append(folder)
+    return out
+
+
 def scan_model_folders(folders: Iterable[Path | str]) -> list[ModelInfo]:
     """Every .safetensors file and diffusers folder under ``folders`` (recursive), sorted by
     family then name. Missing folders are skipped. LoRA files (small, ``lora`` in the header

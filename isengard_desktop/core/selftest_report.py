@@ -54,6 +54,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False       # passed, but the user should know (no usable GPU)
 
     @property
     def title(self) -> str:
@@ -84,7 +85,7 @@ class SelfTestResult:
         """The JSON document ``isengard selftest --json`` prints (one line)."""
         return {
             "ok": self.ok,
-            "checks": [asdict(c) for c in self.checks],
+            "checks": [_check_dict(c) for c in self.checks],
             "torch": self.torch, "cuda": self.cuda, "gpu": self.gpu, "device": self.device,
             "first_loss": self.first_loss, "last_loss": self.last_loss, "steps": self.steps,
             "lora": self.lora, "folder": self.folder, "seconds": round(self.seconds, 2),
@@ -107,7 +108,7 @@ class SelfTestResult:
                  f"({self.seconds:.1f} s)", ""]
         width = max(len(c.title) for c in self.checks) if self.checks else 0
         for check in self.checks:
-            mark = "ok    " if check.ok else "FAILED"
+            mark = "FAILED" if not check.ok else "WARN  " if check.warning else "ok    "
             lines.append(f"  {mark}  {check.title.ljust(width)}  {check.detail}")
             if check.fix:
                 lines.append(f"          {' ' * width}  What to do: {check.fix}")
@@ -126,6 +127,40 @@ class SelfTestResult:
         if self.folder:
             lines.append(f"Test files kept in: {self.folder} (safe to delete)")
         return lines
+
+
+def _check_dict(check: Check) -> dict[str, Any]:
+    """A check for the JSON report; ``warning`` only where set (older readers see the same)."""
+    data = asdict(check)
+    if not check.warning:
+        del data["warning"]
+    return data
+
+
+@dataclass(frozen=True)
+class GpuStatus:
+    """The probe's verdict for Training: ``usable`` GPU or not, ``hint`` for the estimate
+    ("NVIDIA RTX 4090, 24 GB" / "cpu"), ``why`` no GPU can be used (empty when one can)."""
+
+    usable: bool
+    hint: str
+    why: str
+
+
+def gpu_status(probe: dict[str, Any]) -> GpuStatus:
+    """What ``training_runtime probe`` found, as Training needs it."""
+    cuda = probe.get("cuda") or {}
+    if cuda.get("available") and not cuda.get("error"):
+        name = cuda.get("device_name") or "CUDA GPU"
+        total = cuda.get("vram_total")
+        hint = f"{name}, {round(total / (1 << 30)):d} GB" if total else str(name)
+        return GpuStatus(usable=True, hint=hint, why="")
+    torch_version = probe.get("torch")
+    if not torch_version:
+        why = f"PyTorch could not be loaded: {probe.get('torch_error') or 'not installed'}"
+    else:
+        why = _no_gpu_reason(probe, str(torch_version))
+    return GpuStatus(usable=False, hint="cpu", why=why)
 
 
 def format_bytes(n: float | None) -> str:
@@ -218,11 +253,37 @@ def _cuda_check(probe: dict[str, Any], torch_version: str, device: str) -> Check
             detail += "; not used (--device cpu)"
         return Check("cuda", True, detail)
     if cuda.get("available"):
-        return Check("cuda", False,
-                     f"PyTorch sees {cuda.get('device_name') or 'a CUDA GPU'} but could not "
-                     f"compute on it: {cuda['error']}",
+        return Check("cuda", False, _no_gpu_reason(probe, torch_version),
                      "Update the NVIDIA driver and restart the computer; close other programs "
                      "that use the GPU. Until then, choose the CPU (much slower).")
+    why, fix = _no_gpu_reason_and_fix(probe, torch_version)
+    if device == "cuda":
+        return Check("cuda", False, f"You asked for the GPU, but it cannot be used: {why}.",
+                     fix + " Or run the self-test with the CPU.")
+    if device == "cpu":
+        return Check("cuda", True, f"Not used (CPU chosen). {why}: there is no usable GPU.",
+                     warning=True)
+    if driver and (cpu_build or cuda.get("error")):
+        # The commonest broken setup: an NVIDIA card, and a PyTorch that cannot use it.
+        return Check("cuda", False, f"This computer has an NVIDIA driver ({driver}), but "
+                                    f"training would run on the CPU: {why}.", fix)
+    return Check("cuda", True, f"{why}: there is no usable GPU, training runs on the CPU (fine "
+                               "for this test, far too slow for real LoRAs).", warning=True)
+
+
+def _no_gpu_reason(probe: dict[str, Any], torch_version: str) -> str:
+    """Why PyTorch cannot train on a GPU here (the probe found none usable)."""
+    cuda = probe.get("cuda") or {}
+    if cuda.get("available"):
+        return (f"PyTorch sees {cuda.get('device_name') or 'a CUDA GPU'} but could not "
+                f"compute on it: {cuda['error']}")
+    return _no_gpu_reason_and_fix(probe, torch_version)[0]
+
+
+def _no_gpu_reason_and_fix(probe: dict[str, Any], torch_version: str) -> tuple[str, str]:
+    cuda = probe.get("cuda") or {}
+    driver = probe.get("nvidia_driver")
+    cpu_build = "+cpu" in torch_version or not cuda.get("version")
     if cuda.get("error"):
         why = f"PyTorch could not talk to CUDA: {cuda['error']}"
         fix = "Update the NVIDIA driver and restart the computer."
@@ -237,17 +298,7 @@ def _cuda_check(probe: dict[str, Any], torch_version: str, device: str) -> Check
     else:
         why = "No NVIDIA GPU or driver was found"
         fix = "Install the NVIDIA driver if this computer has an NVIDIA GPU."
-    if device == "cuda":
-        return Check("cuda", False, f"You asked for the GPU, but it cannot be used: {why}.",
-                     fix + " Or run the self-test with the CPU.")
-    if device == "cpu":
-        return Check("cuda", True, f"Not used (CPU chosen). {why}.")
-    if driver and (cpu_build or cuda.get("error")):
-        # The commonest broken setup: an NVIDIA card, and a PyTorch that cannot use it.
-        return Check("cuda", False, f"This computer has an NVIDIA driver ({driver}), but "
-                                    f"training would run on the CPU: {why}.", fix)
-    return Check("cuda", True, f"{why}: training runs on the CPU (fine for this test, far too "
-                               "slow for real LoRAs).")
+    return why, fix
 
 
 def training_device(probe: dict[str, Any] | None, device: str) -> str:

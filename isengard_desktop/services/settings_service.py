@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from ..core.models import ModelInfo, scan_model_folders
+from ..core.models import ModelInfo, model_search_folders, scan_model_folders
 from ..core.paths import AppPaths
 from ..core.settings import Settings, load_settings, save_settings
 from .ops import run_in_executor
@@ -38,12 +38,11 @@ class SettingsService(QObject):
 
     def scan_models(self, folders: list[str] | None,
                     on_done: Callable[[list[ModelInfo]], None]) -> None:
-        """Find base models (header-only) on a worker thread; ``None`` = the model folders
-        and the ComfyUI models folder from the current settings."""
+        """Find base models (header-only) on a worker thread; ``None`` = the app's own Models
+        folder, the model folders and the ComfyUI models folder from the current settings."""
         if folders is None:
-            folders = list(self.settings.model_folders)
-            if self.settings.comfyui_models_folder:
-                folders.append(self.settings.comfyui_models_folder)
+            folders = model_search_folders(self.paths.models, self.settings.model_folders,
+                                           self.settings.comfyui_models_folder)
         run_in_executor(self._io, lambda: scan_model_folders(folders), on_done,
                         lambda exc: self.failed.emit(f"Could not scan the model folders: {exc}"))
 

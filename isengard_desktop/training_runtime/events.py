@@ -60,8 +60,8 @@ class Emitter:
     def done(self, lora: str, steps: int) -> None:
         self.emit(DoneEvent(lora, steps))
 
-    def stopped(self, step: int, checkpoint: str) -> None:
-        self.emit(StoppedEvent(step, checkpoint))
+    def stopped(self, step: int, checkpoint: str, lora: str = "") -> None:
+        self.emit(StoppedEvent(step, checkpoint, lora))
 
     def log(self, message: str, level: str = "info") -> None:
         """A human-readable note for the user (also written to the stderr log)."""

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..core.fsutil import atomic_output
-from ..core.training.spec import JobPaths, TrainingJob
+from ..core.training.spec import JobPaths, TrainingJob, stopped_lora_name
 from . import checkpoints as ckpts
 from .data import BatchPlan, Item, ensure_trigger, load_image, make_buckets, scan_dataset
 from .errors import ConfigError, NanLossError
@@ -304,7 +304,17 @@ class Trainer:
             if self.last_checkpoint is None or self.last_checkpoint.step != self.step:
                 self._save_checkpoint(self.step)
             path = str(self.last_checkpoint.path) if self.last_checkpoint else ""
-        self.emit.stopped(self.step, path)
+        lora = ""
+        if path:
+            # the newest checkpoint, usable as the character's LoRA: "<name>-step<N>"
+            try:
+                lora = str(self._write_lora(stopped_lora_name(self.job.output_name,
+                                                              self.step)))
+            except Exception as exc:  # the checkpoint is saved; the LoRA is a convenience
+                log.exception("exporting the LoRA at step %d failed", self.step)
+                self.emit.log(f"The LoRA at step {self.step} could not be written: "
+                              f"{type(exc).__name__}: {exc}", "warning")
+        self.emit.stopped(self.step, path, lora)
         return 0
 
     # ------------------------------------------------------------------ training
@@ -410,6 +420,11 @@ class Trainer:
             den.train()
 
     def _export(self) -> None:
+        path = self._write_lora(self.job.output_name)
+        self.emit.done(str(path), self.step)
+
+    def _write_lora(self, name: str) -> Path:
+        """The LoRA file of the current weights (kohya keys, metadata) as ``<name>``."""
         from peft.utils import get_peft_model_state_dict
 
         job = self.job
@@ -425,9 +440,9 @@ class Trainer:
                               steps=self.step, resolution=(job.resolution, job.resolution),
                               captions=[it.caption for it in self.items],
                               num_images=len(self.items), extra=self.family.lora_metadata())
-        path = write_lora(self.paths.lora(job.output_name), tensors, meta)
+        path = write_lora(self.paths.lora(name), tensors, meta)
         self.emit.phase("saving", 1, 1, "LoRA")
-        self.emit.done(str(path), self.step)
+        return path
 
 
 def _python_rng(state: Any) -> tuple:

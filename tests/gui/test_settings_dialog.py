@@ -247,3 +247,25 @@ def test_models_page_lists_scanned_models_by_family(qtbot, tmp_path, monkeypatch
     assert rows == {"dreamshaper.safetensors": "SD 1.5", "flux1-dev.safetensors": "Flux.1 dev"}
     assert "2 usable" in page.summary.text()
     service.shutdown()
+
+
+def test_the_apps_own_models_folder_is_scanned_by_default(qtbot, tmp_path):
+    """Settings → Folders' Models folder holds base models too (issue 11, item 15)."""
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.core.secrets import SecretStore
+    from isengard_desktop.services.settings_service import SettingsService
+    from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
+    from tests.unit.test_models import SD15, write_header_only
+
+    paths = resolve_paths().ensure()
+    write_header_only(paths.models / "own.safetensors", SD15)
+    service = SettingsService(paths)
+    service.settings.model_folders = []
+    found: list = []
+    service.scan_models(None, found.append)
+    qtbot.waitUntil(lambda: bool(found), timeout=5000)
+    assert [m.path.name for m in found[0]] == ["own.safetensors"]
+    dialog = SettingsDialog(paths, SecretStore(), service.settings, scan_models=service.scan_models)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: len(dialog.models_page.models) == 1, timeout=5000)
+    service.shutdown()

@@ -165,7 +165,9 @@ def main() -> int:
         if stop_requested.is_set():
             folder = save_checkpoint(job_dir, step, loss)
             emit("checkpoint", step=step, path=str(folder), resumable=True)
-            emit("stopped", step=step, checkpoint=str(folder))
+            lora = job_dir / f"{args.output}-step{step}.safetensors"   # as the built-in one
+            write_atomic(lora, b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+            emit("stopped", step=step, checkpoint=str(folder), lora=str(lora))
             return 0
         step += 1
         if args.delay:

@@ -343,6 +343,10 @@ def test_sigterm_finishes_the_step_saves_and_exits_0(scenarios):
     from isengard_desktop.training_runtime.checkpoints import verify
 
     assert verify(Path(ckpt[0].path)) == (True, "")
+    # the stopped job's checkpoint is exported as a usable LoRA too (issue 11, item 16)
+    lora = Path(stopped[0].lora)
+    assert lora == JobPaths(job_dir).lora(f"alice_lora-step{stopped[0].step}")
+    lc.assert_kohya_keys(lc.load_lora(lora), rank=4, alpha=8.0)
 
 
 def test_torn_newest_checkpoint_is_skipped(scenarios, sd15_run):

@@ -83,8 +83,18 @@ def test_submit_progress_images_metadata_gallery(harness, make_comfy_double):
         Path(lora.path).read_bytes()).hexdigest()
     assert str(Path(lora.path).parent) not in json.dumps(meta["isengard"])
     assert meta["isengard"]["workflow"] == "sd15-lora"
+    # each picture has its own seed, the one that reproduces it alone (issue 11, item 17):
+    # ComfyUI draws a latent batch's noise from one generator, so a batch is N prompts
+    second = items[1]
+    assert second.seed == 1235 and second.params["seed"] == 1235
+    meta2 = read_metadata(second.path)
+    assert "Seed: 1235" in meta2["parameters"] and meta2["isengard"]["seed"] == 1235
+    assert meta2["prompt"]["3"]["inputs"]["seed"] == 1235
+    seeds = [(p["prompt"]["3"]["inputs"]["seed"], p["prompt"]["5"]["inputs"]["batch_size"])
+             for p in double.accepted_prompts]
+    assert seeds == [(1234, 1), (1235, 1)]
     # what the server got: our prompt id, extra_data with the job id, the LoRA as it lists it
-    sent = double.accepted_prompts[-1]
+    sent = double.accepted_prompts[0]
     assert sent["prompt_id"] == first.prompt_id
     assert sent["extra_data"]["isengard"]["job_id"] == job
     assert sent["prompt"]["10"]["inputs"]["lora_name"] == LORA
@@ -95,7 +105,7 @@ def test_submit_progress_images_metadata_gallery(harness, make_comfy_double):
         rows = conn.execute("SELECT job_id, status, seed FROM generations").fetchall()
     finally:
         conn.close()
-    assert rows == [(job, "gallery", 1234), (job, "gallery", 1234)]
+    assert sorted(rows) == [(job, "gallery", 1234), (job, "gallery", 1235)]
 
 
 def test_gallery_is_reloaded_from_the_database(harness, make_comfy_double):

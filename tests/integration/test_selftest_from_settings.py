@@ -77,7 +77,9 @@ def test_the_real_self_test_from_the_app_settings_never_imports_torch_here(tmp_p
                                            "Training libraries", "Optional speed-ups",
                                            "Disk space", "Disk writes", "Tiny test model",
                                            "Training run", "LoRA file"]
-    assert all(r[1] == "OK" for r in out["rows"])
+    # without a usable GPU the GPU line is a warning, never "OK" (issue 11, item 14)
+    gpu_word = "OK" if result["cuda"] else "Warning"
+    assert all(r[1] == (gpu_word if r[0] == "GPU (CUDA)" else "OK") for r in out["rows"])
     assert "Everything works" in out["status"]
     lora = Path(result["lora"])
     assert lora.is_file() and str(lora) in out["summary"] and "Loss" in out["summary"]

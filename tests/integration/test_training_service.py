@@ -193,6 +193,10 @@ def test_stop_and_save_then_resume_finishes_the_planned_steps(h):
     assert any(isinstance(e, CheckpointEvent) for j, e in h.checkpoints if j == job.job_id)
     assert h.db_row(job.job_id).state == "stopped"
     at = stopped.checkpoint_step
+    # the newest checkpoint is usable as the character's LoRA (issue 11, item 16)
+    assert stopped.lora_path and Path(stopped.lora_path).name.endswith(f"-step{at}.safetensors")
+    h.qtbot.waitUntil(lambda: any(f"-step{at}" in lo.path
+                                  for lo in h.library.loras(job.character_id)), timeout=WAIT)
 
     h.finished.clear()
     resumed = h.service.resume(job.job_id)
@@ -471,8 +475,12 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     done = h.wait_final(job.job_id, timeout=150_000)
     assert done.state == "completed", done.error_message
     assert done.step == 16 and Path(done.lora_path).is_file()
-    h.qtbot.waitUntil(lambda: bool(h.library.loras(h.character.id)), timeout=WAIT)
-    published = Path(h.library.loras(h.character.id)[0].path)
+    # the stop left its own LoRA (<name>-step<N>, issue 11 item 16); this is the final one
+    def final() -> list[Path]:
+        return [Path(lo.path) for lo in h.library.loras(h.character.id)
+                if Path(lo.path).name == Path(done.lora_path).name]
+    h.qtbot.waitUntil(lambda: bool(final()), timeout=WAIT)
+    published = final()[0]
     assert published.read_bytes() == Path(done.lora_path).read_bytes()
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in

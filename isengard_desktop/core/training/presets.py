@@ -131,6 +131,7 @@ _TYPICAL_SEC_PER_STEP = {
 _OVERHEAD_SEC = {"sd15": 45.0, "sdxl": 90.0, "flux-dev": 180.0, "flux-schnell": 180.0,
                  "chroma": 150.0}
 _REFERENCE_GB = 24.0
+CPU_HINT = "cpu"      # the GPU hint for "no usable GPU": estimate for this computer's CPU
 
 
 def _gpu_factor(gpu_hint: str | None) -> tuple[float, str]:
@@ -139,7 +140,7 @@ def _gpu_factor(gpu_hint: str | None) -> tuple[float, str]:
     if not gpu_hint:
         return 1.0, "a 24 GB GPU"
     hint = gpu_hint.strip()
-    if hint.lower() in ("cpu", "none", "no gpu"):
+    if hint.lower() in (CPU_HINT, "none", "no gpu"):
         return 60.0, "this computer's CPU (no GPU found): very slow"
     match = re.search(r"(\d+(?:\.\d+)?)\s*(?:GB|GiB|G)\b", hint, re.IGNORECASE)
     if not match:

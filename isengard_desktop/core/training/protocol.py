@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,6 +75,7 @@ class ErrorEvent:
 class StoppedEvent:
     step: int
     checkpoint: str = ""
+    lora: str = ""          # the LoRA exported from that checkpoint ("" when none was)
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,29 @@ def event_line(event: Event) -> str:
 HIDDEN_LINE_PREFIXES = ('{"v":', "[isengard] context")
 
 
+# Known-harmless noise the user's log view leaves out (the raw stdout.log/stderr.log keep it):
+# the one list, used by the live view (the runner) and the reloaded view (read_log_tail).
+HARMLESS_NOISE_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # torchao's optional CUDA kernels on a machine without them (training works without)
+    re.compile(r"(?:^|:)\s*Failed to load \S*torchao/\S*/_C\w*[^\s/:]*\.so\b"),
+    # a library's own deprecation of a torch/diffusers call: nothing the user can act on
+    re.compile(r"^\S.*:\d+: (?:FutureWarning|DeprecationWarning): .*\bdeprecated\b"),
+    # the source line Python's warnings module prints under such a warning
+    re.compile(r"^\s+warnings\.warn\($"),
+)
+
+
+def is_harmless_noise(line: str) -> bool:
+    """Whether ``line`` is known-harmless output (see :data:`HARMLESS_NOISE_PATTERNS`)."""
+    text = line.rstrip()
+    return any(p.search(text) for p in HARMLESS_NOISE_PATTERNS)
+
+
 def is_hidden_line(stream: str, line: str) -> bool:
     """Whether a trainer's output ``line`` on ``stream`` is hidden from the log view."""
-    return stream == "stdout" and line.lstrip().startswith(HIDDEN_LINE_PREFIXES)
+    if stream == "stdout" and line.lstrip().startswith(HIDDEN_LINE_PREFIXES):
+        return True
+    return is_harmless_noise(line)
 
 
 def parse_event(line: str) -> Event | None:

@@ -178,3 +178,8 @@ class JobPaths:
 
     def lora(self, output_name: str) -> Path:
         return self.root / f"{output_name}.safetensors"
+
+
+def stopped_lora_name(output_name: str, step: int) -> str:
+    """The LoRA a stopped job leaves (its newest checkpoint's weights): ``<name>-step<N>``."""
+    return f"{output_name}-step{step}"

@@ -18,7 +18,7 @@ import sqlite3
 import re
 import uuid
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,38 @@ class _Plan:
     width: int
     height: int
     tier: dict[str, Any]
+    batch: int = 1
+
+    def pictures(self) -> list[_Plan]:
+        """One plan per picture, seeds ``seed, seed+1, …`` (wrapping past the largest seed).
+
+        ComfyUI draws a latent batch's noise from one generator seeded once
+        (``comfy.sample.prepare_noise``), so picture *i* of a batch cannot be made again from
+        any seed alone; one prompt per picture, each with its own seed, can.
+        """
+        from ...core.comfy.workflow_manifest import MAX_SEED
+
+        plans = []
+        for index in range(self.batch):
+            seed = (self.seed + index) % (MAX_SEED + 1)
+            params = dict(self.params)
+            if "seed" in params:
+                params["seed"] = seed
+            if "batch" in params:
+                params["batch"] = 1
+            plans.append(replace(self, params=params, seed=seed, batch=1))
+        return plans
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """One finished prompt: its image bytes, the graph sent and the seed it was made with."""
+
+    plan: _Plan
+    graph: dict
+    prompt_id: str
+    image: bytes
+    server: Any
 
 
 class JobRunner:
@@ -173,7 +205,7 @@ class JobRunner:
                     raise JobFailed(f"{feat.title} needs its {pspec.label or pname} "
                                     f"(give '{name}_{pname}').")
         return _Plan(spec, params, features, uploads, needs, needs[0].folder, seed, width,
-                     height, tier)
+                     height, tier, batch=int(req.batch))
 
     def _graph(self, plan: _Plan, route: Route, server: Any,
                uploaded: Mapping[tuple[str, str], str] | None = None) -> dict:
@@ -248,45 +280,56 @@ class JobRunner:
     async def run(self, job: Job, progress: Callable[[Progress], None]
                   ) -> list[GalleryItem]:
         with applog.correlation(job.cid):
-            plan = await self.plan(job)
-            exclude: set[str] = set()
-            refreshed = [False]
-            retried = False
-            while True:
-                route, server = await self._choose(plan, job, exclude, refreshed)
-                try:
-                    result, graph = await self._run_on(job, plan, route, server, progress)
-                    break
-                except ComfyConnectionError as exc:
-                    if job.cancelled:
-                        raise JobFailed(CANCELLED) from None
-                    logger.warning("job {}: server {} failed: {}", job.job_id, server.label, exc)
-                    reason = str(exc)
-                    if server.kind == "managed" and not server.healthy and server.message:
-                        # the supervisor knows better than "connection closed"
-                        reason = f"{server.label} stopped during the job: {server.message}"
-                    self.pool.mark_failed(server.key, str(exc))
-                    exclude.add(server.key)
-                    if retried:
-                        raise JobFailed(f"{reason} The job had already been retried once, so "
-                                        "it was stopped.") from None
-                    retried = True
-                    routes, _ = rank_servers(self.pool.views(), plan.needs, exclude=exclude)
-                    if not routes:
-                        raise JobFailed(f"{reason} No other server can take the job."
-                                        ) from None
-                    logger.info("job {}: retrying on another server", job.job_id)
-            server.loaded_model = route.name_for(plan.model_folder, plan.needs[0].name)
-            images = []
-            for ref in result.images:
-                try:
-                    images.append(await job.client.fetch_image(ref))
-                except ComfyError as exc:
-                    raise JobFailed(str(exc)) from None
-            if not images:
-                raise JobFailed(f"ComfyUI at {server.url} finished the job but returned no "
-                                "image.")
-            return await self._save(job, plan, server, graph, result.prompt_id, images)
+            whole = await self.plan(job)
+            parts = whole.pictures()
+            pictures: list[_Picture] = []
+            for index, plan in enumerate(parts):
+                pictures.extend(await self._run_one(job, plan, _batch_progress(
+                    progress, index, len(parts))))
+            return await self._save(job, whole, pictures)
+
+    async def _run_one(self, job: Job, plan: _Plan, progress: Callable[[Progress], None]
+                       ) -> list[_Picture]:
+        """One prompt (one picture's seed) on the best server, retried once elsewhere."""
+        exclude: set[str] = set()
+        refreshed = [False]
+        retried = False
+        while True:
+            route, server = await self._choose(plan, job, exclude, refreshed)
+            try:
+                result, graph = await self._run_on(job, plan, route, server, progress)
+                break
+            except ComfyConnectionError as exc:
+                if job.cancelled:
+                    raise JobFailed(CANCELLED) from None
+                logger.warning("job {}: server {} failed: {}", job.job_id, server.label, exc)
+                reason = str(exc)
+                if server.kind == "managed" and not server.healthy and server.message:
+                    # the supervisor knows better than "connection closed"
+                    reason = f"{server.label} stopped during the job: {server.message}"
+                self.pool.mark_failed(server.key, str(exc))
+                exclude.add(server.key)
+                if retried:
+                    raise JobFailed(f"{reason} The job had already been retried once, so "
+                                    "it was stopped.") from None
+                retried = True
+                routes, _ = rank_servers(self.pool.views(), plan.needs, exclude=exclude)
+                if not routes:
+                    raise JobFailed(f"{reason} No other server can take the job."
+                                    ) from None
+                logger.info("job {}: retrying on another server", job.job_id)
+        server.loaded_model = route.name_for(plan.model_folder, plan.needs[0].name)
+        images = []
+        for ref in result.images:
+            try:
+                images.append(await job.client.fetch_image(ref))
+            except ComfyError as exc:
+                raise JobFailed(str(exc)) from None
+        if not images:
+            raise JobFailed(f"ComfyUI at {server.url} finished the job but returned no "
+                            "image.")
+        return [_Picture(plan=plan, graph=graph, prompt_id=result.prompt_id, image=data,
+                         server=server) for data in images]
 
     async def _run_on(self, job: Job, plan: _Plan, route: Route, server: Any,
                       progress: Callable[[Progress], None]) -> tuple[Any, dict]:
@@ -341,8 +384,8 @@ class JobRunner:
         return result, graph
 
     # -- saving ------------------------------------------------------------------------------
-    async def _save(self, job: Job, plan: _Plan, server: Any, graph: dict, prompt_id: str,
-                    images: list[bytes]) -> list[GalleryItem]:
+    async def _save(self, job: Job, plan: _Plan, pictures: list[_Picture]
+                    ) -> list[GalleryItem]:
         from ...core.comfy import metadata
 
         req = job.request
@@ -363,13 +406,15 @@ class JobRunner:
                                                "trigger": lora.trigger},
         }
         negative = req.negative if "negative" in plan.params else ""
-        parameters = metadata.a1111_parameters(
-            prompt, negative, plan.tier["steps"], plan.tier["sampler"],
-            plan.tier["cfg"], plan.seed, plan.width, plan.height, req.model,
-            lora=os.path.basename(lora.path) if lora else None,
-            strength=lora.strength if lora else None, scheduler=plan.tier.get("scheduler"),
-            guidance=plan.tier.get("guidance") if "guidance" in plan.params else None,
-            denoise=plan.params.get("denoise"))
+
+        def parameters(seed: int) -> str:
+            return metadata.a1111_parameters(
+                prompt, negative, plan.tier["steps"], plan.tier["sampler"],
+                plan.tier["cfg"], seed, plan.width, plan.height, req.model,
+                lora=os.path.basename(lora.path) if lora else None,
+                strength=lora.strength if lora else None, scheduler=plan.tier.get("scheduler"),
+                guidance=plan.tier.get("guidance") if "guidance" in plan.params else None,
+                denoise=plan.params.get("denoise"))
         folder = self.paths.outputs / "generations" / datetime.now().strftime("%Y-%m-%d")
         stamp = datetime.now().strftime("%H%M%S")
 
@@ -381,16 +426,18 @@ class JobRunner:
                 "character_id": lora.character_id, "file": os.path.basename(lora.path),
                 "sha256": _sha256_or_empty(lora.path), "strength": lora.strength,
                 "trigger": lora.trigger}
-            for index, data in enumerate(images):
-                isengard = {"job_id": job.job_id, "prompt_id": prompt_id,
+            for index, picture in enumerate(pictures):
+                data = picture.image
+                isengard = {"job_id": job.job_id, "prompt_id": picture.prompt_id,
                             "character_id": character_id, "lora": lora_meta,
-                            "seed": plan.seed, "batch_index": index,
+                            "seed": picture.plan.seed, "batch_index": index,
                             "workflow": plan.spec.name, "model": req.model,
-                            "parent_image": req.parent_image, "server": server.url}
+                            "parent_image": req.parent_image, "server": picture.server.url}
                 size = png_size(data)
                 if size is not None:
-                    data = metadata.embed_metadata(data, parameters=parameters,
-                                                   prompt_graph=graph, isengard=isengard)
+                    data = metadata.embed_metadata(data, parameters=parameters(picture.plan.seed),
+                                                   prompt_graph=picture.graph,
+                                                   isengard=isengard)
                 ext = ".png" if size is not None else ".bin"
                 path = folder / f"{stamp}-{job.job_id[:8]}-{index + 1:02d}{ext}"
                 atomic_write_bytes(path, data)
@@ -400,15 +447,16 @@ class JobRunner:
 
         written = await await_executor(self.io, write)
         rows = [GalleryItem(id=0, job_id=job.job_id, path=path, prompt=prompt,
-                            negative=req.negative, seed=plan.seed, width=w, height=h,
+                            negative=req.negative, seed=picture.plan.seed, width=w, height=h,
                             workflow=plan.spec.name, model=req.model,
                             lora_path=lora.path if lora else "",
                             lora_strength=float(lora.strength) if lora else 0.0,
                             character_id=character_id, status=status,
-                            params={**base_params, "batch_index": i}, created="",
-                            server=server.url, parent_image=req.parent_image,
-                            prompt_id=prompt_id)
-                for i, (path, w, h) in enumerate(written)]
+                            params={**base_params, "seed": picture.plan.seed,
+                                    "batch_index": i},
+                            created="", server=picture.server.url,
+                            parent_image=req.parent_image, prompt_id=picture.prompt_id)
+                for i, ((path, w, h), picture) in enumerate(zip(written, pictures, strict=True))]
         outputs = self.paths.outputs
         future = asyncio.get_running_loop().create_future()
 
@@ -428,6 +476,19 @@ class JobRunner:
         items = await future
         logger.info("job {}: {} image(s) saved in {}", job.job_id, len(items), folder)
         return items
+
+
+def _batch_progress(progress: Callable[[Progress], None], index: int, count: int
+                    ) -> Callable[[Progress], None]:
+    """``progress`` for picture ``index`` of ``count``: its overall fraction spans its share."""
+    if count <= 1:
+        return progress
+
+    def report(p: Progress) -> None:
+        progress(replace(p, overall=(index + p.fraction) / count,
+                         detail=f"picture {index + 1} of {count}"
+                         + (f" · {p.detail}" if p.detail else "")))
+    return report
 
 
 def _sha256_or_empty(path: str) -> str:

@@ -217,6 +217,8 @@ def finished_record(record: JobRecord, outcome: RunOutcome, intent: StopIntent |
         state, kind, message = JobState.CANCELLED, None, None
     elif outcome.stopped is not None:
         state, kind, message = JobState.STOPPED, None, None
+        if outcome.stopped.lora:       # the newest checkpoint, exported as the LoRA
+            record = replace(record, lora_path=outcome.stopped.lora)
     elif intent == StopIntent.STOP:
         state, kind = JobState.INTERRUPTED, None
         message = ("The trainer did not save and exit in time, so it was ended. "

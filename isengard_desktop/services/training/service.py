@@ -468,6 +468,9 @@ class TrainingService(QObject):
             self._outputs.register_lora(record, outcome.done)
         else:
             self._finalize_with_checkpoint(record)
+            if state == JobState.STOPPED and record.lora_path:   # usable at the stop step
+                step = outcome.stopped.step if outcome.stopped else record.step
+                self._outputs.register_lora(record, DoneEvent(record.lora_path, step))
 
     def _finalize_with_checkpoint(self, record: JobRecord) -> None:
         """Find the newest complete checkpoint (verified by hash, off the UI thread), then

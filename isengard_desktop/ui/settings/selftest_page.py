@@ -31,6 +31,7 @@ _DEVICES = [("Automatic (the GPU when it works)", "auto"), ("CPU", "cpu"),
             ("GPU (CUDA)", "cuda")]
 _OK_COLOUR = QColor("#6fbf73")
 _FAILED_COLOUR = QColor("#e57373")
+_WARNING_COLOUR = QColor("#e0b050")
 
 
 class SelfTestPageWidget(QWidget):
@@ -183,9 +184,12 @@ class SelfTestPageWidget(QWidget):
                                               else ""))
 
     def on_check_finished(self, check: Check) -> None:
-        item = QTreeWidgetItem([check.title, "OK" if check.ok else "Failed", check.detail])
+        word = "Failed" if not check.ok else "Warning" if check.warning else "OK"
+        item = QTreeWidgetItem([check.title, word, check.detail])
         item.setData(0, Qt.ItemDataRole.UserRole, check.name)
-        item.setForeground(1, QBrush(_OK_COLOUR if check.ok else _FAILED_COLOUR))
+        colour = _FAILED_COLOUR if not check.ok else _WARNING_COLOUR if check.warning \
+            else _OK_COLOUR
+        item.setForeground(1, QBrush(colour))
         tip = check.detail + (f"\n\nWhat to do: {check.fix}" if check.fix else "")
         for column in range(3):
             item.setToolTip(column, tip)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from isengard_desktop.core.logging import correlation
+from isengard_desktop.core.models import model_search_folders
 from isengard_desktop.core.paths import ENV_HOME, AppPaths
 from isengard_desktop.core.secrets import (
     SECRETS, KeyringUnavailable, SecretSpec, SecretStore, SecretStoreError,
@@ -386,8 +387,8 @@ class SettingsDialog(QDialog):
         self.resize(760, 560)
 
     def _model_search_folders(self) -> list[str]:
-        comfy = self.folders_page.comfy_models.text().strip()
-        return self.folders_page.model_folder_list() + ([comfy] if comfy else [])
+        return model_search_folders(self._paths.models, self.folders_page.model_folder_list(),
+                                    self.folders_page.comfy_models.text().strip())
 
     def updated_settings(self) -> Settings:
         """The settings as currently shown in the dialog."""

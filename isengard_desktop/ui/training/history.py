@@ -170,6 +170,8 @@ class HistoryWidget(QWidget):
         state = STATE_WORDS.get(record.state, record.state)
         if record.state == "running" and record.total_steps:
             state = f"Running {100 * record.step // max(1, record.total_steps)}%"
+        elif record.state == "stopped" and record.lora_path:
+            state = f"Stopped at step {record.step}"      # its LoRA is that step's weights
         duration = job_duration(record)
         lora = Path(record.lora_path).name if record.lora_path else "—"
         values = (state, record.character_name,

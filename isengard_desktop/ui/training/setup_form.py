@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout
 from ...core.dataset.captions import with_trigger
 from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
-from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
+from ...core.training.presets import (CPU_HINT, DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
                                       format_duration, min_short_side)
 from ...services.library import LibraryService
@@ -420,8 +420,20 @@ class SetupFormWidget(FormValuesMixin, QWidget):
             return None
         resolution = int(self.field_value("resolution"))
         batch = int(self.field_value("batch_size")) * int(self.field_value("grad_accum"))
+        device = str(self.field_value("device") or "auto")
+        on_cpu = device == "cpu" or (device == "auto" and self._gpu_hint == CPU_HINT)
+        if on_cpu:
+            # the step times measured here are GPU runs': the CPU's typical figure instead
+            return estimate_seconds(family, resolution, int(self.field_value("steps")), batch,
+                                    None, CPU_HINT)
+        hint = None if self._gpu_hint == CPU_HINT else self._gpu_hint
         return estimate_seconds(family, resolution, int(self.field_value("steps")), batch,
-                                self._measured(family, resolution), self._gpu_hint)
+                                self._measured(family, resolution), hint)
+
+    def set_gpu_hint(self, hint: str | None) -> None:
+        """What the GPU probe found ("NVIDIA RTX 4090, 24 GB", "cpu" for none usable)."""
+        self._gpu_hint = hint
+        self.update_estimate()
 
     def update_estimate(self) -> None:
         result = self.estimate()

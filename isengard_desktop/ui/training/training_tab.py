@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 from loguru import logger
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QFileDialog, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QFileDialog, QLabel, QScrollArea, QSplitter, QVBoxLayout,
+                               QWidget)
 
 from ...core.models import ModelInfo
 from ...core.naming import folder_slug
-from ...core.training.presets import format_clock
+from ...core.selftest_report import GpuStatus
+from ...core.training.presets import CPU_HINT, format_clock
 from ...core.training.profile_store import ProfileScan, ProfileStore
 from ...core.training.profiles import KNOWN_BACKENDS, Profile
 from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
@@ -160,7 +162,14 @@ class TrainingTab(QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setSizes([400, 880])
+        self.no_gpu_banner = QLabel("")
+        self.no_gpu_banner.setObjectName("NoGpuBanner")
+        self.no_gpu_banner.setWordWrap(True)
+        self.no_gpu_banner.setStyleSheet("background: #4a3a14; color: #f3e3b5; padding: 6px 10px;"
+                                         " border-radius: 4px;")
+        self.no_gpu_banner.hide()
         layout = QVBoxLayout(self)
+        layout.addWidget(self.no_gpu_banner)
         layout.addWidget(split)
 
         self.form.start_requested.connect(self._start)
@@ -193,6 +202,19 @@ class TrainingTab(QWidget):
         self.on_jobs_changed()
 
     # -- inputs from outside ---------------------------------------------------------------------
+    def set_gpu_status(self, status: GpuStatus) -> None:
+        """What the GPU probe found: a banner when no GPU can be used, and the estimate for
+        the device that will actually train."""
+        if status.usable:
+            self.no_gpu_banner.hide()
+            self.form.set_gpu_hint(status.hint)
+            return
+        self.no_gpu_banner.setText(
+            f"No usable GPU: {status.why}. Training runs on the CPU, which takes hours for a "
+            "real LoRA (Settings → Self-test says more and what to do).")
+        self.no_gpu_banner.show()
+        self.form.set_gpu_hint(CPU_HINT)
+
     def refresh_backends(self) -> None:
         """Check the trainer backends again (their installs may have changed in Settings):
         availability, fields and model types."""
