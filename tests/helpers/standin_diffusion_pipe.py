@@ -49,6 +49,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 
+# The model types train.py:312-382 dispatches (anything else: NotImplementedError) and the
+# path keys each model class reads (models/*.py; e.g. auraflow.py:28, ltx_video.py:37, 59).
 MODEL_TYPES = {
     # The types train.py:312-382 dispatches (anything else: NotImplementedError "Model type …
     # is not implemented"; there is no qwen_image21) -> the keys its model class reads with

@@ -154,6 +154,8 @@ def assert_extra_args(kind: str, args: argparse.Namespace, dataset: dict) -> Non
             "token_warmup_step or caption_tag_dropout_rate cannot be used / Text Encoderの出力"
             "をキャッシュするときはcaption_dropout_rate, shuffle_caption, token_warmup_step, "
             "caption_tag_dropout_rateは使えません")
+    # the next assertion in the same assert_extra_args (sdxl_train_network.py, just after
+    # 34-37; flux_train_network.py, just after 66-68)
     assert args.network_train_unet_only or not args.cache_text_encoder_outputs, (
         "network for Text Encoder cannot be trained with caching Text Encoder outputs")
 
