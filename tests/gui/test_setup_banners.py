@@ -55,6 +55,7 @@ def test_training_banners_open_the_wizard_at_their_page(qt_asyncio_loop, qtbot, 
     assert ctx.wizard is wizard and wizard.current_page() == "models"   # one assistant
     # no usable GPU: the page about this computer
     tab.set_gpu_status(GpuStatus(usable=False, hint="cpu", why="no CUDA device"))
+    assert tab.grab().save("/tmp/wizard_banners_training.png")     # looked at by hand
     click(qtbot, tab.no_gpu_banner.button)
     assert wizard.current_page() == "machine"
     # an install ended: Training asks again and the runtime banner goes
@@ -116,6 +117,7 @@ def test_generate_banner_no_comfyui_then_no_model(qt_asyncio_loop, qtbot, make_a
     ctx = make_app()
     tab = open_generate(qtbot, ctx)
     assert tab.setup_banner.isVisible() and "No ComfyUI is set up" in tab.setup_banner.text()
+    assert tab.grab().save("/tmp/wizard_banners_generate.png")     # looked at by hand
     click(qtbot, tab.setup_banner.button)
     wizard = wizard_at(qtbot, ctx, "models")
     wizard.close()

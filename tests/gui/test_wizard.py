@@ -20,6 +20,12 @@ from tests.unit.test_discovery import comfy, stability, webui
 
 @pytest.fixture
 def make_wizard(qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from isengard_desktop.ui.theme import apply_dark_theme
+
+    apply_dark_theme(QApplication.instance())      # as build_app does (for the screenshots)
+
     def make(info=None, problem="", runtime=None, python=trainer_python_none, home=None,
              store=None, sizes=None):
         info = info if info is not None else machine(RTX_3060)
@@ -131,6 +137,7 @@ def test_runtime_cancel_then_retry(qtbot, make_wizard, tmp_path):
     qtbot.mouseClick(page.retry_button, Qt.MouseButton.LeftButton)      # fails this time
     qtbot.waitUntil(lambda: page.state == "failed" and "connection reset" in
                     page.problem.text(), timeout=3000)
+    assert wizard.grab().save("/tmp/wizard_runtime_failed.png")     # looked at by hand
     qtbot.mouseClick(page.retry_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state == "ready", timeout=3000)
     assert len(runtime.installs) == 3 and len(set(runtime.installs)) == 1   # same choice
@@ -216,11 +223,6 @@ def test_models_page_links_what_was_found(qtbot, make_wizard, tmp_path):
 
 
 def test_each_page_screenshot(qtbot, make_wizard, tmp_path):
-    from PySide6.QtWidgets import QApplication
-
-    from isengard_desktop.ui.theme import apply_dark_theme
-
-    apply_dark_theme(QApplication.instance())      # as build_app does
     home = tmp_path / "home"
     comfy(home / "ComfyUI")
     webui(home / "stable-diffusion-webui")

@@ -202,10 +202,11 @@ class GenerateTab(QWidget):
         tip = ("Open the set-up assistant's page that finds ComfyUI installs and model "
                "folders on this computer and links them.")
         if not servers:
+            # the backend bar below says how to add a server; this offers what is already here
             self.setup_banner.show_notice(
-                "No ComfyUI is set up: pictures are made by ComfyUI. Link the ComfyUI you "
-                "already have, or add a server on your network in Settings → ComfyUI.",
-                "Set up ComfyUI…", "models", tip)
+                "No ComfyUI is set up. Already have ComfyUI on this computer? The set-up "
+                "assistant finds it (and your A1111/Forge or Stability Matrix models) and links "
+                "it in one step.", "Find ComfyUI…", "models", tip)
         elif problem is not None and not any(s.state == "starting" for s in servers):
             self.setup_banner.show_notice(
                 f"{problem} Check that it runs, or link another ComfyUI.",

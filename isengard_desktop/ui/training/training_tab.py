@@ -228,13 +228,12 @@ class TrainingTab(QWidget):
         if python.source != PythonSource.NONE:
             self.runtime_banner.clear()
             return
-        why = f" ({python.problem})" if python.problem else ""
         self.runtime_banner.show_notice(
-            f"The trainer runtime is not installed{why}. Training needs it: PyTorch and the "
-            "training libraries, installed once (download, or from a folder such as a USB "
-            "stick).", "Install…", "runtime",
+            "The trainer runtime is not installed: training needs PyTorch and the training "
+            "libraries, installed once (download, or from a folder).", "Install…", "runtime",
             "Open the set-up assistant at the trainer runtime: download it or install it from "
             "an offline folder.")
+        self.runtime_banner.label.setToolTip(python.problem)
 
     def refresh_backends(self) -> None:
         """Check the trainer backends again (their installs may have changed in Settings):
@@ -269,9 +268,9 @@ class TrainingTab(QWidget):
             self.models_banner.clear()
             return
         self.models_banner.show_notice(
-            "No base model found: training starts from a base model (SD 1.5, SDXL, Flux, …). "
-            "Link the models you already have (ComfyUI, A1111/Forge, Stability Matrix) or add "
-            "a folder in Settings → Folders.", "Find models…", "models",
+            "No base model found. Link the models you already have (ComfyUI, A1111/Forge, "
+            "Stability Matrix), or add a folder in Settings → Folders.", "Find models…",
+            "models",
             "Open the set-up assistant's page that finds ComfyUI and model folders on this "
             "computer and links them.")
 

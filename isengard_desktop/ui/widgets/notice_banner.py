@@ -39,7 +39,7 @@ class NoticeBannerWidget(QFrame):
         self.button.hide()
         self.target = ""
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setContentsMargins(10, 3, 6, 3)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.button.clicked.connect(lambda: self.action_requested.emit(self.target))

@@ -145,8 +145,8 @@ class RuntimePage(WizardPage):
         self.retry_button = QPushButton("Retry")
         self.retry_button.setObjectName("runtime_retry")
         self.retry_button.setProperty("primary", True)
-        self.retry_button.setToolTip("Install again with the same choice; downloads continue "
-                                     "where they stopped.")
+        self.retry_button.setToolTip("Install again (with the choice above); downloads "
+                                     "continue where they stopped.")
         self.retry_button.clicked.connect(self.retry)
         for b in (self.install_button, self.cancel_button, self.retry_button):
             buttons.addWidget(b)
@@ -238,7 +238,7 @@ class RuntimePage(WizardPage):
         self.choices.setEnabled(choosing)
         busy = state == "installing"
         for w in (self.progress_label, self.bar, self.detail):
-            w.setVisible(busy or (state == "failed" and bool(self.detail.text())))
+            w.setVisible(busy)
         self.install_button.setVisible(state == "choose")
         self.cancel_button.setVisible(busy)
         self.going_on.setVisible(busy)
@@ -268,10 +268,9 @@ class RuntimePage(WizardPage):
         self._start(self.selected_device(), offline)
 
     def retry(self) -> None:
-        if self.last_request is None:
-            self.install()
-            return
-        self._start(*self.last_request)
+        """Install again with what the page shows (the last choice, unless changed since):
+        the service continues from what was already downloaded."""
+        self.install()
 
     def _start(self, device: RuntimeDevice, offline: Path | None) -> None:
         self.last_request = (device, offline)

@@ -34,6 +34,13 @@ from .runtime_page import FindPython, RuntimePage
 
 __all__ = ["PAGES", "FirstRunWizard"]
 
+# the dark palette draws an unchecked radio button almost black on black: give it a ring
+RADIO_STYLE = (
+    "QRadioButton::indicator { width: 12px; height: 12px; border-radius: 7px; "
+    "border: 1px solid #6b7384; background: #111318; }"
+    "QRadioButton::indicator:checked { border: 1px solid #5b8def; background: qradialgradient("
+    "cx:0.5, cy:0.5, radius:0.5, fx:0.5, fy:0.5, stop:0 #7ea6f5, stop:0.5 #7ea6f5, "
+    "stop:0.6 #111318, stop:1 #111318); }")
 PAGES = ("welcome", "machine", "data", "runtime", "models", "character")
 SIZE = QSize(900, 600)
 
@@ -51,6 +58,7 @@ class FirstRunWizard(QDialog):
         self.setWindowTitle(f"Set up {APP_NAME}")
         self.setMinimumSize(QSize(760, 520))
         self.resize(SIZE)
+        self.setStyleSheet(RADIO_STYLE)
         self._settings = settings
         self._save = save_settings
 
