@@ -242,3 +242,13 @@ def test_each_page_screenshot(qtbot, make_wizard, tmp_path):
         image = wizard.grab()
         assert image.width() == 900 and image.height() == 600
         assert image.save(str(Path("/tmp") / f"wizard_{key}.png"))
+
+
+def test_enter_goes_to_the_next_step_and_escape_skips(qtbot, make_wizard):
+    wizard, store, _ = make_wizard()
+    wizard.go_to("machine")
+    qtbot.keyClick(wizard, Qt.Key.Key_Return)
+    assert wizard.isVisible() and wizard.current_page() == "data"
+    assert not store.settings.wizard_completed
+    qtbot.keyClick(wizard, Qt.Key.Key_Escape)
+    assert not wizard.isVisible() and store.settings.wizard_completed

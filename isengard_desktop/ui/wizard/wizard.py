@@ -121,6 +121,11 @@ class FirstRunWizard(QDialog):
         self.machine.machine_read.connect(self._on_machine_read)
         self.finished.connect(self._mark_seen)
 
+        # Enter means Next, whichever button has the focus (a focused "Skip set-up" would
+        # otherwise become the default button and Enter would close the assistant)
+        for button in self.findChildren(QPushButton):
+            button.setAutoDefault(False)
+        self.next_button.setDefault(True)
         self.machine.refresh()          # both start now, off the UI thread: ready when shown
         self.links.refresh()
         self.go_to("welcome")
@@ -142,6 +147,7 @@ class FirstRunWizard(QDialog):
         if row < 0:
             return
         self.stack.setCurrentIndex(row)
+        self.next_button.setFocus()
         self.pages[row].entered()
         self._update_steps()
 
@@ -187,10 +193,3 @@ class FirstRunWizard(QDialog):
         current = self._settings()
         if not current.wizard_completed:
             self._save(dataclasses.replace(current, wizard_completed=True))
-
-    def keyPressEvent(self, event) -> None:  # noqa: ANN001
-        # Enter on a page must not close the dialog (QDialog's default button behaviour)
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            self._next()
-            return
-        super().keyPressEvent(event)
