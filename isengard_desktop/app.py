@@ -94,7 +94,7 @@ class AppContext:
         if self.gpu_probe is not None:
             self.gpu_probe.stop()        # a probe still importing PyTorch is ended
         if self.wizard is not None:
-            self.wizard.close()
+            self.wizard.close_for_quit()     # quitting is not skipping: it opens next time
         if self.runtime is not None:
             self.runtime.shutdown()      # an install child is stopped (downloads are kept)
         self.training.shutdown()      # trainers save and exit; final states go through the DB

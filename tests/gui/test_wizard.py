@@ -252,3 +252,9 @@ def test_enter_goes_to_the_next_step_and_escape_skips(qtbot, make_wizard):
     assert not store.settings.wizard_completed
     qtbot.keyClick(wizard, Qt.Key.Key_Escape)
     assert not wizard.isVisible() and store.settings.wizard_completed
+
+
+def test_quitting_the_app_is_not_skipping(qtbot, make_wizard):
+    wizard, store, _ = make_wizard()
+    wizard.close_for_quit()
+    assert not wizard.isVisible() and not store.settings.wizard_completed

@@ -61,6 +61,7 @@ class FirstRunWizard(QDialog):
         self.setStyleSheet(RADIO_STYLE)
         self._settings = settings
         self._save = save_settings
+        self._quitting = False
 
         self.welcome = WelcomePage()
         self.machine = MachinePage(read_machine)
@@ -188,8 +189,15 @@ class FirstRunWizard(QDialog):
         self.accept()
         self.create_character_requested.emit()
 
+    def close_for_quit(self) -> None:
+        """Close because the app quits: not "skipped", so it opens again next time."""
+        self._quitting = True
+        self.close()
+
     def _mark_seen(self, _result: int) -> None:
         """Finished or skipped: the assistant no longer opens by itself."""
+        if self._quitting:
+            return
         current = self._settings()
         if not current.wizard_completed:
             self._save(dataclasses.replace(current, wizard_completed=True))
