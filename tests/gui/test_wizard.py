@@ -258,3 +258,14 @@ def test_quitting_the_app_is_not_skipping(qtbot, make_wizard):
     wizard, store, _ = make_wizard()
     wizard.close_for_quit()
     assert not wizard.isVisible() and not store.settings.wizard_completed
+
+
+def test_an_install_already_running_is_followed(qtbot, make_wizard, tmp_path):
+    runtime = FakeRuntime(tmp_path / "rt", state=RuntimeState.INSTALLING)
+    wizard, _store, _ = make_wizard(runtime=runtime)
+    wizard.go_to("runtime")
+    page = wizard.runtime
+    qtbot.waitUntil(lambda: page.state == "installing")
+    assert page.cancel_button.isVisible() and not page.install_button.isVisible()
+    runtime._end(RuntimeState.READY)
+    assert page.state == "ready"

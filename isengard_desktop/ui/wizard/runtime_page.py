@@ -209,6 +209,13 @@ class RuntimePage(WizardPage):
             self._show("checkout")
         elif status.state == RuntimeState.READY:
             self._ready(status)
+        elif status.state == RuntimeState.INSTALLING:
+            # started earlier (the assistant was closed and opened again): follow it
+            self.status.setText(f"Installing the {DEVICE_LABELS.get(status.device, '')} "
+                                "runtime…")
+            self.progress_label.setText("Installing…")
+            self.bar.setRange(0, 0)
+            self._show("installing")
         else:
             words = STATE_WORDS.get(status.state, "")
             if status.state == RuntimeState.BROKEN and status.problem:
