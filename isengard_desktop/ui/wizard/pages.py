@@ -159,6 +159,8 @@ class MachinePage(WizardPage):
         logger.warning("machine detection failed: {!r}", exc)
         self.status.setText(f"Could not read this computer's GPU and memory ({exc}). You can "
                             "still choose a trainer build on the next page.")
+        for value in self.values.values():
+            value.setText("unknown")
 
     def _on_read(self, result: tuple[MachineInfo, LockChoice]) -> None:
         self._reading = False
