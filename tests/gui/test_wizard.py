@@ -27,7 +27,7 @@ def make_wizard(qtbot, tmp_path):
     apply_dark_theme(QApplication.instance())      # as build_app does (for the screenshots)
 
     def make(info=None, problem="", runtime=None, python=trainer_python_none, home=None,
-             store=None, sizes=None):
+             store=None, sizes=None, read=None):
         info = info if info is not None else machine(RTX_3060)
         store = store or SettingsStore()
         runtime = runtime or FakeRuntime(tmp_path / "runtime")
@@ -35,11 +35,11 @@ def make_wizard(qtbot, tmp_path):
         home.mkdir(exist_ok=True)
         wizard = FirstRunWizard(
             resolve_paths().ensure(), store.get, store.update, runtime,
-            lambda: (info, lock_for(info, problem)), python,
+            read or (lambda: (info, lock_for(info, problem))), python,
             lambda: discover(home, env={}, os_name="Linux"), sizes)
         qtbot.addWidget(wizard)
         wizard.show()
-        qtbot.waitUntil(lambda: wizard.machine.machine is not None
+        qtbot.waitUntil(lambda: not wizard.machine._reading
                         and wizard.links.found is not None, timeout=5000)
         return wizard, store, runtime
     return make
@@ -269,3 +269,15 @@ def test_an_install_already_running_is_followed(qtbot, make_wizard, tmp_path):
     assert page.cancel_button.isVisible() and not page.install_button.isVisible()
     runtime._end(RuntimeState.READY)
     assert page.state == "ready"
+
+
+def test_detection_failure_is_said_and_nothing_blocks(qtbot, make_wizard):
+    def broken():
+        raise OSError("NVML could not be loaded (libnvidia-ml.so.1 missing)")
+
+    wizard, _store, _ = make_wizard(read=broken)
+    wizard.go_to("machine")
+    assert "libnvidia-ml.so.1" in wizard.machine.status.text()
+    assert wizard.machine.values["gpu"].text() == "unknown"
+    qtbot.mouseClick(wizard.next_button, Qt.MouseButton.LeftButton)
+    assert wizard.current_page() == "data"
