@@ -184,6 +184,13 @@ async def _app_main(smoke_test: bool, lock: InstanceLock) -> int:
     ctx.window.on_close(closed.set)
     lock.show_requested.connect(lambda: _bring_to_front(ctx.window))
     ctx.window.show()
+    from PySide6.QtGui import QGuiApplication
+
+    from .app import open_wizard, should_show_first_run
+
+    if should_show_first_run(ctx.settings.settings, smoke_test=smoke_test,
+                             platform=QGuiApplication.platformName()):
+        open_wizard(ctx)          # once: finishing or skipping it sets wizard_completed
     if smoke_test:
         code = await _smoke(ctx)
     else:

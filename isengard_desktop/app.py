@@ -12,16 +12,19 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from loguru import logger
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from .core import logging as applog
 from .core.paths import AppPaths, resolve_paths
+from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
 from .services.dataset_checks import DatasetChecksService
 from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
+from .services.runtime import RuntimeService
 from .services.settings_service import SettingsService
 from .services.thumbnails import ThumbnailService
 from .services.training import TrainingService
@@ -33,9 +36,14 @@ from .ui.widgets.lazy_tab import LazyTabWidget
 from .ui.theme import apply_dark_theme
 
 if TYPE_CHECKING:
+    from .core.hardware.locks import LockChoice
+    from .core.hardware.machine import MachineInfo
     from .core.secrets import SecretStore
     from .ui.generate import GenerateTab
     from .ui.training import TrainingTab
+    from .ui.wizard import FirstRunWizard
+
+HEADLESS_PLATFORMS = ("offscreen", "minimal")
 
 
 @dataclass
@@ -54,6 +62,8 @@ class AppContext:
     checks: DatasetChecksService
     tabs: dict[str, QWidget] = field(default_factory=dict)
     gpu_probe: GpuProbe | None = None
+    runtime: RuntimeService | None = None
+    wizard: FirstRunWizard | None = None     # the set-up assistant while it is open
     _closed: bool = False
 
     @property
@@ -83,6 +93,10 @@ class AppContext:
         self._closed = True
         if self.gpu_probe is not None:
             self.gpu_probe.stop()        # a probe still importing PyTorch is ended
+        if self.wizard is not None:
+            self.wizard.close_for_quit()     # quitting is not skipping: it opens next time
+        if self.runtime is not None:
+            self.runtime.shutdown()      # an install child is stopped (downloads are kept)
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
@@ -144,7 +158,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     window = MainWindow(tabs)
     background.task_started.connect(window.progress.track)   # ops shown with_progress
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
-                     window, checks, tabs, gpu_probe)
+                     window, checks, tabs, gpu_probe, RuntimeService(paths))
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -169,7 +183,11 @@ def _connect_signals(ctx: AppContext) -> None:
     def training_tab_built(tab: TrainingTab) -> None:
         tab.message_posted.connect(window.show_message)
         tab.notify_requested.connect(window.notify)
+        tab.setup_requested.connect(lambda page: open_wizard(ctx, page))
         ctx.settings.settings_changed.connect(lambda _: tab.refresh_models())
+        check_trainer_python(ctx, tab)
+        if ctx.runtime is not None:         # an install or repair ended: say so again
+            ctx.runtime.finished.connect(lambda _: check_trainer_python(ctx, tab))
 
     lazy_training.built.connect(training_tab_built)
     _connect_generate(ctx)
@@ -180,6 +198,7 @@ def _connect_signals(ctx: AppContext) -> None:
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
 
     window.settings_action.triggered.connect(lambda: open_settings(ctx))
+    window.setup_action.triggered.connect(lambda: open_wizard(ctx))
     window.set_quit_guard(lambda: running_job_summary(ctx.training))
 
 
@@ -202,9 +221,74 @@ def open_settings(ctx: AppContext, page: str = "") -> None:
                             scan_models=ctx.settings.scan_models,
                             selftest_factory=lambda: SelfTestService(ctx.paths))
     dialog.settings_saved.connect(ctx.settings.update)
+    dialog.wizard_requested.connect(lambda: open_wizard(ctx))
     if page == "comfyui":
         dialog.tabs.setCurrentWidget(dialog.comfyui_page)
     dialog.open()
+
+
+def check_trainer_python(ctx: AppContext, tab: TrainingTab) -> None:
+    """Tell the Training tab, off the UI thread, whether a trainer Python is usable (its
+    banner offers the set-up assistant when not)."""
+    from .core.runtime.python import trainer_python
+    from .services.background import BackgroundOp
+
+    def failed(exc: BaseException) -> None:
+        logger.warning("could not find out which Python trains: {!r}", exc)
+
+    BackgroundOp(parent=tab, op=lambda: trainer_python(ctx.paths)) \
+        .success(tab.set_trainer_python).failure(failed).supersede("trainer-python").run()
+
+
+def read_machine(paths: AppPaths) -> tuple[MachineInfo, LockChoice]:
+    """GPU detection and the lock it selects (blocks up to a few seconds: off the UI
+    thread)."""
+    from .core.hardware.gpu import detect_machine
+    from .core.hardware.locks import choose_lock
+
+    machine = detect_machine(paths.data)
+    return machine, choose_lock(machine)
+
+
+def should_show_first_run(settings: Settings, *, smoke_test: bool = False,
+                          platform: str = "") -> bool:
+    """Whether the set-up assistant opens by itself at start: once (until finished or
+    skipped), never in the smoke test or on a headless platform (tests, CI)."""
+    return not (settings.wizard_completed or smoke_test or platform in HEADLESS_PLATFORMS)
+
+
+def open_wizard(ctx: AppContext, page: str = "") -> FirstRunWizard:
+    """Show the set-up assistant (one at a time), at ``page`` (``ui.wizard.PAGES``: "machine",
+    "runtime", "models", …; "" = where it is, or the start)."""
+    from .core.discovery import discover
+    from .core.runtime.python import trainer_python
+    from .ui.wizard import FirstRunWizard
+
+    wizard = ctx.wizard
+    if wizard is None:
+        assert ctx.runtime is not None
+        paths = ctx.paths
+        wizard = FirstRunWizard(
+            paths, lambda: ctx.settings.settings, ctx.settings.update, ctx.runtime,
+            lambda: read_machine(paths), lambda: trainer_python(paths), discover,
+            parent=ctx.window)
+        wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        wizard.create_character_requested.connect(lambda: _create_first_character(ctx))
+        # finished (not destroyed: deletion waits for the event loop's next turn)
+        wizard.finished.connect(lambda _: setattr(ctx, "wizard", None))
+        ctx.wizard = wizard
+    if page:
+        wizard.go_to(page)
+    wizard.show()           # not modal: the app stays usable behind it
+    wizard.raise_()
+    wizard.activateWindow()
+    return wizard
+
+
+def _create_first_character(ctx: AppContext) -> None:
+    characters: CharactersTab = ctx.tabs["Characters"]  # type: ignore[assignment]
+    ctx.window.tabs.setCurrentWidget(characters)
+    characters.open_create_dialog()
 
 
 def _connect_generate(ctx: AppContext) -> None:
@@ -225,6 +309,7 @@ def _connect_generate(ctx: AppContext) -> None:
         ctx.library.data_changed.connect(tab.on_data_changed)
         tab.message_posted.connect(window.show_message)
         tab.settings_requested.connect(lambda: open_settings(ctx, "comfyui"))
+        tab.setup_requested.connect(lambda page: open_wizard(ctx, page))
 
     lazy.built.connect(built)
     generation.failed.connect(window.show_error)

@@ -50,6 +50,9 @@ class Settings:
     theme: str = "dark"
     # external trainers: "ai-toolkit" | "diffusion-pipe" | "kohya" -> {"folder", "python"}
     trainer_installs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the first-run wizard was finished or skipped once (Help → Set-up assistant reopens it);
+    # an older file without it shows the wizard once, which also finds a missing runtime
+    wizard_completed: bool = False
 
 
 def _timestamp() -> str:

@@ -140,3 +140,19 @@ def test_newer_version_keeps_a_copy(settings_file: Path, warnings_seen) -> None:
     assert [c.read_text() for c in copies] == [original]
     assert settings_file.read_text() == original
     assert any("newer" in w for w in warnings_seen)
+
+
+def test_wizard_completed_round_trips_and_defaults_to_false(tmp_path):
+    """The set-up assistant's flag: absent in older files (it then opens once), kept when
+    saved, and a non-boolean value is refused (the default is used)."""
+    import json
+
+    from isengard_desktop.core.settings import Settings, load_settings, save_settings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 1, "theme": "dark"}))
+    assert load_settings(path).wizard_completed is False
+    save_settings(path, Settings(wizard_completed=True))
+    assert load_settings(path).wizard_completed is True
+    path.write_text(json.dumps({"version": 1, "wizard_completed": "yes"}))
+    assert load_settings(path).wizard_completed is False

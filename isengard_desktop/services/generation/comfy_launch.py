@@ -15,6 +15,7 @@ from typing import Any
 from loguru import logger
 
 from ...core.fsutil import atomic_write_text
+from ...core.discovery import comfy_python
 
 __all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "find_python",
            "free_port", "plan_launch", "write_extra_model_paths"]
@@ -52,11 +53,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def find_python(folder: Path) -> Path | None:
     """ComfyUI's own Python when the folder carries one (venv, portable build)."""
-    candidates = [folder / "venv" / "bin" / "python", folder / ".venv" / "bin" / "python",
-                  folder / "venv" / "Scripts" / "python.exe",
-                  folder / ".venv" / "Scripts" / "python.exe",
-                  folder.parent / "python_embeded" / "python.exe"]
-    return next((c for c in candidates if c.is_file()), None)
+    return comfy_python(folder)
 
 
 def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str = "") -> Path:

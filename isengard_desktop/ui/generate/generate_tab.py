@@ -17,6 +17,7 @@ from the ThumbnailService.
 Signals:
     message_posted(str): a short result for the status bar.
     settings_requested(): the user wants Settings (ComfyUI page).
+    setup_requested(str page): the banner's button: open the set-up assistant at ``page``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key
+from ..widgets.notice_banner import NoticeBannerWidget
 from ..widgets.samples_strip import load_scaled
 from ..widgets.run_shortcut import add_run_shortcut
 from ..widgets.staging import StagingStripWidget
@@ -65,6 +67,7 @@ def lora_options(library: LibraryService) -> list[LoraOption]:
 class GenerateTab(QWidget):
     message_posted = Signal(str)
     settings_requested = Signal()
+    setup_requested = Signal(str)
 
     def __init__(self, service: Any, library: LibraryService, thumbnails: ThumbnailService,
                  parent: QWidget | None = None) -> None:
@@ -138,7 +141,10 @@ class GenerateTab(QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setSizes([410, 870])
+        self.setup_banner = NoticeBannerWidget("missing")
+        self.setup_banner.action_requested.connect(self.setup_requested)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.setup_banner)
         layout.addWidget(self.backends)
         layout.addWidget(split, 1)
 
@@ -173,11 +179,14 @@ class GenerateTab(QWidget):
         self.form.set_server_problem(problem)
         self.progress.set_idle_text(problem)
         if problem is not None:
+            self._show_missing(problem)
             self.form.set_models([])
             self.form.set_feature_support({})
             self.form.set_lora_visibility([])
             return
-        self.form.set_models(self._service.model_choices(family))
+        models = self._service.model_choices(family)
+        self._show_missing(None, bool(models))
+        self.form.set_models(models)
         option = self.form.lora.option()
         lora = option is not None
         self.form.set_lora_visibility(self._service.lora_visibility(option.path)
@@ -186,6 +195,29 @@ class GenerateTab(QWidget):
         self.form.set_feature_support({key: tuple(self._service.feature_support(family, key,
                                                                                 lora))
                                        for key, _label, _tip in FEATURES})
+
+    def _show_missing(self, problem: str | None, has_models: bool = True) -> None:
+        """The banner: no ComfyUI set up or reachable, or no model for this family."""
+        servers = self.backends.servers
+        tip = ("Open the set-up assistant's page that finds ComfyUI installs and model "
+               "folders on this computer and links them.")
+        if not servers:
+            # the backend bar below says how to add a server; this offers what is already here
+            self.setup_banner.show_notice(
+                "No ComfyUI is set up. Already have ComfyUI on this computer? The set-up "
+                "assistant finds it (and your A1111/Forge or Stability Matrix models) and links "
+                "it in one step.", "Find ComfyUI…", "models", tip)
+        elif problem is not None and not any(s.state == "starting" for s in servers):
+            self.setup_banner.show_notice(
+                f"{problem} Check that it runs, or link another ComfyUI.",
+                "Set-up assistant…", "models", tip)
+        elif problem is None and not has_models:
+            self.setup_banner.show_notice(
+                f"The ComfyUI server has no {family_label(self.form.family())} model. Copy "
+                "one into its models/checkpoints folder, or link the folders of models you "
+                "already have.", "Find models…", "models", tip)
+        else:
+            self.setup_banner.clear()
 
     def on_servers_changed(self, servers: tuple[ServerStatus, ...]) -> None:
         self.backends.set_servers(servers)

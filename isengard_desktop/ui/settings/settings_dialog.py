@@ -330,9 +330,13 @@ class SettingsDialog(QDialog):
 
     Signals:
         settings_saved(Settings): the user pressed OK; carries the updated settings.
+        wizard_requested(): the user pressed "Set-up assistant…" (the dialog closes first,
+            saving changed settings, so the assistant starts from them and this dialog never
+            overwrites what the assistant links).
     """
 
     settings_saved = Signal(object)
+    wizard_requested = Signal()
 
     def __init__(self, paths: AppPaths, secrets: SecretStore, settings: Settings,
                  parent: QWidget | None = None, scan_models: ScanModels | None = None,
@@ -383,8 +387,23 @@ class SettingsDialog(QDialog):
             "Close without saving folder changes. Keys already saved stay saved.")
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
+        self.wizard_button = self.buttons.addButton("Set-up assistant…",
+                                                    QDialogButtonBox.ButtonRole.ResetRole)
+        self.wizard_button.setObjectName("settings_wizard_button")
+        self.wizard_button.setToolTip(
+            "Close Settings (keeping the changes made here) and open the set-up assistant: "
+            "this computer's GPU, the trainer runtime, linking ComfyUI and models.")
+        self.wizard_button.clicked.connect(self._open_wizard)
         layout.addWidget(self.buttons)
         self.resize(760, 560)
+
+    def _open_wizard(self) -> None:
+        new = self.updated_settings()
+        if new != self._settings:
+            self._settings = new
+            self.settings_saved.emit(new)
+        self.reject()
+        self.wizard_requested.emit()
 
     def _model_search_folders(self) -> list[str]:
         return model_search_folders(self._paths.models, self.folders_page.model_folder_list(),

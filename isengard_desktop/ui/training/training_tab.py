@@ -11,6 +11,8 @@ profiles are read on small executors.
 Signals:
     message_posted(str): a short result for the status bar.
     notify_requested(str title, str text): a desktop notification (a job finished or failed).
+    setup_requested(str page): a banner's button: open the set-up assistant at ``page``
+        ("runtime", "models", "machine").
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from collections.abc import Callable, Sequence
 from loguru import logger
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QFileDialog, QLabel, QScrollArea, QSplitter, QVBoxLayout,
+from PySide6.QtWidgets import (QFileDialog, QScrollArea, QSplitter, QVBoxLayout,
                                QWidget)
 
 from ...core.models import ModelInfo
 from ...core.naming import folder_slug
+from ...core.runtime.python import PythonSource, TrainerPython
 from ...core.selftest_report import GpuStatus
 from ...core.training.presets import CPU_HINT, format_clock
 from ...core.training.profile_store import ProfileScan, ProfileStore
@@ -38,6 +41,7 @@ from ...services.background import BackgroundOp, guarded
 from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ..dialogs.confirm import confirm
+from ..widgets.notice_banner import NoticeBannerWidget
 from .history import HistoryWidget
 from .backend_fields import BackendChoice, choice_for
 from .job_panel import ACTIVE, JobPanelWidget, describe_error, family_label, job_duration
@@ -111,6 +115,7 @@ def read_log_tail(job_dir: Path, lines: int = LOG_TAIL_LINES) -> list[tuple[str,
 class TrainingTab(QWidget):
     message_posted = Signal(str)
     notify_requested = Signal(str, str)
+    setup_requested = Signal(str)
 
     def __init__(self, library: LibraryService, training: Any, list_models: ListModels,
                  parent: QWidget | None = None, *, registry: TrainerRegistry | None = None,
@@ -162,14 +167,14 @@ class TrainingTab(QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setSizes([400, 880])
-        self.no_gpu_banner = QLabel("")
-        self.no_gpu_banner.setObjectName("NoGpuBanner")
-        self.no_gpu_banner.setWordWrap(True)
-        self.no_gpu_banner.setStyleSheet("background: #4a3a14; color: #f3e3b5; padding: 6px 10px;"
-                                         " border-radius: 4px;")
-        self.no_gpu_banner.hide()
+        # what is missing, each with a button to the set-up assistant's page that fixes it
+        self.runtime_banner = NoticeBannerWidget("missing")
+        self.models_banner = NoticeBannerWidget("missing")
+        self.no_gpu_banner = NoticeBannerWidget("warning")
         layout = QVBoxLayout(self)
-        layout.addWidget(self.no_gpu_banner)
+        for banner in (self.runtime_banner, self.models_banner, self.no_gpu_banner):
+            banner.action_requested.connect(self.setup_requested)
+            layout.addWidget(banner)
         layout.addWidget(split)
 
         self.form.start_requested.connect(self._start)
@@ -209,11 +214,26 @@ class TrainingTab(QWidget):
             self.no_gpu_banner.hide()
             self.form.set_gpu_hint(status.hint)
             return
-        self.no_gpu_banner.setText(
+        self.no_gpu_banner.show_notice(
             f"No usable GPU: {status.why}. Training runs on the CPU, which takes hours for a "
-            "real LoRA (Settings → Self-test says more and what to do).")
-        self.no_gpu_banner.show()
+            "real LoRA (Settings → Self-test says more and what to do).",
+            "This computer…", "machine",
+            "Open the set-up assistant's page about this computer: the GPU, its driver and "
+            "the trainer build chosen for it.")
         self.form.set_gpu_hint(CPU_HINT)
+
+    def set_trainer_python(self, python: TrainerPython) -> None:
+        """Which Python trainers run with (``core.runtime.trainer_python``): a banner with an
+        Install button when there is none."""
+        if python.source != PythonSource.NONE:
+            self.runtime_banner.clear()
+            return
+        self.runtime_banner.show_notice(
+            "The trainer runtime is not installed: training needs PyTorch and the training "
+            "libraries, installed once (download, or from a folder).", "Install…", "runtime",
+            "Open the set-up assistant at the trainer runtime: download it or install it from "
+            "an offline folder.")
+        self.runtime_banner.label.setToolTip(python.problem)
 
     def refresh_backends(self) -> None:
         """Check the trainer backends again (their installs may have changed in Settings):
@@ -240,7 +260,19 @@ class TrainingTab(QWidget):
             self.refresh_backends()
         self._models_asked = True
         self.form.set_models_loading()
-        self._list_models(guarded(self, self.form.set_models, supersede="models"))
+        self._list_models(guarded(self, self._on_models, supersede="models"))
+
+    def _on_models(self, models: list[ModelInfo]) -> None:
+        self.form.set_models(models)
+        if any(m.family for m in models):
+            self.models_banner.clear()
+            return
+        self.models_banner.show_notice(
+            "No base model found. Link the models you already have (ComfyUI, A1111/Forge, "
+            "Stability Matrix), or add a folder in Settings → Folders.", "Find models…",
+            "models",
+            "Open the set-up assistant's page that finds ComfyUI and model folders on this "
+            "computer and links them.")
 
     def refresh_profiles(self) -> None:
         """Read the profiles again (off the UI thread) for the form's profile picker."""
