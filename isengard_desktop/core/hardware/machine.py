@@ -55,6 +55,8 @@ class MachineInfo:
         arch: machine architecture ("x86_64", "arm64", "AMD64").
         free_disk_mb: free space on the data folder's disk in MiB; None if unknown.
         notes: what detection could not read, in plain words (for the log and Settings).
+        os_version: the macOS version ("14.5") on a Mac, else "" (PyPI's torch for Macs needs
+            macOS 14).
     """
 
     gpus: tuple[GpuInfo, ...]
@@ -64,6 +66,7 @@ class MachineInfo:
     arch: str
     free_disk_mb: int | None = None
     notes: tuple[str, ...] = ()
+    os_version: str = ""
 
     @property
     def best_gpu(self) -> GpuInfo | None:
