@@ -32,6 +32,8 @@ __all__ = ["MIGRATIONS", "SETTINGS_VERSION", "Settings", "load_settings", "save_
 SETTINGS_VERSION = 1
 
 THEMES = ("dark", "light")
+# "" (automatic) or a RuntimeDevice value; spelled out so settings never imports core.runtime
+DEVICE_OVERRIDES = ("", "cu130", "cu126", "rocm", "mps", "cpu")
 
 # version N -> function(raw dict at version N) -> raw dict at version N+1
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -50,6 +52,9 @@ class Settings:
     theme: str = "dark"
     # external trainers: "ai-toolkit" | "diffusion-pipe" | "kohya" -> {"folder", "python"}
     trainer_installs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # which trainer-runtime build to install: "" = automatic (GPU detection chooses), else a
+    # RuntimeDevice value ("cu130", "cu126", "rocm", "mps", "cpu")
+    runtime_device_override: str = ""
 
 
 def _timestamp() -> str:
@@ -127,6 +132,8 @@ def _from_dict(data: dict[str, Any], path: Path) -> Settings:
         else:
             ok = isinstance(value, type(default))
         if f.name == "theme" and ok and value not in THEMES:
+            ok = False
+        if f.name == "runtime_device_override" and ok and value not in DEVICE_OVERRIDES:
             ok = False
         if not ok:
             logger.warning("Settings file {}: field {!r} has an unusable value {!r}; "

@@ -140,3 +140,16 @@ def test_newer_version_keeps_a_copy(settings_file: Path, warnings_seen) -> None:
     assert [c.read_text() for c in copies] == [original]
     assert settings_file.read_text() == original
     assert any("newer" in w for w in warnings_seen)
+
+
+def test_runtime_device_override_round_trips_and_bad_values_fall_back(tmp_path) -> None:
+    from isengard_desktop.core.runtime.status import RuntimeDevice
+    from isengard_desktop.core.settings import DEVICE_OVERRIDES
+
+    assert tuple(DEVICE_OVERRIDES) == ("", *(d.value for d in RuntimeDevice))
+    path = tmp_path / "settings.json"
+    assert load_settings(path).runtime_device_override == ""
+    save_settings(path, Settings(runtime_device_override="cu126"))
+    assert load_settings(path).runtime_device_override == "cu126"
+    path.write_text(json.dumps({"version": 1, "runtime_device_override": "cu118"}))
+    assert load_settings(path).runtime_device_override == ""
