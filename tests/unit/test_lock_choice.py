@@ -70,6 +70,9 @@ def test_the_best_usable_card_decides(tmp_path) -> None:
     choice = choose_lock(nvidia_machine(tmp_path, [GTX_1080, RTX_4090], DRIVER_580))
     assert choice.device is CU130 and choice.gpu is not None
     assert choice.gpu.name == RTX_4090.name
+    assert choice.reason.endswith(f"This build cannot use: {GTX_1080.name}.")
+    both = choose_lock(nvidia_machine(tmp_path, [RTX_3060_12GB, RTX_4090], DRIVER_580))
+    assert "cannot use" not in both.reason
     # an unusable big card does not hide a usable smaller one
     old_big = RecordedCard("Tesla K80", 12288 * 1024 * 1024, (3, 7))
     choice = choose_lock(nvidia_machine(tmp_path, [old_big, GTX_1080], DRIVER_580))

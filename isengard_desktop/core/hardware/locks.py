@@ -205,7 +205,7 @@ def choose_lock(machine: MachineInfo) -> LockChoice:
         if choice is None:
             continue
         if not choice.problem:
-            return choice
+            return _with_left_out(choice, machine)
         if first_problem is None:
             first_problem = choice
     if first_problem is not None:
@@ -215,6 +215,21 @@ def choose_lock(machine: MachineInfo) -> LockChoice:
                           problem=("PyTorch 2.13 has no build for Macs with an Intel processor; "
                                    "training needs a Mac with Apple silicon or another computer."))
     return LockChoice(RuntimeDevice.CPU, None, "No GPU found: training runs on the CPU (slow).")
+
+
+def _with_left_out(choice: LockChoice, machine: MachineInfo) -> LockChoice:
+    """``choice`` with its reason naming the other NVIDIA GPUs its build has no kernels for
+    (a mixed rig: training uses the chosen card)."""
+    build = next((b for b in CUDA_BUILDS if b.device is choice.device), None)
+    if build is None:
+        return choice
+    left_out = [g.name for g in machine.gpus if g is not choice.gpu
+                and g.vendor is GpuVendor.NVIDIA and g.compute_capability is not None
+                and not _has_kernels(g.compute_capability, build)]
+    if not left_out:
+        return choice
+    return LockChoice(choice.device, choice.gpu,
+                      f"{choice.reason} This build cannot use: {', '.join(left_out)}.")
 
 
 def _choice_for(gpu: GpuInfo, machine: MachineInfo) -> LockChoice | None:
