@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from isengard_desktop.core.hardware.gpu import detect_machine
-from isengard_desktop.core.hardware.locks import CUDA_BUILDS, choose_lock, device_label
+from isengard_desktop.core.hardware.locks import (CUDA_BUILDS, choose_lock, device_label,
+                                                  resolve_device)
 from isengard_desktop.core.hardware.machine import GpuInfo, GpuVendor, MachineInfo
 from isengard_desktop.core.runtime.status import RuntimeDevice
 from tests.helpers.recorded_gpus import (DRIVER_470, DRIVER_520, DRIVER_535, DRIVER_560,
@@ -145,3 +146,10 @@ def test_an_intel_gpu_alone_means_cpu() -> None:
 def test_every_device_has_a_label_and_the_cuda_builds_are_newest_first() -> None:
     assert all(device_label(d) for d in RuntimeDevice)
     assert [b.cuda for b in CUDA_BUILDS] == sorted((b.cuda for b in CUDA_BUILDS), reverse=True)
+
+
+def test_the_override_wins_when_set(tmp_path) -> None:
+    choice = choose_lock(nvidia_machine(tmp_path, [GTX_1080], DRIVER_580))
+    assert resolve_device(choice) is CU126
+    assert resolve_device(choice, "cpu") is CPU
+    assert resolve_device(choice, "cu118") is CU126      # an unknown value is ignored

@@ -35,7 +35,7 @@ from ..runtime.status import RuntimeDevice
 from .machine import GpuInfo, GpuVendor, MachineInfo
 
 __all__ = ["CUDA_BUILDS", "CudaBuild", "LockChoice", "choose_lock", "device_label",
-           "gpu_summary"]
+           "gpu_summary", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -256,3 +256,12 @@ def _choice_for(gpu: GpuInfo, machine: MachineInfo) -> LockChoice | None:
                           f"{gpu.name} with {gpu.vram_mb / 1024:.0f} GB unified memory → "
                           "Apple Metal (MPS) build.")
     return None
+
+
+def resolve_device(choice: LockChoice, override: str = "") -> RuntimeDevice:
+    """The lock to install: the user's override (``Settings.runtime_device_override``, a
+    :class:`RuntimeDevice` value) when set and known, else the detected ``choice``."""
+    try:
+        return RuntimeDevice(override) if override else choice.device
+    except ValueError:
+        return choice.device
