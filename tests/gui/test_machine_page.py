@@ -182,3 +182,11 @@ def test_the_app_opens_settings_on_this_machine(qtbot, make_app) -> None:
     assert page.machine.ram_mb > 0 and page.choice is not None
     assert page.lock_label.text().startswith("Chosen build: ")
     dialog.close()
+
+
+def test_an_amd_card_shows_its_gpu_target(qtbot) -> None:
+    rx6600 = GpuInfo(GpuVendor.AMD, "Radeon RX 6600", 8176, arch="gfx1032")
+    page = shown_page(qtbot, Detector(MachineInfo((rx6600,), 32768, 12, "Linux", "x86_64",
+                                                  free_disk_mb=500_000)))
+    assert table_row(page, 0) == ["Radeon RX 6600", "8 GB", "—", "—", "gfx1032"]
+    assert "HSA_OVERRIDE_GFX_VERSION=10.3.0" in page.problem_label.text()

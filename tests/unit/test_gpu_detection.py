@@ -15,7 +15,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from isengard_desktop.core.hardware.gpu import PynvmlApi, detect_machine, free_disk_mb
+from isengard_desktop.core.hardware.gpu import PynvmlApi, detect_machine, free_disk_mb, gfx_name
 from isengard_desktop.core.hardware.machine import GpuVendor
 from tests.helpers.recorded_gpus import (DRIVER_535, DRIVER_560, DRIVER_580, GTX_1080, MIB,
                                          RTX_3060_12GB, RTX_4090, RTX_5090, RecordedNvml,
@@ -133,6 +133,15 @@ def amd_sysfs(tmp_path: Path) -> Path:
     _drm_card(root, "renderD128", radeon)
     (root / "class" / "drm" / "version").write_text("drm 1.1.0 20060810\n")
     (root / "module" / "amdgpu").mkdir(parents=True)
+    # the ROCm kernel driver's topology: node 0 is the CPU, node 1 the Radeon at 03:00.0
+    nodes = root / "class" / "kfd" / "kfd" / "topology" / "nodes"
+    (nodes / "0").mkdir(parents=True)
+    (nodes / "0" / "properties").write_text("cpu_cores_count 16\nsimd_count 0\n"
+                                            "gfx_target_version 0\nlocation_id 0\ndomain 0\n")
+    (nodes / "1").mkdir(parents=True)
+    (nodes / "1" / "properties").write_text("cpu_cores_count 0\nsimd_count 192\n"
+                                            "gfx_target_version 110000\nlocation_id 768\n"
+                                            "domain 0\n")
     return root
 
 
@@ -143,6 +152,7 @@ def test_an_amd_card_is_read_from_sysfs(tmp_path) -> None:
     assert radeon.vram_mb == 25753026560 // MIB == 24560
     assert radeon.name == "AMD GPU (PCI device 0x744c)"
     assert radeon.compute_capability is None and radeon.cuda_driver_version is None
+    assert radeon.arch == "gfx1100"
     # "no NVIDIA driver" is noise on an AMD machine
     assert not any("NVIDIA" in n for n in info.notes)
 
@@ -267,3 +277,8 @@ def test_the_real_adapter_without_nvidia_ml_py(monkeypatch, tmp_path) -> None:
                           system="Linux", machine="x86_64")
     assert info.gpus == ()
     assert any("nvidia-ml-py is not installed" in n for n in info.notes)
+
+
+def test_gfx_target_names() -> None:
+    assert [gfx_name(v) for v in (110000, 90010, 110501, 100300, 120001, 90402)] == [
+        "gfx1100", "gfx90a", "gfx1151", "gfx1030", "gfx1201", "gfx942"]

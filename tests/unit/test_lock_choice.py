@@ -106,6 +106,20 @@ def test_amd_on_linux_takes_rocm() -> None:
     assert "ROCm" in choice.reason and RADEON.name in choice.reason
 
 
+def test_amd_targets_the_rocm_build_lacks_are_told() -> None:
+    listed = GpuInfo(GpuVendor.AMD, "Radeon RX 7900 XTX", 24560, arch="gfx1100")
+    choice = choose_lock(MachineInfo((listed,), 65536, 16, "Linux", "x86_64"))
+    assert choice.device is RuntimeDevice.ROCM and "(gfx1100)" in choice.reason
+    rx6600 = GpuInfo(GpuVendor.AMD, "Radeon RX 6600", 8176, arch="gfx1032")
+    choice = choose_lock(MachineInfo((rx6600,), 32768, 12, "Linux", "x86_64"))
+    assert choice.device is CPU
+    assert "Radeon RX 6600 (gfx1032) has no kernels" in choice.problem
+    assert "HSA_OVERRIDE_GFX_VERSION=10.3.0" in choice.problem
+    vega = GpuInfo(GpuVendor.AMD, "Radeon RX Vega 8", 512, arch="gfx90c")
+    choice = choose_lock(MachineInfo((vega,), 16384, 8, "Linux", "x86_64"))
+    assert choice.device is CPU and "HSA_OVERRIDE" not in choice.problem
+
+
 def test_amd_on_windows_falls_back_to_cpu_with_a_message() -> None:
     choice = choose_lock(MachineInfo((RADEON,), 65536, 16, "Windows", "AMD64"))
     assert choice.device is CPU and choice.gpu == RADEON

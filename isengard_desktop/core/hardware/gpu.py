@@ -29,7 +29,8 @@ from loguru import logger
 
 from .machine import GpuInfo, GpuVendor, MachineInfo
 
-__all__ = ["NvmlApi", "PynvmlApi", "RunCommand", "detect_machine", "free_disk_mb", "ram_mb"]
+__all__ = ["NvmlApi", "PynvmlApi", "RunCommand", "detect_machine", "free_disk_mb", "gfx_name",
+           "ram_mb"]
 
 MIB = 1024 * 1024
 PCI_VENDORS = {"0x10de": GpuVendor.NVIDIA, "0x1002": GpuVendor.AMD, "0x8086": GpuVendor.INTEL}
@@ -204,6 +205,35 @@ def _rocm_names(run: RunCommand) -> dict[str, str]:
     return names
 
 
+def gfx_name(target_version: int) -> str:
+    """KFD's ``gfx_target_version`` as the GPU target name: 110000 -> "gfx1100",
+    90010 -> "gfx90a", 110501 -> "gfx1151" (major, minor, stepping; minor/stepping in hex)."""
+    major, rest = divmod(target_version, 10000)
+    minor, stepping = divmod(rest, 100)
+    return f"gfx{major}{minor:x}{stepping:x}"
+
+
+def _kfd_targets(sysfs_root: Path) -> dict[str, str]:
+    """``{"0000:03:00.0": "gfx1100"}`` from the ROCm kernel driver's topology nodes (each
+    names its PCI slot as ``domain`` and ``location_id`` = bus << 8 | device << 3 | function)."""
+    out: dict[str, str] = {}
+    nodes = sysfs_root / "class" / "kfd" / "kfd" / "topology" / "nodes"
+    for props in sorted(nodes.glob("*/properties")):
+        values: dict[str, int] = {}
+        for line in _read(props).splitlines():
+            key, _, value = line.partition(" ")
+            if value.strip().isdigit():
+                values[key] = int(value)
+        target = values.get("gfx_target_version", 0)
+        if not target:          # CPU nodes have 0
+            continue
+        loc = values.get("location_id", 0)
+        slot = (f"{values.get('domain', 0):04x}:{loc >> 8:02x}:{(loc >> 3) & 0x1f:02x}."
+                f"{loc & 0x7:x}")
+        out[slot] = gfx_name(target)
+    return out
+
+
 def _sysfs_gpus(sysfs_root: Path, run: RunCommand, notes: list[str]) -> list[GpuInfo]:
     """AMD, Intel (and driverless NVIDIA) cards from ``<sysfs>/class/drm/card<N>/device``."""
     drm = sysfs_root / "class" / "drm"
@@ -212,6 +242,7 @@ def _sysfs_gpus(sysfs_root: Path, run: RunCommand, notes: list[str]) -> list[Gpu
     cards = sorted((p for p in drm.glob("card*") if p.name[4:].isdigit()),
                    key=lambda p: int(p.name[4:]))
     rocm_names: dict[str, str] | None = None
+    targets: dict[str, str] | None = None
     seen: set[str] = set()
     gpus: list[GpuInfo] = []
     amd_index = 0
@@ -235,9 +266,11 @@ def _sysfs_gpus(sysfs_root: Path, run: RunCommand, notes: list[str]) -> list[Gpu
                 rocm_names = _rocm_names(run)
             name = (rocm_names.get(card.name) or _read(device / "product_name")
                     or f"AMD GPU (PCI device {pci_id or 'unknown'})")
+            if targets is None:
+                targets = _kfd_targets(sysfs_root)
             gpus.append(GpuInfo(GpuVendor.AMD, name, vram_mb=vram,
                                 driver_version=_read(sysfs_root / "module" / "amdgpu" / "version"),
-                                index=amd_index))
+                                index=amd_index, arch=targets.get(Path(key).name, "")))
             amd_index += 1
         elif vendor is GpuVendor.INTEL:
             gpus.append(GpuInfo(GpuVendor.INTEL, f"Intel GPU (PCI device {pci_id or 'unknown'})",

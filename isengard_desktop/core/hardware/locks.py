@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from ..runtime.status import RuntimeDevice
 from .machine import GpuInfo, GpuVendor, MachineInfo
 
-__all__ = ["CUDA_BUILDS", "CudaBuild", "LockChoice", "choose_lock", "device_label",
-           "gpu_summary", "resolve_device"]
+__all__ = ["CUDA_BUILDS", "ROCM_TARGETS", "CudaBuild", "LockChoice", "choose_lock",
+           "device_label", "gpu_summary", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,16 @@ _LABELS = {
 }
 
 MIN_MACOS = (14, 0)   # PyPI's torch 2.13.0 macOS wheel is macosx_14_0_arm64
+
+# GPU targets PyTorch's ROCm 7.x wheels are built for: PYTORCH_ROCM_ARCH in
+# pytorch/pytorch .ci/docker/manywheel/build.sh (read on main, 2026; the ROCm 7.2 build also
+# gets gfx900/gfx906). 2.13's branch may lack the newest entries (gfx1103 was added after
+# 2.12); a card outside the list gets "invalid device function" errors, so it is told here.
+ROCM_TARGETS = frozenset(("gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1030",
+                          "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151",
+                          "gfx1200", "gfx1201"))
+# where a target of the same family has kernels, ROCm's documented override makes it use them
+_ROCM_OVERRIDES = {"gfx103": "10.3.0", "gfx110": "11.0.0", "gfx120": "12.0.0"}
 
 
 def device_label(device: RuntimeDevice) -> str:
@@ -238,8 +248,19 @@ def _choice_for(gpu: GpuInfo, machine: MachineInfo) -> LockChoice | None:
         return _nvidia(gpu)
     if gpu.vendor is GpuVendor.AMD:
         if machine.os_name == "Linux":
+            if gpu.arch and gpu.arch not in ROCM_TARGETS:
+                override = _ROCM_OVERRIDES.get(gpu.arch[:6])
+                hint = (f" It may run with HSA_OVERRIDE_GFX_VERSION={override} (not supported by "
+                        "AMD or PyTorch): choose the ROCm build under Trainer build to try it."
+                        if override else "")
+                return LockChoice(RuntimeDevice.CPU, gpu,
+                                  f"{gpu_summary(gpu)} ({gpu.arch}): not a ROCm build target.",
+                                  problem=(f"{gpu.name} ({gpu.arch}) has no kernels in PyTorch's "
+                                           "ROCm build, so training runs on the CPU (slow)."
+                                           + hint))
+            arch = f" ({gpu.arch})" if gpu.arch else ""
             return LockChoice(RuntimeDevice.ROCM, gpu,
-                              f"{gpu_summary(gpu)} on Linux → ROCm 7.2 build.")
+                              f"{gpu_summary(gpu)}{arch} on Linux → ROCm 7.2 build.")
         system = machine.os_name or "this system"
         return LockChoice(RuntimeDevice.CPU, gpu,
                           f"{gpu_summary(gpu)}: no ROCm build for {system}.",

@@ -32,6 +32,8 @@ class GpuInfo:
         cuda_driver_version: the newest CUDA the driver supports as (major, minor), e.g.
             (12, 6); None when not NVIDIA or unknown.
         index: its position in the driver's list (0-based).
+        arch: AMD's GPU target ("gfx1100") when known, which decides whether the ROCm build
+            has kernels for it; "" otherwise.
     """
 
     vendor: GpuVendor
@@ -41,6 +43,7 @@ class GpuInfo:
     compute_capability: tuple[int, int] | None = None
     cuda_driver_version: tuple[int, int] | None = None
     index: int = 0
+    arch: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ LOW_DISK_MB = 30 * 1024          # a CUDA runtime is several GB, base models 2-2
 _ERROR_STYLE = "color: #f0a3a3;"
 _WARN_STYLE = "color: #e0b050;"
 
-_GPU_COLUMNS = ("GPU", "Memory", "Driver", "CUDA (driver)", "Compute capability")
+_GPU_COLUMNS = ("GPU", "Memory", "Driver", "CUDA (driver)", "Architecture")
 _GPU_TIPS = (
     "The graphics card as its driver names it.",
     "The card's own memory (VRAM). Apple silicon shares the computer's memory with the GPU. "
@@ -43,8 +43,9 @@ _GPU_TIPS = (
     "CUDA 12.6 build 525 or newer.",
     "The newest CUDA version this NVIDIA driver supports (not a CUDA toolkit you installed: "
     "the trainer brings its own).",
-    "NVIDIA's compute capability: the card's architecture. 7.5 or newer runs the CUDA 13 "
-    "build; 5.0-7.0 (Maxwell, Pascal, Volta) need the CUDA 12.6 build; 12.x is an RTX 50.",
+    "NVIDIA: the compute capability. 7.5 or newer runs the CUDA 13 build; 5.0-7.0 (Maxwell, "
+    "Pascal, Volta) need the CUDA 12.6 build; 12.x is an RTX 50. AMD: the GPU target (gfx…), "
+    "which must be one the ROCm build has kernels for.",
 )
 _DEVICE_TIPS = {
     RuntimeDevice.CUDA13: "PyTorch's CUDA 13.0 build (PyPI's default on Linux): Turing (RTX 20) "
@@ -290,7 +291,7 @@ class MachinePageWidget(QWidget):
             cuda = f"{gpu.cuda_driver_version[0]}.{gpu.cuda_driver_version[1]}" \
                 if gpu.cuda_driver_version else "—"
             cc = f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}" \
-                if gpu.compute_capability else "—"
+                if gpu.compute_capability else gpu.arch or "—"
             values = (gpu.name, memory, gpu.driver_version or "—", cuda, cc)
             for column, (value, tip) in enumerate(zip(values, _GPU_TIPS, strict=True)):
                 table.setItem(row, column, _cell(value, f"{tip}\n{gpu.name}"))
