@@ -282,3 +282,20 @@ def test_the_real_adapter_without_nvidia_ml_py(monkeypatch, tmp_path) -> None:
 def test_gfx_target_names() -> None:
     assert [gfx_name(v) for v in (110000, 90010, 110501, 100300, 120001, 90402)] == [
         "gfx1100", "gfx90a", "gfx1151", "gfx1030", "gfx1201", "gfx942"]
+
+
+def test_detection_and_the_page_load_no_ml_library(tmp_path) -> None:
+    """The GUI never imports torch & co.: detection (real NVML adapter) and the settings page
+    module, in a fresh interpreter."""
+    import subprocess
+
+    code = ("import sys, pathlib\n"
+            "from isengard_desktop.core.hardware.gpu import detect_machine\n"
+            "from isengard_desktop.core.hardware.locks import choose_lock\n"
+            "import isengard_desktop.ui.settings.machine_page\n"
+            f"choose_lock(detect_machine(pathlib.Path({str(tmp_path)!r})))\n"
+            "bad = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]\n"
+            "print(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[2], check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
