@@ -167,3 +167,22 @@ def test_the_override_wins_when_set(tmp_path) -> None:
     assert resolve_device(choice) is CU126
     assert resolve_device(choice, "cpu") is CPU
     assert resolve_device(choice, "cu118") is CU126      # an unknown value is ignored
+
+
+def test_advice_in_plain_words() -> None:
+    from isengard_desktop.core.hardware.advice import gb_text, machine_advice
+
+    assert [gb_text(m) for m in (12288, 8192, 7680, 512, 24560)] == [
+        "12 GB", "8 GB", "7.5 GB", "0.5 GB", "24 GB"]
+    small = GpuInfo(GpuVendor.NVIDIA, "NVIDIA GeForce GTX 1080", 8192, driver_version="580.95.05",
+                    compute_capability=(6, 1), cuda_driver_version=(13, 0))
+    machine = MachineInfo((small,), 16384, 8, "Linux", "x86_64", free_disk_mb=20_000)
+    words = machine_advice(machine, choose_lock(machine))
+    assert words[0].startswith("NVIDIA GeForce GTX 1080 has 8 GB of memory: enough for SD 1.5")
+    assert words[1].startswith("Only 20 GB free")
+    big = MachineInfo((GpuInfo(GpuVendor.NVIDIA, "RTX 4090", 24564, "580.95.05", (8, 9),
+                               (13, 0)),), 65536, 16, "Linux", "x86_64", free_disk_mb=900_000)
+    assert machine_advice(big, choose_lock(big)) == []
+    none = MachineInfo((), 16384, 8, "Linux", "x86_64", free_disk_mb=900_000)
+    assert machine_advice(none, choose_lock(none)) == [
+        "No usable GPU: training runs on the processor and a LoRA takes hours."]

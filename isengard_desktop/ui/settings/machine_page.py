@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QGroup
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ...core.hardware.advice import gb_text, machine_advice
 from ...core.hardware.locks import LockChoice, choose_lock, device_label
 from ...core.hardware.machine import GpuInfo, GpuVendor, MachineInfo
 from ...core.runtime.status import RuntimeDevice
@@ -27,9 +28,6 @@ from ...services.background import BackgroundOp
 __all__ = ["DetectMachine", "MachinePageWidget"]
 
 DetectMachine = Callable[[], MachineInfo]
-
-SMALL_VRAM_MB = 12 * 1024        # below this: SD 1.5 and SDXL LoRAs only
-LOW_DISK_MB = 30 * 1024          # a CUDA runtime is several GB, base models 2-24 GB each
 
 _ERROR_STYLE = "color: #f0a3a3;"
 _WARN_STYLE = "color: #e0b050;"
@@ -58,12 +56,6 @@ _DEVICE_TIPS = {
 }
 
 
-def _gb(mb: int) -> str:
-    """"12 GB", "7.5 GB", "0.5 GB": one decimal only where it says something."""
-    text = f"{mb / 1024:.1f}" if mb < 10 * 1024 else f"{mb / 1024:.0f}"
-    return (text[:-2] if text.endswith(".0") else text) + " GB"
-
-
 def _cell(text: str, tip: str) -> QTableWidgetItem:
     item = QTableWidgetItem(text)
     item.setToolTip(tip)
@@ -78,21 +70,6 @@ def _label(name: str, tip: str, *, wrap: bool = True) -> QLabel:
     label.setWordWrap(wrap)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
-
-
-def advice(info: MachineInfo, choice: LockChoice) -> list[str]:
-    """Plain warnings about what this machine means for training."""
-    out: list[str] = []
-    if choice.device is RuntimeDevice.CPU:
-        out.append("No usable GPU: training runs on the processor and a LoRA takes hours.")
-    elif choice.gpu is not None and choice.gpu.vram_mb and choice.gpu.vram_mb < SMALL_VRAM_MB \
-            and choice.gpu.vendor is not GpuVendor.APPLE:
-        out.append(f"{choice.gpu.name} has {_gb(choice.gpu.vram_mb)} of memory: enough for SD 1.5 "
-                   "and SDXL LoRAs; Flux and Chroma need 12 GB or more.")
-    if info.free_disk_mb is not None and info.free_disk_mb < LOW_DISK_MB:
-        out.append(f"Only {_gb(info.free_disk_mb)} free on the data folder's disk: the trainer "
-                   "runtime needs several GB and each base model 2-24 GB.")
-    return out
 
 
 class MachinePageWidget(QWidget):
@@ -252,8 +229,8 @@ class MachinePageWidget(QWidget):
                             else "No GPU found.")
         self.status.setStyleSheet("")
         self._fill_gpus(info.gpus)
-        self.facts["machine_ram"].setText(_gb(info.ram_mb) if info.ram_mb else "unknown")
-        self.facts["machine_disk"].setText(_gb(info.free_disk_mb) + " free"
+        self.facts["machine_ram"].setText(gb_text(info.ram_mb) if info.ram_mb else "unknown")
+        self.facts["machine_disk"].setText(gb_text(info.free_disk_mb) + " free"
                                            if info.free_disk_mb is not None else "unknown")
         self.facts["machine_cpus"].setText(str(info.cpu_count))
         system = info.os_name + (f" {info.os_version}" if info.os_version else "")
@@ -267,7 +244,7 @@ class MachinePageWidget(QWidget):
         self.override.setItemText(0, f"Automatic ({device_label(choice.device)})")
         self._show_override()
 
-        tips = advice(info, choice)
+        tips = machine_advice(info, choice)
         self.advice_label.setText("\n".join(tips))
         self.advice_label.setVisible(bool(tips))
         self.notes_label.setText("Detection notes: " + " ".join(info.notes) if info.notes else "")
@@ -286,7 +263,7 @@ class MachinePageWidget(QWidget):
             return
         table.clearSpans()
         for row, gpu in enumerate(gpus):
-            memory = _gb(gpu.vram_mb) + (" (shared)" if gpu.vendor is GpuVendor.APPLE else "") \
+            memory = gb_text(gpu.vram_mb) + (" (shared)" if gpu.vendor is GpuVendor.APPLE else "") \
                 if gpu.vram_mb else "unknown"
             cuda = f"{gpu.cuda_driver_version[0]}.{gpu.cuda_driver_version[1]}" \
                 if gpu.cuda_driver_version else "—"
