@@ -8,6 +8,7 @@ package index serves (see ``resources/runtime/locks.toml``; entries with ``compi
   everything else from PyPI.
 * ``cu130.txt`` Linux x86_64, PyPI's default torch 2.13.0 wheel (built with CUDA 13.0).
 * ``mps.txt``   macOS arm64, PyPI's macOS wheel (Metal / MPS).
+* ``cpu-windows.txt`` Windows x86_64, PyPI's torch 2.13.0 (the CPU build on Windows).
 
 The app's own pins (pyproject.toml) are written to ``app-pins.txt`` and used as constraints,
 so packages the runtime shares with the app (PyYAML, numpy, …) get the versions the app is
@@ -40,6 +41,8 @@ COMPILED: dict[str, tuple[str, list[str]]] = {
                                       "--constraint", str(RUNTIME / "cpu-torch.txt")]),
     "cu130": ("x86_64-manylinux_2_28", []),
     "mps": ("aarch64-apple-darwin", []),
+    # Windows: PyPI's torch 2.13.0 win_amd64 wheel is the CPU build (its version.py says +cpu)
+    "cpu-windows": ("x86_64-pc-windows-msvc", []),
 }
 
 

@@ -52,11 +52,20 @@ def pins(text: str) -> dict[str, tuple[str, int]]:
     return out
 
 
+def entries() -> list[tuple[str, dict]]:
+    """Every lock entry: each device's main one and its per-platform ones (``windows``)."""
+    out = []
+    for name, entry in locks()["devices"].items():
+        out.append((name, entry))
+        out += [(f"{name}-{k}", v) for k, v in entry.items() if isinstance(v, dict)]
+    return out
+
+
 def test_every_device_has_an_entry() -> None:
     data = locks()
     assert data["version"] == 1 and data["python"] == "3.11"
     assert set(data["devices"]) == {d.value for d in RuntimeDevice}
-    for name, entry in data["devices"].items():
+    for name, entry in entries():
         assert entry["file"] == f"{name}.txt", name
         assert entry["index_urls"] and all(u.startswith("https://") for u in entry["index_urls"])
         assert entry["torch"].startswith("2.13.0"), name
@@ -67,7 +76,7 @@ def test_every_device_has_an_entry() -> None:
 
 def test_compiled_locks_pin_torch_and_hash_every_package() -> None:
     wanted = requirements()
-    for name, entry in locks()["devices"].items():
+    for name, entry in entries():
         if not entry["compiled"]:
             continue
         pinned = pins((RUNTIME / entry["file"]).read_text(encoding="utf-8"))
@@ -85,6 +94,9 @@ def test_the_cpu_lock_takes_the_cpu_build_and_cu130_the_cuda_13_one() -> None:
     cpu = pins((RUNTIME / "cpu.txt").read_text())
     assert cpu["torch"] == ("2.13.0+cpu", 1)            # exactly the one local wheel
     assert not [p for p in cpu if p.startswith(("nvidia-", "cuda-"))]
+    windows = pins((RUNTIME / "cpu-windows.txt").read_text())
+    assert windows["torch"][0] == "2.13.0" and "colorama" in windows     # a Windows resolution
+    assert not [p for p in windows if p.startswith(("nvidia-", "cuda-", "triton"))]
     cu130 = pins((RUNTIME / "cu130.txt").read_text())
     assert cu130["cuda-toolkit"][0].startswith("13.0.")
     assert "nvidia-cudnn-cu13" in cu130 and not [p for p in cu130 if p.endswith("-cu12")]
