@@ -250,9 +250,9 @@ def _choice_for(gpu: GpuInfo, machine: MachineInfo) -> LockChoice | None:
         if machine.os_name == "Linux":
             if gpu.arch and gpu.arch not in ROCM_TARGETS:
                 override = _ROCM_OVERRIDES.get(gpu.arch[:6])
-                hint = (f" It may run with HSA_OVERRIDE_GFX_VERSION={override} (not supported by "
-                        "AMD or PyTorch): choose the ROCm build under Trainer build to try it."
-                        if override else "")
+                hint = (" To try it anyway (not supported by AMD or PyTorch): start Isengard "
+                        f"with the environment variable HSA_OVERRIDE_GFX_VERSION={override} and "
+                        "choose the ROCm build under Trainer build." if override else "")
                 return LockChoice(RuntimeDevice.CPU, gpu,
                                   f"{gpu_summary(gpu)} ({gpu.arch}): not a ROCm build target.",
                                   problem=(f"{gpu.name} ({gpu.arch}) has no kernels in PyTorch's "
