@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap run test smoke bench package clean distclean
+.PHONY: help bootstrap run test smoke bench package locks clean distclean
 
 help:
 	@echo "make run        set up .venv and start Isengard Desktop"
@@ -18,6 +18,7 @@ help:
 	@echo "make smoke      start the app in --smoke-test mode (offscreen unless QT_QPA_PLATFORM is set)"
 	@echo "make bench      run every benchmarks/*.py (BENCH_ARGS=--quick for a short run)"
 	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
+	@echo "make locks      regenerate the trainer runtime's lock files (resources/runtime; cpu, cu130, mps, cpu-windows)"
 	@echo "make clean      remove build outputs and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -47,6 +48,12 @@ bench:
 
 package:
 	bash packaging/build.sh
+
+# The locks that can be compiled here (resources/runtime/locks.toml says which); WHEELS names the
+# folder holding torch 2.13.0+cpu (default /opt/wheels). Needs the network to the package index.
+locks:
+	bash ./bootstrap.sh
+	$(PY) packaging/compile_locks.py
 
 clean:
 	rm -rf build dist .pytest_cache

@@ -213,7 +213,8 @@ def running_job_summary(training: TrainingService) -> str | None:
 
 
 def open_settings(ctx: AppContext, page: str = "") -> None:
-    """Open the Settings dialog (on ``page``: "comfyui" for the ComfyUI page)."""
+    """Open the Settings dialog (on ``page``: "comfyui" for the ComfyUI page, "machine" for
+    This machine: GPUs and the trainer build)."""
     from .services.selftest_runner import SelfTestService
     from .ui.settings import SettingsDialog
 
@@ -224,6 +225,8 @@ def open_settings(ctx: AppContext, page: str = "") -> None:
     dialog.wizard_requested.connect(lambda: open_wizard(ctx))
     if page == "comfyui":
         dialog.tabs.setCurrentWidget(dialog.comfyui_page)
+    elif page == "machine":
+        dialog.tabs.setCurrentWidget(dialog.machine_page)
     dialog.open()
 
 

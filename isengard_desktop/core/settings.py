@@ -32,6 +32,8 @@ __all__ = ["MIGRATIONS", "SETTINGS_VERSION", "Settings", "load_settings", "save_
 SETTINGS_VERSION = 1
 
 THEMES = ("dark", "light")
+# "" (automatic) or a RuntimeDevice value; spelled out so settings never imports core.runtime
+DEVICE_OVERRIDES = ("", "cu130", "cu126", "rocm", "mps", "cpu")
 
 # version N -> function(raw dict at version N) -> raw dict at version N+1
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -53,6 +55,9 @@ class Settings:
     # the first-run wizard was finished or skipped once (Help → Set-up assistant reopens it);
     # an older file without it shows the wizard once, which also finds a missing runtime
     wizard_completed: bool = False
+    # which trainer-runtime build to install: "" = automatic (GPU detection chooses), else a
+    # RuntimeDevice value ("cu130", "cu126", "rocm", "mps", "cpu")
+    runtime_device_override: str = ""
 
 
 def _timestamp() -> str:
@@ -130,6 +135,8 @@ def _from_dict(data: dict[str, Any], path: Path) -> Settings:
         else:
             ok = isinstance(value, type(default))
         if f.name == "theme" and ok and value not in THEMES:
+            ok = False
+        if f.name == "runtime_device_override" and ok and value not in DEVICE_OVERRIDES:
             ok = False
         if not ok:
             logger.warning("Settings file {}: field {!r} has an unusable value {!r}; "

@@ -156,3 +156,16 @@ def test_wizard_completed_round_trips_and_defaults_to_false(tmp_path):
     assert load_settings(path).wizard_completed is True
     path.write_text(json.dumps({"version": 1, "wizard_completed": "yes"}))
     assert load_settings(path).wizard_completed is False
+
+
+def test_runtime_device_override_round_trips_and_bad_values_fall_back(tmp_path) -> None:
+    from isengard_desktop.core.runtime.status import RuntimeDevice
+    from isengard_desktop.core.settings import DEVICE_OVERRIDES
+
+    assert tuple(DEVICE_OVERRIDES) == ("", *(d.value for d in RuntimeDevice))
+    path = tmp_path / "settings.json"
+    assert load_settings(path).runtime_device_override == ""
+    save_settings(path, Settings(runtime_device_override="cu126"))
+    assert load_settings(path).runtime_device_override == "cu126"
+    path.write_text(json.dumps({"version": 1, "runtime_device_override": "cu118"}))
+    assert load_settings(path).runtime_device_override == ""

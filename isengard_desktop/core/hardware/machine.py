@@ -32,6 +32,8 @@ class GpuInfo:
         cuda_driver_version: the newest CUDA the driver supports as (major, minor), e.g.
             (12, 6); None when not NVIDIA or unknown.
         index: its position in the driver's list (0-based).
+        arch: AMD's GPU target ("gfx1100") when known, which decides whether the ROCm build
+            has kernels for it; "" otherwise.
     """
 
     vendor: GpuVendor
@@ -41,6 +43,7 @@ class GpuInfo:
     compute_capability: tuple[int, int] | None = None
     cuda_driver_version: tuple[int, int] | None = None
     index: int = 0
+    arch: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class MachineInfo:
         arch: machine architecture ("x86_64", "arm64", "AMD64").
         free_disk_mb: free space on the data folder's disk in MiB; None if unknown.
         notes: what detection could not read, in plain words (for the log and Settings).
+        os_version: the macOS version ("14.5") on a Mac, else "" (PyPI's torch for Macs needs
+            macOS 14).
     """
 
     gpus: tuple[GpuInfo, ...]
@@ -64,6 +69,7 @@ class MachineInfo:
     arch: str
     free_disk_mb: int | None = None
     notes: tuple[str, ...] = ()
+    os_version: str = ""
 
     @property
     def best_gpu(self) -> GpuInfo | None:

@@ -1,4 +1,5 @@
-"""File -> Settings: folders, keys, model folders, trainers, ComfyUI servers and the self-test page.
+"""File -> Settings: folders, keys, model folders, this machine (GPUs, trainer build), trainers,
+ComfyUI servers and the self-test page.
 Exports :class:`SettingsDialog`."""
 
 from .settings_dialog import SettingsDialog

@@ -1,4 +1,5 @@
-"""The Settings dialog: where the app keeps its files, model folders, and API keys.
+"""The Settings dialog: where the app keeps its files, model folders, API keys, this machine's
+GPUs and the trainer build chosen for them.
 
 Folder choices are handed to the owner (``settings_saved``) when the user presses OK. API keys
 go straight to the OS keyring when the user presses a row's Save (or OK with a key typed); they
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QTabWidget, QVBoxLayout, QWidget,
 )
 
+from isengard_desktop.core.hardware.gpu import detect_machine
 from isengard_desktop.core.logging import correlation
 from isengard_desktop.core.models import model_search_folders
 from isengard_desktop.core.paths import ENV_HOME, AppPaths
@@ -28,6 +30,7 @@ from isengard_desktop.core.secrets import (
 from isengard_desktop.core.settings import Settings
 from isengard_desktop.ui.settings.comfyui_page import ComfyUIPageWidget
 from isengard_desktop.ui.dialogs.confirm import confirm
+from isengard_desktop.ui.settings.machine_page import DetectMachine, MachinePageWidget
 from isengard_desktop.ui.settings.models_page import ModelsPageWidget, ScanModels
 from isengard_desktop.ui.settings.selftest_page import SelfTestFactory, SelfTestPageWidget
 from isengard_desktop.ui.settings.trainers_page import TrainersPageWidget
@@ -340,7 +343,8 @@ class SettingsDialog(QDialog):
 
     def __init__(self, paths: AppPaths, secrets: SecretStore, settings: Settings,
                  parent: QWidget | None = None, scan_models: ScanModels | None = None,
-                 selftest_factory: SelfTestFactory | None = None) -> None:
+                 selftest_factory: SelfTestFactory | None = None,
+                 detect: DetectMachine | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setObjectName("settings_dialog")
@@ -369,6 +373,13 @@ class SettingsDialog(QDialog):
             index = self.tabs.addTab(self.selftest_page, "Self-test")
             self.tabs.setTabToolTip(index, "Check that training works on this computer: "
                                            "PyTorch, GPU, libraries, disk and a tiny run.")
+        self.machine_page = MachinePageWidget(
+            settings.runtime_device_override,
+            detect if detect is not None else (lambda: detect_machine(paths.data)),
+            data_folder=str(paths.data))
+        index = self.tabs.addTab(self.machine_page, "This machine")
+        self.tabs.setTabToolTip(index, "GPUs, driver, memory and disk, and the trainer build "
+                                       "(PyTorch for CUDA, ROCm, Apple or CPU) chosen for them.")
         self.trainers_page = TrainersPageWidget(settings.trainer_installs)
         index = self.tabs.addTab(self.trainers_page, "Trainers")
         self.tabs.setTabToolTip(index, "ai-toolkit, diffusion-pipe and kohya sd-scripts you "
@@ -419,6 +430,7 @@ class SettingsDialog(QDialog):
             comfyui_python=self.comfyui_page.comfyui_python(),
             remote_servers=self.comfyui_page.remote_servers(),
             trainer_installs=self.trainers_page.installs(),
+            runtime_device_override=self.machine_page.device_override(),
         )
 
     def accept(self) -> None:
