@@ -5,15 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-__all__ = ["WizardPage", "gb_text", "heading", "note", "problem_label"]
-
-
-def gb_text(mb: float) -> str:
-    """3072 → "3 GB"; 1536 → "1.5 GB"; 500 → "500 MB"."""
-    if mb < 1000:
-        return f"{mb:.0f} MB"
-    gb = mb / 1024
-    return f"{gb:.0f} GB" if gb >= 10 or gb == int(gb) else f"{gb:.1f} GB"
+__all__ = ["WizardPage", "heading", "note", "problem_label"]
 
 
 def heading(text: str) -> QLabel:

@@ -10,20 +10,18 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ... import APP_NAME
+from ...core.hardware.advice import gb_text, machine_advice
 from ...core.hardware.locks import LockChoice
 from ...core.hardware.machine import GpuVendor, MachineInfo
 from ...core.paths import ENV_HOME, AppPaths
 from ...core.runtime.status import RuntimeDevice
 from ...services.background import BackgroundOp
-from .common import WizardPage, gb_text, heading, note, problem_label
+from .common import WizardPage, heading, note, problem_label
 
 __all__ = ["CharacterPage", "DataFolderPage", "DEVICE_LABELS", "MachinePage", "ReadMachine",
-           "WelcomePage", "machine_warnings"]
+           "WelcomePage"]
 
 ReadMachine = Callable[[], tuple[MachineInfo, LockChoice]]
-
-FLUX_VRAM_MB = 12 * 1024        # below this: SD 1.5 / SDXL LoRAs only
-LOW_DISK_MB = 25 * 1024         # a GPU runtime and a couple of base models
 
 DEVICE_LABELS: dict[RuntimeDevice, str] = {
     RuntimeDevice.CUDA13: "NVIDIA GPU (CUDA 13 build)",
@@ -32,23 +30,6 @@ DEVICE_LABELS: dict[RuntimeDevice, str] = {
     RuntimeDevice.MPS: "Apple silicon (Metal build)",
     RuntimeDevice.CPU: "CPU only (no GPU build)",
 }
-
-
-def machine_warnings(machine: MachineInfo) -> list[str]:
-    """Plain warnings about ``machine`` for training (empty when all is well)."""
-    out = []
-    gpu = machine.best_gpu
-    if gpu is None:
-        out.append("No GPU was found. Training runs on the CPU: a real LoRA takes hours "
-                   "(a GPU does it in minutes). Generating pictures on this computer is slow "
-                   "too; a ComfyUI server on your network can do that part.")
-    elif 0 < gpu.vram_mb < FLUX_VRAM_MB:
-        out.append(f"The {gpu.name} has {gb_text(gpu.vram_mb)} of memory: enough for SD 1.5 "
-                   "and SDXL LoRAs. Flux and Chroma need 12 GB or more.")
-    if machine.free_disk_mb is not None and machine.free_disk_mb < LOW_DISK_MB:
-        out.append(f"Only {gb_text(machine.free_disk_mb)} free on the data folder's disk. The "
-                   "trainer runtime takes a few GB and each base model 2–24 GB.")
-    return out
 
 
 class WelcomePage(WizardPage):
@@ -191,7 +172,7 @@ class MachinePage(WizardPage):
         v["build"].setText(f"{DEVICE_LABELS.get(lock.device, lock.device)}. {lock.reason}")
         self.problem.setText(lock.problem)
         self.problem.setVisible(bool(lock.problem))
-        warnings = machine_warnings(machine)
+        warnings = machine_advice(machine, lock)
         self.warnings.setText("\n\n".join(warnings))
         self.warnings.setVisible(bool(warnings))
         self.notes.setText(" ".join(machine.notes))

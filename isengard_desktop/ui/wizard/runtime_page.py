@@ -22,7 +22,8 @@ from ...core.runtime.python import PythonSource, TrainerPython
 from ...core.runtime.status import RuntimeDevice, RuntimeState, RuntimeStatus
 from ...core.types import Progress
 from ...services.background import BackgroundOp
-from .common import WizardPage, gb_text, heading, note, problem_label
+from ...core.hardware.advice import gb_text
+from .common import WizardPage, heading, note, problem_label
 from .pages import DEVICE_LABELS
 
 __all__ = ["RuntimePage"]
