@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-from ...core.fsutil import atomic_write_text
+from ...core.fsutil import atomic_write_text, replace
 
 __all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "find_python",
            "free_port", "plan_launch", "write_extra_model_paths"]
@@ -150,7 +150,7 @@ class RotatingLog:
         for n in range(self.backups, 0, -1):
             src = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
             if src.exists():
-                os.replace(src, self.path.with_name(f"{self.path.name}.{n}"))
+                replace(src, self.path.with_name(f"{self.path.name}.{n}"))  # retried on Windows
         self._open()
 
     def flush(self) -> None:
