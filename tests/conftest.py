@@ -12,7 +12,9 @@ import atexit
 import gc
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 # send2trash reads XDG_DATA_HOME once, at import: point the OS trash at a throwaway folder
@@ -36,6 +38,26 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(user_home / ".config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(user_home / ".cache"))
     return home
+
+
+@pytest.fixture(autouse=True)
+def private_trash(tmp_path, monkeypatch):
+    """Deletions never reach the real trash. On Linux XDG_DATA_HOME (above) already points
+    Send2Trash at a throwaway folder; on Windows and macOS (no such variable) every move to
+    the trash, which the app makes only through ``services.trash_support``, goes to a folder
+    of the test's own instead."""
+    if sys.platform.startswith("linux"):
+        return None
+    from isengard_desktop.services import trash_support
+
+    bin_folder = tmp_path / "test-trash"
+
+    def move(path: str) -> None:
+        bin_folder.mkdir(exist_ok=True)
+        shutil.move(path, bin_folder / f"{len(list(bin_folder.iterdir()))}-{Path(path).name}")
+
+    monkeypatch.setattr(trash_support, "send2trash", move)
+    return bin_folder
 
 
 @pytest.fixture(autouse=True)

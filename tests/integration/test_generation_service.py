@@ -351,9 +351,9 @@ def test_refresh_reads_the_lists_after_it_was_asked(harness, make_comfy_double):
 def test_trash_moves_run_one_at_a_time(harness, make_comfy_double, monkeypatch):
     """Quick Discards on first use collided in send2trash ("File exists"): the moves run on
     one thread, one after the other, and a FileExistsError is retried once."""
-    from isengard_desktop.services.generation import trash as generation_trash
+    from isengard_desktop.services import trash_support
 
-    real = generation_trash.send2trash
+    real = trash_support.send2trash
     lock, active, most, calls, threads = threading.Lock(), [0], [0], [], set()
 
     def slow_send2trash(path: str) -> None:
@@ -372,7 +372,7 @@ def test_trash_moves_run_one_at_a_time(harness, make_comfy_double, monkeypatch):
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(generation_trash, "send2trash", slow_send2trash)
+    monkeypatch.setattr(trash_support, "send2trash", slow_send2trash)
     double = make_comfy_double(models={"checkpoints": [SD15]})
     service = harness.start([double.url])
     kind, _, items = harness.outcome(service.submit(request(batch=3)))
