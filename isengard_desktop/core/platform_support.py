@@ -5,7 +5,9 @@
 * :func:`no_window_flags` / :func:`run_text`: ``subprocess`` calls that open no console
   window on Windows and decode their output as UTF-8 whatever the system code page;
 * :data:`MONOSPACE_FAMILIES`: fixed-width fonts that exist on each system ("monospace" is
-  only a fontconfig alias on Linux).
+  only a fontconfig alias on Linux);
+* :func:`deepest_job_paths`: the longest paths a training job creates (Windows refuses paths
+  of :data:`WINDOWS_MAX_PATH` characters or more unless long paths are enabled).
 
 Each takes a ``windows`` flag (None: this OS) so tests drive the Windows branch anywhere.
 """
@@ -18,8 +20,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CREATE_NO_WINDOW", "MONOSPACE_FAMILIES", "NTSTATUS_WORDS", "no_window_flags",
-           "run_text", "windows_crash_words"]
+__all__ = ["CREATE_NO_WINDOW", "MONOSPACE_FAMILIES", "NTSTATUS_WORDS", "WINDOWS_MAX_PATH",
+           "deepest_job_paths", "no_window_flags", "run_text", "windows_crash_words"]
 
 WINDOWS = sys.platform == "win32"
 CREATE_NO_WINDOW = 0x08000000
@@ -76,3 +78,33 @@ def run_text(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | No
     return subprocess.run(list(argv), capture_output=True, text=True, encoding="utf-8",
                           errors="replace", timeout=timeout, check=False, env=child_env,
                           creationflags=no_window_flags(windows), **kwargs)
+
+
+WINDOWS_MAX_PATH = 260   # MAX_PATH, the terminating NUL included: 259 characters usable
+
+# The deepest files the trainers write under jobs/<job id>/ (from their output layouts; the
+# numbers are the widest their step counters get). {name} is the job's output name.
+_DEEP_JOB_FILES = (
+    # ai-toolkit: output/<name>/<name>_<9-digit step>.safetensors (+ optimizer.pt)
+    ("output", "{name}", "{name}_000000500.safetensors"),
+    # kohya sd-scripts: output/<name>-step<8 digits>-state/random_states_0.pkl
+    ("output", "{name}-step00000500-state", "random_states_0.pkl"),
+    # ai-toolkit Chroma: a job-local Hugging Face cache of ostris/Flex.1-alpha
+    ("hf_cache", "models--ostris--Flex.1-alpha", "snapshots", "0" * 40, "text_encoder_2",
+     "model-00001-of-00002.safetensors"),
+    # diffusion-pipe: <UTC time>/global_step<N>/ DeepSpeed states
+    ("diffusion-pipe", "20261206_07-15-00", "global_step100000",
+     "zero_pp_rank_0_mp_rank_00_optim_states.pt"),
+    # built-in trainer: checkpoints/checkpoint-<N>/training_state.pt and the stopped LoRA
+    ("checkpoints", "checkpoint-100000", "training_state.pt"),
+    ("{name}-step100000.safetensors",),
+)
+
+
+def deepest_job_paths(job_dir: str, output_name: str) -> list[str]:
+    """The longest paths a job in ``job_dir`` (a Windows path string) creates, longest
+    first; compare their lengths with :data:`WINDOWS_MAX_PATH`."""
+    paths = ["\\".join([job_dir.rstrip("\\"), *(part.format(name=output_name)
+                                                    for part in parts)])
+             for parts in _DEEP_JOB_FILES]
+    return sorted(paths, key=len, reverse=True)
