@@ -20,12 +20,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CREATE_NO_WINDOW", "MONOSPACE_FAMILIES", "NTSTATUS_WORDS", "WINDOWS_MAX_PATH",
-           "deepest_job_paths", "no_window_flags", "run_text", "windows_crash_words"]
+__all__ = ["CREATE_NO_WINDOW", "KILLED_BY_APP", "MONOSPACE_FAMILIES", "NTSTATUS_WORDS",
+           "WINDOWS_MAX_PATH", "deepest_job_paths", "no_window_flags", "run_text",
+           "windows_crash_words", "windows_end_phrase"]
 
 WINDOWS = sys.platform == "win32"
 CREATE_NO_WINDOW = 0x08000000
 MONOSPACE_FAMILIES = ("Consolas", "Menlo", "DejaVu Sans Mono", "monospace")
+
+KILLED_BY_APP = 0xF291   # the exit code QProcess.kill() (TerminateProcess) gives on Windows
 
 # What a Windows process's exit code means when the process crashed (NTSTATUS values).
 NTSTATUS_WORDS: dict[int, str] = {
@@ -41,7 +44,7 @@ NTSTATUS_WORDS: dict[int, str] = {
     0xC0000139: "a DLL lacks a function it needs (mismatched DLL versions)",
     0xC0000142: "a DLL failed to initialise",
     0xC000013A: "ended by Ctrl+C or the console closing",
-    0xF291: "ended by the app",   # QProcess.kill() and the app's Job Object use this code
+    KILLED_BY_APP: "ended by the app",   # QProcess.kill() and the app's Job Object
 }
 
 
@@ -58,6 +61,18 @@ def windows_crash_words(code: int | None) -> str | None:
     if unsigned >= 0xC0000000:
         return f"Windows error status 0x{unsigned:X}"
     return None
+
+
+def windows_end_phrase(code: int | None) -> str | None:
+    """How a Windows child with exit code ``code`` ended, for "The trainer …": "crashed:
+    access violation (0xC0000005)", "was ended by the app (0xF291)"; None when ``code`` is no
+    Windows crash code."""
+    words = windows_crash_words(code)
+    if words is None:
+        return None
+    if code is not None and code & 0xFFFFFFFF == KILLED_BY_APP:
+        return f"was {words}"
+    return f"crashed: {words}"
 
 
 def no_window_flags(windows: bool | None = None) -> int:

@@ -42,7 +42,7 @@ from loguru import logger
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from ..core.console_text import LineSplitter, Stream
-from ..core.platform_support import windows_crash_words
+from ..core.platform_support import windows_end_phrase
 from .process_group import signal_group
 from .win_jobs import ProcessJob
 
@@ -105,9 +105,9 @@ class ProcessOutcome:
         words), "could not be started (…)"."""
         if self.failed_to_start:
             return f"could not be started ({self.error})"
-        windows_crash = windows_crash_words(self.exit_code)
-        if windows_crash is not None:
-            return f"crashed: {windows_crash}"
+        windows_end = windows_end_phrase(self.exit_code)
+        if windows_end is not None:
+            return windows_end
         if self.crashed:
             return f"was killed by signal {self.exit_code}"
         return f"exited with code {self.exit_code}"

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from ..core.platform_support import KILLED_BY_APP
+
 __all__ = ["JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE", "KILLED_EXIT_CODE", "ExtendedLimitInformation",
            "JobApi", "Kernel32JobApi", "ProcessJob"]
 
@@ -33,7 +35,7 @@ PROCESS_TERMINATE = 0x0001
 PROCESS_SET_QUOTA = 0x0100
 # The exit code the tree gets: the one QProcess.kill() gives on Windows, which QProcess reports
 # as a crash exit, so a job-ended child reads like a killed one.
-KILLED_EXIT_CODE = 0xF291
+KILLED_EXIT_CODE = KILLED_BY_APP
 
 
 class JobApi(Protocol):

@@ -40,6 +40,8 @@ def test_process_outcome_says_what_a_windows_crash_was():
     crash = ProcessOutcome(exit_code=3221225477, crashed=True)
     assert crash.describe() == ("crashed: access violation (a native library read or wrote "
                                 "memory it does not own) (0xC0000005)")
+    killed = ProcessOutcome(exit_code=0xF291, crashed=True)
+    assert killed.describe() == "was ended by the app (0xF291)"
     # POSIX wording unchanged
     assert ProcessOutcome(exit_code=9, crashed=True).describe() == "was killed by signal 9"
     assert ProcessOutcome(exit_code=1, crashed=False).describe() == "exited with code 1"
