@@ -51,10 +51,12 @@ def private_trash(tmp_path, monkeypatch):
     from isengard_desktop.services import trash_support
 
     bin_folder = tmp_path / "test-trash"
+    monkeypatch.setenv("ISENGARD_TEST_TRASH", str(bin_folder))   # tests/helpers/trash.py
 
     def move(path: str) -> None:
-        bin_folder.mkdir(exist_ok=True)
-        shutil.move(path, bin_folder / f"{len(list(bin_folder.iterdir()))}-{Path(path).name}")
+        slot = bin_folder / str(len(list(bin_folder.iterdir())) if bin_folder.is_dir() else 0)
+        slot.mkdir(parents=True)
+        shutil.move(path, slot / Path(path).name)
 
     monkeypatch.setattr(trash_support, "send2trash", move)
     return bin_folder

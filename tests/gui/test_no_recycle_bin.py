@@ -4,8 +4,6 @@ through trash_support's has_recycle_bin; the real tabs, confirms and library ser
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
@@ -14,6 +12,7 @@ from isengard_desktop.services import library as library_module
 from isengard_desktop.services import trash_support
 from tests.gui.test_characters_dataset import _create_character, _wait_images
 from tests.helpers.photos import make_photos
+from tests.helpers.trash import trashed_names
 
 
 def _no_recycle_bin(monkeypatch) -> list[tuple[str, str]]:
@@ -28,11 +27,6 @@ def _no_recycle_bin(monkeypatch) -> list[tuple[str, str]]:
 
     monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
     return asked
-
-
-def _trash_names() -> set[str]:
-    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
-    return {p.name for p in trash.iterdir()} if trash.is_dir() else set()
 
 
 def test_photos_are_deleted_for_good_only_after_saying_so(qtbot, make_app, tmp_path,
@@ -60,17 +54,17 @@ def test_photos_are_deleted_for_good_only_after_saying_so(qtbot, make_app, tmp_p
     qtbot.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=grid.checkbox_point(0))
     (image_id,) = grid.selected_ids()
     path = ctx.library.image(image_id).path
-    before = _trash_names()
+    before = trashed_names()
     qtbot.mouseClick(tab.detail.delete_images_button, Qt.MouseButton.LeftButton)
     _wait_images(qtbot, ctx, ch.id, 2)
     assert len(asked) == 1
     title, text = asked[0]
     assert title == "Delete photos for good" and "cannot be restored" in text
-    assert not path.exists() and _trash_names() == before
+    assert not path.exists() and trashed_names() == before
 
     # deleting the character says so too
     folder = ctx.paths.characters / ch.folder
     qtbot.mouseClick(tab.detail.delete_character_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: ctx.library.character(ch.id) is None, timeout=10_000)
     assert "cannot be restored" in asked[1][1] and not folder.exists()
-    assert _trash_names() == before
+    assert trashed_names() == before

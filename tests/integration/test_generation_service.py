@@ -29,6 +29,7 @@ from tests.helpers.generation_harness import (
 )
 from tests.helpers.service_harness import close_generation_service, run_on_loop
 from tests.unit.test_models import SDXL, write_header_only
+from tests.helpers.trash import trashed_names
 
 
 @pytest.fixture
@@ -231,8 +232,7 @@ def test_staging_keep_and_discard(harness, make_comfy_double):
     service.discard([drop.id])
     harness.qtbot.waitUntil(lambda: service.staging(alice) == [], timeout=WAIT)
     assert not os.path.exists(drop.path)          # in the (test) OS trash
-    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
-    assert any(p.name == Path(drop.path).name for p in trash.iterdir())
+    assert Path(drop.path).name in trashed_names()
     conn = sqlite3.connect(harness.paths.db_file)
     try:
         rows = dict(conn.execute("SELECT id, status FROM generations").fetchall())
@@ -401,8 +401,7 @@ def test_delete_sends_to_the_trash_and_removes_the_row(harness, make_comfy_doubl
                             timeout=WAIT)
     assert changed and service.item(gone.id) is None
     assert not os.path.exists(gone.path) and os.path.exists(kept.path)
-    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
-    assert any(p.name == Path(gone.path).name for p in trash.iterdir())
+    assert Path(gone.path).name in trashed_names()
     conn = sqlite3.connect(harness.paths.db_file)
     try:
         ids = [row[0] for row in conn.execute("SELECT id FROM generations")]
