@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 # send2trash reads XDG_DATA_HOME once, at import: point the OS trash at a throwaway folder
@@ -48,18 +47,9 @@ def private_trash(tmp_path, monkeypatch):
     of the test's own instead."""
     if sys.platform.startswith("linux"):
         return None
-    from isengard_desktop.services import trash_support
+    from tests.helpers.trash import install_private_trash
 
-    bin_folder = tmp_path / "test-trash"
-    monkeypatch.setenv("ISENGARD_TEST_TRASH", str(bin_folder))   # tests/helpers/trash.py
-
-    def move(path: str) -> None:
-        slot = bin_folder / str(len(list(bin_folder.iterdir())) if bin_folder.is_dir() else 0)
-        slot.mkdir(parents=True)
-        shutil.move(path, slot / Path(path).name)
-
-    monkeypatch.setattr(trash_support, "send2trash", move)
-    return bin_folder
+    return install_private_trash(monkeypatch, tmp_path / "test-trash")
 
 
 @pytest.fixture(autouse=True)

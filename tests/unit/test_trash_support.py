@@ -97,3 +97,19 @@ def test_macos_gets_the_cocoa_bridge_send2trash_needs():
     assert "==" in requirement                     # pinned like everything else
     assert marker.replace('"', "'") == "sys_platform == 'darwin'"
     assert any(d.startswith("psutil==") for d in deps)
+
+
+def test_tests_on_windows_and_macos_never_reach_the_real_trash(tmp_path, monkeypatch):
+    """What tests/conftest.py installs there: moves go to a folder of the test's own."""
+    from tests.helpers.trash import install_private_trash, trashed_names
+
+    folder = install_private_trash(monkeypatch, tmp_path / "bin")
+    for name in ("a.jpg", "a.jpg"):            # the same name twice: both kept
+        photo = tmp_path / name
+        photo.write_bytes(b"x")
+        to_trash(photo)
+        assert not photo.exists()
+    (tmp_path / "anna").mkdir()
+    to_trash(tmp_path / "anna")
+    assert trashed_names() == {"a.jpg", "anna"}
+    assert len(list(folder.glob("*/*"))) == 3
