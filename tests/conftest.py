@@ -12,6 +12,7 @@ import atexit
 import gc
 import os
 import shutil
+import sys
 import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -36,6 +37,19 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(user_home / ".config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(user_home / ".cache"))
     return home
+
+
+@pytest.fixture(autouse=True)
+def private_trash(tmp_path, monkeypatch):
+    """Deletions never reach the real trash. On Linux XDG_DATA_HOME (above) already points
+    Send2Trash at a throwaway folder; on Windows and macOS (no such variable) every move to
+    the trash, which the app makes only through ``services.trash_support``, goes to a folder
+    of the test's own instead."""
+    if sys.platform.startswith("linux"):
+        return None
+    from tests.helpers.trash import install_private_trash
+
+    return install_private_trash(monkeypatch, tmp_path / "test-trash")
 
 
 @pytest.fixture(autouse=True)

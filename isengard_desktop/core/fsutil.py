@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 SHARED_MODE = 0o666    # like any file a program creates: the umask applies (the default)
 PRIVATE_MODE = 0o600   # only the user (ask for it where a file must stay private)
 _TEMP_NAME_TRIES = 100
+_WINDOWS = sys.platform == "win32"   # seam: tests set it to drive the Windows branches
+# os.replace onto a file another program holds open (an antivirus scan, a viewer, ComfyUI
+# reading a LoRA) fails on Windows with PermissionError for a moment: retry with these waits.
+REPLACE_RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 def make_temp_file(folder: Path, *, prefix: str, suffix: str,
@@ -71,7 +77,7 @@ def atomic_output(path: Path, *, mode: int = SHARED_MODE, sync_dir: bool = True,
             fh.flush()
             if sync_file:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -116,15 +122,51 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copystat(src, dest)
         return
     try:
-        os.replace(tmp, dest)
+        replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or new file in ``folder`` durable (POSIX; a no-op elsewhere)."""
-    if os.name != "posix":
+def replace(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
+            windows: bool | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> None:
+    """``os.replace(src, dest)``; on Windows a PermissionError (the target is open in another
+    program for a moment: a virus scan, a viewer) is retried with growing waits (about 3 s in
+    all) before it is raised. Elsewhere a PermissionError is a real one and raised at once.
+    ``windows``/``sleep`` are seams for tests (None: this OS)."""
+    on_windows = _WINDOWS if windows is None else windows
+    delays = REPLACE_RETRY_DELAYS_S if on_windows else ()
+    for delay in delays:
+        try:
+            os.replace(src, dest)
+            return
+        except PermissionError:
+            sleep(delay)
+    os.replace(src, dest)
+
+
+def fsync_file(path: Path, *, windows: bool | None = None) -> None:
+    """Flush a file that was written (and closed) elsewhere to disk by its path.
+
+    Prefer ``os.fsync(fh.fileno())`` on the write handle before closing it; this is for files
+    a library wrote by path (``torch.save``). On Windows the handle is opened for writing:
+    ``FlushFileBuffers`` refuses a read-only handle (EBADF), which would fail every save.
+    ``windows`` is a seam for tests (None: this OS)."""
+    on_windows = _WINDOWS if windows is None else windows
+    flags = (os.O_RDWR | getattr(os, "O_BINARY", 0)) if on_windows else os.O_RDONLY
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path, *, windows: bool | None = None) -> None:
+    """Make a rename or new file in ``folder`` durable (POSIX; a no-op on Windows, which can
+    neither open nor fsync a folder). ``windows`` is a seam for tests (None: this OS)."""
+    on_windows = _WINDOWS if windows is None else windows
+    if on_windows or os.name != "posix":
         return
     try:
         fd = os.open(folder, os.O_RDONLY)

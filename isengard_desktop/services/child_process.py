@@ -18,9 +18,12 @@ What it does for them:
   group, then SIGKILL, each after its timeout; after the child exits, whatever is left of its
   group is killed too.
 
-Platform: the tree signals are POSIX process groups (``os.killpg``). Elsewhere it falls back
-to ``QProcess.terminate``/``kill`` of the direct child; a Windows Job Object belongs in
-:meth:`ChildProcess._configure_tree` and :meth:`ChildProcess._signal_tree` (issue 13).
+Platform: on POSIX the tree signals go to the process group (``os.killpg``). On Windows
+(no process groups, no SIGKILL) the child is put in a kill-on-close Job Object
+(:mod:`.win_jobs`) when it starts: the "terminate" step is ``QProcess.terminate`` (WM_CLOSE,
+which console children ignore, so the ladder goes on), the "kill" step ends the whole job,
+and the job also ends the tree if the app dies. Elsewhere (no job) it falls back to
+``QProcess.terminate``/``kill`` of the direct child.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import codecs
 import enum
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +42,9 @@ from loguru import logger
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from ..core.console_text import LineSplitter, Stream
+from ..core.platform_support import windows_end_phrase
 from .process_group import signal_group
+from .win_jobs import ProcessJob
 
 __all__ = ["DEFAULT_TAIL_LINES", "ChildProcess", "OutputChunk", "ProcessOutcome", "StopIntent"]
 
@@ -46,7 +52,10 @@ DEFAULT_TAIL_LINES = 20
 TAIL_LINE_CHARS = 2000            # a tail line longer than this is cut (error messages stay short)
 FINAL_WAIT_MS = 3000              # after SIGKILL, how long a blocking stop waits for the exit
 _POSIX = os.name == "posix"
+_WINDOWS = sys.platform == "win32"
 _SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+# seam: what makes a child's Job Object on Windows (tests pass a fake process API)
+_job_factory: Callable[[], ProcessJob] = ProcessJob
 _STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 
 
@@ -92,9 +101,13 @@ class ProcessOutcome:
 
     def describe(self) -> str:
         """How it ended, for a sentence about it: "exited with code 1", "was killed by
-        signal 9", "could not be started (…)"."""
+        signal 9", "crashed: access violation (0xC0000005)" (a Windows crash code in
+        words), "could not be started (…)"."""
         if self.failed_to_start:
             return f"could not be started ({self.error})"
+        windows_end = windows_end_phrase(self.exit_code)
+        if windows_end is not None:
+            return windows_end
         if self.crashed:
             return f"was killed by signal {self.exit_code}"
         return f"exited with code {self.exit_code}"
@@ -161,6 +174,7 @@ class ChildProcess(QObject):
         self._tail: deque[str] = deque(maxlen=max(1, tail_lines))
         self._tail_redraw = False         # the tail's last line is a redraw (replaced next)
         self._redact_tail = redact_tail
+        self._job: ProcessJob | None = None   # Windows: the child's tree
 
         self._term_timer = QTimer(self)
         self._term_timer.setSingleShot(True)
@@ -293,27 +307,50 @@ class ChildProcess(QObject):
         self._kill_timer.stop()
 
     def terminate_tree(self) -> None:
-        """SIGTERM to the process group (no timers)."""
-        self._signal_tree(signal.SIGTERM)
+        """SIGTERM to the process group (Windows: WM_CLOSE to the child; no timers)."""
+        self._signal_tree(kill=False)
 
     def kill_tree(self) -> None:
-        """SIGKILL to the process group (no timers)."""
-        self._signal_tree(_SIGKILL)
+        """SIGKILL to the process group (Windows: end its Job Object; no timers)."""
+        self._signal_tree(kill=True)
 
     # -- platform ----------------------------------------------------------------------------
     def _configure_tree(self) -> None:
         if _POSIX:
             self.proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
 
-    def _signal_tree(self, sig: int) -> None:
+    def _join_job(self) -> None:
+        """Windows: put the started child in its own kill-on-close Job Object."""
+        if not _WINDOWS or not self._pid:
+            return
+        try:
+            job = _job_factory()
+        except OSError as exc:
+            logger.warning("{}: no job object ({}); only the child itself can be ended",
+                           self.name, exc)
+            return
+        if job.assign(self._pid):
+            self._job = job
+
+    def _signal_tree(self, *, kill: bool) -> None:
         if self._ended:
             return
         if _POSIX and self._pid:
-            signal_group(self._pid, sig)
-        elif sig == _SIGKILL:
-            self.proc.kill()
+            signal_group(self._pid, _SIGKILL if kill else signal.SIGTERM)
+        elif kill:
+            if self._job is None or not self._job.terminate():
+                self.proc.kill()
         else:
             self.proc.terminate()
+
+    def _end_tree_leftovers(self) -> None:
+        """After the child exited: kill whatever is left of its tree (none normally)."""
+        if _POSIX and self._pid:
+            signal_group(self._pid, _SIGKILL)
+        if self._job is not None:
+            self._job.terminate()
+            self._job.close()
+            self._job = None
 
     # -- stop ladder -------------------------------------------------------------------------
     def _terminate(self) -> None:
@@ -331,6 +368,7 @@ class ChildProcess(QObject):
     # -- output ------------------------------------------------------------------------------
     def _on_started(self) -> None:
         self._pid = int(self.proc.processId()) or None
+        self._join_job()
         logger.info("{} started (pid {})", self.name, self._pid)
         self.started.emit(self._pid or 0)
 
@@ -379,8 +417,7 @@ class ChildProcess(QObject):
             self._deliver(stream, self._decoders[stream].decode(b"", final=True), final=True)
         crashed = status == QProcess.ExitStatus.CrashExit
         logger.info("{} exited ({} {})", self.name, "signal" if crashed else "code", exit_code)
-        if _POSIX and self._pid:
-            signal_group(self._pid, _SIGKILL)  # leftovers of the tree (none normally)
+        self._end_tree_leftovers()
         self._end(ProcessOutcome(exit_code=exit_code, crashed=crashed,
                                  stop_intent=self._intent, tail=tuple(self._tail),
                                  pid=self._pid))

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 from PySide6.QtCore import QObject, Signal
-from send2trash import send2trash
 
 from ..core import logging as applog
 from ..core.dataset import captions as caption_ops
@@ -41,6 +40,7 @@ from ..core.types import Progress
 from .database import ChangeSet, DatabaseService, WriteResult
 from .import_task import ImportOutcome, ImportTask
 from .ops import run_in_executor
+from .trash_support import has_recycle_bin, to_trash
 
 if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded on first use
     from ..core.dataset.importer import ImportedImage, ImportReport
@@ -133,7 +133,7 @@ class LibraryService(QObject):
                     added += repo.add_images(character.id, found.adopt)
                 for path in found.unusable:
                     try:
-                        send2trash(str(path))
+                        to_trash(path)
                     except OSError as exc:
                         logger.warning("could not trash unusable {}: {}", path, exc)
                     else:
@@ -269,8 +269,16 @@ class LibraryService(QObject):
             self.database.write(op, done, self._known_failure("Could not save the character"))
         return None
 
-    def delete_character(self, character_id: int) -> None:
-        """Move the character's folder to the OS trash and forget the character."""
+    @property
+    def trash_is_permanent(self) -> bool:
+        """Deleting a character's files cannot be undone: the data folder is on a drive
+        without a Recycle Bin (Windows: removable or network). Ask before deleting, then pass
+        ``allow_permanent=True``. Asks the OS for the drive's type only."""
+        return not has_recycle_bin(self.paths.characters)
+
+    def delete_character(self, character_id: int, *, allow_permanent: bool = False) -> None:
+        """Move the character's folder to the OS trash and forget the character (see
+        :attr:`trash_is_permanent` for ``allow_permanent``)."""
         character = self._characters.get(character_id)
         if character is None:
             return
@@ -280,7 +288,7 @@ class LibraryService(QObject):
 
             def op(conn: sqlite3.Connection) -> WriteResult[None]:
                 if folder.exists():
-                    send2trash(str(folder))
+                    to_trash(folder, allow_permanent=allow_permanent)
                 self._repo(conn).delete_character(character_id)
                 return WriteResult(None, ChangeSet(characters=True, images=True,
                                                    character_ids=frozenset({character_id})))
@@ -355,8 +363,9 @@ class LibraryService(QObject):
         self.set_captions(updates)
         return len(updates)
 
-    def delete_images(self, image_ids: Iterable[int]) -> None:
-        """Move images (and their caption sidecars) to the OS trash, then forget them."""
+    def delete_images(self, image_ids: Iterable[int], *, allow_permanent: bool = False) -> None:
+        """Move images (and their caption sidecars) to the OS trash, then forget them (see
+        :attr:`trash_is_permanent` for ``allow_permanent``)."""
         records = [self._images[i] for i in image_ids if i in self._images]
         if not records:
             return
@@ -370,7 +379,7 @@ class LibraryService(QObject):
                     try:
                         for path in (record.path, caption_ops.sidecar_path(record.path)):
                             if path.exists():
-                                send2trash(str(path))
+                                to_trash(path, allow_permanent=allow_permanent)
                         gone.append(record.id)
                     except OSError as exc:
                         problems.append(f"{record.filename}: {exc.strerror or exc}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..core.platform_support import windows_crash_words
 from .child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
 
 __all__ = ["RUNTIME_MODULE", "HelperOutcome", "HelperProcess"]
@@ -116,8 +117,10 @@ class HelperProcess(QObject):
                                      f"({outcome.error})")
         elif self._why_killed:
             self._end(outcome, None, self._why_killed)
-        elif outcome.crashed:
-            self._end(outcome, None, f"it crashed ({last or 'no message'})")
+        elif outcome.crashed or windows_crash_words(outcome.exit_code) is not None:
+            how = windows_crash_words(outcome.exit_code)   # Windows: what the crash was
+            self._end(outcome, None, f"it crashed{': ' + how if how else ''} "
+                                     f"({last or 'no message'})")
         elif isinstance(data, dict) and data.get("error"):
             self._end(outcome, None, str(data["error"]))
         elif outcome.exit_code != 0 or not isinstance(data, dict):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.fsutil import atomic_write_text, fsync_dir
+from ..core.fsutil import atomic_write_text, fsync_dir, fsync_file, replace
 
 log = logging.getLogger("isengard.trainer.checkpoints")
 
@@ -49,14 +49,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def checkpoint_path(root: Path, step: int) -> Path:
     return Path(root) / f"checkpoint-{step}"
 
@@ -77,7 +69,7 @@ def save(root: Path, step: int, writers: Mapping[str, Callable[[Path], None]],
                 raise ValueError(f"bad checkpoint file name {name!r}")
             path = tmp / name
             write(path)
-            _fsync_file(path)
+            fsync_file(path)  # opened for writing on Windows (FlushFileBuffers)
             files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         manifest = {"version": MANIFEST_VERSION, "step": step, "files": files, **dict(meta or {})}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
@@ -85,9 +77,9 @@ def save(root: Path, step: int, writers: Mapping[str, Callable[[Path], None]],
         final = checkpoint_path(root, step)
         if final.exists():
             old = root / f"{_TMP_PREFIX}old-{step}-{os.getpid()}"
-            os.replace(final, old)
+            replace(final, old)  # retried on Windows while a file in it is held open
             shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
+        replace(tmp, final)
         fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

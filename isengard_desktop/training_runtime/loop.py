@@ -20,9 +20,11 @@ import logging
 import math
 import random
 import shutil
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from .events import Emitter
 from .families.base import Family, TextCondition
 from .families.registry import family_class
 from .lora_file import build_metadata, write_lora
+from .probe_tools import nvidia_driver
 
 log = logging.getLogger("isengard.trainer.loop")
 
@@ -45,13 +48,33 @@ STATE_FILE = "training_state.pt"
 RNG_FILE = "rng.pt"
 
 
-def pick_device(job: TrainingJob) -> tuple[torch.device, torch.dtype, list[str]]:
-    """(device, weight dtype, notes for the user): bf16 (or fp16) on a GPU, fp32 on the CPU."""
+def pick_device(job: TrainingJob, *, windows: bool | None = None,
+                driver: Callable[[], str | None] = nvidia_driver,
+                ) -> tuple[torch.device, torch.dtype, list[str]]:
+    """(device, weight dtype, notes for the user): bf16 (or fp16) on a GPU, fp32 on the CPU.
+
+    "auto" never falls back to the CPU silently when the machine has an NVIDIA driver that
+    this PyTorch cannot use (a CPU-only build, the default wheel on Windows): on Windows that
+    is an error pointing to the CUDA build, elsewhere a note. ``windows``/``driver`` are
+    seams for tests (None: this OS; the probe's driver check)."""
     notes: list[str] = []
     cuda = torch.cuda.is_available()
     if job.device == "cuda" and not cuda:
         raise ConfigError("device: 'cuda' was chosen but PyTorch sees no CUDA GPU "
                           "(choose 'auto' or 'cpu', or install the GPU build of PyTorch)")
+    if job.device != "cpu" and not cuda:
+        found = driver()
+        if found:
+            build = ("a CPU-only build" if not torch.version.cuda
+                     else f"built for CUDA {torch.version.cuda} but sees no usable GPU")
+            why = (f"this computer has an NVIDIA driver ({found}) but PyTorch "
+                   f"{torch.__version__} is {build}")
+            if (sys.platform == "win32") if windows is None else windows:
+                raise ConfigError(
+                    f"device: 'auto' would train on the CPU: {why}. Install the trainer "
+                    "runtime's CUDA build (the installer's NVIDIA option; README \"GPU build "
+                    "of torch\"), or choose device 'cpu' to train on the CPU anyway")
+            notes.append(f"training on the CPU: {why} (see README \"GPU build of torch\")")
     device = torch.device("cuda" if cuda and job.device != "cpu" else "cpu")
     if device.type == "cpu":
         if job.mixed_precision in ("bf16", "fp16"):

@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import sys
@@ -37,8 +38,13 @@ def _version(name: str) -> str | None:
         return "unknown version"
 
 
-def _nvidia_driver() -> str | None:
+def nvidia_driver() -> str | None:
     """The NVIDIA driver's description if one is installed on this machine, else None."""
+    if sys.platform == "win32":
+        # the driver installs its CUDA library (and nvidia-smi) into System32
+        system32 = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
+        if (system32 / "nvcuda.dll").is_file():
+            return "NVIDIA driver (nvcuda.dll found)"
     proc = Path("/proc/driver/nvidia/version")
     if proc.is_file():
         try:
@@ -88,7 +94,7 @@ def probe() -> dict[str, Any]:
         "torch": None, "torch_error": None,
         "cuda": {"available": False, "version": None, "device_name": None, "vram_total": None,
                  "vram_free": None, "bf16": None, "error": None},
-        "nvidia_driver": _nvidia_driver(),
+        "nvidia_driver": nvidia_driver(),
         "libraries": {name: _version(name) for name in REQUIRED},
         "optional": {name: _version(name) for name in OPTIONAL},
     }

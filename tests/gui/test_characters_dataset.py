@@ -3,7 +3,6 @@ multi-select, bulk operations, checks, and a restart on the same ISENGARD_HOME."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -12,6 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from isengard_desktop.core.dataset.captions import sidecar_path
 from tests.helpers.photos import make_photo, make_photos
 from tests.helpers.qt import close_app, drop_files
+from tests.helpers.trash import trashed_names
 
 
 def _yes(monkeypatch):
@@ -115,8 +115,7 @@ def test_detail_view_caption_edit_drop_and_delete(qtbot, make_app, tmp_path, mon
     _wait_images(qtbot, ctx, ch.id, 2)
     for p in paths:
         assert not p.exists() and not sidecar_path(p).exists()
-    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
-    assert {p.name for p in paths} <= {p.name for p in trash.iterdir()}
+    assert {p.name for p in paths} <= trashed_names()
 
 
 def test_rename_and_delete_character(qtbot, make_app, tmp_path, monkeypatch):

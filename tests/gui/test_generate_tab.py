@@ -16,7 +16,6 @@ against the ComfyUI test double over real sockets (configured as a remote server
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from tests.helpers.characters import add_character
 from tests.helpers.generate_ui import (CHECKPOINTS, FACE_NODES, LORA_FILE, click,
                                        configure_remote, open_generate, wait_ready, write_lora)
 from tests.helpers.qt import close_app
+from tests.helpers.trash import trashed_names
 
 
 @pytest.fixture
@@ -362,8 +362,7 @@ def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, dou
     qtbot.waitUntil(lambda: tab.gallery.items() == [], timeout=10_000)
     assert problems == [] and tab.gallery.empty_label.isVisible()
     assert not Path(parent.path).exists() and not Path(child.path).exists()
-    trash = {p.name for p in (Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files").iterdir()}
-    assert {Path(parent.path).name, Path(child.path).name} <= trash
+    assert {Path(parent.path).name, Path(child.path).name} <= trashed_names()
     conn = sqlite3.connect(ctx.paths.db_file)
     try:
         assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0

@@ -17,7 +17,7 @@ def _age(path, seconds: float = 120) -> None:  # type: ignore[no-untyped-def]
 
 def test_restart_adopts_orphans_and_removes_part_files(qtbot, make_app, tmp_path, monkeypatch):
     trashed: list[str] = []
-    monkeypatch.setattr("isengard_desktop.services.library.send2trash", trashed.append)
+    monkeypatch.setattr("isengard_desktop.services.trash_support.send2trash", trashed.append)
     ctx = make_app()
     problem = ctx.library.create_character("Anna", "zzq_vokzi", "")
     assert problem is None

@@ -51,6 +51,8 @@ def test_fields_show_the_settings_and_installs_reads_them_back(qtbot):
     assert page.installs() == {"kohya": {"folder": "/opt/sd-scripts", "python": ""}}
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="a #!/bin/sh fake interpreter: Windows cannot run a shell script as a program")
 def test_browse_fills_the_folder_and_finds_its_venv_python(qtbot, tmp_path, monkeypatch):
     checkout = tmp_path / "ai-toolkit"
     python = good_python(checkout / "venv" / "bin" / "python")
@@ -65,6 +67,8 @@ def test_browse_fills_the_folder_and_finds_its_venv_python(qtbot, tmp_path, monk
     assert page.installs()["ai-toolkit"]["python"] == "/usr/bin/python3"
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="a #!/bin/sh fake interpreter: Windows cannot run a shell script as a program")
 def test_check_runs_off_the_ui_thread_and_shows_exact_problems(qtbot, tmp_path):
     page = make_page(qtbot)
     missing = tmp_path / "no-such-folder"

@@ -15,7 +15,13 @@ UPDATE = os.environ.get("ISENGARD_UPDATE_GOLDEN") == "1"
 
 
 def normalise(text: str, tmp: Path) -> str:
-    text = text.replace(str(tmp), "$TMP").replace(sys.executable, "$PYTHON")
+    """Machine-specific parts replaced: the temp folder by $TMP, this Python by $PYTHON, and
+    (Windows) backslashes after $TMP by "/" — also where TOML/JSON doubled them — so one
+    golden file serves every OS."""
+    for real, name in ((str(tmp), "$TMP"), (sys.executable, "$PYTHON")):
+        text = text.replace(real.replace("\\", "\\\\"), name).replace(real, name)
+    text = re.sub(r"\$TMP[^\s\"',\]]*",
+                  lambda m: m.group(0).replace("\\\\", "/").replace("\\", "/"), text)
     return re.sub(r"isengard-[0-9a-f]{8}\.stop", "isengard-XXXXXXXX.stop", text)
 
 

@@ -137,7 +137,7 @@ def _kill_scenario(assets) -> tuple[Path, Run, Run]:
 
     def kill_after_checkpoint(proc, event):
         if isinstance(event, CheckpointEvent) and event.step == 20:
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()     # SIGKILL (TerminateProcess on Windows)
 
     first = run_child(job, job_dir, on_event=kill_after_checkpoint)
     return job_dir, first, run_child(job, job_dir, resume=True)
@@ -321,7 +321,7 @@ def test_kill_9_then_resume_from_single_file_gives_the_same_lora(scenarios, sd15
     step and writes the same LoRA as the uninterrupted run (on the diffusers folder: so the
     single-file checkpoint loaded offline to the very same model)."""
     job_dir, first, second = scenarios["kill"].result()
-    assert first.returncode == -signal.SIGKILL
+    assert first.returncode == (-signal.SIGKILL if os.name == "posix" else 1)
     assert not first.of(DoneEvent)
     assert_trained(second, STEPS)
     assert [e.step for e in second.of(StepEvent)] == list(range(21, STEPS + 1))
@@ -332,6 +332,9 @@ def test_kill_9_then_resume_from_single_file_gives_the_same_lora(scenarios, sd15
         torch.testing.assert_close(resumed[key], reference[key], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="SIGTERM is TerminateProcess on Windows: no handler runs (the app "
+                           "stops it through stdin there)")
 def test_sigterm_finishes_the_step_saves_and_exits_0(scenarios):
     job_dir, run = scenarios["sigterm"].result()
     assert run.returncode == 0, run.stderr[-3000:]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import websockets
 from PIL import Image
@@ -1009,6 +1010,8 @@ def wait_line(proc: subprocess.Popen, needle: str, timeout: float = 15) -> list[
     raise AssertionError(f"{needle!r} not seen in {lines}")
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="a SIGTERM handler ends the fake ComfyUI with 0; on Windows SIGTERM is TerminateProcess")
 def test_fake_main_serves_and_lists_extra_loras(tmp_path: Path) -> None:
     loras = tmp_path / "shared" / "loras"
     loras.mkdir(parents=True)
@@ -1068,10 +1071,10 @@ def test_fake_main_switches(tmp_path: Path) -> None:
         assert f"To see the GUI go to: http://127.0.0.1:{port}" in out   # --log-stdout
         assert "Traceback (most recent call last)" in err
         child = int(pidfile.read_text())
-        os.kill(child, 0)   # still alive: the test of whole-tree stop is the caller's
+        assert psutil.pid_exists(child)   # still alive: whole-tree stop is the caller's test
     finally:
         if pidfile.exists():
             try:
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-            except ProcessLookupError:
+                psutil.Process(int(pidfile.read_text())).kill()
+            except psutil.NoSuchProcess:
                 pass

@@ -29,6 +29,7 @@ from tests.helpers.generation_harness import (
 )
 from tests.helpers.service_harness import close_generation_service, run_on_loop
 from tests.unit.test_models import SDXL, write_header_only
+from tests.helpers.trash import trashed_names
 
 
 @pytest.fixture
@@ -231,8 +232,7 @@ def test_staging_keep_and_discard(harness, make_comfy_double):
     service.discard([drop.id])
     harness.qtbot.waitUntil(lambda: service.staging(alice) == [], timeout=WAIT)
     assert not os.path.exists(drop.path)          # in the (test) OS trash
-    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
-    assert any(p.name == Path(drop.path).name for p in trash.iterdir())
+    assert Path(drop.path).name in trashed_names()
     conn = sqlite3.connect(harness.paths.db_file)
     try:
         rows = dict(conn.execute("SELECT id, status FROM generations").fetchall())
@@ -351,9 +351,9 @@ def test_refresh_reads_the_lists_after_it_was_asked(harness, make_comfy_double):
 def test_trash_moves_run_one_at_a_time(harness, make_comfy_double, monkeypatch):
     """Quick Discards on first use collided in send2trash ("File exists"): the moves run on
     one thread, one after the other, and a FileExistsError is retried once."""
-    from isengard_desktop.services.generation import trash as generation_trash
+    from isengard_desktop.services import trash_support
 
-    real = generation_trash.send2trash
+    real = trash_support.send2trash
     lock, active, most, calls, threads = threading.Lock(), [0], [0], [], set()
 
     def slow_send2trash(path: str) -> None:
@@ -372,7 +372,7 @@ def test_trash_moves_run_one_at_a_time(harness, make_comfy_double, monkeypatch):
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(generation_trash, "send2trash", slow_send2trash)
+    monkeypatch.setattr(trash_support, "send2trash", slow_send2trash)
     double = make_comfy_double(models={"checkpoints": [SD15]})
     service = harness.start([double.url])
     kind, _, items = harness.outcome(service.submit(request(batch=3)))
@@ -401,8 +401,7 @@ def test_delete_sends_to_the_trash_and_removes_the_row(harness, make_comfy_doubl
                             timeout=WAIT)
     assert changed and service.item(gone.id) is None
     assert not os.path.exists(gone.path) and os.path.exists(kept.path)
-    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
-    assert any(p.name == Path(gone.path).name for p in trash.iterdir())
+    assert Path(gone.path).name in trashed_names()
     conn = sqlite3.connect(harness.paths.db_file)
     try:
         ids = [row[0] for row in conn.execute("SELECT id FROM generations")]

@@ -293,6 +293,9 @@ def test_invalid_specs_are_refused_naming_the_field(h):
     h.wait_final(ok.job_id)
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="kills the trainer through its POSIX process group (Windows: Job "
+                           "Objects, tests/integration/test_windows_process_tree.py)")
 def test_killed_from_outside_then_app_restart_is_interrupted_and_resumable(h, qtbot):
     job = h.job(steps=300, delay=0.01, checkpoint_every=10)
     h.service.submit(job)
@@ -320,6 +323,9 @@ def test_killed_from_outside_then_app_restart_is_interrupted_and_resumable(h, qt
     assert done.state == "completed" and done.step == 300
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="kills the trainer through its POSIX process group (Windows: Job "
+                           "Objects, tests/integration/test_windows_process_tree.py)")
 def test_a_still_running_orphan_is_watched_and_can_be_cancelled(h, qtbot):
     job_id = new_job_id()
     job_dir = h.paths.jobs / job_id
@@ -410,6 +416,8 @@ def test_the_launchers_context_line_is_not_shown_in_the_log(h):
     assert not is_hidden_line("stdout", '[isengard] note {"level":"info","message":"x"}')
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="reads the trainer's command line from /proc (Linux)")
 def test_debug_bundle_is_complete_and_has_no_secret(h, tmp_path):
     job = h.job(steps=30, delay=0.01, echo_env="HF_TOKEN")
     h.service.submit(job)
@@ -514,6 +522,9 @@ def test_a_secret_split_across_a_read_boundary_is_redacted_in_the_logs(h):
     assert SECRET not in log_text(h, job.job_id)
 
 
+@pytest.mark.skipif(sys.platform == "win32",
+                    reason="kills the trainer through its POSIX process group (Windows: Job "
+                           "Objects, tests/integration/test_windows_process_tree.py)")
 def test_the_checkpoint_step_is_persisted_when_the_checkpoint_arrives(h, qtbot):
     h.service.persist_interval_s = 3600.0        # no periodic persisting during the run
     job = h.job(steps=300, delay=0.02, checkpoint_every=10)

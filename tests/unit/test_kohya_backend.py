@@ -27,7 +27,7 @@ from isengard_desktop.core.training.protocol import (
     StoppedEvent,
 )
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
-from isengard_desktop.plugins.external.files import record_checkpoint
+from isengard_desktop.plugins.external.files import dump_toml, record_checkpoint
 from isengard_desktop.plugins.kohya.backend import (ARGS_NAME, DATASET_NAME, PROMPTS_NAME,
                                                     KohyaBackend, build_args)
 from isengard_desktop.plugins.kohya.parser import KohyaParser
@@ -370,3 +370,18 @@ def test_parser_resumed_run_keys_saves_by_the_real_step(tmp_path):
     assert CheckpointEvent(700, str(lora), True) in events
     assert latest_complete(tmp_path / "job").step == 700
     assert not (tmp_path / "job" / "checkpoints" / "checkpoint-200").exists()
+
+
+def test_windows_loads_data_without_worker_processes(tree):
+    """Issue 13 item 7: spawned DataLoader workers each load the CUDA DLLs on Windows."""
+    tmp, _backend = tree
+    paths = JobPaths(tmp / "jobs" / "j")
+    job = make_job(tmp, extra=flux_fields(tmp))
+    windows = build_args(job, paths, platform="windows")["dataset"]
+    assert windows["max_data_loader_n_workers"] == 0
+    assert windows["persistent_data_loader_workers"] is None      # left out of the TOML
+    assert "persistent_data_loader_workers" not in dump_toml({"dataset": windows})
+    for platform in ("linux", "wsl"):
+        other = build_args(job, paths, platform=platform)["dataset"]
+        assert (other["max_data_loader_n_workers"],
+                other["persistent_data_loader_workers"]) == (2, True)

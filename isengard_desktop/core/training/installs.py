@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..platform_support import run_text
+
 __all__ = ["CapabilityRow", "ExternalInstall", "TRAINER_KINDS", "TrainerKind",
            "capability_matrix", "current_platform", "install_from_settings", "kind_info",
            "platform_problem", "validate_install"]
@@ -153,9 +155,8 @@ def _probe_packages(kind: TrainerKind, install: ExternalInstall, timeout_s: floa
     python = str(Path(install.python).expanduser())
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     try:
-        done = subprocess.run([python, "-c", _PROBE, *kind.packages], check=False,
-                              cwd=install.folder,
-                              capture_output=True, text=True, timeout=timeout_s, env=env)
+        done = run_text([python, "-c", _PROBE, *kind.packages], cwd=install.folder,
+                        timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return [f"The Python interpreter {python} did not answer within {timeout_s:.0f} s."]
     except OSError as exc:

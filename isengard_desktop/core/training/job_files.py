@@ -23,6 +23,7 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from ..fsutil import atomic_output, atomic_write_text, link_or_copy
+from ..platform_support import run_text
 from ..logging import REDACTED, redact
 from .checkpoints import list_checkpoints
 from .protocol import Event, parse_event
@@ -105,10 +106,9 @@ def environment_report(probe_torch: bool = True, timeout_s: float = 60.0) -> dic
     if probe_torch:
         try:
             # the trainer runtime's own probe (torch, CUDA, VRAM) in a child process
-            done = subprocess.run([sys.executable, "-m", "isengard_desktop.training_runtime",
-                                   "probe"], capture_output=True,
-                                  text=True, timeout=timeout_s,
-                                  env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            done = run_text([sys.executable, "-m", "isengard_desktop.training_runtime",
+                             "probe"], timeout=timeout_s,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
             lines = done.stdout.strip().splitlines()
             report["torch_probe"] = json.loads(lines[-1]) if lines else {
                 "error": f"exit code {done.returncode}: {done.stderr[-2000:]}"}

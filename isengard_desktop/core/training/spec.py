@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
+from ..naming import is_windows_reserved
+
 SPEC_VERSION = 1
 
 FAMILIES = ("sd15", "sdxl", "flux-dev", "flux-schnell", "chroma")
@@ -29,6 +31,10 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 class SpecError(ValueError):
     """A job spec that cannot be used; the message names the field."""
+
+
+# characters no file name may contain on Windows (or "/" anywhere); control characters too
+_NOT_IN_FILE_NAMES = set('/\\:*?"<>|') | {chr(c) for c in range(32)}
 
 
 def new_job_id() -> str:
@@ -97,8 +103,12 @@ class TrainingJob:
             ("warmup_steps", self.warmup_steps >= 0, "cannot be negative"),
             ("keep_checkpoints", self.keep_checkpoints >= 1, "must be at least 1"),
             ("trigger_word", bool(self.trigger_word.strip()), "cannot be empty"),
-            ("output_name", bool(self.output_name.strip()) and "/" not in self.output_name
-             and "\\" not in self.output_name, "must be a plain file name"),
+            ("output_name", bool(self.output_name.strip())
+             and not set(self.output_name) & _NOT_IN_FILE_NAMES
+             and self.output_name.rstrip(". ") == self.output_name
+             and not is_windows_reserved(self.output_name),
+             "must be a plain file name that Windows accepts too (no / \\ : * ? \" < > |, "
+             "no device name like CON or NUL, no trailing dot or space)"),
         ]
         for name, ok, why in checks:
             if not ok:

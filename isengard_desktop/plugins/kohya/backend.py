@@ -41,6 +41,7 @@ from typing import Any
 from ...core.training.installs import (
     TRAINER_KINDS,
     ExternalInstall,
+    current_platform,
     platform_problem,
     validate_install,
 )
@@ -204,8 +205,21 @@ def build_dataset(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
     }
 
 
-def build_args(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
-    """The ``--config_file`` contents by section (sd-scripts flattens the sections)."""
+def data_loader_workers(platform: str | None = None) -> tuple[int, bool | None]:
+    """(``max_data_loader_n_workers``, ``persistent_data_loader_workers``) for ``platform``
+    (None: this one). Windows starts workers with spawn: each loads torch and the CUDA DLLs
+    again (GBs of commit charge; "WinError 1455: the paging file is too small"), so there the
+    data is loaded in the training process (0 workers; persistence then must be off)."""
+    if (platform or current_platform()) == "windows":
+        return 0, None
+    return 2, True
+
+
+def build_args(job: TrainingJob, paths: JobPaths,
+               platform: str | None = None) -> dict[str, Any]:
+    """The ``--config_file`` contents by section (sd-scripts flattens the sections).
+    ``platform``: as :func:`~...core.training.installs.current_platform` (None: this one)."""
+    workers, persistent = data_loader_workers(platform)
     fields = _fields(job)
     mixed, save_precision = _precision(job)
     every = save_every(job)
@@ -249,7 +263,8 @@ def build_args(job: TrainingJob, paths: JobPaths) -> dict[str, Any]:
                     "cache_latents": True, "cache_latents_to_disk": True,
                     "cache_text_encoder_outputs": text_cache or None,
                     "cache_text_encoder_outputs_to_disk": text_cache or None,
-                    "max_data_loader_n_workers": 2, "persistent_data_loader_workers": True},
+                    "max_data_loader_n_workers": workers,
+                    "persistent_data_loader_workers": persistent},
         "training": {"output_dir": str(paths.root / "output"), "output_name": job.output_name,
                      "save_model_as": "safetensors", "max_train_steps": job.steps,
                      "gradient_accumulation_steps": job.grad_accum,

@@ -14,11 +14,11 @@ from typing import Any
 
 from loguru import logger
 
-from ...core.fsutil import atomic_write_text
 from ...core.discovery import comfy_python
+from ...core.fsutil import atomic_write_text, replace
 
-__all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "find_python",
-           "free_port", "plan_launch", "write_extra_model_paths"]
+__all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "desktop_hint",
+           "find_python", "free_port", "plan_launch", "write_extra_model_paths"]
 
 # sub-folders of a ComfyUI-style models folder that ComfyUI knows
 MODEL_SUBFOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "clip", "diffusion_models",
@@ -56,6 +56,19 @@ def find_python(folder: Path) -> Path | None:
     return comfy_python(folder)
 
 
+def desktop_hint(folder: Path) -> str:
+    """What to do when ``folder`` (which has no main.py) is ComfyUI Desktop's data folder
+    (its ``.venv``, ``models`` and ``user`` folders; the ComfyUI code itself ships inside the
+    Desktop app, ``resources/ComfyUI``); "" when it does not look like one."""
+    if not all((folder / name).is_dir() for name in (".venv", "models", "user")):
+        return ""
+    return (" It looks like the data folder of ComfyUI Desktop, which keeps the ComfyUI code "
+            "inside its app (resources/ComfyUI in its install folder). Connect to the running "
+            "ComfyUI Desktop by its address instead (shown in its settings, usually "
+            "http://127.0.0.1:8000), or choose its resources/ComfyUI folder with the Python "
+            f"of {folder / '.venv'}.")
+
+
 def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str = "") -> Path:
     """Write ComfyUI's extra-model-paths YAML naming our LoRA folder (and the sub-folders of
     ``models_folder`` that exist) atomically; returns ``target``."""
@@ -87,7 +100,7 @@ def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
     if not (root / "main.py").is_file():
         raise LaunchProblem(f"The folder {root} has no main.py, so it is not a ComfyUI "
                             "folder. Choose the ComfyUI folder itself (the one with main.py) "
-                            "in Settings → ComfyUI.")
+                            f"in Settings → ComfyUI.{desktop_hint(root)}")
     if python.strip():
         exe = Path(python).expanduser()
         if not exe.exists():
@@ -147,7 +160,7 @@ class RotatingLog:
         for n in range(self.backups, 0, -1):
             src = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
             if src.exists():
-                os.replace(src, self.path.with_name(f"{self.path.name}.{n}"))
+                replace(src, self.path.with_name(f"{self.path.name}.{n}"))  # retried on Windows
         self._open()
 
     def flush(self) -> None:

@@ -13,24 +13,24 @@ from pathlib import Path
 from collections.abc import Callable, Iterable
 
 from loguru import logger
-from send2trash import send2trash
-
 from ..ops import run_in_executor
+from ..trash_support import to_trash
 
 __all__ = ["TrashMover", "move_to_trash"]
 
 
 def move_to_trash(path: str) -> None:
     """(worker thread) ``path`` to the OS trash; a file already gone counts as moved.
-    ``FileExistsError`` (a trash folder or name made at the same moment) is retried once."""
+    ``FileExistsError`` (a trash folder or name made at the same moment) is retried once.
+    A file on a drive without a Recycle Bin (Windows) is left in place (``NoRecycleBin``)."""
     if not Path(path).exists():
         return
     try:
-        send2trash(path)
+        to_trash(path)
     except FileExistsError as exc:
         logger.info("moving {} to the trash met {}; trying once more", path, exc)
         if Path(path).exists():
-            send2trash(path)
+            to_trash(path)
 
 
 class TrashMover:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..process_group import pid_alive, signal_group
+from ..process_group import end_tree, pid_alive
 
 __all__ = ["OrphanWatcher"]
 
@@ -50,15 +50,16 @@ class OrphanWatcher(QObject):
         return len(self._pids)
 
     def terminate(self, job_id: str, kill_grace_s: float) -> None:
-        """SIGTERM the job's process group; SIGKILL it ``kill_grace_s`` later if still there."""
+        """SIGTERM the job's process group; SIGKILL it ``kill_grace_s`` later if still there
+        (Windows: the process and its descendants are ended, see :func:`end_tree`)."""
         pid = self._pids.get(job_id)
         if pid is None:
             return
-        signal_group(pid, 15)
+        end_tree(pid, force=False)
 
         def kill() -> None:
             if pid_alive(pid, job_id):
-                signal_group(pid, 9)
+                end_tree(pid, force=True)
 
         QTimer.singleShot(int(kill_grace_s * 1000), kill)
 

@@ -24,6 +24,7 @@ from loguru import logger
 
 from ...core.db.jobs import JobRow
 from ...core.logging import redact
+from ...core.platform_support import windows_end_phrase
 from ...core.training.checkpoints import latest_complete
 from ...core.training.protocol import DoneEvent, ErrorEvent, StepEvent, StoppedEvent
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
@@ -235,7 +236,10 @@ def finished_record(record: JobRecord, outcome: RunOutcome, intent: StopIntent |
 
 
 def crash_message(record: JobRecord, outcome: RunOutcome) -> str:
-    if outcome.crashed:
+    windows_end = windows_end_phrase(outcome.exit_code)
+    if windows_end is not None:
+        what = windows_end
+    elif outcome.crashed:
         what = f"was killed by signal {outcome.exit_code}"
         if outcome.exit_code == 9:
             what += " (often the system ran out of memory)"

@@ -16,7 +16,7 @@ from ...core.db.records import Character, ImageRecord
 from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
-from ..dialogs.confirm import confirm, confirm_trash_photos
+from ..dialogs.confirm import PERMANENT_NOTE, confirm, confirm_trash_photos
 from ..dialogs.create_character import CreateCharacterDialog
 from ..widgets.caption_editor import CaptionEditorWidget
 from ..widgets.drop_zone import PHOTO_FILTER, DropZoneWidget
@@ -296,16 +296,21 @@ class CharacterDetailWidget(QWidget):
         if ch is None:
             return
         n = self._library.image_count(ch.id)
-        if confirm(self, "Delete character",
-                   f"Delete “{ch.name}” and move its {n} photo{'s' if n != 1 else ''} and "
-                   "captions to the trash?\n\nYou can restore the files from the trash."):
-            self._library.delete_character(ch.id)
+        permanent = self._library.trash_is_permanent
+        photos = f"{n} photo{'s' if n != 1 else ''}"
+        text = (f"Delete “{ch.name}” and its {photos} and captions?{PERMANENT_NOTE}"
+                if permanent else
+                f"Delete “{ch.name}” and move its {photos} and "
+                "captions to the trash?\n\nYou can restore the files from the trash.")
+        if confirm(self, "Delete character", text):
+            self._library.delete_character(ch.id, allow_permanent=permanent)
             self.back_requested.emit()
 
     def _delete_images(self) -> None:
         ids = self.grid.selected_ids()
-        if ids and confirm_trash_photos(self, len(ids)):
-            self._library.delete_images(ids)
+        permanent = self._library.trash_is_permanent
+        if ids and confirm_trash_photos(self, len(ids), permanent):
+            self._library.delete_images(ids, allow_permanent=permanent)
 
 
 class CharactersTab(QWidget):

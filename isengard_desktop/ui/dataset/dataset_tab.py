@@ -245,8 +245,9 @@ class DatasetTab(QWidget):
         ids = self.grid.selected_ids()
         if not ids:
             return
-        if confirm_trash_photos(self, len(ids)):
-            self._library.delete_images(ids)
+        permanent = self._library.trash_is_permanent
+        if confirm_trash_photos(self, len(ids), permanent):
+            self._library.delete_images(ids, allow_permanent=permanent)
 
     def _on_files_dropped(self, paths: list[Path]) -> None:
         cid = self.selected_character_id()

@@ -20,8 +20,9 @@ from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequ
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
 
+from ...core.platform_support import run_text
 from ...core.settings import Settings
-from ...services.generation.comfy_launch import find_python
+from ...services.generation.comfy_launch import desktop_hint, find_python
 from ..generate.backend_bar import gpu_words
 from ...services.background import BackgroundOp, alive
 
@@ -59,7 +60,8 @@ def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
         nested = next((p for p in (root / "ComfyUI", root / "comfyui")
                        if (p / "main.py").is_file()), None)
         hint = (f" It looks like ComfyUI is in {nested}: choose that folder." if nested
-                else " Choose the folder of a ComfyUI checkout (the one with main.py).")
+                else desktop_hint(root)
+                or " Choose the folder of a ComfyUI checkout (the one with main.py).")
         return False, [f"{root} has no main.py, so it is not a ComfyUI folder.{hint}"]
     lines.append(f"ComfyUI found: {root / 'main.py'}")
     if not python:
@@ -74,8 +76,7 @@ def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
     if os.name != "nt" and not os.access(exe, os.X_OK):
         return False, lines + [f"{exe} is not executable (check its permissions)."]
     try:
-        out = subprocess.run([str(exe), "-c", _PROBE], capture_output=True, text=True,
-                             check=False, timeout=CHECK_TIMEOUT_S, cwd=str(root))
+        out = run_text([str(exe), "-c", _PROBE], timeout=CHECK_TIMEOUT_S, cwd=str(root))
     except subprocess.TimeoutExpired:
         return False, lines + [f"{exe} did not answer within {CHECK_TIMEOUT_S} s."]
     except OSError as exc:

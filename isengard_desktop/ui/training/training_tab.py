@@ -77,9 +77,15 @@ def backend_choices(registry: TrainerRegistry | None) -> list[BackendChoice]:
     return choices or [BackendChoice("builtin", "Built-in")]
 
 
+OUTPUT_SLUG_CHARS = 24   # keeps the trainers' deepest job paths well under Windows' 260
+
+
 def output_name(character_name: str, family: str, job_id: str) -> str:
-    """``<character-slug>-<family>-<short id>``, a plain file stem."""
-    return f"{folder_slug(character_name)}-{family}-{job_id[:6]}"
+    """``<character-slug>-<family>-<short id>``, a plain file stem. The slug is cut to
+    :data:`OUTPUT_SLUG_CHARS`: ai-toolkit puts the name in a path twice
+    (``output/<name>/<name>_<step>.safetensors``)."""
+    slug = folder_slug(character_name)[:OUTPUT_SLUG_CHARS].rstrip("-") or "character"
+    return f"{slug}-{family}-{job_id[:6]}"
 
 
 def read_log_tail(job_dir: Path, lines: int = LOG_TAIL_LINES) -> list[tuple[str, list[str]]]:
