@@ -190,6 +190,13 @@ def test_stop_then_resume_finishes_the_planned_steps(h, backend):
         assert "cannot save on request" in h.log_text(job.job_id, "stdout") or \
             stopped.checkpoint_step >= stopped.step
     at = stopped.checkpoint_step
+    # the newest save is the character's LoRA, "stopped at step N" (issue 11, item 16)
+    name = f"alice_lora-step{at}.safetensors"
+    assert stopped.lora_path == str(stopped.paths.root / name)
+    h.qtbot.waitUntil(lambda: any(Path(lo.path).name == name
+                                  for lo in h.library.loras(h.character.id)), timeout=WAIT)
+    (lora,) = h.library.loras(h.character.id)
+    assert lora.steps == at and Path(lora.path).parent == h.service.paths.loras
 
     h.finished.clear()
     h.steps.clear()

@@ -142,6 +142,7 @@ def test_runs_to_completion_with_our_total_checkpoints_and_the_lora_registered(h
 def test_stop_and_save_via_save_quit_then_resume(h, monkeypatch):
     monkeypatch.setenv("STANDIN_DP_DELAY", "0.03")
     job = h.job(steps=60)
+    job.checkpoint_every = 4       # LoRA saves every 4 steps (save_every_n_steps)
     h.service.submit(job)
     h.qtbot.waitUntil(lambda: h.service.job(job.job_id).step >= 5, timeout=WAIT)
     h.service.stop(job.job_id)
@@ -149,6 +150,13 @@ def test_stop_and_save_via_save_quit_then_resume(h, monkeypatch):
     assert stopped.state == "stopped", stopped.error_message
     assert stopped.resumable and 5 <= stopped.checkpoint_step < 60
     at = stopped.checkpoint_step
+    # the newest LoRA save is the character's LoRA, "stopped at step N" (issue 11, item 16)
+    saved = at // 4 * 4
+    name = f"alice_lora-step{saved}.safetensors"
+    assert stopped.lora_path == str(stopped.paths.root / name)
+    h.qtbot.waitUntil(lambda: any(Path(lo.path).name == name
+                                  for lo in h.library.loras(h.character.id)), timeout=WAIT)
+    assert h.library.loras(h.character.id)[0].steps == saved
     run = sorted((stopped.paths.root / OUTPUT_FOLDER).iterdir())[-1]
     assert (run / "latest").read_text() == f"global_step{at}"
     assert not (run / "save_quit").exists()                    # the tool took it

@@ -307,7 +307,9 @@ def test_parser_stop_events(tmp_path):
                          f"Saved checkpoint to {save}\nSaved optimizer to {out}/optimizer.pt\n"
                          '[isengard] stopped {"saved":true,"step":321}\n')
     assert PhaseEvent("saving", 0, 0, "stopping (saving this step)") in events
-    assert events[-1] == StoppedEvent(321, str(save))
+    exported = tmp_path / "job" / "my_lora-step321.safetensors"   # the job's LoRA (item 16)
+    assert events[-1] == StoppedEvent(321, str(save), str(exported))
+    assert exported.read_bytes() == b"x"
 
 
 # -- loss history ------------------------------------------------------------------------------

@@ -343,7 +343,10 @@ def test_parser_stop_reports_the_newest_complete_state(tmp_path):
     events = parser.feed("stdout", '[isengard] stop {"saving":false}\n'
                                    '[isengard] stopped {"saved":false,"step":-1}\n')
     assert CheckpointEvent(400, str(lora), True) in events      # complete: recorded at stop
-    assert events[-1] == StoppedEvent(400, str(lora))
+    # the newest save is the job's LoRA, as "<name>-step<N>" in the job folder (item 16)
+    exported = tmp_path / "job" / "my_lora-step400.safetensors"
+    assert events[-1] == StoppedEvent(400, str(lora), str(exported))
+    assert exported.read_bytes() == b"x" and exported.stat().st_ino == lora.stat().st_ino
 
 
 def test_parser_resumed_run_keys_saves_by_the_real_step(tmp_path):

@@ -469,7 +469,8 @@ class TrainingService(QObject):
         else:
             self._finalize_with_checkpoint(record)
             if state == JobState.STOPPED and record.lora_path:   # usable at the stop step
-                step = outcome.stopped.step if outcome.stopped else record.step
+                stopped = outcome.stopped
+                step = (stopped.lora_step or stopped.step) if stopped else record.step
                 self._outputs.register_lora(record, DoneEvent(record.lora_path, step))
 
     def _finalize_with_checkpoint(self, record: JobRecord) -> None:
