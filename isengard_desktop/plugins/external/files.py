@@ -48,6 +48,7 @@ __all__ = [
     "check_job",
     "dump_toml",
     "export_stopped_lora",
+    "stage_job_dataset",
     "external_checkpoints",
     "forget_checkpoint",
     "forget_pointers_to",
@@ -246,6 +247,33 @@ def check_job(job: TrainingJob, *, tool: str, families: Iterable[str], configure
     require_path("dataset_dir", job.dataset_dir, "the dataset folder", folder=True)
     if not configured:
         raise SpecError(f"backend: {setup_name} is not set up (Settings → Trainers)")
+
+
+# what ai-toolkit and kohya read from the staged folder (the importer stores these)
+STAGED_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def stage_job_dataset(job: TrainingJob, paths: JobPaths) -> dict[Path, str]:
+    """(worker thread, ``build_launch``) The job's photo list (``jobs/<id>/dataset.json``,
+    from the database: never a folder scan) hard-linked into ``<job>/dataset`` for
+    ai-toolkit and kohya, by the one staging function the diffusion-pipe backend uses too
+    (:func:`~...core.training.dataset_list.stage_dataset`); returns the ``<stem>.txt``
+    caption files to write (the trigger word in front, as the built-in trainer puts it).
+    The tools then never write caches into, nor read stray files from, the app's own
+    dataset folder. SpecError naming the list when it is missing, empty or names a photo
+    that is gone."""
+    from ...core.dataset.captions import with_trigger
+    from ...core.training.dataset_list import read_dataset_list, stage_dataset
+
+    trigger = job.trigger_word.strip()
+    captions = stage_dataset(read_dataset_list(paths.root), paths.root / "dataset",
+                             lambda caption: with_trigger(caption, trigger),
+                             suffixes=STAGED_IMAGE_SUFFIXES)
+    if not any(p.suffix.lower() in STAGED_IMAGE_SUFFIXES
+               for p in (paths.root / "dataset").iterdir()):
+        raise SpecError(f"dataset.json: {paths.dataset_list} lists no "
+                        f"{'/'.join(STAGED_IMAGE_SUFFIXES)} photos")
+    return captions
 
 
 def export_stopped_lora(job_dir: str | Path | None, output_name: str, source: str | Path,
