@@ -289,6 +289,14 @@ def tiny_job(model: Path, data: Path, **fields: object):  # noqa: ANN201 - Train
     return job
 
 
+def write_photo_list(job, job_dir: Path) -> None:  # noqa: ANN001 - TrainingJob (lazy)
+    """The job's ``dataset.json`` (what the app writes from the database), made from the
+    benchmark's dataset folder: the trainer reads only that list."""
+    from isengard_desktop.core.training.dataset_list import entries_from_folder, write_dataset_list
+
+    write_dataset_list(job_dir, entries_from_folder(job.dataset_dir))
+
+
 class TrainerRun:
     """One trainer child run: protocol events with their arrival times, wall time, exit code."""
 
@@ -332,6 +340,7 @@ def run_trainer(job, job_dir: Path, env: dict[str, str], timeout: float = 900) -
     job_dir.mkdir(parents=True, exist_ok=True)
     spec = job_dir / "job.json"
     spec.write_text(job.to_json(), encoding="utf-8")
+    write_photo_list(job, job_dir)
     run = TrainerRun()
     run.stderr_path = job_dir / "stderr.log"
     argv = [sys.executable, "-m", TRAINER_MODULE, "train", "--job", str(spec),

@@ -68,6 +68,7 @@ from _common import (  # noqa: E402
     step_stats,
     tiny_job,
     trainer_env,
+    write_photo_list,
 )
 
 GOAL_RATIO = 1.0
@@ -294,6 +295,7 @@ def run_interleaved(root: Path, model: Path, data: Path, gc: bool, chunk: int, c
     job_dir = root / f"interleaved-{'on' if gc else 'off'}"
     job_dir.mkdir(parents=True, exist_ok=True)
     (job_dir / "job.json").write_text(job.to_json(), encoding="utf-8")
+    write_photo_list(job, job_dir)
     spec = json.dumps({"model": str(model), "data": str(data), "gc": gc, "chunk": chunk,
                        "chunks": chunks, "job": str(job_dir / "job.json"),
                        "job_dir": str(job_dir), "calibrate": calibrate})
@@ -413,6 +415,7 @@ def profile(root: Path, model: Path, data: Path, steps: int, threads: int) -> in
         job_dir.mkdir(parents=True, exist_ok=True)
         spec = job_dir / "job.json"
         spec.write_text(job.to_json(), encoding="utf-8")
+        write_photo_list(job, job_dir)
         proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(ours_prof), "-m",
                                "isengard_desktop.training_runtime", "train", "--job", str(spec),
                                "--job-dir", str(job_dir)], cwd=job_dir, env=trainer_env(threads),

@@ -26,7 +26,7 @@ Signals:
 from __future__ import annotations
 
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -174,13 +174,17 @@ class DatabaseService(QObject):
 
     def write(self, op: Callable[[sqlite3.Connection], WriteResult[T]],
               on_success: Callable[[T], None] | None = None,
-              on_failure: Callable[[BaseException], None] | None = None) -> None:
+              on_failure: Callable[[BaseException], None] | None = None
+              ) -> Future[WriteResult[T]]:
         """Run the write op ``op(conn)`` in one transaction on the writer thread.
 
         On the main thread: ``on_success(result.value)``, then ``changed(result.changes)``
         once (not when empty). When ``op`` raises, the transaction is rolled back, nothing is
         emitted and ``on_failure(exc)`` runs (``sys.excepthook`` without one). ``op`` must
-        not touch widgets or services. Raises :class:`RuntimeError` after :meth:`shutdown`."""
+        not touch widgets or services. Raises :class:`RuntimeError` after :meth:`shutdown`.
+
+        Returns the future of the op (committed when it is done): a worker thread may wait
+        on it (never the UI thread)."""
 
         def work() -> WriteResult[T]:
             conn = self._connection()
@@ -199,4 +203,4 @@ class DatabaseService(QObject):
                 if not result.changes.is_empty:
                     self.changed.emit(result.changes)
 
-        run_in_executor(self._writer, work, done, on_failure)
+        return run_in_executor(self._writer, work, done, on_failure)

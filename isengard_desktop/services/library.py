@@ -36,14 +36,13 @@ from ..core.db.repository import DuplicateNameError, Repository
 from ..core.naming import (folder_slug, suggest_trigger, validate_character_name,
                            validate_trigger)
 from ..core.paths import AppPaths
-from ..core.types import Progress
 from .database import ChangeSet, DatabaseService, WriteResult
 from .import_task import ImportOutcome, ImportTask
 from .ops import run_in_executor
 from .trash_support import has_recycle_bin, to_trash
 
 if TYPE_CHECKING:  # decoding pulls in numpy, pillow-heif and ImageHash: loaded on first use
-    from ..core.dataset.importer import ImportedImage, ImportReport
+    from ..core.dataset.importer import ImportedImage
 
 __all__ = ["LibraryService", "SYNTHETIC_SOURCE"]
 
@@ -78,6 +77,10 @@ class LibraryService(QObject):
         self._loras: list[LoraRecord] = []
         self.is_ready = False
         self._tasks: set[ImportTask] = set()
+        # An import records its photos in batches as they land (issue 11 item 3): at most
+        # this many files, or what landed in this many seconds, per transaction.
+        self.import_batch_files = 32
+        self.import_batch_seconds = 0.5
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -420,7 +423,11 @@ class LibraryService(QObject):
 
         Each file is checked, de-duplicated by content (a file already in the dataset is
         skipped, not failed), copied into the character's folder, thumbnailed, given a
-        ``<image>.txt`` sidecar and recorded; then ``data_changed`` is emitted.
+        ``<image>.txt`` sidecar and recorded. Rows are written in batches as the files land
+        (:attr:`import_batch_files` files or :attr:`import_batch_seconds`, one transaction
+        and one ``data_changed`` each), so a killed import leaves at most one batch of
+        files without a row, which the start-up reconcile adopts. Cancel keeps the files
+        already added, with their rows.
 
         ``captions``: the caption of each source path (missing ones get ""); None takes the
         ``<source>.txt`` beside each source, if any. ``source``: what the rows record as
@@ -462,64 +469,89 @@ class LibraryService(QObject):
                 except (OSError, ValueError) as exc:  # made during import; the grid retries
                     logger.warning("thumbnail failed for {}: {}", item.stored_path.name, exc)
 
-            def work() -> ImportReport:
-                report = import_files(list(paths), dest, known, report=task._report,
-                                      cancelled=lambda: task.is_cancelled,
-                                      workers=IMPORT_WORKERS, thumbnail_dir=thumbnails)
-                n = len(report.imported)
+            def rows_of(items: list[ImportedImage]) -> list[NewImage]:
+                return [NewImage(path=i.stored_path, sha256=i.sha256, width=i.width,
+                                 height=i.height, caption=caption_of(i),
+                                 source=source if source is not None else i.source)
+                        for i in items]
+
+            added: list[ImageRecord] = []
+
+            def record(batch: list[ImportedImage], pool: ThreadPoolExecutor) -> None:
+                """(import thread) One batch of stored photos: sidecars and thumbnails,
+                then its rows in one transaction, waited for — the importer lands no
+                further file until this batch is recorded (crash consistency, issue 11
+                item 3). The snapshot and ``data_changed`` follow on the main thread."""
+                list(pool.map(side_files, batch))
+                rows = rows_of(batch)
+
+                def op(conn: sqlite3.Connection) -> WriteResult[list[ImageRecord]]:
+                    new = self._repo(conn).add_images(character_id, rows)
+                    return WriteResult(new, ChangeSet(
+                        images=True, character_ids=frozenset({character_id}))
+                        if new else ChangeSet())
+
+                def stored(new: list[ImageRecord]) -> None:
+                    for image in new:
+                        self._images[image.id] = image
+
+                future = self.database.write(op, stored, lambda exc: None)
+                result = future.result()
+                added.extend(result.value)
+
+            def work() -> ImportOutcome:
                 with ThreadPoolExecutor(IMPORT_WORKERS, thread_name_prefix="sidecars") as pool:
-                    for done, _ in enumerate(pool.map(side_files, report.imported), start=1):
-                        task._report(Progress("Writing captions and thumbnails", done, n))
-                return report
+                    try:
+                        report = import_files(list(paths), dest, known, report=task._report,
+                                              cancelled=lambda: task.is_cancelled,
+                                              workers=IMPORT_WORKERS,
+                                              thumbnail_dir=thumbnails,
+                                              on_stored=lambda b: record(b, pool),
+                                              batch_files=self.import_batch_files,
+                                              batch_seconds=self.import_batch_seconds)
+                    except BaseException as exc:
+                        if added:   # the batches recorded so far stay; say how many
+                            raise _PartialImport(exc, tuple(added)) from exc
+                        raise
+                return ImportOutcome(character_id=character_id, report=report,
+                                     added=tuple(added))
 
             def ended(outcome: ImportOutcome) -> None:
                 self._tasks.discard(task)
                 task._finish(outcome)
 
-            def store(report: ImportReport) -> None:
-                rows = [NewImage(path=i.stored_path, sha256=i.sha256, width=i.width,
-                                 height=i.height, caption=caption_of(i),
-                                 source=source if source is not None else i.source)
-                        for i in report.imported]
-
-                def op(conn: sqlite3.Connection) -> WriteResult[list[ImageRecord]]:
-                    added = self._repo(conn).add_images(character_id, rows)
-                    return WriteResult(added, ChangeSet(
-                        images=True, character_ids=frozenset({character_id}))
-                        if added else ChangeSet())
-
-                def done(added: list[ImageRecord]) -> None:
-                    for record in added:
-                        self._images[record.id] = record
-                    outcome = ImportOutcome(character_id=character_id, report=report,
-                                            added=tuple(added))
-                    logger.info("import finished: {} added, {} skipped, {} rejected{}",
-                                len(added), len(report.skipped), len(report.rejected),
-                                " (cancelled)" if report.cancelled else "")
-                    ended(outcome)
-                    if on_done is not None:
-                        on_done(outcome)
-
-                def write_failed(exc: BaseException) -> None:
-                    ended(ImportOutcome(character_id=character_id, report=report))
-                    if on_failure is not None:
-                        on_failure(exc)
-                    else:
-                        self._fail(f"The photos were copied but could not be recorded: {exc}")
-
-                self.database.write(op, done, write_failed)
+            def finished(outcome: ImportOutcome) -> None:
+                for image in outcome.added:   # the last batch's own callback may come later
+                    self._images[image.id] = image
+                report = outcome.report
+                logger.info("import finished: {} added, {} skipped, {} rejected{}",
+                            len(outcome.added), len(report.skipped), len(report.rejected),
+                            " (cancelled)" if report.cancelled else "")
+                ended(outcome)
+                if on_done is not None:
+                    on_done(outcome)
 
             def work_failed(exc: BaseException) -> None:
+                kept: tuple[ImageRecord, ...] = ()
+                if isinstance(exc, _PartialImport):
+                    kept = exc.added
+                    exc = exc.cause
+                    logger.warning("import stopped after {} photo(s) were recorded: {}",
+                                   len(kept), exc)
+                for image in kept:
+                    self._images[image.id] = image
                 ended(ImportOutcome(character_id=character_id,
-                                    report=ImportReport([], [], [], True)))
+                                    report=ImportReport([], [], [], True), added=kept))
                 if on_failure is not None:
                     on_failure(exc)
-                elif isinstance(exc, OSError):
-                    self._fail(f"Import into {character.name} stopped: {exc}")
+                elif isinstance(exc, (OSError, sqlite3.Error)):
+                    self._fail(f"Import into {character.name} stopped: {exc}"
+                               + (f" ({len(kept)} photo(s) were added before it stopped)"
+                                  if kept else ""))
                 else:
                     _unexpected(exc)
 
-            run_in_executor(self._io, work, store, work_failed)
+            run_in_executor(self._io, work, finished, work_failed)
         if announce:
             self.import_started.emit(task)
         return task
@@ -535,6 +567,15 @@ class LibraryService(QObject):
                 _unexpected(exc)
 
         return handle
+
+
+class _PartialImport(Exception):
+    """An import that failed after some batches were recorded: the cause and those rows."""
+
+    def __init__(self, cause: BaseException, added: tuple[ImageRecord, ...]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.added = added
 
 
 def _unexpected(exc: BaseException) -> None:

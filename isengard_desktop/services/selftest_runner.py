@@ -103,6 +103,7 @@ class SelfTestService(QObject):
         self._job: TrainingJob | None = None
         self._job_dir: Path | None = None
         self._character_id: int | None = None
+        self._dataset: Path | None = None   # the test photos (imported into the test character)
         self._submitted = False
         self._cancelled = False
         self._losses: list[float] = []
@@ -271,6 +272,7 @@ class SelfTestService(QObject):
 
     def _start_training(self, model: Path, dataset: Path) -> None:
         assert self._root is not None
+        self._dataset = dataset
         self._stage = 3
         self._progress("Training the tiny model through the trainer…", "starting the trainer")
         # One watchdog for set-up and training: nothing may hang the self-test.
@@ -317,8 +319,23 @@ class SelfTestService(QObject):
         self._finish()
 
     def _on_character(self, character: Any) -> None:
-        self._character_id = character.id
-        self._maybe_submit()
+        """The test character exists: import the test photos into it (a job trains on its
+        character's photos in the database, never on a folder), then submit."""
+        if self._library is None or self._job is None or self._dataset is None:
+            return
+        self._job.dataset_dir = str(self._library.character_folder(character))
+
+        def imported(outcome: Any) -> None:
+            if not outcome.added:
+                self._on_library_failed("none of the test photos could be imported")
+                return
+            self._character_id = character.id
+            self._maybe_submit()
+
+        self._library.import_photos(
+            character.id, [self._dataset], announce=False, on_done=imported,
+            on_failure=lambda exc: self._on_library_failed(
+                f"the test photos could not be imported: {exc}"))
 
     def _maybe_submit(self) -> None:
         if (self._submitted or self._job is None or self._character_id is None

@@ -110,8 +110,13 @@ def _preflight(args: argparse.Namespace):
         raise ModelMissingError(f"The base model {job.base_model!r} does not exist. Choose the "
                                 f"model again in the Training tab (a diffusers folder or a "
                                 f".safetensors checkpoint).")
-    if not Path(job.dataset_dir).is_dir():
-        raise ConfigError(f"dataset_dir: the dataset folder {job.dataset_dir} does not exist")
+    from ..core.training.dataset_list import read_dataset_list
+    from ..core.training.spec import SpecError
+
+    try:
+        read_dataset_list(args.job_dir)   # the job's photo list (never a folder scan)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from exc
     Path(args.job_dir).mkdir(parents=True, exist_ok=True)
     return job
 

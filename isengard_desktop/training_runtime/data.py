@@ -1,7 +1,8 @@
 """The training set: images and captions, aspect-ratio buckets and the batch order.
 
-* :func:`scan_dataset` finds the images of ``job.dataset_dir`` with their ``<stem>.txt``
-  captions and puts the trigger word in front of each caption that lacks it.
+* :func:`load_dataset` reads the job's photo list (``jobs/<id>/dataset.json``, written by
+  the app from the database at the job's start; never a folder scan: a photo on disk with
+  no row is not trained on) and puts the trigger word in front of each caption that lacks it.
 * :func:`make_buckets` / :func:`nearest_bucket`: sizes with about ``resolution²`` pixels, sides
   multiples of the family's ``latent_multiple``; each image goes to the bucket closest to its
   aspect ratio, is scaled to cover it and centre-cropped (the crop is kept for SDXL).
@@ -19,11 +20,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.dataset.captions import read_sidecar, with_trigger
+from ..core.dataset.captions import with_trigger
 from .errors import ConfigError
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-
 
 @dataclass
 class Item:
@@ -42,20 +40,17 @@ def ensure_trigger(caption: str, trigger: str) -> str:
     return with_trigger(caption, trigger)
 
 
-def scan_dataset(folder: Path, trigger: str) -> list[Item]:
-    """Images directly in ``folder`` (sorted by name) with their captions."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"dataset_dir: the dataset folder {folder} does not exist")
-    items = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        if path.suffix.lower() in IMAGE_EXTS and path.is_file():
-            caption = read_sidecar(path) or ""
-            items.append(Item(path, ensure_trigger(caption, trigger)))
-    if not items:
-        raise ConfigError(f"dataset_dir: no images in {folder} "
-                          f"(looked for {', '.join(sorted(IMAGE_EXTS))})")
-    return items
+def load_dataset(job_dir: Path, trigger: str) -> list[Item]:
+    """The photos of the job's list (:mod:`~..core.training.dataset_list`), in its order, with
+    their captions. ConfigError naming the file when the list is missing, bad or empty."""
+    from ..core.training.dataset_list import read_dataset_list
+    from ..core.training.spec import SpecError
+
+    try:
+        entries = read_dataset_list(job_dir)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from exc
+    return [Item(Path(e.path), ensure_trigger(e.caption, trigger)) for e in entries]
 
 
 def make_buckets(resolution: int, multiple: int, max_ratio: float = 2.0) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ import torch
 from ..core.fsutil import atomic_output
 from ..core.training.spec import JobPaths, TrainingJob, stopped_lora_name
 from . import checkpoints as ckpts
-from .data import BatchPlan, Item, ensure_trigger, load_image, make_buckets, scan_dataset
+from .data import BatchPlan, Item, ensure_trigger, load_dataset, load_image, make_buckets
 from .errors import ConfigError, NanLossError
 from .events import Emitter
 from .families.base import Family, TextCondition
@@ -115,7 +115,7 @@ class Trainer:
         job = self.job
         torch.manual_seed(job.seed)
         random.seed(job.seed)
-        self.items = scan_dataset(Path(job.dataset_dir), job.trigger_word)
+        self.items = load_dataset(self.paths.root, job.trigger_word)
         def loading(done: int, total: int, detail: str = "") -> None:
             self.emit.phase("loading_model", done, total, detail)
 
@@ -162,7 +162,8 @@ class Trainer:
             kept.append(item)
             self.emit.phase("caching", i + 1, total, "latents")
         if not kept:
-            raise ConfigError(f"dataset_dir: none of the images in {job.dataset_dir} could be read")
+            raise ConfigError(f"dataset.json: none of the {n_images} photos in "
+                              f"{self.paths.dataset_list} could be read")
         self.items = kept
         for start in range(0, len(texts), 8):
             chunk = texts[start:start + 8]

@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from isengard_desktop.core.training.spec import TrainingJob
+from isengard_desktop.core.training.dataset_list import entries_from_folder, write_dataset_list
+from isengard_desktop.core.training.spec import JobPaths, TrainingJob
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("ISENGARD_UPDATE_GOLDEN") == "1"
@@ -40,6 +41,15 @@ def make_dataset(tmp: Path) -> Path:
     data.mkdir(parents=True)
     (data / "a.png").write_bytes(b"png")
     return data
+
+
+def job_paths(tmp: Path, job_id: str) -> JobPaths:
+    """``<tmp>/jobs/<job_id>`` with the photo list the app writes at a job's start
+    (``dataset.json``), made from ``<tmp>/data/alice`` (empty when there is none)."""
+    paths = JobPaths(tmp / "jobs" / job_id)
+    data = tmp / "data" / "alice"
+    write_dataset_list(paths.root, entries_from_folder(data) if data.is_dir() else [])
+    return paths
 
 
 def external_job(tmp: Path, family: str, bases: dict[str, str], **values) -> TrainingJob:

@@ -131,7 +131,11 @@ def campaign(qapp, tmp_path_factory):
         assert library.create_character("Alice", TRIGGER, on_created=made.append) is None
         wait_until(lambda: bool(made), 30_000)
         character = made[0]
-        dataset = tiny.make_dataset(library.character_folder(character), count=4)
+        # the character's photos, imported (a job trains on its rows, never on a folder)
+        photos = tiny.make_dataset(root / "photos", count=4)
+        library.import_photos(character.id, [photos])
+        wait_until(lambda: library.image_count(character.id) == 4, 30_000)
+        dataset = library.character_folder(character)
 
         service = TrainingService(paths, library, dict, default_registry())
         service.max_running = 2

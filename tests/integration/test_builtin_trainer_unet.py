@@ -27,6 +27,7 @@ import torch
 from isengard_desktop.core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent,
                                                      LogEvent, PhaseEvent, SampleEvent,
                                                      StepEvent, StoppedEvent, parse_event)
+from isengard_desktop.core.training.dataset_list import entries_from_folder, write_dataset_list
 from isengard_desktop.core.training.spec import JobPaths, TrainingJob
 from isengard_desktop.training_runtime import tiny_models as tiny
 from tests.helpers import lora_checks as lc
@@ -91,6 +92,8 @@ def write_job(folder: Path, **fields) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "job.json"
     path.write_text(job.to_json(), encoding="utf-8")
+    # run without the app: the photo list the app would write, made from the folder
+    write_dataset_list(folder, entries_from_folder(job.dataset_dir))
     return path
 
 

@@ -40,12 +40,19 @@ class Harness:
         self.paths, self.library = start_library(qtbot, WAIT)
         add_character(qtbot, self.library, "Alice", trigger="alc", timeout=WAIT)
         self.character = self.library.characters()[0]
-        self.dataset = tmp_path / "dataset"
-        self.dataset.mkdir()
+        # the character's photos: 3 imported (rows in the database), 2 copied into its
+        # folder by hand (no rows): a job trains on the 3 only (issue 11, item 3)
+        source = tmp_path / "photos"
+        source.mkdir()
         from PIL import Image
-        for i in range(3):
-            Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(self.dataset / f"img{i}.png")
-            (self.dataset / f"img{i}.txt").write_text("a woman, smiling", encoding="utf-8")
+        for i in range(5):
+            Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(source / f"img{i}.png")
+            (source / f"img{i}.txt").write_text("a woman, smiling", encoding="utf-8")
+        self.library.import_photos(self.character.id, [source / f"img{i}.png" for i in range(3)])
+        qtbot.waitUntil(lambda: self.library.image_count(self.character.id) == 3, timeout=WAIT)
+        self.dataset = self.library.character_folder(self.character)
+        for i in (3, 4):
+            (self.dataset / f"img{i}.png").write_bytes((source / f"img{i}.png").read_bytes())
         self.models = tmp_path / "models"
         (self.models / "FLUX.1-dev").mkdir(parents=True)
         for name in ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl.safetensors",
@@ -164,8 +171,14 @@ def test_runs_to_completion_and_registers_the_lora(h, backend, family):
     assert "\x1b" not in stderr and "\x1b" not in h.log_text(job.job_id, "stdout")
     events = [json.loads(line) for line in done.paths.events.read_text().splitlines()]
     assert [e["event"] for e in events].count("done") == 1
-    assert (done.paths.root / "dataset" / "img0.txt").read_text().strip() == \
-        "alc, a woman, smiling"
+    # the job's photo list (the 3 rows), staged by the app; the 2 files without rows are not
+    staged = done.paths.root / "dataset"
+    recorded = {i.path.name for i in h.library.images(h.character.id)}
+    assert len(recorded) == 3
+    assert {p.name for p in staged.iterdir() if p.suffix == ".png"} == recorded
+    for name in recorded:
+        assert (staged / name).with_suffix(".txt").read_text().strip() == \
+            "alc, a woman, smiling"
     if backend == "ai-toolkit":
         history = loss_history(loss_log_path(job, done.paths))
         assert [s for s, _ in history] == list(range(40))
@@ -190,6 +203,13 @@ def test_stop_then_resume_finishes_the_planned_steps(h, backend):
         assert "cannot save on request" in h.log_text(job.job_id, "stdout") or \
             stopped.checkpoint_step >= stopped.step
     at = stopped.checkpoint_step
+    # the newest save is the character's LoRA, "stopped at step N" (issue 11, item 16)
+    name = f"alice_lora-step{at}.safetensors"
+    assert stopped.lora_path == str(stopped.paths.root / name)
+    h.qtbot.waitUntil(lambda: any(Path(lo.path).name == name
+                                  for lo in h.library.loras(h.character.id)), timeout=WAIT)
+    (lora,) = h.library.loras(h.character.id)
+    assert lora.steps == at and Path(lora.path).parent == h.service.paths.loras
 
     h.finished.clear()
     h.steps.clear()

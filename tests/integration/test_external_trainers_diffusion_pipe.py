@@ -18,6 +18,7 @@ from isengard_desktop.plugins.diffusion_pipe.backend import DATASET_FOLDER, OUTP
 from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.training.service import TrainingService
 from tests.helpers.characters import add_character
+from tests.helpers.photos import make_photos
 from tests.helpers.service_harness import fast_training, start_library
 from tests.helpers.standin_diffusion_pipe import make_fake_install, small_safetensors
 
@@ -35,11 +36,16 @@ class Harness:
         self.install = make_fake_install(tmp_path / "install")
         self.record = tmp_path / "launches.jsonl"
         monkeypatch.setenv("STANDIN_DP_RECORD", str(self.record))
-        self.dataset = tmp_path / "dataset"
-        self.dataset.mkdir()
-        for i in range(4):
-            (self.dataset / f"photo-{i}.jpg").write_bytes(b"\xff\xd8" + bytes([i]) * 16)
-            (self.dataset / f"photo-{i}.txt").write_text(f"a woman in a park {i}")
+        # the character's photos: 4 imported (rows), 1 copied in by hand (no row, never
+        # trained on: issue 11, item 3)
+        source = tmp_path / "photos"
+        make_photos(source, 5, prefix="photo", size=(64, 64))
+        for i in range(5):
+            (source / f"photo_{i:03d}.txt").write_text(f"a woman in a park {i}")
+        self.library.import_photos(self.character.id, sorted(source.glob("*.jpg"))[:4])
+        qtbot.waitUntil(lambda: self.library.image_count(self.character.id) == 4, timeout=WAIT)
+        self.dataset = self.library.character_folder(self.character)
+        (self.dataset / "photo_004.jpg").write_bytes((source / "photo_004.jpg").read_bytes())
         self.models = tmp_path / "models"
         (self.models / "FLUX.1-dev").mkdir(parents=True)
         small_safetensors(self.models / "chroma-unlocked-v47.safetensors", 0)
@@ -126,8 +132,11 @@ def test_runs_to_completion_with_our_total_checkpoints_and_the_lora_registered(h
     assert launch["argv"][0] == "train.py" and "--deepspeed" in launch["argv"]
     assert (run / "diffusion_pipe.toml").is_file() and (run / "latest").read_text() == \
         "global_step8"
-    assert (done.paths.root / DATASET_FOLDER / "photo-0.txt").read_text() == \
-        "alc, a woman in a park 0\n"
+    staged = done.paths.root / DATASET_FOLDER
+    recorded = {i.path.name: i for i in h.library.images(h.character.id)}
+    assert {p.name for p in staged.iterdir() if p.suffix == ".jpg"} == set(recorded)
+    first = next(n for n in recorded if n.startswith("photo_000"))
+    assert (staged / first).with_suffix(".txt").read_text() == "alc, a woman in a park 0\n"
     stdout, stderr = done.paths.stdout.read_text(), done.paths.stderr.read_text()
     assert "TRAINING COMPLETE!" in stdout
     assert "W&B API key is configured (from WANDB_API_KEY)" in stderr
@@ -142,6 +151,7 @@ def test_runs_to_completion_with_our_total_checkpoints_and_the_lora_registered(h
 def test_stop_and_save_via_save_quit_then_resume(h, monkeypatch):
     monkeypatch.setenv("STANDIN_DP_DELAY", "0.03")
     job = h.job(steps=60)
+    job.checkpoint_every = 4       # LoRA saves every 4 steps (save_every_n_steps)
     h.service.submit(job)
     h.qtbot.waitUntil(lambda: h.service.job(job.job_id).step >= 5, timeout=WAIT)
     h.service.stop(job.job_id)
@@ -149,6 +159,13 @@ def test_stop_and_save_via_save_quit_then_resume(h, monkeypatch):
     assert stopped.state == "stopped", stopped.error_message
     assert stopped.resumable and 5 <= stopped.checkpoint_step < 60
     at = stopped.checkpoint_step
+    # the newest LoRA save is the character's LoRA, "stopped at step N" (issue 11, item 16)
+    saved = at // 4 * 4
+    name = f"alice_lora-step{saved}.safetensors"
+    assert stopped.lora_path == str(stopped.paths.root / name)
+    h.qtbot.waitUntil(lambda: any(Path(lo.path).name == name
+                                  for lo in h.library.loras(h.character.id)), timeout=WAIT)
+    assert h.library.loras(h.character.id)[0].steps == saved
     run = sorted((stopped.paths.root / OUTPUT_FOLDER).iterdir())[-1]
     assert (run / "latest").read_text() == f"global_step{at}"
     assert not (run / "save_quit").exists()                    # the tool took it

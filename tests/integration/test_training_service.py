@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -458,14 +459,28 @@ def test_debug_bundle_is_complete_and_has_no_secret(h, tmp_path):
 @pytest.mark.timeout(240)
 def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     """The real built-in trainer (tiny random SD1.5-like model, CPU) through the default
-    registry: progress, Stop & save over stdin, resume, the LoRA in the library."""
+    registry: progress, Stop & save over stdin, resume, the LoRA in the library.
+
+    It trains on the character's photos in the database only (issue 11, item 3): of the 5
+    photos in the character's folder 3 have rows, 2 were copied in by hand; a photo added
+    while the job is stopped is not in the resumed run (the list saved at its start)."""
     from isengard_desktop.training_runtime import tiny_models as tiny
 
     model = tiny.build_sd15(tmp_path / "sd15")
-    data = tiny.make_dataset(tmp_path / "data", count=4)
+    data = tiny.make_dataset(tmp_path / "data", count=6)
+    photos = sorted(data.glob("*.png"))
+    h.library.import_photos(h.character.id, photos[:3])
+    h.qtbot.waitUntil(lambda: h.library.image_count(h.character.id) == 3, timeout=WAIT)
+    folder = h.library.character_folder(h.character)
+    for extra in photos[3:5]:      # on disk, no row: never trained on
+        shutil.copy(extra, folder / extra.name)
+        shutil.copy(extra.with_suffix(".txt"), folder / f"{extra.stem}.txt")
+    on_disk = [p for p in folder.iterdir() if p.suffix == ".png"]
+    assert len(on_disk) == 5
+    recorded = {str(i.path) for i in h.library.images(h.character.id)}
     job = TrainingJob(job_id=new_job_id(), character_id=h.character.id,
                       character_name=h.character.name, trigger_word="sks", family="sd15",
-                      base_model=str(model), dataset_dir=str(data), output_name="alice_lora",
+                      base_model=str(model), dataset_dir=str(folder), output_name="alice_lora",
                       backend="builtin", resolution=64, rank=4, alpha=8.0, learning_rate=5e-3,
                       steps=16, batch_size=2, sample_every=0, checkpoint_every=0,
                       gradient_checkpointing=False)
@@ -477,12 +492,22 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     assert stopped.resumable and stopped.checkpoint_step >= 4
     phases = [e.phase for j, e in h.phases if j == job.job_id]
     assert phases[0] == "loading_model" and "training" in phases
+    listed = json.loads(stopped.paths.dataset_list.read_text(encoding="utf-8"))["images"]
+    assert {i["path"] for i in listed} == recorded
+    # a photo imported while the job is stopped: the resumed run keeps the saved list
+    h.library.import_photos(h.character.id, [photos[5]])
+    h.qtbot.waitUntil(lambda: h.library.image_count(h.character.id) == 4, timeout=WAIT)
 
     h.finished.clear()
     h.service.resume(job.job_id)
     done = h.wait_final(job.job_id, timeout=150_000)
     assert done.state == "completed", done.error_message
     assert done.step == 16 and Path(done.lora_path).is_file()
+    meta = safetensors_metadata(Path(done.lora_path))
+    assert meta["ss_num_train_images"] == "3"           # 3 rows, not 5 (or 6) files
+    tags = json.loads(meta["ss_tag_frequency"])[folder.name]
+    assert {t for t in tags if t.startswith("a red square")} == {
+        f"a red square and a blue disc {i}" for i in range(3)}
     # the stop left its own LoRA (<name>-step<N>, issue 11 item 16); this is the final one
     def final() -> list[Path]:
         return [Path(lo.path) for lo in h.library.loras(h.character.id)
@@ -493,6 +518,13 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in
                stdout.splitlines() if line.strip())
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (8-byte length + JSON)."""
+    with open(path, "rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        return json.loads(fh.read(size))["__metadata__"]
 
 
 USER_SECRET = "wandb-v1-Planted0User0Key0abc123"  # in the user's environment only

@@ -26,7 +26,7 @@ from isengard_desktop.core.training.protocol import (
     StepEvent,
     StoppedEvent,
 )
-from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
+from isengard_desktop.core.training.spec import SpecError, TrainingJob
 from isengard_desktop.plugins.ai_toolkit.backend import (
     AiToolkitBackend,
     AiToolkitParser,
@@ -36,6 +36,7 @@ from isengard_desktop.plugins.ai_toolkit.backend import (
 )
 from isengard_desktop.plugins.interface import LineParser, TrainerBackend
 from tests.helpers.external_jobs import (
+    job_paths,
     check_golden,
     external_job,
     make_dataset,
@@ -81,7 +82,7 @@ def make_job(tmp: Path, family: str = "flux-dev", **kw) -> TrainingJob:
 def test_config_matches_golden(tree, family, extra, golden):
     tmp, backend = tree
     job = make_job(tmp, family, **extra)
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     config_text = launch.files[paths.configs / "ai_toolkit.yaml"]
     check_golden(golden, normalise(config_text, tmp))
@@ -100,7 +101,7 @@ def test_config_matches_golden(tree, family, extra, golden):
 def test_launch_runs_run_py_through_the_launcher(tree):
     tmp, backend = tree
     job = make_job(tmp)
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     argv = [normalise(a, tmp) for a in launch.argv]
     check_golden("ai_toolkit_flux_dev.argv.json", json.dumps(argv, indent=1) + "\n")
@@ -122,7 +123,7 @@ def test_launch_runs_run_py_through_the_launcher(tree):
 def test_resume_keeps_only_recorded_saves(tree):
     tmp, backend = tree
     job = make_job(tmp)
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     out = paths.root / "output" / "alice_lora"
     out.mkdir(parents=True)
     save = out / "alice_lora_000000250.safetensors"
@@ -139,7 +140,7 @@ def test_resume_keeps_only_recorded_saves(tree):
 
 def test_family_fields_are_checked(tree):
     tmp, backend = tree
-    paths = JobPaths(tmp / "jobs" / "j")
+    paths = job_paths(tmp, "j")
     with pytest.raises(SpecError, match="^fields.assistant_lora"):
         backend.build_launch(make_job(tmp, "flux-schnell"), paths, False)
     schnell = make_job(tmp, "flux-schnell", sample_steps=20, extra={"fields": {
@@ -171,7 +172,7 @@ def test_wandb_and_secrets_stay_out_of_files_and_argv(tree, monkeypatch, memory_
     monkeypatch.setenv("HF_TOKEN", "hf_SecretTokenValue0123456789")
     memory_keyring.set_password("isengard", "wandb", "wandb-Secret-0123456789abcdef")
     job = make_job(tmp, extra={"wandb": True})
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     logging = yaml.safe_load(launch.files[paths.configs / "ai_toolkit.yaml"])[
         "config"]["process"][0]["logging"]
@@ -307,13 +308,15 @@ def test_parser_stop_events(tmp_path):
                          f"Saved checkpoint to {save}\nSaved optimizer to {out}/optimizer.pt\n"
                          '[isengard] stopped {"saved":true,"step":321}\n')
     assert PhaseEvent("saving", 0, 0, "stopping (saving this step)") in events
-    assert events[-1] == StoppedEvent(321, str(save))
+    exported = tmp_path / "job" / "my_lora-step321.safetensors"   # the job's LoRA (item 16)
+    assert events[-1] == StoppedEvent(321, str(save), str(exported))
+    assert exported.read_bytes() == b"x"
 
 
 # -- loss history ------------------------------------------------------------------------------
 def test_loss_history_reads_loss_log_db(tmp_path):
     job = make_job(tmp_path)
-    paths = JobPaths(tmp_path / "jobs" / job.job_id)
+    paths = job_paths(tmp_path, job.job_id)
     db = loss_log_path(job, paths)
     assert loss_history(db) == []
     db.parent.mkdir(parents=True)

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from isengard_desktop.core.training.installs import ExternalInstall
-from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
+from isengard_desktop.core.training.spec import SpecError, TrainingJob
 from isengard_desktop.plugins.ai_toolkit.backend import AiToolkitBackend, build_config
 from tests.helpers import standin_ai_toolkit as standin
-from tests.helpers.external_jobs import external_job, make_dataset
+from tests.helpers.external_jobs import job_paths, external_job, make_dataset
 
 BASES = {"flux-dev": "FLUX.1-dev", "flux-schnell": "FLUX.1-dev", "chroma": "chroma.safetensors",
          "sdxl": "sdxl.safetensors", "sd15": "sd15.safetensors"}
@@ -57,7 +57,7 @@ def process_of(config: dict) -> dict:
 def test_every_key_is_read_and_the_tool_accepts_it(tree, family, scheduler):
     tmp, _backend = tree
     job = job_for(tmp, family, lr_scheduler=scheduler, warmup_steps=50, grad_accum=2)
-    process = process_of(build_config(job, JobPaths(tmp / "jobs" / job.job_id)))
+    process = process_of(build_config(job, job_paths(tmp, job.job_id)))
     standin.check_keys(process)
     standin.check_train(process["train"])
     assert standin.scheduler_factor(process["train"], 0) >= 0
@@ -65,7 +65,7 @@ def test_every_key_is_read_and_the_tool_accepts_it(tree, family, scheduler):
 
 def test_linear_decays_to_zero_and_constant_warms_up(tree):
     tmp, _backend = tree
-    paths = JobPaths(tmp / "jobs" / "j")
+    paths = job_paths(tmp, "j")
     train = process_of(build_config(job_for(tmp, "sdxl", lr_scheduler="linear"), paths))["train"]
     assert standin.scheduler_factor(train, 0) == pytest.approx(1.0)
     assert standin.scheduler_factor(train, 500) == pytest.approx(0.5)
@@ -81,7 +81,7 @@ def test_linear_decays_to_zero_and_constant_warms_up(tree):
 def test_accumulation_counts_optimizer_updates(tree):
     tmp, _backend = tree
     train = process_of(build_config(job_for(tmp, "sdxl", grad_accum=2),
-                                    JobPaths(tmp / "jobs" / "j")))["train"]
+                                    job_paths(tmp, "j")))["train"]
     assert train["gradient_accumulation"] == 2 and "gradient_accumulation_steps" not in train
     with pytest.raises(ValueError, match="mutually exclusive"):
         standin.check_train({"gradient_accumulation": 2, "gradient_accumulation_steps": 2})
@@ -91,7 +91,7 @@ def test_flux_needs_a_diffusers_folder(tree):
     tmp, backend = tree
     job = job_for(tmp, "flux-dev", base_model=str(tmp / "models" / "flux1-dev.safetensors"))
     with pytest.raises(SpecError, match=r"^base_model: .*diffusers folder.*transformer"):
-        backend.build_launch(job, JobPaths(tmp / "jobs" / job.job_id), resume=False)
+        backend.build_launch(job, job_paths(tmp, job.job_id), resume=False)
     with pytest.raises(OSError):
         standin.check_model({"is_flux": True, "name_or_path": job.base_model})
 
@@ -99,7 +99,7 @@ def test_flux_needs_a_diffusers_folder(tree):
 def test_chroma_extras_become_an_offline_hf_cache(tree, monkeypatch):
     tmp, backend = tree
     job = job_for(tmp, "chroma")
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     model = process_of(yaml.safe_load(launch.files[paths.configs / "ai_toolkit.yaml"]))["model"]
     assert "extras_name_or_path" not in model            # the Chroma loader never reads it
@@ -120,4 +120,4 @@ def test_chroma_extras_become_an_offline_hf_cache(tree, monkeypatch):
     # nothing given and nothing cached: refused at submit, with the reason
     job = job_for(tmp, "chroma", extra={"fields": {}})
     with pytest.raises(SpecError, match=r"ostris/Flex\.1-alpha"):
-        backend.build_launch(job, JobPaths(tmp / "jobs" / "j2"), resume=False)
+        backend.build_launch(job, job_paths(tmp, "j2"), resume=False)

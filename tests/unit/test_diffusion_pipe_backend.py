@@ -22,6 +22,7 @@ from isengard_desktop.plugins.diffusion_pipe.backend import (DATASET_FOLDER, DAT
                                                              DiffusionPipeBackend, MAIN_TOML,
                                                              toml_dumps)
 from isengard_desktop.plugins.diffusion_pipe.parser import find_checkpoint
+from isengard_desktop.core.training.dataset_list import entries_from_folder, write_dataset_list
 from isengard_desktop.plugins.diffusion_pipe.dataset import stage_dataset
 from isengard_desktop.core.dataset.captions import with_trigger
 from isengard_desktop.plugins.diffusion_pipe.dataset import (caption_prefix,
@@ -57,8 +58,10 @@ def world(tmp_path: Path) -> dict:
                  "hv_transformer.safetensors", "hv_vae.safetensors",
                  "wan_transformer.safetensors"):
         small_safetensors(models / name, 0)
+    paths = JobPaths(root / "jobs" / "job1")
+    write_dataset_list(paths.root, entries_from_folder(ds))   # what the app writes at start
     return {"root": root, "install": install, "dataset": ds, "models": models,
-            "paths": JobPaths(root / "jobs" / "job1")}
+            "paths": paths}
 
 
 def make_job(world: dict, family: str = "chroma", **kw) -> TrainingJob:
@@ -185,7 +188,6 @@ def test_base_model_fills_the_main_path_and_other_spec_errors(world):
                   base_model=str(world["models"] / "sd_xl_base_1.0.safetensors")),
          r"^quantize_base: .*SDXL in float8"),
         (make_job(world, quantize_base="int8"), r"^quantize_base: "),
-        (make_job(world, dataset_dir=str(world["root"] / "nope")), r"^dataset_dir: .*not a folder"),
         (make_job(world, extra={"fields": {"diffusers_path": str(world["models"] / "FLUX.1-dev"),
                                            "epochs": "many"}}), r"^fields\.epochs: 'many'"),
         (make_job(world, extra={"fields": {"diffusers_path": str(world["models"] / "FLUX.1-dev"),
@@ -194,10 +196,14 @@ def test_base_model_fills_the_main_path_and_other_spec_errors(world):
     for job, pattern in cases:
         with pytest.raises(SpecError, match=pattern):
             backend.build_launch(job, world["paths"], False)
-    empty = world["root"] / "empty"
-    empty.mkdir()
-    with pytest.raises(SpecError, match=r"^dataset_dir: .* holds no images"):
-        backend.build_launch(make_job(world, dataset_dir=str(empty)), world["paths"], False)
+    # the job's photo list (dataset.json) is what is trained on: missing or empty, refused
+    write_dataset_list(world["paths"].root, [])
+    with pytest.raises(SpecError, match=r"^dataset.json: .* lists no photos"):
+        backend.build_launch(make_job(world), world["paths"], False)
+    world["paths"].dataset_list.unlink()
+    with pytest.raises(SpecError, match=r"^dataset.json: .* is missing"):
+        backend.build_launch(make_job(world), world["paths"], False)
+    write_dataset_list(world["paths"].root, entries_from_folder(world["dataset"]))
     with pytest.raises(SpecError, match=r"^backend: diffusion-pipe is not set up"):
         DiffusionPipeBackend().build_launch(make_job(world), world["paths"], False)
 
@@ -230,6 +236,9 @@ def test_launch_argv_env_cwd_stop_and_parser_total(world):
 def test_dataset_is_staged_with_trigger_captions(world):
     backend = DiffusionPipeBackend(world["install"])
     paths = world["paths"]
+    # two photos on disk that are not in the job's list (no database row): never staged
+    for i in (3, 4):
+        (world["dataset"] / f"photo-{i}.jpg").write_bytes(b"\xff\xd8jpeg" + bytes([i]))
     launch = backend.build_launch(make_job(world), paths, resume=False)
     staged = paths.root / DATASET_FOLDER
     assert sorted(p.name for p in staged.iterdir()) == [f"photo-{i}.jpg" for i in range(3)]
@@ -243,7 +252,9 @@ def test_dataset_is_staged_with_trigger_captions(world):
     (staged / "photo-2.txt").write_text("old")
     (staged / "photo-0.txt").write_text("alc, a photo of a woman 0\n")   # as written before
     (world["dataset"] / "photo-1.txt").write_text("alc in the snow")
-    captions = stage_dataset(world["dataset"], staged, "alc", video=False)
+    listed = [e for e in entries_from_folder(world["dataset"])
+              if Path(e.path).name in ("photo-0.jpg", "photo-1.jpg")]
+    captions = stage_dataset(listed, staged, "alc", video=False)
     assert sorted(p.name for p in staged.iterdir()) == ["cache", "photo-0.jpg", "photo-0.txt",
                                                         "photo-1.jpg"]
     assert captions == {staged / "photo-1.txt": "alc in the snow\n"}   # only what changed
@@ -262,6 +273,7 @@ def test_caption_prefix_and_tag_shuffling_of_the_chroma_profiles(world):
     (world["dataset"] / "photo-1.txt").write_text("alc, red hair, smiling\n")
     (world["dataset"] / "photo-2.txt").write_text("portrait of alc smiling\n")
     models, paths = world["models"], world["paths"]
+    write_dataset_list(paths.root, entries_from_folder(world["dataset"]))   # the new captions
     for name in ("Chroma E6AI 512", "Chroma E6AI 1024"):
         profile = next(p for p in store.profiles() if p.name == name)
         kwargs = apply_profile(profile, dict(

@@ -154,6 +154,27 @@ def test_resume_and_manual_quit(job):
     assert of(events, StoppedEvent) == [StoppedEvent(41, str(ckpt))]
 
 
+def test_stop_makes_the_newest_lora_save_the_jobs_result(job):
+    """Issue 11 item 16: after "Manually quitting" the newest LoRA the tool saved (a model
+    save; the DeepSpeed checkpoint holds none) is the job's LoRA, "<name>-step<N>"."""
+    p = parser_for(job)
+    run = job["run"]
+    (run / "step5").mkdir()
+    small_safetensors(run / "step5" / "adapter_model.safetensors", 5)
+    p.feed("stdout", steps_line(5) + "Saving model to directory step5\n")
+    ckpt = run / "global_step7"
+    ckpt.mkdir()
+    (ckpt / "state.pt").write_bytes(b"x")
+    (run / "latest").write_text("global_step7")
+    events = p.feed("stdout", steps_line(6) + steps_line(7)
+                    + f"{DS}[Torch] Checkpoint global_step7 is about to be saved!\n"
+                    + f"{DS}[Torch] Checkpoint global_step7 is ready now!\n"
+                    + "Manually quitting\n")
+    exported = job["job_dir"] / "alice-step5.safetensors"
+    assert of(events, StoppedEvent) == [StoppedEvent(7, str(ckpt), str(exported), 5)]
+    assert os.path.samefile(exported, run / "step5" / "adapter_model.safetensors")
+
+
 def test_training_complete_publishes_the_final_lora(job):
     p = parser_for(job)
     run = job["run"]

@@ -19,7 +19,8 @@ from isengard_desktop.core.training.protocol import (
     PhaseEvent,
     StoppedEvent,
 )
-from isengard_desktop.core.training.spec import SpecError
+from isengard_desktop.core.training.dataset_list import DatasetEntry, write_dataset_list
+from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
 from isengard_desktop.plugins.external import trainer_shim as shim
 from isengard_desktop.plugins.external.parsing import (
     ExternalParser,
@@ -35,6 +36,7 @@ from isengard_desktop.plugins.external.files import (
     forget_checkpoint,
     record_checkpoint,
     require_path,
+    stage_job_dataset,
 )
 
 
@@ -249,33 +251,48 @@ def test_require_path(tmp_path):
 
 
 # -- the launcher's file work ------------------------------------------------------------------
-def test_launcher_stages_the_dataset_with_trigger_captions(tmp_path, capsys):
-    source, target = tmp_path / "ds", tmp_path / "job" / "dataset"
+def test_the_job_dataset_is_staged_from_its_photo_list_only(tmp_path):
+    """ai-toolkit and kohya get the job's listed photos (the database's rows at its start),
+    staged by the app with trigger captions: a photo on disk without a row is not staged
+    (issue 11, item 3: folder has 5 photos, the list 3 → 3 staged)."""
+    source = tmp_path / "ds"
     source.mkdir()
-    for name, caption in (("a.png", "a woman, smiling"), ("b.JPG", "alc in a park"),
-                          ("c.webp", None)):
+    names = ["a.png", "b.JPG", "c.webp", "d.png", "e.png"]
+    for name in names:
         (source / name).write_bytes(b"img-" + name.encode())
-        if caption is not None:
-            (source / name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+        (source / name).with_suffix(".txt").write_text("stale sidecar", encoding="utf-8")
     (source / "readme.md").write_text("not an image")
-    shim.stage_dataset({"source": str(source), "target": str(target), "trigger": "alc"})
-    assert sorted(p.name for p in target.iterdir()) == ["a.png", "a.txt", "b.JPG", "b.txt",
-                                                        "c.txt", "c.webp"]
-    assert (target / "a.txt").read_text().strip() == "alc, a woman, smiling"
-    assert (target / "b.txt").read_text().strip() == "alc in a park"
-    assert (target / "c.txt").read_text().strip() == "alc"
+    paths = JobPaths(tmp_path / "job")
+    listed = [DatasetEntry(str(source / "a.png"), "a woman, smiling"),
+              DatasetEntry(str(source / "b.JPG"), "alc in a park"),
+              DatasetEntry(str(source / "c.webp"), "")]
+    write_dataset_list(paths.root, listed)
+    job = TrainingJob(job_id="j", character_id=1, character_name="Alice", trigger_word="alc",
+                      family="flux-dev", base_model="/m", dataset_dir=str(source),
+                      output_name="alice")
+    target = paths.root / "dataset"
+    captions = stage_job_dataset(job, paths)
+    assert sorted(p.name for p in target.iterdir()) == ["a.png", "b.JPG", "c.webp"]
+    assert {p.name: t.strip() for p, t in captions.items()} == {
+        "a.txt": "alc, a woman, smiling", "b.txt": "alc in a park", "c.txt": "alc"}
     assert os.path.samefile(source / "a.png", target / "a.png")   # hard link, not a copy
-    (source / "b.JPG").unlink()
-    shim.stage_dataset({"source": str(source), "target": str(target), "trigger": "alc"})
-    assert not (target / "b.JPG").exists() and (source / "a.png").exists()
-    assert "dataset staged" in capsys.readouterr().out
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="has no images"):
-        shim.stage_dataset({"source": str(empty), "target": str(tmp_path / "t2")})
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        shim.stage_dataset({"source": str(tmp_path / "missing"), "target": str(target)})
-    assert shim.with_trigger("portrait of alcove", "alc") == "alc, portrait of alcove"
+    for path, text in captions.items():
+        path.write_text(text, encoding="utf-8")
+    # a photo that left the list leaves the staged folder; unchanged captions are not
+    # rewritten (a tool's cache keyed on them stays valid)
+    write_dataset_list(paths.root, listed[:1])
+    assert stage_job_dataset(job, paths) == {}
+    assert sorted(p.name for p in target.iterdir()) == ["a.png", "a.txt"]
+    assert (source / "b.JPG").exists()
+    write_dataset_list(paths.root, [])
+    with pytest.raises(SpecError, match="dataset.json: .*lists no photos"):
+        stage_job_dataset(job, paths)
+    write_dataset_list(paths.root, [DatasetEntry(str(source / "gone.png"), "")])
+    with pytest.raises(SpecError, match="dataset.json: the photo .*gone.png is gone"):
+        stage_job_dataset(job, paths)
+    paths.dataset_list.unlink()
+    with pytest.raises(SpecError, match="dataset.json: .* is missing"):
+        stage_job_dataset(job, paths)
 
 
 def test_launcher_sets_aside_saves_the_app_did_not_see_complete(tmp_path):

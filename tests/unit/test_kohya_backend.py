@@ -32,6 +32,7 @@ from isengard_desktop.plugins.kohya.backend import (ARGS_NAME, DATASET_NAME, PRO
                                                     KohyaBackend, build_args)
 from isengard_desktop.plugins.kohya.parser import KohyaParser
 from tests.helpers.external_jobs import (
+    job_paths,
     check_golden,
     external_job,
     make_dataset,
@@ -86,7 +87,7 @@ def test_generated_files_match_golden(tree, family, kw, golden):
     if kw.get("extra") == "lowvram":
         kw = dict(kw, extra=flux_fields(tmp, vram="8"))
     job = make_job(tmp, family, **kw)
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     check_golden(f"{golden}_args.toml", normalise(launch.files[paths.configs / ARGS_NAME], tmp))
     check_golden(f"{golden}_dataset.toml",
@@ -113,7 +114,7 @@ def test_generated_files_match_golden(tree, family, kw, golden):
 
 def test_flux_low_vram_presets_and_overrides(tree):
     tmp, _backend = tree
-    paths = JobPaths(tmp / "jobs" / "j")
+    paths = job_paths(tmp, "j")
     training = build_args(make_job(tmp, extra=flux_fields(tmp, vram="12")), paths)["training"]
     assert (training["blocks_to_swap"], training["fp8_base"]) == (16, True)
     assert training["timestep_sampling"] == "flux_shift" and training["guidance_scale"] == 1.0
@@ -132,7 +133,7 @@ def test_flux_low_vram_presets_and_overrides(tree):
 
 def test_missing_model_fields_name_the_field(tree):
     tmp, backend = tree
-    paths = JobPaths(tmp / "jobs" / "j")
+    paths = job_paths(tmp, "j")
     with pytest.raises(SpecError, match="^fields.clip_l: the CLIP-L text encoder is not set"):
         backend.build_launch(make_job(tmp), paths, False)
     fields = flux_fields(tmp)
@@ -149,7 +150,7 @@ def test_missing_model_fields_name_the_field(tree):
 def test_resume_passes_the_newest_complete_state(tree):
     tmp, backend = tree
     job = make_job(tmp, "sdxl")
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     out = paths.root / "output"
     for step in (200, 400):
         state = out / f"alice_lora-step{step:08d}-state"
@@ -171,7 +172,7 @@ def test_secrets_stay_out_of_files_and_argv(tree, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "wandb-Secret-0123456789abcdef")
     monkeypatch.setenv("HF_TOKEN", "hf_SecretTokenValue0123456789")
     job = make_job(tmp, "sd15", extra={"wandb": True})
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     args = tomllib.loads(launch.files[paths.configs / ARGS_NAME])
     assert args["logging"] == {"log_with": "wandb", "log_tracker_name": "isengard",
@@ -197,7 +198,7 @@ def test_available_capabilities_and_missing_scripts(tmp_path):
     job = TrainingJob("j", 1, "A", "alc", "flux-dev", str(models), str(data), "out",
                       backend="kohya")
     with pytest.raises(SpecError, match="flux_train_network.py is missing"):
-        backend.build_launch(job, JobPaths(tmp_path / "jobs" / "j"), False)
+        backend.build_launch(job, job_paths(tmp_path, "j"), False)
     full = KohyaBackend(ExternalInstall(str(make_install(tmp_path / "new")), sys.executable))
     assert full.capabilities()["families"] == ["flux-dev", "flux-schnell", "chroma", "sdxl",
                                                "sd15"]
@@ -343,7 +344,10 @@ def test_parser_stop_reports_the_newest_complete_state(tmp_path):
     events = parser.feed("stdout", '[isengard] stop {"saving":false}\n'
                                    '[isengard] stopped {"saved":false,"step":-1}\n')
     assert CheckpointEvent(400, str(lora), True) in events      # complete: recorded at stop
-    assert events[-1] == StoppedEvent(400, str(lora))
+    # the newest save is the job's LoRA, as "<name>-step<N>" in the job folder (item 16)
+    exported = tmp_path / "job" / "my_lora-step400.safetensors"
+    assert events[-1] == StoppedEvent(400, str(lora), str(exported))
+    assert exported.read_bytes() == b"x" and exported.stat().st_ino == lora.stat().st_ino
 
 
 def test_parser_resumed_run_keys_saves_by_the_real_step(tmp_path):

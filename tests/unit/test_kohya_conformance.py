@@ -16,7 +16,7 @@ from isengard_desktop.core.training.installs import ExternalInstall
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
 from isengard_desktop.plugins.kohya.backend import ARGS_NAME, DATASET_NAME, KohyaBackend
 from tests.helpers import standin_kohya
-from tests.helpers.external_jobs import external_job, make_dataset
+from tests.helpers.external_jobs import job_paths, external_job, make_dataset
 
 BASES = {"flux-dev": "flux1-dev.safetensors", "flux-schnell": "flux1-dev.safetensors",
          "chroma": "chroma.safetensors", "sdxl": "sdxl.safetensors", "sd15": "sd15.safetensors"}
@@ -60,7 +60,7 @@ def job_for(tmp: Path, family: str, mode: str | None = None, **kw) -> TrainingJo
 
 
 def written(backend: KohyaBackend, job: TrainingJob, tmp: Path) -> tuple[JobPaths, dict]:
-    paths = JobPaths(tmp / "jobs" / job.job_id)
+    paths = job_paths(tmp, job.job_id)
     launch = backend.build_launch(job, paths, resume=False)
     for path, text in launch.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)

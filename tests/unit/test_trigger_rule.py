@@ -1,13 +1,11 @@
-"""The trigger-word rule: core/dataset/captions.py is the one place it is written; the external
-trainers' launcher (plugins/external/trainer_shim.py, stdlib-only, copied into job folders)
-keeps a copy. Both run over the same table here."""
+"""The trigger-word rule: core/dataset/captions.py is the one place it is written (the external
+trainers' captions are staged by the app with it, so the launcher keeps no copy)."""
 
 from __future__ import annotations
 
 import pytest
 
 from isengard_desktop.core.dataset import captions
-from isengard_desktop.plugins.external import trainer_shim as shim
 
 # (text, trigger, present as a whole token, text with the trigger ensured)
 CASES = [
@@ -43,16 +41,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("text", "trigger", "present", "ensured"), CASES)
-def test_the_app_and_the_launcher_copy_agree(text, trigger, present, ensured):
+def test_the_trigger_rule(text, trigger, present, ensured):
     assert captions.has_trigger(text, trigger) is present
-    assert shim.has_trigger(text, trigger) is present
     assert captions.with_trigger(text, trigger) == ensured
-    assert shim.with_trigger(text, trigger) == ensured
-
-
-@pytest.mark.parametrize(("text", "trigger"), [(c[0], c[1]) for c in CASES if c[1].strip()])
-def test_the_patterns_are_the_same(text, trigger):
-    assert captions.trigger_pattern(trigger).pattern == shim.trigger_pattern(trigger).pattern
 
 
 def test_prepend_looks_only_at_the_start_with_the_same_token_rule():
@@ -64,5 +55,3 @@ def test_prepend_looks_only_at_the_start_with_the_same_token_rule():
 def test_an_empty_trigger_has_no_pattern():
     with pytest.raises(ValueError):
         captions.trigger_pattern("  ")
-    with pytest.raises(ValueError):
-        shim.trigger_pattern("")

@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,10 @@ MAX_STEM_CHARS = 60
 PROGRESS_LABEL = "Importing photos"
 LOOKAHEAD = 4  # files decoded ahead per worker while earlier ones are being written
 STAGED_SUFFIX = ".part"  # a photo's bytes written (and fsynced) by a worker, not yet named
+# With ``on_stored``, photos now in the dataset folder are handed over (to be recorded) in
+# batches of at most this many, or sooner when the oldest waited this long (seconds).
+STORED_BATCH_FILES = 32
+STORED_BATCH_SECONDS = 0.5
 # Bytes read (or fed to a decoder) between two looks at the cancel flag: Cancel acts inside a
 # large file, not only between files.
 CANCEL_POLL_BYTES = 8 << 20
@@ -450,6 +455,9 @@ def import_files(
     cancelled: Callable[[], bool] | None = None,
     workers: int = 1,
     thumbnail_dir: Path | None = None,
+    on_stored: Callable[[list[ImportedImage]], None] | None = None,
+    batch_files: int = STORED_BATCH_FILES,
+    batch_seconds: float = STORED_BATCH_SECONDS,
 ) -> ImportReport:
     """Import photos into ``dest_dir``.
 
@@ -471,8 +479,17 @@ def import_files(
     How files are written (each one whole or absent, as with :mod:`..fsutil`'s atomic
     writers): the decode threads also write each new photo's bytes to a hidden temp file in
     ``dest_dir`` and fsync it, in parallel; the sequential writer only picks the name and
-    renames the temp file into place. The folder is fsynced once at the end (before the caller
+    renames the temp file into place. The folder is fsynced once per batch (before the caller
     records the photos anywhere), not once per file.
+
+    Crash consistency (``on_stored``): the photos renamed into ``dest_dir`` are handed to
+    ``on_stored(batch)`` in batches of at most ``batch_files`` (sooner when the first of a
+    batch has waited ``batch_seconds``), after the folder is fsynced, and the next file is
+    renamed only once ``on_stored`` has returned. A caller that records each batch before
+    returning (one database transaction) therefore never has more than ``batch_files``
+    stored photos without a record, whenever the process dies; the start-up reconcile
+    (:mod:`.reconcile`) adopts those. The last batch is handed over when the import ends,
+    cancelled or not. An exception from ``on_stored`` stops the import and is raised.
     """
     dest_dir = Path(dest_dir)
     files = collect_files(paths)
@@ -493,8 +510,11 @@ def import_files(
                 ahead[j] = pool.submit(prepare, files[j])
         return ahead.pop(index).result()
 
+    batcher = _Batcher(dest_dir, on_stored, batch_files, batch_seconds)
     try:
-        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared)
+        _import_loop(files, dest_dir, known_hashes, report, cancelled, result, batch, prepared,
+                     batcher)
+        batcher.flush()
     finally:
         if pool is not None:
             for future in ahead.values():
@@ -503,9 +523,40 @@ def import_files(
             for future in ahead.values():   # decoded ahead but never reached (cancel, error)
                 if not future.cancelled() and future.exception() is None:
                     _discard(future.result().staged)
-        if result.imported:
+        if result.imported and on_stored is None:
             fsync_dir(dest_dir)   # the renames above are durable before anyone records them
     return result
+
+
+class _Batcher:
+    """Collects stored photos and hands them to ``on_stored`` in batches (see
+    :func:`import_files`); without ``on_stored`` it does nothing."""
+
+    def __init__(self, dest_dir: Path, on_stored: Callable[[list[ImportedImage]], None] | None,
+                 max_files: int, max_seconds: float) -> None:
+        self.dest_dir = dest_dir
+        self.on_stored = on_stored
+        self.max_files = max(1, max_files)
+        self.max_seconds = max_seconds
+        self.pending: list[ImportedImage] = []
+        self.since = 0.0
+
+    def add(self, image: ImportedImage) -> None:
+        if self.on_stored is None:
+            return
+        if not self.pending:
+            self.since = time.monotonic()
+        self.pending.append(image)
+        if (len(self.pending) >= self.max_files
+                or time.monotonic() - self.since >= self.max_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.on_stored is None or not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        fsync_dir(self.dest_dir)   # the renames are durable before the batch is recorded
+        self.on_stored(batch)
 
 
 def _import_loop(
@@ -517,6 +568,7 @@ def _import_loop(
     result: ImportReport,
     batch: dict[str, str],
     prepared: Callable[[int], _Prepared],
+    batcher: _Batcher,
 ) -> None:
     total = len(files)
     for done, path in enumerate(files, start=1):
@@ -542,6 +594,7 @@ def _import_loop(
             outcome = RejectedImage(source, f"could not be imported ({type(exc).__name__}: {exc})")
         if isinstance(outcome, ImportedImage):
             result.imported.append(outcome)
+            batcher.add(outcome)
         elif isinstance(outcome, SkippedImage):
             result.skipped.append(outcome)
         else:
@@ -644,6 +697,7 @@ def _store_one(
     )
 
 
-__all__ = ["MIN_SIDE", "ImportReport", "ImportedImage", "RejectedImage", "SkippedImage",
+__all__ = ["MIN_SIDE", "STORED_BATCH_FILES", "STORED_BATCH_SECONDS", "ImportReport",
+           "ImportedImage", "RejectedImage", "SkippedImage",
            "collect_files", "display_name", "import_files", "prepare_bytes", "safe_stem",
            "stored_name"]

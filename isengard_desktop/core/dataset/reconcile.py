@@ -1,9 +1,10 @@
 """Reconcile a character folder with the database after a crash (issue 11, item 3).
 
 An import renames each photo into the character's folder as soon as it is checked and
-records the rows at the end; a kill -9 in between leaves photos on disk with no row (which a
-trainer scanning the folder would still train on) and hidden ``.part`` temp files in the
-folder and the thumbnail cache. At start the library runs :func:`reconcile_folder` on each
+records the rows in batches as the files land (:func:`..importer.import_files`'s
+``on_stored``); a kill -9 leaves at most the current batch's photos on disk with no row (the
+trainers read the job's list from the database, so those are never trained on) and hidden
+``.part`` temp files in the folder and the thumbnail cache. At start the library runs :func:`reconcile_folder` on each
 character folder: photos it can use are adopted (rows made from the file), the rest are
 reported as unusable (the library moves them to the trash), and stale temp files are removed.
 Only files older than the app's start (``older_than``) are touched: an import that is running

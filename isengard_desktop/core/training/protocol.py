@@ -76,6 +76,7 @@ class StoppedEvent:
     step: int
     checkpoint: str = ""
     lora: str = ""          # the LoRA exported from that checkpoint ("" when none was)
+    lora_step: int = 0      # the step ``lora`` was saved at when it is older (0: ``step``)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class TrainingJob:
     trigger_word: str
     family: str                    # one of FAMILIES
     base_model: str                # diffusers folder or single .safetensors file
-    dataset_dir: str               # images + <image>.txt caption sidecars
+    dataset_dir: str               # the character's folder (the photos: jobs/<id>/dataset.json)
     output_name: str               # LoRA file stem
     version: int = SPEC_VERSION
     backend: str = "builtin"
@@ -185,6 +185,11 @@ class JobPaths:
     @property
     def configs(self) -> Path:
         return self.root / "configs"
+
+    @property
+    def dataset_list(self) -> Path:
+        """The photos the job trains on (:mod:`.dataset_list`), written at its first start."""
+        return self.root / "dataset.json"
 
     def lora(self, output_name: str) -> Path:
         return self.root / f"{output_name}.safetensors"

@@ -59,6 +59,7 @@ from ..external.files import (
     external_checkpoints,
     launcher_files,
     require_path,
+    stage_job_dataset,
 )
 from ..interface import Launch
 from ...core.console_text import Stream
@@ -481,8 +482,6 @@ class AiToolkitBackend:
             "steps": job.steps, "lr": job.learning_rate, "trigger": job.trigger_word.strip(),
             "prompts": _prompts(job),
             "resume": ({"step": saves[0].step, "lora": saves[0].lora} if saves else None),
-            "stage_dataset": {"source": job.dataset_dir, "target": str(paths.root / "dataset"),
-                              "trigger": job.trigger_word.strip()},
             "set_aside": {"folder": str(save_root), "prefix": job.output_name,
                           "keep": [c.lora for c in saves]},
         }
@@ -497,6 +496,7 @@ class AiToolkitBackend:
         argv, files, stop_file = launcher_files(paths, self.install.python, script,
                                                 [str(config)], context)
         files[config] = text
+        files.update(stage_job_dataset(job, paths))   # the job's photo list, staged
         files.update(extra_files)
         return Launch(argv=argv, env=env, cwd=self.install.folder, files=files, stop="file",
                       stop_file=stop_file)

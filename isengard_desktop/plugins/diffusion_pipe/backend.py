@@ -47,7 +47,8 @@ from collections.abc import Callable
 from ...core import toml_text
 from ...core.training.installs import ExternalInstall, platform_problem, validate_install
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
-from .dataset import DEFAULT_DELIMITER, caption_prefix, count_media, stage_dataset
+from ...core.training.dataset_list import DatasetEntry, read_dataset_list
+from .dataset import DEFAULT_DELIMITER, caption_prefix, count_listed, count_media, stage_dataset
 from .models import (FLUX_SHIFT_TYPES, MODEL_TYPES, OPTIMIZERS, ModelType,
                                     check_paths, default_model_type, model_table, model_type,
                                     option_fields, path_fields, resolve_paths)
@@ -151,15 +152,24 @@ def _model_type_of(job: TrainingJob, opts: _Options) -> ModelType:
 DECAYING = ("linear", "cosine")
 
 
-def _plan(job: TrainingJob, opts: _Options, mt: ModelType) -> dict[str, int]:
-    """Epochs or max_steps, steps per epoch (estimated from the dataset) and our total."""
+def _plan(job: TrainingJob, opts: _Options, mt: ModelType,
+          entries: list[DatasetEntry] | None = None) -> dict[str, int]:
+    """Epochs or max_steps, steps per epoch (estimated from the dataset: the job's photo
+    list when given, else the folder, for an estimate before the job starts) and our
+    total."""
     dataset = Path(job.dataset_dir)
-    if not dataset.is_dir():
-        raise SpecError(f"dataset_dir: {dataset} is not a folder")
-    media = count_media(dataset, mt.video)
-    if media == 0:
-        what = "images or videos" if mt.video else "images"
-        raise SpecError(f"dataset_dir: {dataset} holds no {what} for diffusion-pipe")
+    what = "images or videos" if mt.video else "images"
+    if entries is not None:
+        media = count_listed(entries, mt.video)
+        if media == 0:
+            raise SpecError(f"dataset.json: the job's photo list holds no {what} for "
+                            "diffusion-pipe")
+    else:
+        if not dataset.is_dir():
+            raise SpecError(f"dataset_dir: {dataset} is not a folder")
+        media = count_media(dataset, mt.video)
+        if media == 0:
+            raise SpecError(f"dataset_dir: {dataset} holds no {what} for diffusion-pipe")
     # one resolution: every image is seen num_repeats times an epoch, in global batches
     per_epoch = max(1, media * job.repeats // (job.batch_size * job.grad_accum))
     epochs = opts.get("epochs", 0, int, lambda v: v >= 0, "cannot be negative")
@@ -175,10 +185,11 @@ def _plan(job: TrainingJob, opts: _Options, mt: ModelType) -> dict[str, int]:
             "total": job.steps, "media": media}
 
 
-def main_config(job: TrainingJob, paths: JobPaths) -> tuple[dict[str, Any], dict[str, Any],
-                                                              dict[str, int]]:
+def main_config(job: TrainingJob, paths: JobPaths, entries: list[DatasetEntry] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
     """(main TOML doc, dataset TOML doc, plan) for ``job``; SpecError names a bad field.
-    Reads the file system (paths, dataset): call it off the UI thread."""
+    ``entries``: the job's photo list (the plan counts them; without it, the dataset folder,
+    for an estimate). Reads the file system (paths, dataset): call it off the UI thread."""
     opts = _Options(job)
     mt = _model_type_of(job, opts)
     values = resolve_paths(mt, opts.fields, job.base_model)
@@ -186,7 +197,7 @@ def main_config(job: TrainingJob, paths: JobPaths) -> tuple[dict[str, Any], dict
     if job.quantize_base not in ("none", "float8"):
         raise SpecError(f"quantize_base: diffusion-pipe can load the base model in float8 or "
                         f"not at all (got {job.quantize_base!r})")
-    plan = _plan(job, opts, mt)
+    plan = _plan(job, opts, mt, entries)
     doc: dict[str, Any] = {
         "output_dir": str(paths.root / OUTPUT_FOLDER),
         "dataset": str(paths.configs / DATASET_TOML),
@@ -366,9 +377,10 @@ class DiffusionPipeBackend:
         if not self.install.configured:
             raise SpecError("backend: diffusion-pipe is not set up: choose its folder and "
                             "its Python in Settings → Trainers")
-        main, dataset, plan = main_config(job, paths)
+        entries = read_dataset_list(paths.root)   # the job's photos, never a folder scan
+        main, dataset, plan = main_config(job, paths, entries)
         output_dir = Path(main["output_dir"])
-        captions = stage_dataset(Path(job.dataset_dir), paths.root / DATASET_FOLDER,
+        captions = stage_dataset(entries, paths.root / DATASET_FOLDER,
                                  job.trigger_word, model_type(main["model"]["type"]).video,
                                  prefix=dataset.get("caption_prefix", ""),
                                  delimiter=dataset.get("cache_shuffle_delimiter",

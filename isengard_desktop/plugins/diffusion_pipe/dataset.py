@@ -1,8 +1,10 @@
 """The diffusion-pipe backend's dataset staging and captions (Qt-free, torch-free).
 
-The job's photos are hard-linked (or copied) into ``<job>/diffusion-pipe-dataset/`` with
-``<stem>.txt`` captions written for the tool (diffusion-pipe reads each caption as is and keeps
-its latent cache in the dataset folder, which must not be the app's own).
+The job's photos (its list, ``jobs/<id>/dataset.json``: never a folder scan) are hard-linked
+(or copied) into ``<job>/diffusion-pipe-dataset/`` with ``<stem>.txt`` captions written for
+the tool, by the one staging function of the external backends
+(:func:`~...core.training.dataset_list.stage_dataset`); diffusion-pipe reads each caption as
+is and keeps its latent cache in the dataset folder, which must not be the app's own.
 
 Captions carry the trigger word: in front of the caption (the built-in trainer's rule), or,
 with a caption prefix, through the prefix. A prefix (``extra["fields"]["caption_prefix"]``,
@@ -16,14 +18,15 @@ trigger word is dropped), so no caption trains the trigger twice.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from ...core.dataset.captions import has_trigger, read_sidecar, with_trigger
-from ...core.fsutil import link_or_copy
+from ...core.dataset.captions import has_trigger, with_trigger
+from ...core.training import dataset_list
 
-__all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_media",
-           "drop_trigger_tags", "stage_dataset", "staged_caption"]
+__all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_listed",
+           "count_media", "drop_trigger_tags", "media_suffixes", "stage_dataset",
+           "staged_caption"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
                             ".avif", ".jxl"})
@@ -32,14 +35,26 @@ TRIGGER = "[trigger]"
 DEFAULT_DELIMITER = ", "
 
 
+def media_suffixes(video: bool) -> frozenset[str]:
+    """What diffusion-pipe reads: images, and videos for video model types."""
+    return IMAGE_SUFFIXES | VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
+
+
 def count_media(folder: Path, video: bool) -> int:
-    """Images (and videos for video model types) diffusion-pipe would read in ``folder``."""
-    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
+    """Images (and videos for video model types) diffusion-pipe would read in ``folder``
+    (an estimate before the job starts; a started job counts its list)."""
+    suffixes = media_suffixes(video)
     try:
         return sum(1 for p in Path(folder).iterdir()
                    if p.suffix.lower() in suffixes and p.is_file())
     except OSError:
         return 0
+
+
+def count_listed(entries: Iterable[dataset_list.DatasetEntry], video: bool) -> int:
+    """The listed photos (and videos) diffusion-pipe will read."""
+    suffixes = media_suffixes(video)
+    return sum(1 for e in entries if Path(e.path).suffix.lower() in suffixes)
 
 
 def caption_prefix(prefix: str | None, trigger: str) -> str:
@@ -77,33 +92,14 @@ def staged_caption(caption: str, trigger: str, prefix: str = "",
     return with_trigger(caption, trigger)
 
 
-def stage_dataset(source: Path, target: Path, trigger: str, video: bool, prefix: str = "",
+def stage_dataset(entries: Iterable[dataset_list.DatasetEntry], target: Path, trigger: str,
+                  video: bool, prefix: str = "",
                   delimiter: str = DEFAULT_DELIMITER) -> dict[Path, str]:
-    """Hard-link (or copy) the dataset's media into ``target`` and return the caption files
-    to write there (``<stem>.txt`` as :func:`staged_caption` makes it; only those that
-    changed). Files of an earlier staging that left the dataset are removed (never a
-    folder: diffusion-pipe keeps its latent cache in ``target/cache``). The tool then reads
-    only the job's copy and never writes its cache into the app's dataset folder."""
-    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
-    target.mkdir(parents=True, exist_ok=True)
-    captions: dict[Path, str] = {}
-    wanted: set[str] = set()
-    for path in sorted(Path(source).iterdir(), key=lambda p: p.name):
-        if path.suffix.lower() not in suffixes or not path.is_file():
-            continue
-        dest = target / path.name
-        wanted.update((path.name, f"{path.stem}.txt"))
-        if not (dest.exists() and os.path.samefile(path, dest)):
-            link_or_copy(path, dest)
-        text = staged_caption(read_sidecar(path) or "", trigger, prefix, delimiter) + "\n"
-        sidecar = target / f"{path.stem}.txt"
-        try:
-            unchanged = sidecar.read_text(encoding="utf-8") == text
-        except (OSError, UnicodeDecodeError):
-            unchanged = False
-        if not unchanged:   # rewriting an unchanged caption would invalidate the tool's cache
-            captions[sidecar] = text
-    for path in target.iterdir():
-        if path.name not in wanted and path.is_file():
-            path.unlink()   # our own link or copy of a photo no longer in the dataset
-    return captions
+    """Hard-link (or copy) the job's listed media into ``target`` and return the caption
+    files to write there (``<stem>.txt`` as :func:`staged_caption` makes it; only those that
+    changed): :func:`~...core.training.dataset_list.stage_dataset` with diffusion-pipe's
+    caption rule and media types. The tool then reads only the job's copy and never writes
+    its cache into the app's dataset folder."""
+    return dataset_list.stage_dataset(
+        entries, target, lambda caption: staged_caption(caption, trigger, prefix, delimiter),
+        suffixes=media_suffixes(video))

@@ -42,7 +42,7 @@ from pathlib import Path
 from ...core.training.checkpoints import CheckpointInfo
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event, LogEvent,
                                       PhaseEvent, StepEvent, StoppedEvent)
-from ..external.files import record_checkpoint
+from ..external.files import export_stopped_lora, record_checkpoint
 from ...core.console_text import LineSplitter, Stream
 
 __all__ = ["DeepSpeedParser", "ParserContext", "find_checkpoint", "lora_file", "run_dirs"]
@@ -250,7 +250,7 @@ class DeepSpeedParser:
         if line.startswith("Manually quitting"):
             out = self._finish_saves()
             checkpoint = s.last_checkpoint
-            return out + [StoppedEvent(s.step, str(checkpoint[1]) if checkpoint else "")]
+            return out + [self._stopped(str(checkpoint[1]) if checkpoint else "")]
         if line.startswith("TRAINING COMPLETE"):
             return self._finish_saves() + self._done()
         if line.startswith("Running eval"):
@@ -396,6 +396,21 @@ class DeepSpeedParser:
                                         "file was found in "
                                         f"{run_dir or self.ctx.output_dir}.")]
         return [DoneEvent(str(self._publish(source)), s.step)]
+
+    def _stopped(self, checkpoint: str) -> StoppedEvent:
+        """Stop & save ended the run: the newest LoRA the tool saved (a model save; the
+        DeepSpeed checkpoint holds no LoRA file) becomes the job's result, hard-linked as
+        ``<job>/<output_name>-step<N>.safetensors`` (issue 11, item 16)."""
+        s = self._s
+        run_dir = self._resolve_run_dir()
+        if s.last_model is None or run_dir is None:
+            return StoppedEvent(s.step, checkpoint)
+        step, name = s.last_model
+        source = lora_file(run_dir / name)
+        if source is None:
+            return StoppedEvent(s.step, checkpoint)
+        lora = export_stopped_lora(self.ctx.job_dir, self.ctx.output_name, source, step)
+        return StoppedEvent(s.step, checkpoint, lora, step if step != s.step else 0)
 
     def _publish(self, source: Path) -> Path:
         """Hard-link the final LoRA as ``<job>/<output_name>.safetensors`` (same disk)."""

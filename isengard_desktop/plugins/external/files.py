@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...core.fsutil import atomic_write_text
+from ...core.fsutil import atomic_write_text, link_or_copy
 from ...core import toml_text
 from ...core.training.checkpoints import (
     CHECKPOINTS_DIR,
@@ -36,7 +36,7 @@ from ...core.training.checkpoints import (
     list_checkpoints,
     write_manifest,
 )
-from ...core.training.spec import JobPaths, SpecError, TrainingJob
+from ...core.training.spec import JobPaths, SpecError, TrainingJob, stopped_lora_name
 
 __all__ = [
     "CONTEXT_NAME",
@@ -47,6 +47,8 @@ __all__ = [
     "OutputScanner",
     "check_job",
     "dump_toml",
+    "export_stopped_lora",
+    "stage_job_dataset",
     "external_checkpoints",
     "forget_checkpoint",
     "forget_pointers_to",
@@ -245,6 +247,54 @@ def check_job(job: TrainingJob, *, tool: str, families: Iterable[str], configure
     require_path("dataset_dir", job.dataset_dir, "the dataset folder", folder=True)
     if not configured:
         raise SpecError(f"backend: {setup_name} is not set up (Settings → Trainers)")
+
+
+# what ai-toolkit and kohya read from the staged folder (the importer stores these)
+STAGED_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def stage_job_dataset(job: TrainingJob, paths: JobPaths) -> dict[Path, str]:
+    """(worker thread, ``build_launch``) The job's photo list (``jobs/<id>/dataset.json``,
+    from the database: never a folder scan) hard-linked into ``<job>/dataset`` for
+    ai-toolkit and kohya, by the one staging function the diffusion-pipe backend uses too
+    (:func:`~...core.training.dataset_list.stage_dataset`); returns the ``<stem>.txt``
+    caption files to write (the trigger word in front, as the built-in trainer puts it).
+    The tools then never write caches into, nor read stray files from, the app's own
+    dataset folder. SpecError naming the list when it is missing, empty or names a photo
+    that is gone."""
+    from ...core.dataset.captions import with_trigger
+    from ...core.training.dataset_list import read_dataset_list, stage_dataset
+
+    trigger = job.trigger_word.strip()
+    captions = stage_dataset(read_dataset_list(paths.root), paths.root / "dataset",
+                             lambda caption: with_trigger(caption, trigger),
+                             suffixes=STAGED_IMAGE_SUFFIXES)
+    if not any(p.suffix.lower() in STAGED_IMAGE_SUFFIXES
+               for p in (paths.root / "dataset").iterdir()):
+        raise SpecError(f"dataset.json: {paths.dataset_list} lists no "
+                        f"{'/'.join(STAGED_IMAGE_SUFFIXES)} photos")
+    return captions
+
+
+def export_stopped_lora(job_dir: str | Path | None, output_name: str, source: str | Path,
+                        step: int) -> str:
+    """A stopped external job's newest saved LoRA ``source`` as the job's result, the way the
+    built-in trainer leaves it (issue 11, item 16): hard-linked (or copied) to
+    ``<job>/<output_name>-step<step>.safetensors``. Returns that path; ``source`` itself when
+    there is no job folder or name, or the link and copy fail; "" when ``source`` is not a
+    file (nothing usable was saved)."""
+    source = Path(source)
+    if not str(source) or not source.is_file():
+        return ""
+    if not job_dir or not output_name:
+        return str(source)
+    target = Path(job_dir) / f"{stopped_lora_name(output_name, step)}{source.suffix}"
+    try:
+        if not (target.exists() and os.path.samefile(source, target)):
+            link_or_copy(source, target)
+    except OSError:
+        return str(source)
+    return str(target)
 
 
 def require_path(field: str, value: str, what: str, *, folder: bool = False) -> str:

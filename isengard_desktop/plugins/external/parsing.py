@@ -37,7 +37,8 @@ from ...core.training.protocol import (
     StepEvent,
     StoppedEvent,
 )
-from .files import ExternalCheckpoint, forget_checkpoint, forget_pointers_to, record_checkpoint
+from .files import (ExternalCheckpoint, export_stopped_lora, forget_checkpoint,
+                    forget_pointers_to, record_checkpoint)
 from ..builtin_trainer import stderr_level
 from ...core.console_text import LineSplitter, Stream
 
@@ -307,4 +308,8 @@ class ExternalParser:
             out.append(LogEvent("warning", f"{self.tool} cannot save on request: it stopped "
                                            f"at step {self.step}; resume continues from its "
                                            f"newest save, step {last.step}."))
-        out.append(StoppedEvent(last.step, last.lora))
+        # the newest save is the job's LoRA, "stopped at step N" (as the built-in trainer's)
+        lora = export_stopped_lora(self.context.get("job_dir"), str(self.context.get("name")
+                                                                    or ""), last.lora,
+                                   last.step) if last.lora else ""
+        out.append(StoppedEvent(last.step, last.lora, lora))

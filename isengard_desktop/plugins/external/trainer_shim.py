@@ -12,10 +12,9 @@ in the trainer's folder. It then runs SCRIPT in this same process, exactly as
    so an old one can never stop this run);
 2. printing one ``[isengard] context {...}`` line (the context JSON, compact) that tells the
    app's line parser where the job's files are;
-3. ``link_tree`` (when asked): a local model folder linked into a job-local HF cache;
-   ``stage_dataset``: hard-linking (or copying) the dataset's images into the job folder with
-   ``.txt`` captions that carry the trigger word (the tools then never write caches into, nor
-   read stray files from, the app's own dataset folder);
+3. ``link_tree`` (when asked): a local model folder linked into a job-local HF cache (the
+   dataset is staged by the app before launch, from the job's photo list:
+   ``plugins/external/files.stage_job_dataset``);
 4. ``set_aside``: moving saves that the app has not seen complete (a save cut short by a kill)
    out of the trainer's output folder, so a trainer that resumes from its newest file resumes
    from a complete one. Nothing is deleted: they go to ``.isengard-set-aside/<time>/``;
@@ -36,7 +35,6 @@ Lines this launcher prints on stdout (``[isengard] <kind> <json>``): ``context``
 
 import json
 import os
-import re
 import runpy
 import shutil
 import sys
@@ -44,7 +42,6 @@ import threading
 import time
 
 PREFIX = "[isengard]"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SET_ASIDE = ".isengard-set-aside"
 
 
@@ -57,36 +54,6 @@ def say(kind, payload):
     sys.stdout.write("%s %s %s\n" % (PREFIX, kind, json.dumps(payload, separators=(",", ":"),
                                                               ensure_ascii=False)))
     sys.stdout.flush()
-
-
-# A stdlib copy of the app's trigger-word rule (isengard_desktop/core/dataset/captions.py:
-# trigger_pattern, has_trigger, with_trigger): this file runs under the trainer's Python and
-# cannot import the app. tests/unit/test_trigger_rule.py checks that both agree.
-_SEPARATORS = r"\s,;"
-
-
-def trigger_pattern(trigger):
-    """The whole-token pattern of ``trigger`` (stripped, not empty), case-sensitive."""
-    trigger = trigger.strip()
-    if not trigger:
-        raise ValueError("empty trigger word")
-    before = r"(?<!\w)" if re.match(r"\w", trigger[0]) else r"(?<![^%s])" % _SEPARATORS
-    after = r"(?!\w)" if re.match(r"\w", trigger[-1]) else r"(?![^%s])" % _SEPARATORS
-    return re.compile(before + re.escape(trigger) + after)
-
-
-def has_trigger(text, trigger):
-    """Whether ``text`` holds ``trigger`` as a whole token anywhere."""
-    return bool(trigger.strip()) and trigger_pattern(trigger).search(text) is not None
-
-
-def with_trigger(caption, trigger):
-    """``caption`` with ``trigger`` in front unless it already holds it as a whole token."""
-    caption, trigger = caption.strip(), trigger.strip()
-    if not trigger or has_trigger(caption, trigger):
-        return caption
-    body = caption.lstrip(", ").strip()
-    return "%s, %s" % (trigger, body) if body else trigger
 
 
 def _same_file(a, b):
@@ -118,43 +85,6 @@ def link_tree(spec):
                     os.symlink(src, dest)
                 except OSError:
                     os.link(src, dest)
-
-
-def stage_dataset(spec):
-    """Images of ``spec["source"]`` into ``spec["target"]`` with trigger captions."""
-    source, target, trigger = spec["source"], spec["target"], spec.get("trigger", "")
-    if not os.path.isdir(source):
-        raise FileNotFoundError("the dataset folder %s does not exist" % source)
-    os.makedirs(target, exist_ok=True)
-    wanted = set()  # type: set[str]
-    for name in sorted(os.listdir(source)):
-        path = os.path.join(source, name)
-        stem, ext = os.path.splitext(name)
-        if ext.lower() not in IMAGE_EXTENSIONS or not os.path.isfile(path):
-            continue
-        dest = os.path.join(target, name)
-        wanted.update((name, stem + ".txt"))
-        if not _same_file(path, dest):
-            tmp = dest + ".part"
-            try:
-                os.link(path, tmp)
-            except OSError:
-                shutil.copy2(path, tmp)
-            os.replace(tmp, dest)
-        caption = ""
-        sidecar = os.path.join(source, stem + ".txt")
-        if os.path.isfile(sidecar):
-            with open(sidecar, encoding="utf-8", errors="replace") as fh:
-                caption = fh.read()
-        with open(os.path.join(target, stem + ".txt"), "w", encoding="utf-8") as fh:
-            fh.write(with_trigger(caption, trigger) + "\n")
-    if not any(n.lower().endswith(IMAGE_EXTENSIONS) for n in wanted):
-        raise FileNotFoundError("the dataset folder %s has no images" % source)
-    for name in os.listdir(target):  # images removed from the dataset since the last run
-        path = os.path.join(target, name)
-        if name not in wanted and os.path.isfile(path):
-            os.remove(path)  # our own hard link or copy, never the user's file
-    say("note", {"level": "info", "message": "dataset staged in %s" % target})
 
 
 def set_aside(spec):
@@ -279,8 +209,6 @@ def main(argv):
     try:
         if context.get("link_tree"):
             link_tree(context["link_tree"])
-        if context.get("stage_dataset"):
-            stage_dataset(context["stage_dataset"])
         if context.get("set_aside"):
             set_aside(context["set_aside"])
     except OSError as exc:

@@ -53,6 +53,7 @@ from ..external.files import (
     external_checkpoints,
     launcher_files,
     require_path,
+    stage_job_dataset,
 )
 from .parser import KohyaParser
 from .tokenizers import tokenizer_files
@@ -350,12 +351,11 @@ class KohyaBackend:
             "prompts": prompts(job),
             "resume": ({"step": saves[0].step, "lora": saves[0].lora, "state": saves[0].state}
                        if saves else None),
-            "stage_dataset": {"source": job.dataset_dir, "target": str(paths.root / "dataset"),
-                              "trigger": job.trigger_word.strip()},
         }
         argv, launcher, stop_file = launcher_files(paths, self.install.python, script, args,
                                                    context)
         files.update(launcher)
+        files.update(stage_job_dataset(job, paths))   # the job's photo list, staged
         return Launch(argv=argv, env={"OMP_NUM_THREADS": "1"}, cwd=self.install.folder,
                       files=files, stop="file", stop_file=stop_file)
 

@@ -5,7 +5,8 @@ from its queue and states:
 
 * :func:`require_backend` (at submit, SpecError) and :func:`usable_backend` (at launch): can
   the job's backend be loaded and run here (cheap file checks);
-* :func:`prepare_launch` (worker thread): the backend's :class:`~..plugins.interface.Launch`
+* :func:`prepare_launch` (worker thread): the job's photo list (``dataset.json``, from the
+  database, at its first start), the backend's :class:`~..plugins.interface.Launch`
   (resuming when a complete checkpoint exists) and its config files written;
 * :func:`child_env`: the child's environment (os.environ, the launch's variables, unbuffered
   UTF-8 output, offline Hugging Face hub, the correlation id, the secrets);
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from loguru import logger
 
 from ...core.training.checkpoints import latest_complete
+from ...core.training.dataset_list import DatasetEntry, write_dataset_list
 from ...core.training.job_files import write_launch_files
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ...plugins.interface import Launch
@@ -54,10 +56,18 @@ def usable_backend(registry: TrainerRegistry, key: str) -> tuple[Any, str]:
     return (backend, "") if ok else (None, why)
 
 
-def prepare_launch(backend: Any, spec: TrainingJob, paths: JobPaths) -> tuple[Launch, bool]:
-    """(worker thread) The launch of ``spec`` and whether it resumes; its files written."""
+def prepare_launch(backend: Any, spec: TrainingJob, paths: JobPaths,
+                   dataset: list[DatasetEntry] | None = None) -> tuple[Launch, bool]:
+    """(worker thread) The launch of ``spec`` and whether it resumes; its files written.
+
+    ``dataset``: the character's photos from the database now. At the job's first start they
+    become ``jobs/<id>/dataset.json``, the list every trainer reads; a resumed job keeps the
+    list saved at its start (the argument is then ignored). An empty list is written too:
+    the trainer then fails with a message naming the list."""
     if not paths.spec.is_file():
         raise FileNotFoundError(f"{paths.spec} is missing")
+    if not paths.dataset_list.is_file():
+        write_dataset_list(paths.root, dataset or [])   # a trainer refuses an empty one
     resume = latest_complete(paths.root, deep=False) is not None
     launch = backend.build_launch(spec, paths, resume)
     write_launch_files(launch.files)

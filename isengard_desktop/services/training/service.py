@@ -59,6 +59,7 @@ from ...core.db.jobs import JobRow, JobsRepository
 from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
 from ...core.training.checkpoints import latest_complete
+from ...core.training.dataset_list import DatasetEntry
 from ...core.training.installs import ExternalInstall
 from ...core.training.progress import TRAINING_PHASE, phase_progress, step_progress
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
@@ -342,13 +343,19 @@ class TrainingService(QObject):
                 return
             self._preparing.add(job_id)
             paths, spec = record.paths, record.spec
+            # the photos the job trains on: the character's rows now (the library's snapshot
+            # of the database), saved in the job folder at its first start
+            dataset = [DatasetEntry(str(image.path), image.caption)
+                       for image in sorted(self.library.images(record.character_id)
+                                           if record.character_id is not None else [],
+                                           key=lambda i: i.id)]
 
             def failed(exc: BaseException) -> None:
                 if job_id in self._preparing:
                     self._preparing.discard(job_id)
                     self._fail_launch(job_id, f"The trainer could not be prepared: {exc}")
 
-            run_in_executor(self._files, lambda: prepare_launch(backend, spec, paths),
+            run_in_executor(self._files, lambda: prepare_launch(backend, spec, paths, dataset),
                             lambda result: self._spawn(job_id, backend, *result), failed)
 
     def _spawn(self, job_id: str, backend: Any, launch: Any, resume: bool) -> None:
@@ -469,7 +476,8 @@ class TrainingService(QObject):
         else:
             self._finalize_with_checkpoint(record)
             if state == JobState.STOPPED and record.lora_path:   # usable at the stop step
-                step = outcome.stopped.step if outcome.stopped else record.step
+                stopped = outcome.stopped
+                step = (stopped.lora_step or stopped.step) if stopped else record.step
                 self._outputs.register_lora(record, DoneEvent(record.lora_path, step))
 
     def _finalize_with_checkpoint(self, record: JobRecord) -> None:
