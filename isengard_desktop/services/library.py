@@ -468,6 +468,13 @@ class LibraryService(QObject):
                 task._finish(outcome)
 
             def store(report: ImportReport) -> None:
+                if not self.database.is_open:
+                    # Quit while this import ran: the files already renamed into the folder
+                    # are adopted by the start-up reconcile; nothing can be recorded now.
+                    logger.info("import ended after the database closed: {} file(s) left "
+                                "for the next start", len(report.imported))
+                    ended(ImportOutcome(character_id=character_id, report=report))
+                    return
                 rows = [NewImage(path=i.stored_path, sha256=i.sha256, width=i.width,
                                  height=i.height, caption=caption_of(i),
                                  source=source if source is not None else i.source)

@@ -21,6 +21,8 @@ import hashlib
 import io
 import os
 import re
+import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -69,6 +71,14 @@ CANCEL_POLL_BYTES = 8 << 20
 # from the header, before it is read.
 PLAUSIBLE_BYTES_PER_PIXEL = 16
 PLAUSIBLE_SLACK_BYTES = 64 << 20
+# A read of a source file (or its caption sidecar) that makes no progress for this many
+# seconds is abandoned: a stalled network share blocks read() forever, and no flag can
+# interrupt a thread stuck in it. Every read from a source runs on a thread of its own
+# (:func:`_read_guarded`) while the decode thread waits for it in short slices, watching this
+# deadline and the cancel flag, so Cancel and quit never wait on a stuck read.
+READ_STALL_SECONDS = 20.0
+READ_WAIT_SLICE = 0.05
+NOT_READ_IN_TIME = "could not be read in time (network share not answering?)"
 
 # Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
 # with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
@@ -321,14 +331,9 @@ def _reason_for_os_error(exc: OSError) -> str:
     return f"could not read the file ({exc.strerror or exc})"
 
 
-def _prepare(path: Path, thumb_size: int | None = None,
-             cancelled: Callable[[], bool] | None = None) -> _Prepared:
-    """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
-    text = os.fspath(path)
-    if not _is_valid_utf8(path.name):
-        raise ImageProblem("file name is not valid UTF-8 — rename it")
-    if not _is_valid_utf8(text):
-        raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
+def _load_source(path: Path, poll: Callable[[], bool]) -> bytes:
+    """Stat, check and read the source file (everything that touches where it lives).
+    Runs on a reader thread of its own; ``poll`` is asked between large chunks."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -339,16 +344,73 @@ def _prepare(path: Path, thumb_size: int | None = None,
         raise ImageProblem("file is empty (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:
         raise ImageProblem(f"file is too large ({st.st_size / 2**20:.0f} MiB)")
-    # Optional arguments only when set: keeps the plain call forms of these helpers.
     try:
         _check_plausible_size(path, st.st_size)
-        data = _read_source(path) if cancelled is None else _read_source(path, cancelled)
+        return _read_source(path, poll)
     except OSError as exc:
         raise ImageProblem(_reason_for_os_error(exc)) from exc
+
+
+class _ReadAbandoned(Exception):
+    """A read that made no progress for :data:`READ_STALL_SECONDS`."""
+
+
+def _read_guarded(read: Callable[[Callable[[], bool]], Any],
+                  cancelled: Callable[[], bool] | None) -> Any:
+    """Run ``read(poll)`` on a daemon thread of its own and wait for it in slices of
+    :data:`READ_WAIT_SLICE`. ``read`` calls ``poll()`` between chunks: that counts as
+    progress, and ``poll()`` answers True once the read should stop (Cancel, or abandoned).
+
+    Raises :class:`Cancelled` soon after ``cancelled()`` says yes and :class:`_ReadAbandoned`
+    when the read made no progress for :data:`READ_STALL_SECONDS`, in both cases without
+    waiting for the reader: a thread stuck in ``read()`` on a stalled share is left behind (a
+    daemon, so quitting never joins it), and whatever it returns later is dropped.
+    """
+    done = threading.Event()
+    state: dict[str, Any] = {"last": time.monotonic(), "stop": False}
+
+    def poll() -> bool:
+        state["last"] = time.monotonic()
+        return bool(state["stop"]) or (cancelled is not None and cancelled())
+
+    def run() -> None:
+        try:
+            state["result"] = read(poll)
+        except BaseException as exc:  # handed to the waiting thread, raised there
+            state["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="import-read", daemon=True).start()
+    while not done.wait(READ_WAIT_SLICE):
+        if cancelled is not None and cancelled():
+            state["stop"] = True
+            raise Cancelled
+        if time.monotonic() - state["last"] > READ_STALL_SECONDS:
+            state["stop"] = True
+            raise _ReadAbandoned
+    if "error" in state:
+        raise state["error"]
+    return state.get("result")
+
+
+def _prepare(path: Path, thumb_size: int | None = None,
+             cancelled: Callable[[], bool] | None = None) -> _Prepared:
+    """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
+    text = os.fspath(path)
+    if not _is_valid_utf8(path.name):
+        raise ImageProblem("file name is not valid UTF-8 — rename it")
+    if not _is_valid_utf8(text):
+        raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
+    try:
+        data: bytes = _read_guarded(lambda poll: _load_source(path, poll), cancelled)
+    except _ReadAbandoned:
+        raise ImageProblem(NOT_READ_IN_TIME) from None
     if not data:
         raise ImageProblem("file is empty (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise ImageProblem("file is too large")
+    # Optional arguments only when set: keeps the plain call forms of these helpers.
     extra: dict[str, Any] = {}
     if thumb_size is not None:
         extra["thumb_size"] = thumb_size
@@ -409,12 +471,19 @@ def _png_is_8bit_rgb(data: bytes) -> bool:
         return False
 
 
-def _read_caption(path: Path) -> tuple[str | None, str | None]:
-    """The caption beside ``path`` (or None) and why a caption there was left out (or None)."""
+def _read_caption(path: Path, cancelled: Callable[[], bool] | None = None
+                  ) -> tuple[str | None, str | None]:
+    """The caption beside ``path`` (or None) and why a caption there was left out (or None).
+    The sidecar is read like the photo (:func:`_read_guarded`): one that cannot be read in
+    time is left out with a message, and the photo is imported without it."""
     from isengard_desktop.core.dataset.captions import caption_problem, read_sidecar
 
+    sidecar = path.with_name(path.stem + ".txt")
     try:
-        caption = read_sidecar(path.with_name(path.stem + ".txt"))
+        caption = _read_guarded(lambda _poll: read_sidecar(sidecar), cancelled)
+    except _ReadAbandoned:
+        return None, (f"{display_name(sidecar)}: caption {NOT_READ_IN_TIME}; "
+                      "the photo was imported without it")
     except ValueError as exc:
         return None, f"{display_name(path)}: caption not imported — {exc}"
     except OSError:
@@ -566,8 +635,8 @@ def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
         thumb = thumbnail_path(thumbnail_dir, sha)
         if not is_cached(thumb):
             write_cached(thumb, prepared.thumbnail)
+    caption, problem = _read_caption(path, cancelled)   # before staging: Cancel leaves nothing
     staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
-    caption, problem = _read_caption(path)
     return dataclasses.replace(prepared, sha256=sha, staged=staged, caption=caption,
                                caption_problem=problem)
 
