@@ -115,3 +115,56 @@ def test_cancel_ends_the_import_while_a_read_is_stuck(
     assert photos[1].name not in {Path(i.source).name
                                   for i in result.imported}  # type: ignore[attr-defined]
     assert not list((tmp_path / "dest").glob("*.part"))
+
+
+def test_a_folder_with_a_stuck_read_gets_a_short_deadline_until_it_answers(
+        tmp_path: Path, stuck, monkeypatch: pytest.MonkeyPatch) -> None:
+    release, names, _ = stuck
+    monkeypatch.setattr(importer, "READ_STALL_SECONDS", 0.3)
+    photos = make_photos(tmp_path / "share", 3)
+    folder = str(photos[0].parent)
+    names.update({photos[0].name, photos[1].name})
+    assert importer.read_deadline(folder) == importer.READ_STALL_SECONDS
+    result = import_files(photos, tmp_path / "dest", set())
+    assert [Path(r.source).name for r in result.rejected] == [photos[0].name, photos[1].name]
+    assert [Path(i.source).name for i in result.imported] == [photos[2].name]
+    # the share is still not answering: later reads there give up sooner
+    assert importer.read_deadline(folder) == importer.READ_STALLED_FOLDER_SECONDS
+    assert importer.read_deadline(str(tmp_path)) == importer.READ_STALL_SECONDS
+    release.set()                           # the share answers: the stuck reads return
+    for _ in range(200):
+        if importer.read_deadline(folder) == importer.READ_STALL_SECONDS:
+            break
+        threading.Event().wait(0.01)
+    assert importer.read_deadline(folder) == importer.READ_STALL_SECONDS
+
+
+def test_a_folder_that_cannot_be_listed_in_time_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated: listing the dropped folder blocks (``importer._walk`` waits on an Event, as
+    ``os.walk`` on a dead share would)."""
+    release = threading.Event()
+    share = tmp_path / "share"
+    make_photos(share, 2)
+
+    def walk(root: Path, add, visit) -> None:  # type: ignore[no-untyped-def]
+        visit(root)
+        release.wait()
+
+    monkeypatch.setattr(importer, "_walk", walk)
+    monkeypatch.setattr(importer, "READ_STALL_SECONDS", 0.3)
+    try:
+        result = import_files([share], tmp_path / "dest", set())
+        assert not release.is_set()
+        assert [(r.source, r.reason) for r in result.rejected] == [
+            (str(share), "folder could not be listed in time (network share not answering?); "
+                         "nothing was imported")]
+        cancel = threading.Event()
+        thread, box = _run(import_files, [share], tmp_path / "dest", set(),
+                           cancelled=cancel.is_set)
+        monkeypatch.setattr(importer, "READ_STALL_SECONDS", 60.0)
+        cancel.set()
+        thread.join(1.0)
+        assert not thread.is_alive() and box["result"].cancelled  # type: ignore[attr-defined]
+    finally:
+        release.set()

@@ -77,6 +77,9 @@ PLAUSIBLE_SLACK_BYTES = 64 << 20
 # (:func:`_read_guarded`) while the decode thread waits for it in short slices, watching this
 # deadline and the cancel flag, so Cancel and quit never wait on a stuck read.
 READ_STALL_SECONDS = 20.0
+# While an abandoned read in a folder is still stuck, the next reads there get this long: a
+# share that stopped answering would otherwise cost READ_STALL_SECONDS for every photo.
+READ_STALLED_FOLDER_SECONDS = 1.0
 READ_WAIT_SLICE = 0.05
 NOT_READ_IN_TIME = "could not be read in time (network share not answering?)"
 
@@ -202,7 +205,8 @@ def _sort_key(name: str) -> tuple[str, str]:
     return (name.casefold(), name)
 
 
-def collect_files(paths: Iterable[Path | str]) -> list[Path]:
+def collect_files(paths: Iterable[Path | str],
+                  poll: Callable[[Path], bool] | None = None) -> list[Path]:
     """Expand ``paths`` into the list of files to import.
 
     Files are returned as given (even with an unsupported extension, or missing, so that they
@@ -212,8 +216,16 @@ def collect_files(paths: Iterable[Path | str]) -> list[Path]:
     and so are our own ".txt" sidecars. Order: arguments in the order given; inside a folder,
     its files sorted by name, then its sub-folders sorted by name. A path given twice is
     returned once.
+
+    ``poll(folder)`` (optional) is called before each argument and each folder is listed;
+    when it answers True the walk stops with :class:`Cancelled`.
     """
     result: list[Path] = []
+
+    def visit(p: Path) -> None:
+        if poll is not None and poll(p):
+            raise Cancelled
+
     seen_files: set[str] = set()
 
     def add(p: Path) -> None:
@@ -224,16 +236,18 @@ def collect_files(paths: Iterable[Path | str]) -> list[Path]:
 
     for raw in paths:
         p = Path(raw)
+        visit(p)
         if p.is_dir():
-            _walk(p, add)
+            _walk(p, add, visit)
         else:
             add(p)
     return result
 
 
-def _walk(root: Path, add: Callable[[Path], None]) -> None:
+def _walk(root: Path, add: Callable[[Path], None], visit: Callable[[Path], None]) -> None:
     visited: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        visit(Path(dirpath))
         try:
             st = os.stat(dirpath)
         except OSError:
@@ -355,23 +369,48 @@ class _ReadAbandoned(Exception):
     """A read that made no progress for :data:`READ_STALL_SECONDS`."""
 
 
+_stuck_lock = threading.Lock()
+_stuck: dict[str, int] = {}   # folder -> abandoned reads there that have not returned yet
+
+
+def _stuck_reads(folder: str | None, change: int = 0) -> int:
+    if folder is None:
+        return 0
+    with _stuck_lock:
+        count = _stuck.get(folder, 0) + change
+        if count > 0:
+            _stuck[folder] = count
+        else:
+            _stuck.pop(folder, None)
+        return count
+
+
+def read_deadline(folder: str | None) -> float:
+    """Seconds a read in ``folder`` may go without progress before it is abandoned."""
+    return READ_STALLED_FOLDER_SECONDS if _stuck_reads(folder) else READ_STALL_SECONDS
+
+
 def _read_guarded(read: Callable[[Callable[[], bool]], Any],
-                  cancelled: Callable[[], bool] | None) -> Any:
+                  cancelled: Callable[[], bool] | None, folder: str | None = None) -> Any:
     """Run ``read(poll)`` on a daemon thread of its own and wait for it in slices of
-    :data:`READ_WAIT_SLICE`. ``read`` calls ``poll()`` between chunks: that counts as
-    progress, and ``poll()`` answers True once the read should stop (Cancel, or abandoned).
+    :data:`READ_WAIT_SLICE`, asking ``cancelled`` after each. ``read`` calls ``poll()``
+    between chunks: that counts as progress, and ``poll()`` answers True once the waiter
+    stopped waiting (Cancel, or abandoned), so a read that resumes ends soon.
 
     Raises :class:`Cancelled` soon after ``cancelled()`` says yes and :class:`_ReadAbandoned`
     when the read made no progress for :data:`READ_STALL_SECONDS`, in both cases without
     waiting for the reader: a thread stuck in ``read()`` on a stalled share is left behind (a
-    daemon, so quitting never joins it), and whatever it returns later is dropped.
+    daemon, so quitting never joins it), and whatever it returns later is dropped. While an
+    abandoned read in ``folder`` is still stuck, the deadline there is
+    :data:`READ_STALLED_FOLDER_SECONDS`.
     """
     done = threading.Event()
-    state: dict[str, Any] = {"last": time.monotonic(), "stop": False}
+    state: dict[str, Any] = {"last": time.monotonic(), "stop": False, "abandoned": False}
+    deadline = read_deadline(folder)
 
-    def poll() -> bool:
+    def poll() -> bool:   # the reader's heartbeat; True once the waiter gave up (or Cancel)
         state["last"] = time.monotonic()
-        return bool(state["stop"]) or (cancelled is not None and cancelled())
+        return bool(state["stop"])
 
     def run() -> None:
         try:
@@ -379,15 +418,24 @@ def _read_guarded(read: Callable[[Callable[[], bool]], Any],
         except BaseException as exc:  # handed to the waiting thread, raised there
             state["error"] = exc
         finally:
-            done.set()
+            with _stuck_lock:
+                abandoned = state["abandoned"]
+                done.set()
+            if abandoned:
+                _stuck_reads(folder, -1)   # the share answered again
 
     threading.Thread(target=run, name="import-read", daemon=True).start()
     while not done.wait(READ_WAIT_SLICE):
         if cancelled is not None and cancelled():
             state["stop"] = True
             raise Cancelled
-        if time.monotonic() - state["last"] > READ_STALL_SECONDS:
+        if time.monotonic() - state["last"] > deadline:
             state["stop"] = True
+            with _stuck_lock:
+                if not done.is_set():
+                    state["abandoned"] = True
+            if state["abandoned"]:
+                _stuck_reads(folder, +1)
             raise _ReadAbandoned
     if "error" in state:
         raise state["error"]
@@ -403,7 +451,8 @@ def _prepare(path: Path, thumb_size: int | None = None,
     if not _is_valid_utf8(text):
         raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
     try:
-        data: bytes = _read_guarded(lambda poll: _load_source(path, poll), cancelled)
+        data: bytes = _read_guarded(lambda poll: _load_source(path, poll), cancelled,
+                                    os.fspath(path.parent))
     except _ReadAbandoned:
         raise ImageProblem(NOT_READ_IN_TIME) from None
     if not data:
@@ -480,7 +529,8 @@ def _read_caption(path: Path, cancelled: Callable[[], bool] | None = None
 
     sidecar = path.with_name(path.stem + ".txt")
     try:
-        caption = _read_guarded(lambda _poll: read_sidecar(sidecar), cancelled)
+        caption = _read_guarded(lambda _poll: read_sidecar(sidecar), cancelled,
+                                os.fspath(path.parent))
     except _ReadAbandoned:
         return None, (f"{display_name(sidecar)}: caption {NOT_READ_IN_TIME}; "
                       "the photo was imported without it")
@@ -544,9 +594,26 @@ def import_files(
     records the photos anywhere), not once per file.
     """
     dest_dir = Path(dest_dir)
-    files = collect_files(paths)
-    total = len(files)
     result = ImportReport()
+    listing: list[Path] = [Path()]   # the folder being listed (named if it stalls)
+
+    def listed(poll: Callable[[], bool]) -> list[Path]:
+        def at(folder: Path) -> bool:
+            listing[0] = folder
+            return poll()
+        return collect_files(paths, at)
+
+    try:   # folders on a stalled share must not hang the import either
+        files: list[Path] = _read_guarded(listed, cancelled)
+    except Cancelled:
+        result.cancelled = True
+        return result
+    except _ReadAbandoned:
+        result.rejected.append(RejectedImage(
+            os.fspath(listing[0]), "folder could not be listed in time (network share not "
+                                   "answering?); nothing was imported"))
+        return result
+    total = len(files)
     batch: dict[str, str] = {}
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if workers > 1 else None
     ahead: dict[int, Future[_Prepared]] = {}
