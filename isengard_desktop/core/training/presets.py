@@ -155,12 +155,10 @@ _CPU_OVERHEAD_FACTOR = 2.0   # loading fp32 weights and caching latents on the C
 
 def _gpu_factor(gpu_hint: str | None) -> tuple[float, str]:
     """(slow-down factor vs a 24 GB card, words for the basis) from a hint like
-    "NVIDIA GeForce RTX 3060, 12 GB", "16 GB" or "cpu"."""
+    "NVIDIA GeForce RTX 3060, 12 GB" or "16 GB"."""
     if not gpu_hint:
         return 1.0, "a 24 GB GPU"
-    hint = gpu_hint.strip()
-    if hint.lower() in (CPU_HINT, "none", "no gpu"):
-        return 60.0, "this computer's CPU (no GPU found): very slow"
+    hint = gpu_hint.strip()     # "cpu" never gets here: estimate_seconds uses the CPU table
     match = re.search(r"(\d+(?:\.\d+)?)\s*(?:GB|GiB|G)\b", hint, re.IGNORECASE)
     if not match:
         return 1.0, f"a 24 GB GPU ({hint} not recognised)"
