@@ -198,9 +198,9 @@ def running_job_summary(training: TrainingService) -> str | None:
 def stop_and_quit(ctx: AppContext) -> SavingJobsDialog:
     """"Stop & save and quit": Stop & save every running job, show "Saving the job…" while
     the trainers save (the window stays responsive), then close. The wait is bounded: the
-    stop ladder terminates a trainer ``stop_grace_s`` after the request and kills it
-    ``kill_grace_s`` later; after that (plus a margin for recording the job) the app closes
-    whatever happened, and "Quit now" closes at once."""
+    stop ladder terminates a trainer ``stop_grace_for(job)`` after the request (longer for
+    slow CPU steps) and kills it ``kill_grace_s`` later; after that (plus a margin for
+    recording the job) the app closes whatever happened, and "Quit now" closes at once."""
     import time
 
     from PySide6.QtCore import QTimer
@@ -223,7 +223,9 @@ def stop_and_quit(ctx: AppContext) -> SavingJobsDialog:
                 + ", ".join(parts) + ". The app quits when it is saved.")
 
     dialog = SavingJobsDialog(text(), window)
-    deadline = time.monotonic() + training.stop_grace_s + training.kill_grace_s + 10.0
+    grace = max((training.stop_grace_for(job_id) for job_id in stopping),
+                default=training.stop_grace_s)
+    deadline = time.monotonic() + grace + training.kill_grace_s + 10.0
     timer = QTimer(dialog)
     timer.setInterval(100)
 

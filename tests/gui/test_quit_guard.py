@@ -119,6 +119,7 @@ def test_stop_and_save_and_quit_waits_for_the_save_and_records_stopped(
         loras = ctx.library.loras(record.character_id)
         assert [lora.steps for lora in loras] == [record.step]
     finally:
+        ctx.window.set_quit_guard(lambda: None)    # a failed test must end, not ask
         close_apps(qtbot, [ctx])
         ctx.window.deleteLater()
     row = _stored_row(ctx, job_id)                 # what the next start reads
@@ -149,5 +150,27 @@ def test_quit_now_while_saving_ends_the_trainer_at_once(qtbot, tmp_path, monkeyp
         assert record.state == JobState.INTERRUPTED
         assert record.checkpoint_step is None and record.step == 0  # never waited for a save
     finally:
+        ctx.window.set_quit_guard(lambda: None)    # a failed test must end, not ask
+        close_apps(qtbot, [ctx])
+        ctx.window.deleteLater()
+
+
+def test_stop_and_save_waits_for_a_step_longer_than_the_stop_grace(qtbot, tmp_path):
+    """A slow (CPU) step outlasting ``stop_grace_s`` is still finished and saved: the grace
+    grows with the job's measured step time, since a SIGTERM after the stop request now ends
+    the trainer at once."""
+    from isengard_desktop.services.training.records import JobState
+    from tests.helpers.qt import close_apps
+
+    ctx, job_id = _running_app(qtbot, tmp_path, delay=1.0)
+    ctx.training.stop_grace_s = 0.3             # shorter than one step
+    try:
+        assert ctx.training.stop_grace_for(job_id) >= 2.0
+        ctx.training.stop(job_id)
+        qtbot.waitUntil(lambda: ctx.training.job(job_id).is_final, timeout=20_000)
+        record = ctx.training.job(job_id)
+        assert record.state == JobState.STOPPED and record.lora_path
+    finally:
+        ctx.window.set_quit_guard(lambda: None)    # a failed test must end, not ask
         close_apps(qtbot, [ctx])
         ctx.window.deleteLater()

@@ -271,8 +271,16 @@ class TrainingService(QObject):
 
     def stop(self, job_id: str) -> None:
         """Stop & save: the trainer saves a checkpoint and exits (final state "stopped");
-        after ``stop_grace_s`` its process group is terminated, then killed."""
-        self._halt(job_id, StopIntent.STOP, self.stop_grace_s)
+        after :meth:`stop_grace_for` its process group is terminated, then killed."""
+        self._halt(job_id, StopIntent.STOP, self.stop_grace_for(job_id))
+
+    def stop_grace_for(self, job_id: str) -> float:
+        """Seconds Stop & save waits before terminating: ``stop_grace_s``, or longer for a
+        job whose steps are slow (a CPU job: the trainer finishes its step, then saves), so
+        that the step in progress can always end and be saved."""
+        record = self._records.get(job_id)
+        per_step = record.sec_per_step if record is not None and record.sec_per_step else 0.0
+        return max(self.stop_grace_s, 2.0 * per_step + self.stop_grace_s)
 
     def cancel(self, job_id: str) -> None:
         """Queued: cancelled at once. Running: graceful stop with a short grace, then
