@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .core.hardware.locks import LockChoice
     from .core.hardware.machine import MachineInfo
     from .core.secrets import SecretStore
+    from .ui.dialogs.saving_jobs import SavingJobsDialog
     from .ui.generate import GenerateTab
     from .ui.training import TrainingTab
     from .ui.wizard import FirstRunWizard
@@ -199,7 +200,8 @@ def _connect_signals(ctx: AppContext) -> None:
 
     window.settings_action.triggered.connect(lambda: open_settings(ctx))
     window.setup_action.triggered.connect(lambda: open_wizard(ctx))
-    window.set_quit_guard(lambda: running_job_summary(ctx.training))
+    window.set_quit_guard(lambda: running_job_summary(ctx.training),
+                          lambda: stop_and_quit(ctx))
 
 
 def running_job_summary(training: TrainingService) -> str | None:
@@ -210,6 +212,61 @@ def running_job_summary(training: TrainingService) -> str | None:
     record = running[0]
     at = f", step {record.step} of {record.total_steps}" if record.total_steps else ""
     return f"{record.character_name} is training{at}."
+
+
+def stop_and_quit(ctx: AppContext) -> SavingJobsDialog:
+    """"Stop & save and quit": Stop & save every running job, show "Saving the job…" while
+    the trainers save (the window stays responsive), then close. The wait is bounded: the
+    stop ladder terminates a trainer ``stop_grace_for(job)`` after the request (longer for
+    slow CPU steps) and kills it ``kill_grace_s`` later; after that (plus a margin for
+    recording the job) the app closes whatever happened, and "Quit now" closes at once."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    from .ui.dialogs.saving_jobs import SavingJobsDialog
+
+    training, window = ctx.training, ctx.window
+    stopping = training.stop_for_quit()
+
+    def text() -> str:
+        parts = []
+        for job_id in stopping:
+            record = training.job(job_id)
+            if record is not None and not record.is_final:
+                parts.append(f"{record.character_name} (step {record.step} of "
+                             f"{record.total_steps})")
+        if not parts:
+            return "Recording the stopped job and its LoRA…"
+        return ("Waiting for the trainer to finish its step and save a checkpoint and LoRA: "
+                + ", ".join(parts) + ". The app quits when it is saved.")
+
+    dialog = SavingJobsDialog(text(), window)
+    grace = max((training.stop_grace_for(job_id) for job_id in stopping),
+                default=training.stop_grace_s)
+    deadline = time.monotonic() + grace + training.kill_grace_s + 10.0
+    timer = QTimer(dialog)
+    timer.setInterval(100)
+
+    def close(reason: str) -> None:
+        timer.stop()
+        logger.info("quitting after Stop & save: {}", reason)
+        dialog.done(0)
+        window.close_without_asking()
+
+    def check() -> None:
+        if training.is_settled:
+            close("the jobs are saved")
+        elif time.monotonic() > deadline:
+            close("the trainer did not end in time")
+        else:
+            dialog.set_text(text())
+
+    timer.timeout.connect(check)
+    dialog.quit_now_requested.connect(lambda: close("Quit now"))
+    timer.start()
+    dialog.open()
+    return dialog
 
 
 def open_settings(ctx: AppContext, page: str = "") -> None:

@@ -532,6 +532,14 @@ class LibraryService(QObject):
                     on_done(outcome)
 
             def work_failed(exc: BaseException) -> None:
+                if not self.database.is_open:
+                    # Quit while this import ran: the files already renamed into the folder
+                    # and not recorded are adopted by the start-up reconcile.
+                    logger.info("import ended after the database closed ({}); unrecorded "
+                                "files are left for the next start", exc)
+                    ended(ImportOutcome(character_id=character_id,
+                                        report=ImportReport([], [], [], True)))
+                    return
                 kept: tuple[ImageRecord, ...] = ()
                 if isinstance(exc, _PartialImport):
                     kept = exc.added

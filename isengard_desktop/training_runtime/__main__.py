@@ -9,7 +9,8 @@ stdout carries only protocol events (one JSON object per line, see
 
 Stop & save: a line ``stop`` (or ``{"cmd":"stop"}``) on stdin, or SIGTERM/SIGINT (Windows:
 CTRL_BREAK) → the current step finishes, a checkpoint is saved, ``checkpoint`` and ``stopped``
-events follow and the process exits 0. A second signal ends the process at once.
+events follow and the process exits 0. A second signal, or a signal after a ``stop`` on
+stdin, ends the process at once.
 
 Exit status: 0 done or stopped; 2 bad job spec; 1 any other error (after an ``error`` event).
 
@@ -79,6 +80,16 @@ class StopRequest(threading.Event):
         names = ["SIGTERM", "SIGINT", "SIGBREAK"]
 
         def handler(signum, _frame) -> None:
+            if self.is_set():
+                # A stop was already asked (on stdin): the app's stop ladder sends SIGTERM
+                # when its grace ran out, so this signal means "now". Taking it as a first
+                # request (finish the step, save) kept a CPU job alive until SIGKILL, 15 s
+                # after a quit, with no checkpoint (issue 11, item 13).
+                print(f"[trainer] signal {signum} after a stop request: quitting now",
+                      file=sys.stderr, flush=True)
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+                return
             print(f"[trainer] signal {signum}: stopping after this step (send it again to "
                   f"quit at once)", file=sys.stderr, flush=True)
             self.set()

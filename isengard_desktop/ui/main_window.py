@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self._close_hooks: list = []
         self._tray: QSystemTrayIcon | None = None
         self._quit_guard: Callable[[], str | None] | None = None
+        self._stop_and_quit: Callable[[], object] | None = None
         self._force_close = False
 
     def tab_names(self) -> list[str]:
@@ -128,10 +129,15 @@ class MainWindow(QMainWindow):
     def on_close(self, hook) -> None:  # noqa: ANN001
         self._close_hooks.append(hook)
 
-    def set_quit_guard(self, guard: Callable[[], str | None]) -> None:
+    def set_quit_guard(self, guard: Callable[[], str | None],
+                       stop_and_quit: Callable[[], object] | None = None) -> None:
         """``guard()`` says what closing would interrupt ("Alice is training, step 12 of
-        40.") or None; when it says something, closing the window asks first."""
+        40.") or None; when it says something, closing the window asks first. With
+        ``stop_and_quit``, "Stop & save and quit" calls it and the window stays open: it is
+        expected to stop the jobs, wait for their save and then :meth:`close_without_asking`.
+        """
         self._quit_guard = guard
+        self._stop_and_quit = stop_and_quit
 
     def close_without_asking(self) -> None:
         """Close now (SIGTERM, logout, the smoke test): running trainers still save and stop."""
@@ -142,6 +148,10 @@ class MainWindow(QMainWindow):
         busy = None if self._force_close or self._quit_guard is None else self._quit_guard()
         if busy and not self.confirm_quit(busy):
             event.ignore()
+            return
+        if busy and self._stop_and_quit is not None:
+            event.ignore()              # closed by close_without_asking once jobs have saved
+            self._stop_and_quit()
             return
         for hook in self._close_hooks:
             hook()

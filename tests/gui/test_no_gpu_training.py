@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from isengard_desktop.core.selftest_report import GpuStatus
 from isengard_desktop.core.training.presets import estimate_seconds, format_duration
 from tests.gui.test_training_tab import library, make_form, model, training_app  # noqa: F401
@@ -19,7 +21,27 @@ def test_device_cpu_estimates_for_the_cpu(qtbot, library, tmp_path):  # noqa: F8
     assert "CPU" in form.estimate_basis.text(), form.estimate_basis.text()
     steps = int(form.field_value("steps"))
     batch = int(form.field_value("batch_size")) * int(form.field_value("grad_accum"))
-    seconds, _ = estimate_seconds("sd15", 512, steps, batch, gpu_hint="cpu")
+    resolution = int(form.field_value("resolution"))
+    seconds, words = estimate_seconds("sd15", resolution, steps, batch, gpu_hint="cpu",
+                                      cpu_cores=os.cpu_count())
+    assert form.estimate_label.text() == f"Estimated time: {format_duration(seconds)}"
+    basis = form.estimate_basis.text()
+    assert basis == f"Based on {words}, including loading and caching."
+    assert "typical step time on this computer's CPU" in basis     # not the GPU run's 0.2 s
+
+
+def test_device_cpu_prefers_an_earlier_cpu_jobs_measured_step_time(qtbot, library,  # noqa: F811
+                                                                     tmp_path):
+    add_character(qtbot, library, "Anna", photos=12, photo_root=tmp_path, size=(512, 512))
+    form, _ = make_form(qtbot, library, measured={("sd15", 512): 0.2,
+                                                  ("sd15", 512, "cpu"): 9.5})
+    form.set_models([model(tmp_path, "sd15")])
+    form.set_field("device", "cpu")
+    form.update_estimate()
+    assert form.estimate_basis.text().startswith(
+        "Based on measured on this computer's CPU: 9.50 s/step")
+    steps = int(form.field_value("steps"))
+    seconds, _ = estimate_seconds("sd15", 512, steps, 1, 9.5, "cpu")
     assert form.estimate_label.text() == f"Estimated time: {format_duration(seconds)}"
 
 

@@ -187,9 +187,10 @@ def test_samples_strip_newest_first_thumbnails_and_enlarge(qtbot, tmp_path):
 def make_form(qtbot, library, measured=None, backends=None, gpu_hint=None):
     calls = []
 
-    def measure(family, resolution):
+    def measure(family, resolution, cpu=False, auto_on_cpu=False):
         calls.append((family, resolution))
-        return (measured or {}).get((family, resolution))
+        # a CPU measurement is keyed (family, resolution, "cpu"): GPU runs never count for it
+        return (measured or {}).get((family, resolution, "cpu") if cpu else (family, resolution))
 
     form = SetupFormWidget(library, measure,
                            backends or [BackendChoice("builtin", "Built-in")],

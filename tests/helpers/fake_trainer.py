@@ -123,7 +123,15 @@ def main() -> int:
     if args.ignore_stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
-        signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+        # as the built-in trainer (training_runtime/__main__.py, StopRequest.install_signals):
+        # the first SIGTERM asks for a stop; one after a stop request ends the process now
+        def on_term(signum: int, _frame: object) -> None:
+            if stop_requested.is_set():
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+            stop_requested.set()
+
+        signal.signal(signal.SIGTERM, on_term)
         threading.Thread(target=watch_stdin, daemon=True).start()
     if args.spawn_grandchild:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

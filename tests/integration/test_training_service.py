@@ -166,6 +166,11 @@ def test_submit_runs_to_completion_with_coalesced_progress(h):
     assert row.state == "completed" and row.step == 400 and row.pid is None
     assert h.service.measured_sec_per_step("sd15", 512) == pytest.approx(0.005)
     assert h.service.measured_sec_per_step("sdxl", 512) is None
+    # Device "auto": a GPU run's time unless this computer has no usable GPU (issue 11, 14)
+    assert h.service.measured_sec_per_step("sd15", 512, cpu=True) is None
+    assert h.service.measured_sec_per_step("sd15", 512, cpu=True,
+                                           auto_on_cpu=True) == pytest.approx(0.005)
+    assert h.service.measured_sec_per_step("sd15", 512, auto_on_cpu=True) is None
 
 
 def test_one_job_at_a_time(h):

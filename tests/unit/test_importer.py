@@ -342,7 +342,7 @@ def test_unreadable_file_is_rejected(tmp_path, monkeypatch):
     if os.name == "posix" and os.geteuid() != 0:
         src.chmod(0)
     else:  # root (or Windows) reads anything: make the read fail the way a lock would
-        def deny(path: Path) -> bytes:
+        def deny(path: Path, *_: object) -> bytes:
             raise PermissionError(13, "Permission denied", str(path))
 
         monkeypatch.setattr(importer, "_read_source", deny)

@@ -98,8 +98,25 @@ def test_estimate_typical_scales_with_steps_resolution_batch_and_gpu():
     big_card, _ = estimate_seconds("sdxl", 1024, 1000, 1, gpu_hint="80 GB")
     assert more_steps > base and smaller < base and bigger_batch > base
     assert small_card > base > big_card and words == "typical for a 12 GB GPU"
-    cpu, cpu_words = estimate_seconds("sd15", 512, 100, 1, gpu_hint="cpu")
-    assert "CPU" in cpu_words and cpu > estimate_seconds("sd15", 512, 100, 1)[0] * 10
+    cpu, cpu_words = estimate_seconds("sd15", 512, 1000, 1, gpu_hint="cpu")
+    assert "CPU" in cpu_words and cpu > estimate_seconds("sd15", 512, 1000, 1)[0] * 10
+
+
+def test_cpu_estimate_uses_the_familys_cpu_figure_and_a_cpu_measurement_first():
+    sd15, words = estimate_seconds("sd15", 512, 100, 1, gpu_hint="cpu", cpu_cores=8)
+    assert words == ("a typical step time on this computer's CPU (8 cores): about "
+                     "6.00 s/step, until a CPU job here measures it")
+    assert sd15 == 90.0 + 100 * 6.0                  # CPU loading/caching + steps × figure
+    sdxl, _ = estimate_seconds("sdxl", 1024, 100, 1, gpu_hint="cpu", cpu_cores=8)
+    flux, _ = estimate_seconds("flux-dev", 1024, 100, 1, gpu_hint="cpu", cpu_cores=8)
+    assert sd15 < sdxl < flux
+    tiny, _ = estimate_seconds("sd15", 64, 100, 1, gpu_hint="cpu", cpu_cores=8)
+    assert tiny < sd15                                # pixel count scales the step
+    fewer_cores, words2 = estimate_seconds("sd15", 512, 100, 1, gpu_hint="cpu", cpu_cores=2)
+    assert fewer_cores > sd15 and "(2 cores)" in words2
+    measured, basis = estimate_seconds("sd15", 512, 100, 1, 9.5, "cpu")
+    assert basis == "measured on this computer's CPU: 9.50 s/step"
+    assert measured == 90.0 + 100 * 9.5
     assert estimate_seconds("sd15", 512, 1000, 1, measured_sec_per_step=0.0)[1].startswith(
         "typical")   # a zero "measurement" is no measurement
 

@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -74,6 +75,17 @@ CANCEL_POLL_BYTES = 8 << 20
 # from the header, before it is read.
 PLAUSIBLE_BYTES_PER_PIXEL = 16
 PLAUSIBLE_SLACK_BYTES = 64 << 20
+# A read of a source file (or its caption sidecar) that makes no progress for this many
+# seconds is abandoned: a stalled network share blocks read() forever, and no flag can
+# interrupt a thread stuck in it. Every read from a source runs on a thread of its own
+# (:func:`_read_guarded`) while the decode thread waits for it in short slices, watching this
+# deadline and the cancel flag, so Cancel and quit never wait on a stuck read.
+READ_STALL_SECONDS = 20.0
+# While an abandoned read in a folder is still stuck, the next reads there get this long: a
+# share that stopped answering would otherwise cost READ_STALL_SECONDS for every photo.
+READ_STALLED_FOLDER_SECONDS = 1.0
+READ_WAIT_SLICE = 0.05
+NOT_READ_IN_TIME = "could not be read in time (network share not answering?)"
 
 # Formats stored byte for byte when the pixels need no change. MPO is what Pillow calls a JPEG
 # with extra pictures appended (phones' portrait/depth shots); every JPEG reader sees frame 0.
@@ -197,7 +209,8 @@ def _sort_key(name: str) -> tuple[str, str]:
     return (name.casefold(), name)
 
 
-def collect_files(paths: Iterable[Path | str]) -> list[Path]:
+def collect_files(paths: Iterable[Path | str],
+                  poll: Callable[[Path], bool] | None = None) -> list[Path]:
     """Expand ``paths`` into the list of files to import.
 
     Files are returned as given (even with an unsupported extension, or missing, so that they
@@ -207,8 +220,16 @@ def collect_files(paths: Iterable[Path | str]) -> list[Path]:
     and so are our own ".txt" sidecars. Order: arguments in the order given; inside a folder,
     its files sorted by name, then its sub-folders sorted by name. A path given twice is
     returned once.
+
+    ``poll(folder)`` (optional) is called before each argument and each folder is listed;
+    when it answers True the walk stops with :class:`Cancelled`.
     """
     result: list[Path] = []
+
+    def visit(p: Path) -> None:
+        if poll is not None and poll(p):
+            raise Cancelled
+
     seen_files: set[str] = set()
 
     def add(p: Path) -> None:
@@ -219,16 +240,18 @@ def collect_files(paths: Iterable[Path | str]) -> list[Path]:
 
     for raw in paths:
         p = Path(raw)
+        visit(p)
         if p.is_dir():
-            _walk(p, add)
+            _walk(p, add, visit)
         else:
             add(p)
     return result
 
 
-def _walk(root: Path, add: Callable[[Path], None]) -> None:
+def _walk(root: Path, add: Callable[[Path], None], visit: Callable[[Path], None]) -> None:
     visited: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        visit(Path(dirpath))
         try:
             st = os.stat(dirpath)
         except OSError:
@@ -326,14 +349,9 @@ def _reason_for_os_error(exc: OSError) -> str:
     return f"could not read the file ({exc.strerror or exc})"
 
 
-def _prepare(path: Path, thumb_size: int | None = None,
-             cancelled: Callable[[], bool] | None = None) -> _Prepared:
-    """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
-    text = os.fspath(path)
-    if not _is_valid_utf8(path.name):
-        raise ImageProblem("file name is not valid UTF-8 — rename it")
-    if not _is_valid_utf8(text):
-        raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
+def _load_source(path: Path, poll: Callable[[], bool]) -> bytes:
+    """Stat, check and read the source file (everything that touches where it lives).
+    Runs on a reader thread of its own; ``poll`` is asked between large chunks."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -344,16 +362,108 @@ def _prepare(path: Path, thumb_size: int | None = None,
         raise ImageProblem("file is empty (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:
         raise ImageProblem(f"file is too large ({st.st_size / 2**20:.0f} MiB)")
-    # Optional arguments only when set: keeps the plain call forms of these helpers.
     try:
         _check_plausible_size(path, st.st_size)
-        data = _read_source(path) if cancelled is None else _read_source(path, cancelled)
+        return _read_source(path, poll)
     except OSError as exc:
         raise ImageProblem(_reason_for_os_error(exc)) from exc
+
+
+class _ReadAbandoned(Exception):
+    """A read that made no progress for :data:`READ_STALL_SECONDS`."""
+
+
+_stuck_lock = threading.Lock()
+_stuck: dict[str, int] = {}   # folder -> abandoned reads there that have not returned yet
+
+
+def _stuck_reads(folder: str | None, change: int = 0) -> int:
+    if folder is None:
+        return 0
+    with _stuck_lock:
+        count = _stuck.get(folder, 0) + change
+        if count > 0:
+            _stuck[folder] = count
+        else:
+            _stuck.pop(folder, None)
+        return count
+
+
+def read_deadline(folder: str | None) -> float:
+    """Seconds a read in ``folder`` may go without progress before it is abandoned."""
+    return READ_STALLED_FOLDER_SECONDS if _stuck_reads(folder) else READ_STALL_SECONDS
+
+
+def _read_guarded(read: Callable[[Callable[[], bool]], Any],
+                  cancelled: Callable[[], bool] | None, folder: str | None = None) -> Any:
+    """Run ``read(poll)`` on a daemon thread of its own and wait for it in slices of
+    :data:`READ_WAIT_SLICE`, asking ``cancelled`` after each. ``read`` calls ``poll()``
+    between chunks: that counts as progress, and ``poll()`` answers True once the waiter
+    stopped waiting (Cancel, or abandoned), so a read that resumes ends soon.
+
+    Raises :class:`Cancelled` soon after ``cancelled()`` says yes and :class:`_ReadAbandoned`
+    when the read made no progress for :data:`READ_STALL_SECONDS`, in both cases without
+    waiting for the reader: a thread stuck in ``read()`` on a stalled share is left behind (a
+    daemon, so quitting never joins it), and whatever it returns later is dropped. While an
+    abandoned read in ``folder`` is still stuck, the deadline there is
+    :data:`READ_STALLED_FOLDER_SECONDS`.
+    """
+    done = threading.Event()
+    state: dict[str, Any] = {"last": time.monotonic(), "stop": False, "abandoned": False}
+    deadline = read_deadline(folder)
+
+    def poll() -> bool:   # the reader's heartbeat; True once the waiter gave up (or Cancel)
+        state["last"] = time.monotonic()
+        return bool(state["stop"])
+
+    def run() -> None:
+        try:
+            state["result"] = read(poll)
+        except BaseException as exc:  # handed to the waiting thread, raised there
+            state["error"] = exc
+        finally:
+            with _stuck_lock:
+                abandoned = state["abandoned"]
+                done.set()
+            if abandoned:
+                _stuck_reads(folder, -1)   # the share answered again
+
+    threading.Thread(target=run, name="import-read", daemon=True).start()
+    while not done.wait(READ_WAIT_SLICE):
+        if cancelled is not None and cancelled():
+            state["stop"] = True
+            raise Cancelled
+        if time.monotonic() - state["last"] > deadline:
+            state["stop"] = True
+            with _stuck_lock:
+                if not done.is_set():
+                    state["abandoned"] = True
+            if state["abandoned"]:
+                _stuck_reads(folder, +1)
+            raise _ReadAbandoned
+    if "error" in state:
+        raise state["error"]
+    return state.get("result")
+
+
+def _prepare(path: Path, thumb_size: int | None = None,
+             cancelled: Callable[[], bool] | None = None) -> _Prepared:
+    """Validate and normalise one file; raises :class:`ImageProblem` with the reason."""
+    text = os.fspath(path)
+    if not _is_valid_utf8(path.name):
+        raise ImageProblem("file name is not valid UTF-8 — rename it")
+    if not _is_valid_utf8(text):
+        raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
+    try:
+        data: bytes = _read_guarded(lambda poll: _load_source(path, poll), cancelled,
+                                    os.fspath(path.parent))
+    except _ReadAbandoned:
+        raise ImageProblem(NOT_READ_IN_TIME) from None
     if not data:
         raise ImageProblem("file is empty (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise ImageProblem("file is too large")
+    # Optional arguments only when set: keeps the plain call forms of these helpers.
     extra: dict[str, Any] = {}
     if thumb_size is not None:
         extra["thumb_size"] = thumb_size
@@ -414,12 +524,20 @@ def _png_is_8bit_rgb(data: bytes) -> bool:
         return False
 
 
-def _read_caption(path: Path) -> tuple[str | None, str | None]:
-    """The caption beside ``path`` (or None) and why a caption there was left out (or None)."""
+def _read_caption(path: Path, cancelled: Callable[[], bool] | None = None
+                  ) -> tuple[str | None, str | None]:
+    """The caption beside ``path`` (or None) and why a caption there was left out (or None).
+    The sidecar is read like the photo (:func:`_read_guarded`): one that cannot be read in
+    time is left out with a message, and the photo is imported without it."""
     from isengard_desktop.core.dataset.captions import caption_problem, read_sidecar
 
+    sidecar = path.with_name(path.stem + ".txt")
     try:
-        caption = read_sidecar(path.with_name(path.stem + ".txt"))
+        caption = _read_guarded(lambda _poll: read_sidecar(sidecar), cancelled,
+                                os.fspath(path.parent))
+    except _ReadAbandoned:
+        return None, (f"{display_name(sidecar)}: caption {NOT_READ_IN_TIME}; "
+                      "the photo was imported without it")
     except ValueError as exc:
         return None, f"{display_name(path)}: caption not imported — {exc}"
     except OSError:
@@ -492,9 +610,26 @@ def import_files(
     cancelled or not. An exception from ``on_stored`` stops the import and is raised.
     """
     dest_dir = Path(dest_dir)
-    files = collect_files(paths)
-    total = len(files)
     result = ImportReport()
+    listing: list[Path] = [Path()]   # the folder being listed (named if it stalls)
+
+    def listed(poll: Callable[[], bool]) -> list[Path]:
+        def at(folder: Path) -> bool:
+            listing[0] = folder
+            return poll()
+        return collect_files(paths, at)
+
+    try:   # folders on a stalled share must not hang the import either
+        files: list[Path] = _read_guarded(listed, cancelled)
+    except Cancelled:
+        result.cancelled = True
+        return result
+    except _ReadAbandoned:
+        result.rejected.append(RejectedImage(
+            os.fspath(listing[0]), "folder could not be listed in time (network share not "
+                                   "answering?); nothing was imported"))
+        return result
+    total = len(files)
     batch: dict[str, str] = {}
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if workers > 1 else None
     ahead: dict[int, Future[_Prepared]] = {}
@@ -619,8 +754,8 @@ def _prepare_for_import(path: Path, thumbnail_dir: Path | None, dest_dir: Path,
         thumb = thumbnail_path(thumbnail_dir, sha)
         if not is_cached(thumb):
             write_cached(thumb, prepared.thumbnail)
+    caption, problem = _read_caption(path, cancelled)   # before staging: Cancel leaves nothing
     staged = None if sha in known_hashes else _stage(dest_dir, path, prepared.data)
-    caption, problem = _read_caption(path)
     return dataclasses.replace(prepared, sha256=sha, staged=staged, caption=caption,
                                caption_problem=problem)
 

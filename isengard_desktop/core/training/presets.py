@@ -133,15 +133,32 @@ _OVERHEAD_SEC = {"sd15": 45.0, "sdxl": 90.0, "flux-dev": 180.0, "flux-schnell": 
 _REFERENCE_GB = 24.0
 CPU_HINT = "cpu"      # the GPU hint for "no usable GPU": estimate for this computer's CPU
 
+# Typical seconds per step on a CPU (fp32, batch 1, the family's reference resolution, the
+# trainer's defaults), for CPU_REFERENCE_CORES cores. These are NOT measured on this project's
+# machines (only the tiny test models were: ~0.05-0.4 s a step at 64 px, see
+# ../shared/reference/builtin-trainer.md): they are order-of-magnitude figures, a full-size
+# model's CPU time per denoising step (SD 1.5 at 512 px ~1.5 s, SDXL at 1024 px ~12 s, Flux
+# ~75 s, Chroma ~55 s on an 8-core desktop) times four for forward + backward with gradient
+# checkpointing. The app replaces them with its own measurement as soon as one CPU job has
+# completed on this computer (``measured_sec_per_step`` with device "cpu"), and says which one
+# it used.
+_TYPICAL_CPU_SEC_PER_STEP = {
+    "sd15": (512, 6.0),
+    "sdxl": (1024, 50.0),
+    "flux-dev": (1024, 300.0),
+    "flux-schnell": (1024, 300.0),
+    "chroma": (1024, 220.0),
+}
+CPU_REFERENCE_CORES = 8
+_CPU_OVERHEAD_FACTOR = 2.0   # loading fp32 weights and caching latents on the CPU
+
 
 def _gpu_factor(gpu_hint: str | None) -> tuple[float, str]:
     """(slow-down factor vs a 24 GB card, words for the basis) from a hint like
-    "NVIDIA GeForce RTX 3060, 12 GB", "16 GB" or "cpu"."""
+    "NVIDIA GeForce RTX 3060, 12 GB" or "16 GB"."""
     if not gpu_hint:
         return 1.0, "a 24 GB GPU"
-    hint = gpu_hint.strip()
-    if hint.lower() in (CPU_HINT, "none", "no gpu"):
-        return 60.0, "this computer's CPU (no GPU found): very slow"
+    hint = gpu_hint.strip()     # "cpu" never gets here: estimate_seconds uses the CPU table
     match = re.search(r"(\d+(?:\.\d+)?)\s*(?:GB|GiB|G)\b", hint, re.IGNORECASE)
     if not match:
         return 1.0, f"a 24 GB GPU ({hint} not recognised)"
@@ -163,26 +180,46 @@ def _gpu_factor(gpu_hint: str | None) -> tuple[float, str]:
 
 def estimate_seconds(family: str, resolution: int, steps: int, batch: int,
                      measured_sec_per_step: float | None = None,
-                     gpu_hint: str | None = None) -> tuple[float, str]:
+                     gpu_hint: str | None = None, *,
+                     cpu_cores: int | None = None) -> tuple[float, str]:
     """Estimated wall time of a job (seconds) and a one-line basis for it.
 
-    A step time measured on this machine (same family and resolution, from earlier jobs)
-    wins; otherwise a typical figure for the GPU in ``gpu_hint`` (a 24 GB card when unknown),
-    scaled by pixel count and batch size. A fixed overhead for loading and caching is added.
+    A step time measured on this machine (same family and resolution, from earlier jobs on
+    the same device) wins; otherwise a typical figure for the GPU in ``gpu_hint`` (a 24 GB
+    card when unknown), scaled by pixel count and batch size. With ``gpu_hint`` =
+    :data:`CPU_HINT` the job runs on this computer's CPU: the family's CPU figure, scaled by
+    pixel count, batch size and ``cpu_cores`` (default :data:`CPU_REFERENCE_CORES`). A fixed
+    overhead for loading and caching is added.
     """
     if family not in _TYPICAL_SEC_PER_STEP:
         raise ValueError(f"family: unknown model family {family!r}")
     steps, batch = max(1, int(steps)), max(1, int(batch))
-    overhead = _OVERHEAD_SEC[family]
+    on_cpu = (gpu_hint or "").strip().lower() in (CPU_HINT, "none", "no gpu")
+    overhead = _OVERHEAD_SEC[family] * (_CPU_OVERHEAD_FACTOR if on_cpu else 1.0)
     if measured_sec_per_step is not None and measured_sec_per_step > 0:
         seconds = overhead + steps * measured_sec_per_step
-        return seconds, f"measured on this machine: {_fmt_rate(measured_sec_per_step)}/step"
+        where = "this computer's CPU" if on_cpu else "this machine"
+        return seconds, f"measured on {where}: {_fmt_rate(measured_sec_per_step)}/step"
+    if on_cpu:
+        return _cpu_estimate(family, resolution, steps, batch, overhead, cpu_cores)
     ref_res, ref_sec = _TYPICAL_SEC_PER_STEP[family]
     pixels = (max(64, resolution) / ref_res) ** 2
     per_step = ref_sec * pixels * batch ** 0.9
     factor, words = _gpu_factor(gpu_hint)
     per_step *= factor
     return overhead * min(factor, 3.0) + steps * per_step, f"typical for {words}"
+
+
+def _cpu_estimate(family: str, resolution: int, steps: int, batch: int, overhead: float,
+                  cpu_cores: int | None) -> tuple[float, str]:
+    ref_res, ref_sec = _TYPICAL_CPU_SEC_PER_STEP[family]
+    cores = max(1, int(cpu_cores or CPU_REFERENCE_CORES))
+    # more cores help less than linearly (memory bandwidth); never more than 4× either way
+    core_factor = min(4.0, max(0.25, (CPU_REFERENCE_CORES / cores) ** 0.8))
+    per_step = (ref_sec * (max(64, resolution) / ref_res) ** 2 * batch ** 0.9 * core_factor)
+    return overhead + steps * per_step, (
+        f"a typical step time on this computer's CPU ({cores} cores): about "
+        f"{_fmt_rate(per_step)}/step, until a CPU job here measures it")
 
 
 def _fmt_rate(sec: float) -> str:

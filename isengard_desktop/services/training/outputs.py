@@ -54,6 +54,7 @@ class JobOutputs:
         self._reader = ThreadPoolExecutor(2, thread_name_prefix="training-read")
         # Settings' "ComfyUI models folder": finished LoRAs are also placed in its loras/
         self.comfy_models_folder = ""
+        self.pending = 0   # LoRAs being published, not yet handed to the library
 
     def events(self, record: JobRecord | None,
                on_loaded: Callable[[list[Event]], None]) -> None:
@@ -104,6 +105,8 @@ class JobOutputs:
                 self.library.add_lora(character_id, str(path), family, steps)
             except RuntimeError as exc:   # the app is quitting; the file is already in place
                 logger.warning("job {}: LoRA {} not recorded: {}", job_id, path, exc)
+            finally:
+                self.pending -= 1
 
         def failed(exc: BaseException) -> None:
             logger.warning("job {}: LoRA not copied to {} ({}); using {}", job_id, loras, exc,
@@ -126,6 +129,7 @@ class JobOutputs:
                                    job_id, exc)
             return published
 
+        self.pending += 1
         run_in_executor(self._files, publish, register, failed)
 
     def shutdown(self) -> None:

@@ -125,6 +125,7 @@ class TrainingService(QObject):
         self._last_persist: dict[str, float] = {}
         self._installs: dict[str, ExternalInstall] = {}   # external backends' installs
         self._shutting_down = False
+        self._settling: set[str] = set()   # finished, checkpoint scan not back yet
         self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
         self._outputs = JobOutputs(paths, library, self._files)
 
@@ -165,22 +166,41 @@ class TrainingService(QObject):
         self.jobs_changed.emit()
         self._pump()
 
+    def stop_for_quit(self) -> list[str]:
+        """"Stop & save and quit": Stop & save every running job (as :meth:`stop`; each ends
+        "stopped" with its LoRA, through the usual signals). Returns their ids. The app
+        quits once :attr:`is_settled`; nothing here blocks."""
+        running = [job_id for job_id, run in self._runs.items() if run.is_running]
+        for job_id in running:
+            self.stop(job_id)
+        return running
+
+    @property
+    def is_settled(self) -> bool:
+        """No trainer runs, no finished job is still being recorded (checkpoint scan, LoRA
+        publish): quitting now loses nothing."""
+        return not self._runs and not self._settling and self._outputs.pending == 0
+
     def shutdown(self) -> None:
         """App quit: stop running children (graceful, then terminate, then kill; this blocks
         for at most ``shutdown_grace_s + kill_grace_s`` plus a little) and mark them
-        interrupted. Queued jobs stay queued for the next start."""
+        interrupted. A run already asked to stop (Stop & save and quit, then "Quit now") gets
+        no second grace: it is terminated at once. Queued jobs stay queued for the next
+        start."""
         if self._shutting_down:
             return
         self._shutting_down = True
         self._orphans.stop()
         runs = list(self._runs.items())
+        graces = {}
         for job_id, run in runs:
+            graces[job_id] = 0.0 if run.stop_requested else self.shutdown_grace_s
             self._intent[job_id] = StopIntent.SHUTDOWN
             self._refresh_stop_file(job_id, run)
-            run.request_stop(StopIntent.SHUTDOWN, self.shutdown_grace_s, self.kill_grace_s)
+            run.request_stop(StopIntent.SHUTDOWN, graces[job_id], self.kill_grace_s)
         deadline = time.monotonic() + self.shutdown_grace_s
-        for _job_id, run in runs:
-            remaining = max(0.1, deadline - time.monotonic())
+        for job_id, run in runs:
+            remaining = min(graces[job_id], max(0.0, deadline - time.monotonic()))
             run.wait_for_exit(StopIntent.SHUTDOWN, remaining, self.kill_grace_s)
             run.release()
         self._files.shutdown(wait=True)
@@ -204,11 +224,21 @@ class TrainingService(QObject):
     def job(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id)
 
-    def measured_sec_per_step(self, family: str, resolution: int) -> float | None:
-        """Median seconds a step of completed jobs of this family and resolution took here."""
+    def measured_sec_per_step(self, family: str, resolution: int, *, cpu: bool = False,
+                              auto_on_cpu: bool = False) -> float | None:
+        """Median seconds a step of completed jobs of this family and resolution took here,
+        counting only jobs that ran on the same kind of device: with ``cpu`` those whose
+        Device was "cpu" (or "auto" when ``auto_on_cpu``: this computer has no usable GPU),
+        else the others."""
+
+        def ran_on_cpu(record: JobRecord) -> bool:
+            device = getattr(record.spec, "device", "auto")
+            return device == "cpu" or (device == "auto" and auto_on_cpu)
+
         values = [r.sec_per_step for r in self._records.values()
                   if r.state == JobState.COMPLETED and r.family == family
-                  and r.spec.resolution == resolution and r.sec_per_step]
+                  and r.spec.resolution == resolution and r.sec_per_step
+                  and ran_on_cpu(r) == cpu]
         return float(statistics.median(values)) if values else None
 
     # -- commands --------------------------------------------------------------------------
@@ -242,8 +272,16 @@ class TrainingService(QObject):
 
     def stop(self, job_id: str) -> None:
         """Stop & save: the trainer saves a checkpoint and exits (final state "stopped");
-        after ``stop_grace_s`` its process group is terminated, then killed."""
-        self._halt(job_id, StopIntent.STOP, self.stop_grace_s)
+        after :meth:`stop_grace_for` its process group is terminated, then killed."""
+        self._halt(job_id, StopIntent.STOP, self.stop_grace_for(job_id))
+
+    def stop_grace_for(self, job_id: str) -> float:
+        """Seconds Stop & save waits before terminating: ``stop_grace_s``, or longer for a
+        job whose steps are slow (a CPU job: the trainer finishes its step, then saves), so
+        that the step in progress can always end and be saved."""
+        record = self._records.get(job_id)
+        per_step = record.sec_per_step if record is not None and record.sec_per_step else 0.0
+        return max(self.stop_grace_s, 2.0 * per_step + self.stop_grace_s)
 
     def cancel(self, job_id: str) -> None:
         """Queued: cancelled at once. Running: graceful stop with a short grace, then
@@ -488,12 +526,17 @@ class TrainingService(QObject):
             return
         self._persist(record)  # the state is final now; the scan only adds checkpoint_step
         root = record.job_dir
+        self._settling.add(record.job_id)
 
         def found(info: Any) -> None:
+            self._settling.discard(record.job_id)
             self._finalize(replace(record, checkpoint_step=info.step if info else None))
 
-        run_in_executor(self._files, lambda: latest_complete(root, deep=True), found,
-                        lambda exc: self._finalize(record))
+        def failed(_exc: BaseException) -> None:
+            self._settling.discard(record.job_id)
+            self._finalize(record)
+
+        run_in_executor(self._files, lambda: latest_complete(root, deep=True), found, failed)
 
     def _finalize(self, record: JobRecord) -> None:
         self._last_persist.pop(record.job_id, None)

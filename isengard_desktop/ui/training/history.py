@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
@@ -21,6 +21,14 @@ from .job_panel import (ACTIVE, STATE_COLORS, STATE_WORDS, describe_error, famil
 COLUMNS = ("State", "Character", "Model · preset", "Started", "Duration", "Final loss", "LoRA",
            "Trainer")
 JobIdRole = Qt.ItemDataRole.UserRole + 1
+# The LoRA column takes the width left over (its name elided in the middle, whole in the
+# tooltip); when even its minimum does not fit, columns are hidden in this order (all shown
+# again when the table is wider). Every hidden value is still in the row's tooltip.
+LORA_COLUMN = COLUMNS.index("LoRA")
+LORA_MIN_WIDTH = 130
+HIDE_ORDER = tuple(COLUMNS.index(name) for name in
+                   ("Trainer", "Final loss", "Duration", "Model · preset", "Started"))
+CHARACTER_MAX_WIDTH = 150   # a long name is elided rather than pushing the others out
 
 
 class HistoryWidget(QWidget):
@@ -50,9 +58,18 @@ class HistoryWidget(QWidget):
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(False)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)   # file names keep their end
+        self.tree.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         header = self.tree.header()
-        header.setStretchLastSection(True)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(LORA_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self._natural: dict[int, int] = {}   # each column's width for its content
+        # at least four rows stay visible however small the window (the splitter gives the
+        # job panel the rest)
+        row = self.tree.fontMetrics().height() + 4
+        self.tree.setMinimumHeight(header.sizeHint().height() + 4 * row + 6)
+        self.tree.viewport().installEventFilter(self)
         self.empty_label = QLabel("No jobs yet. Every job you start is listed here with its "
                                   "settings, duration, final loss and LoRA.")
         self.empty_label.setProperty("subtle", True)
@@ -114,15 +131,55 @@ class HistoryWidget(QWidget):
             self.tree.addTopLevelItem(item)
             self._records[record.job_id] = record
         self.tree.blockSignals(False)
-        for col in range(len(COLUMNS) - 1):   # once per rebuild, not on every progress tick
-            self.tree.resizeColumnToContents(col)
-            self.tree.setColumnWidth(col, self.tree.columnWidth(col) + 12)
-        running = self.tree.fontMetrics().horizontalAdvance("Running 100%") + 24
-        self.tree.setColumnWidth(0, max(self.tree.columnWidth(0), running))
+        self._measure_columns()   # once per rebuild, not on every progress tick
         self.empty_label.setVisible(not records)
         if selected:
             self.select_job(selected, emit=False)
         self._update_buttons()
+
+    # -- fitting the width ------------------------------------------------------------------
+    def _measure_columns(self) -> None:
+        """Each column's width for its header and content (the LoRA column: its minimum)."""
+        header = self.tree.header()
+        metrics = self.tree.fontMetrics()
+        for col in range(len(COLUMNS)):
+            if col == LORA_COLUMN:
+                continue
+            title = header.fontMetrics().horizontalAdvance(COLUMNS[col]) + 28  # + padding
+            width = max(header.sectionSizeHint(col) + 12, title,
+                        self.tree.sizeHintForColumn(col) + 12)
+            if col == 0:
+                width = max(width, metrics.horizontalAdvance("Running 100%") + 24)
+            if col == COLUMNS.index("Character"):
+                width = min(width, CHARACTER_MAX_WIDTH)
+            self._natural[col] = width
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Show the columns that fit the viewport beside the LoRA column's minimum; never a
+        sideways scroll bar."""
+        if not self._natural:
+            return
+        available = self.tree.viewport().width()
+        hidden: set[int] = set()
+        for col in (None, *HIDE_ORDER):
+            if col is not None:
+                hidden.add(col)
+            used = sum(w for c, w in self._natural.items() if c not in hidden)
+            if used + LORA_MIN_WIDTH <= available:
+                break
+        for col in range(len(COLUMNS)):
+            if col == LORA_COLUMN:
+                continue
+            if self.tree.isColumnHidden(col) != (col in hidden):
+                self.tree.setColumnHidden(col, col in hidden)
+            if col not in hidden and self.tree.columnWidth(col) != self._natural[col]:
+                self.tree.setColumnWidth(col, self._natural[col])
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.tree.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_columns()
+        return super().eventFilter(watched, event)
 
     def update_job(self, record: Any) -> None:
         item = self._item(record.job_id)

@@ -16,6 +16,7 @@ Signals:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -65,7 +66,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
     manage_profiles_requested = Signal()
 
     def __init__(self, library: LibraryService,
-                 measured_sec_per_step: Callable[[str, int], float | None],
+                 measured_sec_per_step: Callable[..., float | None],
                  backends: Sequence[BackendChoice], gpu_hint: str | None = None,
                  vram_gb: float | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -423,9 +424,11 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         device = str(self.field_value("device") or "auto")
         on_cpu = device == "cpu" or (device == "auto" and self._gpu_hint == CPU_HINT)
         if on_cpu:
-            # the step times measured here are GPU runs': the CPU's typical figure instead
+            # only step times of earlier CPU jobs here count; else the family's CPU figure
+            measured = self._measured(family, resolution, cpu=True,
+                                      auto_on_cpu=self._gpu_hint == CPU_HINT)
             return estimate_seconds(family, resolution, int(self.field_value("steps")), batch,
-                                    None, CPU_HINT)
+                                    measured, CPU_HINT, cpu_cores=os.cpu_count())
         hint = None if self._gpu_hint == CPU_HINT else self._gpu_hint
         return estimate_seconds(family, resolution, int(self.field_value("steps")), batch,
                                 self._measured(family, resolution), hint)
