@@ -16,7 +16,7 @@ Fault switches (per file, set on :class:`HostedFile`): ``drop_after`` (close the
 after that many bytes of the body, ``drops`` times), ``range_416`` (answer 416 to any Range
 request), ``fail_500`` (answer 500 that many times), ``stall_after`` (send that many bytes,
 then nothing for ``stall_s``), ``corrupt`` (flip one byte), ``ignore_range`` (answer 200 with
-the whole file even when a Range was asked for), ``redirect_to`` (302 to another URL).
+the whole file even when a Range was asked for), ``redirect_to`` (302 to another URL), ``piece_delay_s`` (a slow host).
 
 Every request is recorded (:class:`RequestLog`): path, Authorization header, range start and
 body bytes sent, so tests can assert what was fetched and which host saw a token.
@@ -85,6 +85,7 @@ class HostedFile:
     corrupt: bool = False
     ignore_range: bool = False
     redirect_to: str = ""
+    piece_delay_s: float = 0.0         # a slow host: wait this long between 256 KiB pieces
     sha256: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +224,8 @@ class DownloadHost:
             await response.write(piece)
             log.sent += len(piece)
             pos += len(piece)
+            if hosted.piece_delay_s:
+                await asyncio.sleep(hosted.piece_delay_s)
         await response.write_eof()
         return response
 
