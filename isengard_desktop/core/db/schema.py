@@ -157,6 +157,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         )
     for index in range(version, SCHEMA_VERSION):
         with transaction(conn):
+            # another connection (the download queue's) may have migrated while we waited
+            # for the write lock: read the version again inside the transaction
+            if conn.execute("PRAGMA user_version").fetchone()[0] > index:
+                continue
             for statement in MIGRATIONS[index]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {index + 1}")

@@ -363,7 +363,12 @@ class _Fetch:
         """Write the body: pieces as the network gives them are gathered to ``chunk_size`` and
         written + hashed on the io thread while the next ones arrive. When the connection
         drops or stalls, what was received is still written, so a resume re-fetches nothing."""
-        fh: BinaryIO = await self._in_io(open, self.part, "ab", 0)
+        opening = self.loop.run_in_executor(self.io, open, self.part, "ab", 0)
+        try:
+            fh: BinaryIO = await asyncio.shield(opening)
+        except asyncio.CancelledError:       # paused while opening: close it when it opens
+            opening.add_done_callback(_close_opened)
+            raise
         pending: asyncio.Future[None] | None = None
         digest = self.digest
         pieces: list[bytes] = []
@@ -410,6 +415,11 @@ class _Fetch:
         rate = self.rate.add(time.monotonic(), self.offset)
         eta = (self.total - self.offset) / rate if rate > 0 and self.total else None
         self.on_progress(FetchProgress(self.offset, self.total, rate, eta, self.fetched))
+
+
+def _close_opened(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 def _write(fh: BinaryIO, digest: Any, chunk: bytes) -> None:
