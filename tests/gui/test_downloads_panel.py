@@ -94,7 +94,7 @@ def test_failed_item_shows_its_error_and_retry_finishes_it(qtbot, host, service,
     service.enqueue(host.url("/m.bin"), tmp_path / "m.bin", label="SDXL base")
     qtbot.waitUntil(lambda: 1 in dialog.rows and "Failed" in dialog.rows[1].title.text(),
                     timeout=WAIT)
-    row = dialog.rows[1]; print("STEP1", flush=True)
+    row = dialog.rows[1]
     assert "SDXL base" in row.error.text() and row.error.isVisible() and row.retry.isVisible()
     assert errors and "SDXL base" in errors[0]
     hosted.fail_500 = 0
