@@ -21,8 +21,9 @@ the whole file even when a Range was asked for), ``redirect_to`` (302 to another
 Every request is recorded (:class:`RequestLog`): path, Authorization header, range start and
 body bytes sent, so tests can assert what was fetched and which host saw a token.
 
-Run as a script (``python -m tests.helpers.download_host --size-mb 1024``) it serves one
-generated file ``/big.bin`` and prints its URL (the benchmark uses it in a child process).
+Run as a script (``python -m tests.helpers.download_host --size-mb 1024``) it serves a
+generated file ``/big.bin`` and ``/drop.bin`` (drops once) and prints their URLs (the
+benchmark uses it in a child process).
 """
 
 from __future__ import annotations
@@ -267,10 +268,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=64)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--drop-size-mb", type=int, default=32,
+                        help="size of /drop.bin, which drops the connection once half way")
     args = parser.parse_args()
     with DownloadHost(args.port) as host:
         hosted = host.add("/big.bin", HostedFile(size=args.size_mb * 1024 * 1024))
+        drop_size = args.drop_size_mb * 1024 * 1024
+        dropping = host.add("/drop.bin", HostedFile(size=drop_size, seed=2,
+                                                    drop_after=drop_size // 2 + 12345))
         print(host.url("/big.bin"), hosted.sha256, hosted.size, flush=True)
+        print(host.url("/drop.bin"), dropping.sha256, dropping.size, flush=True)
         threading.Event().wait()
 
 
