@@ -30,6 +30,7 @@ from ..core.downloads import (
     DownloadQueue, DownloadRow, FetchConfig, HostTokens, ThreadedStore,
 )
 from ..core.downloads.fetch import FetchProgress, format_bytes
+from ..core.models_catalogue import CatalogueFile
 from ..core.types import Progress
 from .tasks import TaskOwner
 from .throttle import Throttler
@@ -170,6 +171,14 @@ class DownloadService(QObject):
             queue = await self._when_ready()
             await queue.enqueue(url, dest, label=label, size=size, sha256=sha256)
         self._spawn(add())
+
+    def enqueue_catalogue_file(self, item: CatalogueFile, models_root: Path) -> Path:
+        """Queue a catalogue file into its ComfyUI folder under ``models_root`` (checked
+        against the catalogue's size and SHA-256 where known); returns where it will be.
+        Only the first URL is used (no mirror fallback yet)."""
+        dest = models_root / item.folder / item.name
+        self.enqueue(item.urls[0], dest, label=item.name, size=item.size, sha256=item.sha256)
+        return dest
 
     def _act(self, name: str, item_id: int) -> None:
         async def act() -> None:

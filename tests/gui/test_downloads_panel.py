@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from isengard_desktop.core.db.schema import connect
 from isengard_desktop.core.downloads import FetchConfig, HostTokens, part_path
+from isengard_desktop.core.models_catalogue import CatalogueFile
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.services.downloads import DownloadService
 from isengard_desktop.ui.dialogs.downloads import DownloadsDialog
@@ -112,6 +113,19 @@ def test_cancel_deletes_the_part(qtbot, host, service, tmp_path):
     dialog.rows[1].cancel.click()
     qtbot.waitUntil(lambda: "Cancelled" in dialog.rows[1].title.text(), timeout=WAIT)
     assert not part_path(dest).exists() and dialog.rows[1].retry.isVisible()
+
+
+def test_catalogue_file_goes_to_its_comfyui_folder(qtbot, host, service, tmp_path):
+    hosted = host.add("/org/vae/resolve/main/ae.safetensors", HostedFile(size=SIZE))
+    item = CatalogueFile(
+        id="flux-ae", name="ae.safetensors", folder="vae",
+        urls=(host.url("/org/vae/resolve/main/ae.safetensors"),), page="", sha256=hosted.sha256,
+        size=SIZE, approx_size="3 MB", licence="Apache-2.0", non_commercial=False, gated=False,
+        min_vram_gb=0)
+    dest = service.enqueue_catalogue_file(item, tmp_path / "models")
+    assert dest == tmp_path / "models" / "vae" / "ae.safetensors"
+    qtbot.waitUntil(lambda: any(v.state == "done" for v in service.views()), timeout=WAIT)
+    assert dest.read_bytes() == generated_bytes(SIZE)
 
 
 def test_status_bar_button_opens_the_panel(qtbot, make_app, qt_asyncio_loop):
