@@ -215,6 +215,7 @@ def _connect_downloads(ctx: AppContext) -> None:
             dialog.resume_requested.connect(downloads.resume)
             dialog.cancel_requested.connect(downloads.cancel)
             dialog.retry_requested.connect(downloads.retry)
+            dialog.clear_requested.connect(downloads.clear_finished)
             dialog.set_items(downloads.views())
             holder.append(dialog)
         holder[0].show()

@@ -107,6 +107,7 @@ class DownloadService(QObject):
         self.queue: DownloadQueue | None = None
         self._ready: asyncio.Future[None] | None = None
         self._count = -1
+        self._states: dict[int, str] = {}
         self._throttle: Throttler[None] = Throttler(lambda _v: self._emit_items(), parent=self)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -186,6 +187,14 @@ class DownloadService(QObject):
             await getattr(queue, name)(item_id)
         self._spawn(act())
 
+    def clear_finished(self) -> None:
+        """Remove done and cancelled items from the list (their files stay)."""
+        async def clear() -> None:
+            queue = await self._when_ready()
+            await queue.clear_finished()
+            self._emit_items()
+        self._spawn(clear())
+
     def pause(self, item_id: int) -> None:
         self._act("pause", item_id)
 
@@ -209,7 +218,10 @@ class DownloadService(QObject):
 
     # -- from the queue -----------------------------------------------------------------------
     def _on_changed(self, row: DownloadRow) -> None:
-        if row.state == "failed" and row.error:
+        before = self._states.get(row.id)
+        self._states[row.id] = row.state
+        # a failure is announced when it happens, not again when the list is read at start
+        if row.state == "failed" and row.error and before not in (None, "failed"):
             self.item_failed.emit(row.error)
         self._throttle.cancel()        # the full list goes out now
         self._emit_items()

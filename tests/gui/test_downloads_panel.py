@@ -56,6 +56,7 @@ def panel_for(qtbot, service: DownloadService) -> DownloadsDialog:
     dialog.resume_requested.connect(service.resume)
     dialog.cancel_requested.connect(service.cancel)
     dialog.retry_requested.connect(service.retry)
+    dialog.clear_requested.connect(service.clear_finished)
     dialog.show()
     return dialog
 
@@ -85,6 +86,9 @@ def test_panel_shows_progress_and_pause_resume_work(qtbot, host, service, tmp_pa
     assert dest.read_bytes() == generated_bytes(SIZE)
     assert host.requests[-1].range_start == kept
     assert row.bar.value() == 1000 and not row.cancel.isVisible()
+    dialog.clear_button.click()
+    qtbot.waitUntil(lambda: not dialog.rows and dialog.empty.isVisible(), timeout=WAIT)
+    assert dest.exists()                                  # the file stays
 
 
 def test_failed_item_shows_its_error_and_retry_finishes_it(qtbot, host, service, tmp_path):
@@ -138,3 +142,26 @@ def test_status_bar_button_opens_the_panel(qtbot, make_app, qt_asyncio_loop):
     assert len(dialogs) == 1 and dialogs[0].isVisible() and dialogs[0].empty.isVisible()
     ctx.window.set_download_count(2)
     assert button.text() == "Downloads (2)"
+
+
+def test_old_failures_are_listed_but_not_announced_again(qtbot, qt_asyncio_loop, tmp_path):
+    from isengard_desktop.core.downloads import DownloadsRepository
+
+    paths = resolve_paths().ensure()
+    repo = DownloadsRepository(connect(paths.db_file))
+    row = repo.add("https://huggingface.co/a/b/resolve/main/x.bin", str(tmp_path / "x.bin"))
+    repo.update(row.id, state="failed", error="x.bin: the download failed 6 times",
+                error_kind="network")
+    repo.conn.close()
+    svc = DownloadService(paths.db_file, lambda: HostTokens())
+    errors: list[str] = []
+    svc.item_failed.connect(errors.append)
+    svc.start()
+    try:
+        qtbot.waitUntil(lambda: len(svc.views()) == 1, timeout=WAIT)
+        view = svc.views()[0]
+        assert view.state == "failed" and view.can_retry and "6 times" in view.error
+        assert errors == []
+    finally:
+        run_on_loop(qtbot, svc.aclose(), WAIT, qt_asyncio_loop)
+        shiboken6.delete(svc)

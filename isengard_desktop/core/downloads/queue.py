@@ -154,7 +154,7 @@ class DownloadQueue:
         if not row.unfinished and row.state != "failed":
             return
         await self._stop_task(item_id)
-        part_path(Path(row.dest)).unlink(missing_ok=True)
+        await asyncio.to_thread(part_path(Path(row.dest)).unlink, True)
         await self._set(item_id, state="cancelled", bytes_done=0)
         self._pump()
 
@@ -162,6 +162,12 @@ class DownloadQueue:
         if self.rows[item_id].state in ("failed", "cancelled"):
             await self._set(item_id, state="queued", error="", error_kind="")
             self._pump()
+
+    async def clear_finished(self) -> None:
+        """Forget done and cancelled items (their files stay)."""
+        await self.store.call(lambda repo: repo.delete_finished())
+        for item_id in [i for i, r in self.rows.items() if r.state in ("done", "cancelled")]:
+            del self.rows[item_id]
 
     async def wait_idle(self) -> None:
         """Until nothing is queued or running (scripts and tests)."""

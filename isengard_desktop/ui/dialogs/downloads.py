@@ -7,6 +7,7 @@ to ``DownloadService.items_changed`` in ``app.py``) and emits what the user aske
 Signals:
     pause_requested(int), resume_requested(int), cancel_requested(int), retry_requested(int):
         the item id.
+    clear_requested(): forget finished and cancelled items.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class DownloadsDialog(QDialog):
     resume_requested = Signal(int)
     cancel_requested = Signal(int)
     retry_requested = Signal(int)
+    clear_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -107,6 +109,11 @@ class DownloadsDialog(QDialog):
         scroll.setWidget(inner)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.hide)
+        self.clear_button = close.addButton("Clear finished",
+                                            QDialogButtonBox.ButtonRole.ActionRole)
+        self.clear_button.setToolTip("Remove finished and cancelled downloads from this list; "
+                                     "the files stay where they are.")
+        self.clear_button.clicked.connect(self.clear_requested.emit)
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 1)
         layout.addWidget(close)
