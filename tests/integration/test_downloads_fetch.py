@@ -231,3 +231,15 @@ def test_host_tokens_match_exact_hosts_only(memory_keyring):
         "Authorization"]
     assert tokens.headers_for("https://civitai.com.evil.example/") == {}
     assert TOKEN not in repr(tokens)
+
+
+@pytest.mark.asyncio
+async def test_a_file_already_there_is_checked_not_fetched_and_a_wrong_one_replaced(host, tmp_path):
+    hosted = host.add(PATH, HostedFile(size=SIZE))
+    dest = tmp_path / "m.bin"
+    dest.write_bytes(generated_bytes(SIZE))
+    result = await run(host.url(PATH), dest, fast(), size=SIZE, sha=hosted.sha256)
+    assert result.fetched == 0 and host.requests == []
+    dest.write_bytes(b"\0" * SIZE)                       # same size, other bytes
+    result = await run(host.url(PATH), dest, fast(), size=SIZE, sha=hosted.sha256)
+    assert result.fetched == SIZE and dest.read_bytes() == generated_bytes(SIZE)

@@ -14,6 +14,8 @@
   chunk N+1 arrives) and checked at the end: a mismatch deletes the ``.part`` and names the
   file. The finished file is fsynced and renamed onto ``dest`` atomically (``os.replace``).
 - Free disk space is checked before the body is written (``shutil.disk_usage``).
+- A ``dest`` that is already there with the expected size (and hash, when known) is kept and
+  nothing is fetched.
 - Redirects are followed here (``follow_redirects`` off), asking :class:`HostTokens` again on
   each hop, so a token never reaches a host it is not meant for. Logs carry host and path
   only, never query strings (pre-signed CDN URLs) or headers.
@@ -196,7 +198,6 @@ async def fetch(client: httpx.AsyncClient, spec: FetchSpec, config: FetchConfig 
     """Download ``spec.url`` to ``spec.dest`` (see the module text). Raises
     :class:`DownloadError` when it fails for good; cancelling it keeps the ``.part`` (pause)."""
     config = config or FetchConfig()
-    spec.dest.parent.mkdir(parents=True, exist_ok=True)
     io = ThreadPoolExecutor(1, thread_name_prefix="download-io")
     try:
         return await _Fetch(client, spec, config, on_progress, io).run()
@@ -230,8 +231,15 @@ class _Fetch:
 
     async def run(self) -> FetchResult:
         spec, config = self.spec, self.config
-        if self.part.exists():
-            self.offset = self.part.stat().st_size
+        have, part_size = await self._in_io(_look, spec.dest, self.part)
+        if have is not None and spec.size and have == spec.size:
+            # already here (an earlier run, or the user's copy): checked, never fetched again
+            digest = (await self._in_io(hash_file, spec.dest)).hexdigest()
+            if not spec.sha256 or digest == spec.sha256.lower():
+                logger.info("download {}: already present, checked; nothing fetched", spec.name)
+                return FetchResult(spec.dest, have, digest, have, 0)
+        if part_size is not None:
+            self.offset = part_size
             if spec.size and self.offset > spec.size:
                 await self._restart_from_zero("the partial file is larger than the file")
             elif self.offset:
@@ -415,6 +423,18 @@ class _Fetch:
         rate = self.rate.add(time.monotonic(), self.offset)
         eta = (self.total - self.offset) / rate if rate > 0 and self.total else None
         self.on_progress(FetchProgress(self.offset, self.total, rate, eta, self.fetched))
+
+
+def _look(dest: Path, part: Path) -> tuple[int | None, int | None]:
+    """Create the folder; the sizes of ``dest`` and the ``.part`` (None: not there)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sizes: list[int | None] = []
+    for path in (dest, part):
+        try:
+            sizes.append(path.stat().st_size)
+        except FileNotFoundError:
+            sizes.append(None)
+    return sizes[0], sizes[1]
 
 
 def _close_opened(future: asyncio.Future[Any]) -> None:
