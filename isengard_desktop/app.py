@@ -20,6 +20,7 @@ from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
 from .services.dataset_checks import DatasetChecksService
+from .services.downloads import DownloadService
 from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
 from .services.library import LibraryService
@@ -38,7 +39,9 @@ from .ui.theme import apply_dark_theme
 if TYPE_CHECKING:
     from .core.hardware.locks import LockChoice
     from .core.hardware.machine import MachineInfo
+    from .core.downloads import HostTokens
     from .core.secrets import SecretStore
+    from .ui.dialogs.downloads import DownloadsDialog
     from .ui.dialogs.saving_jobs import SavingJobsDialog
     from .ui.generate import GenerateTab
     from .ui.training import TrainingTab
@@ -65,6 +68,7 @@ class AppContext:
     gpu_probe: GpuProbe | None = None
     runtime: RuntimeService | None = None
     wizard: FirstRunWizard | None = None     # the set-up assistant while it is open
+    downloads: DownloadService | None = None
     _closed: bool = False
 
     @property
@@ -101,6 +105,8 @@ class AppContext:
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
+        if self.downloads is not None:
+            await self.downloads.aclose()   # fetches stop; their rows resume at the next start
         self.thumbnails.shutdown()
         shutdown_background_work()   # widgets' queued ops dropped; running ones end
         self.checks.shutdown()
@@ -158,8 +164,10 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     }
     window = MainWindow(tabs)
     background.task_started.connect(window.progress.track)   # ops shown with_progress
+    downloads = DownloadService(paths.db_file, lambda: download_tokens(holder[0]))
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
-                     window, checks, tabs, gpu_probe, RuntimeService(paths))
+                     window, checks, tabs, gpu_probe, RuntimeService(paths),
+                     downloads=downloads)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -202,6 +210,43 @@ def _connect_signals(ctx: AppContext) -> None:
     window.setup_action.triggered.connect(lambda: open_wizard(ctx))
     window.set_quit_guard(lambda: running_job_summary(ctx.training),
                           lambda: stop_and_quit(ctx))
+    _connect_downloads(ctx)
+
+
+def download_tokens(ctx: AppContext) -> HostTokens:
+    """The Hugging Face / Civitai tokens by host (runs off the UI thread: keyring reads)."""
+    from .core.downloads import HostTokens
+
+    return HostTokens.from_secrets(ctx.secrets)
+
+
+def _connect_downloads(ctx: AppContext) -> None:
+    """Status-bar button -> Downloads panel <-> download service. The queue opens once the
+    library has opened (and migrated) the database; unfinished items resume then."""
+    downloads, window = ctx.downloads, ctx.window
+    assert downloads is not None
+    holder: list[DownloadsDialog] = []
+
+    def open_panel() -> None:
+        if not holder:
+            from .ui.dialogs.downloads import DownloadsDialog
+
+            dialog = DownloadsDialog(window)
+            downloads.items_changed.connect(dialog.set_items)
+            dialog.pause_requested.connect(downloads.pause)
+            dialog.resume_requested.connect(downloads.resume)
+            dialog.cancel_requested.connect(downloads.cancel)
+            dialog.retry_requested.connect(downloads.retry)
+            dialog.clear_requested.connect(downloads.clear_finished)
+            dialog.set_items(downloads.views())
+            holder.append(dialog)
+        holder[0].show()
+        holder[0].raise_()
+
+    window.downloads_button.clicked.connect(open_panel)
+    downloads.count_changed.connect(window.set_download_count)
+    downloads.item_failed.connect(window.show_error)
+    ctx.library.ready.connect(downloads.start)
 
 
 def running_job_summary(training: TrainingService) -> str | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox,
+from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox, QPushButton,
                                QSystemTrayIcon, QTabWidget, QWidget)
 
 from .. import APP_NAME, __version__
@@ -52,6 +52,10 @@ class MainWindow(QMainWindow):
         self.progress = ProgressPanelWidget()
         self.statusBar().addWidget(self.status_message, 1)
         self.statusBar().addPermanentWidget(self.progress)
+        self.downloads_button = QPushButton("Downloads")
+        self.downloads_button.setFlat(True)
+        self.downloads_button.setToolTip("Model downloads: progress, pause, resume, retry.")
+        self.statusBar().addPermanentWidget(self.downloads_button)
         self._clear_timer = QTimer(self)
         self._clear_timer.setSingleShot(True)
         self._clear_timer.timeout.connect(lambda: self.status_message.setText(""))
@@ -97,6 +101,10 @@ class MainWindow(QMainWindow):
         self._quit_guard: Callable[[], str | None] | None = None
         self._stop_and_quit: Callable[[], object] | None = None
         self._force_close = False
+
+    def set_download_count(self, count: int) -> None:
+        """The status-bar button shows how many downloads are waiting or running."""
+        self.downloads_button.setText(f"Downloads ({count})" if count else "Downloads")
 
     def tab_names(self) -> list[str]:
         return [self.tabs.tabText(i) for i in range(self.tabs.count())]

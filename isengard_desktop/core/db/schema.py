@@ -105,6 +105,26 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE jobs ADD COLUMN paused_seconds REAL NOT NULL DEFAULT 0",
     ],
+    # 5: the download queue (see core/downloads/store.py): survives restarts, resumes .part
+    [
+        """CREATE TABLE downloads (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL,
+            dest TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            size INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'running', 'paused', 'done', 'failed', 'cancelled')),
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            error TEXT NOT NULL DEFAULT '',
+            error_kind TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )""",
+        "CREATE INDEX downloads_by_state ON downloads(state)",
+        "CREATE INDEX downloads_by_dest ON downloads(dest)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -137,6 +157,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         )
     for index in range(version, SCHEMA_VERSION):
         with transaction(conn):
+            # another connection (the download queue's) may have migrated while we waited
+            # for the write lock: read the version again inside the transaction
+            if conn.execute("PRAGMA user_version").fetchone()[0] > index:
+                continue
             for statement in MIGRATIONS[index]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {index + 1}")
