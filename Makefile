@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap run test smoke bench package clean distclean
+.PHONY: help bootstrap run test smoke bench package offline-payload clean distclean
 
 help:
 	@echo "make run        set up .venv and start Isengard Desktop"
@@ -18,6 +18,7 @@ help:
 	@echo "make smoke      start the app in --smoke-test mode (offscreen unless QT_QPA_PLATFORM is set)"
 	@echo "make bench      run every benchmarks/*.py (BENCH_ARGS=--quick for a short run)"
 	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
+	@echo "make offline-payload DEVICE=cpu   build dist/offline-<device>/ (wheels + manifest) for installs with no network"
 	@echo "make clean      remove build outputs and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -47,6 +48,11 @@ bench:
 
 package:
 	bash packaging/build.sh
+
+DEVICE ?= cpu
+offline-payload:
+	bash ./bootstrap.sh
+	$(PY) packaging/offline_payload.py --device $(DEVICE)
 
 clean:
 	rm -rf build dist .pytest_cache
