@@ -18,19 +18,28 @@ from pathlib import Path
 from .status import RuntimeDevice
 
 __all__ = ["APP_DIST", "ENV_UV", "UvOutput", "app_wheel_in", "broken_packages", "dist_infos",
-           "format_transfer", "torch_device", "uv_binary", "uv_env", "TENSOR_CHECK"]
+           "format_transfer", "torch_device", "uv_binary", "uv_env", "VERIFY_SCRIPT"]
 
 ENV_UV = "ISENGARD_UV"
 APP_DIST = "isengard-desktop"
 
-# run by the runtime's Python with the torch device as argv[1]: one JSON line
-TENSOR_CHECK = (
-    "import json, sys, torch\n"
-    "d = sys.argv[1]\n"
-    "x = torch.ones(32, 32, device=d)\n"
-    "v = float((x @ x).sum().item())\n"
-    "name = torch.cuda.get_device_name(0) if d == 'cuda' else d\n"
-    "print(json.dumps({'ok': v == 32.0 ** 3, 'value': v, 'device': d, 'name': name}))\n")
+# Run by the runtime's Python with the torch device as argv[1]: the runtime's own probe
+# (``python -m isengard_desktop.training_runtime probe`` prints the same object) and then a tiny
+# tensor op on that device, in one process so torch is imported once. One JSON line.
+VERIFY_SCRIPT = (
+    "import json, sys\n"
+    "from isengard_desktop.training_runtime.probe_tools import probe\n"
+    "out = {'probe': probe(), 'tensor': {'ok': False}}\n"
+    "try:\n"
+    "    import torch\n"
+    "    d = sys.argv[1]\n"
+    "    x = torch.ones(32, 32, device=d)\n"
+    "    v = float((x @ x).sum().item())\n"
+    "    name = torch.cuda.get_device_name(0) if d == 'cuda' else d\n"
+    "    out['tensor'] = {'ok': v == 32.0 ** 3, 'value': v, 'device': d, 'name': name}\n"
+    "except Exception as exc:\n"
+    "    out['tensor'] = {'ok': False, 'error': f'{type(exc).__name__}: {exc}'}\n"
+    "print(json.dumps(out))\n")
 
 
 def uv_binary() -> Path | None:

@@ -6,7 +6,8 @@ removing folders) runs on the service's own worker thread and every command
 thread never waits::
 
     [offline: verify manifest] → marker → uv venv → uv pip install --require-hashes -r lock
-      → the app's wheel (--no-deps) → probe → tensor op → runtime.json, marker removed
+      → the app's wheel (--no-deps) → verify (the runtime's probe + a tensor op on the device)
+      → runtime.json, marker removed
       → older app versions' runtimes removed (upgrade)
 
 Cancel kills the child's process tree and leaves the marker (INCOMPLETE; uv's cache under
@@ -70,7 +71,7 @@ class _Job:
     source: str = "online"
     steps: list[Callable[[], None]] = field(default_factory=list)
     reinstall: list[str] = field(default_factory=list)
-    probe: dict[str, Any] = field(default_factory=dict)
+    verify: VerifyResult | None = None
     total_packages: int = 0
     payload_bytes: int = 0
     cancelled: bool = False
@@ -136,7 +137,7 @@ class RuntimeService(QObject):
             job.offline = Path(offline_folder)
             job.source = str(job.offline)
         job.steps = [self._step_prepare, self._step_marker, self._step_venv, self._step_lock,
-                     self._step_app, self._step_probe, self._step_tensor, self._step_finish]
+                     self._step_app, self._step_verify, self._step_finish]
         self._start(job)
 
     def verify(self, device: RuntimeDevice | None = None) -> None:
@@ -146,7 +147,7 @@ class RuntimeService(QObject):
         if self._refuse_if_busy(device):
             return
         job = _Job("verify", device, runtime_folder(self._paths, device), lock_file(device))
-        job.steps = [self._step_exists, self._step_probe, self._step_tensor, self._step_finish]
+        job.steps = [self._step_exists, self._step_verify, self._step_finish]
         self._start(job)
 
     def repair(self, device: RuntimeDevice | None = None,
@@ -164,8 +165,8 @@ class RuntimeService(QObject):
         if source and source != "online":
             job.offline, job.source = Path(source), source
         job.steps = [self._step_prepare, self._step_find_broken, self._step_marker,
-                     self._step_venv, self._step_lock, self._step_app, self._step_probe,
-                     self._step_tensor, self._step_finish]
+                     self._step_venv, self._step_lock, self._step_app, self._step_verify,
+                     self._step_finish]
         self._start(job)
 
     def cancel(self) -> None:
@@ -517,86 +518,62 @@ class RuntimeService(QObject):
                     "HF_HUB_OFFLINE": "1"})
         return env
 
-    def _step_probe(self) -> None:
+    def _step_verify(self) -> None:
+        """The runtime's own probe and a tiny tensor op on the chosen device, in one child."""
         job = self._job
         assert job is not None
-        self._emit(InstallPhase.VERIFYING, 0, 2, "starting the trainer runtime's probe")
-        argv = [str(venv_python(job.folder)), "-m", "isengard_desktop.training_runtime",
-                "probe"]
+        device = steps.torch_device(job.device)
+        self._emit(InstallPhase.VERIFYING, 0, 1,
+                   f"loading PyTorch in the runtime and a small calculation on {device}")
+        argv = [str(venv_python(job.folder)), "-c", steps.VERIFY_SCRIPT, device]
 
         def done(outcome: ProcessOutcome, out: str) -> None:
-            data: dict[str, Any] = {}
+            result: dict[str, Any] = {}
             for text in reversed(out.splitlines()):
                 if text.startswith("{"):
                     try:
-                        data = json.loads(text)
+                        result = json.loads(text)
                         break
                     except ValueError:
                         continue
+            data = result.get("probe") or {}
+            tensor = result.get("tensor") or {}
+            torch_version = str(data.get("torch") or "")
             problem = ""
             if not outcome.succeeded or not data:
                 problem = (f"The trainer runtime's probe {outcome.describe()}"
                            f"{': ' + outcome.tail[-1] if outcome.tail else ''}.")
-            elif not data.get("torch"):
+            elif not torch_version:
                 problem = f"PyTorch cannot be imported in the runtime: {data.get('torch_error')}."
-            else:
-                missing = [k for k, v in (data.get("libraries") or {}).items() if not v]
-                if missing:
-                    problem = f"The runtime lacks {', '.join(missing)}."
-                elif steps.torch_device(job.device) == "cuda" and not (
-                        data.get("cuda") or {}).get("available"):
-                    error = (data.get("cuda") or {}).get("error") or "no GPU is visible"
-                    problem = (f"PyTorch {data['torch']} in the runtime cannot use the GPU "
-                               f"({error}).")
-            job.probe = data
-            if problem:
-                self._verified(VerifyResult(ok=False, problem=problem,
-                                            torch=str(data.get("torch") or ""),
-                                            checked=time.time()))
-                return
-            self._next()
+            elif missing := [k for k, v in (data.get("libraries") or {}).items() if not v]:
+                problem = f"The runtime lacks {', '.join(missing)}."
+            elif device == "cuda" and not (data.get("cuda") or {}).get("available"):
+                error = (data.get("cuda") or {}).get("error") or "no GPU is visible"
+                problem = (f"PyTorch {torch_version} in the runtime cannot use the GPU "
+                           f"({error}).")
+            elif not tensor.get("ok"):
+                problem = (f"A small PyTorch calculation on {device} failed in the runtime "
+                           f"({tensor.get('error') or tensor or 'no result'}).")
+            if not problem:
+                self._emit(InstallPhase.VERIFYING, 1, 1, f"the runtime works (PyTorch "
+                           f"{torch_version} on {tensor.get('name') or device})")
+            self._verified(VerifyResult(ok=not problem, problem=problem, torch=torch_version,
+                                        device_name=str(tensor.get("name") or ""),
+                                        checked=time.time()))
 
-        self._run(argv, "runtime probe", done, env=self._runtime_env())
-
-    def _step_tensor(self) -> None:
-        job = self._job
-        assert job is not None
-        device = steps.torch_device(job.device)
-        self._emit(InstallPhase.VERIFYING, 1, 2, f"a small calculation on {device}")
-        argv = [str(venv_python(job.folder)), "-c", steps.TENSOR_CHECK, device]
-
-        def done(outcome: ProcessOutcome, out: str) -> None:
-            lines = [t for t in out.splitlines() if t.startswith("{")]
-            try:
-                data = json.loads(lines[-1]) if lines else {}
-            except ValueError:
-                data = {}
-            torch_version = str(job.probe.get("torch") or "")
-            if outcome.succeeded and data.get("ok"):
-                self._emit(InstallPhase.VERIFYING, 2, 2, "the runtime works")
-                self._verified(VerifyResult(ok=True, torch=torch_version,
-                                            device_name=str(data.get("name") or ""),
-                                            checked=time.time()))
-                return
-            why = outcome.tail[-1] if outcome.tail else f"it printed {data or 'nothing'}"
-            self._verified(VerifyResult(ok=False, torch=torch_version, checked=time.time(),
-                                        problem=f"A small PyTorch calculation on {device} "
-                                                f"failed in the runtime ({why})."))
-
-        self._run(argv, "runtime tensor check", done, env=self._runtime_env())
+        self._run(argv, "runtime verify", done, env=self._runtime_env())
 
     def _verified(self, result: VerifyResult) -> None:
         job = self._job
         assert job is not None
-        job.probe["_verify"] = result
+        job.verify = result
         job.steps = [s for s in job.steps if s == self._step_finish]
         self._next()
 
     def _step_finish(self) -> None:
         job = self._job
         assert job is not None
-        result: VerifyResult = job.probe.get("_verify") or VerifyResult(
-            ok=False, problem="The runtime was not checked.")
+        result = job.verify or VerifyResult(ok=False, problem="The runtime was not checked.")
         paths = self._paths
 
         def write() -> list[str]:
