@@ -75,6 +75,7 @@ class _Job:
     total_packages: int = 0
     payload_bytes: int = 0
     cancelled: bool = False
+    partial: bool = True          # repair: the venv is unusable or unfinished → every step runs
 
 
 class RuntimeService(QObject):
@@ -371,7 +372,8 @@ class RuntimeService(QObject):
         job = self._job
         assert job is not None
         python = venv_python(job.folder)
-        if not python.exists() or read_marker(job.folder) is not None:
+        job.partial = not python.exists() or read_marker(job.folder) is not None
+        if job.partial:
             self._next()     # no usable venv: the remaining steps are a full (continued) install
             return
         self._emit(InstallPhase.VERIFYING, 0, 0, "checking every installed file")
@@ -437,8 +439,7 @@ class RuntimeService(QObject):
         if uv is None:
             return
         python = venv_python(job.folder)
-        if job.kind == "repair" and not job.reinstall and python.exists() and \
-                read_marker(job.folder) is None:
+        if job.kind == "repair" and not job.partial and not job.reinstall:
             self._next()
             return
         argv = [uv, "pip", "install", "--python", str(python), "--require-hashes",
@@ -487,8 +488,7 @@ class RuntimeService(QObject):
         uv = self._uv()
         if uv is None:
             return
-        if job.kind == "repair" and steps.APP_DIST not in job.reinstall and \
-                read_marker(job.folder) is None:
+        if job.kind == "repair" and not job.partial and steps.APP_DIST not in job.reinstall:
             self._next()
             return
         target = str(job.app_wheel) if job.app_wheel is not None else str(_PACKAGE_ROOT)
