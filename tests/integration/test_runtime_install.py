@@ -193,6 +193,34 @@ def test_install_cancelled_at_each_phase_is_continued_by_the_next(qtbot, world, 
         service.shutdown()
 
 
+def test_failed_install_removes_the_half_venv_and_keeps_the_cache(world, tmp_path):
+    """A payload whose wheel was damaged before its manifest was written (so the manifest
+    check passes and only uv can catch it): the install fails naming the package, the half
+    venv is removed, the marker keeps the error, uv's cache stays."""
+    from isengard_desktop.core.runtime.manifest import read_manifest, write_manifest
+
+    paths = _paths(world)
+    folder = runtime_folder(paths, RuntimeDevice.CPU)
+    remove_runtime(folder)
+    bad = tmp_path / "bad-payload"
+    shutil.copytree(world["payload"], bad, copy_function=os.link)
+    wheel = next((bad / "wheels").glob("zipp-*.whl"))
+    data = wheel.read_bytes()
+    wheel.unlink()                                   # a new file, not the linked original
+    wheel.write_bytes(data[:-100] + b"\0" * 100)
+    manifest = read_manifest(world["payload"])
+    write_manifest(bad, device="cpu", lock_name=manifest.lock, app_wheel=manifest.app_wheel)
+
+    code, out, stderr = _cli(world, "install", "--offline", str(bad))
+    assert code == 1 and out["state"] == "incomplete", stderr[-3000:]
+    assert "Installing the trainer runtime's packages failed" in out["problem"]
+    assert "zipp==" in out["problem"], out["problem"]
+    assert not (folder / "venv").exists()
+    marker = read_marker(folder)
+    assert marker is not None and "zipp" in marker["error"]
+    assert any(cache_dir(paths).iterdir())
+
+
 def test_killed_install_is_finished_by_the_next_install(world):
     paths = _paths(world)
     folder = runtime_folder(paths, RuntimeDevice.CPU)

@@ -233,8 +233,10 @@ def test_uv_output_and_transfer_text():
                  "Prepared 53 packages in 9.1s", "Installed 53 packages in 887ms"]:
         out.feed(line)
     assert out.resolved == 53 and out.prepared and out.installed
-    out.feed("  × Failed to download `torch==2.13.0+cpu`")
-    assert out.last_error.startswith("Failed to download")
+    out.feed("error: No solution found when resolving dependencies")
+    out.feed("  cause: Because zipp==4.1.2 has an invalid package format")
+    assert out.last_error == ("No solution found when resolving dependencies: Because "
+                              "zipp==4.1.2 has an invalid package format")
     mb = 1024 * 1024
     assert install.format_transfer(312 * mb, 2400 * mb, 24 * mb) == \
         "312 of 2,400 MB · 24.0 MB/s · about 87 s left"

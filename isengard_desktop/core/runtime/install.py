@@ -112,8 +112,12 @@ class UvOutput:
             self.prepared = True
         elif _INSTALLED.search(text):
             self.installed = True
-        if text.startswith(("error:", "×", "╰─▶", "Caused by:")) or "hash mismatch" in text:
-            self.last_error = text.lstrip("×╰─▶ ").strip()
+        if text.startswith(("error:", "×")):
+            self.last_error = text.lstrip("×").strip().removeprefix("error:").strip()
+        elif self.last_error and text.startswith(("cause:", "Caused by:", "╰─▶")):
+            # uv explains an error on the lines after it: keep the reason (it names the file)
+            reason = text.lstrip("╰─▶ ").removeprefix("cause:").removeprefix("Caused by:")
+            self.last_error = f"{self.last_error}: {reason.strip()}"
 
 
 def dist_infos(site_packages: Path) -> list[Path]:
