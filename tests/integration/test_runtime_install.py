@@ -30,8 +30,10 @@ import pytest
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.runtime.install import uv_binary
 from isengard_desktop.core.runtime.layout import (
-    cache_dir, read_info, read_marker, remove_runtime, runtime_folder, venv_python)
+    RuntimeInfo, VerifyResult, cache_dir, read_info, read_marker, remove_runtime,
+    runtime_folder, venv_python, write_info)
 from isengard_desktop.core.runtime.locks import lock_sha256
+from isengard_desktop.core.runtime.python import trainer_python
 from isengard_desktop.core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -133,13 +135,27 @@ def _cli(world, *args: str, timeout: float = 300) -> tuple[int, dict, str]:
     return done.returncode, json.loads(lines[0]), done.stderr
 
 
+def _old_runtime(paths) -> Path:
+    """A ready runtime of an older app version, as an upgrade finds it."""
+    old = runtime_folder(paths, RuntimeDevice.CPU, version="0.0.9")
+    venv_python(old).parent.mkdir(parents=True, exist_ok=True)
+    venv_python(old).write_text("")
+    write_info(old, RuntimeInfo("0.0.9", RuntimeDevice.CPU, "0" * 64, 1.0,
+                                VerifyResult(ok=True)))
+    return old
+
+
 def test_install_cancelled_at_each_phase_is_continued_by_the_next(qtbot, world, monkeypatch):
+    """Also an upgrade: the old version's runtime trains until the new one verifies, then it
+    is removed."""
     from isengard_desktop.services.runtime import RuntimeService
 
     for key, value in world["env"].items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ISENGARD_USE_RUNTIME", "1")
     paths = _paths(world)
     folder = runtime_folder(paths, RuntimeDevice.CPU)
+    old = _old_runtime(paths)
     service = RuntimeService(paths)
     # (phase, words of the detail) where the user presses Cancel
     stops = [(InstallPhase.PREPARING, "checking the offline files"),
@@ -163,13 +179,15 @@ def test_install_cancelled_at_each_phase_is_continued_by_the_next(qtbot, world, 
             status = ended.args[0]
             assert any(label == phase.value and words in d for label, d in seen), seen
             if words == "checking the offline files":
-                # nothing was written yet: the folder is not there at all
-                assert status.state == RuntimeState.MISSING and not folder.exists()
+                # nothing was written yet: no new folder; the old version's is "outdated"
+                assert status.state == RuntimeState.OUTDATED and not folder.exists()
+                assert "0.0.9-cpu" in status.problem
                 continue
             assert status.state == RuntimeState.INCOMPLETE, (words, status)
             assert "cancelled" in status.problem and read_marker(folder) is not None
             assert service.status(RuntimeDevice.CPU).state == RuntimeState.INCOMPLETE
             assert any(cache_dir(paths).iterdir())      # the downloads are kept
+            assert trainer_python(paths).folder == old  # the old one still trains
 
         seen.clear()
         with qtbot.waitSignal(service.finished, timeout=300_000) as ended:
@@ -182,6 +200,7 @@ def test_install_cancelled_at_each_phase_is_continued_by_the_next(qtbot, world, 
         assert info.lock_sha256 == lock_sha256(world["locks"] / "cpu.txt")
         labels = [label for label, _ in seen]
         assert labels[0] == "preparing" and labels[-1] == "verifying"
+        assert not old.exists() and trainer_python(paths).folder == folder   # upgraded
         assert "installing" in labels
         # "package k of n" with the lock's real n
         counts = [d for label, d in seen if label == "installing" and d.startswith("package ")]
@@ -202,6 +221,7 @@ def test_failed_install_removes_the_half_venv_and_keeps_the_cache(world, tmp_pat
     paths = _paths(world)
     folder = runtime_folder(paths, RuntimeDevice.CPU)
     remove_runtime(folder)
+    old = _old_runtime(paths)                        # a failed upgrade keeps the old one
     bad = tmp_path / "bad-payload"
     shutil.copytree(world["payload"], bad, copy_function=os.link)
     wheel = next((bad / "wheels").glob("zipp-*.whl"))
@@ -219,6 +239,8 @@ def test_failed_install_removes_the_half_venv_and_keeps_the_cache(world, tmp_pat
     marker = read_marker(folder)
     assert marker is not None and "zipp" in marker["error"]
     assert any(cache_dir(paths).iterdir())
+    assert old.exists()
+    remove_runtime(old)
 
 
 def test_killed_install_is_finished_by_the_next_install(world):
