@@ -233,6 +233,11 @@ def test_uv_output_and_transfer_text():
                  "Prepared 53 packages in 9.1s", "Installed 53 packages in 887ms"]:
         out.feed(line)
     assert out.resolved == 53 and out.prepared and out.installed
+    out.feed("Downloading torch (191.2MiB)")
+    out.feed("Downloading numpy (16.1MiB)")
+    out.feed(" Downloaded numpy")
+    assert out.download_total == int(191.2 * 1024 ** 2) + int(16.1 * 1024 ** 2)
+    assert out.download_done == int(16.1 * 1024 ** 2)
     out.feed("error: No solution found when resolving dependencies")
     out.feed("  cause: Because zipp==4.1.2 has an invalid package format")
     assert out.last_error == ("No solution found when resolving dependencies: Because "

@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .status import RuntimeDevice
@@ -91,6 +91,11 @@ def app_wheel_in(folder: Path) -> Path | None:
 
 
 _RESOLVED = re.compile(r"Resolved (\d+) packages?")
+# uv announces each large download with its size and says when it is done
+_DOWNLOADING = re.compile(r"^Downloading (\S+) \(([\d.]+)\s*([KMG]i?B)\)")
+_DOWNLOADED = re.compile(r"^Downloaded (\S+)$")
+_UNITS = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "KB": 1000, "MB": 1000 ** 2,
+          "GB": 1000 ** 3}
 _PREPARED = re.compile(r"Prepared (\d+) packages?")
 _INSTALLED = re.compile(r"Installed (\d+) packages?")
 
@@ -103,9 +108,25 @@ class UvOutput:
     prepared: bool = False
     installed: bool = False
     last_error: str = ""
+    announced: dict[str, int] = field(default_factory=dict)   # package → download bytes
+    downloaded: set[str] = field(default_factory=set)
+
+    @property
+    def download_total(self) -> int:
+        """Bytes of the downloads uv announced (large packages; 0 before any)."""
+        return sum(self.announced.values())
+
+    @property
+    def download_done(self) -> int:
+        """Bytes of the announced downloads that finished."""
+        return sum(size for name, size in self.announced.items() if name in self.downloaded)
 
     def feed(self, line: str) -> None:
         text = line.strip()
+        if m := _DOWNLOADING.match(text):
+            self.announced[m.group(1)] = int(float(m.group(2)) * _UNITS.get(m.group(3), 1))
+        elif m := _DOWNLOADED.match(text):
+            self.downloaded.add(m.group(1))
         if m := _RESOLVED.search(text):
             self.resolved = int(m.group(1))
         elif _PREPARED.search(text):

@@ -108,6 +108,7 @@ class RuntimeService(QObject):
         self._phase = InstallPhase.PREPARING
         self._cache_start = 0
         self._samples: list[tuple[float, int]] = []
+        self._uv_output = steps.UvOutput()
         self._thread_done.connect(self._on_thread_done)
         self._measured.connect(self._on_measured)
         self._cleanup_done.connect(lambda then, exc: then(exc))
@@ -449,6 +450,7 @@ class RuntimeService(QObject):
             if name in lock_names:
                 argv += ["--reinstall-package", name]
         parsed = steps.UvOutput()
+        self._uv_output = parsed
         online = job.offline is None
         self._emit(InstallPhase.DOWNLOADING if online else InstallPhase.INSTALLING, 0,
                    job.total_packages, "starting")
@@ -701,4 +703,12 @@ class RuntimeService(QObject):
             self._emit(InstallPhase.INSTALLING, grown, 0,
                        f"unpacking wheels: {steps.format_transfer(grown, 0, rate)}")
         else:
-            self._emit(InstallPhase.DOWNLOADING, grown, 0, steps.format_transfer(grown, 0, rate))
+            # uv announces the large downloads with their sizes: that is the total; bytes land
+            # in the cache unpacked, so the cache's growth (capped) fills in between the
+            # "Downloaded" lines and gives the speed
+            total_bytes = self._uv_output.download_total
+            done = max(self._uv_output.download_done, min(grown, int(total_bytes * 0.99)))
+            if not total_bytes:
+                done = grown
+            self._emit(InstallPhase.DOWNLOADING, done, total_bytes,
+                       steps.format_transfer(done, total_bytes, rate))
