@@ -230,12 +230,12 @@ class RuntimeService(QObject):
     def _on_thread_done(self, job: _Job, then: Callable[[Any], None], result: Any) -> None:
         if job is not self._job:
             return
+        if job.cancelled:
+            self._end_cancelled()
+            return
         if isinstance(result, BaseException):
             logger.opt(exception=result).warning("runtime: a step failed")
             self._fail(f"{type(result).__name__}: {result}")
-            return
-        if job.cancelled:
-            self._end_cancelled()
             return
         then(result)
 
@@ -326,6 +326,8 @@ class RuntimeService(QObject):
             last = [0.0]
 
             def hashed(done: int, total: int) -> None:
+                if job.cancelled:     # Cancel while a large payload is being hashed
+                    raise InterruptedError("cancelled")
                 now = time.monotonic()
                 if now - last[0] >= 0.25 or done == total:
                     last[0] = now
