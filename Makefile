@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap run test smoke bench package locks clean distclean
+.PHONY: help bootstrap run test smoke bench package locks offline-payload clean distclean
 
 help:
 	@echo "make run        set up .venv and start Isengard Desktop"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench      run every benchmarks/*.py (BENCH_ARGS=--quick for a short run)"
 	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
 	@echo "make locks      regenerate the trainer runtime's lock files (resources/runtime; cpu, cu130, mps, cpu-windows)"
+	@echo "make offline-payload DEVICE=cpu   build dist/offline-<device>/ (wheels + manifest) for installs with no network"
 	@echo "make clean      remove build outputs and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -54,6 +55,11 @@ package:
 locks:
 	bash ./bootstrap.sh
 	$(PY) packaging/compile_locks.py
+
+DEVICE ?= cpu
+offline-payload:
+	bash ./bootstrap.sh
+	$(PY) packaging/offline_payload.py --device $(DEVICE)
 
 clean:
 	rm -rf build dist .pytest_cache

@@ -7,6 +7,9 @@
 (PyTorch, CUDA, libraries, disk) and trains a tiny random model through the real trainer
 (``services/selftest_runner.py``); exit status 0 when everything works, 1 otherwise.
 
+``isengard runtime status|install [--device D] [--offline FOLDER]|verify|repair [--json]``
+installs and checks the trainer runtime (``cli/runtime_commands.py``).
+
 ``isengard comfy-check --url URL [--json]`` and ``isengard generate --url URL --workflow NAME
 --prompt TEXT ... --out DIR`` talk to a ComfyUI server without Qt (``cli/comfy_commands.py``;
 exit status 0 done, 1 the server cannot do it, 2 bad arguments or server unreachable).
@@ -59,6 +62,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                           help="where to train: auto (GPU when usable), cpu or cuda")
     from .cli.comfy_commands import add_parsers
     add_parsers(sub)
+    from .cli.runtime_commands import add_parsers as add_runtime_parsers
+    add_runtime_parsers(sub)
     return parser.parse_args(argv)
 
 
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.command == "selftest":
         return _selftest(args)
+    if args.command == "runtime":
+        from .cli.runtime_commands import runtime_command
+        return runtime_command(args)
     if args.command == "comfy-check":
         from .cli.comfy_commands import comfy_check
         return comfy_check(args)

@@ -42,7 +42,8 @@ CHECK_TITLES = {
     "lora": "LoRA file",
 }
 
-_REINSTALL = "Reinstall Isengard Desktop (its installer brings the right versions)"
+_REINSTALL = ("Repair the trainer runtime (Settings → Trainer runtime, or `isengard runtime "
+              "repair`); it brings the right versions")
 
 
 @dataclass(frozen=True)
@@ -289,8 +290,8 @@ def _no_gpu_reason_and_fix(probe: dict[str, Any], torch_version: str) -> tuple[s
         fix = "Update the NVIDIA driver and restart the computer."
     elif cpu_build:
         why = f"PyTorch {torch_version} is a CPU-only build, so it cannot use a GPU"
-        fix = ("Reinstall Isengard Desktop with the NVIDIA (CUDA) option, or install the CUDA "
-               "build of PyTorch (see pytorch.org).")
+        fix = ("Install the trainer runtime with the CUDA build of PyTorch for your NVIDIA GPU "
+               "(Settings → Trainer runtime, or `isengard runtime install --device cu130`).")
     elif driver:
         why = f"PyTorch (CUDA {cuda.get('version')}) finds no usable GPU"
         fix = ("Update the NVIDIA driver to one that supports CUDA "

@@ -8,14 +8,14 @@ else on stderr. This module only builds the command line and parses; it never im
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..core.training.protocol import Event, LogEvent, parse_event
 from ..core.training.spec import FAMILIES, JobPaths, TrainingJob
+from ..core.paths import resolve_paths
+from ..core.runtime.python import PythonSource, trainer_python
 from .interface import Launch
 from ..core.console_text import LineSplitter, Stream
 
@@ -64,10 +64,6 @@ class ProtocolParser:
         return events
 
 
-def _package_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 class BuiltinTrainer:
     """Trains with our own runtime (diffusers + peft + torch) in a child Python."""
 
@@ -75,6 +71,11 @@ class BuiltinTrainer:
     label = "Built-in (diffusers + peft)"
 
     def available(self) -> tuple[bool, str]:
+        python = trainer_python(resolve_paths())
+        if python.source == PythonSource.NONE:
+            return False, python.problem
+        if python.source == PythonSource.RUNTIME:
+            return True, ""     # the runtime passed its own check when it was installed
         missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
         if missing:
             return False, (f"The built-in trainer needs {', '.join(missing)}, which "
@@ -96,17 +97,18 @@ class BuiltinTrainer:
         }
 
     def build_launch(self, job: TrainingJob, paths: JobPaths, resume: bool) -> Launch:
-        argv = [sys.executable, "-m", RUNTIME_MODULE, "train",
+        python = trainer_python(resolve_paths())
+        if python.executable is None:
+            raise RuntimeError(python.problem)
+        argv = [str(python.executable), "-m", RUNTIME_MODULE, "train",
                 "--job", str(paths.spec), "--job-dir", str(paths.root)]
         if resume:
             argv.append("--resume")
-        # So `-m` finds the package from a source checkout as well as from an install.
-        root = str(_package_root())
-        existing = os.environ.get("PYTHONPATH", "")
-        parts = [p for p in existing.split(os.pathsep) if p]
-        pythonpath = os.pathsep.join([root] + [p for p in parts if p != root])
-        return Launch(argv=argv, env={"PYTHONPATH": pythonpath}, cwd=str(paths.root),
-                      files={}, stop="stdin")
+        # A checkout's child finds the package through PYTHONPATH (the source tree first); a
+        # runtime's child gets none, so only what the runtime installed is imported.
+        env = python.child_env()
+        return Launch(argv=argv, env={"PYTHONPATH": env.get("PYTHONPATH", "")},
+                      cwd=str(paths.root), files={}, stop="stdin")
 
     def make_parser(self) -> ProtocolParser:
         return ProtocolParser()

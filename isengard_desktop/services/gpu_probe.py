@@ -13,7 +13,6 @@ Signals:
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.fsutil import atomic_write_text
 from ..core.paths import AppPaths
+from ..core.runtime.python import trainer_python
 from ..core.selftest_report import GpuStatus, gpu_status
 from .child_process import StopIntent
 from .runtime_helpers import HelperOutcome, HelperProcess
@@ -61,7 +61,7 @@ class GpuProbe(QObject):
             return
         self._paths.logs.mkdir(parents=True, exist_ok=True)
         child = HelperProcess(["probe"], self._paths.logs / "gpu-probe.log", PROBE_TIMEOUT_S,
-                              self)
+                              self, paths=self._paths)
         child.finished.connect(self._on_finished)
         self._child = child
         child.start()
@@ -82,7 +82,7 @@ class GpuProbe(QObject):
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.cache_file, json.dumps(
-                {"python": sys.executable, "time": time.time(), "probe": outcome.data}))
+                {"python": self._python_key(), "time": time.time(), "probe": outcome.data}))
         except OSError as exc:
             logger.warning("could not cache the GPU probe in {}: {}", self.cache_file, exc)
         self._set(gpu_status(outcome.data))
@@ -93,12 +93,16 @@ class GpuProbe(QObject):
             logger.info("no usable GPU: {}", status.why)
         self.found.emit(status)
 
+    def _python_key(self) -> str:
+        """The cache belongs to the trainer's interpreter (a new runtime is probed anew)."""
+        return str(trainer_python(self._paths).executable or "")
+
     def _read_cache(self) -> dict[str, Any] | None:
         try:
             data = json.loads(self.cache_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("python") != sys.executable:
+        if not isinstance(data, dict) or data.get("python") != self._python_key():
             return None
         age = time.time() - float(data.get("time") or 0)
         probe = data.get("probe")

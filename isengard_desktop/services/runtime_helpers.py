@@ -9,7 +9,6 @@ user can read. A timeout kills a child that hangs.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.platform_support import windows_crash_words
+from ..core.paths import AppPaths, resolve_paths
+from ..core.runtime.python import trainer_python
 from .child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
 
 __all__ = ["RUNTIME_MODULE", "HelperOutcome", "HelperProcess"]
@@ -25,10 +26,6 @@ __all__ = ["RUNTIME_MODULE", "HelperOutcome", "HelperProcess"]
 RUNTIME_MODULE = "isengard_desktop.training_runtime"
 STDERR_CAP_CHARS = 256 * 1024     # the end of stderr that is kept for the log file
 ERROR_LINE_CHARS = 300            # the last stderr line quoted in ``why`` is cut here
-
-
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,10 @@ class HelperProcess(QObject):
     finished = Signal(object)
 
     def __init__(self, args: list[str], log_file: Path, timeout_s: float,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, paths: AppPaths | None = None) -> None:
+        """The child runs in the trainer's Python (:func:`trainer_python` for ``paths``,
+        default: this run's folders); when there is none it ends at once, ``why`` saying
+        what to install."""
         super().__init__(parent)
         self._log_file = log_file
         self._timeout_s = timeout_s
@@ -65,12 +65,11 @@ class HelperProcess(QObject):
         self._err = ""
         self._ended = False
         self._why_killed = ""
-        parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        root = _package_root()
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join([root] + [p for p in parts if p != root]),
+        self.python = trainer_python(paths or resolve_paths())
+        env = {**self.python.child_env(),
                "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
-        self.proc = ChildProcess([sys.executable, "-m", RUNTIME_MODULE, *args], env=env,
+        program = str(self.python.executable) if self.python.executable else sys.executable
+        self.proc = ChildProcess([program, "-m", RUNTIME_MODULE, *args], env=env,
                                  cwd=str(log_file.parent), name=f"helper {args[0]}",
                                  parent=self)
         self.proc.output_received.connect(self._on_output)
@@ -80,6 +79,11 @@ class HelperProcess(QObject):
         self._timer.timeout.connect(self._on_timeout)
 
     def start(self) -> None:
+        if self.python.executable is None:
+            QTimer.singleShot(0, lambda: self._end(
+                ProcessOutcome(exit_code=None, crashed=False, error="no trainer runtime"),
+                None, self.python.problem))
+            return
         self.proc.start()
         self._timer.start(int(self._timeout_s * 1000))
 
@@ -113,7 +117,7 @@ class HelperProcess(QObject):
                 break
         last = outcome.tail[-1].strip()[:ERROR_LINE_CHARS] if outcome.tail else ""
         if outcome.failed_to_start:
-            self._end(outcome, None, f"{sys.executable} could not be started "
+            self._end(outcome, None, f"{self.proc.argv[0]} could not be started "
                                      f"({outcome.error})")
         elif self._why_killed:
             self._end(outcome, None, self._why_killed)

@@ -194,7 +194,7 @@ class SelfTestService(QObject):
     def _spawn(self, args: list[str], log_name: str, timeout_s: float,
                on_done: Callable[[dict | None, str], None]) -> None:
         assert self._root is not None
-        child = HelperProcess(args, self._root / log_name, timeout_s, self)
+        child = HelperProcess(args, self._root / log_name, timeout_s, self, paths=self.paths)
 
         def done(outcome: HelperOutcome) -> None:
             self._child = None

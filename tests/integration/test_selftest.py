@@ -130,7 +130,7 @@ def test_selftest_reports_a_pytorch_that_cannot_be_imported(tmp_path):
     assert "self-test: 2 problems found" in report
     assert "FAILED  PyTorch" in report
     assert "libcudart.so.12: cannot open shared object file" in report
-    assert "What to do: Reinstall Isengard Desktop" in report
+    assert "What to do: Repair the trainer runtime" in report
     assert "FAILED  Training run" in report and "Not run" in report
     assert "LoRA written" not in report
     assert "Checking Python, PyTorch and the GPU" in result.stderr   # progress on stderr

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from ..fsutil import atomic_output, atomic_write_text, link_or_copy
 from ..platform_support import run_text
 from ..logging import REDACTED, redact
+from ..paths import AppPaths, resolve_paths
+from ..runtime.python import trainer_python
 from .checkpoints import list_checkpoints
 from .protocol import Event, parse_event
 from .spec import JobPaths
@@ -88,7 +90,8 @@ _PACKAGES = ("isengard-desktop", "torch", "diffusers", "transformers", "peft", "
 MAX_BUNDLE_TEXT = 20 << 20   # a log longer than this goes in as its last 20 MB
 
 
-def environment_report(probe_torch: bool = True, timeout_s: float = 60.0) -> dict[str, Any]:
+def environment_report(probe_torch: bool = True, timeout_s: float = 60.0,
+                       paths: AppPaths | None = None) -> dict[str, Any]:
     """Python, platform and package versions; torch/CUDA from a short child process (the GUI
     process never imports torch)."""
     from importlib import metadata
@@ -106,9 +109,15 @@ def environment_report(probe_torch: bool = True, timeout_s: float = 60.0) -> dic
     if probe_torch:
         try:
             # the trainer runtime's own probe (torch, CUDA, VRAM) in a child process
-            done = run_text([sys.executable, "-m", "isengard_desktop.training_runtime",
-                             "probe"], timeout=timeout_s,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            python = trainer_python(paths or resolve_paths())
+            report["trainer_python"] = {"executable": str(python.executable or ""),
+                                        "source": python.source.value,
+                                        "problem": python.problem}
+            if python.executable is None:
+                raise OSError(python.problem)
+            done = run_text([str(python.executable), "-m",
+                             "isengard_desktop.training_runtime", "probe"],
+                            timeout=timeout_s, env=dict(python.child_env(), HF_HUB_OFFLINE="1"))
             lines = done.stdout.strip().splitlines()
             report["torch_probe"] = json.loads(lines[-1]) if lines else {
                 "error": f"exit code {done.returncode}: {done.stderr[-2000:]}"}
