@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Isengard")
+    # names packaging/isengard-desktop.desktop: Wayland compositors take the window's icon and
+    # task-bar grouping from that entry
+    app.setDesktopFileName("isengard-desktop")
     # closing the window ends main() below, which closes the app on the loop; Qt must not
     # end its event loop (the asyncio loop) first
     app.setQuitOnLastWindowClosed(False)
