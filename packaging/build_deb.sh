@@ -22,7 +22,7 @@ OUT="dist/isengard-desktop_${VERSION}_${ARCH}.deb"
 
 "$PY" packaging/debian.py stage --bundle "$BUNDLE" --root "$STAGE" --arch "$ARCH"
 rm -f "$OUT"
-echo "[deb] packing $OUT (zstd)"
-dpkg-deb --root-owner-group -Zzstd -z"${DEB_ZSTD_LEVEL:-19}" --threads-max="$(nproc)" --build "$STAGE" "$OUT" >/dev/null
+echo "[deb] packing $OUT (zstd -${DEB_ZSTD_LEVEL:-9})"
+dpkg-deb --root-owner-group -Zzstd -z"${DEB_ZSTD_LEVEL:-9}" --threads-max="$(nproc)" --build "$STAGE" "$OUT" >/dev/null
 rm -rf "$STAGE"
 echo "[deb] done: $OUT ($(du -h "$OUT" | cut -f1))"

@@ -20,6 +20,7 @@ from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequ
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
 
+from ...core.frozen import child_environ
 from ...core.settings import Settings
 from ...services.generation.comfy_launch import find_python
 from ..generate.backend_bar import gpu_words
@@ -75,7 +76,8 @@ def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
         return False, lines + [f"{exe} is not executable (check its permissions)."]
     try:
         out = subprocess.run([str(exe), "-c", _PROBE], capture_output=True, text=True,
-                             check=False, timeout=CHECK_TIMEOUT_S, cwd=str(root))
+                             check=False, timeout=CHECK_TIMEOUT_S, cwd=str(root),
+                             env=child_environ())
     except subprocess.TimeoutExpired:
         return False, lines + [f"{exe} did not answer within {CHECK_TIMEOUT_S} s."]
     except OSError as exc:
