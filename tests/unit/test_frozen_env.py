@@ -43,3 +43,12 @@ def test_frozen_none_means_this_process_environment(frozen, monkeypatch):
     out = child_environ()
     assert "LD_LIBRARY_PATH" not in out and out["ISENGARD_MARK"] == "kept"
     assert os.environ["LD_LIBRARY_PATH"] == BUNDLE_LIBS      # this process is left alone
+
+
+def test_the_frozen_app_refuses_to_act_as_python(frozen, capsys):
+    from isengard_desktop.__main__ import main
+
+    assert main(["-m", "isengard_desktop.training_runtime", "probe"]) == 2
+    err = capsys.readouterr().err
+    assert "is the app, not a Python interpreter" in err
+    assert "-m isengard_desktop.training_runtime" in err
