@@ -10,7 +10,7 @@ What the package installs:
     /usr/share/applications/isengard-desktop.desktop
     /usr/share/icons/hicolor/<n>x<n>/apps/isengard-desktop.png   (16 … 512)
     /usr/share/icons/hicolor/scalable/apps/isengard-desktop.svg
-    /usr/share/doc/isengard-desktop/copyright
+    /usr/share/doc/isengard-desktop/copyright, changelog.gz
 
 postinst/postrm refresh the desktop database and the icon cache when those tools exist. Nothing
 in the package or its scripts touches the user's data (``~/.local/share/Isengard Desktop``,
@@ -20,6 +20,7 @@ in the package or its scripts touches the user's data (``~/.local/share/Isengard
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import re
 import shutil
@@ -159,17 +160,30 @@ def _tree_size_kib(root: Path) -> int:
     return max(total, 1)
 
 
+_SHARED_LIBRARY = re.compile(r"\.so(\.[0-9]+)*$|\.so\.")
+
+
 def _normalise_modes(root: Path) -> None:
-    """Directories 755; files 755 when anyone may execute them, else 644 (a bundle copied
-    from a umask-077 build or a checkout with odd modes still installs readable)."""
+    """Directories 755; programs 755; everything else 644 — shared libraries too (the loader
+    needs no execute bit; wheels ship many .so files as 755, which lintian flags). A bundle
+    copied from a umask-077 build still installs readable."""
     for path in [root, *root.rglob("*")]:
         if path.is_symlink():
             continue
         mode = path.stat().st_mode
         if path.is_dir():
             path.chmod(0o755)
+        elif _SHARED_LIBRARY.search(path.name):
+            path.chmod(0o644)
         else:
             path.chmod(0o755 if mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH) else 0o644)
+
+
+def _changelog_gz(version: str) -> bytes:
+    """usr/share/doc/<package>/changelog.gz (reproducible: no name or time in the header)."""
+    text = (f"Isengard Desktop {version}\n\n"
+            "  * See the project's README (\"What works today\") for what this version does.\n")
+    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
 
 
 def stage(bundle: Path, root: Path, *, version: str | None = None, architecture: str = "amd64",
@@ -201,6 +215,8 @@ def stage(bundle: Path, root: Path, *, version: str | None = None, architecture:
     doc = root / f"usr/share/doc/{PACKAGE}"
     doc.mkdir(parents=True)
     (doc / "copyright").write_text(_copyright_text(), encoding="utf-8")
+    version = version or project_version()
+    (doc / "changelog.gz").write_bytes(_changelog_gz(version))
 
     _normalise_modes(root)
     bindir = root / "usr/bin"
@@ -214,7 +230,7 @@ def stage(bundle: Path, root: Path, *, version: str | None = None, architecture:
         script.write_text(text, encoding="utf-8")
         script.chmod(0o755)
     depends = (f"libc6 (>= {glibc_version()})", *qt_system_packages(), *depends_extra)
-    fields = ControlFields(version=version or project_version(), architecture=architecture,
+    fields = ControlFields(version=version, architecture=architecture,
                            installed_size_kib=_tree_size_kib(root), depends=depends)
     control = debian / "control"
     control.write_text(control_text(fields), encoding="utf-8")

@@ -5,6 +5,7 @@ icons against their SVG. The real bundle and .deb are checked by ``make package-
 from __future__ import annotations
 
 import configparser
+import gzip
 import importlib.util
 import os
 import struct
@@ -108,6 +109,9 @@ def _fake_bundle(tmp_path: Path) -> Path:
     lib = bundle / "_internal" / "libpython3.11.so.1.0"
     lib.write_bytes(b"\x7fELF" + b"\0" * 2000)
     lib.chmod(0o600)
+    ext = bundle / "_internal" / "_json.cpython-311-x86_64-linux-gnu.so"
+    ext.write_bytes(b"\x7fELF" + b"\0" * 100)
+    ext.chmod(0o755)                                   # as many wheels ship them
     return bundle
 
 
@@ -118,6 +122,8 @@ def test_stage_lays_out_opt_launcher_menu_entry_icons_and_scripts(tmp_path):
     opt = root / "opt/isengard-desktop"
     assert (opt / "Isengard Desktop").stat().st_mode & 0o777 == 0o755
     assert (opt / "_internal/libpython3.11.so.1.0").stat().st_mode & 0o777 == 0o644
+    # shared libraries lose the execute bit (lintian: shared-library-is-executable)
+    assert (opt / "_internal/_json.cpython-311-x86_64-linux-gnu.so").stat().st_mode & 0o777 == 0o644
     launcher = root / "usr/bin/isengard-desktop"
     assert launcher.is_symlink()
     assert os.readlink(launcher) == "/opt/isengard-desktop/Isengard Desktop"
@@ -129,6 +135,8 @@ def test_stage_lays_out_opt_launcher_menu_entry_icons_and_scripts(tmp_path):
     assert (root / "usr/share/icons/hicolor/scalable/apps/isengard-desktop.svg").read_text(
         ).lstrip().startswith("<?xml")
     assert (root / "usr/share/doc/isengard-desktop/copyright").is_file()
+    changelog = gzip.decompress((root / "usr/share/doc/isengard-desktop/changelog.gz").read_bytes())
+    assert changelog.decode().startswith("Isengard Desktop 0.9.1\n")
 
     text = control.read_text()
     assert "Version: 0.9.1\n" in text and "Architecture: arm64\n" in text
