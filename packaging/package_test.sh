@@ -34,6 +34,11 @@ if [ "${PACKAGE_TEST_SKIP_BUILD:-0}" != 1 ]; then
     say "make package: $(since "$t0")"
 fi
 [ -x "$EXE" ] || die "$EXE missing (make package did not build it)"
+# files the frozen app reads from beside its modules (sys._MEIPASS)
+for data in resources/theme/dark.qss resources/icons/isengard-256.png workflows profiles \
+            isengard_desktop/plugins/external/trainer_shim.py; do
+    [ -e "$BUNDLE/_internal/$data" ] || die "the bundle lacks _internal/$data"
+done
 VERSION="$("$PY" packaging/debian.py version)"
 
 # Checks the --smoke-test JSON line: our version, the library ready, the data folder we chose.
