@@ -20,12 +20,14 @@ in the package or its scripts touches the user's data (``~/.local/share/Isengard
 from __future__ import annotations
 
 import argparse
+import email.utils
 import gzip
 import os
 import re
 import shutil
 import stat
 import sys
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,9 +182,12 @@ def _normalise_modes(root: Path) -> None:
 
 
 def _changelog_gz(version: str) -> bytes:
-    """usr/share/doc/<package>/changelog.gz (reproducible: no name or time in the header)."""
-    text = (f"Isengard Desktop {version}\n\n"
-            "  * See the project's README (\"What works today\") for what this version does.\n")
+    """usr/share/doc/<package>/changelog.gz in Debian's changelog format (a native package's
+    changelog is read as one). Dated ``SOURCE_DATE_EPOCH`` when set (reproducible builds)."""
+    when = float(os.environ.get("SOURCE_DATE_EPOCH", "") or time.time())
+    text = (f"{PACKAGE} ({version}) unstable; urgency=medium\n\n"
+            f"  * Isengard Desktop {version}. See the README (\"What works today\").\n\n"
+            f" -- {MAINTAINER}  {email.utils.formatdate(when)}\n")
     return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
 
 

@@ -103,17 +103,21 @@ else
     fi
     if [ "${PACKAGE_TEST_INSTALL_DEB:-0}" = 1 ]; then
         [ "$(id -u)" = 0 ] || die "PACKAGE_TEST_INSTALL_DEB=1 needs root"
-        ! dpkg -s isengard-desktop >/dev/null 2>&1 || die "isengard-desktop is already installed"
+        status="$(dpkg-query -W -f='${Status}' isengard-desktop 2>/dev/null || true)"
+        [ "$status" != "install ok installed" ] || die "isengard-desktop is already installed"
         DATA="$WORK/user-data"
         dpkg -i "$DEB" >/dev/null
         ISENGARD_HOME="$DATA" QT_QPA_PLATFORM=offscreen /usr/bin/isengard-desktop --smoke-test \
             >"$WORK/installed.out" 2>&1 || { dpkg -r isengard-desktop >/dev/null; die "installed --smoke-test"; }
         check_smoke "$WORK/installed.out" "$DATA" || { dpkg -r isengard-desktop >/dev/null; die "installed smoke"; }
-        dpkg -r isengard-desktop >/dev/null
-        [ ! -e /opt/isengard-desktop ] || die "/opt/isengard-desktop is left after dpkg -r"
-        [ ! -e /usr/bin/isengard-desktop ] || die "/usr/bin/isengard-desktop is left after dpkg -r"
-        [ -d "$DATA" ] && [ -n "$(ls -A "$DATA")" ] || die "dpkg -r removed the user data in $DATA"
-        say ".deb install/smoke/remove: ok (user data kept: $(ls "$DATA" | tr '\n' ' '))"
+        for step in -r -P; do      # remove, then purge: neither may touch the user's data
+            dpkg "$step" isengard-desktop >/dev/null
+            [ ! -e /opt/isengard-desktop ] || die "/opt/isengard-desktop is left after dpkg $step"
+            [ ! -e /usr/bin/isengard-desktop ] || die "/usr/bin/isengard-desktop is left after dpkg $step"
+            [ ! -e /usr/share/applications/isengard-desktop.desktop ] || die "menu entry left after dpkg $step"
+            [ -d "$DATA/data" ] && [ -n "$(ls -A "$DATA")" ] || die "dpkg $step removed the user data in $DATA"
+        done
+        say ".deb install/smoke/remove/purge: ok (user data kept: $(ls "$DATA" | tr '\n' ' '))"
     fi
 fi
 

@@ -8,6 +8,7 @@ import configparser
 import gzip
 import importlib.util
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -136,7 +137,9 @@ def test_stage_lays_out_opt_launcher_menu_entry_icons_and_scripts(tmp_path):
         ).lstrip().startswith("<?xml")
     assert (root / "usr/share/doc/isengard-desktop/copyright").is_file()
     changelog = gzip.decompress((root / "usr/share/doc/isengard-desktop/changelog.gz").read_bytes())
-    assert changelog.decode().startswith("Isengard Desktop 0.9.1\n")
+    assert changelog.decode().startswith("isengard-desktop (0.9.1) unstable; urgency=medium\n")
+    assert re.search(r"\n -- .+ <.+>  \w{3}, \d{2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n$",
+                     changelog.decode()), "the trailer line of a Debian changelog"
 
     text = control.read_text()
     assert "Version: 0.9.1\n" in text and "Architecture: arm64\n" in text
