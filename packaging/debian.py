@@ -13,7 +13,7 @@ What the package installs:
     /usr/share/doc/isengard-desktop/copyright, changelog.gz
 
 postinst/postrm refresh the desktop database and the icon cache when those tools exist. Nothing
-in the package or its scripts touches the user's data (``~/.local/share/Isengard Desktop``,
+in the package or its scripts touches the user's data (``~/.local/share/isengard-desktop``,
 ``ISENGARD_HOME``): removing or purging the package leaves it in place.
 """
 
@@ -127,7 +127,7 @@ def install_scripts() -> dict[str, str]:
                 'if [ "$1" = "configure" ]; then\n'
                 + _indent(_REFRESH) + "fi\n")
     postrm = ("#!/bin/sh\nset -e\n"
-              "# The user's data (~/.local/share/Isengard Desktop, ISENGARD_HOME) is never\n"
+              "# The user's data (~/.local/share/isengard-desktop, ISENGARD_HOME) is never\n"
               "# touched here, not even on purge.\n"
               'case "$1" in\n'
               "    remove|purge)\n"

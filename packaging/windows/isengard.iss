@@ -1,4 +1,4 @@
-; Inno Setup 6 script for the Windows installer of Isengard Desktop.
+; Inno Setup 6.3+ script (x64compatible needs 6.3) for the Windows installer of Isengard Desktop.
 ; NOT BUILT OR TESTED HERE (builds so far ran on Linux): see packaging/README.md, "Windows".
 ;
 ; Build on Windows, from the repository root:
@@ -10,7 +10,7 @@
 ;
 ; Per-user install (no administrator rights): {localappdata}\Programs\Isengard Desktop.
 ; Uninstall removes only the files this installer wrote. The user's data folder
-; (%LOCALAPPDATA%\Isengard\Isengard Desktop by default, or ISENGARD_HOME) and the trainer
+; (%LOCALAPPDATA%\isengard-desktop by default, or ISENGARD_HOME) and the trainer
 ; runtime inside it are never touched.
 
 ; Keep in step with [project] version in pyproject.toml (tests/unit/test_packaging.py checks).
@@ -29,8 +29,8 @@ AppPublisher=Isengard Desktop
 DefaultDirName={localappdata}\Programs\Isengard Desktop
 DefaultGroupName={#AppName}
 DisableProgramGroupPage=yes
+; per-user only: no elevation, no "install for all users" choice (the paths below are per-user)
 PrivilegesRequired=lowest
-PrivilegesRequiredOverridesAllowed=dialog
 ArchitecturesAllowed=x64compatible
 ArchitecturesInstallIn64BitMode=x64compatible
 OutputDir={#Root}\dist
