@@ -10,14 +10,17 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap run test smoke bench package locks offline-payload clean distclean
+.PHONY: help bootstrap run test smoke bench package package-test icons locks offline-payload clean distclean
 
 help:
 	@echo "make run        set up .venv and start Isengard Desktop"
 	@echo "make test       set up .venv (with test extra), run ruff, mypy, then pytest offscreen; PYTEST_ARGS=..."
 	@echo "make smoke      start the app in --smoke-test mode (offscreen unless QT_QPA_PLATFORM is set)"
 	@echo "make bench      run every benchmarks/*.py (BENCH_ARGS=--quick for a short run)"
-	@echo "make package    build the PyInstaller bundle into dist/ (packaging/build.sh)"
+	@echo "make package    build the PyInstaller bundle and the .deb into dist/ (packaging/build.sh, build_deb.sh)"
+	@echo "make package-test  make package, then the bundle's smoke test, the .deb's checks and (with an"
+	@echo "                offline payload) training through the bundle (packaging/package_test.sh)"
+	@echo "make icons      re-render resources/icons/ from isengard.svg (packaging/make_icons.py)"
 	@echo "make locks      regenerate the trainer runtime's lock files (resources/runtime; cpu, cu130, mps, cpu-windows)"
 	@echo "make offline-payload DEVICE=cpu   build dist/offline-<device>/ (wheels + manifest) for installs with no network"
 	@echo "make clean      remove build outputs and caches (keeps .venv)"
@@ -49,6 +52,14 @@ bench:
 
 package:
 	bash packaging/build.sh
+	bash packaging/build_deb.sh
+
+package-test:
+	bash packaging/package_test.sh
+
+icons:
+	bash ./bootstrap.sh
+	$(PY) packaging/make_icons.py
 
 # The locks that can be compiled here (resources/runtime/locks.toml says which); WHEELS names the
 # folder holding torch 2.13.0+cpu (default /opt/wheels). Needs the network to the package index.

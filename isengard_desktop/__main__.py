@@ -126,8 +126,25 @@ def _selftest(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _interpreter_flag(argv: list[str]) -> str | None:
+    """``-m``/``-c`` when the frozen app was started as if it were Python (it is not: a child
+    that needs Python must use the trainer runtime's, ``core/runtime/python.py``)."""
+    if getattr(sys, "frozen", False) and argv and argv[0] in ("-m", "-c"):
+        return argv[0]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    flag = _interpreter_flag(argv)
+    if flag:
+        from . import APP_NAME
+        print(f"{APP_NAME}: {sys.executable} is the app, not a Python interpreter, so it cannot "
+              f"run '{flag} {argv[1] if len(argv) > 1 else ''}'. Trainer processes run with the "
+              "trainer runtime's Python; a call like this is a bug in the app, please report it.",
+              file=sys.stderr, flush=True)
+        return 2
+    args = _parse(argv)
     if args.command == "selftest":
         return _selftest(args)
     if args.command == "runtime":
@@ -151,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setOrganizationName("Isengard")
+    # names packaging/isengard-desktop.desktop: Wayland compositors take the window's icon and
+    # task-bar grouping from that entry
+    app.setDesktopFileName("isengard-desktop")
     # closing the window ends main() below, which closes the app on the loop; Qt must not
     # end its event loop (the asyncio loop) first
     app.setQuitOnLastWindowClosed(False)

@@ -34,7 +34,7 @@ from .ui.characters import CharactersTab
 from .ui.dataset import DatasetTab
 from .ui.video import VideoTab
 from .ui.widgets.lazy_tab import LazyTabWidget
-from .ui.theme import apply_dark_theme
+from .ui.theme import app_icon, apply_dark_theme
 
 if TYPE_CHECKING:
     from .core.hardware.locks import LockChoice
@@ -126,6 +126,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     app = QApplication.instance()
     assert isinstance(app, QApplication), "create the QApplication first"
     apply_dark_theme(app)
+    app.setWindowIcon(app_icon())
 
     background = start_background_work()   # the shared worker pool widgets' ops run on
     settings = SettingsService(paths)

@@ -43,6 +43,7 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from ..core.console_text import LineSplitter, Stream
 from ..core.platform_support import windows_end_phrase
+from ..core.frozen import child_environ, is_frozen
 from .process_group import signal_group
 from .win_jobs import ProcessJob
 
@@ -152,7 +153,8 @@ class ChildProcess(QObject):
                  tail_lines: int = DEFAULT_TAIL_LINES, name: str = "child process",
                  redact_tail: Callable[[str], str] | None = None,
                  parent: QObject | None = None) -> None:
-        """``env`` is the whole environment (None: this process's); ``merge_channels`` sends
+        """``env`` is the whole environment (None: this process's; in the frozen app either is
+        passed through :func:`~..core.frozen.child_environ`); ``merge_channels`` sends
         stderr into stdout; ``name`` says what it is in log lines ("managed ComfyUI");
         ``redact_tail`` masks each whole tail line before it is cut to length (a secret
         cut in half would no longer match)."""
@@ -189,7 +191,9 @@ class ChildProcess(QObject):
         self.proc.setArguments(list(self.argv[1:]))
         if cwd:
             self.proc.setWorkingDirectory(cwd)
-        if env is not None:
+        if env is not None or is_frozen():
+            # the frozen app's bootloader library path must not reach other programs
+            env = child_environ(env)
             qenv = QProcessEnvironment()
             for key, value in env.items():
                 qenv.insert(key, value)

@@ -1,10 +1,11 @@
-"""Applies the calm dark theme: Fusion style, a dark palette and resources/theme/dark.qss."""
+"""Applies the calm dark theme: Fusion style, a dark palette and resources/theme/dark.qss; and
+the app icon (resources/icons/, rendered from isengard.svg by packaging/make_icons.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -16,6 +17,22 @@ def resources_dir() -> Path:
 
     bundle = getattr(sys, "_MEIPASS", None)
     return Path(bundle) / "resources" if bundle else RESOURCES
+
+
+ICON_SIZES = (16, 32, 48, 64, 128, 256, 512)
+
+
+def app_icon() -> QIcon:
+    """The app icon at every rendered size (Qt picks per use: title bar, task bar, Alt+Tab).
+    QIcon reads the files lazily, when a size is first painted. Null when the PNGs are missing
+    (a broken install); the window then has Qt's default icon."""
+    folder = resources_dir() / "icons"
+    icon = QIcon()
+    for size in ICON_SIZES:
+        path = folder / f"isengard-{size}.png"
+        if path.is_file():
+            icon.addFile(str(path))
+    return icon
 
 
 def apply_dark_theme(app: QApplication) -> None:

@@ -240,3 +240,19 @@ def test_kill_and_leftovers_of_a_tree_that_exited(qtbot, tmp_path):
     assert outcome.exit_code == 0 and outcome.succeeded
     orphan = int(Path(marker).read_text())
     qtbot.waitUntil(lambda: not pid_alive(orphan), timeout=WAIT)
+
+
+def test_in_the_frozen_app_a_child_gets_the_users_library_path_back(qtbot, monkeypatch):
+    """The bundle's bootloader sets LD_LIBRARY_PATH to its _internal folder; a real child (here
+    Python, as the trainer runtime's would be) must see the user's value instead."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/isengard-desktop/_internal")
+    monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", "/users/own/lib")
+    monkeypatch.setenv("_PYI_ARCHIVE_FILE", "/opt/isengard-desktop/Isengard Desktop")
+    run = Run(qtbot, """
+        import os
+        print("LD=" + os.environ.get("LD_LIBRARY_PATH", "-"),
+              "PYI=" + os.environ.get("_PYI_ARCHIVE_FILE", "-"), flush=True)
+    """).start()
+    assert run.finish().exit_code == 0
+    assert "LD=/users/own/lib PYI=-" in run.text("stdout")

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxL
                                QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.platform_support import run_text
+from ...core.frozen import child_environ
 from ...core.settings import Settings
 from ...services.generation.comfy_launch import desktop_hint, find_python
 from ..generate.backend_bar import gpu_words
@@ -76,7 +77,8 @@ def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
     if os.name != "nt" and not os.access(exe, os.X_OK):
         return False, lines + [f"{exe} is not executable (check its permissions)."]
     try:
-        out = run_text([str(exe), "-c", _PROBE], timeout=CHECK_TIMEOUT_S, cwd=str(root))
+        out = run_text([str(exe), "-c", _PROBE], timeout=CHECK_TIMEOUT_S, cwd=str(root),
+                       env=child_environ())
     except subprocess.TimeoutExpired:
         return False, lines + [f"{exe} did not answer within {CHECK_TIMEOUT_S} s."]
     except OSError as exc:
