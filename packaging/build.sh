@@ -21,6 +21,12 @@ if [ "$have" != "$PYINSTALLER_VERSION" ]; then
         "pyinstaller==$PYINSTALLER_VERSION"
 fi
 
+# The app's own wheel rides in the bundle (resources/runtime/): the trainer runtime installs it
+# so `<runtime python> -m isengard_desktop.training_runtime` works (a frozen app has no sources).
+rm -rf build/appwheel
+echo "[package] building the app's wheel for the trainer runtime"
+"$PY" -m pip --no-input --disable-pip-version-check wheel -q --no-deps -w build/appwheel .
+
 echo "[package] building dist/$APP_NAME/ (about a minute)"
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath dist --workpath build/pyinstaller packaging/isengard.spec
@@ -34,4 +40,9 @@ for mod in torch diffusers transformers peft; do
         exit 1
     fi
 done
+for need in "_internal/resources/runtime/cpu.txt" "_internal/uv"; do
+    [ -e "$out/$need" ] || { echo "[package] ERROR: $out/$need is missing" >&2; exit 1; }
+done
+ls "$out"/_internal/resources/runtime/isengard_desktop-*.whl >/dev/null 2>&1 \
+    || { echo "[package] ERROR: the app's wheel is missing from the bundle" >&2; exit 1; }
 echo "[package] done: $out ($(du -sh "$out" | cut -f1))"
