@@ -163,7 +163,8 @@ class ComfyAPI:
                 return await self._http.request(method, url, **kwargs)
             return None          # stopped through the scope
 
-        task = asyncio.ensure_future(request())
+        task = asyncio.get_running_loop().create_task(
+            request(), name=f"ComfyUI {method} {url}")
         self._requests[task] = scope
         task.add_done_callback(lambda t: self._requests.pop(t, None))
         try:
