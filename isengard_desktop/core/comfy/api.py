@@ -3,6 +3,17 @@ app uses, and the mapping of failures to the errors in ``errors.py`` (Qt-free).
 
 :class:`ComfyAPI` is the base of :class:`~isengard_desktop.core.comfy.client.ComfyClient`, which
 adds the websocket and runs. Answers follow shared/fixtures/comfyui (ComfyUI 0.3.64).
+
+Cancelling a request: httpcore closes connections (the pool's expired ones, the one a failed
+request used) in clean-up it shields with an anyio cancel scope, but asyncio's
+``Task.cancel()`` goes through anyio's shields. A caller cancelled while that clean-up waits
+(a poll at quit, a ``wait_for`` timeout) therefore cut it short, and the connections it had
+already taken out of the pool stayed open with nobody left to close them (a leaked socket,
+"unclosed transport" when the loop ends). So every request runs in a task of its own inside
+an anyio cancel scope; a cancelled caller cancels that scope (which waits for the shielded
+clean-up), waits until the request has ended, then gets its ``CancelledError``.
+:meth:`ComfyAPI.aclose` stops the requests still in flight the same way and waits for them
+before it closes the HTTP client.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import httpx
 
 from .errors import ComfyConnectionError, ComfyHTTPError
@@ -87,6 +99,29 @@ def connect_reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+#: How long :meth:`ComfyAPI.aclose` waits for stopped requests to end (they end at once: the
+#: wait covers httpcore's clean-up, which only closes sockets).
+REQUEST_END_TIMEOUT_S = 5.0
+
+
+async def _wait_ended(tasks: list[asyncio.Task[Any]], timeout: float | None) -> bool:
+    """Wait until ``tasks`` are done (at most ``timeout`` s), through cancellations of the
+    waiting task (what they clean up must not be left half done); True if it was cancelled
+    meanwhile (the caller raises CancelledError once it has finished its own clean-up)."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    cancelled = False
+    while True:
+        pending = [t for t in tasks if not t.done()]
+        left = None if deadline is None else deadline - loop.time()
+        if not pending or (left is not None and left <= 0):
+            return cancelled
+        try:
+            await asyncio.wait(pending, timeout=left)
+        except asyncio.CancelledError:
+            cancelled = True
+
+
 class ComfyAPI:
     """The HTTP endpoints of one ComfyUI server. Every call has the client's timeout."""
 
@@ -99,11 +134,54 @@ class ComfyAPI:
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(self.timeout))
         self._object_info: dict | None = None
         self._closed = False
+        # requests in flight: their tasks and the cancel scopes that stop them (module docstring)
+        self._requests: dict[asyncio.Task[httpx.Response | None], anyio.CancelScope] = {}
 
     async def aclose(self) -> None:
+        """Refuse new requests, stop those in flight and wait until they have ended (their
+        connections are closed or back in the pool by then), then close the HTTP client if
+        we made it."""
         self._closed = True
+        requests = list(self._requests.items())
+        for _task, scope in requests:
+            scope.cancel()
+        cancelled = await _wait_ended([task for task, _scope in requests],
+                                      REQUEST_END_TIMEOUT_S)
         if self._own_http:
             await self._http.aclose()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """``self._http.request(...)``, stopped through an anyio cancel scope (see the module
+        docstring). Raises CancelledError once the request has ended if the caller was
+        cancelled, and ComfyConnectionError if :meth:`aclose` stopped it."""
+        scope = anyio.CancelScope()
+
+        async def request() -> httpx.Response | None:
+            with scope:
+                return await self._http.request(method, url, **kwargs)
+            return None          # stopped through the scope
+
+        task = asyncio.get_running_loop().create_task(
+            request(), name=f"ComfyUI {method} {url}")
+        self._requests[task] = scope
+        task.add_done_callback(lambda t: self._requests.pop(t, None))
+        try:
+            response = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                scope.cancel()
+                await _wait_ended([task], None)  # httpcore's clean-up finishes first
+            if not task.cancelled():
+                task.exception()                 # (retrieved: the caller wants none)
+            raise
+        if response is None:
+            raise ComfyConnectionError(
+                f"The client for ComfyUI at {self.base_url} was closed during {method} "
+                f"{url[len(self.base_url):] or '/'}.", server=self.base_url,
+                reason="closed by the app")
+        return response
 
     def _url(self, path: str) -> str:
         return self.base_url + path
@@ -116,7 +194,7 @@ class ComfyAPI:
                 server=self.base_url)
         url = self._url(path)
         try:
-            response = await self._http.request(method, url, **kwargs)
+            response = await self._send(method, url, **kwargs)
         except httpx.ConnectTimeout:
             raise ComfyConnectionError(
                 f"Cannot reach ComfyUI at {self.base_url}: the connection timed out after "

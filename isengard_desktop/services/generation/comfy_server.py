@@ -388,10 +388,18 @@ class ComfyServer(QObject):
 
 
 async def _http_probe(url: str) -> dict:
-    """GET /object_info with a short-lived client (the service passes its own probe)."""
+    """GET /object_info with a short-lived client (the service passes its own probe), through
+    ComfyAPI: a probe cancelled because the process stopped leaves no connection open."""
     import httpx
 
-    async with httpx.AsyncClient(verify=False, trust_env=False, timeout=10.0) as http:
-        response = await http.get(url.rstrip("/") + "/object_info")
-        response.raise_for_status()
-        return response.json()
+    from ...core.comfy.api import ComfyAPI
+
+    http = httpx.AsyncClient(verify=False, trust_env=False, timeout=10.0)
+    api = ComfyAPI(url, http=http, timeout=10.0)
+    try:
+        return await api.object_info(refresh=True)
+    finally:
+        try:
+            await api.aclose()
+        finally:
+            await http.aclose()
