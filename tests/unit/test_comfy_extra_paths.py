@@ -12,6 +12,8 @@ import yaml
 from isengard_desktop.core.comfy_extra_paths import (
     ExtraPathsError, link_comfyui, unlink_comfyui,
 )
+from isengard_desktop.core.paths import MODEL_LAYOUT
+from isengard_desktop.services.generation.comfy_launch import write_extra_model_paths
 
 USER_FILE = """\
 # My ComfyUI paths — hand-written, keep these comments!
@@ -42,8 +44,9 @@ other_ui:
 
 
 def resolved(yaml_file) -> dict[str, list[str]]:
-    """What ComfyUI's utils/extra_config.py makes of the file: each section's base_path
-    (expanded) joined to each line of each per-folder value."""
+    """What ComfyUI's utils/extra_config.py (load_extra_path_config) makes of the file: each
+    section's base_path (expanduser + expandvars) joined to each non-empty line of each
+    per-folder value."""
     config = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
     out: dict[str, list[str]] = {}
     for conf in config.values():
@@ -180,3 +183,13 @@ def test_flow_style_file_is_refused_not_mangled(comfy, tmp_path):
     with pytest.raises(ExtraPathsError, match="by hand"):
         link_comfyui(comfy, tmp_path / "m")
     assert yaml_file.read_text() == "{a: {vae: x},\n b: {vae: y}}\n"
+
+
+def test_managed_comfyui_lists_the_app_models_folder_and_creates_its_layout(tmp_path):
+    app_models, loras = tmp_path / "home" / "models", tmp_path / "home" / "loras"
+    config = write_extra_model_paths(tmp_path / "extra.yaml", loras, "", app_models)
+    paths = resolved(config)
+    for name in MODEL_LAYOUT:
+        assert (app_models / name).is_dir()
+        assert str(app_models / name) in paths[name.replace("/", "_")]
+    assert paths["loras"] == [str(loras), str(app_models / "loras")]
