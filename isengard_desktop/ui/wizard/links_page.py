@@ -1,7 +1,10 @@
 """The wizard's "Models and ComfyUI" page: finds ComfyUI installs, A1111/Forge and Stability
 Matrix model folders on this computer (``core.discovery``, off the UI thread) and links the ones
 the user ticks through the existing settings: ``comfyui_folder``/``comfyui_python``/
-``comfyui_models_folder`` for ComfyUI, ``model_folders`` for the others."""
+``comfyui_models_folder`` for ComfyUI, ``model_folders`` for the others. A linked ComfyUI can
+also be given the app's models folder: one ``isengard:`` section in its
+``extra_model_paths.yaml`` (``core.comfy_extra_paths``, written off the UI thread), so the
+ComfyUI the user runs themselves lists the models the app downloads."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from pathlib import Path
 
 from loguru import logger
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QListWidget, QListWidgetItem,
-                               QPushButton, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QListWidget,
+                               QListWidgetItem, QPushButton, QWidget)
 
+from ...core.comfy_extra_paths import FILE_NAME, SECTION, LinkResult, link_comfyui
 from ...core.discovery import ComfyInstall, Discovery, ModelFolder
+from ...core.paths import AppPaths, ensure_model_layout
 from ...core.settings import Settings
 from ...services.background import BackgroundOp
 from .common import WizardPage, heading, note
@@ -52,8 +57,10 @@ class LinksPage(WizardPage):
     has_goal = True
 
     def __init__(self, discover: Discover, settings: Callable[[], Settings],
-                 save: Callable[[Settings], None], parent: QWidget | None = None) -> None:
+                 save: Callable[[Settings], None], parent: QWidget | None = None,
+                 paths: AppPaths | None = None) -> None:
         super().__init__(parent)
+        self._paths = paths
         self._discover = discover
         self._settings = settings
         self._save = save
@@ -96,6 +103,20 @@ class LinksPage(WizardPage):
         row.addStretch(1)
         row.addWidget(self.link_button)
         self.layout_.addLayout(row)
+        self.share_box = QCheckBox(f"Let the linked ComfyUI see this app's models too (adds "
+                                   f"an '{SECTION}:' section to its {FILE_NAME})")
+        self.share_box.setObjectName("links_share_models")
+        self.share_box.setChecked(True)
+        self.share_box.setVisible(paths is not None)
+        if paths is not None:
+            self.share_box.setToolTip(
+                f"Writes one section named '{SECTION}' into {FILE_NAME} in the ComfyUI folder "
+                f"(the file is created if it is not there), listing {paths.models} (in "
+                f"ComfyUI's layout: checkpoints, vae, loras, …) and {paths.loras}, so models "
+                "downloaded here and trained LoRAs show up when you start that ComfyUI "
+                "yourself. Your own sections and comments are kept exactly; linking again "
+                "replaces only that section.")
+        self.layout_.addWidget(self.share_box)
         self.message = note("", subtle=True)
         self.message.setObjectName("links_message")
         self.layout_.addWidget(self.message)
@@ -242,3 +263,30 @@ class LinksPage(WizardPage):
         if self.found is not None:
             self._on_found(self.found)
         self.completeness_changed.emit()
+        if comfy is not None and self._paths is not None and self.share_box.isChecked():
+            self.share_models(comfy.folder)
+
+    def share_models(self, comfy_folder: Path) -> None:
+        """Write our section into ``comfy_folder``'s extra_model_paths.yaml (off the UI
+        thread); the message says what was written, or why nothing was."""
+        paths = self._paths
+        assert paths is not None
+        said = self.message.text()
+
+        def write() -> LinkResult:
+            ensure_model_layout(paths.models)
+            return link_comfyui(comfy_folder, paths.models, paths.loras)
+
+        def done(result: LinkResult) -> None:
+            what = {"created": "Created", "added": "Added the '{s}:' section to",
+                    "replaced": "Updated the '{s}:' section in",
+                    "unchanged": "The '{s}:' section is already in"}[result.action]
+            self.message.setText(f"{said} {what.format(s=SECTION)} {result.path}: that "
+                                 f"ComfyUI now lists {paths.models} too.")
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("linking the models folder into {}: {}", comfy_folder, exc)
+            self.message.setText(f"{said} Its {FILE_NAME} was not changed: {exc}")
+
+        BackgroundOp(parent=self, op=write).success(done).failure(failed) \
+            .supersede("extra-paths").run()

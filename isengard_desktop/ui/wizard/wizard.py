@@ -67,7 +67,7 @@ class FirstRunWizard(QDialog):
         self.machine = MachinePage(read_machine)
         self.data = DataFolderPage(paths)
         self.runtime = RuntimePage(runtime, find_python, download_sizes)
-        self.links = LinksPage(discover, settings, save_settings)
+        self.links = LinksPage(discover, settings, save_settings, paths=paths)
         self.character = CharacterPage()
         self.pages: list[WizardPage] = [self.welcome, self.machine, self.data, self.runtime,
                                         self.links, self.character]
