@@ -1,0 +1,150 @@
+"""The wizard's "Base models" page: families pre-ticked from the detected GPU, files the user
+already has shown as such and never queued, Download queues exactly the missing files."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from isengard_desktop.core.models_catalogue import load_catalogue
+from isengard_desktop.core.paths import resolve_paths
+from isengard_desktop.ui.wizard import FirstRunWizard
+from isengard_desktop.ui.wizard.base_models_page import BaseModelsPage
+from tests.helpers.wizard_fakes import (GTX_1060, RTX_3060, FakeRuntime, SettingsStore,
+                                        lock_for, machine, trainer_python_none)
+from isengard_desktop.core.hardware.machine import GpuInfo, GpuVendor
+from isengard_desktop.core.discovery import discover
+
+RTX_4090 = dataclasses.replace(RTX_3060, name="NVIDIA GeForce RTX 4090", vram_mb=24564)
+RTX_4060TI_16 = dataclasses.replace(RTX_3060, name="NVIDIA GeForce RTX 4060 Ti", vram_mb=16380)
+assert isinstance(RTX_4090, GpuInfo) and RTX_4090.vendor is GpuVendor.NVIDIA
+
+
+class FakeDownloads:
+    """Records what DownloadService.enqueue_catalogue_file was asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path]] = []
+
+    def enqueue_catalogue_file(self, item, models_root: Path) -> Path:
+        self.calls.append((item.id, models_root))
+        return models_root / item.folder / item.name
+
+
+def make_page(qtbot, store=None, downloads=None):
+    paths = resolve_paths().ensure()
+    store = store or SettingsStore()
+    page = BaseModelsPage(paths, store.get, downloads)
+    qtbot.addWidget(page)
+    page.resize(680, 520)
+    page.show()
+    page.refresh()
+    qtbot.waitUntil(lambda: page.catalogue is not None, timeout=5000)
+    return page, paths
+
+
+def ticked(page) -> set[str]:
+    return {k for k, b in page.boxes.items() if b.isChecked()}
+
+
+@pytest.mark.parametrize("gpu, expected", [
+    (RTX_4090, {"flux-dev"}),
+    (RTX_4060TI_16, {"sdxl", "flux-schnell"}),
+    (RTX_3060, {"sdxl", "flux-schnell"}),
+    (GTX_1060, {"sd15", "sdxl"}),
+    (None, {"sd15"}),
+])
+def test_families_are_ticked_from_the_detected_gpu(qtbot, tmp_path, gpu, expected):
+    info = machine(gpu) if gpu is not None else machine()
+    store = SettingsStore()
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    wizard = FirstRunWizard(resolve_paths().ensure(), store.get, store.update,
+                            FakeRuntime(tmp_path / "rt"), lambda: (info, lock_for(info)),
+                            trainer_python_none, lambda: discover(home, env={}, os_name="Linux"),
+                            downloads=FakeDownloads())
+    qtbot.addWidget(wizard)
+    wizard.show()
+    wizard.go_to("base_models")
+    page = wizard.base_models
+    qtbot.waitUntil(lambda: page.machine_known and page.catalogue is not None
+                    and len(page.boxes) == 5, timeout=5000)
+    assert ticked(page) == expected
+    if gpu is not None and gpu.vram_mb <= 16 * 1024:
+        assert "fp8 T5" in page.details["flux-schnell"].text()
+    assert "non-commercial" in page.details["flux-dev"].text()
+    assert "non-commercial" not in page.details["flux-schnell"].text()
+
+
+def test_already_have_and_download_enqueues_only_missing_files(qtbot, tmp_path):
+    cat = load_catalogue()
+    linked = tmp_path / "my-comfy-models"
+    store = SettingsStore(dataclasses.replace(SettingsStore().settings,
+                                              model_folders=[str(linked)]))
+    paths = resolve_paths().ensure()
+    # SD 1.5 already in the app's models folder (name + the catalogue's exact size) ...
+    sd15 = cat.files["sd15-checkpoint"]
+    (paths.models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    with open(paths.models / "checkpoints" / sd15.name, "wb") as fh:
+        fh.truncate(sd15.size)
+    # ... a wrong-size copy of the IP-Adapter file does not count; the SDXL VAE (size unknown
+    # in the catalogue) in a linked folder counts by name
+    (linked / "vae").mkdir(parents=True)
+    (linked / "vae" / cat.files["sdxl-vae"].name).write_bytes(b"x")
+    downloads = FakeDownloads()
+    page, _ = make_page(qtbot, store, downloads)
+    page.set_vram(8.0)
+    assert ticked(page) == {"sdxl"}                      # sd15 is already here: not ticked
+    assert not page.boxes["sd15"].isEnabled()
+    assert "already have all files" in page.details["sd15"].text()
+    assert "already have 1 of 2 files" in page.details["sdxl"].text()
+    assert page.present["sdxl-vae"].path == linked / "vae" / "sdxl_vae.safetensors"
+    assert page.total.text() == "To download: 1 file(s), 6.9 GB"
+    page.boxes["flux-schnell"].setChecked(True)
+    qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)
+    assert [c[0] for c in downloads.calls] == [
+        "sdxl-checkpoint", "flux-schnell-transformer", "clip-l", "t5xxl-fp16", "flux-ae",
+        "t5xxl-fp8"]
+    assert {c[1] for c in downloads.calls} == {paths.models}
+    assert "Queued 6 file(s)" in page.message.text()
+    assert page.complete
+    # ticking SDXL again queues nothing twice
+    page.boxes["sdxl"].setChecked(True)
+    assert not page.download_button.isEnabled()
+
+
+def test_without_a_download_service_download_is_off(qtbot):
+    page, _ = make_page(qtbot)
+    page.set_vram(24.0)
+    assert ticked(page) == {"flux-dev"}
+    assert not page.download_button.isEnabled()
+    assert "not available" in page.download_button.toolTip()
+
+
+def test_base_models_page_screenshot(qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from isengard_desktop.ui.theme import apply_dark_theme
+
+    apply_dark_theme(QApplication.instance())
+    info = machine(RTX_3060)
+    store = SettingsStore()
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    wizard = FirstRunWizard(resolve_paths().ensure(), store.get, store.update,
+                            FakeRuntime(tmp_path / "rt"), lambda: (info, lock_for(info)),
+                            trainer_python_none, lambda: discover(home, env={}, os_name="Linux"),
+                            downloads=FakeDownloads())
+    qtbot.addWidget(wizard)
+    wizard.resize(900, 600)
+    wizard.show()
+    wizard.go_to("base_models")
+    page = wizard.base_models
+    qtbot.waitUntil(lambda: page.machine_known and len(page.boxes) == 5, timeout=5000)
+    wizard.grab().save("/tmp/wizard_base_models.png")
+    # everything fits: the Download button and the last family are inside the page
+    assert page.download_button.isVisible()
+    assert page.download_button.geometry().bottom() <= page.height()
