@@ -6,13 +6,18 @@ GPU of a given size. Qt-free; plain functions over a loaded :class:`Catalogue`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-from .models_catalogue import Catalogue, CatalogueFile, Family, Present
+from loguru import logger
+
+from .models_catalogue import (Catalogue, CatalogueError, CatalogueFile, Family, Present,
+                               load_catalogue)
 
 __all__ = ["FamilySet", "family_set", "family_sets", "file_size", "missing_files",
-           "offer_text", "recommended_families", "size_text"]
+           "offer_for", "offer_text", "recommended_families", "shipped_catalogue",
+           "size_text", "suggested_family"]
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(KB|MB|GB|TB)\s*", re.IGNORECASE)
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -112,3 +117,29 @@ def offer_text(catalogue: Catalogue, family: str, purpose: str = "train",
     files = catalogue.files_for(family, purpose, vram_gb)
     label = catalogue.families[family].label
     return f"Get the {label} base model ({size_text(sum(file_size(f) for f in files))})"
+
+
+@functools.cache
+def shipped_catalogue() -> Catalogue | None:
+    """The shipped catalogue, read once per process (a ~15 KB resource file, like the theme);
+    None when it is broken (logged)."""
+    try:
+        return load_catalogue()
+    except CatalogueError as exc:
+        logger.error("the model catalogue cannot be used: {}", exc)
+        return None
+
+
+def suggested_family(vram_gb: float | None) -> str:
+    """The family a "Get the … base model" notice offers when none is chosen: SDXL where the
+    card is ticked for it, else what the card is ticked for (SD 1.5 without a GPU)."""
+    ticked = recommended_families(vram_gb)
+    return "sdxl" if "sdxl" in ticked else sorted(ticked)[0]
+
+
+def offer_for(family: str | None, purpose: str = "train", vram_gb: float | None = None) -> str:
+    """:func:`offer_text` with the shipped catalogue; "" for a family it does not know."""
+    cat = shipped_catalogue()
+    if cat is None or not family or family not in cat.families:
+        return ""
+    return offer_text(cat, family, purpose, vram_gb)
