@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from isengard_desktop.core.models_catalogue import load_catalogue
+from isengard_desktop.core.models_catalogue import (Catalogue, CatalogueFile, Family,
+                                                   load_catalogue)
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.ui.wizard import FirstRunWizard
 from isengard_desktop.ui.wizard.base_models_page import BaseModelsPage
@@ -17,6 +18,8 @@ from tests.helpers.wizard_fakes import (GTX_1060, RTX_3060, FakeRuntime, Setting
                                         lock_for, machine, trainer_python_none)
 from isengard_desktop.core.hardware.machine import GpuInfo, GpuVendor
 from isengard_desktop.core.discovery import discover
+from tests.gui.test_downloads_panel import host, service  # noqa: F401 - fixtures
+from tests.helpers.download_host import HostedFile, generated_bytes
 
 RTX_4090 = dataclasses.replace(RTX_3060, name="NVIDIA GeForce RTX 4090", vram_mb=24564)
 RTX_4060TI_16 = dataclasses.replace(RTX_3060, name="NVIDIA GeForce RTX 4060 Ti", vram_mb=16380)
@@ -148,3 +151,45 @@ def test_base_models_page_screenshot(qtbot, tmp_path):
     # everything fits: the Download button and the last family are inside the page
     assert page.download_button.isVisible()
     assert page.download_button.geometry().bottom() <= page.height()
+
+
+def test_download_with_the_real_service_fetches_only_the_missing_files(qtbot, host, service):
+    """Base models page → real DownloadService → local host: the missing files land in their
+    ComfyUI folders under the app's models folder; the one already there is never asked for;
+    afterwards the page shows the family as 'already have'."""
+    size = 256 * 1024
+    paths = resolve_paths().ensure()
+    hosted = {name: host.add(f"/org/resolve/main/{name}", HostedFile(size=size))
+              for name in ("sdxl.safetensors", "vae.safetensors", "sd15.safetensors")}
+
+    def file(fid: str, name: str, folder: str) -> CatalogueFile:
+        return CatalogueFile(id=fid, name=name, folder=folder,
+                             urls=(host.url(f"/org/resolve/main/{name}"),), page="",
+                             sha256=hosted[name].sha256, size=size, approx_size="",
+                             licence="test", non_commercial=False, gated=False, min_vram_gb=0)
+
+    files = {f.id: f for f in (file("xl", "sdxl.safetensors", "checkpoints"),
+                               file("xl-vae", "vae.safetensors", "vae"),
+                               file("one-five", "sd15.safetensors", "checkpoints"))}
+    fams = {"sd15": Family("sd15", "SD 1.5", ("one-five",), ("one-five",), (), 8, 4),
+            "sdxl": Family("sdxl", "SDXL", ("xl",), ("xl", "xl-vae"), (), 12, 8)}
+    cat = Catalogue(1, "test", fams, files, ())
+    (paths.models / "vae").mkdir(parents=True, exist_ok=True)
+    (paths.models / "vae" / "vae.safetensors").write_bytes(generated_bytes(size))
+    page = BaseModelsPage(paths, SettingsStore().get, service, catalogue=lambda: cat)
+    qtbot.addWidget(page)
+    page.refresh()
+    qtbot.waitUntil(lambda: page.catalogue is not None, timeout=5000)
+    page.set_vram(8.0)                                    # → SD 1.5 + SDXL ticked
+    assert page.total.text() == "To download: 2 file(s), 1 MB"
+    qtbot.mouseClick(page.download_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(service.views()) == 2
+                    and all(v.state == "done" for v in service.views()), timeout=20_000)
+    assert (paths.models / "checkpoints" / "sdxl.safetensors").read_bytes() == \
+        generated_bytes(size)
+    assert (paths.models / "checkpoints" / "sd15.safetensors").stat().st_size == size
+    assert not [r for r in host.requests if r.path.endswith("/vae.safetensors")]
+    page.refresh()
+    qtbot.waitUntil(lambda: "already have all files" in page.details["sdxl"].text(),
+                    timeout=5000)
+    assert not page.boxes["sdxl"].isEnabled() and page.complete
