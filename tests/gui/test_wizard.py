@@ -294,7 +294,8 @@ def test_linking_a_comfyui_writes_our_section_into_its_yaml(qtbot, make_wizard, 
     wizard.go_to("models")
     page = wizard.links
     assert page.share_box.isVisible() and page.share_box.isChecked()
-    assert "extra_model_paths.yaml" in page.share_box.text()
+    assert "'isengard:'" in page.share_note.text()
+    assert "extra_model_paths.yaml" in page.share_note.text()
     assert str(resolve_paths().models) in page.share_box.toolTip()
     qtbot.mouseClick(page.link_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "section" in page.message.text(), timeout=5000)
@@ -306,6 +307,12 @@ def test_linking_a_comfyui_writes_our_section_into_its_yaml(qtbot, make_wizard, 
     assert parsed["isengard"]["base_path"] == str(resolve_paths().models)
     assert parsed["my_ui"] == {"base_path": "/x", "vae": "vae"}
     assert (resolve_paths().models / "checkpoints").is_dir()
+    # "Remove it" leaves the user's file as it was
+    assert page.unshare_button.isVisible()
+    qtbot.mouseClick(page.unshare_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Took the 'isengard:' section out" in page.message.text(),
+                    timeout=5000)
+    assert target.read_text() == user_yaml
 
 
 def test_linking_a_comfyui_with_a_broken_yaml_says_so_and_writes_nothing(qtbot, make_wizard,

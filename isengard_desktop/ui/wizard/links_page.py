@@ -17,7 +17,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QListWidget,
                                QListWidgetItem, QPushButton, QWidget)
 
-from ...core.comfy_extra_paths import FILE_NAME, SECTION, LinkResult, link_comfyui
+from ...core.comfy_extra_paths import (FILE_NAME, SECTION, LinkResult, link_comfyui,
+                                        unlink_comfyui)
 from ...core.discovery import ComfyInstall, Discovery, ModelFolder
 from ...core.paths import AppPaths, ensure_model_layout
 from ...core.settings import Settings
@@ -103,8 +104,7 @@ class LinksPage(WizardPage):
         row.addStretch(1)
         row.addWidget(self.link_button)
         self.layout_.addLayout(row)
-        self.share_box = QCheckBox(f"Let the linked ComfyUI see this app's models too (adds "
-                                   f"an '{SECTION}:' section to its {FILE_NAME})")
+        self.share_box = QCheckBox("Let the linked ComfyUI list this app's models too")
         self.share_box.setObjectName("links_share_models")
         self.share_box.setChecked(True)
         self.share_box.setVisible(paths is not None)
@@ -116,7 +116,23 @@ class LinksPage(WizardPage):
                 "downloaded here and trained LoRAs show up when you start that ComfyUI "
                 "yourself. Your own sections and comments are kept exactly; linking again "
                 "replaces only that section.")
-        self.layout_.addWidget(self.share_box)
+        self.unshare_button = QPushButton("Remove it")
+        self.unshare_button.setObjectName("links_unshare_models")
+        self.unshare_button.setToolTip(
+            f"Take the '{SECTION}:' section out of the linked ComfyUI's {FILE_NAME} again "
+            "(only that section: the rest of the file is left exactly as it was; a file the "
+            "app created with nothing else in it is removed).")
+        self.unshare_button.clicked.connect(self.unshare_models)
+        share_row = QHBoxLayout()
+        share_row.addWidget(self.share_box, 1)
+        share_row.addWidget(self.unshare_button)
+        self.layout_.addLayout(share_row)
+        self.share_note = note(f"Writes one section, '{SECTION}:', into {FILE_NAME} in that "
+                               "ComfyUI's folder (created if missing). Your other sections "
+                               "and comments stay exactly as they are.", subtle=True)
+        self.share_note.setObjectName("links_share_note")
+        self.share_note.setVisible(paths is not None)
+        self.layout_.addWidget(self.share_note)
         self.message = note("", subtle=True)
         self.message.setObjectName("links_message")
         self.layout_.addWidget(self.message)
@@ -229,6 +245,8 @@ class LinksPage(WizardPage):
 
     def _update_buttons(self) -> None:
         self.link_button.setEnabled(bool(self.checked()))
+        self.unshare_button.setVisible(self._paths is not None
+                                       and bool(self._settings().comfyui_folder))
 
     def add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "A folder of model files")
@@ -290,3 +308,24 @@ class LinksPage(WizardPage):
 
         BackgroundOp(parent=self, op=write).success(done).failure(failed) \
             .supersede("extra-paths").run()
+
+    def unshare_models(self) -> None:
+        """Take our section out of the linked ComfyUI's extra_model_paths.yaml (off the UI
+        thread)."""
+        folder = self._settings().comfyui_folder
+        if not folder:
+            return
+        comfy_folder = Path(folder)
+
+        def done(result: LinkResult) -> None:
+            what = {"removed": f"Took the '{SECTION}:' section out of {result.path}.",
+                    "deleted": f"Removed {result.path} (the app had created it).",
+                    "unchanged": f"{result.path} has no '{SECTION}:' section."}[result.action]
+            self.message.setText(what)
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("unlinking the models folder from {}: {}", comfy_folder, exc)
+            self.message.setText(f"Nothing was changed: {exc}")
+
+        BackgroundOp(parent=self, op=lambda: unlink_comfyui(comfy_folder)).success(done) \
+            .failure(failed).supersede("extra-paths").run()
