@@ -193,3 +193,33 @@ def test_download_with_the_real_service_fetches_only_the_missing_files(qtbot, ho
     qtbot.waitUntil(lambda: "already have all files" in page.details["sdxl"].text(),
                     timeout=5000)
     assert not page.boxes["sdxl"].isEnabled() and page.complete
+
+
+def test_the_page_never_reaches_for_the_network_until_download(qtbot, monkeypatch):
+    """With every socket connection refused except loopback, the page reads the catalogue,
+    looks for files and ticks families; only Download hands files to the service."""
+    import socket
+
+    tried: list[object] = []
+    real_connect = socket.socket.connect
+
+    def loopback_only(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") \
+                and self.family in (socket.AF_INET, socket.AF_INET6):
+            tried.append(address)
+            raise OSError("network blocked by the test")
+        return real_connect(self, address)
+
+    def no_dns(*args, **kwargs):
+        tried.append(args)
+        raise OSError("DNS blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    downloads = FakeDownloads()
+    page, _ = make_page(qtbot, downloads=downloads)
+    page.set_vram(12.0)
+    page.refresh()
+    qtbot.wait(200)
+    assert ticked(page) == {"sdxl", "flux-schnell"} and downloads.calls == [] and tried == []
