@@ -61,6 +61,9 @@ def test_training_banners_open_the_wizard_at_their_page(qt_asyncio_loop, qtbot, 
     assert offer.group(2) == {"SD 1.5": "4.3", "SDXL": "6.9"}[offer.group(1)]
     click(qtbot, tab.models_banner.button)
     assert ctx.wizard is wizard and wizard.current_page() == "base_models"   # one assistant
+    family = {"SD 1.5": "sd15", "SDXL": "sdxl"}[offer.group(1)]
+    qtbot.waitUntil(lambda: family in wizard.base_models.boxes, timeout=5000)
+    assert wizard.base_models.boxes[family].isChecked()          # the one the banner offered
     # no usable GPU: the page about this computer
     tab.set_gpu_status(GpuStatus(usable=False, hint="cpu", why="no CUDA device"))
     assert tab.grab().save("/tmp/wizard_banners_training.png")     # looked at by hand
@@ -147,6 +150,7 @@ def test_generate_banner_no_comfyui_then_no_model(qt_asyncio_loop, qtbot, make_a
     # the page it opens offers SDXL with the same total
     qtbot.waitUntil(lambda: "sdxl" in wizard.base_models.boxes, timeout=5000)
     assert wizard.base_models.boxes["sdxl"].text() == "SDXL — 7.3 GB"
+    assert wizard.base_models.boxes["sdxl"].isChecked()
 
 
 def test_generate_banner_hides_when_a_model_is_there(qt_asyncio_loop, qtbot, make_app,

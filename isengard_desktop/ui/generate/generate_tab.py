@@ -220,7 +220,7 @@ class GenerateTab(QWidget):
                     f"The ComfyUI server has no {family_label(family)} model. {offer} into "
                     "the app's models folder (every ComfyUI the app starts lists it), or link "
                     "the folders of models you already have.",
-                    f"Get {family_label(family)}…", "base_models",
+                    f"Get {family_label(family)}…", f"base_models:{family}",
                     "Open the set-up assistant's Base models page: pick the families to "
                     "download (size, VRAM and licence shown); files you already have are not "
                     "fetched again.")

@@ -290,7 +290,7 @@ class TrainingTab(QWidget):
             self.models_banner.show_notice(
                 f"No base model found. {offer}, or link the models you already have "
                 "(ComfyUI, A1111/Forge, Stability Matrix) or add a folder in Settings → "
-                "Folders.", f"Get {label}…", "base_models",
+                "Folders.", f"Get {label}…", f"base_models:{family}",
                 "Open the set-up assistant's Base models page: pick the families to download "
                 "(size, VRAM and licence shown); files you already have are not fetched again. "
                 "Its previous page links the models you already have.")

@@ -72,6 +72,7 @@ class BaseModelsPage(WizardPage):
         self.details: dict[str, QLabel] = {}
         self.queued: list[str] = []
         self._touched = False
+        self._wanted: set[str] = set()
         self.layout_.addWidget(heading("Base models"))
         self.layout_.addWidget(note(
             "Training and generating need a base model. Tick the families to download; files "
@@ -125,6 +126,13 @@ class BaseModelsPage(WizardPage):
         if self.catalogue is not None:
             self._build()
 
+    def want_family(self, family: str) -> None:
+        """Tick ``family`` (a tab's "Get the … base model" button asked for it)."""
+        self._wanted.add(family)
+        box = self.boxes.get(family)
+        if box is not None and box.isEnabled():
+            box.setChecked(True)
+
     def refresh(self) -> None:
         """Read the catalogue and look for the files again (off the UI thread)."""
         paths, settings, catalogue = self._paths, self._settings(), self._catalogue
@@ -169,7 +177,8 @@ class BaseModelsPage(WizardPage):
                 box.setEnabled(False)
                 box.setChecked(False)
             else:
-                box.setChecked(fid in ticked if self._touched else fid in pre)
+                box.setChecked((fid in ticked if self._touched else fid in pre)
+                               or fid in self._wanted)
             box.toggled.connect(self._on_toggled)
             self.boxes[fid] = box
             self.details[fid] = detail

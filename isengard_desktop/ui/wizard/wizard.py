@@ -145,7 +145,11 @@ class FirstRunWizard(QDialog):
 
     def go_to(self, page: str | int) -> None:
         """Show ``page`` (a key from :data:`PAGES`, or an index); unknown keys show the
-        first page."""
+        first page. ``"base_models:sdxl"`` also ticks that family there."""
+        if isinstance(page, str) and ":" in page:
+            page, _, family = page.partition(":")
+            if page == "base_models" and family:
+                self.base_models.want_family(family)
         index = PAGES.index(page) if isinstance(page, str) and page in PAGES else page
         if not isinstance(index, int):
             index = 0
