@@ -377,7 +377,7 @@ def open_wizard(ctx: AppContext, page: str = "") -> FirstRunWizard:
         wizard = FirstRunWizard(
             paths, lambda: ctx.settings.settings, ctx.settings.update, ctx.runtime,
             lambda: read_machine(paths), lambda: trainer_python(paths), discover,
-            parent=ctx.window)
+            parent=ctx.window, downloads=ctx.downloads)
         wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         wizard.create_character_requested.connect(lambda: _create_first_character(ctx))
         # finished (not destroyed: deletion waits for the event loop's next turn)

@@ -29,6 +29,13 @@ _PIPELINES = {
     "ChromaPipeline": "chroma",
 }
 _SKIP_DIRS = {".git", "__pycache__", ".cache"}
+# folders of a ComfyUI-layout models folder (the app's own, a linked ComfyUI's) that hold
+# components and add-ons, never base models: not listed as base models (compared lower-case)
+COMPONENT_DIRS = frozenset({
+    "text_encoders", "clip", "vae", "vae_approx", "loras", "lora", "lycoris", "controlnet",
+    "clip_vision", "ipadapter", "upscale_models", "esrgan", "ultralytics", "sams",
+    "embeddings", "hypernetworks", "style_models", "gligen", "photomaker",
+})
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,10 @@ def model_search_folders(app_models: Path | str, model_folders: Iterable[str],
 def scan_model_folders(folders: Iterable[Path | str]) -> list[ModelInfo]:
     """Every .safetensors file and diffusers folder under ``folders`` (recursive), sorted by
     family then name. Missing folders are skipped. LoRA files (small, ``lora`` in the header
-    keys) are not base models and are left out."""
+    keys) are not base models and are left out, and so are ComfyUI's component folders
+    (``text_encoders/``, ``vae/``, ``loras/``, … :data:`COMPONENT_DIRS`) below a scanned
+    folder: the app's models folder keeps ComfyUI's layout and only ``checkpoints/`` and
+    ``diffusion_models/`` (``unet/``) hold base models there."""
     found: dict[Path, ModelInfo] = {}
     for folder in folders:
         root = Path(folder).expanduser()
@@ -162,6 +172,7 @@ def scan_model_folders(folders: Iterable[Path | str]) -> list[ModelInfo]:
                 dirnames[:] = []   # don't list a pipeline's component files
                 continue
             dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS
+                                 and d.lower() not in COMPONENT_DIRS
                                  and not d.startswith("."))
             for name in sorted(filenames):
                 if name.lower().endswith(".safetensors") and not name.startswith("."):

@@ -16,6 +16,20 @@ import platformdirs
 
 ENV_HOME = "ISENGARD_HOME"
 _APP = "isengard-desktop"
+# the app's models folder uses ComfyUI's layout: these sub-folders (the catalogue's ``folder``
+# values and the other folders ComfyUI lists); created on demand by ensure_model_layout
+MODEL_LAYOUT = ("checkpoints", "diffusion_models", "text_encoders", "vae", "loras",
+                "controlnet", "clip_vision", "ipadapter", "upscale_models", "ultralytics/bbox",
+                "ultralytics/segm", "sams", "embeddings")
+
+
+def ensure_model_layout(models: Path) -> list[Path]:
+    """Create ComfyUI's sub-folders in ``models`` (those missing); returns them all.
+    Blocking (a few mkdirs): call it off the UI thread."""
+    folders = [models / name for name in MODEL_LAYOUT]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,10 @@ class AppPaths:
     @property
     def settings_file(self) -> Path:
         return self.config / "settings.json"
+
+    def ensure_model_layout(self) -> list[Path]:
+        """:func:`ensure_model_layout` for :attr:`models`."""
+        return ensure_model_layout(self.models)
 
     def ensure(self) -> AppPaths:
         for folder in (self.data, self.models, self.outputs, self.logs, self.tmp, self.cache,

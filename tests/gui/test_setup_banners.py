@@ -3,6 +3,8 @@ the assistant opens from Help and Settings, and by itself only on a real first r
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from isengard_desktop.app import open_settings, should_show_first_run
@@ -51,8 +53,17 @@ def test_training_banners_open_the_wizard_at_their_page(qt_asyncio_loop, qtbot, 
     # no base model in the (empty) model folders: the models page
     qtbot.waitUntil(tab.models_banner.isVisible, timeout=5000)
     assert "No base model found" in tab.models_banner.text()
+    # ... with the catalogue's offer for the family this card suits, and its size
+    offer = re.search(r"Get the (SD 1\.5|SDXL) base model \((\d+\.\d) GB\)",
+                      tab.models_banner.text())
+    assert offer is not None, tab.models_banner.text()
+    assert tab.models_banner.button.text() == f"Get {offer.group(1)}…"
+    assert offer.group(2) == {"SD 1.5": "4.3", "SDXL": "6.9"}[offer.group(1)]
     click(qtbot, tab.models_banner.button)
-    assert ctx.wizard is wizard and wizard.current_page() == "models"   # one assistant
+    assert ctx.wizard is wizard and wizard.current_page() == "base_models"   # one assistant
+    family = {"SD 1.5": "sd15", "SDXL": "sdxl"}[offer.group(1)]
+    qtbot.waitUntil(lambda: family in wizard.base_models.boxes, timeout=5000)
+    assert wizard.base_models.boxes[family].isChecked()          # the one the banner offered
     # no usable GPU: the page about this computer
     tab.set_gpu_status(GpuStatus(usable=False, hint="cpu", why="no CUDA device"))
     assert tab.grab().save("/tmp/wizard_banners_training.png")     # looked at by hand
@@ -127,9 +138,19 @@ def test_generate_banner_no_comfyui_then_no_model(qt_asyncio_loop, qtbot, make_a
     qtbot.waitUntil(lambda: any(s.state == "ready" for s in tab.backends.servers),
                     timeout=15_000)
     qtbot.waitUntil(lambda: "has no" in tab.setup_banner.text(), timeout=5000)
-    assert tab.setup_banner.isVisible() and "model" in tab.setup_banner.text()
+    assert tab.setup_banner.isVisible()
+    tab.form.set_family("sdxl")
+    tab.refresh_context()
+    qtbot.waitUntil(lambda: "Get the SDXL base model (7.3 GB)" in tab.setup_banner.text(),
+                    timeout=5000)
+    assert tab.setup_banner.text().startswith("The ComfyUI server has no SDXL model.")
+    assert tab.setup_banner.button.text() == "Get SDXL…"
     click(qtbot, tab.setup_banner.button)
-    wizard_at(qtbot, ctx, "models")
+    wizard = wizard_at(qtbot, ctx, "base_models")
+    # the page it opens offers SDXL with the same total
+    qtbot.waitUntil(lambda: "sdxl" in wizard.base_models.boxes, timeout=5000)
+    assert wizard.base_models.boxes["sdxl"].text() == "SDXL — 7.3 GB"
+    assert wizard.base_models.boxes["sdxl"].isChecked()
 
 
 def test_generate_banner_hides_when_a_model_is_there(qt_asyncio_loop, qtbot, make_app,

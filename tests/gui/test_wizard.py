@@ -281,3 +281,50 @@ def test_detection_failure_is_said_and_nothing_blocks(qtbot, make_wizard):
     assert wizard.machine.values["gpu"].text() == "unknown"
     qtbot.mouseClick(wizard.next_button, Qt.MouseButton.LeftButton)
     assert wizard.current_page() == "data"
+
+
+def test_linking_a_comfyui_writes_our_section_into_its_yaml(qtbot, make_wizard, tmp_path):
+    import yaml
+
+    home = tmp_path / "home"
+    comfy(home / "ComfyUI")
+    user_yaml = "# mine\nmy_ui:\n    base_path: /x\n    vae: vae\n"
+    (home / "ComfyUI" / "extra_model_paths.yaml").write_text(user_yaml)
+    wizard, store, _ = make_wizard(home=home)
+    wizard.go_to("models")
+    page = wizard.links
+    assert page.share_box.isVisible() and page.share_box.isChecked()
+    assert "'isengard:'" in page.share_note.text()
+    assert "extra_model_paths.yaml" in page.share_note.text()
+    assert str(resolve_paths().models) in page.share_box.toolTip()
+    qtbot.mouseClick(page.link_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "section" in page.message.text(), timeout=5000)
+    target = home / "ComfyUI" / "extra_model_paths.yaml"
+    assert f"Added the 'isengard:' section to {target}" in page.message.text()
+    text = target.read_text()
+    assert text.endswith(user_yaml)
+    parsed = yaml.safe_load(text)
+    assert parsed["isengard"]["base_path"] == str(resolve_paths().models)
+    assert parsed["my_ui"] == {"base_path": "/x", "vae": "vae"}
+    assert (resolve_paths().models / "checkpoints").is_dir()
+    # "Remove it" leaves the user's file as it was
+    assert page.unshare_button.isVisible()
+    qtbot.mouseClick(page.unshare_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Took the 'isengard:' section out" in page.message.text(),
+                    timeout=5000)
+    assert target.read_text() == user_yaml
+
+
+def test_linking_a_comfyui_with_a_broken_yaml_says_so_and_writes_nothing(qtbot, make_wizard,
+                                                                         tmp_path):
+    home = tmp_path / "home"
+    comfy(home / "ComfyUI")
+    target = home / "ComfyUI" / "extra_model_paths.yaml"
+    target.write_text("a:\n  b: [oops\n")
+    wizard, store, _ = make_wizard(home=home)
+    wizard.go_to("models")
+    qtbot.mouseClick(wizard.links.link_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "not changed" in wizard.links.message.text(), timeout=5000)
+    assert f"{target}, line 3" in wizard.links.message.text()
+    assert target.read_text() == "a:\n  b: [oops\n"
+    assert store.settings.comfyui_folder == str(home / "ComfyUI")   # the link itself stands

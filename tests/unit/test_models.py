@@ -97,3 +97,26 @@ def test_scan_finds_files_and_diffusers_folders_and_skips_loras(tmp_path):
     assert by_name == {"dream.safetensors": "sd15", "sdxl-base": "sdxl",
                        "flux1-dev.safetensors": "flux-dev", "flux-s": "flux-schnell"}
     assert [m.family for m in found] == ["sd15", "sdxl", "flux-dev", "flux-schnell"]
+
+
+def test_app_models_folder_in_comfyui_layout_lists_only_base_models(tmp_path):
+    """Downloads land in the app's models folder by catalogue folder; the base-model scan
+    (the same folder list the Training tab uses) finds the checkpoint and the Flux
+    transformer and not the text encoders, VAE, LoRAs or detectors beside them."""
+    from isengard_desktop.core.models import model_search_folders
+    from isengard_desktop.core.models_catalogue import load_catalogue
+    from isengard_desktop.core.paths import ensure_model_layout, resolve_paths
+
+    cat = load_catalogue()
+    models = resolve_paths().models
+    ensure_model_layout(models)
+    placed = {"sdxl-checkpoint": SDXL, "flux-dev-transformer": FLUX_DEV,
+              "clip-l": {"text_model.encoder.layers.0.mlp.fc1.weight": ("F16", [3072, 768])},
+              "flux-ae": {"decoder.conv_in.weight": ("F32", [512, 16, 3, 3])},
+              "sdxl-vae": {"decoder.conv_in.weight": ("F32", [512, 4, 3, 3])}}
+    for fid, tensors in placed.items():
+        write_header_only(models / cat.files[fid].relative_path, tensors)
+    found = scan_model_folders(model_search_folders(models, []))
+    assert [(m.path.relative_to(models).as_posix(), m.family) for m in found] == [
+        ("checkpoints/sd_xl_base_1.0.safetensors", "sdxl"),
+        ("diffusion_models/flux1-dev.safetensors", "flux-dev")]

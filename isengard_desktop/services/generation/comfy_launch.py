@@ -16,6 +16,7 @@ from loguru import logger
 
 from ...core.discovery import comfy_python
 from ...core.fsutil import atomic_write_text, replace
+from ...core.paths import ensure_model_layout
 
 __all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "desktop_hint",
            "find_python", "free_port", "plan_launch", "write_extra_model_paths"]
@@ -69,9 +70,11 @@ def desktop_hint(folder: Path) -> str:
             f"of {folder / '.venv'}.")
 
 
-def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str = "") -> Path:
-    """Write ComfyUI's extra-model-paths YAML naming our LoRA folder (and the sub-folders of
-    ``models_folder`` that exist) atomically; returns ``target``."""
+def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str = "",
+                            app_models: Path | None = None) -> Path:
+    """Write ComfyUI's extra-model-paths YAML naming our LoRA folder, the sub-folders of
+    ``models_folder`` that exist and, with ``app_models``, the app's own models folder in
+    ComfyUI's layout (its sub-folders are created here) atomically; returns ``target``."""
     import yaml
 
     data: dict[str, dict[str, str]] = {"isengard": {"loras": str(lora_folder)}}
@@ -80,6 +83,11 @@ def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str 
         subs = {name: str(root / name) for name in MODEL_SUBFOLDERS if (root / name).is_dir()}
         if subs:
             data["isengard_models"] = subs
+    if app_models is not None:
+        folders = ensure_model_layout(app_models)
+        data["isengard_app_models"] = {
+            str(f.relative_to(app_models)).replace("/", "_").replace("\\", "_"): str(f)
+            for f in folders}
     text = ("# Written by Isengard Desktop for the ComfyUI it starts; rewritten at each start.\n"
             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     atomic_write_text(target, text)
@@ -87,7 +95,7 @@ def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str 
 
 
 def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
-                config: Path) -> LaunchPlan:
+                config: Path, app_models: Path | None = None) -> LaunchPlan:
     """(worker thread) Check the folder and Python, write the YAML, pick a port.
     Raises :class:`LaunchProblem` naming what is wrong and how to fix it."""
     if not folder.strip():
@@ -117,7 +125,7 @@ def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
                                 f"{root}/venv. Choose the Python that ComfyUI runs with in "
                                 "Settings → ComfyUI.")
         exe = found
-    write_extra_model_paths(config, lora_folder, models_folder)
+    write_extra_model_paths(config, lora_folder, models_folder, app_models)
     port = free_port()
     args = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
             "--preview-method", "auto", "--extra-model-paths-config", str(config),

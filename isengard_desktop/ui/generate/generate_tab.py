@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QScrollArea, QS
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from ...core.comfy.jobs import GalleryItem, GenerationRequest, ServerStatus
+from ...core.model_sets import offer_for
 from ...core.types import Progress
 from ...services.background import BackgroundOp
 from ...services.database import ChangeSet
@@ -212,10 +213,22 @@ class GenerateTab(QWidget):
                 f"{problem} Check that it runs, or link another ComfyUI.",
                 "Set-up assistant…", "models", tip)
         elif problem is None and not has_models:
-            self.setup_banner.show_notice(
-                f"The ComfyUI server has no {family_label(self.form.family())} model. Copy "
-                "one into its models/checkpoints folder, or link the folders of models you "
-                "already have.", "Find models…", "models", tip)
+            family = self.form.family()
+            offer = offer_for(family, "generate")
+            if offer:
+                self.setup_banner.show_notice(
+                    f"The ComfyUI server has no {family_label(family)} model. {offer} into "
+                    "the app's models folder (every ComfyUI the app starts lists it), or link "
+                    "the folders of models you already have.",
+                    f"Get {family_label(family)}…", f"base_models:{family}",
+                    "Open the set-up assistant's Base models page: pick the families to "
+                    "download (size, VRAM and licence shown); files you already have are not "
+                    "fetched again.")
+            else:
+                self.setup_banner.show_notice(
+                    f"The ComfyUI server has no {family_label(family)} model. Copy one into "
+                    "its models/checkpoints folder, or link the folders of models you already "
+                    "have.", "Find models…", "models", tip)
         else:
             self.setup_banner.clear()
 

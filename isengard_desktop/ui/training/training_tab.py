@@ -27,7 +27,8 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QFileDialog, QScrollArea, QSplitter, QVBoxLayout,
                                QWidget)
 
-from ...core.models import ModelInfo
+from ...core.model_sets import offer_for, suggested_family
+from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.naming import folder_slug
 from ...core.runtime.python import PythonSource, TrainerPython
 from ...core.selftest_report import GpuStatus
@@ -131,6 +132,7 @@ class TrainingTab(QWidget):
         self._library = library
         self._training = training
         self._list_models = list_models
+        self._vram_gb = vram_gb
         self.selected_job_id: str | None = None
         self._models_asked = False
 
@@ -280,6 +282,18 @@ class TrainingTab(QWidget):
         self.form.set_models(models)
         if any(m.family for m in models):
             self.models_banner.clear()
+            return
+        family = suggested_family(self._vram_gb)
+        offer = offer_for(family, "train", self._vram_gb)
+        if offer:
+            label = FAMILY_LABELS.get(family, family)
+            self.models_banner.show_notice(
+                f"No base model found. {offer}, or link the models you already have "
+                "(ComfyUI, A1111/Forge, Stability Matrix) or add a folder in Settings → "
+                "Folders.", f"Get {label}…", f"base_models:{family}",
+                "Open the set-up assistant's Base models page: pick the families to download "
+                "(size, VRAM and licence shown); files you already have are not fetched again. "
+                "Its previous page links the models you already have.")
             return
         self.models_banner.show_notice(
             "No base model found. Link the models you already have (ComfyUI, A1111/Forge, "

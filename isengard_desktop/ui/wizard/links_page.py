@@ -1,7 +1,10 @@
 """The wizard's "Models and ComfyUI" page: finds ComfyUI installs, A1111/Forge and Stability
 Matrix model folders on this computer (``core.discovery``, off the UI thread) and links the ones
 the user ticks through the existing settings: ``comfyui_folder``/``comfyui_python``/
-``comfyui_models_folder`` for ComfyUI, ``model_folders`` for the others."""
+``comfyui_models_folder`` for ComfyUI, ``model_folders`` for the others. A linked ComfyUI can
+also be given the app's models folder: one ``isengard:`` section in its
+``extra_model_paths.yaml`` (``core.comfy_extra_paths``, written off the UI thread), so the
+ComfyUI the user runs themselves lists the models the app downloads."""
 
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ from pathlib import Path
 
 from loguru import logger
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QListWidget, QListWidgetItem,
-                               QPushButton, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QListWidget,
+                               QListWidgetItem, QPushButton, QWidget)
 
+from ...core.comfy_extra_paths import (FILE_NAME, SECTION, LinkResult, link_comfyui,
+                                        unlink_comfyui)
 from ...core.discovery import ComfyInstall, Discovery, ModelFolder
+from ...core.paths import AppPaths, ensure_model_layout
 from ...core.settings import Settings
 from ...services.background import BackgroundOp
 from .common import WizardPage, heading, note
@@ -52,8 +58,10 @@ class LinksPage(WizardPage):
     has_goal = True
 
     def __init__(self, discover: Discover, settings: Callable[[], Settings],
-                 save: Callable[[Settings], None], parent: QWidget | None = None) -> None:
+                 save: Callable[[Settings], None], parent: QWidget | None = None,
+                 paths: AppPaths | None = None) -> None:
         super().__init__(parent)
+        self._paths = paths
         self._discover = discover
         self._settings = settings
         self._save = save
@@ -96,6 +104,35 @@ class LinksPage(WizardPage):
         row.addStretch(1)
         row.addWidget(self.link_button)
         self.layout_.addLayout(row)
+        self.share_box = QCheckBox("Let the linked ComfyUI list this app's models too")
+        self.share_box.setObjectName("links_share_models")
+        self.share_box.setChecked(True)
+        self.share_box.setVisible(paths is not None)
+        if paths is not None:
+            self.share_box.setToolTip(
+                f"Writes one section named '{SECTION}' into {FILE_NAME} in the ComfyUI folder "
+                f"(the file is created if it is not there), listing {paths.models} (in "
+                f"ComfyUI's layout: checkpoints, vae, loras, …) and {paths.loras}, so models "
+                "downloaded here and trained LoRAs show up when you start that ComfyUI "
+                "yourself. Your own sections and comments are kept exactly; linking again "
+                "replaces only that section.")
+        self.unshare_button = QPushButton("Remove it")
+        self.unshare_button.setObjectName("links_unshare_models")
+        self.unshare_button.setToolTip(
+            f"Take the '{SECTION}:' section out of the linked ComfyUI's {FILE_NAME} again "
+            "(only that section: the rest of the file is left exactly as it was; a file the "
+            "app created with nothing else in it is removed).")
+        self.unshare_button.clicked.connect(self.unshare_models)
+        share_row = QHBoxLayout()
+        share_row.addWidget(self.share_box, 1)
+        share_row.addWidget(self.unshare_button)
+        self.layout_.addLayout(share_row)
+        self.share_note = note(f"Writes one section, '{SECTION}:', into {FILE_NAME} in that "
+                               "ComfyUI's folder (created if missing). Your other sections "
+                               "and comments stay exactly as they are.", subtle=True)
+        self.share_note.setObjectName("links_share_note")
+        self.share_note.setVisible(paths is not None)
+        self.layout_.addWidget(self.share_note)
         self.message = note("", subtle=True)
         self.message.setObjectName("links_message")
         self.layout_.addWidget(self.message)
@@ -208,6 +245,8 @@ class LinksPage(WizardPage):
 
     def _update_buttons(self) -> None:
         self.link_button.setEnabled(bool(self.checked()))
+        self.unshare_button.setVisible(self._paths is not None
+                                       and bool(self._settings().comfyui_folder))
 
     def add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "A folder of model files")
@@ -242,3 +281,51 @@ class LinksPage(WizardPage):
         if self.found is not None:
             self._on_found(self.found)
         self.completeness_changed.emit()
+        if comfy is not None and self._paths is not None and self.share_box.isChecked():
+            self.share_models(comfy.folder)
+
+    def share_models(self, comfy_folder: Path) -> None:
+        """Write our section into ``comfy_folder``'s extra_model_paths.yaml (off the UI
+        thread); the message says what was written, or why nothing was."""
+        paths = self._paths
+        assert paths is not None
+        said = self.message.text()
+
+        def write() -> LinkResult:
+            ensure_model_layout(paths.models)
+            return link_comfyui(comfy_folder, paths.models, paths.loras)
+
+        def done(result: LinkResult) -> None:
+            what = {"created": "Created", "added": "Added the '{s}:' section to",
+                    "replaced": "Updated the '{s}:' section in",
+                    "unchanged": "The '{s}:' section is already in"}[result.action]
+            self.message.setText(f"{said} {what.format(s=SECTION)} {result.path}: that "
+                                 f"ComfyUI now lists {paths.models} too.")
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("linking the models folder into {}: {}", comfy_folder, exc)
+            self.message.setText(f"{said} Its {FILE_NAME} was not changed: {exc}")
+
+        BackgroundOp(parent=self, op=write).success(done).failure(failed) \
+            .supersede("extra-paths").run()
+
+    def unshare_models(self) -> None:
+        """Take our section out of the linked ComfyUI's extra_model_paths.yaml (off the UI
+        thread)."""
+        folder = self._settings().comfyui_folder
+        if not folder:
+            return
+        comfy_folder = Path(folder)
+
+        def done(result: LinkResult) -> None:
+            what = {"removed": f"Took the '{SECTION}:' section out of {result.path}.",
+                    "deleted": f"Removed {result.path} (the app had created it).",
+                    "unchanged": f"{result.path} has no '{SECTION}:' section."}[result.action]
+            self.message.setText(what)
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("unlinking the models folder from {}: {}", comfy_folder, exc)
+            self.message.setText(f"Nothing was changed: {exc}")
+
+        BackgroundOp(parent=self, op=lambda: unlink_comfyui(comfy_folder)).success(done) \
+            .failure(failed).supersede("extra-paths").run()

@@ -5,7 +5,8 @@ time on the right. Every step can be skipped; closing it in any way marks it as 
 Everything it needs is injected (``app.py: open_wizard`` passes the real ones, tests pass
 fakes): the settings getter and saver, the runtime service, ``read_machine`` (GPU detection
 and the lock choice), ``find_python`` (``core.runtime.trainer_python``) and ``discover``
-(``core.discovery``). Detection and disk reads run off the UI thread (BackgroundOp).
+(``core.discovery``), and the download service for the "Base models" page. Detection and
+disk reads run off the UI thread (BackgroundOp).
 
 Signals:
     create_character_requested(): the last step's button: open Characters → New character.
@@ -27,6 +28,7 @@ from ...core.hardware.machine import MachineInfo
 from ...core.paths import AppPaths
 from ...core.runtime.status import RuntimeDevice
 from ...core.settings import Settings
+from .base_models_page import BaseModelsPage
 from .common import WizardPage
 from .links_page import Discover, LinksPage
 from .pages import CharacterPage, DataFolderPage, MachinePage, ReadMachine, WelcomePage
@@ -40,8 +42,13 @@ RADIO_STYLE = (
     "border: 1px solid #6b7384; background: #111318; }"
     "QRadioButton::indicator:checked { border: 1px solid #5b8def; background: qradialgradient("
     "cx:0.5, cy:0.5, radius:0.5, fx:0.5, fy:0.5, stop:0 #7ea6f5, stop:0.5 #7ea6f5, "
-    "stop:0.6 #111318, stop:1 #111318); }")
-PAGES = ("welcome", "machine", "data", "runtime", "models", "character")
+    "stop:0.6 #111318, stop:1 #111318); }"
+    # the same for tick boxes (the Base models page): a ring when off, filled blue when on
+    "QCheckBox::indicator { width: 12px; height: 12px; border-radius: 3px; "
+    "border: 1px solid #6b7384; background: #111318; }"
+    "QCheckBox::indicator:checked { border: 1px solid #5b8def; background: #5b8def; }"
+    "QCheckBox::indicator:disabled { border: 1px solid #3a3f4a; background: #1a1d23; }")
+PAGES = ("welcome", "machine", "data", "runtime", "models", "base_models", "character")
 SIZE = QSize(900, 600)
 
 
@@ -52,7 +59,7 @@ class FirstRunWizard(QDialog):
                  save_settings: Callable[[Settings], None], runtime: Any,
                  read_machine: ReadMachine, find_python: FindPython, discover: Discover,
                  download_sizes: Mapping[RuntimeDevice, int] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, downloads: Any = None) -> None:
         super().__init__(parent)
         self.setObjectName("first_run_wizard")
         self.setWindowTitle(f"Set up {APP_NAME}")
@@ -67,10 +74,11 @@ class FirstRunWizard(QDialog):
         self.machine = MachinePage(read_machine)
         self.data = DataFolderPage(paths)
         self.runtime = RuntimePage(runtime, find_python, download_sizes)
-        self.links = LinksPage(discover, settings, save_settings)
+        self.links = LinksPage(discover, settings, save_settings, paths=paths)
+        self.base_models = BaseModelsPage(paths, settings, downloads)
         self.character = CharacterPage()
         self.pages: list[WizardPage] = [self.welcome, self.machine, self.data, self.runtime,
-                                        self.links, self.character]
+                                        self.links, self.base_models, self.character]
         assert tuple(p.key for p in self.pages) == PAGES
 
         self.steps = QListWidget()
@@ -137,7 +145,11 @@ class FirstRunWizard(QDialog):
 
     def go_to(self, page: str | int) -> None:
         """Show ``page`` (a key from :data:`PAGES`, or an index); unknown keys show the
-        first page."""
+        first page. ``"base_models:sdxl"`` also ticks that family there."""
+        if isinstance(page, str) and ":" in page:
+            page, _, family = page.partition(":")
+            if page == "base_models" and family:
+                self.base_models.want_family(family)
         index = PAGES.index(page) if isinstance(page, str) and page in PAGES else page
         if not isinstance(index, int):
             index = 0
@@ -182,8 +194,11 @@ class FirstRunWizard(QDialog):
                                         "(Help → Set-up assistant…).")
 
     # -- results -------------------------------------------------------------------------------
-    def _on_machine_read(self, _machine: MachineInfo, lock: LockChoice) -> None:
+    def _on_machine_read(self, machine: MachineInfo, lock: LockChoice) -> None:
         self.runtime.set_lock(lock)
+        gpu = machine.best_gpu
+        self.base_models.set_vram(gpu.vram_mb / 1024 if gpu is not None and gpu.vram_mb
+                                  else None)
 
     def _create_character(self) -> None:
         self.accept()
