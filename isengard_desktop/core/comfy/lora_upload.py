@@ -22,7 +22,7 @@ import httpx
 
 from ..types import Progress
 
-__all__ = ["NODE_FOLDER", "NODE_NAME", "ROUTE", "SUBFOLDER", "NoUploadNode", "PushResult",
+__all__ = ["NODE_FOLDER", "NODE_NAME", "ROUTE", "SUBFOLDER", "LoraConflict", "NoUploadNode", "PushResult",
            "UploadError", "check_lora", "push_lora", "sha256_of"]
 
 NODE_NAME = "isengard_lora_upload"
@@ -34,6 +34,10 @@ CHUNK = 1 << 20
 
 class UploadError(Exception):
     """The server refused or the upload broke; ``str(e)`` says what and what to do."""
+
+
+class LoraConflict(UploadError):
+    """A different file of that name is already in the server's ``isengard/`` folder."""
 
 
 class NoUploadNode(UploadError):
@@ -76,7 +80,7 @@ def _refusal(server: str, name: str, response: httpx.Response) -> UploadError:
     if status == 503:
         return UploadError(f"ComfyUI at {server}: {why}")
     if status == 409:
-        return UploadError(f"ComfyUI at {server} already has a different {name} in "
+        return LoraConflict(f"ComfyUI at {server} already has a different {name} in "
                            f"models/loras/{SUBFOLDER}/ and never overwrites it: rename the "
                            "LoRA here or remove that file there.")
     if status == 413:
@@ -134,7 +138,7 @@ async def push_lora(http: httpx.AsyncClient, server: str, token: str, path: Path
     if answer.get("present"):
         return PushResult(listed, False, size)
     if answer.get("conflict"):
-        raise UploadError(f"ComfyUI at {server} already has a different {name} in "
+        raise LoraConflict(f"ComfyUI at {server} already has a different {name} in "
                           f"models/loras/{SUBFOLDER}/ and never overwrites it: rename the "
                           "LoRA here or remove that file there.")
 

@@ -143,6 +143,7 @@ class GenerationService(QObject):
         close every network client. Idempotent; never raises."""
         self.shutdown()
         await self._tasks.aclose(timeout_s=JOBS_END_TIMEOUT_S)
+        await self._runner.pusher.aclose()
         await self.pool.aclose()
 
     def _apply_settings(self, settings: Any) -> None:
@@ -310,6 +311,12 @@ class GenerationService(QObject):
         return lora_visibility(self.pool.views(), lora_path, lora_folder=str(self.paths.loras))
 
     # -- jobs ------------------------------------------------------------------------------
+    def set_upload_tokens(self, tokens: Any) -> None:
+        """``tokens(url) -> str | None``: a remote server's LoRA upload token (blocking, e.g.
+        the keyring; called on the file executor). With a token and our upload node on the
+        server, a job's LoRA is pushed there first (:mod:`.lora_push`)."""
+        self._runner.pusher.tokens = tokens
+
     def submit(self, request: GenerationRequest) -> str:
         """Start a job; returns its id. Progress, results and errors arrive as signals."""
         job_id = uuid.uuid4().hex[:12]
