@@ -384,7 +384,7 @@ class SettingsDialog(QDialog):
         index = self.tabs.addTab(self.trainers_page, "Trainers")
         self.tabs.setTabToolTip(index, "ai-toolkit, diffusion-pipe and kohya sd-scripts you "
                                        "already have: folders, Python, checks, what runs here.")
-        self.comfyui_page = ComfyUIPageWidget(settings)
+        self.comfyui_page = ComfyUIPageWidget(settings, secrets=secrets)
         index = self.tabs.addTab(self.comfyui_page, "ComfyUI")
         self.tabs.setTabToolTip(index, "ComfyUI for the Generate tab: on this computer and "
                                        "servers on your network.")
