@@ -23,7 +23,7 @@ import httpx
 from ..types import Progress
 
 __all__ = ["NODE_FOLDER", "NODE_NAME", "ROUTE", "SUBFOLDER", "LoraConflict", "NoUploadNode", "PushResult",
-           "UploadError", "check_lora", "push_lora", "sha256_of"]
+           "UploadError", "check_lora", "install_node", "push_lora", "sha256_of"]
 
 NODE_NAME = "isengard_lora_upload"
 NODE_FOLDER = Path(__file__).resolve().parents[3] / "resources" / "comfyui_nodes" / NODE_NAME
@@ -58,6 +58,26 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def install_node(custom_nodes: Path, source: Path = NODE_FOLDER) -> Path:
+    """Copy our node package into a ComfyUI's ``custom_nodes`` folder (blocking; worker
+    thread). Only its ``.py`` files travel (never a ``token.txt``, never ``__pycache__``); a
+    copy that is already the same is left alone. Returns the installed folder."""
+    from ..fsutil import atomic_write_bytes
+
+    target = custom_nodes / source.name
+    target.mkdir(parents=True, exist_ok=True)
+    for src in sorted(source.glob("*.py")):
+        data = src.read_bytes()
+        dest = target / src.name
+        try:
+            if dest.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        atomic_write_bytes(dest, data)
+    return target
 
 
 def _message(response: httpx.Response) -> str:
