@@ -243,3 +243,48 @@ def test_check_name_accepts_plain_names():
     check = lora_store_module().check_name
     for name in ("alice.safetensors", "Alice Smith v2.safetensors", "a-b_c.1.safetensors"):
         assert check(name) == name
+
+
+@pytest.mark.asyncio
+async def test_node_package_registers_its_routes_inside_comfyui(tmp_path, monkeypatch):
+    """ComfyUI's way: PromptServer.instance.routes is a RouteTableDef that server.add_routes()
+    adds to the app after custom nodes load; folder_paths.get_folder_paths("loras") lists the
+    LoRA folders, the first being models/loras. Stand-ins for both modules, then the real
+    package __init__ loaded like ComfyUI's load_custom_node (a package spec from the folder)."""
+    import importlib.util
+    import sys
+    import types
+
+    from isengard_desktop.core.comfy.lora_upload import NODE_FOLDER
+
+    routes = web.RouteTableDef()
+    server_mod = types.ModuleType("server")
+    server_mod.PromptServer = type("PromptServer", (), {})  # type: ignore[attr-defined]
+    server_mod.PromptServer.instance = types.SimpleNamespace(routes=routes)
+    loras = tmp_path / "ComfyUI" / "models" / "loras"
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_folder_paths = lambda name: [str(loras)] if name == "loras" else []
+    monkeypatch.setitem(sys.modules, "server", server_mod)
+    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+    monkeypatch.setenv("ISENGARD_UPLOAD_TOKEN", TOKEN)
+    name = "custom_nodes.isengard_lora_upload_test"
+    spec = importlib.util.spec_from_file_location(
+        name, NODE_FOLDER / "__init__.py", submodule_search_locations=[str(NODE_FOLDER)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    assert module.NODE_CLASS_MAPPINGS == {}
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        data = os.urandom(1234)
+        response = await post(url, "glue.safetensors", data)
+        assert response.status_code == 201, response.text
+    finally:
+        await runner.cleanup()
+    assert (loras / "isengard" / "glue.safetensors").read_bytes() == data

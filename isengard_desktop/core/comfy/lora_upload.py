@@ -23,10 +23,20 @@ import httpx
 from ..types import Progress
 
 __all__ = ["NODE_FOLDER", "NODE_NAME", "ROUTE", "SUBFOLDER", "LoraConflict", "NoUploadNode", "PushResult",
-           "UploadError", "check_lora", "install_node", "push_lora", "sha256_of"]
+           "UploadError", "check_lora", "install_node", "node_folder", "push_lora",
+           "sha256_of"]
 
 NODE_NAME = "isengard_lora_upload"
 NODE_FOLDER = Path(__file__).resolve().parents[3] / "resources" / "comfyui_nodes" / NODE_NAME
+
+
+def node_folder() -> Path:
+    """The shipped node folder (source tree, or ``resources/`` of a PyInstaller bundle, as
+    ``core/models_catalogue.py`` finds it)."""
+    import sys
+
+    bundle = getattr(sys, "_MEIPASS", None)
+    return Path(bundle) / "resources" / "comfyui_nodes" / NODE_NAME if bundle else NODE_FOLDER
 ROUTE = "/isengard/lora"
 SUBFOLDER = "isengard"
 CHUNK = 1 << 20
@@ -60,12 +70,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def install_node(custom_nodes: Path, source: Path = NODE_FOLDER) -> Path:
+def install_node(custom_nodes: Path, source: Path | None = None) -> Path:
     """Copy our node package into a ComfyUI's ``custom_nodes`` folder (blocking; worker
     thread). Only its ``.py`` files travel (never a ``token.txt``, never ``__pycache__``); a
     copy that is already the same is left alone. Returns the installed folder."""
     from ..fsutil import atomic_write_bytes
 
+    source = source or node_folder()
     target = custom_nodes / source.name
     target.mkdir(parents=True, exist_ok=True)
     for src in sorted(source.glob("*.py")):

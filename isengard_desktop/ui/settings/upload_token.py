@@ -37,9 +37,9 @@ INSTALL_TEXT = (
 
 
 def install_text() -> str:
-    from ...core.comfy.lora_upload import NODE_FOLDER
+    from ...core.comfy.lora_upload import node_folder
 
-    return INSTALL_TEXT.format(node=NODE_FOLDER)
+    return INSTALL_TEXT.format(node=node_folder())
 
 
 class UploadTokenWidget(QWidget):
