@@ -41,7 +41,7 @@ def test_lora_is_uploaded_once_and_named_in_the_workflow(harness, make_comfy_dou
     lora = harness.lora()
     kind, job, items = harness.outcome(service.submit(request(lora=lora)))
     assert kind == "finished", items
-    assert asked == [double.url]
+    assert set(asked) == {double.url}       # (the job, and the probe after set_upload_tokens)
     assert double.upload_node.posts == 1
     stored = double.upload_node.store.folder / LORA
     assert stored.read_bytes() == Path(lora.path).read_bytes()
@@ -67,7 +67,8 @@ def test_a_fresh_session_checks_and_does_not_upload_again(harness, make_comfy_do
     service.set_upload_tokens(lambda url: DEFAULT_TOKEN)
     kind, _, items = harness.outcome(service.submit(request(lora=lora)))
     assert kind == "finished", items
-    assert double.requests_by_method["GET /isengard/lora"] == 1
+    assert double.requests_by_method["GET /isengard/lora"] >= 1    # asked (probe + check)
+    assert double.requests_by_method["POST /isengard/lora"] == 0
     assert double.upload_node.posts == 0
     assert lora_names(double) == [f"isengard/{LORA}"]
 
@@ -113,3 +114,25 @@ def test_a_different_file_of_that_name_is_never_overwritten(harness, make_comfy_
     assert "different" in message and LORA in message
     assert (folder / LORA).read_bytes() == b"someone else's LoRA"
     assert double.accepted_prompts == []
+
+
+def test_the_lora_counts_as_available_where_it_can_be_pushed(harness, make_comfy_double):
+    """The Generate tab enables Generate from lora_visibility: a server with the node and its
+    token counts (the LoRA is pushed before the job); a refused token is named."""
+    good = make_comfy_double(models={"checkpoints": [SD15]}, with_upload_node=True)
+    bad = make_comfy_double(models={"checkpoints": [SD15]}, with_upload_node=True,
+                            upload_token="another-token")
+    plain = make_comfy_double(models={"checkpoints": [SD15]})
+    service = harness.start([good.url, bad.url, plain.url])
+    path = str(harness.lora().path)
+    rows = service.lora_visibility(path)
+    assert [r[1] for r in rows] == [False, False, False]        # no tokens yet
+    service.set_upload_tokens(lambda url: DEFAULT_TOKEN)
+    harness.qtbot.waitUntil(lambda: service.lora_visibility(path)[0][1], timeout=10_000)
+    harness.qtbot.waitUntil(lambda: "upload node" in service.lora_visibility(path)[1][2],
+                            timeout=10_000)
+    first, second, third = service.lora_visibility(path)
+    assert first[2] == f"isengard/{LORA} (uploaded before the first job)"
+    assert not second[1] and "refused the upload token" in second[2] and "copy" in second[2]
+    assert not third[1] and "copy" in third[2] and "upload node" not in third[2]
+    assert good.upload_node.posts == 0                          # asking uploads nothing

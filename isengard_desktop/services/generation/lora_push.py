@@ -9,7 +9,8 @@ again while the server lists it. Then those servers' model lists are re-read, so
 ``isengard/<file>`` and the workflow names it. A server without the node (404) or without a
 token is left alone: the routing's "copy the LoRA" message stays. Other refusals (wrong token,
 a different file of that name, too large) are kept and added to the job's error when no server
-can run it.
+can run it. :meth:`LoraPusher.probe` says ahead of a job whether a server can take pushes, so
+the Generate tab counts the LoRA as available there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from loguru import logger
 
-from ...core.comfy.lora_upload import (LoraConflict, NoUploadNode, UploadError,
+from ...core.comfy.lora_upload import (LoraConflict, NoUploadNode, UploadError, check_lora,
                                          push_lora, sha256_of)
 from ...core.comfy.routing import ModelNeed, rank_servers, resolve_name
 from ...core.types import Progress
@@ -44,6 +45,8 @@ class LoraPusher:
         self._hashes: dict[tuple[str, int, int], str] = {}      # (path, size, mtime) -> sha
         self._pushed: dict[tuple[str, str], str] = {}           # (url, sha) -> listed name
         self._http: Any = None
+        # server key -> (LoRAs can be pushed there, why not): read by probe()
+        self.state: dict[str, tuple[bool, str]] = {}
 
     async def aclose(self) -> None:
         http, self._http = self._http, None
@@ -65,6 +68,28 @@ class LoraPusher:
         if key not in self._hashes:
             self._hashes[key] = await await_executor(self.io, lambda: sha256_of(path))
         return self._hashes[key]
+
+    async def probe(self, server: Any) -> tuple[bool, str]:
+        """Whether LoRAs can be pushed to ``server`` (a token is set, the node answers and
+        takes it); kept in :attr:`state`. A server without the node or token: (False, "")."""
+        result: tuple[bool, str] = (False, "")
+        tokens = self.tokens
+        if tokens is not None and server.kind == "remote":
+            try:
+                token = await await_executor(self.io, partial(tokens, server.url))
+            except Exception as exc:       # keyring locked or refusing
+                token, result = None, (False, f"the upload token could not be read ({exc})")
+            if token:
+                try:
+                    await check_lora(self._client(server), server.url, token,
+                                     "probe.safetensors", "0" * 64)
+                    result = (True, "")
+                except NoUploadNode:
+                    result = (False, "")
+                except UploadError as exc:
+                    result = (False, str(exc))
+        self.state[server.key] = result
+        return result
 
     async def push(self, lora_path: str, needs: list[ModelNeed], job_id: str,
                    progress: Callable[[Progress], None]
