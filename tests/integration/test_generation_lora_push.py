@@ -129,10 +129,10 @@ def test_the_lora_counts_as_available_where_it_can_be_pushed(harness, make_comfy
     assert [r[1] for r in rows] == [False, False, False]        # no tokens yet
     service.set_upload_tokens(lambda url: DEFAULT_TOKEN)
     harness.qtbot.waitUntil(lambda: service.lora_visibility(path)[0][1], timeout=10_000)
-    harness.qtbot.waitUntil(lambda: "upload node" in service.lora_visibility(path)[1][2],
+    harness.qtbot.waitUntil(lambda: "(upload node:" in service.lora_visibility(path)[1][2],
                             timeout=10_000)
     first, second, third = service.lora_visibility(path)
     assert first[2] == f"isengard/{LORA} (uploaded before the first job)"
     assert not second[1] and "refused the upload token" in second[2] and "copy" in second[2]
-    assert not third[1] and "copy" in third[2] and "upload node" not in third[2]
+    assert not third[1] and "copy" in third[2] and "(upload node:" not in third[2]
     assert good.upload_node.posts == 0                          # asking uploads nothing

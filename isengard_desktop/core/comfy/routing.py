@@ -246,7 +246,8 @@ def _fix_hint(server: ServerView, need: ModelNeed, lora_folder: str) -> str:
         share = f" (or share {lora_folder} with that machine)" if lora_folder else \
             " (or share Isengard's LoRA folder with that machine)"
         return (f"copy {base} into that server's models/loras folder{share}, "
-                "then refresh the servers")
+                "then refresh the servers — or let Isengard upload it: install the upload "
+                "node there and save its token (Settings → ComfyUI → Upload token)")
     folder = _DISK_FOLDER.get(need.folder, need.folder)
     return (f"put {base} into models/{folder} on that server, or choose a model it lists")
 
