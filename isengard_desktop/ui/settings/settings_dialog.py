@@ -439,6 +439,8 @@ class SettingsDialog(QDialog):
             if not self.accounts_page.save_secret(key):
                 self.tabs.setCurrentWidget(self.accounts_page)
                 return
+        if self.comfyui_page.upload_token is not None:   # typed, Save token not pressed
+            self.comfyui_page.upload_token.save_pending()
         new = self.updated_settings()
         self._settings = new
         self.settings_saved.emit(new)

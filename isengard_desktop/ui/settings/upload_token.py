@@ -154,6 +154,11 @@ class UploadTokenWidget(QWidget):
             return
         self._write(value)
 
+    def save_pending(self) -> None:
+        """A token typed (for a selected server) but not saved: save it now (Settings' OK)."""
+        if self.token_edit.text().strip() and self._current_url():
+            self.save()
+
     def clear(self) -> None:
         self._write("")
 
