@@ -137,6 +137,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     # Secrets reach trainer children only through their environment (read at launch).
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     generation = GenerationService(paths, settings, library)
+    # a remote ComfyUI's LoRA upload token, read from the keyring on the generation io thread
+    generation.set_upload_tokens(lambda url: holder[0].secrets.server_token(url))
     characters = CharactersTab(library, thumbnails)
     checks = DatasetChecksService()
     dataset = DatasetTab(library, thumbnails, checks)

@@ -24,11 +24,12 @@ from loguru import logger
 from isengard_desktop.core.logging import add_redaction_value
 
 __all__ = [
-    "SECRETS", "SERVICE", "KeyringUnavailable", "SecretSpec", "SecretStore", "SecretStoreError",
+    "SECRETS", "SERVER_TOKEN_PREFIX", "SERVICE", "KeyringUnavailable", "SecretSpec", "SecretStore", "SecretStoreError",
     "install_hint", "spec_for",
 ]
 
 SERVICE = "isengard-desktop"
+SERVER_TOKEN_PREFIX = "comfyui_upload_token:"
 _PROBE_USER = "__isengard_probe__"
 _MASK = "••••"
 
@@ -245,6 +246,55 @@ class SecretStore:
         if len(value) < 12:
             return _MASK
         return f"{value[:3]}…{value[-4:]}"
+
+    # -- per-server tokens ------------------------------------------------------------------
+    # The LoRA upload token of a remote ComfyUI (our isengard_lora_upload node), one per
+    # server URL, under the keyring user ``comfyui_upload_token:<url>``. Never sent to children.
+
+    @staticmethod
+    def _server_user(url: str) -> str:
+        return f"{SERVER_TOKEN_PREFIX}{url.strip().rstrip('/')}"
+
+    def server_token(self, url: str) -> str | None:
+        """The upload token stored for ComfyUI server ``url``; None when unset or no keyring."""
+        if not self.available()[0]:
+            return None
+        try:
+            value = self._backend.get_password(SERVICE, self._server_user(url))
+        except KeyringError as exc:
+            raise SecretStoreError(
+                f"Could not read the upload token of {url} from the keyring: {exc}") from exc
+        if value:
+            add_redaction_value(value)
+            return value
+        return None
+
+    def set_server_token(self, url: str, value: str) -> None:
+        """Store (or replace) the upload token of ComfyUI server ``url``; an empty value
+        removes it. Raises like :meth:`set`."""
+        value = (value or "").strip()
+        if not value:
+            self.clear_server_token(url)
+            return
+        add_redaction_value(value)
+        self._require()
+        try:
+            self._backend.set_password(SERVICE, self._server_user(url), value)
+        except KeyringError as exc:
+            raise SecretStoreError(
+                f"The keyring refused to store the upload token of {url}: {exc}") from exc
+        logger.info("Stored the upload token of ComfyUI server {} in the OS keyring", url)
+
+    def clear_server_token(self, url: str) -> None:
+        """Remove the upload token of ComfyUI server ``url`` (nothing happens when unset)."""
+        self._require()
+        try:
+            self._backend.delete_password(SERVICE, self._server_user(url))
+        except PasswordDeleteError:
+            return
+        except KeyringError as exc:
+            raise SecretStoreError(
+                f"The keyring refused to remove the upload token of {url}: {exc}") from exc
 
     def env_for_child(self) -> dict[str, str]:
         """Environment variables for a child process, only for secrets that are set."""

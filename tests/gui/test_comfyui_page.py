@@ -43,3 +43,42 @@ def test_comfyui_page_check_says_what_is_missing(qtbot, tmp_path):
     page.server_list.setCurrentRow(0)
     click(qtbot, page.remove_button)
     assert page.remote_servers() == []
+
+
+def test_upload_token_is_saved_per_server_in_the_keyring(qtbot):
+    from isengard_desktop.core.secrets import SERVICE, SecretStore
+    from tests.helpers.keyring import MemoryKeyring
+
+    init_main_thread_bridge()
+    backend = MemoryKeyring()
+    page = ComfyUIPageWidget(Settings(remote_servers=["http://10.0.0.7:8188",
+                                                      "http://10.0.0.8:8188"]),
+                             secrets=SecretStore(backend))
+    qtbot.addWidget(page)
+    widget = page.upload_token
+    assert widget is not None and widget.token_edit.toolTip()
+    qtbot.waitUntil(lambda: "Select a server" in widget.state.text(), timeout=10_000)
+    click(qtbot, widget.save_button)                    # nothing selected, nothing typed
+    assert backend.store == {}
+    page.server_list.setCurrentRow(1)
+    qtbot.waitUntil(lambda: "no upload token" in widget.state.text(), timeout=10_000)
+    qtbot.keyClicks(widget.token_edit, "tok-123456789abcdef")
+    click(qtbot, widget.save_button)
+    qtbot.waitUntil(lambda: "upload token set" in widget.state.text(), timeout=10_000)
+    assert "tok…cdef" in widget.state.text() and "10.0.0.8" in widget.state.text()
+    assert widget.token_edit.text() == ""
+    assert backend.store == {(SERVICE, "comfyui_upload_token:http://10.0.0.8:8188"):
+                             "tok-123456789abcdef"}
+    page.server_list.setCurrentRow(0)                   # the other server has none
+    qtbot.waitUntil(lambda: "10.0.0.7:8188: no upload token" in widget.state.text(),
+                    timeout=10_000)
+    page.server_list.setCurrentRow(1)
+    qtbot.waitUntil(lambda: "upload token set" in widget.state.text(), timeout=10_000)
+    click(qtbot, widget.clear_button)
+    qtbot.waitUntil(lambda: "no upload token" in widget.state.text(), timeout=10_000)
+    assert backend.store == {}
+    click(qtbot, widget.help_button)
+    assert widget.help_box is not None
+    text = widget.help_box.text()
+    assert "custom_nodes" in text and "token.txt" in text and "isengard_lora_upload" in text
+    widget.help_box.close()

@@ -200,9 +200,18 @@ def test_model_folders_and_ok_emits_settings(qtbot, paths, backend, monkeypatch,
     dialog.tabs.setCurrentWidget(dialog.accounts_page)
     qtbot.keyClicks(find(dialog, QLineEdit, "secret_input_hf_token"), HF)
 
+    # and so is a remote server's upload token typed for the selected server
+    dialog.tabs.setCurrentWidget(dialog.comfyui_page)
+    dialog.comfyui_page.server_list.setCurrentRow(0)
+    qtbot.keyClicks(find(dialog, QLineEdit, "comfyui_upload_token_input"), "upload-tok-12345")
+
     with qtbot.waitSignal(dialog.settings_saved, timeout=1000) as blocker:
         dialog.accept()
     saved = blocker.args[0]
+    qtbot.waitUntil(lambda: (SERVICE, "comfyui_upload_token:http://gpu-box:8188")
+                    in backend.store, timeout=10_000)
+    assert backend.store[(SERVICE, "comfyui_upload_token:http://gpu-box:8188")] == \
+        "upload-tok-12345"
     assert saved.model_folders == [str(tmp_path / "loras")]
     assert saved.comfyui_models_folder == str(tmp_path / "comfy" / "models")
     assert saved.comfyui_folder == "/opt/comfy"

@@ -79,6 +79,12 @@ Constructor options (all keyword, all optional)
                    SaveImageWebsocket always sends PNG frames (format 2 / image/png).
 ``port``           0 (default: a free port, kept for restarts) or a fixed port.
 ``host``           default "127.0.0.1".
+``with_upload_node`` True: our ComfyUI node ``isengard_lora_upload`` is installed: its
+                   ``/isengard/lora`` routes (the real handler module) store LoRAs in
+                   ``loras_dir/isengard/`` (default: a temp folder), listed in the ``loras``
+                   choices as ``isengard/<file>``; ``upload_token`` (default
+                   ``comfy_double_upload.DEFAULT_TOKEN``; "" = no token configured, every
+                   upload refused). ``double.upload_node.posts`` counts uploads.
 
 Run-time switches (thread-safe; set them from any thread while the double runs)
 ---------------------------------------------------------------------------------
@@ -199,7 +205,9 @@ class ComfyDouble:
                  temp_dir: str | Path | None = None, step_delay: float = 0.0,
                  node_delay: float = 0.0, latency: float = 0.0, preview_method: str = "none",
                  port: int = 0, host: str = "127.0.0.1",
-                 fail_nodes: dict[str, str | tuple[str, str]] | None = None) -> None:
+                 fail_nodes: dict[str, str | tuple[str, str]] | None = None,
+                 with_upload_node: bool = False, upload_token: str | None = None,
+                 loras_dir: str | Path | None = None) -> None:
         self._lock = threading.RLock()
         self._models = normalize_models(models)
         self.models_provider = models_provider
@@ -214,6 +222,12 @@ class ComfyDouble:
         self.output_dir = self._folder(output_dir, "output")
         self.input_dir = self._folder(input_dir, "input")
         self.temp_dir = self._folder(temp_dir, "temp")
+        self.upload_node: Any = None
+        if with_upload_node:      # our custom node installed (tests/helpers/comfy_double_upload)
+            from tests.helpers.comfy_double_upload import DEFAULT_TOKEN, UploadNode
+
+            self.upload_node = UploadNode(self._folder(loras_dir, "loras"),
+                                          DEFAULT_TOKEN if upload_token is None else upload_token)
         self.step_delay = step_delay
         self.node_delay = node_delay
         self.latency = latency
@@ -469,9 +483,14 @@ class ComfyDouble:
 
     def _current_models(self) -> dict[str, list[str]]:
         if self.models_provider is not None:
-            return normalize_models(self.models_provider())
-        with self._lock:
-            return {k: list(v) for k, v in self._models.items()}
+            models = normalize_models(self.models_provider())
+        else:
+            with self._lock:
+                models = {k: list(v) for k, v in self._models.items()}
+        if self.upload_node is not None:
+            listed = models.get("loras", [])
+            models["loras"] = listed + [n for n in self.upload_node.listed() if n not in listed]
+        return models
 
     def add_input_image(self, name: str, size: tuple[int, int] = (64, 64),
                         color: tuple[int, int, int] = (200, 80, 40),

@@ -92,6 +92,8 @@ class DoubleServer(FilesMixin):
         r.add_get("/view", self.get_view)
         r.add_post("/upload/image", self.post_upload)
         r.add_get("/", self.get_root)
+        if self.double.upload_node is not None:      # custom node routes, as add_routes() does
+            self.double.upload_node.add_routes(r)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5,
                                     access_log=None)
         await self.runner.setup()

@@ -203,3 +203,28 @@ def test_fake_alt_backend_never_receives_the_secret() -> None:
     with pytest.raises(KeyringUnavailable, match="keyrings.alt"):
         SecretStore(backend).set("hf_token", HF)
     assert backend.store == {}
+
+
+def test_server_upload_tokens_are_per_server_and_redacted():
+    backend = MemoryKeyring()
+    store = SecretStore(backend)
+    a, b = "http://10.0.0.5:8188", "https://gpu.example.org"
+    assert store.server_token(a) is None
+    store.set_server_token(a + "/", "tok-aaaaaaaaaaaa")
+    store.set_server_token(b, "  tok-bbbbbbbbbbbb  ")
+    assert store.server_token(a) == "tok-aaaaaaaaaaaa"      # trailing slash is the same server
+    assert store.server_token(b) == "tok-bbbbbbbbbbbb"
+    assert redact("token tok-aaaaaaaaaaaa here") == f"token {REDACTED} here"
+    store.set_server_token(a, "")                           # empty removes it
+    assert store.server_token(a) is None and store.server_token(b) == "tok-bbbbbbbbbbbb"
+    store.clear_server_token(b)
+    store.clear_server_token(b)                             # twice is fine
+    assert store.server_token(b) is None
+    assert store.env_for_child() == {}                      # never passed to children
+
+
+def test_server_token_without_keyring_is_refused_and_reads_none():
+    store = SecretStore(fail.Keyring())
+    assert store.server_token("http://x:1") is None
+    with pytest.raises(KeyringUnavailable):
+        store.set_server_token("http://x:1", "tok")

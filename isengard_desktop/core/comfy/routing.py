@@ -11,7 +11,7 @@ says, server by server, what is missing and how to fix it.
 
 Names are matched as the server lists them: exactly, then with ``\\`` read as ``/`` (Windows
 servers), then by file name alone when exactly one listed entry has it (a LoRA copied into
-``models/loras/isengard/`` is still found).
+``models/loras/isengard/`` is still found; of several, the one in ``isengard/``).
 """
 
 from __future__ import annotations
@@ -224,6 +224,9 @@ def resolve_name(available: Iterable[str], wanted: str) -> str | None:
     same = [n for n in listed if posixpath.basename(_norm(n)) == base]
     if len(same) == 1:
         return same[0]
+    ours = [n for n in same if _norm(n) == f"isengard/{base}"]
+    if len(ours) == 1:          # pushed by Isengard's upload node: models/loras/isengard/
+        return ours[0]
     if not same:
         folded = [n for n in listed if posixpath.basename(_norm(n)).casefold() == base.casefold()]
         if len(folded) == 1:
@@ -243,7 +246,8 @@ def _fix_hint(server: ServerView, need: ModelNeed, lora_folder: str) -> str:
         share = f" (or share {lora_folder} with that machine)" if lora_folder else \
             " (or share Isengard's LoRA folder with that machine)"
         return (f"copy {base} into that server's models/loras folder{share}, "
-                "then refresh the servers")
+                "then refresh the servers — or let Isengard upload it: install the upload "
+                "node there and save its token (Settings → ComfyUI → Upload token)")
     folder = _DISK_FOLDER.get(need.folder, need.folder)
     return (f"put {base} into models/{folder} on that server, or choose a model it lists")
 
@@ -265,15 +269,22 @@ def _missing(server: ServerView, needs: Sequence[ModelNeed],
 
 def rank_servers(servers: Sequence[ServerView], needs: Sequence[ModelNeed], *,
                  model: str = "", exclude: Iterable[str] = (),
-                 lora_folder: str = "") -> tuple[list[Route], dict[str, str]]:
-    """Eligible servers, best first, and for every other server why it cannot take the job."""
+                 lora_folder: str = "", blocked: Mapping[str, str] | None = None
+                 ) -> tuple[list[Route], dict[str, str]]:
+    """Eligible servers, best first, and for every other server why it cannot take the job.
+    ``blocked``: servers ruled out for a known reason (key -> why), e.g. a LoRA of the same
+    name that is not ours."""
     excluded = set(exclude)
+    blocked = blocked or {}
     model = model or main_model(needs)
     ranked: list[tuple[tuple[int, int, int], Route]] = []
     reasons: dict[str, str] = {}
     for index, server in enumerate(servers):
         if server.key in excluded:
             reasons[server.key] = "it already failed this job"
+            continue
+        if server.key in blocked:
+            reasons[server.key] = blocked[server.key]
             continue
         if not server.healthy:
             why = server.message or server.state
@@ -296,10 +307,10 @@ def rank_servers(servers: Sequence[ServerView], needs: Sequence[ModelNeed], *,
 
 def choose_server(servers: Sequence[ServerView], needs: Sequence[ModelNeed], *,
                   model: str = "", exclude: Iterable[str] = (),
-                  lora_folder: str = "") -> Route:
+                  lora_folder: str = "", blocked: Mapping[str, str] | None = None) -> Route:
     """The best server for the job; :class:`NoServerError` naming every gap otherwise."""
     routes, reasons = rank_servers(servers, needs, model=model, exclude=exclude,
-                                   lora_folder=lora_folder)
+                                   lora_folder=lora_folder, blocked=blocked)
     if routes:
         return routes[0]
     raise NoServerError(_no_server_message(servers, reasons), reasons)

@@ -19,7 +19,8 @@ from ...core.fsutil import atomic_write_text, replace
 from ...core.paths import ensure_model_layout
 
 __all__ = ["MODEL_SUBFOLDERS", "LaunchPlan", "LaunchProblem", "RotatingLog", "desktop_hint",
-           "find_python", "free_port", "plan_launch", "write_extra_model_paths"]
+           "find_python", "free_port", "install_upload_node", "plan_launch",
+           "write_extra_model_paths"]
 
 # sub-folders of a ComfyUI-style models folder that ComfyUI knows
 MODEL_SUBFOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "clip", "diffusion_models",
@@ -94,9 +95,31 @@ def write_extra_model_paths(target: Path, lora_folder: Path, models_folder: str 
     return target
 
 
+def install_upload_node(root: Path, app_data: Path | None) -> Path | None:
+    """Put our LoRA upload node into ``root/custom_nodes`` when that ComfyUI lives inside the
+    app's data folder (a ComfyUI Isengard installed and owns); a ComfyUI the user chose is
+    never changed. Returns the node folder, or None when nothing was done."""
+    if app_data is None:
+        return None
+    try:
+        root.resolve().relative_to(app_data.resolve())
+    except ValueError:
+        return None
+    from ...core.comfy.lora_upload import install_node
+
+    try:
+        return install_node(root / "custom_nodes")
+    except OSError as exc:     # the server still starts; uploads to it are not needed locally
+        logger.warning("could not install the LoRA upload node into {}: {}", root, exc)
+        return None
+
+
 def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
-                config: Path, app_models: Path | None = None) -> LaunchPlan:
-    """(worker thread) Check the folder and Python, write the YAML, pick a port.
+                config: Path, app_models: Path | None = None,
+                app_data: Path | None = None) -> LaunchPlan:
+    """(worker thread) Check the folder and Python, write the YAML (listing the app's
+    models folder ``app_models`` too), pick a port; a ComfyUI inside ``app_data`` (one
+    Isengard owns) gets our upload node.
     Raises :class:`LaunchProblem` naming what is wrong and how to fix it."""
     if not folder.strip():
         raise LaunchProblem("No ComfyUI folder is set. Choose the folder that holds ComfyUI's "
@@ -126,6 +149,7 @@ def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
                                 "Settings → ComfyUI.")
         exe = found
     write_extra_model_paths(config, lora_folder, models_folder, app_models)
+    install_upload_node(root, app_data)
     port = free_port()
     args = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
             "--preview-method", "auto", "--extra-model-paths-config", str(config),

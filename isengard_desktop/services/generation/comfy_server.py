@@ -194,10 +194,11 @@ class ComfyServer(QObject):
         generation = self._generation
         self._set_state(ServerState.STARTING, "Checking the ComfyUI folder…")
         folder, python, models = self._folder, self._python, self._models
-        loras, config, app_models = self.paths.loras, self.config_path, self.paths.models
+        loras, config = self.paths.loras, self.config_path
+        app_models, data = self.paths.models, self.paths.data
 
         def plan() -> LaunchPlan:
-            return plan_launch(folder, python, models, loras, config, app_models)
+            return plan_launch(folder, python, models, loras, config, app_models, app_data=data)
 
         def planned(plan: LaunchPlan) -> None:
             if generation == self._generation and not self._closed:

@@ -2,7 +2,8 @@
 
 :class:`JobRunner.run` picks the workflow, fills its parameters (trigger word, random seed,
 size for the aspect, the quality tier's sampler settings, batch), routes the job to a server
-(:mod:`..core.comfy.routing`), builds the graph for that server (its LoRA name, its auxiliary
+(:mod:`..core.comfy.routing`; a LoRA is first pushed to remote servers that have our
+upload node, :mod:`.lora_push`), builds the graph for that server (its LoRA name, its auxiliary
 model files), checks it against the server's ``/object_info`` (every gap named), uploads input
 images, runs it through ``ComfyClient.run`` with progress, fetches the images, embeds metadata,
 writes them atomically under ``outputs/generations/<YYYY-MM-DD>/`` and records them in the
@@ -37,6 +38,7 @@ from ...core.paths import AppPaths
 from ...core.types import Progress
 from ..database import ChangeSet, WriteResult
 from ..ops import await_executor
+from .lora_push import LoraPusher
 from .progress import ProgressTracker, png_size
 from ...core.dataset.captions import with_trigger
 
@@ -63,6 +65,8 @@ class Job:
     client: Any = None
     cancelled: bool = False
     attempts: list[str] = field(default_factory=list)
+    upload_problems: list[str] = field(default_factory=list)   # LoRA pushes refused
+    blocked: dict[str, str] = field(default_factory=dict)      # server key -> why not there
 
 
 @dataclass
@@ -121,6 +125,7 @@ class JobRunner:
         self.library = library
         self.io = io
         self.workflows = workflows        # async () -> WorkflowLibrary
+        self.pusher = LoraPusher(pool, io)   # .tokens is set by the service (keyring)
 
     # -- planning ----------------------------------------------------------------------------
     async def plan(self, job: Job) -> _Plan:
@@ -242,7 +247,8 @@ class JobRunner:
         lora_folder = str(self.paths.loras)
         while True:
             routes, _ = rank_servers(self.pool.views(), plan.needs, model=plan.needs[0].name,
-                                     exclude=exclude, lora_folder=lora_folder)
+                                     exclude=exclude, lora_folder=lora_folder,
+                                     blocked=job.blocked)
             if not routes and not refreshed[0]:
                 refreshed[0] = True          # a new LoRA or model may not be listed yet
                 await self.pool.refresh()
@@ -250,9 +256,12 @@ class JobRunner:
             if not routes:
                 try:
                     choose_server(self.pool.views(), plan.needs, exclude=exclude,
-                                  lora_folder=lora_folder)
+                                  lora_folder=lora_folder, blocked=job.blocked)
                 except NoServerError as exc:
-                    raise JobFailed(str(exc)) from None
+                    shown = set(job.blocked.values())
+                    extra = "".join(f"\n• LoRA upload: {p}" for p in job.upload_problems
+                                    if p not in shown)
+                    raise JobFailed(str(exc) + extra) from None
             problems: list[tuple[Any, list[str]]] = []
             for route in routes:
                 server = self.pool.get(route.server)
@@ -281,6 +290,9 @@ class JobRunner:
                   ) -> list[GalleryItem]:
         with applog.correlation(job.cid):
             whole = await self.plan(job)
+            if job.request.lora is not None:    # remote servers with our upload node
+                job.upload_problems, job.blocked = await self.pusher.push(
+                    job.request.lora.path, whole.needs, job.job_id, progress)
             parts = whole.pictures()
             pictures: list[_Picture] = []
             for index, plan in enumerate(parts):
@@ -313,7 +325,8 @@ class JobRunner:
                     raise JobFailed(f"{reason} The job had already been retried once, so "
                                     "it was stopped.") from None
                 retried = True
-                routes, _ = rank_servers(self.pool.views(), plan.needs, exclude=exclude)
+                routes, _ = rank_servers(self.pool.views(), plan.needs, exclude=exclude,
+                                         blocked=job.blocked)
                 if not routes:
                     raise JobFailed(f"{reason} No other server can take the job."
                                     ) from None

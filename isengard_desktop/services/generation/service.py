@@ -29,6 +29,7 @@ Signals:
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 import uuid
@@ -84,6 +85,7 @@ class GenerationService(QObject):
         self.pool.changed.connect(self.servers_changed.emit)
         # model lists changed: model_choices/feature_support/lora_visibility answer differently
         self.pool.models_changed.connect(lambda _key: self._announce_servers())
+        self.pool.models_changed.connect(self._probe_upload)
         self.progress_interval_ms = DEFAULT_INTERVAL_MS
         self.is_ready = False
         self._io = ThreadPoolExecutor(2, thread_name_prefix="generation-io")
@@ -143,11 +145,14 @@ class GenerationService(QObject):
         close every network client. Idempotent; never raises."""
         self.shutdown()
         await self._tasks.aclose(timeout_s=JOBS_END_TIMEOUT_S)
+        await self._runner.pusher.aclose()
         await self.pool.aclose()
 
     def _apply_settings(self, settings: Any) -> None:
         self.pool.configure(settings.comfyui_folder, settings.comfyui_python,
                             settings.comfyui_models_folder, settings.remote_servers)
+        for server in self.pool.healthy():     # an upload token may have changed too
+            self._probe_upload(server.key)
         self._learn_model_families()
 
     def _learn_model_families(self) -> None:
@@ -306,10 +311,46 @@ class GenerationService(QObject):
         return False, "; ".join(f"{label}: {why}" for label, why in reasons)
 
     def lora_visibility(self, lora_path: str) -> list[tuple[str, bool, str]]:
-        """Per server: (label, visible?, its name for the LoRA — or how to make it visible)."""
-        return lora_visibility(self.pool.views(), lora_path, lora_folder=str(self.paths.loras))
+        """Per server: (label, visible?, its name for the LoRA — or how to make it visible).
+        A remote server with our upload node and its token counts as visible: the LoRA is
+        pushed there before the job."""
+        views = self.pool.views()
+        rows = lora_visibility(views, lora_path, lora_folder=str(self.paths.loras))
+        name = os.path.basename(lora_path.replace("\\", "/"))
+        out = []
+        for view, row in zip(views, rows, strict=True):
+            ok, why = self._runner.pusher.state.get(view.key, (False, ""))
+            if not row[1] and view.models is not None:
+                if ok:
+                    row = (row[0], True, f"isengard/{name} (uploaded before the first job)")
+                elif why:
+                    row = (row[0], False, f"{row[2]} (upload node: {why})")
+            out.append(row)
+        return out
+
+    def _probe_upload(self, key: str) -> None:
+        """A server's model lists were read: ask (again) whether LoRAs can be pushed there."""
+        server = self.pool.get(key)
+        pusher = self._runner.pusher
+        if server is None or server.kind != "remote" or pusher.tokens is None or self._closed:
+            return
+
+        async def probe() -> None:
+            before = pusher.state.get(key)
+            if await pusher.probe(server) != before:
+                self._announce_servers()
+
+        self._tasks.spawn(probe(), name=f"upload node probe {key}")
 
     # -- jobs ------------------------------------------------------------------------------
+    def set_upload_tokens(self, tokens: Any) -> None:
+        """``tokens(url) -> str | None``: a remote server's LoRA upload token (blocking, e.g.
+        the keyring; called on the file executor). With a token and our upload node on the
+        server, a job's LoRA is pushed there first (:mod:`.lora_push`)."""
+        self._runner.pusher.tokens = tokens
+        for server in self.pool.healthy():
+            self._probe_upload(server.key)
+
     def submit(self, request: GenerationRequest) -> str:
         """Start a job; returns its id. Progress, results and errors arrive as signals."""
         job_id = uuid.uuid4().hex[:12]

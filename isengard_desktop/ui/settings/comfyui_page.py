@@ -22,10 +22,12 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxL
 
 from ...core.platform_support import run_text
 from ...core.frozen import child_environ
+from ...core.secrets import SecretStore
 from ...core.settings import Settings
 from ...services.generation.comfy_launch import desktop_hint, find_python
 from ..generate.backend_bar import gpu_words
 from ...services.background import BackgroundOp, alive
+from .upload_token import UploadTokenWidget
 
 __all__ = ["ComfyUIPageWidget", "check_local_install", "normalize_server_url",
            "describe_system_stats"]
@@ -159,7 +161,8 @@ class ComfyUIPageWidget(QWidget):
     """Settings → ComfyUI. Read the choices with :meth:`comfyui_folder`,
     :meth:`comfyui_python` and :meth:`remote_servers` (the dialog saves them on OK)."""
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None,
+                 secrets: SecretStore | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("comfyui_page")
         self._net: QNetworkAccessManager | None = None
@@ -272,6 +275,13 @@ class ComfyUIPageWidget(QWidget):
         rv.addLayout(add_row)
         rv.addLayout(buttons)
         rv.addWidget(self.server_message)
+        # the selected server's LoRA upload token + how to install our node there
+        self.upload_token: UploadTokenWidget | None = None
+        if secrets is not None:
+            self.upload_token = UploadTokenWidget(secrets, self._selected_server, self)
+            rv.addWidget(self.upload_token)
+            self.server_list.itemSelectionChanged.connect(self.upload_token.refresh)
+            self.upload_token.refresh()
         layout.addWidget(remote)
         layout.addStretch(1)
 
@@ -281,6 +291,10 @@ class ComfyUIPageWidget(QWidget):
 
     def comfyui_python(self) -> str:
         return self.python_edit.text().strip()
+
+    def _selected_server(self) -> str:
+        selected = self.server_list.selectedItems()
+        return selected[0].text() if selected else ""
 
     def remote_servers(self) -> list[str]:
         return [self.server_list.item(i).text() for i in range(self.server_list.count())]

@@ -384,7 +384,7 @@ class SettingsDialog(QDialog):
         index = self.tabs.addTab(self.trainers_page, "Trainers")
         self.tabs.setTabToolTip(index, "ai-toolkit, diffusion-pipe and kohya sd-scripts you "
                                        "already have: folders, Python, checks, what runs here.")
-        self.comfyui_page = ComfyUIPageWidget(settings)
+        self.comfyui_page = ComfyUIPageWidget(settings, secrets=secrets)
         index = self.tabs.addTab(self.comfyui_page, "ComfyUI")
         self.tabs.setTabToolTip(index, "ComfyUI for the Generate tab: on this computer and "
                                        "servers on your network.")
@@ -439,6 +439,8 @@ class SettingsDialog(QDialog):
             if not self.accounts_page.save_secret(key):
                 self.tabs.setCurrentWidget(self.accounts_page)
                 return
+        if self.comfyui_page.upload_token is not None:   # typed, Save token not pressed
+            self.comfyui_page.upload_token.save_pending()
         new = self.updated_settings()
         self._settings = new
         self.settings_saved.emit(new)
