@@ -3,12 +3,10 @@ where an offline payload keeps uv's Python build (``install.mirror_relpath``).""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from isengard_desktop.core.runtime.install import (
-    PYTHON_MIRROR_DIR, mirror_relpath, python_mirror, venv_command)
+    PYTHON_MIRROR_DIR, mirror_relpath, venv_command)
 
 URL = ("https://releases.astral.sh/github/python-build-standalone/releases/download/20261110/"
        "cpython-3.11.18%2B20261110-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz")
@@ -63,11 +61,20 @@ def test_checkout_lends_its_own_python_even_with_a_mirror(tmp_path):
     assert "UV_PYTHON_INSTALL_MIRROR" not in env
 
 
-def test_python_mirror_needs_an_archive(tmp_path):
-    assert python_mirror(None) is None
-    assert python_mirror(tmp_path) is None
-    (tmp_path / PYTHON_MIRROR_DIR / "20261110").mkdir(parents=True)
-    assert python_mirror(tmp_path) is None          # an empty folder is no mirror
-    (tmp_path / PYTHON_MIRROR_DIR / "20261110" / "cpython.tar.gz").write_bytes(b"x")
-    assert python_mirror(tmp_path) == tmp_path / PYTHON_MIRROR_DIR
-    assert isinstance(python_mirror(tmp_path), Path)
+def test_manifest_python_field_must_stay_under_python(tmp_path):
+    from isengard_desktop.core.runtime.manifest import read_manifest, verify_manifest, \
+        write_manifest
+
+    (tmp_path / "cpu.txt").write_text("x==1\n")
+    write_manifest(tmp_path, device="cpu", lock_name="cpu.txt", python="python/t/cp.tar.gz")
+    # named in the manifest but not there when it was written: not listed, so it is named
+    assert verify_manifest(tmp_path) == [
+        "the manifest does not list its Python build python/t/cp.tar.gz"]
+    (tmp_path / "python" / "t").mkdir(parents=True)
+    (tmp_path / "python" / "t" / "cp.tar.gz").write_bytes(b"py")
+    write_manifest(tmp_path, device="cpu", lock_name="cpu.txt", python="python/t/cp.tar.gz")
+    assert read_manifest(tmp_path).python == "python/t/cp.tar.gz"
+    assert verify_manifest(tmp_path) == []
+    write_manifest(tmp_path, device="cpu", lock_name="cpu.txt", python="wheels/x.tar.gz")
+    [problem] = verify_manifest(tmp_path)
+    assert "manifest.json" in problem and "'python'" in problem and "python/" in problem

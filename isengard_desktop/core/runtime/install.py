@@ -20,7 +20,7 @@ from .status import RuntimeDevice
 
 __all__ = ["APP_DIST", "ENV_MANAGED_PYTHON", "ENV_UV", "PYTHON_MIRROR_DIR", "RUNTIME_PYTHON",
            "UvOutput", "app_wheel_in", "broken_packages", "dist_infos", "format_transfer",
-           "mirror_relpath", "python_mirror", "torch_device", "uv_binary", "uv_env",
+           "mirror_relpath", "torch_device", "uv_binary", "uv_env",
            "venv_command", "VERIFY_SCRIPT"]
 
 ENV_UV = "ISENGARD_UV"
@@ -100,17 +100,6 @@ def mirror_relpath(url: str) -> str:
     if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"{url}: expected <release tag>/<file> after '{_RELEASES}'")
     return rel
-
-
-def python_mirror(payload: Path | None) -> Path | None:
-    """The payload's Python mirror folder when it holds an archive, else None."""
-    if payload is None:
-        return None
-    mirror = payload / PYTHON_MIRROR_DIR
-    if not mirror.is_dir():
-        return None
-    has_archive = any(p.is_file() for p in mirror.rglob("*"))
-    return mirror if has_archive else None
 
 
 def venv_command(uv: str, venv: Path, env: Mapping[str, str], *, managed: bool,

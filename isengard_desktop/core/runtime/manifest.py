@@ -124,8 +124,9 @@ def read_manifest(folder: Path) -> Manifest:
             raise ManifestError(f"{path}: files[{n}] path {rel!r} leaves the folder")
         files.append(ManifestFile(rel, size, sha))
     python = data.get("python") or ""
-    if not isinstance(python, str):
-        raise ManifestError(f"{path}: field 'python' is not text")
+    if not isinstance(python, str) or (python and not python.startswith("python/")):
+        raise ManifestError(f"{path}: field 'python' must be a path under python/ "
+                            f"(got {python!r})")
     return Manifest(str(data["app_version"]), device, str(data["lock"]),
                     str(data.get("app_wheel") or ""), tuple(files), python)
 

@@ -68,6 +68,7 @@ class _Job:
     folder: Path
     lock: Path
     offline: Path | None = None
+    python_mirror: Path | None = None       # the offline payload's copy of uv's Python, if any
     app_wheel: Path | None = None           # None: build from the source tree
     source: str = "online"
     steps: list[Callable[[], None]] = field(default_factory=list)
@@ -352,6 +353,10 @@ class RuntimeService(QObject):
                 return
             job.lock = payload / manifest.lock
             job.app_wheel = payload / manifest.app_wheel if manifest.app_wheel else None
+            # the manifest names the Python build only when the payload carries one (and the
+            # check above found it intact); uv reads it from the folder as a mirror
+            job.python_mirror = (payload / steps.PYTHON_MIRROR_DIR if manifest.python
+                                 else None)
             job.total_packages = len(lock_packages(job.lock))
             job.payload_bytes = manifest.total_bytes
             if job.app_wheel is None and getattr(sys, "frozen", False):
@@ -417,7 +422,7 @@ class RuntimeService(QObject):
         # the bundle has no Python of its own to lend: a uv-managed 3.11, from the offline
         # payload's copy of uv's download when it has one, else downloaded when online;
         # offline with no copy it must already be on this computer
-        mirror = steps.python_mirror(job.offline)
+        mirror = job.python_mirror
         argv, env = steps.venv_command(uv, job.folder / "venv", self._uv_env(), managed=managed,
                                        offline=job.offline is not None, mirror=mirror,
                                        own_python=sys.executable)
