@@ -166,12 +166,16 @@ def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
         shutil.rmtree(out)
     python_rel = ""
     if python_url != "":
-        url = python_url or python_download_url()[1]
-        archive = fetch_python(url, out)
-        python_rel = archive.relative_to(out).as_posix()
-        if check_python:
-            with tempfile.TemporaryDirectory(prefix="isengard-python-check-") as work:
-                check_python_mirror(out / PYTHON_MIRROR_DIR, Path(work))
+        try:
+            url = python_url or python_download_url()[1]
+            archive = fetch_python(url, out)
+            python_rel = archive.relative_to(out).as_posix()
+            if check_python:
+                with tempfile.TemporaryDirectory(prefix="isengard-python-check-") as work:
+                    check_python_mirror(out / PYTHON_MIRROR_DIR, Path(work))
+        except PythonFetchError:
+            shutil.rmtree(out, ignore_errors=True)   # no half payload left behind
+            raise
     wheels = out / "wheels"
     wheels.mkdir(parents=True)
     if wheelhouse is not None:

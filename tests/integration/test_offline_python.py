@@ -111,6 +111,7 @@ def test_builder_fails_clearly_when_the_python_host_cannot_be_reached(tmp_path, 
     code = builder.main(["--device", "cpu", "--lock", str(lock), "--out",
                          str(tmp_path / "payload"), "--python-url", url])
     assert code == 3
+    assert not (tmp_path / "payload").exists()
     assert f"cannot download the Python 3.11 build {url}" in capsys.readouterr().err
     with pytest.raises(builder.PythonFetchError, match="not a python-build-standalone"):
         builder.fetch_python("http://127.0.0.1:1/python.tar.gz", tmp_path / "out")
