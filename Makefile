@@ -22,7 +22,7 @@ help:
 	@echo "                offline payload) training through the bundle (packaging/package_test.sh)"
 	@echo "make icons      re-render resources/icons/ from isengard.svg (packaging/make_icons.py)"
 	@echo "make locks      regenerate the trainer runtime's lock files (resources/runtime; cpu, cu130, mps, cpu-windows)"
-	@echo "make offline-payload DEVICE=cpu   build dist/offline-<device>/ (wheels + manifest) for installs with no network"
+	@echo "make offline-payload DEVICE=cpu   build dist/offline-<device>/ (wheels, uv's Python 3.11, manifest) for installs with no network; PAYLOAD_FLAGS=--without-python leaves the Python out"
 	@echo "make clean      remove build outputs and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -70,7 +70,7 @@ locks:
 DEVICE ?= cpu
 offline-payload:
 	bash ./bootstrap.sh
-	$(PY) packaging/offline_payload.py --device $(DEVICE)
+	$(PY) packaging/offline_payload.py --device $(DEVICE) $(PAYLOAD_FLAGS)
 
 clean:
 	rm -rf build dist .pytest_cache

@@ -63,7 +63,8 @@ def _default_payload(root: Path) -> Path:
     shutil.copy2(lock, locked / "cpu.txt")
     app_wheel = builder.build_app_wheel(root / "app-wheel")
     return builder.build_payload("cpu", locked / "cpu.txt", root / "payload",
-                                 wheelhouse=wheelhouse, app_wheel=app_wheel)
+                                 wheelhouse=wheelhouse, app_wheel=app_wheel,
+                                 python_url="")   # this machine cannot reach uv's Python host
 
 
 def _ours(payload: Path, root: Path) -> dict[str, float]:

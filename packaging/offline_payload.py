@@ -4,9 +4,17 @@
     make offline-payload DEVICE=cpu
 
 The folder holds ``wheels/`` (every wheel the lock names, hash-checked by pip, plus the app's
-own wheel), the lock itself and ``manifest.json`` (sizes and SHA-256 of every file, see
+own wheel), ``python/`` (uv's own CPython 3.11 build for this platform, laid out as a uv
+``python-install-mirror``: ``python/<release tag>/<archive>``; ``--without-python`` leaves it
+out), the lock itself and ``manifest.json`` (sizes and SHA-256 of every file, see
 ``isengard_desktop/core/runtime/manifest.py``). The app's "Install from a folder" checks the
-manifest and installs with ``--no-index``: no network at all.
+manifest and installs with ``--no-index``: no network at all. The frozen app has no Python of
+its own, so without ``python/`` an offline install needs a Python 3.11 already on the target.
+
+The Python build is the one the bundled ``uv`` (our pin) would install here
+(``uv python list 3.11 --show-urls --only-downloads``); uv accepts it only if its SHA-256 is in
+uv's own table, so the payload must be made with the same uv version the app bundles. After the
+download the builder makes a throwaway venv from the copy, exactly as the app will.
 
 Needs a network connection (or pip's find-links) for the wheels: run it on a connected machine
 with the same operating system and CPU architecture as the target (wheels are per platform).
@@ -15,21 +23,101 @@ with the same operating system and CPU architecture as the target (wheels are pe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from isengard_desktop.core.runtime.install import (  # noqa: E402
+    PYTHON_MIRROR_DIR, RUNTIME_PYTHON, mirror_relpath, uv_binary, uv_env, venv_command)
 from isengard_desktop.core.runtime.locks import lock_file  # noqa: E402
 from isengard_desktop.core.runtime.manifest import write_manifest  # noqa: E402
 from isengard_desktop.core.runtime.status import RuntimeDevice  # noqa: E402
 
-__all__ = ["build_app_wheel", "build_payload", "download_wheels"]
+__all__ = ["PythonFetchError", "build_app_wheel", "build_payload", "check_python_mirror",
+           "download_wheels", "fetch_python", "python_download_url"]
+
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+class PythonFetchError(RuntimeError):
+    """The Python build could not be found, downloaded or used (the message says which)."""
+
+
+def _uv() -> str:
+    uv = uv_binary()
+    if uv is None or not uv.exists():
+        raise PythonFetchError("uv is not installed (the 'uv' package pinned in "
+                               "pyproject.toml): run make bootstrap, or pass --without-python")
+    return str(uv)
+
+
+def python_download_url(uv: str | None = None) -> tuple[str, str]:
+    """``(key, url)`` of the CPython 3.11 build uv would install on this platform (uv's own
+    table; no network)."""
+    uv = uv or _uv()
+    done = subprocess.run([uv, "python", "list", RUNTIME_PYTHON, "--show-urls",
+                           "--only-downloads", "--output-format", "json"],
+                          capture_output=True, text=True, env=uv_env(ROOT / "build" / "uv-cache",
+                                                                     ROOT / "build" / "uv-python"))
+    if done.returncode != 0:
+        raise PythonFetchError(f"uv python list failed: {done.stderr.strip()[-500:]}")
+    try:
+        entries = json.loads(done.stdout)
+    except ValueError as exc:
+        raise PythonFetchError(f"uv python list printed no JSON ({exc})") from None
+    for entry in entries:
+        if (entry.get("implementation") == "cpython" and entry.get("variant") == "default"
+                and entry.get("url")):
+            return str(entry.get("key") or ""), str(entry["url"])
+    raise PythonFetchError(f"uv {uv} offers no CPython {RUNTIME_PYTHON} download for this "
+                           "platform; pass --without-python")
+
+
+def fetch_python(url: str, out: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Download ``url`` to ``out/python/<tag>/<file>`` (the path uv reads from a mirror);
+    returns the file. :class:`PythonFetchError` when it cannot be fetched."""
+    try:
+        rel = mirror_relpath(url)
+    except ValueError as exc:
+        raise PythonFetchError(str(exc)) from None
+    target = out / PYTHON_MIRROR_DIR / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as fh:
+            shutil.copyfileobj(response, fh, 1 << 20)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        part.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise PythonFetchError(
+            f"cannot download the Python {RUNTIME_PYTHON} build {url}: {reason}. Build the "
+            "payload on a machine that can reach it, or pass --without-python (the target "
+            f"then needs Python {RUNTIME_PYTHON} installed)") from None
+    os.replace(part, target)
+    return target
+
+
+def check_python_mirror(mirror: Path, work: Path, uv: str | None = None) -> None:
+    """Make a venv from ``mirror`` with the app's own ``uv venv`` command (only-managed, the
+    mirror as the only source) into ``work``: proves uv finds the archive and accepts its
+    SHA-256. :class:`PythonFetchError` with uv's reason otherwise."""
+    uv = uv or _uv()
+    argv, env = venv_command(uv, work / "venv", uv_env(work / "cache", work / "python"),
+                             managed=True, offline=True, mirror=mirror, own_python="")
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise PythonFetchError(f"uv does not accept the Python build in {mirror}: "
+                               f"{done.stderr.strip()[-800:]}")
 
 
 def download_wheels(lock: Path, dest: Path) -> None:
@@ -66,12 +154,28 @@ def _link(src: Path, dest: Path) -> None:
 
 
 def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
-                  wheelhouse: Path | None = None, app_wheel: Path | None = None) -> Path:
+                  wheelhouse: Path | None = None, app_wheel: Path | None = None, *,
+                  python_url: str | None = None, check_python: bool = True) -> Path:
     """Make ``out`` an offline payload for ``lock``. ``wheelhouse``: a folder already holding
-    the lock's wheels (linked instead of downloaded); ``app_wheel``: a prebuilt app wheel."""
+    the lock's wheels (linked instead of downloaded); ``app_wheel``: a prebuilt app wheel;
+    ``python_url``: the Python build to carry ("" for none; None: the one uv would install
+    here), checked with uv unless ``check_python`` is false. The Python comes first: it is the
+    step most likely to fail, and it fails before the long wheel downloads."""
     device = RuntimeDevice(device)
     if out.exists():
         shutil.rmtree(out)
+    python_rel = ""
+    if python_url != "":
+        try:
+            url = python_url or python_download_url()[1]
+            archive = fetch_python(url, out)
+            python_rel = archive.relative_to(out).as_posix()
+            if check_python:
+                with tempfile.TemporaryDirectory(prefix="isengard-python-check-") as work:
+                    check_python_mirror(out / PYTHON_MIRROR_DIR, Path(work))
+        except PythonFetchError:
+            shutil.rmtree(out, ignore_errors=True)   # no half payload left behind
+            raise
     wheels = out / "wheels"
     wheels.mkdir(parents=True)
     if wheelhouse is not None:
@@ -87,7 +191,7 @@ def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
         built = build_app_wheel(wheels)
     shutil.copy2(lock, out / lock.name)
     write_manifest(out, device=device, lock_name=lock.name,
-                   app_wheel=built.relative_to(out).as_posix())
+                   app_wheel=built.relative_to(out).as_posix(), python=python_rel)
     return out
 
 
@@ -98,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", type=Path, help="another lock file (default: the device's)")
     parser.add_argument("--out", type=Path, help="the folder to make (default: "
                                                  "dist/offline-<device>)")
+    parser.add_argument("--with-python", dest="python", action="store_true", default=True,
+                        help=f"carry uv's CPython {RUNTIME_PYTHON} build for this platform "
+                             "(default; needs releases.astral.sh)")
+    parser.add_argument("--without-python", dest="python", action="store_false",
+                        help=f"leave it out: the target then needs Python {RUNTIME_PYTHON}")
+    parser.add_argument("--python-url", help="another download URL of the Python build "
+                                             "(…/releases/download/<tag>/<file>)")
     args = parser.parse_args(argv)
     lock = args.lock or lock_file(args.device)
     if not lock.is_file():
@@ -106,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or ROOT / "dist" / f"offline-{args.device}"
     began = time.monotonic()
-    build_payload(args.device, lock, out)
+    try:
+        build_payload(args.device, lock, out,
+                      python_url=(args.python_url or None) if args.python else "")
+    except PythonFetchError as exc:
+        print(f"offline payload: {exc}", file=sys.stderr)
+        return 3
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out}: {size / 1e6:,.0f} MB in {time.monotonic() - began:.0f} s")
     return 0

@@ -124,7 +124,9 @@ fi
 # --- 3. training through the frozen app and an offline runtime -------------------------------
 if [ ! -f "$PAYLOAD/manifest.json" ] && make -n offline-payload DEVICE=cpu >/dev/null 2>&1; then
     t0="$(clock)"
-    make --no-print-directory offline-payload DEVICE=cpu
+    # PAYLOAD_FLAGS: --without-python where releases.astral.sh cannot be reached (the
+    # frozen app then needs a Python 3.11 on this machine, see packaging/README.md)
+    make --no-print-directory offline-payload DEVICE=cpu PAYLOAD_FLAGS="${PAYLOAD_FLAGS:-}"
     say "make offline-payload DEVICE=cpu: $(since "$t0")"
 fi
 if [ ! -f "$PAYLOAD/manifest.json" ]; then

@@ -109,7 +109,8 @@ def world(tmp_path_factory):
         print(f"wheelhouse built in {time.monotonic() - began:.1f} s")
     app_wheel = builder.build_app_wheel(root / "app-wheel")
     payload = builder.build_payload("cpu", locks / "cpu.txt", root / "payload",
-                                    wheelhouse=wheelhouse, app_wheel=app_wheel)
+                                    wheelhouse=wheelhouse, app_wheel=app_wheel,
+                                    python_url="")   # this machine cannot reach uv's Python host
     home = root / "home"
     env = {"ISENGARD_HOME": str(home), "ISENGARD_RUNTIME_LOCKS": str(locks)}
     return {"payload": payload, "home": home, "env": env, "locks": locks}

@@ -11,17 +11,28 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .status import RuntimeDevice
 
-__all__ = ["APP_DIST", "ENV_UV", "UvOutput", "app_wheel_in", "broken_packages", "dist_infos",
-           "format_transfer", "torch_device", "uv_binary", "uv_env", "VERIFY_SCRIPT"]
+__all__ = ["APP_DIST", "ENV_MANAGED_PYTHON", "ENV_UV", "PYTHON_MIRROR_DIR", "RUNTIME_PYTHON",
+           "UvOutput", "app_wheel_in", "broken_packages", "dist_infos", "format_transfer",
+           "mirror_relpath", "torch_device", "uv_binary", "uv_env",
+           "venv_command", "VERIFY_SCRIPT"]
 
 ENV_UV = "ISENGARD_UV"
+# "1": make the runtime's venv from a uv-managed Python as the frozen app does (tests; a
+# developer checking an offline payload's Python by hand)
+ENV_MANAGED_PYTHON = "ISENGARD_MANAGED_PYTHON"
 APP_DIST = "isengard-desktop"
+RUNTIME_PYTHON = "3.11"              # the runtime's Python (the locks and wheels are cp311)
+PYTHON_MIRROR_DIR = "python"         # an offline payload's copy of uv's Python download
+# uv's Python downloads live under this path on every host it uses; a mirror replaces
+# everything up to it (uv's python-install-mirror setting)
+_RELEASES = "/releases/download/"
 
 # Run by the runtime's Python with the torch device as argv[1]: the runtime's own probe
 # (``python -m isengard_desktop.training_runtime probe`` prints the same object) and then a tiny
@@ -73,6 +84,51 @@ def uv_env(cache: Path, python_dir: Path, base: dict[str, str] | None = None) ->
     env.update({"UV_CACHE_DIR": str(cache), "UV_PYTHON_INSTALL_DIR": str(python_dir),
                 "UV_NO_CONFIG": "1", "NO_COLOR": "1", "UV_NO_PROGRESS": "1"})
     return env
+
+
+def mirror_relpath(url: str) -> str:
+    """Where uv looks for the download ``url`` inside a ``python-install-mirror``: the part of
+    its path after ``/releases/download/``, percent-decoded (uv turns the mirror's
+    ``file://`` URL back into a path, so ``%2B`` names a file with ``+``), "/"-separated.
+    ValueError when the URL is not a python-build-standalone release download."""
+    path = urlsplit(url).path
+    if _RELEASES not in path:
+        raise ValueError(f"{url} is not a python-build-standalone release download "
+                         f"(no '{_RELEASES}' in its path)")
+    rel = unquote(path.split(_RELEASES, 1)[1]).strip("/")
+    parts = rel.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{url}: expected <release tag>/<file> after '{_RELEASES}'")
+    return rel
+
+
+def venv_command(uv: str, venv: Path, env: Mapping[str, str], *, managed: bool,
+                 offline: bool, mirror: Path | None, own_python: str
+                 ) -> tuple[list[str], dict[str, str]]:
+    """The ``uv venv`` command line and environment that make a runtime's venv.
+
+    ``managed`` (a frozen app, which has no Python to lend, or ``$ISENGARD_MANAGED_PYTHON``):
+    a uv-managed Python 3.11. With an offline payload's ``mirror`` uv must use a managed one
+    and may "download" it, but only from that local folder (``UV_PYTHON_INSTALL_MIRROR``, a
+    ``file://`` URL); offline without one it must already be on this computer
+    (``--no-python-downloads``). Not managed (a checkout): the app's own ``own_python``.
+    Pure: ``env`` is copied, nothing is read."""
+    argv = [uv, "venv", "--clear", "--no-project"]
+    out = dict(env)
+    if managed:
+        argv += ["--python", RUNTIME_PYTHON]
+        if mirror is not None:
+            argv += ["--python-preference", "only-managed"]
+            out["UV_PYTHON_INSTALL_MIRROR"] = mirror.absolute().as_uri()
+            out["UV_PYTHON_DOWNLOADS"] = "automatic"
+        else:
+            argv += ["--python-preference", "managed"]
+            if offline:
+                argv.append("--no-python-downloads")
+    else:
+        argv += ["--python", own_python]
+    argv.append(str(venv))
+    return argv, out
 
 
 def torch_device(device: RuntimeDevice) -> str:

@@ -4,10 +4,13 @@
 
     {"format": 1, "app_version": "0.1.0", "device": "cpu", "lock": "cpu.txt",
      "app_wheel": "wheels/isengard_desktop-0.1.0-py3-none-any.whl",
+     "python": "python/20261110/cpython-3.11.18+20261110-…-install_only_stripped.tar.gz",
      "files": [{"path": "wheels/torch-…whl", "size": 123, "sha256": "…"}, …]}
 
 :func:`verify_manifest` names each missing, truncated or corrupt file, so a user with a bad
-USB stick learns which file to copy again.
+USB stick learns which file to copy again. ``python`` (optional, "" when the payload has
+none) is uv's own CPython build, laid out as a ``python-install-mirror`` for uv; it is listed
+and checked like every other file (and uv checks it against its own SHA-256 table too).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Manifest:
     lock: str                       # the lock's file name inside the payload
     app_wheel: str                  # relative path of the app's own wheel ("" if none)
     files: tuple[ManifestFile, ...]
+    python: str = ""                # relative path of uv's Python archive ("" if none)
 
     @property
     def total_bytes(self) -> int:
@@ -66,7 +70,8 @@ def file_sha256(path: Path, progress: Callable[[int], None] | None = None) -> st
 
 
 def write_manifest(folder: Path, *, device: RuntimeDevice | str, lock_name: str,
-                   app_wheel: str = "", app_version: str = __version__) -> Manifest:
+                   app_wheel: str = "", app_version: str = __version__,
+                   python: str = "") -> Manifest:
     """Hash every file under ``folder`` (except the manifest) and write ``manifest.json``."""
     files = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -74,10 +79,11 @@ def write_manifest(folder: Path, *, device: RuntimeDevice | str, lock_name: str,
         if rel == MANIFEST_NAME:
             continue
         files.append(ManifestFile(rel, path.stat().st_size, file_sha256(path)))
-    manifest = Manifest(app_version, RuntimeDevice(device), lock_name, app_wheel, tuple(files))
+    manifest = Manifest(app_version, RuntimeDevice(device), lock_name, app_wheel, tuple(files),
+                        python)
     data: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "app_version": app_version, "device": manifest.device.value,
-        "lock": lock_name, "app_wheel": app_wheel,
+        "lock": lock_name, "app_wheel": app_wheel, "python": python,
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files]}
     atomic_write_text(folder / MANIFEST_NAME, json.dumps(data, indent=1))
     return manifest
@@ -117,8 +123,12 @@ def read_manifest(folder: Path) -> Manifest:
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise ManifestError(f"{path}: files[{n}] path {rel!r} leaves the folder")
         files.append(ManifestFile(rel, size, sha))
+    python = data.get("python") or ""
+    if not isinstance(python, str) or (python and not python.startswith("python/")):
+        raise ManifestError(f"{path}: field 'python' must be a path under python/ "
+                            f"(got {python!r})")
     return Manifest(str(data["app_version"]), device, str(data["lock"]),
-                    str(data.get("app_wheel") or ""), tuple(files))
+                    str(data.get("app_wheel") or ""), tuple(files), python)
 
 
 def verify_manifest(folder: Path, progress: Callable[[int, int], None] | None = None
@@ -133,6 +143,8 @@ def verify_manifest(folder: Path, progress: Callable[[int, int], None] | None = 
     listed = {f.path for f in manifest.files}
     if manifest.lock not in listed:
         problems.append(f"the manifest does not list the lock file {manifest.lock}")
+    if manifest.python and manifest.python not in listed:
+        problems.append(f"the manifest does not list its Python build {manifest.python}")
     total, done = manifest.total_bytes, 0
 
     def step(n: int) -> None:

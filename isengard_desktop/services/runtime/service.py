@@ -68,6 +68,7 @@ class _Job:
     folder: Path
     lock: Path
     offline: Path | None = None
+    python_mirror: Path | None = None       # the offline payload's copy of uv's Python, if any
     app_wheel: Path | None = None           # None: build from the source tree
     source: str = "online"
     steps: list[Callable[[], None]] = field(default_factory=list)
@@ -352,6 +353,10 @@ class RuntimeService(QObject):
                 return
             job.lock = payload / manifest.lock
             job.app_wheel = payload / manifest.app_wheel if manifest.app_wheel else None
+            # the manifest names the Python build only when the payload carries one (and the
+            # check above found it intact); uv reads it from the folder as a mirror
+            job.python_mirror = (payload / steps.PYTHON_MIRROR_DIR if manifest.python
+                                 else None)
             job.total_packages = len(lock_packages(job.lock))
             job.payload_bytes = manifest.total_bytes
             if job.app_wheel is None and getattr(sys, "frozen", False):
@@ -412,28 +417,36 @@ class RuntimeService(QObject):
             self._next()   # a continued install: keep what is there
             return
         self._emit(InstallPhase.PREPARING, 0, 0, "creating the Python environment")
-        argv = [uv, "venv", "--clear", "--no-project"]
-        if getattr(sys, "frozen", False):
-            # the bundle has no Python of its own to lend: a uv-managed 3.11 (downloaded when
-            # online; offline it must already be on this computer)
-            argv += ["--python", "3.11", "--python-preference", "managed"]
-            if job.offline is not None:
-                argv.append("--no-python-downloads")
-        else:
-            argv += ["--python", sys.executable]
-        argv.append(str(job.folder / "venv"))
+        managed = (getattr(sys, "frozen", False)
+                   or os.environ.get(steps.ENV_MANAGED_PYTHON) == "1")
+        # the bundle has no Python of its own to lend: a uv-managed 3.11, from the offline
+        # payload's copy of uv's download when it has one, else downloaded when online;
+        # offline with no copy it must already be on this computer
+        mirror = job.python_mirror
+        argv, env = steps.venv_command(uv, job.folder / "venv", self._uv_env(), managed=managed,
+                                       offline=job.offline is not None, mirror=mirror,
+                                       own_python=sys.executable)
+        if mirror is not None and managed:
+            self.log_line.emit(f"Python {steps.RUNTIME_PYTHON} from {mirror}")
 
         def done(outcome: ProcessOutcome, _out: str) -> None:
             if not outcome.succeeded:
-                hint = (" An offline install needs Python 3.11 on this computer (or install "
-                        "once with a network connection)." if job.offline and
-                        getattr(sys, "frozen", False) else "")
+                hint = ""
+                if job.offline is not None and managed:
+                    hint = (f" uv could not use the Python {steps.RUNTIME_PYTHON} build in "
+                            f"{mirror}: copy the offline folder again, or make it with the "
+                            "same app version as this one." if mirror is not None else
+                            f" This offline folder carries no Python (no "
+                            f"{steps.PYTHON_MIRROR_DIR}/ folder): an offline install then needs "
+                            f"Python {steps.RUNTIME_PYTHON} on this computer; make the folder "
+                            "again with a Python included, or install once with a network "
+                            "connection.")
                 self._fail(f"uv could not create the Python environment ({outcome.describe()}"
                            f"{': ' + outcome.tail[-1] if outcome.tail else ''}).{hint}")
                 return
             self._next()
 
-        self._run(argv, "uv venv", done, env=self._uv_env())
+        self._run(argv, "uv venv", done, env=env)
 
     def _source_args(self, job: _Job) -> list[str]:
         if job.offline is not None:
