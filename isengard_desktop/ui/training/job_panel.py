@@ -158,6 +158,15 @@ class JobPanelWidget(QWidget):
                                  "schedule).")
         self.loss_label.setToolTip("The loss of the last step. It is noisy: watch the bold "
                                    "trend line in the chart.")
+        self.recovery_label = QLabel("")
+        self.recovery_label.setObjectName("RecoveryNote")
+        self.recovery_label.setWordWrap(True)
+        self.recovery_label.setStyleSheet("color: #ead9a8;")
+        self.recovery_label.setToolTip(
+            "The trainer ran out of GPU memory. Isengard resumed the job from its last "
+            "checkpoint with lower memory settings (same total steps); it does this at most "
+            "twice.")
+        self.recovery_label.setVisible(False)
         self.error_label = QLabel("")
         self.error_label.setObjectName("Banner")
         self.error_label.setWordWrap(True)
@@ -215,6 +224,7 @@ class JobPanelWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
         layout.addWidget(self.summary_label)
+        layout.addWidget(self.recovery_label)
         layout.addWidget(self.error_label)
         layout.addWidget(self.phase_label)
         layout.addWidget(self.progress)
@@ -266,6 +276,10 @@ class JobPanelWidget(QWidget):
         backend = getattr(record, "backend", "") or ""
         parts.append(f"trainer: {self.backend_labels.get(backend, backend or 'unknown')}")
         self.summary_label.setText(" · ".join(parts))
+        notes = recovery_lines(record)
+        if self.recovery_label.text() != notes:
+            self.recovery_label.setText(notes)
+        self.recovery_label.setVisible(bool(notes))
         self._total = record.total_steps or self._total
         if record.total_steps:
             self._show_step(Progress(label=PHASE_WORDS[TRAINING_PHASE], done=record.step,
@@ -314,6 +328,8 @@ class JobPanelWidget(QWidget):
         self.log.clear()
         self.error_label.setVisible(False)
         self.error_label.setText("")
+        self.recovery_label.setVisible(False)
+        self.recovery_label.setText("")
         for w in (self.phase_label, self.step_label, self.eta_label, self.lr_label,
                   self.loss_label, self.checkpoint_label):
             w.setText("")
@@ -407,10 +423,20 @@ class JobPanelWidget(QWidget):
             self.loss_label.setText(f"loss {fmt_loss(last_step.loss)}")
         if last_ckpt is not None:
             self.on_checkpoint(last_ckpt)
-        if error is not None and getattr(self.record, "state", "") not in ACTIVE:
+        state = getattr(self.record, "state", "")
+        # an out-of-memory error the job recovered from is no error of the job
+        recovered = (error is not None and error.kind == "oom" and state != "failed"
+                     and bool(getattr(self.record, "oom_notes", ())))
+        if error is not None and state not in ACTIVE and not recovered:
             self.show_error(error.kind, error.message)
         if self.record is not None:
             self.update_record(self.record)
+
+
+def recovery_lines(record: Any) -> str:
+    """The job's out-of-memory recoveries, one line each ("" when none)."""
+    notes = getattr(record, "oom_notes", ()) or ()
+    return "\n".join(f"⚠ {n[0].upper()}{n[1:]}" for n in notes if n)
 
 
 def _cannot_resume(record: Any) -> bool:
