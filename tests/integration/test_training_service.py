@@ -300,7 +300,7 @@ def test_a_third_out_of_memory_fails_with_what_was_tried(h):
     assert len(done.oom_notes) == 2
     text = done.error_message
     assert text.startswith("The GPU ran out of memory at step 7, a third time: Isengard "
-                           "lowered the memory settings and resumed 2 time(s)")
+                           "lowered the memory settings and resumed twice")
     assert "Tried:\n  • Recovered from out-of-memory at step 7: 1024 → 768 px\n" \
            "  • Recovered from out-of-memory at step 7: 768 → 512 px" in text
     assert "What you can do: close other programs that use the GPU" in text

@@ -123,8 +123,9 @@ def give_up_message(step: int, notes: Sequence[str], last_error: str, *,
                 f"memory settings Isengard can choose for it.")
     else:
         times = "a third time" if len(notes) == 2 else f"{len(notes) + 1} times"
+        resumed = {1: "once", 2: "twice"}.get(len(notes), f"{len(notes)} times")
         head = (f"The GPU ran out of memory {where}, {times}: Isengard lowered the memory "
-                f"settings and resumed {len(notes)} time(s), which is as far as it goes.")
+                f"settings and resumed {resumed}, which is as far as it goes.")
     tried = "".join(f"\n  • {n[0].upper()}{n[1:]}" for n in notes)
     parts = [head]
     if tried:
@@ -132,7 +133,8 @@ def give_up_message(step: int, notes: Sequence[str], last_error: str, *,
     parts.append("What you can do: close other programs that use the GPU (a running "
                  "ComfyUI, games, browsers with hardware acceleration), lower the LoRA rank "
                  "or the resolution in Advanced, or train on a card with more memory; then "
-                 "Resume (it continues from the last checkpoint with the settings above).")
+                 "Resume (from the last checkpoint, if one was saved, with the lowered "
+                 "settings) or Re-run.")
     if last_error:
         parts.append(f"The trainer said: {last_error}")
     return "\n".join(parts)

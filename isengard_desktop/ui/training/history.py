@@ -259,7 +259,7 @@ class HistoryWidget(QWidget):
             tip.append(recovery_lines(record))
         if record.error_kind or record.state == "failed":
             headline, hint = describe_error(record.error_kind, record.error_message)
-            tip += [headline, hint]
+            tip += [headline, hint] if hint else [headline]
         if record.lora_path:
             tip.append(str(record.lora_path))
         text = "\n".join(tip)

@@ -67,6 +67,8 @@ def describe_error(kind: str | None, message: str | None) -> tuple[str, str]:
     """(headline, what to do) for an error kind and the trainer's message."""
     title, hint = ERROR_WORDS.get(kind or "", ("Training failed", ERROR_WORDS["crash"][1]))
     message = (message or "").strip()
+    if "What you can do:" in message:     # the message says it already (after OOM recovery)
+        hint = ""
     return (f"{title}: {message}" if message else title), hint
 
 
@@ -385,7 +387,7 @@ class JobPanelWidget(QWidget):
 
     def show_error(self, kind: str | None, message: str | None) -> None:
         headline, hint = describe_error(kind, message)
-        self.error_label.setText(f"{headline}\n{hint}")
+        self.error_label.setText(f"{headline}\n{hint}" if hint else headline)
         self.error_label.setStyleSheet("background: #2a1c1f; border: 1px solid #5c2f35; "
                                        "color: #f3c4c4;")
         self.error_label.setVisible(True)
