@@ -64,12 +64,26 @@ def _is_oom(exc: BaseException) -> tuple[bool, bool]:
         name = type(e).__name__
         text = str(e).lower()
         if name == "OutOfMemoryError" or "cuda out of memory" in text \
-                or "cuda error: out of memory" in text:
+                or "cuda error: out of memory" in text or "mps backend out of memory" in text:
             return True, True
         if isinstance(e, MemoryError) or "can't allocate memory" in text \
                 or "defaultcpuallocator" in text:
             return True, False
     return False, False
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is an out-of-memory error, GPU or CPU."""
+    return _is_oom(exc)[0]
+
+
+def _oom_step(exc: BaseException) -> int:
+    """The step being trained when ``exc`` was raised (set by the loop; 0: unknown)."""
+    for e in _chain(exc):
+        step = getattr(e, "training_step", 0)
+        if isinstance(step, int) and step > 0:
+            return step
+    return 0
 
 
 def _is_model_missing(exc: BaseException) -> bool:
@@ -102,7 +116,7 @@ def classify(exc: BaseException, job: Any = None) -> ErrorEvent:
         tip = ("; turning gradient checkpointing on also helps" if job is not None
                and not getattr(job, "gradient_checkpointing", True) else "")
         return ErrorEvent("oom", f"{what}. Lower the batch size, the resolution or the LoRA "
-                                 f"rank{now}{tip}, then start again.")
+                                 f"rank{now}{tip}, then start again.", _oom_step(exc))
     return ErrorEvent("crash", f"The trainer stopped unexpectedly: {type(exc).__name__}: {exc}"
                                " (the full traceback is in the trainer log).")
 

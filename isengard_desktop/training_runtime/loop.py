@@ -34,11 +34,12 @@ from ..core.fsutil import atomic_output
 from ..core.training.spec import JobPaths, TrainingJob, stopped_lora_name
 from . import checkpoints as ckpts
 from .data import BatchPlan, Item, ensure_trigger, load_dataset, load_image, make_buckets
-from .errors import ConfigError, NanLossError
+from .errors import ConfigError, NanLossError, is_oom
 from .events import Emitter
 from .families.base import Family, TextCondition
 from .families.registry import family_class
 from .lora_file import build_metadata, write_lora
+from .test_hooks import maybe_inject_oom
 from .probe_tools import nvidia_driver
 
 log = logging.getLogger("isengard.trainer.loop")
@@ -365,16 +366,22 @@ class Trainer:
         while self.step < total and not self.stop.is_set():
             t0 = time.perf_counter()
             loss_sum = 0.0
-            for micro in range(accum):
-                latents, cond = self._batch(self.step * accum + micro)
-                with self._autocast():
-                    loss = self.family.loss(latents, cond, self.noise_gen)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    self._nan(self.step + 1)
-                scaled = loss / accum
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-                loss_sum += value
+            try:
+                maybe_inject_oom(job, self.paths.root, self.step + 1)
+                for micro in range(accum):
+                    latents, cond = self._batch(self.step * accum + micro)
+                    with self._autocast():
+                        loss = self.family.loss(latents, cond, self.noise_gen)
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        self._nan(self.step + 1)
+                    scaled = loss / accum
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                    loss_sum += value
+            except (RuntimeError, MemoryError) as exc:
+                if is_oom(exc):
+                    self._out_of_memory(exc)
+                raise
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
@@ -400,6 +407,26 @@ class Trainer:
                 self._save_checkpoint(self.step)
                 if self.step < total:
                     self.emit.phase("training", self.step, total)
+
+    def _out_of_memory(self, exc: BaseException) -> None:
+        """Out of memory while training step ``self.step + 1``: free what the step held and
+        save the last complete step as a checkpoint (the app resumes from it at lower memory
+        settings), then let ``exc`` go on (marked with the step for the ``error`` event)."""
+        failed_step = self.step + 1
+        exc.training_step = failed_step  # type: ignore[attr-defined]  # read by errors.classify
+        self.optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.step > 0 and (self.last_checkpoint is None
+                              or self.last_checkpoint.step != self.step):
+            try:
+                self._save_checkpoint(self.step)
+            except Exception as save_exc:  # the older checkpoint is still there
+                log.exception("saving a checkpoint after running out of memory failed")
+                self.emit.log(f"After running out of memory at step {failed_step}, step "
+                              f"{self.step} could not be saved ({type(save_exc).__name__}: "
+                              f"{save_exc}); the newest older checkpoint is used", "warning")
 
     def _due(self, every: int) -> bool:
         return every > 0 and (self.step % every == 0 or self.step == self.job.steps)

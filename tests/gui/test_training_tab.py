@@ -586,19 +586,25 @@ def test_trainer_error_is_shown_as_a_readable_message(qtbot, library, training_a
     with qtbot.waitSignal(service.job_finished, timeout=30_000) as finished:
         qtbot.mouseClick(tab.form.start_button, Qt.MouseButton.LeftButton)
     record = finished.args[0]
+    # out of memory in every run: one recovery (384 px, batch 1), then nothing is left
     assert record.state == "failed" and record.error_kind == "oom"
     assert panel.error_label.isVisible()
     text = panel.error_label.text()
-    assert text.startswith("Out of GPU memory: Out of memory at step 5: lower the batch size.")
-    assert "Lower the resolution or the batch size" in text
+    first = ("The GPU ran out of memory at step 5, and the job already uses the lowest memory "
+             "settings Isengard can choose for it.")
+    assert text.startswith(f"Out of GPU memory: {first}\nTried:\n  • Recovered from "
+                           "out-of-memory at step 5: 512 → 384 px")
+    assert "What you can do: close other programs" in text
+    assert text.endswith("The trainer said: Out of memory at step 5: lower the batch size.")
+    note = ("⚠ Recovered from out-of-memory at step 5: 512 → 384 px, batch 2 → 1 (gradient "
+            "accumulation 1 → 2)")
+    assert panel.recovery_label.isVisible() and panel.recovery_label.text() == note
     assert panel.state_label.text() == "Failed"
     row = tab.history.row_text(record.job_id)
-    assert row[0] == "Failed" and row[6] == "—"
+    assert row[0] == "Failed · OOM recovered" and row[6] == "—"
     item = tab.history.tree.topLevelItem(0)
-    assert "Out of GPU memory" in item.toolTip(0)
-    assert notes == [("Training failed",
-                      "Bea · SD 1.5: Out of GPU memory: Out of memory at step 5: lower the "
-                      "batch size.")]
+    assert "Out of GPU memory" in item.toolTip(0) and note in item.toolTip(0)
+    assert notes == [("Training failed", f"Bea · SD 1.5: Out of GPU memory: {first}")]
     # calm: no dialog popped up
     from PySide6.QtWidgets import QMessageBox
 
@@ -615,9 +621,43 @@ def test_trainer_error_is_shown_as_a_readable_message(qtbot, library, training_a
     qtbot.waitUntil(lambda: len(tab2.panel.chart) == 4, timeout=5000)
     assert tab2.selected_job_id == record.job_id
     assert tab2.panel.error_label.text() == text
+    assert tab2.panel.recovery_label.text() == note
     assert tab2.panel.resume_button.isEnabled()
     qtbot.waitUntil(lambda: any("fake warning" in line for line in tab2.panel.log.lines()),
                     timeout=5000)
+
+
+def test_a_recovered_out_of_memory_is_a_note_in_the_panel_and_the_history(
+        qtbot, library, training_app, tmp_path):
+    """The trainer runs out of memory at step 5 while the job asks for more than 384 px or a
+    batch above 1: it resumes one tier lower by itself and completes; the job panel and the
+    history say so (also after a restart), and no error is shown."""
+    add_character(qtbot, library, "Dee", photos=3, photo_root=tmp_path)
+    tab, service = training_app({"fake-oom": ["--delay", "0.01", "--oom-at", "5",
+                                              "--oom-above", "384"]})
+    panel = tab.panel
+    set_up_job(qtbot, tab, steps=12, checkpoint_every=2)
+    with qtbot.waitSignal(service.job_finished, timeout=30_000) as finished:
+        qtbot.mouseClick(tab.form.start_button, Qt.MouseButton.LeftButton)
+    record = finished.args[0]
+    assert record.state == "completed" and record.step == 12, record.error_message
+    note = ("⚠ Recovered from out-of-memory at step 5: 512 → 384 px, batch 2 → 1 (gradient "
+            "accumulation 1 → 2)")
+    assert panel.recovery_label.isVisible() and panel.recovery_label.text() == note
+    assert not panel.error_label.isVisible()
+    assert panel.state_label.text() == "Completed"
+    assert "384 px" in panel.summary_label.text()      # the settings it finished with
+    row = tab.history.row_text(record.job_id)
+    assert row[0] == "Completed · OOM recovered"
+    assert note in tab.history.tree.topLevelItem(0).toolTip(0)
+    tab.grab().save(str(tmp_path / "training_tab_oom_recovered.png"))
+
+    tab2, _service2 = training_app({"fake-oom": []}, wait_ready=False)
+    qtbot.waitUntil(lambda: tab2.history.job_ids() == [record.job_id], timeout=10_000)
+    qtbot.waitUntil(lambda: len(tab2.panel.chart) > 0, timeout=5000)
+    assert tab2.panel.recovery_label.text() == note and tab2.panel.recovery_label.isVisible()
+    assert not tab2.panel.error_label.isVisible()   # the recovered OOM event is no error
+    assert tab2.history.row_text(record.job_id)[0] == "Completed · OOM recovered"
 
 
 def test_stop_and_save_then_resume_finishes_the_planned_steps(qtbot, library, training_app,

@@ -8,7 +8,10 @@
   colour codes, a warning, and (on crash) a traceback.
 * Stop: a line ``stop`` on stdin or SIGTERM → save a checkpoint, emit ``checkpoint`` and
   ``stopped``, exit 0. ``--ignore-stop`` ignores both (for terminate/kill escalation tests).
-* ``--fail-at K``: an ``error`` event at step K, exit 1. ``--crash-at K``: exit 3 at step K
+* ``--fail-at K``: an ``error`` event (kind ``oom``) at step K, exit 1, in every run.
+  ``--oom-at K --oom-above PX``: the same, but only while the job spec (re-read at each
+  start) asks for more than PX pixels or a batch above 1, as a GPU that fits the lower
+  settings would. ``--crash-at K``: exit 3 at step K
   with a traceback on stderr and no error event.
 * ``--spawn-grandchild``: starts a sleeping grandchild in the same process group and writes
   its pid to ``<job-dir>/grandchild.pid``.
@@ -106,6 +109,8 @@ def main() -> int:
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--fail-at", type=int, default=0)
     ap.add_argument("--crash-at", type=int, default=0)
+    ap.add_argument("--oom-at", type=int, default=0)       # with --oom-above: see docstring
+    ap.add_argument("--oom-above", type=int, default=0)
     ap.add_argument("--ignore-stop", action="store_true")
     ap.add_argument("--spawn-grandchild", action="store_true")
     ap.add_argument("--checkpoint-every", type=int, default=0)
@@ -188,6 +193,12 @@ def main() -> int:
                 err(f"wandb.errors.AuthError: {os.environ.get(args.crash_echo_env, '')} "
                     "was rejected\n")
             return 3
+        if args.oom_at and step == args.oom_at and (
+                int(spec.get("resolution", 0)) > args.oom_above
+                or int(spec.get("batch_size", 1)) > 1):
+            emit("error", kind="oom", message=f"CUDA out of memory at step {step} "
+                 f"({spec.get('resolution')} px, batch {spec.get('batch_size')}).")
+            return 1
         if args.fail_at and step == args.fail_at:
             emit("error", kind="oom", message=f"Out of memory at step {step}: lower the "
                  "batch size.")

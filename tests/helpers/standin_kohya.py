@@ -24,7 +24,9 @@ behaves like ``python <script> --config_file ARGS.toml ...`` on the outside:
 
 Environment: ``STANDIN_DELAY`` (seconds a step, default 0.01); ``STANDIN_FAIL``: ``oom@K``
 (CUDA OOM traceback at step K, exit 1), ``crash@K``, ``missing`` (a model file cannot be
-read). :func:`make_install` writes a fake sd-scripts folder whose scripts run this file.
+read). ``STANDIN_OOM_UNLESS_SWAP=N``: the ``oom@K`` only while fewer than N blocks are
+swapped (``--blocks_to_swap``), as a card that fits once enough blocks live in CPU memory.
+:func:`make_install` writes a fake sd-scripts folder whose scripts run this file.
 """
 
 from __future__ import annotations
@@ -378,7 +380,9 @@ def train(kind: str, args: argparse.Namespace) -> None:
             if global_step >= args.max_train_steps:
                 break
             time.sleep(delay)
-            if global_step + 1 == fail_at("oom"):
+            if global_step + 1 == fail_at("oom") and \
+                    (args.blocks_to_swap or 0) < int(os.environ.get("STANDIN_OOM_UNLESS_SWAP",
+                                                                   "999")):
                 raise OutOfMemoryError("CUDA out of memory. Tried to allocate 72.00 MiB. GPU 0 has a "
                                   "total capacity of 11.99 GiB of which 0 bytes is free.")
             if global_step + 1 == fail_at("crash"):

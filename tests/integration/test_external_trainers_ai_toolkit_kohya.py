@@ -268,3 +268,47 @@ def test_stop_while_loading_ends_at_once(h, monkeypatch):
     assert time.monotonic() - began < 4.0   # did not wait for the grace period or a step
     assert done.state == "stopped" and not done.resumable
     assert "cannot be resumed" in h.log_text(job.job_id)
+
+
+def test_kohya_out_of_memory_recovers_by_swapping_more_blocks(h, monkeypatch):
+    """The sd-scripts stand-in prints a CUDA OOM traceback at step 25 while fewer than 32
+    blocks are swapped: the job (12 GB preset: 16 blocks) resumes from its step-20 state with
+    fp8 and 24 blocks, runs out again, resumes with 32, and completes its 40 steps."""
+    monkeypatch.setenv("STANDIN_FAIL", "oom@25")
+    monkeypatch.setenv("STANDIN_OOM_UNLESS_SWAP", "32")
+    job = h.job("kohya", "flux-dev", steps=40, sample_every=0, checkpoint_every=20)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    assert done.step == 40 and done.total_steps == 40
+    assert done.oom_notes == (
+        "recovered from out-of-memory at step 25: base model in 8-bit (float8), blocks "
+        "swapped to CPU memory 16 → 24",
+        "recovered from out-of-memory at step 25: blocks swapped to CPU memory 24 → 32")
+    assert h.errors == []
+    log = h.log_text(job.job_id)
+    assert log.count("torch.OutOfMemoryError: CUDA out of memory") == 2
+    assert log.count("resume training from local state:") == 2
+    assert "skipping 20 steps" in log
+    import tomllib
+
+    with open(done.paths.configs / "kohya_args.toml", "rb") as fh:
+        args = {k: v for section in tomllib.load(fh).values() if isinstance(section, dict)
+                for k, v in section.items()}
+    assert args["blocks_to_swap"] == 32 and args["fp8_base"] is True
+    assert done.spec.extra["fields"]["blocks_to_swap"] == 32
+    assert_no_secrets(done)
+
+
+def test_kohya_third_out_of_memory_fails_with_what_was_tried(h, monkeypatch):
+    monkeypatch.setenv("STANDIN_FAIL", "oom@25")
+    job = h.job("kohya", "flux-dev", steps=40, sample_every=0, checkpoint_every=20)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed" and done.error_kind == "oom"
+    assert len(done.oom_notes) == 2
+    assert done.error_message.startswith("The GPU ran out of memory at step 25, a third time")
+    assert "blocks swapped to CPU memory 24 → 32" in done.error_message
+    assert "CUDA out of memory" in done.error_message     # what the trainer said
+    assert [(e.kind, e.message) for j, e in h.errors if j == job.job_id] == [
+        ("oom", done.error_message)]

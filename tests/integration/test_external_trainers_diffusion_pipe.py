@@ -202,7 +202,15 @@ def test_crash_and_oom_fail_with_their_reason(h, monkeypatch):
     h.service.submit(job)
     oom = h.wait_final(job.job_id)
     assert oom.state == "failed" and oom.error_kind == "oom"
-    assert oom.error_message.startswith("The GPU ran out of memory at step 1.")
+    # out of memory in every run: recovered twice (float8, then more blocks swapped), then
+    # failed with what was tried and what the tool said
+    assert oom.oom_notes == (
+        "recovered from out-of-memory at step 2: base model in 8-bit (float8), blocks "
+        "swapped to CPU memory 0 → 8",
+        "recovered from out-of-memory at step 2: blocks swapped to CPU memory 8 → 16")
+    assert oom.error_message.startswith("The GPU ran out of memory at step 2, a third time")
+    assert "The trainer said: The GPU ran out of memory at step 1." in oom.error_message
+    assert "torch.OutOfMemoryError: CUDA out of memory" in oom.error_message
     assert [e.kind for e in h.errors] == ["crash", "oom"]
 
 

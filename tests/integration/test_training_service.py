@@ -247,14 +247,68 @@ def test_cancel_of_a_queued_job_is_immediate(h):
 
 
 def test_error_event_fails_the_job_with_its_message(h):
+    # SD 1.5 at 512 px: one recovery (384 px, the family's floor), then nothing is left
     job = h.job(steps=20, fail_at=5)
     h.service.submit(job)
     done = h.wait_final(job.job_id)
     assert done.state == "failed" and done.error_kind == "oom"
-    assert "Out of memory at step 5" in done.error_message
+    assert done.oom_notes == ("recovered from out-of-memory at step 5: 512 → 384 px",)
+    assert done.error_message.startswith(
+        "The GPU ran out of memory at step 5, and the job already uses the lowest memory "
+        "settings Isengard can choose for it.")
+    assert done.error_message.endswith(
+        "The trainer said: Out of memory at step 5: lower the batch size.")
     assert [(j, e) for j, e in h.errors] == [
-        (job.job_id, ErrorEvent("oom", "Out of memory at step 5: lower the batch size."))]
+        (job.job_id, ErrorEvent("oom", done.error_message, 5))]
     assert h.db_row(job.job_id).error_kind == "oom"
+
+
+def test_out_of_memory_recovers_twice_and_finishes_the_same_steps(h):
+    """The stand-in runs out of memory at step 7 while the spec asks for more than 512 px or
+    a batch above 1: the job resumes from its step-5 checkpoint at 768 px / batch 1, then at
+    512 px, and completes its 20 steps. Nothing is reported as an error."""
+    job = h.job(steps=20, oom_at=7, oom_above=512, checkpoint_every=5, delay=0.01)
+    job.resolution, job.batch_size, job.gradient_checkpointing = 1024, 2, False
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "completed", done.error_message
+    assert done.step == 20 and done.total_steps == 20 and done.error_message is None
+    assert done.oom_notes == (
+        "recovered from out-of-memory at step 7: 1024 → 768 px, batch 2 → 1 (gradient "
+        "accumulation 1 → 2), gradient checkpointing on",
+        "recovered from out-of-memory at step 7: 768 → 512 px")
+    assert h.errors == []
+    assert [r.job_id for r in h.finished] == [job.job_id]       # one end, not three
+    spec = TrainingJob.load(done.paths.spec)
+    assert (spec.resolution, spec.batch_size, spec.grad_accum, spec.steps) == (512, 1, 2, 20)
+    assert spec.gradient_checkpointing and done.spec == spec
+    assert log_text(h, job.job_id).count("resuming from step 5") == 2
+    row = h.db_row(job.job_id)
+    assert json.loads(row.oom_notes) == list(done.oom_notes)
+    assert TrainingJob.from_json(row.spec_json).resolution == 512
+    # a restart reads the notes back
+    again = h.new_service()
+    assert again.job(job.job_id).oom_notes == done.oom_notes
+
+
+def test_a_third_out_of_memory_fails_with_what_was_tried(h):
+    job = h.job(steps=20, fail_at=7, checkpoint_every=5)
+    job.resolution = 1024
+    h.service.submit(job)
+    done = h.wait_final(job.job_id)
+    assert done.state == "failed" and done.error_kind == "oom"
+    assert len(done.oom_notes) == 2
+    text = done.error_message
+    assert text.startswith("The GPU ran out of memory at step 7, a third time: Isengard "
+                           "lowered the memory settings and resumed twice")
+    assert "Tried:\n  • Recovered from out-of-memory at step 7: 1024 → 768 px\n" \
+           "  • Recovered from out-of-memory at step 7: 768 → 512 px" in text
+    assert "What you can do: close other programs that use the GPU" in text
+    assert [(j, e.kind, e.message) for j, e in h.errors] == [(job.job_id, "oom", text)]
+    h.qtbot.waitUntil(lambda: h.service.job(job.job_id).resumable, timeout=WAIT)
+    assert h.service.job(job.job_id).checkpoint_step == 5
+    assert TrainingJob.load(done.paths.spec).resolution == 512
+
 
 
 def test_crash_without_error_event_names_the_exit_code(h):
@@ -523,6 +577,43 @@ def test_builtin_trainer_through_the_runner_stop_resume_complete(h, tmp_path):
     stdout = done.paths.stdout.read_text()
     assert all(line.startswith("{") or line.startswith("=====") for line in
                stdout.splitlines() if line.strip())
+
+
+@pytest.mark.timeout(240)
+def test_builtin_trainer_recovers_from_an_injected_out_of_memory(h, tmp_path, monkeypatch):
+    """The real built-in trainer (tiny SD1.5-like model, CPU) runs out of memory before step
+    5 (the runtime's test hook): it saves step 4, the job resumes from there at batch 1 with
+    gradient checkpointing on, and completes its 8 steps with a LoRA."""
+    from isengard_desktop.training_runtime import tiny_models as tiny
+
+    monkeypatch.setenv("ISENGARD_TEST_OOM_AT_STEP", "5")
+    model = tiny.build_sd15(tmp_path / "sd15")
+    data = tiny.make_dataset(tmp_path / "data", count=3)
+    h.library.import_photos(h.character.id, sorted(data.glob("*.png")))
+    h.qtbot.waitUntil(lambda: h.library.image_count(h.character.id) == 3, timeout=WAIT)
+    job = TrainingJob(job_id=new_job_id(), character_id=h.character.id,
+                      character_name=h.character.name, trigger_word="sks", family="sd15",
+                      base_model=str(model), dataset_dir=str(data), output_name="alice_lora",
+                      backend="builtin", resolution=64, rank=4, alpha=8.0, learning_rate=5e-3,
+                      steps=8, batch_size=2, checkpoint_every=3, gradient_checkpointing=False,
+                      extra={"test_hooks": True})
+    h.service.submit(job)
+    done = h.wait_final(job.job_id, timeout=200_000)
+    assert done.state == "completed", done.error_message
+    assert done.step == 8 and done.total_steps == 8 and Path(done.lora_path).is_file()
+    assert done.oom_notes == ("recovered from out-of-memory at step 5: batch 2 → 1 (gradient "
+                              "accumulation 1 → 2), gradient checkpointing on",)
+    assert h.errors == []
+    # the step before the failed one was saved when memory ran out, and resumed from
+    assert [e.step for j, e in h.checkpoints if j == job.job_id] == [3, 4, 6, 8]
+    log = log_text(h, job.job_id)
+    assert "CUDA out of memory" in log and "injected by ISENGARD_TEST_OOM_AT_STEP" in log
+    assert "Resuming from checkpoint-" in log and "(step 4 of 8)" in log
+    spec = TrainingJob.load(done.paths.spec)
+    assert (spec.batch_size, spec.grad_accum, spec.gradient_checkpointing) == (1, 2, True)
+    events = [json.loads(line) for line in done.paths.events.read_text().splitlines()]
+    errors = [e for e in events if e.get("event") == "error"]
+    assert [(e["kind"], e["step"]) for e in errors] == [("oom", 5)]
 
 
 def safetensors_metadata(path: Path) -> dict[str, str]:

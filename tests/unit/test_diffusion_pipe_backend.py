@@ -425,3 +425,25 @@ def test_the_standin_lora_file_is_valid_safetensors(tmp_path):
     tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
     assert list(tensors) == ["lora_down.weight"] and tensors["lora_down.weight"].tolist() == [
         0.5, 7.0]
+
+
+def test_block_swap_for_out_of_memory_recovery(world):
+    """Flux/Chroma: the blocks swapped now (fields.blocks_to_swap, default 0) and the ceiling
+    the recovery goes to; the next tier's blocks reach the main TOML."""
+    from dataclasses import replace
+
+    from isengard_desktop.core.training.oom import next_tier
+
+    backend = DiffusionPipeBackend(world["install"])
+    base = JOBS["chroma"](world)
+    chroma = replace(base, family="chroma", quantize_base="none", resolution=512,
+                     extra={**base.extra, "fields": {**(base.extra.get("fields") or {}),
+                                                     "blocks_to_swap": 4}})
+    assert backend.block_swap(chroma) == (4, 20)
+    assert backend.block_swap(replace(chroma, family="sdxl")) is None
+    tier = next_tier(chroma, backend.capabilities()["quantize_base"], backend.block_swap(chroma))
+    assert tier is not None and tier.job.quantize_base == "float8"
+    assert tier.job.extra["fields"]["blocks_to_swap"] == 12
+    launch = backend.build_launch(tier.job, world["paths"], resume=True)
+    main = tomllib.loads(launch.files[world["paths"].configs / MAIN_TOML])
+    assert main["blocks_to_swap"] == 12 and main["model"]["transformer_dtype"] == "float8"

@@ -389,3 +389,22 @@ def test_windows_loads_data_without_worker_processes(tree):
         other = build_args(job, paths, platform=platform)["dataset"]
         assert (other["max_data_loader_n_workers"],
                 other["persistent_data_loader_workers"]) == (2, True)
+
+
+def test_block_swap_for_out_of_memory_recovery_reads_the_preset_and_the_override(tree):
+    """What the OOM recovery (core/training/oom.py) starts from: the blocks the job's
+    settings swap now (the VRAM preset's, or the explicit field) and sd-scripts' most; the
+    next tier's blocks then reach the arguments."""
+    from isengard_desktop.core.training.oom import next_tier
+
+    tmp, backend = tree
+    assert backend.block_swap(make_job(tmp, extra=flux_fields(tmp, vram="12"))) == (16, 35)
+    assert backend.block_swap(make_job(tmp, extra=flux_fields(tmp, vram="12",
+                                                              blocks_to_swap=4))) == (4, 35)
+    assert backend.block_swap(make_job(tmp, extra=flux_fields(tmp))) == (0, 35)
+    assert backend.block_swap(make_job(tmp, "sdxl")) is None
+    job = make_job(tmp, resolution=512, extra=flux_fields(tmp, vram="12"))
+    tier = next_tier(job, backend.capabilities()["quantize_base"], backend.block_swap(job))
+    assert tier is not None
+    training = build_args(tier.job, job_paths(tmp, "j"))["training"]
+    assert (training["blocks_to_swap"], training["fp8_base"]) == (24, True)

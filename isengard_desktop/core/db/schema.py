@@ -125,6 +125,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX downloads_by_state ON downloads(state)",
         "CREATE INDEX downloads_by_dest ON downloads(dest)",
     ],
+    # 6: out-of-memory recovery (core/training/oom.py): one note per recovery, a JSON list
+    [
+        "ALTER TABLE jobs ADD COLUMN oom_notes TEXT NOT NULL DEFAULT '[]'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,7 +7,7 @@ Trainer children write one JSON object per line on stdout::
     {"v":1,"event":"sample","step":250,"path":"...","prompt":"..."}
     {"v":1,"event":"checkpoint","step":250,"path":"...","resumable":true}
     {"v":1,"event":"done","lora":"...","steps":2000}
-    {"v":1,"event":"error","kind":"oom","message":"..."}
+    {"v":1,"event":"error","kind":"oom","message":"...","step":812}  (step added, optional)
     {"v":1,"event":"stopped","step":250,"checkpoint":"..."}      (added: stop & save finished)
     {"v":1,"event":"log","level":"info","message":"..."}          (added: human-readable notes)
 
@@ -69,6 +69,7 @@ class DoneEvent:
 class ErrorEvent:
     kind: str
     message: str
+    step: int = 0           # (added) the step being trained when it failed; 0: unknown
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The versioned training job spec shared by the app, backends and the trainer child.
 
-A :class:`TrainingJob` is written to ``jobs/<job_id>/job.json`` before launch and never
-changes afterwards (resume reuses it). Secrets are never part of it: they reach children
+A :class:`TrainingJob` is written to ``jobs/<job_id>/job.json`` before launch and resume
+reuses it; it changes only when the job recovers from running out of memory (one memory tier
+lower, :mod:`.oom`). Secrets are never part of it: they reach children
 only through environment variables.
 """
 

@@ -339,6 +339,15 @@ class DiffusionPipeBackend:
             return False, " ".join(problems)
         return True, ""
 
+    def block_swap(self, job: TrainingJob) -> tuple[int, int] | None:
+        """(blocks swapped to CPU memory now, the most recovery goes to) for a Flux/Chroma
+        job; None for the others. The ceiling is diffusion-pipe's example value (20, in
+        its examples/main_example.toml), well below the models' block counts."""
+        if job.family not in ("flux-dev", "flux-schnell", "chroma"):
+            return None
+        return _Options(job).get("blocks_to_swap", 0, int, lambda v: v >= 0,
+                                 "cannot be negative"), 20
+
     def capabilities(self) -> dict[str, Any]:
         return {
             "families": ["chroma", "sdxl", "flux-dev", "flux-schnell"],

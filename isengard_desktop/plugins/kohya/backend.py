@@ -307,6 +307,14 @@ class KohyaBackend:
             return list(FAMILY_LABELS)
         return [f for f in FAMILY_LABELS if (folder / SCRIPTS[f]).is_file()]
 
+    def block_swap(self, job: TrainingJob) -> tuple[int, int] | None:
+        """(transformer blocks swapped to CPU memory now, the most sd-scripts allows) for a
+        Flux/Chroma job (out-of-memory recovery swaps more); None for the others."""
+        if job.family not in FLOW:
+            return None
+        blocks, _fp8 = _swap_and_fp8(job, _fields(job))
+        return blocks, 35
+
     def capabilities(self) -> dict[str, Any]:
         families = self._families()
         return {

@@ -15,6 +15,7 @@ stopped``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -88,6 +89,11 @@ class JobRecord:
     checkpoint_step: int | None = None   # newest complete checkpoint (None: none)
     pid: int | None = None
     paused_seconds: float = 0.0          # between runs (Resume): not running time
+    oom_notes: tuple[str, ...] = ()      # one per out-of-memory recovery (core/training/oom)
+
+    @property
+    def oom_recoveries(self) -> int:
+        return len(self.oom_notes)
 
     @property
     def resumable(self) -> bool:
@@ -114,7 +120,8 @@ class JobRecord:
                       total_steps=self.total_steps, last_loss=self.last_loss,
                       lora_path=self.lora_path, error_kind=self.error_kind,
                       error_message=self.error_message, sec_per_step=self.sec_per_step,
-                      paused_seconds=self.paused_seconds)
+                      paused_seconds=self.paused_seconds,
+                      oom_notes=json.dumps(list(self.oom_notes), ensure_ascii=False))
 
     @classmethod
     def from_row(cls, row: JobRow, spec: TrainingJob) -> JobRecord:
@@ -126,7 +133,17 @@ class JobRecord:
                    lora_path=row.lora_path, error_kind=row.error_kind,
                    error_message=row.error_message, sec_per_step=row.sec_per_step,
                    job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid,
-                   paused_seconds=row.paused_seconds or 0.0)
+                   paused_seconds=row.paused_seconds or 0.0,
+                   oom_notes=_notes(row.oom_notes))
+
+
+def _notes(stored: str | None) -> tuple[str, ...]:
+    """The recovery notes of a row (a JSON list; anything else reads as none)."""
+    try:
+        value = json.loads(stored or "[]")
+    except ValueError:
+        return ()
+    return tuple(str(n) for n in value) if isinstance(value, list) else ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@ one child process (:mod:`.training_runner`), processes of an earlier app instanc
 publishing through :func:`~..core.training.job_files.publish_lora`), and binding the external
 trainers to their installs (:func:`~..plugins.registry.bind_external_installs`).
 
+Out of memory: a run that ends with an ``oom`` error is queued again at once, one memory
+tier lower (:mod:`.recovery`, policy in :mod:`...core.training.oom`), resuming from its last
+checkpoint with the same total steps, at most ``max_oom_recoveries`` times; each recovery
+adds a note to the record (``oom_notes``). The ``error`` of a recovered run is not reported.
+
 States: ``queued → running → (stopping →) completed | failed | cancelled | interrupted |
 stopped``. A job found ``running`` at start whose process is gone becomes ``interrupted``;
 one whose process is still alive (an earlier app instance's child) is watched until it ends
@@ -61,6 +66,7 @@ from ...core.paths import AppPaths
 from ...core.training.checkpoints import latest_complete
 from ...core.training.dataset_list import DatasetEntry
 from ...core.training.installs import ExternalInstall
+from ...core.training.oom import MAX_RECOVERIES
 from ...core.training.progress import TRAINING_PHASE, phase_progress, step_progress
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
                                       PhaseEvent, SampleEvent, StepEvent)
@@ -74,6 +80,7 @@ from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
                               require_backend, usable_backend)
 from .orphans import OrphanWatcher
 from .outputs import JobOutputs
+from .recovery import gave_up_record, plan_recovery, recovered_record
 from .records import (ACTIVE_STATES, RESUMABLE_STATES, JobRecord, JobState, RunOutcome, examine_rows, finished_record,
                                interrupted_at_start, utc_now, with_step)
 from .runner import JobRun
@@ -111,6 +118,7 @@ class TrainingService(QObject):
         self.kill_grace_s = 5.0       # SIGTERM -> SIGKILL
         self.shutdown_grace_s = 10.0  # app quit: graceful stop before SIGTERM
         self.persist_interval_s = 3.0
+        self.max_oom_recoveries = MAX_RECOVERIES   # out of memory: resume lower, this often
         self.bundle_probe_torch = True
         self.is_ready = False
 
@@ -126,6 +134,7 @@ class TrainingService(QObject):
         self._installs: dict[str, ExternalInstall] = {}   # external backends' installs
         self._shutting_down = False
         self._settling: set[str] = set()   # finished, checkpoint scan not back yet
+        self._oom_steps: dict[str, int] = {}   # job id -> step of this run's OOM error
         self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
         self._outputs = JobOutputs(paths, library, self._files)
 
@@ -490,6 +499,10 @@ class TrainingService(QObject):
             self._changed(replace(record, lora_path=event.lora), structural=False)
         elif isinstance(event, ErrorEvent):
             logger.warning("job {}: trainer error {}: {}", job_id, event.kind, event.message)
+            if event.kind == "oom":
+                # recovered or reported when the run ends (see _on_finished)
+                self._oom_steps[job_id] = event.step or record.step + 1
+                return
             self._changed(replace(record, error_kind=event.kind, error_message=event.message),
                           structural=False)
             self.error_reported.emit(job_id, event)
@@ -503,8 +516,15 @@ class TrainingService(QObject):
             return
         record = finished_record(record, outcome, self._intent.pop(job_id, None),
                                  run.launch.argv[0] if run else "the program")
+        oom_step = self._oom_steps.pop(job_id, record.step + 1)
+        if record.state == JobState.FAILED and record.error_kind == "oom":
+            if self._recover_from_oom(record, oom_step):
+                return
+            record = gave_up_record(record, oom_step, self.max_oom_recoveries)
+            self.error_reported.emit(job_id, ErrorEvent("oom", record.error_message or "",
+                                                        oom_step))
         state, message = record.state, record.error_message
-        if state == JobState.FAILED and outcome.error is None:
+        if state == JobState.FAILED and outcome.error is None and record.error_kind != "oom":
             self.error_reported.emit(job_id, ErrorEvent(record.error_kind or "crash",
                                                         message or ""))
         logger.info("job {} {}{}", job_id, state, f": {message}" if message else "")
@@ -517,6 +537,27 @@ class TrainingService(QObject):
                 stopped = outcome.stopped
                 step = (stopped.lora_step or stopped.step) if stopped else record.step
                 self._outputs.register_lora(record, DoneEvent(record.lora_path, step))
+
+    def _recover_from_oom(self, record: JobRecord, step: int) -> bool:
+        """Out of memory at ``step``: queue the job again one memory tier lower (its spec
+        rewritten, resuming from its last checkpoint, first in the queue). False when it
+        was recovered ``max_oom_recoveries`` times already or nothing is left to lower."""
+        tier = plan_recovery(self.registry, record, self.max_oom_recoveries)
+        if tier is None:
+            return False
+        job_id = record.job_id
+        record = recovered_record(record, tier, step)
+        with applog.correlation(self._cids.get(job_id)):
+            logger.warning("job {}: {}", job_id, record.oom_notes[-1])
+        spec_path, spec_text = record.paths.spec, tier.job.to_json()
+        # the same single-thread executor prepares the launch: the spec is written first
+        run_in_executor(self._files, lambda: atomic_write_text(spec_path, spec_text),
+                        None, lambda exc: self._fail_launch(
+                            job_id, f"Could not write {spec_path}: {exc}"))
+        self._queue.insert(0, job_id)
+        self._changed(record, persist=True)
+        self._pump()
+        return True
 
     def _finalize_with_checkpoint(self, record: JobRecord) -> None:
         """Find the newest complete checkpoint (verified by hash, off the UI thread), then

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from ...core.training.presets import format_clock
 from .job_panel import (ACTIVE, STATE_COLORS, STATE_WORDS, describe_error, family_label,
-                           fmt_loss, fmt_when, job_duration)
+                           fmt_loss, fmt_when, job_duration, recovery_lines)
 
 COLUMNS = ("State", "Character", "Model · preset", "Started", "Duration", "Final loss", "LoRA",
            "Trainer")
@@ -229,6 +229,9 @@ class HistoryWidget(QWidget):
             state = f"Running {100 * record.step // max(1, record.total_steps)}%"
         elif record.state == "stopped" and record.lora_path:
             state = f"Stopped at step {record.step}"      # its LoRA is that step's weights
+        recoveries = len(getattr(record, "oom_notes", ()) or ())
+        if recoveries:
+            state += " · OOM recovered" + (f" ×{recoveries}" if recoveries > 1 else "")
         duration = job_duration(record)
         lora = Path(record.lora_path).name if record.lora_path else "—"
         values = (state, record.character_name,
@@ -252,9 +255,11 @@ class HistoryWidget(QWidget):
             tip.append(f"{spec.resolution} px, rank {spec.rank}, alpha {spec.alpha:g}, "
                        f"lr {spec.learning_rate:g}, batch {spec.batch_size}, "
                        f"{spec.lr_scheduler}")
+        if recoveries:
+            tip.append(recovery_lines(record))
         if record.error_kind or record.state == "failed":
             headline, hint = describe_error(record.error_kind, record.error_message)
-            tip += [headline, hint]
+            tip += [headline, hint] if hint else [headline]
         if record.lora_path:
             tip.append(str(record.lora_path))
         text = "\n".join(tip)

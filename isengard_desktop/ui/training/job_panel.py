@@ -67,6 +67,8 @@ def describe_error(kind: str | None, message: str | None) -> tuple[str, str]:
     """(headline, what to do) for an error kind and the trainer's message."""
     title, hint = ERROR_WORDS.get(kind or "", ("Training failed", ERROR_WORDS["crash"][1]))
     message = (message or "").strip()
+    if "What you can do:" in message:     # the message says it already (after OOM recovery)
+        hint = ""
     return (f"{title}: {message}" if message else title), hint
 
 
@@ -158,6 +160,15 @@ class JobPanelWidget(QWidget):
                                  "schedule).")
         self.loss_label.setToolTip("The loss of the last step. It is noisy: watch the bold "
                                    "trend line in the chart.")
+        self.recovery_label = QLabel("")
+        self.recovery_label.setObjectName("RecoveryNote")
+        self.recovery_label.setWordWrap(True)
+        self.recovery_label.setStyleSheet("color: #ead9a8;")
+        self.recovery_label.setToolTip(
+            "The trainer ran out of GPU memory. Isengard resumed the job from its last "
+            "checkpoint with lower memory settings (same total steps); it does this at most "
+            "twice.")
+        self.recovery_label.setVisible(False)
         self.error_label = QLabel("")
         self.error_label.setObjectName("Banner")
         self.error_label.setWordWrap(True)
@@ -215,6 +226,7 @@ class JobPanelWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
         layout.addWidget(self.summary_label)
+        layout.addWidget(self.recovery_label)
         layout.addWidget(self.error_label)
         layout.addWidget(self.phase_label)
         layout.addWidget(self.progress)
@@ -266,6 +278,10 @@ class JobPanelWidget(QWidget):
         backend = getattr(record, "backend", "") or ""
         parts.append(f"trainer: {self.backend_labels.get(backend, backend or 'unknown')}")
         self.summary_label.setText(" · ".join(parts))
+        notes = recovery_lines(record)
+        if self.recovery_label.text() != notes:
+            self.recovery_label.setText(notes)
+        self.recovery_label.setVisible(bool(notes))
         self._total = record.total_steps or self._total
         if record.total_steps:
             self._show_step(Progress(label=PHASE_WORDS[TRAINING_PHASE], done=record.step,
@@ -314,6 +330,8 @@ class JobPanelWidget(QWidget):
         self.log.clear()
         self.error_label.setVisible(False)
         self.error_label.setText("")
+        self.recovery_label.setVisible(False)
+        self.recovery_label.setText("")
         for w in (self.phase_label, self.step_label, self.eta_label, self.lr_label,
                   self.loss_label, self.checkpoint_label):
             w.setText("")
@@ -369,7 +387,7 @@ class JobPanelWidget(QWidget):
 
     def show_error(self, kind: str | None, message: str | None) -> None:
         headline, hint = describe_error(kind, message)
-        self.error_label.setText(f"{headline}\n{hint}")
+        self.error_label.setText(f"{headline}\n{hint}" if hint else headline)
         self.error_label.setStyleSheet("background: #2a1c1f; border: 1px solid #5c2f35; "
                                        "color: #f3c4c4;")
         self.error_label.setVisible(True)
@@ -407,10 +425,20 @@ class JobPanelWidget(QWidget):
             self.loss_label.setText(f"loss {fmt_loss(last_step.loss)}")
         if last_ckpt is not None:
             self.on_checkpoint(last_ckpt)
-        if error is not None and getattr(self.record, "state", "") not in ACTIVE:
+        state = getattr(self.record, "state", "")
+        # an out-of-memory error the job recovered from is no error of the job
+        recovered = (error is not None and error.kind == "oom" and state != "failed"
+                     and bool(getattr(self.record, "oom_notes", ())))
+        if error is not None and state not in ACTIVE and not recovered:
             self.show_error(error.kind, error.message)
         if self.record is not None:
             self.update_record(self.record)
+
+
+def recovery_lines(record: Any) -> str:
+    """The job's out-of-memory recoveries, one line each ("" when none)."""
+    notes = getattr(record, "oom_notes", ()) or ()
+    return "\n".join(f"⚠ {n[0].upper()}{n[1:]}" for n in notes if n)
 
 
 def _cannot_resume(record: Any) -> bool:

@@ -534,6 +534,7 @@ class TrainingTab(QWidget):
                                        "in Generate.")
         elif record.state == "failed":
             headline, _ = describe_error(record.error_kind, record.error_message)
+            headline = headline.splitlines()[0]   # a long message stays in the job panel
             self.message_posted.emit(f"Training failed: {what}. {headline}")
             self.notify_requested.emit("Training failed", f"{what}: {headline}")
         elif record.state == "stopped":
