@@ -88,6 +88,7 @@ class ServerChipWidget(QFrame):
 
 class BackendBarWidget(QFrame):
     settings_requested = Signal()
+    find_requested = Signal()
     refresh_requested = Signal()
     restart_requested = Signal()
     log_requested = Signal()
@@ -102,10 +103,15 @@ class BackendBarWidget(QFrame):
         self.title = QLabel("ComfyUI")
         self.title.setObjectName("BackendTitle")
         self.empty_label = QLabel(
-            "No ComfyUI server is set up yet. Point Isengard at ComfyUI on this computer, or at "
-            "a ComfyUI server on your network, in Settings → ComfyUI.")
+            "No ComfyUI server is set up yet. Find the ComfyUI already on this computer (the "
+            "set-up assistant links it and your models in one step), or point Isengard at a "
+            "ComfyUI server on your network in Settings → ComfyUI.")
         self.empty_label.setObjectName("BackendEmpty")
         self.empty_label.setWordWrap(True)
+        self.find_button = QPushButton("Find ComfyUI…")
+        self.find_button.setObjectName("BackendFind")
+        self.find_button.setToolTip("Open the set-up assistant's page that finds ComfyUI installs "
+                                    "and model folders on this computer and links them.")
         self.settings_button = QPushButton("Open Settings…")
         self.settings_button.setObjectName("BackendSettings")
         self.settings_button.setToolTip("Settings → ComfyUI: the ComfyUI folder and Python for "
@@ -143,8 +149,10 @@ class BackendBarWidget(QFrame):
         layout.addWidget(self.restart_button)
         layout.addWidget(self.log_button)
         layout.addWidget(self.refresh_button)
+        layout.addWidget(self.find_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(self.settings_button, 0, Qt.AlignmentFlag.AlignRight)
         self.settings_button.clicked.connect(self.settings_requested)
+        self.find_button.clicked.connect(self.find_requested)
         self.refresh_button.clicked.connect(self.refresh_requested)
         self.restart_button.clicked.connect(self.restart_requested)
         self.log_button.clicked.connect(self.log_requested)
@@ -168,6 +176,7 @@ class BackendBarWidget(QFrame):
                 chip.update_status(status)
         empty = not self.servers
         self.empty_label.setVisible(empty)
+        self.find_button.setVisible(empty)
         troubles = [f"{s.label}: {s.message}" for s in self.servers
                     if s.state in ("offline", "error") and s.message]
         self.problem_label.setText("\n".join(troubles))
@@ -185,8 +194,7 @@ class BackendBarWidget(QFrame):
         self.setProperty("empty", empty)
         self.style().unpolish(self)
         self.style().polish(self)
-        self.settings_button.setText("Set up ComfyUI…" if empty else "Settings…")
-        self.settings_button.setProperty("primary", empty)
+        self.settings_button.setText("Settings…")
         self.settings_button.style().unpolish(self.settings_button)
         self.settings_button.style().polish(self.settings_button)
 

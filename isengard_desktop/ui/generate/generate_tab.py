@@ -150,6 +150,7 @@ class GenerateTab(QWidget):
         layout.addWidget(split, 1)
 
         self.backends.settings_requested.connect(self.settings_requested)
+        self.backends.find_requested.connect(lambda: self.setup_requested.emit("models"))
         self.backends.refresh_requested.connect(self._service.refresh_servers)
         self.backends.restart_requested.connect(self._service.restart_local_server)
         self.backends.log_requested.connect(self._open_local_log)
@@ -203,11 +204,9 @@ class GenerateTab(QWidget):
         tip = ("Open the set-up assistant's page that finds ComfyUI installs and model "
                "folders on this computer and links them.")
         if not servers:
-            # the backend bar below says how to add a server; this offers what is already here
-            self.setup_banner.show_notice(
-                "No ComfyUI is set up. Already have ComfyUI on this computer? The set-up "
-                "assistant finds it (and your A1111/Forge or Stability Matrix models) and links "
-                "it in one step.", "Find ComfyUI…", "models", tip)
+            # the backend bar says it once, with both ways: find this computer's ComfyUI
+            # (set-up assistant) or add a server (Settings)
+            self.setup_banner.clear()
         elif problem is not None and not any(s.state == "starting" for s in servers):
             self.setup_banner.show_notice(
                 f"{problem} Check that it runs, or link another ComfyUI.",
