@@ -28,6 +28,7 @@ from isengard_desktop.core.comfy_install.layout import (comfy_dir, install_folde
 from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.runtime.layout import read_marker, venv_python
 from isengard_desktop.core.runtime.status import RuntimeState
+from tests.helpers.download_host import DownloadHost, HostedFile
 from isengard_desktop.services.generation.comfy_install import (ComfyInstallService,
                                                                 required_node_classes)
 
@@ -201,3 +202,51 @@ def test_missing_release_in_the_offline_folder_is_named(qtbot, world, service):
     status = _install(qtbot, service, world["payload"])
     assert status.state == RuntimeState.MISSING
     assert ARCHIVE in status.problem and "offline folder" in status.problem
+
+
+def _online(world, host_file) -> str:
+    """Serve the release zip from a local download host and point the release file and the
+    lock's sources at it (an index that knows nothing, plus the wheel folder as find-links)."""
+    data = (world["payload"] / "comfyui" / ARCHIVE).read_bytes()
+    host = DownloadHost()
+    host.__enter__()
+    hosted = host.add(f"/archive/refs/tags/{TAG}.zip", HostedFile(data=data, **host_file))
+    world["release"].write_text(
+        f'format = 1\n[release]\ntag = "{TAG}"\n'
+        'commit = "0123456789abcdef0123456789abcdef01234567"\n'
+        f'url = "{host.url(f"/archive/refs/tags/{TAG}.zip")}"\narchive = "{ARCHIVE}"\n'
+        f'sha256 = "{world.get("sha") or hosted.sha256}"\n')
+    (world["locks"] / "locks.toml").write_text(
+        f'version = 1\n[devices.cpu]\nfile = "cpu.txt"\n'
+        f'index_urls = ["{host.url("/simple")}"]\n'
+        f'find_links = ["{world["payload"] / "wheels"}"]\n')
+    world["host"] = host
+    return hosted.sha256
+
+
+def test_online_install_downloads_the_release_resuming_after_a_drop(qtbot, world, service):
+    _online(world, {"drop_after": 300})
+    try:
+        labels = []
+        service.progress.connect(lambda p: labels.append(p.label))
+        status = _install(qtbot, service, None)
+        assert status.state == RuntimeState.READY, status.problem
+        assert "downloading" in labels
+        ranges = [r.range_start for r in world["host"].requests if r.path.endswith(".zip")]
+        assert ranges[0] is None and ranges[-1] == 300      # resumed from the drop, not 0
+        info = read_install_info(install_folder(world["paths"], TAG))
+        assert info is not None and info.source == "online"
+    finally:
+        world["host"].__exit__(None, None, None)
+
+
+def test_online_archive_with_the_wrong_hash_is_refused(qtbot, world, service):
+    world["sha"] = "0" * 64
+    _online(world, {})
+    try:
+        status = _install(qtbot, service, None)
+        assert status.state == RuntimeState.MISSING
+        assert "Downloading ComfyUI" in status.problem and "SHA-256" in status.problem
+        assert not (world["paths"].data / "comfyui" / "archives" / ARCHIVE).exists()
+    finally:
+        world["host"].__exit__(None, None, None)
