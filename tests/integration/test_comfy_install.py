@@ -1,101 +1,35 @@
 """The managed ComfyUI installed for real, offline: a local "release" zip whose ``main.py`` runs
 the ComfyUI test double (tests/helpers/fake_comfyui_main.py), a tiny device lock and a local
 wheelhouse of two wheels built here, real ``uv`` children with ``--no-index``, and the check
-that starts the installed ComfyUI and reads ``/object_info``.
-
-The double's imports (aiohttp, yaml) come from the test's own environment: the release's
-``main.py`` puts that site-packages folder on ``sys.path`` (a real ComfyUI gets them from its
-requirements); what the install itself must provide — the lock's package and the release's
-requirement — are imported from the new venv before the double starts, so a missing step
-fails the check.
+that starts the installed ComfyUI and reads ``/object_info`` (tests/helpers/comfy_release.py
+builds the release and says how the double's imports are provided).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import signal
-import sysconfig
-import zipfile
-from pathlib import Path
 
 import pytest
+
+from tests.helpers.comfy_release import ARCHIVE, TAG, make_world, release_zip, serve_online
 from PySide6.QtCore import QTimer
 
 from isengard_desktop.core.comfy_install.layout import (comfy_dir, install_folder,
                                                        read_install_info)
-from isengard_desktop.core.paths import resolve_paths
 from isengard_desktop.core.runtime.layout import read_marker, venv_python
 from isengard_desktop.core.runtime.status import RuntimeState
-from tests.helpers.download_host import DownloadHost, HostedFile
 from isengard_desktop.services.generation.comfy_install import (ComfyInstallService,
                                                                 required_node_classes)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-REPO = Path(__file__).resolve().parents[2]
-FAKE_MAIN = REPO / "tests" / "helpers" / "fake_comfyui_main.py"
-TAG = "v0.0.99-test"
-ARCHIVE = "ComfyUI-test.zip"
 WAIT = 120_000
-
-
-def _wheel(folder: Path, dist: str, version: str = "1.0") -> tuple[Path, str]:
-    """A minimal pure-Python wheel (module ``dist`` with ``VERSION``); returns (path, sha256)."""
-    files = {f"{dist}/__init__.py": f"VERSION = {version!r}\n".encode(),
-             f"{dist}-{version}.dist-info/METADATA":
-                 f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode(),
-             f"{dist}-{version}.dist-info/WHEEL":
-                 b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                 b"Tag: py3-none-any\n"}
-    record = "".join(
-        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for name, data in files.items()) + f"{dist}-{version}.dist-info/RECORD,,\n"
-    path = folder / f"{dist}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr(f"{dist}-{version}.dist-info/RECORD", record)
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _release_zip(path: Path, extra: dict[str, str] | None = None) -> Path:
-    site = sysconfig.get_paths()["purelib"]
-    main = (
-        "import runpy, sys\n"
-        "import isengard_fake_torch, isengard_comfy_dep  # from the install's own venv\n"
-        f"sys.path.append({site!r})\n"
-        f"runpy.run_path({str(FAKE_MAIN)!r}, run_name='__main__')\n")
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("ComfyUI-test/main.py", main)
-        zf.writestr("ComfyUI-test/requirements.txt", "isengard_comfy_dep\n")
-        zf.writestr("ComfyUI-test/custom_nodes/example_node.py.example", "# ComfyUI ships it\n")
-        for name, text in (extra or {}).items():
-            zf.writestr(name, text)
-    return path
 
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    payload = tmp_path / "payload"
-    (payload / "wheels").mkdir(parents=True)
-    (payload / "comfyui").mkdir()
-    _torch, torch_sha = _wheel(payload / "wheels", "isengard_fake_torch")
-    _wheel(payload / "wheels", "isengard_comfy_dep")
-    locks = tmp_path / "locks"
-    locks.mkdir()
-    (locks / "cpu.txt").write_text(f"isengard-fake-torch==1.0 \\\n    --hash=sha256:{torch_sha}\n")
-    _release_zip(payload / "comfyui" / ARCHIVE)
-    release = tmp_path / "release.toml"
-    release.write_text(f'format = 1\n[release]\ntag = "{TAG}"\n'
-                       'commit = "0123456789abcdef0123456789abcdef01234567"\n'
-                       f'url = "http://127.0.0.1:9/{ARCHIVE}"\narchive = "{ARCHIVE}"\n'
-                       'sha256 = ""\n')
-    monkeypatch.setenv("ISENGARD_RUNTIME_LOCKS", str(locks))
-    monkeypatch.setenv("ISENGARD_COMFY_RELEASE", str(release))
-    paths = resolve_paths({"ISENGARD_HOME": str(tmp_path / "home")}).ensure()
-    return {"paths": paths, "payload": payload, "locks": locks, "release": release}
+    return make_world(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -189,7 +123,7 @@ def test_cancel_leaves_incomplete_and_install_continues(qtbot, world, service):
 
 def test_traversal_in_the_release_zip_is_refused(qtbot, world, service, tmp_path):
     archive = world["payload"] / "comfyui" / ARCHIVE
-    _release_zip(archive, {"ComfyUI-test/../../../escaped.py": "boom"})
+    release_zip(archive, {"ComfyUI-test/../../../escaped.py": "boom"})
     status = _install(qtbot, service, world["payload"])
     assert status.state == RuntimeState.INCOMPLETE
     assert "outside the ComfyUI folder" in status.problem and ARCHIVE in status.problem
@@ -204,28 +138,8 @@ def test_missing_release_in_the_offline_folder_is_named(qtbot, world, service):
     assert ARCHIVE in status.problem and "offline folder" in status.problem
 
 
-def _online(world, host_file) -> str:
-    """Serve the release zip from a local download host and point the release file and the
-    lock's sources at it (an index that knows nothing, plus the wheel folder as find-links)."""
-    data = (world["payload"] / "comfyui" / ARCHIVE).read_bytes()
-    host = DownloadHost()
-    host.__enter__()
-    hosted = host.add(f"/archive/refs/tags/{TAG}.zip", HostedFile(data=data, **host_file))
-    world["release"].write_text(
-        f'format = 1\n[release]\ntag = "{TAG}"\n'
-        'commit = "0123456789abcdef0123456789abcdef01234567"\n'
-        f'url = "{host.url(f"/archive/refs/tags/{TAG}.zip")}"\narchive = "{ARCHIVE}"\n'
-        f'sha256 = "{world.get("sha") or hosted.sha256}"\n')
-    (world["locks"] / "locks.toml").write_text(
-        f'version = 1\n[devices.cpu]\nfile = "cpu.txt"\n'
-        f'index_urls = ["{host.url("/simple")}"]\n'
-        f'find_links = ["{world["payload"] / "wheels"}"]\n')
-    world["host"] = host
-    return hosted.sha256
-
-
 def test_online_install_downloads_the_release_resuming_after_a_drop(qtbot, world, service):
-    _online(world, {"drop_after": 300})
+    serve_online(world, {"drop_after": 300})
     try:
         labels = []
         service.progress.connect(lambda p: labels.append(p.label))
@@ -242,7 +156,7 @@ def test_online_install_downloads_the_release_resuming_after_a_drop(qtbot, world
 
 def test_online_archive_with_the_wrong_hash_is_refused(qtbot, world, service):
     world["sha"] = "0" * 64
-    _online(world, {})
+    serve_online(world, {})
     try:
         status = _install(qtbot, service, None)
         assert status.state == RuntimeState.MISSING
