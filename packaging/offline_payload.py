@@ -8,6 +8,12 @@ own wheel), the lock itself and ``manifest.json`` (sizes and SHA-256 of every fi
 ``isengard_desktop/core/runtime/manifest.py``). The app's "Install from a folder" checks the
 manifest and installs with ``--no-index``: no network at all.
 
+With ``--comfyui ARCHIVE`` (the release archive named in ``resources/comfyui/release.toml``, a
+file or its URL) the folder also carries the managed ComfyUI: the archive as
+``comfyui/<archive name>`` and the wheels of its ``requirements.txt`` (resolved with the lock's
+pins as constraints, so torch & co. are the lock's) in the same ``wheels/``; the app's "Install
+ComfyUI for me" then installs it with ``--no-index`` too.
+
 Needs a network connection (or pip's find-links) for the wheels: run it on a connected machine
 with the same operating system and CPU architecture as the target (wheels are per platform).
 """
@@ -29,7 +35,7 @@ from isengard_desktop.core.runtime.locks import lock_file  # noqa: E402
 from isengard_desktop.core.runtime.manifest import write_manifest  # noqa: E402
 from isengard_desktop.core.runtime.status import RuntimeDevice  # noqa: E402
 
-__all__ = ["build_app_wheel", "build_payload", "download_wheels"]
+__all__ = ["add_comfyui", "build_app_wheel", "build_payload", "download_wheels"]
 
 
 def download_wheels(lock: Path, dest: Path) -> None:
@@ -91,6 +97,49 @@ def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
     return out
 
 
+def add_comfyui(out: Path, archive: Path | str, lock: Path,
+                find_links: Path | None = None) -> Path:
+    """Put the ComfyUI release ``archive`` (a file, or an http(s) URL to fetch) into the payload
+    ``out`` with the wheels of its requirements, then rewrite the manifest. ``find_links``: a
+    local wheel folder used instead of PyPI (``--no-index``). Returns the archive's place."""
+    import urllib.request
+    import zipfile
+
+    from isengard_desktop.core.comfy_install.release import load_release
+    from isengard_desktop.core.runtime.locks import lock_packages
+    from isengard_desktop.core.runtime.manifest import read_manifest
+
+    release = load_release()
+    target = out / "comfyui" / release.archive
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(archive, str) and archive.startswith(("http://", "https://")):
+        with urllib.request.urlopen(archive) as answer, open(target, "wb") as fh:  # noqa: S310
+            shutil.copyfileobj(answer, fh)
+    else:
+        shutil.copy2(Path(archive), target)
+    with zipfile.ZipFile(target) as zf:
+        names = [n for n in zf.namelist() if n.count("/") <= 1
+                 and n.rsplit("/", 1)[-1] == "requirements.txt"]
+        requirements = zf.read(names[0]).decode("utf-8") if names else ""
+    build = out.parent / f".{out.name}-comfyui"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "requirements.txt").write_text(requirements, encoding="utf-8")
+    (build / "constraints.txt").write_text(
+        "".join(f"{n}=={v}\n" for n, v in lock_packages(lock)), encoding="utf-8")
+    if requirements.strip():
+        argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
+                "--disable-pip-version-check", "-q", "-r", str(build / "requirements.txt"),
+                "-c", str(build / "constraints.txt"), "-d", str(out / "wheels")]
+        if find_links is not None:
+            argv += ["--no-index", "--find-links", str(find_links)]
+        subprocess.run(argv, check=True)
+    shutil.rmtree(build, ignore_errors=True)
+    manifest = read_manifest(out)
+    write_manifest(out, device=manifest.device, lock_name=manifest.lock,
+                   app_wheel=manifest.app_wheel)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", required=True, choices=[d.value for d in RuntimeDevice],
@@ -98,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", type=Path, help="another lock file (default: the device's)")
     parser.add_argument("--out", type=Path, help="the folder to make (default: "
                                                  "dist/offline-<device>)")
+    parser.add_argument("--comfyui", metavar="ARCHIVE",
+                        help="also carry the managed ComfyUI: its release archive (file or "
+                             "URL, see resources/comfyui/release.toml) and its wheels")
     args = parser.parse_args(argv)
     lock = args.lock or lock_file(args.device)
     if not lock.is_file():
@@ -107,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "dist" / f"offline-{args.device}"
     began = time.monotonic()
     build_payload(args.device, lock, out)
+    if args.comfyui:
+        add_comfyui(out, args.comfyui, lock)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out}: {size / 1e6:,.0f} MB in {time.monotonic() - began:.0f} s")
     return 0

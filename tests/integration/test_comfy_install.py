@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,48 @@ def test_online_archive_with_the_wrong_hash_is_refused(qtbot, world, service):
         assert not (world["paths"].data / "comfyui" / "archives" / ARCHIVE).exists()
     finally:
         world["host"].__exit__(None, None, None)
+
+
+def test_offline_payload_builder_carries_comfyui_and_the_install_uses_it(qtbot, world, service,
+                                                                        tmp_path):
+    import importlib.util
+
+    from isengard_desktop.core.runtime.manifest import read_manifest, verify_manifest
+
+    spec = importlib.util.spec_from_file_location(
+        "offline_payload", Path(__file__).resolve().parents[2] / "packaging" /
+        "offline_payload.py")
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    source = world["payload"] / "wheels"
+    torch_only = tmp_path / "torch-wheels"
+    torch_only.mkdir()
+    for wheel in source.glob("isengard_fake_torch-*.whl"):
+        (torch_only / wheel.name).write_bytes(wheel.read_bytes())
+    app_wheel = tmp_path / "isengard_desktop-0.0.0-py3-none-any.whl"
+    app_wheel.write_bytes(b"not used by the ComfyUI install")
+    out = builder.build_payload("cpu", world["locks"] / "cpu.txt", tmp_path / "usb",
+                                wheelhouse=torch_only, app_wheel=app_wheel)
+    assert not list((out / "wheels").glob("isengard_comfy_dep-*"))
+    builder.add_comfyui(out, world["payload"] / "comfyui" / ARCHIVE, world["locks"] / "cpu.txt",
+                        find_links=source)
+    # the release's requirement was fetched into wheels/, and the manifest covers everything
+    assert list((out / "wheels").glob("isengard_comfy_dep-*.whl"))
+    listed = {f.path for f in read_manifest(out).files}
+    assert f"comfyui/{ARCHIVE}" in listed and verify_manifest(out) == []
+    status = _install(qtbot, service, out)
+    assert status.state == RuntimeState.READY, status.problem
+    info = read_install_info(install_folder(world["paths"], TAG))
+    assert info is not None and info.source == str(out)
+
+
+def test_offline_archive_that_differs_from_the_manifest_is_named(qtbot, world, service):
+    from isengard_desktop.core.runtime.manifest import write_manifest
+
+    write_manifest(world["payload"], device="cpu", lock_name="cpu.txt")
+    archive = world["payload"] / "comfyui" / ARCHIVE
+    archive.write_bytes(archive.read_bytes()[:-10])        # a bad copy
+    status = _install(qtbot, service, world["payload"])
+    assert status.state != RuntimeState.READY
+    assert "manifest.json" in status.problem and ARCHIVE in status.problem

@@ -56,6 +56,7 @@ from ...core.runtime import install as uvsteps
 from ...core.runtime.layout import (cache_dir, clear_marker, runtime_root, venv_python,
                                     write_marker)
 from ...core.runtime.locks import lock_file, lock_packages, lock_sha256, lock_sources
+from ...core.runtime.manifest import ManifestError, file_sha256, read_manifest
 from ...core.runtime.python import chosen_device
 from ...core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState
 from ...core.types import Progress
@@ -297,7 +298,23 @@ class ComfyInstallService(QObject):
                 self._fail(f"The offline folder has no ComfyUI release: {job.archive} is "
                            "missing. Make the offline folder again with ComfyUI included.")
                 return
-            self._next()
+            payload, archive = job.offline, job.archive
+
+            def check() -> None:
+                """The archive against the payload's manifest (when it lists it)."""
+                try:
+                    manifest = read_manifest(payload)
+                except ManifestError:
+                    return            # a folder made by hand: the unpack checks the archive
+                rel = archive.relative_to(payload).as_posix()
+                for entry in manifest.files:
+                    if entry.path == rel and (archive.stat().st_size != entry.size
+                                              or file_sha256(archive) != entry.sha256):
+                        raise ArchiveError(f"{archive} differs from what the offline "
+                                           "folder's manifest.json lists (damaged while "
+                                           "copying?); copy it again")
+
+            self._in_thread(check, lambda _: self._next())
             return
         job.archive = archives_dir(self._paths) / job.release.archive
         if job.archive.is_file() and not job.release.sha256:
@@ -474,7 +491,9 @@ class ComfyInstallService(QObject):
         self._timer.stop()
         server, self._server = self._server, None
         if server is not None:
-            server.stop()              # ends on its own; shut down at quit if still running
+            # ends on its own (SIGTERM, then SIGKILL); kept (one small object per install) so
+            # shutdown() can end it at quit if it is still running then
+            server.stop()
             self._retired.append(server)
 
     def _on_server_state(self, job: _Job, state: str, message: str) -> None:
