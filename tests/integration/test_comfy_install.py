@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.comfy_release import ARCHIVE, TAG, make_world, release_zip, serve_online
+from tests.helpers.comfy_release import (ARCHIVE, TAG, make_world, release_zip, serve_online,
+                                         wheel)
 from PySide6.QtCore import QTimer
 
 from isengard_desktop.core.comfy_install.layout import (comfy_dir, install_folder,
@@ -41,9 +43,9 @@ def service(world, qt_asyncio_loop):
     svc.shutdown()
 
 
-def _install(qtbot, svc, payload):
+def _install(qtbot, svc, payload, packs=()):
     with qtbot.waitSignal(svc.finished, timeout=WAIT) as blocker:
-        svc.install(payload)
+        svc.install(payload, packs)
     return blocker.args[0]
 
 
@@ -182,8 +184,8 @@ def test_offline_payload_builder_carries_comfyui_and_the_install_uses_it(qtbot, 
     source = world["payload"] / "wheels"
     torch_only = tmp_path / "torch-wheels"
     torch_only.mkdir()
-    for wheel in source.glob("isengard_fake_torch-*.whl"):
-        (torch_only / wheel.name).write_bytes(wheel.read_bytes())
+    for built in source.glob("isengard_fake_torch-*.whl"):
+        (torch_only / built.name).write_bytes(built.read_bytes())
     app_wheel = tmp_path / "isengard_desktop-0.0.0-py3-none-any.whl"
     app_wheel.write_bytes(b"not used by the ComfyUI install")
     out = builder.build_payload("cpu", world["locks"] / "cpu.txt", tmp_path / "usb",
@@ -210,3 +212,51 @@ def test_offline_archive_that_differs_from_the_manifest_is_named(qtbot, world, s
     status = _install(qtbot, service, world["payload"])
     assert status.state != RuntimeState.READY
     assert "manifest.json" in status.problem and ARCHIVE in status.problem
+
+
+PACK_COMMIT = "a9440d63ec9c0a0db8e8374e9f50e9c440c68ec2"
+
+
+def _with_pack(world, nodes: str) -> None:
+    """The release file lists the Impact Pack; the payload carries its pinned archive (an
+    ``__init__.py`` whose NODE_CLASS_MAPPINGS names ``nodes``, and a requirement)."""
+    wheel(world["payload"] / "wheels", "isengard_pack_dep")
+    text = world["release"].read_text()
+    world["release"].write_text(
+        text + '\n[[custom_nodes]]\nname = "ComfyUI-Impact-Pack"\n'
+        'repo = "https://github.com/ltdrdata/ComfyUI-Impact-Pack"\n'
+        f'commit = "{PACK_COMMIT}"\nfor = "FaceDetailer"\n')
+    nodes_dir = world["payload"] / "comfyui" / "nodes"
+    nodes_dir.mkdir()
+    top = f"ComfyUI-Impact-Pack-{PACK_COMMIT}"
+    with zipfile.ZipFile(nodes_dir / f"ComfyUI-Impact-Pack-{PACK_COMMIT[:12]}.zip", "w") as zf:
+        zf.writestr(f"{top}/__init__.py", "import isengard_pack_dep\n"
+                                          f"NODE_CLASS_MAPPINGS = {{{nodes}}}\n")
+        zf.writestr(f"{top}/requirements.txt", "isengard_pack_dep\n")
+
+
+def test_a_ticked_node_pack_is_installed_and_its_nodes_are_required(qtbot, world, service):
+    _with_pack(world, '"FaceDetailer": object, "SAMLoader": object')
+    status = _install(qtbot, service, world["payload"], packs=["ComfyUI-Impact-Pack"])
+    assert status.state == RuntimeState.READY, status.problem
+    folder = install_folder(world["paths"], TAG)
+    pack = comfy_dir(folder) / "custom_nodes" / "ComfyUI-Impact-Pack"
+    assert (pack / "__init__.py").is_file()
+    assert (pack / ".isengard-pack").read_text() == PACK_COMMIT
+    info = read_install_info(folder)
+    assert info is not None and info.packs == (f"ComfyUI-Impact-Pack@{PACK_COMMIT}",)
+
+
+def test_a_pack_without_the_node_we_need_fails_the_check_naming_it(qtbot, world, service):
+    _with_pack(world, '"SAMLoader": object')
+    status = _install(qtbot, service, world["payload"], packs=["ComfyUI-Impact-Pack"])
+    assert status.state == RuntimeState.BROKEN
+    assert "FaceDetailer" in status.problem
+    info = read_install_info(install_folder(world["paths"], TAG))
+    assert info is not None and info.verify.missing_nodes == ("FaceDetailer",)
+
+
+def test_an_unknown_pack_is_refused_by_name(qtbot, world, service):
+    status = _install(qtbot, service, world["payload"], packs=["NoSuchPack"])
+    assert "NoSuchPack" in status.problem and "unknown" in status.problem
+    assert not service.busy

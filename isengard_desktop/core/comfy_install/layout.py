@@ -78,12 +78,13 @@ class ComfyInstallInfo:
     installed: float
     source: str = "online"
     verify: ComfyVerify = field(default_factory=lambda: ComfyVerify(ok=False))
+    packs: tuple[str, ...] = ()          # custom-node packs installed, "name@commit"
 
     def as_dict(self) -> dict[str, Any]:
         v = self.verify
         return {"format": 1, "tag": self.tag, "commit": self.commit, "device": self.device.value,
                 "lock_sha256": self.lock_sha256, "installed": self.installed,
-                "source": self.source,
+                "source": self.source, "packs": list(self.packs),
                 "verify": {"ok": v.ok, "problem": v.problem,
                            "missing_nodes": list(v.missing_nodes),
                            "node_count": v.node_count, "checked": v.checked}}
@@ -101,6 +102,7 @@ def read_install_info(folder: Path) -> ComfyInstallInfo | None:
             tag=str(data["tag"]), commit=str(data.get("commit", "")),
             device=RuntimeDevice(data["device"]), lock_sha256=str(data.get("lock_sha256", "")),
             installed=float(data.get("installed", 0.0)), source=str(data.get("source", "")),
+            packs=tuple(str(p) for p in data.get("packs", [])),
             verify=ComfyVerify(ok=bool(v.get("ok")), problem=str(v.get("problem", "")),
                                missing_nodes=tuple(str(n) for n in v.get("missing_nodes", [])),
                                node_count=int(v.get("node_count", 0)),

@@ -34,6 +34,15 @@ class NodePack:
     commit: str
     purpose: str
 
+    @property
+    def archive_url(self) -> str:
+        """GitHub's zip of the pinned commit."""
+        return f"{self.repo.rstrip('/')}/archive/{self.commit}.zip"
+
+    @property
+    def archive_name(self) -> str:
+        return f"{self.name}-{self.commit[:12]}.zip"
+
 
 @dataclass(frozen=True)
 class ComfyRelease:
@@ -98,7 +107,11 @@ def load_release(path: Path | None = None) -> ComfyRelease:
         if not isinstance(entry, dict):
             raise ReleaseError(f"{path}: custom_nodes[{n}] is not a table")
         where = f"custom_nodes[{n}]"
-        packs.append(NodePack(text(entry, "name", where), text(entry, "repo", where),
+        name = text(entry, "name", where)
+        if not _TAG.match(name):
+            raise ReleaseError(f"{path}: field '{where}.name' {name!r} is not a plain folder "
+                               "name")
+        packs.append(NodePack(name, text(entry, "repo", where),
                               text(entry, "commit", where, required=False),
                               text(entry, "for", where, required=False)))
     return ComfyRelease(tag, commit, text(rel, "url", "release"), archive, sha, tuple(packs))

@@ -37,7 +37,7 @@ import asyncio
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,7 +50,8 @@ from ...core.comfy_install.archive import ArchiveError, safe_extract
 from ...core.comfy_install.layout import (
     ComfyInstallInfo, ComfyInstallStatus, ComfyVerify, archives_dir, comfy_dir,
     inspect_install, install_folder, list_installs, remove_install, write_install_info)
-from ...core.comfy_install.release import ComfyRelease, ReleaseError, load_release
+from ...core.comfy_install.release import (ComfyRelease, NodePack, ReleaseError, load_release,
+                                           release_file)
 from ...core.paths import AppPaths
 from ...core.runtime import install as uvsteps
 from ...core.runtime.layout import (cache_dir, clear_marker, runtime_root, venv_python,
@@ -69,16 +70,21 @@ __all__ = ["ComfyInstallService", "required_node_classes"]
 CHECK_KEY = "install-check"
 
 
-def required_node_classes() -> list[str]:
-    """The core ComfyUI node classes our workflows use (those of custom-node packs are the
-    Generate toggles' business and not required here)."""
+def required_node_classes(packs: Sequence[str] = ()) -> list[str]:
+    """The core ComfyUI node classes our workflows use, plus those our workflows and Generate
+    toggles take from the custom-node ``packs`` that were installed (other packs' nodes are
+    the toggles' business and not required here)."""
     from ...core.comfy.graph_check import node_pack
     from ...core.comfy.workflow_manifest import WorkflowLibrary
 
-    nodes: set[str] = set()
-    for spec in WorkflowLibrary.load().specs():
-        nodes.update(n for n in spec.nodes if not node_pack(n))
-    return sorted(nodes)
+    library = WorkflowLibrary.load()
+    used: set[str] = set()
+    for spec in library.specs():
+        used.update(spec.nodes)
+    for feature in library.features.values():
+        used.update(feature.nodes)
+    wanted = {"", *packs}
+    return sorted(n for n in used if node_pack(n) in wanted)
 
 
 @dataclass
@@ -94,6 +100,7 @@ class _Job:
     ending: bool = False          # a cancel's clean-up is running
     verify: ComfyVerify | None = None
     object_info: dict[str, Any] | None = None
+    packs: list[NodePack] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -148,8 +155,16 @@ class ComfyInstallService(QObject):
         device = self.device()
         return inspect_install(self._paths, release, device, lock_file(device))
 
-    def install(self, offline_folder: Path | None = None) -> None:
-        """Install (or continue, repair, update to) the pinned release; see the module text."""
+    def node_packs(self) -> tuple[NodePack, ...]:
+        """(reads the release file) The optional custom-node packs one can tick."""
+        try:
+            return load_release().node_packs
+        except ReleaseError:
+            return ()
+
+    def install(self, offline_folder: Path | None = None, packs: Sequence[str] = ()) -> None:
+        """Install (or continue, repair, update to) the pinned release, with the custom-node
+        ``packs`` named (release.toml's ``custom_nodes``); see the module text."""
         if self._job is not None:
             self.finished.emit(replace(self.status(), problem=(
                 "A ComfyUI install is already running; wait for it or cancel it first.")))
@@ -164,9 +179,20 @@ class ComfyInstallService(QObject):
         device = self.device()
         job = _Job(release, device, install_folder(self._paths, release.tag), lock_file(device),
                    offline=Path(offline_folder) if offline_folder is not None else None)
+        known = {p.name: p for p in release.node_packs}
+        for name in packs:
+            pack = known.get(name)
+            if pack is None or not pack.commit:
+                self.finished.emit(replace(self.status(), problem=(
+                    f"The custom-node pack {name} is {'not pinned' if pack else 'unknown'} in "
+                    f"{release_file()}; untick it.")))
+                return
+            job.packs.append(pack)
         job.steps = [self._step_archive, self._step_marker, self._step_unpack,
                      self._step_venv, self._step_lock, self._step_requirements,
-                     self._step_node, self._step_verify, self._step_finish]
+                     self._step_node,
+                     *[(lambda p=pack: self._step_pack(p)) for pack in job.packs],
+                     self._step_verify, self._step_finish]
         self._job = job
         logger.info("comfy install: {} ({}, {})", release.tag, device.value, job.source)
         self.status_changed.emit(self.status())
@@ -320,17 +346,19 @@ class ComfyInstallService(QObject):
         if job.archive.is_file() and not job.release.sha256:
             self._next()           # downloaded before (no hash to check it against)
             return
-        self._download = self.tasks.spawn(self._fetch(job), name="ComfyUI release download")
+        self._download = self.tasks.spawn(
+            self._fetch(job, job.release.url, job.archive, job.release.sha256,
+                        f"ComfyUI {job.release.tag}", self._next),
+            name="ComfyUI release download")
 
-    async def _fetch(self, job: _Job) -> None:
+    async def _fetch(self, job: _Job, url: str, dest: Path, sha256: str, label: str,
+                     then: Callable[[], None]) -> None:
         import httpx
 
         from ...core.downloads.errors import DownloadError
         from ...core.downloads.fetch import FetchProgress, FetchSpec, fetch, format_bytes
 
-        assert job.archive is not None
-        spec = FetchSpec(job.release.url, job.archive, sha256=job.release.sha256,
-                         label=f"ComfyUI {job.release.tag}")
+        spec = FetchSpec(url, dest, sha256=sha256, label=label)
 
         def progressed(p: FetchProgress) -> None:
             self._emit(InstallPhase.DOWNLOADING, p.done, p.total,
@@ -348,11 +376,11 @@ class ComfyInstallService(QObject):
         except DownloadError as exc:
             self._download = None
             if job is self._job:
-                self._fail(f"Downloading ComfyUI {job.release.tag} failed: {exc}")
+                self._fail(f"Downloading {label} failed: {exc}")
             return
         self._download = None
         if job is self._job:
-            self._next()
+            then()
 
     def _step_marker(self) -> None:
         job = self._job
@@ -464,6 +492,54 @@ class ComfyInstallService(QObject):
 
         self._in_thread(put, lambda _: self._next())
 
+    def _step_pack(self, pack: NodePack) -> None:
+        """One ticked custom-node pack: its pinned archive into custom_nodes/<name>, then its
+        requirements (constrained to the lock's pins)."""
+        job = self._job
+        assert job is not None
+        target = comfy_dir(job.folder) / "custom_nodes" / pack.name
+        stamp = target / ".isengard-pack"
+        self._emit(InstallPhase.PREPARING, 0, 0, f"custom nodes: {pack.name}")
+
+        def requirements() -> None:
+            req = target / "requirements.txt"
+            if req.is_file():
+                self._pip(f"{pack.name}'s requirements",
+                          ["-r", str(req), "--constraint", str(job.folder / "constraints.txt")],
+                          f"{pack.name}'s requirements ({req})")
+            else:
+                self._next()
+
+        def unpack(archive: Path) -> None:
+            def work() -> None:
+                safe_extract(archive, target, cancelled=lambda: job.cancelled)
+                stamp.write_text(pack.commit, encoding="utf-8")
+
+            self._in_thread(work, lambda _: requirements())
+
+        try:
+            done = stamp.read_text(encoding="utf-8").strip() == pack.commit
+        except OSError:
+            done = False
+        if done:
+            requirements()     # unpacked before; uv skips what is installed already
+            return
+        if job.offline is not None:
+            archive = job.offline / "comfyui" / "nodes" / pack.archive_name
+            if not archive.is_file():
+                self._fail(f"The offline folder lacks the custom-node pack {pack.name}: "
+                           f"{archive} is missing. Untick it or make the folder again.")
+                return
+            unpack(archive)
+            return
+        archive = archives_dir(self._paths) / pack.archive_name
+        if archive.is_file():
+            unpack(archive)
+            return
+        self._download = self.tasks.spawn(
+            self._fetch(job, pack.archive_url, archive, "", pack.name,
+                        lambda: unpack(archive)), name=f"{pack.name} download")
+
     def _step_verify(self) -> None:
         job = self._job
         assert job is not None
@@ -508,8 +584,10 @@ class ComfyInstallService(QObject):
         self._retire_server()
         info = job.object_info or {}
 
+        packs = [p.name for p in job.packs]
+
         def check() -> ComfyVerify:
-            needed = required_node_classes()
+            needed = required_node_classes(packs)
             missing = tuple(n for n in needed if n not in info)
             problem = (f"ComfyUI started but lacks the node classes {', '.join(missing)} that "
                        "Isengard's workflows use; install it again." if missing else "")
@@ -546,7 +624,7 @@ class ComfyInstallService(QObject):
             write_install_info(job.folder, ComfyInstallInfo(
                 tag=job.release.tag, commit=job.release.commit, device=job.device,
                 lock_sha256=lock_sha256(job.lock), installed=time.time(), source=job.source,
-                verify=result))
+                verify=result, packs=tuple(f"{p.name}@{p.commit}" for p in job.packs)))
             clear_marker(job.folder)                   # removed last
             removed = []
             if result.ok:                              # upgrade: the old release goes now
