@@ -44,6 +44,7 @@ def test_settings_page_installs_comfyui_and_points_at_it(qtbot, online):
     qtbot.waitUntil(lambda: "not installed" in box.state_label.text(), timeout=10_000)
     assert box.install_button.text() == "Install ComfyUI for me"
     assert box.install_button.toolTip()
+    assert box.pack_boxes == {}          # the test release lists no custom-node packs
     with qtbot.waitSignal(service.finished, timeout=WAIT):
         click(qtbot, box.install_button)
         assert not box.install_button.isEnabled() and box.cancel_button.isVisibleTo(box)
@@ -80,3 +81,23 @@ def test_wizard_links_page_offers_install_comfyui_for_me(qtbot, online):
     assert page.complete
     assert "ComfyUI is installed in" in page.message.text()
     assert saved[-1].comfyui_folder == str(comfy_dir(install_folder(world["paths"], TAG)))
+
+
+def test_pinned_node_packs_are_offered_as_ticks(qtbot, online):
+    world, service = online
+    world["release"].write_text(world["release"].read_text() + (
+        '\n[[custom_nodes]]\nname = "ComfyUI-Impact-Pack"\nrepo = "https://example.invalid/x"\n'
+        'commit = "a9440d63ec9c0a0db8e8374e9f50e9c440c68ec2"\nfor = "FaceDetailer"\n'
+        '\n[[custom_nodes]]\nname = "NotPinned"\nrepo = "https://example.invalid/y"\n'
+        'commit = ""\n'))
+    page = ComfyUIPageWidget(Settings(), comfy_install=service)
+    qtbot.addWidget(page)
+    box = page.install_box
+    assert box is not None
+    qtbot.waitUntil(lambda: bool(box.pack_boxes), timeout=10_000)
+    assert list(box.pack_boxes) == ["ComfyUI-Impact-Pack"]     # an unpinned pack is not offered
+    tick = box.pack_boxes["ComfyUI-Impact-Pack"]
+    assert "FaceDetailer" in tick.text() and "a9440d63ec9c" in tick.toolTip()
+    assert box.ticked_packs() == []
+    tick.setChecked(True)
+    assert box.ticked_packs() == ["ComfyUI-Impact-Pack"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit,
+                               QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.comfy_install.layout import ComfyInstallStatus
 from ...core.runtime.status import RuntimeState
@@ -100,6 +100,9 @@ class ComfyInstallWidget(QGroupBox):
         row.addWidget(self.log_button)
         row.addStretch(1)
         layout.addWidget(self.state_label)
+        self.packs_layout = QVBoxLayout()
+        self.pack_boxes: dict[str, QCheckBox] = {}
+        layout.addLayout(self.packs_layout)
         layout.addWidget(self.progress)
         layout.addWidget(self.detail)
         layout.addLayout(row)
@@ -116,14 +119,39 @@ class ComfyInstallWidget(QGroupBox):
     # -- actions -----------------------------------------------------------------------------
     def refresh(self) -> None:
         """Read the install's state off the UI thread."""
-        BackgroundOp(parent=self, op=self._service.status).success(self.show_status) \
+        service = self._service
+
+        def read() -> tuple[ComfyInstallStatus, tuple[Any, ...]]:
+            return service.status(), tuple(service.node_packs())
+
+        def show(result: tuple[ComfyInstallStatus, tuple[Any, ...]]) -> None:
+            self.show_status(result[0])
+            self._show_packs(result[1])
+
+        BackgroundOp(parent=self, op=read).success(show) \
             .supersede("comfy-install-status").run()
+
+    def _show_packs(self, packs: tuple[Any, ...]) -> None:
+        for pack in packs:
+            if pack.name in self.pack_boxes or not pack.commit:
+                continue
+            box = QCheckBox(f"Also install {pack.name} — for {pack.purpose}"
+                            if pack.purpose else f"Also install {pack.name}")
+            box.setObjectName(f"comfy_pack_{pack.name}")
+            box.setToolTip(f"Custom nodes from {pack.repo}, pinned to commit "
+                           f"{pack.commit[:12]}; put into ComfyUI's custom_nodes folder with "
+                           "their Python packages.")
+            self.pack_boxes[pack.name] = box
+            self.packs_layout.addWidget(box)
+
+    def ticked_packs(self) -> list[str]:
+        return [name for name, box in self.pack_boxes.items() if box.isChecked()]
 
     def start_install(self) -> None:
         self.log.clear()
         self._set_busy(True)
         self.state_label.setText("Installing ComfyUI…")
-        self._service.install()
+        self._service.install(None, self.ticked_packs())
 
     # -- slots -------------------------------------------------------------------------------
     def show_status(self, status: ComfyInstallStatus) -> None:
