@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,30 +98,51 @@ def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
     return out
 
 
-def add_comfyui(out: Path, archive: Path | str, lock: Path,
-                find_links: Path | None = None) -> Path:
-    """Put the ComfyUI release ``archive`` (a file, or an http(s) URL to fetch) into the payload
-    ``out`` with the wheels of its requirements, then rewrite the manifest. ``find_links``: a
-    local wheel folder used instead of PyPI (``--no-index``). Returns the archive's place."""
+def _get(source: Path | str, target: Path) -> None:
     import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        with urllib.request.urlopen(source) as answer, open(target, "wb") as fh:  # noqa: S310
+            shutil.copyfileobj(answer, fh)
+    else:
+        shutil.copy2(Path(source), target)
+
+
+def _requirements(archive: Path) -> str:
+    """The top-level requirements.txt of a GitHub-style archive ("" when it has none)."""
     import zipfile
 
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if n.count("/") <= 1
+                 and n.rsplit("/", 1)[-1] == "requirements.txt"]
+        return zf.read(names[0]).decode("utf-8") if names else ""
+
+
+def add_comfyui(out: Path, archive: Path | str, lock: Path, find_links: Path | None = None,
+                packs: Mapping[str, Path | str] | None = None) -> Path:
+    """Put the ComfyUI release ``archive`` (a file, or an http(s) URL to fetch) into the payload
+    ``out`` with the wheels of its requirements, then rewrite the manifest. ``packs``: custom-
+    node packs of release.toml to carry too, name → their archive (file or URL; "" = the
+    pinned GitHub archive), as ``comfyui/nodes/<name>-<commit 12>.zip`` with their wheels.
+    ``find_links``: a local wheel folder used instead of PyPI (``--no-index``). Returns the
+    release archive's place."""
     from isengard_desktop.core.comfy_install.release import load_release
     from isengard_desktop.core.runtime.locks import lock_packages
     from isengard_desktop.core.runtime.manifest import read_manifest
 
     release = load_release()
     target = out / "comfyui" / release.archive
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(archive, str) and archive.startswith(("http://", "https://")):
-        with urllib.request.urlopen(archive) as answer, open(target, "wb") as fh:  # noqa: S310
-            shutil.copyfileobj(answer, fh)
-    else:
-        shutil.copy2(Path(archive), target)
-    with zipfile.ZipFile(target) as zf:
-        names = [n for n in zf.namelist() if n.count("/") <= 1
-                 and n.rsplit("/", 1)[-1] == "requirements.txt"]
-        requirements = zf.read(names[0]).decode("utf-8") if names else ""
+    _get(archive, target)
+    requirements = _requirements(target)
+    known = {p.name: p for p in release.node_packs}
+    for name, source in (packs or {}).items():
+        pack = known.get(name)
+        if pack is None or not pack.commit:
+            raise SystemExit(f"{name} is not a pinned custom-node pack of release.toml")
+        place = out / "comfyui" / "nodes" / pack.archive_name
+        _get(source or pack.archive_url, place)
+        requirements += "\n" + _requirements(place)
     build = out.parent / f".{out.name}-comfyui"
     build.mkdir(parents=True, exist_ok=True)
     (build / "requirements.txt").write_text(requirements, encoding="utf-8")
@@ -150,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--comfyui", metavar="ARCHIVE",
                         help="also carry the managed ComfyUI: its release archive (file or "
                              "URL, see resources/comfyui/release.toml) and its wheels")
+    parser.add_argument("--comfyui-pack", action="append", default=[], metavar="NAME",
+                        help="with --comfyui: also carry this pinned custom-node pack "
+                             "(its GitHub archive at the pinned commit); repeatable")
     args = parser.parse_args(argv)
     lock = args.lock or lock_file(args.device)
     if not lock.is_file():
@@ -160,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     build_payload(args.device, lock, out)
     if args.comfyui:
-        add_comfyui(out, args.comfyui, lock)
+        add_comfyui(out, args.comfyui, lock, packs={n: "" for n in args.comfyui_pack})
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out}: {size / 1e6:,.0f} MB in {time.monotonic() - began:.0f} s")
     return 0

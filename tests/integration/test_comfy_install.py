@@ -191,13 +191,18 @@ def test_offline_payload_builder_carries_comfyui_and_the_install_uses_it(qtbot, 
     out = builder.build_payload("cpu", world["locks"] / "cpu.txt", tmp_path / "usb",
                                 wheelhouse=torch_only, app_wheel=app_wheel)
     assert not list((out / "wheels").glob("isengard_comfy_dep-*"))
+    _with_pack(world, '"FaceDetailer": object')
+    pack_zip = world["payload"] / "comfyui" / "nodes" / f"ComfyUI-Impact-Pack-{PACK_COMMIT[:12]}.zip"
     builder.add_comfyui(out, world["payload"] / "comfyui" / ARCHIVE, world["locks"] / "cpu.txt",
-                        find_links=source)
-    # the release's requirement was fetched into wheels/, and the manifest covers everything
+                        find_links=source, packs={"ComfyUI-Impact-Pack": pack_zip})
+    # the release's and the pack's requirements were fetched into wheels/, and the manifest
+    # covers everything
     assert list((out / "wheels").glob("isengard_comfy_dep-*.whl"))
+    assert list((out / "wheels").glob("isengard_pack_dep-*.whl"))
     listed = {f.path for f in read_manifest(out).files}
     assert f"comfyui/{ARCHIVE}" in listed and verify_manifest(out) == []
-    status = _install(qtbot, service, out)
+    assert f"comfyui/nodes/{pack_zip.name}" in listed
+    status = _install(qtbot, service, out, packs=["ComfyUI-Impact-Pack"])
     assert status.state == RuntimeState.READY, status.problem
     info = read_install_info(install_folder(world["paths"], TAG))
     assert info is not None and info.source == str(out)
