@@ -158,3 +158,22 @@ def test_an_older_release_reads_outdated_and_stays_usable(tmp_path):
     status = inspect_install(paths, release, RuntimeDevice.CPU, lock)
     assert status.state == RuntimeState.OUTDATED
     assert status.installed_tag == "v0.0.1" and status.comfy == comfy_dir(old)
+
+
+def test_recorded_comfyui_object_info_has_every_core_node_we_require():
+    """The node classes the install check requires exist in what a real ComfyUI 0.3.64 said
+    (tests/fixtures/comfyui/object_info/object_info_full.json): a fresh install passes."""
+    import json
+
+    from isengard_desktop.services.generation.comfy_check import (check_object_info,
+                                                                  required_node_classes)
+
+    recorded = Path(__file__).resolve().parents[1] / "fixtures" / "comfyui" / "object_info"
+    info = json.loads((recorded / "object_info_full.json").read_text(encoding="utf-8"))
+    result = check_object_info(info)
+    assert result.ok, result.problem
+    assert {"KSampler", "CheckpointLoaderSimple", "LoraLoader"} <= set(required_node_classes())
+    # with the Impact Pack ticked, its FaceDetailer is required and a plain ComfyUI lacks it
+    ticked = check_object_info(info, ["ComfyUI-Impact-Pack"])
+    assert not ticked.ok and ticked.missing_nodes == ("FaceDetailer",)
+    assert "FaceDetailer" in ticked.problem

@@ -4,7 +4,8 @@ A chain of steps like the trainer runtime's (:class:`~..runtime.service.RuntimeS
 its pieces reused: the ``.incomplete`` marker and venv helpers of ``core.runtime.layout``, the
 device lock and its sources of ``core.runtime.locks``, uv's location, environment and output
 parsing of ``core.runtime.install``, :class:`ChildProcess` for every command, and
-:class:`ComfyServer` for the check. File work runs on the service's own worker thread::
+:class:`~.comfy_check.ComfyCheck` (a :class:`ComfyServer` and ``/object_info``) for the
+check. File work runs on the service's own worker thread::
 
     release archive: offline payload ``comfyui/<archive>`` | ``core.downloads`` fetch (resumable)
       → marker → unpack (no traversal, no links) → uv venv
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ...core.comfy_install.archive import ArchiveError, safe_extract
 from ...core.comfy_install.layout import (
@@ -63,29 +64,10 @@ from ...core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState
 from ...core.types import Progress
 from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
 from ..tasks import TaskOwner
+from .comfy_check import ComfyCheck, required_node_classes
 from .comfy_launch import install_upload_node
 
 __all__ = ["ComfyInstallService", "required_node_classes"]
-
-CHECK_KEY = "install-check"
-
-
-def required_node_classes(packs: Sequence[str] = ()) -> list[str]:
-    """The core ComfyUI node classes our workflows use, plus those our workflows and Generate
-    toggles take from the custom-node ``packs`` that were installed (other packs' nodes are
-    the toggles' business and not required here)."""
-    from ...core.comfy.graph_check import node_pack
-    from ...core.comfy.workflow_manifest import WorkflowLibrary
-
-    library = WorkflowLibrary.load()
-    used: set[str] = set()
-    for spec in library.specs():
-        used.update(spec.nodes)
-    for feature in library.features.values():
-        used.update(feature.nodes)
-    wanted = {"", *packs}
-    return sorted(n for n in used if node_pack(n) in wanted)
-
 
 @dataclass
 class _Job:
@@ -122,15 +104,12 @@ class ComfyInstallService(QObject):
         self._paths = paths
         self._job: _Job | None = None
         self._child: ChildProcess | None = None
-        self._server: Any = None
-        self._retired: list[Any] = []
         self._download: asyncio.Task[Any] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="comfy-install")
         self.tasks = TaskOwner("ComfyUI install")
         self.verify_timeout_s = 600.0     # a first start of a real ComfyUI compiles things
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self._on_verify_timeout)
+        self._check = ComfyCheck(paths, self.verify_timeout_s, parent=self)
+        self._check.checked.connect(self._on_checked)
         self._thread_done.connect(self._on_thread_done)
         self._cleanup_done.connect(lambda then: then(None))
 
@@ -208,7 +187,7 @@ class ComfyInstallService(QObject):
             self._child.kill(StopIntent.CANCEL)          # its finished signal ends the job
         elif self._download is not None:
             self._download.cancel()
-        elif self._server is not None:
+        elif self._check.running:
             self._end_cancelled()
 
     def shutdown(self) -> None:
@@ -217,11 +196,7 @@ class ComfyInstallService(QObject):
             self._job.cancelled = True
         if self._child is not None:
             self._child.stop_and_wait(StopIntent.SHUTDOWN, kill_grace_s=2.0)
-        for server in [self._server, *self._retired]:
-            if server is not None:
-                server.shutdown(grace_s=2.0)
-        self._server = None
-        self._retired.clear()
+        self._check.shutdown()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- machinery ---------------------------------------------------------------------------
@@ -543,67 +518,14 @@ class ComfyInstallService(QObject):
     def _step_verify(self) -> None:
         job = self._job
         assert job is not None
-        from .comfy_server import ComfyServer
-
         self._emit(InstallPhase.VERIFYING, 0, 1, "starting ComfyUI and reading its node list")
+        self._check.timeout_s = self.verify_timeout_s
+        self._check.start(comfy_dir(job.folder), venv_python(job.folder),
+                          [p.name for p in job.packs])
 
-        async def probe(url: str) -> dict[str, Any]:
-            from .comfy_server import _http_probe
-
-            info = await _http_probe(url)
-            job.object_info = info if isinstance(info, dict) else {}
-            return info
-
-        server = ComfyServer(self._paths, key=CHECK_KEY, probe=probe, parent=self)
-        server.start_timeout_s = self.verify_timeout_s
-        server.configure(str(comfy_dir(job.folder)), str(venv_python(job.folder)))
-        server.ready.connect(lambda _url: self._on_server_ready(job))
-        server.state_changed.connect(lambda state, msg: self._on_server_state(job, state, msg))
-        self._server = server
-        self._timer.start(int(self.verify_timeout_s * 1000) + 5000)
-        server.start()
-
-    def _retire_server(self) -> None:
-        self._timer.stop()
-        server, self._server = self._server, None
-        if server is not None:
-            # ends on its own (SIGTERM, then SIGKILL); kept (one small object per install) so
-            # shutdown() can end it at quit if it is still running then
-            server.stop()
-            self._retired.append(server)
-
-    def _on_server_state(self, job: _Job, state: str, message: str) -> None:
-        if job is self._job and state == "error" and self._server is not None:
-            self._retire_server()
-            self._verified(ComfyVerify(ok=False, problem=f"The managed ComfyUI did not start: "
-                                       f"{message}", checked=time.time()))
-
-    def _on_server_ready(self, job: _Job) -> None:
-        if job is not self._job or self._server is None:
-            return
-        self._retire_server()
-        info = job.object_info or {}
-
-        packs = [p.name for p in job.packs]
-
-        def check() -> ComfyVerify:
-            needed = required_node_classes(packs)
-            missing = tuple(n for n in needed if n not in info)
-            problem = (f"ComfyUI started but lacks the node classes {', '.join(missing)} that "
-                       "Isengard's workflows use; install it again." if missing else "")
-            return ComfyVerify(ok=not missing, problem=problem, missing_nodes=missing,
-                               node_count=len(info), checked=time.time())
-
-        self._in_thread(check, self._verified)
-
-    def _on_verify_timeout(self) -> None:
-        job = self._job
-        if job is None or self._server is None:
-            return
-        self._retire_server()
-        self._verified(ComfyVerify(ok=False, problem=(
-            f"The managed ComfyUI did not answer within {self.verify_timeout_s:.0f} s; see its "
-            "log (Settings → ComfyUI → Log)."), checked=time.time()))
+    def _on_checked(self, result: ComfyVerify) -> None:
+        if self._job is not None and not self._job.ending:
+            self._verified(result)
 
     def _verified(self, result: ComfyVerify) -> None:
         job = self._job
@@ -651,7 +573,7 @@ class ComfyInstallService(QObject):
             return
         job.ending = True
         logger.warning("comfy install failed: {}", problem)
-        self._retire_server()
+        self._check.stop()
 
         def clean() -> None:
             if clean_venv:
@@ -680,7 +602,7 @@ class ComfyInstallService(QObject):
             return
         job.ending = True
         job.steps = []
-        self._retire_server()
+        self._check.stop()
 
         def marked(_: Any) -> None:
             state = self._inspect(job)
@@ -692,7 +614,6 @@ class ComfyInstallService(QObject):
         self._cleanup(lambda: write_marker(job.folder, "cancelled"), marked)
 
     def _end(self, status: ComfyInstallStatus) -> None:
-        self._timer.stop()
         self._job = None
         self._child = None
         self._download = None
