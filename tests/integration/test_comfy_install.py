@@ -265,3 +265,27 @@ def test_an_unknown_pack_is_refused_by_name(qtbot, world, service):
     status = _install(qtbot, service, world["payload"], packs=["NoSuchPack"])
     assert "NoSuchPack" in status.problem and "unknown" in status.problem
     assert not service.busy
+
+
+def test_cancelled_download_resumes_from_the_part_file(qtbot, world, service):
+    # a release archive big enough to take several pieces (256 KiB each) from the slow host
+    archive = world["payload"] / "comfyui" / ARCHIVE
+    release_zip(archive, {"ComfyUI-test/big.bin": os.urandom(1536 * 1024).hex()[:1536 * 1024]})
+    serve_online(world, {"piece_delay_s": 0.2})
+    try:
+        def cancel_once(p) -> None:
+            if p.label == "downloading" and p.done > 0:
+                service.progress.disconnect(cancel_once)
+                service.cancel()
+
+        service.progress.connect(cancel_once)
+        status = _install(qtbot, service, None)
+        assert status.state == RuntimeState.INCOMPLETE and "cancelled" in status.problem
+        part = world["paths"].data / "comfyui" / "archives" / (ARCHIVE + ".part")
+        assert part.is_file() and part.stat().st_size > 0
+        status = _install(qtbot, service, None)
+        assert status.state == RuntimeState.READY, status.problem
+        starts = [r.range_start for r in world["host"].requests if r.path.endswith(".zip")]
+        assert starts[0] is None and starts[-1] and starts[-1] > 0   # resumed, not from 0
+    finally:
+        world["host"].__exit__(None, None, None)
