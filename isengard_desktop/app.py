@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
+from .services.generation.comfy_install import ComfyInstallService
 from .services.runtime import RuntimeService
 from .services.settings_service import SettingsService
 from .services.thumbnails import ThumbnailService
@@ -37,6 +38,7 @@ from .ui.widgets.lazy_tab import LazyTabWidget
 from .ui.theme import app_icon, apply_dark_theme
 
 if TYPE_CHECKING:
+    from .core.comfy_install.layout import ComfyInstallStatus
     from .core.hardware.locks import LockChoice
     from .core.hardware.machine import MachineInfo
     from .core.downloads import HostTokens
@@ -69,6 +71,7 @@ class AppContext:
     runtime: RuntimeService | None = None
     wizard: FirstRunWizard | None = None     # the set-up assistant while it is open
     downloads: DownloadService | None = None
+    comfy_install: ComfyInstallService | None = None
     _closed: bool = False
 
     @property
@@ -102,6 +105,8 @@ class AppContext:
             self.wizard.close_for_quit()     # quitting is not skipping: it opens next time
         if self.runtime is not None:
             self.runtime.shutdown()      # an install child is stopped (downloads are kept)
+        if self.comfy_install is not None:
+            self.comfy_install.shutdown()    # its uv child / check server stopped
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
@@ -170,7 +175,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     downloads = DownloadService(paths.db_file, lambda: download_tokens(holder[0]))
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
-                     downloads=downloads)
+                     downloads=downloads, comfy_install=ComfyInstallService(paths))
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -209,6 +214,8 @@ def _connect_signals(ctx: AppContext) -> None:
     window.open_data_action.triggered.connect(lambda: window.open_folder(ctx.paths.data))
     window.open_logs_action.triggered.connect(lambda: window.open_folder(ctx.paths.app_logs))
 
+    if ctx.comfy_install is not None:
+        ctx.comfy_install.finished.connect(lambda status: use_managed_comfy(ctx, status))
     window.settings_action.triggered.connect(lambda: open_settings(ctx))
     window.setup_action.triggered.connect(lambda: open_wizard(ctx))
     window.set_quit_guard(lambda: running_job_summary(ctx.training),
@@ -325,7 +332,8 @@ def open_settings(ctx: AppContext, page: str = "") -> None:
 
     dialog = SettingsDialog(ctx.paths, ctx.secrets, ctx.settings.settings, ctx.window,
                             scan_models=ctx.settings.scan_models,
-                            selftest_factory=lambda: SelfTestService(ctx.paths))
+                            selftest_factory=lambda: SelfTestService(ctx.paths),
+                            comfy_install=ctx.comfy_install)
     dialog.settings_saved.connect(ctx.settings.update)
     dialog.wizard_requested.connect(lambda: open_wizard(ctx))
     if page == "comfyui":
@@ -333,6 +341,20 @@ def open_settings(ctx: AppContext, page: str = "") -> None:
     elif page == "machine":
         dialog.tabs.setCurrentWidget(dialog.machine_page)
     dialog.open()
+
+
+def use_managed_comfy(ctx: AppContext, status: ComfyInstallStatus) -> None:
+    """An install of the managed ComfyUI ended READY: it becomes the ComfyUI the app starts
+    (the user asked for it with "Install ComfyUI for me" / "Update")."""
+    from .core.runtime.status import RuntimeState
+
+    if status.state != RuntimeState.READY or status.comfy is None or status.python is None:
+        return
+    current = ctx.settings.settings
+    if (current.comfyui_folder, current.comfyui_python) != (str(status.comfy),
+                                                            str(status.python)):
+        ctx.settings.update(replace(current, comfyui_folder=str(status.comfy),
+                                    comfyui_python=str(status.python)))
 
 
 def check_trainer_python(ctx: AppContext, tab: TrainingTab) -> None:
@@ -379,7 +401,7 @@ def open_wizard(ctx: AppContext, page: str = "") -> FirstRunWizard:
         wizard = FirstRunWizard(
             paths, lambda: ctx.settings.settings, ctx.settings.update, ctx.runtime,
             lambda: read_machine(paths), lambda: trainer_python(paths), discover,
-            parent=ctx.window, downloads=ctx.downloads)
+            parent=ctx.window, downloads=ctx.downloads, comfy_install=ctx.comfy_install)
         wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         wizard.create_character_requested.connect(lambda: _create_first_character(ctx))
         # finished (not destroyed: deletion waits for the event loop's next turn)

@@ -16,6 +16,12 @@ The Python build is the one the bundled ``uv`` (our pin) would install here
 uv's own table, so the payload must be made with the same uv version the app bundles. After the
 download the builder makes a throwaway venv from the copy, exactly as the app will.
 
+With ``--comfyui ARCHIVE`` (the release archive named in ``resources/comfyui/release.toml``, a
+file or its URL) the folder also carries the managed ComfyUI: the archive as
+``comfyui/<archive name>`` and the wheels of its ``requirements.txt`` (resolved with the lock's
+pins as constraints, so torch & co. are the lock's) in the same ``wheels/``; the app's "Install
+ComfyUI for me" then installs it with ``--no-index`` too.
+
 Needs a network connection (or pip's find-links) for the wheels: run it on a connected machine
 with the same operating system and CPU architecture as the target (wheels are per platform).
 """
@@ -32,6 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +50,7 @@ from isengard_desktop.core.runtime.locks import lock_file  # noqa: E402
 from isengard_desktop.core.runtime.manifest import write_manifest  # noqa: E402
 from isengard_desktop.core.runtime.status import RuntimeDevice  # noqa: E402
 
-__all__ = ["PythonFetchError", "build_app_wheel", "build_payload", "check_python_mirror",
+__all__ = ["PythonFetchError", "add_comfyui", "build_app_wheel", "build_payload", "check_python_mirror",
            "download_wheels", "fetch_python", "python_download_url"]
 
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -195,6 +202,70 @@ def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
     return out
 
 
+def _get(source: Path | str, target: Path) -> None:
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        with urllib.request.urlopen(source) as answer, open(target, "wb") as fh:  # noqa: S310
+            shutil.copyfileobj(answer, fh)
+    else:
+        shutil.copy2(Path(source), target)
+
+
+def _requirements(archive: Path) -> str:
+    """The top-level requirements.txt of a GitHub-style archive ("" when it has none)."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if n.count("/") <= 1
+                 and n.rsplit("/", 1)[-1] == "requirements.txt"]
+        return zf.read(names[0]).decode("utf-8") if names else ""
+
+
+def add_comfyui(out: Path, archive: Path | str, lock: Path, find_links: Path | None = None,
+                packs: Mapping[str, Path | str] | None = None) -> Path:
+    """Put the ComfyUI release ``archive`` (a file, or an http(s) URL to fetch) into the payload
+    ``out`` with the wheels of its requirements, then rewrite the manifest. ``packs``: custom-
+    node packs of release.toml to carry too, name → their archive (file or URL; "" = the
+    pinned GitHub archive), as ``comfyui/nodes/<name>-<commit 12>.zip`` with their wheels.
+    ``find_links``: a local wheel folder used instead of PyPI (``--no-index``). Returns the
+    release archive's place."""
+    from isengard_desktop.core.comfy_install.release import load_release
+    from isengard_desktop.core.runtime.locks import lock_packages
+    from isengard_desktop.core.runtime.manifest import read_manifest
+
+    release = load_release()
+    target = out / "comfyui" / release.archive
+    _get(archive, target)
+    requirements = _requirements(target)
+    known = {p.name: p for p in release.node_packs}
+    for name, source in (packs or {}).items():
+        pack = known.get(name)
+        if pack is None or not pack.commit:
+            raise SystemExit(f"{name} is not a pinned custom-node pack of release.toml")
+        place = out / "comfyui" / "nodes" / pack.archive_name
+        _get(source or pack.archive_url, place)
+        requirements += "\n" + _requirements(place)
+    build = out.parent / f".{out.name}-comfyui"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "requirements.txt").write_text(requirements, encoding="utf-8")
+    (build / "constraints.txt").write_text(
+        "".join(f"{n}=={v}\n" for n, v in lock_packages(lock)), encoding="utf-8")
+    if requirements.strip():
+        argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
+                "--disable-pip-version-check", "-q", "-r", str(build / "requirements.txt"),
+                "-c", str(build / "constraints.txt"), "-d", str(out / "wheels")]
+        if find_links is not None:
+            argv += ["--no-index", "--find-links", str(find_links)]
+        subprocess.run(argv, check=True)
+    shutil.rmtree(build, ignore_errors=True)
+    manifest = read_manifest(out)
+    write_manifest(out, device=manifest.device, lock_name=manifest.lock,
+                   app_wheel=manifest.app_wheel, python=manifest.python)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", required=True, choices=[d.value for d in RuntimeDevice],
@@ -209,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"leave it out: the target then needs Python {RUNTIME_PYTHON}")
     parser.add_argument("--python-url", help="another download URL of the Python build "
                                              "(…/releases/download/<tag>/<file>)")
+    parser.add_argument("--comfyui", metavar="ARCHIVE",
+                        help="also carry the managed ComfyUI: its release archive (file or "
+                             "URL, see resources/comfyui/release.toml) and its wheels")
+    parser.add_argument("--comfyui-pack", action="append", default=[], metavar="NAME",
+                        help="with --comfyui: also carry this pinned custom-node pack "
+                             "(its GitHub archive at the pinned commit); repeatable")
     args = parser.parse_args(argv)
     lock = args.lock or lock_file(args.device)
     if not lock.is_file():
@@ -223,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     except PythonFetchError as exc:
         print(f"offline payload: {exc}", file=sys.stderr)
         return 3
+    if args.comfyui:
+        add_comfyui(out, args.comfyui, lock, packs={n: "" for n in args.comfyui_pack})
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out}: {size / 1e6:,.0f} MB in {time.monotonic() - began:.0f} s")
     return 0

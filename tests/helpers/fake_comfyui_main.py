@@ -26,6 +26,8 @@ Environment switches:
 ``FAKE_COMFY_GPU_NAME``, ``FAKE_COMFY_VRAM_TOTAL``, ``FAKE_COMFY_VRAM_FREE``  /system_stats device.
 ``FAKE_COMFY_STEP_DELAY``, ``FAKE_COMFY_NODE_DELAY``   the double's delays (seconds).
 ``FAKE_COMFY_MODELS``            JSON ``{folder: [names]}`` listed in addition to the scanned files.
+Custom nodes: each package in ``<base>/custom_nodes`` is imported like ComfyUI does and its
+``NODE_CLASS_MAPPINGS`` names are listed in /object_info (see :func:`load_custom_nodes`).
 SIGTERM and SIGINT stop the server and exit 0.
 """
 
@@ -54,6 +56,36 @@ def log(args: argparse.Namespace, line: str) -> None:
     stream = sys.stdout if args.log_stdout else sys.stderr
     stream.write(line + "\n")
     stream.flush()
+
+
+def load_custom_nodes(folder: Path, args: argparse.Namespace) -> dict[str, dict]:
+    """Like ComfyUI's nodes.py (init_external_custom_nodes / load_custom_node): every package
+    folder in ``custom_nodes`` is imported and its ``NODE_CLASS_MAPPINGS`` keys become node
+    classes (listed in /object_info with default entries); a pack that fails to import is
+    logged with "(IMPORT FAILED)" and skipped, and the server still starts."""
+    import importlib.util
+
+    found: dict[str, dict] = {}
+    if not folder.is_dir():
+        return found
+    for pack in sorted(p for p in folder.iterdir() if (p / "__init__.py").is_file()):
+        try:
+            spec = importlib.util.spec_from_file_location(
+                f"custom_nodes.{pack.name}", pack / "__init__.py",
+                submodule_search_locations=[str(pack)])
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            mappings = getattr(module, "NODE_CLASS_MAPPINGS", {}) or {}
+        except Exception as exc:  # noqa: BLE001 - ComfyUI logs any failure and goes on
+            log(args, f"Cannot import {pack} module for custom nodes: {exc}")
+            log(args, f"   0.0 seconds (IMPORT FAILED): {pack}")
+            continue
+        for name in mappings:
+            found[str(name)] = {"python_module": f"custom_nodes.{pack.name}"}
+        log(args, f"   0.0 seconds: {pack}")
+    return found
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -204,6 +236,7 @@ def main(argv: list[str]) -> int:
     log(args, "")
     log(args, "Import times for custom nodes:")
     log(args, f"   0.0 seconds: {base / 'custom_nodes' / 'websocket_image_save.py'}")
+    extra_nodes = load_custom_nodes(base / "custom_nodes", args)
     log(args, "")
 
     delay = float(os.environ.get("FAKE_COMFY_START_DELAY") or 0)
@@ -215,7 +248,8 @@ def main(argv: list[str]) -> int:
         argv=["main.py", *argv], output_dir=output_dir, input_dir=input_dir, temp_dir=temp_dir,
         step_delay=float(os.environ.get("FAKE_COMFY_STEP_DELAY") or 0),
         node_delay=float(os.environ.get("FAKE_COMFY_NODE_DELAY") or 0),
-        preview_method=args.preview_method, port=args.port, host=host)
+        preview_method=args.preview_method, port=args.port, host=host,
+        extra_nodes=extra_nodes)
     try:
         double.start()
     except RuntimeError as exc:

@@ -27,6 +27,7 @@ from ...core.settings import Settings
 from ...services.generation.comfy_launch import desktop_hint, find_python
 from ..generate.backend_bar import gpu_words
 from ...services.background import BackgroundOp, alive
+from ..widgets.comfy_install import ComfyInstallWidget
 from .upload_token import UploadTokenWidget
 
 __all__ = ["ComfyUIPageWidget", "check_local_install", "normalize_server_url",
@@ -162,7 +163,9 @@ class ComfyUIPageWidget(QWidget):
     :meth:`comfyui_python` and :meth:`remote_servers` (the dialog saves them on OK)."""
 
     def __init__(self, settings: Settings, parent: QWidget | None = None,
-                 secrets: SecretStore | None = None) -> None:
+                 secrets: SecretStore | None = None, comfy_install: object = None) -> None:
+        """``comfy_install``: the ComfyInstallService; with it the page shows the managed
+        install's box (version, Install/Update, progress, log)."""
         super().__init__(parent)
         self.setObjectName("comfyui_page")
         self._net: QNetworkAccessManager | None = None
@@ -220,6 +223,11 @@ class ComfyUIPageWidget(QWidget):
         row3 = QHBoxLayout()
         row3.addWidget(self.check_button)
         row3.addStretch(1)
+        self.install_box: ComfyInstallWidget | None = None
+        if comfy_install is not None:
+            self.install_box = ComfyInstallWidget(comfy_install, self)
+            self.install_box.installed.connect(self.use_installed)
+            lv.addWidget(self.install_box)
         lv.addLayout(row1)
         lv.addLayout(row2)
         lv.addLayout(row3)
@@ -284,6 +292,12 @@ class ComfyUIPageWidget(QWidget):
             self.upload_token.refresh()
         layout.addWidget(remote)
         layout.addStretch(1)
+
+    def use_installed(self, folder: str, python: str) -> None:
+        """The managed install finished: point the folder and Python at it (OK saves; the
+        app has already saved them too)."""
+        self.folder_edit.setText(folder)
+        self.python_edit.setText(python)
 
     # -- values ----------------------------------------------------------------------------------
     def comfyui_folder(self) -> str:

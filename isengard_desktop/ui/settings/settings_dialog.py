@@ -344,7 +344,7 @@ class SettingsDialog(QDialog):
     def __init__(self, paths: AppPaths, secrets: SecretStore, settings: Settings,
                  parent: QWidget | None = None, scan_models: ScanModels | None = None,
                  selftest_factory: SelfTestFactory | None = None,
-                 detect: DetectMachine | None = None) -> None:
+                 detect: DetectMachine | None = None, comfy_install: object = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setObjectName("settings_dialog")
@@ -384,7 +384,8 @@ class SettingsDialog(QDialog):
         index = self.tabs.addTab(self.trainers_page, "Trainers")
         self.tabs.setTabToolTip(index, "ai-toolkit, diffusion-pipe and kohya sd-scripts you "
                                        "already have: folders, Python, checks, what runs here.")
-        self.comfyui_page = ComfyUIPageWidget(settings, secrets=secrets)
+        self.comfyui_page = ComfyUIPageWidget(settings, secrets=secrets,
+                                              comfy_install=comfy_install)
         index = self.tabs.addTab(self.comfyui_page, "ComfyUI")
         self.tabs.setTabToolTip(index, "ComfyUI for the Generate tab: on this computer and "
                                        "servers on your network.")

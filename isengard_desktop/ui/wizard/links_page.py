@@ -23,6 +23,7 @@ from ...core.discovery import ComfyInstall, Discovery, ModelFolder
 from ...core.paths import AppPaths, ensure_model_layout
 from ...core.settings import Settings
 from ...services.background import BackgroundOp
+from ..widgets.comfy_install import ComfyInstallWidget
 from .common import WizardPage, heading, note
 
 __all__ = ["LinksPage", "apply_links"]
@@ -59,7 +60,9 @@ class LinksPage(WizardPage):
 
     def __init__(self, discover: Discover, settings: Callable[[], Settings],
                  save: Callable[[Settings], None], parent: QWidget | None = None,
-                 paths: AppPaths | None = None) -> None:
+                 paths: AppPaths | None = None, comfy_install: object = None) -> None:
+        """``comfy_install``: the ComfyInstallService; with it the page offers "Install
+        ComfyUI for me" (a pinned release in the data folder, set as the local ComfyUI)."""
         super().__init__(parent)
         self._paths = paths
         self._discover = discover
@@ -136,7 +139,19 @@ class LinksPage(WizardPage):
         self.message = note("", subtle=True)
         self.message.setObjectName("links_message")
         self.layout_.addWidget(self.message)
+        self.install_box: ComfyInstallWidget | None = None
+        if comfy_install is not None:
+            self.install_box = ComfyInstallWidget(comfy_install, self)
+            self.install_box.setTitle("No ComfyUI yet? Install ComfyUI for me")
+            self.install_box.installed.connect(self._on_installed)
+            self.layout_.addWidget(self.install_box)
         self._update_buttons()
+
+    def _on_installed(self, folder: str, _python: str) -> None:
+        # the app saves the managed install as the local ComfyUI (app.py); say so here
+        self.message.setText(f"ComfyUI is installed in {folder} and set as the ComfyUI "
+                             "Isengard starts.")
+        self.completeness_changed.emit()
 
     @property
     def complete(self) -> bool:

@@ -59,7 +59,8 @@ class FirstRunWizard(QDialog):
                  save_settings: Callable[[Settings], None], runtime: Any,
                  read_machine: ReadMachine, find_python: FindPython, discover: Discover,
                  download_sizes: Mapping[RuntimeDevice, int] | None = None,
-                 parent: QWidget | None = None, downloads: Any = None) -> None:
+                 parent: QWidget | None = None, downloads: Any = None,
+                 comfy_install: Any = None) -> None:
         super().__init__(parent)
         self.setObjectName("first_run_wizard")
         self.setWindowTitle(f"Set up {APP_NAME}")
@@ -74,7 +75,8 @@ class FirstRunWizard(QDialog):
         self.machine = MachinePage(read_machine)
         self.data = DataFolderPage(paths)
         self.runtime = RuntimePage(runtime, find_python, download_sizes)
-        self.links = LinksPage(discover, settings, save_settings, paths=paths)
+        self.links = LinksPage(discover, settings, save_settings, paths=paths,
+                               comfy_install=comfy_install)
         self.base_models = BaseModelsPage(paths, settings, downloads)
         self.character = CharacterPage()
         self.pages: list[WizardPage] = [self.welcome, self.machine, self.data, self.runtime,
