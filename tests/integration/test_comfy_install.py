@@ -189,7 +189,8 @@ def test_offline_payload_builder_carries_comfyui_and_the_install_uses_it(qtbot, 
     app_wheel = tmp_path / "isengard_desktop-0.0.0-py3-none-any.whl"
     app_wheel.write_bytes(b"not used by the ComfyUI install")
     out = builder.build_payload("cpu", world["locks"] / "cpu.txt", tmp_path / "usb",
-                                wheelhouse=torch_only, app_wheel=app_wheel)
+                                wheelhouse=torch_only, app_wheel=app_wheel,
+                                python_url="")   # no Python build: this test is about ComfyUI
     assert not list((out / "wheels").glob("isengard_comfy_dep-*"))
     _with_pack(world, '"FaceDetailer": object')
     pack_zip = world["payload"] / "comfyui" / "nodes" / f"ComfyUI-Impact-Pack-{PACK_COMMIT[:12]}.zip"
