@@ -39,7 +39,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,14 +55,14 @@ from ...core.comfy_install.release import (ComfyRelease, NodePack, ReleaseError,
                                            release_file)
 from ...core.paths import AppPaths
 from ...core.runtime import install as uvsteps
-from ...core.runtime.layout import (cache_dir, clear_marker, runtime_root, venv_python,
+from ...core.runtime.layout import (clear_marker, venv_python,
                                     write_marker)
 from ...core.runtime.locks import lock_file, lock_packages, lock_sha256, lock_sources
 from ...core.runtime.manifest import ManifestError, file_sha256, read_manifest
 from ...core.runtime.python import chosen_device
 from ...core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState
-from ...core.types import Progress
-from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+from ..child_process import ProcessOutcome, StopIntent
+from ..step_chain import StepChainService
 from ..tasks import TaskOwner
 from .comfy_check import ComfyCheck, required_node_classes
 from .comfy_launch import install_upload_node
@@ -89,35 +89,25 @@ class _Job:
         return str(self.offline) if self.offline is not None else "online"
 
 
-class ComfyInstallService(QObject):
+class ComfyInstallService(StepChainService):
     """Owns ``<data>/comfyui/<tag>/``. See the module docstring for steps and signals."""
 
     status_changed = Signal(object)
-    progress = Signal(object)
     finished = Signal(object)
-    log_line = Signal(str)
-    _thread_done = Signal(object, object, object)    # (job, then, result or exception)
+    LOG_NAME = "comfy install"
     _cleanup_done = Signal(object)                    # then (called whatever happened)
 
     def __init__(self, paths: AppPaths, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._paths = paths
+        super().__init__(paths, "comfy-install", parent)
         self._job: _Job | None = None
-        self._child: ChildProcess | None = None
         self._download: asyncio.Task[Any] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="comfy-install")
         self.tasks = TaskOwner("ComfyUI install")
         self.verify_timeout_s = 600.0     # a first start of a real ComfyUI compiles things
         self._check = ComfyCheck(paths, self.verify_timeout_s, parent=self)
         self._check.checked.connect(self._on_checked)
-        self._thread_done.connect(self._on_thread_done)
         self._cleanup_done.connect(lambda then: then(None))
 
     # -- public ------------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        return self._job is not None
-
     def device(self) -> RuntimeDevice:
         """The torch build ComfyUI gets: the trainer runtime's (chosen or installed), else CPU."""
         return chosen_device(self._paths) or RuntimeDevice.CPU
@@ -200,81 +190,15 @@ class ComfyInstallService(QObject):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- machinery ---------------------------------------------------------------------------
-    def _next(self) -> None:
-        job = self._job
-        if job is None:
-            return
-        if job.cancelled:
-            self._end_cancelled()
-            return
-        if job.steps:
-            job.steps.pop(0)()
-
-    def _emit(self, phase: InstallPhase, done: int, total: int, detail: str) -> None:
-        self.progress.emit(Progress(label=phase.value, done=done, total=total, detail=detail))
-
-    def _in_thread(self, fn: Callable[[], Any], then: Callable[[Any], None]) -> None:
-        job = self._job
-
-        def done(future: Future[Any]) -> None:
-            exc = future.exception()
-            self._thread_done.emit(job, then, exc if exc is not None else future.result())
-
-        self._pool.submit(fn).add_done_callback(done)
-
-    def _on_thread_done(self, job: _Job, then: Callable[[Any], None], result: Any) -> None:
-        if job is not self._job:
-            return
-        if job.cancelled:
-            self._end_cancelled()
-            return
-        if isinstance(result, BaseException):
-            logger.opt(exception=result).warning("comfy install: a step failed")
-            self._fail(str(result) if isinstance(result, ArchiveError)
-                       else f"{type(result).__name__}: {result}")
-            return
-        then(result)
-
-    def _run(self, argv: list[str], name: str,
-             then: Callable[[ProcessOutcome, uvsteps.UvOutput], None]) -> None:
-        job = self._job
+    def _run_uv(self, argv: list[str], name: str,
+                then: Callable[[ProcessOutcome, uvsteps.UvOutput], None]) -> None:
+        """One uv child with its output parsed (what it resolved, downloaded, failed on)."""
         parsed = uvsteps.UvOutput()
-        child = ChildProcess(argv, env=self._uv_env(), name=name, merge_channels=True,
-                             tail_lines=30, parent=self)
+        self._run(argv, name, lambda outcome, _out: then(outcome, parsed), env=self._uv_env(),
+                  on_line=parsed.feed, merge_channels=True)
 
-        def output(chunk: OutputChunk) -> None:
-            for line, redraw in chunk.lines:
-                parsed.feed(line)
-                if not redraw:
-                    self.log_line.emit(line)
-
-        def finished(outcome: ProcessOutcome) -> None:
-            self._child = None
-            child.deleteLater()
-            if job is not self._job or job is None:
-                return
-            if job.cancelled:
-                self._end_cancelled()
-                return
-            then(outcome, parsed)
-
-        child.output_received.connect(output)
-        child.finished.connect(finished)
-        self._child = child
-        logger.info("comfy install: {}", " ".join(argv))
-        child.start()
-
-    def _uv(self) -> str | None:
-        uv = uvsteps.uv_binary()
-        if uv is None or not uv.exists():
-            self._fail("uv (the tool that makes Python environments) is missing from this "
-                       "installation; reinstall Isengard Desktop.")
-            return None
-        return str(uv)
-
-    def _uv_env(self) -> dict[str, str]:
-        # the trainer runtime's cache: torch & co. are hard-linked, not stored twice
-        return uvsteps.uv_env(cache_dir(self._paths), runtime_root(self._paths) / "python")
+    def _failure_text(self, exc: BaseException) -> str:
+        return str(exc) if isinstance(exc, ArchiveError) else super()._failure_text(exc)
 
     def _sources(self, job: _Job) -> list[str]:
         if job.offline is not None:
@@ -415,7 +339,7 @@ class ComfyInstallService(QObject):
                 return
             self._next()
 
-        self._run(argv, "uv venv (ComfyUI)", done)
+        self._run_uv(argv, "uv venv (ComfyUI)", done)
 
     def _pip(self, label: str, args: list[str], what: str) -> None:
         job = self._job
@@ -437,7 +361,7 @@ class ComfyInstallService(QObject):
             self._emit(InstallPhase.INSTALLING, 1, 1, f"{label}: done")
             self._next()
 
-        self._run(argv, f"uv pip install ({what})", done)
+        self._run_uv(argv, f"uv pip install ({what})", done)
 
     def _step_lock(self) -> None:
         job = self._job

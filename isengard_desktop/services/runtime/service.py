@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from ...core.paths import AppPaths
 from ...core.runtime import install as steps
 from ...core.runtime.layout import (
     RuntimeInfo, VerifyResult, cache_dir, clear_marker, inspect, list_runtimes, read_info,
-    read_marker, remove_runtime, runtime_folder, runtime_root, venv_python, write_info,
+    read_marker, remove_runtime, runtime_folder, venv_python, write_info,
     write_marker)
 from ...core.runtime.locks import (lock_file, lock_note, lock_packages, lock_sha256,
                                    lock_sources)
@@ -52,7 +52,8 @@ from ...core.runtime.manifest import ManifestError, read_manifest, verify_manife
 from ...core.runtime.python import chosen_device
 from ...core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState, RuntimeStatus
 from ...core.types import Progress
-from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+from ..child_process import ProcessOutcome, StopIntent
+from ..step_chain import StepChainService
 
 __all__ = ["RuntimeService"]
 
@@ -80,7 +81,7 @@ class _Job:
     partial: bool = True          # repair: the venv is unusable or unfinished → every step runs
 
 
-class RuntimeService(QObject):
+class RuntimeService(StepChainService):
     """Owns ``<data>/runtime/``.
 
     Signals:
@@ -93,33 +94,22 @@ class RuntimeService(QObject):
     """
 
     status_changed = Signal(object)
-    progress = Signal(object)
     finished = Signal(object)
-    log_line = Signal(str)
-    _thread_done = Signal(object, object, object)   # (job, callback, result or exception)
+    LOG_NAME = "runtime"
     _measured = Signal(object, int, int)              # (job, cache bytes, installed dists)
     _cleanup_done = Signal(object, object)            # (callback, exception or None)
 
     def __init__(self, paths: AppPaths, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._paths = paths
+        super().__init__(paths, "runtime", parent)
         self._job: _Job | None = None
-        self._child: ChildProcess | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
         self._monitor_stop: threading.Event | None = None
-        self._phase = InstallPhase.PREPARING
         self._cache_start = 0
         self._samples: list[tuple[float, int]] = []
         self._uv_output = steps.UvOutput()
-        self._thread_done.connect(self._on_thread_done)
         self._measured.connect(self._on_measured)
         self._cleanup_done.connect(lambda then, exc: then(exc))
 
     # -- public ------------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        return self._job is not None
-
     def status(self, device: RuntimeDevice | None = None) -> RuntimeStatus:
         """The runtime's state for ``device`` (default: the chosen or installed one)."""
         if device is None:
@@ -208,87 +198,6 @@ class RuntimeService(QObject):
         logger.info("runtime: {} {} ({})", job.kind, job.folder.name, job.source)
         self.status_changed.emit(self.status(job.device))
         self._next()
-
-    def _next(self) -> None:
-        job = self._job
-        if job is None:
-            return
-        if job.cancelled:
-            self._end_cancelled()
-            return
-        if not job.steps:
-            return
-        job.steps.pop(0)()
-
-    def _in_thread(self, fn: Callable[[], Any], then: Callable[[Any], None]) -> None:
-        job = self._job
-
-        def done(future: Future[Any]) -> None:
-            exc = future.exception()
-            self._thread_done.emit(job, then, exc if exc is not None else future.result())
-
-        self._pool.submit(fn).add_done_callback(done)
-
-    def _on_thread_done(self, job: _Job, then: Callable[[Any], None], result: Any) -> None:
-        if job is not self._job:
-            return
-        if job.cancelled:
-            self._end_cancelled()
-            return
-        if isinstance(result, BaseException):
-            logger.opt(exception=result).warning("runtime: a step failed")
-            self._fail(f"{type(result).__name__}: {result}")
-            return
-        then(result)
-
-    def _emit(self, phase: InstallPhase, done: int, total: int, detail: str) -> None:
-        self._phase = phase
-        self.progress.emit(Progress(label=phase.value, done=done, total=total, detail=detail))
-
-    def _run(self, argv: list[str], name: str, then: Callable[[ProcessOutcome, str], None],
-             env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None
-             ) -> None:
-        """Start one child; ``then(outcome, stdout)`` runs when it ends by itself."""
-        out: list[str] = []
-        job = self._job
-        child = ChildProcess(argv, env=env, name=name, merge_channels=False, tail_lines=30,
-                             parent=self)
-
-        def output(chunk: OutputChunk) -> None:
-            if chunk.stream == "stdout":
-                out.append(chunk.text)
-            for line, redraw in chunk.lines:
-                if not redraw:
-                    self.log_line.emit(line)
-                if on_line is not None:
-                    on_line(line)
-
-        def finished(outcome: ProcessOutcome) -> None:
-            self._child = None
-            child.deleteLater()
-            if job is not self._job:
-                return
-            if job is not None and job.cancelled:
-                self._end_cancelled()
-                return
-            then(outcome, "".join(out))
-
-        child.output_received.connect(output)
-        child.finished.connect(finished)
-        self._child = child
-        logger.info("runtime: {}", " ".join(argv))
-        child.start()
-
-    def _uv(self) -> str | None:
-        uv = steps.uv_binary()
-        if uv is None or not uv.exists():
-            self._fail("uv (the tool that makes the trainer runtime) is missing from this "
-                       "installation; reinstall Isengard Desktop.")
-            return None
-        return str(uv)
-
-    def _uv_env(self) -> dict[str, str]:
-        return steps.uv_env(cache_dir(self._paths), runtime_root(self._paths) / "python")
 
     # -- steps -------------------------------------------------------------------------------
     def _step_prepare(self) -> None:
