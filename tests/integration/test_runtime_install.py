@@ -323,3 +323,48 @@ def test_selftest_trains_a_lora_through_the_runtime(world):
     assert out["torch"].startswith("2.13.0") and out["steps"] == 6
     lora = Path(out["lora"])
     assert lora.is_file() and lora.suffix == ".safetensors" and lora.stat().st_size > 1000
+
+
+def test_the_wizard_alone_installs_the_runtime_from_a_usb_folder(qtbot, world, tmp_path,
+                                                                  monkeypatch):
+    """Issue 12's path for a person with no network: the set-up assistant's "Install from a
+    folder" with the real RuntimeService and the offline payload gives a runtime the trainer
+    then uses (no stand-in for the service, uv or the payload)."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from isengard_desktop.core.discovery import discover
+    from isengard_desktop.services.runtime import RuntimeService
+    from isengard_desktop.ui.wizard import FirstRunWizard
+    from tests.helpers.wizard_fakes import SettingsStore, lock_for, machine
+
+    monkeypatch.setenv("ISENGARD_RUNTIME_LOCKS", str(world["locks"]))
+    monkeypatch.setenv("ISENGARD_USE_RUNTIME", "1")     # a checkout would use its own .venv
+    paths = resolve_paths({"ISENGARD_HOME": str(tmp_path / "home")}).ensure()
+    service = RuntimeService(paths)
+    store = SettingsStore()
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    info = machine()                                     # no GPU: the CPU build
+    wizard = FirstRunWizard(paths, store.get, store.update, service,
+                            lambda: (info, lock_for(info)), lambda: trainer_python(paths),
+                            lambda: discover(home, env={}, os_name="Linux"), None)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    wizard.go_to("runtime")
+    page = wizard.runtime
+    qtbot.waitUntil(lambda: page.state == "choose", timeout=10_000)
+    assert trainer_python(paths).executable is None
+    page.folder_choice.setChecked(True)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *a, **k: str(world["payload"])))
+    page.choose_folder()
+    phases = []
+    service.progress.connect(lambda p: phases.append(p.label))
+    page.install()
+    qtbot.waitUntil(lambda: page.state in ("ready", "failed"), timeout=300_000)
+    assert page.state == "ready", page.problem.text()
+    assert {"installing", "verifying"} <= set(phases)
+    python = trainer_python(paths)
+    assert python.executable is not None and python.executable.is_file()
+    assert paths.data / "runtime" in python.executable.parents
+    service.shutdown()
