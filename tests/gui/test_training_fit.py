@@ -59,6 +59,8 @@ def test_the_line_is_hidden_without_a_gpu_and_follows_the_probe(qtbot, training_
     assert tab.form.fit_row.isVisible()
     assert tab.form.fit_label.text().startswith("Fits this GPU (est. ")
     assert tab.form.fit_label.text().endswith(" of 24 GB)")
+    # the card has room: the preset is re-applied without gradient checkpointing
+    assert tab.form.field_value("gradient_checkpointing") is False
     tab.form.set_field("device", "cpu")                 # the user picked the CPU
     tab.form._on_field_edited()
     assert not tab.form.fit_row.isVisible()

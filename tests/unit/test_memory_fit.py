@@ -108,3 +108,20 @@ def test_a_broken_model_file_names_the_entry():
         parse_memory_model(broken, "memory_model.toml")
     with pytest.raises(MemoryModelError, match="schema"):
         parse_memory_model("schema = 2", "memory_model.toml")
+
+
+def test_presets_use_gradient_checkpointing_only_where_memory_needs_it():
+    # a card with room trains without it (it costs 1.67x a step), a tight card keeps it
+    assert apply_preset({}, "sd15", "Balanced", vram_gb=24)["gradient_checkpointing"] is False
+    assert apply_preset({}, "sdxl", "Balanced", vram_gb=24)["gradient_checkpointing"] is False
+    assert apply_preset({}, "sdxl", "Balanced", vram_gb=12)["gradient_checkpointing"] is True
+    assert apply_preset({}, "flux-dev", "Balanced", vram_gb=24)["gradient_checkpointing"] is True
+    # unknown card, or another trainer's own memory settings: the preset as it is
+    assert apply_preset({}, "sd15", "Balanced")["gradient_checkpointing"] is True
+    assert apply_preset({}, "sd15", "Balanced", vram_gb=24,
+                        backend="kohya")["gradient_checkpointing"] is True
+    # whatever the preset chose fits the card it was chosen for
+    for family in FAMILIES:
+        for card in (24, 48, 80):
+            job = apply_preset({"sample_every": 0}, family, "Balanced", vram_gb=card)
+            assert fit(predict(job, family), card).fits, (family, card)

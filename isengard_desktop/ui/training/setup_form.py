@@ -417,7 +417,9 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.clear_profile()
         self.preset_name = name
         self._check_preset_button(name)
-        values = apply_preset({}, self.family() or "sdxl", name, vram_gb=self._vram_gb)
+        backend = self.backend()
+        values = apply_preset({}, self.family() or "sdxl", name, vram_gb=self.gpu_vram_gb(),
+                              backend=backend.key if backend else "builtin")
         for key, value in values.items():
             if key in self.fields:
                 self.set_field(key, value)
@@ -455,7 +457,10 @@ class SetupFormWidget(FormValuesMixin, QWidget):
     def set_gpu_hint(self, hint: str | None) -> None:
         """What the GPU probe found ("NVIDIA RTX 4090, 24 GB", "cpu" for none usable)."""
         self._gpu_hint = hint
-        self.update_estimate()
+        if self.family() and not self.edited and self.profile is None:
+            self.apply_preset(self.preset_name)     # the card decides the memory savers
+        else:
+            self.update_estimate()
 
     def gpu_vram_gb(self) -> float | None:
         """The GPU's memory in GB from the probe's hint ("NVIDIA RTX 3060, 12 GB"), else the
