@@ -66,15 +66,30 @@ def test_sd15_fits_an_8_gb_card_as_it_is():
 
 
 def test_flux_on_a_12_gb_card_gets_a_fix_that_fits_with_a_block_swapping_trainer():
-    job = _job("flux-dev", 12)
+    job = _job("flux-dev", 12, quantize_base="none")
     before = predict(job, "flux-dev", "kohya")
     verdict = fit(before, 12, job_settings=job, family="flux-dev", backend="kohya")
     assert not verdict.fits
     assert verdict.text.startswith("will not fit this 12 GB GPU")
     assert verdict.fix is not None and verdict.fix.get("fp8_base") is True
+    assert verdict.fix.get("blocks_to_swap", 0) > 0
     fixed = predict({**job, **verdict.fix}, "flux-dev", "kohya")
     assert fit(fixed, 12).fits
-    assert verdict.fix_text.startswith("Use 8-bit base")
+    assert verdict.fix_text.startswith("Use 8-bit base and ")
+
+
+@pytest.mark.parametrize("tier", ["12", "16"])
+def test_kohyas_documented_memory_presets_fit_their_cards(tier):
+    # sd-scripts' FLUX guide: 16 GB: 8 blocks + fp8, 12: 16 + fp8. (Its 8 and 24 GB rows the
+    # model does NOT reproduce at 1024 px: see the note in memory_model.toml.)
+    job = _job("flux-dev", None, quantize_base="none", extra={"fields": {"vram": tier}},
+               resolution=1024)
+    est = predict(job, "flux-dev", "kohya")
+    assert fit(est, float(tier)).fits, est.describe()
+    assert any("blocks swapped" in part for part in est.parts)
+    assert any("8-bit fp8" in part for part in est.parts)
+    # the next tier down's card is too small for this preset
+    assert not fit(est, float(tier) - 4).fits
 
 
 def test_flux_on_a_12_gb_card_with_the_builtin_trainer_says_why_there_is_no_fix():

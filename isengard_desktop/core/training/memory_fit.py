@@ -182,9 +182,35 @@ def _backend_field(settings: Mapping[str, Any], key: str, default: Any) -> Any:
     return default
 
 
-def _base_precision(settings: Mapping[str, Any], backend: str) -> str:
-    if backend == "kohya":      # kohya reads its own --fp8_base, not quantize_base
-        return "float8" if bool(_backend_field(settings, "fp8_base", False)) else "none"
+def _vram_preset(settings: Mapping[str, Any], backend: str,
+                 model: MemoryModel | None) -> Mapping[str, Any]:
+    """What a backend's "GPU memory preset" field sets (kohya's ``vram``), or nothing."""
+    table = model.backend(backend).get("vram_presets") if model is not None else None
+    choice = _backend_field(settings, "vram", None)
+    if not isinstance(table, Mapping) or choice in (None, ""):
+        return {}
+    entry = table.get(str(choice))
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def _blocks_swapped(settings: Mapping[str, Any], backend: str,
+                    model: MemoryModel | None) -> int:
+    value = _backend_field(settings, "blocks_to_swap", None)
+    if value in (None, ""):
+        value = _vram_preset(settings, backend, model).get("blocks_to_swap", 0)
+    return int(value or 0)
+
+
+def _base_precision(settings: Mapping[str, Any], backend: str,
+                    model: MemoryModel | None = None) -> str:
+    if backend == "kohya":
+        # kohya loads the base in fp8 for --fp8_base (its field, or its memory preset) and
+        # whenever quantize_base asks for 8-bit (plugins/kohya/backend.py _swap_and_fp8)
+        fp8 = _backend_field(settings, "fp8_base", None)
+        if fp8 in (None, ""):
+            fp8 = _vram_preset(settings, backend, model).get("fp8_base", False)
+        quantized = str(settings.get("quantize_base") or "none") != "none"
+        return "float8" if bool(fp8) or quantized else "none"
     return str(settings.get("quantize_base") or "none")
 
 
@@ -207,13 +233,13 @@ def predict(job_settings: Any, family: str, backend: str = "builtin", *,
     overhead, src = m.number(m.common, "overhead_gb", "common")
     add("CUDA context and slack", overhead, src)
 
-    precision = _base_precision(s, backend)
+    precision = _base_precision(s, backend, m)
     params, psrc = m.number(fam, "base_params_b", where)
     bpp, bsrc = m.number(m.common, f"bytes_per_param.{precision}", "common")
     base_gb = params * 1e9 * bpp / (1 << 30)
     label = {"none": "16-bit", "int8": "8-bit int8", "float8": "8-bit fp8"}.get(precision,
                                                                               precision)
-    swapped = int(_backend_field(s, "blocks_to_swap", 0) or 0)
+    swapped = _blocks_swapped(s, backend, m)
     if swapped and m.flag(be, "block_swap") and "swap_blocks" in fam:
         units, _ = m.number(fam, "swap_blocks", where)
         kept = base_gb * max(0.0, 1.0 - swapped / units)
@@ -278,7 +304,7 @@ def _steps(s: Mapping[str, Any], family: str, backend: str,
     if batch > 1:
         accum = max(1, int(s.get("grad_accum") or 1))
         out.append(({"batch_size": 1, "grad_accum": accum * batch}, "batch 1"))
-    if family in FLOW_FAMILIES and _base_precision(s, backend) == "none":
+    if family in FLOW_FAMILIES and _base_precision(s, backend, model) == "none":
         options = [str(q) for q in be.get("quantize") or ()]
         if backend == "kohya":
             out.append(({"fp8_base": True}, "8-bit base"))
@@ -288,7 +314,7 @@ def _steps(s: Mapping[str, Any], family: str, backend: str,
                 out.append(({"quantize_base": mode}, "8-bit base"))
     if family in FLOW_FAMILIES and model.flag(be, "block_swap"):
         most = int(model.number(be, "max_blocks_to_swap", f"backend.{backend}")[0])
-        now = int(_backend_field(s, "blocks_to_swap", 0) or 0)
+        now = _blocks_swapped(s, backend, model)
         while now < most:
             now = min(most, now + BLOCK_SWAP_STEP)
             out.append(({"blocks_to_swap": now}, f"{now} blocks swapped to RAM"))
