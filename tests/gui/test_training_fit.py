@@ -69,3 +69,26 @@ def test_the_line_is_hidden_without_a_gpu_and_follows_the_probe(qtbot, training_
 def _left():
     from PySide6.QtCore import Qt
     return Qt.MouseButton.LeftButton
+
+
+def test_flux_on_a_12_gb_card_with_kohya_gets_a_fix_that_fits(qtbot, library,  # noqa: F811
+                                                             tmp_path):
+    from dataclasses import replace
+
+    from isengard_desktop.plugins.kohya.backend import KohyaBackend
+    from isengard_desktop.ui.training.backend_fields import BackendChoice, choice_for
+
+    kohya = replace(choice_for("kohya", "kohya_ss", KohyaBackend()), available=True, why="")
+    form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB",
+                        backends=[BackendChoice("builtin", "Built-in"), kohya])
+    form.set_models([model(tmp_path, "flux-dev")])
+    assert not form.fit_button.isVisible()          # built-in: nothing fits, it says why
+    assert "kohya" in form.fit_label.text()
+    assert form.backend_picker.select_backend("kohya")
+    assert form.fit_label.text().startswith("Will not fit this 12 GB GPU")
+    assert form.fit_button.isVisible()
+    assert "blocks swapped to RAM" in form.fit_button.text()
+    qtbot.mouseClick(form.fit_button, _left())
+    assert int(form.job_fields()["extra"]["fields"]["blocks_to_swap"]) > 0
+    assert form.fit_label.text().startswith("Fits this GPU (est. ")
+    assert form.fit_label.text().endswith(" of 12 GB)")
