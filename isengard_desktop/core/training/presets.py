@@ -97,16 +97,26 @@ def preset(family: str, name: str) -> Preset:
     return PRESETS[family][name]
 
 
-def apply_preset(job_fields: Any, family: str, name: str, vram_gb: float | None = None) -> Any:
+def apply_preset(job_fields: Any, family: str, name: str, vram_gb: float | None = None,
+                 backend: str = "builtin") -> Any:
     """``job_fields`` with the preset's values filled in (and ``preset`` = name).
 
     ``job_fields`` is a dict of TrainingJob field values (a new dict is returned) or a
     TrainingJob (a new one is returned). For Flux and Chroma the frozen base is kept in int8
-    unless ``vram_gb`` says the card has more than 24 GB.
+    unless ``vram_gb`` says the card has more than 24 GB. With the built-in trainer and a
+    known card, gradient checkpointing (1.67× the time of a step, benchmarks/trainer_step.py)
+    is on only where the memory model (:mod:`.memory_fit`) says the job needs it; should the
+    estimate be wrong, out-of-memory recovery (:mod:`.oom`) turns it back on.
     """
     values = asdict(preset(family, name))
     if family in FLOW_FAMILIES and vram_gb is not None and vram_gb > QUANTIZE_UP_TO_GB:
         values["quantize_base"] = "none"
+    if vram_gb is not None and backend == "builtin":
+        from .memory_fit import fit, predict      # memory_fit imports this module
+
+        without = {**values, "family": family, "gradient_checkpointing": False}
+        if fit(predict(without, family, backend), vram_gb).fits:
+            values["gradient_checkpointing"] = False
     values["preset"] = name
     if is_dataclass(job_fields) and not isinstance(job_fields, type):
         return replace(job_fields, family=family, **values)

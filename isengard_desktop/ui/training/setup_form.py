@@ -17,6 +17,7 @@ Signals:
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout
 from ...core.dataset.captions import with_trigger
 from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
+from ...core.training.memory_fit import Fix, MemoryModelError, fit, predict
 from ...core.training.presets import (CPU_HINT, DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
                                       format_duration, min_short_side)
@@ -158,6 +160,20 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.preset_note = QLabel("")
         self.preset_note.setProperty("subtle", True)
         self.preset_note.setWordWrap(True)
+        # pre-flight: will the settings fit the GPU's memory? (hidden while no GPU is known)
+        self.fit_label = QLabel("")
+        self.fit_label.setObjectName("FitLine")
+        self.fit_label.setWordWrap(True)
+        self.fit_button = QPushButton("")
+        self.fit_button.setObjectName("FitFix")
+        self.fit_button.setVisible(False)
+        self.fit_row = QWidget()
+        fit_layout = QHBoxLayout(self.fit_row)
+        fit_layout.setContentsMargins(0, 0, 0, 0)
+        fit_layout.addWidget(self.fit_label, 1)
+        fit_layout.addWidget(self.fit_button)
+        self.fit_row.setVisible(False)
+        self.fit: Fix | None = None
         self.estimate_label = QLabel("")
         self.estimate_label.setObjectName("Estimate")
         self.estimate_label.setWordWrap(True)
@@ -224,6 +240,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         layout.addSpacing(6)
         layout.addWidget(_section("Preset"))
         layout.addLayout(presets_row)
+        layout.addWidget(self.fit_row)
         layout.addWidget(self.preset_note)
         layout.addWidget(self.estimate_label)
         layout.addWidget(self.estimate_basis)
@@ -248,6 +265,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.preset_group.buttonClicked.connect(self._on_preset_clicked)
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.start_button.clicked.connect(self._on_start)
+        self.fit_button.clicked.connect(self.apply_fit_fix)
         add_run_shortcut(self, self.start_button)
         self.advanced.edited.connect(self._on_field_edited)
         self.apply_preset(DEFAULT_PRESET)
@@ -259,6 +277,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self._form.setRowVisible(self.backend_picker.model_type_combo,
                                  self.backend_picker.has_model_types())
         self._apply_backend_capabilities()
+        self.update_fit()
         self._update_start()
 
     # -- advanced fields -----------------------------------------------------------------------
@@ -398,7 +417,9 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.clear_profile()
         self.preset_name = name
         self._check_preset_button(name)
-        values = apply_preset({}, self.family() or "sdxl", name, vram_gb=self._vram_gb)
+        backend = self.backend()
+        values = apply_preset({}, self.family() or "sdxl", name, vram_gb=self.gpu_vram_gb(),
+                              backend=backend.key if backend else "builtin")
         for key, value in values.items():
             if key in self.fields:
                 self.set_field(key, value)
@@ -436,9 +457,80 @@ class SetupFormWidget(FormValuesMixin, QWidget):
     def set_gpu_hint(self, hint: str | None) -> None:
         """What the GPU probe found ("NVIDIA RTX 4090, 24 GB", "cpu" for none usable)."""
         self._gpu_hint = hint
-        self.update_estimate()
+        if self.family() and not self.edited and self.profile is None:
+            self.apply_preset(self.preset_name)     # the card decides the memory savers
+        else:
+            self.update_estimate()
+
+    def gpu_vram_gb(self) -> float | None:
+        """The GPU's memory in GB from the probe's hint ("NVIDIA RTX 3060, 12 GB"), else the
+        figure the form was made with; None when no GPU is known or training is on the CPU."""
+        if self._gpu_hint == CPU_HINT or str(self.field_value("device") or "auto") == "cpu":
+            return None
+        match = re.search(r"(\d+(?:\.\d+)?)\s*(?:GB|GiB)\b", self._gpu_hint or "",
+                          re.IGNORECASE)
+        return float(match.group(1)) if match else self._vram_gb
+
+    def update_fit(self) -> None:
+        """The pre-flight line under the presets: whether the settings fit the GPU, and the
+        smallest change that makes them fit (a button) when they do not."""
+        family, vram = self.family(), self.gpu_vram_gb()
+        backend = self.backend()
+        self.fit = None
+        if not family or not vram:
+            self.fit_row.setVisible(False)
+            return
+        key = backend.key if backend else "builtin"
+        job = self.job_fields()
+        try:
+            estimate = predict(job, family, key)
+            verdict = fit(estimate, vram, job_settings=job, family=family, backend=key)
+        except (MemoryModelError, ValueError) as exc:
+            self.fit_label.setText(f"GPU memory: no estimate ({exc})")
+            self.fit_button.setVisible(False)
+            self.fit_row.setVisible(True)
+            return
+        self.fit = verdict
+        if verdict.fits:
+            text = f"Fits this GPU (est. {estimate.vram_gb:.1f} of {vram:.0f} GB)"
+            color = "#8fd19e"
+        else:
+            text = f"Will not fit this {vram:.0f} GB GPU (est. {estimate.vram_gb:.1f} GB)"
+            if verdict.fix is None and " — " in verdict.text:
+                text += " — " + verdict.text.split(" — ", 1)[1]     # why nothing fits
+            color = "#f0a35e"
+        self.fit_label.setText(text)
+        self.fit_label.setStyleSheet(f"color: {color};")
+        self.fit_label.setToolTip(
+            "Predicted peak GPU memory while training, by part:\n" + estimate.describe()
+            + f"\nRAM: about {estimate.ram_gb:.0f} GB while loading.\nEstimates from "
+            "resources/training/memory_model.toml, not measured on this GPU.")
+        fixable = verdict.fix is not None and all(k in self.fields or k in
+                                                  self.backend_picker.rows()
+                                                  for k in verdict.fix)
+        self.fit_button.setVisible(fixable)
+        if fixable and verdict.fixed_estimate is not None:
+            self.fit_button.setText(verdict.fix_text)
+            self.fit_button.setToolTip(
+                f"Change the settings so the job fits (est. "
+                f"{verdict.fixed_estimate.vram_gb:.1f} of {vram:.0f} GB):\n"
+                + verdict.fixed_estimate.describe())
+        self.fit_row.setVisible(True)
+
+    def apply_fit_fix(self) -> None:
+        """Apply the pre-flight's fix to the form (Advanced fields, or the trainer's own)."""
+        if self.fit is None or not self.fit.fix:
+            return
+        rows = self.backend_picker.rows()
+        for key, value in self.fit.fix.items():
+            if key in self.fields:
+                self.set_field(key, value)
+            elif key in rows:
+                rows[key].set(value)
+        self._on_field_edited()
 
     def update_estimate(self) -> None:
+        self.update_fit()
         result = self.estimate()
         if result is None:
             self.estimate_label.setText("Estimated time: pick a base model first")

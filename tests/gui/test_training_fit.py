@@ -1,0 +1,94 @@
+"""The Training tab's pre-flight line: will the settings fit the GPU, and a one-click fix
+(issue 16 item 1)."""
+
+from __future__ import annotations
+
+from isengard_desktop.core.selftest_report import GpuStatus
+from tests.gui.test_training_tab import library, make_form, model, training_app  # noqa: F401
+
+
+def test_flux_on_a_16_gb_card_gets_a_fix_that_fits(qtbot, library, tmp_path):  # noqa: F811
+    form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 4060 Ti, 16 GB")
+    form.set_models([model(tmp_path, "flux-dev")])
+    assert form.fit_row.isVisible()
+    assert form.fit_label.text().startswith("Will not fit this 16 GB GPU (est. ")
+    tip = form.fit_label.toolTip()
+    assert "base model (8-bit int8)" in tip and "activations (1024 px" in tip
+    assert "LoRA + optimizer" in tip
+    assert form.fit_button.isVisible()
+    assert form.fit_button.text().startswith("Use ") and "px" in form.fit_button.text()
+    before = int(form.field_value("resolution"))
+    qtbot.mouseClick(form.fit_button, _left())
+    assert int(form.field_value("resolution")) < before
+    assert form.fit_label.text().startswith("Fits this GPU (est. ")
+    assert form.fit_label.text().endswith(" of 16 GB)")
+    assert not form.fit_button.isVisible()
+    assert form.edited                                  # the preset reads "(edited)"
+
+
+def test_chroma_on_a_12_gb_card_fix_changes_the_settings(qtbot, library, tmp_path):  # noqa: F811
+    form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB")
+    form.set_models([model(tmp_path, "chroma")])
+    assert form.fit_label.text().startswith("Will not fit this 12 GB GPU")
+    qtbot.mouseClick(form.fit_button, _left())
+    assert form.fit_label.text().startswith("Fits this GPU")
+    # editing back to the preset's settings brings the warning back
+    form.set_field("resolution", 1024)
+    form._on_field_edited()
+    assert form.fit_label.text().startswith("Will not fit")
+
+
+def test_flux_on_a_12_gb_card_with_the_builtin_trainer_says_why_no_fix(qtbot, library,  # noqa: F811
+                                                                      tmp_path):
+    form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB")
+    form.set_models([model(tmp_path, "flux-dev")])
+    text = form.fit_label.text()
+    assert text.startswith("Will not fit this 12 GB GPU")
+    assert "every memory saver" in text and "kohya" in text
+    assert not form.fit_button.isVisible()
+
+
+def test_the_line_is_hidden_without_a_gpu_and_follows_the_probe(qtbot, training_app,  # noqa: F811
+                                                                tmp_path):
+    tab, _service = training_app({"builtin": []})
+    tab.form.set_models([model(tmp_path, "sd15")])
+    assert not tab.form.fit_row.isVisible()              # nothing known yet: say nothing
+    tab.set_gpu_status(GpuStatus(usable=False, hint="cpu", why="no CUDA"))
+    assert not tab.form.fit_row.isVisible()              # the CPU has no VRAM to fit
+    tab.set_gpu_status(GpuStatus(usable=True, hint="NVIDIA RTX 4090, 24 GB", why=""))
+    assert tab.form.fit_row.isVisible()
+    assert tab.form.fit_label.text().startswith("Fits this GPU (est. ")
+    assert tab.form.fit_label.text().endswith(" of 24 GB)")
+    # the card has room: the preset is re-applied without gradient checkpointing
+    assert tab.form.field_value("gradient_checkpointing") is False
+    tab.form.set_field("device", "cpu")                 # the user picked the CPU
+    tab.form._on_field_edited()
+    assert not tab.form.fit_row.isVisible()
+
+
+def _left():
+    from PySide6.QtCore import Qt
+    return Qt.MouseButton.LeftButton
+
+
+def test_flux_on_a_12_gb_card_with_kohya_gets_a_fix_that_fits(qtbot, library,  # noqa: F811
+                                                             tmp_path):
+    from dataclasses import replace
+
+    from isengard_desktop.plugins.kohya.backend import KohyaBackend
+    from isengard_desktop.ui.training.backend_fields import BackendChoice, choice_for
+
+    kohya = replace(choice_for("kohya", "kohya_ss", KohyaBackend()), available=True, why="")
+    form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB",
+                        backends=[BackendChoice("builtin", "Built-in"), kohya])
+    form.set_models([model(tmp_path, "flux-dev")])
+    assert not form.fit_button.isVisible()          # built-in: nothing fits, it says why
+    assert "kohya" in form.fit_label.text()
+    assert form.backend_picker.select_backend("kohya")
+    assert form.fit_label.text().startswith("Will not fit this 12 GB GPU")
+    assert form.fit_button.isVisible()
+    assert "blocks swapped to RAM" in form.fit_button.text()
+    qtbot.mouseClick(form.fit_button, _left())
+    assert int(form.job_fields()["extra"]["fields"]["blocks_to_swap"]) > 0
+    assert form.fit_label.text().startswith("Fits this GPU (est. ")
+    assert form.fit_label.text().endswith(" of 12 GB)")
