@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-from ...core.discovery import comfy_python
+from ...core.discovery import DESKTOP_ADDRESS, comfy_python, is_desktop_data
 from ...core.fsutil import atomic_write_text, replace
 from ...core.paths import ensure_model_layout
 
@@ -62,12 +62,12 @@ def desktop_hint(folder: Path) -> str:
     """What to do when ``folder`` (which has no main.py) is ComfyUI Desktop's data folder
     (its ``.venv``, ``models`` and ``user`` folders; the ComfyUI code itself ships inside the
     Desktop app, ``resources/ComfyUI``); "" when it does not look like one."""
-    if not all((folder / name).is_dir() for name in (".venv", "models", "user")):
+    if not is_desktop_data(folder):
         return ""
     return (" It looks like the data folder of ComfyUI Desktop, which keeps the ComfyUI code "
             "inside its app (resources/ComfyUI in its install folder). Connect to the running "
             "ComfyUI Desktop by its address instead (shown in its settings, usually "
-            "http://127.0.0.1:8000), or choose its resources/ComfyUI folder with the Python "
+            f"{DESKTOP_ADDRESS}), or choose its resources/ComfyUI folder with the Python "
             f"of {folder / '.venv'}.")
 
 
