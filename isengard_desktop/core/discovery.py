@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DESKTOP_ADDRESS", "DESKTOP_LABEL", "ComfyInstall", "Discovery", "ModelFolder",
-           "comfy_python", "desktop_app_code", "desktop_data_folders", "discover", "is_a1111",
+           "comfy_python", "desktop_app_code", "in_desktop_app", "desktop_data_folders", "discover", "is_a1111",
            "is_comfyui", "is_desktop_data", "stability_library", "usual_places"]
 
 # ComfyUI Desktop serves on this port unless its settings say otherwise
@@ -226,6 +226,13 @@ def desktop_app_code(home: Path, env: Mapping[str, str] | None = None,
     os_name = os_name or platform.system()
     return next((p for p in _desktop_app_places(home, env, os_name)
                  if _is_file(p / "main.py") and _is_dir(p / "comfy")), None)
+
+
+def in_desktop_app(folder: Path) -> bool:
+    """Whether ``folder`` is the ComfyUI code inside an installed Electron app (ComfyUI
+    Desktop's ``resources/ComfyUI``, beside the app's ``app.asar``): files there belong to
+    the app and are replaced when it updates, so nothing of ours is written into it."""
+    return _is_file(folder.parent / "app.asar")
 
 
 def _a1111_label(folder: Path) -> str:

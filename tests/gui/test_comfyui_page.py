@@ -162,3 +162,20 @@ def test_the_box_unticked_writes_nothing(qtbot, tmp_path, monkeypatch):
     assert saved and saved[0].comfyui_folder == str(comfy)
     qtbot.wait(300)
     assert not (comfy / "extra_model_paths.yaml").exists()
+
+
+def test_the_comfyui_inside_the_desktop_app_is_not_written_to(tmp_path, monkeypatch):
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.ui.settings.comfyui_page import share_models_change
+
+    monkeypatch.setenv("ISENGARD_HOME", str(tmp_path / "app"))
+    resources = tmp_path / "Programs" / "@comfyorgcomfyui-electron" / "resources"
+    code = resources / "ComfyUI"
+    (code / "comfy").mkdir(parents=True)
+    (code / "main.py").write_text("")
+    (resources / "app.asar").write_text("")            # an Electron app's own files
+    assert share_models_change("", str(code), True, resolve_paths()) == []
+    assert not (code / "extra_model_paths.yaml").exists()
+    (resources / "app.asar").unlink()                   # a plain folder of that name is fine
+    [said] = share_models_change("", str(code), True, resolve_paths())
+    assert said.startswith(f"Created {code / 'extra_model_paths.yaml'}")

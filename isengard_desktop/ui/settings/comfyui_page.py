@@ -21,6 +21,7 @@ from loguru import logger
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
 
+from ...core.discovery import in_desktop_app
 from ...core.comfy_extra_paths import FILE_NAME, SECTION, LinkResult, link_comfyui, unlink_comfyui
 from ...core.paths import AppPaths, ensure_model_layout
 from ...core.platform_support import run_text
@@ -115,7 +116,10 @@ def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
 
 def _user_run(folder: Path, paths: AppPaths) -> bool:
     """A ComfyUI the user runs themselves: not one inside the app's data folder (the managed
-    install gets its model paths on the command line at each start)."""
+    install gets its model paths on the command line at each start), nor the code inside the
+    ComfyUI Desktop app (its files belong to that app)."""
+    if in_desktop_app(folder):
+        return False
     try:
         return not folder.resolve().is_relative_to(paths.data.resolve())
     except OSError:
