@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DESKTOP_ADDRESS", "DESKTOP_LABEL", "ComfyInstall", "Discovery", "ModelFolder",
-           "comfy_python", "desktop_app_code", "in_desktop_app", "desktop_data_folders", "discover", "is_a1111",
-           "is_comfyui", "is_desktop_data", "stability_library", "usual_places"]
+           "comfy_python", "desktop_app_code", "desktop_data_folders", "desktop_data_of",
+           "discover", "in_desktop_app", "is_a1111", "is_comfyui", "is_desktop_data",
+           "stability_library", "usual_places"]
 
 # ComfyUI Desktop serves on this port unless its settings say otherwise
 DESKTOP_ADDRESS = "http://127.0.0.1:8000"
@@ -233,6 +234,15 @@ def in_desktop_app(folder: Path) -> bool:
     Desktop's ``resources/ComfyUI``, beside the app's ``app.asar``): files there belong to
     the app and are replaced when it updates, so nothing of ours is written into it."""
     return _is_file(folder.parent / "app.asar")
+
+
+def desktop_data_of(python: Path) -> Path | None:
+    """The ComfyUI Desktop data folder whose ``.venv`` holds ``python``
+    (``<data>/.venv/bin/python`` or ``<data>/.venv/Scripts/python.exe``), or None."""
+    venv = python.parent.parent
+    if venv.name != ".venv":
+        return None
+    return venv.parent if is_desktop_data(venv.parent) else None
 
 
 def _a1111_label(folder: Path) -> str:

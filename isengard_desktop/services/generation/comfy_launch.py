@@ -14,7 +14,8 @@ from typing import Any
 
 from loguru import logger
 
-from ...core.discovery import DESKTOP_ADDRESS, comfy_python, is_desktop_data
+from ...core.discovery import (DESKTOP_ADDRESS, comfy_python, desktop_data_of, in_desktop_app,
+                               is_desktop_data)
 from ...core.fsutil import atomic_write_text, replace
 from ...core.paths import ensure_model_layout
 
@@ -151,9 +152,17 @@ def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
     write_extra_model_paths(config, lora_folder, models_folder, app_models)
     install_upload_node(root, app_data)
     port = free_port()
-    args = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
+    args: tuple[str, ...] = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
             "--preview-method", "auto", "--extra-model-paths-config", str(config),
             "--disable-auto-launch")
+    data = desktop_data_of(exe) if in_desktop_app(root) else None
+    if data is not None:
+        # ComfyUI Desktop's code with its data folder's Python: keep user files, inputs and
+        # outputs in that data folder as the Desktop app does (Comfy-Org/desktop
+        # src/main-process/comfyServer.ts, coreLaunchArgs: user-, input- and
+        # output-directory under basePath), never inside the app's own files
+        args += ("--user-directory", str(data / "user"), "--input-directory",
+                 str(data / "input"), "--output-directory", str(data / "output"))
     return LaunchPlan(str(exe), args, str(root), port, config)
 
 
