@@ -11,6 +11,11 @@ Layouts recognised (each checked by what is inside a folder, never by its name a
 * **Stability Matrix**: a library folder holding ``Models/`` and ``settings.json`` or
   ``Packages/`` (``%APPDATA%/StabilityMatrix``, or ``StabilityMatrix/Data`` in portable mode);
   its ``Models/`` folder is offered, and the packages inside are searched for the two above.
+* **ComfyUI Desktop** (the Electron app): a data folder holding ``.venv/``, ``models/`` and
+  ``user/`` and no ``main.py`` (see :func:`is_desktop_data`), named by the app's config or
+  found by the walk. The ComfyUI code ships inside the app (``resources/ComfyUI``); where it is
+  found, the install is offered as a ComfyUI (that code + the data folder's ``.venv`` Python +
+  its models), else the data folder's ``models/`` is offered with the address to connect to.
 
 The search is bounded: the usual places first, then the home folder down to
 :data:`MAX_DEPTH` levels, skipping hidden folders, virtual environments and build trees, and
@@ -26,8 +31,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ComfyInstall", "Discovery", "ModelFolder", "comfy_python", "discover",
-           "is_a1111", "is_comfyui", "stability_library", "usual_places"]
+__all__ = ["DESKTOP_ADDRESS", "DESKTOP_LABEL", "ComfyInstall", "Discovery", "ModelFolder",
+           "comfy_python", "desktop_app_code", "desktop_data_folders", "desktop_data_of",
+           "discover", "in_desktop_app", "is_a1111", "is_comfyui", "is_desktop_data",
+           "stability_library", "usual_places"]
+
+# ComfyUI Desktop serves on this port unless its settings say otherwise
+DESKTOP_ADDRESS = "http://127.0.0.1:8000"
+DESKTOP_LABEL = f"ComfyUI Desktop (connect by its address, usually {DESKTOP_ADDRESS})"
 
 MAX_DEPTH = 3            # levels below each searched root (~/AI/tools/ComfyUI)
 MAX_FOLDERS = 6000       # folders looked at in one search, all roots together
@@ -47,7 +58,8 @@ class ComfyInstall:
         folder: the folder holding ``main.py``.
         models: its ``models/`` folder.
         python: its own Python when one sits beside it (venv, portable build), else None.
-        source: what made it ("ComfyUI", "Stability Matrix", "ComfyUI portable").
+        source: what made it ("ComfyUI", "Stability Matrix", "ComfyUI portable",
+            "ComfyUI Desktop").
     """
 
     folder: Path
@@ -62,8 +74,9 @@ class ModelFolder:
 
     Attributes:
         folder: the folder to add to Settings → Model folders.
-        kind: "a1111" (A1111/Forge ``models/Stable-diffusion``) or "stability-matrix"
-            (a Stability Matrix library's ``Models``).
+        kind: "a1111" (A1111/Forge ``models/Stable-diffusion``), "stability-matrix"
+            (a Stability Matrix library's ``Models``) or "comfyui-desktop" (a ComfyUI Desktop
+            data folder's ``models`` whose app code was not found: connect by its address).
         label: what to call it ("Stable Diffusion web UI Forge", "Stability Matrix").
     """
 
@@ -132,6 +145,106 @@ def comfy_python(folder: Path) -> Path | None:
     return next((c for c in candidates if _is_file(c)), None)
 
 
+def is_desktop_data(folder: Path) -> bool:
+    """Whether ``folder`` is a ComfyUI Desktop data folder: ``.venv/``, ``models/`` and
+    ``user/`` and no ``main.py`` (the code lives in the app, not here)."""
+    return (all(_is_dir(folder / name) for name in (".venv", "models", "user"))
+            and not _is_file(folder / "main.py"))
+
+
+def _config_base_path(user_data: Path) -> Path | None:
+    """The data folder ComfyUI Desktop's config in ``user_data`` names, or None.
+
+    The app keeps ``basePath`` in ``config.json`` (electron-store; Comfy-Org/desktop
+    src/store/desktopSettings.ts:4 ``basePath?: string | null``). Installs from before that
+    kept it as ``comfyui.base_path`` in ``extra_models_config.yaml`` beside it
+    (src/config/extraModelConfig.ts:7 and ``readBasePathFromConfig``), which is read second.
+    """
+    import json
+
+    try:
+        data = json.loads((user_data / "config.json").read_text(encoding="utf-8"))
+        base = data.get("basePath") if isinstance(data, dict) else None
+        if isinstance(base, str) and base.strip():
+            return Path(base.strip()).expanduser()
+    except (OSError, ValueError):
+        pass
+    try:
+        import yaml
+
+        text = (user_data / "extra_models_config.yaml").read_text(encoding="utf-8")
+        section = (yaml.safe_load(text) or {}).get("comfyui") or {}
+        base = section.get("base_path") if isinstance(section, dict) else None
+        if isinstance(base, str) and base.strip():
+            return Path(base.strip()).expanduser()
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        pass
+    return None
+
+
+def _desktop_user_data(home: Path, env: Mapping[str, str], os_name: str) -> list[Path]:
+    # Electron's app.getPath('userData') for the app named "ComfyUI"
+    if os_name == "Windows":
+        appdata = env.get("APPDATA")
+        return [Path(appdata) / "ComfyUI"] if appdata else [
+            home / "AppData" / "Roaming" / "ComfyUI"]
+    if os_name == "Darwin":
+        return [home / "Library" / "Application Support" / "ComfyUI"]
+    return [Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "ComfyUI"]
+
+
+def desktop_data_folders(home: Path, env: Mapping[str, str] | None = None,
+                         os_name: str | None = None) -> list[Path]:
+    """The ComfyUI Desktop data folders its config names (``basePath``) that exist and look
+    like one (:func:`is_desktop_data`)."""
+    env = os.environ if env is None else env
+    os_name = os_name or platform.system()
+    found = [_config_base_path(u) for u in _desktop_user_data(home, env, os_name)]
+    return [p for p in dict.fromkeys(f for f in found if f is not None) if is_desktop_data(p)]
+
+
+def _desktop_app_places(home: Path, env: Mapping[str, str], os_name: str) -> list[Path]:
+    # The app's resources folder is Electron's process.resourcesPath (Comfy-Org/desktop
+    # src/install/resourcePaths.ts:18-24, getAppResourcesPath), and ComfyUI's main.py is
+    # path.join(getAppResourcesPath(), 'ComfyUI', 'main.py') (src/main-process/comfyServer.ts,
+    # mainScriptPath). Where electron-builder installs the app:
+    if os_name == "Windows":
+        local = Path(env["LOCALAPPDATA"]) if env.get("LOCALAPPDATA") else (
+            home / "AppData" / "Local")
+        return [local / "Programs" / name / "resources" / "ComfyUI"
+                for name in ("@comfyorgcomfyui-electron", "ComfyUI", "comfyui-electron")]
+    if os_name == "Darwin":
+        return [root / "ComfyUI.app" / "Contents" / "Resources" / "ComfyUI"
+                for root in (Path("/Applications"), home / "Applications")]
+    return []
+
+
+def desktop_app_code(home: Path, env: Mapping[str, str] | None = None,
+                     os_name: str | None = None) -> Path | None:
+    """The ComfyUI code inside the installed ComfyUI Desktop app (its ``resources/ComfyUI``,
+    holding ``main.py`` and ``comfy/``), or None when it is not found."""
+    env = os.environ if env is None else env
+    os_name = os_name or platform.system()
+    return next((p for p in _desktop_app_places(home, env, os_name)
+                 if _is_file(p / "main.py") and _is_dir(p / "comfy")), None)
+
+
+def in_desktop_app(folder: Path) -> bool:
+    """Whether ``folder`` is the ComfyUI code inside an installed Electron app (ComfyUI
+    Desktop's ``resources/ComfyUI``, beside the app's ``app.asar``): files there belong to
+    the app and are replaced when it updates, so nothing of ours is written into it."""
+    return _is_file(folder.parent / "app.asar")
+
+
+def desktop_data_of(python: Path) -> Path | None:
+    """The ComfyUI Desktop data folder whose ``.venv`` holds ``python``
+    (``<data>/.venv/bin/python`` or ``<data>/.venv/Scripts/python.exe``), or None."""
+    venv = python.parent.parent
+    if venv.name != ".venv":
+        return None
+    return venv.parent if is_desktop_data(venv.parent) else None
+
+
 def _a1111_label(folder: Path) -> str:
     name = folder.name.lower()
     if "forge" in name or _is_dir(folder / "modules_forge"):
@@ -167,8 +280,9 @@ def usual_places(home: Path, env: Mapping[str, str] | None = None,
 
 
 class _Search:
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, desktop_code: Path | None = None) -> None:
         self.budget = budget
+        self.desktop_code = desktop_code
         self.truncated = False
         self.comfy: dict[Path, ComfyInstall] = {}
         self.models: dict[Path, ModelFolder] = {}
@@ -181,6 +295,9 @@ class _Search:
             self.comfy.setdefault(folder, ComfyInstall(
                 folder, folder / "models", comfy_python(folder),
                 source or ("ComfyUI portable" if portable else "ComfyUI")))
+            return True
+        if is_desktop_data(folder):
+            self.desktop(folder)
             return True
         if is_a1111(folder):
             target = folder / "models" / "Stable-diffusion"
@@ -196,6 +313,17 @@ class _Search:
                 self.look(child, "Stability Matrix")
             return True
         return False
+
+    def desktop(self, data: Path) -> None:
+        """A ComfyUI Desktop data folder: a ComfyUI to launch when the app's code was found,
+        else its models folder with the address to connect to."""
+        models = data / "models"
+        if self.desktop_code is not None:
+            self.comfy.setdefault(data, ComfyInstall(self.desktop_code, models,
+                                                     comfy_python(data), "ComfyUI Desktop"))
+        else:
+            self.models.setdefault(models, ModelFolder(models, "comfyui-desktop",
+                                                       DESKTOP_LABEL))
 
     def _children(self, folder: Path) -> list[Path]:
         try:
@@ -241,7 +369,12 @@ def discover(home: Path | None = None, extra_roots: Iterable[Path] = (), *,
     the usual places, ``extra_roots`` and under ``home`` (default: the user's home), bounded
     by ``max_depth`` and ``max_folders``."""
     home = Path.home() if home is None else home
-    search = _Search(max_folders)
+    env = os.environ if env is None else env
+    os_name = os_name or platform.system()
+    search = _Search(max_folders, desktop_app_code(home, env, os_name))
+    for data in desktop_data_folders(home, env, os_name):
+        search.desktop(data)
+        search.seen.add(data)
     places = usual_places(home, env, os_name)
     roots = [*places, *(Path(r) for r in extra_roots)]
     for place in roots:

@@ -82,3 +82,100 @@ def test_upload_token_is_saved_per_server_in_the_keyring(qtbot):
     text = widget.help_box.text()
     assert "custom_nodes" in text and "token.txt" in text and "isengard_lora_upload" in text
     widget.help_box.close()
+
+
+def test_linking_a_comfyui_folder_shares_the_models_and_unlinking_takes_it_back(
+        qtbot, tmp_path, monkeypatch):
+    """Settings → ComfyUI: a folder set + OK writes our section into that ComfyUI's
+    extra_model_paths.yaml (the user's comments kept); cleared + OK takes it out again."""
+    import yaml
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.core.secrets import SecretStore
+    from isengard_desktop.ui.settings import SettingsDialog
+    from tests.helpers.keyring import MemoryKeyring
+
+    init_main_thread_bridge()
+    monkeypatch.setenv("ISENGARD_HOME", str(tmp_path / "app"))
+    paths = resolve_paths()
+    comfy = tmp_path / "MyComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    users = ("# my own paths, keep me\n"
+             "a111:\n"
+             "    base_path: /srv/webui  # the old one\n"
+             "    checkpoints: models/Stable-diffusion\n")
+    yaml_file = comfy / "extra_model_paths.yaml"
+    yaml_file.write_text(users)
+
+    def ok(settings):
+        dialog = SettingsDialog(paths, SecretStore(MemoryKeyring()), settings)
+        qtbot.addWidget(dialog)
+        return dialog
+
+    dialog = ok(Settings())
+    page = dialog.comfyui_page
+    assert page.share_box.isChecked() and not page.share_box.isHidden()
+    assert "extra_model_paths.yaml" in page.share_note.text() and "isengard" in \
+        page.share_box.toolTip()
+    page.folder_edit.setText(str(comfy))
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: "isengard:" in yaml_file.read_text(), timeout=10_000)
+    text = yaml_file.read_text()
+    assert users in text                       # the user's lines, byte for byte
+    assert "# the old one" in text
+    data = yaml.safe_load(text)
+    assert data["a111"] == {"base_path": "/srv/webui", "checkpoints": "models/Stable-diffusion"}
+    assert data["isengard"]["base_path"] == str(paths.models)
+    assert str(paths.loras) in data["isengard"]["loras"]
+    qtbot.waitUntil(lambda: "Added the 'isengard:' section" in page.share_result.text(),
+                    timeout=10_000)
+
+    dialog = ok(Settings(comfyui_folder=str(comfy)))
+    dialog.comfyui_page.folder_edit.setText("")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: "isengard" not in yaml_file.read_text(), timeout=10_000)
+    assert yaml_file.read_text() == users
+
+
+def test_the_box_unticked_writes_nothing(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.core.secrets import SecretStore
+    from isengard_desktop.ui.settings import SettingsDialog
+    from tests.helpers.keyring import MemoryKeyring
+
+    init_main_thread_bridge()
+    monkeypatch.setenv("ISENGARD_HOME", str(tmp_path / "app"))
+    comfy = tmp_path / "MyComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text("")
+    dialog = SettingsDialog(resolve_paths(), SecretStore(MemoryKeyring()), Settings())
+    qtbot.addWidget(dialog)
+    dialog.comfyui_page.folder_edit.setText(str(comfy))
+    dialog.comfyui_page.share_box.setChecked(False)
+    saved = []
+    dialog.settings_saved.connect(saved.append)
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    assert saved and saved[0].comfyui_folder == str(comfy)
+    qtbot.wait(300)
+    assert not (comfy / "extra_model_paths.yaml").exists()
+
+
+def test_the_comfyui_inside_the_desktop_app_is_not_written_to(tmp_path, monkeypatch):
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.ui.settings.comfyui_page import share_models_change
+
+    monkeypatch.setenv("ISENGARD_HOME", str(tmp_path / "app"))
+    resources = tmp_path / "Programs" / "@comfyorgcomfyui-electron" / "resources"
+    code = resources / "ComfyUI"
+    (code / "comfy").mkdir(parents=True)
+    (code / "main.py").write_text("")
+    (resources / "app.asar").write_text("")            # an Electron app's own files
+    assert share_models_change("", str(code), True, resolve_paths()) == []
+    assert not (code / "extra_model_paths.yaml").exists()
+    (resources / "app.asar").unlink()                   # a plain folder of that name is fine
+    [said] = share_models_change("", str(code), True, resolve_paths())
+    assert said.startswith(f"Created {code / 'extra_model_paths.yaml'}")

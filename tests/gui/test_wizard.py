@@ -328,3 +328,26 @@ def test_linking_a_comfyui_with_a_broken_yaml_says_so_and_writes_nothing(qtbot, 
     assert f"{target}, line 3" in wizard.links.message.text()
     assert target.read_text() == "a:\n  b: [oops\n"
     assert store.settings.comfyui_folder == str(home / "ComfyUI")   # the link itself stands
+
+
+def test_comfyui_desktop_without_its_app_links_its_models_and_address(qtbot, make_wizard,
+                                                                      tmp_path):
+    from tests.unit.test_discovery import desktop_data
+
+    home = tmp_path / "home"
+    data = desktop_data(home / "Documents" / "ComfyUI", windows=False)
+    wizard, store, _ = make_wizard(home=home)
+    wizard.go_to("models")
+    page = wizard.links
+    assert page.list.count() == 1
+    item = page.list.item(0)
+    assert "ComfyUI Desktop (connect by its address, usually http://127.0.0.1:8000)" \
+        in item.text() and str(data / "models") in item.text()
+    assert "Settings → ComfyUI's servers" in item.toolTip()
+    assert item.checkState() == Qt.CheckState.Checked
+    qtbot.mouseClick(page.link_button, Qt.MouseButton.LeftButton)
+    s = store.settings
+    assert s.model_folders == [str(data / "models")]
+    assert s.remote_servers == ["http://127.0.0.1:8000"]
+    assert s.comfyui_folder == ""
+    assert "ComfyUI Desktop's address http://127.0.0.1:8000" in page.message.text()

@@ -109,3 +109,75 @@ def test_the_search_is_bounded_and_does_not_follow_links(tmp_path):
     found = discover(home, env={}, os_name="Linux")
     assert [c.folder for c in found.comfy] == [home / "zz" / "ComfyUI"]
     assert not found.truncated
+
+
+def desktop_data(folder: Path, windows: bool) -> Path:
+    """A ComfyUI Desktop data folder: .venv, models, user, custom_nodes, input, output."""
+    for name in ("models/checkpoints", "user/default", "custom_nodes", "input", "output"):
+        (folder / name).mkdir(parents=True)
+    python = (folder / ".venv" / "Scripts" / "python.exe" if windows
+              else folder / ".venv" / "bin" / "python")
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    return folder
+
+
+def app_code(folder: Path) -> Path:
+    (folder / "comfy").mkdir(parents=True)
+    (folder / "main.py").write_text("")
+    return folder
+
+
+def test_comfyui_desktop_on_windows_is_a_comfyui_to_launch(tmp_path):
+    import json
+
+    home = tmp_path / "home"
+    home.mkdir()
+    appdata, local = tmp_path / "Roaming", tmp_path / "Local"
+    data = desktop_data(tmp_path / "D" / "ComfyData", windows=True)   # outside home
+    (appdata / "ComfyUI").mkdir(parents=True)
+    (appdata / "ComfyUI" / "config.json").write_text(json.dumps({"basePath": str(data),
+                                                                 "installState": "installed"}))
+    code = app_code(local / "Programs" / "@comfyorgcomfyui-electron" / "resources" / "ComfyUI")
+    found = discover(home, env={"APPDATA": str(appdata), "LOCALAPPDATA": str(local)},
+                     os_name="Windows")
+    assert found.model_folders == ()
+    [install] = found.comfy
+    assert install.folder == code and install.source == "ComfyUI Desktop"
+    assert install.models == data / "models"
+    assert install.python == data / ".venv" / "Scripts" / "python.exe"
+
+
+def test_comfyui_desktop_on_macos_from_the_old_yaml_config(tmp_path):
+    home = tmp_path / "home"
+    support = home / "Library" / "Application Support" / "ComfyUI"
+    data = desktop_data(home / "Documents" / "ComfyUI", windows=False)
+    support.mkdir(parents=True)
+    # installs before config.json's basePath kept it in extra_models_config.yaml
+    (support / "extra_models_config.yaml").write_text(
+        f"# ComfyUI extra_model_paths.yaml for darwin\ncomfyui:\n  base_path: {data}\n"
+        "  is_default: true\n  checkpoints: models/checkpoints/\n")
+    app = home / "Applications" / "ComfyUI.app" / "Contents" / "Resources" / "ComfyUI"
+    found = discover(home, env={}, os_name="Darwin")
+    # the app's code is not there: offer the models folder and the address to connect to
+    assert found.comfy == ()
+    [models] = found.model_folders
+    assert models.folder == data / "models" and models.kind == "comfyui-desktop"
+    assert "http://127.0.0.1:8000" in models.label and "ComfyUI Desktop" in models.label
+    app_code(app)
+    [install] = discover(home, env={}, os_name="Darwin").comfy
+    assert install.folder == app and install.python == data / ".venv" / "bin" / "python"
+    assert install.models == data / "models"
+
+
+def test_desktop_data_folder_found_by_the_walk_and_look_alikes(tmp_path):
+    home = tmp_path / "home"
+    data = desktop_data(home / "AI" / "ComfyUI", windows=False)
+    no_user = home / "other"
+    (no_user / ".venv").mkdir(parents=True)
+    (no_user / "models").mkdir()
+    (home / ".config" / "ComfyUI").mkdir(parents=True)
+    (home / ".config" / "ComfyUI" / "config.json").write_text("{not json")  # ignored
+    found = discover(home, env={}, os_name="Linux")
+    assert [f.folder for f in found.model_folders] == [data / "models"]
+    assert found.comfy == ()

@@ -14,7 +14,8 @@ from typing import Any
 
 from loguru import logger
 
-from ...core.discovery import comfy_python
+from ...core.discovery import (DESKTOP_ADDRESS, comfy_python, desktop_data_of, in_desktop_app,
+                               is_desktop_data)
 from ...core.fsutil import atomic_write_text, replace
 from ...core.paths import ensure_model_layout
 
@@ -62,12 +63,12 @@ def desktop_hint(folder: Path) -> str:
     """What to do when ``folder`` (which has no main.py) is ComfyUI Desktop's data folder
     (its ``.venv``, ``models`` and ``user`` folders; the ComfyUI code itself ships inside the
     Desktop app, ``resources/ComfyUI``); "" when it does not look like one."""
-    if not all((folder / name).is_dir() for name in (".venv", "models", "user")):
+    if not is_desktop_data(folder):
         return ""
     return (" It looks like the data folder of ComfyUI Desktop, which keeps the ComfyUI code "
             "inside its app (resources/ComfyUI in its install folder). Connect to the running "
             "ComfyUI Desktop by its address instead (shown in its settings, usually "
-            "http://127.0.0.1:8000), or choose its resources/ComfyUI folder with the Python "
+            f"{DESKTOP_ADDRESS}), or choose its resources/ComfyUI folder with the Python "
             f"of {folder / '.venv'}.")
 
 
@@ -151,9 +152,17 @@ def plan_launch(folder: str, python: str, models_folder: str, lora_folder: Path,
     write_extra_model_paths(config, lora_folder, models_folder, app_models)
     install_upload_node(root, app_data)
     port = free_port()
-    args = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
+    args: tuple[str, ...] = ("-u", "main.py", "--listen", "127.0.0.1", "--port", str(port),
             "--preview-method", "auto", "--extra-model-paths-config", str(config),
             "--disable-auto-launch")
+    data = desktop_data_of(exe) if in_desktop_app(root) else None
+    if data is not None:
+        # ComfyUI Desktop's code with its data folder's Python: keep user files, inputs and
+        # outputs in that data folder as the Desktop app does (Comfy-Org/desktop
+        # src/main-process/comfyServer.ts, coreLaunchArgs: user-, input- and
+        # output-directory under basePath), never inside the app's own files
+        args += ("--user-directory", str(data / "user"), "--input-directory",
+                 str(data / "input"), "--output-directory", str(data / "output"))
     return LaunchPlan(str(exe), args, str(root), port, config)
 
 

@@ -17,9 +17,13 @@ from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
+from loguru import logger
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
 
+from ...core.discovery import in_desktop_app
+from ...core.comfy_extra_paths import FILE_NAME, SECTION, LinkResult, link_comfyui, unlink_comfyui
+from ...core.paths import AppPaths, ensure_model_layout
 from ...core.platform_support import run_text
 from ...core.frozen import child_environ
 from ...core.secrets import SecretStore
@@ -31,7 +35,7 @@ from ..widgets.comfy_install import ComfyInstallWidget
 from .upload_token import UploadTokenWidget
 
 __all__ = ["ComfyUIPageWidget", "check_local_install", "normalize_server_url",
-           "describe_system_stats"]
+           "describe_system_stats", "share_models_change"]
 
 # Packages a ComfyUI checkout imports at start-up (module names for find_spec).
 COMFY_MODULES = ("torch", "torchvision", "torchsde", "safetensors", "aiohttp", "yaml", "PIL",
@@ -110,6 +114,48 @@ def check_local_install(folder: str, python: str) -> tuple[bool, list[str]]:
     return True, lines
 
 
+def _user_run(folder: Path, paths: AppPaths) -> bool:
+    """A ComfyUI the user runs themselves: not one inside the app's data folder (the managed
+    install gets its model paths on the command line at each start), nor the code inside the
+    ComfyUI Desktop app (its files belong to that app)."""
+    if in_desktop_app(folder):
+        return False
+    try:
+        return not folder.resolve().is_relative_to(paths.data.resolve())
+    except OSError:
+        return True
+
+
+def share_models_change(old: str, new: str, share: bool, paths: AppPaths) -> list[str]:
+    """The ComfyUI folder changed from ``old`` to ``new`` (either may be ""): take our
+    ``isengard:`` section out of ``old``'s extra_model_paths.yaml and, with ``share``, write it
+    into ``new``'s (only a folder with main.py that the user runs themselves). Blocking (a
+    worker thread); returns one sentence per file touched. Raises ExtraPathsError (naming the
+    file and line) when a file cannot be edited safely; nothing is written to that file."""
+    said: list[str] = []
+    old_path = Path(old).expanduser() if old else None
+    new_path = Path(new).expanduser() if new else None
+    if old_path is not None and old_path != new_path and _user_run(old_path, paths):
+        result = unlink_comfyui(old_path)
+        if result.action != "unchanged":
+            said.append(_said(result, paths))
+    if (share and new_path is not None and new_path != old_path
+            and (new_path / "main.py").is_file() and _user_run(new_path, paths)):
+        ensure_model_layout(paths.models)
+        said.append(_said(link_comfyui(new_path, paths.models, paths.loras), paths))
+    return said
+
+
+def _said(result: LinkResult, paths: AppPaths) -> str:
+    return {"created": f"Created {result.path}, listing {paths.models} for that ComfyUI.",
+            "added": f"Added the '{SECTION}:' section to {result.path}: that ComfyUI now "
+                     f"lists {paths.models} too.",
+            "replaced": f"Updated the '{SECTION}:' section in {result.path}.",
+            "unchanged": f"The '{SECTION}:' section is already in {result.path}.",
+            "removed": f"Took the '{SECTION}:' section out of {result.path}.",
+            "deleted": f"Removed {result.path} (the app had created it)."}[result.action]
+
+
 def normalize_server_url(text: str) -> tuple[str, str]:
     """(url, problem): ``192.168.1.20:8188`` → ``http://192.168.1.20:8188``; trailing slashes
     removed. ``problem`` is a sentence when the text is not a usable server address."""
@@ -163,10 +209,14 @@ class ComfyUIPageWidget(QWidget):
     :meth:`comfyui_python` and :meth:`remote_servers` (the dialog saves them on OK)."""
 
     def __init__(self, settings: Settings, parent: QWidget | None = None,
-                 secrets: SecretStore | None = None, comfy_install: object = None) -> None:
+                 secrets: SecretStore | None = None, comfy_install: object = None,
+                 paths: AppPaths | None = None) -> None:
         """``comfy_install``: the ComfyInstallService; with it the page shows the managed
-        install's box (version, Install/Update, progress, log)."""
+        install's box (version, Install/Update, progress, log). ``paths``: with them the page
+        offers to list the app's models folder in a ComfyUI the user runs themselves
+        (:meth:`share_models`, called by the dialog on OK)."""
         super().__init__(parent)
+        self._paths = paths
         self.setObjectName("comfyui_page")
         self._net: QNetworkAccessManager | None = None
         self._replies: list[QNetworkReply] = []
@@ -232,6 +282,37 @@ class ComfyUIPageWidget(QWidget):
         lv.addLayout(row2)
         lv.addLayout(row3)
         lv.addWidget(self.check_result)
+        # same wording as the wizard's links page (ui/wizard/links_page.py share_box)
+        self.share_box = QCheckBox("Let this ComfyUI list this app's models too")
+        self.share_box.setObjectName("comfyui_share_models")
+        self.share_box.setChecked(True)
+        self.share_note = QLabel("")
+        self.share_note.setObjectName("comfyui_share_note")
+        self.share_note.setWordWrap(True)
+        self.share_result = QLabel("")
+        self.share_result.setObjectName("comfyui_share_result")
+        self.share_result.setWordWrap(True)
+        self.share_result.setVisible(False)
+        if paths is not None:
+            self.share_box.setToolTip(
+                f"On OK, writes one section named '{SECTION}' into {FILE_NAME} in the ComfyUI "
+                f"folder chosen above (the file is created if it is not there), listing "
+                f"{paths.models} (in ComfyUI's layout: checkpoints, vae, loras, …) and "
+                f"{paths.loras}, so models downloaded here and trained LoRAs show up when you "
+                "start that ComfyUI yourself. Your own sections and comments are kept exactly. "
+                "Changing or clearing the folder takes the section out of the old folder's "
+                "file again.")
+            self.share_note.setText(
+                f"Writes one section, '{SECTION}:', into {FILE_NAME} in that ComfyUI's folder "
+                "(created if missing), when the folder changes and you press OK. Your other "
+                "sections and comments stay exactly as they are; unlinking the folder removes "
+                "the section.")
+            lv.addWidget(self.share_box)
+            lv.addWidget(self.share_note)
+            lv.addWidget(self.share_result)
+        else:
+            self.share_box.setVisible(False)
+            self.share_note.setVisible(False)
         layout.addWidget(local)
 
         # -- remote servers ------------------------------------------------------------------
@@ -312,6 +393,29 @@ class ComfyUIPageWidget(QWidget):
 
     def remote_servers(self) -> list[str]:
         return [self.server_list.item(i).text() for i in range(self.server_list.count())]
+
+    # -- our section in a user-run ComfyUI's extra_model_paths.yaml -----------------------
+    def share_models(self, old_folder: str) -> None:
+        """The dialog's OK: the ComfyUI folder may have changed from ``old_folder``; update
+        our section in the old and new folders' extra_model_paths.yaml off the UI thread
+        (:func:`share_models_change`). The outcome is logged and shown in
+        :attr:`share_result`."""
+        paths, new, share = self._paths, self.comfyui_folder(), self.share_box.isChecked()
+        if paths is None or old_folder.strip() == new:
+            return
+
+        def done(said: list[str]) -> None:
+            for line in said:
+                logger.info("ComfyUI models link: {}", line)
+            _message(self.share_result, " ".join(said), error=False)
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("updating {} for the ComfyUI folder: {}", FILE_NAME, exc)
+            _message(self.share_result, f"{FILE_NAME} was not changed: {exc}", error=True)
+
+        BackgroundOp(parent=self,
+                     op=lambda: share_models_change(old_folder.strip(), new, share, paths)) \
+            .success(done).failure(failed).in_lane("comfy-extra-paths").run()
 
     # -- local install -----------------------------------------------------------------------
     def _browse_folder(self) -> None:

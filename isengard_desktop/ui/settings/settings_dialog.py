@@ -385,7 +385,7 @@ class SettingsDialog(QDialog):
         self.tabs.setTabToolTip(index, "ai-toolkit, diffusion-pipe and kohya sd-scripts you "
                                        "already have: folders, Python, checks, what runs here.")
         self.comfyui_page = ComfyUIPageWidget(settings, secrets=secrets,
-                                              comfy_install=comfy_install)
+                                              comfy_install=comfy_install, paths=paths)
         index = self.tabs.addTab(self.comfyui_page, "ComfyUI")
         self.tabs.setTabToolTip(index, "ComfyUI for the Generate tab: on this computer and "
                                        "servers on your network.")
@@ -412,6 +412,7 @@ class SettingsDialog(QDialog):
     def _open_wizard(self) -> None:
         new = self.updated_settings()
         if new != self._settings:
+            self.comfyui_page.share_models(self._settings.comfyui_folder)
             self._settings = new
             self.settings_saved.emit(new)
         self.reject()
@@ -443,6 +444,7 @@ class SettingsDialog(QDialog):
         if self.comfyui_page.upload_token is not None:   # typed, Save token not pressed
             self.comfyui_page.upload_token.save_pending()
         new = self.updated_settings()
+        self.comfyui_page.share_models(self._settings.comfyui_folder)   # off the UI thread
         self._settings = new
         self.settings_saved.emit(new)
         super().accept()

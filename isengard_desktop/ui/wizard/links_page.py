@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QListWidget,
 
 from ...core.comfy_extra_paths import (FILE_NAME, SECTION, LinkResult, link_comfyui,
                                         unlink_comfyui)
-from ...core.discovery import ComfyInstall, Discovery, ModelFolder
+from ...core.discovery import (DESKTOP_ADDRESS, ComfyInstall, Discovery, ModelFolder,
+                               in_desktop_app)
 from ...core.paths import AppPaths, ensure_model_layout
 from ...core.settings import Settings
 from ...services.background import BackgroundOp
@@ -33,10 +34,15 @@ ROLE = Qt.ItemDataRole.UserRole
 
 
 def apply_links(settings: Settings, comfy: ComfyInstall | None,
-                folders: list[Path]) -> Settings:
+                folders: list[Path], servers: list[str] | None = None) -> Settings:
     """``settings`` with ``comfy`` as the local ComfyUI (folder, its Python, its models
-    folder) and ``folders`` added to the model folders (each once)."""
+    folder), ``folders`` added to the model folders and ``servers`` (addresses, e.g. a
+    ComfyUI Desktop's) to the ComfyUI servers (each once)."""
     changes: dict[str, object] = {}
+    if servers:
+        known_servers = list(settings.remote_servers)
+        changes["remote_servers"] = known_servers + [s for s in dict.fromkeys(servers)
+                                                     if s not in known_servers]
     if comfy is not None:
         changes["comfyui_folder"] = str(comfy.folder)
         changes["comfyui_python"] = str(comfy.python) if comfy.python else ""
@@ -196,8 +202,15 @@ class LinksPage(WizardPage):
             if n == 0 and not settings.comfyui_folder:
                 self.list.item(self.list.count() - 1).setCheckState(Qt.CheckState.Checked)
         for folder in found.model_folders:
+            tip = str(folder.folder)
+            if folder.kind == "comfyui-desktop":
+                tip += (f"\nComfyUI Desktop's code is inside its app, which was not found. "
+                        f"Linking adds these models and ComfyUI Desktop's address "
+                        f"({DESKTOP_ADDRESS}) to Settings → ComfyUI's servers: Generate uses "
+                        "it while ComfyUI Desktop runs (its settings show the port if it is "
+                        "not 8000).")
             self._add_item(f"{folder.label} — models\n{folder.folder}", folder,
-                           _linked(settings, folder), str(folder.folder))
+                           _linked(settings, folder), tip)
         for text, value, state in kept:
             linked = _linked(settings, value)
             item = self._add_item(text.replace("  ✓ linked", ""), value, linked,
@@ -283,20 +296,25 @@ class LinksPage(WizardPage):
         chosen = self.checked()
         comfy = next((c for c in chosen if isinstance(c, ComfyInstall)), None)
         folders = [c.folder for c in chosen if isinstance(c, ModelFolder)]
+        servers = [DESKTOP_ADDRESS for c in chosen
+                   if isinstance(c, ModelFolder) and c.kind == "comfyui-desktop"]
         if comfy is None and not folders:
             return
-        self._save(apply_links(self._settings(), comfy, folders))
+        self._save(apply_links(self._settings(), comfy, folders, servers))
         said = []
         if comfy is not None:
             said.append(f"ComfyUI at {comfy.folder} (Generate starts it)")
         if folders:
             said.append(f"{len(folders)} model folder(s)")
+        if servers:
+            said.append(f"ComfyUI Desktop's address {DESKTOP_ADDRESS}")
         self.message.setText("Linked " + " and ".join(said) + ". Settings → Folders and "
                              "ComfyUI show them.")
         if self.found is not None:
             self._on_found(self.found)
         self.completeness_changed.emit()
-        if comfy is not None and self._paths is not None and self.share_box.isChecked():
+        if comfy is not None and self._paths is not None and self.share_box.isChecked() \
+                and not in_desktop_app(comfy.folder):    # the app's own files: not ours
             self.share_models(comfy.folder)
 
     def share_models(self, comfy_folder: Path) -> None:
