@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..core.runtime.status import RuntimeStatus
+    from ..core.paths import AppPaths
+    from ..core.runtime.status import RuntimeDevice, RuntimeStatus
 
 __all__ = ["add_parsers", "runtime_command"]
 
@@ -56,6 +57,20 @@ def _summary(status: RuntimeStatus, began: float) -> dict[str, Any]:
             "problem": status.problem, "seconds": round(time.monotonic() - began, 1)}
 
 
+def auto_device(paths: AppPaths) -> tuple[RuntimeDevice, str]:
+    """The build to use when none is named: the Settings override or the installed one, else
+    the one GPU detection chooses for this machine; with the reason in words."""
+    from ..core.hardware.gpu import detect_machine
+    from ..core.hardware.locks import choose_lock
+    from ..core.runtime.python import chosen_device
+
+    chosen = chosen_device(paths)
+    if chosen is not None:
+        return chosen, "the build chosen in Settings or already installed"
+    choice = choose_lock(detect_machine(paths.data))
+    return choice.device, " ".join(part for part in (choice.reason, choice.problem) if part)
+
+
 def runtime_command(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QCoreApplication, QTimer
 
@@ -86,6 +101,10 @@ def runtime_command(args: argparse.Namespace) -> int:
         return 0 if summary["ok"] else 1
 
     if action == "status":
+        if device is None:
+            device, why = auto_device(paths)
+            if not args.json:
+                print(f"build for this computer: {device.value} ({why})", flush=True)
         code = finish(service.status(device))
         applog.shutdown_logging()
         return code
@@ -121,7 +140,11 @@ def runtime_command(args: argparse.Namespace) -> int:
             except ManifestError as exc:
                 print(str(exc), file=sys.stderr)
                 return 2
-        service.install(device or RuntimeDevice.CPU, offline)
+        if device is None:
+            device, why = auto_device(paths)
+            print(f"build for this computer: {device.value} ({why})", file=sys.stderr,
+                  flush=True)
+        service.install(device, offline)
     elif action == "verify":
         service.verify(device)
     else:

@@ -42,7 +42,7 @@ CHECK_TITLES = {
     "lora": "LoRA file",
 }
 
-_REINSTALL = ("Repair the trainer runtime (Settings → Trainer runtime, or `isengard runtime "
+_REINSTALL = ("Repair the trainer runtime (Help → Set-up assistant → Trainer runtime, or `isengard runtime "
               "repair`); it brings the right versions")
 
 
@@ -291,7 +291,7 @@ def _no_gpu_reason_and_fix(probe: dict[str, Any], torch_version: str) -> tuple[s
     elif cpu_build:
         why = f"PyTorch {torch_version} is a CPU-only build, so it cannot use a GPU"
         fix = ("Install the trainer runtime with the CUDA build of PyTorch for your NVIDIA GPU "
-               "(Settings → Trainer runtime, or `isengard runtime install --device cu130`).")
+               "(Help → Set-up assistant → Trainer runtime, or `isengard runtime install --device cu130`).")
     elif driver:
         why = f"PyTorch (CUDA {cuda.get('version')}) finds no usable GPU"
         fix = ("Update the NVIDIA driver to one that supports CUDA "

@@ -179,8 +179,8 @@ def inspect(paths: AppPaths, device: RuntimeDevice | str, version: str = __versi
                 f"The trainer runtime in {older[-1].name} was made for another version of the "
                 f"app; install the one for version {version}."))
         return RuntimeStatus(RuntimeState.MISSING, device, folder, problem=(
-            "The trainer runtime is not installed yet: install it from Settings → Trainer "
-            "runtime (or the first-run wizard)."))
+            "The trainer runtime is not installed yet: install it from Help → Set-up "
+            "assistant → Trainer runtime (or `isengard runtime install`)."))
     marker = read_marker(folder)
     if marker is not None:
         error = str(marker.get("error") or "")

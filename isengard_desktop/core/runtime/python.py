@@ -134,8 +134,8 @@ def trainer_python(paths: AppPaths) -> TrainerPython:
         return TrainerPython(venv_python(best), PythonSource.RUNTIME, folder=best)
     if folders:
         problem = ("The trainer runtime is not ready (its install did not finish or its check "
-                   "failed): repair or install it from Settings → Trainer runtime.")
+                   "failed): repair or install it from Help → Set-up assistant → Trainer runtime.")
     else:
         problem = ("Training needs the trainer runtime, which is not installed yet: install it "
-                   "from Settings → Trainer runtime (or the first-run wizard).")
+                   "from Help → Set-up assistant → Trainer runtime (or the first-run wizard).")
     return TrainerPython(None, PythonSource.NONE, problem)
