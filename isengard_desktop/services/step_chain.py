@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, Signal
 from ..core.paths import AppPaths
 from ..core.runtime import install as uvsteps
 from ..core.runtime.layout import cache_dir, runtime_root
+from ..core.runtime.locks import lock_sources
 from ..core.runtime.status import InstallPhase
 from ..core.types import Progress
 from .child_process import ChildProcess, OutputChunk, ProcessOutcome
@@ -144,6 +145,13 @@ class StepChainService(QObject):
                        "installation; reinstall Isengard Desktop.")
             return None
         return str(uv)
+
+    def _sources(self, job: Any) -> list[str]:
+        """Where ``uv pip install`` takes packages from: the offline payload's wheels only
+        (``--no-index``), else the indexes ``locks.toml`` names for the job's device."""
+        if job.offline is not None:
+            return ["--no-index", "--find-links", str(job.offline / "wheels")]
+        return lock_sources(job.device).uv_args()
 
     def _uv_env(self) -> dict[str, str]:
         """uv's environment: the one cache (torch & co. hard-linked, not stored twice) and

@@ -57,7 +57,7 @@ from ...core.paths import AppPaths
 from ...core.runtime import install as uvsteps
 from ...core.runtime.layout import (clear_marker, venv_python,
                                     write_marker)
-from ...core.runtime.locks import lock_file, lock_packages, lock_sha256, lock_sources
+from ...core.runtime.locks import lock_file, lock_packages, lock_sha256
 from ...core.runtime.manifest import ManifestError, file_sha256, read_manifest
 from ...core.runtime.python import chosen_device
 from ...core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState
@@ -199,11 +199,6 @@ class ComfyInstallService(StepChainService):
 
     def _failure_text(self, exc: BaseException) -> str:
         return str(exc) if isinstance(exc, ArchiveError) else super()._failure_text(exc)
-
-    def _sources(self, job: _Job) -> list[str]:
-        if job.offline is not None:
-            return ["--no-index", "--find-links", str(job.offline / "wheels")]
-        return lock_sources(job.device).uv_args()
 
     # -- steps -------------------------------------------------------------------------------
     def _step_archive(self) -> None:

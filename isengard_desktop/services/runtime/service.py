@@ -46,8 +46,7 @@ from ...core.runtime.layout import (
     RuntimeInfo, VerifyResult, cache_dir, clear_marker, inspect, list_runtimes, read_info,
     read_marker, remove_runtime, runtime_folder, venv_python, write_info,
     write_marker)
-from ...core.runtime.locks import (lock_file, lock_note, lock_packages, lock_sha256,
-                                   lock_sources)
+from ...core.runtime.locks import (lock_file, lock_note, lock_packages, lock_sha256)
 from ...core.runtime.manifest import ManifestError, read_manifest, verify_manifest
 from ...core.runtime.python import chosen_device
 from ...core.runtime.status import InstallPhase, RuntimeDevice, RuntimeState, RuntimeStatus
@@ -357,11 +356,6 @@ class RuntimeService(StepChainService):
 
         self._run(argv, "uv venv", done, env=env)
 
-    def _source_args(self, job: _Job) -> list[str]:
-        if job.offline is not None:
-            return ["--no-index", "--find-links", str(job.offline / "wheels")]
-        return lock_sources(job.device).uv_args()
-
     def _step_lock(self) -> None:
         job = self._job
         assert job is not None
@@ -373,7 +367,7 @@ class RuntimeService(StepChainService):
             self._next()
             return
         argv = [uv, "pip", "install", "--python", str(python), "--require-hashes",
-                "-r", str(job.lock), *self._source_args(job)]
+                "-r", str(job.lock), *self._sources(job)]
         lock_names = {n.lower() for n, _ in lock_packages(job.lock)}
         for name in job.reinstall:
             if name in lock_names:
