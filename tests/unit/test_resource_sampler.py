@@ -4,13 +4,16 @@ psutil run, the checkpoint size estimate and the debug bundle's copy of the samp
 from __future__ import annotations
 
 import json
+import sys
+import types
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pynvml
 
-from isengard_desktop.core.hardware.monitor import (GB, GpuSample, ResourceSample,
+from isengard_desktop.core.hardware.gpu import PynvmlApi
+from isengard_desktop.core.hardware.monitor import (GB, THERMAL_REASONS, GpuSample, ResourceSample,
                                                     ResourceSampler, estimate_checkpoint_bytes,
                                                     resource_alerts, sample_record)
 from isengard_desktop.core.training.job_files import write_debug_bundle
@@ -170,3 +173,57 @@ def test_debug_bundle_holds_the_resource_samples(tmp_path):
                               probe_torch=False)
     with zipfile.ZipFile(dest) as zf:
         assert zf.read("resources.jsonl").decode().strip() == line
+
+
+LIVE_CALLS = ("nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo",
+              "nvmlDeviceGetTemperature", "nvmlDeviceGetPowerUsage",
+              "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+
+
+def test_the_real_adapter_reads_live_values_from_pynvml(monkeypatch):
+    """PynvmlApi's live calls against a stand-in ``pynvml`` that answers with the real
+    library's structures; every call it makes exists in the pinned nvidia-ml-py."""
+    for name in LIVE_CALLS:
+        assert callable(getattr(pynvml, name)), name
+    fake = types.ModuleType("pynvml")
+    calls: list[tuple[str, tuple]] = []
+    util = pynvml.c_nvmlUtilization_t()
+    util.gpu, util.memory = 97, 40
+    memory = pynvml.c_nvmlMemory_t()
+    memory.total, memory.free, memory.used = 24564 * MIB, 4000 * MIB, 20564 * MIB
+    handle = object()
+
+    def record(name, value):
+        def call(*args):
+            calls.append((name, args))
+            return value
+        return call
+
+    fake.NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    fake.nvmlInit = record("nvmlInit", None)
+    fake.nvmlDeviceGetHandleByIndex = record("nvmlDeviceGetHandleByIndex", handle)
+    fake.nvmlDeviceGetUtilizationRates = record("nvmlDeviceGetUtilizationRates", util)
+    fake.nvmlDeviceGetMemoryInfo = record("nvmlDeviceGetMemoryInfo", memory)
+    fake.nvmlDeviceGetTemperature = record("nvmlDeviceGetTemperature", 83)
+    fake.nvmlDeviceGetPowerUsage = record("nvmlDeviceGetPowerUsage", 287_450)   # mW
+    # an nvidia-ml-py older than the "clocks event" rename has only the throttle call
+    fake.nvmlDeviceGetCurrentClocksThrottleReasons = record(
+        "nvmlDeviceGetCurrentClocksThrottleReasons",
+        pynvml.nvmlClocksThrottleReasonHwThermalSlowdown)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    api = PynvmlApi()
+    api.init()
+    assert api.utilization(0) == 97
+    assert api.memory_used(0) == (20564 * MIB, 24564 * MIB)
+    assert api.temperature(0) == 83
+    assert ("nvmlDeviceGetTemperature", (handle, pynvml.NVML_TEMPERATURE_GPU)) in calls
+    assert api.power_w(0) == 287.45
+    assert api.clock_event_reasons(0) & THERMAL_REASONS
+    fake.nvmlDeviceGetCurrentClocksEventReasons = record(
+        "nvmlDeviceGetCurrentClocksEventReasons", pynvml.nvmlClocksEventReasonSwPowerCap)
+    assert not api.clock_event_reasons(0) & THERMAL_REASONS
+    assert calls[-1][0] == "nvmlDeviceGetCurrentClocksEventReasons"   # the new name first
+    # the thermal bits are NVML's own
+    thermal = (pynvml.nvmlClocksEventReasonSwThermalSlowdown
+               | pynvml.nvmlClocksEventReasonHwThermalSlowdown)
+    assert thermal == THERMAL_REASONS == REASON_SW_THERMAL | REASON_HW_THERMAL
