@@ -57,6 +57,7 @@ from _common import (  # noqa: E402
     tiny_job,
     trainer_env,
     wait_until,
+    write_photo_list,
 )
 
 GOAL_RATIO = 1.01
@@ -166,6 +167,9 @@ class RunnerSide:
         watchdog.start(RUN_TIMEOUT_S * 1000)
         usage0, cpu0 = children_cpu_s(), time.process_time()
         t0 = time.perf_counter()
+        # the photo list the app writes from the database at a job's first start (the bench
+        # character has no photos in the database; the runner keeps a list that exists)
+        write_photo_list(job, self.ctx.paths.jobs / job.job_id)
         record = training.submit(job)          # what the Start button does
         self.tab.on_jobs_changed()
         self.tab.select_job(record.job_id)     # the job panel shows it live
@@ -194,7 +198,9 @@ class RunnerSide:
     def close(self) -> None:
         ctx = self.ctx
         ctx.window.close()
-        ctx.shutdown()
+        import asyncio
+
+        asyncio.run(ctx.aclose())     # no qasync loop runs here: a plain one closes the app
         ctx.window.deleteLater()
         self.app.processEvents()
 

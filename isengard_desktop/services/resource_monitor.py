@@ -124,9 +124,11 @@ class ResourceMonitor(QObject):
         self.latest = sample
         self.sampled.emit(sample)
         if alerts != self.alerts:
+            before = {a.kind for a in self.alerts}
             self.alerts = alerts
             for alert in alerts:
-                logger.warning("resource alert: {}", alert.message)
+                if alert.kind not in before:     # logged when it starts, not every second
+                    logger.warning("resource alert: {}", alert.message)
             self.alerts_changed.emit(alerts)
 
     def _failed(self, exc: BaseException) -> None:
