@@ -17,8 +17,7 @@ from isengard_desktop.services.resource_monitor import RESOURCES_FILE, ResourceM
 from isengard_desktop.ui.training.job_panel import JobPanelWidget
 from isengard_desktop.ui.training.resource_monitor import ResourceMonitorWidget
 from tests.helpers.recorded_gpus import (MIB, REASON_HW_THERMAL, RTX_4090, TRAINING_4090,
-                                         RecordedNvml, nvml_error)
-from tests.unit.test_resource_sampler import RecordedSystem
+                                         RecordedNvml, RecordedSystem, nvml_error)
 
 FULL_AND_HOT = replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99), temp_c=89,
                        reasons=REASON_HW_THERMAL)

@@ -3,16 +3,20 @@ these cards), and a fake :class:`~isengard_desktop.core.hardware.gpu.NvmlApi` th
 
 Memory totals are NVML's ``memory.total`` in bytes (a "24 GB" RTX 4090 reports 24564 MiB);
 CUDA driver versions are NVML's encoding (``nvmlSystemGetCudaDriverVersion``: 12060 = 12.6).
-Errors are real ``pynvml`` exceptions, as the real library raises them.
+Errors are real ``pynvml`` exceptions, as the real library raises them. The live values of
+the resource monitor come from :class:`RecordedLive` per card, psutil's from
+:class:`RecordedSystem` (``core.hardware.monitor.SystemApi``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pynvml
 
 MIB = 1024 * 1024
+GB = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -146,3 +150,22 @@ def nvml_error(code: int) -> Exception:
     """The exception pynvml raises for ``code`` (e.g. ``pynvml.NVML_ERROR_LIBRARY_NOT_FOUND``)."""
     return pynvml.NVMLError(code)
 
+
+@dataclass
+class RecordedSystem:
+    """psutil's answers for one moment (bytes, percent); ``disk_asked`` records the folders."""
+
+    cpu: float = 37.5
+    ram: tuple[int, int] = (11 * GB, 32 * GB)
+    disk_space: tuple[int, int] = (120 * GB, 500 * GB)
+    disk_asked: list[Path] = field(default_factory=list)
+
+    def cpu_percent(self) -> float:
+        return self.cpu
+
+    def memory(self) -> tuple[int, int]:
+        return self.ram
+
+    def disk(self, folder: Path) -> tuple[int, int]:
+        self.disk_asked.append(folder)
+        return self.disk_space

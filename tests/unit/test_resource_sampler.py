@@ -7,7 +7,7 @@ import json
 import sys
 import types
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pynvml
@@ -20,27 +20,7 @@ from isengard_desktop.core.training.job_files import write_debug_bundle
 from isengard_desktop.core.training.spec import JobPaths
 from tests.helpers.recorded_gpus import (MIB, REASON_HW_THERMAL, REASON_SW_THERMAL,
                                          RTX_3060_12GB, RTX_4090, TRAINING_4090, RecordedLive,
-                                         RecordedNvml, nvml_error)
-
-
-@dataclass
-class RecordedSystem:
-    """psutil's answers for one moment (bytes, percent); ``disk_asked`` records the folders."""
-
-    cpu: float = 37.5
-    ram: tuple[int, int] = (11 * GB, 32 * GB)
-    disk_space: tuple[int, int] = (120 * GB, 500 * GB)
-    disk_asked: list[Path] = field(default_factory=list)
-
-    def cpu_percent(self) -> float:
-        return self.cpu
-
-    def memory(self) -> tuple[int, int]:
-        return self.ram
-
-    def disk(self, folder: Path) -> tuple[int, int]:
-        self.disk_asked.append(folder)
-        return self.disk_space
+                                         RecordedNvml, RecordedSystem, nvml_error)
 
 
 def test_recorded_gpu_and_system_become_a_sample(tmp_path):
