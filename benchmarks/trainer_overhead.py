@@ -23,7 +23,11 @@
 * Repetitions: 5 (``--quick`` 2), order alternating; one untimed bare warm-up run first.
 
     .venv/bin/python benchmarks/trainer_overhead.py [--quick] [--steps N] [--reps R]
-        [--threads T] [--view training|other]
+        [--threads T] [--view training|other] [--monitor closed|open|off]
+
+* ``--monitor``: the resource monitor (GPU/CPU/RAM/disk sampled at 1 Hz by the app, issue 16)
+  runs during runner jobs as the app runs it — ``closed`` (default: the summary line only),
+  ``open`` (its four charts drawn too) — or ``off`` (stopped, for the figure without it).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from _common import (  # noqa: E402
     tiny_job,
     trainer_env,
     wait_until,
+    write_photo_list,
 )
 
 GOAL_RATIO = 1.01
@@ -96,7 +101,8 @@ class RunnerSide:
     """The app (window shown, Training tab current) with one character; runs jobs through
     its TrainingService."""
 
-    def __init__(self, app, home: Path, view: str = "training") -> None:  # noqa: ANN001
+    def __init__(self, app, home: Path, view: str = "training",  # noqa: ANN001
+                 monitor: str = "closed") -> None:
         from keyring.backends import fail  # no keyring: nothing of the user's is read
 
         from isengard_desktop.app import build_app
@@ -122,6 +128,15 @@ class RunnerSide:
         if errors:
             raise RuntimeError("; ".join(errors))
         self.character_id = created[0]
+        resources = self.ctx.resources
+        if monitor == "off":
+            if resources is not None:
+                resources.shutdown()
+        else:
+            if resources is None:
+                raise RuntimeError("this app has no resource monitor")
+            resources.start()     # as the Training tab or a running job starts it
+            self.tab.panel.monitor.set_expanded(monitor == "open")
         settle(app, 0.5)
 
     def run(self, model: Path, data: Path, steps: int) -> dict[str, float]:
@@ -152,6 +167,9 @@ class RunnerSide:
         watchdog.start(RUN_TIMEOUT_S * 1000)
         usage0, cpu0 = children_cpu_s(), time.process_time()
         t0 = time.perf_counter()
+        # the photo list the app writes from the database at a job's first start (the bench
+        # character has no photos in the database; the runner keeps a list that exists)
+        write_photo_list(job, self.ctx.paths.jobs / job.job_id)
         record = training.submit(job)          # what the Start button does
         self.tab.on_jobs_changed()
         self.tab.select_job(record.job_id)     # the job panel shows it live
@@ -180,7 +198,9 @@ class RunnerSide:
     def close(self) -> None:
         ctx = self.ctx
         ctx.window.close()
-        ctx.shutdown()
+        import asyncio
+
+        asyncio.run(ctx.aclose())     # no qasync loop runs here: a plain one closes the app
         ctx.window.deleteLater()
         self.app.processEvents()
 
@@ -196,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="tab current during runner jobs: 'training' (default; the job "
                              "panel and loss chart update live) or 'other' (Characters: the "
                              "runner's own cost without chart painting)")
+    parser.add_argument("--monitor", choices=("closed", "open", "off"), default="closed",
+                        help="the resource monitor during runner jobs: 'closed' (default: "
+                             "sampling at 1 Hz, summary line), 'open' (its charts drawn too) "
+                             "or 'off' (stopped)")
     args = parser.parse_args(argv)
     steps = args.steps or (50 if args.quick else 300)
     reps = args.reps or (2 if args.quick else 5)
@@ -213,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built the tiny SD1.5-like model and dataset in {time.perf_counter() - t:.1f} s; "
               f"{machine_load()}", flush=True)
         app = QApplication.instance() or QApplication([sys.argv[0]])
-        side = RunnerSide(app, root / "home", args.view)
+        side = RunnerSide(app, root / "home", args.view, args.monitor)
         try:
             # untimed warm-up: the OS file cache holds the libraries for both sides afterwards
             run_bare(root, model, data, min(steps, 20), "warmup")
@@ -248,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     # paired ratios (each repetition's runner over its own bare), to show the spread
     paired = sorted(ratio(r["train"], b["train"]) for r, b in zip(runner, bare, strict=True))
     print_table(f"Tiny SD1.5-like LoRA job, {steps} steps, batch 2, 64 px, CPU, "
-                f"OMP_NUM_THREADS={args.threads}, {args.view} tab current during runner jobs "
+                f"OMP_NUM_THREADS={args.threads}, {args.view} tab current during runner jobs, "
+                f"resource monitor {args.monitor} "
                 f"(median of {reps} repetitions each)", [
         ("bare: wall (spawn → exit)", f"{b_wall:.2f} s"),
         ("runner: wall (submit → job_finished)", f"{r_wall:.2f} s"),
@@ -272,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     emit_json("trainer_overhead", {
         "steps": steps, "repetitions": reps, "threads": args.threads, "view": args.view,
+        "monitor": args.monitor,
         "bare_wall_s": b_wall, "runner_wall_s": r_wall, "runner_launch_s": launch,
         "bare_train_s": b_train, "runner_train_s": r_train,
         "bare_sec_per_step": b_spe, "runner_sec_per_step": r_spe,

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from .core import logging as applog
+from .core.hardware.monitor import ResourceSampler
 from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
@@ -24,6 +25,7 @@ from .services.downloads import DownloadService
 from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
 from .services.library import LibraryService
+from .services.resource_monitor import ResourceMonitor
 from .services.ops import init_main_thread_bridge
 from .services.generation.comfy_install import ComfyInstallService
 from .services.runtime import RuntimeService
@@ -72,6 +74,7 @@ class AppContext:
     wizard: FirstRunWizard | None = None     # the set-up assistant while it is open
     downloads: DownloadService | None = None
     comfy_install: ComfyInstallService | None = None
+    resources: ResourceMonitor | None = None   # GPU/CPU/RAM/disk at 1 Hz (Training tab, jobs)
     _closed: bool = False
 
     @property
@@ -101,6 +104,8 @@ class AppContext:
         self._closed = True
         if self.gpu_probe is not None:
             self.gpu_probe.stop()        # a probe still importing PyTorch is ended
+        if self.resources is not None:
+            self.resources.shutdown()    # sampling ends; NVML closes on its worker
         if self.wizard is not None:
             self.wizard.close_for_quit()     # quitting is not skipping: it opens next time
         if self.runtime is not None:
@@ -139,6 +144,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     thumbnails = ThumbnailService(paths.thumbnails)
     holder: list[AppContext] = []
     gpu_probe = GpuProbe(paths)          # no child until the Training tab is first shown
+    # samples from the Training tab's first showing or the first running job on
+    resources = ResourceMonitor(ResourceSampler(paths.data))
     # Secrets reach trainer children only through their environment (read at launch).
     training = TrainingService(paths, library, lambda: holder[0].secrets.env_for_child())
     generation = GenerationService(paths, settings, library)
@@ -175,7 +182,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     downloads = DownloadService(paths.db_file, lambda: download_tokens(holder[0]))
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
-                     downloads=downloads, comfy_install=ComfyInstallService(paths))
+                     downloads=downloads, comfy_install=ComfyInstallService(paths),
+                     resources=resources)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -197,7 +205,20 @@ def _connect_signals(ctx: AppContext) -> None:
     dataset.message_posted.connect(window.show_message)
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 
+    resources = ctx.resources
+    if resources is not None:
+        ctx.training.job_updated.connect(resources.on_job_updated)
+        ctx.training.job_updated.connect(
+            lambda record: resources.start() if record.state == "running" else None)
+
     def training_tab_built(tab: TrainingTab) -> None:
+        if resources is not None:
+            resources.sampled.connect(tab.panel.monitor.add_sample)
+            resources.alerts_changed.connect(tab.panel.show_resource_alerts)
+            if resources.latest is not None:
+                tab.panel.monitor.add_sample(resources.latest)
+            tab.panel.show_resource_alerts(resources.alerts)
+            resources.start()
         tab.message_posted.connect(window.show_message)
         tab.notify_requested.connect(window.notify)
         tab.setup_requested.connect(lambda page: open_wizard(ctx, page))

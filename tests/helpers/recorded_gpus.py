@@ -3,16 +3,20 @@ these cards), and a fake :class:`~isengard_desktop.core.hardware.gpu.NvmlApi` th
 
 Memory totals are NVML's ``memory.total`` in bytes (a "24 GB" RTX 4090 reports 24564 MiB);
 CUDA driver versions are NVML's encoding (``nvmlSystemGetCudaDriverVersion``: 12060 = 12.6).
-Errors are real ``pynvml`` exceptions, as the real library raises them.
+Errors are real ``pynvml`` exceptions, as the real library raises them. The live values of
+the resource monitor come from :class:`RecordedLive` per card, psutil's from
+:class:`RecordedSystem` (``core.hardware.monitor.SystemApi``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pynvml
 
 MIB = 1024 * 1024
+GB = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,37 @@ DRIVER_520 = ("520.61.05", 11080)     # CUDA 11.8
 DRIVER_470 = ("470.256.02", 11040)    # CUDA 11.4
 
 
+@dataclass(frozen=True)
+class RecordedLive:
+    """One card's live NVML answers at one moment (``nvidia-smi -q -d
+    UTILIZATION,MEMORY,TEMPERATURE,POWER,PERFORMANCE``): utilisation %, VRAM used bytes,
+    °C, milliwatts (``nvmlDeviceGetPowerUsage``), clock event reasons bit mask."""
+
+    util: int = 0
+    vram_used: int = 0
+    temp_c: int = 40
+    power_mw: int = 30_000
+    reasons: int = 0
+
+
+# clock event reason bits as NVML reports them (nvml.h nvmlClocksEventReason*)
+REASON_GPU_IDLE = 0x1
+REASON_SW_POWER_CAP = 0x4
+REASON_SW_THERMAL = 0x20
+REASON_HW_THERMAL = 0x40
+
+# an RTX 4090 training: 98 % busy, 20.1 of 24 GB, 71 °C, 402 W, at its power limit
+TRAINING_4090 = RecordedLive(98, 20580 * MIB, 71, 402_310, REASON_SW_POWER_CAP)
+IDLE_4090 = RecordedLive(0, 512 * MIB, 38, 21_050, REASON_GPU_IDLE)
+
+
 @dataclass
 class RecordedNvml:
     """Replays one machine's NVML answers. ``init_error`` / ``errors`` (call name -> exception)
     make calls fail the way the real library does; ``calls`` records what was asked."""
 
     cards: list[RecordedCard] = field(default_factory=list)
+    live: list[RecordedLive] = field(default_factory=list)   # per card; missing: idle
     driver: tuple[str, int] = DRIVER_580
     init_error: Exception | None = None
     errors: dict[str, Exception] = field(default_factory=dict)
@@ -92,7 +121,51 @@ class RecordedNvml:
         self._call("compute_capability")
         return self.cards[index].compute_capability
 
+    # the live calls of core.hardware.monitor.NvmlSampleApi
+    def _live(self, index: int) -> RecordedLive:
+        return self.live[index] if index < len(self.live) else RecordedLive()
+
+    def utilization(self, index: int) -> int:
+        self._call("utilization")
+        return self._live(index).util
+
+    def memory_used(self, index: int) -> tuple[int, int]:
+        self._call("memory_used")
+        return self._live(index).vram_used, self.cards[index].memory_total
+
+    def temperature(self, index: int) -> int:
+        self._call("temperature")
+        return self._live(index).temp_c
+
+    def power_w(self, index: int) -> float:
+        self._call("power_w")
+        return self._live(index).power_mw / 1000.0
+
+    def clock_event_reasons(self, index: int) -> int:
+        self._call("clock_event_reasons")
+        return self._live(index).reasons
+
 
 def nvml_error(code: int) -> Exception:
     """The exception pynvml raises for ``code`` (e.g. ``pynvml.NVML_ERROR_LIBRARY_NOT_FOUND``)."""
     return pynvml.NVMLError(code)
+
+
+@dataclass
+class RecordedSystem:
+    """psutil's answers for one moment (bytes, percent); ``disk_asked`` records the folders."""
+
+    cpu: float = 37.5
+    ram: tuple[int, int] = (11 * GB, 32 * GB)
+    disk_space: tuple[int, int] = (120 * GB, 500 * GB)
+    disk_asked: list[Path] = field(default_factory=list)
+
+    def cpu_percent(self) -> float:
+        return self.cpu
+
+    def memory(self) -> tuple[int, int]:
+        return self.ram
+
+    def disk(self, folder: Path) -> tuple[int, int]:
+        self.disk_asked.append(folder)
+        return self.disk_space

@@ -105,6 +105,27 @@ class PynvmlApi:
         major, minor = self._nvml.nvmlDeviceGetCudaComputeCapability(self._handle(index))
         return int(major), int(minor)
 
+    # live values for the resource monitor (core.hardware.monitor.NvmlSampleApi)
+    def utilization(self, index: int) -> int:
+        return int(self._nvml.nvmlDeviceGetUtilizationRates(self._handle(index)).gpu)
+
+    def memory_used(self, index: int) -> tuple[int, int]:
+        info = self._nvml.nvmlDeviceGetMemoryInfo(self._handle(index))
+        return int(info.used), int(info.total)
+
+    def temperature(self, index: int) -> int:
+        return int(self._nvml.nvmlDeviceGetTemperature(self._handle(index),
+                                                       self._nvml.NVML_TEMPERATURE_GPU))
+
+    def power_w(self, index: int) -> float:
+        return int(self._nvml.nvmlDeviceGetPowerUsage(self._handle(index))) / 1000.0  # mW
+
+    def clock_event_reasons(self, index: int) -> int:
+        # the "clocks event" name since driver 535; older nvidia-ml-py has only "throttle"
+        get = getattr(self._nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) \
+            or self._nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        return int(get(self._handle(index)))
+
 
 def _run(argv: Sequence[str]) -> str:
     return subprocess.run(list(argv), capture_output=True, text=True, check=True,

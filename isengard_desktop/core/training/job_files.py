@@ -172,6 +172,7 @@ def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
     """Zip what is needed to debug a job, with every text redacted; returns ``dest``.
 
     Contents: job.json, record.json (the job's state), events.jsonl, stdout.log,
+    resources.jsonl (the resource monitor's samples while it ran),
     stderr.log, configs/, samples/ (its texts and newest :data:`MAX_BUNDLE_SAMPLES` images),
     the newest :data:`MAX_BUNDLE_SAMPLES` sample images an external trainer wrote under
     output/ (ai-toolkit's ``output/<name>/samples/``, sd-scripts' ``output/sample/``),
@@ -186,7 +187,7 @@ def write_debug_bundle(paths: JobPaths, dest: Path, record: dict[str, Any],
 
     with atomic_output(dest) as out, \
             zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in ("job.json", "events.jsonl", "stdout.log", "stderr.log"):
+        for name in ("job.json", "events.jsonl", "stdout.log", "stderr.log", "resources.jsonl"):
             path = paths.root / name
             if path.is_file():
                 text(zf, name, _read_text_tail(path))

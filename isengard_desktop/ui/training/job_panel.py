@@ -28,6 +28,7 @@ from ...core.training.protocol import (CheckpointEvent, ErrorEvent, PhaseEvent, 
 from ..widgets.log_view import LogViewWidget
 from ..widgets.loss_chart import LossChartWidget
 from ..widgets.samples_strip import SamplesStripWidget
+from .resource_monitor import ResourceMonitorWidget
 
 ACTIVE = ("queued", "running", "stopping")
 # states Resume can continue from, given a checkpoint (records.RESUMABLE_STATES)
@@ -174,6 +175,15 @@ class JobPanelWidget(QWidget):
         self.error_label.setWordWrap(True)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_label.setVisible(False)
+        # the resource monitor's warnings (disk, VRAM, heat): about the machine, not one job,
+        # so they stay when another job is selected
+        self.alerts_label = QLabel("")
+        self.alerts_label.setObjectName("ResourceAlerts")
+        self.alerts_label.setWordWrap(True)
+        self.alerts_label.setStyleSheet("background: #2a261c; border: 1px solid #5c5030; "
+                                        "color: #ead9a8; padding: 4px;")
+        self.alerts_label.setVisible(False)
+        self.monitor = ResourceMonitorWidget()
 
         self.stop_button = QPushButton("Stop && save")
         self.stop_button.setToolTip("Save a checkpoint and stop. Resume continues from it.")
@@ -228,9 +238,11 @@ class JobPanelWidget(QWidget):
         layout.addWidget(self.summary_label)
         layout.addWidget(self.recovery_label)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.alerts_label)
         layout.addWidget(self.phase_label)
         layout.addWidget(self.progress)
         layout.addLayout(numbers)
+        layout.addWidget(self.monitor)
         layout.addWidget(self.body, 1)
 
         self.stop_button.clicked.connect(lambda: self._request(self.stop_requested))
@@ -391,6 +403,12 @@ class JobPanelWidget(QWidget):
         self.error_label.setStyleSheet("background: #2a1c1f; border: 1px solid #5c2f35; "
                                        "color: #f3c4c4;")
         self.error_label.setVisible(True)
+
+    def show_resource_alerts(self, alerts: Iterable[Any]) -> None:
+        """The resource monitor's alerts (``ResourceAlert``), one a line; none hides them."""
+        lines = [f"⚠ {alert.message}" for alert in alerts]
+        self.alerts_label.setText("\n".join(lines))
+        self.alerts_label.setVisible(bool(lines))
 
     def load_events(self, events: Iterable[Any]) -> None:
         """Rebuild chart, samples, numbers and phase from a job's recorded events (the log
