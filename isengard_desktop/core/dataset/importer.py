@@ -455,8 +455,13 @@ def _prepare(path: Path, thumb_size: int | None = None,
     if not _is_valid_utf8(text):
         raise ImageProblem("folder name is not valid UTF-8 — rename the folder")
     try:
-        data: bytes = _read_guarded(lambda poll: _load_source(path, poll), cancelled,
-                                    os.fspath(path.parent))
+        # between a large file's chunks the reader also asks Cancel itself: a file that reads
+        # faster than one wait slice still sees it (``cancelled`` only reads a flag)
+        def read(poll: Callable[[], bool]) -> bytes:
+            return _load_source(path, lambda: poll() or (cancelled is not None
+                                                         and cancelled()))
+
+        data: bytes = _read_guarded(read, cancelled, os.fspath(path.parent))
     except _ReadAbandoned:
         raise ImageProblem(NOT_READ_IN_TIME) from None
     if not data:
