@@ -25,6 +25,7 @@ from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.ops import init_main_thread_bridge
+from .services.prompt_refine import PromptRefineService
 from .services.generation.comfy_install import ComfyInstallService
 from .services.runtime import RuntimeService
 from .services.settings_service import SettingsService
@@ -72,6 +73,7 @@ class AppContext:
     wizard: FirstRunWizard | None = None     # the set-up assistant while it is open
     downloads: DownloadService | None = None
     comfy_install: ComfyInstallService | None = None
+    prompt_refine: PromptRefineService | None = None
     _closed: bool = False
 
     @property
@@ -110,6 +112,8 @@ class AppContext:
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
+        if self.prompt_refine is not None:
+            await self.prompt_refine.aclose()   # a refinement stream stops, its socket closed
         if self.downloads is not None:
             await self.downloads.aclose()   # fetches stop; their rows resume at the next start
         self.thumbnails.shutdown()
@@ -158,10 +162,13 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
 
     training_tab = LazyTabWidget(make_training_tab)
 
+    # local prompt refinement: no network until the Generate tab is shown
+    prompt_refine = PromptRefineService(lambda: settings.settings)
+
     def make_generate_tab() -> QWidget:
         from .ui.generate import GenerateTab
 
-        return GenerateTab(generation, library, thumbnails)
+        return GenerateTab(generation, library, thumbnails, refine=prompt_refine)
 
     tabs: dict[str, QWidget] = {
         "Characters": characters,
@@ -175,7 +182,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     downloads = DownloadService(paths.db_file, lambda: download_tokens(holder[0]))
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
-                     downloads=downloads, comfy_install=ComfyInstallService(paths))
+                     downloads=downloads, comfy_install=ComfyInstallService(paths),
+                     prompt_refine=prompt_refine)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
