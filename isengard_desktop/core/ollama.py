@@ -16,8 +16,9 @@ streams still running the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -112,7 +113,7 @@ class OllamaClient:
             out.put_nowait(exc)
 
     async def _lines(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-                     model: str | None = None) -> AsyncIterator[str]:
+                     model: str | None = None) -> AsyncGenerator[str, None]:
         """The answer's non-empty lines, as they come."""
         if self._closed:
             raise OllamaError(f"The client for Ollama at {self.base_url} is closed.")
@@ -158,7 +159,7 @@ class OllamaClient:
     async def chat(self, model: str, messages: Sequence[Mapping[str, str]], *,
                    format: str | Mapping[str, Any] | None = None, stream: bool = True,
                    options: Mapping[str, Any] | None = None,
-                   keep_alive: str | None = "5m") -> AsyncIterator[str]:
+                   keep_alive: str | None = "5m") -> AsyncGenerator[str, None]:
         """The assistant's answer, in content chunks as Ollama streams them."""
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages],
                                 "stream": stream}
@@ -168,25 +169,34 @@ class OllamaClient:
             body["options"] = dict(options)
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
-        async for line in self._lines("POST", "/api/chat", body, model=model):
-            try:
-                part = json.loads(line)
-            except ValueError:
-                raise OllamaError(f"Ollama at {self.base_url} sent a line that is not JSON "
-                                  f"in /api/chat: {line[:120]!r}") from None
-            if not isinstance(part, dict):
-                raise OllamaError(f"Ollama at {self.base_url} sent an unexpected line in "
-                                  f"/api/chat: {line[:120]!r}")
-            if "error" in part:
-                error = str(part["error"])
-                if "not found" in error and model in error:
-                    raise _missing(model)
-                raise OllamaError(f"Ollama stopped the answer: {error}")
-            content = (part.get("message") or {}).get("content") or ""
-            if content:
-                yield str(content)
-            if part.get("done"):
-                return
+        done = False
+        async with contextlib.aclosing(self._lines("POST", "/api/chat", body,
+                                                   model=model)) as stream_lines:
+            async for line in stream_lines:
+                if done:            # nothing follows "done" in Ollama: the stream just ends
+                    continue
+                content, done = self._chat_part(line, model)
+                if content:
+                    yield content
+
+    def _chat_part(self, line: str, model: str) -> tuple[str, bool]:
+        """(content, done) of one NDJSON line of /api/chat; an error line raises."""
+        try:
+            part = json.loads(line)
+        except ValueError:
+            raise OllamaError(f"Ollama at {self.base_url} sent a line that is not JSON "
+                              f"in /api/chat: {line[:120]!r}") from None
+        if not isinstance(part, dict):
+            raise OllamaError(f"Ollama at {self.base_url} sent an unexpected line in "
+                              f"/api/chat: {line[:120]!r}")
+        if "error" in part:
+            error = str(part["error"])
+            if "not found" in error and model in error:
+                raise _missing(model)
+            raise OllamaError(f"Ollama stopped the answer: {error}")
+        message = part.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        return str(content or ""), bool(part.get("done"))
 
     async def aclose(self) -> None:
         """Refuse new requests, stop the streams still running, wait for them, close."""

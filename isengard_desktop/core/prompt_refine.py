@@ -14,8 +14,9 @@ callback for the chunks, so tests and the service share the same code.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .dataset.captions import has_trigger, with_trigger
@@ -73,7 +74,7 @@ class RefineError(RuntimeError):
 
 class ChatFn(Protocol):
     def __call__(self, messages: Sequence[Mapping[str, str]], *,
-                 format: str | Mapping[str, Any] | None = None) -> AsyncIterator[str]: ...
+                 format: str | Mapping[str, Any] | None = None) -> AsyncGenerator[str, None]: ...
 
 
 Emit = Callable[[str], None]
@@ -87,9 +88,10 @@ def prompt_style(family: str) -> str:
 async def _collect(chat: ChatFn, messages: Sequence[Mapping[str, str]], emit: Emit,
                    format: str | Mapping[str, Any] | None = None) -> str:
     parts: list[str] = []
-    async for chunk in chat(messages, format=format):
-        parts.append(chunk)
-        emit(chunk)
+    async with contextlib.aclosing(chat(messages, format=format)) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk)
+            emit(chunk)
     return "".join(parts).strip()
 
 
