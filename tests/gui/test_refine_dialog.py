@@ -127,3 +127,27 @@ def test_the_button_says_ollama_not_found_when_it_does_not_answer(qtbot, ollama_
     assert form.refine_button.text() == "Ollama not found"
     assert not form.refine_button.isEnabled()
     assert "`ollama serve`" in form.refine_button.toolTip()
+
+
+def test_the_app_asks_ollama_only_once_the_generate_tab_is_shown(qt_asyncio_loop, qtbot,
+                                                                 make_app, ollama_double):
+    from isengard_desktop.core.paths import resolve_paths
+    from isengard_desktop.core.settings import save_settings
+    from tests.helpers.generate_ui import click, open_generate
+
+    paths = resolve_paths().ensure()
+    save_settings(paths.settings_file, Settings(ollama_url=ollama_double.url,
+                                                ollama_model="llama3.2"))
+    ctx = make_app()
+    qtbot.wait(300)
+    assert ollama_double.tags_requests == 0          # no network call at start-up
+    tab = open_generate(qtbot, ctx)
+    qtbot.waitUntil(lambda: tab.form.refine_button.isEnabled(), timeout=WAIT)
+    assert ollama_double.tags_requests == 1
+    tab.form.prompt_edit.setPlainText("a lighthouse keeper at dawn")
+    click(qtbot, tab.form.refine_button)
+    dialog = tab.refine_dialog
+    qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=WAIT)
+    click(qtbot, dialog.use_button)
+    assert tab.form.prompt_edit.toPlainText() == dialog.edits["final"].toPlainText().strip()
+    assert len(ollama_double.requests) == 3

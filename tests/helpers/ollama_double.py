@@ -15,7 +15,7 @@ description. Chunks are a few words each, ``chunk_delay`` seconds apart.
 Switches (attributes, changeable while it runs): ``down`` (``stop()`` / ``start()``),
 ``models`` (installed names), ``bad_json`` (how many structure answers are invalid first:
 0, 1, 2…), ``bad_kind`` ("syntax" or "schema"), ``chunk_delay``. ``requests`` records every
-chat request body; ``open_streams`` counts streams in progress,
+chat request body, ``tags_requests`` counts /api/tags; ``open_streams`` counts streams in progress,
 ``cancelled_streams`` those the client left before the end.
 """
 
@@ -51,6 +51,7 @@ class OllamaDouble:
         self.requests: list[dict[str, Any]] = []
         self.open_streams = 0
         self.cancelled_streams = 0
+        self.tags_requests = 0
         self.port = _free_port()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -97,6 +98,7 @@ class OllamaDouble:
         return name in self.models or f"{name}:latest" in self.models
 
     async def _tags(self, request: web.Request) -> web.Response:
+        self.tags_requests += 1
         return web.json_response({"models": [
             {"name": n, "model": n, "modified_at": "2026-01-01T00:00:00Z", "size": 2019393189,
              "digest": "a80c4f17acd5" + "0" * 52,
