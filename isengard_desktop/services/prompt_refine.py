@@ -21,13 +21,14 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ..core.ollama import OllamaClient, OllamaError
 from ..core.prompt_refine import STAGES, RefineError, expand, final_prompt, structure, \
     validate_concept
 from ..core.settings import Settings
-from .tasks import TaskOwner, cancel_once
+from .tasks import NoRunningLoop, OwnerClosed, TaskOwner, cancel_once
 
 __all__ = ["PromptRefineService"]
 
@@ -52,8 +53,14 @@ class PromptRefineService(QObject):
 
     # -- detection ---------------------------------------------------------------------------
     def check(self) -> None:
-        """Ask ``/api/tags`` (off the UI thread); answers through ``availability``."""
-        self._owner.spawn(self._check(), name="Ollama check")
+        """Ask ``/api/tags`` (off the UI thread); answers through ``availability``. Where no
+        asyncio loop runs (a widget shown in a test without the app's loop) it answers
+        "not checked" at once."""
+        try:
+            self._owner.spawn(self._check(), name="Ollama check")
+        except (NoRunningLoop, OwnerClosed) as exc:
+            logger.debug("Ollama not checked: {}", exc)
+            self.availability.emit(False, "Not checked: the app's event loop is not running.")
 
     async def _check(self) -> None:
         s = self._settings()
