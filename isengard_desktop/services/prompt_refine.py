@@ -64,7 +64,9 @@ class PromptRefineService(QObject):
 
     async def _check(self) -> None:
         s = self._settings()
-        client = OllamaClient(s.ollama_url, timeout=5.0, connect_timeout=2.0)
+        # (an httpx client takes 40-70 ms to build, its TLS context: not on the UI thread)
+        client = await asyncio.to_thread(OllamaClient, s.ollama_url, timeout=5.0,
+                                         connect_timeout=2.0)
         try:
             models = await client.tags()
         except OllamaError as exc:
@@ -100,8 +102,12 @@ class PromptRefineService(QObject):
     async def _stages(self, idea: str, family: str, trigger: str, stages: Sequence[str],
                       inputs: dict[str, str]) -> None:
         s = self._settings()
-        client = OllamaClient(s.ollama_url)
         ok = False
+        try:
+            client = await asyncio.to_thread(OllamaClient, s.ollama_url)
+        except asyncio.CancelledError:
+            self.finished.emit(False)
+            raise
 
         def chat(messages: Sequence[Mapping[str, str]], *,
                  format: str | Mapping[str, Any] | None = None) -> Any:
