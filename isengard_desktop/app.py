@@ -27,6 +27,7 @@ from .services.generation import GenerationService
 from .services.library import LibraryService
 from .services.resource_monitor import ResourceMonitor
 from .services.ops import init_main_thread_bridge
+from .services.prompt_refine import PromptRefineService
 from .services.generation.comfy_install import ComfyInstallService
 from .services.runtime import RuntimeService
 from .services.settings_service import SettingsService
@@ -75,6 +76,7 @@ class AppContext:
     downloads: DownloadService | None = None
     comfy_install: ComfyInstallService | None = None
     resources: ResourceMonitor | None = None   # GPU/CPU/RAM/disk at 1 Hz (Training tab, jobs)
+    prompt_refine: PromptRefineService | None = None
     _closed: bool = False
 
     @property
@@ -115,6 +117,8 @@ class AppContext:
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
+        if self.prompt_refine is not None:
+            await self.prompt_refine.aclose()   # a refinement stream stops, its socket closed
         if self.downloads is not None:
             await self.downloads.aclose()   # fetches stop; their rows resume at the next start
         self.thumbnails.shutdown()
@@ -165,10 +169,13 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
 
     training_tab = LazyTabWidget(make_training_tab)
 
+    # local prompt refinement: no network until the Generate tab is shown
+    prompt_refine = PromptRefineService(lambda: settings.settings)
+
     def make_generate_tab() -> QWidget:
         from .ui.generate import GenerateTab
 
-        return GenerateTab(generation, library, thumbnails)
+        return GenerateTab(generation, library, thumbnails, refine=prompt_refine)
 
     tabs: dict[str, QWidget] = {
         "Characters": characters,
@@ -183,7 +190,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
-                     resources=resources)
+                     resources=resources, prompt_refine=prompt_refine)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:

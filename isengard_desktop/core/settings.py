@@ -16,18 +16,21 @@ This module is Qt-free.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from loguru import logger
 
 from isengard_desktop.core.fsutil import atomic_copy, atomic_write_text
 from isengard_desktop.core.training.installs import TRAINER_KINDS
 
-__all__ = ["MIGRATIONS", "SETTINGS_VERSION", "Settings", "load_settings", "save_settings"]
+__all__ = ["MIGRATIONS", "SETTINGS_VERSION", "Settings", "load_settings", "save_settings",
+           "valid_ollama_model", "valid_ollama_url"]
 
 SETTINGS_VERSION = 1
 
@@ -58,6 +61,20 @@ class Settings:
     # which trainer-runtime build to install: "" = automatic (GPU detection chooses), else a
     # RuntimeDevice value ("cu130", "cu126", "rocm", "mps", "cpu")
     runtime_device_override: str = ""
+    # local prompt refinement (optional): the Ollama server (loopback by default) and model
+    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_model: str = "llama3.2"
+
+
+def valid_ollama_url(value: str) -> bool:
+    """An http(s) address with a host (``http://127.0.0.1:11434``)."""
+    parts = urlsplit(value.strip())
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def valid_ollama_model(value: str) -> bool:
+    """An Ollama model name: ``name`` or ``name:tag`` (``namespace/name`` too), no spaces."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.\-/]*(:[\w.\-]+)?", value.strip()) is not None
 
 
 def _timestamp() -> str:
@@ -137,6 +154,10 @@ def _from_dict(data: dict[str, Any], path: Path) -> Settings:
         if f.name == "theme" and ok and value not in THEMES:
             ok = False
         if f.name == "runtime_device_override" and ok and value not in DEVICE_OVERRIDES:
+            ok = False
+        if f.name == "ollama_url" and ok and not valid_ollama_url(value):
+            ok = False
+        if f.name == "ollama_model" and ok and not valid_ollama_model(value):
             ok = False
         if not ok:
             logger.warning("Settings file {}: field {!r} has an unusable value {!r}; "

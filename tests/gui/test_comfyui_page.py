@@ -179,3 +179,17 @@ def test_the_comfyui_inside_the_desktop_app_is_not_written_to(tmp_path, monkeypa
     (resources / "app.asar").unlink()                   # a plain folder of that name is fine
     [said] = share_models_change("", str(code), True, resolve_paths())
     assert said.startswith(f"Created {code / 'extra_model_paths.yaml'}")
+
+
+def test_ollama_fields_show_problems_and_keep_the_old_value_when_invalid(qtbot):
+    page = ComfyUIPageWidget(Settings(ollama_model="qwen2.5:7b"))
+    qtbot.addWidget(page)
+    assert page.ollama_url_edit.text() == "http://127.0.0.1:11434"
+    page.ollama_url_edit.setText("localhost:11434")
+    page.ollama_model_edit.setText("mistral")
+    assert "Address: write http://host:port" in page.ollama_message.text()
+    assert not page.ollama_message.isHidden()
+    assert page.ollama(Settings()) == ("http://127.0.0.1:11434", "mistral")
+    page.ollama_url_edit.setText("http://gpu-box:11434")
+    assert page.ollama_message.isHidden()
+    assert page.ollama(Settings()) == ("http://gpu-box:11434", "mistral")

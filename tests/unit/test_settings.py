@@ -169,3 +169,19 @@ def test_runtime_device_override_round_trips_and_bad_values_fall_back(tmp_path) 
     assert load_settings(path).runtime_device_override == "cu126"
     path.write_text(json.dumps({"version": 1, "runtime_device_override": "cu118"}))
     assert load_settings(path).runtime_device_override == ""
+
+
+def test_ollama_fields_default_roundtrip_and_reject_bad_values(tmp_path):
+    from isengard_desktop.core.settings import (Settings, load_settings, save_settings,
+                                                valid_ollama_model, valid_ollama_url)
+    path = tmp_path / "settings.json"
+    assert Settings().ollama_url == "http://127.0.0.1:11434"
+    save_settings(path, Settings(ollama_url="http://10.0.0.5:11434", ollama_model="qwen2.5:7b"))
+    loaded = load_settings(path)
+    assert (loaded.ollama_url, loaded.ollama_model) == ("http://10.0.0.5:11434", "qwen2.5:7b")
+    path.write_text('{"version": 1, "ollama_url": "localhost", "ollama_model": "a b"}')
+    loaded = load_settings(path)
+    assert (loaded.ollama_url, loaded.ollama_model) == (Settings().ollama_url,
+                                                        Settings().ollama_model)
+    assert valid_ollama_model("library/llama3.2:3b-instruct-q4_K_M")
+    assert not valid_ollama_url("ftp://x") and valid_ollama_url("https://ollama.lan")

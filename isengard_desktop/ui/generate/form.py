@@ -66,6 +66,7 @@ class GenerateFormWidget(QWidget):
     cancel_requested = Signal()
     context_changed = Signal()
     message_posted = Signal(str)
+    refine_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -94,6 +95,18 @@ class GenerateFormWidget(QWidget):
         self.prompt_edit.setToolTip("What the picture shows. With a character LoRA, its "
                                     "trigger word summons the person.")
         self.prompt_edit.setFixedHeight(92)
+        # local LLM refinement: shown only when the app has the service (set_refine_state)
+        self.refine_button = QPushButton("Refine with local LLM…")
+        self.refine_button.setObjectName("RefineButton")
+        self.refine_button.setAutoDefault(False)
+        self.refine_button.setVisible(False)
+        self.refine_button.clicked.connect(self.refine_requested)
+        prompt_header = QWidget()
+        ph = QHBoxLayout(prompt_header)
+        ph.setContentsMargins(0, 0, 0, 0)
+        ph.addWidget(_section("Prompt"))
+        ph.addStretch(1)
+        ph.addWidget(self.refine_button)
 
         self.family_combo = QComboBox()
         self.family_combo.setObjectName("FamilyCombo")
@@ -189,7 +202,7 @@ class GenerateFormWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 0, 8, 0)
         layout.setSpacing(6)
-        for widget in (self.title, self.staging_banner, _section("Prompt"), self.prompt_edit,
+        for widget in (self.title, self.staging_banner, prompt_header, self.prompt_edit,
                        self.input_image, _section("Model")):
             layout.addWidget(widget)
         layout.addLayout(family_row)
@@ -354,6 +367,23 @@ class GenerateFormWidget(QWidget):
             self._trigger_in_prompt = trigger
         self.context_changed.emit()
         self._update_generate()
+
+    def set_refine_state(self, available: bool | None, message: str = "") -> None:
+        """The refine button: None = checking, True = Ollama answered, False = not found
+        (disabled, ``message`` says why in the tooltip)."""
+        self.refine_button.setVisible(True)
+        self.refine_button.setEnabled(bool(available))
+        if available is None:
+            self.refine_button.setText("Refine with local LLM…")
+            self.refine_button.setToolTip("Looking for Ollama…")
+        elif available:
+            self.refine_button.setText("Refine with local LLM…")
+            self.refine_button.setToolTip(
+                "Expand, structure and rewrite this prompt with a local LLM (Ollama), in the "
+                "style of the chosen model family, keeping the trigger word. " + message)
+        else:
+            self.refine_button.setText("Ollama not found")
+            self.refine_button.setToolTip(message)
 
     def set_prompt(self, text: str) -> None:
         """Replace the prompt, with the cursor at the end (typing goes on after it)."""

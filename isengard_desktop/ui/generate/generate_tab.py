@@ -37,6 +37,7 @@ from ...core.types import Progress
 from ...services.background import BackgroundOp
 from ...services.database import ChangeSet
 from ...services.library import LibraryService
+from ...services.prompt_refine import PromptRefineService
 from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.notice_banner import NoticeBannerWidget
@@ -71,8 +72,10 @@ class GenerateTab(QWidget):
     setup_requested = Signal(str)
 
     def __init__(self, service: Any, library: LibraryService, thumbnails: ThumbnailService,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 refine: PromptRefineService | None = None) -> None:
         super().__init__(parent)
+        self._refine = refine
         self.setObjectName("GenerateTab")
         self._service = service
         self._library = library
@@ -155,6 +158,9 @@ class GenerateTab(QWidget):
         self.backends.restart_requested.connect(self._service.restart_local_server)
         self.backends.log_requested.connect(self._open_local_log)
         self.form.generate_requested.connect(self.generate)
+        if refine is not None:
+            refine.availability.connect(self.form.set_refine_state)
+            self.form.refine_requested.connect(self.open_refine)
         add_run_shortcut(self, self.form.generate_button)
         self.form.cancel_requested.connect(self.cancel)
         self.form.context_changed.connect(self.refresh_context)
@@ -242,6 +248,30 @@ class GenerateTab(QWidget):
             self._update_staging_title()      # the dataset's photo count
 
     # -- generate and cancel ---------------------------------------------------------------------
+    # -- local prompt refinement (Ollama) ------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: ANN001,D102
+        super().showEvent(event)
+        if self._refine is not None:     # only when the tab is shown: no call at start-up
+            self.form.set_refine_state(None)
+            self._refine.check()
+
+    def open_refine(self) -> None:
+        """The refinement dialog for the prompt as written, the chosen family and trigger."""
+        if self._refine is None:
+            return
+        from .refine_dialog import RefineDialog
+
+        option = self.form.lora.option()
+        dialog = RefineDialog(self._refine, self.form.prompt_edit.toPlainText().strip(),
+                              family=self.form.family(),
+                              trigger=option.trigger if option is not None else "",
+                              parent=self)
+        dialog.prompt_chosen.connect(self.form.set_prompt)
+        dialog.setModal(True)
+        self.refine_dialog = dialog
+        dialog.show()
+        dialog.run()
+
     def generate(self) -> None:
         request = self.form.request()
         try:

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest
 from loguru import logger
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHBoxLayout,
-                               QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.discovery import in_desktop_app
 from ...core.comfy_extra_paths import FILE_NAME, SECTION, LinkResult, link_comfyui, unlink_comfyui
@@ -27,7 +27,7 @@ from ...core.paths import AppPaths, ensure_model_layout
 from ...core.platform_support import run_text
 from ...core.frozen import child_environ
 from ...core.secrets import SecretStore
-from ...core.settings import Settings
+from ...core.settings import Settings, valid_ollama_model, valid_ollama_url
 from ...services.generation.comfy_launch import desktop_hint, find_python
 from ..generate.backend_bar import gpu_words
 from ...services.background import BackgroundOp, alive
@@ -372,7 +372,51 @@ class ComfyUIPageWidget(QWidget):
             self.server_list.itemSelectionChanged.connect(self.upload_token.refresh)
             self.upload_token.refresh()
         layout.addWidget(remote)
+        layout.addWidget(self._ollama_box(settings))
         layout.addStretch(1)
+
+    def _ollama_box(self, settings: Settings) -> QGroupBox:
+        box = QGroupBox("Prompt refinement with a local LLM (Ollama, optional)")
+        box.setToolTip("Generate → \"Refine with local LLM…\" asks an Ollama server to expand, "
+                       "structure and rewrite your prompt. Nothing is contacted until you open "
+                       "the Generate tab.")
+        form = QFormLayout(box)
+        self.ollama_url_edit = QLineEdit(settings.ollama_url)
+        self.ollama_url_edit.setObjectName("ollama_url")
+        self.ollama_url_edit.setToolTip("The Ollama server's address (its default is "
+                                        "http://127.0.0.1:11434).")
+        self.ollama_model_edit = QLineEdit(settings.ollama_model)
+        self.ollama_model_edit.setObjectName("ollama_model")
+        self.ollama_model_edit.setToolTip("An installed Ollama model (`ollama list`), e.g. "
+                                          "llama3.2 or qwen2.5:7b; install one with "
+                                          "`ollama pull <name>`.")
+        self.ollama_message = QLabel("")
+        self.ollama_message.setObjectName("ollama_message")
+        self.ollama_message.setWordWrap(True)
+        self.ollama_message.setVisible(False)
+        for edit in (self.ollama_url_edit, self.ollama_model_edit):
+            edit.textChanged.connect(self._check_ollama_fields)
+        form.addRow("Address", self.ollama_url_edit)
+        form.addRow("Model", self.ollama_model_edit)
+        form.addRow(self.ollama_message)
+        return box
+
+    def _check_ollama_fields(self) -> None:
+        problems = []
+        if not valid_ollama_url(self.ollama_url_edit.text()):
+            problems.append("Address: write http://host:port (e.g. http://127.0.0.1:11434).")
+        if not valid_ollama_model(self.ollama_model_edit.text()):
+            problems.append("Model: a name like llama3.2 or qwen2.5:7b, without spaces.")
+        self.ollama_message.setText(" ".join(problems))
+        self.ollama_message.setStyleSheet("color: #f0a3a3;")
+        self.ollama_message.setVisible(bool(problems))
+
+    def ollama(self, old: Settings) -> tuple[str, str]:
+        """The Ollama address and model typed; an invalid one keeps ``old``'s value."""
+        url = self.ollama_url_edit.text().strip()
+        model = self.ollama_model_edit.text().strip()
+        return (url if valid_ollama_url(url) else old.ollama_url,
+                model if valid_ollama_model(model) else old.ollama_model)
 
     def use_installed(self, folder: str, python: str) -> None:
         """The managed install finished: point the folder and Python at it (OK saves; the

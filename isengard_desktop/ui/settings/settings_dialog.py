@@ -424,7 +424,7 @@ class SettingsDialog(QDialog):
 
     def updated_settings(self) -> Settings:
         """The settings as currently shown in the dialog."""
-        return dataclasses.replace(
+        settings = dataclasses.replace(
             self._settings,
             model_folders=self.folders_page.model_folder_list(),
             comfyui_models_folder=self.folders_page.comfy_models.text().strip(),
@@ -434,6 +434,8 @@ class SettingsDialog(QDialog):
             trainer_installs=self.trainers_page.installs(),
             runtime_device_override=self.machine_page.device_override(),
         )
+        url, model = self.comfyui_page.ollama(self._settings)
+        return dataclasses.replace(settings, ollama_url=url, ollama_model=model)
 
     def accept(self) -> None:
         # A key typed but not saved would otherwise be lost when the dialog closes.
