@@ -36,7 +36,7 @@ def test_app_with_a_comfyui_server_closes_cleanly_on_sigterm(tmp_path, isolated_
     with open(comfy_out, "w") as out:
         comfy = subprocess.Popen([sys.executable, str(FAKE_COMFY), "--listen", "127.0.0.1",
                                   "--port", "0", "--log-stdout"], stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, cwd=tmp_path)   # its input/output
     app = None
     try:
         found: list[str] = []
