@@ -476,6 +476,16 @@ class LibraryService(QObject):
                         for i in items]
 
             added: list[ImageRecord] = []
+            seen: set[int] = set()
+
+            def remember(records: Iterable[ImageRecord]) -> None:
+                """(main thread) Put new photos in the snapshot once: a batch's own callback
+                and the import's end both bring them, in either order, and the later one must
+                not undo a caption set or a photo deleted in between."""
+                for image in records:
+                    if image.id not in seen:
+                        seen.add(image.id)
+                        self._images[image.id] = image
 
             def record(batch: list[ImportedImage], pool: ThreadPoolExecutor) -> None:
                 """(import thread) One batch of stored photos: sidecars and thumbnails,
@@ -492,8 +502,7 @@ class LibraryService(QObject):
                         if new else ChangeSet())
 
                 def stored(new: list[ImageRecord]) -> None:
-                    for image in new:
-                        self._images[image.id] = image
+                    remember(new)
 
                 future = self.database.write(op, stored, lambda exc: None)
                 result = future.result()
@@ -521,8 +530,7 @@ class LibraryService(QObject):
                 task._finish(outcome)
 
             def finished(outcome: ImportOutcome) -> None:
-                for image in outcome.added:   # the last batch's own callback may come later
-                    self._images[image.id] = image
+                remember(outcome.added)   # the last batch's own callback may come later
                 report = outcome.report
                 logger.info("import finished: {} added, {} skipped, {} rejected{}",
                             len(outcome.added), len(report.skipped), len(report.rejected),
@@ -546,8 +554,7 @@ class LibraryService(QObject):
                     exc = exc.cause
                     logger.warning("import stopped after {} photo(s) were recorded: {}",
                                    len(kept), exc)
-                for image in kept:
-                    self._images[image.id] = image
+                remember(kept)
                 ended(ImportOutcome(character_id=character_id,
                                     report=ImportReport([], [], [], True), added=kept))
                 if on_failure is not None:

@@ -327,3 +327,45 @@ def test_training_tab_is_built_when_first_opened_and_gets_notifications(make_app
     assert lazy.is_built and isinstance(ctx.training_tab, TrainingTab)
     ctx.training_tab.notify_requested.emit("LoRA ready", "Anna finished")
     assert "LoRA ready: Anna finished" in ctx.window.status_message.text()
+
+
+def test_a_caption_set_before_the_import_ends_is_kept(qtbot, make_app, tmp_path, monkeypatch):
+    """Photos reach the library twice — from their batch's own callback and from the import's
+    end. A caption typed (or a photo deleted) in between must survive the second one (a CI run
+    lost the caption this way: the import's end put the old record back)."""
+    import threading
+
+    from isengard_desktop.core.dataset import importer
+
+    release = threading.Event()
+    real = importer.import_files
+
+    def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+        report = real(*args, **kwargs)     # every batch is recorded (on_stored) by now
+        release.wait(20)                   # …and the import's end waits for the test
+        return report
+
+    monkeypatch.setattr(importer, "import_files", held)
+    made = []
+    assert ctx_create(ctx := make_app(), "Cleo", made) is None
+    qtbot.waitUntil(lambda: bool(made))
+    ended = []
+    ctx.library.import_photos(made[0].id, make_photos(tmp_path / "cleo", 3),
+                              on_done=ended.append)
+    qtbot.waitUntil(lambda: len(ctx.library.images(made[0].id)) == 3, timeout=20_000)
+    first, second = ctx.library.images(made[0].id)[:2]
+    ctx.library.set_caption(first.id, "a red scarf")
+    qtbot.waitUntil(lambda: ctx.library.image(first.id).caption == "a red scarf")
+    _yes(monkeypatch)
+    ctx.library.delete_images([second.id])
+    qtbot.waitUntil(lambda: ctx.library.image(second.id) is None)
+    release.set()
+    qtbot.waitUntil(lambda: bool(ended), timeout=20_000)
+    qtbot.wait(50)
+    assert ctx.library.image(first.id).caption == "a red scarf"
+    assert ctx.library.image(second.id) is None
+    assert len(ctx.library.images(made[0].id)) == 2
+
+
+def ctx_create(ctx, name, made):
+    return ctx.library.create_character(name, name.lower() + "_zq", on_created=made.append)
