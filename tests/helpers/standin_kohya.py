@@ -25,7 +25,10 @@ behaves like ``python <script> --config_file ARGS.toml ...`` on the outside:
 Environment: ``STANDIN_DELAY`` (seconds a step, default 0.01); ``STANDIN_FAIL``: ``oom@K``
 (CUDA OOM traceback at step K, exit 1), ``crash@K``, ``missing`` (a model file cannot be
 read). ``STANDIN_OOM_UNLESS_SWAP=N``: the ``oom@K`` only while fewer than N blocks are
-swapped (``--blocks_to_swap``), as a card that fits once enough blocks live in CPU memory.
+swapped (``--blocks_to_swap``), as a card that fits once enough blocks live in CPU memory (a
+simulated card, not a rule of sd-scripts; the traceback's last line is torch's own
+``torch.OutOfMemoryError: CUDA out of memory.`` from c10/cuda/CUDACachingAllocator.cpp, which
+sd-scripts does not catch).
 :func:`make_install` writes a fake sd-scripts folder whose scripts run this file.
 """
 

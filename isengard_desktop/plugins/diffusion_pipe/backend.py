@@ -342,7 +342,9 @@ class DiffusionPipeBackend:
     def block_swap(self, job: TrainingJob) -> tuple[int, int] | None:
         """(blocks swapped to CPU memory now, the most recovery goes to) for a Flux/Chroma
         job; None for the others. The ceiling is diffusion-pipe's example value (20, in
-        its examples/main_example.toml), well below the models' block counts."""
+        its examples/main_example.toml: ``#blocks_to_swap = 20``). The models' own ceiling
+        (their ``enable_block_swap`` assertions) was not read for Flux/Chroma: 20 is the
+        value diffusion-pipe itself shows, so recovery never asks for more."""
         if job.family not in ("flux-dev", "flux-schnell", "chroma"):
             return None
         return _Options(job).get("blocks_to_swap", 0, int, lambda v: v >= 0,

@@ -134,6 +134,8 @@ def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
     blocks, fp8 = VRAM_PRESETS.get(str(fields.get("vram") or "24"), (0, False))
     if fields.get("blocks_to_swap") not in (None, ""):
         blocks = int(fields["blocks_to_swap"])
+        # sd-scripts library/flux_models.py Flux.enable_block_swap (commit 0047bb1) asserts
+        # n // 2 <= 19 - 2 double blocks and (n - n // 2) * 2 <= 38 - 2 single blocks: n <= 35
         if not 0 <= blocks <= 35:
             raise SpecError(f"fields.blocks_to_swap: must be between 0 and 35 (got {blocks})")
     if fields.get("fp8_base") not in (None, ""):
@@ -313,7 +315,7 @@ class KohyaBackend:
         if job.family not in FLOW:
             return None
         blocks, _fp8 = _swap_and_fp8(job, _fields(job))
-        return blocks, 35
+        return blocks, 35          # sd-scripts' ceiling: see _swap_and_fp8
 
     def capabilities(self) -> dict[str, Any]:
         families = self._families()
