@@ -401,15 +401,28 @@ class LibraryService(QObject):
 
             self.database.write(op, done, self._known_failure("Could not delete the images"))
 
-    def add_lora(self, character_id: int, path: str, family: str, steps: int) -> None:
-        """Record a trained LoRA for a character (used by the training service)."""
+    def add_lora(self, character_id: int, path: str, family: str, steps: int, *,
+                 on_done: Callable[[], None] | None = None) -> None:
+        """Record a trained LoRA for a character (used by the training service).
+        ``on_done()`` runs on the main thread once the row is committed and listed by
+        :meth:`loras`, or once the write failed (logged)."""
 
         def op(conn: sqlite3.Connection) -> WriteResult[LoraRecord]:
             lora = self._repo(conn).add_lora(character_id, path, family, steps)
             return WriteResult(lora, ChangeSet(loras=True, characters=True,
                                                character_ids=frozenset({character_id})))
 
-        self.database.write(op, self._loras.append)
+        def recorded(lora: LoraRecord) -> None:
+            self._loras.append(lora)
+            if on_done is not None:
+                on_done()
+
+        def failed(exc: BaseException) -> None:
+            logger.error("the LoRA {} was not recorded: {}", path, exc)
+            if on_done is not None:
+                on_done()
+
+        self.database.write(op, recorded, failed)
 
     # -- import ------------------------------------------------------------------------------
     def import_photos(self, character_id: int, paths: Sequence[Path | str], *,

@@ -102,9 +102,20 @@ def test_stop_and_save_and_quit_waits_for_the_save_and_records_stopped(
     from isengard_desktop.ui.dialogs.saving_jobs import SavingJobsDialog
     from tests.helpers.qt import close_apps
 
+    import time
+
+    from isengard_desktop.core.db.repository import Repository
+
     ctx, job_id = _running_app(qtbot, tmp_path, delay=0.3)
     asked: list[str] = []
     answer(monkeypatch, "Stop && save and quit", asked)
+    slow_add = Repository.add_lora
+
+    def add_lora_slowly(self, *args):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)       # a busy disk: the LoRA's row lands well after the file
+        return slow_add(self, *args)
+
+    monkeypatch.setattr(Repository, "add_lora", add_lora_slowly)
     try:
         assert ctx.window.close() is False        # not yet: the trainer is saving
         assert asked and "Alice is training" in asked[0]

@@ -100,13 +100,17 @@ class JobOutputs:
                                                record.family, done.steps)
         source, loras = Path(done.lora), self.paths.loras
 
+        def recorded() -> None:
+            self.pending -= 1
+
         def register(path: Path) -> None:
+            # pending drops when the library has the row (what "settled" waits for at quit)
             try:
-                self.library.add_lora(character_id, str(path), family, steps)
+                self.library.add_lora(character_id, str(path), family, steps,
+                                      on_done=recorded)
             except RuntimeError as exc:   # the app is quitting; the file is already in place
                 logger.warning("job {}: LoRA {} not recorded: {}", job_id, path, exc)
-            finally:
-                self.pending -= 1
+                recorded()
 
         def failed(exc: BaseException) -> None:
             logger.warning("job {}: LoRA not copied to {} ({}); using {}", job_id, loras, exc,
