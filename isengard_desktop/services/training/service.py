@@ -63,6 +63,7 @@ from ...core import logging as applog
 from ...core.db.jobs import JobRow, JobsRepository
 from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
+from ...core.training.checkpoint_grid import CheckpointGrid
 from ...core.training.checkpoints import latest_complete
 from ...core.training.dataset_list import DatasetEntry
 from ...core.training.installs import ExternalInstall
@@ -355,6 +356,28 @@ class TrainingService(QObject):
         """Read ``events.jsonl`` off the UI thread (history, chart reload)."""
         self._flush_run(job_id)
         self._outputs.events(self._records.get(job_id), on_loaded)
+
+    def checkpoint_grid(self, job_id: str, on_loaded: Callable[[CheckpointGrid], None],
+                        on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """The job's checkpoint comparison grid (rows = saved steps, columns = sample
+        prompts), read off the UI thread."""
+        self._flush_run(job_id)
+        self._outputs.checkpoint_grid(self._records.get(job_id), on_loaded, on_failure)
+
+    def use_checkpoint(self, job_id: str, step: int, lora: Path,
+                       on_done: Callable[[Path], None],
+                       on_failure: Callable[[BaseException], None]) -> None:
+        """Make step ``step``'s LoRA the character's (it becomes their newest LoRA; the
+        others stay on disk). ``on_done(path)`` once it is placed; the library records it
+        right after."""
+        record = self._records.get(job_id)
+        if record is None:
+            on_failure(KeyError(f"There is no job {job_id}."))
+            return
+        if record.character_id is None:
+            on_failure(ValueError("This job belongs to no character."))
+            return
+        self._outputs.use_checkpoint(record, step, lora, on_done, on_failure)
 
     def export_debug_bundle(self, job_id: str, dest: Path, on_done: Callable[[Path], None],
                             on_failure: Callable[[BaseException], None] | None = None) -> None:
