@@ -47,6 +47,7 @@ from ..widgets.staging import StagingStripWidget
 from .backend_bar import BackendBarWidget
 from .form import GenerateFormWidget
 from .options import LoraOption
+from .lora_explorer import LoraExplorerDialog
 from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
 
@@ -83,6 +84,7 @@ class GenerateTab(QWidget):
         self.jobs: dict[str, GenerationRequest] = {}
         self.shown_job: str | None = None
         self.staging_character_id: int | None = None
+        self.explorer: LoraExplorerDialog | None = None
 
         self.backends = BackendBarWidget()
         self.form = GenerateFormWidget()
@@ -126,7 +128,15 @@ class GenerateTab(QWidget):
         gp.setContentsMargins(0, 0, 0, 0)
         gallery_title = QLabel("Gallery")
         gallery_title.setObjectName("SectionLabel")
-        gp.addWidget(gallery_title)
+        self.explorer_button = QPushButton("LoRA explorer…")
+        self.explorer_button.setToolTip("Compare LoRAs and strengths side by side: a grid of "
+                                        "LoRAs × strengths × prompts with one fixed seed, "
+                                        "rendered with the form's model and size.")
+        self.explorer_button.clicked.connect(self.open_explorer)
+        gallery_head = QHBoxLayout()
+        gallery_head.addWidget(gallery_title, 1)
+        gallery_head.addWidget(self.explorer_button)
+        gp.addLayout(gallery_head)
         gp.addWidget(self.gallery, 1)
         self.lower_stack = QStackedWidget()
         self.lower_stack.addWidget(gallery_page)
@@ -371,6 +381,22 @@ class GenerateTab(QWidget):
             self.message_posted.emit(f"Nothing opened the ComfyUI log; it is at {path}")
 
     # -- gallery actions ---------------------------------------------------------------------
+    def open_explorer(self) -> LoraExplorerDialog:
+        """The LoRA explorer on the form's model, size and quality."""
+        dialog = LoraExplorerDialog(self._service, self._library, self.form.request(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show_in_gallery.connect(self._show_in_gallery)
+        self.explorer = dialog
+        dialog.show()
+        return dialog
+
+    def _show_in_gallery(self, item_id: int) -> None:
+        if self.staging_character_id is not None:
+            self.leave_staging()
+        self.on_gallery_changed()
+        self.gallery.select_item(item_id)
+        self.window().raise_()
+
     def reuse(self, item: GalleryItem) -> None:
         self.form.fill(item)
         self.refresh_context()

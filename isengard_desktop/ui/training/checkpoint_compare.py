@@ -14,16 +14,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPaintEvent, QPixmap
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox,
                                QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ...core.training.checkpoint_grid import CheckpointGrid, GridRow, with_scores
 from ...services.background import BackgroundOp, alive
+from ..widgets.ab_view import ABView
 
-__all__ = ["ABView", "CheckpointCompareDialog", "Scorer", "ZoomDialog"]
+__all__ = ["CheckpointCompareDialog", "Scorer", "ZoomDialog"]
 
 # scorer(images, on_scores): the identity score (0..1, higher = more like the character's
 # photos) of each image's main face; None for an image with no face
@@ -46,45 +47,6 @@ def _load(paths: list[Path], size: int) -> dict[Path, QImage]:
 
 def _score_text(score: float | None) -> str:
     return "no face" if score is None else f"{score:.2f}"
-
-
-class ABView(QWidget):
-    """Two pictures over each other; the split slider shows A left of the line, B right."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.a = QImage()
-        self.b = QImage()
-        self.split = 0.5
-        self.setMinimumSize(240, 200)
-
-    def set_images(self, a: QImage, b: QImage) -> None:
-        self.a, self.b = a, b
-        self.update()
-
-    def set_split(self, value: float) -> None:
-        self.split = min(1.0, max(0.0, value))
-        self.update()
-
-    def _target(self, image: QImage) -> QRect:
-        size = image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        return QRect(QPoint((self.width() - size.width()) // 2,
-                            (self.height() - size.height()) // 2), size)
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt)
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor("#111317"))
-        x = int(self.width() * self.split)
-        if not self.a.isNull():
-            painter.setClipRect(QRect(0, 0, x, self.height()))
-            painter.drawImage(self._target(self.a), self.a)
-        if not self.b.isNull():
-            painter.setClipRect(QRect(x, 0, self.width() - x, self.height()))
-            painter.drawImage(self._target(self.b), self.b)
-        painter.setClipping(False)
-        painter.setPen(QColor("#e6e6e6"))
-        painter.drawLine(x, 0, x, self.height())
-        painter.end()
 
 
 class ZoomDialog(QDialog):
