@@ -557,3 +557,25 @@ def test_lora_explorer_grid_fixed_seed_ab_and_open_in_gallery(make_app, qt_async
     assert parse_strengths("0.4 0.8;1.2") == [0.4, 0.8, 1.2]
     with pytest.raises(ValueError, match="2.5 is outside"):
         parse_strengths("2.5")
+
+
+def test_concept_builder_from_the_form_fills_prompt_and_lora(make_app, qt_asyncio_loop, qtbot,
+                                                             double):
+    configure_remote(double.url)
+    ctx = make_app()
+    anna = add_character(qtbot, ctx.library, "Anna", trigger="anr_anna",
+                         lora=write_lora(ctx.paths.loras / LORA_FILE))
+    tab = open_generate(qtbot, ctx)
+    wait_ready(qtbot, tab)
+    assert tab.form.concept_button.toolTip()
+    click(qtbot, tab.form.concept_button)
+    dialog = tab.concept_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.character.setCurrentIndex(dialog.character.findData(anna.id))
+    dialog.edits["action"].setText("reading a letter")
+    dialog.edits["setting"].setText("a train compartment")
+    click(qtbot, dialog.use_button)
+    assert tab.form.prompt_edit.toPlainText() == \
+        "anr_anna, reading a letter, a train compartment"
+    assert tab.form.lora.option() is not None and tab.form.lora.option().character_id == anna.id
+    assert tab.form.request().prompt == "anr_anna, reading a letter, a train compartment"

@@ -47,6 +47,7 @@ from ..widgets.staging import StagingStripWidget
 from .backend_bar import BackendBarWidget
 from .form import GenerateFormWidget
 from .options import LoraOption
+from .concept_dialog import ConceptDialog
 from .lora_explorer import LoraExplorerDialog
 from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
@@ -85,6 +86,7 @@ class GenerateTab(QWidget):
         self.shown_job: str | None = None
         self.staging_character_id: int | None = None
         self.explorer: LoraExplorerDialog | None = None
+        self.concept_dialog: ConceptDialog | None = None
 
         self.backends = BackendBarWidget()
         self.form = GenerateFormWidget()
@@ -171,6 +173,7 @@ class GenerateTab(QWidget):
         if refine is not None:
             refine.availability.connect(self.form.set_refine_state)
             self.form.refine_requested.connect(self.open_refine)
+        self.form.concept_requested.connect(self.open_concepts)
         add_run_shortcut(self, self.form.generate_button)
         self.form.cancel_requested.connect(self.cancel)
         self.form.context_changed.connect(self.refresh_context)
@@ -264,6 +267,27 @@ class GenerateTab(QWidget):
         if self._refine is not None:     # only when the tab is shown: no call at start-up
             self.form.set_refine_state(None)
             self._refine.check()
+
+    def open_concepts(self) -> ConceptDialog:
+        """The concept builder for the form's family; its prompt goes into the form."""
+        from ...core.concepts import ConceptStore
+
+        refine_ok = self._refine is not None and self.form.refine_button.isEnabled()
+        dialog = ConceptDialog(self._library, ConceptStore(self._library.paths.data
+                                                           / "concepts.json"),
+                               self.form.family(), refine=self._refine,
+                               refine_available=refine_ok, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.prompt_chosen.connect(self._use_concept)
+        self.concept_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _use_concept(self, prompt: str, character_id: int | None) -> None:
+        if character_id is not None and any(o.character_id == character_id
+                                            for o in self.form.lora.options()):
+            self.form.lora.select(character_id)
+        self.form.set_prompt(prompt)
 
     def open_refine(self) -> None:
         """The refinement dialog for the prompt as written, the chosen family and trigger."""
