@@ -134,7 +134,9 @@ class BatchDispatcher:
         cands = []
         for _route, server in usable:
             mine = 1 if server.key in own else 0
-            other = max(0, server.in_flight - mine) + max(0, server.queue_length - mine)
+            # its queue (all clients, running + waiting) once polled; our prompts routed
+            # there count at once (in_flight), each prompt once
+            other = max(0, max(server.queue_length, server.in_flight) - mine)
             cands.append(TierCandidate(server.key, server.tier, other))
         keys, home, overflow = tier_servers(self.tier, cands)
         if home != self.tier:
@@ -146,10 +148,12 @@ class BatchDispatcher:
             self._tell_once("overflow:" + ",".join(extra),
                             f"The {TIER_LABELS.get(home, home)} servers are busy with other "
                             f"work; {', '.join(extra)} help with this job.")
-        rank = {key: i for i, key in enumerate(keys)}
-        home_first = [pair for pair in usable if pair[1].key in rank and pair[1].tier == home]
-        spill = [pair for pair in usable if pair[1].key in rank and pair[1].tier != home]
-        return home_first + spill
+        allowed = set(keys)
+        home_servers = [pair for pair in usable if pair[1].key in allowed
+                        and pair[1].tier == home]
+        spill = [pair for pair in usable if pair[1].key in allowed and pair[1].tier != home]
+        # overflow: the free servers of the next tier take the next pictures first
+        return spill + home_servers if overflow else home_servers
 
     def _tell_skipped(self, reasons: dict[str, str], problems: list[tuple[Any, list[str]]]
                       ) -> None:
