@@ -78,6 +78,7 @@ class ServerPool(QObject):
         self._closers = TaskOwner("ComfyUI client closes")     # never cancelled
         self._closed = False
         self.gpus: tuple[Any, ...] = ()       # GpuInfo of this machine (set_gpus)
+        self.gpus_known = True                # False while detection runs: no managed start
         self.tiers: dict[str, str] = {}       # Settings' tier per server key
         self.supervisors: dict[str, ComfyServer] = {}
         self.managed = self._supervisor(MANAGED_KEY)
@@ -121,6 +122,7 @@ class ServerPool(QObject):
         """This machine's GPUs (``GpuInfo``: index, name, vram_mb, vendor); applied at the
         next :meth:`configure`."""
         self.gpus = tuple(sorted(gpus, key=lambda g: int(g.index)))
+        self.gpus_known = True
 
     def _supervisor(self, key: str) -> ComfyServer:
         sup = self.supervisors.get(key)
@@ -159,7 +161,8 @@ class ServerPool(QObject):
             return
         if tiers is not None:
             self.tiers = dict(tiers)
-        wanted_managed = self.managed_keys() if comfyui_folder.strip() else []
+        wanted_managed = self.managed_keys() if comfyui_folder.strip() and self.gpus_known \
+            else []
         for key in [k for k, s in self._servers.items() if s.kind == "managed"
                     and k not in wanted_managed]:
             self.supervisors[key].stop()

@@ -259,6 +259,19 @@ class GenerationService(QObject):
         if self._started and not self._closed:
             self._apply_settings(self.settings_service.settings)
 
+    def detect_gpus(self, detect: Any) -> None:
+        """Run ``detect() -> GpuInfo list`` (blocking: NVML, sysfs, rocm-smi) on the io
+        executor, then :meth:`set_gpus`; the managed servers start once it answered (one per
+        GPU with several), so a multi-GPU machine never starts a single server first. A
+        failed detection is logged and gives the single managed server."""
+        self.pool.gpus_known = False
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("GPU detection for the managed ComfyUI failed: {!r}", exc)
+            self.set_gpus(())
+
+        run_in_executor(self._io, lambda: list(detect()), self.set_gpus, failed)
+
     def job_assignments(self, job_id: str) -> list[tuple[int, str]]:
         """(picture index, server key) of a running job's pictures so far."""
         job = self._jobs.get(job_id)
