@@ -99,8 +99,11 @@ def load_custom_nodes(folder: Path, args: argparse.Namespace) -> dict[str, dict]
 
 def visible_gpus(gpus: list[dict], env: dict[str, str]) -> list[dict]:
     """The GPUs a torch process sees: all, or those named by index in the vendor's
-    ``*_VISIBLE_DEVICES`` (CUDA's rule, also HIP's: the list is read up to its first entry
-    that is not a valid device index; later entries are ignored), in that order."""
+    ``*_VISIBLE_DEVICES``, in that order. The rule is the CUDA programming guide's (section
+    "CUDA Environment Variables": only the devices before the first invalid index are
+    visible; an empty value hides all), which ROCm's HIP_VISIBLE_DEVICES follows too; an
+    AMD machine reads HIP_VISIBLE_DEVICES first, then CUDA_VISIBLE_DEVICES (ROCm honours
+    both). Device names (UUIDs) are not simulated."""
     amd = bool(gpus) and all(g.get("vendor") == "amd" for g in gpus)
     names = ("HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES") if amd else ("CUDA_VISIBLE_DEVICES",)
     raw = next((env[n] for n in names if n in env), None)

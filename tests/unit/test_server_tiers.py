@@ -67,3 +67,37 @@ def test_slow_server_leaves_the_tail_to_a_faster_one():
     assert not should_wait("fast", 1, speeds, {"slow": 0.1})
     assert not should_wait("new", 1, speeds, {"fast": 0.0})
     assert not should_wait("slow", 1, {"slow": 3.0}, {"fast": 0.5})
+
+
+def test_settings_keep_only_known_tiers(tmp_path):
+    import json
+
+    from isengard_desktop.core.settings import load_settings, save_settings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 1, "server_tiers": {
+        "gpu0": "final", "gpu1": "huge", "http://box:8188": "draft", "gpu2": 3}}))
+    settings = load_settings(path)
+    assert settings.server_tiers == {"gpu0": "final", "http://box:8188": "draft"}
+    save_settings(path, settings)
+    assert load_settings(path).server_tiers == settings.server_tiers
+    path.write_text(json.dumps({"version": 1, "server_tiers": ["final"]}))
+    assert load_settings(path).server_tiers == {}
+
+
+def test_the_double_sees_gpus_as_torch_does():
+    from tests.helpers.fake_comfyui_main import visible_gpus
+
+    cards = [{"name": "a"}, {"name": "b"}, {"name": "c"}]
+    names = lambda env: [g["name"] for g in visible_gpus(cards, env)]  # noqa: E731
+    assert names({}) == ["a", "b", "c"]
+    assert names({"CUDA_VISIBLE_DEVICES": "2"}) == ["c"]
+    assert names({"CUDA_VISIBLE_DEVICES": "1,0"}) == ["b", "a"]
+    # read up to the first entry that is not a device; an empty list hides every card
+    assert names({"CUDA_VISIBLE_DEVICES": "1,7,0"}) == ["b"]
+    assert names({"CUDA_VISIBLE_DEVICES": ""}) == []
+    # AMD: HIP_VISIBLE_DEVICES first; an NVIDIA machine ignores it
+    amd = [dict(c, vendor="amd") for c in cards]
+    assert [g["name"] for g in visible_gpus(amd, {"HIP_VISIBLE_DEVICES": "1",
+                                                  "CUDA_VISIBLE_DEVICES": "0"})] == ["b"]
+    assert names({"HIP_VISIBLE_DEVICES": "1"}) == ["a", "b", "c"]
