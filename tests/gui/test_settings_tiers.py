@@ -96,3 +96,14 @@ def test_one_gpu_is_one_managed_row(qtbot, paths):
     with qtbot.waitSignal(dialog.settings_saved, timeout=1000) as blocker:
         dialog.accept()
     assert blocker.args[0].server_tiers == {}
+
+
+def test_the_server_chip_tooltip_names_the_tier():
+    from isengard_desktop.core.comfy.jobs import ServerState, ServerStatus
+    from isengard_desktop.ui.generate.backend_bar import server_tooltip
+
+    status = ServerStatus("gpu1", "http://127.0.0.1:9001", "This computer · GPU 1 (Card 1)",
+                          "managed", ServerState.READY, tier="draft")
+    assert "Tier: draft" in server_tooltip(status)
+    assert "Tier" not in server_tooltip(ServerStatus("x", "u", "x", "remote",
+                                                     ServerState.READY))
