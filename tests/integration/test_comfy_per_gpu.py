@@ -100,6 +100,8 @@ def test_one_managed_comfyui_per_gpu_each_pinned_to_its_card(qtbot, qloop, comfy
             log = m.paths.logs / "comfyui" / f"gpu{index}.log"
             qtbot.waitUntil(lambda log=log, name=name: log.exists()
                             and f"Device: cuda:0 {name}" in log.read_text(), timeout=WAIT)
+        assert m.service.log_path("gpu1") == str(m.paths.logs / "comfyui" / "gpu1.log")
+        assert m.service.local_log_path == m.service.log_path("gpu0")
         # own ports; every one reads the same models folder (the same YAML content)
         urls = {m.status(f"gpu{i}").url for i in range(3)}
         assert len(urls) == 3

@@ -101,3 +101,33 @@ def test_the_double_sees_gpus_as_torch_does():
     assert [g["name"] for g in visible_gpus(amd, {"HIP_VISIBLE_DEVICES": "1",
                                                   "CUDA_VISIBLE_DEVICES": "0"})] == ["b"]
     assert names({"HIP_VISIBLE_DEVICES": "1"}) == ["a", "b", "c"]
+
+
+def test_free_port_never_hands_the_same_port_twice_in_a_row(monkeypatch):
+    import socket
+
+    from isengard_desktop.services.generation import comfy_launch
+
+    offered = iter([47001, 47001, 47001, 47002])     # the OS offers a port again
+
+    class Sock:
+        def __init__(self, *a):
+            self.port = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return None
+
+        def bind(self, addr):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(comfy_launch, "_HANDED", {})
+    monkeypatch.setattr(comfy_launch.socket, "socket", Sock)
+    assert comfy_launch.free_port() == 47001
+    assert comfy_launch.free_port() == 47002      # not 47001 again: another server has it
+    monkeypatch.setattr(comfy_launch.socket, "socket", socket.socket)

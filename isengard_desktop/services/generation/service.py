@@ -279,7 +279,17 @@ class GenerationService(QObject):
 
     @property
     def local_log_path(self) -> str:
+        """The log of the (first) managed ComfyUI: ``local.log``, or ``gpu<index>.log`` of the
+        first GPU's server on a multi-GPU machine."""
+        for server in self.pool.servers():
+            if server.kind == "managed":
+                return self.log_path(server.key)
         return str(self.pool.managed.log_path)
+
+    def log_path(self, key: str) -> str:
+        """The log file of managed server ``key`` ("" for a remote one)."""
+        sup = self.pool.supervisors.get(key)
+        return str(sup.log_path) if sup is not None else ""
 
     def _model_spec(self, family: str, lora: bool = False) -> Any:
         if self._workflows is None:
