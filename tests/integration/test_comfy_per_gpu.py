@@ -156,3 +156,37 @@ def test_one_gpu_keeps_the_single_managed_server(qtbot, qloop, comfy_folder, mon
         assert status.gpu_name.startswith(f"cuda:0 {CARDS[0][0]}")
     finally:
         m.close()
+
+
+def test_a_cards_comfyui_dying_mid_batch_moves_its_pictures(qtbot, qloop, comfy_folder,
+                                                           monkeypatch):
+    monkeypatch.setenv("FAKE_COMFY_IMAGE_DELAY", "0.6")
+    m = Machine(qtbot, qloop, comfy_folder, monkeypatch, CARDS,
+                tiers={"gpu1": "draft", "gpu2": "draft"})
+    try:
+        m.start(3)
+        pool = m.service.pool
+        notices: list = []
+        done: list = []
+        m.service.job_notice.connect(lambda j, text: notices.append(text))
+        m.service.job_finished.connect(lambda j, items: done.append(items))
+        m.service.job_failed.connect(lambda j, msg: done.append(msg))
+        job = m.service.submit(GenerationRequest("a cat", family="sd15", model=SD15,
+                                                 tier="Draft", batch=4, seed=100))
+        qtbot.waitUntil(lambda: any(k == "gpu1" for _i, k in m.service.job_assignments(job)),
+                        timeout=WAIT)
+        pid = pool.supervisors["gpu1"].pid
+        os.kill(pid, signal.SIGKILL)
+        qtbot.waitUntil(lambda: bool(done), timeout=WAIT)
+        items = done[0]
+        assert not isinstance(items, str), items
+        assert [i.seed for i in items] == [100, 101, 102, 103]
+        gpu2 = m.status("gpu2").url
+        assert all(i.server == gpu2 for i in items)          # the final card was not used
+        moved = [n for n in notices if "goes to another server" in n]
+        assert moved and "GPU 1" in moved[0]
+        # its supervisor brings it back
+        qtbot.waitUntil(lambda: pool.supervisors["gpu1"].state == "ready"
+                        and pool.supervisors["gpu1"].pid != pid, timeout=WAIT)
+    finally:
+        m.close()
