@@ -197,6 +197,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         install_error_hook(window)
     library.start()
     training.start()
+    # one managed ComfyUI per GPU on a multi-GPU machine: they start once the GPUs are known
+    generation.detect_gpus(lambda: read_machine(paths)[0].gpus)
     generation.start()
     return ctx
 
@@ -471,6 +473,9 @@ def _connect_generate(ctx: AppContext) -> None:
 
     lazy.built.connect(built)
     generation.failed.connect(window.show_error)
+    # a server skipped (which file is missing where), overflow, a picture moved to another
+    # server: shown in the status bar while the job runs
+    generation.job_notice.connect(lambda _job, text: window.show_message(text, 12000))
 
     def generate_for_dataset(character_id: int) -> None:
         window.tabs.setCurrentWidget(lazy)

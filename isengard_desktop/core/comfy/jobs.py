@@ -56,6 +56,7 @@ class ServerStatus:
     vram_free: int = 0
     queue_length: int = 0
     message: str = ""            # why it is offline/in error, or what it is doing
+    tier: str = ""               # final | standard | draft (core.comfy.tiers)
 
     @property
     def healthy(self) -> bool:
@@ -91,6 +92,9 @@ class GenerationRequest:
     target: str = "gallery"
     character_id: int | None = None
     parent_image: str = ""
+    # the server tier (final | standard | draft); "" = from ``tier`` (Draft → draft,
+    # Standard → standard, High → final), see core.comfy.tiers.job_tier
+    server_tier: str = ""
 
 
 @dataclass(frozen=True)
