@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.dataset.captions import with_trigger
+from ..core.training.buckets import make_buckets, nearest_bucket
 from .errors import ConfigError
+
+__all__ = ["BatchPlan", "Item", "ensure_trigger", "load_dataset", "load_image",
+           "make_buckets", "nearest_bucket"]
 
 @dataclass
 class Item:
@@ -51,27 +55,6 @@ def load_dataset(job_dir: Path, trigger: str) -> list[Item]:
     except SpecError as exc:
         raise ConfigError(str(exc)) from exc
     return [Item(Path(e.path), ensure_trigger(e.caption, trigger)) for e in entries]
-
-
-def make_buckets(resolution: int, multiple: int, max_ratio: float = 2.0) -> list[tuple[int, int]]:
-    """(width, height) buckets with area ≤ resolution², both sides multiples of ``multiple``,
-    aspect ratio at most ``max_ratio``; always contains (resolution, resolution)."""
-    area = resolution * resolution
-    found = {(resolution, resolution)}
-    w = multiple
-    while w <= resolution * max_ratio:
-        h = (area // w) // multiple * multiple
-        if h >= multiple and max(w / h, h / w) <= max_ratio + 1e-9:
-            found.add((w, h))
-            found.add((h, w))
-        w += multiple
-    return sorted(found)
-
-
-def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket whose aspect ratio is closest to ``width/height`` (ties: larger area)."""
-    target = math.log(width / height)
-    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - target), -b[0] * b[1]))
 
 
 def load_image(item: Item, buckets: list[tuple[int, int]]):
