@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
 from ...core.db.records import ImageRecord
 from ...core.training.presets import MIN_SHORT_SIDE
 from ...core.types import Progress
+from ...services.crops import CropService
 from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
 from ...services.library import LibraryService
@@ -52,9 +53,11 @@ class DatasetTab(QWidget):
     message_posted = Signal(str)
 
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
-                 checks: DatasetChecksService, parent: QWidget | None = None) -> None:
+                 checks: DatasetChecksService, crops: CropService | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._library = library
+        self._crops = crops
         self._checks = checks
         self._findings: list[Finding] = []
         self._checks_cancelled = False
