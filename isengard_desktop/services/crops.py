@@ -127,6 +127,12 @@ class CropService(QObject):
                 return
         self._store({image_id: crop}, f"Could not save the crop of {record.filename}")
 
+    def clear_crops(self, image_ids: Iterable[int]) -> None:
+        """Remove the photos' crops (Reset): the trainer uses the whole photos."""
+        crops: dict[int, ImageCrop | None] = {i: None for i in image_ids if i in self._crops}
+        if crops:
+            self._store(crops, "Could not remove the crops")
+
     def propose(self, image_ids: Iterable[int], family: str) -> bool:
         """Propose a face-centred crop at ``family``'s bucket aspects for each photo that has
         a face box, off the UI thread; a crop set by hand is kept. Emits
