@@ -136,8 +136,9 @@ class CropService(QObject):
     def propose(self, image_ids: Iterable[int], family: str) -> bool:
         """Propose a face-centred crop at ``family``'s bucket aspects for each photo that has
         a face box, off the UI thread; a crop set by hand is kept. Emits
-        ``proposals_finished`` once stored. False (nothing started) while a run is going."""
-        if self.is_proposing:
+        ``proposals_finished`` once stored. False (nothing started) while a run is going or
+        before the stored crops are loaded (a crop set by hand would not be known to keep)."""
+        if self.is_proposing or not self.is_ready:
             return False
         buckets = family_buckets(family)
         records = [r for r in (self._library.image(i) for i in image_ids) if r is not None]

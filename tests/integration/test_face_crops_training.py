@@ -55,6 +55,8 @@ def stored_crops(h: Harness) -> dict[int, ImageCrop]:
 def test_proposals_are_stored_manual_crops_kept_and_faceless_photos_skipped(h, tmp_path):
     ids = import_photos(h, tmp_path, [(600, 800), (800, 600), (640, 640)])
     crops = CropService(h.library)
+    # before the stored crops are loaded nothing is proposed (a hand-set crop is not known)
+    assert not crops.propose(ids, "sdxl") and not crops.is_proposing
     crops.start()
     h.qtbot.waitUntil(lambda: crops.is_ready, timeout=WAIT)
     outcomes: list = []

@@ -303,6 +303,9 @@ class DatasetTab(QWidget):
         ids = [r.id for r in self.grid.grid_model.records()]
         if self._crops.propose(ids, family):
             self.crop_panel.set_busy(len(ids))
+        else:
+            self.crop_panel.summary.setText("The crops are still loading, or a proposal is "
+                                            "running: try again in a moment.")
 
     def _on_crops_proposed(self, outcome: CropProposalOutcome) -> None:
         def name_of(image_id: int) -> str:
