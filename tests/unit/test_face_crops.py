@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from isengard_desktop.core.dataset.crops import (EYE_LINE, MIN_FACE_HEIGHTS, CropRect, FaceBox,
                                                  crop_for_bucket, move_crop, propose_crop,
                                                  resize_crop)
-from isengard_desktop.core.training.buckets import FAMILY_MULTIPLE, family_buckets
+from isengard_desktop.core.training.buckets import FAMILY_MULTIPLE, family_buckets, nearest_bucket
 
 FAMILIES = sorted(FAMILY_MULTIPLE)
 
@@ -185,3 +185,17 @@ def test_crop_buckets_are_the_built_in_trainers_buckets(family):
     assert family_buckets(family) == make_buckets(cls.default_resolution, cls.latent_multiple)
     with pytest.raises(ValueError, match="family: unknown model family 'sd3'"):
         family_buckets("sd3")
+
+
+@settings(max_examples=300, deadline=None)
+@given(photo_and_face())
+def test_the_trainer_puts_a_proposed_crop_in_its_own_bucket(case):
+    """What the tooltips promise: the built-in trainer's bucketing (nearest aspect) sends a
+    proposed crop to the bucket it was made for, so it is scaled, not cut again (crops of a
+    realistic size: at least 256 px tall)."""
+    width, height, face, family = case
+    buckets = family_buckets(family)
+    proposal = propose_crop(width, height, face, buckets)
+    if proposal is None or proposal.rect.height < 256 or proposal.rect.width < 256:
+        return
+    assert nearest_bucket(proposal.rect.width, proposal.rect.height, buckets) == proposal.bucket
