@@ -33,6 +33,7 @@ from ..core.dataset.crops import CropRect, FaceBox, FaceBoxSource, propose_crop
 from ..core.db.crops import CropsRepository, ImageCrop
 from ..core.db.records import ImageRecord
 from ..core.training.buckets import family_buckets
+from ..core.training.presets import min_short_side
 from .database import ChangeSet, WriteResult
 from .library import LibraryService
 from .ops import run_in_executor
@@ -52,13 +53,16 @@ def no_face_data(_image_id: int) -> FaceBox | None:
 
 @dataclass(frozen=True)
 class CropProposalOutcome:
-    """What a "Propose face crops" run did: the photos given a crop, the photos whose crop
-    was set by hand and was kept, and the photos skipped with the reason."""
+    """What a "Propose face crops" run did: the photos given a crop (``small``: those whose
+    crop's short side is under the family's low-resolution limit, so training upscales them),
+    the photos whose crop was set by hand and was kept, and the photos skipped with the
+    reason."""
 
     family: str
     proposed: tuple[int, ...] = ()
     kept_manual: tuple[int, ...] = ()
     skipped: tuple[tuple[int, str], ...] = ()
+    small: tuple[int, ...] = ()
 
 
 class CropService(QObject):
@@ -162,7 +166,11 @@ class CropService(QObject):
                     crops[record.id] = found
                 else:
                     skipped.append((record.id, missing if found is None else found))
-            return crops, CropProposalOutcome(family, tuple(crops), tuple(kept), tuple(skipped))
+            limit = min_short_side(family)
+            small = tuple(i for i, c in crops.items()
+                          if min(c.rect.width, c.rect.height) < limit)
+            return crops, CropProposalOutcome(family, tuple(crops), tuple(kept), tuple(skipped),
+                                              small)
 
         def computed(result: tuple[dict[int, ImageCrop], CropProposalOutcome]) -> None:
             crops, outcome = result
@@ -172,7 +180,8 @@ class CropService(QObject):
                 kept = set(ids)
                 self.proposals_finished.emit(CropProposalOutcome(
                     family, tuple(i for i in outcome.proposed if i in kept),
-                    outcome.kept_manual, outcome.skipped))
+                    outcome.kept_manual, outcome.skipped,
+                    tuple(i for i in outcome.small if i in kept)))
 
             self._store(dict(crops), "Could not save the proposed crops", stored,
                         lambda: setattr(self, "is_proposing", False))

@@ -60,7 +60,8 @@ def test_propose_show_adjust_and_reset_crops(qtbot, make_app, tmp_path):
     qtbot.waitUntil(lambda: panel.skipped_list.count() == 1 and panel.propose_button.isEnabled(),
                     timeout=WAIT)
     assert panel.skipped_list.item(0).text() == f"{third.filename} — no face found"
-    assert panel.summary.text() == "Crops: 2 proposed (SDXL), 1 skipped."
+    assert panel.summary.text() == ("Crops: 2 proposed (SDXL), 2 under 1024 px on the short "
+                                    "side (training upscales them), 1 skipped.")
     proposed = ctx.crops.crop(first.id)
     assert proposed is not None and proposed.bucket == (896, 1152)
     assert stored(qtbot, ctx)[first.id] == proposed

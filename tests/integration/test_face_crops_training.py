@@ -84,6 +84,7 @@ def test_proposals_are_stored_manual_crops_kept_and_faceless_photos_skipped(h, t
     assert outcome.proposed == (ids[0],)
     assert outcome.kept_manual == (ids[1],)
     assert outcome.skipped == ((ids[2], "no face found"),)
+    assert outcome.small == (ids[0],)          # under SDXL's 1024 px: training upscales it
     proposed = crops.crop(ids[0])
     assert proposed is not None and proposed.source == "proposed"
     assert proposed.rect.fits(600, 800) and proposed.bucket[0] < proposed.bucket[1]

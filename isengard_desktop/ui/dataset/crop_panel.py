@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QListW
 
 from ...core.comfy.model_family import label as family_label
 from ...core.training.buckets import family_buckets
+from ...core.training.presets import min_short_side
 from ...core.training.spec import FAMILIES
 from ...services.crops import CropProposalOutcome
 
@@ -101,6 +102,9 @@ class CropPanelWidget(QGroupBox):
     def show_outcome(self, outcome: CropProposalOutcome, name_of: Callable[[int], str]) -> None:
         self.propose_button.setEnabled(True)
         parts = [f"{len(outcome.proposed)} proposed ({family_label(outcome.family)})"]
+        if outcome.small:
+            parts.append(f"{len(outcome.small)} under {min_short_side(outcome.family)} px on "
+                         "the short side (training upscales them)")
         if outcome.kept_manual:
             parts.append(f"{len(outcome.kept_manual)} adjusted by hand kept")
         if outcome.skipped:
