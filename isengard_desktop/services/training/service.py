@@ -63,6 +63,7 @@ from ...core import logging as applog
 from ...core.db.jobs import JobRow, JobsRepository
 from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
+from ...core.dataset.crops import CropRect
 from ...core.training.checkpoint_grid import CheckpointGrid
 from ...core.training.checkpoints import latest_complete
 from ...core.training.dataset_list import DatasetEntry
@@ -122,6 +123,9 @@ class TrainingService(QObject):
         self.max_oom_recoveries = MAX_RECOVERIES   # out of memory: resume lower, this often
         self.bundle_probe_torch = True
         self.is_ready = False
+        # each photo's face crop (image id -> rect or None), put into dataset.json at a job's
+        # first start; app.py connects the crop service's ``rect``
+        self.crop_of: Callable[[int], CropRect | None] = lambda _image_id: None
 
         self._records: dict[str, JobRecord] = {}
         self._queue: list[str] = []
@@ -415,7 +419,7 @@ class TrainingService(QObject):
             paths, spec = record.paths, record.spec
             # the photos the job trains on: the character's rows now (the library's snapshot
             # of the database), saved in the job folder at its first start
-            dataset = [DatasetEntry(str(image.path), image.caption)
+            dataset = [DatasetEntry(str(image.path), image.caption, self.crop_of(image.id))
                        for image in sorted(self.library.images(record.character_id)
                                            if record.character_id is not None else [],
                                            key=lambda i: i.id)]
