@@ -69,10 +69,10 @@ def run_job(qtbot, service, request):
 
 
 def test_one_picture_becomes_a_playable_mp4_reproducible_from_its_record(qtbot, video, tmp_path):
-    double, service = video(preview_method="auto", step_delay=0.005)
+    double, service = video(preview_method="auto", step_delay=0.05)   # 8 steps: 0.4 s
     start = picture(tmp_path / "me.png", RED)
     request = VideoRequest(prompt="alice, turns and smiles", keyframes=(start,), seconds=1.0,
-                           fps=16.0, width=64, height=48, seed=1234, steps=4)
+                           fps=16.0, width=64, height=48, seed=1234, steps=8)
     finished, failed, progress = run_job(qtbot, service, request)
     assert failed == []
     clip = finished[0]
@@ -93,8 +93,8 @@ def test_one_picture_becomes_a_playable_mp4_reproducible_from_its_record(qtbot, 
     assert record.source == "sidecar" and record.graph == graph
     again = VideoRequest.from_json(record.parameters)
     assert again.prompt == request.prompt and again.seed == 1234 and again.keyframes == (start,)
-    # live progress with sampler steps and preview frames reached the service's signal
-    assert any(p.total == 4 for p in progress) and any(p.preview for p in progress)
+    # live progress (coalesced to ~10/s) with sampler steps and preview frames
+    assert any(p.total == 8 for p in progress) and any(p.preview for p in progress)
     assert progress[-1].overall is not None
 
 
@@ -146,3 +146,18 @@ def test_missing_model_and_missing_keyframe_are_named(qtbot, video, tmp_path):
     _, failed, _ = run_job(qtbot, service, VideoRequest(prompt="x",
                                                         keyframes=(str(tmp_path / "gone.png"),)))
     assert "gone.png" in failed[0]
+
+
+def test_cancel_stops_the_run_and_says_so(qtbot, video, tmp_path):
+    double, service = video(step_delay=0.2)
+    started: list = []
+    service.job_progress.connect(lambda p: started.append(p) if p.total else None)
+    failed: list = []
+    service.job_failed.connect(lambda job_id, message: failed.append(message))
+    job_id = service.submit(VideoRequest(prompt="x", keyframes=(picture(tmp_path / "a.png", RED),),
+                                         width=64, height=48, steps=50))
+    qtbot.waitUntil(lambda: bool(started), timeout=WAIT)      # the sampler is stepping
+    service.cancel(job_id)
+    qtbot.waitUntil(lambda: bool(failed), timeout=WAIT)
+    assert failed == ["Video generation cancelled."]
+    assert service.active_jobs() == [] and list(service.clips_dir.glob("*.mp4")) == []

@@ -1,7 +1,9 @@
 """MP4 (H.264) and WebM (VP9) clips through PyAV, and the parameters stored with each clip.
 
 PyAV's wheel bundles FFmpeg; checked here (av 18.1.0, FFmpeg 8.1): ``libx264`` encodes H.264
-(``libopenh264`` is not in the wheel), ``libvpx-vp9`` encodes VP9, ``libsvtav1`` AV1.
+(``libopenh264`` is not in the wheel), ``libvpx-vp9`` encodes VP9, ``libsvtav1`` AV1. Licence
+note for packaging: the wheel's libavcodec says "LGPL version 3 or later" but is configured with
+``--enable-libx264``, and x264 itself is GPL-2.0: review before shipping the frozen app.
 
 What a clip carries, in two places (both written here, read back by :func:`read_clip_record`):
 
