@@ -78,6 +78,8 @@ def test_a_character_picture_becomes_a_playable_clip(qtbot, tab, tmp_path):
     anna = add_character(qtbot, library, "Anna", trigger="ohwxanna")
     widget.refresh_characters()
     widget.character_combo.setCurrentIndex(widget.character_combo.findData(anna.id))
+    paths = library.paths
+    assert widget.keyframes.start_folders == [paths.characters / anna.folder, paths.outputs]
     drop(widget.keyframes.list, [picture(tmp_path / "anna.png", (200, 40, 40))])
     assert widget.keyframes.summary.text() == "1 picture: image to video"
     qtbot.keyClicks(widget.prompt_edit, "turns and smiles")

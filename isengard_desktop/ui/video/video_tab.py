@@ -14,7 +14,6 @@ The app connects the service's signals to the ``on_*`` slots (``app.py: connect_
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl
@@ -239,8 +238,9 @@ class VideoTab(QWidget):
 
     def _on_character_changed(self, *_: object) -> None:
         ch = self._character()
-        folders = [Path(ch.folder)] if ch is not None and ch.folder else []
-        self.keyframes.start_folders = folders + [self._service.paths.outputs]
+        paths = self._service.paths
+        folders = [paths.characters / ch.folder] if ch is not None and ch.folder else []
+        self.keyframes.start_folders = folders + [paths.outputs]   # then the generated gallery
 
     def _on_family_changed(self, *_: object) -> None:
         fam = VIDEO_FAMILIES[self.family_combo.currentData()]
