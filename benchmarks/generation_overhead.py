@@ -15,6 +15,11 @@ and client cost.
       + ``fetch_image()``.
     Jobs one after another, the two sides in alternating blocks; medians of the per-job times.
     200 jobs per side (``--quick`` 40).
+(c) **Per-job client overhead, video** (goal: ≤ 1.25× raw, issue 18). Job: EmptyImage 64×48
+    × 9 frames → CreateVideo (16 fps) → SaveVideo: the double encodes a real H.264 MP4 and
+    answers in ComfyUI's shape (``{"images": [...], "animated": [true]}``); both sides download
+    the clip through ``/view``; the client side picks it by ``ImageRef.is_video``. 50 jobs per
+    side (``--quick`` 20).
 (b) **Fan-out**: 20 jobs submitted at once over 1, 2 and 4 doubles, each node taking a fixed
     ``--node-delay`` (EmptyImage → ImageBlur → SaveImage: 3 nodes, 0.1 s each; ``--quick``
     0.05 s). Each job picks its server with the service's router
@@ -70,6 +75,16 @@ def tiny_graph(n: int) -> dict:
                                                         "filename_prefix": "bench"}}}
 
 
+def video_graph(n: int) -> dict:
+    """9 frames of a flat colour → CreateVideo → SaveVideo (core nodes; a real MP4)."""
+    return {"1": {"class_type": "EmptyImage",
+                  "inputs": {"width": 64, "height": 48, "batch_size": 9, "color": n % 0xFFFFFF}},
+            "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 16.0}},
+            "3": {"class_type": "SaveVideo", "inputs": {"video": ["2", 0],
+                                                        "filename_prefix": "bench/video",
+                                                        "format": "mp4", "codec": "h264"}}}
+
+
 def blur_graph(n: int) -> dict:
     return {"1": {"class_type": "EmptyImage",
                   "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": n % 0xFFFFFF}},
@@ -123,8 +138,11 @@ class RawClient:
         return size
 
 
-async def measure_overhead(url: str, jobs: int, block: int = 10) -> dict[str, list[float]]:
+async def measure_overhead(url: str, jobs: int, block: int = 10, graph_for=tiny_graph,
+                           videos_only: bool = False) -> dict[str, list[float]]:
     from isengard_desktop.core.comfy.client import ComfyClient
+
+    tiny_graph = graph_for   # noqa: N806 - the job's graph (pictures or a video)
 
     times: dict[str, list[float]] = {"raw": [], "client": []}
     n = 0
@@ -145,7 +163,8 @@ async def measure_overhead(url: str, jobs: int, block: int = 10) -> dict[str, li
                     else:
                         result = await client.run(tiny_graph(n), on_event=events.append)
                         for ref in result.images:
-                            await client.fetch_image(ref)
+                            if ref.is_video or not videos_only:
+                                await client.fetch_image(ref)
                     times[side].append(time.perf_counter() - t0)
                 events.clear()
             order.reverse()
@@ -351,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-delay", type=float, default=None, help="seconds per node in (b)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions of (b)")
     parser.add_argument("--only-batch", action="store_true", help="only (c) and (d)")
+    parser.add_argument("--video-jobs", type=int, default=None, help="jobs per side in (c)")
     args = parser.parse_args(argv)
     prepare_env()
     jobs = args.jobs or (40 if args.quick else 200)
     node_delay = args.node_delay if args.node_delay is not None else (0.05 if args.quick else 0.1)
     reps = args.reps or (1 if args.quick else 3)
+    video_jobs = args.video_jobs or (20 if args.quick else 50)
 
     from tests.helpers.comfy_double import ComfyDouble
 
@@ -368,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_figures, batch_goals = measure_batches(node_delay, reps)
         with ComfyDouble() as double:
             times = asyncio.run(measure_overhead(double.url, jobs))
+            vtimes = asyncio.run(measure_overhead(double.url, video_jobs, block=5,
+                                                  graph_for=video_graph, videos_only=True))
         raw_ms, client_ms = median(times["raw"]), median(times["client"])
         overhead = ratio(client_ms, raw_ms)
         print_table("(a) per-job time, tiny workflow (median)", [
@@ -375,6 +398,14 @@ def main(argv: list[str] | None = None) -> int:
             ("ComfyClient.run + fetch_image", fmt_ms(client_ms)),
             ("ratio client / raw", f"{overhead:.2f}x (goal <= {GOAL_OVERHEAD})"),
             ("jobs per side", str(len(times["client"]))),
+        ])
+        vraw_ms, vclient_ms = median(vtimes["raw"]), median(vtimes["client"])
+        voverhead = ratio(vclient_ms, vraw_ms)
+        print_table("(c) per-job time, 9-frame MP4 video job (median)", [
+            ("raw httpx + websockets", fmt_ms(vraw_ms)),
+            ("ComfyClient.run + fetch of the clip", fmt_ms(vclient_ms)),
+            ("ratio client / raw", f"{voverhead:.2f}x (goal <= {GOAL_OVERHEAD})"),
+            ("jobs per side", str(len(vtimes["client"]))),
         ])
 
         walls: dict[int, float] = {}
@@ -396,11 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "raw_job_ms": raw_ms * 1000, "client_job_ms": client_ms * 1000,
         "client_over_raw": overhead, "fanout_node_delay_s": node_delay,
+        "video_raw_job_ms": vraw_ms * 1000, "video_client_job_ms": vclient_ms * 1000,
+        "video_client_over_raw": voverhead,
         "fanout_wall_s": {str(c): walls[c] for c in walls},
         "fanout_throughput_vs_1": {str(c): speed[c] for c in speed},
         **batch_figures,
     }
     goals = {"client_overhead": overhead <= GOAL_OVERHEAD,
+             "video_client_overhead": voverhead <= GOAL_OVERHEAD,
              **{f"scale_{c}_servers": speed[c] >= GOAL_SCALE[c] for c in GOAL_SCALE},
              **batch_goals}
     emit_json("generation_overhead", figures, goals)

@@ -30,6 +30,7 @@ from .services.resource_monitor import ResourceMonitor
 from .services.ops import init_main_thread_bridge
 from .services.prompt_refine import PromptRefineService
 from .services.generation.comfy_install import ComfyInstallService
+from .services.video import VideoService
 from .services.runtime import RuntimeService
 from .services.settings_service import SettingsService
 from .services.thumbnails import ThumbnailService
@@ -79,6 +80,7 @@ class AppContext:
     resources: ResourceMonitor | None = None   # GPU/CPU/RAM/disk at 1 Hz (Training tab, jobs)
     prompt_refine: PromptRefineService | None = None
     crops: CropService | None = None   # face-centred crops (Dataset tab, training lists)
+    video: VideoService | None = None        # Video tab jobs and clips (issue 18)
     _closed: bool = False
 
     @property
@@ -117,6 +119,8 @@ class AppContext:
         if self.comfy_install is not None:
             self.comfy_install.shutdown()    # its uv child / check server stopped
         self.training.shutdown()      # trainers save and exit; final states go through the DB
+        if self.video is not None:
+            await self.video.aclose()    # video prompts stop before their clients close
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
         if self.prompt_refine is not None:
@@ -179,6 +183,9 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
 
     # local prompt refinement: no network until the Generate tab is shown
     prompt_refine = PromptRefineService(lambda: settings.settings)
+    # video jobs run on the generation service's first healthy ComfyUI server
+    video = VideoService(paths, lambda: next((s.client for s in generation.pool.healthy()
+                                              if s.client is not None), None))
 
     def make_generate_tab() -> QWidget:
         from .ui.generate import GenerateTab
@@ -190,7 +197,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         "Dataset": dataset,
         "Training": training_tab,
         "Generate": LazyTabWidget(make_generate_tab),
-        "Video": VideoTab(),
+        "Video": LazyTabWidget(lambda: VideoTab(video, library)),
     }
     window = MainWindow(tabs)
     background.task_started.connect(window.progress.track)   # ops shown with_progress
@@ -198,7 +205,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
-                     resources=resources, prompt_refine=prompt_refine, crops=crops)
+                     resources=resources, prompt_refine=prompt_refine, crops=crops,
+                     video=video)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -249,6 +257,7 @@ def _connect_signals(ctx: AppContext) -> None:
 
     lazy_training.built.connect(training_tab_built)
     _connect_generate(ctx)
+    _connect_video(ctx)
     ctx.settings.failed.connect(window.show_error)
     ctx.training.apply_settings(ctx.settings.settings)   # external trainers' installs
     ctx.settings.settings_changed.connect(ctx.training.apply_settings)
@@ -460,6 +469,31 @@ def _create_first_character(ctx: AppContext) -> None:
     characters: CharactersTab = ctx.tabs["Characters"]  # type: ignore[assignment]
     ctx.window.tabs.setCurrentWidget(characters)
     characters.open_create_dialog()
+
+
+def connect_video(service: VideoService, tab: VideoTab) -> None:
+    """The video service's signals -> the Video tab's slots."""
+    service.job_started.connect(tab.on_job_started)
+    service.job_progress.connect(tab.on_job_progress)
+    service.job_finished.connect(tab.on_job_finished)
+    service.job_failed.connect(tab.on_job_failed)
+    service.clips_changed.connect(tab.on_clips_changed)
+    service.failed.connect(tab.on_service_failed)
+
+
+def _connect_video(ctx: AppContext) -> None:
+    """The Video tab (built on first open) <-> the video service; new characters reach its list."""
+    video = ctx.video
+    lazy = ctx.tabs.get("Video")
+    if video is None or not isinstance(lazy, LazyTabWidget):
+        return
+
+    def built(tab: QWidget) -> None:
+        assert isinstance(tab, VideoTab)
+        connect_video(video, tab)
+        ctx.library.data_changed.connect(lambda _change: tab.refresh_characters())
+
+    lazy.built.connect(built)
 
 
 def _connect_generate(ctx: AppContext) -> None:

@@ -412,3 +412,11 @@ def generic_outputs(ctx: NodeContext) -> NodeResult:
             found = Val(typ, folder_value) if folder_value else blank(typ)
         outs.append(found)
     return NodeResult(outs)
+
+
+# video nodes (SaveVideo, CreateVideo, Wan / LTX-Video latents): see comfy_double_video.py
+from tests.helpers.comfy_double_video import VIDEO_NODE_FUNCTIONS, video_aware_decode  # noqa: E402
+
+NODE_FUNCTIONS.update(VIDEO_NODE_FUNCTIONS)
+NODE_FUNCTIONS["VAEDecode"] = lambda ctx: video_aware_decode(ctx, _vae_decode)
+NODE_FUNCTIONS["VAEDecodeTiled"] = lambda ctx: video_aware_decode(ctx, _vae_decode)

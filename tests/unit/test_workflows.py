@@ -27,14 +27,18 @@ YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # Model files a fully equipped test server lists, per loader input (the recorded server had none).
 FAKE_MODELS = {
-    "checkpoints": ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors", "sdxl/juggernaut.safetensors"],
+    "checkpoints": ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors", "sdxl/juggernaut.safetensors",
+                    "ltx-video-2b-v0.9.5.safetensors"],
     "loras": ["character.safetensors", "alice_v2.safetensors"],
-    "unet": ["flux1-dev.safetensors", "flux1-schnell.safetensors", "Chroma1-HD.safetensors"],
-    "clip": ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors"],
-    "vae": ["ae.safetensors", "pixel_space"],
+    "unet": ["flux1-dev.safetensors", "flux1-schnell.safetensors", "Chroma1-HD.safetensors",
+             "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors", "wan2.1_flf2v_720p_14B_fp8_e4m3fn.safetensors",
+             "wan2.1_t2v_1.3B_fp16.safetensors"],
+    "clip": ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+             "t5xxl_fp16.safetensors"],
+    "vae": ["ae.safetensors", "pixel_space", "wan_2.1_vae.safetensors"],
     "upscale_models": ["4x-UltraSharp.pth"],
     "controlnet": ["control.safetensors"],
-    "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"],
+    "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "clip_vision_h.safetensors"],
     "ipadapter": ["ip-adapter-plus-face_sdxl_vit-h.safetensors"],
     "ultralytics": ["bbox/face_yolov8m.pt", "segm/person_yolov8m-seg.pt"],
     "sams": ["sam_vit_b_01ec64.pth"],
@@ -630,7 +634,7 @@ def test_model_choices(object_info):
     assert model_choices(server, "loras") == FAKE_MODELS["loras"]
     assert model_choices(server, "checkpoints") == FAKE_MODELS["checkpoints"]
     assert model_choices(server, "diffusion_models") == FAKE_MODELS["unet"]
-    assert model_choices(server, "vae") == ["ae.safetensors"]
+    assert model_choices(server, "vae") == ["ae.safetensors", "wan_2.1_vae.safetensors"]
     assert model_choices(server, "upscale_models") == ["4x-UltraSharp.pth"]
     assert model_choices(server, "ultralytics_bbox") == ["bbox/face_yolov8m.pt"]
     assert model_choices(server, "no_such_folder") == []

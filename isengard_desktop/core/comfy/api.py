@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from .errors import ComfyConnectionError, ComfyHTTPError
-from .types import Device, ImageRef, QueueState, SystemStats
+from .types import Device, ImageRef, QueueState, SystemStats, output_animated
 
 
 def normalize_url(url: str) -> str:
@@ -64,7 +64,8 @@ def images_from_history(entry: Mapping[str, Any]) -> tuple[ImageRef, ...]:
     for node_id in sorted((str(k) for k in outputs), key=_node_sort_key):
         out = outputs.get(node_id) or {}
         if isinstance(out, Mapping):
-            images.extend(ImageRef.from_json(i) for i in out.get("images") or ()
+            animated = output_animated(out)
+            images.extend(ImageRef.from_json(i, animated) for i in out.get("images") or ()
                           if isinstance(i, Mapping))
     return tuple(images)
 

@@ -26,6 +26,7 @@ from typing import Any
 from .errors import ComfyExecutionError, ComfyInterrupted, node_label
 from .types import (
     ImageRef,
+    output_animated,
     NodeExecuted,
     NodeProgress,
     NodesCached,
@@ -198,7 +199,8 @@ class RunTracker:
         elif kind == "executed":
             node = str(data.get("node") or data.get("display_node") or "")
             output = data.get("output") or {}
-            images = tuple(ImageRef.from_json(i) for i in (output.get("images") or ())
+            animated = output_animated(output) if isinstance(output, Mapping) else False
+            images = tuple(ImageRef.from_json(i, animated) for i in (output.get("images") or ())
                            if isinstance(i, Mapping))
             self.executed[node] = images
             self._ensure_started(events)

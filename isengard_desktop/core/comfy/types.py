@@ -11,19 +11,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".gif", ".webp")
+
+
 @dataclass(frozen=True)
 class ImageRef:
-    """An output file on a ComfyUI server (what /history and ``executed`` name)."""
+    """An output file on a ComfyUI server (what /history and ``executed`` name).
+
+    Core ComfyUI returns videos under the same ``images`` key as pictures: ``SaveVideo`` and
+    ``SaveWEBM`` answer ``{"images": [...], "animated": [true]}`` (``comfy_api/latest/_ui.py``
+    ``PreviewVideo.as_dict``), ``SaveAnimatedWEBP``/``PNG`` ``"animated": [frames != 1]``.
+    ``animated`` carries that flag of the output the file came from."""
 
     filename: str
     subfolder: str = ""
     type: str = "output"   # output | temp | input
+    animated: bool = False
 
     @classmethod
-    def from_json(cls, item: Mapping[str, Any]) -> ImageRef:
+    def from_json(cls, item: Mapping[str, Any], animated: bool = False) -> ImageRef:
         return cls(filename=str(item.get("filename", "")),
                    subfolder=str(item.get("subfolder", "") or ""),
-                   type=str(item.get("type", "output") or "output"))
+                   type=str(item.get("type", "output") or "output"),
+                   animated=animated)
+
+    @property
+    def is_video(self) -> bool:
+        """An animated output (a clip, not a still)."""
+        return self.animated and self.filename.lower().endswith(VIDEO_SUFFIXES)
+
+
+def output_animated(output: Mapping[str, Any]) -> bool:
+    """The ``animated`` flag of one node's ui output (``[true]`` / ``[false]`` / absent)."""
+    flag = output.get("animated")
+    if isinstance(flag, (list, tuple)):
+        return bool(flag) and bool(flag[0])
+    return bool(flag)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ import yaml
 MANIFEST_VERSION = 1
 MAX_SEED = 2**64 - 1  # KSampler.seed max in ComfyUI 0.3.64's /object_info
 
-FAMILIES = ("sd15", "sdxl", "flux-schnell", "flux-dev", "chroma", "any")
-KINDS = ("txt2img", "img2img", "upscale")
+FAMILIES = ("sd15", "sdxl", "flux-schnell", "flux-dev", "chroma", "any", "wan21", "ltxv")
+# img2vid: one start image; flf2vid: first + last keyframe; txt2vid: no image (video models)
+KINDS = ("txt2img", "img2img", "upscale", "img2vid", "flf2vid", "txt2vid")
+VIDEO_KINDS = ("img2vid", "flf2vid", "txt2vid")
 PARAM_TYPES = ("text", "int", "float", "seed", "model", "image", "choice")
 FEATURES = ("ipadapter", "controlnet", "facedetailer", "upscale")
 ENV_FOLDER = "ISENGARD_WORKFLOWS"
@@ -78,8 +80,8 @@ class FeatureSpec:
 class WorkflowSpec:
     name: str
     title: str
-    family: str  # sd15 | sdxl | flux-dev | flux-schnell | chroma | any
-    kind: str  # txt2img | img2img | upscale
+    family: str  # sd15 | sdxl | flux-dev | flux-schnell | chroma | any | wan21 | ltxv
+    kind: str  # txt2img | img2img | upscale | img2vid | flf2vid | txt2vid
     lora: bool
     params: Mapping[str, ParamSpec]
     nodes: tuple[str, ...]  # node classes it needs

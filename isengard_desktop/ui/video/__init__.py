@@ -1,4 +1,4 @@
-"""The Video tab (planned: image-to-video and keyframe video through ComfyUI).
+"""The Video tab: keyframes → clip through ComfyUI, clip gallery with playback.
 Exports :class:`VideoTab`."""
 
 from .video_tab import VideoTab

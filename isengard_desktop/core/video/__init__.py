@@ -1,0 +1,2 @@
+"""Video clips, Qt-free: keyframe sequences (:mod:`.keyframes`), encoding/decoding MP4 and WebM
+with PyAV plus the clip's stored parameters (:mod:`.container`), video job specs (:mod:`.specs`)."""
