@@ -21,6 +21,7 @@ from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
 from .services.dataset_checks import DatasetChecksService
+from .services.face_analysis import FaceAnalysisService
 from .services.downloads import DownloadService
 from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
@@ -77,6 +78,7 @@ class AppContext:
     comfy_install: ComfyInstallService | None = None
     resources: ResourceMonitor | None = None   # GPU/CPU/RAM/disk at 1 Hz (Training tab, jobs)
     prompt_refine: PromptRefineService | None = None
+    faces: FaceAnalysisService | None = None   # face checks + identity scores (analysis child)
     _closed: bool = False
 
     @property
@@ -124,6 +126,8 @@ class AppContext:
         self.thumbnails.shutdown()
         shutdown_background_work()   # widgets' queued ops dropped; running ones end
         self.checks.shutdown()
+        if self.faces is not None:
+            self.faces.shutdown()        # an analysis child is stopped (its cache is kept)
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
@@ -157,7 +161,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     generation.set_upload_tokens(lambda url: holder[0].secrets.server_token(url))
     characters = CharactersTab(library, thumbnails)
     checks = DatasetChecksService()
-    dataset = DatasetTab(library, thumbnails, checks)
+    faces = FaceAnalysisService(paths)
+    dataset = DatasetTab(library, thumbnails, checks, faces=faces)
 
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
@@ -190,7 +195,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
-                     resources=resources, prompt_refine=prompt_refine)
+                     resources=resources, prompt_refine=prompt_refine, faces=faces)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:

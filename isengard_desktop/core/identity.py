@@ -24,7 +24,7 @@ import numpy as np
 from .faces.records import Face, PhotoFaces
 
 __all__ = ["SAME_PERSON_DISTANCE", "IdentityCentre", "IdentityScore", "centre_of_photos",
-           "distances", "identity_centre", "main_face", "rank_by_identity", "score_faces",
+           "distances", "identity_centre", "identity_scores", "main_face", "rank_by_identity", "score_faces",
            "scores_by_sha", "similarity"]
 
 SAME_PERSON_DISTANCE = 0.6
@@ -83,7 +83,8 @@ def identity_centre(vectors: Sequence[Sequence[float]]) -> IdentityCentre | None
     m = _matrix(vectors)
     if len(m) == 1:
         return IdentityCentre(tuple(float(v) for v in m[0]), 1, 1)
-    pair = np.linalg.norm(m[:, None, :] - m[None, :, :], axis=2)
+    sq = np.einsum("ij,ij->i", m, m)   # pairwise distances via the Gram matrix (n² memory)
+    pair = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (m @ m.T), 0.0))
     np.fill_diagonal(pair, np.nan)
     medoid = int(np.nanargmin(np.nanmedian(pair, axis=1)))
     near = np.flatnonzero(np.nan_to_num(pair[medoid], nan=0.0) < SAME_PERSON_DISTANCE)
@@ -128,6 +129,17 @@ def score_faces(photos: Sequence[PhotoFaces], centre: IdentityCentre) -> list[Id
 def rank_by_identity(scores: Sequence[IdentityScore]) -> list[IdentityScore]:
     """Scores with a face, most alike first (the bottom ones are the likely strangers)."""
     return sorted((s for s in scores if s.face_index is not None), key=lambda s: s.distance)
+
+
+def identity_scores(dataset: Sequence[PhotoFaces],
+                    candidates: Sequence[PhotoFaces]) -> list[IdentityScore]:
+    """The identity score API: each candidate's main face against the robust centre of a
+    character's ``dataset`` photos (in the candidates' order). With no face in the dataset
+    every score is NaN with ``face_index`` None (nothing to compare with)."""
+    centre = centre_of_photos(dataset)
+    if centre is None:
+        return [IdentityScore(p.sha256, None, float("nan"), float("nan")) for p in candidates]
+    return score_faces(candidates, centre)
 
 
 def scores_by_sha(scores: Sequence[IdentityScore]) -> Mapping[str, IdentityScore]:

@@ -11,10 +11,12 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from ...core.db.records import ImageRecord
-from ...core.training.presets import MIN_SHORT_SIDE
+from ...core.faces.rules import MIN_FACE_FRACTION
+from ...core.training.presets import LARGE_MODEL_SHORT_SIDE, MIN_SHORT_SIDE, NATIVE_SHORT_SIDE
 from ...core.types import Progress
 from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
+from ...services.face_analysis import FaceAnalysisService, FaceChecksOutcome
 from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
@@ -32,7 +34,16 @@ CHECK_TITLES = {
     "blurry": "Very blurry",
     "extreme_aspect": "Extreme aspect ratio",
     "unreadable": "Cannot be read",
+    "face_analysis_failed": "Face analysis failed",
+    "no_face": "No face found",
+    "several_faces": "Several faces",
+    "identity_outlier": "May be a different person",
+    "face_too_small": "Face too small for the training resolution",
+    "face_cut": "Face cut by the frame",
 }
+# (label, training short side) for the face-size rule
+FACE_FAMILIES = (("SDXL / Flux / Chroma (1024 px)", LARGE_MODEL_SHORT_SIDE),
+                 ("SD 1.5 (512 px)", NATIVE_SHORT_SIDE["sd15"]))
 
 
 def matches(record: ImageRecord, character_name: str, needle: str) -> bool:
@@ -52,12 +63,17 @@ class DatasetTab(QWidget):
     message_posted = Signal(str)
 
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
-                 checks: DatasetChecksService, parent: QWidget | None = None) -> None:
+                 checks: DatasetChecksService, parent: QWidget | None = None,
+                 faces: FaceAnalysisService | None = None) -> None:
         super().__init__(parent)
         self._library = library
         self._checks = checks
+        self._faces = faces
         self._findings: list[Finding] = []
         self._checks_cancelled = False
+        self._pending: set[str] = set()        # "basic" / "faces" while a run is going
+        self._run_findings: dict[str, list[Finding]] = {}
+        self._face_note = ""
 
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search file name, character or caption")
@@ -118,6 +134,35 @@ class DatasetTab(QWidget):
         self.checks_cancel_button.setToolTip("Stop the checks; the photos checked so far are "
                                              "listed.")
         self.checks_cancel_button.setVisible(False)
+        self.faces_box = QCheckBox("Check faces")
+        self.faces_box.setToolTip(
+            "Also analyse the faces (in the trainer runtime, cached per photo): no face, "
+            "several faces, a face too small for the training resolution or cut by the frame, "
+            "and photos that may show a different person.")
+        self.faces_box.setChecked(faces is not None)
+        self.faces_box.setEnabled(faces is not None)
+        self.face_family = QComboBox()
+        for label, side in FACE_FAMILIES:
+            self.face_family.addItem(label, side)
+        self.face_family.setToolTip(
+            "The model family's training resolution, for the face-size rule: a face box "
+            f"shorter than 1/{round(1 / MIN_FACE_FRACTION)} of it (64 px at 512, 128 px at "
+            "1024) once the photo is scaled to it is too small to teach the face.")
+        faces_row = QHBoxLayout()
+        faces_row.addWidget(self.faces_box)
+        faces_row.addWidget(self.face_family, 1)
+        self.faces_progress = QProgressBar()
+        self.faces_progress.setVisible(False)
+        self.score_box = QGroupBox("Dataset score")
+        self.score_label = QLabel("Run the checks with faces to score each character's "
+                                  "dataset.")
+        self.score_label.setWordWrap(True)
+        self.score_label.setToolTip(
+            "Photos usable (a face of the right person, big enough, not cut), faces found, "
+            "variety of pose, light and framing, and what to add. The score (0–100) is a "
+            "rough guide: usable share × variety.")
+        score_layout = QVBoxLayout(self.score_box)
+        score_layout.addWidget(self.score_label)
         self.checks_summary = QLabel("Checks have not run yet.")
         self.checks_summary.setProperty("subtle", True)
         self.checks_summary.setWordWrap(True)
@@ -129,11 +174,14 @@ class DatasetTab(QWidget):
         cp = QVBoxLayout(checks_panel)
         cp.setContentsMargins(8, 0, 0, 0)
         cp.addWidget(self.checks_button)
+        cp.addLayout(faces_row)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.checks_progress, 1)
         progress_row.addWidget(self.checks_cancel_button)
         cp.addLayout(progress_row)
+        cp.addWidget(self.faces_progress)
         cp.addWidget(self.checks_summary)
+        cp.addWidget(self.score_box)
         cp.addWidget(self.checks_tree, 2)
         cp.addWidget(self.caption_editor, 1)
 
@@ -165,9 +213,12 @@ class DatasetTab(QWidget):
         self.caption_editor.caption_saved.connect(self._library.set_caption)
         self.checks_button.clicked.connect(self._run_checks)
         self.checks_tree.itemClicked.connect(self._on_finding_clicked)
-        self.checks_cancel_button.clicked.connect(checks.cancel)
+        self.checks_cancel_button.clicked.connect(self._cancel_checks)
         checks.progressed.connect(self._on_checks_progress)
         checks.finished.connect(self._on_checks_finished)
+        if faces is not None:
+            faces.progressed.connect(self._on_faces_progress)
+            faces.finished.connect(self._on_faces_finished)
         self._on_selection([])
 
     # -- data --------------------------------------------------------------------------------
@@ -279,7 +330,51 @@ class DatasetTab(QWidget):
         self.checks_progress.setRange(0, 0)
         self.checks_cancel_button.setVisible(True)
         self.checks_summary.setText(f"Checking {len(records)} photos…")
+        self._pending = {"basic"}
+        self._checks_cancelled = False
+        self._run_findings = {}
+        self._face_note = ""
+        if self._faces is not None and self.faces_box.isChecked():
+            self._pending.add("faces")
+            self.faces_progress.setVisible(True)
+            self.faces_progress.setRange(0, 0)
+            self.faces_progress.setFormat("Analysing faces…")
+            self._faces.run(records, int(self.face_family.currentData()))
         self._checks.run(records)
+
+    def _cancel_checks(self) -> None:
+        self._checks.cancel()
+        if self._faces is not None:
+            self._faces.cancel()
+
+    def _on_faces_progress(self, progress: Progress) -> None:
+        if progress.total:
+            self.faces_progress.setRange(0, progress.total)
+            self.faces_progress.setValue(progress.done)
+            self.faces_progress.setFormat(f"Faces %v / %m  {progress.detail}".rstrip())
+
+    def _on_faces_finished(self, outcome: FaceChecksOutcome) -> None:
+        if "faces" not in self._pending:
+            return
+        self.faces_progress.setVisible(False)
+        analysis = outcome.analysis
+        self._face_note = analysis.problem or (
+            f"Faces: {analysis.analysed} analysed, {analysis.cached} from the cache.")
+        self._show_scores(outcome)
+        self._part_done("faces", list(outcome.report.findings), analysis.cancelled)
+
+    def _show_scores(self, outcome: FaceChecksOutcome) -> None:
+        lines = []
+        for cid, ds in outcome.report.datasets.items():
+            ch = self._library.character(cid)
+            name = ch.name if ch else f"character {cid}"
+            lines.append(f"<b>{name}: {ds.score}/100</b> — {ds.usable} of {ds.photos} photos "
+                         f"usable, faces found in {ds.with_face}.")
+            if ds.variety_text():
+                lines.append(f"Variety: {ds.variety_text()}.")
+            lines += [f"• {a}" for a in ds.advice]
+        self.score_label.setText("<br>".join(lines) if lines else
+                                 "No photos were analysed.")
 
     def _on_checks_progress(self, progress: Progress) -> None:
         if progress.total:
@@ -288,10 +383,21 @@ class DatasetTab(QWidget):
             self.checks_progress.setFormat(f"%v / %m  {progress.detail}".rstrip())
 
     def _on_checks_finished(self, outcome: ChecksOutcome) -> None:
-        self.checks_button.setEnabled(True)
         self.checks_progress.setVisible(False)
+        self._part_done("basic", list(outcome.findings), outcome.cancelled)
+
+    def _part_done(self, part: str, findings: list[Finding], cancelled: bool) -> None:
+        """One of the run's parts ended; the panel shows all findings once both have."""
+        self._pending.discard(part)
+        self._run_findings[part] = findings
+        self._checks_cancelled = self._checks_cancelled or cancelled
+        if self._pending:
+            return
+        self.checks_button.setEnabled(True)
         self.checks_cancel_button.setVisible(False)
-        self._show_findings(list(outcome.findings), cancelled=outcome.cancelled)
+        cancelled, self._checks_cancelled = self._checks_cancelled, False
+        merged = [f for p in ("basic", "faces") for f in self._run_findings.get(p, [])]
+        self._show_findings(merged, cancelled=cancelled)
 
     def _show_findings(self, findings: list[Finding], *, cancelled: bool) -> None:
         self._findings = findings
@@ -318,7 +424,8 @@ class DatasetTab(QWidget):
             + ("No problems found." if not findings else
                f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
                f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. "
-               "Click one to select it."))
+               "Click one to select it.")
+            + (f" {self._face_note}" if self._face_note else ""))
 
     def findings(self) -> list[Finding]:
         return list(self._findings)
