@@ -74,6 +74,7 @@ class DatasetTab(QWidget):
         self._pending: set[str] = set()        # "basic" / "faces" while a run is going
         self._run_findings: dict[str, list[Finding]] = {}
         self._face_note = ""
+        self._run_cancelled = False
 
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search file name, character or caption")
@@ -331,7 +332,7 @@ class DatasetTab(QWidget):
         self.checks_cancel_button.setVisible(True)
         self.checks_summary.setText(f"Checking {len(records)} photos…")
         self._pending = {"basic"}
-        self._checks_cancelled = False
+        self._run_cancelled = False
         self._run_findings = {}
         self._face_note = ""
         if self._faces is not None and self.faces_box.isChecked():
@@ -387,15 +388,17 @@ class DatasetTab(QWidget):
         self._part_done("basic", list(outcome.findings), outcome.cancelled)
 
     def _part_done(self, part: str, findings: list[Finding], cancelled: bool) -> None:
-        """One of the run's parts ended; the panel shows all findings once both have."""
+        """One of the run's parts ended: the panel shows the findings so far (the faces
+        take longer; the basic ones are listed while they run)."""
+        if part not in self._pending:
+            return
         self._pending.discard(part)
         self._run_findings[part] = findings
-        self._checks_cancelled = self._checks_cancelled or cancelled
-        if self._pending:
-            return
-        self.checks_button.setEnabled(True)
-        self.checks_cancel_button.setVisible(False)
-        cancelled, self._checks_cancelled = self._checks_cancelled, False
+        cancelled = cancelled or self._run_cancelled
+        self._run_cancelled = cancelled
+        if not self._pending:
+            self.checks_button.setEnabled(True)
+            self.checks_cancel_button.setVisible(False)
         merged = [f for p in ("basic", "faces") for f in self._run_findings.get(p, [])]
         self._show_findings(merged, cancelled=cancelled)
 
@@ -425,7 +428,8 @@ class DatasetTab(QWidget):
                f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
                f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. "
                "Click one to select it.")
-            + (f" {self._face_note}" if self._face_note else ""))
+            + (" Analysing faces…" if "faces" in self._pending else
+               f" {self._face_note}" if self._face_note else ""))
 
     def findings(self) -> list[Finding]:
         return list(self._findings)
