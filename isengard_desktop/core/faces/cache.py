@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_bytes
 from .records import ANALYSIS_VERSION, PhotoFaces, RecordError
 
 __all__ = ["FaceCache"]
@@ -44,4 +44,7 @@ class FaceCache:
     def put(self, result: PhotoFaces) -> None:
         path = self.path_for(result.sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(result.to_json(), separators=(",", ":")))
+        # atomic (never a torn file) but not fsynced: a cache entry lost in a power cut is
+        # analysed again; fsync cost ~12 ms a photo here (2 % of the analysis)
+        atomic_write_bytes(path, json.dumps(result.to_json(), separators=(",", ":")).encode(),
+                           sync_file=False, sync_dir=False)
