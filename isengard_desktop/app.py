@@ -215,6 +215,9 @@ def _connect_signals(ctx: AppContext) -> None:
     library.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
     dataset.message_posted.connect(window.show_message)
+    if ctx.faces is not None:   # the face checks' dataset scores, also on each character's page
+        ctx.faces.finished.connect(
+            lambda outcome: characters.set_dataset_scores(outcome.report.datasets))
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 
     resources = ctx.resources

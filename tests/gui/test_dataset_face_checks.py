@@ -1,6 +1,7 @@
 """The Dataset tab's face checks, end to end in the real app: photos imported into a
 character, "Run checks" with "Check faces" on, the real analysis child with dlib's models;
-the panel lists the face findings by file name and the Dataset score box sums them up."""
+the panel lists the face findings by file name and the Dataset score card sums them up (on
+the tab and on the character's page)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,13 @@ def test_checks_panel_names_face_problems_and_scores_the_dataset(qtbot, make_app
     assert [n for n, m in lines("Several faces") if m.startswith("2 faces")] == ["group"]
     assert [n for n, _ in lines("No face found")] == ["shapes"]
     assert "Faces: 9 analysed" in tab.checks_summary.text()
-    card = tab.score_label.text()
-    assert "Eileen" in card and "of 9 photos usable" in card
+    card = tab.score_box.text()
+    assert "Eileen" in card and "of 9 photos usable" in card and "faces found in 8" in card
+    # the same card on the character's page
+    ctx.window.tabs.setCurrentWidget(ctx.tabs["Characters"])
+    ctx.tabs["Characters"].open_character(ch.id)
+    assert ctx.tabs["Characters"].detail.score_card.text() == \
+        tab.score_box.text().split("<br><br>")[0]
     # clicking a face finding selects that photo
     group = next(tree.topLevelItem(i) for i in range(tree.topLevelItemCount())
                  if tree.topLevelItem(i).text(0).startswith("May be a different person"))

@@ -21,6 +21,7 @@ from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget
+from ..widgets.dataset_score import DatasetScoreWidget
 from ..widgets.image_grid import ImageGridWidget
 
 if TYPE_CHECKING:
@@ -154,16 +155,7 @@ class DatasetTab(QWidget):
         faces_row.addWidget(self.face_family, 1)
         self.faces_progress = QProgressBar()
         self.faces_progress.setVisible(False)
-        self.score_box = QGroupBox("Dataset score")
-        self.score_label = QLabel("Run the checks with faces to score each character's "
-                                  "dataset.")
-        self.score_label.setWordWrap(True)
-        self.score_label.setToolTip(
-            "Photos usable (a face of the right person, big enough, not cut), faces found, "
-            "variety of pose, light and framing, and what to add. The score (0–100) is a "
-            "rough guide: usable share × variety.")
-        score_layout = QVBoxLayout(self.score_box)
-        score_layout.addWidget(self.score_label)
+        self.score_box = DatasetScoreWidget()
         self.checks_summary = QLabel("Checks have not run yet.")
         self.checks_summary.setProperty("subtle", True)
         self.checks_summary.setWordWrap(True)
@@ -365,17 +357,11 @@ class DatasetTab(QWidget):
         self._part_done("faces", list(outcome.report.findings), analysis.cancelled)
 
     def _show_scores(self, outcome: FaceChecksOutcome) -> None:
-        lines = []
+        items = []
         for cid, ds in outcome.report.datasets.items():
             ch = self._library.character(cid)
-            name = ch.name if ch else f"character {cid}"
-            lines.append(f"<b>{name}: {ds.score}/100</b> — {ds.usable} of {ds.photos} photos "
-                         f"usable, faces found in {ds.with_face}.")
-            if ds.variety_text():
-                lines.append(f"Variety: {ds.variety_text()}.")
-            lines += [f"• {a}" for a in ds.advice]
-        self.score_label.setText("<br>".join(lines) if lines else
-                                 "No photos were analysed.")
+            items.append((ch.name if ch else f"character {cid}", ds))
+        self.score_box.show_scores(items)
 
     def _on_checks_progress(self, progress: Progress) -> None:
         if progress.total:
