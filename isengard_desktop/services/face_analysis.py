@@ -92,7 +92,10 @@ class FaceRun(QObject):
     def __init__(self, paths: AppPaths, photos: Sequence[tuple[Path, str]],
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._photos = list(photos)
+        unique: dict[str, Path] = {}
+        for path, sha in photos:          # the same content twice is analysed once
+            unique.setdefault(sha, path)
+        self._photos = [(p, s) for s, p in unique.items()]
         self._results: dict[str, PhotoFaces] = {}
         self._errors: dict[str, str] = {}
         self._counts = {"analysed": 0, "cached": 0}

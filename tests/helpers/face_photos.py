@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from skimage import data
 
 ASTRONAUT_FACE = (179, 83, 266, 170)   # dlib's box on data.astronaut() (checked here)
@@ -46,6 +46,27 @@ def same_person_variants() -> list[tuple[str, Image.Image]]:
         ("astro_rot_left.png", a.rotate(8, resample=Image.Resampling.BICUBIC)),
         ("astro_rot_right.png", a.rotate(-8, resample=Image.Resampling.BICUBIC)),
         ("astro_contrast.jpg", ImageEnhance.Contrast(a.crop((80, 0, 400, 380))).enhance(1.4)),
+    ]
+
+
+def more_same_person_variants() -> list[tuple[str, Image.Image]]:
+    """Ten more (for a 25-photo set): other crops, scales, light and slight turns."""
+    a = astronaut()
+    flip = ImageOps.mirror(a)
+    return [
+        ("astro_wide_crop.png", a.crop((0, 0, 480, 400))),
+        ("astro_small.png", a.resize((400, 400), Image.Resampling.LANCZOS)),
+        ("astro_warm.jpg", Image.merge("RGB", [c.point(lambda v, k=k: min(255, int(v * k)))
+                                                for c, k in zip(a.split(), (1.15, 1.0, 0.85),
+                                                                strict=True)])),
+        ("astro_gray.png", a.convert("L").convert("RGB")),
+        ("astro_flip_crop.png", flip.crop((120, 20, 440, 340))),
+        ("astro_flip_dark.png", ImageEnhance.Brightness(flip).enhance(0.7)),
+        ("astro_rot_small.png", a.rotate(4, resample=Image.Resampling.BICUBIC)),
+        ("astro_soft.png", a.filter(ImageFilter.GaussianBlur(1.2))),
+        ("astro_tall.png", a.crop((100, 0, 360, 512))),
+        ("astro_big_crop.jpg", a.crop((130, 40, 320, 230)).resize((570, 570),
+                                                                    Image.Resampling.LANCZOS)),
     ]
 
 
@@ -93,11 +114,13 @@ def save(folder: Path, items: list[tuple[str, Image.Image]]) -> list[Path]:
     return out
 
 
-def done_when_set(folder: Path) -> dict[str, list[Path]]:
-    """The issue's "Done when" in miniature: ten photos of the astronaut, one stranger,
-    three tiny faces and one group photo (keys: same, stranger, tiny, group)."""
+def done_when_set(folder: Path, full: bool = False) -> dict[str, list[Path]]:
+    """The issue's "Done when": ten photos of the astronaut (twenty with ``full``: 25 photos
+    in all, as the issue says), one stranger, three tiny faces and one group photo (keys:
+    same, stranger, tiny, group)."""
+    same = same_person_variants() + (more_same_person_variants() if full else [])
     return {
-        "same": save(folder, same_person_variants()),
+        "same": save(folder, same),
         "stranger": save(folder, [("stranger.png", stranger())]),
         "tiny": save(folder, [(f"tiny_{i}.png", tiny_face(i)) for i in range(3)]),
         "group": save(folder, [("group.png", group_photo())]),

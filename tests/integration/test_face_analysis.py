@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from isengard_desktop.core.db.records import ImageRecord
+from isengard_desktop.core.faces.cache import FaceCache
 from isengard_desktop.core.faces.records import EMBEDDING_SIZE, PhotoFaces
 from isengard_desktop.core.identity import rank_by_identity
 from isengard_desktop.core.paths import resolve_paths
@@ -74,11 +75,14 @@ def test_child_finds_the_astronaut_face_with_landmarks_and_embedding(tmp_path):
     assert events[-1] == {"v": 1, "event": "done", "analysed": 3, "cached": 0, "failed": 1}
 
 
-def test_done_when_in_miniature_names_each_problem_and_ranks_the_stranger_last(
+def test_done_when_25_photos_name_each_problem_and_rank_the_stranger_last(
         qtbot, service, tmp_path):
-    sets = fp.done_when_set(tmp_path / "set")
+    """The issue's "Done when": 25 photos, one stranger, three tiny faces and one group
+    photo get those five named and the stranger ranked last (plus a no-face picture)."""
+    sets = fp.done_when_set(tmp_path / "set", full=True)
     shapes = fp.save(tmp_path / "set", [("shapes.png", fp.no_face(7))])
     everything = [p for key in ("same", "stranger", "tiny", "group") for p in sets[key]]
+    assert len(everything) == 25
     records = _records(everything + shapes)
     name = {r.id: r.path.name for r in records}
     outcome = _run(qtbot, service, records)
@@ -104,7 +108,7 @@ def test_done_when_in_miniature_names_each_problem_and_ranks_the_stranger_last(
     assert "on the left" in message
     card = outcome.report.datasets[1]
     assert card.photos == len(records) and card.with_face == len(records) - 1
-    assert card.usable == len(sets["same"]) + 1     # the ten and the group photo
+    assert card.usable == len(sets["same"]) + 1     # the twenty and the group photo
     assert any("frontal" in a for a in card.advice)
 
 
@@ -122,7 +126,11 @@ def test_second_run_analyses_nothing_and_one_new_photo_analyses_one(qtbot, servi
 
 
 def test_cancel_ends_the_child_and_keeps_what_it_finished(qtbot, service, tmp_path):
-    photos = fp.save(tmp_path / "many", [(f"big_{i}.png", fp.tiny_face(i)) for i in range(12)])
+    photos = []
+    for i in range(10):                   # ten distinct files (one pixel each differs)
+        im = fp.astronaut()
+        im.putpixel((i, 0), (i, 0, 0))
+        photos += fp.save(tmp_path / "many", [(f"a{i}.png", im)])
     records = _records(photos)
     with qtbot.waitSignal(service.progressed, timeout=60_000):
         service.run(records, 1024)
@@ -132,9 +140,9 @@ def test_cancel_ends_the_child_and_keeps_what_it_finished(qtbot, service, tmp_pa
     assert outcome.analysis.cancelled and outcome.analysis.problem == ""
     finished = outcome.analysis.analysed
     assert 1 <= finished < len(records)
-    again = _run(qtbot, service, records)
-    assert again.analysis.cached >= finished
-    assert again.analysis.analysed + again.analysis.cached == len(records)
+    assert len(outcome.report.scores) == finished       # findings for what was measured
+    cache = FaceCache(resolve_paths().cache)
+    assert sum(cache.get(r.sha256) is not None for r in records) >= finished
 
 
 def test_identity_score_api_scores_the_stranger_below_the_character(qtbot, service, tmp_path):
@@ -152,3 +160,33 @@ def test_identity_score_api_scores_the_stranger_below_the_character(qtbot, servi
     assert same.same_person and not other.same_person
     assert same.similarity > other.similarity
     assert empty.face_index is None
+
+
+def test_without_a_trainer_runtime_the_run_says_what_to_install(qtbot, service, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("ISENGARD_USE_RUNTIME", "1")   # as a frozen app: no checkout torch
+    records = _records(fp.save(tmp_path / "x", [("a.png", fp.astronaut())]))
+    outcome = _run(qtbot, service, records)
+    assert "trainer runtime" in outcome.analysis.problem
+    assert "Set-up assistant" in outcome.analysis.problem
+    assert outcome.report.findings == ()
+
+
+def test_missing_model_files_are_named(tmp_path):
+    photo = fp.save(tmp_path, [("a.png", fp.astronaut())])[0]
+    line = json.dumps({"path": str(photo), "sha256": "0" * 64}) + "\n"
+    (tmp_path / "models").mkdir()
+    result = subprocess.run([sys.executable, "-m", "isengard_desktop.analysis_runtime", "faces",
+                             "--cache", str(tmp_path / "cache"), "--models",
+                             str(tmp_path / "models")], input=line, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    event = json.loads(result.stdout.splitlines()[-1])
+    assert event["event"] == "error" and event["kind"] == "model_missing"
+    assert "shape_predictor_5_face_landmarks.dat" in event["message"]
+    assert str(tmp_path / "models") in event["message"]
+    bad = subprocess.run([sys.executable, "-m", "isengard_desktop.analysis_runtime", "faces",
+                          "--cache", str(tmp_path / "cache")], input="{\"path\": 1}\n",
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "stdin line 1" in json.loads(bad.stdout.splitlines()[-1])["message"]
