@@ -282,8 +282,11 @@ class FaceAnalysisService(QObject):
             self._run.cancel()
 
     def shutdown(self) -> None:
-        for run in [*([self._run] if self._run else []), *self._others]:
-            run.stop_and_wait()
-        self._run = None
+        """App quit: stop every analysis child (blocking briefly); nothing is emitted after."""
+        runs = [*([self._run] if self._run else []), *self._others]
+        self._run = None                 # their ends are superseded: no findings, no signals
         self._others.clear()
+        for run in runs:
+            run.finished.disconnect()
+            run.stop_and_wait()
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -190,3 +190,35 @@ def test_missing_model_files_are_named(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "stdin line 1" in json.loads(bad.stdout.splitlines()[-1])["message"]
+
+
+def test_shutdown_mid_run_ends_the_child_and_emits_nothing(qtbot, tmp_path):
+    import psutil
+
+    service = FaceAnalysisService(resolve_paths().ensure())
+    photos = []
+    for i in range(8):
+        im = fp.astronaut()
+        im.putpixel((i, 1), (0, i, 0))
+        photos += fp.save(tmp_path / "q", [(f"q{i}.png", im)])
+    ended: list[object] = []
+    service.finished.connect(ended.append)
+    with qtbot.waitSignal(service.progressed, timeout=60_000):
+        service.run(_records(photos), 1024)
+
+    def analysis_children() -> list[psutil.Process]:
+        found = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE and \
+                        "isengard_desktop.analysis_runtime" in " ".join(p.cmdline()):
+                    found.append(p)
+            except psutil.Error:      # gone (or a zombie) while we looked
+                continue
+        return found
+
+    assert analysis_children()
+    service.shutdown()
+    assert not analysis_children() and not service.is_running
+    qtbot.wait(300)
+    assert ended == []
