@@ -1,7 +1,7 @@
 """The analysis child process.
 
     python -m isengard_desktop.analysis_runtime faces --cache <folder> [--models <folder>]
-        [--list <photos.jsonl>]
+        [--list <photos.jsonl>] [--detector auto|hog|cnn]
 
 Reads the photos to analyse as JSON lines ``{"path": "...", "sha256": "..."}`` from
 ``--list`` or stdin (until EOF), answers each one from the cache (``core/faces/cache.py``)
@@ -11,7 +11,7 @@ as soon as it is known (so a cancelled run keeps what it did).
 stdout carries only protocol events, one JSON object per line, version 1 (extend, never
 break); everything else goes to stderr:
 
-    {"v":1,"event":"start","total":n,"cached":k,"to_analyse":m}
+    {"v":1,"event":"start","total":n,"cached":k,"to_analyse":m,"detector":"hog|cnn"}
     {"v":1,"event":"photo","done":i,"total":n,"path":"...","cached":false,"result":{...}}
     {"v":1,"event":"photo_error","done":i,"total":n,"path":"...","sha256":"...","message":"..."}
     {"v":1,"event":"done","analysed":m,"cached":k,"failed":f}
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "face_recognition_models package)")
     faces.add_argument("--list", type=Path, default=None,
                        help="a JSON-lines file of photos (default: read stdin)")
+    faces.add_argument("--detector", default="auto", choices=("auto", "hog", "cnn"),
+                       help="face detector: hog (fast on a CPU), cnn (better on turned faces; "
+                            "slow without CUDA), auto (cnn only on a CUDA build of dlib)")
     return parser
 
 
@@ -98,7 +101,8 @@ def faces_command(args: argparse.Namespace, channel: Channel) -> int:
     except (OSError, ValueError) as exc:
         channel.emit("error", kind="config", message=str(exc))
         return 2
-    cache = FaceCache(args.cache)
+    detector = "hog" if args.detector == "hog" else _detector(args.detector)
+    cache = FaceCache(args.cache, detector)
     total = len(photos)
     todo: list[tuple[Path, str]] = []
     done = 0
@@ -109,7 +113,8 @@ def faces_command(args: argparse.Namespace, channel: Channel) -> int:
             todo.append((path, sha))
         else:
             hits.append((path, found))
-    channel.emit("start", total=total, cached=len(hits), to_analyse=len(todo))
+    channel.emit("start", total=total, cached=len(hits), to_analyse=len(todo),
+                 detector=detector)
     for path, found in hits:
         done += 1
         channel.emit("photo", done=done, total=total, path=str(path), cached=True,
@@ -120,7 +125,7 @@ def faces_command(args: argparse.Namespace, channel: Channel) -> int:
 
         try:
             started = time.monotonic()
-            models = FaceModels.load(args.models)
+            models = FaceModels.load(args.models, detector)
             print(f"[analysis] face models loaded in {time.monotonic() - started:.2f} s",
                   file=sys.stderr, flush=True)
         except ModelsMissing as exc:
@@ -143,6 +148,12 @@ def faces_command(args: argparse.Namespace, channel: Channel) -> int:
                          result=result.to_json())
     channel.emit("done", analysed=len(todo) - failed, cached=len(hits), failed=failed)
     return 0
+
+
+def _detector(choice: str) -> str:
+    from .faces import resolve_detector    # imports dlib (only when a choice needs it)
+
+    return resolve_detector(choice)
 
 
 def _is_sha(sha: str) -> bool:

@@ -6,6 +6,12 @@ predictor ``shape_predictor_5_face_landmarks.dat`` and the ResNet identity model
 ``dlib_face_recognition_resnet_model_v1.dat`` (128-D descriptors). The 68-point predictor in
 the same package is never used (its training data, iBUG 300-W, excludes commercial use).
 
+Detectors: ``hog`` (default; ~0.1–0.4 s a photo on one CPU core) or ``cnn``, dlib's MMOD
+CNN ``mmod_human_face_detector.dat`` from the same package (better on turned and small faces,
+but ~4 s for a 512 px photo on a CPU here, so it is chosen by ``auto`` only when dlib was built
+with CUDA, ``dlib.DLIB_USE_CUDA``; the PyPI ``dlib-bin`` wheel is not). Results of the two
+are cached apart (``core/faces/cache.py``).
+
 Per photo: decode upright RGB, downscale to :data:`ANALYSIS_LONG_SIDE` on the long side,
 detect (upsampled once when nothing is found at first, so faces down to ~40 px are found), then
 per face landmarks, embedding and the measures of ``core/faces/measures.py``; coordinates are
@@ -26,12 +32,24 @@ from ..core.dataset.decode import load_pixels, open_image, upright_rgb
 from ..core.faces.measures import SHARPNESS_SIDE, brightness, laplacian_variance, yaw_degrees
 from ..core.faces.records import Face, PhotoFaces
 
-__all__ = ["ANALYSIS_LONG_SIDE", "LANDMARKS_FILE", "RECOGNITION_FILE", "FaceModels",
-           "ModelsMissing", "analyse_file", "default_models_folder", "load_rgb"]
+__all__ = ["ANALYSIS_LONG_SIDE", "CNN_DETECTOR_FILE", "DETECTORS", "LANDMARKS_FILE",
+           "RECOGNITION_FILE", "FaceModels", "ModelsMissing", "analyse_file",
+           "default_models_folder", "load_rgb", "resolve_detector"]
 
 ANALYSIS_LONG_SIDE = 1024
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
+DETECTORS = ("auto", "hog", "cnn")
+
+
+def resolve_detector(choice: str) -> str:
+    """``hog`` or ``cnn`` for a ``--detector`` choice (``auto``: cnn only on a CUDA dlib)."""
+    if choice not in DETECTORS:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {choice!r}")
+    if choice == "auto":
+        return "cnn" if getattr(dlib, "DLIB_USE_CUDA", False) else "hog"
+    return choice
 
 
 class ModelsMissing(RuntimeError):
@@ -51,34 +69,51 @@ def default_models_folder() -> Path | None:
 class FaceModels:
     """The three dlib models, loaded once per child."""
 
-    detector: dlib.fhog_object_detector
+    detector: dlib.fhog_object_detector | None
     landmarks: dlib.shape_predictor
     recognition: dlib.face_recognition_model_v1
+    cnn: dlib.cnn_face_detection_model_v1 | None = None
 
     @classmethod
-    def load(cls, folder: Path | None = None) -> FaceModels:
+    def load(cls, folder: Path | None = None, detector: str = "hog") -> FaceModels:
+        """Load the models from ``folder`` (default: the installed package) with the ``hog``
+        or ``cnn`` detector; :class:`ModelsMissing` names a missing file and its folder."""
         folder = folder or default_models_folder()
         if folder is None:
             raise ModelsMissing("the face models are not installed (package "
                                 "face_recognition_models): repair the trainer runtime from "
                                 "Help → Set-up assistant → Trainer runtime")
-        missing = [n for n in (LANDMARKS_FILE, RECOGNITION_FILE) if not (folder / n).is_file()]
+        needed = (LANDMARKS_FILE, RECOGNITION_FILE) + ((CNN_DETECTOR_FILE,)
+                                                       if detector == "cnn" else ())
+        missing = [n for n in needed if not (folder / n).is_file()]
         if missing:
             raise ModelsMissing(f"face model file(s) missing in {folder}: {', '.join(missing)}"
                                 " — repair the trainer runtime (Help → Set-up assistant)")
-        return cls(dlib.get_frontal_face_detector(),
+        cnn = (dlib.cnn_face_detection_model_v1(str(folder / CNN_DETECTOR_FILE))
+               if detector == "cnn" else None)
+        return cls(dlib.get_frontal_face_detector() if cnn is None else None,
                    dlib.shape_predictor(str(folder / LANDMARKS_FILE)),
-                   dlib.face_recognition_model_v1(str(folder / RECOGNITION_FILE)))
+                   dlib.face_recognition_model_v1(str(folder / RECOGNITION_FILE)), cnn)
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """Face boxes and detector scores; upsampled once when nothing is found at first."""
+        for upsample in (0, 1):
+            if self.cnn is not None:
+                found = [(d.rect, float(d.confidence)) for d in self.cnn(rgb, upsample)]
+            else:
+                assert self.detector is not None
+                rects, scores, _ = self.detector.run(rgb, upsample, 0.0)
+                found = list(zip(rects, (float(s) for s in scores), strict=True))
+            if found:
+                return found
+        return []
 
     def faces(self, rgb: np.ndarray, scale: float, full_size: tuple[int, int]) -> list[Face]:
         """Faces of an RGB ``uint8`` array that is the photo downscaled by ``scale``
         (coordinates returned at full size ``full_size`` = (width, height))."""
-        rects, scores, _ = self.detector.run(rgb, 0, 0.0)
-        if not rects:
-            rects, scores, _ = self.detector.run(rgb, 1, 0.0)
         gray = np.asarray(Image.fromarray(rgb).convert("L"))
         out = []
-        for rect, score in zip(rects, scores, strict=True):
+        for rect, score in self.detect(rgb):
             shape = self.landmarks(rgb, rect)
             emb = self.recognition.compute_face_descriptor(rgb, shape)
             marks = [(p.x / scale, p.y / scale) for p in shape.parts()]

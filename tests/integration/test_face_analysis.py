@@ -58,7 +58,8 @@ def test_child_finds_the_astronaut_face_with_landmarks_and_embedding(tmp_path):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert all(e["v"] == 1 for e in events)
-    assert events[0] == {"v": 1, "event": "start", "total": 4, "cached": 0, "to_analyse": 4}
+    assert events[0] == {"v": 1, "event": "start", "total": 4, "cached": 0, "to_analyse": 4,
+                         "detector": "hog"}    # auto: the PyPI dlib has no CUDA
     by_name = {Path(e["path"]).name: e for e in events if e["event"] in ("photo", "photo_error")}
     astro = PhotoFaces.from_json(by_name["astro.png"]["result"])
     assert len(astro.faces) >= 1
@@ -222,3 +223,30 @@ def test_shutdown_mid_run_ends_the_child_and_emits_nothing(qtbot, tmp_path):
     assert not analysis_children() and not service.is_running
     qtbot.wait(300)
     assert ended == []
+
+
+def test_cnn_detector_finds_the_astronaut_and_caches_apart(tmp_path):
+    """The optional CNN detector (mmod_human_face_detector.dat; ~4 s a photo on a CPU)."""
+    photo = fp.save(tmp_path, [("a.png", fp.astronaut())])[0]
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    line = json.dumps({"path": str(photo), "sha256": sha}) + "\n"
+
+    def run(detector: str) -> list[dict]:
+        result = subprocess.run([sys.executable, "-m", "isengard_desktop.analysis_runtime",
+                                 "faces", "--cache", str(tmp_path / "cache"), "--detector",
+                                 detector], input=line, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(x) for x in result.stdout.splitlines()]
+
+    hog = PhotoFaces.from_json(run("hog")[1]["result"])
+    cnn_events = run("cnn")
+    assert cnn_events[0]["detector"] == "cnn" and cnn_events[0]["cached"] == 0
+    cnn = PhotoFaces.from_json(cnn_events[1]["result"])
+    assert len(cnn.faces) == 1
+    a, b = hog.faces[0].box, cnn.faces[0].box
+    overlap = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * \
+        max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    assert overlap > 0.5 * (a[2] - a[0]) * (a[3] - a[1])       # the same face
+    assert FaceCache(tmp_path / "cache", "cnn").get(sha) is not None
+    assert FaceCache(tmp_path / "cache", "hog").get(sha) is not None

@@ -68,7 +68,9 @@ def test_cache_round_trips_and_ignores_broken_or_other_version_files(tmp_path):
     assert again is not None and again.faces[0].box == photo.faces[0].box
     assert len(again.faces[0].embedding) == 128
     path = cache.path_for(sha)
-    assert path.parent.parent.name == f"v{ANALYSIS_VERSION}"
+    assert (path.parent.parent.parent.name, path.parent.parent.name) == \
+        (f"v{ANALYSIS_VERSION}", "hog")
+    assert FaceCache(tmp_path, "cnn").get(sha) is None       # detectors are cached apart
     data = json.loads(path.read_text())
     data["version"] = ANALYSIS_VERSION + 1
     path.write_text(json.dumps(data))

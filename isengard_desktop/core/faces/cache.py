@@ -2,7 +2,8 @@
 analysed once however many characters or folders hold it, and adding photos analyses only
 the new ones. Written by the analysis child (atomically); read by it before analysing.
 
-Layout: ``<cache>/faces/v<ANALYSIS_VERSION>/<sha[:2]>/<sha>.json``. A file that cannot be
+Layout: ``<cache>/faces/v<ANALYSIS_VERSION>/<detector>/<sha[:2]>/<sha>.json`` (the HOG
+and CNN detectors find different boxes, so their results are kept apart). A file that cannot be
 read or is of another version counts as absent (the photo is analysed again).
 """
 
@@ -23,8 +24,10 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 class FaceCache:
     """Face results by content hash under ``root`` (the app's cache folder)."""
 
-    def __init__(self, root: Path) -> None:
-        self.folder = Path(root) / "faces" / f"v{ANALYSIS_VERSION}"
+    def __init__(self, root: Path, detector: str = "hog") -> None:
+        if detector not in ("hog", "cnn"):
+            raise ValueError(f"unknown face detector {detector!r}")
+        self.folder = Path(root) / "faces" / f"v{ANALYSIS_VERSION}" / detector
 
     def path_for(self, sha256: str) -> Path:
         if not _SHA.match(sha256):
