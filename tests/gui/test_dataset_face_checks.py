@@ -63,3 +63,25 @@ def test_checks_panel_names_face_problems_and_scores_the_dataset(qtbot, make_app
     qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
                      pos=tree.visualItemRect(child).center())
     assert ctx.library.image(tab.grid.selected_ids()[0]).filename.startswith("stranger")
+
+
+def test_without_the_trainer_runtime_the_panel_says_what_to_install(qtbot, make_app, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("ISENGARD_USE_RUNTIME", "1")    # as the frozen app: no checkout torch
+    ctx = make_app()
+    fp.save(tmp_path / "p", [("astro.png", fp.astronaut())])
+    ctx.library.create_character("Solo", "soloc")
+    qtbot.waitUntil(lambda: bool(ctx.library.characters()), timeout=10_000)
+    ch = ctx.library.characters()[0]
+    ctx.library.import_photos(ch.id, [tmp_path / "p"])
+    qtbot.waitUntil(lambda: len(ctx.library.images(ch.id)) == 1, timeout=30_000)
+    tab = ctx.tabs["Dataset"]
+    ctx.window.tabs.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: tab.grid.grid_model.rowCount() == 1)
+    with qtbot.waitSignal(ctx.faces.finished, timeout=30_000):
+        qtbot.mouseClick(tab.checks_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tab.checks_button.isEnabled(), timeout=30_000)
+    summary = tab.checks_summary.text()
+    assert "Face analysis runs in the trainer runtime" in summary
+    assert "Set-up assistant" in summary
+    assert not [f for f in tab.findings() if f.kind in ("no_face", "several_faces")]
