@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from ..core.dataset.decode import load_pixels, open_image, upright_rgb
-from ..core.faces.measures import SHARPNESS_SIDE, brightness, laplacian_variance, yaw_degrees
+from ..core.faces.measures import (SHARPNESS_SIDE, brightness, laplacian_variance, light_side,
+                                   torso_colour, yaw_degrees)
 from ..core.faces.records import Face, PhotoFaces
 
 __all__ = ["ANALYSIS_LONG_SIDE", "CNN_DETECTOR_FILE", "DETECTORS", "LANDMARKS_FILE",
@@ -125,7 +126,10 @@ class FaceModels:
                 box=box, landmarks=tuple(marks), score=float(score),
                 rel_size=min(box[2] - box[0], box[3] - box[1]) / short if short else 0.0,
                 sharpness=laplacian_variance(_square(crop)), yaw=yaw_degrees(marks),
-                brightness=brightness(crop), embedding=tuple(float(v) for v in emb)))
+                brightness=brightness(crop), embedding=tuple(float(v) for v in emb),
+                light_side=light_side(crop),
+                torso_rgb=torso_colour(rgb, (rect.left(), rect.top(), rect.right(),
+                                             rect.bottom()))))
         return out
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from isengard_desktop.core.faces.cache import FaceCache
 from isengard_desktop.core.faces.checks import (FaceCheckImage, face_findings, min_face_px)
-from isengard_desktop.core.faces.measures import laplacian_variance, yaw_degrees
+from isengard_desktop.core.faces.measures import (laplacian_variance, light_side,
+                                                  torso_colour, yaw_degrees)
 from isengard_desktop.core.faces.records import ANALYSIS_VERSION, Face, PhotoFaces, RecordError
 from isengard_desktop.core.identity import (SAME_PERSON_DISTANCE, identity_centre,
                                             identity_scores, main_face, rank_by_identity)
@@ -26,7 +27,7 @@ def _emb(base: np.ndarray, spread: float = 0.012) -> tuple[float, ...]:
 
 
 def _face(box=(100, 100, 300, 300), emb=None, yaw_shift=0.0, brightness=128.0,
-          score=1.0, size=(800, 800)) -> Face:
+          score=1.0, size=(800, 800), side=0.0, torso=(40.0, 60.0, 200.0)) -> Face:
     left, top, right, bottom = box
     w = right - left
     cy = top + (bottom - top) * 0.4
@@ -35,7 +36,8 @@ def _face(box=(100, 100, 300, 300), emb=None, yaw_shift=0.0, brightness=128.0,
     return Face(box=tuple(map(float, box)), landmarks=marks, score=score,  # type: ignore[arg-type]
                 rel_size=min(w, bottom - top) / min(size), sharpness=100.0,
                 yaw=yaw_degrees(marks), brightness=brightness,
-                embedding=emb if emb is not None else _emb(PERSON))
+                embedding=emb if emb is not None else _emb(PERSON), light_side=side,
+                torso_rgb=torso)
 
 
 def _photo(sha: str, *faces: Face, size=(800, 800)) -> PhotoFaces:
@@ -140,6 +142,18 @@ def test_cut_faces_unanalysed_photos_and_low_scores():
                                                  if f.image_id == 5)
 
 
+def test_light_side_and_torso_colour_measures():
+    even = np.full((40, 40), 120.0)
+    lit = even.copy()
+    lit[:, 20:] = 200.0
+    assert light_side(even) == 0 and light_side(lit) > 0.4 and light_side(lit[:, ::-1]) < -0.4
+    rgb = np.zeros((400, 300, 3), dtype=np.uint8)
+    rgb[200:, :] = (200, 30, 30)                       # a red top under the face
+    colour = torso_colour(rgb, (100, 100, 200, 200))
+    assert colour is not None and colour[0] > 150 > colour[1]
+    assert torso_colour(rgb, (100, 300, 200, 400)) is None       # chin at the bottom edge
+
+
 def test_variety_summary_counts_and_says_what_to_add():
     images, results = [], {}
     for i in range(6):
@@ -147,17 +161,26 @@ def test_variety_summary_counts_and_says_what_to_add():
         images.append(FaceCheckImage(i, f"{i}.png", 3, sha))
         results[sha] = _photo(sha, _face(brightness=128))
     card = face_findings(images, results, {}, 1024).datasets[3]
-    assert card.pose["frontal"] == 6 and card.light["medium"] == 6
+    assert card.pose["frontal"] == 6 and card.light == {"medium even": 6}
+    assert card.outfit == {"colour 1": 6}
     assert card.usable == 6 and card.with_face == 6 and card.varied == 0
     assert any("6 of 6 faces are frontal" in a and "three-quarter" in a for a in card.advice)
+    assert any("6 of 6 faces are lit medium even" in a for a in card.advice)
+    assert any("6 of 6 photos show clothes of one colour" in a for a in card.advice)
     assert any("add 9 more usable photos" in a for a in card.advice)
     assert "pose: 6 frontal" in card.variety_text()
-    # turned heads and mixed light: pose and light no longer flagged
-    for i, (shift, light) in enumerate([(45, 40), (-45, 220), (60, 40), (0, 220), (-60, 128),
-                                        (50, 200)]):
+    # turned heads, mixed light and other clothes: those axes are no longer flagged
+    looks = [(45, 40, 0.0, (200, 20, 20)), (-45, 220, 0.4, (20, 200, 20)),
+             (60, 40, -0.4, (230, 230, 230)), (0, 220, 0.0, (10, 10, 10)),
+             (-60, 128, 0.5, (200, 20, 20)), (50, 200, 0.0, (20, 200, 20))]
+    for i, (shift, light, side, torso) in enumerate(looks):
         sha = f"{i + 10:064x}"
         images.append(FaceCheckImage(i + 10, f"{i + 10}.png", 3, sha))
-        results[sha] = _photo(sha, _face(yaw_shift=shift, brightness=light))
+        results[sha] = _photo(sha, _face(yaw_shift=shift, brightness=light, side=side,
+                                         torso=tuple(map(float, torso))))
     card = face_findings(images, results, {}, 1024).datasets[3]
-    assert not any("frontal" in a or "light" in a for a in card.advice)
-    assert card.varied == 2 and card.score > 0
+    assert not any(w in a for a in card.advice
+                   for w in ("frontal", "faces are lit", "clothes of one"))
+    assert any("12 of 12 faces are medium shots" in a for a in card.advice)
+    assert card.varied == 3 and card.score > 0
+    assert sum(card.outfit.values()) == 12 and len(card.outfit) == 5

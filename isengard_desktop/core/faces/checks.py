@@ -24,11 +24,19 @@ can change without analysing again): dlib's HOG scored the real faces of our tes
 to 1.6 and its false positives on the astronaut's suit (``skimage.data.astronaut()``) 0.05
 to 0.12.
 
-Variety (a summary per character, never a per-photo finding): head turn (frontal |yaw| < 15°,
-three-quarter < 40°, more), face light (mean luminance < 85 dark, > 170 bright, else medium)
-and framing (face box ≥ 35 % of the short side close-up, < 15 % wide, else medium). One bucket
-holding :data:`VARIETY_DOMINANT` or more of at least :data:`VARIETY_MIN_FACES` faces is "too
-little variety" and says what to add. The outfit is not judged (no model for it here).
+Variety (a summary per character, never a per-photo finding), four axes:
+
+* pose: frontal |yaw| < 15°, three-quarter < 40°, else side;
+* light: the face's level (mean luminance < 85 dark, > 170 bright, else medium) and direction
+  ("side-lit" when one half of the face is 25 % brighter than the other, else "even");
+* framing: face box ≥ 35 % of the short side close-up, < 15 % wide, else medium;
+* outfit: the mean colour under the chin (``torso_rgb``), grouped greedily: a colour within
+  :data:`OUTFIT_DISTANCE` (RGB) of a group's first colour joins it. A rough hint, not a
+  clothing model: a background of the clothes' colour, or one outfit in different light, can
+  fool it; close-ups (no clothes in frame) are not counted.
+
+One bucket holding :data:`VARIETY_DOMINANT` or more of at least :data:`VARIETY_MIN_FACES` faces
+is "too little variety" and says what to add.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ VARIETY_MIN_FACES = 5
 FRONTAL_YAW = 15.0
 THREE_QUARTER_YAW = 40.0
 DARK, BRIGHT = 85.0, 170.0
+SIDE_LIT = 0.25
+OUTFIT_DISTANCE = 60.0
 CLOSE_UP, WIDE = 0.35, 0.15
 
 
@@ -74,9 +84,10 @@ class FaceCheckImage:
 class DatasetScore:
     """One character's dataset at a glance (the "Dataset score" card).
 
-    ``score`` (0–100) = 100 × usable/photos × (0.7 + 0.1 × varied), ``varied`` being how
-    many of the three variety axes (pose, light, framing) are not dominated by one bucket: a
-    rough guide, not a prediction of the LoRA's quality. ``advice`` says what to add."""
+    ``score`` (0–100) = 100 × usable/photos × (0.6 + 0.1 × varied), ``varied`` being how
+    many of the four variety axes (pose, light, framing, outfit) are not dominated by one
+    bucket: a rough guide, not a prediction of the LoRA's quality. ``advice`` says what to
+    add."""
 
     character_id: int
     photos: int
@@ -85,6 +96,7 @@ class DatasetScore:
     pose: Mapping[str, int]
     light: Mapping[str, int]
     framing: Mapping[str, int]
+    outfit: Mapping[str, int]
     varied: int
     score: int
     advice: tuple[str, ...]
@@ -92,8 +104,9 @@ class DatasetScore:
     def variety_text(self) -> str:
         def part(title: str, counts: Mapping[str, int]) -> str:
             return f"{title}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        return " · ".join(part(t, c) for t, c in (("pose", self.pose), ("light", self.light),
-                                                   ("framing", self.framing)) if any(c.values()))
+        axes = (("pose", self.pose), ("light", self.light), ("framing", self.framing),
+                ("outfit colours", self.outfit))
+        return " · ".join(part(t, c) for t, c in axes if any(c.values()))
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,26 @@ def _bucket_pose(face: Face) -> str:
 
 
 def _bucket_light(face: Face) -> str:
-    return "dark" if face.brightness < DARK else "bright" if face.brightness > BRIGHT \
+    level = "dark" if face.brightness < DARK else "bright" if face.brightness > BRIGHT \
         else "medium"
+    return f"{level} side-lit" if abs(face.light_side) >= SIDE_LIT else f"{level} even"
+
+
+def _outfit_groups(faces: Sequence[Face]) -> Counter[str]:
+    """How many faces fall in each clothing-colour group (see the module docstring)."""
+    firsts: list[tuple[float, float, float]] = []
+    counts: Counter[str] = Counter()
+    for face in faces:
+        if face.torso_rgb is None:
+            continue
+        for i, first in enumerate(firsts):
+            if math.dist(first, face.torso_rgb) <= OUTFIT_DISTANCE:
+                counts[f"colour {i + 1}"] += 1
+                break
+        else:
+            firsts.append(face.torso_rgb)
+            counts[f"colour {len(firsts)}"] += 1
+    return counts
 
 
 def _bucket_framing(face: Face) -> str:
@@ -149,7 +180,10 @@ ADD_TEXT = {
     "pose": "add three-quarter and side views",
     "light": "add photos in other light (daylight, indoor, evening)",
     "framing": "add a mix of close-ups, half-body and wider shots",
+    "outfit": "add photos in other clothes",
 }
+AXIS_WORDS = {"pose": "faces are {}", "light": "faces are lit {}",
+              "framing": "faces are {} shots", "outfit": "photos show clothes of one {}"}
 
 
 def confident_faces(photo: PhotoFaces) -> PhotoFaces:
@@ -245,10 +279,11 @@ def _photo_findings(img: FaceCheckImage, photo: PhotoFaces, score: IdentityScore
 
 def _dataset_score(cid: int, photos: int, usable: int, faces: Sequence[Face],
                    with_face: int) -> DatasetScore:
-    axes = {
+    axes: dict[str, Counter[str]] = {
         "pose": Counter({"frontal": 0, "three-quarter": 0, "side": 0}),
-        "light": Counter({"dark": 0, "medium": 0, "bright": 0}),
+        "light": Counter(),
         "framing": Counter({"close-up": 0, "medium": 0, "wide": 0}),
+        "outfit": _outfit_groups(faces),
     }
     for face in faces:
         axes["pose"][_bucket_pose(face)] += 1
@@ -260,15 +295,15 @@ def _dataset_score(cid: int, photos: int, usable: int, faces: Sequence[Face],
         total = sum(counts.values())
         bucket, top = counts.most_common(1)[0] if total else ("", 0)
         if total >= VARIETY_MIN_FACES and top / total >= VARIETY_DOMINANT:
-            advice.append(f"too little variety: {top} of {total} faces are {bucket} — "
-                          f"{ADD_TEXT[axis]}")
+            what = AXIS_WORDS[axis].format("colour" if axis == "outfit" else bucket)
+            advice.append(f"too little variety: {top} of {total} {what} — {ADD_TEXT[axis]}")
         elif total >= VARIETY_MIN_FACES:
             varied += 1
     if usable < RECOMMENDED_PHOTOS:
         advice.insert(0, f"add {RECOMMENDED_PHOTOS - usable} more usable photo"
                          f"{'s' if RECOMMENDED_PHOTOS - usable != 1 else ''} of the face "
                          f"({RECOMMENDED_PHOTOS} or more recommended)")
-    score = 0 if photos == 0 else math.floor(100 * usable / photos * (0.7 + 0.1 * varied))
+    score = 0 if photos == 0 else math.floor(100 * usable / photos * (0.6 + 0.1 * varied))
     return DatasetScore(cid, photos, usable, with_face, dict(axes["pose"]),
-                        dict(axes["light"]), dict(axes["framing"]), varied, score,
-                        tuple(advice))
+                        dict(axes["light"]), dict(axes["framing"]), dict(axes["outfit"]),
+                        varied, score, tuple(advice))

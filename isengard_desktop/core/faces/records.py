@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["ANALYSIS_VERSION", "EMBEDDING_SIZE", "Face", "PhotoFaces", "RecordError"]
 
 # Bump when what is measured or how changes: cached results of another version are redone.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2          # 2: light_side and torso_rgb
 EMBEDDING_SIZE = 128
 
 
@@ -38,6 +38,8 @@ class Face:
             image's right is positive).
         brightness: mean luminance of the face crop, 0..255.
         embedding: 128 numbers (dlib's identity descriptor; same person: distance < 0.6).
+        light_side: side lighting of the face crop, about -1..1 (0: even light).
+        torso_rgb: mean colour under the face (the clothes), None when out of frame.
     """
 
     box: tuple[float, float, float, float]
@@ -48,6 +50,8 @@ class Face:
     yaw: float
     brightness: float
     embedding: tuple[float, ...]
+    light_side: float = 0.0
+    torso_rgb: tuple[float, float, float] | None = None
 
     @property
     def short_side(self) -> float:
@@ -60,6 +64,9 @@ class Face:
                 "score": round(self.score, 4), "rel_size": round(self.rel_size, 4),
                 "sharpness": round(self.sharpness, 2), "yaw": round(self.yaw, 1),
                 "brightness": round(self.brightness, 1),
+                "light_side": round(self.light_side, 3),
+                "torso_rgb": (None if self.torso_rgb is None
+                              else [round(v, 1) for v in self.torso_rgb]),
                 "embedding": [round(v, 6) for v in self.embedding]}
 
     @classmethod
@@ -68,10 +75,16 @@ class Face:
             box = tuple(float(v) for v in data["box"])
             marks = tuple((float(p[0]), float(p[1])) for p in data["landmarks"])
             emb = tuple(float(v) for v in data["embedding"])
+            torso = data.get("torso_rgb")
+            torso_rgb = None if torso is None else tuple(float(v) for v in torso)
+            if torso_rgb is not None and len(torso_rgb) != 3:
+                raise ValueError("torso_rgb needs 3 numbers")
             face = cls(box=box, landmarks=marks,  # type: ignore[arg-type]
                        score=float(data["score"]), rel_size=float(data["rel_size"]),
                        sharpness=float(data["sharpness"]), yaw=float(data["yaw"]),
-                       brightness=float(data["brightness"]), embedding=emb)
+                       brightness=float(data["brightness"]), embedding=emb,
+                       light_side=float(data.get("light_side", 0.0)),
+                       torso_rgb=torso_rgb)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RecordError(f"face record: {exc!r}") from exc
         if len(box) != 4 or len(marks) != 5 or len(emb) != EMBEDDING_SIZE:

@@ -38,9 +38,9 @@ class DatasetScoreWidget(QGroupBox):
         self.label.setWordWrap(True)
         self.setToolTip(
             "Photos usable (a face of the right person, big enough, not cut), faces found, "
-            "variety of pose, light and framing, and what to add. The score (0–100) is a "
-            "rough guide: the usable share × (0.7 + 0.1 per varied axis), not a prediction "
-            "of the LoRA's quality.")
+            "variety of pose, light, framing and clothing colour, and what to add. The score "
+            "(0–100) is a rough guide: the usable share × (0.6 + 0.1 per varied axis of "
+            "four), not a prediction of the LoRA's quality.")
         layout = QVBoxLayout(self)
         layout.addWidget(self.label)
 
