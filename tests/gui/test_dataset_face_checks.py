@@ -85,3 +85,24 @@ def test_without_the_trainer_runtime_the_panel_says_what_to_install(qtbot, make_
     assert "Face analysis runs in the trainer runtime" in summary
     assert "Set-up assistant" in summary
     assert not [f for f in tab.findings() if f.kind in ("no_face", "several_faces")]
+
+
+def test_a_photo_damaged_after_import_is_listed_once(qtbot, make_app, tmp_path):
+    ctx = make_app()
+    fp.save(tmp_path / "p", [("astro.png", fp.astronaut()), ("other.png", fp.stranger())])
+    ctx.library.create_character("Dana", "danac")
+    qtbot.waitUntil(lambda: bool(ctx.library.characters()), timeout=10_000)
+    ch = ctx.library.characters()[0]
+    ctx.library.import_photos(ch.id, [tmp_path / "p"])
+    qtbot.waitUntil(lambda: len(ctx.library.images(ch.id)) == 2, timeout=30_000)
+    broken = next(r for r in ctx.library.images(ch.id) if r.filename.startswith("astro"))
+    broken.path.write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    tab = ctx.tabs["Dataset"]
+    ctx.window.tabs.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: tab.grid.grid_model.rowCount() == 2)
+    with qtbot.waitSignal(ctx.faces.finished, timeout=60_000):
+        qtbot.mouseClick(tab.checks_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tab.checks_button.isEnabled(), timeout=30_000)
+    about_broken = [f.kind for f in tab.findings() if f.image_id == broken.id]
+    assert about_broken == ["unreadable"]
+    assert "1 analysed" in tab.checks_summary.text()

@@ -385,8 +385,12 @@ class DatasetTab(QWidget):
         if not self._pending:
             self.checks_button.setEnabled(True)
             self.checks_cancel_button.setVisible(False)
-        merged = [f for p in ("basic", "faces") for f in self._run_findings.get(p, [])]
-        self._show_findings(merged, cancelled=cancelled)
+        basic = self._run_findings.get("basic", [])
+        unreadable = {f.image_id for f in basic if f.kind == "unreadable"}
+        # a photo that cannot be opened is listed once ("Cannot be read"), not twice
+        faces = [f for f in self._run_findings.get("faces", [])
+                 if not (f.kind == "face_analysis_failed" and f.image_id in unreadable)]
+        self._show_findings(basic + faces, cancelled=cancelled)
 
     def _show_findings(self, findings: list[Finding], *, cancelled: bool) -> None:
         self._findings = findings
