@@ -22,6 +22,7 @@ from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
 from .services.crops import CropService
 from .services.dataset_checks import DatasetChecksService
+from .services.face_analysis import FaceAnalysisService
 from .services.downloads import DownloadService
 from .services.gpu_probe import GpuProbe
 from .services.generation import GenerationService
@@ -81,6 +82,7 @@ class AppContext:
     prompt_refine: PromptRefineService | None = None
     crops: CropService | None = None   # face-centred crops (Dataset tab, training lists)
     video: VideoService | None = None        # Video tab jobs and clips (issue 18)
+    faces: FaceAnalysisService | None = None   # face checks + identity scores (analysis child)
     _closed: bool = False
 
     @property
@@ -132,6 +134,8 @@ class AppContext:
         self.checks.shutdown()
         if self.crops is not None:
             self.crops.shutdown()        # a proposal run ends (its write is dropped)
+        if self.faces is not None:
+            self.faces.shutdown()        # an analysis child is stopped (its cache is kept)
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
@@ -169,7 +173,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     # crops.set_face_source); each job's dataset.json gets the photos' crops
     crops = CropService(library)
     training.crop_of = crops.rect
-    dataset = DatasetTab(library, thumbnails, checks, crops)
+    faces = FaceAnalysisService(paths)
+    dataset = DatasetTab(library, thumbnails, checks, crops, faces=faces)
 
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
@@ -206,7 +211,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
                      resources=resources, prompt_refine=prompt_refine, crops=crops,
-                     video=video)
+                     video=video, faces=faces)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -231,6 +236,9 @@ def _connect_signals(ctx: AppContext) -> None:
         ctx.crops.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
     dataset.message_posted.connect(window.show_message)
+    if ctx.faces is not None:   # the face checks' dataset scores, also on each character's page
+        ctx.faces.finished.connect(
+            lambda outcome: characters.set_dataset_scores(outcome.report.datasets))
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 
     resources = ctx.resources

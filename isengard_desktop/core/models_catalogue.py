@@ -24,7 +24,7 @@ from .downloads.fetch import hash_file
 
 __all__ = [
     "CATALOGUE_FILE", "COMFY_FOLDERS", "Catalogue", "CatalogueError", "CatalogueFile", "Extra",
-    "Family", "Present", "catalogue_file", "find_present", "load_catalogue", "parse_catalogue",
+    "Family", "Present", "RuntimeModel", "catalogue_file", "find_present", "load_catalogue", "parse_catalogue",
 ]
 
 CATALOGUE_FILE = Path(__file__).resolve().parents[2] / "resources" / "models" / "catalogue.toml"
@@ -49,6 +49,24 @@ _ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 class CatalogueError(ValueError):
     """The catalogue file is broken; the message names the file, the entry and the field."""
+
+
+@dataclass(frozen=True)
+class RuntimeModel:
+    """A model file the trainer runtime's installer brings (a package pinned in
+    ``resources/runtime/requirements.in``), never downloaded by the app: ``package`` is
+    ``name==version``, ``file`` its path inside the installed package ("" for weights built
+    into the library), ``licence`` the weights' and ``runtime_licence`` the library's."""
+
+    id: str
+    name: str
+    package: str
+    file: str
+    used_for: str
+    licence: str
+    runtime_licence: str
+    approx_size: str
+    non_commercial: bool
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,7 @@ class Catalogue:
     families: Mapping[str, Family]
     files: Mapping[str, CatalogueFile]
     extras: tuple[Extra, ...]
+    runtime_models: tuple[RuntimeModel, ...] = ()
 
     def files_for(self, family: str, purpose: str, vram_gb: float | None = None
                   ) -> list[CatalogueFile]:
@@ -256,7 +275,23 @@ def parse_catalogue(data: Mapping[str, Any], source: str = "catalogue") -> Catal
             id=check.get(entry, where, "id", str), toggle=check.get(entry, where, "toggle", str),
             label=check.get(entry, where, "label", str), families=fams,
             files=known(where, "files", check.strings(entry, where, "files"))))
-    return Catalogue(schema, version, families, files, tuple(extras))
+    runtime: list[RuntimeModel] = []
+    for index, entry in enumerate(_entries(data, "runtime_models", check)):
+        raw_id = entry.get("id")
+        where = (f"runtime model '{raw_id}'" if isinstance(raw_id, str)
+                 else f"runtime model #{index + 1}")
+        package = check.get(entry, where, "package", str)
+        if "==" not in package:
+            raise check.fail(where, "package", f"must pin a version (name==X), not {package!r}")
+        runtime.append(RuntimeModel(
+            id=check.get(entry, where, "id", str), name=check.get(entry, where, "name", str),
+            package=package, file=check.get(entry, where, "file", str, ""),
+            used_for=check.get(entry, where, "used_for", str),
+            licence=check.get(entry, where, "licence", str),
+            runtime_licence=check.get(entry, where, "runtime_licence", str),
+            approx_size=check.get(entry, where, "approx_size", str, ""),
+            non_commercial=check.get(entry, where, "non_commercial", bool)))
+    return Catalogue(schema, version, families, files, tuple(extras), tuple(runtime))
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:

@@ -134,3 +134,29 @@ def test_accepted_names_and_unknown_size_match_by_name(tmp_path):
     found = find_present([clip_vision, vae], [tmp_path])
     assert "clip-vision-vit-h" not in found                # wrong size
     assert found["sdxl-vae"].how == "name"
+
+
+def test_runtime_face_models_are_pinned_in_the_runtime_and_present_in_their_package():
+    """The face models come with the trainer runtime: each entry's package is pinned in
+    requirements.in, its licence allows any use, and its file is where the installed package
+    keeps it (this test environment installs the same pins)."""
+    import importlib.util
+    from pathlib import Path
+
+    cat = load_catalogue()
+    models = {m.id: m for m in cat.runtime_models}
+    assert {"face-detector-hog", "face-landmarks-5", "face-identity-resnet"} <= set(models)
+    runtime = (Path(catalogue_file()).parents[1] / "runtime" / "requirements.in").read_text()
+    pins = {line.split("#")[0].strip().lower() for line in runtime.splitlines()}
+    site = Path(next(iter(importlib.util.find_spec(
+        "face_recognition_models").submodule_search_locations))).parent
+    for model in models.values():
+        assert model.package.lower() in pins, model.id
+        assert not model.non_commercial and model.licence and model.runtime_licence
+        assert "68" not in model.name           # the non-commercial 68-point predictor
+        if model.file:
+            assert (site / model.file).is_file(), model.file
+    broken = shipped()
+    broken["runtime_models"][0]["package"] = "dlib-bin"
+    with pytest.raises(CatalogueError, match="runtime model 'face-detector-hog'.*package"):
+        parse_catalogue(broken, "catalogue.toml")

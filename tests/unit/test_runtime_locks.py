@@ -17,7 +17,8 @@ RUNTIME = ROOT / "resources" / "runtime"
 PACKAGE = ROOT / "isengard_desktop"
 
 # import name -> distribution name, where they differ
-DISTRIBUTIONS = {"PIL": "pillow", "google": "protobuf", "pillow_heif": "pillow-heif"}
+DISTRIBUTIONS = {"PIL": "pillow", "google": "protobuf", "pillow_heif": "pillow-heif",
+                 "dlib": "dlib-bin"}
 # imported only when present, never required (loop.py/probe_tools.py check for them)
 OPTIONAL = {"bitsandbytes"}
 
@@ -138,9 +139,10 @@ def _module_file(name: str) -> Path | None:
 
 
 def test_requirements_cover_what_the_trainer_children_import() -> None:
-    """Every module under training_runtime/ and every app module it reaches, statically,
-    lazy imports inside functions included."""
-    todo = list((PACKAGE / "training_runtime").rglob("*.py"))
+    """Every module under training_runtime/ and analysis_runtime/ and every app module they
+    reach, statically, lazy imports inside functions included."""
+    todo = [*(PACKAGE / "training_runtime").rglob("*.py"),
+            *(PACKAGE / "analysis_runtime").rglob("*.py")]
     seen: set[Path] = set()
     third_party: set[str] = set()
     while todo:
@@ -162,5 +164,5 @@ def test_requirements_cover_what_the_trainer_children_import() -> None:
     wanted = set(requirements())
     needed = {DISTRIBUTIONS.get(t, t).lower() for t in third_party} - OPTIONAL
     assert needed <= wanted, f"requirements.in lacks {sorted(needed - wanted)}"
-    assert {"torch", "diffusers", "peft", "transformers", "safetensors"} <= needed
+    assert {"torch", "diffusers", "peft", "transformers", "safetensors", "dlib-bin"} <= needed
     assert not any(p.name == "__init__.py" and p.parent.name == "ui" for p in seen)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen
@@ -19,8 +21,12 @@ from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import PERMANENT_NOTE, confirm, confirm_trash_photos
 from ..dialogs.create_character import CreateCharacterDialog
 from ..widgets.caption_editor import CaptionEditorWidget
+from ..widgets.dataset_score import DatasetScoreWidget
 from ..widgets.drop_zone import PHOTO_FILTER, DropZoneWidget
 from ..widgets.image_grid import ImageGridWidget
+
+if TYPE_CHECKING:
+    from ...core.faces.checks import DatasetScore
 
 CharacterRole = Qt.ItemDataRole.UserRole + 1
 CountRole = Qt.ItemDataRole.UserRole + 2
@@ -180,6 +186,8 @@ class CharacterDetailWidget(QWidget):
         self.description.setWordWrap(True)
         self.count_label = QLabel("")
         self.count_label.setProperty("subtle", True)
+        self.score_card = DatasetScoreWidget()    # filled by the Dataset tab's face checks
+        self._scores: dict[int, DatasetScore] = {}
 
         header = QHBoxLayout()
         header.addWidget(self.back_button)
@@ -222,6 +230,7 @@ class CharacterDetailWidget(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.description)
         layout.addWidget(self.count_label)
+        layout.addWidget(self.score_card)
         layout.addWidget(split, 1)
 
         self.back_button.clicked.connect(self.back_requested)
@@ -256,6 +265,13 @@ class CharacterDetailWidget(QWidget):
         self.count_label.setText(
             f"{len(images)} photo{'s' if len(images) != 1 else ''}"
             + (" — 15 to 40 varied photos of one person work best." if len(images) < 15 else ""))
+        score = self._scores.get(ch.id)
+        self.score_card.show_scores([(ch.name, score)] if score is not None else [])
+
+    def set_dataset_scores(self, scores: Mapping[int, DatasetScore]) -> None:
+        """Keep the latest face-check scores (by character id) and show this one's."""
+        self._scores.update(scores)
+        self.refresh()
 
     def _on_selection(self, ids: list[int]) -> None:
         self.delete_images_button.setEnabled(bool(ids))
@@ -360,6 +376,7 @@ class CharactersTab(QWidget):
 
         self._thumbs = thumbnails
         self._detail: CharacterDetailWidget | None = None  # built on first open (start-up)
+        self._pending_scores: dict[int, DatasetScore] = {}
         self.stack = QStackedWidget()
         self.stack.addWidget(list_page)
         layout = QVBoxLayout(self)
@@ -375,6 +392,7 @@ class CharactersTab(QWidget):
     def detail(self) -> CharacterDetailWidget:
         if self._detail is None:
             self._detail = CharacterDetailWidget(self._library, self._thumbs)
+            self._detail.set_dataset_scores(self._pending_scores)
             self._detail.back_requested.connect(lambda: self.stack.setCurrentIndex(0))
             self._detail.generate_for_dataset_requested.connect(
                 self.generate_for_dataset_requested)
@@ -394,6 +412,13 @@ class CharactersTab(QWidget):
         ch: Character = index.data(CharacterRole)
         if ch is not None:
             self.open_character(ch.id)
+
+    def set_dataset_scores(self, scores: Mapping[int, DatasetScore]) -> None:
+        """The face checks scored these characters' datasets (the detail page shows its
+        character's card)."""
+        self._pending_scores.update(scores)
+        if self._detail is not None:
+            self._detail.set_dataset_scores(scores)
 
     def on_data_changed(self, change: ChangeSet) -> None:
         self.cards_model.refresh()

@@ -14,15 +14,18 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QIn
 
 from ...core.dataset.crops import CropRect
 from ...core.db.records import ImageRecord
-from ...core.training.presets import MIN_SHORT_SIDE
+from ...core.faces.rules import MIN_FACE_FRACTION
+from ...core.training.presets import LARGE_MODEL_SHORT_SIDE, MIN_SHORT_SIDE, NATIVE_SHORT_SIDE
 from ...core.types import Progress
 from ...services.crops import CropProposalOutcome, CropService
 from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
+from ...services.face_analysis import FaceAnalysisService, FaceChecksOutcome
 from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget
+from ..widgets.dataset_score import DatasetScoreWidget
 from ..widgets.image_grid import ImageGridWidget
 from .crop_editor import CropEditorDialog
 from .crop_panel import CropPanelWidget
@@ -38,7 +41,16 @@ CHECK_TITLES = {
     "blurry": "Very blurry",
     "extreme_aspect": "Extreme aspect ratio",
     "unreadable": "Cannot be read",
+    "face_analysis_failed": "Face analysis failed",
+    "no_face": "No face found",
+    "several_faces": "Several faces",
+    "identity_outlier": "May be a different person",
+    "face_too_small": "Face too small for the training resolution",
+    "face_cut": "Face cut by the frame",
 }
+# (label, training short side) for the face-size rule
+FACE_FAMILIES = (("SDXL / Flux / Chroma (1024 px)", LARGE_MODEL_SHORT_SIDE),
+                 ("SD 1.5 (512 px)", NATIVE_SHORT_SIDE["sd15"]))
 
 
 def matches(record: ImageRecord, character_name: str, needle: str) -> bool:
@@ -59,13 +71,19 @@ class DatasetTab(QWidget):
 
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
                  checks: DatasetChecksService, crops: CropService | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 faces: FaceAnalysisService | None = None) -> None:
         super().__init__(parent)
         self._library = library
         self._crops = crops
         self._checks = checks
+        self._faces = faces
         self._findings: list[Finding] = []
         self._checks_cancelled = False
+        self._pending: set[str] = set()        # "basic" / "faces" while a run is going
+        self._run_findings: dict[str, list[Finding]] = {}
+        self._face_note = ""
+        self._run_cancelled = False
 
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search file name, character or caption")
@@ -127,6 +145,26 @@ class DatasetTab(QWidget):
         self.checks_cancel_button.setToolTip("Stop the checks; the photos checked so far are "
                                              "listed.")
         self.checks_cancel_button.setVisible(False)
+        self.faces_box = QCheckBox("Check faces")
+        self.faces_box.setToolTip(
+            "Also analyse the faces (in the trainer runtime, cached per photo): no face, "
+            "several faces, a face too small for the training resolution or cut by the frame, "
+            "and photos that may show a different person.")
+        self.faces_box.setChecked(faces is not None)
+        self.faces_box.setEnabled(faces is not None)
+        self.face_family = QComboBox()
+        for label, side in FACE_FAMILIES:
+            self.face_family.addItem(label, side)
+        self.face_family.setToolTip(
+            "The model family's training resolution, for the face-size rule: a face box "
+            f"shorter than 1/{round(1 / MIN_FACE_FRACTION)} of it (64 px at 512, 128 px at "
+            "1024) once the photo is scaled to it is too small to teach the face.")
+        faces_row = QHBoxLayout()
+        faces_row.addWidget(self.faces_box)
+        faces_row.addWidget(self.face_family, 1)
+        self.faces_progress = QProgressBar()
+        self.faces_progress.setVisible(False)
+        self.score_box = DatasetScoreWidget()
         self.checks_summary = QLabel("Checks have not run yet.")
         self.checks_summary.setProperty("subtle", True)
         self.checks_summary.setWordWrap(True)
@@ -138,11 +176,14 @@ class DatasetTab(QWidget):
         cp = QVBoxLayout(checks_panel)
         cp.setContentsMargins(8, 0, 0, 0)
         cp.addWidget(self.checks_button)
+        cp.addLayout(faces_row)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.checks_progress, 1)
         progress_row.addWidget(self.checks_cancel_button)
         cp.addLayout(progress_row)
+        cp.addWidget(self.faces_progress)
         cp.addWidget(self.checks_summary)
+        cp.addWidget(self.score_box)
         cp.addWidget(self.checks_tree, 2)
         self.crop_panel = CropPanelWidget()
         self.crop_panel.setVisible(crops is not None)
@@ -178,7 +219,7 @@ class DatasetTab(QWidget):
         self.caption_editor.caption_saved.connect(self._library.set_caption)
         self.checks_button.clicked.connect(self._run_checks)
         self.checks_tree.itemClicked.connect(self._on_finding_clicked)
-        self.checks_cancel_button.clicked.connect(checks.cancel)
+        self.checks_cancel_button.clicked.connect(self._cancel_checks)
         checks.progressed.connect(self._on_checks_progress)
         checks.finished.connect(self._on_checks_finished)
         self.crop_panel.propose_requested.connect(self._propose_crops)
@@ -190,6 +231,9 @@ class DatasetTab(QWidget):
         if crops is not None:
             crops.proposals_finished.connect(self._on_crops_proposed)
             crops.failed.connect(self._on_crops_failed)
+        if faces is not None:
+            faces.progressed.connect(self._on_faces_progress)
+            faces.finished.connect(self._on_faces_finished)
         self._on_selection([])
 
     # -- data --------------------------------------------------------------------------------
@@ -353,7 +397,45 @@ class DatasetTab(QWidget):
         self.checks_progress.setRange(0, 0)
         self.checks_cancel_button.setVisible(True)
         self.checks_summary.setText(f"Checking {len(records)} photos…")
+        self._pending = {"basic"}
+        self._run_cancelled = False
+        self._run_findings = {}
+        self._face_note = ""
+        if self._faces is not None and self.faces_box.isChecked():
+            self._pending.add("faces")
+            self.faces_progress.setVisible(True)
+            self.faces_progress.setRange(0, 0)
+            self.faces_progress.setFormat("Analysing faces…")
+            self._faces.run(records, int(self.face_family.currentData()))
         self._checks.run(records)
+
+    def _cancel_checks(self) -> None:
+        self._checks.cancel()
+        if self._faces is not None:
+            self._faces.cancel()
+
+    def _on_faces_progress(self, progress: Progress) -> None:
+        if progress.total:
+            self.faces_progress.setRange(0, progress.total)
+            self.faces_progress.setValue(progress.done)
+            self.faces_progress.setFormat(f"Faces %v / %m  {progress.detail}".rstrip())
+
+    def _on_faces_finished(self, outcome: FaceChecksOutcome) -> None:
+        if "faces" not in self._pending:
+            return
+        self.faces_progress.setVisible(False)
+        analysis = outcome.analysis
+        self._face_note = analysis.problem or (
+            f"Faces: {analysis.analysed} analysed, {analysis.cached} from the cache.")
+        self._show_scores(outcome)
+        self._part_done("faces", list(outcome.report.findings), analysis.cancelled)
+
+    def _show_scores(self, outcome: FaceChecksOutcome) -> None:
+        items = []
+        for cid, ds in outcome.report.datasets.items():
+            ch = self._library.character(cid)
+            items.append((ch.name if ch else f"character {cid}", ds))
+        self.score_box.show_scores(items)
 
     def _on_checks_progress(self, progress: Progress) -> None:
         if progress.total:
@@ -362,10 +444,27 @@ class DatasetTab(QWidget):
             self.checks_progress.setFormat(f"%v / %m  {progress.detail}".rstrip())
 
     def _on_checks_finished(self, outcome: ChecksOutcome) -> None:
-        self.checks_button.setEnabled(True)
         self.checks_progress.setVisible(False)
-        self.checks_cancel_button.setVisible(False)
-        self._show_findings(list(outcome.findings), cancelled=outcome.cancelled)
+        self._part_done("basic", list(outcome.findings), outcome.cancelled)
+
+    def _part_done(self, part: str, findings: list[Finding], cancelled: bool) -> None:
+        """One of the run's parts ended: the panel shows the findings so far (the faces
+        take longer; the basic ones are listed while they run)."""
+        if part not in self._pending:
+            return
+        self._pending.discard(part)
+        self._run_findings[part] = findings
+        cancelled = cancelled or self._run_cancelled
+        self._run_cancelled = cancelled
+        if not self._pending:
+            self.checks_button.setEnabled(True)
+            self.checks_cancel_button.setVisible(False)
+        basic = self._run_findings.get("basic", [])
+        unreadable = {f.image_id for f in basic if f.kind == "unreadable"}
+        # a photo that cannot be opened is listed once ("Cannot be read"), not twice
+        faces = [f for f in self._run_findings.get("faces", [])
+                 if not (f.kind == "face_analysis_failed" and f.image_id in unreadable)]
+        self._show_findings(basic + faces, cancelled=cancelled)
 
     def _show_findings(self, findings: list[Finding], *, cancelled: bool) -> None:
         self._findings = findings
@@ -392,7 +491,9 @@ class DatasetTab(QWidget):
             + ("No problems found." if not findings else
                f"{problem_images} photo{'s' if problem_images != 1 else ''} with "
                f"{len(findings)} problem{'s' if len(findings) != 1 else ''}. "
-               "Click one to select it."))
+               "Click one to select it.")
+            + (" Analysing faces…" if "faces" in self._pending else
+               f" {self._face_note}" if self._face_note else ""))
 
     def findings(self) -> list[Finding]:
         return list(self._findings)

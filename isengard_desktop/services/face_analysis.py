@@ -1,0 +1,292 @@
+"""The face analysis service: runs the analysis child (``python -m
+isengard_desktop.analysis_runtime faces`` in the trainer runtime's Python, never in the GUI
+process) and turns its events into results, dataset findings and identity scores.
+
+One checks run at a time (a new one cancels the running one); identity-score requests
+(:meth:`FaceAnalysisService.score_identity`, for other features) run their own child beside
+it. The child answers from the content-hash cache first, so only new photos are analysed.
+Cancel ends the child's process tree; what it finished is in the cache for the next run.
+The findings are computed on the service's worker thread (pure maths, but the identity
+centre is quadratic in the number of photos).
+
+Signals:
+    progressed(Progress): at most ~10 a second; the last one always.
+    finished(FaceChecksOutcome): a checks run ended (completed, cancelled or failed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loguru import logger
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ..core import logging as applog
+from ..core.db.records import ImageRecord
+from ..core.faces.records import PhotoFaces, RecordError
+from ..core.paths import AppPaths
+from ..core.runtime.python import trainer_python
+from ..core.types import Progress
+from .child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+from .ops import run_in_executor
+from .throttle import Throttler
+
+if TYPE_CHECKING:  # the judging pulls in numpy and the dataset checks: loaded on first use
+    from ..core.faces.checks import FaceReport
+    from ..core.identity import IdentityScore
+
+__all__ = ["ANALYSIS_MODULE", "AnalysisResult", "FaceAnalysisService", "FaceChecksOutcome",
+           "FaceRun"]
+
+ANALYSIS_MODULE = "isengard_desktop.analysis_runtime"
+PROGRESS_LABEL = "Analysing faces"
+KILL_GRACE_S = 3.0
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What one analysis child brought back.
+
+    Attributes:
+        results: faces by sha256 (cached and newly analysed).
+        errors: why a photo could not be analysed, by sha256 (the message names the file).
+        analysed / cached: how many photos were analysed now / answered from the cache.
+        cancelled: it was stopped before the end.
+        problem: "" when it ran; else one sentence (no runtime, models missing, a crash).
+    """
+
+    results: dict[str, PhotoFaces] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    analysed: int = 0
+    cached: int = 0
+    cancelled: bool = False
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class FaceChecksOutcome:
+    """A checks run: the child's ``analysis`` and the ``report`` built from it."""
+
+    analysis: AnalysisResult
+    report: FaceReport
+    checked: int
+
+
+class FaceRun(QObject):
+    """One analysis child over a list of photos (path, sha256).
+
+    Signals:
+        progressed(Progress): after each photo (not throttled).
+        finished(AnalysisResult): emitted once, also when it could not start.
+    """
+
+    progressed = Signal(object)
+    finished = Signal(object)
+
+    def __init__(self, paths: AppPaths, photos: Sequence[tuple[Path, str]],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        unique: dict[str, Path] = {}
+        for path, sha in photos:          # the same content twice is analysed once
+            unique.setdefault(sha, path)
+        self._photos = [(p, s) for s, p in unique.items()]
+        self._results: dict[str, PhotoFaces] = {}
+        self._errors: dict[str, str] = {}
+        self._counts = {"analysed": 0, "cached": 0}
+        self._problem = ""
+        self._ended = False
+        self._cancelled = False
+        self.python = trainer_python(paths)
+        env = {**self.python.child_env(), "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+        program = str(self.python.executable) if self.python.executable else sys.executable
+        self.proc = ChildProcess([program, "-m", ANALYSIS_MODULE, "faces",
+                                  "--cache", str(paths.cache)],
+                                 env=env, name="face analysis", parent=self)
+        self.proc.started.connect(self._send_list)
+        self.proc.output_received.connect(self._on_output)
+        self.proc.finished.connect(self._on_finished)
+
+    def start(self) -> None:
+        if self.python.executable is None:
+            self._problem = f"Face analysis runs in the trainer runtime. {self.python.problem}"
+            QTimer.singleShot(0, self._end)
+            return
+        self.proc.start()
+
+    def cancel(self) -> None:
+        """End the child's process tree (no-op once it ended)."""
+        if not self._ended:
+            self._cancelled = True
+            self.proc.stop(StopIntent.CANCEL, kill_grace_s=KILL_GRACE_S)
+
+    def stop_and_wait(self) -> None:
+        """App quit only (blocks briefly)."""
+        if self.proc.is_running:
+            self._cancelled = True
+            self.proc.stop_and_wait(StopIntent.SHUTDOWN, kill_grace_s=KILL_GRACE_S)
+
+    def _send_list(self, _pid: int) -> None:
+        data = "".join(json.dumps({"path": str(p), "sha256": s}) + "\n" for p, s in self._photos)
+        self.proc.write(data.encode("utf-8"))
+        self.proc.proc.closeWriteChannel()
+
+    def _on_output(self, chunk: OutputChunk) -> None:
+        if chunk.stream != "stdout":
+            return
+        for line, _redraw in chunk.lines:
+            if line.startswith("{"):
+                self._on_event(line)
+
+    def _on_event(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+            kind = event.get("event")
+            if kind == "photo":
+                result = PhotoFaces.from_json(event["result"])
+                self._results[result.sha256] = result
+                self._counts["cached" if event.get("cached") else "analysed"] += 1
+                self._progress(event, Path(str(event.get("path", ""))).name)
+            elif kind == "photo_error":
+                self._errors[str(event["sha256"])] = str(event["message"])
+                self._progress(event, Path(str(event.get("path", ""))).name)
+            elif kind == "error":
+                self._problem = f"Face analysis failed: {event.get('message', '')}"
+        except (ValueError, KeyError, TypeError, AttributeError, RecordError) as exc:
+            logger.warning("face analysis: unreadable event line ({}): {:.200}", exc, line)
+
+    def _progress(self, event: dict, detail: str) -> None:
+        self.progressed.emit(Progress(PROGRESS_LABEL, int(event.get("done", 0)),
+                                      int(event.get("total", 0)), detail=detail))
+
+    def _on_finished(self, outcome: ProcessOutcome) -> None:
+        if not self._problem and not self._cancelled and not outcome.succeeded:
+            last = outcome.tail[-1] if outcome.tail else "no message"
+            self._problem = f"Face analysis {outcome.describe()}: {last}"
+        self._end()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.finished.emit(AnalysisResult(results=self._results, errors=self._errors,
+                                          analysed=self._counts["analysed"],
+                                          cached=self._counts["cached"],
+                                          cancelled=self._cancelled, problem=self._problem))
+
+
+class FaceAnalysisService(QObject):
+    """Face checks and identity scores; see the module docstring for the signals."""
+
+    progressed = Signal(object)
+    finished = Signal(object)
+
+    def __init__(self, paths: AppPaths, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._paths = paths
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-checks")
+        self._run: FaceRun | None = None
+        self._others: list[FaceRun] = []
+        self._throttle: Throttler[tuple[FaceRun, Progress]] = Throttler(
+            lambda item: self._on_progress(*item), parent=self)
+
+    @property
+    def is_running(self) -> bool:
+        return self._run is not None
+
+    def run(self, records: Sequence[ImageRecord], resolution: int) -> None:
+        """Analyse ``records`` (cache first) and judge their faces for training at
+        ``resolution``; emits ``progressed`` and then ``finished`` (a run superseded by a
+        newer one emits nothing more)."""
+        from ..core.faces.checks import FaceCheckImage, FaceReport, face_findings
+
+        self.cancel()
+        images = [FaceCheckImage(r.id, r.filename, r.character_id, r.sha256) for r in records]
+        run = self._run = FaceRun(self._paths, [(r.path, r.sha256) for r in records], self)
+
+        def judged(outcome: FaceChecksOutcome) -> None:
+            if self._run is run:
+                self._run = None
+                logger.info("face checks: {} finding(s), {} analysed, {} cached{}",
+                            len(outcome.report.findings), outcome.analysis.analysed,
+                            outcome.analysis.cached,
+                            " (cancelled)" if outcome.analysis.cancelled else "")
+                self.finished.emit(outcome)
+
+        def failed(exc: BaseException) -> None:
+            if self._run is run:
+                self._run = None
+                self.finished.emit(FaceChecksOutcome(
+                    AnalysisResult(cancelled=True, problem=f"Face checks failed: {exc}"),
+                    FaceReport(()), len(images)))
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+
+        def analysed(result: AnalysisResult) -> None:
+            run.deleteLater()
+            if self._run is not run:
+                return
+            self._throttle.flush()
+
+            def work() -> FaceChecksOutcome:
+                report = face_findings(images, result.results, result.errors, resolution)
+                return FaceChecksOutcome(result, report, len(images))
+
+            run_in_executor(self._pool, work, judged, failed)
+
+        run.progressed.connect(lambda p: self._throttle.submit((run, p)))
+        run.finished.connect(analysed)
+        with applog.correlation():
+            logger.info("face checks on {} photo(s) at {} px", len(images), resolution)
+            run.start()
+
+    def score_identity(self, dataset: Sequence[ImageRecord],
+                       candidates: Sequence[tuple[Path, str]],
+                       done: Callable[[list[IdentityScore], AnalysisResult], None]) -> FaceRun:
+        """The identity score API for other features: how alike each candidate image
+        (path, sha256) is to the character whose dataset photos are ``dataset``. ``done``
+        gets one :class:`IdentityScore` per candidate, in order (NaN where a candidate has
+        no face or the dataset none), and the analysis (errors, problem) on the main thread.
+        Returns the run (``cancel()`` it to stop)."""
+        from ..core.identity import identity_scores
+
+        photos = [(r.path, r.sha256) for r in dataset]
+        seen = {s for _, s in photos}
+        photos += [(p, s) for p, s in candidates if s not in seen]
+        run = FaceRun(self._paths, photos, self)
+        self._others.append(run)
+
+        def finished(result: AnalysisResult) -> None:
+            if run in self._others:
+                self._others.remove(run)
+            run.deleteLater()
+            ds = [result.results[r.sha256] for r in dataset if r.sha256 in result.results]
+            cands = [result.results.get(s, PhotoFaces(s, 0, 0)) for _, s in candidates]
+            done(identity_scores(ds, cands), result)
+
+        run.finished.connect(finished)
+        run.start()
+        return run
+
+    def _on_progress(self, run: FaceRun, progress: Progress) -> None:
+        if self._run is run:
+            self.progressed.emit(progress)
+
+    def cancel(self) -> None:
+        """Stop the running checks run (no-op when idle); it ends with what it has."""
+        if self._run is not None:
+            self._run.cancel()
+
+    def shutdown(self) -> None:
+        """App quit: stop every analysis child (blocking briefly); nothing is emitted after."""
+        runs = [*([self._run] if self._run else []), *self._others]
+        self._run = None                 # their ends are superseded: no findings, no signals
+        self._others.clear()
+        for run in runs:
+            run.finished.disconnect()
+            run.stop_and_wait()
+        self._pool.shutdown(wait=True, cancel_futures=True)
