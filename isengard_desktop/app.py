@@ -174,12 +174,20 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     crops = CropService(library)
     training.crop_of = crops.rect
     faces = FaceAnalysisService(paths)
+    # crop proposals centre on the face the face checks found (their cache)
+    crops.set_face_source(faces.face_box_source(library.image),
+                          missing="no face found (or not checked yet: run the checks with "
+                                  "“Check faces”)")
     dataset = DatasetTab(library, thumbnails, checks, crops, faces=faces)
 
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
 
         tab = TrainingTab(library, training, lambda done: settings.scan_models(None, done))
+        # the checkpoint comparison scores each sample's face against the character's photos
+        tab.identity_scorer = lambda character_id: (
+            faces.similarity_scorer(library.images(character_id))
+            if library.images(character_id) else None)
         gpu_probe.found.connect(tab.set_gpu_status)
         gpu_probe.start()                    # cached: PyTorch starts at most once a day
         return tab

@@ -38,6 +38,7 @@ from .ops import run_in_executor
 from .throttle import Throttler
 
 if TYPE_CHECKING:  # the judging pulls in numpy and the dataset checks: loaded on first use
+    from ..core.dataset.crops import FaceBox
     from ..core.faces.checks import FaceReport
     from ..core.identity import IdentityScore
 
@@ -271,6 +272,63 @@ class FaceAnalysisService(QObject):
         run.finished.connect(finished)
         run.start()
         return run
+
+    def similarity_scorer(self, dataset: Sequence[ImageRecord]
+                          ) -> Callable[[list[Path], Callable[[dict[Path, float | None]],
+                                                               None]], None]:
+        """A scorer for pictures that are not photos of the library (the checkpoint
+        comparison's samples): ``scorer(paths, on_scores)`` hashes them off the UI thread,
+        runs :meth:`score_identity` against ``dataset`` and calls ``on_scores({path:
+        similarity or None})`` on the main thread (None: no face in that picture)."""
+        from ..core.comfy.metadata import sha256_file
+
+        def scorer(images: list[Path],
+                   on_scores: Callable[[dict[Path, float | None]], None]) -> None:
+            def hashes() -> list[tuple[Path, str]]:
+                return [(Path(p), sha256_file(p)) for p in images]
+
+            def hashed(candidates: list[tuple[Path, str]]) -> None:
+                def scored(scores: list[IdentityScore], _result: AnalysisResult) -> None:
+                    on_scores({path: (None if score.face_index is None else score.similarity)
+                               for (path, _sha), score in zip(candidates, scores, strict=True)})
+
+                self.score_identity(dataset, candidates, scored)
+
+            run_in_executor(self._pool, hashes, hashed,
+                            lambda exc: logger.warning("identity scores: {}", exc))
+
+        return scorer
+
+    def face_box_source(self, image_of: Callable[[int], ImageRecord | None]
+                        ) -> Callable[[int], FaceBox | None]:
+        """A face source for the crop proposals (``CropService.set_face_source``): the
+        photo's main face from the analysis cache (the CNN detector's result when there is
+        one, else HOG's), the largest confident face; None when the photo was not analysed
+        yet or has no face. Reads only the cache files: safe on a worker thread."""
+        from ..core.dataset.crops import FaceBox
+        from ..core.faces.cache import FaceCache
+        from ..core.faces.checks import confident_faces
+
+        caches = [FaceCache(self._paths.cache, "cnn"), FaceCache(self._paths.cache, "hog")]
+
+        def source(image_id: int) -> FaceBox | None:
+            record = image_of(image_id)
+            if record is None:
+                return None
+            photo = next((p for c in caches if (p := c.get(record.sha256)) is not None), None)
+            faces = confident_faces(photo).faces if photo is not None else ()
+            if not faces:
+                return None
+            face = max(faces, key=lambda f: f.short_side)
+            left, top, right, bottom = face.box
+            left, top = max(0.0, left), max(0.0, top)
+            right = min(float(photo.width), right) if photo and photo.width else right
+            bottom = min(float(photo.height), bottom) if photo and photo.height else bottom
+            marks = tuple((float(x), float(y)) for x, y in face.landmarks)
+            return FaceBox(left, top, max(1.0, right - left), max(1.0, bottom - top),
+                           marks if len(marks) == 5 else ())
+
+        return source
 
     def _on_progress(self, run: FaceRun, progress: Progress) -> None:
         if self._run is run:

@@ -250,3 +250,58 @@ def test_cnn_detector_finds_the_astronaut_and_caches_apart(tmp_path):
     assert overlap > 0.5 * (a[2] - a[0]) * (a[3] - a[1])       # the same face
     assert FaceCache(tmp_path / "cache", "cnn").get(sha) is not None
     assert FaceCache(tmp_path / "cache", "hog").get(sha) is not None
+
+
+def test_sample_pictures_are_scored_and_the_checkpoint_grid_recommends_the_likeness(
+        qtbot, service, tmp_path):
+    """The checkpoint comparison's scorer (issue 16 item 4 on issue 15's identity score): a
+    job's sample pictures scored against the character's photos; the step whose picture is
+    the character is recommended over a stranger's and a faceless one."""
+    from isengard_desktop.core.training.checkpoint_grid import build_grid, with_scores
+    from isengard_desktop.core.training.protocol import CheckpointEvent, SampleEvent
+
+    dataset = _records(fp.save(tmp_path / "ds", fp.same_person_variants()[:6]))
+    samples = fp.save(tmp_path / "samples", [("step000010_0.png", fp.stranger()),
+                                             ("step000020_0.png", fp.same_person_variants()[7][1]),
+                                             ("step000030_0.png", fp.no_face(4))])
+    events = []
+    for step, picture in zip((10, 20, 30), samples, strict=True):
+        folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "lora.safetensors").write_bytes(b"x")
+        events += [SampleEvent(step, str(picture), "a portrait"),
+                   CheckpointEvent(step, str(folder), True)]
+    got: list[dict] = []
+    service.similarity_scorer(dataset)(samples, got.append)
+    qtbot.waitUntil(lambda: bool(got), timeout=120_000)
+    scores = got[0]
+    assert scores[samples[2]] is None                       # no face: no score
+    assert scores[samples[1]] > 0.4 > scores[samples[0]]    # same person / a stranger
+    grid = with_scores(build_grid(events), scores)
+    assert grid.recommended is not None and grid.recommended.step == 20
+
+
+def test_face_box_source_gives_the_crop_proposals_the_analysed_face(qtbot, service, tmp_path):
+    """Crops centre on the face the analysis found (its cache): the astronaut's box, five
+    landmarks, and a proposal that keeps it; a photo not analysed yet has none."""
+    from isengard_desktop.core.dataset.crops import propose_crop
+    from isengard_desktop.core.training.buckets import family_buckets
+
+    records = _records(fp.save(tmp_path / "p", [("a.png", fp.astronaut()),
+                                                ("b.png", fp.no_face(2))]))
+    later = _records(fp.save(tmp_path / "q", [("c.png", fp.same_person_variants()[1][1])]),
+                     start=3)
+    _run(qtbot, service, records)
+    by_id = {r.id: r for r in records + later}
+    source = service.face_box_source(by_id.get)
+    box = source(1)
+    assert box is not None and len(box.landmarks) == 5
+    left, top, right, bottom = fp.ASTRONAUT_FACE
+    assert abs(box.x - left) < 12 and abs(box.y - top) < 12
+    assert abs(box.x + box.width - right) < 12 and abs(box.y + box.height - bottom) < 12
+    assert source(2) is None and source(3) is None and source(99) is None
+    proposal = propose_crop(512, 512, box, family_buckets("sdxl"))
+    assert proposal is not None
+    r = proposal.rect
+    assert r.x <= box.x and r.y <= box.y
+    assert r.x + r.width >= box.x + box.width and r.y + r.height >= box.y + box.height
