@@ -64,6 +64,11 @@ class Settings:
     # local prompt refinement (optional): the Ollama server (loopback by default) and model
     ollama_url: str = "http://127.0.0.1:11434"
     ollama_model: str = "llama3.2"
+    # the Generate tab's draft funnel ("Explore"): drafts made, then kept for the standard
+    # and the final stage (core/comfy/funnel.py FunnelSizes clamps them)
+    funnel_drafts: int = 20
+    funnel_standard: int = 8
+    funnel_final: int = 3
 
 
 def valid_ollama_url(value: str) -> bool:

@@ -91,6 +91,18 @@ class GenerationRequest:
     target: str = "gallery"
     character_id: int | None = None
     parent_image: str = ""
+    # lineage (core/comfy/funnel.py): the generation the pictures come from, the funnel and
+    # its stage ("draft" | "standard" | "final"; "" outside a funnel), how they were made
+    # ("funnel" | "more_like_this" | "")
+    parent_id: int | None = None
+    funnel_id: str = ""
+    stage: str = ""
+    origin: str = ""
+    # which GPU tier's servers should render it: "draft" | "standard" | "final" ("" = any);
+    # the router honours it where servers have tiers, today any server takes any job
+    server_tier: str = ""
+    # the picture size times this factor (funnel drafts are made smaller; 1.0 = the preset)
+    size_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -116,3 +128,8 @@ class GalleryItem:
     server: str = ""
     parent_image: str = ""
     prompt_id: str = ""
+    # lineage (migration 7): parent generation id, funnel id and stage, the funnel decision
+    parent_id: int | None = None
+    funnel_id: str = ""
+    stage: str = ""
+    pick: str = ""               # "" | "keep" | "discard" (funnel triage; files stay)

@@ -129,6 +129,17 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE jobs ADD COLUMN oom_notes TEXT NOT NULL DEFAULT '[]'",
     ],
+    # 7: lineage of generated pictures (core/comfy/funnel.py): the parent generation, the
+    #    draft funnel and its stage, the funnel's keep/discard decision
+    [
+        "ALTER TABLE generations ADD COLUMN parent_id INTEGER "
+        "REFERENCES generations(id) ON DELETE SET NULL",
+        "ALTER TABLE generations ADD COLUMN funnel_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE generations ADD COLUMN stage TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE generations ADD COLUMN pick TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX generations_by_parent ON generations(parent_id)",
+        "CREATE INDEX generations_by_funnel ON generations(funnel_id, stage)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
