@@ -454,6 +454,11 @@ class GenerationService(QObject):
     def active_jobs(self) -> list[str]:
         return list(self._jobs)
 
+    def job_request(self, job_id: str) -> GenerationRequest | None:
+        """The request of a job still running (None once it ended)."""
+        job = self._jobs.get(job_id)
+        return job.request if job is not None else None
+
     # -- draft funnel, more like this, lineage ---------------------------------------------
     def funnel_sizes(self) -> FunnelSizes:
         """The funnel sizes chosen in Settings (drafts → kept → kept → 1), clamped."""
