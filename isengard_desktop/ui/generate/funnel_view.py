@@ -60,20 +60,27 @@ class FunnelTileWidget(QFrame):
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setFixedSize(TILE_IMAGE, TILE_IMAGE)
         self.caption = QLabel("")
-        self.caption.setProperty("subtle", True)
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.seed_label = QLabel("")
+        self.seed_label.setProperty("subtle", True)
+        self.seed_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.seed_label.setFixedWidth(TILE_IMAGE)
+        self.setFixedWidth(TILE_IMAGE + 14)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
         layout.addWidget(self.image)
         layout.addWidget(self.caption)
+        layout.addWidget(self.seed_label)
         self.set_item(item)
 
     def set_item(self, item: GalleryItem) -> None:
         self.item = item
         word = PICK_WORDS.get(item.pick, "")
-        self.caption.setText(f"{self.number} · seed {item.seed}" + (f" · {word}" if word
-                                                                      else ""))
+        self.caption.setText(f"{self.number}" + (f" · {word}" if word else ""))
+        seed = f"seed {item.seed}"
+        self.seed_label.setText(self.seed_label.fontMetrics().elidedText(
+            seed, Qt.TextElideMode.ElideMiddle, TILE_IMAGE))
         self.setToolTip(f"Picture {self.number}, seed {item.seed}. "
                         + (f"{word}. " if word else "")
                         + "K keeps, D discards, U undecided"

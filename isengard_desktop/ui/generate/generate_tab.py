@@ -350,8 +350,8 @@ class GenerateTab(QWidget):
             self.form.set_last_seed(items[-1].seed)
         n = len(items)
         if request.funnel_id:
-            stage = STAGE_TITLES.get(request.stage, request.stage).lower()
-            text = f"Done: {n} {stage} picture{'s' if n != 1 else ''} in Explore."
+            text = (f"Done: {n} {request.stage or 'explore'} picture{'s' if n != 1 else ''} "
+                    "in Explore.")
         elif request.target == "staging":
             text = (f"{n} picture{'s' if n != 1 else ''} waiting in the staging strip: keep "
                     "or discard each one.")
