@@ -497,22 +497,20 @@ class GenerationService(QObject):
         ids = [i for i in item_ids if i in self._items]
         if not ids or self._closed:
             return
-        for item_id in ids:      # shown at once; the row follows
+        # the memory is the truth at once (Next stage reads it); the rows follow in order.
+        # (Copying the written rows back would let an older write's answer, still on its way,
+        # undo a newer choice: K then 1 then 1 quickly lost the Keep.)
+        for item_id in ids:
             self._items[item_id] = replace(self._items[item_id], pick=pick)
         self.gallery_changed.emit()
         outputs = self.paths.outputs
-
-        def changed(rows: list[GalleryItem]) -> None:
-            for row in rows:
-                if row.id in self._items:
-                    self._items[row.id] = row
 
         def op(conn: sqlite3.Connection) -> WriteResult[list[GalleryItem]]:
             rows = GenerationsRepository(conn, outputs).set_pick(ids, pick)
             return WriteResult(rows, ChangeSet(generations=True))
 
         self.library.database.write(
-            op, changed, lambda exc: self.failed.emit(f"Could not record the choice: {exc}"))
+            op, None, lambda exc: self.failed.emit(f"Could not record the choice: {exc}"))
 
     def advance(self, funnel_id: str, stage: str, upscale: bool = False) -> list[str]:
         """"Next stage": every kept picture of ``stage`` without a child in the next stage yet
