@@ -218,3 +218,29 @@ def test_explore_six_keep_three_then_one_with_lineage_that_survives_a_restart(
                                 for _d, text in lineage_texts(view2.lineage)), timeout=10_000)
     view2.stage_buttons["draft"].click()
     assert [t.item.pick for t in view2.tiles] == ["keep", "discard", "", "keep", "", "keep"]
+
+
+def test_funnel_sizes_in_settings_reach_the_explore_button(make_app, qt_asyncio_loop, qtbot):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from isengard_desktop.core.settings import load_settings
+    from isengard_desktop.ui.settings.settings_dialog import SettingsDialog
+
+    ctx = make_app()
+    tab = open_generate(qtbot, ctx)
+    assert tab.form.explore_button.text() == "Explore (20)"        # the default 20 → 8 → 3
+    click(qtbot, tab.backends.settings_button)
+    qtbot.waitUntil(lambda: ctx.window.findChild(SettingsDialog) is not None, timeout=5000)
+    dialog = ctx.window.findChild(SettingsDialog)
+    box = dialog.comfyui_page.funnel_box
+    assert [box.spins[k].value() for k in ("drafts", "standard", "final")] == [20, 8, 3]
+    assert all(spin.toolTip() for spin in box.spins.values())
+    box.spins["drafts"].setValue(10)
+    box.spins["standard"].setValue(12)     # more than the drafts: kept to 10
+    box.spins["final"].setValue(2)
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    s = ctx.settings.settings
+    assert (s.funnel_drafts, s.funnel_standard, s.funnel_final) == (10, 10, 2)
+    assert tab.form.explore_button.text() == "Explore (10)"
+    qtbot.waitUntil(lambda: load_settings(ctx.paths.settings_file).funnel_drafts == 10,
+                    timeout=5000)

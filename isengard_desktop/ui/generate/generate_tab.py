@@ -209,6 +209,10 @@ class GenerateTab(QWidget):
 
         self.form.set_loras(lora_options(library))
         self.form.set_explore_drafts(service.funnel_sizes().drafts)
+        settings_service = getattr(service, "settings_service", None)
+        if settings_service is not None:     # Settings → ComfyUI changes the funnel sizes
+            settings_service.settings_changed.connect(
+                lambda _s: self.form.set_explore_drafts(self._service.funnel_sizes().drafts))
         self.on_servers_changed(service.servers())
         self.on_gallery_changed()
 
