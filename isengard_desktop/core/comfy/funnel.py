@@ -267,7 +267,7 @@ def more_like_request(item: Any, denoise: float = MORE_LIKE_DENOISE,
     p: Mapping[str, Any] = item.params or {}
     request = _from_item(item, seed=nearby_seed(item.seed, 1), batch=int(count),
                          origin="more_like_this",
-                         server_tier=str(p.get("server_tier") or item.stage or "standard"))
+                         server_tier=str(p.get("server_tier") or item.stage or ""))
     features = request.features | {"img2img"} | (
         {"upscale"} if "upscale" in (p.get("features") or ()) else frozenset())
     inputs = {**request.feature_inputs, "denoise": f"{float(denoise):.2f}"}
