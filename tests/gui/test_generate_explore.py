@@ -73,7 +73,9 @@ def test_explore_six_keep_three_then_one_with_lineage_that_survives_a_restart(
     for graph, seed in zip(graphs_since(double, start), range(SEED, SEED + 6), strict=True):
         assert sampler_of(graph)["seed"] == seed and sampler_of(graph)["steps"] == 15
         assert "VAEEncode" not in {n["class_type"] for n in graph.values()}
-    assert read_metadata(drafts[0].path)["isengard"]["stage"] == "draft"
+    meta = read_metadata(drafts[0].path)["isengard"]
+    assert (meta["stage"], meta["server_tier"], meta["funnel_id"]) == \
+        ("draft", "draft", drafts[0].funnel_id)                 # the router's tier
     qtbot.waitUntil(lambda: len(view.tiles) == 6, timeout=5000)
     assert tab.gallery.items() == []                      # drafts stay in Explore
     assert view.stage_buttons["draft"].isChecked()
@@ -134,7 +136,8 @@ def test_explore_six_keep_three_then_one_with_lineage_that_survives_a_restart(
     for graph in sent:
         assert sampler_of(graph)["denoise"] == 0.55 and sampler_of(graph)["steps"] == 30
         assert {"LoadImage", "VAEEncode"} <= {n["class_type"] for n in graph.values()}
-    assert read_metadata(standard[0].path)["isengard"]["parent_id"] == kept[0]
+    meta = read_metadata(standard[0].path)["isengard"]
+    assert (meta["parent_id"], meta["server_tier"]) == (kept[0], "standard")
     qtbot.waitUntil(lambda: len(view.tiles) == 3, timeout=5000)
     assert "3 standard · keep 1 for final" in view.count_label.text()
     # Next stage again: nothing new to make (every kept draft has its standard picture)
@@ -179,6 +182,7 @@ def test_explore_six_keep_three_then_one_with_lineage_that_survives_a_restart(
     assert {"UpscaleModelLoader", "ImageUpscaleWithModel"} <= {n["class_type"]
                                                                for n in graph.values()}
     assert (final.width, final.height) == (2048, 2048)        # 4× upscaler, rescaled by 0.5
+    assert read_metadata(final.path)["isengard"]["server_tier"] == "final"
     qtbot.waitUntil(lambda: len(view.tiles) == 1, timeout=5000)
     assert not view.next_button.isVisible()
     view.setFocus()
