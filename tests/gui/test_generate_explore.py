@@ -102,6 +102,14 @@ def test_explore_six_keep_three_then_one_with_lineage_that_survives_a_restart(
     assert view.tile(ids[3]).caption.text() == "4 · Kept"
     assert view.tile(ids[3]).seed_label.text() == f"seed {SEED + 3}"
     assert "3 kept" in view.count_label.text() and view.next_button.isEnabled()
+    # the mouse does the same: Discard on picture 5, pressed again → undecided
+    tile5 = view.tile(ids[4])
+    assert tile5.keep_button.toolTip() and tile5.discard_button.toolTip()
+    click(qtbot, tile5.discard_button)
+    assert tile5.item.pick == "discard" and tile5.discard_button.isChecked()
+    click(qtbot, tile5.discard_button)
+    assert tile5.item.pick == "" and not tile5.discard_button.isChecked()
+    assert view.tile(ids[0]).keep_button.isChecked()
     kept = [ids[0], ids[3], ids[5]]
     kept_seeds = [SEED, SEED + 3, SEED + 5]
 

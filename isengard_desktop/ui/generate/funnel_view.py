@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap
+from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QGridLayout, QHBoxLayout,
                                QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
@@ -39,15 +39,17 @@ from ..widgets.more_like_this import MoreLikeThisWidget
 
 __all__ = ["FunnelTileWidget", "FunnelViewWidget"]
 
-TILE_IMAGE = 132
-COLUMNS = 5
+TILE_IMAGE = 120
+TILE_STEP = TILE_IMAGE + 14 + 8      # tile width + grid spacing
 PICK_WORDS = {"keep": "Kept", "discard": "Discarded", "": ""}
 
 
 class FunnelTileWidget(QFrame):
-    """One picture of a stage: thumbnail, number and seed, its decision."""
+    """One picture of a stage: thumbnail, number and seed, its decision, Keep and Discard
+    buttons (pressing a decided one again makes the picture undecided)."""
 
     clicked = Signal(int)
+    decided = Signal(int, str)
 
     def __init__(self, item: GalleryItem, number: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -70,8 +72,21 @@ class FunnelTileWidget(QFrame):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.setSpacing(4)
         layout.addWidget(self.image)
+        self.keep_button = QPushButton("Keep")
+        self.keep_button.setObjectName("FunnelKeep")
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setObjectName("FunnelDiscard")
+        buttons = QHBoxLayout()
+        buttons.setSpacing(4)
+        for button, pick in ((self.keep_button, "keep"), (self.discard_button, "discard")):
+            button.setCheckable(True)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, p=pick: self.decided.emit(
+                self.item.id, "" if self.item.pick == p else p))
+            buttons.addWidget(button, 1)
         layout.addWidget(self.caption)
         layout.addWidget(self.seed_label)
+        layout.addLayout(buttons)
         self.set_item(item)
 
     def set_item(self, item: GalleryItem) -> None:
@@ -85,6 +100,13 @@ class FunnelTileWidget(QFrame):
                         + (f"{word}. " if word else "")
                         + "K keeps, D discards, U undecided"
                         + (f", {self.number} toggles Keep." if self.number <= 9 else "."))
+        self.keep_button.setChecked(item.pick == "keep")
+        self.discard_button.setChecked(item.pick == "discard")
+        self.keep_button.setToolTip("Undecided again (U)." if item.pick == "keep" else
+                                    "Keep this picture for the next stage (K).")
+        self.discard_button.setToolTip("Undecided again (U)." if item.pick == "discard" else
+                                       "Leave this picture out of the next stage (D). The "
+                                       "file stays, so you can change your mind.")
         if self.property("pick") != item.pick:
             self.setProperty("pick", item.pick)
             self.style().unpolish(self)
@@ -127,6 +149,7 @@ class FunnelViewWidget(QFrame):
         self.tiles: list[FunnelTileWidget] = []
         self.current_id: int | None = None
         self.running = 0
+        self.columns = 4
 
         self.title = QLabel("Explore")
         self.title.setObjectName("SectionLabel")
@@ -178,21 +201,35 @@ class FunnelViewWidget(QFrame):
         self.hint.setProperty("subtle", True)
         self.hint.setWordWrap(True)
         self.more = MoreLikeThisWidget()
-        self.lineage = LineageTreeWidget()
+        self.lineage = LineageTreeWidget(hide_single=False)
         self.lineage.setVisible(False)
         foot = QHBoxLayout()
         foot.addWidget(self.count_label, 1)
         foot.addWidget(self.next_button)
 
+        # the current picture's lineage and the keys beside the grid (below it, the tree
+        # squeezed the grid to one row at 1280×800)
+        self.lineage.setMaximumHeight(16777215)
+        side = QWidget()
+        side.setFixedWidth(230)
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(0, 0, 0, 0)
+        lineage_title = QLabel("Lineage")
+        lineage_title.setObjectName("SectionLabel")
+        sv.addWidget(lineage_title)
+        sv.addWidget(self.lineage, 1)
+        sv.addStretch(0)
+        sv.addWidget(self.hint)
+        body = QHBoxLayout()
+        body.addWidget(self.scroll_area, 1)
+        body.addWidget(self.empty_label, 1)
+        body.addWidget(side)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
-        layout.addWidget(self.scroll_area, 1)
-        layout.addWidget(self.empty_label)
+        layout.addLayout(body, 1)
         layout.addLayout(foot)
-        layout.addWidget(self.hint)
         layout.addWidget(self.more)
-        layout.addWidget(self.lineage)
 
         self.back_button.clicked.connect(self.back_requested)
         self.next_button.clicked.connect(self._next)
@@ -238,14 +275,15 @@ class FunnelViewWidget(QFrame):
                     old[item.id] = reused          # renumbered: made anew, this one goes
                 tile = FunnelTileWidget(item, number)
                 tile.clicked.connect(self.set_current)
+                tile.decided.connect(lambda item_id, pick: self.decide(item_id, pick,
+                                                                       advance=bool(pick)))
                 tile.set_pixmap(self._thumbs.pixmap(thumb_key(item.path), Path(item.path)))
             tiles.append(tile)
         for gone in old.values():
             gone.setParent(None)
             gone.deleteLater()
-        for n, tile in enumerate(tiles):
-            self._grid.addWidget(tile, n // COLUMNS, n % COLUMNS)
         self.tiles = tiles
+        self._place_tiles()
         if self.current_id not in {t.item.id for t in tiles}:
             undecided = [t for t in tiles if not t.item.pick]
             self.current_id = (undecided or tiles)[0].item.id if tiles else None
@@ -253,6 +291,24 @@ class FunnelViewWidget(QFrame):
                 self.current_changed.emit(self.current_id)
         self._mark_current()
         self._update_counts()
+
+    def _place_tiles(self) -> None:
+        """Tiles in rows as wide as the grid's viewport allows."""
+        width = self.scroll_area.viewport().width()
+        self.columns = max(1, (width - 12) // TILE_STEP) if width > 0 else self.columns
+        for tile in self.tiles:
+            self._grid.removeWidget(tile)
+        for n, tile in enumerate(self.tiles):
+            self._grid.addWidget(tile, n // self.columns, n % self.columns,
+                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._grid.setColumnStretch(self.columns, 1)
+        self._grid.setRowStretch(max(1, -(-len(self.tiles) // self.columns)), 1)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        width = self.scroll_area.viewport().width()
+        if self.tiles and max(1, (width - 12) // TILE_STEP) != self.columns:
+            self._place_tiles()
 
     def item_ids(self) -> list[int]:
         return [t.item.id for t in self.tiles]
@@ -328,9 +384,9 @@ class FunnelViewWidget(QFrame):
         elif key == Qt.Key.Key_Right:
             self.move_current(1)
         elif key == Qt.Key.Key_Up:
-            self.move_current(-COLUMNS)
+            self.move_current(-self.columns)
         elif key == Qt.Key.Key_Down:
-            self.move_current(COLUMNS)
+            self.move_current(self.columns)
         elif key == Qt.Key.Key_K and self.current_id is not None:
             self.decide(self.current_id, "keep")
         elif key == Qt.Key.Key_D and self.current_id is not None:

@@ -231,7 +231,7 @@ class GalleryDetailsWidget(QWidget):
         row2.addWidget(self.open_folder_button, 1)
         row2.addWidget(self.delete_button)
         # the former "Vary": image to image from this picture, nearby seeds, low denoise
-        self.more = MoreLikeThisWidget()
+        self.more = MoreLikeThisWidget(two_rows=True)
         self.lineage = LineageTreeWidget()
         self.lineage.setVisible(False)
         grid.addWidget(self.more)

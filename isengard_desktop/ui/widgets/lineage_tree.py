@@ -25,8 +25,9 @@ IdRole = Qt.ItemDataRole.UserRole + 1
 class LineageTreeWidget(QTreeWidget):
     picture_activated = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, hide_single: bool = True) -> None:
         super().__init__(parent)
+        self.hide_single = hide_single      # a picture without relatives: no tree at all
         self.setObjectName("LineageTree")
         self.setHeaderHidden(True)
         self.setColumnCount(1)
@@ -43,7 +44,8 @@ class LineageTreeWidget(QTreeWidget):
         self.rows: list[LineageRow] = []
 
     def set_rows(self, rows: Sequence[LineageRow]) -> None:
-        """Show these rows (depth-first); an empty list hides the tree."""
+        """Show these rows (depth-first); an empty list (or, with ``hide_single``, one row)
+        hides the tree."""
         self.rows = list(rows)
         self.clear()
         parents: dict[int, QTreeWidgetItem] = {}
@@ -51,6 +53,7 @@ class LineageTreeWidget(QTreeWidget):
         for row in rows:
             holder = parents.get(row.parent_id) if row.parent_id is not None else None
             node = QTreeWidgetItem([f"#{row.id} · {row.label}"])
+            node.setToolTip(0, node.text(0))      # long seeds do not fit a narrow pane
             node.setData(0, IdRole, row.id)
             if holder is None:
                 self.addTopLevelItem(node)
@@ -66,7 +69,7 @@ class LineageTreeWidget(QTreeWidget):
         if current is not None:
             self.setCurrentItem(current)
             self.scrollToItem(current)
-        self.setVisible(len(self.rows) > 1)
+        self.setVisible(len(self.rows) > (1 if self.hide_single else 0))
 
     def texts(self) -> list[tuple[int, str]]:
         """(depth, text) of every row, top to bottom (what the user reads)."""

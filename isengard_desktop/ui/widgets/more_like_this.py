@@ -8,7 +8,8 @@ Signals:
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QSpinBox, QWidget
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSlider, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from ...core.comfy.funnel import MORE_LIKE_COUNT, MORE_LIKE_DENOISE
 
@@ -18,7 +19,7 @@ __all__ = ["MoreLikeThisWidget"]
 class MoreLikeThisWidget(QWidget):
     requested = Signal(float, int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, two_rows: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("MoreLikeThis")
         self.button = QPushButton("More like this")
@@ -43,14 +44,26 @@ class MoreLikeThisWidget(QWidget):
         self._tip = self.button.toolTip()
         strength = QLabel("Strength")
         strength.setToolTip(self.slider.toolTip())
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addWidget(self.button)
-        layout.addWidget(strength)
-        layout.addWidget(self.slider, 1)
-        layout.addWidget(self.value_label)
-        layout.addWidget(self.count)
+        # two rows in a narrow pane (the gallery's details): button + count, then strength
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(4)
+        first = QHBoxLayout()
+        first.setSpacing(6)
+        second = QHBoxLayout() if two_rows else first
+        second.setSpacing(6)
+        first.addWidget(self.button, 1 if two_rows else 0)
+        if two_rows:
+            first.addWidget(QLabel("Count"))
+            first.addWidget(self.count)
+        second.addWidget(strength)
+        second.addWidget(self.slider, 1)
+        second.addWidget(self.value_label)
+        if not two_rows:
+            second.addWidget(self.count)
+        outer.addLayout(first)
+        if two_rows:
+            outer.addLayout(second)
         self.slider.valueChanged.connect(self._show_value)
         self.button.clicked.connect(lambda: self.requested.emit(self.denoise(),
                                                                 self.count.value()))
