@@ -256,3 +256,45 @@ def test_funnel_sizes_in_settings_reach_the_explore_button(make_app, qt_asyncio_
     assert tab.form.explore_button.text() == "Explore (10)"
     qtbot.waitUntil(lambda: load_settings(ctx.paths.settings_file).funnel_drafts == 10,
                     timeout=5000)
+
+
+def test_final_without_an_upscaler_says_so_and_next_twice_makes_each_picture_once(
+        make_app, qt_asyncio_loop, qtbot, make_comfy_double):  # noqa: F811
+    double = make_comfy_double(models={"checkpoints": CHECKPOINTS}, step_delay=0.05)
+    paths = resolve_paths().ensure()
+    save_settings(paths.settings_file, Settings(remote_servers=[double.url], funnel_drafts=2,
+                                                funnel_standard=1, funnel_final=1))
+    ctx = make_app()
+    tab = open_generate(qtbot, ctx)
+    view = tab.funnel
+    wait_ready(qtbot, tab)
+    qtbot.keyClicks(tab.form.prompt_edit, "a quiet harbour")
+    with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000):
+        click(qtbot, tab.form.explore_button)
+    qtbot.waitUntil(lambda: len(view.tiles) == 2, timeout=5000)
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_2)                     # keep the second draft only
+    done: list = []
+    ctx.generation.job_finished.connect(lambda _j, items: done.extend(items))
+    start = len(double.accepted_prompts)
+    click(qtbot, view.next_button)
+    view.stage_buttons["draft"].click()                    # back to the drafts, Next again
+    click(qtbot, view.next_button)                         # (the first one still runs)
+    qtbot.waitUntil(lambda: len(done) == 1, timeout=60_000)
+    qtbot.wait(300)
+    assert len(double.accepted_prompts) == start + 1 and ctx.generation.active_jobs() == []
+    qtbot.waitUntil(lambda: len(view.tiles) == 1, timeout=5000)
+    messages: list[str] = []
+    tab.message_posted.connect(messages.append)
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    done.clear()
+    start = len(double.accepted_prompts)
+    click(qtbot, view.next_button)
+    assert any("made without upscaling" in m and "upscale_models" in m for m in messages), \
+        messages
+    qtbot.waitUntil(lambda: len(done) == 1, timeout=60_000)
+    [graph] = graphs_since(double, start)
+    classes = {n["class_type"] for n in graph.values()}
+    assert "UpscaleModelLoader" not in classes and "VAEEncode" in classes
+    assert done[0].stage == "final" and (done[0].width, done[0].height) == (1024, 1024)

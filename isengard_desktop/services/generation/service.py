@@ -514,13 +514,17 @@ class GenerationService(QObject):
 
     def advance(self, funnel_id: str, stage: str, upscale: bool = False) -> list[str]:
         """"Next stage": every kept picture of ``stage`` without a child in the next stage yet
-        is rendered again for it with the same seed (one job each). Returns the job ids; []
+        (made or being made) is rendered again for it with the same seed (one job each). Returns the job ids; []
         when nothing is kept or every kept picture already has its next-stage picture."""
         after = next_stage(stage)
         if after is None:
             return []
         made = {i.parent_id for i in self.funnel_items(funnel_id, after)
                 if i.parent_id is not None}
+        # ... or being made (Next stage pressed twice while the first ones run)
+        made |= {j.request.parent_id for j in self._jobs.values()
+                 if j.request.funnel_id == funnel_id and j.request.stage == after
+                 and j.request.origin == "funnel" and not j.cancelled}
         kept = [i for i in self.funnel_items(funnel_id, stage)
                 if i.pick == "keep" and i.id not in made]
         return [self.submit(stage_request(item, after, upscale=upscale and after == "final"))
