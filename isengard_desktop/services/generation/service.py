@@ -524,7 +524,8 @@ class GenerationService(QObject):
         # ... or being made (Next stage pressed twice while the first ones run)
         made |= {j.request.parent_id for j in self._jobs.values()
                  if j.request.funnel_id == funnel_id and j.request.stage == after
-                 and j.request.origin == "funnel" and not j.cancelled}
+                 and j.request.origin == "funnel" and not j.cancelled
+                 and j.request.parent_id is not None}
         kept = [i for i in self.funnel_items(funnel_id, stage)
                 if i.pick == "keep" and i.id not in made]
         return [self.submit(stage_request(item, after, upscale=upscale and after == "final"))
