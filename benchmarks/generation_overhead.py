@@ -21,8 +21,21 @@ and client cost.
     (``core/comfy/routing.choose_server``: healthy, has the models, then least busy), one
     ComfyClient per server. Throughput relative to 1 server (goal: 2 servers ≥ 1.8×,
     4 servers ≥ 3.5×). Repeated 3 times (``--quick`` 1), median.
+(c) **One batch over a tier** (issue 17): a 20-picture job spread by the service's own
+    dispatcher (``services/generation/batch.py`` ``BatchDispatcher``: each idle server of
+    the tier takes the next picture) over 1, 2 and 4 doubles of the same tier, each picture
+    3 nodes x ``--node-delay``. Throughput relative to 1 double (goal ≥ 0.9·N).
+(d) **Mixed speeds**: the same 20 pictures over a fast and a slow double (node delays
+    ``--node-delay`` / 3 and ``--node-delay``: 3x slower). The fast one must take more
+    pictures; wall time within 10 % of the ideal split (the best whole-picture split for
+    the per-picture times each double showed alone). Run twice on the same servers: the
+    first batch starts with no speed measured, the second uses the measured speeds
+    (the goal is on the second).
+    The dispatcher runs with a stand-in runner (``BenchRunner``: one ComfyClient per
+    double, the blur graph, no Qt, no database) so only the spreading is measured.
 
     .venv/bin/python benchmarks/generation_overhead.py [--quick] [--jobs N] [--node-delay S]
+                                                       [--only-batch]
 """
 
 from __future__ import annotations
@@ -45,6 +58,9 @@ if str(REPO) not in sys.path:
 GOAL_OVERHEAD = 1.25
 GOAL_SCALE = {2: 1.8, 4: 3.5}
 FANOUT_JOBS = 20
+BATCH = 20
+GOAL_BATCH_SCALE = 0.9        # throughput on N servers >= 0.9 * N
+GOAL_MIXED = 1.10             # mixed-speed wall time <= 1.1 x the ideal split
 
 
 def tiny_graph(n: int) -> dict:
@@ -172,12 +188,169 @@ async def fanout(urls: list[str], jobs: int) -> float:
             await client.aclose()
 
 
+# --------------------------------------------------------------------------- (c, d) batch
+
+class BenchPool:
+    """The few ServerPool reads the dispatcher makes, over plain Server objects."""
+
+    def __init__(self, servers: list) -> None:
+        self.servers = {s.key: s for s in servers}
+
+    def views(self) -> list:
+        return [s.view() for s in self.servers.values()]
+
+    def get(self, key: str):  # noqa: ANN201
+        return self.servers.get(key)
+
+    async def refresh(self) -> None:
+        return None
+
+    def mark_failed(self, key: str, message: str) -> None:
+        self.servers[key].state = "offline"
+
+
+class BenchRunner:
+    """What BatchDispatcher asks of JobRunner: the graph check (none here) and one picture:
+    the blur graph on that server's ComfyClient, counted in flight like ``JobRunner._run_on``."""
+
+    def __init__(self, pool: BenchPool, clients: dict) -> None:
+        from types import SimpleNamespace
+
+        self.pool = pool
+        self.clients = clients
+        self.paths = SimpleNamespace(loras=Path("."))
+        self.colour = int(time.time() * 1000) % 100000 * 100   # fresh: no cache hits
+
+    def _graph(self, plan, route, server) -> dict:  # noqa: ANN001
+        return {}
+
+    def _check(self, graph, server, plan) -> list[str]:  # noqa: ANN001
+        return []
+
+    async def run_picture(self, job, plan, route, server, progress) -> list:  # noqa: ANN001
+        self.colour += 1
+        server.in_flight += 1
+        try:
+            client = self.clients[server.key]
+            result = await client.run(blur_graph(self.colour))
+            return [await client.fetch_image(ref) for ref in result.images]
+        finally:
+            server.in_flight -= 1
+
+
+async def batch_over(urls: list[str], pictures: int, rounds: int = 1
+                     ) -> list[tuple[float, dict[str, int]]]:
+    """``rounds`` jobs of ``pictures`` one after another on the same servers (speeds
+    measured in one carry to the next): (wall seconds, pictures per server) each."""
+    from types import SimpleNamespace
+
+    from isengard_desktop.core.comfy.client import ComfyClient
+    from isengard_desktop.core.comfy.jobs import ServerState
+    from isengard_desktop.core.comfy.routing import ModelNeed
+    from isengard_desktop.services.generation.batch import BatchDispatcher
+    from isengard_desktop.services.generation.server_state import Server
+
+    need = ModelNeed("checkpoints", "bench.safetensors")
+    servers = []
+    clients = {}
+    for url in urls:
+        server = Server(url, url, url, "remote")
+        server.state = ServerState.READY
+        server.models = {"checkpoints": frozenset({need.name})}
+        server.tier = "draft"
+        servers.append(server)
+        clients[url] = ComfyClient(url)
+    runner = BenchRunner(BenchPool(servers), clients)
+    out = []
+    try:
+        for client in clients.values():
+            await client.connect()
+        for n in range(rounds):
+            job = SimpleNamespace(job_id=f"bench{n}", blocked={}, upload_problems=[],
+                                  cancelled=False, assignments=[])
+            plan = SimpleNamespace(needs=[need], spec=SimpleNamespace(title="bench"))
+            dispatcher = BatchDispatcher(runner, job, [plan] * pictures, "draft",
+                                         lambda p: None, lambda m: None)
+            t0 = time.perf_counter()
+            await dispatcher.run()
+            wall = time.perf_counter() - t0
+            counts = {url: sum(1 for _i, k in job.assignments if k == url) for url in urls}
+            out.append((wall, counts))
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return out
+
+
+def ideal_split(pictures: int, per_picture: list[float]) -> float:
+    """The shortest wall time of any whole-picture split over servers with these times."""
+    if len(per_picture) == 1:
+        return pictures * per_picture[0]
+    a, b = per_picture
+    return min(max(k * a, (pictures - k) * b) for k in range(pictures + 1))
+
+
+def measure_batches(node_delay: float, reps: int) -> tuple[dict, dict]:
+    from tests.helpers.comfy_double import ComfyDouble
+
+    walls: dict[int, float] = {}
+    for count in (1, 2, 4):
+        doubles = [ComfyDouble(node_delay=node_delay) for _ in range(count)]
+        try:
+            urls = [d.start() for d in doubles]
+            walls[count] = median([asyncio.run(batch_over(urls, BATCH))[0][0]
+                                   for _ in range(reps)])
+        finally:
+            for d in doubles:
+                d.stop()
+    speed = {c: ratio(walls[1], walls[c]) for c in walls}
+    print_table(f"(c) one {BATCH}-picture job over N doubles of its tier "
+                f"(3 nodes x {node_delay:g} s a picture)", [
+        *((f"{c} double(s)", f"{walls[c]:.2f} s  throughput {speed[c]:.2f}x "
+           f"(goal >= {GOAL_BATCH_SCALE * c:.1f}x)") for c in (1, 2, 4)),
+    ])
+
+    fast_delay, slow_delay = node_delay / 3, node_delay
+    fast, slow = ComfyDouble(node_delay=fast_delay), ComfyDouble(node_delay=slow_delay)
+    try:
+        urls = [fast.start(), slow.start()]
+        solo = [asyncio.run(batch_over([u], BATCH))[0][0] / BATCH for u in urls]
+        runs = asyncio.run(batch_over(urls, BATCH, rounds=2))
+    finally:
+        fast.stop()
+        slow.stop()
+    ideal = ideal_split(BATCH, solo)
+    (cold, cold_counts), (warm, warm_counts) = runs
+    print_table(f"(d) {BATCH} pictures over a fast and a 3x slower double", [
+        ("per picture alone", f"fast {solo[0] * 1000:.0f} ms, slow {solo[1] * 1000:.0f} ms"),
+        ("ideal split", f"{ideal:.2f} s"),
+        ("first batch (no speeds yet)", f"{cold:.2f} s = {cold / ideal:.2f}x ideal; fast "
+         f"{cold_counts[urls[0]]}, slow {cold_counts[urls[1]]}"),
+        ("second batch (measured speeds)", f"{warm:.2f} s = {warm / ideal:.2f}x ideal; fast "
+         f"{warm_counts[urls[0]]}, slow {warm_counts[urls[1]]} (goal <= {GOAL_MIXED}x)"),
+    ])
+    figures = {
+        "batch_node_delay_s": node_delay,
+        "batch_wall_s": {str(c): walls[c] for c in walls},
+        "batch_throughput_vs_1": {str(c): speed[c] for c in speed},
+        "mixed_solo_s_per_picture": {"fast": solo[0], "slow": solo[1]},
+        "mixed_ideal_s": ideal, "mixed_cold_s": cold, "mixed_warm_s": warm,
+        "mixed_cold_counts": {"fast": cold_counts[urls[0]], "slow": cold_counts[urls[1]]},
+        "mixed_warm_counts": {"fast": warm_counts[urls[0]], "slow": warm_counts[urls[1]]},
+    }
+    goals = {**{f"batch_scale_{c}": speed[c] >= GOAL_BATCH_SCALE * c for c in (2, 4)},
+             "mixed_fast_takes_more": warm_counts[urls[0]] > warm_counts[urls[1]],
+             "mixed_within_10pct": warm <= GOAL_MIXED * ideal}
+    return figures, goals
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40 jobs, 0.05 s nodes, 1 repetition")
     parser.add_argument("--jobs", type=int, default=None, help="jobs per side in (a)")
     parser.add_argument("--node-delay", type=float, default=None, help="seconds per node in (b)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions of (b)")
+    parser.add_argument("--only-batch", action="store_true", help="only (c) and (d)")
     args = parser.parse_args(argv)
     prepare_env()
     jobs = args.jobs or (40 if args.quick else 200)
@@ -186,7 +359,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.helpers.comfy_double import ComfyDouble
 
+    if args.only_batch:
+        with fresh_home("generation"):
+            figures, goals = measure_batches(node_delay, reps)
+        emit_json("generation_overhead", figures, goals)
+        return 0
     with fresh_home("generation"):
+        batch_figures, batch_goals = measure_batches(node_delay, reps)
         with ComfyDouble() as double:
             times = asyncio.run(measure_overhead(double.url, jobs))
         raw_ms, client_ms = median(times["raw"]), median(times["client"])
@@ -219,9 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         "client_over_raw": overhead, "fanout_node_delay_s": node_delay,
         "fanout_wall_s": {str(c): walls[c] for c in walls},
         "fanout_throughput_vs_1": {str(c): speed[c] for c in speed},
+        **batch_figures,
     }
     goals = {"client_overhead": overhead <= GOAL_OVERHEAD,
-             **{f"scale_{c}_servers": speed[c] >= GOAL_SCALE[c] for c in GOAL_SCALE}}
+             **{f"scale_{c}_servers": speed[c] >= GOAL_SCALE[c] for c in GOAL_SCALE},
+             **batch_goals}
     emit_json("generation_overhead", figures, goals)
     return 0
 

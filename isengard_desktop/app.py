@@ -20,6 +20,7 @@ from .core.hardware.monitor import ResourceSampler
 from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
+from .services.crops import CropService
 from .services.dataset_checks import DatasetChecksService
 from .services.downloads import DownloadService
 from .services.gpu_probe import GpuProbe
@@ -77,6 +78,7 @@ class AppContext:
     comfy_install: ComfyInstallService | None = None
     resources: ResourceMonitor | None = None   # GPU/CPU/RAM/disk at 1 Hz (Training tab, jobs)
     prompt_refine: PromptRefineService | None = None
+    crops: CropService | None = None   # face-centred crops (Dataset tab, training lists)
     _closed: bool = False
 
     @property
@@ -124,6 +126,8 @@ class AppContext:
         self.thumbnails.shutdown()
         shutdown_background_work()   # widgets' queued ops dropped; running ones end
         self.checks.shutdown()
+        if self.crops is not None:
+            self.crops.shutdown()        # a proposal run ends (its write is dropped)
         self.library.shutdown()
         self.settings.shutdown()
         logger.info("shut down")
@@ -157,7 +161,11 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     generation.set_upload_tokens(lambda url: holder[0].secrets.server_token(url))
     characters = CharactersTab(library, thumbnails)
     checks = DatasetChecksService()
-    dataset = DatasetTab(library, thumbnails, checks)
+    # face crops: proposals ask crops' face source (the face analysis connects it with
+    # crops.set_face_source); each job's dataset.json gets the photos' crops
+    crops = CropService(library)
+    training.crop_of = crops.rect
+    dataset = DatasetTab(library, thumbnails, checks, crops)
 
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
@@ -190,13 +198,16 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
-                     resources=resources, prompt_refine=prompt_refine)
+                     resources=resources, prompt_refine=prompt_refine, crops=crops)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
         install_error_hook(window)
     library.start()
+    crops.start()           # reads after the library's open, on the same writer
     training.start()
+    # one managed ComfyUI per GPU on a multi-GPU machine: they start once the GPUs are known
+    generation.detect_gpus(lambda: read_machine(paths)[0].gpus)
     generation.start()
     return ctx
 
@@ -208,6 +219,8 @@ def _connect_signals(ctx: AppContext) -> None:
     library.data_changed.connect(characters.on_data_changed)
     library.data_changed.connect(dataset.on_data_changed)
     library.failed.connect(window.show_error)
+    if ctx.crops is not None:
+        ctx.crops.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
     dataset.message_posted.connect(window.show_message)
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
@@ -471,6 +484,9 @@ def _connect_generate(ctx: AppContext) -> None:
 
     lazy.built.connect(built)
     generation.failed.connect(window.show_error)
+    # a server skipped (which file is missing where), overflow, a picture moved to another
+    # server: shown in the status bar while the job runs
+    generation.job_notice.connect(lambda _job, text: window.show_message(text, 12000))
 
     def generate_for_dataset(character_id: int) -> None:
         window.tabs.setCurrentWidget(lazy)

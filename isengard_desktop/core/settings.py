@@ -64,6 +64,10 @@ class Settings:
     # local prompt refinement (optional): the Ollama server (loopback by default) and model
     ollama_url: str = "http://127.0.0.1:11434"
     ollama_model: str = "llama3.2"
+    # ComfyUI server tiers: server key ("local", "gpu<index>", a remote URL) -> "final" |
+    # "standard" | "draft"; a server not listed gets the default from the cards
+    # (core.comfy.tiers.default_tiers)
+    server_tiers: dict[str, str] = field(default_factory=dict)
     # the Generate tab's draft funnel ("Explore"): drafts made, then kept for the standard
     # and the final stage (core/comfy/funnel.py FunnelSizes clamps them)
     funnel_drafts: int = 20
@@ -136,6 +140,25 @@ def _trainer_installs(value: Any, path: Path) -> dict[str, dict[str, str]] | Non
     return out
 
 
+def _server_tiers(value: Any, path: Path) -> dict[str, str]:
+    """The usable entries of ``server_tiers`` (text key -> a known tier); others are logged
+    and dropped."""
+    from isengard_desktop.core.comfy.tiers import SERVER_TIERS
+
+    if not isinstance(value, dict):
+        logger.warning("Settings file {}: server_tiers must be an object (server -> tier), "
+                       "not {!r}; the tiers of the cards are used", path, value)
+        return {}
+    out: dict[str, str] = {}
+    for key, tier in value.items():
+        if isinstance(key, str) and key and tier in SERVER_TIERS:
+            out[key] = tier
+        else:
+            logger.warning("Settings file {}: server_tiers[{!r}] = {!r} is not one of {}; "
+                           "it is ignored", path, key, tier, ", ".join(SERVER_TIERS))
+    return out
+
+
 def _from_dict(data: dict[str, Any], path: Path) -> Settings:
     defaults = Settings()
     values: dict[str, Any] = {}
@@ -150,6 +173,9 @@ def _from_dict(data: dict[str, Any], path: Path) -> Settings:
                                "using the default {!r}", path, f.name, value, {})
             else:
                 values[f.name] = installs
+            continue
+        if f.name == "server_tiers":
+            values[f.name] = _server_tiers(value, path)
             continue
         default = getattr(defaults, f.name)
         if isinstance(default, list):

@@ -3,6 +3,8 @@
 * :func:`load_dataset` reads the job's photo list (``jobs/<id>/dataset.json``, written by
   the app from the database at the job's start; never a folder scan: a photo on disk with
   no row is not trained on) and puts the trigger word in front of each caption that lacks it.
+* :func:`load_image` cuts a photo to its stored crop (issue 15 item 3; face-centred, at a
+  bucket's aspect) before anything else, so the crop then goes to that bucket whole.
 * :func:`make_buckets` / :func:`nearest_bucket`: sizes with about ``resolution²`` pixels, sides
   multiples of the family's ``latent_multiple``; each image goes to the bucket closest to its
   aspect ratio, is scaled to cover it and centre-cropped (the crop is kept for SDXL).
@@ -21,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.dataset.captions import with_trigger
+from ..core.dataset.crops import CropRect
+from ..core.training.buckets import make_buckets, nearest_bucket
 from .errors import ConfigError
+
+__all__ = ["BatchPlan", "Item", "ensure_trigger", "load_dataset", "load_image",
+           "make_buckets", "nearest_bucket"]
 
 @dataclass
 class Item:
@@ -32,6 +39,7 @@ class Item:
     bucket: tuple[int, int] = (0, 0)     # (width, height) in pixels
     original_size: tuple[int, int] = (0, 0)   # (height, width) of the source image
     crop_top_left: tuple[int, int] = (0, 0)   # (top, left) of the crop in the resized image
+    crop: CropRect | None = None         # the stored face crop, applied before bucketing
 
 
 def ensure_trigger(caption: str, trigger: str) -> str:
@@ -50,33 +58,16 @@ def load_dataset(job_dir: Path, trigger: str) -> list[Item]:
         entries = read_dataset_list(job_dir)
     except SpecError as exc:
         raise ConfigError(str(exc)) from exc
-    return [Item(Path(e.path), ensure_trigger(e.caption, trigger)) for e in entries]
-
-
-def make_buckets(resolution: int, multiple: int, max_ratio: float = 2.0) -> list[tuple[int, int]]:
-    """(width, height) buckets with area ≤ resolution², both sides multiples of ``multiple``,
-    aspect ratio at most ``max_ratio``; always contains (resolution, resolution)."""
-    area = resolution * resolution
-    found = {(resolution, resolution)}
-    w = multiple
-    while w <= resolution * max_ratio:
-        h = (area // w) // multiple * multiple
-        if h >= multiple and max(w / h, h / w) <= max_ratio + 1e-9:
-            found.add((w, h))
-            found.add((h, w))
-        w += multiple
-    return sorted(found)
-
-
-def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket whose aspect ratio is closest to ``width/height`` (ties: larger area)."""
-    target = math.log(width / height)
-    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - target), -b[0] * b[1]))
+    return [Item(Path(e.path), ensure_trigger(e.caption, trigger), crop=e.crop)
+            for e in entries]
 
 
 def load_image(item: Item, buckets: list[tuple[int, int]]):
-    """Read ``item``'s image, assign its bucket and return it as a float tensor (3, H, W) in
-    [-1, 1]; fills ``item.bucket``, ``original_size`` and ``crop_top_left``."""
+    """Read ``item``'s image, cut it to ``item.crop`` (if any), assign its bucket and return
+    it as a float tensor (3, H, W) in [-1, 1]; fills ``item.bucket``, ``original_size`` and
+    ``crop_top_left``. With a crop, ``original_size`` is the crop's size (SDXL is told the
+    framing is whole: it was chosen, not cut by bucketing). ValueError naming the photo when
+    the crop does not fit it (the loop skips the photo with that message)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -87,6 +78,11 @@ def load_image(item: Item, buckets: list[tuple[int, int]]):
         im = open_image(fh, ext=item.path.suffix)
         load_pixels(im)
         img = upright_rgb(im)
+    if item.crop is not None:
+        problem = item.crop.problem(*img.size)
+        if problem:
+            raise ValueError(problem)
+        img = img.crop(item.crop.box())
     w, h = img.size
     bw, bh = nearest_bucket(w, h, buckets)
     scale = max(bw / w, bh / h)

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..core.fsutil import atomic_output
+from ..core.training.checkpoint_grid import CHECKPOINT_LORA_FILE
 from ..core.training.spec import JobPaths, TrainingJob, stopped_lora_name
 from . import checkpoints as ckpts
 from .data import BatchPlan, Item, ensure_trigger, load_dataset, load_image, make_buckets
@@ -313,9 +314,11 @@ class Trainer:
         rng = {"noise": self.noise_gen.get_state(), "torch": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
                "python": random.getstate()}
+        lora_tensors, lora_meta = self._lora_contents(step)
         writers = {ADAPTER_FILE: lambda p: save_file(lora, str(p)),
                    STATE_FILE: lambda p: torch.save(state, p),
-                   RNG_FILE: lambda p: torch.save(rng, p)}
+                   RNG_FILE: lambda p: torch.save(rng, p),
+                   CHECKPOINT_LORA_FILE: lambda p: write_lora(p, lora_tensors, lora_meta)}
         ckpt = ckpts.save(self.paths.checkpoints, step, writers, self._meta())
         self.last_checkpoint = ckpt
         ckpts.prune(self.paths.checkpoints, self.job.keep_checkpoints)
@@ -476,10 +479,18 @@ class Trainer:
 
     def _write_lora(self, name: str) -> Path:
         """The LoRA file of the current weights (kohya keys, metadata) as ``<name>``."""
+        self.emit.phase("saving", 0, 1, "LoRA")
+        tensors, meta = self._lora_contents(self.step)
+        path = write_lora(self.paths.lora(name), tensors, meta)
+        self.emit.phase("saving", 1, 1, "LoRA")
+        return path
+
+    def _lora_contents(self, steps: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The tensors (the family's LoRA keys, the save dtype) and metadata of the LoRA file
+        of the current weights, trained for ``steps``."""
         from peft.utils import get_peft_model_state_dict
 
         job = self.job
-        self.emit.phase("saving", 0, 1, "LoRA")
         save = str(job.extra.get("save_dtype") or ("fp32" if self.dtype == torch.float32
                                                      else "fp16"))
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[save]
@@ -488,12 +499,10 @@ class Trainer:
         tensors = self.family.export_lora(state, job.rank, job.alpha)
         meta = build_metadata(job, architecture=self.family.architecture,
                               base_model_version=self.family.base_model_version,
-                              steps=self.step, resolution=(job.resolution, job.resolution),
+                              steps=steps, resolution=(job.resolution, job.resolution),
                               captions=[it.caption for it in self.items],
                               num_images=len(self.items), extra=self.family.lora_metadata())
-        path = write_lora(self.paths.lora(name), tensors, meta)
-        self.emit.phase("saving", 1, 1, "LoRA")
-        return path
+        return tensors, meta
 
 
 def _python_rng(state: Any) -> tuple:

@@ -512,3 +512,90 @@ def test_managed_server_problem_shows_in_the_bar(qt_asyncio_loop, qtbot, make_ap
     assert not tab.form.generate_button.isEnabled()
     assert "does not exist" in tab.form.generate_button.toolTip()
     assert "Nothing can be made yet" in tab.progress.status.text()
+
+
+# -- LoRA explorer (issue 17, item 6) -------------------------------------------------------------
+def test_lora_explorer_grid_fixed_seed_ab_and_open_in_gallery(make_app, qt_asyncio_loop, qtbot,
+                                                              double):
+    """Two LoRAs × two strengths × one prompt = four pictures with one seed; each job's graph
+    carries its LoRA and strength; two cells side by side in the A/B view; a cell opens its
+    picture in the gallery. Bad strengths are refused naming the value."""
+    from isengard_desktop.ui.generate.lora_explorer import parse_strengths
+
+    second = "anna-sdxl-older.safetensors"
+    double.set_models({"checkpoints": CHECKPOINTS, "loras": [LORA_FILE, second]})
+    configure_remote(double.url)
+    ctx = make_app()
+    anna = add_character(qtbot, ctx.library, "Anna", trigger="anr_anna",
+                         lora=write_lora(ctx.paths.loras / LORA_FILE))
+    ctx.library.add_lora(anna.id, str(write_lora(ctx.paths.loras / second)), "sdxl", 400)
+    qtbot.waitUntil(lambda: len(ctx.library.loras(anna.id)) == 2, timeout=5000)
+    tab = open_generate(qtbot, ctx)
+    wait_ready(qtbot, tab)
+    click(qtbot, tab.form.tier_buttons["Draft"])
+    click(qtbot, tab.explorer_button)
+    dialog = tab.explorer
+    assert dialog is not None and dialog.loras.count() == 2
+    for widget in (dialog.loras, dialog.strengths, dialog.prompts, dialog.seed,
+                   dialog.render_button, dialog.ab_slider):
+        assert widget.toolTip(), widget
+
+    dialog.check([str(ctx.paths.loras / LORA_FILE), str(ctx.paths.loras / second)])
+    dialog.strengths.setText("0.5, abc")
+    click(qtbot, dialog.render_button)
+    assert dialog.error.isVisible() and "'abc' is not a number" in dialog.error.text()
+    assert dialog.cells == []
+    dialog.strengths.setText("0.5, 1.1")
+    dialog.prompts.setPlainText("a portrait by a window")
+    dialog.seed.setValue(4242)
+    before = len(double.accepted_prompts)
+    click(qtbot, dialog.render_button)
+    assert len(dialog.cells) == 4 and dialog.table.rowCount() == 4
+    qtbot.waitUntil(lambda: all(c.item is not None for c in dialog.cells), timeout=60_000)
+    assert "4 of 4 pictures — done" in dialog.status.text()
+    assert {c.item.seed for c in dialog.cells} == {4242}
+    assert sorted((Path(c.item.lora_path).name, c.item.lora_strength) for c in dialog.cells) \
+        == sorted((name, s) for name in (LORA_FILE, second) for s in (0.5, 1.1))
+    assert all(c.item.prompt.startswith("anr_anna, a portrait by a window")
+               for c in dialog.cells)
+    graphs = [p["prompt"] for p in double.accepted_prompts[before:]]
+    loaded = sorted((n["inputs"]["lora_name"], n["inputs"]["strength_model"])
+                    for g in graphs for n in g.values() if n["class_type"] == "LoraLoader")
+    assert loaded == sorted((name, s) for name in (LORA_FILE, second) for s in (0.5, 1.1))
+
+    # A/B of two cells, then a cell → the gallery
+    qtbot.waitUntil(lambda: len(dialog._images) == 4, timeout=10_000)
+    dialog.table.item(0, 0).setSelected(True)
+    dialog.table.item(3, 0).setSelected(True)
+    a, b = dialog.ab_view.a, dialog.ab_view.b
+    assert not a.isNull() and not b.isNull()
+    assert "A: " in dialog.ab_label.text() and "at 0.5" in dialog.ab_label.text()
+    target = dialog.cell_at(2, 0)
+    dialog.table.cellDoubleClicked.emit(2, 0)
+    qtbot.waitUntil(lambda: tab.gallery.selected_item() is not None
+                    and tab.gallery.selected_item().id == target.item.id, timeout=5000)
+    assert parse_strengths("0.4 0.8;1.2") == [0.4, 0.8, 1.2]
+    with pytest.raises(ValueError, match="2.5 is outside"):
+        parse_strengths("2.5")
+
+
+def test_concept_builder_from_the_form_fills_prompt_and_lora(make_app, qt_asyncio_loop, qtbot,
+                                                             double):
+    configure_remote(double.url)
+    ctx = make_app()
+    anna = add_character(qtbot, ctx.library, "Anna", trigger="anr_anna",
+                         lora=write_lora(ctx.paths.loras / LORA_FILE))
+    tab = open_generate(qtbot, ctx)
+    wait_ready(qtbot, tab)
+    assert tab.form.concept_button.toolTip()
+    click(qtbot, tab.form.concept_button)
+    dialog = tab.concept_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.character.setCurrentIndex(dialog.character.findData(anna.id))
+    dialog.edits["action"].setText("reading a letter")
+    dialog.edits["setting"].setText("a train compartment")
+    click(qtbot, dialog.use_button)
+    assert tab.form.prompt_edit.toPlainText() == \
+        "anr_anna, reading a letter, a train compartment"
+    assert tab.form.lora.option() is not None and tab.form.lora.option().character_id == anna.id
+    assert tab.form.request().prompt == "anr_anna, reading a letter, a train compartment"

@@ -7,35 +7,50 @@ from isengard_desktop.core.selftest_report import GpuStatus
 from tests.gui.test_training_tab import library, make_form, model, training_app  # noqa: F401
 
 
-def test_flux_on_a_16_gb_card_gets_a_fix_that_fits(qtbot, library, tmp_path):  # noqa: F811
+def test_flux_on_a_16_gb_card_the_preset_fits_and_an_edit_gets_a_fix(qtbot, library,  # noqa: F811
+                                                                     tmp_path):
+    """Presets per VRAM tier: the card's tier tunes the preset so that Start fits without a
+    touch (the note says what changed); an edit that no longer fits gets the one-click fix."""
     form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 4060 Ti, 16 GB")
     form.set_models([model(tmp_path, "flux-dev")])
     assert form.fit_row.isVisible()
+    assert form.fit_label.text().startswith("Fits this GPU (est. ")
+    assert form.fit_label.text().endswith(" of 16 GB)")
+    assert int(form.field_value("resolution")) == 512
+    assert "Tuned for your 16 GB card: 512 px." in form.preset_note.text()
+    assert "at 512 px" in form.preset_note.text()
+    form.set_field("resolution", 1024)
+    form._on_field_edited()
     assert form.fit_label.text().startswith("Will not fit this 16 GB GPU (est. ")
+    assert "Tuned for" not in form.preset_note.text()
     tip = form.fit_label.toolTip()
     assert "base model (8-bit int8)" in tip and "activations (1024 px" in tip
     assert "LoRA + optimizer" in tip
     assert form.fit_button.isVisible()
     assert form.fit_button.text().startswith("Use ") and "px" in form.fit_button.text()
-    before = int(form.field_value("resolution"))
     qtbot.mouseClick(form.fit_button, _left())
-    assert int(form.field_value("resolution")) < before
+    assert int(form.field_value("resolution")) < 1024
     assert form.fit_label.text().startswith("Fits this GPU (est. ")
-    assert form.fit_label.text().endswith(" of 16 GB)")
     assert not form.fit_button.isVisible()
     assert form.edited                                  # the preset reads "(edited)"
 
 
-def test_chroma_on_a_12_gb_card_fix_changes_the_settings(qtbot, library, tmp_path):  # noqa: F811
-    form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB")
-    form.set_models([model(tmp_path, "chroma")])
-    assert form.fit_label.text().startswith("Will not fit this 12 GB GPU")
-    qtbot.mouseClick(form.fit_button, _left())
-    assert form.fit_label.text().startswith("Fits this GPU")
-    # editing back to the preset's settings brings the warning back
-    form.set_field("resolution", 1024)
-    form._on_field_edited()
-    assert form.fit_label.text().startswith("Will not fit")
+def test_presets_per_card_tier(qtbot, library, tmp_path):  # noqa: F811
+    """The same preset on an 8, 12 and 24 GB card: SDXL drops to 768 px only on 8 GB; Chroma
+    to 512 px on 12 GB; a 24 GB card trains SDXL without gradient checkpointing."""
+    seen = {}
+    for hint in ("NVIDIA RTX 3050, 8 GB", "NVIDIA RTX 3060, 12 GB", "NVIDIA RTX 4090, 24 GB"):
+        form, _ = make_form(qtbot, library, gpu_hint=hint)
+        for family in ("sdxl", "chroma"):
+            form.set_models([model(tmp_path, family)])
+            seen[(hint[-5:], family)] = (int(form.field_value("resolution")),
+                                         bool(form.field_value("gradient_checkpointing")),
+                                         form.fit_label.text().startswith("Fits"))
+    assert seen[(" 8 GB", "sdxl")] == (768, True, True)
+    assert seen[("12 GB", "sdxl")][:1] == (1024,) and seen[("12 GB", "sdxl")][2]
+    assert seen[("12 GB", "chroma")] == (512, True, True)
+    assert seen[("24 GB", "sdxl")] == (1024, False, True)
+    assert seen[("24 GB", "chroma")][0] == 1024 and seen[("24 GB", "chroma")][2]
 
 
 def test_flux_on_a_12_gb_card_with_the_builtin_trainer_says_why_no_fix(qtbot, library,  # noqa: F811

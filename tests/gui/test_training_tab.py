@@ -576,6 +576,83 @@ def test_start_from_the_tab_watch_it_train_and_find_the_lora_in_history(
     tab.grab().save(str(tmp_path / "training_tab.png"))
 
 
+def test_compare_checkpoints_recommends_the_best_scored_step_and_uses_it(
+        qtbot, library, training_app, tmp_path):
+    """Checkpoint comparison (issue 16, item 4): rows = saved steps with their samples; with
+    identity scores injected the best row is "Recommended"; "Use this checkpoint" makes that
+    step's LoRA the character's newest; A/B and zoom show the pictures."""
+    import re
+
+    from PySide6.QtCore import QTimer
+
+    from isengard_desktop.ui.training.checkpoint_compare import RECOMMENDED, ZoomDialog
+
+    ch = add_character(qtbot, library, "Cleo", photos=4, photo_root=tmp_path)
+    tab, service = training_app({"fake": ["--delay", "0.01"]})
+    set_up_job(qtbot, tab, steps=40, sample_every=10, checkpoint_every=10)
+    with qtbot.waitSignal(service.job_finished, timeout=30_000) as finished:
+        qtbot.mouseClick(tab.form.start_button, Qt.MouseButton.LeftButton)
+    record = finished.args[0]
+    assert record.state == "completed", record.error_message
+    qtbot.waitUntil(lambda: len(library.loras(ch.id)) == 1, timeout=5000)
+
+    wanted = {10: 0.41, 20: 0.93, 30: 0.62, 40: 0.58}   # step 20 looks most like Cleo
+    asked: list[list[Path]] = []
+
+    def scorer(images, on_scores):
+        asked.append(list(images))
+        scores = {p: wanted[int(re.search(r"step(\d+)", p.name).group(1))] for p in images}
+        QTimer.singleShot(10, lambda: on_scores(scores))
+
+    tab.identity_scorer = lambda character_id: scorer if character_id == ch.id else None
+    tab.history.select_job(record.job_id)
+    assert tab.history.compare_button.isEnabled()
+    qtbot.mouseClick(tab.history.compare_button, Qt.MouseButton.LeftButton)
+    dialog = tab.compare_dialog
+    assert dialog is not None
+    qtbot.waitUntil(lambda: dialog.grid.recommended is not None, timeout=10_000)
+    grid = dialog.grid
+    assert [r.step for r in grid.rows] == [10, 20, 30, 40] and all(r.can_use for r in grid.rows)
+    assert len(asked) == 1 and len(asked[0]) == 4
+    assert grid.recommended.step == 20
+    score_column = len(grid.prompts)
+    assert RECOMMENDED in dialog.table.item(1, score_column).text()
+    assert all(RECOMMENDED not in dialog.table.item(r, score_column).text() for r in (0, 2, 3))
+    assert "Step 20 looks most like the character" in dialog.status.text()
+
+    # zoom and A/B
+    qtbot.waitUntil(lambda: not dialog.table.item(0, 0).icon().isNull(), timeout=10_000)
+    dialog.table.cellDoubleClicked.emit(2, 0)
+    zooms = dialog.findChildren(ZoomDialog)
+    assert zooms and zooms[-1].windowTitle().startswith("Step 30")
+    zooms[-1].close()
+    dialog.select_step(10)
+    dialog.select_step(30)
+    assert dialog.selected_steps() == [10, 30] and not dialog.use_button.isEnabled()
+    qtbot.mouseClick(dialog.ab_button, Qt.MouseButton.LeftButton)
+    a, b = dialog.ab_images()
+    assert not a.isNull() and not b.isNull() and a != b
+    assert dialog.ab_label.text() == "A: step 10    B: step 30"
+
+    # use step 20: it becomes the character's newest LoRA; the others stay on disk
+    dialog.table.clearSelection()
+    dialog.select_step(20)
+    assert dialog.use_button.isEnabled()
+    messages: list[str] = []
+    tab.message_posted.connect(messages.append)
+    qtbot.mouseClick(dialog.use_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(library.loras(ch.id)) == 2, timeout=10_000)
+    from isengard_desktop.ui.generate.generate_tab import lora_options
+
+    chosen = next(o for o in lora_options(library) if o.character_id == ch.id)
+    name = f"{record.spec.output_name}-step20.safetensors"
+    assert Path(chosen.path).name == name and Path(chosen.path).is_file()
+    assert (Path(record.job_dir) / name).is_file()
+    assert Path(record.lora_path).is_file()              # the final LoRA is still there
+    assert any(m.startswith("Step 20 is now Cleo's LoRA") for m in messages)
+    dialog.grab().save(str(tmp_path / "compare.png"))
+
+
 def test_trainer_error_is_shown_as_a_readable_message(qtbot, library, training_app, tmp_path):
     add_character(qtbot, library, "Bea", photos=3, photo_root=tmp_path)
     tab, service = training_app({"fake-oom": ["--delay", "0.01", "--fail-at", "5"]})

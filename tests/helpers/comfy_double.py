@@ -66,6 +66,7 @@ Constructor options (all keyword, all optional)
 ``comfyui_version`` (default "0.3.64"), ``argv`` (system.argv in /system_stats).
 ``output_dir``, ``input_dir``, ``temp_dir``  folders (default: temp folders made by the double,
                    deleted by ``stop()``; a fresh input folder holds ``example.png`` like ComfyUI's).
+``image_delay``    seconds per sampler run on top of the steps (a simulated card's speed).
 ``step_delay``     seconds per sampler step (KSampler, KSamplerAdvanced, SamplerCustom,
                    SamplerCustomAdvanced). Default 0.
 ``fail_nodes``     see the switch of the same name below.
@@ -203,7 +204,7 @@ class ComfyDouble:
                  argv: list[str] | None = None,
                  output_dir: str | Path | None = None, input_dir: str | Path | None = None,
                  temp_dir: str | Path | None = None, step_delay: float = 0.0,
-                 node_delay: float = 0.0, latency: float = 0.0, preview_method: str = "none",
+                 image_delay: float = 0.0, node_delay: float = 0.0, latency: float = 0.0, preview_method: str = "none",
                  port: int = 0, host: str = "127.0.0.1",
                  fail_nodes: dict[str, str | tuple[str, str]] | None = None,
                  with_upload_node: bool = False, upload_token: str | None = None,
@@ -229,6 +230,7 @@ class ComfyDouble:
             self.upload_node = UploadNode(self._folder(loras_dir, "loras"),
                                           DEFAULT_TOKEN if upload_token is None else upload_token)
         self.step_delay = step_delay
+        self.image_delay = image_delay
         self.node_delay = node_delay
         self.latency = latency
         self.preview_method = preview_method

@@ -326,6 +326,10 @@ class PromptRun:
                     image = jpeg_preview(img)
                 self.send_preview(nid, image, "image/jpeg", {
                     "value": step, "max": steps, "prompt_id": self.prompt_id, "node": nid})
+            if d.image_delay:         # a simulated card's time per sampler run
+                self.check_interrupt()
+                await asyncio.sleep(d.image_delay)
+                self.check_interrupt()
             outs = [Val("LATENT", latent) for _ in ctx.entry.get("output", ["LATENT"])]
             return NodeResult(outs)
         if d.node_delay:

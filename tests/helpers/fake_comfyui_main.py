@@ -26,6 +26,15 @@ Environment switches:
 ``FAKE_COMFY_GPU_NAME``, ``FAKE_COMFY_VRAM_TOTAL``, ``FAKE_COMFY_VRAM_FREE``  /system_stats device.
 ``FAKE_COMFY_STEP_DELAY``, ``FAKE_COMFY_NODE_DELAY``   the double's delays (seconds).
 ``FAKE_COMFY_MODELS``            JSON ``{folder: [names]}`` listed in addition to the scanned files.
+``FAKE_COMFY_GPUS``              JSON ``[{"name": ..., "vram": bytes, "vendor": "nvidia"|"amd"}, ...]``:
+    the GPUs of a simulated machine (driver order). The process sees them as torch does: only
+    those listed in ``CUDA_VISIBLE_DEVICES`` (AMD: ``HIP_VISIBLE_DEVICES``, else
+    ``CUDA_VISIBLE_DEVICES``), renumbered from 0, so ``/system_stats`` reports the first visible
+    one as ``cuda:0`` (see :func:`visible_gpus`). None visible: it fails at start like ComfyUI
+    on a machine whose CUDA has no device (``comfy/model_management.py`` get_torch_device →
+    ``torch.cuda.current_device()`` raises "No CUDA GPUs are available"). ``--cuda-device N``
+    sets both variables first, as ComfyUI's main.py does (main.py:74-78 at 002f2bed).
+``FAKE_COMFY_IMAGE_DELAY=<s>``   extra seconds per picture made (added to the sampler's time).
 Custom nodes: each package in ``<base>/custom_nodes`` is imported like ComfyUI does and its
 ``NODE_CLASS_MAPPINGS`` names are listed in /object_info (see :func:`load_custom_nodes`).
 SIGTERM and SIGINT stop the server and exit 0.
@@ -88,8 +97,30 @@ def load_custom_nodes(folder: Path, args: argparse.Namespace) -> dict[str, dict]
     return found
 
 
+def visible_gpus(gpus: list[dict], env: dict[str, str]) -> list[dict]:
+    """The GPUs a torch process sees: all, or those named by index in the vendor's
+    ``*_VISIBLE_DEVICES``, in that order. The rule is the CUDA programming guide's (section
+    "CUDA Environment Variables": only the devices before the first invalid index are
+    visible; an empty value hides all), which ROCm's HIP_VISIBLE_DEVICES follows too; an
+    AMD machine reads HIP_VISIBLE_DEVICES first, then CUDA_VISIBLE_DEVICES (ROCm honours
+    both). Device names (UUIDs) are not simulated."""
+    amd = bool(gpus) and all(g.get("vendor") == "amd" for g in gpus)
+    names = ("HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES") if amd else ("CUDA_VISIBLE_DEVICES",)
+    raw = next((env[n] for n in names if n in env), None)
+    if raw is None:
+        return list(gpus)
+    seen: list[dict] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) >= len(gpus) or gpus[int(part)] in seen:
+            break
+        seen.append(gpus[int(part)])
+    return seen
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--cuda-device", type=int)
     p.add_argument("--listen", nargs="?", const="0.0.0.0,::", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--preview-method", default="none")
@@ -205,6 +236,24 @@ def main(argv: list[str]) -> int:
     gpu = None if args.cpu else os.environ.get("FAKE_COMFY_GPU_NAME") or None
     vram_total = int(os.environ["FAKE_COMFY_VRAM_TOTAL"]) if os.environ.get(
         "FAKE_COMFY_VRAM_TOTAL") else None
+    if args.cuda_device is not None:      # ComfyUI main.py:74-78 (002f2bed)
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.cuda_device)
+        os.environ["HIP_VISIBLE_DEVICES"] = str(args.cuda_device)
+        log(args, f"Set cuda device to: {args.cuda_device}")
+    machine = json.loads(os.environ.get("FAKE_COMFY_GPUS") or "null")
+    if machine is not None and not args.cpu:
+        seen = visible_gpus(machine, dict(os.environ))
+        if not seen:
+            sys.stderr.write(
+                "Traceback (most recent call last):\n"
+                f'  File "{base / "comfy" / "model_management.py"}", in '
+                "get_torch_device\n"
+                "    return torch.device(torch.cuda.current_device())\n"
+                "RuntimeError: No CUDA GPUs are available\n")
+            sys.stderr.flush()
+            return 1
+        gpu = str(seen[0]["name"])
+        vram_total = int(seen[0].get("vram") or 25769803776)
     vram_free = int(os.environ["FAKE_COMFY_VRAM_FREE"]) if os.environ.get(
         "FAKE_COMFY_VRAM_FREE") else None
     output_dir = Path(args.output_directory) if args.output_directory else base / "output"
@@ -247,6 +296,7 @@ def main(argv: list[str]) -> int:
         models_provider=models, gpu_name=gpu, vram_total=vram_total, vram_free=vram_free,
         argv=["main.py", *argv], output_dir=output_dir, input_dir=input_dir, temp_dir=temp_dir,
         step_delay=float(os.environ.get("FAKE_COMFY_STEP_DELAY") or 0),
+        image_delay=float(os.environ.get("FAKE_COMFY_IMAGE_DELAY") or 0),
         node_delay=float(os.environ.get("FAKE_COMFY_NODE_DELAY") or 0),
         preview_method=args.preview_method, port=args.port, host=host,
         extra_nodes=extra_nodes)

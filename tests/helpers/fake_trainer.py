@@ -15,8 +15,8 @@
   with a traceback on stderr and no error event.
 * ``--spawn-grandchild``: starts a sleeping grandchild in the same process group and writes
   its pid to ``<job-dir>/grandchild.pid``.
-* Checkpoints: ``<job-dir>/checkpoints/checkpoint-<step>/`` with ``state.json`` and
-  ``adapter.bin`` plus ``manifest.json`` (written last; format in
+* Checkpoints: ``<job-dir>/checkpoints/checkpoint-<step>/`` with ``lora.safetensors``,
+  ``state.json`` and ``adapter.bin`` plus ``manifest.json`` (written last; format in
   ``isengard_desktop/core/training/checkpoints.py``). ``--resume`` continues from the newest
   checkpoint whose manifest verifies.
 * ``--echo-env NAME``: prints the value of ``NAME`` on stderr, as a careless library would
@@ -70,8 +70,11 @@ def save_checkpoint(job_dir: Path, step: int, loss: float) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / "state.json", json.dumps({"step": step, "loss": loss}).encode())
     write_atomic(folder / "adapter.bin", os.urandom(256) + step.to_bytes(8, "little"))
+    # the LoRA of the checkpoint's weights, as the built-in trainer keeps in each checkpoint
+    meta = json.dumps({"__metadata__": {"ss_steps": str(step)}}).encode()
+    write_atomic(folder / "lora.safetensors", len(meta).to_bytes(8, "little") + meta)
     files = {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
-             for name in ("state.json", "adapter.bin")}
+             for name in ("state.json", "adapter.bin", "lora.safetensors")}
     write_atomic(folder / "manifest.json",
                  json.dumps({"version": 1, "step": step, "files": files}).encode())
     return folder

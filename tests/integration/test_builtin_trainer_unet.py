@@ -264,6 +264,33 @@ def test_sd15_lora_file_has_kohya_keys_alpha_and_metadata(sd15_run):
     assert "lora_unet_output_blocks_5_1_transformer_blocks_0_ff_net_2.lora_up.weight" in names
 
 
+def test_sd15_each_checkpoint_holds_the_lora_of_its_step(sd15_run):
+    """Checkpoint comparison: every kept checkpoint carries the LoRA file of its weights (the
+    final one is the job's LoRA, tensor for tensor), and the grid built from the events has a
+    row per saved step with the samples, the pruned steps' LoRAs shown as removed."""
+    from safetensors.torch import load_file
+
+    from isengard_desktop.core.training.checkpoint_grid import CHECKPOINT_LORA_FILE, build_grid
+
+    job_dir, run = sd15_run
+    root = JobPaths(job_dir).checkpoints
+    final = load_file(str(root / f"checkpoint-{STEPS}" / CHECKPOINT_LORA_FILE))
+    job_lora = _lora_file(job_dir)
+    assert final.keys() == job_lora.keys()
+    assert all(torch.equal(final[k], job_lora[k]) for k in final)
+    middle = root / "checkpoint-30" / CHECKPOINT_LORA_FILE
+    assert lc.read_metadata(middle)["ss_steps"] == "30"
+    assert not all(torch.equal(load_file(str(middle))[k], final[k]) for k in final)
+
+    grid = build_grid(run.events)
+    assert grid.prompts == ("sks, a portrait",)
+    assert [r.step for r in grid.rows] == [10, 20, 30, 40]
+    assert [r.can_use for r in grid.rows] == [False, False, True, True]   # keep_checkpoints=2
+    assert [r.cells[0] is not None for r in grid.rows] == [False, True, False, True]
+    assert grid.row(30).lora == middle
+    assert grid.row(40).lora == Path(run.of(DoneEvent)[0].lora)   # done outranks the folder
+
+
 def assert_lora_acts_like_adapter(model_dir: Path, job_dir: Path, sdxl: bool) -> None:
     """The file, applied like ComfyUI does, changes the UNet's output exactly as the trained
     peft adapter (restored from the final checkpoint) does."""

@@ -1,5 +1,5 @@
 """The draft funnel's rules (core/comfy/funnel.py) and the lineage columns of the
-``generations`` table (migration 7)."""
+``generations`` table (migration 8)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_requests_keep_seeds_and_set_lineage():
 
 
 def test_lineage_columns_survive_and_the_tree_reads_back(conn, tmp_path):
-    assert SCHEMA_VERSION == len(MIGRATIONS) >= 7
+    assert SCHEMA_VERSION == len(MIGRATIONS) >= 8
     repo = GenerationsRepository(conn)
     [root] = repo.insert([item(seed=10)])
     kids = repo.insert([item(seed=11, parent_id=root.id, stage="standard"),
@@ -119,13 +119,13 @@ def test_lineage_columns_survive_and_the_tree_reads_back(conn, tmp_path):
     assert repo.get([kids[0].id])[0].parent_id is None
 
 
-def test_upgrade_from_version_6_keeps_generations(tmp_path):
+def test_upgrade_from_version_7_keeps_generations(tmp_path):
     db = tmp_path / "old.sqlite3"
     old = sqlite3.connect(db, isolation_level=None)
-    for statements in MIGRATIONS[:6]:
+    for statements in MIGRATIONS[:7]:
         for statement in statements:
             old.execute(statement)
-    old.execute("PRAGMA user_version = 6")
+    old.execute("PRAGMA user_version = 7")
     old.execute("INSERT INTO generations(job_id, path, created) VALUES ('j', 'a.png', 'now')")
     old.close()
     conn = connect(db)

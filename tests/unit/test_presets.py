@@ -175,3 +175,29 @@ def test_module_is_qt_free():
 
     src = Path(presets.__file__).read_text(encoding="utf-8")
     assert "PySide6" not in src and "pyqtgraph" not in src
+
+
+def test_tier_values_make_each_preset_fit_where_the_trainer_can():
+    """Presets per VRAM tier (issue 16 item 1): for every family, preset and card the built-in
+    trainer can fit, the tuned preset fits (memory model), changing only memory fields; where
+    nothing fits (Flux on 12 GB without block swap) the preset stays as written, no note."""
+    from isengard_desktop.core.training.memory_fit import fit, predict
+    from isengard_desktop.core.training.presets import PRESET_NAMES, preset, tier_values
+
+    for family in ("sd15", "sdxl", "flux-dev", "chroma"):
+        for name in PRESET_NAMES:
+            base = asdict(preset(family, name))
+            for gb in (8, 12, 16, 24, 48):
+                values, note = tier_values(family, name, gb)
+                job = {**values, "family": family}
+                fits = fit(predict(job, family), gb).fits
+                changed = {k for k in values if values[k] != base[k]}
+                assert changed <= {"resolution", "batch_size", "grad_accum",
+                                   "gradient_checkpointing", "quantize_base"}, changed
+                if "resolution" in changed:
+                    assert fits and f"your {gb} GB card" in note, (family, name, gb)
+                    assert values["resolution"] < base["resolution"]
+                if not fits:
+                    assert note == "" and values["resolution"] == base["resolution"]
+    assert tier_values("sdxl", "Balanced", None) == (asdict(preset("sdxl", "Balanced")), "")
+    assert tier_values("flux-dev", "Balanced", 12)[1] == ""

@@ -11,7 +11,7 @@ A funnel narrows many cheap drafts to one finished picture in three rendered sta
 
 The user keeps ``sizes.standard`` (8) drafts, then ``sizes.final`` (3) standard pictures, then
 one final. Every picture records its lineage (parent generation id, stage, seed, parameters:
-``generations.parent_id`` / ``stage`` / ``funnel_id`` / ``pick``, migration 7) so any stage can
+``generations.parent_id`` / ``stage`` / ``funnel_id`` / ``pick``, migration 8) so any stage can
 be re-opened and the chosen picture's history shown as a tree (:func:`lineage_rows`).
 
 "More like this" is image to image from one picture at a low denoise (default

@@ -56,6 +56,7 @@ class ServerStatus:
     vram_free: int = 0
     queue_length: int = 0
     message: str = ""            # why it is offline/in error, or what it is doing
+    tier: str = ""               # final | standard | draft (core.comfy.tiers)
 
     @property
     def healthy(self) -> bool:
@@ -91,6 +92,9 @@ class GenerationRequest:
     target: str = "gallery"
     character_id: int | None = None
     parent_image: str = ""
+    # the server tier (final | standard | draft); "" = from ``tier`` (Draft → draft,
+    # Standard → standard, High → final), see core.comfy.tiers.job_tier
+    server_tier: str = ""
     # lineage (core/comfy/funnel.py): the generation the pictures come from, the funnel and
     # its stage ("draft" | "standard" | "final"; "" outside a funnel), how they were made
     # ("funnel" | "more_like_this" | "")
@@ -98,9 +102,6 @@ class GenerationRequest:
     funnel_id: str = ""
     stage: str = ""
     origin: str = ""
-    # which GPU tier's servers should render it: "draft" | "standard" | "final" ("" = any);
-    # the router honours it where servers have tiers, today any server takes any job
-    server_tier: str = ""
     # the picture size times this factor (funnel drafts are made smaller; 1.0 = the preset)
     size_scale: float = 1.0
 

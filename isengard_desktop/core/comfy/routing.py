@@ -4,8 +4,10 @@ A job may go to a server that is healthy and lists every model the job's graph l
 (checkpoint / diffusion model / text encoders / VAE / LoRA / upscaler / ControlNet, read from
 the loader nodes' choice lists in that server's ``/object_info``). Among those, the one that
 ran the same main model last comes first (no model load), then the least busy (our jobs in
-flight there + its queue length), then the order the servers were configured in. A job whose
-server died mid-run is retried once with that server excluded. A LoRA job never goes to a
+flight there + its queue length), then the order the servers were configured in. Which of
+them a job may use by tier, and how a batch is spread, is decided on top of this ranking
+(:mod:`.tiers`, ``services/generation/batch.py``); a picture whose server died mid-run goes
+to another server with that one excluded for the job. A LoRA job never goes to a
 server that does not list the LoRA. When no server can take a job, :class:`NoServerError`
 says, server by server, what is missing and how to fix it.
 

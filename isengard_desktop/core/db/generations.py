@@ -1,5 +1,5 @@
 """Plain SQL for the ``generations`` table (migration 3): generated images and their status;
-their lineage (migration 7: ``parent_id``, ``funnel_id``, ``stage``, ``pick``).
+their lineage (migration 8: ``parent_id``, ``funnel_id``, ``stage``, ``pick``).
 
 Only the database service's writer thread calls these (``DatabaseService.read/write``).
 Image paths are stored relative to the outputs folder when they lie inside it, so a portable

@@ -129,7 +129,22 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE jobs ADD COLUMN oom_notes TEXT NOT NULL DEFAULT '[]'",
     ],
-    # 7: lineage of generated pictures (core/comfy/funnel.py): the parent generation, the
+    # 7: face-centred crops, non-destructive (core/db/crops.py): one rectangle per image in
+    #    pixels of the stored photo, the bucket whose aspect it has, proposed or set by hand
+    [
+        """CREATE TABLE image_crops (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            x INTEGER NOT NULL CHECK (x >= 0),
+            y INTEGER NOT NULL CHECK (y >= 0),
+            width INTEGER NOT NULL CHECK (width > 0),
+            height INTEGER NOT NULL CHECK (height > 0),
+            bucket_width INTEGER NOT NULL CHECK (bucket_width > 0),
+            bucket_height INTEGER NOT NULL CHECK (bucket_height > 0),
+            source TEXT NOT NULL DEFAULT 'proposed' CHECK (source IN ('proposed', 'manual')),
+            updated TEXT NOT NULL
+        )""",
+    ],
+    # 8: lineage of generated pictures (core/comfy/funnel.py): the parent generation, the
     #    draft funnel and its stage, the funnel's keep/discard decision
     [
         "ALTER TABLE generations ADD COLUMN parent_id INTEGER "

@@ -97,6 +97,50 @@ def preset(family: str, name: str) -> Preset:
     return PRESETS[family][name]
 
 
+# the job fields the VRAM tier may change: what memory_fit's fixes touch, all in Preset
+_TIER_FIELDS = frozenset({"resolution", "batch_size", "grad_accum", "gradient_checkpointing",
+                          "quantize_base"})
+
+
+def tier_values(family: str, name: str, vram_gb: float | None = None,
+                backend: str = "builtin") -> tuple[dict[str, Any], str]:
+    """Preset ``name`` of ``family`` for a card of ``vram_gb`` GiB (None: unknown, the
+    preset as written) and a note saying what the card changed ("" when nothing).
+
+    The presets are written for a 24 GB card; per VRAM tier (8/12/16/24/48 GB,
+    :func:`.memory_fit.tier_for`) the memory model decides: Flux/Chroma keep an int8 base up
+    to 24 GB; gradient checkpointing goes off where the job fits without it (built-in
+    trainer); a preset that would not fit the card gets the smallest change that makes it fit
+    (:func:`.memory_fit.fit`: a lower resolution bucket, batch 1 with accumulation…), so
+    Start works without touching a setting. When nothing this trainer offers fits, the
+    preset stays as written and the pre-flight line says why."""
+    values = asdict(preset(family, name))
+    if vram_gb is None:
+        return values, ""
+    if family in FLOW_FAMILIES and vram_gb > QUANTIZE_UP_TO_GB:
+        values["quantize_base"] = "none"
+    from .memory_fit import MemoryModelError, fit, predict, tier_for   # memory_fit imports us
+
+    notes: list[str] = []
+    try:
+        if backend == "builtin":
+            without = {**values, "family": family, "gradient_checkpointing": False}
+            if fit(predict(without, family, backend), vram_gb).fits:
+                values["gradient_checkpointing"] = False
+        job = {**values, "family": family}
+        verdict = fit(predict(job, family, backend), vram_gb, job_settings=job, family=family,
+                      backend=backend)
+    except (MemoryModelError, ValueError):
+        return values, ""            # no estimate for this trainer: the preset as written
+    if not verdict.fits and verdict.fix and set(verdict.fix) <= _TIER_FIELDS:
+        values.update(verdict.fix)
+        notes.append(verdict.fix_text.lower().removeprefix("use ")
+                     if verdict.fix_text else "memory savers on")
+    tier = tier_for(vram_gb)
+    note = f"Tuned for your {tier} GB card: {', '.join(notes)}." if notes else ""
+    return values, note
+
+
 def apply_preset(job_fields: Any, family: str, name: str, vram_gb: float | None = None,
                  backend: str = "builtin") -> Any:
     """``job_fields`` with the preset's values filled in (and ``preset`` = name).
@@ -108,15 +152,7 @@ def apply_preset(job_fields: Any, family: str, name: str, vram_gb: float | None 
     is on only where the memory model (:mod:`.memory_fit`) says the job needs it; should the
     estimate be wrong, out-of-memory recovery (:mod:`.oom`) turns it back on.
     """
-    values = asdict(preset(family, name))
-    if family in FLOW_FAMILIES and vram_gb is not None and vram_gb > QUANTIZE_UP_TO_GB:
-        values["quantize_base"] = "none"
-    if vram_gb is not None and backend == "builtin":
-        from .memory_fit import fit, predict      # memory_fit imports this module
-
-        without = {**values, "family": family, "gradient_checkpointing": False}
-        if fit(predict(without, family, backend), vram_gb).fits:
-            values["gradient_checkpointing"] = False
+    values, _note = tier_values(family, name, vram_gb, backend)
     values["preset"] = name
     if is_dataclass(job_fields) and not isinstance(job_fields, type):
         return replace(job_fields, family=family, **values)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +49,29 @@ class LaunchPlan:
         return f"http://127.0.0.1:{self.port}"
 
 
+_HANDED: dict[int, float] = {}        # port -> when free_port gave it out
+_HANDED_LOCK = threading.Lock()
+HANDED_FOR_S = 120.0                  # a port given out is not given again for this long
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now (the OS picks it), never one handed out in
+    the last :data:`HANDED_FOR_S` seconds: several managed servers (one per GPU) plan their
+    launches at the same time, each on its own thread, and the port is only taken when
+    that ComfyUI binds it."""
+    with _HANDED_LOCK:
+        now = time.monotonic()
+        for port, since in list(_HANDED.items()):
+            if now - since > HANDED_FOR_S:
+                del _HANDED[port]
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED:
+                break
+        _HANDED[port] = now
+        return port
 
 
 def find_python(folder: Path) -> Path | None:

@@ -7,7 +7,8 @@ upload node, :mod:`.lora_push`), builds the graph for that server (its LoRA name
 model files), checks it against the server's ``/object_info`` (every gap named), uploads input
 images, runs it through ``ComfyClient.run`` with progress, fetches the images, embeds metadata,
 writes them atomically under ``outputs/generations/<YYYY-MM-DD>/`` and records them in the
-``generations`` table. A job whose server stops answering is retried once on another server.
+``generations`` table. The pictures of a batch are spread over the servers of the job's tier
+(:mod:`.batch`); a picture whose server stops answering goes to another server.
 Everything runs on the asyncio loop; file work runs on an executor.
 """
 
@@ -30,14 +31,15 @@ from loguru import logger
 from ...core import logging as applog
 from ...core.comfy.errors import ComfyConnectionError, ComfyError, ComfyInterrupted
 from ...core.comfy.jobs import GalleryItem, GenerationRequest
-from ...core.comfy.routing import (ModelNeed, NoServerError, Route, canonical_folder,
-                                  choose_server, rank_servers)
+from ...core.comfy.routing import ModelNeed, Route, canonical_folder
+from ...core.comfy.tiers import job_tier
 from ...core.db.generations import GenerationsRepository
 from ...core.fsutil import atomic_write_bytes
 from ...core.paths import AppPaths
 from ...core.types import Progress
 from ..database import ChangeSet, WriteResult
 from ..ops import await_executor
+from .batch import BatchDispatcher
 from .lora_push import LoraPusher
 from .progress import ProgressTracker, png_size
 from ...core.dataset.captions import with_trigger
@@ -67,6 +69,8 @@ class Job:
     attempts: list[str] = field(default_factory=list)
     upload_problems: list[str] = field(default_factory=list)   # LoRA pushes refused
     blocked: dict[str, str] = field(default_factory=dict)      # server key -> why not there
+    running: dict[str, tuple[Any, str]] = field(default_factory=dict)  # server -> (client, prompt)
+    assignments: list[tuple[int, str]] = field(default_factory=list)  # (picture, server key)
 
 
 @dataclass
@@ -126,6 +130,8 @@ class JobRunner:
         self.io = io
         self.workflows = workflows        # async () -> WorkflowLibrary
         self.pusher = LoraPusher(pool, io)   # .tokens is set by the service (keyring)
+        # (job id, message): something the user should know about a running job
+        self.notify: Callable[[str, str], None] = lambda _job, _message: None
 
     # -- planning ----------------------------------------------------------------------------
     async def plan(self, job: Job) -> _Plan:
@@ -248,101 +254,35 @@ class JobRunner:
         return [g.message for g in gaps
                 if not (plan.uploads and g.class_type == "LoadImage" and g.input_name == "image")]
 
-    async def _choose(self, plan: _Plan, job: Job, exclude: set[str],
-                      refreshed: list[bool]) -> tuple[Route, Any]:
-        """The best server whose graph passes the check; refreshes model lists once."""
-        lora_folder = str(self.paths.loras)
-        while True:
-            routes, _ = rank_servers(self.pool.views(), plan.needs, model=plan.needs[0].name,
-                                     exclude=exclude, lora_folder=lora_folder,
-                                     blocked=job.blocked)
-            if not routes and not refreshed[0]:
-                refreshed[0] = True          # a new LoRA or model may not be listed yet
-                await self.pool.refresh()
-                continue
-            if not routes:
-                try:
-                    choose_server(self.pool.views(), plan.needs, exclude=exclude,
-                                  lora_folder=lora_folder, blocked=job.blocked)
-                except NoServerError as exc:
-                    shown = set(job.blocked.values())
-                    extra = "".join(f"\n• LoRA upload: {p}" for p in job.upload_problems
-                                    if p not in shown)
-                    raise JobFailed(str(exc) + extra) from None
-            problems: list[tuple[Any, list[str]]] = []
-            for route in routes:
-                server = self.pool.get(route.server)
-                if server is None:
-                    continue
-                try:
-                    gaps = self._check(self._graph(plan, route, server), server, plan)
-                except ValueError as exc:       # WorkflowError
-                    gaps = [str(exc)]
-                if not gaps:
-                    return route, server
-                problems.append((server, gaps))
-            if not problems:
-                raise JobFailed("The servers changed while the job was being routed; "
-                                "try again.")
-            if len(problems) == 1:
-                server, gaps = problems[0]
-                raise JobFailed(f"The workflow '{plan.spec.title}' cannot run on "
-                                f"{server.label}:\n" + "\n".join(f"• {g}" for g in gaps))
-            raise JobFailed(f"The workflow '{plan.spec.title}' cannot run on any server:\n"
-                            + "\n".join(f"• {s.label}: {g}" for s, gaps in problems
-                                        for g in gaps))
-
     # -- running -----------------------------------------------------------------------------
     async def run(self, job: Job, progress: Callable[[Progress], None]
                   ) -> list[GalleryItem]:
         with applog.correlation(job.cid):
             whole = await self.plan(job)
+            try:
+                tier = job_tier(job.request.server_tier, job.request.tier)
+            except ValueError as exc:
+                raise JobFailed(str(exc)) from None
             if job.request.lora is not None:    # remote servers with our upload node
                 job.upload_problems, job.blocked = await self.pusher.push(
                     job.request.lora.path, whole.needs, job.job_id, progress)
-            parts = whole.pictures()
-            pictures: list[_Picture] = []
-            for index, plan in enumerate(parts):
-                pictures.extend(await self._run_one(job, plan, _batch_progress(
-                    progress, index, len(parts))))
+            dispatcher = BatchDispatcher(self, job, whole.pictures(), tier, progress,
+                                         lambda message: self.notify(job.job_id, message))
+            pictures = await dispatcher.run()
             return await self._save(job, whole, pictures)
 
-    async def _run_one(self, job: Job, plan: _Plan, progress: Callable[[Progress], None]
-                       ) -> list[_Picture]:
-        """One prompt (one picture's seed) on the best server, retried once elsewhere."""
-        exclude: set[str] = set()
-        refreshed = [False]
-        retried = False
-        while True:
-            route, server = await self._choose(plan, job, exclude, refreshed)
-            try:
-                result, graph = await self._run_on(job, plan, route, server, progress)
-                break
-            except ComfyConnectionError as exc:
-                if job.cancelled:
-                    raise JobFailed(CANCELLED) from None
-                logger.warning("job {}: server {} failed: {}", job.job_id, server.label, exc)
-                reason = str(exc)
-                if server.kind == "managed" and not server.healthy and server.message:
-                    # the supervisor knows better than "connection closed"
-                    reason = f"{server.label} stopped during the job: {server.message}"
-                self.pool.mark_failed(server.key, str(exc))
-                exclude.add(server.key)
-                if retried:
-                    raise JobFailed(f"{reason} The job had already been retried once, so "
-                                    "it was stopped.") from None
-                retried = True
-                routes, _ = rank_servers(self.pool.views(), plan.needs, exclude=exclude,
-                                         blocked=job.blocked)
-                if not routes:
-                    raise JobFailed(f"{reason} No other server can take the job."
-                                    ) from None
-                logger.info("job {}: retrying on another server", job.job_id)
+    async def run_picture(self, job: Job, plan: _Plan, route: Route, server: Any,
+                          progress: Callable[[Progress], None]) -> list[_Picture]:
+        """One prompt (one picture's seed) on ``server``; ``ComfyConnectionError`` when the
+        server stops answering (the dispatcher sends the picture elsewhere)."""
+        result, graph, client = await self._run_on(job, plan, route, server, progress)
         server.loaded_model = route.name_for(plan.model_folder, plan.needs[0].name)
         images = []
         for ref in result.images:
             try:
-                images.append(await job.client.fetch_image(ref))
+                images.append(await client.fetch_image(ref))
+            except ComfyConnectionError:
+                raise
             except ComfyError as exc:
                 raise JobFailed(str(exc)) from None
         if not images:
@@ -352,7 +292,7 @@ class JobRunner:
                          server=server) for data in images]
 
     async def _run_on(self, job: Job, plan: _Plan, route: Route, server: Any,
-                      progress: Callable[[Progress], None]) -> tuple[Any, dict]:
+                      progress: Callable[[Progress], None]) -> tuple[Any, dict, Any]:
         client = server.client
         if client is None:
             raise ComfyConnectionError(f"{server.label} is not connected.", server=server.url)
@@ -362,8 +302,11 @@ class JobRunner:
         server.in_flight += 1
         self.pool.emit_if_changed()
         try:
-            return await self._upload_and_run(job, plan, route, server, client, progress)
+            result, graph = await self._upload_and_run(job, plan, route, server, client,
+                                                       progress)
+            return result, graph, client
         finally:
+            job.running.pop(server.key, None)
             server.in_flight = max(0, server.in_flight - 1)
             self.pool.emit_if_changed()
             self.pool.poll_queue(server.key)     # so "busy · queue N" ends now, not at a poll
@@ -383,14 +326,15 @@ class JobRunner:
             uploaded[key] = await client.upload_image(data, name, subfolder=UPLOAD_SUBFOLDER,
                                                       overwrite=True)
         graph = self._graph(plan, route, server, uploaded)
-        job.prompt_id = str(uuid.uuid4())
+        prompt_id = job.prompt_id = str(uuid.uuid4())
+        job.running[server.key] = (client, prompt_id)
         logger.info("job {}: {} on {} (prompt {})", job.job_id, plan.spec.name, server.label,
-                    job.prompt_id)
+                    prompt_id)
         try:
             if job.cancelled:
                 raise JobFailed(CANCELLED)
             result = await client.run(
-                graph, prompt_id=job.prompt_id,
+                graph, prompt_id=prompt_id,
                 extra_data={"isengard": {"correlation_id": job.cid, "job_id": job.job_id}},
                 on_event=ProgressTracker(job.job_id, server.key, graph, progress))
         except ComfyInterrupted:
@@ -503,19 +447,6 @@ class JobRunner:
         items = await future
         logger.info("job {}: {} image(s) saved in {}", job.job_id, len(items), folder)
         return items
-
-
-def _batch_progress(progress: Callable[[Progress], None], index: int, count: int
-                    ) -> Callable[[Progress], None]:
-    """``progress`` for picture ``index`` of ``count``: its overall fraction spans its share."""
-    if count <= 1:
-        return progress
-
-    def report(p: Progress) -> None:
-        progress(replace(p, overall=(index + p.fraction) / count,
-                         detail=f"picture {index + 1} of {count}"
-                         + (f" · {p.detail}" if p.detail else "")))
-    return report
 
 
 def _sha256_or_empty(path: str) -> str:

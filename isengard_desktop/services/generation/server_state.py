@@ -17,7 +17,8 @@ VRAM_STEP = 256 * 1024 * 1024     # free-VRAM changes smaller than this are not 
 
 def significant(statuses: tuple[ServerStatus, ...]) -> tuple:
     return tuple((s.key, s.url, s.label, s.state, s.gpu_name, s.vram_total,
-                  round(s.vram_free / VRAM_STEP), s.queue_length, s.message) for s in statuses)
+                  round(s.vram_free / VRAM_STEP), s.queue_length, s.message, s.tier)
+                 for s in statuses)
 
 
 def server_label(url: str) -> str:
@@ -53,6 +54,8 @@ class Server:
         self.tasks: set[asyncio.Future] = set()   # polls and fetches using the client
         self.removed = False
         self.last_ok = 0.0
+        self.tier = ""                   # final | standard | draft (the pool sets it)
+        self.sec_per_picture = 0.0       # measured (moving average); 0 = not measured yet
 
     @property
     def healthy(self) -> bool:
@@ -63,7 +66,8 @@ class Server:
         if state in (ServerState.READY, ServerState.BUSY):
             state = ServerState.BUSY if (self.queue_length or self.in_flight) else ServerState.READY
         return ServerStatus(self.key, self.url, self.label, self.kind, state, self.gpu_name,
-                            self.vram_total, self.vram_free, self.queue_length, self.message)
+                            self.vram_total, self.vram_free, self.queue_length, self.message,
+                            self.tier)
 
     def view(self) -> ServerView:
         return ServerView(self.key, self.label, self.kind, self.healthy, self.state,

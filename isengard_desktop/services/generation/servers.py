@@ -1,4 +1,19 @@
-"""The ComfyUI servers the generation service can use: the managed local one and remote URLs.
+"""The ComfyUI servers the generation service can use: the managed local ones and remote URLs.
+
+On a machine with one GPU (or none) there is one managed ComfyUI (key ``local``). With two or
+more GPUs (:meth:`ServerPool.set_gpus`) there is one managed ComfyUI per GPU (keys
+``gpu<index>``), each pinned to its card through the environment — ``CUDA_VISIBLE_DEVICES``
+(NVIDIA) or ``HIP_VISIBLE_DEVICES`` (AMD) — with its own port, log
+(``logs/comfyui/gpu<index>.log``) and restart policy, all reading the same models folders
+(each writes the same extra-model-paths YAML). The variables are set rather than passing
+ComfyUI's ``--cuda-device``: that flag only sets the same variables before torch loads
+(Comfy-Org/ComfyUI main.py:74-78 at 002f2bed: ``CUDA_VISIBLE_DEVICES``,
+``HIP_VISIBLE_DEVICES`` and ``ASCEND_RT_VISIBLE_DEVICES`` = the index; flag defined in
+comfy/cli_args.py:52 at a125cd84), and the environment also works with ComfyUI versions or
+forks without the flag. Every server (managed or remote) has a tier (``final`` /
+``standard`` / ``draft``, :mod:`...core.comfy.tiers`): Settings' choice, else the default
+from the cards (most VRAM = final), ``final`` for a single managed server, ``standard`` for
+a remote one.
 
 :class:`ServerPool` keeps one :class:`~..core.comfy.client.ComfyClient` per server, polls
 each one's health every few seconds (``/system_stats`` + ``/queue``; a server's ``/queue``
@@ -29,6 +44,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core.comfy.jobs import ServerState, ServerStatus
 from ...core.comfy.routing import ServerView, models_from_object_info
+from ...core.comfy.tiers import DEFAULT_TIER, default_tiers, gpu_server_key, valid_tier
 from ...core.paths import AppPaths
 from ..tasks import TaskOwner, cancel_once, wait_ended
 from .comfy_server import ComfyServer
@@ -61,8 +77,11 @@ class ServerPool(QObject):
         self._tasks = TaskOwner("ComfyUI servers")             # polls and fetches
         self._closers = TaskOwner("ComfyUI client closes")     # never cancelled
         self._closed = False
-        self.managed = ComfyServer(paths, MANAGED_KEY, probe=self._probe_managed, parent=self)
-        self.managed.state_changed.connect(self._on_managed_state)
+        self.gpus: tuple[Any, ...] = ()       # GpuInfo of this machine (set_gpus)
+        self.gpus_known = True                # False while detection runs: no managed start
+        self.tiers: dict[str, str] = {}       # Settings' tier per server key
+        self.supervisors: dict[str, ComfyServer] = {}
+        self.managed = self._supervisor(MANAGED_KEY)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.poll_all)
 
@@ -82,28 +101,85 @@ class ServerPool(QObject):
     def healthy(self) -> list[Server]:
         return [s for s in self.servers() if s.healthy and s.object_info is not None]
 
+    def managed_keys(self) -> list[str]:
+        """Keys of the managed servers this machine gets: one per GPU with two or more GPUs,
+        else the single ``local`` one."""
+        if len(self.gpus) >= 2:
+            return [gpu_server_key(g.index) for g in self.gpus]
+        return [MANAGED_KEY]
+
+    def default_tier(self, key: str, kind: str) -> str:
+        if kind == "remote":
+            return DEFAULT_TIER
+        return default_tiers(self.gpus).get(key, "final")
+
+    def tier_of(self, key: str, kind: str) -> str:
+        chosen = self.tiers.get(key, "")
+        return chosen if valid_tier(chosen) else self.default_tier(key, kind)
+
     # -- configuration -----------------------------------------------------------------------
+    def set_gpus(self, gpus: Iterable[Any]) -> None:
+        """This machine's GPUs (``GpuInfo``: index, name, vram_mb, vendor); applied at the
+        next :meth:`configure`."""
+        self.gpus = tuple(sorted(gpus, key=lambda g: int(g.index)))
+        self.gpus_known = True
+
+    def _supervisor(self, key: str) -> ComfyServer:
+        sup = self.supervisors.get(key)
+        if sup is None:
+            async def probe(url: str, key: str = key) -> dict:
+                return await self._probe_managed(key, url)
+
+            sup = ComfyServer(self.paths, key, probe=probe, parent=self)
+            sup.state_changed.connect(
+                lambda state, message, key=key: self._on_managed_state(key, state, message))
+            self.supervisors[key] = sup
+        return sup
+
+    def _gpu_env(self, key: str) -> dict[str, str]:
+        gpu = next((g for g in self.gpus if gpu_server_key(g.index) == key), None)
+        if gpu is None or len(self.gpus) < 2:
+            return {}
+        name = "HIP_VISIBLE_DEVICES" if str(gpu.vendor) == "amd" else "CUDA_VISIBLE_DEVICES"
+        return {name: str(int(gpu.index))}
+
+    def _managed_label(self, key: str) -> str:
+        gpu = next((g for g in self.gpus if gpu_server_key(g.index) == key), None)
+        if gpu is None or len(self.gpus) < 2:
+            return "This computer (managed ComfyUI)"
+        return f"This computer · GPU {int(gpu.index)} ({gpu.name})"
+
     def start(self) -> None:
         self._timer.start(int(self.poll_interval_s * 1000))
         self.poll_all()
 
     def configure(self, comfyui_folder: str, comfyui_python: str, models_folder: str,
-                  remote_urls: Iterable[str]) -> None:
-        """Apply Settings: (re)start or stop the managed server, add/remove remote ones."""
+                  remote_urls: Iterable[str], tiers: dict[str, str] | None = None) -> None:
+        """Apply Settings: (re)start or stop the managed servers (one per GPU with several
+        GPUs), add/remove remote ones, set every server's tier."""
         if self._closed:
             return
-        changed = self.managed.configure(comfyui_folder, comfyui_python, models_folder)
-        if comfyui_folder.strip():
-            if MANAGED_KEY not in self._servers:
-                self._add(Server(MANAGED_KEY, "", "This computer (managed ComfyUI)", "managed"),
-                          first=True)
-            if changed and self.managed.is_running:
-                self.managed.restart()
-            elif not self.managed.is_running and (changed or self.managed.state == ServerState.STOPPED):
-                self.managed.start()
-        elif MANAGED_KEY in self._servers:
-            self.managed.stop()
-            self._remove(MANAGED_KEY)
+        if tiers is not None:
+            self.tiers = dict(tiers)
+        wanted_managed = self.managed_keys() if comfyui_folder.strip() and self.gpus_known \
+            else []
+        for key in [k for k, s in self._servers.items() if s.kind == "managed"
+                    and k not in wanted_managed]:
+            self.supervisors[key].stop()
+            self._remove(key)
+        for position, key in enumerate(wanted_managed):
+            sup = self._supervisor(key)
+            env = self._gpu_env(key)
+            changed = sup.configure(comfyui_folder, comfyui_python, models_folder)
+            if env != sup.extra_env:
+                sup.extra_env = env
+                changed = True
+            if key not in self._servers:
+                self._add(Server(key, "", self._managed_label(key), "managed"), at=position)
+            if changed and sup.is_running:
+                sup.restart()
+            elif not sup.is_running and (changed or sup.state == ServerState.STOPPED):
+                sup.start()
 
         wanted: list[str] = []
         remote_urls = list(remote_urls)
@@ -127,13 +203,16 @@ class ServerPool(QObject):
                 self._add(server)
                 self._ensure_client(server)
                 self._tasks.spawn(self._poll(server), also=server.tasks)
-        self._order = [k for k in [MANAGED_KEY, *wanted] if k in self._servers]
+        self._order = [k for k in [*wanted_managed, *wanted] if k in self._servers]
+        for server in self._servers.values():
+            server.tier = self.tier_of(server.key, server.kind)
         self.emit_if_changed()
 
-    def _add(self, server: Server, first: bool = False) -> None:
+    def _add(self, server: Server, at: int | None = None) -> None:
         self._servers[server.key] = server
-        if first:
-            self._order.insert(0, server.key)
+        server.tier = self.tier_of(server.key, server.kind)
+        if at is not None:
+            self._order.insert(at, server.key)
         else:
             self._order.append(server.key)
 
@@ -195,8 +274,8 @@ class ServerPool(QObject):
         return close()
 
     # -- managed server ----------------------------------------------------------------------
-    async def _probe_managed(self, url: str) -> dict:
-        server = self._servers.get(MANAGED_KEY)
+    async def _probe_managed(self, key: str, url: str) -> dict:
+        server = self._servers.get(key)
         if server is None:
             raise RuntimeError("the managed server was removed")
         server.url = url
@@ -212,12 +291,12 @@ class ServerPool(QObject):
         self._set_object_info(server, info)
         return info
 
-    def _on_managed_state(self, state: str, message: str) -> None:
-        server = self._servers.get(MANAGED_KEY)
+    def _on_managed_state(self, key: str, state: str, message: str) -> None:
+        server = self._servers.get(key)
         if server is None:
             return
         if state == ServerState.READY and not self._closed:
-            server.url = self.managed.url
+            server.url = self.supervisors[key].url
             server.state, server.message = ServerState.READY, ""
             server.last_ok = time.monotonic()
             self._tasks.spawn(self._poll(server), also=server.tasks)
@@ -236,7 +315,8 @@ class ServerPool(QObject):
         for server in self.servers():
             if server.polling or self._closed:
                 continue
-            if server.kind == "managed" and self.managed.state != ServerState.READY:
+            sup = self.supervisors.get(server.key)
+            if server.kind == "managed" and (sup is None or sup.state != ServerState.READY):
                 continue      # the process supervisor says when it is up
             self._tasks.spawn(self._poll(server), also=server.tasks)
 
@@ -408,12 +488,14 @@ class ServerPool(QObject):
             return
         self._closed = True
         self._timer.stop()
-        try:
-            self.managed.shutdown()
-        except Exception as exc:     # app quit goes on; the reason is in the log
-            logger.opt(exception=exc).error("stopping the managed ComfyUI failed")
+        for key, sup in self.supervisors.items():
+            try:
+                sup.shutdown()
+            except Exception as exc:     # app quit goes on; the reason is in the log
+                logger.opt(exception=exc).error("stopping the managed ComfyUI {} failed", key)
         self._tasks.cancel_all(close=True)
-        self.managed.tasks.cancel_all(close=True)
+        for sup in self.supervisors.values():
+            sup.tasks.cancel_all(close=True)
 
     async def aclose(self) -> None:
         """App quit, on the running loop: :meth:`shutdown`, then close every client through
@@ -431,4 +513,5 @@ class ServerPool(QObject):
         await wait_ended(self._closers.tasks())     # closes started earlier
         await self._closers.aclose()
         await self._tasks.aclose()
-        await self.managed.tasks.aclose()
+        for sup in self.supervisors.values():
+            await sup.tasks.aclose()

@@ -22,6 +22,9 @@ Signals:
     job_finished(str, tuple[GalleryItem, ...]): job id and its images (saved and recorded).
     job_failed(str, str): job id and a message for the user (names the node, input, value,
         model or server; "Generation cancelled." after :meth:`cancel`).
+    job_notice(str, str): job id and something the user should know while it runs: a server
+        skipped (which file is missing there), overflow into another tier, a picture moved to
+        another server because its server died.
     gallery_changed(): the gallery or a staging area changed; re-read them.
     failed(str): Keep, Discard or Delete could not finish (names the file and why).
 """
@@ -53,7 +56,7 @@ from ...core.db.generations import GenerationsRepository
 from ...core.paths import AppPaths
 from ...core.types import Progress
 from .jobs import CANCELLED, Job, JobFailed, JobRunner
-from .servers import MANAGED_KEY, ServerPool
+from .servers import ServerPool
 from .trash import TrashMover
 from ..database import ChangeSet, WriteResult
 from ..import_task import ImportOutcome
@@ -76,6 +79,7 @@ class GenerationService(QObject):
     job_progress = Signal(object)
     job_finished = Signal(str, object)
     job_failed = Signal(str, str)
+    job_notice = Signal(str, str)
     gallery_changed = Signal()
     failed = Signal(str)
 
@@ -95,6 +99,7 @@ class GenerationService(QObject):
         self._io = ThreadPoolExecutor(2, thread_name_prefix="generation-io")
         self._trash = TrashMover()
         self._runner = JobRunner(paths, self.pool, library, self._io, self._workflow_library)
+        self._runner.notify = self.job_notice.emit
         self._jobs: dict[str, Job] = {}
         self._tasks = TaskOwner("generation")     # jobs, cancels, model-list refreshes
         self._items: dict[int, GalleryItem] = {}
@@ -154,7 +159,8 @@ class GenerationService(QObject):
 
     def _apply_settings(self, settings: Any) -> None:
         self.pool.configure(settings.comfyui_folder, settings.comfyui_python,
-                            settings.comfyui_models_folder, settings.remote_servers)
+                            settings.comfyui_models_folder, settings.remote_servers,
+                            tiers=dict(getattr(settings, "server_tiers", {}) or {}))
         for server in self.pool.healthy():     # an upload token may have changed too
             self._probe_upload(server.key)
         self._learn_model_families()
@@ -243,13 +249,51 @@ class GenerationService(QObject):
             self._tasks.spawn(self.pool.refresh())
 
     def restart_local_server(self) -> None:
-        """Restart the managed ComfyUI (after an error, or to pick up new custom nodes)."""
-        if MANAGED_KEY in {s.key for s in self.pool.servers()}:
-            self.pool.managed.restart()
+        """Restart the managed ComfyUI servers (after an error, or to pick up new custom
+        nodes)."""
+        for server in self.pool.servers():
+            sup = self.pool.supervisors.get(server.key)
+            if server.kind == "managed" and sup is not None:
+                sup.restart()
+
+    def set_gpus(self, gpus: Iterable[Any]) -> None:
+        """This machine's GPUs (``GpuInfo``): with two or more, one managed ComfyUI per GPU.
+        Applied now when the service runs, else at :meth:`start`."""
+        self.pool.set_gpus(gpus)
+        if self._started and not self._closed:
+            self._apply_settings(self.settings_service.settings)
+
+    def detect_gpus(self, detect: Any) -> None:
+        """Run ``detect() -> GpuInfo list`` (blocking: NVML, sysfs, rocm-smi) on the io
+        executor, then :meth:`set_gpus`; the managed servers start once it answered (one per
+        GPU with several), so a multi-GPU machine never starts a single server first. A
+        failed detection is logged and gives the single managed server."""
+        self.pool.gpus_known = False
+
+        def failed(exc: BaseException) -> None:
+            logger.warning("GPU detection for the managed ComfyUI failed: {!r}", exc)
+            self.set_gpus(())
+
+        run_in_executor(self._io, lambda: list(detect()), self.set_gpus, failed)
+
+    def job_assignments(self, job_id: str) -> list[tuple[int, str]]:
+        """(picture index, server key) of a running job's pictures so far."""
+        job = self._jobs.get(job_id)
+        return list(job.assignments) if job is not None else []
 
     @property
     def local_log_path(self) -> str:
+        """The log of the (first) managed ComfyUI: ``local.log``, or ``gpu<index>.log`` of the
+        first GPU's server on a multi-GPU machine."""
+        for server in self.pool.servers():
+            if server.kind == "managed":
+                return self.log_path(server.key)
         return str(self.pool.managed.log_path)
+
+    def log_path(self, key: str) -> str:
+        """The log file of managed server ``key`` ("" for a remote one)."""
+        sup = self.pool.supervisors.get(key)
+        return str(sup.log_path) if sup is not None else ""
 
     def _model_spec(self, family: str, lora: bool = False) -> Any:
         if self._workflows is None:
@@ -436,16 +480,18 @@ class GenerationService(QObject):
         job.cancelled = True
         with applog.correlation(job.cid):
             logger.info("cancel generation job {}", job_id)
-        if job.client is not None and job.prompt_id:
-            client, prompt_id = job.client, job.prompt_id
+        if job.running:
+            runs = list(job.running.values())      # every picture on its server
 
             async def cancel() -> None:
-                try:
-                    await client.cancel(prompt_id)
-                except ComfyError as exc:
-                    logger.warning("cancel of job {} on its server failed: {}", job_id, exc)
-                    if job.task is not None:
-                        job.task.cancel()
+                for client, prompt_id in runs:
+                    try:
+                        await client.cancel(prompt_id)
+                    except ComfyError as exc:
+                        logger.warning("cancel of job {} on its server failed: {}", job_id,
+                                       exc)
+                        if job.task is not None:
+                            job.task.cancel()
 
             self._tasks.spawn(cancel(), name=f"cancel generation job {job_id}")
         elif job.task is not None:

@@ -8,7 +8,11 @@ thread:
   own reader executor (two threads);
 * :meth:`~JobOutputs.register_lora`: a completed job's LoRA hard-linked or copied into the
   app's LoRA folder (:func:`~..core.training.job_files.publish_lora`, on the service's file
-  executor) and recorded for its character (``LibraryService.add_lora``).
+  executor) and recorded for its character (``LibraryService.add_lora``);
+* :meth:`~JobOutputs.checkpoint_grid` / :meth:`~JobOutputs.use_checkpoint`: the checkpoint
+  comparison's grid (:mod:`~..core.training.checkpoint_grid`) and "Use this checkpoint": the
+  step's LoRA placed beside the job's own as ``<name>-step<N>`` and registered like a
+  finished job's, so it becomes the character's newest LoRA.
 
 The service flushes a running job's process first, so what is read includes everything
 received so far.
@@ -25,9 +29,12 @@ from collections.abc import Callable
 from loguru import logger
 
 from ...core import logging as applog
+from ...core.fsutil import link_or_copy
 from ...core.paths import AppPaths
+from ...core.training.checkpoint_grid import CheckpointGrid, build_grid
 from ...core.training.job_files import publish_lora, read_events, write_debug_bundle
 from ...core.training.protocol import DoneEvent, Event
+from ...core.training.spec import stopped_lora_name
 from ..library import LibraryService
 from ..ops import run_in_executor
 from .records import JobRecord
@@ -135,6 +142,42 @@ class JobOutputs:
 
         self.pending += 1
         run_in_executor(self._files, publish, register, failed)
+
+    def checkpoint_grid(self, record: JobRecord | None,
+                        on_loaded: Callable[[CheckpointGrid], None],
+                        on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """The job's checkpoint grid from its events (no job: an empty grid)."""
+        if record is None:
+            on_loaded(CheckpointGrid(()))
+            return
+        path = record.paths.events
+        run_in_executor(self._reader, lambda: build_grid(read_events(path)), on_loaded,
+                        on_failure)
+
+    def use_checkpoint(self, record: JobRecord, step: int, lora: Path,
+                       on_done: Callable[[Path], None],
+                       on_failure: Callable[[BaseException], None]) -> None:
+        """Make the LoRA ``lora`` of step ``step`` the character's: linked (or copied) into
+        the job folder as ``<output name>-step<N>.safetensors`` (a file already there is
+        used as it is), then published and recorded like a finished job's LoRA."""
+        job_dir, name = Path(record.job_dir), record.spec.output_name
+
+        def place() -> Path:
+            source = Path(lora)
+            if not source.is_file():
+                raise FileNotFoundError(f"The LoRA of step {step} is gone: {source}")
+            if source.parent == job_dir:
+                return source
+            target = job_dir / f"{stopped_lora_name(name, step)}.safetensors"
+            if not target.is_file():
+                link_or_copy(source, target)
+            return target
+
+        def placed(path: Path) -> None:
+            self.register_lora(record, DoneEvent(str(path), step))
+            on_done(path)
+
+        run_in_executor(self._files, place, placed, on_failure)
 
     def shutdown(self) -> None:
         """App quit: pending reads are dropped, a running one is not waited for."""

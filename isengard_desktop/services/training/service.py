@@ -63,6 +63,8 @@ from ...core import logging as applog
 from ...core.db.jobs import JobRow, JobsRepository
 from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
+from ...core.dataset.crops import CropRect
+from ...core.training.checkpoint_grid import CheckpointGrid
 from ...core.training.checkpoints import latest_complete
 from ...core.training.dataset_list import DatasetEntry
 from ...core.training.installs import ExternalInstall
@@ -121,6 +123,9 @@ class TrainingService(QObject):
         self.max_oom_recoveries = MAX_RECOVERIES   # out of memory: resume lower, this often
         self.bundle_probe_torch = True
         self.is_ready = False
+        # each photo's face crop (image id -> rect or None), put into dataset.json at a job's
+        # first start; app.py connects the crop service's ``rect``
+        self.crop_of: Callable[[int], CropRect | None] = lambda _image_id: None
 
         self._records: dict[str, JobRecord] = {}
         self._queue: list[str] = []
@@ -356,6 +361,28 @@ class TrainingService(QObject):
         self._flush_run(job_id)
         self._outputs.events(self._records.get(job_id), on_loaded)
 
+    def checkpoint_grid(self, job_id: str, on_loaded: Callable[[CheckpointGrid], None],
+                        on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """The job's checkpoint comparison grid (rows = saved steps, columns = sample
+        prompts), read off the UI thread."""
+        self._flush_run(job_id)
+        self._outputs.checkpoint_grid(self._records.get(job_id), on_loaded, on_failure)
+
+    def use_checkpoint(self, job_id: str, step: int, lora: Path,
+                       on_done: Callable[[Path], None],
+                       on_failure: Callable[[BaseException], None]) -> None:
+        """Make step ``step``'s LoRA the character's (it becomes their newest LoRA; the
+        others stay on disk). ``on_done(path)`` once it is placed; the library records it
+        right after."""
+        record = self._records.get(job_id)
+        if record is None:
+            on_failure(KeyError(f"There is no job {job_id}."))
+            return
+        if record.character_id is None:
+            on_failure(ValueError("This job belongs to no character."))
+            return
+        self._outputs.use_checkpoint(record, step, lora, on_done, on_failure)
+
     def export_debug_bundle(self, job_id: str, dest: Path, on_done: Callable[[Path], None],
                             on_failure: Callable[[BaseException], None] | None = None) -> None:
         """Zip spec, events, logs, configs, samples and environment (redacted) to ``dest``."""
@@ -392,7 +419,7 @@ class TrainingService(QObject):
             paths, spec = record.paths, record.spec
             # the photos the job trains on: the character's rows now (the library's snapshot
             # of the database), saved in the job folder at its first start
-            dataset = [DatasetEntry(str(image.path), image.caption)
+            dataset = [DatasetEntry(str(image.path), image.caption, self.crop_of(image.id))
                        for image in sorted(self.library.images(record.character_id)
                                            if record.character_id is not None else [],
                                            key=lambda i: i.id)]

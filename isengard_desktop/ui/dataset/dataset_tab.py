@@ -1,18 +1,22 @@
-"""The Dataset tab: every image of every character, search, filter, bulk operations, checks."""
+"""The Dataset tab: every image of every character, search, filter, bulk operations, checks,
+and face-centred crops (shown on the tiles; proposed, adjusted in :mod:`.crop_editor`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QInputDialog,
                                QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
                                QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from ...core.dataset.crops import CropRect
 from ...core.db.records import ImageRecord
 from ...core.training.presets import MIN_SHORT_SIDE
 from ...core.types import Progress
+from ...services.crops import CropProposalOutcome, CropService
 from ...services.database import ChangeSet
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
 from ...services.library import LibraryService
@@ -20,6 +24,8 @@ from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget
 from ..widgets.image_grid import ImageGridWidget
+from .crop_editor import CropEditorDialog
+from .crop_panel import CropPanelWidget
 
 if TYPE_CHECKING:
     from ...core.dataset.checks import Finding
@@ -52,9 +58,11 @@ class DatasetTab(QWidget):
     message_posted = Signal(str)
 
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
-                 checks: DatasetChecksService, parent: QWidget | None = None) -> None:
+                 checks: DatasetChecksService, crops: CropService | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._library = library
+        self._crops = crops
         self._checks = checks
         self._findings: list[Finding] = []
         self._checks_cancelled = False
@@ -101,7 +109,8 @@ class DatasetTab(QWidget):
         self.bulk_box = QGroupBox("Selected photos")
         self.bulk_box.setLayout(bulk)
 
-        self.grid = ImageGridWidget(thumbnails, label_for=self._character_label)
+        self.grid = ImageGridWidget(thumbnails, label_for=self._character_label,
+                                    crop_for=self._crop_of)
         self.grid.setToolTip("Drop photos or folders here to import them into the character "
                              "chosen in the filter.")
         self.grid.empty_text = ("No photos match. Create a character on the Characters tab, or "
@@ -135,6 +144,10 @@ class DatasetTab(QWidget):
         cp.addLayout(progress_row)
         cp.addWidget(self.checks_summary)
         cp.addWidget(self.checks_tree, 2)
+        self.crop_panel = CropPanelWidget()
+        self.crop_panel.setVisible(crops is not None)
+        self.crop_dialog: CropEditorDialog | None = None
+        cp.addWidget(self.crop_panel)
         cp.addWidget(self.caption_editor, 1)
 
         split = QSplitter()
@@ -168,6 +181,15 @@ class DatasetTab(QWidget):
         self.checks_cancel_button.clicked.connect(checks.cancel)
         checks.progressed.connect(self._on_checks_progress)
         checks.finished.connect(self._on_checks_finished)
+        self.crop_panel.propose_requested.connect(self._propose_crops)
+        self.crop_panel.adjust_requested.connect(self._adjust_selected_crop)
+        self.crop_panel.reset_requested.connect(self._reset_crops)
+        self.crop_panel.photo_clicked.connect(lambda image_id: self.grid.select_ids([image_id]))
+        self.grid.doubleClicked.connect(
+            lambda index: self.open_crop_editor(self.grid.grid_model.record(index.row()).id))
+        if crops is not None:
+            crops.proposals_finished.connect(self._on_crops_proposed)
+            crops.failed.connect(self._on_crops_failed)
         self._on_selection([])
 
     # -- data --------------------------------------------------------------------------------
@@ -223,6 +245,7 @@ class DatasetTab(QWidget):
         self.bulk_box.setTitle(f"Selected photos ({len(ids)})" if has else
                                "Selected photos — tick photos in the grid to act on them")
         self.delete_button.setText(f"Delete {len(ids)} selected…" if has else "Delete selected…")
+        self.crop_panel.set_selection(len(ids))
         self.caption_editor.set_image(self._library.image(ids[0]) if len(ids) == 1 else None)
         self._update_count()
 
@@ -269,6 +292,57 @@ class DatasetTab(QWidget):
                     return
                 cid = characters[names.index(name)].id
         self._library.import_photos(cid, paths)
+
+    # -- crops -------------------------------------------------------------------------------
+    def _crop_of(self, record: ImageRecord) -> CropRect | None:
+        return self._crops.rect(record.id) if self._crops is not None else None
+
+    def _propose_crops(self, family: str) -> None:
+        if self._crops is None:
+            return
+        ids = [r.id for r in self.grid.grid_model.records()]
+        if self._crops.propose(ids, family):
+            self.crop_panel.set_busy(len(ids))
+        else:
+            self.crop_panel.summary.setText("The crops are still loading, or a proposal is "
+                                            "running: try again in a moment.")
+
+    def _on_crops_proposed(self, outcome: CropProposalOutcome) -> None:
+        def name_of(image_id: int) -> str:
+            image = self._library.image(image_id)
+            return image.filename if image else f"image {image_id}"
+
+        self.crop_panel.show_outcome(outcome, name_of)
+        self.message_posted.emit(self.crop_panel.summary.text())
+
+    def _on_crops_failed(self, message: str) -> None:
+        if self._crops is not None and not self._crops.is_proposing:
+            self.crop_panel.propose_button.setEnabled(True)
+
+    def _adjust_selected_crop(self) -> None:
+        ids = self.grid.selected_ids()
+        if len(ids) == 1:
+            self.open_crop_editor(ids[0])
+
+    def open_crop_editor(self, image_id: int) -> None:
+        """Open the crop editor for a photo (double-click, or "Adjust crop…"); Save stores
+        the frame as the photo's crop, Reset removes it."""
+        record = self._library.image(image_id)
+        if self._crops is None or record is None:
+            return
+        if self.crop_dialog is not None and shiboken6.isValid(self.crop_dialog):
+            self.crop_dialog.close()
+        dialog = CropEditorDialog(record, self._crops.crop(image_id), self.crop_panel.buckets(),
+                                  self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        crops = self._crops
+        dialog.accepted.connect(lambda: crops.set_crop(image_id, dialog.result_crop()))
+        self.crop_dialog = dialog
+        dialog.open()
+
+    def _reset_crops(self) -> None:
+        if self._crops is not None:
+            self._crops.clear_crops(self.grid.selected_ids())
 
     # -- checks ------------------------------------------------------------------------------
     def _run_checks(self) -> None:

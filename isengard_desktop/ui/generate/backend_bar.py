@@ -52,6 +52,9 @@ def server_tooltip(s: ServerStatus) -> str:
     kind = ("ComfyUI on this computer, started and stopped by Isengard" if s.kind == "managed"
             else "A ComfyUI server on your network")
     lines = [f"{s.label} — {kind}", s.url or "(no address yet)", server_line(s)]
+    if s.tier:     # Settings → Servers & tiers
+        lines.append(f"Tier: {s.tier} (takes {s.tier} jobs; change it in Settings → "
+                     "Servers & tiers)")
     if s.message:
         lines.append(s.message)
     return "\n".join(lines)

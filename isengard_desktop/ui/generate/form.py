@@ -69,6 +69,7 @@ class GenerateFormWidget(QWidget):
     context_changed = Signal()
     message_posted = Signal(str)
     refine_requested = Signal()
+    concept_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,11 +104,19 @@ class GenerateFormWidget(QWidget):
         self.refine_button.setAutoDefault(False)
         self.refine_button.setVisible(False)
         self.refine_button.clicked.connect(self.refine_requested)
+        self.concept_button = QPushButton("Concept…")
+        self.concept_button.setObjectName("ConceptButton")
+        self.concept_button.setAutoDefault(False)
+        self.concept_button.setToolTip("Build the prompt field by field (action, outfit, "
+                                       "setting, light…), lock what you like, shuffle the "
+                                       "rest; save concepts to reuse them.")
+        self.concept_button.clicked.connect(self.concept_requested)
         prompt_header = QWidget()
         ph = QHBoxLayout(prompt_header)
         ph.setContentsMargins(0, 0, 0, 0)
         ph.addWidget(_section("Prompt"))
         ph.addStretch(1)
+        ph.addWidget(self.concept_button)
         ph.addWidget(self.refine_button)
 
         self.family_combo = QComboBox()

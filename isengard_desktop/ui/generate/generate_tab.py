@@ -54,6 +54,8 @@ from .backend_bar import BackendBarWidget
 from .funnel_view import FunnelViewWidget
 from .form import GenerateFormWidget
 from .options import LoraOption
+from .concept_dialog import ConceptDialog
+from .lora_explorer import LoraExplorerDialog
 from .presets import FEATURES, family_label
 from .progress import GenerationProgressWidget
 
@@ -90,6 +92,8 @@ class GenerateTab(QWidget):
         self.jobs: dict[str, GenerationRequest] = {}
         self.shown_job: str | None = None
         self.staging_character_id: int | None = None
+        self.explorer: LoraExplorerDialog | None = None
+        self.concept_dialog: ConceptDialog | None = None
 
         self.backends = BackendBarWidget()
         self.form = GenerateFormWidget()
@@ -133,6 +137,11 @@ class GenerateTab(QWidget):
         gp.setContentsMargins(0, 0, 0, 0)
         gallery_title = QLabel("Gallery")
         gallery_title.setObjectName("SectionLabel")
+        self.explorer_button = QPushButton("LoRA explorer…")
+        self.explorer_button.setToolTip("Compare LoRAs and strengths side by side: a grid of "
+                                        "LoRAs × strengths × prompts with one fixed seed, "
+                                        "rendered with the form's model and size.")
+        self.explorer_button.clicked.connect(self.open_explorer)
         self.open_explore_button = QPushButton("Explorations…")
         self.open_explore_button.setObjectName("OpenExploreButton")
         self.open_explore_button.setToolTip("Re-open an earlier exploration (draft funnel) at "
@@ -140,6 +149,7 @@ class GenerateTab(QWidget):
         gallery_head = QHBoxLayout()
         gallery_head.addWidget(gallery_title, 1)
         gallery_head.addWidget(self.open_explore_button)
+        gallery_head.addWidget(self.explorer_button)
         gp.addLayout(gallery_head)
         gp.addWidget(self.gallery, 1)
         self.funnel = FunnelViewWidget(thumbnails)
@@ -177,6 +187,7 @@ class GenerateTab(QWidget):
         if refine is not None:
             refine.availability.connect(self.form.set_refine_state)
             self.form.refine_requested.connect(self.open_refine)
+        self.form.concept_requested.connect(self.open_concepts)
         add_run_shortcut(self, self.form.generate_button)
         self.form.cancel_requested.connect(self.cancel)
         self.form.context_changed.connect(self.refresh_context)
@@ -291,6 +302,27 @@ class GenerateTab(QWidget):
         if self._refine is not None:     # only when the tab is shown: no call at start-up
             self.form.set_refine_state(None)
             self._refine.check()
+
+    def open_concepts(self) -> ConceptDialog:
+        """The concept builder for the form's family; its prompt goes into the form."""
+        from ...core.concepts import ConceptStore
+
+        refine_ok = self._refine is not None and self.form.refine_button.isEnabled()
+        dialog = ConceptDialog(self._library, ConceptStore(self._library.paths.data
+                                                           / "concepts.json"),
+                               self.form.family(), refine=self._refine,
+                               refine_available=refine_ok, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.prompt_chosen.connect(self._use_concept)
+        self.concept_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _use_concept(self, prompt: str, character_id: int | None) -> None:
+        if character_id is not None and any(o.character_id == character_id
+                                            for o in self.form.lora.options()):
+            self.form.lora.select(character_id)
+        self.form.set_prompt(prompt)
 
     def open_refine(self) -> None:
         """The refinement dialog for the prompt as written, the chosen family and trigger."""
@@ -417,6 +449,22 @@ class GenerateTab(QWidget):
             self.message_posted.emit(f"Nothing opened the ComfyUI log; it is at {path}")
 
     # -- gallery actions ---------------------------------------------------------------------
+    def open_explorer(self) -> LoraExplorerDialog:
+        """The LoRA explorer on the form's model, size and quality."""
+        dialog = LoraExplorerDialog(self._service, self._library, self.form.request(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show_in_gallery.connect(self._show_in_gallery)
+        self.explorer = dialog
+        dialog.show()
+        return dialog
+
+    def _show_in_gallery(self, item_id: int) -> None:
+        if self.staging_character_id is not None:
+            self.leave_staging()
+        self.on_gallery_changed()
+        self.gallery.select_item(item_id)
+        self.window().raise_()
+
     def reuse(self, item: GalleryItem) -> None:
         self.form.fill(item)
         self.refresh_context()

@@ -31,6 +31,7 @@ from isengard_desktop.core.settings import Settings
 from isengard_desktop.ui.settings.comfyui_page import ComfyUIPageWidget
 from isengard_desktop.ui.dialogs.confirm import confirm
 from isengard_desktop.ui.settings.machine_page import DetectMachine, MachinePageWidget
+from isengard_desktop.ui.settings.tiers_page import TiersPageWidget
 from isengard_desktop.ui.settings.models_page import ModelsPageWidget, ScanModels
 from isengard_desktop.ui.settings.selftest_page import SelfTestFactory, SelfTestPageWidget
 from isengard_desktop.ui.settings.trainers_page import TrainersPageWidget
@@ -389,6 +390,13 @@ class SettingsDialog(QDialog):
         index = self.tabs.addTab(self.comfyui_page, "ComfyUI")
         self.tabs.setTabToolTip(index, "ComfyUI for the Generate tab: on this computer and "
                                        "servers on your network.")
+        self.tiers_page = TiersPageWidget(
+            settings.server_tiers,
+            detect if detect is not None else (lambda: detect_machine(paths.data)),
+            self.comfyui_page.remote_servers)
+        index = self.tabs.addTab(self.tiers_page, "Servers && tiers")
+        self.tabs.setTabToolTip(index, "Which ComfyUI server (one per GPU, and those on your "
+                                       "network) takes final, standard or draft pictures.")
         layout.addWidget(self.tabs)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
@@ -433,6 +441,7 @@ class SettingsDialog(QDialog):
             remote_servers=self.comfyui_page.remote_servers(),
             trainer_installs=self.trainers_page.installs(),
             runtime_device_override=self.machine_page.device_override(),
+            server_tiers=self.tiers_page.tiers(),
         )
         url, model = self.comfyui_page.ollama(self._settings)
         sizes = self.comfyui_page.funnel_box.sizes()

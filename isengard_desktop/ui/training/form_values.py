@@ -61,7 +61,9 @@ class SetupForm(Protocol):
     preset_note: QLabel
     start_button: QPushButton
     start_hint: QLabel
+    tier_note: str
     def set_field(self, name: str, value: Any) -> None: ...
+    def field_value(self, name: str) -> Any: ...
     def selected_character(self) -> Character | None: ...
     def select_character(self, character_id: int) -> None: ...
     def selected_model(self) -> ModelInfo | None: ...
@@ -302,8 +304,11 @@ class FormValuesMixin:
         family = self.family()
         if family:
             values = preset(family, self.preset_name)
-            note += (f" {values.steps} steps at {values.resolution} px, rank {values.rank}, "
+            resolution = self.field_value("resolution") or values.resolution   # the card's
+            note += (f" {values.steps} steps at {resolution} px, rank {values.rank}, "
                      f"lr {values.learning_rate:g}.")
+            if self.tier_note and not self.edited:
+                note += " " + self.tier_note
         if self.edited:
             note = (f"{self.preset_name}, edited in Advanced settings. Click a preset to go "
                     "back to its values.")

@@ -45,6 +45,7 @@ class HistoryWidget(QWidget):
     rerun_requested = Signal(str)
     resume_requested = Signal(str)
     export_requested = Signal(str)
+    compare_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -84,6 +85,10 @@ class HistoryWidget(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue a stopped or interrupted job from its newest "
                                       "checkpoint.")
+        self.compare_button = QPushButton("Compare checkpoints…")
+        self.compare_button.setToolTip("The steps the job saved side by side with their "
+                                       "sample pictures and how much each looks like the "
+                                       "person; make the best one the character's LoRA.")
         self.export_button = QPushButton("Export debug bundle…")
         self.export_button.setToolTip("Save a zip with the job's settings, events, logs, "
                                       "environment and samples (secrets removed) to share "
@@ -91,7 +96,8 @@ class HistoryWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(title)
         top.addStretch(1)
-        for b in (self.open_button, self.rerun_button, self.resume_button, self.export_button):
+        for b in (self.open_button, self.compare_button, self.rerun_button, self.resume_button,
+                  self.export_button):
             top.addWidget(b)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -104,6 +110,7 @@ class HistoryWidget(QWidget):
         self.rerun_button.clicked.connect(lambda: self._request(self.rerun_requested))
         self.resume_button.clicked.connect(lambda: self._request(self.resume_requested))
         self.export_button.clicked.connect(lambda: self._request(self.export_requested))
+        self.compare_button.clicked.connect(lambda: self._request(self.compare_requested))
         self._update_buttons()
 
     # -- content ---------------------------------------------------------------------------
@@ -284,6 +291,9 @@ class HistoryWidget(QWidget):
         state = getattr(record, "state", None)
         self.open_button.setEnabled(record is not None)
         self.export_button.setEnabled(record is not None)
+        self.compare_button.setEnabled(record is not None
+                                       and getattr(record, "checkpoint_step", None) is not None
+                                       or bool(getattr(record, "lora_path", None)))
         self.rerun_button.setEnabled(record is not None and state not in ACTIVE)
         self.resume_button.setEnabled(record is not None and state not in ACTIVE
                                       and bool(getattr(record, "resumable", False)))

@@ -31,7 +31,7 @@ from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.training.memory_fit import Fix, MemoryModelError, fit, predict
 from ...core.training.presets import (CPU_HINT, DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
-                                      format_duration, min_short_side)
+                                      format_duration, min_short_side, tier_values)
 from ...services.library import LibraryService
 from ..widgets.run_shortcut import add_run_shortcut
 from .backend_fields import BackendChoice
@@ -80,6 +80,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self._models_loading = False
         self.edited = False
         self.preset_name = DEFAULT_PRESET
+        self.tier_note = ""      # what the card changed in the preset (tier_values)
         self.profile = None
 
         title = QLabel("New training job")
@@ -418,8 +419,10 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.preset_name = name
         self._check_preset_button(name)
         backend = self.backend()
-        values = apply_preset({}, self.family() or "sdxl", name, vram_gb=self.gpu_vram_gb(),
-                              backend=backend.key if backend else "builtin")
+        family, key = self.family() or "sdxl", backend.key if backend else "builtin"
+        values = apply_preset({}, family, name, vram_gb=self.gpu_vram_gb(), backend=key)
+        self.tier_note = tier_values(family, name, self.gpu_vram_gb(), key)[1] \
+            if self.family() else ""
         for key, value in values.items():
             if key in self.fields:
                 self.set_field(key, value)

@@ -43,6 +43,7 @@ from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ..dialogs.confirm import confirm
 from ..widgets.notice_banner import NoticeBannerWidget
+from .checkpoint_compare import CheckpointCompareDialog, Scorer
 from .history import HistoryWidget
 from .backend_fields import BackendChoice, choice_for
 from .job_panel import ACTIVE, JobPanelWidget, describe_error, family_label, job_duration
@@ -134,6 +135,10 @@ class TrainingTab(QWidget):
         self._list_models = list_models
         self._vram_gb = vram_gb
         self.selected_job_id: str | None = None
+        # character id → the identity scorer of the checkpoint comparison (the app sets it
+        # when the face analysis is available); None: pictures without scores
+        self.identity_scorer: Callable[[int], Scorer | None] | None = None
+        self.compare_dialog: CheckpointCompareDialog | None = None
         self._models_asked = False
 
         self._registry = registry
@@ -205,6 +210,7 @@ class TrainingTab(QWidget):
         self.history.rerun_requested.connect(self._rerun)
         self.history.resume_requested.connect(self._resume)
         self.history.export_requested.connect(self._export)
+        self.history.compare_requested.connect(self.compare_checkpoints)
 
         library.data_changed.connect(self.on_data_changed)
         training.jobs_changed.connect(self.on_jobs_changed)
@@ -403,6 +409,41 @@ class TrainingTab(QWidget):
             self.message_posted.emit(f"The job folder is gone: {folder}")
             return
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def compare_checkpoints(self, job_id: str) -> CheckpointCompareDialog | None:
+        """Open the checkpoint comparison of a job."""
+        record = self._training.job(job_id)
+        if record is None:
+            return None
+        scorer = None
+        if self.identity_scorer is not None and record.character_id is not None:
+            scorer = self.identity_scorer(record.character_id)
+        dialog = CheckpointCompareDialog(record.character_name, record.total_steps,
+                                         scorer=scorer, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.compare_dialog = dialog
+
+        def use(step: int) -> None:
+            row = dialog.grid.row(step)
+            if row is None or row.lora is None:
+                return
+
+            def done(path: Path) -> None:
+                self.message_posted.emit(f"Step {step} is now {record.character_name}'s LoRA "
+                                         f"({path.name}).")
+
+            def failed(exc: BaseException) -> None:
+                self.message_posted.emit(f"Could not use the LoRA of step {step}: {exc}")
+
+            self._training.use_checkpoint(job_id, step, row.lora, done, failed)
+
+        def failed_to_read(exc: BaseException) -> None:
+            self.message_posted.emit(f"Could not read the job's events: {exc}")
+
+        dialog.use_requested.connect(use)
+        self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
+        dialog.show()
+        return dialog
 
     def _export(self, job_id: str) -> None:
         record = self._training.job(job_id)

@@ -1,7 +1,8 @@
 """A model/view grid of images: one model row per image, painted by a delegate.
 
 No widget per image, thumbnails requested only for painted items, so 10,000 images scroll
-smoothly. Every tile shows a checkbox that mirrors (and toggles) its selection.
+smoothly. Every tile shows a checkbox that mirrors (and toggles) its selection. Given a
+``crop_for`` (record → crop rectangle or None), a tile dims what lies outside the photo's crop.
 
 Signals (ImageGridWidget):
     files_dropped(list[Path]): files/folders dropped from the file manager onto the grid.
@@ -20,11 +21,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QListView, QStyle, QStyledItem
                                QStyleOptionViewItem, QWidget)
 
 from .qt_types import ModelIndex
+from ...core.dataset.crops import CropRect
 from ...core.db.records import ImageRecord
 from ...services.thumbnails import ThumbnailService
 from .drop_zone import local_paths
 
 RecordRole = Qt.ItemDataRole.UserRole + 1
+CropRole = Qt.ItemDataRole.UserRole + 2     # the photo's crop (a CropRect) or None
 TILE = QSize(176, 212)
 THUMB_BOX = 160
 CHECK_SIZE = 18
@@ -35,9 +38,11 @@ class ImageListModel(QAbstractListModel):
 
     def __init__(self, thumbnails: ThumbnailService,
                  label_for: Callable[[ImageRecord], str] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 crop_for: Callable[[ImageRecord], CropRect | None] | None = None) -> None:
         super().__init__(parent)
         self._thumbs = thumbnails
+        self._crop_for = crop_for
         self._records: list[ImageRecord] = []
         self._rows_by_sha: dict[str, list[int]] = defaultdict(list)
         self._label_for = label_for
@@ -79,10 +84,15 @@ class ImageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             label = self._label_for(record) if self._label_for else ""
             caption = record.caption or "(no caption)"
-            return (f"{record.filename}\n{record.width} × {record.height} px"
+            crop = self._crop_for(record) if self._crop_for else None
+            cropped = (f"\nCropped to {crop.width} × {crop.height} px at ({crop.x}, {crop.y})"
+                       if crop else "")
+            return (f"{record.filename}\n{record.width} × {record.height} px{cropped}"
                     f"{chr(10) + label if label else ''}\n{caption}")
         if role == RecordRole:
             return record
+        if role == CropRole:
+            return self._crop_for(record) if self._crop_for else None
         return None
 
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
@@ -104,15 +114,42 @@ def paint_thumbnail(painter: QPainter, index: ModelIndex, rect: QRect, size: int
     box = QRect(rect.left() + (rect.width() - size) // 2, rect.top() + 6, size, size)
     pix = index.data(Qt.ItemDataRole.DecorationRole)
     if pix is not None and not pix.isNull():
-        scaled = pix.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        target = QRect(0, 0, scaled.width(), scaled.height())
-        target.moveCenter(box.center())
-        painter.drawPixmap(target, pix)
+        painter.drawPixmap(fitted_rect(pix.size(), box), pix)
     else:
         painter.fillRect(box, QColor(255, 255, 255, 10))
         painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
     return box
+
+
+def fitted_rect(size: QSize, box: QRect) -> QRect:
+    """Where a picture of ``size`` is drawn fitted (aspect kept) and centred in ``box``."""
+    scaled = size.scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+    target = QRect(0, 0, scaled.width(), scaled.height())
+    target.moveCenter(box.center())
+    return target
+
+
+def paint_crop_overlay(painter: QPainter, picture: QRect, image_size: tuple[int, int],
+                       crop: CropRect) -> QRect:
+    """Dim what lies outside ``crop`` (pixels of an ``image_size`` photo) on the photo drawn
+    at ``picture``, and outline the crop; returns the crop's rectangle on screen."""
+    sx, sy = picture.width() / image_size[0], picture.height() / image_size[1]
+    inner = QRect(picture.left() + round(crop.x * sx), picture.top() + round(crop.y * sy),
+                  max(1, round(crop.width * sx)), max(1, round(crop.height * sy)))
+    shade = QColor(0, 0, 0, 150)
+    painter.fillRect(QRect(picture.left(), picture.top(), picture.width(),
+                           inner.top() - picture.top()), shade)
+    painter.fillRect(QRect(picture.left(), inner.bottom() + 1, picture.width(),
+                           picture.bottom() - inner.bottom()), shade)
+    painter.fillRect(QRect(picture.left(), inner.top(), inner.left() - picture.left(),
+                           inner.height()), shade)
+    painter.fillRect(QRect(inner.right() + 1, inner.top(), picture.right() - inner.right(),
+                           inner.height()), shade)
+    painter.setPen(QPen(QColor(255, 255, 255, 190), 1))
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawRect(inner.adjusted(0, 0, -1, -1))
+    return inner
 
 
 class ImageTileDelegate(QStyledItemDelegate):
@@ -178,6 +215,11 @@ class ImageTileDelegate(QStyledItemDelegate):
         painter.drawPixmap(rect.topLeft(), self._frame(rect.size(), selected, hovered, pal))
 
         box = paint_thumbnail(painter, index, rect, THUMB_BOX, pal)
+        crop = index.data(CropRole)
+        pix = index.data(Qt.ItemDataRole.DecorationRole) if crop is not None else None
+        if pix is not None and not pix.isNull() and record.width and record.height:
+            paint_crop_overlay(painter, fitted_rect(pix.size(), box),
+                               (record.width, record.height), crop)
 
         cb = self.checkbox_rect(option.rect)
         painter.drawPixmap(cb.topLeft() - QPoint(1, 1), self._checkbox(selected, pal))
@@ -201,10 +243,11 @@ class ImageGridWidget(QListView):
 
     def __init__(self, thumbnails: ThumbnailService,
                  label_for: Callable[[ImageRecord], str] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 crop_for: Callable[[ImageRecord], CropRect | None] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ImageGrid")
-        self.grid_model = ImageListModel(thumbnails, label_for, self)
+        self.grid_model = ImageListModel(thumbnails, label_for, self, crop_for=crop_for)
         self.setModel(self.grid_model)
         self.setItemDelegate(ImageTileDelegate(self))
         self.setViewMode(QListView.ViewMode.IconMode)
