@@ -7,7 +7,8 @@ kept drafts again at Standard with the SAME seeds (image to image from each draf
 the double received are checked) → "More like this" inside the stage (nearby seeds, low
 denoise, the children in the same stage) → keep 1 → Final (High preset, upscaled) → keep it:
 it joins the gallery with its lineage tree. A restart on the same data folder shows the same
-lineage, and the exploration re-opens at any stage with its decisions.
+lineage, and the exploration re-opens at any stage with its decisions. Also: funnel sizes from
+Settings, a final without an upscaler, Next pressed twice, a concept sent straight to Explore.
 """
 
 from __future__ import annotations
@@ -298,3 +299,24 @@ def test_final_without_an_upscaler_says_so_and_next_twice_makes_each_picture_onc
     classes = {n["class_type"] for n in graph.values()}
     assert "UpscaleModelLoader" not in classes and "VAEEncode" in classes
     assert done[0].stage == "final" and (done[0].width, done[0].height) == (1024, 1024)
+
+
+def test_a_concept_goes_straight_into_the_funnel(make_app, qt_asyncio_loop, qtbot, double):
+    paths = resolve_paths().ensure()
+    save_settings(paths.settings_file, Settings(remote_servers=[double.url], funnel_drafts=3))
+    ctx = make_app()
+    tab = open_generate(qtbot, ctx)
+    wait_ready(qtbot, tab)
+    dialog = tab.open_concepts()
+    qtbot.waitUntil(lambda: dialog._lists != {}, timeout=10_000)
+    assert dialog.explore_button.isVisible() and not dialog.explore_button.isEnabled()
+    dialog.edits["setting"].setText("a lighthouse at night")
+    assert dialog.explore_button.isEnabled()
+    prompt = dialog.prompt()
+    with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000) as finished:
+        click(qtbot, dialog.explore_button)
+    drafts = finished.args[1]
+    assert len(drafts) == 3 and {d.stage for d in drafts} == {"draft"}
+    assert tab.form.prompt_edit.toPlainText() == prompt and "lighthouse at night" in prompt
+    assert all(d.prompt == prompt for d in drafts)
+    assert tab.lower_stack.currentWidget() is tab.funnel

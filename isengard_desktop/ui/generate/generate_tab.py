@@ -311,9 +311,11 @@ class GenerateTab(QWidget):
         dialog = ConceptDialog(self._library, ConceptStore(self._library.paths.data
                                                            / "concepts.json"),
                                self.form.family(), refine=self._refine,
-                               refine_available=refine_ok, parent=self)
+                               refine_available=refine_ok, parent=self,
+                               can_explore=self.staging_character_id is None)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.prompt_chosen.connect(self._use_concept)
+        dialog.explore_requested.connect(self._explore_concept)
         self.concept_dialog = dialog
         dialog.show()
         return dialog
@@ -323,6 +325,16 @@ class GenerateTab(QWidget):
                                             for o in self.form.lora.options()):
             self.form.lora.select(character_id)
         self.form.set_prompt(prompt)
+
+    def _explore_concept(self, prompt: str, character_id: int | None) -> None:
+        """The concept builder's "Explore drafts": the concept in the form, then Explore (or
+        why not, when the form cannot start: no server, no model …)."""
+        self._use_concept(prompt, character_id)
+        problem = self.form.problem()
+        if problem is not None:
+            self.form.show_error(f"Could not explore: {problem}")
+            return
+        self.explore()
 
     def open_refine(self) -> None:
         """The refinement dialog for the prompt as written, the chosen family and trigger."""
