@@ -232,6 +232,28 @@ def test_explore_six_keep_three_then_one_with_lineage_that_survives_a_restart(
     view2.stage_buttons["draft"].click()
     assert [t.item.pick for t in view2.tiles] == ["keep", "discard", "", "keep", "", "keep"]
 
+    # more like this from the gallery: the new picture joins the gallery, the final its parent
+    click(qtbot, view2.back_button)
+    wait_ready(qtbot, tab2)
+    tab2.gallery.select_item(final.id)
+    tab2.gallery.details.more.count.setValue(1)
+    ended: list = []
+    ctx2.generation.job_finished.connect(lambda _j, items: ended.append(("ok", items)))
+    ctx2.generation.job_failed.connect(lambda _j, message: ended.append(("failed", message)))
+    click(qtbot, tab2.gallery.details.more.button)
+    qtbot.waitUntil(lambda: bool(ended), timeout=60_000)
+    assert ended[0][0] == "ok", ended
+    [child] = ended[0][1]
+    assert (child.parent_id, child.seed, child.stage, child.funnel_id) == \
+        (final.id, final.seed + 1, "", "")
+    qtbot.waitUntil(lambda: {i.id for i in tab2.gallery.items()} == {final.id, child.id},
+                    timeout=10_000)
+    tab2.gallery.select_item(child.id)
+    grown = expected + [(3, f"#{child.id} · picture · seed {final.seed + 1} · more like this "
+                            "· denoise 0.35")]
+    qtbot.waitUntil(lambda: lineage_texts(tab2.gallery.details.lineage) == grown,
+                    timeout=10_000)
+
 
 def test_funnel_sizes_in_settings_reach_the_explore_button(make_app, qt_asyncio_loop, qtbot):
     from PySide6.QtWidgets import QDialogButtonBox

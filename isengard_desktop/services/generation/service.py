@@ -578,14 +578,18 @@ class GenerationService(QObject):
                 for item in kept]
 
     def more_like_this(self, item_id: int, denoise: float = MORE_LIKE_DENOISE,
-                       count: int = MORE_LIKE_COUNT) -> str:
+                       count: int = MORE_LIKE_COUNT, in_funnel: bool = True) -> str:
         """Image to image from a picture at a low denoise with nearby seeds; the children
-        name it as their parent (and stay in its funnel stage). Returns the job id;
-        ValueError for an unknown picture or settings out of range."""
+        name it as their parent and stay in its funnel stage — or, with ``in_funnel=False``
+        (asked from the gallery), join the gallery. Returns the job id; ValueError for an
+        unknown picture or settings out of range."""
         item = self._items.get(item_id)
         if item is None:
             raise ValueError(f"Picture {item_id} is no longer in the gallery.")
-        return self.submit(more_like_request(item, denoise, count))
+        request = more_like_request(item, denoise, count)
+        if not in_funnel:
+            request = replace(request, funnel_id="", stage="")
+        return self.submit(request)
 
     def lineage(self, item_id: int, on_done: Any) -> None:
         """Read ``item_id``'s lineage from the database (ancestors and descendants, any

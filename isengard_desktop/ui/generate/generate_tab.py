@@ -194,8 +194,9 @@ class GenerateTab(QWidget):
         self.form.message_posted.connect(self.message_posted)
         self.staging_back.clicked.connect(self.leave_staging)
         self.gallery.reuse_requested.connect(self.reuse)
-        self.gallery.more_like_requested.connect(
-            lambda item, denoise, count: self.more_like(item.id, denoise, count))
+        self.gallery.more_like_requested.connect(   # (from the gallery: into the gallery)
+            lambda item, denoise, count: self.more_like(item.id, denoise, count,
+                                                        in_funnel=False))
         self.gallery.lineage_requested.connect(
             lambda item_id: self._show_lineage(item_id, self.gallery.details.lineage,
                                                lambda: self.gallery.details.item))
@@ -482,11 +483,14 @@ class GenerateTab(QWidget):
         self.refresh_context()
         self.message_posted.emit(f"Parameters of seed {item.seed} are in the form.")
 
-    def more_like(self, item_id: int, denoise: float, count: int) -> None:
-        """"More like this": image to image from the picture, nearby seeds (service)."""
+    def more_like(self, item_id: int, denoise: float, count: int,
+                  in_funnel: bool = True) -> None:
+        """"More like this": image to image from the picture, nearby seeds (service); the
+        pictures stay in the picture's Explore stage, or (``in_funnel=False``) go to the
+        gallery."""
         item = self._service.item(item_id)
         try:
-            job_id = self._service.more_like_this(item_id, denoise, count)
+            job_id = self._service.more_like_this(item_id, denoise, count, in_funnel=in_funnel)
         except ValueError as exc:
             self.message_posted.emit(str(exc))
             return
