@@ -68,6 +68,11 @@ class Settings:
     # "standard" | "draft"; a server not listed gets the default from the cards
     # (core.comfy.tiers.default_tiers)
     server_tiers: dict[str, str] = field(default_factory=dict)
+    # the Generate tab's draft funnel ("Explore"): drafts made, then kept for the standard
+    # and the final stage (core/comfy/funnel.py FunnelSizes clamps them)
+    funnel_drafts: int = 20
+    funnel_standard: int = 8
+    funnel_final: int = 3
 
 
 def valid_ollama_url(value: str) -> bool:

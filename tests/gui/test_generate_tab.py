@@ -4,8 +4,9 @@ against the ComfyUI test double over real sockets (configured as a remote server
 * empty state → Settings → ComfyUI page → add the double → the backend bar shows it ready;
 * prompt → Generate → live progress (node and step) → gallery item whose PNG carries the
   metadata; reuse parameters, copy seed;
-* Vary (image to image from a gallery picture, denoise slider) → the variation records its
-  parent; Delete (button and key) → OS trash, out of the gallery and the database;
+* More like this (image to image from a gallery picture, strength slider and count, nearby
+  seeds) → the children record their parent and show the lineage tree; Delete (button and
+  key) → OS trash, out of the gallery and the database;
 * an extra (FaceDetailer) disabled with its exact reason while the server lacks its nodes, and
   enabled once the server declares them;
 * staging: "Generate for dataset" (hidden for untrained characters) → Keep / Discard (buttons
@@ -290,8 +291,8 @@ def test_extras_disabled_with_reason_until_the_server_has_what_they_need(
     assert double.uploads, "the control image was uploaded to the server"
 
 
-# -- gallery: vary (image to image) and delete ----------------------------------------------------
-def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, double):
+# -- gallery: more like this (image to image, nearby seeds) and delete ----------------------------
+def test_more_like_this_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, double):
     # (make_app before qt_asyncio_loop: the app still closes on the loop, the whole test
     # runs inside it, and its connections close without warnings)
     configure_remote(double.url)
@@ -306,44 +307,60 @@ def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, dou
         click(qtbot, form.generate_button)
     [parent] = finished.args[1]
     qtbot.waitUntil(lambda: tab.gallery.selected_item() is not None, timeout=5000)
-    assert details.vary_button.toolTip() and details.delete_button.toolTip()
+    more = details.more
+    assert more.button.toolTip() and details.delete_button.toolTip()
+    assert not details.lineage.isVisible()          # a picture without relatives: no tree
 
-    # Vary: the parameters in the form, the picture as the input image, a denoise slider
-    form.prompt_edit.setPlainText("something else")
-    click(qtbot, details.vary_button)
-    assert form.prompt_edit.toPlainText() == parent.prompt and form.tier == "Draft"
-    assert form.advanced.seed() is None                      # a new seed for each variation
-    slider = form.input_image.slider
-    assert form.input_image.isVisible() and slider.isVisible()
-    assert (slider.minimum(), slider.maximum()) == (20, 90)
-    assert "Denoise" in slider.toolTip() and "0.20 to 0.90" in slider.toolTip()
-    assert Path(parent.path).name in form.input_image.name_label.text()
-    slider.setValue(40)
-    assert form.input_image.value_label.text() == "0.40"
-    req = form.request()
-    assert "img2img" in req.features and req.parent_image == parent.path
-    assert req.feature_inputs["denoise"] == "0.40"
+    # "More like this" (the former Vary): strength slider (default 0.35) and count (default 4)
+    slider = more.slider
+    assert slider.value() == 35 and more.value_label.text() == "0.35"
+    assert "Strength (denoise" in slider.toolTip() and more.count.value() == 4
+    assert more.count.toolTip()
+    slider.setValue(30)
+    more.count.setValue(3)
+    before = len(double.accepted_prompts)
     with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000) as finished:
-        click(qtbot, form.generate_button)
-    [child] = finished.args[1]
-    assert child.parent_image == parent.path and child.workflow == "sdxl-img2img"
+        click(qtbot, more.button)
+    children = finished.args[1]
+    assert len(children) == 3
+    assert [c.seed for c in children] == [parent.seed + 1, parent.seed + 2, parent.seed + 3]
+    assert all(c.parent_id == parent.id and c.parent_image == parent.path for c in children)
+    assert all(c.workflow == "sdxl-img2img" for c in children)
+    # the graphs the server received: image to image from the uploaded picture, denoise 0.3,
+    # one prompt per nearby seed
+    graphs = [body["prompt"] for body in double.accepted_prompts[before:]]
+    assert len(graphs) == 3
+    for graph, seed in zip(graphs, [parent.seed + 1, parent.seed + 2, parent.seed + 3],
+                           strict=True):
+        classes = {node["class_type"] for node in graph.values()}
+        assert {"LoadImage", "VAEEncode"} <= classes
+        [sampler] = [n["inputs"] for n in graph.values() if n["class_type"] == "KSampler"]
+        assert sampler["denoise"] == 0.3 and sampler["seed"] == seed
+        [load] = [n["inputs"] for n in graph.values() if n["class_type"] == "LoadImage"]
+        assert Path(parent.path).stem[:20] in load["image"]
+    assert double.uploads, "the picture was uploaded"
+    child = children[0]
     meta = read_metadata(child.path)
     assert meta["isengard"]["parent_image"] == parent.path
-    assert "Denoising strength: 0.4" in meta["parameters"]
-    graph = double.accepted_prompts[-1]["prompt"]
-    classes = {node["class_type"] for node in graph.values()}
-    assert {"LoadImage", "VAEEncode"} <= classes
-    assert [n["inputs"]["denoise"] for n in graph.values()
-            if n["class_type"] == "KSampler"] == [0.4]
-    assert double.uploads, "the input image was uploaded"
-    qtbot.waitUntil(lambda: tab.gallery.selected_item() is not None
-                    and tab.gallery.selected_item().id == child.id, timeout=5000)
+    assert meta["isengard"]["parent_id"] == parent.id
+    assert meta["isengard"]["origin"] == "more_like_this"
+    assert "Denoising strength: 0.3" in meta["parameters"]
+    # the child's details: where it came from, and its lineage as a tree
+    tab.gallery.select_item(child.id)
     assert "Varied from" in details.text.text() and Path(parent.path).name in details.text.text()
+    qtbot.waitUntil(details.lineage.isVisible, timeout=5000)
+    texts = details.lineage.texts()
+    assert texts[0] == (0, f"#{parent.id} · picture · seed {parent.seed}")
+    assert (1, f"#{child.id} · picture · seed {child.seed} · more like this · denoise 0.30") \
+        in texts
+    assert len(texts) == 4
+    assert details.lineage.currentItem().text(0).startswith(f"#{child.id} ")
 
     # reuse parameters of the variation brings its input image back; ✕ removes it
     form.input_image.clear()
     click(qtbot, details.reuse_button)
-    assert form.input_image.path() == parent.path and form.input_image.denoise() == 0.4
+    assert form.input_image.path() == parent.path and form.input_image.denoise() == 0.3
+    slider = form.input_image.slider
     click(qtbot, form.input_image.clear_button)
     assert form.input_image.isHidden() and not slider.isVisible()
     req = form.request()
@@ -355,11 +372,14 @@ def test_vary_from_the_gallery_then_delete(make_app, qt_asyncio_loop, qtbot, dou
     ctx.generation.failed.connect(problems.append)
     tab.gallery.select_item(parent.id)
     click(qtbot, details.delete_button)
-    qtbot.waitUntil(lambda: [i.id for i in tab.gallery.items()] == [child.id], timeout=10_000)
-    tab.gallery.select_item(child.id)
-    tab.gallery.grid.setFocus()
-    qtbot.keyClick(tab.gallery.grid, Qt.Key.Key_Delete)
-    qtbot.waitUntil(lambda: tab.gallery.items() == [], timeout=10_000)
+    qtbot.waitUntil(lambda: sorted(i.id for i in tab.gallery.items())
+                    == sorted(c.id for c in children), timeout=10_000)
+    for gone in children:
+        tab.gallery.select_item(gone.id)
+        tab.gallery.grid.setFocus()
+        qtbot.keyClick(tab.gallery.grid, Qt.Key.Key_Delete)
+        qtbot.waitUntil(lambda g=gone: g.id not in {i.id for i in tab.gallery.items()},
+                        timeout=10_000)
     assert problems == [] and tab.gallery.empty_label.isVisible()
     assert not Path(parent.path).exists() and not Path(child.path).exists()
     assert {Path(parent.path).name, Path(child.path).name} <= trashed_names()

@@ -95,6 +95,15 @@ class GenerationRequest:
     # the server tier (final | standard | draft); "" = from ``tier`` (Draft → draft,
     # Standard → standard, High → final), see core.comfy.tiers.job_tier
     server_tier: str = ""
+    # lineage (core/comfy/funnel.py): the generation the pictures come from, the funnel and
+    # its stage ("draft" | "standard" | "final"; "" outside a funnel), how they were made
+    # ("funnel" | "more_like_this" | "")
+    parent_id: int | None = None
+    funnel_id: str = ""
+    stage: str = ""
+    origin: str = ""
+    # the picture size times this factor (funnel drafts are made smaller; 1.0 = the preset)
+    size_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -120,3 +129,8 @@ class GalleryItem:
     server: str = ""
     parent_image: str = ""
     prompt_id: str = ""
+    # lineage (migration 7): parent generation id, funnel id and stage, the funnel decision
+    parent_id: int | None = None
+    funnel_id: str = ""
+    stage: str = ""
+    pick: str = ""               # "" | "keep" | "discard" (funnel triage; files stay)

@@ -1,4 +1,5 @@
-"""Plain SQL for the ``generations`` table (migration 3): generated images and their status.
+"""Plain SQL for the ``generations`` table (migration 3): generated images and their status;
+their lineage (migration 8: ``parent_id``, ``funnel_id``, ``stage``, ``pick``).
 
 Only the database service's writer thread calls these (``DatabaseService.read/write``).
 Image paths are stored relative to the outputs folder when they lie inside it, so a portable
@@ -16,6 +17,7 @@ from datetime import datetime, UTC
 from pathlib import Path
 from collections.abc import Iterable, Sequence
 
+from ..comfy.funnel import PICKS
 from ..comfy.jobs import GALLERY_STATUSES, GalleryItem
 from .transaction import transaction
 
@@ -23,7 +25,8 @@ __all__ = ["GenerationsRepository", "now_iso"]
 
 _COLUMNS = ("job_id", "prompt_id", "character_id", "path", "width", "height", "seed", "prompt",
             "negative", "workflow", "model", "lora_path", "lora_strength", "server",
-            "params_json", "parent_image", "status", "created")
+            "params_json", "parent_image", "status", "created", "parent_id", "funnel_id",
+            "stage", "pick")
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -76,7 +79,8 @@ class GenerationsRepository:
             lora_strength=float(row["lora_strength"]), character_id=row["character_id"],
             status=row["status"], params=params if isinstance(params, dict) else {},
             created=row["created"], server=row["server"], parent_image=row["parent_image"],
-            prompt_id=row["prompt_id"])
+            prompt_id=row["prompt_id"], parent_id=row["parent_id"],
+            funnel_id=row["funnel_id"], stage=row["stage"], pick=row["pick"])
 
     # -- writes ----------------------------------------------------------------------------
     def insert(self, items: Sequence[GalleryItem]) -> list[GalleryItem]:
@@ -101,10 +105,14 @@ class GenerationsRepository:
                     "params_json": json.dumps(dict(item.params), ensure_ascii=False,
                                               default=str),
                     "parent_image": item.parent_image, "status": item.status,
-                    "created": item.created or stamp,
+                    "created": item.created or stamp, "parent_id": item.parent_id,
+                    "funnel_id": item.funnel_id, "stage": item.stage, "pick": item.pick,
                 }
+                # a parent deleted meanwhile is stored as NULL, like a character
                 marks = ", ".join("(SELECT id FROM characters WHERE id=:character_id)"
-                                  if c == "character_id" else f":{c}" for c in _COLUMNS)
+                                  if c == "character_id" else
+                                  "(SELECT id FROM generations WHERE id=:parent_id)"
+                                  if c == "parent_id" else f":{c}" for c in _COLUMNS)
                 cur = self.conn.execute(
                     f"INSERT INTO generations({', '.join(_COLUMNS)}) VALUES ({marks})", values)
                 assert cur.lastrowid is not None
@@ -120,6 +128,16 @@ class GenerationsRepository:
         with transaction(self.conn):
             self.conn.executemany("UPDATE generations SET status=? WHERE id=?",
                                   [(status, i) for i in ids])
+        return self.get(ids)
+
+    def set_pick(self, ids: Iterable[int], pick: str) -> list[GalleryItem]:
+        """Record the funnel decision ("keep", "discard" or "" = undecided) of rows."""
+        if pick not in PICKS:
+            raise ValueError(f"pick {pick!r} is not one of {PICKS}")
+        ids = [int(i) for i in ids]
+        with transaction(self.conn):
+            self.conn.executemany("UPDATE generations SET pick=? WHERE id=?",
+                                  [(pick, i) for i in ids])
         return self.get(ids)
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -158,6 +176,26 @@ class GenerationsRepository:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [self._item(r) for r in self.conn.execute(sql, args)]
+
+    def lineage(self, item_id: int) -> list[GalleryItem]:
+        """Every row in ``item_id``'s tree: its ancestors up to the root, then every
+        descendant of that root (any status), oldest first."""
+        root = int(item_id)
+        seen = {root}
+        while True:
+            row = self.conn.execute("SELECT parent_id FROM generations WHERE id=?",
+                                    (root,)).fetchone()
+            if row is None or row["parent_id"] is None or row["parent_id"] in seen:
+                break
+            root = int(row["parent_id"])
+            seen.add(root)
+        rows = self.conn.execute(
+            """WITH RECURSIVE tree(id) AS (
+                   SELECT id FROM generations WHERE id=?
+                   UNION SELECT g.id FROM generations g JOIN tree t ON g.parent_id = t.id)
+               SELECT * FROM generations WHERE id IN (SELECT id FROM tree) ORDER BY id""",
+            (root,))
+        return [self._item(r) for r in rows]
 
     def by_job(self, job_id: str) -> list[GalleryItem]:
         return [self._item(r) for r in self.conn.execute(

@@ -144,6 +144,17 @@ MIGRATIONS: list[list[str]] = [
             updated TEXT NOT NULL
         )""",
     ],
+    # 8: lineage of generated pictures (core/comfy/funnel.py): the parent generation, the
+    #    draft funnel and its stage, the funnel's keep/discard decision
+    [
+        "ALTER TABLE generations ADD COLUMN parent_id INTEGER "
+        "REFERENCES generations(id) ON DELETE SET NULL",
+        "ALTER TABLE generations ADD COLUMN funnel_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE generations ADD COLUMN stage TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE generations ADD COLUMN pick TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX generations_by_parent ON generations(parent_id)",
+        "CREATE INDEX generations_by_funnel ON generations(funnel_id, stage)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

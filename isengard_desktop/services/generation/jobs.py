@@ -135,7 +135,8 @@ class JobRunner:
 
     # -- planning ----------------------------------------------------------------------------
     async def plan(self, job: Job) -> _Plan:
-        from ...core.comfy.presets import size_for, tier_settings
+        from ...core.comfy.funnel import scaled_size
+        from ...core.comfy.presets import FAMILY_MULTIPLE, family_base, size_for, tier_settings
         from ...core.comfy.workflow_manifest import FEATURES
         from ...core.comfy.workflows import random_seed
 
@@ -165,6 +166,12 @@ class JobRunner:
         try:
             width, height = size_for(req.aspect, req.family)
             tier = tier_settings(req.tier, req.family).as_params()
+            if req.size_scale != 1.0:      # funnel drafts: smaller pictures
+                if not 0.25 <= float(req.size_scale) <= 1.0:
+                    raise ValueError(f"The size scale must be between 0.25 and 1, not "
+                                     f"{req.size_scale}.")
+                width, height = scaled_size(width, height, float(req.size_scale),
+                                            FAMILY_MULTIPLE[family_base(req.family)])
         except ValueError as exc:
             raise JobFailed(str(exc)) from None
         if not 1 <= int(req.batch) <= 64:
@@ -357,7 +364,9 @@ class JobRunner:
             "batch": req.batch, "width": plan.width, "height": plan.height, **plan.tier,
             "features": sorted(req.features), "feature_inputs": dict(req.feature_inputs),
             "target": req.target, "character_id": character_id,
-            "parent_image": req.parent_image,
+            "parent_image": req.parent_image, "parent_id": req.parent_id,
+            "funnel_id": req.funnel_id, "stage": req.stage, "origin": req.origin,
+            "server_tier": req.server_tier, "size_scale": req.size_scale,
             "lora": None if lora is None else {"character_id": lora.character_id,
                                                "path": lora.path, "strength": lora.strength,
                                                "trigger": lora.trigger},
@@ -389,7 +398,10 @@ class JobRunner:
                             "character_id": character_id, "lora": lora_meta,
                             "seed": picture.plan.seed, "batch_index": index,
                             "workflow": plan.spec.name, "model": req.model,
-                            "parent_image": req.parent_image, "server": picture.server.url}
+                            "parent_image": req.parent_image, "server": picture.server.url,
+                            "parent_id": req.parent_id, "funnel_id": req.funnel_id,
+                            "stage": req.stage, "origin": req.origin,
+                            "server_tier": req.server_tier}
                 size = png_size(data)
                 if size is not None:
                     data = metadata.embed_metadata(data, parameters=parameters(picture.plan.seed),
@@ -412,7 +424,9 @@ class JobRunner:
                             params={**base_params, "seed": picture.plan.seed,
                                     "batch_index": i},
                             created="", server=picture.server.url,
-                            parent_image=req.parent_image, prompt_id=picture.prompt_id)
+                            parent_image=req.parent_image, prompt_id=picture.prompt_id,
+                            parent_id=req.parent_id, funnel_id=req.funnel_id,
+                            stage=req.stage)
                 for i, ((path, w, h), picture) in enumerate(zip(written, pictures, strict=True))]
         outputs = self.paths.outputs
         future = asyncio.get_running_loop().create_future()

@@ -36,6 +36,7 @@ import os
 import sqlite3
 import sys
 import uuid
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from collections.abc import Iterable
@@ -45,6 +46,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from ...core import logging as applog
 from ...core.comfy.errors import ComfyError
+from ...core.comfy.funnel import (MORE_LIKE_COUNT, MORE_LIKE_DENOISE, FunnelSizes, LineageRow,
+                                  draft_request, lineage_rows, more_like_request, next_stage,
+                                  stage_request)
 from ...core.comfy.jobs import (TARGETS, GalleryItem, GenerationRequest, ServerStatus)
 from ...core.comfy.routing import lora_visibility
 from ...core.dataset.captions import with_trigger
@@ -495,6 +499,107 @@ class GenerationService(QObject):
 
     def active_jobs(self) -> list[str]:
         return list(self._jobs)
+
+    def job_request(self, job_id: str) -> GenerationRequest | None:
+        """The request of a job still running (None once it ended)."""
+        job = self._jobs.get(job_id)
+        return job.request if job is not None else None
+
+    # -- draft funnel, more like this, lineage ---------------------------------------------
+    def funnel_sizes(self) -> FunnelSizes:
+        """The funnel sizes chosen in Settings (drafts → kept → kept → 1), clamped."""
+        s = self.settings_service.settings
+        return FunnelSizes.from_values(getattr(s, "funnel_drafts", 20),
+                                       getattr(s, "funnel_standard", 8),
+                                       getattr(s, "funnel_final", 3))
+
+    def explore(self, base: GenerationRequest, sizes: FunnelSizes | None = None
+                ) -> tuple[str, str]:
+        """Start a funnel from the form's request: its drafts as one job (fixed distinct seeds
+        from ``base.seed``, or a random one). Returns (funnel id, job id)."""
+        from ...core.comfy.workflows import random_seed
+
+        funnel_id = uuid.uuid4().hex[:12]
+        seed = base.seed if base.seed is not None else random_seed()
+        request = draft_request(base, sizes or self.funnel_sizes(), funnel_id, seed)
+        return funnel_id, self.submit(request)
+
+    def funnel_items(self, funnel_id: str, stage: str | None = None) -> list[GalleryItem]:
+        """The pictures of a funnel (of one stage when given), oldest first."""
+        return sorted((i for i in self._items.values() if i.funnel_id == funnel_id
+                       and (stage is None or i.stage == stage)), key=lambda i: i.id)
+
+    def funnels(self) -> list[tuple[str, GalleryItem]]:
+        """Every funnel still in memory, newest first, with its first picture."""
+        first: dict[str, GalleryItem] = {}
+        for item in sorted(self._items.values(), key=lambda i: i.id):
+            if item.funnel_id:
+                first.setdefault(item.funnel_id, item)
+        return sorted(first.items(), key=lambda kv: kv[1].id, reverse=True)
+
+    def set_pick(self, item_ids: Iterable[int], pick: str) -> None:
+        """Record a funnel decision ("keep", "discard", "" = undecided); the files stay, so
+        a re-opened stage can be decided again."""
+        ids = [i for i in item_ids if i in self._items]
+        if not ids or self._closed:
+            return
+        # the memory is the truth at once (Next stage reads it); the rows follow in order.
+        # (Copying the written rows back would let an older write's answer, still on its way,
+        # undo a newer choice: K then 1 then 1 quickly lost the Keep.)
+        for item_id in ids:
+            self._items[item_id] = replace(self._items[item_id], pick=pick)
+        self.gallery_changed.emit()
+        outputs = self.paths.outputs
+
+        def op(conn: sqlite3.Connection) -> WriteResult[list[GalleryItem]]:
+            rows = GenerationsRepository(conn, outputs).set_pick(ids, pick)
+            return WriteResult(rows, ChangeSet(generations=True))
+
+        self.library.database.write(
+            op, None, lambda exc: self.failed.emit(f"Could not record the choice: {exc}"))
+
+    def advance(self, funnel_id: str, stage: str, upscale: bool = False) -> list[str]:
+        """"Next stage": every kept picture of ``stage`` without a child in the next stage yet
+        (made or being made) is rendered again for it with the same seed (one job each). Returns the job ids; []
+        when nothing is kept or every kept picture already has its next-stage picture."""
+        after = next_stage(stage)
+        if after is None:
+            return []
+        made = {i.parent_id for i in self.funnel_items(funnel_id, after)
+                if i.parent_id is not None}
+        # ... or being made (Next stage pressed twice while the first ones run)
+        made |= {j.request.parent_id for j in self._jobs.values()
+                 if j.request.funnel_id == funnel_id and j.request.stage == after
+                 and j.request.origin == "funnel" and not j.cancelled
+                 and j.request.parent_id is not None}
+        kept = [i for i in self.funnel_items(funnel_id, stage)
+                if i.pick == "keep" and i.id not in made]
+        return [self.submit(stage_request(item, after, upscale=upscale and after == "final"))
+                for item in kept]
+
+    def more_like_this(self, item_id: int, denoise: float = MORE_LIKE_DENOISE,
+                       count: int = MORE_LIKE_COUNT, in_funnel: bool = True) -> str:
+        """Image to image from a picture at a low denoise with nearby seeds; the children
+        name it as their parent and stay in its funnel stage — or, with ``in_funnel=False``
+        (asked from the gallery), join the gallery. Returns the job id; ValueError for an
+        unknown picture or settings out of range."""
+        item = self._items.get(item_id)
+        if item is None:
+            raise ValueError(f"Picture {item_id} is no longer in the gallery.")
+        request = more_like_request(item, denoise, count)
+        if not in_funnel:
+            request = replace(request, funnel_id="", stage="")
+        return self.submit(request)
+
+    def lineage(self, item_id: int, on_done: Any) -> None:
+        """Read ``item_id``'s lineage from the database (ancestors and descendants, any
+        status) and call ``on_done(list[LineageRow])`` on the UI thread."""
+        outputs = self.paths.outputs
+
+        def read(conn: sqlite3.Connection) -> list[LineageRow]:
+            return lineage_rows(GenerationsRepository(conn, outputs).lineage(item_id), item_id)
+
+        self.library.database.read(read, on_done)
 
     # -- gallery and staging ---------------------------------------------------------------
     def gallery(self) -> list[GalleryItem]:

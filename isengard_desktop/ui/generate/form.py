@@ -8,6 +8,7 @@ LoRAs, server readiness) and reads :meth:`GenerateFormWidget.request` on Generat
 
 Signals:
     generate_requested(): Generate was pressed and the form is complete.
+    explore_requested(): Explore (the draft funnel) was pressed and the form is complete.
     cancel_requested(): Cancel was pressed.
     context_changed(): family or LoRA changed: models and extras need asking again.
     message_posted(str): a short result for the status bar ("Seed copied").
@@ -63,6 +64,7 @@ def _section(text: str) -> QLabel:
 
 class GenerateFormWidget(QWidget):
     generate_requested = Signal()
+    explore_requested = Signal()
     cancel_requested = Signal()
     context_changed = Signal()
     message_posted = Signal(str)
@@ -197,8 +199,13 @@ class GenerateFormWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("CancelButton")
         self.cancel_button.setMinimumHeight(34)
+        self.explore_button = QPushButton("Explore")
+        self.explore_button.setObjectName("ExploreButton")
+        self.explore_button.setMinimumHeight(34)
+        self.explore_drafts = 20
         go_row = QHBoxLayout()
         go_row.addWidget(self.generate_button, 3)
+        go_row.addWidget(self.explore_button, 2)
         go_row.addWidget(self.cancel_button, 1)
         self.generate_hint = subtle()
         self.generate_hint.setObjectName("GenerateHint")
@@ -251,6 +258,7 @@ class GenerateFormWidget(QWidget):
         self.advanced.changed.connect(self._update_generate)
         self.advanced.message_posted.connect(self.message_posted)
         self.generate_button.clicked.connect(self._on_generate)
+        self.explore_button.clicked.connect(self._on_explore)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self._refresh_presets()
         self._on_model()
@@ -474,6 +482,15 @@ class GenerateFormWidget(QWidget):
         self.generate_hint.setText(problem or (
             f"{self._running} running. Generate again to queue more." if self._running
             else f"The pictures land in {where}."))
+        self.explore_button.setText(f"Explore ({self.explore_drafts})")
+        self.explore_button.setEnabled(problem is None and self.staging_character is None)
+        self.explore_button.setToolTip(
+            problem or ("Explore is for the gallery; leave staging mode first."
+                        if self.staging_character is not None else
+                        f"Make {self.explore_drafts} quick drafts of this prompt (Draft quality, "
+                        "smaller, one fixed seed each), keep the best, and take them to "
+                        "standard and final quality with the same seeds. Sizes: Settings → "
+                        "ComfyUI."))
         self.cancel_button.setEnabled(self._running > 0)
         self.cancel_button.setToolTip("Stop the running and queued pictures." if self._running
                                       else "Nothing is running.")
@@ -482,6 +499,16 @@ class GenerateFormWidget(QWidget):
         self.show_error("")
         if self.problem() is None:
             self.generate_requested.emit()
+
+    def _on_explore(self) -> None:
+        self.show_error("")
+        if self.problem() is None and self.staging_character is None:
+            self.explore_requested.emit()
+
+    def set_explore_drafts(self, n: int) -> None:
+        """How many drafts Explore makes (shown on its button)."""
+        self.explore_drafts = int(n)
+        self._update_generate()
 
     def request(self) -> GenerationRequest:
         """The GenerationRequest the form describes (staging target in staging mode)."""

@@ -8,8 +8,13 @@ calls on the generation service and is fed the service's signals by ``app.py``
 ``on_job_progress``, ``on_job_finished``, ``on_job_failed``, ``on_gallery_changed``,
 ``on_service_failed``) and the library's ``on_data_changed``.
 
-Gallery actions: reuse parameters; Vary (the picture becomes the form's input image, image to
-image with a denoise slider, a new seed); Delete (to the OS trash, through the service).
+Gallery actions: reuse parameters; More like this (image to image from the picture at a low
+denoise with nearby seeds; it replaced "Vary"); Delete (to the OS trash, through the service).
+The details show the picture's lineage as a small tree (read from the database).
+
+Explore (the form's button, :mod:`.funnel_view`): a draft funnel — N drafts, keep some, "Next
+stage" makes them again at standard then final quality with the same seeds; any stage and any
+earlier exploration can be re-opened (the rules are in ``core/comfy/funnel.py``).
 
 The UI thread never waits: finished pictures are decoded on a small executor, thumbnails come
 from the ThumbnailService.
@@ -44,7 +49,9 @@ from ..widgets.notice_banner import NoticeBannerWidget
 from ..widgets.samples_strip import load_scaled
 from ..widgets.run_shortcut import add_run_shortcut
 from ..widgets.staging import StagingStripWidget
+from ...core.comfy.funnel import STAGE_TITLES, STAGES, next_stage
 from .backend_bar import BackendBarWidget
+from .funnel_view import FunnelViewWidget
 from .form import GenerateFormWidget
 from .options import LoraOption
 from .concept_dialog import ConceptDialog
@@ -135,14 +142,21 @@ class GenerateTab(QWidget):
                                         "LoRAs × strengths × prompts with one fixed seed, "
                                         "rendered with the form's model and size.")
         self.explorer_button.clicked.connect(self.open_explorer)
+        self.open_explore_button = QPushButton("Explorations…")
+        self.open_explore_button.setObjectName("OpenExploreButton")
+        self.open_explore_button.setToolTip("Re-open an earlier exploration (draft funnel) at "
+                                            "any stage.")
         gallery_head = QHBoxLayout()
         gallery_head.addWidget(gallery_title, 1)
+        gallery_head.addWidget(self.open_explore_button)
         gallery_head.addWidget(self.explorer_button)
         gp.addLayout(gallery_head)
         gp.addWidget(self.gallery, 1)
+        self.funnel = FunnelViewWidget(thumbnails)
         self.lower_stack = QStackedWidget()
         self.lower_stack.addWidget(gallery_page)
         self.lower_stack.addWidget(staging_page)
+        self.lower_stack.addWidget(self.funnel)
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.progress)
@@ -180,7 +194,24 @@ class GenerateTab(QWidget):
         self.form.message_posted.connect(self.message_posted)
         self.staging_back.clicked.connect(self.leave_staging)
         self.gallery.reuse_requested.connect(self.reuse)
-        self.gallery.vary_requested.connect(self.vary)
+        self.gallery.more_like_requested.connect(   # (from the gallery: into the gallery)
+            lambda item, denoise, count: self.more_like(item.id, denoise, count,
+                                                        in_funnel=False))
+        self.gallery.lineage_requested.connect(
+            lambda item_id: self._show_lineage(item_id, self.gallery.details.lineage,
+                                               lambda: self.gallery.details.item))
+        self.form.explore_requested.connect(self.explore)
+        self.open_explore_button.clicked.connect(lambda: self.show_funnel())
+        self.funnel.pick_requested.connect(self._service.set_pick)
+        self.funnel.next_requested.connect(self.next_stage)
+        self.funnel.stage_requested.connect(self.show_funnel)
+        self.funnel.funnel_requested.connect(lambda f: self.show_funnel(f))
+        self.funnel.more_like_requested.connect(self.more_like)
+        self.funnel.current_changed.connect(
+            lambda item_id: self._show_lineage(item_id, self.funnel.lineage,
+                                               lambda: self._service.item(
+                                                   self.funnel.current_id or -1)))
+        self.funnel.back_requested.connect(self.leave_explore)
         self.gallery.delete_requested.connect(self.delete)
         self.form.input_image.changed.connect(self._show_input_thumb)
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
@@ -189,6 +220,11 @@ class GenerateTab(QWidget):
         self.staging.discard_requested.connect(self._discard)
 
         self.form.set_loras(lora_options(library))
+        self.form.set_explore_drafts(service.funnel_sizes().drafts)
+        settings_service = getattr(service, "settings_service", None)
+        if settings_service is not None:     # Settings → ComfyUI changes the funnel sizes
+            settings_service.settings_changed.connect(
+                lambda _s: self.form.set_explore_drafts(self._service.funnel_sizes().drafts))
         self.on_servers_changed(service.servers())
         self.on_gallery_changed()
 
@@ -276,9 +312,11 @@ class GenerateTab(QWidget):
         dialog = ConceptDialog(self._library, ConceptStore(self._library.paths.data
                                                            / "concepts.json"),
                                self.form.family(), refine=self._refine,
-                               refine_available=refine_ok, parent=self)
+                               refine_available=refine_ok, parent=self,
+                               can_explore=self.staging_character_id is None)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.prompt_chosen.connect(self._use_concept)
+        dialog.explore_requested.connect(self._explore_concept)
         self.concept_dialog = dialog
         dialog.show()
         return dialog
@@ -288,6 +326,16 @@ class GenerateTab(QWidget):
                                             for o in self.form.lora.options()):
             self.form.lora.select(character_id)
         self.form.set_prompt(prompt)
+
+    def _explore_concept(self, prompt: str, character_id: int | None) -> None:
+        """The concept builder's "Explore drafts": the concept in the form, then Explore (or
+        why not, when the form cannot start: no server, no model …)."""
+        self._use_concept(prompt, character_id)
+        problem = self.form.problem()
+        if problem is not None:
+            self.form.show_error(f"Could not explore: {problem}")
+            return
+        self.explore()
 
     def open_refine(self) -> None:
         """The refinement dialog for the prompt as written, the chosen family and trigger."""
@@ -350,7 +398,10 @@ class GenerateTab(QWidget):
         if items:
             self.form.set_last_seed(items[-1].seed)
         n = len(items)
-        if request.target == "staging":
+        if request.funnel_id:
+            text = (f"Done: {n} {request.stage or 'explore'} picture{'s' if n != 1 else ''} "
+                    "in Explore.")
+        elif request.target == "staging":
             text = (f"{n} picture{'s' if n != 1 else ''} waiting in the staging strip: keep "
                     "or discard each one.")
         else:
@@ -385,8 +436,14 @@ class GenerateTab(QWidget):
 
     def on_gallery_changed(self) -> None:
         self.gallery.lora_names = {o.path: o.name for o in self.form.lora.options()}
+        # an exploration's pictures stay in Explore; its chosen final picture joins the gallery
         self.gallery.set_items([i for i in self._service.gallery()
-                                if i.status in ("gallery", "kept")])
+                                if i.status in ("gallery", "kept")
+                                and (not i.funnel_id or (i.stage == "final"
+                                                         and i.pick == "keep"))])
+        self.open_explore_button.setVisible(bool(self._service.funnels()))
+        if self.lower_stack.currentWidget() is self.funnel and self.funnel.funnel_id:
+            self.show_funnel(self.funnel.funnel_id, self.funnel.stage)
         if self.staging_character_id is not None:
             self.staging.set_items(self._service.staging(self.staging_character_id))
 
@@ -426,14 +483,112 @@ class GenerateTab(QWidget):
         self.refresh_context()
         self.message_posted.emit(f"Parameters of seed {item.seed} are in the form.")
 
-    def vary(self, item: GalleryItem) -> None:
-        """Image to image: the item's parameters, a new seed, the item as the input image."""
-        self.form.fill(item)
-        self.form.advanced.set_seed(None)
-        self.form.input_image.set_image(item.path)
-        self.refresh_context()
-        self.message_posted.emit(f"Generate makes variations of {Path(item.path).name}; "
-                                 "the denoise slider says how far they may go.")
+    def more_like(self, item_id: int, denoise: float, count: int,
+                  in_funnel: bool = True) -> None:
+        """"More like this": image to image from the picture, nearby seeds (service); the
+        pictures stay in the picture's Explore stage, or (``in_funnel=False``) go to the
+        gallery."""
+        item = self._service.item(item_id)
+        try:
+            job_id = self._service.more_like_this(item_id, denoise, count, in_funnel=in_funnel)
+        except ValueError as exc:
+            self.message_posted.emit(str(exc))
+            return
+        request = self._service.job_request(job_id)
+        if request is not None:
+            self.jobs[job_id] = request
+        self.shown_job = job_id
+        self.form.set_running(len(self.jobs))
+        name = Path(item.path).name if item is not None else f"picture {item_id}"
+        text = (f"Making {count} more like {name} (strength {denoise:.2f}, seeds after "
+                f"{item.seed if item is not None else '?'})…")
+        self.progress.job_queued(text)
+        self.message_posted.emit(text)
+
+    # -- Explore (the draft funnel) ------------------------------------------------------------
+    def explore(self) -> None:
+        """A new exploration from the form: its drafts, shown in the Explore view."""
+        try:
+            funnel_id, job_id = self._service.explore(self.form.request(),
+                                                      self._service.funnel_sizes())
+        except (ValueError, KeyError, LookupError) as exc:
+            self.form.show_error(f"Could not start: {exc}")
+            return
+        self.form.show_error("")
+        request = self._service.job_request(job_id)
+        if request is not None:
+            self.jobs[job_id] = request
+        self.shown_job = job_id
+        self.form.set_running(len(self.jobs))
+        n = request.batch if request is not None else self._service.funnel_sizes().drafts
+        self.progress.job_queued(f"Exploring: {n} drafts with {self.form.model()}…")
+        self.show_funnel(funnel_id, "draft")
+
+    def next_stage(self, funnel_id: str, stage: str) -> None:
+        """Make the kept pictures of ``stage`` again for the next stage (same seeds)."""
+        after = next_stage(stage)
+        if after is None:
+            return
+        upscale = False
+        if after == "final":
+            kept = [i for i in self._service.funnel_items(funnel_id, stage) if i.pick == "keep"]
+            if kept:
+                p = kept[0].params or {}
+                upscale, why = self._service.feature_support(
+                    str(p.get("family") or "sdxl"), "upscale", bool(p.get("lora")))
+                if not upscale:
+                    self.message_posted.emit(f"The final pictures are made without upscaling: "
+                                             f"{why}.")
+        job_ids = self._service.advance(funnel_id, stage, upscale=upscale)
+        for job_id in job_ids:
+            request = self._service.job_request(job_id)
+            if request is not None:
+                self.jobs[job_id] = request
+        if job_ids:
+            self.shown_job = job_ids[0]
+            self.form.set_running(len(self.jobs))
+            self.progress.job_queued(f"Making {len(job_ids)} picture"
+                                     f"{'s' if len(job_ids) != 1 else ''} at "
+                                     f"{STAGE_TITLES[after].lower()} quality, same seeds…")
+        else:
+            self.message_posted.emit(f"Every kept picture already has its "
+                                     f"{STAGE_TITLES[after].lower()} picture.")
+        self.show_funnel(funnel_id, after)
+
+    def show_funnel(self, funnel_id: str | None = None, stage: str | None = None) -> None:
+        """Show (re-open) an exploration at a stage: by default the newest exploration at
+        its latest stage with pictures."""
+        funnels = self._service.funnels()
+        if funnel_id is None:
+            funnel_id = self.funnel.funnel_id or (funnels[0][0] if funnels else "")
+        if not funnel_id:
+            self.message_posted.emit("No exploration yet: write a prompt and press Explore.")
+            return
+        if stage is None:
+            stage = "draft"
+            for name in STAGES:
+                if self._service.funnel_items(funnel_id, name):
+                    stage = name
+        running = sum(1 for r in self.jobs.values()
+                      if r.funnel_id == funnel_id and r.stage == stage)
+        self.funnel.show_stage(funnel_id, stage, self._service.funnel_items(funnel_id, stage),
+                               self._service.funnel_sizes(), running)
+        self.funnel.set_funnels(funnels)
+        if self.lower_stack.currentWidget() is not self.funnel:
+            self.lower_stack.setCurrentWidget(self.funnel)
+            self.funnel.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def leave_explore(self) -> None:
+        self.lower_stack.setCurrentIndex(1 if self.staging_character_id is not None else 0)
+
+    def _show_lineage(self, item_id: int, tree: Any, still: Any) -> None:
+        """Read ``item_id``'s lineage and show it in ``tree`` if ``still()`` is that item."""
+        def shown(rows: list[Any]) -> None:
+            current = still()
+            if current is not None and current.id == item_id:
+                tree.set_rows(rows)
+
+        self._service.lineage(item_id, shown)
 
     def delete(self, item: GalleryItem) -> None:
         if self.form.input_image.path() == item.path:

@@ -1,8 +1,8 @@
 """The Generate form's input image (img2img): the picture new ones start from and how far they
 may move away from it (denoise, 0.20–0.90).
 
-The gallery's "Vary" sets it; ✕ removes it. The whole part, slider included, is shown only
-while an input image is set. Nothing here calls a service; the tab may hand it a thumbnail.
+"Reuse parameters" of an image-to-image picture sets it; ✕ removes it. The whole part, slider
+included, is shown only while an input image is set. Nothing here calls a service; the tab may hand it a thumbnail.
 
 Signals:
     changed(): the input image or the denoise value changed.

@@ -28,6 +28,7 @@ from ...core.platform_support import run_text
 from ...core.frozen import child_environ
 from ...core.secrets import SecretStore
 from ...core.settings import Settings, valid_ollama_model, valid_ollama_url
+from .funnel_box import FunnelSizesBox
 from ...services.generation.comfy_launch import desktop_hint, find_python
 from ..generate.backend_bar import gpu_words
 from ...services.background import BackgroundOp, alive
@@ -373,6 +374,8 @@ class ComfyUIPageWidget(QWidget):
             self.upload_token.refresh()
         layout.addWidget(remote)
         layout.addWidget(self._ollama_box(settings))
+        self.funnel_box = FunnelSizesBox(settings)
+        layout.addWidget(self.funnel_box)
         layout.addStretch(1)
 
     def _ollama_box(self, settings: Settings) -> QGroupBox:

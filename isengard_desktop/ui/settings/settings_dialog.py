@@ -444,7 +444,10 @@ class SettingsDialog(QDialog):
             server_tiers=self.tiers_page.tiers(),
         )
         url, model = self.comfyui_page.ollama(self._settings)
-        return dataclasses.replace(settings, ollama_url=url, ollama_model=model)
+        sizes = self.comfyui_page.funnel_box.sizes()
+        return dataclasses.replace(settings, ollama_url=url, ollama_model=model,
+                                   funnel_drafts=sizes.drafts, funnel_standard=sizes.standard,
+                                   funnel_final=sizes.final)
 
     def accept(self) -> None:
         # A key typed but not saved would otherwise be lost when the dialog closes.

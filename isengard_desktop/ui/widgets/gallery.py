@@ -7,7 +7,10 @@ path (:func:`thumb_key`).
 
 Signals (GalleryWidget):
     reuse_requested(object): "Reuse parameters" on a :class:`GalleryItem`.
-    vary_requested(object): "Vary" (image to image from this picture) on a GalleryItem.
+    more_like_requested(object, float, int): "More like this" on a GalleryItem, with the
+        strength (denoise) and count chosen beside the button (image to image, nearby seeds).
+    lineage_requested(int): the details show a picture: its lineage tree is wanted (the owner
+        answers with ``details.lineage.set_rows``).
     delete_requested(object): "Delete" (or the Delete key) on a GalleryItem: to the OS trash.
     message_posted(str): a short result for the status bar ("Seed 123 copied").
     selection_changed(object): the selected GalleryItem, or None.
@@ -29,9 +32,12 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QLa
                                QStyleOptionViewItem, QVBoxLayout, QWidget)
 
 from .qt_types import ModelIndex
+from ...core.comfy.funnel import STAGE_TITLES
 from ...core.comfy.jobs import GalleryItem
 from ...services.thumbnails import ThumbnailService
 from .image_grid import paint_thumbnail
+from .lineage_tree import LineageTreeWidget
+from .more_like_this import MoreLikeThisWidget
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 TILE = QSize(180, 206)
@@ -58,6 +64,9 @@ def details_html(item: GalleryItem, lora_name: str = "") -> str:
     if item.negative:
         rows.append(("Negative", item.negative))
     rows.append(("Seed", str(item.seed)))
+    if item.stage:
+        rows.append(("Explore stage", STAGE_TITLES.get(item.stage, item.stage)
+                     + (" · kept" if item.pick == "keep" else "")))
     rows.append(("Size", f"{item.width} × {item.height} px"
                  + (f" ({p['aspect']})" if p.get("aspect") else "")))
     family = FAMILY_WORDS.get(str(p.get("family", "")), str(p.get("family", "")))
@@ -199,7 +208,6 @@ class GalleryDetailsWidget(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.reuse_button = QPushButton("Reuse parameters")
         self.reuse_button.setProperty("primary", True)
-        self.vary_button = QPushButton("Vary")
         self.copy_seed_button = QPushButton("Copy seed")
         self.open_file_button = QPushButton("Open file")
         self.open_folder_button = QPushButton("Open folder")
@@ -207,9 +215,6 @@ class GalleryDetailsWidget(QWidget):
         self._tips = {
             self.reuse_button: "Fill the form with this image's prompt, model, size, quality, "
                                "seed and LoRA, to make it again or vary it.",
-            self.vary_button: "Image to image: fill the form with this image's parameters and "
-                              "start the new pictures from it (a new seed each time). The "
-                              "denoise slider in the form says how far they may move away.",
             self.delete_button: "Move this image to the trash (you can restore it from there) "
                                 "and remove it from the gallery. Key: Delete.",
             self.copy_seed_button: "Copy this image's seed to the clipboard.",
@@ -221,17 +226,22 @@ class GalleryDetailsWidget(QWidget):
         grid.setSpacing(6)
         row1, row2 = QHBoxLayout(), QHBoxLayout()
         row1.addWidget(self.reuse_button, 1)
-        row1.addWidget(self.vary_button)
         row1.addWidget(self.copy_seed_button)
         row2.addWidget(self.open_file_button, 1)
         row2.addWidget(self.open_folder_button, 1)
         row2.addWidget(self.delete_button)
+        # the former "Vary": image to image from this picture, nearby seeds, low denoise
+        self.more = MoreLikeThisWidget(two_rows=True)
+        self.lineage = LineageTreeWidget()
+        self.lineage.setVisible(False)
+        grid.addWidget(self.more)
         grid.addLayout(row1)
         grid.addLayout(row2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 0, 0, 0)
         layout.addWidget(self.preview)
         layout.addWidget(scroll, 1)
+        layout.addWidget(self.lineage)
         layout.addLayout(grid)
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
         self.show_item(None)
@@ -243,6 +253,10 @@ class GalleryDetailsWidget(QWidget):
             button.setToolTip(tip if item is not None else "Select an image in the gallery "
                                                            "first.")
         self.preview.setVisible(item is not None)
+        self.more.set_available(item is not None, "Select an image in the gallery first.")
+        if item is None or not self.lineage.rows or \
+                item.id not in {r.id for r in self.lineage.rows}:
+            self.lineage.set_rows([])
         if item is None:
             self.text.setText("<span style='color:#8b93a3'>Select an image to see how it was "
                               "made.</span>")
@@ -266,7 +280,8 @@ class GalleryDetailsWidget(QWidget):
 
 class GalleryWidget(QWidget):
     reuse_requested = Signal(object)
-    vary_requested = Signal(object)
+    more_like_requested = Signal(object, float, int)
+    lineage_requested = Signal(int)
     delete_requested = Signal(object)
     message_posted = Signal(str)
     selection_changed = Signal(object)
@@ -314,7 +329,8 @@ class GalleryWidget(QWidget):
 
         self.grid.selectionModel().currentChanged.connect(lambda *_: self._on_current())
         self.details.reuse_button.clicked.connect(self._reuse)
-        self.details.vary_button.clicked.connect(lambda: self._emit(self.vary_requested))
+        self.details.more.requested.connect(self._more_like)
+        self.details.lineage.picture_activated.connect(self.select_item)
         self.details.delete_button.clicked.connect(lambda: self._emit(self.delete_requested))
         delete_key = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.grid)
         delete_key.setContext(Qt.ShortcutContext.WidgetShortcut)
@@ -363,9 +379,15 @@ class GalleryWidget(QWidget):
         item = self.selected_item()
         name = self.lora_names.get(item.lora_path, "") if item is not None else ""
         self.details.show_item(item, name)
+        if item is not None:
+            self.lineage_requested.emit(item.id)
         self.selection_changed.emit(item)
 
     # -- actions -------------------------------------------------------------------------------
+    def _more_like(self, denoise: float, count: int) -> None:
+        if self.details.item is not None:
+            self.more_like_requested.emit(self.details.item, denoise, count)
+
     def _reuse(self) -> None:
         self._emit(self.reuse_requested)
 
