@@ -17,7 +17,8 @@ Exit status: 0 done or stopped; 2 bad job spec; 1 any other error (after an ``er
 Several processes: started by ``accelerate launch`` (``RANK``/``WORLD_SIZE`` in the
 environment, see ``distributed.py``), every worker runs this; only rank 0 writes events
 (the others write only an ``error`` event when they fail, so a failure on another GPU is
-explained). Each worker watches stdin (inherited from the launcher: whichever reads ``stop``
+explained; not an error that only says another worker went away, which would hide that
+worker's own). Each worker watches stdin (inherited from the launcher: whichever reads ``stop``
 tells the others at the end of the step) and SIGTERM (the launcher forwards its own SIGTERM
 to every worker, ``torch/distributed/elastic/multiprocessing/api.py`` ``_close``).
 
@@ -169,11 +170,21 @@ def train(args: argparse.Namespace) -> int:
             raise
         traceback.print_exc(file=sys.stderr)
         event = classify(exc, job)
-        errors.emit(event)
+        if dp is not None and event.kind == "crash" and _peer_failed(exc):
+            print("[trainer] another training process failed first; its error is the one "
+                  "reported", file=sys.stderr, flush=True)
+        else:
+            errors.emit(event)
         return exit_code(event)
     finally:
         if dp is not None:
             dp.close()
+
+
+def _peer_failed(exc: BaseException) -> bool:
+    from .distributed import peer_failed
+
+    return peer_failed(exc)
 
 
 def _data_parallel(job):

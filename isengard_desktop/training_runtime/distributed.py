@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DataParallel", "world_from_env", "rank_from_env"]
+__all__ = ["DataParallel", "peer_failed", "world_from_env", "rank_from_env"]
 
 
 def world_from_env() -> int:
@@ -46,6 +46,21 @@ def rank_from_env() -> int:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
+
+
+def peer_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` only says that another worker went away (a collective whose peer
+    died: gloo's "Connection closed by peer", a torch.distributed error). That worker reports
+    the real cause (an out-of-memory, say); this one's error would hide it, since the app
+    keeps the last error event."""
+    import torch.distributed as dist
+
+    dist_error = getattr(dist, "DistError", None)
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("closed by peer" in text
+                                              or "remote worker" in text)
 
 
 class DataParallel:

@@ -38,7 +38,7 @@ STEPS = 12
 
 
 def run_launcher(job_dir: Path, resume: bool = False, on_event=None,
-                 timeout: float = 240) -> Run:
+                 timeout: float = 240, env_extra: dict | None = None) -> Run:
     """The backend's launch of the job (``accelerate launch`` with two workers), in its own
     session as the app starts it."""
     job = TrainingJob.from_json((job_dir / "job.json").read_text(encoding="utf-8"))
@@ -48,7 +48,7 @@ def run_launcher(job_dir: Path, resume: bool = False, on_event=None,
     assert argv[argv.index("--num_processes") + 1] == "2"
     assert argv[argv.index("train") - 2:argv.index("train")] == ["-m", RUNTIME_MODULE]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
-               **launch.env)
+               **launch.env, **(env_extra or {}))
     err_path = job_dir / f"stderr-{len(list(job_dir.glob('stderr-*')))}.log"
     run = Run()
     with open(err_path, "w") as err, subprocess.Popen(
@@ -172,3 +172,22 @@ def test_sigterm_to_the_launcher_reaches_the_workers_which_save(assets):
     assert _loras(job_dir) == [Path(stopped[0].lora)]
     # the launcher itself ends with its SignalException; the workers were not killed
     assert "SIGKILL" not in run.stderr
+
+
+def test_out_of_memory_on_a_worker_is_the_error_reported(assets):
+    """Out of memory at step 3 on rank 1 only (the test hook): the app gets rank 1's ``oom``
+    error for step 3 (what its recovery acts on), not rank 0's "connection closed by peer"
+    crash that follows, and the step-2 checkpoint is there."""
+    from isengard_desktop.training_runtime.test_hooks import OOM_ENV, OOM_RANK_ENV
+
+    job_dir = _job(assets, "oom", sample_every=0, checkpoint_every=2,
+                   extra={"num_processes": 2, "test_hooks": True})
+    run = run_launcher(job_dir, env_extra={OOM_ENV: "3", OOM_RANK_ENV: "1"})
+    assert run.returncode != 0
+    errors = run.of(ErrorEvent)
+    assert errors, run.stderr[-3000:]
+    assert all(e.kind == "oom" for e in errors), errors
+    assert errors[-1].step == 3
+    assert "another training process failed first" in run.stderr
+    assert [e.step for e in run.of(CheckpointEvent)] == [2]
+    assert not run.of(DoneEvent) and not _loras(job_dir)
