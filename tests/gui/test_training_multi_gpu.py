@@ -39,6 +39,7 @@ def test_two_gpus_are_offered_with_the_effective_batch(qtbot, library, tmp_path)
     assert "2 GPUs found" in form.multi_gpu_note.text()
     assert form.multi_gpu_check.toolTip() and form.multi_gpu_spin.toolTip()
     assert "num_processes" not in form.job_fields().get("extra", {})
+    assert form.fit_label.text().startswith("Fits this GPU (est. ")
 
     qtbot.mouseClick(form.multi_gpu_check, Qt.MouseButton.LeftButton)
     assert form.multi_gpu_check.isChecked() and form.multi_gpu_spin.isEnabled()
@@ -46,6 +47,9 @@ def test_two_gpus_are_offered_with_the_effective_batch(qtbot, library, tmp_path)
     batch = int(form.field_value("batch_size"))
     accum = int(form.field_value("grad_accum"))
     assert form.job_fields()["extra"]["num_processes"] == 2
+    # the pre-flight speaks of each GPU, and of the RAM of two processes loading the model
+    assert form.fit_label.text().startswith("Fits each of the 2 GPUs (est. ")
+    assert "2 training processes" in form.fit_label.toolTip()
     assert f"batch {batch} per GPU × 2 GPUs" in form.multi_gpu_note.text()
     assert form.multi_gpu_note.text().endswith(f"effective batch {batch * 2 * accum}")
 

@@ -295,8 +295,8 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.start_button.clicked.connect(self._on_start)
         self.fit_button.clicked.connect(self.apply_fit_fix)
-        self.multi_gpu_check.toggled.connect(lambda _: self.update_multi_gpu())
-        self.multi_gpu_spin.valueChanged.connect(lambda _: self.update_multi_gpu())
+        self.multi_gpu_check.toggled.connect(lambda _: self.update_estimate())
+        self.multi_gpu_spin.valueChanged.connect(lambda _: self.update_estimate())
         add_run_shortcut(self, self.start_button)
         self.advanced.edited.connect(self._on_field_edited)
         self.apply_preset(DEFAULT_PRESET)
@@ -583,11 +583,14 @@ class SetupFormWidget(FormValuesMixin, QWidget):
             self.fit_row.setVisible(True)
             return
         self.fit = verdict
+        n = self.processes()      # data parallel: every GPU holds the whole job
+        card = f"each of the {n} GPUs" if n > 1 else "this GPU"
         if verdict.fits:
-            text = f"Fits this GPU (est. {estimate.vram_gb:.1f} of {vram:.0f} GB)"
+            text = f"Fits {card} (est. {estimate.vram_gb:.1f} of {vram:.0f} GB)"
             color = "#8fd19e"
         else:
-            text = f"Will not fit this {vram:.0f} GB GPU (est. {estimate.vram_gb:.1f} GB)"
+            text = (f"Will not fit {'each' if n > 1 else 'this'} {vram:.0f} GB GPU (est. "
+                    f"{estimate.vram_gb:.1f} GB)")
             if verdict.fix is None and " — " in verdict.text:
                 text += " — " + verdict.text.split(" — ", 1)[1]     # why nothing fits
             color = "#f0a35e"
@@ -595,7 +598,9 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.fit_label.setStyleSheet(f"color: {color};")
         self.fit_label.setToolTip(
             "Predicted peak GPU memory while training, by part:\n" + estimate.describe()
-            + f"\nRAM: about {estimate.ram_gb:.0f} GB while loading.\nEstimates from "
+            + (f"\nRAM: about {estimate.ram_gb * n:.0f} GB while loading ({n} training "
+               f"processes, each loads the model)" if n > 1 else
+               f"\nRAM: about {estimate.ram_gb:.0f} GB while loading") + ".\nEstimates from "
             "resources/training/memory_model.toml, not measured on this GPU.")
         fixable = verdict.fix is not None and all(k in self.fields or k in
                                                   self.backend_picker.rows()
