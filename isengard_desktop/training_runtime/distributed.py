@@ -93,7 +93,13 @@ class DataParallel:
         ignore = [name for name, p in module.named_parameters() if not p.requires_grad]
         ignore += [name for name, _ in module.named_buffers()]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignore)
-        return self.accelerator.prepare_model(module, device_placement=False)
+        wrapped = self.accelerator.prepare_model(module, device_placement=False)
+        if not isinstance(wrapped, DistributedDataParallel):
+            # without DDP every process would train its own LoRA and rank 0 would save one
+            # of them: refuse rather than train wrongly
+            raise RuntimeError(f"accelerate did not wrap the model for data parallel training "
+                               f"(distributed type {self.accelerator.distributed_type})")
+        return wrapped
 
     def no_sync(self, module: torch.nn.Module):
         """Context without the gradient all-reduce (micro-batches before the last of an

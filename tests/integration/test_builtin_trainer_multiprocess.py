@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,43 @@ def test_out_of_memory_on_a_worker_is_the_error_reported(assets):
     assert "another training process failed first" in run.stderr
     assert [e.step for e in run.of(CheckpointEvent)] == [2]
     assert not run.of(DoneEvent) and not _loras(job_dir)
+
+
+DUMP_EACH_RANK = '''
+import sys, torch
+from isengard_desktop.training_runtime import loop
+export = loop.Trainer._export
+def dump_then_export(self):
+    from peft.utils import get_peft_model_state_dict
+    state = get_peft_model_state_dict(self.family.denoiser())
+    torch.save({k: v.detach().clone() for k, v in state.items()}, sys.argv[1] + f"/rank{self.dp.rank}.pt")
+    return export(self)
+loop.Trainer._export = dump_then_export
+from isengard_desktop.training_runtime.__main__ import main
+sys.exit(main(["train", "--job", sys.argv[1] + "/job.json", "--job-dir", sys.argv[1]]))
+'''
+
+
+def test_gradients_are_averaged_so_every_process_ends_with_the_same_lora(assets, tmp_path):
+    """Each process trains on other images with other noise; only DDP's averaging of the
+    gradients keeps their LoRAs equal. The trainer's entry point, wrapped to save each rank's
+    weights before the export, under the same ``accelerate launch`` options."""
+    from isengard_desktop.core.training.parallel import accelerate_launch_args, free_port
+
+    job_dir = _job(assets, "same-weights", sample_every=0, checkpoint_every=0, steps=4)
+    script = tmp_path / "dump_each_rank.py"
+    script.write_text(DUMP_EACH_RANK, encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-m", ACCELERATE_LAUNCH,
+                           *accelerate_launch_args(2, [], free_port()), str(script),
+                           str(job_dir)], capture_output=True, text=True, env=env,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    zero = torch.load(job_dir / "rank0.pt", weights_only=True)
+    one = torch.load(job_dir / "rank1.pt", weights_only=True)
+    assert zero.keys() == one.keys() and zero
+    for key in zero:
+        assert torch.equal(zero[key], one[key]), key
+    # and they trained: the LoRA's up weights start at zero
+    assert any(k.endswith("lora_B.weight") and zero[k].abs().sum() > 0 for k in zero)
