@@ -146,6 +146,7 @@ class GpuStatus:
     usable: bool
     hint: str
     why: str
+    gpu_count: int = 1        # CUDA GPUs PyTorch sees (several: training can use them all)
 
 
 def gpu_status(probe: dict[str, Any]) -> GpuStatus:
@@ -155,7 +156,9 @@ def gpu_status(probe: dict[str, Any]) -> GpuStatus:
         name = cuda.get("device_name") or "CUDA GPU"
         total = cuda.get("vram_total")
         hint = f"{name}, {round(total / (1 << 30)):d} GB" if total else str(name)
-        return GpuStatus(usable=True, hint=hint, why="")
+        count = cuda.get("device_count")
+        return GpuStatus(usable=True, hint=hint, why="",
+                         gpu_count=count if isinstance(count, int) and count > 0 else 1)
     torch_version = probe.get("torch")
     if not torch_version:
         why = f"PyTorch could not be loaded: {probe.get('torch_error') or 'not installed'}"

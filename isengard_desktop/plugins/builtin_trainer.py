@@ -3,6 +3,13 @@
 The child writes protocol JSON lines (``core/training/protocol.py``) on stdout and everything
 else on stderr. This module only builds the command line and parses; it never imports torch
 (``available`` uses ``importlib.util.find_spec``).
+
+Several GPUs: a job whose ``extra["num_processes"]`` is N > 1 (optionally with
+``extra["gpu_ids"]``, e.g. ``"0,1"``; ``core/training/parallel.py``) is started as
+``python -m accelerate.commands.launch --multi_gpu --num_processes N … -m
+isengard_desktop.training_runtime train …`` with N data-parallel workers
+(``training_runtime/distributed.py``); on a CPU-only machine the same launcher runs the
+workers with gloo.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import re
 import sys
 from typing import Any
 
+from ..core.training.parallel import accelerate_launch_args, free_port, gpu_ids, num_processes
 from ..core.training.protocol import Event, LogEvent, parse_event
 from ..core.training.spec import FAMILIES, JobPaths, TrainingJob
 from ..core.paths import resolve_paths
@@ -22,6 +30,7 @@ from ..core.console_text import LineSplitter, Stream
 __all__ = ["BuiltinTrainer", "ProtocolParser", "stderr_level"]
 
 RUNTIME_MODULE = "isengard_desktop.training_runtime"
+ACCELERATE_LAUNCH = "accelerate.commands.launch"
 _REQUIRED = ("torch", "diffusers", "peft", "transformers", "safetensors")
 
 _ERRORISH = re.compile(
@@ -94,13 +103,20 @@ class BuiltinTrainer:
             "checkpoints": True,
             "quantize_base": ["none", "int8", "float8"],
             "stop": "stdin",
+            "multi_gpu": "accelerate",   # data parallel: extra num_processes / gpu_ids
         }
 
     def build_launch(self, job: TrainingJob, paths: JobPaths, resume: bool) -> Launch:
         python = trainer_python(resolve_paths())
         if python.executable is None:
             raise RuntimeError(python.problem)
-        argv = [str(python.executable), "-m", RUNTIME_MODULE, "train",
+        n = num_processes(job)
+        launcher = ["-m", RUNTIME_MODULE]
+        if n > 1:
+            launcher = ["-m", ACCELERATE_LAUNCH,
+                        *accelerate_launch_args(n, gpu_ids(job), free_port()),
+                        "-m", RUNTIME_MODULE]
+        argv = [str(python.executable), *launcher, "train",
                 "--job", str(paths.spec), "--job-dir", str(paths.root)]
         if resume:
             argv.append("--resume")

@@ -14,6 +14,14 @@ stdin, ends the process at once.
 
 Exit status: 0 done or stopped; 2 bad job spec; 1 any other error (after an ``error`` event).
 
+Several processes: started by ``accelerate launch`` (``RANK``/``WORLD_SIZE`` in the
+environment, see ``distributed.py``), every worker runs this; only rank 0 writes events
+(the others write only an ``error`` event when they fail, so a failure on another GPU is
+explained; not an error that only says another worker went away, which would hide that
+worker's own). Each worker watches stdin (inherited from the launcher: whichever reads ``stop``
+tells the others at the end of the step) and SIGTERM (the launcher forwards its own SIGTERM
+to every worker, ``torch/distributed/elastic/multiprocessing/api.py`` ``_close``).
+
 The self-test's helpers (``probe``, ``make-selftest-model <folder>``) live in
 ``probe_tools.py``; each prints one JSON line on stdout.
 """
@@ -133,10 +141,14 @@ def _preflight(args: argparse.Namespace):
 
 
 def train(args: argparse.Namespace) -> int:
+    from .distributed import rank_from_env, world_from_env
     from .errors import classify, exit_code
-    from .events import claim_stdout, setup_stderr_logging
+    from .events import Emitter, claim_stdout, setup_stderr_logging
 
-    emitter = claim_stdout()
+    errors = emitter = claim_stdout()
+    world = world_from_env()
+    if rank_from_env() > 0:      # events come from rank 0 alone (errors from any rank)
+        emitter = Emitter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - process-long
     emitter.phase("loading_model", 0, 0, "starting")
     os.environ.update(OFFLINE_ENV)
     setup_stderr_logging()
@@ -144,19 +156,45 @@ def train(args: argparse.Namespace) -> int:
     stop.install_signals()
     stop.watch_stdin()
     job = None
+    dp = None
     try:
         job = _preflight(args)
         emitter.phase("loading_model", 0, 0, "loading libraries")
         from .loop import run
 
-        return run(job, args.job_dir, emitter, stop, resume=args.resume)
+        if world > 1:
+            dp = _data_parallel(job)
+        return run(job, args.job_dir, emitter, stop, resume=args.resume, dp=dp)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
         if isinstance(exc, SystemExit):
             raise
         traceback.print_exc(file=sys.stderr)
         event = classify(exc, job)
-        emitter.emit(event)
+        if dp is not None and event.kind == "crash" and _peer_failed(exc):
+            print("[trainer] another training process failed first; its error is the one "
+                  "reported", file=sys.stderr, flush=True)
+        else:
+            errors.emit(event)
         return exit_code(event)
+    finally:
+        if dp is not None:
+            dp.close()
+
+
+def _peer_failed(exc: BaseException) -> bool:
+    from .distributed import peer_failed
+
+    return peer_failed(exc)
+
+
+def _data_parallel(job):
+    """This worker's :class:`~.distributed.DataParallel` (gloo on the CPU, NCCL on GPUs)."""
+    import torch
+
+    from .distributed import DataParallel
+
+    cpu = job.device == "cpu" or not torch.cuda.is_available()
+    return DataParallel(cpu=cpu)
 
 
 def main(argv: list[str] | None = None) -> int:

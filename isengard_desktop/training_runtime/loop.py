@@ -9,6 +9,13 @@ the model family lives behind :class:`~.families.base.Family`.
 Resume is exact: the data order is a function of (seed, micro-batch index) (see
 :class:`~.data.BatchPlan`) and the noise generator's state is checkpointed, so a run that is
 stopped or killed and resumed produces the same LoRA as one that never stopped.
+
+Several processes (``accelerate launch``, see :mod:`.distributed`): every rank loads the model
+and caches the data; optimizer step *s* of rank *r* trains micro-batch
+``(s·accum + m)·N + r`` of the same plan (so the effective batch is batch × N × accum) with
+its own noise stream, DDP averages the gradients, and the ranks agree once per step on the
+mean loss and on stopping. Only rank 0 emits events, samples, and writes checkpoints (with
+every rank's random state) and the LoRA. With one process none of this runs.
 """
 
 from __future__ import annotations
@@ -93,10 +100,13 @@ class Trainer:
     """One training run of ``job`` in ``job_dir`` (see module docstring)."""
 
     def __init__(self, job: TrainingJob, job_dir: Path, emitter: Emitter,
-                 stop: threading.Event, resume: bool = False) -> None:
+                 stop: threading.Event, resume: bool = False, dp: Any = None) -> None:
         self.job, self.emit, self.stop, self.resume = job, emitter, stop, resume
+        self.dp = dp      # a .distributed.DataParallel with N > 1 processes, else None
         self.paths = JobPaths(Path(job_dir))
         self.device, self.dtype, notes = pick_device(job)
+        if dp is not None and self.device.type == "cuda":
+            self.device = dp.device          # cuda:<local rank>, chosen by the launcher
         for note in notes:
             emitter.log(note)
         self.family: Family = family_class(job.family)(job, self.device, self.dtype)
@@ -107,6 +117,8 @@ class Trainer:
         self.sample_prompts = [ensure_trigger(p, job.trigger_word)
                                for p in job.sample_prompts if p.strip()]
         self.noise_gen = torch.Generator("cpu").manual_seed(job.seed)
+        if dp is not None and dp.rank > 0:   # each rank its own noise; rank 0 as one process
+            self.noise_gen.manual_seed(job.seed + 7919 * dp.rank)
         self.step = 0
         self.last_checkpoint: ckpts.Checkpoint | None = None
         self.scaler: Any = None
@@ -123,7 +135,7 @@ class Trainer:
 
         self.family.load(loading)
         start = self._find_resume_point()
-        if self.stop.is_set():  # stop asked while loading: nothing new to save
+        if self._stop_asked():  # stop asked while loading: nothing new to save
             if start is not None:
                 self.step, self.last_checkpoint = start.step, start
             return self._stopped()
@@ -132,13 +144,26 @@ class Trainer:
         self._setup_lora()
         if start is not None:
             self._load_checkpoint(start)
-        if self.stop.is_set():
+        if self._stop_asked():
             return self._stopped()
-        self._train()
+        if self.dp is None:
+            self._train()
+        else:
+            self._train_dp()
         if self.step < job.steps:
             return self._stopped()
         self._export()
         return 0
+
+    def _stop_asked(self) -> bool:
+        """Whether to stop now; with several processes, all of them agree (any one that was
+        asked makes all stop)."""
+        if self.dp is None:
+            return self.stop.is_set()
+        _, stop, _ = self.dp.agree(0.0, self.stop.is_set(), False)
+        if stop:
+            self.stop.set()
+        return stop
 
     # ------------------------------------------------------------------ caching
 
@@ -245,8 +270,16 @@ class Trainer:
                 "target_modules": self.family.lora_target_modules()}
 
     def _find_resume_point(self) -> ckpts.Checkpoint | None:
+        found = self._find_resume_point_here()
+        if self.dp is not None:
+            self.dp.barrier()    # rank 0 may have removed an earlier run's checkpoints
+        return found
+
+    def _find_resume_point_here(self) -> ckpts.Checkpoint | None:
         root = self.paths.checkpoints
         if not self.resume:
+            if self.dp is not None and not self.dp.main:
+                return None
             old = ckpts.list_checkpoints(root)
             if old:
                 self.emit.log(f"Starting over: removing {len(old)} checkpoint(s) of an earlier run")
@@ -293,6 +326,8 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         rng = torch.load(ckpt.path / RNG_FILE, map_location="cpu", weights_only=True)
+        if self.dp is not None:
+            rng = self._rank_rng(rng)
         self.noise_gen.set_state(rng["noise"])
         torch.set_rng_state(rng["torch"])
         if self.device.type == "cuda" and rng.get("cuda"):
@@ -301,10 +336,27 @@ class Trainer:
         self.step = ckpt.step
         self.last_checkpoint = ckpt
 
+    def _rank_rng(self, rng: dict[str, Any]) -> dict[str, Any]:
+        """This rank's random state from a checkpoint's ``rng.pt`` (rank 0's is the top
+        level; the others are under ``ranks``, written by a run with as many processes)."""
+        assert self.dp is not None
+        ranks = rng.get("ranks") or []
+        if self.dp.rank == 0:
+            return rng
+        if len(ranks) == self.dp.world:
+            return {**rng, **ranks[self.dp.rank]}
+        self.emit.log(f"The checkpoint was made with {max(1, len(ranks))} process(es), this "
+                      f"run has {self.dp.world}: the other processes start new noise streams, "
+                      "so the LoRA will differ slightly from an uninterrupted run", "warning")
+        return {**rng, "noise": self.noise_gen.get_state(), "torch": torch.get_rng_state(),
+                "cuda": []}
+
     def _save_checkpoint(self, step: int) -> ckpts.Checkpoint:
         from peft.utils import get_peft_model_state_dict
         from safetensors.torch import save_file
 
+        if self.dp is not None:
+            return self._save_checkpoint_dp(step)
         self.emit.phase("saving", 0, 1, "checkpoint")
         lora = {k: v.detach().to("cpu", torch.float32).contiguous()
                 for k, v in get_peft_model_state_dict(self.family.denoiser()).items()}
@@ -326,6 +378,46 @@ class Trainer:
         self.emit.checkpoint(step, str(ckpt.path), True)
         return ckpt
 
+    def _save_checkpoint_dp(self, step: int) -> ckpts.Checkpoint:
+        """Every rank calls this at the same step: the random states are gathered, rank 0
+        writes the checkpoint (the LoRA weights are the same on every rank) and the others
+        wait for it, so a resume right after finds it complete."""
+        assert self.dp is not None
+        mine = {"noise": self.noise_gen.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []}
+        ranks = self.dp.gather(mine)
+        if self.dp.main:
+            ckpt = self._save_checkpoint_main(step, ranks)
+        else:
+            ckpt = ckpts.Checkpoint(step, ckpts.checkpoint_path(self.paths.checkpoints, step))
+            self.last_checkpoint = ckpt
+        self.dp.barrier()
+        return ckpt
+
+    def _save_checkpoint_main(self, step: int, ranks: list[dict[str, Any]]) -> ckpts.Checkpoint:
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        self.emit.phase("saving", 0, 1, "checkpoint")
+        lora = {k: v.detach().to("cpu", torch.float32).contiguous()
+                for k, v in get_peft_model_state_dict(self.family.denoiser()).items()}
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.lr_scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
+        rng = {**ranks[0], "python": random.getstate(), "ranks": ranks}
+        lora_tensors, lora_meta = self._lora_contents(step)
+        writers = {ADAPTER_FILE: lambda p: save_file(lora, str(p)),
+                   STATE_FILE: lambda p: torch.save(state, p),
+                   RNG_FILE: lambda p: torch.save(rng, p),
+                   CHECKPOINT_LORA_FILE: lambda p: write_lora(p, lora_tensors, lora_meta)}
+        meta = {**self._meta(), "processes": self.dp.world if self.dp is not None else 1}
+        ckpt = ckpts.save(self.paths.checkpoints, step, writers, meta)
+        self.last_checkpoint = ckpt
+        ckpts.prune(self.paths.checkpoints, self.job.keep_checkpoints)
+        self.emit.phase("saving", 1, 1, "checkpoint")
+        self.emit.checkpoint(step, str(ckpt.path), True)
+        return ckpt
+
     def _stopped(self) -> int:
         path = ""
         if self.step > 0:
@@ -333,7 +425,7 @@ class Trainer:
                 self._save_checkpoint(self.step)
             path = str(self.last_checkpoint.path) if self.last_checkpoint else ""
         lora = ""
-        if path:
+        if path and (self.dp is None or self.dp.main):
             # the newest checkpoint, usable as the character's LoRA: "<name>-step<N>"
             try:
                 lora = str(self._write_lora(stopped_lora_name(self.job.output_name,
@@ -411,6 +503,81 @@ class Trainer:
                 if self.step < total:
                     self.emit.phase("training", self.step, total)
 
+    def _train_dp(self) -> None:
+        """:meth:`_train` with several processes (see the module docstring): the same step,
+        gradients averaged by DDP, the stop and NaN checks agreed by all ranks."""
+        dp, job = self.dp, self.job
+        assert dp is not None
+        total, accum, world = job.steps, job.grad_accum, dp.world
+        max_norm = float(job.extra.get("max_grad_norm", 1.0)) or math.inf
+        den = self.family.denoiser()
+        self.family.train_module = dp.wrap(den)
+        if dp.main:
+            self.emit.log(f"Training on {world} processes ({dp.backend}): batch "
+                          f"{job.batch_size} per process × {world}"
+                          f"{f' × {accum} accumulated' if accum > 1 else ''} = effective "
+                          f"batch {job.batch_size * world * accum}")
+        durations: deque[float] = deque(maxlen=20)
+        self.emit.phase("training", self.step, total)
+        try:
+            while self.step < total:
+                t0 = time.perf_counter()
+                loss_sum, bad = 0.0, False
+                try:
+                    maybe_inject_oom(job, self.paths.root, self.step + 1)
+                    for micro in range(accum):
+                        k = (self.step * accum + micro) * world + dp.rank
+                        latents, cond = self._batch(k)
+                        sync = (contextlib.nullcontext() if micro == accum - 1
+                                else dp.no_sync(self.family.train_module))
+                        with sync:
+                            with self._autocast():
+                                loss = self.family.loss(latents, cond, self.noise_gen)
+                            value = float(loss.detach())
+                            bad = bad or not math.isfinite(value)
+                            scaled = loss / accum
+                            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                        loss_sum += value
+                except (RuntimeError, MemoryError) as exc:
+                    if is_oom(exc):
+                        self._out_of_memory(exc)
+                    raise
+                mean_loss, stop, bad = dp.agree(loss_sum, self.stop.is_set(), bad)
+                if bad:
+                    self._nan(self.step + 1)
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                # the gradients are the same on every rank after DDP's all-reduce, so is the norm
+                norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+                if self.scaler is None and not math.isfinite(float(norm)):
+                    self._nan(self.step + 1)
+                lr = float(self.lr_scheduler.get_last_lr()[0])
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                durations.append(time.perf_counter() - t0)
+                spe = sum(durations) / len(durations)
+                self.emit.step(self.step, total, mean_loss / accum, lr, spe,
+                               spe * (total - self.step))
+                if self._due(job.sample_every) and self.sample_prompts and dp.main:
+                    self._sample()
+                    if self.step < total:
+                        self.emit.phase("training", self.step, total)
+                if self._due(job.checkpoint_every) or self.step == total:
+                    self._save_checkpoint(self.step)
+                    if self.step < total:
+                        self.emit.phase("training", self.step, total)
+                if stop:
+                    self.stop.set()
+                    break
+        finally:
+            self.family.train_module = None
+
     def _out_of_memory(self, exc: BaseException) -> None:
         """Out of memory while training step ``self.step + 1``: free what the step held and
         save the last complete step as a checkpoint (the app resumes from it at lower memory
@@ -421,6 +588,10 @@ class Trainer:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        if self.dp is not None:
+            # the other processes are waiting in a collective and are ended by the
+            # launcher: no checkpoint can be gathered; the newest periodic one is used
+            return
         if self.step > 0 and (self.last_checkpoint is None
                               or self.last_checkpoint.step != self.step):
             try:
@@ -474,6 +645,8 @@ class Trainer:
             den.train()
 
     def _export(self) -> None:
+        if self.dp is not None and not self.dp.main:
+            return
         path = self._write_lora(self.job.output_name)
         self.emit.done(str(path), self.step)
 
@@ -512,6 +685,7 @@ def _python_rng(state: Any) -> tuple:
 
 
 def run(job: TrainingJob, job_dir: Path, emitter: Emitter, stop: threading.Event,
-        resume: bool = False) -> int:
-    """Train ``job`` in ``job_dir``; returns the exit status (errors are raised)."""
-    return Trainer(job, job_dir, emitter, stop, resume).run()
+        resume: bool = False, dp: Any = None) -> int:
+    """Train ``job`` in ``job_dir``; returns the exit status (errors are raised). ``dp``: a
+    :class:`~.distributed.DataParallel` when several processes train together."""
+    return Trainer(job, job_dir, emitter, stop, resume, dp).run()

@@ -34,6 +34,16 @@ runs as ``<python> -m deepspeed.launcher.runner``.
   ``wandb_api_key`` from the TOML unconditionally, so the TOML holds an empty one and wandb
   falls back to the environment.
 * No sample images: diffusion-pipe does not make any during training.
+* Several GPUs (``extra["num_processes"]`` N > 1, optionally ``extra["gpu_ids"]``;
+  ``core/training/parallel.py``): DeepSpeed's own launcher, ``--num_gpus=N`` (or
+  ``--include=localhost:<ids>``: the runner refuses both) and a free ``--master_port``, given
+  to train.py as well (its ``distributed_init`` sets ``MASTER_PORT`` from its own
+  ``--master_port``, default 29500: train.py, commit 0112e3a2). ``fields.pipeline_stages`` S
+  (default 1) splits each model copy over S GPUs; the data-parallel degree is N / S, so N
+  must be divisible by S (README.md "Parallelism", commit 098f9bfb), and block swapping needs
+  S = 1 (train.py's assertion "Block swapping only works with pipeline_stages=1"). Steps per
+  epoch shrink by the data-parallel degree (each global batch takes batch × accum × N / S
+  images).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from collections.abc import Callable
 
 from ...core import toml_text
 from ...core.training.installs import ExternalInstall, platform_problem, validate_install
+from ...core.training.parallel import deepspeed_launch_args, free_port, gpu_ids, num_processes
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ...core.training.dataset_list import DatasetEntry, read_dataset_list
 from .dataset import DEFAULT_DELIMITER, caption_prefix, count_listed, count_media, stage_dataset
@@ -131,6 +142,20 @@ def _positive(v: Any) -> bool:
     return v > 0
 
 
+def _parallel(job: TrainingJob, opts: _Options) -> tuple[int, int, int]:
+    """(GPUs, pipeline stages, data-parallel replicas) of ``job``; SpecError names the
+    field that does not fit (see the module docstring)."""
+    n = num_processes(job)
+    stages = opts.get("pipeline_stages", 1, int, _positive, "must be at least 1")
+    if n % stages:
+        raise SpecError(f"fields.pipeline_stages: {stages} does not divide the {n} GPU(s) "
+                        f"(diffusion-pipe runs GPUs / pipeline_stages copies of the model)")
+    if stages > 1 and opts.get("blocks_to_swap", 0, int) > 0:
+        raise SpecError("fields.blocks_to_swap: diffusion-pipe swaps blocks only with "
+                        f"pipeline_stages = 1 (got pipeline_stages = {stages})")
+    return n, stages, n // stages
+
+
 def _frame_buckets(text: Any) -> list[int]:
     items = text if isinstance(text, (list, tuple)) else str(text).replace(",", " ").split()
     buckets = sorted({int(x) for x in items})
@@ -171,7 +196,9 @@ def _plan(job: TrainingJob, opts: _Options, mt: ModelType,
         if media == 0:
             raise SpecError(f"dataset_dir: {dataset} holds no {what} for diffusion-pipe")
     # one resolution: every image is seen num_repeats times an epoch, in global batches
-    per_epoch = max(1, media * job.repeats // (job.batch_size * job.grad_accum))
+    # (batch x accum per data-parallel replica, N / pipeline_stages replicas)
+    replicas = _parallel(job, opts)[2]
+    per_epoch = max(1, media * job.repeats // (job.batch_size * job.grad_accum * replicas))
     epochs = opts.get("epochs", 0, int, lambda v: v >= 0, "cannot be negative")
     if epochs:
         return {"epochs": epochs, "max_steps": 0, "steps_per_epoch": per_epoch,
@@ -207,7 +234,7 @@ def main_config(job: TrainingJob, paths: JobPaths, entries: list[DatasetEntry] |
         doc["max_steps"] = plan["max_steps"]
     doc |= {
         "micro_batch_size_per_gpu": job.batch_size,
-        "pipeline_stages": 1,
+        "pipeline_stages": _parallel(job, opts)[1],
         "gradient_accumulation_steps": job.grad_accum,
         "gradient_clipping": opts.get("gradient_clipping", 1.0, float, lambda v: v >= 0,
                                       "cannot be negative"),
@@ -361,6 +388,7 @@ class DiffusionPipeBackend:
             "samples_note": "diffusion-pipe makes no sample images during training.",
             "checkpoints": True,
             "stop": "file",
+            "multi_gpu": "deepspeed",   # data + pipeline parallel: num_processes, pipeline_stages
             "quantize_base": ["none", "float8"],
             "optimizers": list(OPTIMIZERS),
             "lr_schedulers": ["constant", *DECAYING],
@@ -402,8 +430,15 @@ class DiffusionPipeBackend:
         files = {paths.configs / MAIN_TOML: toml_dumps(main, header),
                  paths.configs / DATASET_TOML: toml_dumps(
                      dataset, f"diffusion-pipe dataset for job {job.job_id}.")} | captions
-        argv = self._launcher() + ["--num_gpus=1", "train.py", "--deepspeed",
-                                   "--config", str(paths.configs / MAIN_TOML)]
+        n, ids = num_processes(job), gpu_ids(job)
+        if n == 1 and not ids:
+            argv = self._launcher() + ["--num_gpus=1", "train.py", "--deepspeed",
+                                       "--config", str(paths.configs / MAIN_TOML)]
+        else:       # several GPUs: one free port for DeepSpeed's launcher and train.py
+            port = free_port()
+            argv = self._launcher() + deepspeed_launch_args(n, ids, port) + [
+                "train.py", "--deepspeed", "--config", str(paths.configs / MAIN_TOML),
+                "--master_port", str(port)]
         context = ParserContext(total=plan["total"], steps_per_epoch=plan["steps_per_epoch"],
                                 epochs=0 if plan["max_steps"] else plan["epochs"],
                                 max_steps=plan["max_steps"], output_dir=output_dir,

@@ -413,6 +413,11 @@ def option_fields() -> list[dict[str, Any]]:
         {"key": "blocks_to_swap", "label": "Blocks to swap to RAM", "kind": "int",
          "required": False, "tooltip": "Lowers VRAM use by keeping this many transformer "
          "blocks in system RAM (slower). Try 10–20 on 24 GB for big models; 0 = off."},
+        {"key": "pipeline_stages", "label": "Pipeline stages", "kind": "int",
+         "required": False, "tooltip": "With several GPUs: split each copy of the model over "
+         "this many GPUs (for models too big for one card). The GPUs used must be a multiple "
+         "of it; 1 (default) = every GPU holds the whole model (data parallel). Needs "
+         "blocks to swap = 0 when above 1."},
         {"key": "activation_checkpointing", "label": "Activation checkpointing",
          "kind": "choice", "choices": ["true", "false", "unsloth"], "required": False,
          "tooltip": "true saves VRAM (recommended); unsloth saves even more, a bit slower."},

@@ -31,6 +31,10 @@ ends at once and the newest periodic save is what resume uses.
 Lines this launcher prints on stdout (``[isengard] <kind> <json>``): ``context``, ``note``
 (``{"level", "message"}``), ``stop`` (``{"saving": bool}``), ``stopped`` (``{"saved": bool,
 "step": int}``), ``error`` (``{"kind", "message"}``, then exit code 2).
+
+Several GPUs: under ``accelerate launch`` every worker runs this launcher (``RANK`` set in its
+environment). Rank 0 alone prints those lines (errors: every rank) and does the file work of
+steps 1, 3 and 4; every rank watches the stop file and ends on it.
 """
 
 import json
@@ -50,7 +54,17 @@ class Stopped(BaseException):
     ``except Exception`` blocks let it through."""
 
 
+def rank():
+    """This worker's rank under a distributed launcher (0 alone)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def say(kind, payload):
+    if kind != "error" and rank() > 0:
+        return    # one worker speaks for all
     sys.stdout.write("%s %s %s\n" % (PREFIX, kind, json.dumps(payload, separators=(",", ":"),
                                                               ensure_ascii=False)))
     sys.stdout.flush()
@@ -196,7 +210,7 @@ def main(argv):
         context = json.load(fh)
     script, args = os.path.abspath(argv[2]), argv[3:]
     stop_file = context.get("stop_file") or ""
-    if stop_file:
+    if stop_file and rank() == 0:
         folder = os.path.dirname(stop_file)
         for name in os.listdir(folder) if os.path.isdir(folder) else []:
             if name.startswith("isengard-") and name.endswith(".stop") and \
@@ -207,9 +221,9 @@ def main(argv):
                     pass
     say("context", context)
     try:
-        if context.get("link_tree"):
+        if context.get("link_tree") and rank() == 0:
             link_tree(context["link_tree"])
-        if context.get("set_aside"):
+        if context.get("set_aside") and rank() == 0:
             set_aside(context["set_aside"])
     except OSError as exc:
         say("error", {"kind": "config", "message": str(exc)})

@@ -14,11 +14,24 @@ Launch. The runner starts, in the sd-scripts folder::
         -- <sd-scripts>/<script> --config_file jobs/<id>/configs/kohya_args.toml \\
         --console_log_simple [--resume <state folder> --skip_until_initial_step]
 
-Not ``accelerate launch``: one GPU needs no launcher (sd-scripts builds its ``Accelerator``
-itself and passes ``mixed_precision`` from the args), the launcher would read the user's own
-``accelerate config`` (multi-GPU or precision surprises) and would run the trainer as a
-grandchild outside the stop handling. ``OMP_NUM_THREADS=1`` stands in for
-``--num_cpu_threads_per_process 1``. ``--console_log_simple`` sends sd-scripts' log lines to
+Not ``accelerate launch`` on one GPU: it needs no launcher (sd-scripts builds its
+``Accelerator`` itself and passes ``mixed_precision`` from the args), the launcher would read
+the user's own ``accelerate config`` (multi-GPU or precision surprises) and would run the
+trainer as a grandchild outside the stop handling. ``OMP_NUM_THREADS=1`` stands in for
+``--num_cpu_threads_per_process 1``.
+
+Several GPUs (``extra["num_processes"]`` N > 1, optionally ``extra["gpu_ids"]``;
+``core/training/parallel.py``): sd-scripts' own way, ``accelerate launch`` in front of the
+same shim command (docs/flux_train_network.md:124 launches with ``accelerate launch``)::
+
+    <python> -m accelerate.commands.launch --config_file jobs/<id>/configs/accelerate.yaml \
+        --multi_gpu --num_processes N --num_machines 1 --mixed_precision <mp> \
+        --dynamo_backend no --main_process_port <free> [--gpu_ids 0,1] \
+        jobs/<id>/configs/isengard_shim.py <context> -- <script> <args>
+
+The job-local ``accelerate.yaml`` keeps the user's default accelerate config out. Every
+worker runs the shim; only rank 0 prints its ``[isengard]`` lines (the shim reads ``RANK``),
+and each worker ends on the stop file as a single process does. ``--console_log_simple`` sends sd-scripts' log lines to
 stdout as plain text (the first few, before the args are read, still come through ``rich`` on
 stderr; the parser reads both).
 
@@ -46,6 +59,8 @@ from ...core.training.installs import (
     validate_install,
 )
 from ...core.dataset import captions
+from ...core.training.parallel import (accelerate_config_text, accelerate_launch_args,
+                                       free_port, gpu_ids, num_processes)
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ..external.files import (
     check_job,
@@ -67,6 +82,7 @@ KEY = "kohya"
 ARGS_NAME = "kohya_args.toml"
 DATASET_NAME = "kohya_dataset.toml"
 PROMPTS_NAME = "kohya_sample_prompts.txt"
+ACCELERATE_NAME = "accelerate.yaml"   # job-local accelerate config (several GPUs)
 SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py",
            "flux-dev": "flux_train_network.py", "flux-schnell": "flux_train_network.py",
            "chroma": "flux_train_network.py"}
@@ -328,6 +344,7 @@ class KohyaBackend:
                         for gb, (b, fp8) in VRAM_PRESETS.items()},
             "resume": True, "samples": True, "checkpoints": True,
             "stop": "file", "stop_saves": False,
+            "multi_gpu": "accelerate",   # data parallel: extra num_processes / gpu_ids
             "quantize_base": ["none", "float8"],
             "platforms": list(TRAINER_KINDS[KEY].platforms),
             "platform_reason": platform_problem(KEY),
@@ -364,6 +381,13 @@ class KohyaBackend:
         }
         argv, launcher, stop_file = launcher_files(paths, self.install.python, script, args,
                                                    context)
+        n = num_processes(job)
+        if n > 1:     # sd-scripts' data parallel: accelerate launch in front of the shim
+            ids, config = gpu_ids(job), paths.configs / ACCELERATE_NAME
+            files[config] = accelerate_config_text(n, ids, _precision(job)[0])
+            argv = [argv[0], "-m", "accelerate.commands.launch",
+                    *accelerate_launch_args(n, ids, free_port(), _precision(job)[0],
+                                            str(config)), *argv[1:]]
         files.update(launcher)
         files.update(stage_job_dataset(job, paths))   # the job's photo list, staged
         return Launch(argv=argv, env={"OMP_NUM_THREADS": "1"}, cwd=self.install.folder,

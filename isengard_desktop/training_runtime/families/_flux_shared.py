@@ -313,9 +313,11 @@ class FlowFamilyBase(Family):
     # ------------------------------------------------------------------------- training
 
     def _predict(self, packed: torch.Tensor, sigma: torch.Tensor, conds: list[TextCondition],
-                 h: int, w: int, guidance: float | None) -> torch.Tensor:
-        """Velocity prediction (noise - x0) for packed latents at noise level ``sigma``."""
-        model = self.denoiser()
+                 h: int, w: int, guidance: float | None,
+                 training: bool = False) -> torch.Tensor:
+        """Velocity prediction (noise - x0) for packed latents at noise level ``sigma``
+        (``training``: through :meth:`training_forward`)."""
+        model = self.training_forward() if training else self.denoiser()
         kwargs = self._condition_kwargs(conds, packed.shape[1], guidance)
         out = model(hidden_states=packed.to(self.dtype), timestep=sigma.to(self.dtype),
                     img_ids=image_ids(h, w, self.device, self.dtype), return_dict=False,
@@ -352,7 +354,8 @@ class FlowFamilyBase(Family):
         sigma = self._train_sigmas(b, (h // 2) * (w // 2), generator)
         s = sigma.view(b, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
-        pred = self._predict(pack_latents(x_t), sigma, cond, h, w, self._train_guidance())
+        pred = self._predict(pack_latents(x_t), sigma, cond, h, w, self._train_guidance(),
+                             training=True)
         return F.mse_loss(pred.float(), pack_latents(noise - x0))
 
     # ------------------------------------------------------------------------- sampling

@@ -63,6 +63,16 @@ class Family(ABC):
         self.job = job
         self.device = device
         self.dtype = dtype
+        # The denoiser wrapped for data-parallel training (DistributedDataParallel), set by
+        # the loop while it trains on several processes; None with one process.
+        self.train_module: torch.nn.Module | None = None
+
+    def training_forward(self) -> torch.nn.Module:
+        """The module :meth:`loss` calls: the denoiser, or its data-parallel wrapper (whose
+        forward makes the backward pass average the LoRA gradients across processes).
+        Sampling always calls the denoiser itself."""
+        den = self.denoiser()
+        return den if self.train_module is None else self.train_module
 
     @abstractmethod
     def load(self, report: PhaseReport) -> None:

@@ -311,8 +311,8 @@ class _UNetFamily(Family):
         t = torch.randint(0, steps, (b,), generator=generator).to(self.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
         hidden = torch.stack([c.tensors["hidden"] for c in cond]).to(self.device, self.dtype)
-        pred = self.unet(noisy.to(self.dtype), t, encoder_hidden_states=hidden,
-                         added_cond_kwargs=self._added_cond(cond)).sample
+        pred = self.training_forward()(noisy.to(self.dtype), t, encoder_hidden_states=hidden,
+                                       added_cond_kwargs=self._added_cond(cond)).sample
         if self.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, t)
         else:

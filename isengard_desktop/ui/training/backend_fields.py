@@ -35,6 +35,7 @@ class BackendChoice:
     families: tuple[str, ...] = ()
     samples: bool = True                 # makes sample images during training
     unused_fields: tuple[str, ...] = ()  # TrainingJob fields it does not use
+    multi_gpu: str = ""                  # its engine for several GPUs ("" = one GPU only)
 
 
 def choice_for(key: str, label: str, backend: Any) -> BackendChoice:
@@ -57,7 +58,8 @@ def choice_for(key: str, label: str, backend: Any) -> BackendChoice:
                          tuple(caps.get("families") or ()),
                          samples=caps.get("samples", True) is not False,
                          unused_fields=tuple(str(f) for f in caps.get("unused_job_fields")
-                                             or ()))
+                                             or ()),
+                         multi_gpu=str(caps.get("multi_gpu") or ""))
 
 
 class FieldRow:

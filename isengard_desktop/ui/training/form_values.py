@@ -75,6 +75,8 @@ class SetupForm(Protocol):
     def _update_family_fields(self) -> None: ...
     def _update_prompts_note(self) -> None: ...
     def _update_warnings(self) -> None: ...
+    def processes(self) -> int: ...
+    def set_processes(self, n: int) -> None: ...
 
     # the mixin's own methods that call each other
     def backend(self) -> BackendChoice | None: ...
@@ -377,6 +379,9 @@ class FormValuesMixin:
             extra["fields"] = {k: (v.replace(TRIGGER, trigger)
                                    if kinds.get(k) == "text" and isinstance(v, str) else v)
                                for k, v in extra["fields"].items()}
+        n = self.processes()
+        if n > 1:       # several GPUs: the trainer's own engine (core/training/parallel.py)
+            extra["num_processes"] = n
         if extra:
             values["extra"] = extra
         known = set(TrainingJob.__dataclass_fields__)
@@ -406,6 +411,8 @@ class FormValuesMixin:
             self.backend_picker.set_model_type(extra["model_type"])
         if extra.get("fields"):
             self.backend_picker.set_values(extra["fields"])
+        n = extra.get("num_processes")
+        self.set_processes(n if isinstance(n, int) and not isinstance(n, bool) else 1)
         for name in self.fields:
             self.set_field(name, getattr(job, name))
         base = job.preset.replace(" (edited)", "")

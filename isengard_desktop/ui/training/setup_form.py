@@ -22,13 +22,15 @@ from typing import Any
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout, QLabel,
-                               QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QHBoxLayout,
+                               QLabel, QPlainTextEdit, QPushButton, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from ...core.dataset.captions import with_trigger
 from ...core.db.records import Character
 from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.training.memory_fit import Fix, MemoryModelError, fit, predict
+from ...core.training.parallel import effective_batch
 from ...core.training.presets import (CPU_HINT, DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NAMES, PRESET_NOTES,
                                       apply_preset, dataset_warnings, estimate_seconds,
                                       format_duration, min_short_side, tier_values)
@@ -175,6 +177,32 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         fit_layout.addWidget(self.fit_button)
         self.fit_row.setVisible(False)
         self.fit: Fix | None = None
+        # several GPUs: offered when the probe saw more than one and the trainer has an
+        # engine for them (accelerate / DeepSpeed); per-GPU and effective batch shown
+        self._gpu_count = 1
+        self.multi_gpu_check = QCheckBox("Train on")
+        self.multi_gpu_check.setObjectName("MultiGpu")
+        self.multi_gpu_spin = QSpinBox()
+        self.multi_gpu_spin.setRange(2, 2)
+        self.multi_gpu_spin.setSuffix(" GPUs")
+        self.multi_gpu_spin.setEnabled(False)
+        tip = ("Train on several GPUs at once through the trainer's own engine (accelerate "
+               "for the built-in trainer and sd-scripts, DeepSpeed for diffusion-pipe). Each "
+               "GPU trains 'Batch size' images per step, so a step sees that many times more "
+               "images (the effective batch); the step count, progress, stop and resume stay "
+               "the same. Each GPU needs the memory of a one-GPU job.")
+        for w in (self.multi_gpu_check, self.multi_gpu_spin):
+            w.setToolTip(tip)
+        self.multi_gpu_note = QLabel("")
+        self.multi_gpu_note.setObjectName("MultiGpuNote")
+        self.multi_gpu_note.setProperty("subtle", True)
+        self.multi_gpu_row = QWidget()
+        multi_layout = QHBoxLayout(self.multi_gpu_row)
+        multi_layout.setContentsMargins(0, 0, 0, 0)
+        multi_layout.addWidget(self.multi_gpu_check)
+        multi_layout.addWidget(self.multi_gpu_spin)
+        multi_layout.addWidget(self.multi_gpu_note, 1)
+        self.multi_gpu_row.setVisible(False)
         self.estimate_label = QLabel("")
         self.estimate_label.setObjectName("Estimate")
         self.estimate_label.setWordWrap(True)
@@ -242,6 +270,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         layout.addWidget(_section("Preset"))
         layout.addLayout(presets_row)
         layout.addWidget(self.fit_row)
+        layout.addWidget(self.multi_gpu_row)
         layout.addWidget(self.preset_note)
         layout.addWidget(self.estimate_label)
         layout.addWidget(self.estimate_basis)
@@ -267,6 +296,8 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.start_button.clicked.connect(self._on_start)
         self.fit_button.clicked.connect(self.apply_fit_fix)
+        self.multi_gpu_check.toggled.connect(lambda _: self.update_estimate())
+        self.multi_gpu_spin.valueChanged.connect(lambda _: self.update_estimate())
         add_run_shortcut(self, self.start_button)
         self.advanced.edited.connect(self._on_field_edited)
         self.apply_preset(DEFAULT_PRESET)
@@ -279,6 +310,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
                                  self.backend_picker.has_model_types())
         self._apply_backend_capabilities()
         self.update_fit()
+        self.update_multi_gpu()
         self._update_start()
 
     # -- advanced fields -----------------------------------------------------------------------
@@ -474,6 +506,66 @@ class SetupFormWidget(FormValuesMixin, QWidget):
                           re.IGNORECASE)
         return float(match.group(1)) if match else self._vram_gb
 
+    # -- several GPUs ---------------------------------------------------------------------------
+    def set_gpu_count(self, n: int) -> None:
+        """How many CUDA GPUs the probe saw; with more than one the form offers to train on
+        several (all of them by default once ticked)."""
+        first = self._gpu_count < 2
+        self._gpu_count = max(1, int(n))
+        self.multi_gpu_spin.setRange(2, max(2, self._gpu_count))
+        if first:
+            self.multi_gpu_spin.setValue(max(2, self._gpu_count))
+        self.update_multi_gpu()
+
+    def multi_gpu_offered(self) -> bool:
+        backend = self.backend()
+        return (self._gpu_count > 1 and backend is not None and bool(backend.multi_gpu)
+                and str(self.field_value("device") or "auto") != "cpu")
+
+    def processes(self) -> int:
+        """GPUs the job trains on (1 unless several are offered and ticked)."""
+        if self.multi_gpu_offered() and self.multi_gpu_check.isChecked():
+            return int(self.multi_gpu_spin.value())
+        return 1
+
+    def set_processes(self, n: int) -> None:
+        """Tick "Train on N GPUs" for an earlier job's N (N = 1: untick)."""
+        if n > 1:
+            self.multi_gpu_spin.setValue(min(n, self.multi_gpu_spin.maximum()))
+        self.multi_gpu_check.setChecked(n > 1)
+        self.update_multi_gpu()
+
+    def _pipeline_stages(self) -> int:
+        value = (self.backend_picker.extra().get("fields") or {}).get("pipeline_stages")
+        if value is None:
+            return 1
+        try:
+            return max(1, int(value))
+        except (TypeError, ValueError):
+            return 1
+
+    def update_multi_gpu(self) -> None:
+        """Show or hide the "Train on N GPUs" row and its batch line."""
+        offered = self.multi_gpu_offered()
+        self.multi_gpu_row.setVisible(offered)
+        self.multi_gpu_spin.setEnabled(self.multi_gpu_check.isChecked())
+        if not offered:
+            return
+        batch, accum = int(self.field_value("batch_size")), int(self.field_value("grad_accum"))
+        n = self.processes()
+        stages = self._pipeline_stages() if n > 1 else 1
+        total = effective_batch(batch, n, accum, stages)
+        if n == 1:
+            text = f"({self._gpu_count} GPUs found; now one: batch {batch * accum} a step)"
+        else:
+            per = f"batch {batch} per GPU × {n // stages} GPUs"
+            if stages > 1:
+                per = (f"batch {batch} per model copy × {n // stages} copies "
+                       f"({stages} GPUs each)")
+            more = f" × {accum} accumulated" if accum > 1 else ""
+            text = f"{per}{more} = effective batch {total}"
+        self.multi_gpu_note.setText(text)
+
     def update_fit(self) -> None:
         """The pre-flight line under the presets: whether the settings fit the GPU, and the
         smallest change that makes them fit (a button) when they do not."""
@@ -494,11 +586,14 @@ class SetupFormWidget(FormValuesMixin, QWidget):
             self.fit_row.setVisible(True)
             return
         self.fit = verdict
+        n = self.processes()      # data parallel: every GPU holds the whole job
+        card = f"each of the {n} GPUs" if n > 1 else "this GPU"
         if verdict.fits:
-            text = f"Fits this GPU (est. {estimate.vram_gb:.1f} of {vram:.0f} GB)"
+            text = f"Fits {card} (est. {estimate.vram_gb:.1f} of {vram:.0f} GB)"
             color = "#8fd19e"
         else:
-            text = f"Will not fit this {vram:.0f} GB GPU (est. {estimate.vram_gb:.1f} GB)"
+            text = (f"Will not fit {'each' if n > 1 else 'this'} {vram:.0f} GB GPU (est. "
+                    f"{estimate.vram_gb:.1f} GB)")
             if verdict.fix is None and " — " in verdict.text:
                 text += " — " + verdict.text.split(" — ", 1)[1]     # why nothing fits
             color = "#f0a35e"
@@ -506,7 +601,9 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self.fit_label.setStyleSheet(f"color: {color};")
         self.fit_label.setToolTip(
             "Predicted peak GPU memory while training, by part:\n" + estimate.describe()
-            + f"\nRAM: about {estimate.ram_gb:.0f} GB while loading.\nEstimates from "
+            + (f"\nRAM: about {estimate.ram_gb * n:.0f} GB while loading ({n} training "
+               f"processes, each loads the model)" if n > 1 else
+               f"\nRAM: about {estimate.ram_gb:.0f} GB while loading") + ".\nEstimates from "
             "resources/training/memory_model.toml, not measured on this GPU.")
         fixable = verdict.fix is not None and all(k in self.fields or k in
                                                   self.backend_picker.rows()
@@ -534,6 +631,7 @@ class SetupFormWidget(FormValuesMixin, QWidget):
 
     def update_estimate(self) -> None:
         self.update_fit()
+        self.update_multi_gpu()
         result = self.estimate()
         if result is None:
             self.estimate_label.setText("Estimated time: pick a base model first")

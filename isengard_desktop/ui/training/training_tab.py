@@ -235,6 +235,7 @@ class TrainingTab(QWidget):
         if status.usable:
             self.no_gpu_banner.hide()
             self.form.set_gpu_hint(status.hint)
+            self.form.set_gpu_count(status.gpu_count)
             return
         self.no_gpu_banner.show_notice(
             f"No usable GPU: {status.why}. Training runs on the CPU, which takes hours for a "
@@ -243,6 +244,7 @@ class TrainingTab(QWidget):
             "Open the set-up assistant's page about this computer: the GPU, its driver and "
             "the trainer build chosen for it.")
         self.form.set_gpu_hint(CPU_HINT)
+        self.form.set_gpu_count(1)
 
     def set_trainer_python(self, python: TrainerPython) -> None:
         """Which Python trainers run with (``core.runtime.trainer_python``): a banner with an
