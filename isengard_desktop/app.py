@@ -203,7 +203,11 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     def make_generate_tab() -> QWidget:
         from .ui.generate import GenerateTab
 
-        return GenerateTab(generation, library, thumbnails, refine=prompt_refine)
+        tab = GenerateTab(generation, library, thumbnails, refine=prompt_refine)
+        tab.identity_scorer = lambda character_id: (
+            faces.similarity_scorer(library.images(character_id))
+            if library.images(character_id) else None)
+        return tab
 
     tabs: dict[str, QWidget] = {
         "Characters": characters,

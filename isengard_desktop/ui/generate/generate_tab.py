@@ -28,6 +28,7 @@ Signals:
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -93,6 +94,9 @@ class GenerateTab(QWidget):
         self.shown_job: str | None = None
         self.staging_character_id: int | None = None
         self.explorer: LoraExplorerDialog | None = None
+        # character id → scorer of pictures against their photos (the app sets it from the
+        # face analysis); staged pictures of another face are flagged before Keep
+        self.identity_scorer: Callable[[int], Any] | None = None
         self.concept_dialog: ConceptDialog | None = None
 
         self.backends = BackendBarWidget()
@@ -619,6 +623,9 @@ class GenerateTab(QWidget):
         self.staging_character_id = character_id
         self.form.set_staging(option)
         self._update_staging_title()
+        # each staged picture's face against the character's photos (face analysis)
+        self.staging.set_scorer(self.identity_scorer(character_id)
+                                if self.identity_scorer is not None else None)
         self.staging.set_items(self._service.staging(character_id))
         self.lower_stack.setCurrentIndex(1)
         self.staging.setFocus(Qt.FocusReason.OtherFocusReason)

@@ -13,7 +13,7 @@ Signals (StagingStripWidget):
 from __future__ import annotations
 
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScroll
                                QSizePolicy, QVBoxLayout, QWidget)
 
 from ...core.comfy.jobs import GalleryItem
+from ...services.background import alive
 from ...services.thumbnails import ThumbnailService
 from .gallery import thumb_key
 
@@ -63,10 +64,43 @@ class StagingTileWidget(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(6)
+        self.likeness = QLabel("")
+        self.likeness.setObjectName("StagingLikeness")
+        self.likeness.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.likeness.setWordWrap(True)
+        self.likeness.hide()
         layout.addWidget(self.image)
         layout.addWidget(self.caption)
+        layout.addWidget(self.likeness)
         layout.addLayout(buttons)
         self.decision = ""
+        self.identity: float | None = None
+        self.scored = False
+
+    def set_identity(self, similarity: float | None) -> None:
+        """The likeness of this picture's face to the character's photos (the face
+        analysis' identity score; None: no face found). Below the same-person line the
+        tile warns before the picture can enter the dataset."""
+        self.identity, self.scored = similarity, True
+        if similarity is None:
+            text, warn = "No face found", True
+            tip = ("The face analysis found no face in this picture: kept, it would teach the "
+                   "LoRA nothing about the person.")
+        elif similarity < SAME_PERSON_SIMILARITY:
+            text, warn = f"May be a different person ({similarity:.2f})", True
+            tip = (f"Likeness {similarity:.2f} to the character's photos; below "
+                   f"{SAME_PERSON_SIMILARITY:.1f} the face analysis reads another person. "
+                   "Keeping it would teach the LoRA a wrong face.")
+        else:
+            text, warn = f"Likeness {similarity:.2f}", False
+            tip = (f"Likeness {similarity:.2f} to the character's photos (1.0 = the same "
+                   f"face; {SAME_PERSON_SIMILARITY:.1f} and above reads the same person).")
+        self.likeness.setText(text)
+        self.likeness.setToolTip(tip)
+        self.likeness.setProperty("warning", warn)
+        self.likeness.style().unpolish(self.likeness)
+        self.likeness.style().polish(self.likeness)
+        self.likeness.show()
 
     def set_pixmap(self, pix: QPixmap | None) -> None:
         if pix is None or pix.isNull():
@@ -96,6 +130,10 @@ class StagingTileWidget(QFrame):
         super().mousePressEvent(event)
 
 
+# dlib's same-person distance 0.6 as a similarity (core/identity.py; not imported: numpy)
+SAME_PERSON_SIMILARITY = 0.4
+
+
 class StagingStripWidget(QFrame):
     keep_requested = Signal(list)
     discard_requested = Signal(list)
@@ -105,6 +143,9 @@ class StagingStripWidget(QFrame):
         self.setObjectName("StagingStrip")
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._thumbs = thumbnails
+        self._scorer: Callable[[list[Path], Callable[[dict[Path, float | None]], None]],
+                               None] | None = None
+        self._asked: set[int] = set()
         self.tiles: list[StagingTileWidget] = []
         self.current_id: int | None = None
         self._row = QHBoxLayout()
@@ -169,6 +210,7 @@ class StagingStripWidget(QFrame):
         for n, tile in enumerate(keep):
             self._row.insertWidget(n, tile)
         self.tiles = keep
+        self._score_new()
         if self.current_id not in {t.item.id for t in keep}:
             self.current_id = None
             undecided = [t for t in keep if not t.decision]
@@ -178,6 +220,35 @@ class StagingStripWidget(QFrame):
                 self.current_id = after[0].item.id
         self._mark_current()
         self._update_empty()
+
+    def set_scorer(self, scorer: Callable[[list[Path], Callable[[dict[Path, float | None]],
+                                                                  None]], None] | None) -> None:
+        """The identity scorer of the character whose pictures are staged (None: no face
+        analysis); pictures shown from now on are scored once each."""
+        self._scorer = scorer
+        self._asked = set()
+        self._score_new()
+
+    def _score_new(self) -> None:
+        scorer = self._scorer
+        if scorer is None:
+            return
+        asked = self._asked
+        new = [t for t in self.tiles if not t.scored and t.item.id not in asked]
+        if not new:
+            return
+        asked.update(t.item.id for t in new)
+        by_path = {Path(t.item.path): t.item.id for t in new}
+
+        def scored(scores: dict[Path, float | None]) -> None:
+            if not alive(self):
+                return
+            for path, item_id in by_path.items():
+                tile = self.tile(item_id)
+                if tile is not None and path in scores:
+                    tile.set_identity(scores[path])
+
+        scorer(list(by_path), scored)
 
     def reset_decisions(self) -> None:
         """Forget pending Keep/Discard marks (the owner says they did not happen)."""
