@@ -129,7 +129,7 @@ class GalleryItem:
     server: str = ""
     parent_image: str = ""
     prompt_id: str = ""
-    # lineage (migration 7): parent generation id, funnel id and stage, the funnel decision
+    # lineage (migration 8): parent generation id, funnel id and stage, the funnel decision
     parent_id: int | None = None
     funnel_id: str = ""
     stage: str = ""
