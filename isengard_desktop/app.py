@@ -20,6 +20,7 @@ from .core.hardware.monitor import ResourceSampler
 from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
+from .services.captioning import CaptionService
 from .services.dataset_checks import DatasetChecksService
 from .services.downloads import DownloadService
 from .services.gpu_probe import GpuProbe
@@ -77,6 +78,7 @@ class AppContext:
     comfy_install: ComfyInstallService | None = None
     resources: ResourceMonitor | None = None   # GPU/CPU/RAM/disk at 1 Hz (Training tab, jobs)
     prompt_refine: PromptRefineService | None = None
+    captioning: CaptionService | None = None   # auto-caption suggestions (Dataset tab)
     _closed: bool = False
 
     @property
@@ -114,6 +116,8 @@ class AppContext:
             self.runtime.shutdown()      # an install child is stopped (downloads are kept)
         if self.comfy_install is not None:
             self.comfy_install.shutdown()    # its uv child / check server stopped
+        if self.captioning is not None:
+            self.captioning.shutdown()   # a captioning child keeps what it finished
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
         #                                  then every HTTP client and websocket closed
@@ -157,7 +161,9 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     generation.set_upload_tokens(lambda url: holder[0].secrets.server_token(url))
     characters = CharactersTab(library, thumbnails)
     checks = DatasetChecksService()
-    dataset = DatasetTab(library, thumbnails, checks)
+    captioning = CaptionService(paths, library)
+    dataset = DatasetTab(library, thumbnails, checks, captioning=captioning,
+                         models_root=paths.models)
 
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
@@ -190,7 +196,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
-                     resources=resources, prompt_refine=prompt_refine)
+                     resources=resources, prompt_refine=prompt_refine, captioning=captioning)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -209,6 +215,9 @@ def _connect_signals(ctx: AppContext) -> None:
     library.data_changed.connect(dataset.on_data_changed)
     library.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
+    if ctx.captioning is not None:
+        ctx.captioning.run_started.connect(window.progress.track)
+        ctx.captioning.failed.connect(window.show_error)
     dataset.message_posted.connect(window.show_message)
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 

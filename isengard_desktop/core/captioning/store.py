@@ -117,7 +117,7 @@ def read_review(path: Path) -> dict[str, Decision]:
     for key, item in items.items():
         if not isinstance(item, dict):
             continue
-        status = item.get("status")
+        status = str(item.get("status"))
         out[str(key)] = Decision(
             status=DecisionStatus(status) if status in DecisionStatus._value2member_map_
             else None, text=str(item.get("text", "")))

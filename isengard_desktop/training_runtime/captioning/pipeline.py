@@ -10,7 +10,9 @@ out-of-memory the batch is halved and retried; at one photo a batch it is an err
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ class RunResult:
 def load_image(path: str) -> Image.Image:
     """The photo as RGB, turned upright by its EXIF orientation."""
     try:
-        import pillow_heif  # type: ignore[import-untyped]
+        import pillow_heif
 
         pillow_heif.register_heif_opener()
     except ImportError:
@@ -76,8 +78,9 @@ class Captioner:
         else:
             self.dtype = torch.float32
         self.processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
-        self.model = Florence2ForConditionalGeneration.from_pretrained(
-            str(folder), local_files_only=True, dtype=self.dtype).to(self.device).eval()
+        model = Florence2ForConditionalGeneration.from_pretrained(
+            str(folder), local_files_only=True, dtype=self.dtype)
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
 
     # -- one batch -----------------------------------------------------------------------------
     def generate(self, images: Sequence[Image.Image], task: str, *, max_new_tokens: int,
@@ -138,7 +141,11 @@ class Captioner:
                     if err:
                         failed += 1
                         emit("caption_error", key=img.key, image=img.path, message=err)
+                started = time.monotonic()
                 texts = self._generate_fitting([p for _, p in good], job, state, emit)
+                if good:
+                    print(f"[captioning] batch of {len(good)} in "
+                          f"{time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
                 records = [RawCaption(img.key, img.path, text, model_id)
                            for (img, _), text in zip(good, texts, strict=True)]
                 write(records)
