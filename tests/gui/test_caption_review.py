@@ -126,3 +126,51 @@ def test_identity_mode_and_placement_change_the_shown_suggestion(qtbot, make_app
     qtbot.waitUntil(lambda: dialog.suggestion_edit.toPlainText()
                     == "a young woman ohwx with long blonde hair wearing a red dress.")
     assert ctx.library.image(image.id).caption == ""   # nothing written without Accept
+
+
+def test_cancel_keeps_finished_suggestions_and_a_new_run_goes_on(qtbot, make_app, tmp_path,
+                                                                 tiny_florence):
+    ctx = make_app()
+    ch = add_character(qtbot, ctx.library, "Cleo", trigger="ohwx", photos=6,
+                       photo_root=tmp_path, size=(120, 90))
+    dialog = _open_dialog(qtbot, ctx, ch.id, tiny_florence)
+    outcomes = []
+    ctx.captioning.run_started.connect(lambda run: run.finished.connect(outcomes.append))
+    # one photo a batch, each a full generation (random weights never stop early): the stop
+    # reaches the child while it works on a later photo
+    run = ctx.captioning.start(ch.id, tiny_florence, device="cpu", batch_size=1,
+                               max_new_tokens=64, num_beams=3)
+    assert run is not None and dialog.cancel_button.isEnabled()
+    assert not dialog.start_button.isEnabled()
+    qtbot.waitUntil(lambda: run.captioned >= 1, timeout=RUN_TIMEOUT_MS)
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=RUN_TIMEOUT_MS)
+    outcome = outcomes[0]
+    assert outcome.cancelled and not outcome.error
+    assert 1 <= outcome.captioned < 6
+    assert dialog.status.text().startswith("Cancelled:")
+    qtbot.waitUntil(lambda: dialog.list.count() == outcome.captioned)
+    assert all(i.caption == "" for i in ctx.library.images(ch.id))   # nothing written
+
+    assert dialog.start_button.isEnabled()
+    ctx.captioning.start(ch.id, tiny_florence, device="cpu", batch_size=8, max_new_tokens=8,
+                         num_beams=1)
+    qtbot.waitUntil(lambda: len(outcomes) == 2, timeout=RUN_TIMEOUT_MS)
+    assert outcomes[1].skipped == outcome.captioned
+    assert outcomes[1].captioned == 6 - outcome.captioned
+    qtbot.waitUntil(lambda: dialog.list.count() == 6)
+
+
+def test_missing_model_is_named_with_where_to_put_it(qtbot, make_app, tmp_path):
+    ctx = make_app()
+    ch = add_character(qtbot, ctx.library, "Dora", photos=1, photo_root=tmp_path,
+                       size=(120, 90))
+    tab = ctx.tabs["Dataset"]
+    tab.character_filter.setCurrentIndex(tab.character_filter.findData(ch.id))
+    dialog = tab.open_captioning()
+    assert "not downloaded" in dialog.model_combo.currentText()
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    text = dialog.status.text()
+    assert "florence-community/Florence-2-base" in text
+    assert str(ctx.paths.models / "LLM" / "Florence-2-base") in text
+    assert not ctx.captioning.is_running

@@ -42,6 +42,7 @@ class CaptionReviewDialog(QDialog):
         self.character_id = character_id
         self._models_root = Path(models_root)
         self._shown: list[Suggestion] = []
+        self._models: tuple[CaptionModel, ...] = ()
         self._current_key = ""
         character = library.character(character_id)
         self._trigger = character.trigger_word if character else ""
@@ -244,6 +245,7 @@ class CaptionReviewDialog(QDialog):
             models = load_models()
         except ValueError as exc:
             self.status.setText(str(exc))
+        self._models = models
         for m in models:
             folder = model_dir(self._models_root, m)
             ready = model_ready(folder)
@@ -267,9 +269,13 @@ class CaptionReviewDialog(QDialog):
     def start(self) -> None:
         folder = Path(str(self.model_combo.currentData() or ""))
         if not model_ready(folder):
+            model = next((m for m in self._models if model_dir(self._models_root, m) == folder),
+                         None)
+            where = (f"Download {model.repo} ({model.approx_size}, {model.licence}) into "
+                     f"{folder}" if model else "Choose a complete model folder")
             self.status.setText(f"The model folder {folder} is not there or not complete "
-                                f"(config.json and a .safetensors file). Download the model "
-                                f"or choose its folder with “Model folder…”.")
+                                f"(it needs config.json and a .safetensors file). {where}, "
+                                f"or choose a folder you have with “Model folder…”.")
             return
         self._service.start(self.character_id, folder,
                             device=str(self.device_combo.currentData()),
