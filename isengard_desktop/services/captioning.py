@@ -46,6 +46,7 @@ from .throttle import Throttler
 __all__ = ["CAPTION_MODULE", "CaptionOutcome", "CaptionRun", "CaptionService", "Suggestion"]
 
 CAPTION_MODULE = "isengard_desktop.training_runtime.captioning"
+STDERR_CAP_CHARS = 256 * 1024   # the end of the child's stderr kept in last_run.log
 STOP_GRACE_S = 60.0     # a batch on the CPU can take this long; then SIGTERM, then SIGKILL
 KILL_GRACE_S = 5.0
 
@@ -125,6 +126,8 @@ class CaptionRun(QObject):
         self.captioned = self.failed = self.skipped = self.total = 0
         self.image_errors: list[str] = []
         self.error = ""
+        self.stderr = ""
+        self.log_file: Path | None = None
 
     def cancel(self) -> None:
         self._cancel()
@@ -172,6 +175,11 @@ class CaptionService(QObject):
     @property
     def current_run(self) -> CaptionRun | None:
         return self._run
+
+    @property
+    def child_pid(self) -> int | None:
+        """The running captioning child's pid (None when none runs)."""
+        return self._proc.pid if self._proc is not None else None
 
     def _folder(self, character_id: int) -> Path | None:
         character = self.library.character(character_id)
@@ -310,6 +318,7 @@ class CaptionService(QObject):
         job.validate()
         job_file = out.parent / "job.json"
         run = CaptionRun(character_id, f"Captioning {character.name}", self.cancel, parent=self)
+        run.log_file = out.parent / "last_run.log"
         self._run = run
         self._state.setdefault(character_id, _CharacterState())
         if not self.is_loaded(character_id):
@@ -358,6 +367,7 @@ class CaptionService(QObject):
 
     def _on_output(self, run: CaptionRun, chunk: OutputChunk) -> None:
         if chunk.stream != "stdout":
+            run.stderr = (run.stderr + chunk.text)[-STDERR_CAP_CHARS:]
             return
         for line, _redraw in chunk.lines:
             event = parse_caption_event(line)
@@ -390,7 +400,7 @@ class CaptionService(QObject):
 
     def _on_finished(self, run: CaptionRun, outcome: ProcessOutcome) -> None:
         self._proc = None
-        cancelled = outcome.stop_intent == StopIntent.CANCEL
+        cancelled = outcome.stop_intent is not None   # cancelled, or the app is quitting
         if not run.error and not cancelled and not outcome.succeeded:
             tail = outcome.tail[-1] if outcome.tail else ""
             run.error = (f"The captioning process {outcome.describe()}"
@@ -404,6 +414,12 @@ class CaptionService(QObject):
         result = CaptionOutcome(run.character_id, run.captioned, run.failed, run.skipped,
                                 cancelled, run.error, tuple(run.image_errors))
         logger.info("captioning ended: {}", result)
+        log_file, text = run.log_file, run.stderr
+        if log_file is not None and text and not self._closed:
+            from ..core.fsutil import atomic_write_text
+
+            run_in_executor(self._io, lambda: atomic_write_text(log_file, text), None,
+                            lambda exc: logger.warning("captioning log not written: {}", exc))
         if run.error:
             self.failed.emit(run.error)
         self.suggestions_changed.emit(run.character_id)
@@ -413,9 +429,9 @@ class CaptionService(QObject):
         """App quit: stop a running child (it keeps what it finished), stop the I/O thread."""
         if self._closed:
             return
-        self._closed = True
         proc = self._proc
         if proc is not None and proc.is_running:
             proc.stop_and_wait(StopIntent.SHUTDOWN, ask=lambda: proc.write(b"stop\n"),
                                grace_s=5.0, kill_grace_s=KILL_GRACE_S)
-        self._io.shutdown(wait=True)
+        self._closed = True
+        self._io.shutdown(wait=True)   # the review file and the run's log are written first

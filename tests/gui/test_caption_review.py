@@ -143,12 +143,19 @@ def test_cancel_keeps_finished_suggestions_and_a_new_run_goes_on(qtbot, make_app
     assert run is not None and dialog.cancel_button.isEnabled()
     assert not dialog.start_button.isEnabled()
     qtbot.waitUntil(lambda: run.captioned >= 1, timeout=RUN_TIMEOUT_MS)
-    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    # shown in the status bar like an import, with its cancel button
+    panel = ctx.window.progress
+    assert panel.label.text().startswith("Captioning Cleo") and panel.cancel_button.isVisible()
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bool(outcomes), timeout=RUN_TIMEOUT_MS)
     outcome = outcomes[0]
     assert outcome.cancelled and not outcome.error
     assert 1 <= outcome.captioned < 6
     assert dialog.status.text().startswith("Cancelled:")
+    assert not panel.cancel_button.isVisible()
+    log = ctx.library.character_folder(ch) / ".captioning" / "last_run.log"
+    qtbot.waitUntil(log.exists)
+    assert "[captioning] batch of 1" in log.read_text(encoding="utf-8")
     qtbot.waitUntil(lambda: dialog.list.count() == outcome.captioned)
     assert all(i.caption == "" for i in ctx.library.images(ch.id))   # nothing written
 
@@ -174,3 +181,40 @@ def test_missing_model_is_named_with_where_to_put_it(qtbot, make_app, tmp_path):
     assert "florence-community/Florence-2-base" in text
     assert str(ctx.paths.models / "LLM" / "Florence-2-base") in text
     assert not ctx.captioning.is_running
+
+
+def test_quitting_during_a_run_stops_the_child_and_keeps_its_work(qtbot, make_app, tmp_path,
+                                                                 tiny_florence):
+    import os
+
+    from isengard_desktop.core.captioning.store import read_raw, suggestions_file
+
+    ctx = make_app()
+    errors: list[str] = []
+    ctx.captioning.failed.connect(errors.append)
+    ch = add_character(qtbot, ctx.library, "Eli", photos=6, photo_root=tmp_path,
+                       size=(120, 90))
+    run = ctx.captioning.start(ch.id, tiny_florence, device="cpu", batch_size=1,
+                               max_new_tokens=64, num_beams=3)
+    assert run is not None
+    qtbot.waitUntil(lambda: run.captioned >= 1, timeout=RUN_TIMEOUT_MS)
+    pid = ctx.captioning.child_pid
+    assert pid is not None
+    close_app(qtbot, ctx)
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive
+    assert errors == []           # quitting is not a failure
+    folder = ctx.library.character_folder(ch)
+    kept = read_raw(suggestions_file(folder))
+    assert 1 <= len(kept) < 6 and (folder / ".captioning" / "last_run.log").exists()
+
+    ctx2 = make_app()
+    ctx2.captioning.load(ch.id)
+    qtbot.waitUntil(lambda: ctx2.captioning.is_loaded(ch.id))
+    from isengard_desktop.core.captioning.postprocess import CaptionOptions
+
+    assert len(ctx2.captioning.suggestions(ch.id, CaptionOptions())) == len(kept)
