@@ -53,6 +53,8 @@ def test_strip_preamble(raw, clean):
     ("a woman, in her early twenties, at the beach.", "a woman at the beach."),
     ("a man with a round face and dark skin, in warm evening light.",
      "a man, in warm evening light."),
+    ("a woman in a straw hat over her long wavy red hair, her green eyes closed.",
+     "a woman in a straw hat over her hair, her eyes closed."),
 ])
 def test_identity_mode_removes_fixed_traits(raw, expected):
     assert remove_fixed_traits(raw) == expected

@@ -158,6 +158,7 @@ def strip_preamble(text: str) -> str:
 class _Patterns:
     trait_list: re.Pattern[str]
     styled_hair: re.Pattern[str]
+    possessive: re.Pattern[str]
     before_noun: re.Pattern[str]
     article: re.Pattern[str]
     age_phrase: re.Pattern[str]
@@ -186,6 +187,10 @@ def _patterns(traits: Traits) -> _Patterns:
         rf"\b(with\s+{poss})(?:{seq(traits.hair)})\s+(hair\s+(?:tied|pulled|styled|swept|"
         rf"slicked|braided|parted|worn|pinned|piled|gathered|twisted|up|down|back|in)\b)",
         re.IGNORECASE)
+    # "over her long blonde hair" -> "over her hair" (the sentence is about something else)
+    possessive = re.compile(
+        rf"\b(her|his|their)\s+(?:(?:{seq(traits.hair)})\s+(hair)|(?:{seq(traits.eyes)})\s+"
+        rf"(eyes)|(?:{seq(traits.skin_tone)})\s+(skin|complexion))\b", re.IGNORECASE)
     person = _alt(traits.person_nouns)
     age = r"\d+[\s-]+years?[\s-]+old"
     before = rf"(?:{_alt(traits.before_noun)}|{age})"
@@ -208,7 +213,7 @@ def _patterns(traits: Traits) -> _Patterns:
                    rf"their)\s+|of\s+|about\s+|around\s+|an?\s+)?(?:{before}|{decades}|\d+)\b",
                    re.IGNORECASE),
     )
-    return _Patterns(trait_list, styled_hair, before_noun, article, age_phrase, drop,
+    return _Patterns(trait_list, styled_hair, possessive, before_noun, article, age_phrase, drop,
                      re.compile(rf"\b{person}\b", re.IGNORECASE))
 
 
@@ -242,6 +247,8 @@ def remove_fixed_traits(text: str, traits: Traits | None = None) -> str:
 
         s = p.styled_hair.sub(r"\1\2", sentence)
         s = p.trait_list.sub(trait_list, s)
+        s = p.possessive.sub(lambda m: f"{m.group(1)} {m.group(2) or m.group(3) or m.group(4)}",
+                             s)
         s = p.before_noun.sub("", s)
         s = p.age_phrase.sub("", s)
         s = p.article.sub(_with_article, s)
