@@ -26,6 +26,7 @@ def _open_dialog(qtbot, ctx, character_id, model):
     assert dialog is not None and dialog.isVisible()
     dialog.add_model_folder(model)
     dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
+    dialog.tokens_spin.setValue(24)   # random weights always write the longest text
     return dialog
 
 

@@ -69,6 +69,11 @@ class CaptionReviewDialog(QDialog):
         self.batch_spin.setToolTip("Photos captioned together on the GPU. More is faster "
                                    "and needs more GPU memory; it is halved by itself when "
                                    "the GPU runs out of memory.")
+        self.tokens_spin = QSpinBox()
+        self.tokens_spin.setRange(8, 1024)
+        self.tokens_spin.setValue(256)
+        self.tokens_spin.setToolTip("The longest description the model may write, in tokens "
+                                    "(about ¾ of a word each). Longer is slower.")
         self.task_combo = QComboBox()
         for task in TASKS:
             self.task_combo.addItem(_TASK_LABELS[task], task)
@@ -99,6 +104,8 @@ class CaptionReviewDialog(QDialog):
         opts.addWidget(self.batch_spin)
         opts.addWidget(QLabel("Detail"))
         opts.addWidget(self.task_combo)
+        opts.addWidget(QLabel("Max length"))
+        opts.addWidget(self.tokens_spin)
         opts.addStretch(1)
         run_form.addRow(opts)
         run_row = QHBoxLayout()
@@ -280,7 +287,8 @@ class CaptionReviewDialog(QDialog):
         self._service.start(self.character_id, folder,
                             device=str(self.device_combo.currentData()),
                             batch_size=self.batch_spin.value(),
-                            task=str(self.task_combo.currentData()))
+                            task=str(self.task_combo.currentData()),
+                            max_new_tokens=self.tokens_spin.value())
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
