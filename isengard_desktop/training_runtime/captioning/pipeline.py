@@ -41,14 +41,21 @@ class RunResult:
     stopped: bool
 
 
-def load_image(path: str) -> Image.Image:
-    """The photo as RGB, turned upright by its EXIF orientation."""
+def _register_heif() -> None:
+    """HEIC photos open too (the library imports them) when pillow-heif is installed."""
     try:
         import pillow_heif
 
         pillow_heif.register_heif_opener()
     except ImportError:
         pass
+
+
+_register_heif()
+
+
+def load_image(path: str) -> Image.Image:
+    """The photo as RGB, turned upright by its EXIF orientation."""
     with Image.open(path) as im:
         im.load()
         return ImageOps.exif_transpose(im).convert("RGB")
