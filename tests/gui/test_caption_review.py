@@ -128,6 +128,16 @@ def test_identity_mode_and_placement_change_the_shown_suggestion(qtbot, make_app
                     == "a young woman ohwx with long blonde hair wearing a red dress.")
     assert ctx.library.image(image.id).caption == ""   # nothing written without Accept
 
+    # Skip puts the suggestion aside (kept in review.json), the caption stays as it was
+    from isengard_desktop.core.captioning.store import DecisionStatus, read_review, review_file
+
+    qtbot.mouseClick(dialog.skip_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.list.count() == 0)
+    qtbot.waitUntil(lambda: review_file(folder).exists())
+    assert read_review(review_file(folder))[image.sha256].status == DecisionStatus.SKIPPED
+    assert ctx.library.image(image.id).caption == ""
+    assert not dialog.accept_button.isEnabled() and not dialog.accept_all_button.isEnabled()
+
 
 def test_cancel_keeps_finished_suggestions_and_a_new_run_goes_on(qtbot, make_app, tmp_path,
                                                                  tiny_florence):
