@@ -69,13 +69,16 @@ class Decision:
     text: str = ""
 
 
-def append_raw(path: Path, record: RawCaption) -> None:
-    """Append one record (a whole line, flushed and synced: a crash loses at most this
-    line)."""
+def append_raw(path: Path, *records: RawCaption) -> None:
+    """Append records, one whole line each, flushed and synced once (the captioning child
+    calls it once a batch: a crash loses at most the batch being written)."""
+    if not records:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"v": STORE_VERSION, **asdict(record)}, ensure_ascii=False) + "\n"
+    text = "".join(json.dumps({"v": STORE_VERSION, **asdict(r)}, ensure_ascii=False) + "\n"
+                   for r in records)
     with open(path, "a", encoding="utf-8", newline="\n") as fh:
-        fh.write(line)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -24,10 +24,11 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ...core.captioning.job import CaptionJob, JobError, caption_event_line
-from ...core.captioning.store import RawCaption, pending_keys, read_raw
+from ...core.captioning.store import RawCaption, append_raw, pending_keys, read_raw
 from ..__main__ import OFFLINE_ENV, StopRequest
 
 
@@ -61,19 +62,9 @@ class Channel:
                 self._broken = True   # the app stopped reading: the suggestion file still fills
 
 
-def _writer(path: Path):
-    def write(records: list[RawCaption]) -> None:
-        if not records:
-            return
-        from dataclasses import asdict
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8", newline="\n") as fh:
-            for r in records:
-                fh.write(json.dumps({"v": 1, **asdict(r)}, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    return write
+def _writer(path: Path) -> Callable[[list[RawCaption]], None]:
+    """Stores a batch's records in the suggestion file (one sync a batch)."""
+    return lambda records: append_raw(path, *records)
 
 
 def _error_kind(exc: BaseException) -> str:
