@@ -21,6 +21,7 @@ from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
 from .services.crops import CropService
+from .services.captioning import CaptionService
 from .services.dataset_checks import DatasetChecksService
 from .services.face_analysis import FaceAnalysisService
 from .services.downloads import DownloadService
@@ -83,6 +84,7 @@ class AppContext:
     crops: CropService | None = None   # face-centred crops (Dataset tab, training lists)
     video: VideoService | None = None        # Video tab jobs and clips (issue 18)
     faces: FaceAnalysisService | None = None   # face checks + identity scores (analysis child)
+    captioning: CaptionService | None = None   # auto-caption suggestions (Dataset tab)
     _closed: bool = False
 
     @property
@@ -120,6 +122,8 @@ class AppContext:
             self.runtime.shutdown()      # an install child is stopped (downloads are kept)
         if self.comfy_install is not None:
             self.comfy_install.shutdown()    # its uv child / check server stopped
+        if self.captioning is not None:
+            self.captioning.shutdown()   # a captioning child keeps what it finished
         self.training.shutdown()      # trainers save and exit; final states go through the DB
         if self.video is not None:
             await self.video.aclose()    # video prompts stop before their clients close
@@ -178,7 +182,9 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     crops.set_face_source(faces.face_box_source(library.image),
                           missing="no face found (or not checked yet: run the checks with "
                                   "“Check faces”)")
-    dataset = DatasetTab(library, thumbnails, checks, crops, faces=faces)
+    captioning = CaptionService(paths, library)
+    dataset = DatasetTab(library, thumbnails, checks, crops, faces=faces,
+                         captioning=captioning, models_root=paths.models)
 
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
@@ -223,7 +229,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
                      resources=resources, prompt_refine=prompt_refine, crops=crops,
-                     video=video, faces=faces)
+                     video=video, faces=faces, captioning=captioning)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:
@@ -247,6 +253,9 @@ def _connect_signals(ctx: AppContext) -> None:
     if ctx.crops is not None:
         ctx.crops.failed.connect(window.show_error)
     library.import_started.connect(window.progress.track)
+    if ctx.captioning is not None:
+        ctx.captioning.run_started.connect(window.progress.track)
+        ctx.captioning.failed.connect(window.show_error)
     dataset.message_posted.connect(window.show_message)
     if ctx.faces is not None:   # the face checks' dataset scores, also on each character's page
         ctx.faces.finished.connect(

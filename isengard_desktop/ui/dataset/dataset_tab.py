@@ -19,6 +19,7 @@ from ...core.training.presets import LARGE_MODEL_SHORT_SIDE, MIN_SHORT_SIDE, NAT
 from ...core.types import Progress
 from ...services.crops import CropProposalOutcome, CropService
 from ...services.database import ChangeSet
+from ...services.captioning import CaptionService
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
 from ...services.face_analysis import FaceAnalysisService, FaceChecksOutcome
 from ...services.library import LibraryService
@@ -26,6 +27,7 @@ from ...services.thumbnails import ThumbnailService
 from ..dialogs.confirm import confirm_trash_photos
 from ..widgets.caption_editor import CaptionEditorWidget
 from ..widgets.dataset_score import DatasetScoreWidget
+from .caption_review import CaptionReviewDialog
 from ..widgets.image_grid import ImageGridWidget
 from .crop_editor import CropEditorDialog
 from .crop_panel import CropPanelWidget
@@ -72,10 +74,16 @@ class DatasetTab(QWidget):
     def __init__(self, library: LibraryService, thumbnails: ThumbnailService,
                  checks: DatasetChecksService, crops: CropService | None = None,
                  parent: QWidget | None = None,
-                 faces: FaceAnalysisService | None = None) -> None:
+                 faces: FaceAnalysisService | None = None, *,
+                 captioning: CaptionService | None = None,
+                 models_root: Path | None = None) -> None:
         super().__init__(parent)
         self._library = library
         self._crops = crops
+        self._thumbnails = thumbnails
+        self._captioning = captioning
+        self._models_root = models_root
+        self.caption_dialog: CaptionReviewDialog | None = None
         self._checks = checks
         self._faces = faces
         self._findings: list[Finding] = []
@@ -139,6 +147,11 @@ class DatasetTab(QWidget):
         self.checks_button.setToolTip(
             "Look for photos that hurt training: short side under 512 px, exact and near "
             "duplicates, very blurry shots, extreme aspect ratios.")
+        self.caption_button = QPushButton("Auto-caption…")
+        self.caption_button.setToolTip(
+            "Suggest captions for the chosen character's photos with a captioning model "
+            "(offline), then review them: nothing is written until you accept.")
+        self.caption_button.setVisible(captioning is not None)
         self.checks_progress = QProgressBar()
         self.checks_progress.setVisible(False)
         self.checks_cancel_button = QPushButton("Cancel")
@@ -177,6 +190,7 @@ class DatasetTab(QWidget):
         cp.setContentsMargins(8, 0, 0, 0)
         cp.addWidget(self.checks_button)
         cp.addLayout(faces_row)
+        cp.addWidget(self.caption_button)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.checks_progress, 1)
         progress_row.addWidget(self.checks_cancel_button)
@@ -218,6 +232,7 @@ class DatasetTab(QWidget):
         self.delete_button.clicked.connect(self._delete)
         self.caption_editor.caption_saved.connect(self._library.set_caption)
         self.checks_button.clicked.connect(self._run_checks)
+        self.caption_button.clicked.connect(self.open_captioning)
         self.checks_tree.itemClicked.connect(self._on_finding_clicked)
         self.checks_cancel_button.clicked.connect(self._cancel_checks)
         checks.progressed.connect(self._on_checks_progress)
@@ -387,6 +402,35 @@ class DatasetTab(QWidget):
     def _reset_crops(self) -> None:
         if self._crops is not None:
             self._crops.clear_crops(self.grid.selected_ids())
+    # -- auto-captioning ----------------------------------------------------------------------
+    def open_captioning(self) -> CaptionReviewDialog | None:
+        """Open the auto-caption dialog for the character chosen in the filter (the only
+        one when there is one)."""
+        if self._captioning is None:
+            return None
+        cid = self.selected_character_id()
+        characters = self._library.characters()
+        if cid is None and len(characters) == 1:
+            cid = characters[0].id
+        if cid is None:
+            QMessageBox.information(self, "Auto-caption",
+                                    "Choose a character in the filter first: captions are "
+                                    "suggested one character at a time.")
+            return None
+        if self.caption_dialog is not None:
+            self.caption_dialog.close()
+        from ...core.paths import resolve_paths
+
+        dialog = CaptionReviewDialog(self._captioning, self._library, self._thumbnails, cid,
+                                     self._models_root or resolve_paths().models, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(self._on_caption_dialog_gone)
+        self.caption_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _on_caption_dialog_gone(self) -> None:
+        self.caption_dialog = None
 
     # -- checks ------------------------------------------------------------------------------
     def _run_checks(self) -> None:
