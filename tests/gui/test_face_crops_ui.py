@@ -12,7 +12,6 @@ from PySide6.QtTest import QTest
 
 from isengard_desktop.core.dataset.crops import CropRect, FaceBox
 from isengard_desktop.core.db.crops import CropsRepository
-from isengard_desktop.services.crops import NO_FACE_DATA
 from isengard_desktop.ui.dataset.crop_editor import bucket_label
 from isengard_desktop.ui.widgets.image_grid import CropRole, paint_crop_overlay
 from tests.helpers.characters import add_character
@@ -47,10 +46,12 @@ def test_propose_show_adjust_and_reset_crops(qtbot, make_app, tmp_path):
     panel = tab.crop_panel
     assert panel.isVisible() and panel.family() == "sdxl"
 
-    # no face analysis connected: every photo is listed as skipped, saying what to do
+    # the face checks have not run (the app's face source finds nothing in their cache):
+    # every photo is listed as skipped, saying what to do
     qtbot.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.skipped_list.count() == 3, timeout=WAIT)
-    assert all(NO_FACE_DATA in panel.skipped_list.item(i).text() for i in range(3))
+    assert all("not checked yet: run the checks with “Check faces”"
+               in panel.skipped_list.item(i).text() for i in range(3))
     assert stored(qtbot, ctx) == {}
 
     first, second, third = records
