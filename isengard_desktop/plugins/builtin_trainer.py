@@ -101,7 +101,7 @@ class BuiltinTrainer:
             "resume": True,
             "samples": True,
             "checkpoints": True,
-            "quantize_base": ["none", "int8", "float8"],
+            "quantize_base": ["none", "int8", "float8", "nf4"],
             "stop": "stdin",
             "multi_gpu": "accelerate",   # data parallel: extra num_processes / gpu_ids
         }

@@ -16,10 +16,10 @@ def test_flux_on_a_16_gb_card_the_preset_fits_and_an_edit_gets_a_fix(qtbot, libr
     assert form.fit_row.isVisible()
     assert form.fit_label.text().startswith("Fits this GPU (est. ")
     assert form.fit_label.text().endswith(" of 16 GB)")
-    assert int(form.field_value("resolution")) == 512
-    assert "Tuned for your 16 GB card: 512 px." in form.preset_note.text()
-    assert "at 512 px" in form.preset_note.text()
-    form.set_field("resolution", 1024)
+    assert form.field_value("quantize_base") == "nf4"
+    assert int(form.field_value("resolution")) == 1024
+    assert "Tuned for your 16 GB card: 4-bit base (nf4)." in form.preset_note.text()
+    form.set_field("quantize_base", "int8")
     form._on_field_edited()
     assert form.fit_label.text().startswith("Will not fit this 16 GB GPU (est. ")
     assert "Tuned for" not in form.preset_note.text()
@@ -27,9 +27,9 @@ def test_flux_on_a_16_gb_card_the_preset_fits_and_an_edit_gets_a_fix(qtbot, libr
     assert "base model (8-bit int8)" in tip and "activations (1024 px" in tip
     assert "LoRA + optimizer" in tip
     assert form.fit_button.isVisible()
-    assert form.fit_button.text().startswith("Use ") and "px" in form.fit_button.text()
+    assert form.fit_button.text() == "Use 4-bit base (NF4)"
     qtbot.mouseClick(form.fit_button, _left())
-    assert int(form.field_value("resolution")) < 1024
+    assert form.field_value("quantize_base") == "nf4"
     assert form.fit_label.text().startswith("Fits this GPU (est. ")
     assert not form.fit_button.isVisible()
     assert form.edited                                  # the preset reads "(edited)"
@@ -37,7 +37,8 @@ def test_flux_on_a_16_gb_card_the_preset_fits_and_an_edit_gets_a_fix(qtbot, libr
 
 def test_presets_per_card_tier(qtbot, library, tmp_path):  # noqa: F811
     """The same preset on an 8, 12 and 24 GB card: SDXL drops to 768 px only on 8 GB; Chroma
-    to 512 px on 12 GB; a 24 GB card trains SDXL without gradient checkpointing."""
+    keeps 1024 px on 12 GB with a 4-bit base; a 24 GB card trains SDXL without gradient
+    checkpointing."""
     seen = {}
     for hint in ("NVIDIA RTX 3050, 8 GB", "NVIDIA RTX 3060, 12 GB", "NVIDIA RTX 4090, 24 GB"):
         form, _ = make_form(qtbot, library, gpu_hint=hint)
@@ -48,19 +49,27 @@ def test_presets_per_card_tier(qtbot, library, tmp_path):  # noqa: F811
                                          form.fit_label.text().startswith("Fits"))
     assert seen[(" 8 GB", "sdxl")] == (768, True, True)
     assert seen[("12 GB", "sdxl")][:1] == (1024,) and seen[("12 GB", "sdxl")][2]
-    assert seen[("12 GB", "chroma")] == (512, True, True)
+    assert seen[("12 GB", "chroma")] == (1024, True, True)       # with a 4-bit base
     assert seen[("24 GB", "sdxl")] == (1024, False, True)
     assert seen[("24 GB", "chroma")][0] == 1024 and seen[("24 GB", "chroma")][2]
 
 
-def test_flux_on_a_12_gb_card_with_the_builtin_trainer_says_why_no_fix(qtbot, library,  # noqa: F811
-                                                                      tmp_path):
+def test_flux_on_a_12_gb_card_fits_with_a_4_bit_base_and_8_gb_says_why(qtbot, library,  # noqa: F811
+                                                                         tmp_path):
+    """The issue's "Done when": a 12 GB card presses Start on Flux and it fits without
+    touching a setting (the preset takes the NF4 base); on 8 GB nothing the built-in trainer
+    offers fits and the line says which trainer would."""
     form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB")
     form.set_models([model(tmp_path, "flux-dev")])
-    text = form.fit_label.text()
-    assert text.startswith("Will not fit this 12 GB GPU")
+    assert form.fit_label.text().startswith("Fits this GPU (est. ")
+    assert form.field_value("quantize_base") == "nf4"
+    assert "base model (4-bit NF4)" in form.fit_label.toolTip()
+    small, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3050, 8 GB")
+    small.set_models([model(tmp_path, "flux-dev")])
+    text = small.fit_label.text()
+    assert text.startswith("Will not fit this 8 GB GPU")
     assert "every memory saver" in text and "kohya" in text
-    assert not form.fit_button.isVisible()
+    assert not small.fit_button.isVisible()
 
 
 def test_the_line_is_hidden_without_a_gpu_and_follows_the_probe(qtbot, training_app,  # noqa: F811
@@ -97,9 +106,12 @@ def test_flux_on_a_12_gb_card_with_kohya_gets_a_fix_that_fits(qtbot, library,  #
     form, _ = make_form(qtbot, library, gpu_hint="NVIDIA RTX 3060, 12 GB",
                         backends=[BackendChoice("builtin", "Built-in"), kohya])
     form.set_models([model(tmp_path, "flux-dev")])
-    assert not form.fit_button.isVisible()          # built-in: nothing fits, it says why
-    assert "kohya" in form.fit_label.text()
+    assert form.fit_label.text().startswith("Fits")     # built-in: the 4-bit base fits
+    assert form.field_value("quantize_base") == "nf4"
+    form.set_field("steps", 1200)                        # edited: the preset stays put
+    form._on_field_edited()
     assert form.backend_picker.select_backend("kohya")
+    assert form.field_value("quantize_base") == "float8"   # kohya has no 4-bit base
     assert form.fit_label.text().startswith("Will not fit this 12 GB GPU")
     assert form.fit_button.isVisible()
     assert "blocks swapped to RAM" in form.fit_button.text()

@@ -424,3 +424,49 @@ def test_single_file_uses_the_shipped_config_folder(models, tmp_path):
                        make_job("flux-schnell", model_file)).resolve()
     assert plan.config_dir == fl.CONFIGS_DIR / "flux-schnell"
     assert plan.scheduler["use_dynamic_shifting"] is False
+
+
+# ------------------------------------------------------------------------------ 4-bit base
+
+
+def test_nf4_base_trains_lora_only_and_is_a_quarter_of_fp16(models):
+    """quantize_base "nf4" (issue 16: Flux on a 12 GB card): torchao's NF4 weights under
+    peft's plain LoRA layers; the LoRA trains, the 4-bit base never changes; layers whose size
+    NF4 cannot block stay in full precision and are counted as kept."""
+    from isengard_desktop.training_runtime.quantize import is_quantized_weight, nf4_fits
+
+    fam = loaded("flux-dev", models["flux-dev"], quantize_base="nf4")
+    tr, summary = fam.transformer, fam.quantize_summary
+    assert summary.mode == "nf4" and summary.layers > 0
+    assert summary.bytes_after < 0.2 * summary.bytes_before        # fp32 → 4 bit + scales
+    linears = {n: m for n, m in tr.named_modules() if isinstance(m, torch.nn.Linear)}
+    for name, layer in linears.items():
+        if is_quantized_weight(layer.weight):
+            assert nf4_fits(layer.weight) and not name.startswith(("proj_out", "x_embedder"))
+    assert not is_quantized_weight(tr.proj_out.weight)
+
+    conds = fam.encode_text(CAPTIONS[:2])
+    fam.free_text_encoders()
+    lat = fam.encode_images(pixels(2))
+    den, params = add_lora(fam)
+    frozen = {n: p for n, p in den.named_parameters() if is_quantized_weight(p)}
+    assert frozen and not any(p.requires_grad for p in frozen.values())
+    before = {n: p.get_original_weight().clone() for n, p in frozen.items()}
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    losses = []
+    for step in range(3):
+        loss = fam.loss(lat, conds, torch.Generator().manual_seed(step))
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+        assert any(p.grad.abs().sum() > 0 for p in params)
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    for n, p in den.named_parameters():
+        if n in before:
+            assert is_quantized_weight(p) and torch.equal(p.get_original_weight(), before[n])
+    from peft.utils import get_peft_model_state_dict
+
+    lora = get_peft_model_state_dict(den)
+    assert lora and all(v.dtype == torch.float32 for v in lora.values())
+    assert len(fam.export_lora(lora, 4, 8.0)) == len(lora) // 2 * 3

@@ -92,10 +92,15 @@ def test_kohyas_documented_memory_presets_fit_their_cards(tier):
     assert not fit(est, float(tier) - 4).fits
 
 
-def test_flux_on_a_12_gb_card_with_the_builtin_trainer_says_why_there_is_no_fix():
-    # the 8-bit Flux transformer alone is ~11 GB: no setting of the built-in trainer fits
-    job = _job("flux-dev", 12)
+def test_flux_on_a_12_gb_card_needs_the_4_bit_base_and_8_gb_says_why_there_is_no_fix():
+    # the 8-bit Flux transformer alone is ~12 GB: the 4-bit (NF4) base is the fix on 12 GB;
+    # on 8 GB no setting of the built-in trainer fits
+    job = _job("flux-dev", 24)                       # as written: int8 base
+    assert job["quantize_base"] == "int8"
     verdict = fit(predict(job, "flux-dev"), 12, job_settings=job, family="flux-dev")
+    assert not verdict.fits and verdict.fix == {"quantize_base": "nf4"}
+    assert verdict.fix_text == "Use 4-bit base (NF4)"
+    verdict = fit(predict(job, "flux-dev"), 8, job_settings=job, family="flux-dev")
     assert not verdict.fits and verdict.fix is None
     assert "even with every memory saver" in verdict.text and "kohya" in verdict.text
 
@@ -107,11 +112,14 @@ def test_the_smallest_change_is_preferred():
     verdict = fit(predict(job, "sdxl"), 24, job_settings=job, family="sdxl")
     assert not verdict.fits
     assert verdict.fix == {"gradient_checkpointing": True}
-    # a 16 GB card with Flux: one resolution bucket, the base already in 8-bit
-    job = _job("flux-dev", 16, resolution=1024)
+    # a 16 GB card with Flux, the base in 8-bit: the 4-bit base keeps the 1024 px bucket
+    job = _job("flux-dev", 24, resolution=1024)
     verdict = fit(predict(job, "flux-dev"), 16, job_settings=job, family="flux-dev")
-    assert verdict.fix is not None and set(verdict.fix) == {"resolution"}
-    assert verdict.fix["resolution"] < 1024
+    assert verdict.fix == {"quantize_base": "nf4"}
+    # kohya has no 4-bit base: one resolution bucket or blocks swapped
+    verdict = fit(predict(job, "flux-dev", "kohya"), 16, job_settings=job, family="flux-dev",
+                  backend="kohya")
+    assert verdict.fix is not None and "quantize_base" not in verdict.fix
 
 
 def test_a_broken_model_file_names_the_entry():

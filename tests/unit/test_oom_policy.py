@@ -141,3 +141,17 @@ def test_the_notes_survive_the_database_and_old_rows_have_none(tmp_path):
     assert repo.get("old").oom_notes == "[]"
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE jobs SET oom_notes=NULL WHERE job_id='old'")
+
+
+def test_an_8bit_flux_base_goes_to_4bit_where_the_backend_has_it():
+    """The built-in trainer (its capabilities list nf4): an OOM with an 8-bit base takes the
+    4-bit base next; a backend without nf4 does not."""
+    from isengard_desktop.plugins.builtin_trainer import BuiltinTrainer
+
+    options = BuiltinTrainer().capabilities()["quantize_base"]
+    assert "nf4" in options
+    tier = next_tier(job("flux-dev", resolution=512, quantize_base="int8"), options)
+    assert tier is not None and tier.job.quantize_base == "nf4"
+    assert "base model int8 → 4-bit (nf4)" in tier.changes
+    other = next_tier(job("flux-dev", resolution=512, quantize_base="int8"), BUILTIN_Q)
+    assert other is None or other.job.quantize_base == "int8"

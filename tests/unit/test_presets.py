@@ -180,7 +180,8 @@ def test_module_is_qt_free():
 def test_tier_values_make_each_preset_fit_where_the_trainer_can():
     """Presets per VRAM tier (issue 16 item 1): for every family, preset and card the built-in
     trainer can fit, the tuned preset fits (memory model), changing only memory fields; where
-    nothing fits (Flux on 12 GB without block swap) the preset stays as written, no note."""
+    nothing fits (Flux on 8 GB) the preset stays as written, no note; Flux on 12 GB gets the
+    4-bit base."""
     from isengard_desktop.core.training.memory_fit import fit, predict
     from isengard_desktop.core.training.presets import PRESET_NAMES, preset, tier_values
 
@@ -200,4 +201,7 @@ def test_tier_values_make_each_preset_fit_where_the_trainer_can():
                 if not fits:
                     assert note == "" and values["resolution"] == base["resolution"]
     assert tier_values("sdxl", "Balanced", None) == (asdict(preset("sdxl", "Balanced")), "")
-    assert tier_values("flux-dev", "Balanced", 12)[1] == ""
+    flux12, note = tier_values("flux-dev", "Balanced", 12)
+    assert flux12["quantize_base"] == "nf4" and flux12["resolution"] == 1024
+    assert note == "Tuned for your 12 GB card: 4-bit base (nf4)."
+    assert tier_values("flux-dev", "Balanced", 8)[1] == ""

@@ -237,8 +237,8 @@ def predict(job_settings: Any, family: str, backend: str = "builtin", *,
     params, psrc = m.number(fam, "base_params_b", where)
     bpp, bsrc = m.number(m.common, f"bytes_per_param.{precision}", "common")
     base_gb = params * 1e9 * bpp / (1 << 30)
-    label = {"none": "16-bit", "int8": "8-bit int8", "float8": "8-bit fp8"}.get(precision,
-                                                                              precision)
+    label = {"none": "16-bit", "int8": "8-bit int8", "float8": "8-bit fp8",
+             "nf4": "4-bit NF4"}.get(precision, precision)
     swapped = _blocks_swapped(s, backend, m)
     if swapped and m.flag(be, "block_swap") and "swap_blocks" in fam:
         units, _ = m.number(fam, "swap_blocks", where)
@@ -312,6 +312,10 @@ def _steps(s: Mapping[str, Any], family: str, backend: str,
             mode = next((q for q in _QUANTIZE_PREFERENCE if q in options), None)
             if mode is not None:
                 out.append(({"quantize_base": mode}, "8-bit base"))
+    if family in FLOW_FAMILIES and backend != "kohya" \
+            and _base_precision(s, backend, model) in ("none", *_QUANTIZE_PREFERENCE) \
+            and "nf4" in [str(q) for q in be.get("quantize") or ()]:
+        out.append(({"quantize_base": "nf4"}, "4-bit base (NF4)"))
     if family in FLOW_FAMILIES and model.flag(be, "block_swap"):
         most = int(model.number(be, "max_blocks_to_swap", f"backend.{backend}")[0])
         now = _blocks_swapped(s, backend, model)

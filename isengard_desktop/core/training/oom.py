@@ -94,6 +94,10 @@ def next_tier(job: TrainingJob, quantize_options: Sequence[str] = (),
         if mode is not None:
             new.quantize_base = mode
             changes.append(f"base model in 8-bit ({mode})")
+    elif job.family in FLOW_FAMILIES and job.quantize_base in _QUANTIZE_PREFERENCE \
+            and "nf4" in quantize_options:
+        new.quantize_base = "nf4"
+        changes.append(f"base model {job.quantize_base} → 4-bit (nf4)")
     fields = dict(job.extra.get("fields") or {}) if isinstance(job.extra.get("fields"),
                                                                 dict) else {}
     if job.family in FLOW_FAMILIES and job.backend in _SWAP_BACKENDS and block_swap:

@@ -23,7 +23,7 @@ FAMILIES = ("sd15", "sdxl", "flux-dev", "flux-schnell", "chroma")
 SCHEDULERS = ("constant", "cosine", "linear")
 OPTIMIZERS = ("adamw", "adamw8bit")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
-QUANTIZE = ("none", "int8", "float8")
+QUANTIZE = ("none", "int8", "float8", "nf4")
 DEVICES = ("auto", "cpu", "cuda")
 
 # version N -> function(raw dict at version N) -> raw dict at version N+1
@@ -76,7 +76,7 @@ class TrainingJob:
     sample_steps: int = 20
     checkpoint_every: int = 0       # 0: only at the end / on stop
     keep_checkpoints: int = 3
-    quantize_base: str = "none"     # Flux/Chroma frozen base in 8-bit
+    quantize_base: str = "none"     # Flux/Chroma frozen base in 8-bit (int8, float8) or 4-bit (nf4)
     device: str = "auto"
     tokenizer_dir: str = ""         # optional: where tokenizers live (e.g. a ComfyUI install)
     preset: str = ""                # Quick / Balanced / High Quality, for display

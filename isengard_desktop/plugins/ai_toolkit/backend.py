@@ -219,6 +219,9 @@ def _scheduler(job: TrainingJob) -> tuple[str, dict[str, Any]]:
 
 def _model(job: TrainingJob, fields: dict[str, Any]) -> dict[str, Any]:
     model: dict[str, Any] = {"name_or_path": job.base_model}
+    if job.quantize_base not in ("none", "int8", "float8"):
+        raise SpecError(f"quantize_base: ai-toolkit keeps the base model in int8 or float8 "
+                        f"(qint8/qfloat8), not {job.quantize_base!r}")
     quantize = job.quantize_base != "none"
     if job.family in ("flux-dev", "flux-schnell"):
         model["is_flux"] = True

@@ -156,6 +156,9 @@ def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
             raise SpecError(f"fields.blocks_to_swap: must be between 0 and 35 (got {blocks})")
     if fields.get("fp8_base") not in (None, ""):
         fp8 = bool(fields["fp8_base"])
+    if job.quantize_base not in ("none", "int8", "float8"):
+        raise SpecError(f"quantize_base: sd-scripts loads the base model in fp8 "
+                        f"(--fp8_base), not {job.quantize_base!r}")
     return blocks, fp8 or job.quantize_base != "none"
 
 

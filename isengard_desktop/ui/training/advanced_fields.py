@@ -22,7 +22,8 @@ SCHEDULER_WORDS = {"constant": "Constant", "cosine": "Cosine (eases off)",
                    "linear": "Linear (falls to zero)"}
 PRECISION_WORDS = {"auto": "Automatic", "bf16": "bf16", "fp16": "fp16", "no": "Full (fp32)"}
 OPTIMIZER_WORDS = {"adamw": "AdamW", "adamw8bit": "AdamW 8-bit"}
-QUANTIZE_WORDS = {"none": "Off (full precision)", "int8": "int8", "float8": "float8"}
+QUANTIZE_WORDS = {"none": "Off (full precision)", "int8": "int8", "float8": "float8",
+                  "nf4": "NF4 (4-bit)"}
 DEVICE_WORDS = {"auto": "Automatic (GPU if there is one)", "cpu": "CPU only", "cuda": "GPU (CUDA)"}
 
 # (TrainingJob field, label, tooltip), in the order shown
@@ -73,9 +74,10 @@ FIELD_ROWS: tuple[tuple[str, str, str], ...] = (
     ("gradient_checkpointing", "Gradient checkpointing",
      "Saves a lot of GPU memory by recomputing parts of the model during training, "
      "at roughly 20–30 % more time. Keep it on unless memory is plentiful."),
-    ("quantize_base", "8-bit base model",
-     "Keeps the frozen Flux or Chroma model in 8-bit so it fits a 16–24 GB card. "
-     "The LoRA itself still trains in full quality. Not used for SD 1.5 and SDXL."),
+    ("quantize_base", "Low-precision base model",
+     "Keeps the frozen Flux or Chroma model in 8-bit (int8/float8: fits 16–24 GB cards) or "
+     "4-bit NF4 (as QLoRA does: fits 12 GB, slightly coarser). The LoRA itself still trains "
+     "in full quality. Not used for SD 1.5 and SDXL."),
     ("checkpoint_every", "Checkpoint every",
      "Saves a resumable checkpoint every this many steps, so Stop, a crash or a "
      "restart loses little work."),

@@ -309,6 +309,13 @@ class SetupFormWidget(FormValuesMixin, QWidget):
         self._form.setRowVisible(self.backend_picker.model_type_combo,
                                  self.backend_picker.has_model_types())
         self._apply_backend_capabilities()
+        backend = self.backend()
+        if self.family() and not self.edited and self.profile is None:
+            self.apply_preset(self.preset_name)   # the preset as this trainer fits the card
+        elif backend is not None and backend.key != "builtin" \
+                and self.field_value("quantize_base") == "nf4":
+            # only the built-in trainer has a 4-bit base; the others all load fp8
+            self.set_field("quantize_base", "float8")
         self.update_fit()
         self.update_multi_gpu()
         self._update_start()
