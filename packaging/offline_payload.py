@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from isengard_desktop.core.runtime.install import (  # noqa: E402
     PYTHON_MIRROR_DIR, RUNTIME_PYTHON, mirror_relpath, uv_binary, uv_env, venv_command)
-from isengard_desktop.core.runtime.locks import lock_file  # noqa: E402
+from isengard_desktop.core.runtime.locks import lock_file, lock_packages  # noqa: E402
 from isengard_desktop.core.runtime.manifest import write_manifest  # noqa: E402
 from isengard_desktop.core.runtime.status import RuntimeDevice  # noqa: E402
 
@@ -127,13 +127,30 @@ def check_python_mirror(mirror: Path, work: Path, uv: str | None = None) -> None
                                f"{done.stderr.strip()[-800:]}")
 
 
+# Packages PyPI has only as a source archive: face-recognition-models (dlib's face model
+# files, CC0; nothing to compile). They travel as that archive, hash-checked by the lock, with
+# the build backend uv needs to build them offline (uv does not hash-check build requirements;
+# checked with uv 0.13.9: `uv pip install --require-hashes --no-index --find-links <folder>`
+# builds the archive from a folder holding it and the setuptools and wheel wheels).
+SOURCE_ONLY = ("face-recognition-models",)
+BUILD_BACKEND = ("setuptools", "wheel")
+
+
 def download_wheels(lock: Path, dest: Path) -> None:
-    """``pip download`` every wheel of ``lock`` (binary only, no dependency resolution: the
-    lock is complete; pip checks each file against the lock's hashes)."""
+    """``pip download`` every file of ``lock`` (binary only but for :data:`SOURCE_ONLY`, no
+    dependency resolution: the lock is complete; pip checks each file against the lock's
+    hashes), plus the build backend of the source archives when the lock has any."""
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--disable-pip-version-check", "-q", "-r", str(lock), "-d", str(dest)],
-                   check=True)
+    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "-q", "-r", str(lock), "-d", str(dest)]
+    names = {name for name, _version in lock_packages(lock)}
+    sources = [n for n in SOURCE_ONLY if n in names]
+    argv += [f"--no-binary={n}" for n in sources]
+    subprocess.run(argv, check=True)
+    if sources:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                        "--only-binary=:all:", "--disable-pip-version-check", "-q",
+                        *BUILD_BACKEND, "-d", str(dest)], check=True)
 
 
 def build_app_wheel(dest: Path) -> Path:
@@ -186,7 +203,7 @@ def build_payload(device: RuntimeDevice | str, lock: Path, out: Path,
     wheels = out / "wheels"
     wheels.mkdir(parents=True)
     if wheelhouse is not None:
-        for wheel in wheelhouse.glob("*.whl"):
+        for wheel in [*wheelhouse.glob("*.whl"), *wheelhouse.glob("*.tar.gz")]:
             if not wheel.name.startswith("isengard_desktop-"):
                 _link(wheel, wheels / wheel.name)
     else:

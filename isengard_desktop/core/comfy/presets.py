@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..training.buckets import FAMILY_MULTIPLE, NATIVE_SIDE  # one place for both (the trainer's)
+
 __all__ = [
     "ASPECT_PRESETS",
     "FAMILY_MULTIPLE",
@@ -49,8 +51,6 @@ _ASPECTS = (
 )
 ASPECT_PRESETS: MappingProxyType[str, AspectPreset] = MappingProxyType({a.key: a for a in _ASPECTS})
 
-NATIVE_SIDE = MappingProxyType({"sd15": 512, "sdxl": 1024, "flux-dev": 1024, "flux-schnell": 1024, "chroma": 1024})
-FAMILY_MULTIPLE = MappingProxyType({"sd15": 64, "sdxl": 64, "flux-dev": 16, "flux-schnell": 16, "chroma": 16})
 
 # SDXL's trained resolution buckets for these aspects.
 _SDXL_BUCKETS = {

@@ -5,21 +5,28 @@ face-crop proposals (so a proposed crop has exactly the aspect of a bucket the t
   multiples of the family's latent multiple, aspect ratio at most 2.
 * :func:`nearest_bucket`: the bucket whose aspect ratio is closest to an image's.
 * :func:`family_buckets`: the buckets of a model family at a resolution (default: the family's
-  native side). The multiple and native side per family are
-  :data:`~..comfy.presets.FAMILY_MULTIPLE` / :data:`~..comfy.presets.NATIVE_SIDE` (the same
-  numbers the trainer's families carry as ``latent_multiple`` / ``default_resolution``; a test
-  keeps them equal).
+  native side). The multiple and native side per family are :data:`FAMILY_MULTIPLE` /
+  :data:`NATIVE_SIDE` here (the generation presets use them too; the same numbers the
+  trainer's families carry as ``latent_multiple`` / ``default_resolution``; a test keeps them
+  equal).
 
-Pure, Qt-free and torch-free: the trainer child imports it too.
+Pure, Qt-free and torch-free, importing no other package of the app: the trainer child
+imports it too, and its runtime has none of the GUI's libraries (``core.comfy`` pulls httpx).
 """
 
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
-from ..comfy.presets import FAMILY_MULTIPLE, NATIVE_SIDE
+__all__ = ["FAMILY_MULTIPLE", "MAX_BUCKET_RATIO", "NATIVE_SIDE", "family_buckets",
+           "make_buckets", "nearest_bucket"]
 
-__all__ = ["MAX_BUCKET_RATIO", "family_buckets", "make_buckets", "nearest_bucket"]
+# a family's native training side and the multiple its latents need (VAE factor × patch)
+NATIVE_SIDE = MappingProxyType({"sd15": 512, "sdxl": 1024, "flux-dev": 1024,
+                                "flux-schnell": 1024, "chroma": 1024})
+FAMILY_MULTIPLE = MappingProxyType({"sd15": 64, "sdxl": 64, "flux-dev": 16,
+                                    "flux-schnell": 16, "chroma": 16})
 
 MAX_BUCKET_RATIO = 2.0
 
