@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the job folder (samples/, checkpoints/, the final LoRA)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint that verifies")
+    render = sub.add_parser("sample", help="make the sample pictures of saved checkpoints "
+                                           "(the checkpoint comparison's \"fill the gaps\")")
+    render.add_argument("--job", required=True, type=Path, help="the job spec (job.json)")
+    render.add_argument("--job-dir", required=True, type=Path, help="the job folder")
+    render.add_argument("--steps", required=True,
+                        help="the checkpoints' steps, comma-separated (e.g. 250,500)")
     sub.add_parser("probe", help="print Python, PyTorch, CUDA and library versions as JSON")
     model = sub.add_parser("make-selftest-model",
                            help="write the self-test's tiny random model and dataset")
@@ -181,6 +187,40 @@ def train(args: argparse.Namespace) -> int:
             dp.close()
 
 
+def sample(args: argparse.Namespace) -> int:
+    """Sample pictures of saved checkpoints (``--steps``), with the job's prompts and seeds,
+    as ``sample`` events; the checkpoints and the job are left as they are."""
+    from .errors import ConfigError, classify, exit_code
+    from .events import claim_stdout, setup_stderr_logging
+
+    emitter = claim_stdout()
+    emitter.phase("loading_model", 0, 0, "starting")
+    os.environ.update(OFFLINE_ENV)
+    setup_stderr_logging()
+    stop = StopRequest()
+    stop.install_signals()
+    stop.watch_stdin()
+    job = None
+    try:
+        job = _preflight(args)
+        try:
+            steps = sorted({int(s) for s in str(args.steps).split(",") if s.strip()})
+        except ValueError:
+            raise ConfigError(f"--steps: {args.steps!r} is not a list of step numbers") from None
+        if not steps or min(steps) < 1:
+            raise ConfigError(f"--steps: give the saved steps to sample (got {args.steps!r})")
+        from .loop import render_samples
+
+        return render_samples(job, args.job_dir, emitter, stop, steps)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
+        if isinstance(exc, SystemExit):
+            raise
+        traceback.print_exc(file=sys.stderr)
+        event = classify(exc, job)
+        emitter.emit(event)
+        return exit_code(event)
+
+
 def _peer_failed(exc: BaseException) -> bool:
     from .distributed import peer_failed
 
@@ -201,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command == "sample":
+        return sample(args)
     if args.command in ("probe", "make-selftest-model"):
         os.environ.update(OFFLINE_ENV)
         from .probe_tools import main as run_tool

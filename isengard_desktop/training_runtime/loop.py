@@ -25,6 +25,7 @@ import errno
 import gc
 import logging
 import math
+import os
 import random
 import shutil
 import sys
@@ -38,7 +39,8 @@ from typing import Any
 import torch
 
 from ..core.fsutil import atomic_output
-from ..core.training.checkpoint_grid import CHECKPOINT_LORA_FILE
+from ..core.training.checkpoint_grid import CHECKPOINT_LORA_FILE, COMPARE_EVENTS
+from ..core.training.protocol import SampleEvent, event_line
 from ..core.training.spec import JobPaths, TrainingJob, stopped_lora_name
 from . import checkpoints as ckpts
 from .data import BatchPlan, Item, ensure_trigger, load_dataset, load_image, make_buckets
@@ -682,6 +684,56 @@ def _python_rng(state: Any) -> tuple:
     """``random.getstate()`` back from its saved form (lists may come back for tuples)."""
     version, internal, gauss = state
     return (int(version), tuple(int(x) for x in internal), gauss)
+
+
+def render_samples(job: TrainingJob, job_dir: Path, emitter: Emitter, stop: threading.Event,
+                   steps: list[int]) -> int:
+    """The checkpoint comparison's "fill the gaps": for each saved step in ``steps`` the
+    job's sample pictures (its prompts, seeds and sampler steps; ``samples/step<N>_<i>.png``,
+    a ``sample`` event each) from that checkpoint's LoRA weights. Nothing is trained; the
+    checkpoints are only read. A step without a checkpoint that verifies is named."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    trainer = Trainer(job, job_dir, emitter, stop)
+    if not trainer.sample_prompts:
+        raise ConfigError("sample_prompts: the job has no sample prompts to render")
+    missing = []
+    found: list[ckpts.Checkpoint] = []
+    for step in steps:
+        path = ckpts.checkpoint_path(trainer.paths.checkpoints, step)
+        ok, why = ckpts.verify(path, full=False)
+        if ok:
+            found.append(ckpts.Checkpoint(step, path))
+        else:
+            missing.append(f"step {step} ({why})")
+    if missing:
+        raise ConfigError("checkpoints: no usable checkpoint for " + ", ".join(missing))
+
+    def loading(done: int, total: int, detail: str = "") -> None:
+        emitter.phase("loading_model", done, total, detail)
+
+    trainer.family.load(loading)
+    trainer.family.encode_text(["", *trainer.sample_prompts])   # what the families sample from
+    trainer._setup_lora()
+    den = trainer.family.denoiser()
+    for ckpt in found:
+        if stop.is_set():
+            break
+        set_peft_model_state_dict(den, load_file(str(ckpt.path / ADAPTER_FILE)),
+                                  adapter_name="default")
+        trainer.step = ckpt.step
+        trainer._sample()
+        # recorded beside the job's events for the comparison (the job's own are left alone)
+        lines = "".join(event_line(SampleEvent(ckpt.step, str(path), prompt)) + "\n"
+                        for i, prompt in enumerate(trainer.sample_prompts)
+                        if (path := trainer.paths.samples
+                            / f"step{ckpt.step:06d}_{i}.png").is_file())
+        with open(trainer.paths.root / COMPARE_EVENTS, "a", encoding="utf-8") as fh:
+            fh.write(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return 0
 
 
 def run(job: TrainingJob, job_dir: Path, emitter: Emitter, stop: threading.Event,

@@ -687,3 +687,57 @@ def test_after_resume_the_job_keeps_its_first_start_and_counts_only_running_time
     total = job_duration(done)
     assert total is not None and first_run is not None and total > first_run
     assert total <= to_epoch(done.finished) - to_epoch(first_start) - 1.4
+
+
+def test_compare_checkpoints_fills_the_gaps_with_the_trainers_own_sampler(h, qtbot, tmp_path):
+    """The checkpoint comparison's "fill the gaps" (issue 16 item 4): a built-in job saved
+    checkpoints but made no samples; from the dialog, "Make the missing pictures" runs the
+    trainer's ``sample`` command on the saved steps (same prompts and seeds), and the grid then
+    has a picture per step (different weights → different pictures); the job's own events
+    are left as they were."""
+    from PySide6.QtCore import Qt
+
+    from isengard_desktop.training_runtime import tiny_models as tiny
+    from isengard_desktop.ui.training.training_tab import TrainingTab
+
+    model = tiny.build_sd15(tmp_path / "sd15")
+    data = tiny.make_dataset(tmp_path / "data", count=4)
+    h.library.import_photos(h.character.id, sorted(data.glob("*.png")))
+    h.qtbot.waitUntil(lambda: h.library.image_count(h.character.id) == 4, timeout=WAIT)
+    job = TrainingJob(job_id=new_job_id(), character_id=h.character.id,
+                      character_name=h.character.name, trigger_word="sks", family="sd15",
+                      base_model=str(model), dataset_dir=str(h.library.character_folder(
+                          h.character)), output_name="alice_lora", backend="builtin",
+                      resolution=64, rank=4, alpha=8.0, learning_rate=5e-3, steps=8,
+                      batch_size=2, sample_every=0, checkpoint_every=4, keep_checkpoints=3,
+                      sample_prompts=["a portrait", "in a park"], sample_steps=2,
+                      gradient_checkpointing=False)
+    h.service.submit(job)
+    done = h.wait_final(job.job_id, timeout=150_000)
+    assert done.state == "completed", done.error_message
+    events_before = done.paths.events.read_bytes()
+
+    tab = TrainingTab(h.library, h.service, lambda callback: callback([]))
+    qtbot.addWidget(tab)
+    dialog = tab.compare_checkpoints(job.job_id)
+    assert dialog is not None
+    qtbot.waitUntil(lambda: bool(dialog.grid.rows), timeout=WAIT)
+    assert [r.step for r in dialog.grid.rows] == [4, 8]
+    assert dialog.grid.prompts == ("sks, a portrait", "sks, in a park")
+    assert dialog.grid.gaps == [4, 8] and dialog.fill_button.isEnabled()
+    qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
+    assert not dialog.fill_button.isEnabled()
+    messages: list[str] = []
+    tab.message_posted.connect(messages.append)
+    qtbot.waitUntil(lambda: messages or (dialog.grid.gaps == [] and dialog.grid.rows
+                                         and all(c is not None for r in dialog.grid.rows
+                                                 for c in r.cells)), timeout=150_000)
+    assert messages == [], messages
+    four, eight = (dialog.grid.row(s) for s in (4, 8))
+    assert [c.name for c in four.cells] == ["step000004_0.png", "step000004_1.png"]
+    from PIL import Image
+
+    pixels = [Image.open(p).tobytes() for p in (four.cells[0], eight.cells[0])]
+    assert pixels[0] != pixels[1]                       # the weights of each step
+    assert done.paths.events.read_bytes() == events_before
+    assert not dialog.fill_button.isEnabled()           # nothing left to make

@@ -8,7 +8,9 @@ from a folder scan:
 * ``checkpoint`` events give each row's LoRA: an external trainer reports the LoRA file it
   saved (ai-toolkit ``<name>_<step>.safetensors``, sd-scripts ``<name>-step<N>.safetensors``);
   the built-in trainer reports its checkpoint folder, which holds ``lora.safetensors``;
-* ``done`` / ``stopped`` give the LoRA of the last step.
+* ``done`` / ``stopped`` give the LoRA of the last step;
+* ``jobs/<id>/compare_events.jsonl`` holds the samples "fill the gaps" rendered later for
+  steps that had none (the built-in trainer's ``sample`` command), read like the job's own.
 
 A row whose LoRA was pruned (the trainer keeps the newest few checkpoints) still shows its
 samples but cannot be chosen. Scores (the identity score of each cell's face against the
@@ -27,10 +29,13 @@ from pathlib import Path
 
 from .protocol import CheckpointEvent, DoneEvent, Event, SampleEvent, StoppedEvent
 
-__all__ = ["CHECKPOINT_LORA_FILE", "CheckpointGrid", "GridRow", "build_grid", "with_scores"]
+__all__ = ["CHECKPOINT_LORA_FILE", "COMPARE_EVENTS", "CheckpointGrid", "GridRow", "build_grid",
+           "with_scores"]
 
 # the LoRA file inside a built-in checkpoint folder (training_runtime.loop writes it)
 CHECKPOINT_LORA_FILE = "lora.safetensors"
+# the sample events "fill the gaps" rendered (in the job folder, beside events.jsonl)
+COMPARE_EVENTS = "compare_events.jsonl"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,12 @@ class CheckpointGrid:
     missing: tuple[str, ...] = field(default=())   # plain words: what could not be shown
 
     @property
+    def gaps(self) -> list[int]:
+        """Steps whose LoRA is still there but that lack a sample picture (what "fill the
+        gaps" renders)."""
+        return [r.step for r in self.rows if r.can_use and any(c is None for c in r.cells)]
+
+    @property
     def recommended(self) -> GridRow | None:
         """The usable row with the best score (ties: the later step); None without scores."""
         scored = [r for r in self.rows if r.can_use and r.score is not None]
@@ -85,12 +96,13 @@ def _lora_of(path: str) -> Path | None:
     return None
 
 
-def build_grid(events: Iterable[Event], *, exists: Callable[[Path], bool] | None = None
-               ) -> CheckpointGrid:
+def build_grid(events: Iterable[Event], *, exists: Callable[[Path], bool] | None = None,
+               prompts: Iterable[str] = ()) -> CheckpointGrid:
     """The grid of a job from its protocol events. ``exists`` (default ``Path.is_file``)
-    decides whether a LoRA or sample file is still there."""
+    decides whether a LoRA or sample file is still there; ``prompts``: the job's sample
+    prompts as the trainer writes them (trigger included), columns even before any sample."""
     is_file = exists or (lambda p: p.is_file())
-    prompts: list[str] = []
+    prompts = list(dict.fromkeys(p for p in prompts if p.strip()))
     samples: dict[int, dict[int, Path]] = {}
     loras: dict[int, Path] = {}
     for event in events:
@@ -121,8 +133,8 @@ def build_grid(events: Iterable[Event], *, exists: Callable[[Path], bool] | None
                            f"are kept)")
         rows.append(GridRow(step, tuple(cells), lora, tuple(None for _ in cells)))
     if not prompts:
-        missing.append("The job made no sample images: set sample prompts and a sample "
-                       "interval in the training settings to compare checkpoints by picture.")
+        missing.append("The job has no sample prompts: set sample prompts in the training "
+                       "settings to compare checkpoints by picture.")
     return CheckpointGrid(tuple(prompts), tuple(rows), tuple(missing))
 
 

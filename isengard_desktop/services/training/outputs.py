@@ -31,7 +31,8 @@ from loguru import logger
 from ...core import logging as applog
 from ...core.fsutil import link_or_copy
 from ...core.paths import AppPaths
-from ...core.training.checkpoint_grid import CheckpointGrid, build_grid
+from ...core.dataset.captions import with_trigger
+from ...core.training.checkpoint_grid import COMPARE_EVENTS, CheckpointGrid, build_grid
 from ...core.training.job_files import publish_lora, read_events, write_debug_bundle
 from ...core.training.protocol import DoneEvent, Event
 from ...core.training.spec import stopped_lora_name
@@ -150,9 +151,13 @@ class JobOutputs:
         if record is None:
             on_loaded(CheckpointGrid(()))
             return
-        path = record.paths.events
-        run_in_executor(self._reader, lambda: build_grid(read_events(path)), on_loaded,
-                        on_failure)
+        path, extra = record.paths.events, record.paths.root / COMPARE_EVENTS
+        trigger = record.spec.trigger_word
+        prompts = [with_trigger(p, trigger) for p in record.spec.sample_prompts if p.strip()]
+        run_in_executor(self._reader,
+                        lambda: build_grid(read_events(path) + read_events(extra),
+                                           prompts=prompts),
+                        on_loaded, on_failure)
 
     def use_checkpoint(self, record: JobRecord, step: int, lora: Path,
                        on_done: Callable[[Path], None],

@@ -81,6 +81,7 @@ from ..ops import run_in_executor
 from .launch import (child_env, placed_stop_file, prepare_launch, read_secrets,
                               require_backend, usable_backend)
 from .orphans import OrphanWatcher
+from .fill_samples import SampleRender
 from .outputs import JobOutputs
 from .recovery import gave_up_record, plan_recovery, recovered_record
 from .records import (ACTIVE_STATES, RESUMABLE_STATES, JobRecord, JobState, RunOutcome, examine_rows, finished_record,
@@ -142,6 +143,7 @@ class TrainingService(QObject):
         self._oom_steps: dict[str, int] = {}   # job id -> step of this run's OOM error
         self._files = ThreadPoolExecutor(1, thread_name_prefix="training-files")
         self._outputs = JobOutputs(paths, library, self._files)
+        self._renders: list[SampleRender] = []   # checkpoint comparison "fill the gaps" runs
 
     # -- lifecycle -------------------------------------------------------------------------
     def _examine(self, rows: list[JobRow]) -> None:
@@ -205,6 +207,10 @@ class TrainingService(QObject):
             return
         self._shutting_down = True
         self._orphans.stop()
+        for render in list(self._renders):   # "fill the gaps" children: what they made is kept
+            render.finished.disconnect()
+            render.stop_and_wait()
+        self._renders.clear()
         runs = list(self._runs.items())
         graces = {}
         for job_id, run in runs:
@@ -367,6 +373,19 @@ class TrainingService(QObject):
         prompts), read off the UI thread."""
         self._flush_run(job_id)
         self._outputs.checkpoint_grid(self._records.get(job_id), on_loaded, on_failure)
+
+    def render_samples(self, job_id: str, steps: list[int]) -> SampleRender | None:
+        """"Fill the gaps" of the checkpoint comparison: the built-in trainer's ``sample``
+        child for the saved ``steps`` of a job (None when there is no such job). The caller
+        starts it and listens to its signals; quit stops it."""
+        record = self._records.get(job_id)
+        if record is None:
+            return None
+        run = SampleRender(self.paths, record, steps, self)
+        self._renders.append(run)
+        run.finished.connect(lambda _ok, _msg: self._renders.remove(run)
+                             if run in self._renders else None)
+        return run
 
     def use_checkpoint(self, job_id: str, step: int, lora: Path,
                        on_done: Callable[[Path], None],

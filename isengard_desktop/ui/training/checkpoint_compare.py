@@ -67,9 +67,10 @@ class CheckpointCompareDialog(QDialog):
     that step's LoRA (the owner calls the training service)."""
 
     use_requested = Signal(int)
+    fill_requested = Signal(list)
 
     def __init__(self, title: str, total_steps: int = 0, *, scorer: Scorer | None = None,
-                 parent: QWidget | None = None) -> None:
+                 can_fill: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Compare checkpoints — {title}")
         self.resize(1000, 780)
@@ -104,6 +105,13 @@ class CheckpointCompareDialog(QDialog):
         self.ab_button = QPushButton("Compare A/B")
         self.ab_button.setToolTip("Select two rows: their pictures of one prompt over each "
                                   "other, with a slider to move the split.")
+        self.fill_button = QPushButton("Make the missing pictures")
+        self.fill_button.setToolTip(
+            can_fill or "Render the sample prompts (same seeds) for the saved steps that have "
+                        "no picture, with the trainer's own sampler.")
+        self._can_fill = not can_fill
+        self.fill_button.setEnabled(False)
+        self.fill_button.clicked.connect(lambda: self.fill_requested.emit(self.grid.gaps))
         self.use_button.clicked.connect(self._use)
         self.ab_button.clicked.connect(self._show_ab)
 
@@ -129,6 +137,7 @@ class CheckpointCompareDialog(QDialog):
         self.ab_panel.hide()
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.fill_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(self.ab_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(self.use_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
@@ -150,6 +159,7 @@ class CheckpointCompareDialog(QDialog):
         """Show ``grid`` (pictures load in the background; scores are asked for)."""
         self.grid = grid
         self._fill()
+        self.fill_button.setEnabled(self._can_fill and bool(grid.gaps))
         self.ab_prompt.clear()
         self.ab_prompt.addItems([self._short(p) for p in grid.prompts])
         notes = list(grid.missing)
@@ -166,6 +176,11 @@ class CheckpointCompareDialog(QDialog):
             elif not notes:
                 self.status.setText("Identity scores need the face analysis (Dataset → "
                                     "Check faces); pictures are shown without them.")
+
+    def set_filling(self, done: int, total: int) -> None:
+        """"Fill the gaps" is running: ``done`` of ``total`` pictures."""
+        self.fill_button.setEnabled(False)
+        self.status.setText(f"Making the missing pictures: {done} of {total}…")
 
     def set_scores(self, scores: Mapping[Path, float | None]) -> None:
         self.grid = with_scores(self.grid, scores)

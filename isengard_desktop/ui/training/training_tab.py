@@ -38,7 +38,7 @@ from ...core.training.profiles import KNOWN_BACKENDS, Profile
 from ...core.training.protocol import LogEvent, is_hidden_line, parse_event
 from ...core.training.spec import SpecError, TrainingJob, new_job_id
 from ...core.types import Progress
-from ...services.background import BackgroundOp, guarded
+from ...services.background import BackgroundOp, alive, guarded
 from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ..dialogs.confirm import confirm
@@ -420,8 +420,11 @@ class TrainingTab(QWidget):
         scorer = None
         if self.identity_scorer is not None and record.character_id is not None:
             scorer = self.identity_scorer(record.character_id)
+        can_fill = "" if record.backend == "builtin" else (
+            "Only the built-in trainer's checkpoints can be rendered here; this job's "
+            "trainer made its own samples.")
         dialog = CheckpointCompareDialog(record.character_name, record.total_steps,
-                                         scorer=scorer, parent=self)
+                                         scorer=scorer, can_fill=can_fill, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.compare_dialog = dialog
 
@@ -442,7 +445,27 @@ class TrainingTab(QWidget):
         def failed_to_read(exc: BaseException) -> None:
             self.message_posted.emit(f"Could not read the job's events: {exc}")
 
+        def fill(steps: list[int]) -> None:
+            run = self._training.render_samples(job_id, steps)
+            if run is None:
+                return
+            dialog.set_filling(0, run.total)
+            run.progressed.connect(lambda done, total: dialog.set_filling(done, total)
+                                   if alive(dialog) else None)
+
+            def ended(ok: bool, message: str) -> None:
+                if not ok:
+                    self.message_posted.emit(message)
+                if alive(dialog):
+                    if not ok:
+                        dialog.status.setText(message)
+                    self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
+
+            run.finished.connect(ended)
+            run.start()
+
         dialog.use_requested.connect(use)
+        dialog.fill_requested.connect(fill)
         self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
         dialog.show()
         return dialog
