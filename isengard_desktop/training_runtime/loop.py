@@ -479,20 +479,7 @@ class Trainer:
                 if is_oom(exc):
                     self._out_of_memory(exc)
                 raise
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-            if self.scaler is None and not math.isfinite(float(norm)):
-                self._nan(self.step + 1)
-            lr = float(self.lr_scheduler.get_last_lr()[0])
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            self.lr_scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
+            lr = self._optimizer_step(max_norm)
             durations.append(time.perf_counter() - t0)
             spe = sum(durations) / len(durations)
             self.emit.step(self.step, total, loss_sum / accum, lr, spe, spe * (total - self.step))
@@ -547,21 +534,8 @@ class Trainer:
                 mean_loss, stop, bad = dp.agree(loss_sum, self.stop.is_set(), bad)
                 if bad:
                     self._nan(self.step + 1)
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
                 # the gradients are the same on every rank after DDP's all-reduce, so is the norm
-                norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-                if self.scaler is None and not math.isfinite(float(norm)):
-                    self._nan(self.step + 1)
-                lr = float(self.lr_scheduler.get_last_lr()[0])
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.lr_scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
+                lr = self._optimizer_step(max_norm)
                 durations.append(time.perf_counter() - t0)
                 spe = sum(durations) / len(durations)
                 self.emit.step(self.step, total, mean_loss / accum, lr, spe,
@@ -579,6 +553,25 @@ class Trainer:
                     break
         finally:
             self.family.train_module = None
+
+    def _optimizer_step(self, max_norm: float) -> float:
+        """Clip, check for NaN (the step's gradients), step the optimizer and the schedule,
+        count the step; returns the learning rate the step used."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        if self.scaler is None and not math.isfinite(float(norm)):
+            self._nan(self.step + 1)
+        lr = float(self.lr_scheduler.get_last_lr()[0])
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return lr
 
     def _out_of_memory(self, exc: BaseException) -> None:
         """Out of memory while training step ``self.step + 1``: free what the step held and
