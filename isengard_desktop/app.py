@@ -9,7 +9,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from PySide6.QtCore import Qt
@@ -186,14 +186,17 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     dataset = DatasetTab(library, thumbnails, checks, crops, faces=faces,
                          captioning=captioning, models_root=paths.models)
 
+    def identity_scorer(character_id: int) -> Any:
+        """Pictures scored against a character's photos (None: the character has none)."""
+        photos = library.images(character_id)
+        return faces.similarity_scorer(photos) if photos else None
+
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
 
         tab = TrainingTab(library, training, lambda done: settings.scan_models(None, done))
         # the checkpoint comparison scores each sample's face against the character's photos
-        tab.identity_scorer = lambda character_id: (
-            faces.similarity_scorer(library.images(character_id))
-            if library.images(character_id) else None)
+        tab.identity_scorer = identity_scorer
         gpu_probe.found.connect(tab.set_gpu_status)
         gpu_probe.start()                    # cached: PyTorch starts at most once a day
         return tab
@@ -210,9 +213,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         from .ui.generate import GenerateTab
 
         tab = GenerateTab(generation, library, thumbnails, refine=prompt_refine)
-        tab.identity_scorer = lambda character_id: (
-            faces.similarity_scorer(library.images(character_id))
-            if library.images(character_id) else None)
+        tab.identity_scorer = identity_scorer
         return tab
 
     tabs: dict[str, QWidget] = {

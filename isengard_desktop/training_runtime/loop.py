@@ -466,14 +466,9 @@ class Trainer:
             try:
                 maybe_inject_oom(job, self.paths.root, self.step + 1)
                 for micro in range(accum):
-                    latents, cond = self._batch(self.step * accum + micro)
-                    with self._autocast():
-                        loss = self.family.loss(latents, cond, self.noise_gen)
-                    value = float(loss.detach())
+                    value = self._micro_batch(self.step * accum + micro, accum)
                     if not math.isfinite(value):
                         self._nan(self.step + 1)
-                    scaled = loss / accum
-                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
                     loss_sum += value
             except (RuntimeError, MemoryError) as exc:
                 if is_oom(exc):
@@ -516,16 +511,11 @@ class Trainer:
                     maybe_inject_oom(job, self.paths.root, self.step + 1)
                     for micro in range(accum):
                         k = (self.step * accum + micro) * world + dp.rank
-                        latents, cond = self._batch(k)
                         sync = (contextlib.nullcontext() if micro == accum - 1
                                 else dp.no_sync(self.family.train_module))
                         with sync:
-                            with self._autocast():
-                                loss = self.family.loss(latents, cond, self.noise_gen)
-                            value = float(loss.detach())
-                            bad = bad or not math.isfinite(value)
-                            scaled = loss / accum
-                            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                            value = self._micro_batch(k, accum)
+                        bad = bad or not math.isfinite(value)
                         loss_sum += value
                 except (RuntimeError, MemoryError) as exc:
                     if is_oom(exc):
@@ -553,6 +543,17 @@ class Trainer:
                     break
         finally:
             self.family.train_module = None
+
+    def _micro_batch(self, k: int, accum: int) -> float:
+        """Forward and backward of batch ``k`` (its gradient scaled by ``1/accum``); returns
+        its loss. The caller judges a NaN (before the optimizer step, which is all it could
+        spoil)."""
+        latents, cond = self._batch(k)
+        with self._autocast():
+            loss = self.family.loss(latents, cond, self.noise_gen)
+        scaled = loss / accum
+        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        return float(loss.detach())
 
     def _optimizer_step(self, max_norm: float) -> float:
         """Clip, check for NaN (the step's gradients), step the optimizer and the schedule,

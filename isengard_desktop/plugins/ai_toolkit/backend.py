@@ -219,6 +219,9 @@ def _scheduler(job: TrainingJob) -> tuple[str, dict[str, Any]]:
 
 def _model(job: TrainingJob, fields: dict[str, Any]) -> dict[str, Any]:
     model: dict[str, Any] = {"name_or_path": job.base_model}
+    # ai-toolkit's qtype names are optimum-quanto's qtypes plus its torchao table (uint2..uint8,
+    # float8): toolkit/util/quantize.py:36-46 `torchao_qtypes`, :55-61 `get_qtype` (commit
+    # 6a77b0c). No NF4 among them; we map int8 → qint8 and float8 → qfloat8 below.
     if job.quantize_base not in ("none", "int8", "float8"):
         raise SpecError(f"quantize_base: ai-toolkit keeps the base model in int8 or float8 "
                         f"(qint8/qfloat8), not {job.quantize_base!r}")

@@ -156,6 +156,8 @@ def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
             raise SpecError(f"fields.blocks_to_swap: must be between 0 and 35 (got {blocks})")
     if fields.get("fp8_base") not in (None, ""):
         fp8 = bool(fields["fp8_base"])
+    # sd-scripts' only lower-precision base is fp8: the --fp8_base argument of
+    # library/train_util.py (commit 6edbe00; the line was not read) — no 4-bit base option
     if job.quantize_base not in ("none", "int8", "float8"):
         raise SpecError(f"quantize_base: sd-scripts loads the base model in fp8 "
                         f"(--fp8_base), not {job.quantize_base!r}")

@@ -36,6 +36,7 @@ from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import thumb_key
 from ..widgets.lineage_tree import LineageTreeWidget
 from ..widgets.more_like_this import MoreLikeThisWidget
+from ..widgets.staging import stepped_id
 
 __all__ = ["FunnelTileWidget", "FunnelViewWidget"]
 
@@ -367,14 +368,9 @@ class FunnelViewWidget(QFrame):
             self.scroll_area.ensureWidgetVisible(tile, 10, 10)
 
     def move_current(self, delta: int) -> None:
-        ids = self.item_ids()
-        if not ids:
-            return
-        if self.current_id not in ids:
-            self.set_current(ids[0])
-            return
-        n = max(0, min(len(ids) - 1, ids.index(self.current_id) + delta))
-        self.set_current(ids[n])
+        target = stepped_id(self.item_ids(), self.current_id, delta)
+        if target is not None:
+            self.set_current(target)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()

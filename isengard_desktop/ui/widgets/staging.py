@@ -130,6 +130,16 @@ class StagingTileWidget(QFrame):
         super().mousePressEvent(event)
 
 
+def stepped_id(ids: Sequence[int], current: int | None, delta: int) -> int | None:
+    """Keyboard triage's arrow keys: the id ``delta`` places from ``current`` in ``ids``
+    (clamped to the ends; the first when ``current`` is not shown; None when none is)."""
+    if not ids:
+        return None
+    if current is None or current not in ids:
+        return ids[0]
+    return ids[max(0, min(len(ids) - 1, list(ids).index(current) + delta))]
+
+
 # dlib's same-person distance 0.6 as a similarity (core/identity.py; not imported: numpy)
 SAME_PERSON_SIMILARITY = 0.4
 
@@ -285,14 +295,9 @@ class StagingStripWidget(QFrame):
             self.scroll_area.ensureWidgetVisible(tile, 20, 0)
 
     def move_current(self, delta: int) -> None:
-        ids = self.item_ids()
-        if not ids:
-            return
-        if self.current_id not in ids:
-            self.set_current(ids[0])
-            return
-        n = max(0, min(len(ids) - 1, ids.index(self.current_id) + delta))
-        self.set_current(ids[n])
+        target = stepped_id(self.item_ids(), self.current_id, delta)
+        if target is not None:
+            self.set_current(target)
 
     def _advance_from(self, item_id: int) -> None:
         ids = self.item_ids()
