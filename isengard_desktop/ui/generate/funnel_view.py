@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap, QResizeEvent
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QGridLayout, QHBoxLayout,
                                QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
@@ -36,6 +36,7 @@ from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import thumb_key
 from ..widgets.lineage_tree import LineageTreeWidget
 from ..widgets.more_like_this import MoreLikeThisWidget
+from ..widgets.picture_tile import PictureTile, set_style_property
 from ..widgets.staging import stepped_id
 
 __all__ = ["FunnelTileWidget", "FunnelViewWidget"]
@@ -45,23 +46,17 @@ TILE_STEP = TILE_IMAGE + 14 + 8      # tile width + grid spacing
 PICK_WORDS = {"keep": "Kept", "discard": "Discarded", "": ""}
 
 
-class FunnelTileWidget(QFrame):
+class FunnelTileWidget(PictureTile):
     """One picture of a stage: thumbnail, number and seed, its decision, Keep and Discard
     buttons (pressing a decided one again makes the picture undecided)."""
 
-    clicked = Signal(int)
     decided = Signal(int, str)
 
     def __init__(self, item: GalleryItem, number: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.item = item
+        super().__init__(item, TILE_IMAGE, parent)
         self.number = number
         self.setObjectName("FunnelTile")
-        self.setProperty("current", False)
         self.setProperty("pick", item.pick)
-        self.image = QLabel("…")
-        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image.setFixedSize(TILE_IMAGE, TILE_IMAGE)
         self.caption = QLabel("")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.seed_label = QLabel("")
@@ -108,26 +103,7 @@ class FunnelTileWidget(QFrame):
         self.discard_button.setToolTip("Undecided again (U)." if item.pick == "discard" else
                                        "Leave this picture out of the next stage (D). The "
                                        "file stays, so you can change your mind.")
-        if self.property("pick") != item.pick:
-            self.setProperty("pick", item.pick)
-            self.style().unpolish(self)
-            self.style().polish(self)
-
-    def set_pixmap(self, pix: QPixmap | None) -> None:
-        if pix is not None and not pix.isNull():
-            self.image.setPixmap(pix.scaled(QSize(TILE_IMAGE, TILE_IMAGE),
-                                            Qt.AspectRatioMode.KeepAspectRatio,
-                                            Qt.TransformationMode.SmoothTransformation))
-
-    def set_current(self, current: bool) -> None:
-        if self.property("current") != current:
-            self.setProperty("current", current)
-            self.style().unpolish(self)
-            self.style().polish(self)
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        self.clicked.emit(self.item.id)
-        super().mousePressEvent(event)
+        set_style_property(self, "pick", item.pick)
 
 
 class FunnelViewWidget(QFrame):

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent, QPixmap
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QSizePolicy, QVBoxLayout, QWidget)
 
@@ -24,25 +24,19 @@ from ...core.comfy.jobs import GalleryItem
 from ...services.background import alive
 from ...services.thumbnails import ThumbnailService
 from .gallery import thumb_key
+from .picture_tile import PictureTile, set_style_property
 
 TILE_IMAGE = 184
 
 
-class StagingTileWidget(QFrame):
+class StagingTileWidget(PictureTile):
     """One staged image with Keep and Discard."""
 
-    clicked = Signal(int)
-
     def __init__(self, item: GalleryItem, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.item = item
+        super().__init__(item, TILE_IMAGE, parent)
         self.setObjectName("StagingTile")
-        self.setProperty("current", False)
         self.setFixedWidth(TILE_IMAGE + 20)
-        self.image = QLabel("…")
         self.image.setObjectName("StagingImage")
-        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image.setFixedSize(TILE_IMAGE, TILE_IMAGE)
         self.caption = QLabel(f"seed {item.seed}")
         self.caption.setProperty("subtle", True)
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -97,23 +91,8 @@ class StagingTileWidget(QFrame):
                    f"face; {SAME_PERSON_SIMILARITY:.1f} and above reads the same person).")
         self.likeness.setText(text)
         self.likeness.setToolTip(tip)
-        self.likeness.setProperty("warning", warn)
-        self.likeness.style().unpolish(self.likeness)
-        self.likeness.style().polish(self.likeness)
+        set_style_property(self.likeness, "warning", warn)
         self.likeness.show()
-
-    def set_pixmap(self, pix: QPixmap | None) -> None:
-        if pix is None or pix.isNull():
-            return
-        self.image.setPixmap(pix.scaled(QSize(TILE_IMAGE, TILE_IMAGE),
-                                        Qt.AspectRatioMode.KeepAspectRatio,
-                                        Qt.TransformationMode.SmoothTransformation))
-
-    def set_current(self, current: bool) -> None:
-        if self.property("current") != current:
-            self.setProperty("current", current)
-            self.style().unpolish(self)
-            self.style().polish(self)
 
     def set_decision(self, decision: str) -> None:
         """"keep" or "discard": the request is on its way; the buttons say so."""
@@ -124,10 +103,6 @@ class StagingTileWidget(QFrame):
         self.keep_button.setToolTip(why)
         self.discard_button.setToolTip(why)
         self.caption.setText("Keeping…" if decision == "keep" else "Discarding…")
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        self.clicked.emit(self.item.id)
-        super().mousePressEvent(event)
 
 
 def stepped_id(ids: Sequence[int], current: int | None, delta: int) -> int | None:
