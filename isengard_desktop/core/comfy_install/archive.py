@@ -8,13 +8,16 @@ at ``dest/main.py``. Refused, naming the archive and the member: absolute paths,
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
 import tarfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 __all__ = ["ArchiveError", "safe_extract"]
 
@@ -67,66 +70,63 @@ def safe_extract(archive: Path, dest: Path,
     return dest
 
 
-def _target(root: Path, rel: PurePosixPath, strip: int) -> Path | None:
-    parts = rel.parts[strip:]
-    return root.joinpath(*parts) if parts else None
+@dataclass(frozen=True)
+class _Member:
+    """One archive member, read the same way from a zip or a tar."""
+
+    rel: PurePosixPath
+    is_dir: bool
+    executable: bool
+    open: Callable[[], IO[bytes] | None]
+
+
+def _write(members: list[_Member], root: Path, progress: Callable[[int, int], None] | None,
+           cancelled: Callable[[], bool]) -> None:
+    """Write the (already checked) members under ``root``, their common top folder stripped."""
+    strip = _strip([m.rel for m in members])
+    for n, member in enumerate(members):
+        if cancelled():
+            raise InterruptedError("cancelled")
+        parts = member.rel.parts[strip:]
+        if parts:
+            target = root.joinpath(*parts)
+            if member.is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = member.open()
+                if src is not None:
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    if member.executable:
+                        target.chmod(0o755)
+        if progress is not None:
+            progress(n + 1, len(members))
 
 
 def _unzip(archive: Path, root: Path, progress: Callable[[int, int], None] | None,
            cancelled: Callable[[], bool]) -> None:
     with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        names = [_clean(archive, i.filename) for i in infos]
-        for info in infos:
+        members = []
+        for info in zf.infolist():
             kind = stat.S_IFMT(info.external_attr >> 16)   # 0: no Unix type recorded
             if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 raise ArchiveError(f"{archive.name}: member {info.filename!r} is a link or a "
                                    "special file; the archive is refused")
-        strip = _strip(names)
-        for n, (info, rel) in enumerate(zip(infos, names, strict=True)):
-            if cancelled():
-                raise InterruptedError("cancelled")
-            target = _target(root, rel, strip)
-            if target is None:
-                continue
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                if (info.external_attr >> 16) & 0o111:
-                    target.chmod(0o755)
-            if progress is not None:
-                progress(n + 1, len(infos))
+            members.append(_Member(_clean(archive, info.filename), info.is_dir(),
+                                   bool((info.external_attr >> 16) & 0o111),
+                                   functools.partial(zf.open, info)))
+        _write(members, root, progress, cancelled)
 
 
 def _untar(archive: Path, root: Path, progress: Callable[[int, int], None] | None,
            cancelled: Callable[[], bool]) -> None:
     with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        names = [_clean(archive, m.name) for m in members]
-        for m in members:
+        members = []
+        for m in tf.getmembers():
             if not (m.isfile() or m.isdir()):
                 raise ArchiveError(f"{archive.name}: member {m.name!r} is a link or a special "
                                    "file; the archive is refused")
-        strip = _strip(names)
-        for n, (member, rel) in enumerate(zip(members, names, strict=True)):
-            if cancelled():
-                raise InterruptedError("cancelled")
-            target = _target(root, rel, strip)
-            if target is None:
-                continue
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(member)
-                if src is None:
-                    continue
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                if member.mode & 0o111:
-                    target.chmod(0o755)
-            if progress is not None:
-                progress(n + 1, len(members))
+            members.append(_Member(_clean(archive, m.name), m.isdir(), bool(m.mode & 0o111),
+                                   functools.partial(tf.extractfile, m)))
+        _write(members, root, progress, cancelled)
