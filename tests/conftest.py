@@ -131,6 +131,14 @@ def pytest_runtest_protocol(item, nextitem):
             await asyncio.sleep(0)
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    # Python runs signal handlers only between bytecodes: while Qt waits for events with no
+    # Python callback due, pytest-timeout's alarm would wait with it (the app's __main__ has
+    # the same no-op timer for SIGTERM). With it, a stuck test at least prints its stacks.
+    from PySide6.QtCore import QTimer
+
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
     with runner(app) as loop_runner:
         item.stash[_LOOP_RUNNER] = loop_runner
         try:
@@ -139,7 +147,8 @@ def pytest_runtest_protocol(item, nextitem):
             del item.stash[_LOOP_RUNNER]
     # the loop's Qt objects are freed here, on the main thread: freed later by the cyclic
     # GC on a worker thread (a test server's), its timer could fire into a deleted object
-    del loop_runner
+    wake.stop()
+    del loop_runner, wake
     gc.collect()
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
