@@ -65,7 +65,7 @@ def test_loss_chart_keeps_every_point_of_rapid_updates(qtbot):
     for step in range(1, 41):                  # 40 updates arriving 10 times a second
         chart.append_points([(step, 1.0 / step)])
         qtbot.wait(25)
-    qtbot.waitUntil(lambda: not chart._redraw_throttle.has_pending, timeout=2000)
+    qtbot.waitUntil(lambda: not chart._redraw_throttle.has_pending, timeout=10_000)
     assert len(chart.raw_curve.getOriginalDataset()[0]) == 40   # nothing lost
 
 
@@ -87,7 +87,7 @@ def test_loss_chart_appends_smooths_and_rewinds(qtbot):
     assert np.std(smooth[200:]) < np.std(losses) / 3
     assert abs(np.mean(smooth[200:]) - 0.2) < 0.01
     # redraws are throttled (≤ 2 a second): the curve catches up shortly after
-    qtbot.waitUntil(lambda: len(chart.raw_curve.getOriginalDataset()[0]) == 3000, timeout=2000)
+    qtbot.waitUntil(lambda: len(chart.raw_curve.getOriginalDataset()[0]) == 3000, timeout=10_000)
     x, y = chart.raw_curve.getOriginalDataset()
     assert len(x) == 3000 and y[-1] == pytest.approx(losses[-1])
     assert len(chart.smooth_curve.getOriginalDataset()[0]) == 3000

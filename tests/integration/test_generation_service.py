@@ -423,7 +423,7 @@ def test_queue_is_read_again_when_a_job_ends(harness, make_comfy_double):
     assert kind == "finished"
     harness.qtbot.waitUntil(
         lambda: (service.servers()[0].state, service.servers()[0].queue_length) == ("ready", 0),
-        timeout=2000)
+        timeout=WAIT)
 
 
 def test_aclose_closes_every_connection_at_once(harness, make_comfy_double):
