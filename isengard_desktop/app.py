@@ -31,6 +31,7 @@ from .services.library import LibraryService
 from .services.resource_monitor import ResourceMonitor
 from .services.ops import init_main_thread_bridge
 from .services.prompt_refine import PromptRefineService
+from .services.generation.checkpoint_fill import CheckpointFiller
 from .services.generation.comfy_install import ComfyInstallService
 from .services.video import VideoService
 from .services.runtime import RuntimeService
@@ -191,12 +192,16 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         photos = library.images(character_id)
         return faces.similarity_scorer(photos) if photos else None
 
+    checkpoint_filler = CheckpointFiller(generation)
+
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
 
         tab = TrainingTab(library, training, lambda done: settings.scan_models(None, done))
         # the checkpoint comparison scores each sample's face against the character's photos
         tab.identity_scorer = identity_scorer
+        # its "fill the gaps" goes through ComfyUI when a ready server has the base model
+        tab.checkpoint_filler = checkpoint_filler
         gpu_probe.found.connect(tab.set_gpu_status)
         gpu_probe.start()                    # cached: PyTorch starts at most once a day
         return tab
