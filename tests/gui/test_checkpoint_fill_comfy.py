@@ -196,3 +196,32 @@ def test_stop_keeps_the_pictures_already_made(qtbot, harness, finished_job,
     assert dialog.route_label.text() == "Stopped: the pictures made so far are kept."
     assert dialog.fill_button.isEnabled() and not dialog.stop_fill_button.isVisible()
     assert len(double.accepted_prompts) == 2              # nothing sent after the stop
+
+
+def test_a_comfyui_that_lists_the_apps_lora_folder_gets_the_loras_there(
+        qtbot, harness, finished_job, make_comfy_double):  # noqa: F811
+    """A managed or linked ComfyUI lists the app's LoRA folder (extra_model_paths): each
+    step's LoRA is placed there under ``compare/`` and the server's list is read again, so the
+    graph names it as that server lists it; nothing is uploaded."""
+    service, record = finished_job
+    loras = harness.paths.loras
+
+    def listed() -> dict[str, list[str]]:     # as ComfyUI lists a folder: relative, "/"
+        return {"checkpoints": [BASE],
+                "loras": sorted(p.relative_to(loras).as_posix() for p in loras.rglob("*")
+                                if p.is_file())}
+
+    double = make_comfy_double(models_provider=listed)
+    harness.start([double.url])
+    _tab, dialog, messages = open_compare(qtbot, harness, service, record)
+    qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: messages or dialog.grid.gaps == [], timeout=WAIT)
+    assert messages == []
+    name10 = staged_lora_name("alice_lora", record.job_id, 10)
+    name20 = staged_lora_name("alice_lora", record.job_id, 20)
+    assert [graph_of(p)[0] for p in double.accepted_prompts] == [
+        f"compare/{name10}", f"compare/{name10}", f"compare/{name20}"]
+    ten, twenty = dialog.grid.rows
+    assert (loras / "compare" / name10).read_bytes() == ten.lora.read_bytes()
+    assert (loras / "compare" / name20).read_bytes() == twenty.lora.read_bytes()
+    assert double.uploads == [] and double.requests["/isengard/lora"] == 0
