@@ -86,6 +86,7 @@ class AppContext:
     video: VideoService | None = None        # Video tab jobs and clips (issue 18)
     faces: FaceAnalysisService | None = None   # face checks + identity scores (analysis child)
     captioning: CaptionService | None = None   # auto-caption suggestions (Dataset tab)
+    checkpoint_filler: CheckpointFiller | None = None   # comparison gaps through ComfyUI
     _closed: bool = False
 
     @property
@@ -126,6 +127,8 @@ class AppContext:
         if self.captioning is not None:
             self.captioning.shutdown()   # a captioning child keeps what it finished
         self.training.shutdown()      # trainers save and exit; final states go through the DB
+        if self.checkpoint_filler is not None:
+            self.checkpoint_filler.shutdown()   # comparison pictures made so far are kept
         if self.video is not None:
             await self.video.aclose()    # video prompts stop before their clients close
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
@@ -235,7 +238,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
                      resources=resources, prompt_refine=prompt_refine, crops=crops,
-                     video=video, faces=faces, captioning=captioning)
+                     video=video, faces=faces, captioning=captioning,
+                     checkpoint_filler=checkpoint_filler)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:

@@ -168,7 +168,6 @@ def test_stop_keeps_the_pictures_already_made(qtbot, harness, finished_job,
     gen = harness.start([double.url])
     gen.set_upload_tokens(lambda url: DEFAULT_TOKEN)
     tab, dialog, messages = open_compare(qtbot, harness, service, record)
-    run_holder = []
 
     def progressed(done: int, _total: int) -> None:
         if done == 1:       # before the second prompt is sent: it will hang on the server
@@ -178,7 +177,6 @@ def test_stop_keeps_the_pictures_already_made(qtbot, harness, finished_job,
     qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
     assert len(filler.runs) == 1
     run = filler.runs[0]
-    run_holder.append(run)
     run.progressed.connect(progressed)
     qtbot.waitUntil(lambda: len(double.accepted_prompts) == 2 and run.done == 1, timeout=WAIT)
     assert dialog.stop_fill_button.isVisible()
@@ -225,3 +223,25 @@ def test_a_comfyui_that_lists_the_apps_lora_folder_gets_the_loras_there(
     assert (loras / "compare" / name10).read_bytes() == ten.lora.read_bytes()
     assert (loras / "compare" / name20).read_bytes() == twenty.lora.read_bytes()
     assert double.uploads == [] and double.requests["/isengard/lora"] == 0
+
+
+def test_quitting_stops_the_run_quietly_and_interrupts_its_picture(
+        qtbot, harness, finished_job, make_comfy_double):  # noqa: F811
+    service, record = finished_job
+    double = make_comfy_double(models={"checkpoints": [BASE]}, with_upload_node=True)
+    gen = harness.start([double.url])
+    gen.set_upload_tokens(lambda url: DEFAULT_TOKEN)
+    double.hang_next_prompt = True                  # the first picture never ends by itself
+    tab, dialog, messages = open_compare(qtbot, harness, service, record)
+    filler = tab.checkpoint_filler
+    qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
+    run = filler.runs[0]
+    ended: list[tuple] = []
+    run.finished.connect(lambda ok, message: ended.append((ok, message)))
+    qtbot.waitUntil(lambda: bool(double.queue_state()[0]), timeout=WAIT)
+    filler.shutdown()                                # what AppContext.aclose does
+    qtbot.waitUntil(lambda: bool(double.interrupts), timeout=WAIT)
+    qtbot.waitUntil(lambda: not run.is_running, timeout=WAIT)
+    assert ended == [] and messages == [] and run.done == 0
+    assert not (Path(record.job_dir) / COMPARE_EVENTS).exists()
+    assert len(double.accepted_prompts) == 1

@@ -102,6 +102,11 @@ class ComfyCheckpointFill(QObject):
         generation.job_finished.connect(self._on_job_finished)
         generation.job_failed.connect(self._on_job_failed)
 
+    @property
+    def is_running(self) -> bool:
+        """Whether the run's task is still going (also after a quiet stop, until it ended)."""
+        return bool(self._tasks.tasks())
+
     # -- control -------------------------------------------------------------------------
     def start(self) -> None:
         self._tasks.spawn(self._run(), name=f"fill the gaps of {self.spec.job_id}")
@@ -117,8 +122,13 @@ class ComfyCheckpointFill(QObject):
             self._tasks.cancel_all()
 
     def stop_and_wait(self) -> None:
-        """App quit: cancel (never blocks; the generation service ends its jobs itself)."""
+        """App quit: cancel the job being made and end quietly (never blocks, emits nothing:
+        the widgets are going away; the generation service ends its jobs itself)."""
+        if self._ended:
+            return
         self.cancel()
+        self._ended = True
+        self._disconnect()
         self._tasks.cancel_all(close=True)
 
     # -- the run -------------------------------------------------------------------------
@@ -219,15 +229,18 @@ class ComfyCheckpointFill(QObject):
         if job_id == self._current and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result((False, message))
 
-    def _end(self, ok: bool, message: str) -> None:
-        if self._ended:
-            return
-        self._ended = True
+    def _disconnect(self) -> None:
         try:
             self.generation.job_finished.disconnect(self._on_job_finished)
             self.generation.job_failed.disconnect(self._on_job_failed)
         except (RuntimeError, TypeError):      # already gone (app quitting)
             pass
+
+    def _end(self, ok: bool, message: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._disconnect()
         logger.info("fill the gaps of job {}: {} of {} pictures{}", self.spec.job_id,
                     self.done, self.total, "" if ok else f" ({message})")
         self.finished.emit(ok, message)
