@@ -245,3 +245,18 @@ def test_quitting_stops_the_run_quietly_and_interrupts_its_picture(
     assert ended == [] and messages == [] and run.done == 0
     assert not (Path(record.job_dir) / COMPARE_EVENTS).exists()
     assert len(double.accepted_prompts) == 1
+
+
+def test_a_fixed_size_or_step_count_out_of_range_is_refused_by_name(
+        qtbot, harness, make_comfy_double):  # noqa: F811
+    from tests.helpers.generation_harness import SD15, request
+
+    double = make_comfy_double(models={"checkpoints": [SD15]})
+    gen = harness.start([double.url])
+    kind, _, message = harness.outcome(gen.submit(request(width=40, height=512)))
+    assert kind == "failed" and "64 to 4096 pixels" in message and "40×512" in message
+    kind, _, message = harness.outcome(gen.submit(request(steps=500)))
+    assert kind == "failed" and "sampler steps must be 1 to 200, not 500" in message
+    kind, _, message = harness.outcome(gen.submit(request(target="compare")))
+    assert kind == "failed" and "output_path" in message
+    assert double.accepted_prompts == []
