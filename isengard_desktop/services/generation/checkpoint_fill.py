@@ -168,6 +168,10 @@ class ComfyCheckpointFill(QObject):
             self._end(False, str(exc))
         except OSError as exc:
             self._end(False, f"The missing pictures could not be made: {exc}")
+        except Exception as exc:     # a bug: the dialog is told, the excepthook shows it
+            self._end(False, f"Making the missing pictures stopped because of an unexpected "
+                             f"error ({type(exc).__name__}: {exc}).")
+            raise
 
     def _stage(self) -> dict[int, Path]:
         """Each step's LoRA under a unique name in the folders ComfyUI lists (blocking)."""
