@@ -31,6 +31,7 @@ from .services.library import LibraryService
 from .services.resource_monitor import ResourceMonitor
 from .services.ops import init_main_thread_bridge
 from .services.prompt_refine import PromptRefineService
+from .services.generation.checkpoint_fill import CheckpointFiller
 from .services.generation.comfy_install import ComfyInstallService
 from .services.video import VideoService
 from .services.runtime import RuntimeService
@@ -85,6 +86,7 @@ class AppContext:
     video: VideoService | None = None        # Video tab jobs and clips (issue 18)
     faces: FaceAnalysisService | None = None   # face checks + identity scores (analysis child)
     captioning: CaptionService | None = None   # auto-caption suggestions (Dataset tab)
+    checkpoint_filler: CheckpointFiller | None = None   # comparison gaps through ComfyUI
     _closed: bool = False
 
     @property
@@ -125,6 +127,8 @@ class AppContext:
         if self.captioning is not None:
             self.captioning.shutdown()   # a captioning child keeps what it finished
         self.training.shutdown()      # trainers save and exit; final states go through the DB
+        if self.checkpoint_filler is not None:
+            self.checkpoint_filler.shutdown()   # comparison pictures made so far are kept
         if self.video is not None:
             await self.video.aclose()    # video prompts stop before their clients close
         await self.generation.aclose()   # prompts cancelled, managed ComfyUI tree stopped,
@@ -191,12 +195,16 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
         photos = library.images(character_id)
         return faces.similarity_scorer(photos) if photos else None
 
+    checkpoint_filler = CheckpointFiller(generation)
+
     def make_training_tab() -> QWidget:
         from .ui.training import TrainingTab   # its imports load with the page, too
 
         tab = TrainingTab(library, training, lambda done: settings.scan_models(None, done))
         # the checkpoint comparison scores each sample's face against the character's photos
         tab.identity_scorer = identity_scorer
+        # its "fill the gaps" goes through ComfyUI when a ready server has the base model
+        tab.checkpoint_filler = checkpoint_filler
         gpu_probe.found.connect(tab.set_gpu_status)
         gpu_probe.start()                    # cached: PyTorch starts at most once a day
         return tab
@@ -230,7 +238,8 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),
                      resources=resources, prompt_refine=prompt_refine, crops=crops,
-                     video=video, faces=faces, captioning=captioning)
+                     video=video, faces=faces, captioning=captioning,
+                     checkpoint_filler=checkpoint_filler)
     holder.append(ctx)
     _connect_signals(ctx)
     if install_excepthook:

@@ -39,7 +39,9 @@ class ServerState(StrEnum):
 
 SERVER_STATES = tuple(ServerState)
 GALLERY_STATUSES = ("gallery", "staging", "kept", "discarded")
-TARGETS = ("gallery", "staging")
+# "compare": the checkpoint comparison's "fill the gaps" (one picture written to the request's
+# ``output_path``; no gallery row)
+TARGETS = ("gallery", "staging", "compare")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,12 @@ class GenerationRequest:
     origin: str = ""
     # the picture size times this factor (funnel drafts are made smaller; 1.0 = the preset)
     size_scale: float = 1.0
+    # fixed size and sampler steps (0: from ``aspect`` and ``tier``), e.g. what a trainer
+    # sampled with; ``output_path``: where the one picture of a ``target="compare"`` job goes
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+    output_path: str = ""
 
 
 @dataclass(frozen=True)

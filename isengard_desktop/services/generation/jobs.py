@@ -172,8 +172,19 @@ class JobRunner:
                                      f"{req.size_scale}.")
                 width, height = scaled_size(width, height, float(req.size_scale),
                                             FAMILY_MULTIPLE[family_base(req.family)])
+            if req.width or req.height:     # a fixed size (a trainer's sample size)
+                if not (64 <= int(req.width) <= 4096 and 64 <= int(req.height) <= 4096):
+                    raise ValueError(f"The picture size must be 64 to 4096 pixels a side, "
+                                     f"not {req.width}×{req.height}.")
+                width, height = int(req.width), int(req.height)
+            if req.steps:
+                if not 1 <= int(req.steps) <= 200:
+                    raise ValueError(f"The sampler steps must be 1 to 200, not {req.steps}.")
+                tier = {**tier, "steps": int(req.steps)}
         except ValueError as exc:
             raise JobFailed(str(exc)) from None
+        if req.target == "compare" and (not req.output_path or int(req.batch) != 1):
+            raise JobFailed("A comparison picture needs its file (output_path) and batch 1.")
         if not 1 <= int(req.batch) <= 64:
             raise JobFailed(f"The batch size must be between 1 and 64, not {req.batch}.")
         seed = int(req.seed) if req.seed is not None else random_seed()
@@ -356,7 +367,7 @@ class JobRunner:
         lora = req.lora
         character_id = req.character_id if req.character_id is not None else \
             (lora.character_id if lora else None)
-        status = "staging" if req.target == "staging" else "gallery"
+        status = req.target if req.target in ("staging", "compare") else "gallery"
         prompt = str(plan.params.get("prompt", req.prompt))
         base_params: dict[str, Any] = {
             "prompt": req.prompt, "negative": req.negative, "family": req.family,
@@ -383,6 +394,7 @@ class JobRunner:
                 denoise=plan.params.get("denoise"))
         folder = self.paths.outputs / "generations" / datetime.now().strftime("%Y-%m-%d")
         stamp = datetime.now().strftime("%H%M%S")
+        fixed = Path(req.output_path) if req.target == "compare" else None
 
         def write() -> list[tuple[str, int, int]]:
             out = []
@@ -409,6 +421,9 @@ class JobRunner:
                                                    isengard=isengard)
                 ext = ".png" if size is not None else ".bin"
                 path = folder / f"{stamp}-{job.job_id[:8]}-{index + 1:02d}{ext}"
+                if fixed is not None:       # the comparison's cell: its one file
+                    path = fixed if index == 0 else fixed.with_name(
+                        f"{fixed.stem}-{index + 1}{fixed.suffix}")
                 atomic_write_bytes(path, data)
                 w, h = size or (plan.width, plan.height)
                 out.append((str(path), int(w), int(h)))
@@ -428,6 +443,9 @@ class JobRunner:
                             parent_id=req.parent_id, funnel_id=req.funnel_id,
                             stage=req.stage)
                 for i, ((path, w, h), picture) in enumerate(zip(written, pictures, strict=True))]
+        if fixed is not None:      # not a gallery picture: written, not recorded
+            logger.info("job {}: comparison picture saved as {}", job.job_id, fixed)
+            return rows
         outputs = self.paths.outputs
         future = asyncio.get_running_loop().create_future()
 

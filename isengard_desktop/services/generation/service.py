@@ -318,6 +318,26 @@ class GenerationService(QObject):
         # only files of the family, then those whose family is unknown (marked in the picker)
         return family_choices(sorted(names, key=str.casefold), family, self._known_families)
 
+    def base_model_server(self, family: str, model_file: str) -> tuple[str, str] | None:
+        """A ready server that lists ``model_file`` (a path or file name) as a main model of
+        ``family``'s LoRA workflow: (server label, the name it lists it by); None when no
+        healthy server has it (or the workflows are not loaded yet)."""
+        from ...core.comfy.graph_check import model_choices
+        from ...core.comfy.routing import resolve_name
+
+        spec = self._model_spec(family, lora=True)
+        param = spec.params.get("model") if spec is not None else None
+        if param is None or not model_file:
+            return None
+        wanted = os.path.basename(model_file.replace("\\", "/"))
+        for server in self.pool.healthy():
+            if server.object_info is None:
+                continue
+            name = resolve_name(model_choices(server.object_info, param.model_folder), wanted)
+            if name is not None:
+                return server.label, name
+        return None
+
     def models(self, folder: str) -> list[str]:
         """Files of a model folder (``controlnet``, ``loras``, ``upscale_models`` ...) that
         the healthy servers list, sorted, without duplicates."""
@@ -455,11 +475,13 @@ class GenerationService(QObject):
             sys.excepthook(type(exc), exc, exc.__traceback__)
         else:
             coalescer.flush()
-            for item in items:
+            shown = [item for item in items if item.status in ("gallery", "staging")]
+            for item in shown:
                 self._items[item.id] = item
             self._jobs.pop(job.job_id, None)
             self.job_finished.emit(job.job_id, tuple(items))
-            self.gallery_changed.emit()
+            if shown:
+                self.gallery_changed.emit()
         finally:
             coalescer.cancel()
             coalescer.deleteLater()

@@ -68,9 +68,11 @@ class CheckpointCompareDialog(QDialog):
 
     use_requested = Signal(int)
     fill_requested = Signal(list)
+    fill_cancel_requested = Signal()
 
     def __init__(self, title: str, total_steps: int = 0, *, scorer: Scorer | None = None,
-                 can_fill: str = "", parent: QWidget | None = None) -> None:
+                 can_fill: str = "", fill_route: str = "",
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Compare checkpoints — {title}")
         self.resize(1000, 780)
@@ -86,6 +88,12 @@ class CheckpointCompareDialog(QDialog):
         self.status = QLabel("Reading the job…")
         self.status.setProperty("subtle", True)
         self.status.setWordWrap(True)
+        # how "Make the missing pictures" renders (ComfyUI on which server, the trainer's
+        # sampler) or why nothing can; then how the last run ended
+        self.route_label = QLabel(fill_route or can_fill)
+        self.route_label.setProperty("subtle", True)
+        self.route_label.setWordWrap(True)
+        self.route_label.setVisible(bool(fill_route or can_fill))
         self.table = QTableWidget()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
@@ -109,9 +117,17 @@ class CheckpointCompareDialog(QDialog):
         self.fill_button.setToolTip(
             can_fill or "Render the sample prompts (same seeds) for the saved steps that have "
                         "no picture, with the trainer's own sampler.")
+        if fill_route and not can_fill:
+            self.fill_button.setToolTip(f"Render the sample prompts (same seeds) for the saved "
+                                        f"steps that have no picture. {fill_route}")
         self._can_fill = not can_fill
         self.fill_button.setEnabled(False)
         self.fill_button.clicked.connect(lambda: self.fill_requested.emit(self.grid.gaps))
+        self.stop_fill_button = QPushButton("Stop making pictures")
+        self.stop_fill_button.setToolTip("Stop after the picture being made; the pictures "
+                                         "made so far are kept.")
+        self.stop_fill_button.hide()
+        self.stop_fill_button.clicked.connect(self.fill_cancel_requested)
         self.use_button.clicked.connect(self._use)
         self.ab_button.clicked.connect(self._show_ab)
 
@@ -138,12 +154,14 @@ class CheckpointCompareDialog(QDialog):
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.addButton(self.fill_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.stop_fill_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(self.ab_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(self.use_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.intro)
         layout.addWidget(self.status)
+        layout.addWidget(self.route_label)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.ab_panel)
@@ -159,6 +177,7 @@ class CheckpointCompareDialog(QDialog):
         """Show ``grid`` (pictures load in the background; scores are asked for)."""
         self.grid = grid
         self._fill()
+        self.stop_fill_button.hide()
         self.fill_button.setEnabled(self._can_fill and bool(grid.gaps))
         self.ab_prompt.clear()
         self.ab_prompt.addItems([self._short(p) for p in grid.prompts])
@@ -180,7 +199,16 @@ class CheckpointCompareDialog(QDialog):
     def set_filling(self, done: int, total: int) -> None:
         """"Fill the gaps" is running: ``done`` of ``total`` pictures."""
         self.fill_button.setEnabled(False)
+        self.stop_fill_button.show()
+        self.stop_fill_button.setEnabled(True)
         self.status.setText(f"Making the missing pictures: {done} of {total}…")
+
+    def set_fill_ended(self, message: str) -> None:
+        """"Fill the gaps" ended (``message``: why it stopped early, "" when complete)."""
+        self.stop_fill_button.hide()
+        if message:
+            self.route_label.setText(message)
+            self.route_label.show()
 
     def set_scores(self, scores: Mapping[Path, float | None]) -> None:
         self.grid = with_scores(self.grid, scores)

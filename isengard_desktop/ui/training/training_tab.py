@@ -32,6 +32,7 @@ from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.naming import folder_slug
 from ...core.runtime.python import PythonSource, TrainerPython
 from ...core.selftest_report import GpuStatus
+from ...core.training.fill_cells import COMFY, fill_route
 from ...core.training.presets import CPU_HINT, format_clock
 from ...core.training.profile_store import ProfileScan, ProfileStore
 from ...core.training.profiles import KNOWN_BACKENDS, Profile
@@ -139,6 +140,9 @@ class TrainingTab(QWidget):
         # when the face analysis is available); None: pictures without scores
         self.identity_scorer: Callable[[int], Scorer | None] | None = None
         self.compare_dialog: CheckpointCompareDialog | None = None
+        # "fill the gaps" through ComfyUI (services/generation/checkpoint_fill.py
+        # CheckpointFiller; the app sets it): server_for(spec) and fill(job_dir, spec, grid)
+        self.checkpoint_filler: Any = None
         self._models_asked = False
 
         self._registry = registry
@@ -420,11 +424,15 @@ class TrainingTab(QWidget):
         scorer = None
         if self.identity_scorer is not None and record.character_id is not None:
             scorer = self.identity_scorer(record.character_id)
-        can_fill = "" if record.backend == "builtin" else (
-            "Only the built-in trainer's checkpoints can be rendered here; this job's "
-            "trainer made its own samples.")
+        # ComfyUI when a ready server has the base model, else the built-in trainer's sampler
+        filler = self.checkpoint_filler
+        server = filler.server_for(record.spec) if filler is not None else None
+        route = fill_route(server, record.spec.base_model, record.backend == "builtin")
         dialog = CheckpointCompareDialog(record.character_name, record.total_steps,
-                                         scorer=scorer, can_fill=can_fill, parent=self)
+                                         scorer=scorer,
+                                         can_fill="" if route.can_fill else route.text,
+                                         fill_route=route.text if route.can_fill else "",
+                                         parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.compare_dialog = dialog
 
@@ -446,19 +454,24 @@ class TrainingTab(QWidget):
             self.message_posted.emit(f"Could not read the job's events: {exc}")
 
         def fill(steps: list[int]) -> None:
-            run = self._training.render_samples(job_id, steps)
+            run: Any
+            if route.kind == COMFY and filler is not None:
+                run = filler.fill(Path(record.job_dir), record.spec, dialog.grid)
+            else:
+                run = self._training.render_samples(job_id, steps)
             if run is None:
                 return
             dialog.set_filling(0, run.total)
             run.progressed.connect(lambda done, total: dialog.set_filling(done, total)
                                    if alive(dialog) else None)
+            cancel = dialog.fill_cancel_requested.connect(run.cancel)
 
             def ended(ok: bool, message: str) -> None:
                 if not ok:
                     self.message_posted.emit(message)
                 if alive(dialog):
-                    if not ok:
-                        dialog.status.setText(message)
+                    dialog.fill_cancel_requested.disconnect(cancel)
+                    dialog.set_fill_ended("" if ok else message)
                     self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
 
             run.finished.connect(ended)
