@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,8 @@ class DownloadHost:
 
     def __init__(self, port: int = 0) -> None:
         self.files: dict[str, HostedFile] = {}
+        # API answers by exact path (``tests/helpers/hub_double.py`` adds the Hub's tree API)
+        self.routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
         self.requests: list[RequestLog] = []
         self._port = port
         self.port = 0
@@ -171,6 +174,11 @@ class DownloadHost:
         log = RequestLog(request.host.split(":")[0], path, auth, start, 0)
         with self._lock:
             self.requests.append(log)
+        route = self.routes.get(path)
+        if route is not None:
+            answer = await route(request)
+            log.status = answer.status
+            return answer
         if hosted is None:
             log.status = 404
             return web.Response(status=404, text="Entry not found")
