@@ -34,7 +34,7 @@ from ..core.downloads import (
     ThreadedStore, list_repo, transformers_files,
 )
 from ..core.downloads.fetch import FetchProgress, format_bytes
-from ..core.downloads.hf_repo import HF_ENDPOINT
+from ..core.downloads.hf_repo import HF_ENDPOINT, file_info, parse_resolve_url
 from ..core.models_catalogue import CatalogueFile
 from ..core.types import Progress
 from .tasks import TaskOwner
@@ -199,9 +199,34 @@ class DownloadService(QObject):
     def enqueue_catalogue_file(self, item: CatalogueFile, models_root: Path) -> Path:
         """Queue a catalogue file into its ComfyUI folder under ``models_root`` (checked
         against the catalogue's size and SHA-256 where known); returns where it will be.
-        Only the first URL is used (no mirror fallback yet)."""
+        Only the first URL is used (no mirror fallback yet). When the catalogue has no
+        SHA-256 (or size) and the URL is a Hugging Face ``resolve/`` URL, the Hub's entry for
+        the file fills them first (its LFS SHA-256), so the file is still checked; when the
+        Hub cannot say, the file is queued as the catalogue has it."""
         dest = models_root / item.folder / item.name
-        self.enqueue(item.urls[0], dest, label=item.name, size=item.size, sha256=item.sha256)
+        url = item.urls[0]
+        if item.sha256 or parse_resolve_url(url) is None:
+            self.enqueue(url, dest, label=item.name, size=item.size, sha256=item.sha256)
+            return dest
+
+        async def add() -> None:
+            queue = await self._when_ready()
+            assert self._client is not None
+            size, sha256 = item.size, ""
+            try:
+                tokens = (await asyncio.to_thread(self._tokens) if self._tokens
+                          else HostTokens())
+                hub = await file_info(self._client, url, tokens=tokens)
+            except DownloadError as exc:        # the fetch reports what is wrong, if anything
+                logger.info("downloads: no Hub hash for {} ({})", item.name, exc.message)
+                hub = None
+            if hub is not None:
+                sha256 = hub.sha256
+                size = size or hub.size
+                logger.info("downloads: {}: size {} and SHA-256 {} from the Hub", item.name,
+                            size, sha256[:12] or "(none: not in LFS)")
+            await queue.enqueue(url, dest, label=item.name, size=size, sha256=sha256)
+        self._spawn(add())
         return dest
 
     def enqueue_hub_repo(self, repo: str, revision: str, folder: Path) -> None:

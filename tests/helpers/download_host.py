@@ -179,6 +179,9 @@ class DownloadHost:
             answer = await route(request)
             log.status = answer.status
             return answer
+        if request.method != "GET":
+            log.status = 405
+            return web.Response(status=405, text="Method Not Allowed")
         if hosted is None:
             log.status = 404
             return web.Response(status=404, text="Entry not found")
@@ -259,6 +262,7 @@ class DownloadHost:
         self._loop = loop
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.router.add_route("POST", "/{tail:.*}", self._handle)   # API routes only
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)

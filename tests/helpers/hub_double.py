@@ -15,6 +15,9 @@ What it answers, each rule as huggingface_hub 2.4.0 (our venv's copy) reads the 
   without a token / 404 with one (``RepoNotFound``); an unknown revision 404
   (``RevisionNotFound``); a gated repo 401 without a token / 403 with a token that has no
   access (``GatedRepo``) — on the API and on ``resolve/`` alike.
+- ``POST /api/models/{repo}/paths-info/{rev}`` with form fields ``paths`` (repeated) and
+  ``expand``: the entries of those paths, a path that does not exist left out
+  (``hf_api.py:4270-4342`` ``get_paths_info``).
 - ``/{repo}/resolve/{rev}/{path}``: the file (Range, faults: :class:`HostedFile`).
 """
 
@@ -86,6 +89,7 @@ class HubRepo:
         for rev in (*self.branches, self.commit):
             self.host.routes[f"{api}/revision/{rev}"] = self._revision
             self.host.routes[f"{api}/tree/{rev}"] = self._tree
+            self.host.routes[f"{api}/paths-info/{rev}"] = self._paths_info
         for path, data in self.files.items():
             hosted = HostedFile(data=data, gated=self.gated, token=self.token)
             self.hosted[path] = hosted
@@ -116,6 +120,16 @@ class HubRepo:
             headers["Link"] = f'<{nxt}>; rel="next"'
         return web.Response(text=json.dumps(page), content_type="application/json",
                             headers=headers)
+
+    async def _paths_info(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return web.Response(status=405, text="Method Not Allowed")
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        form = await request.post()
+        wanted = set(form.getall("paths", []))
+        return web.json_response([e for e in self.entries() if e["path"] in wanted])
 
     def unknown_routes(self) -> None:
         """Answer the Hub's errors for another repo and another revision of this one."""

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from isengard_desktop.core.downloads import DownloadError, HostTokens
-from isengard_desktop.core.downloads.hf_repo import list_repo, transformers_files
+from isengard_desktop.core.downloads.hf_repo import file_info, list_repo, transformers_files
 from tests.helpers.download_host import DownloadHost
 from tests.helpers.hub_double import HubRepo
 
@@ -128,3 +128,21 @@ async def test_an_unreachable_hub_is_a_network_error_naming_the_repo():
         with pytest.raises(DownloadError) as info:
             await list_repo(client, REPO, endpoint="http://127.0.0.1:9", timeout_s=5)
     assert info.value.kind == "network" and REPO in info.value.message
+
+
+@pytest.mark.asyncio
+async def test_one_files_entry_from_its_resolve_url(host):
+    hub = HubRepo(host, REPO, dict(FILES)).serve()
+    async with httpx.AsyncClient(trust_env=False) as client:
+        weights = await file_info(client, host.url(f"/{REPO}/resolve/main/model.safetensors"))
+        config = await file_info(client, host.url(f"/{REPO}/resolve/main/config.json"))
+        nested = await file_info(client, host.url(f"/{REPO}/resolve/{hub.commit}/onnx/model.onnx"))
+        missing = await file_info(client, host.url(f"/{REPO}/resolve/main/nothing.safetensors"))
+        not_hub = await file_info(client, host.url("/some/file.bin"))
+    assert weights is not None
+    assert weights.sha256 == hashlib.sha256(FILES["model.safetensors"]).hexdigest()
+    assert config is not None and config.sha256 == "" and config.size == len(FILES["config.json"])
+    assert nested is not None and nested.path == "onnx/model.onnx" and nested.sha256
+    assert missing is None and not_hub is None
+    posts = [r for r in host.requests if "/paths-info/" in r.path]
+    assert len(posts) == 4 and all(r.status == 200 for r in posts)

@@ -9,7 +9,7 @@ import pytest
 
 from isengard_desktop.core.downloads import DownloadError
 from isengard_desktop.core.downloads.hf_repo import (
-    HubFile, HubListing, parse_tree_page, resolve_url, transformers_files,
+    HubFile, HubListing, parse_resolve_url, parse_tree_page, resolve_url, transformers_files,
 )
 
 REPO = "florence-community/Florence-2-base"
@@ -101,3 +101,16 @@ def test_resolve_urls_quote_the_path_and_pin_the_commit():
     assert resolve_url("o/r", "refs/pr/1", "x.json", "http://127.0.0.1:9/") == (
         "http://127.0.0.1:9/o/r/resolve/refs%2Fpr%2F1/x.json")
     assert listing.describe().startswith(f"1 file, 0.0 MB from {REPO} at 0123456789")
+
+
+def test_resolve_urls_are_parsed_back_for_model_repos_only():
+    assert parse_resolve_url(
+        "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors") == (
+        "https://huggingface.co", "black-forest-labs/FLUX.1-dev", "main", "ae.safetensors")
+    assert parse_resolve_url("http://127.0.0.1:5/o/r/resolve/refs%2Fpr%2F1/a%20b/c.json") == (
+        "http://127.0.0.1:5", "o/r", "refs/pr/1", "a b/c.json")
+    for url in ("https://huggingface.co/datasets/o/r/resolve/main/x.json",
+                "https://huggingface.co/o/r/blob/main/x.json",
+                "https://civitai.com/api/download/models/12345",
+                "https://huggingface.co/o/r/resolve/main/../../etc/passwd"):
+        assert parse_resolve_url(url) is None, url

@@ -24,6 +24,11 @@ same endpoints are in the stored ``huggingface/huggingface_hub`` sources):
   (``utils/_http.py:871-892, 933-943``).
 - A file is fetched from ``{endpoint}/{repo}/resolve/{revision}/{quoted path}``
   (``constants.py:70``, ``file_download.py:289-291``).
+- One file's entry: ``POST {endpoint}/api/models/{repo}/paths-info/{revision}`` with the form
+  fields ``paths`` (repeated) and ``expand``; the answer is a list of tree entries, a path
+  that does not exist is left out (``hf_api.py:4270-4342`` ``get_paths_info``).
+  :func:`file_info` uses it to fill the SHA-256 and size of a catalogue file whose URL is a
+  Hub ``resolve/`` URL when the catalogue does not know them.
 
 Tokens follow :class:`~.tokens.HostTokens`: the Hugging Face token goes to Hugging Face hosts
 only (asked again for every URL, next pages included).
@@ -34,7 +39,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from loguru import logger
@@ -43,8 +48,8 @@ from .errors import DownloadError
 from .fetch import format_bytes
 from .tokens import HostTokens, host_of
 
-__all__ = ["HF_ENDPOINT", "HubFile", "HubListing", "list_repo", "parse_tree_page",
-           "resolve_url", "transformers_files"]
+__all__ = ["HF_ENDPOINT", "HubFile", "HubListing", "file_info", "list_repo", "parse_resolve_url",
+           "parse_tree_page", "resolve_url", "transformers_files"]
 
 HF_ENDPOINT = "https://huggingface.co"
 MAX_PAGES = 200
@@ -193,11 +198,16 @@ def _error_for(response: httpx.Response, repo: str, revision: str, had_token: bo
 
 async def _get_json(client: httpx.AsyncClient, url: str, repo: str, revision: str,
                     tokens: HostTokens, timeout: httpx.Timeout, endpoint: str,
-                    params: dict[str, str] | None = None) -> tuple[Any, httpx.Response]:
+                    params: dict[str, str] | None = None,
+                    form: dict[str, Any] | None = None) -> tuple[Any, httpx.Response]:
     headers = {"Accept": "application/json", **tokens.headers_for(url)}
     try:
-        response = await client.get(url, params=params, headers=headers, timeout=timeout,
-                                    follow_redirects=False)
+        if form is not None:
+            response = await client.post(url, data=form, headers=headers, timeout=timeout,
+                                         follow_redirects=False)
+        else:
+            response = await client.get(url, params=params, headers=headers, timeout=timeout,
+                                        follow_redirects=False)
     except httpx.TimeoutException as exc:
         raise DownloadError("network", f"{repo}: {host_of(url)} did not answer in "
                             f"{timeout.read:g} s. Check your connection and try again.") from exc
@@ -253,3 +263,35 @@ async def list_repo(client: httpx.AsyncClient, repo: str, revision: str = "main"
     logger.info("hub: {} at {} ({}): {} files in {} page(s)", repo, commit[:10], revision,
                 len(files), pages)
     return HubListing(repo, revision, commit, tuple(files), base)
+
+
+def parse_resolve_url(url: str) -> tuple[str, str, str, str] | None:
+    """``(endpoint, repo, revision, path)`` of a model repo's ``resolve/`` URL, else None
+    (dataset and Space URLs, other hosts' URLs)."""
+    parts = urlsplit(url)
+    segments = parts.path.split("/")
+    # "", owner, name, "resolve", revision, path...
+    if (len(segments) < 6 or segments[3] != "resolve" or segments[1] in ("datasets", "spaces")
+            or not parts.scheme or not parts.netloc):
+        return None
+    repo = f"{segments[1]}/{segments[2]}"
+    path = unquote("/".join(segments[5:]))
+    if not _REPO_ID.fullmatch(repo) or not _safe_path(path):
+        return None
+    return f"{parts.scheme}://{parts.netloc}", repo, unquote(segments[4]), path
+
+
+async def file_info(client: httpx.AsyncClient, url: str, *, tokens: HostTokens | None = None,
+                    timeout_s: float = 30.0) -> HubFile | None:
+    """The Hub's entry (size, LFS SHA-256) for the file a ``resolve/`` URL names; None when
+    the URL is not one or the repo does not list that path. Raises :class:`DownloadError`
+    as :func:`list_repo` does."""
+    parsed = parse_resolve_url(url)
+    if parsed is None:
+        return None
+    endpoint, repo, revision, path = parsed
+    api = f"{endpoint}/api/models/{repo}/paths-info/{quote(revision, safe='')}"
+    data, _ = await _get_json(client, api, repo, revision, tokens or HostTokens(),
+                              httpx.Timeout(timeout_s), endpoint,
+                              form={"paths": [path], "expand": "false"})
+    return next((f for f in parse_tree_page(data, repo) if f.path == path), None)
