@@ -124,3 +124,18 @@ def test_a_gated_repo_names_the_repo_and_what_to_do(qt_asyncio_loop, host, qtbot
     assert text.startswith(f"{REPO}: Hugging Face refused the file list (HTTP 401)"), text
     assert "accept its licence" in text and "Settings → Hugging Face token" in text
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_an_open_listing_with_gated_files_names_the_file_and_the_licence(
+        qt_asyncio_loop, host, qtbot, make_app, tmp_path):
+    HubRepo(host, REPO, dict(FILES), gated=True, gated_api=False, token="hf_x").serve()
+    ctx = make_app()
+    dialog, folder = _dialog(qtbot, ctx, tmp_path, host)
+    qtbot.mouseClick(dialog.download.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.download.button.text() == "Try again", timeout=WAIT)
+    text = dialog.download.status_text()
+    assert "Florence-2-base/config.json: Hugging Face refused the download (HTTP 401)" in text
+    assert f"/{REPO} while logged in, accept its licence" in text, text
+    qtbot.waitUntil(lambda: "(4 more files failed too.)" in dialog.download.status_text(),
+                    timeout=WAIT)
+    assert not (folder / "config.json").exists()

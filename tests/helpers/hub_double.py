@@ -14,7 +14,10 @@ What it answers, each rule as huggingface_hub 2.4.0 (our venv's copy) reads the 
 - Errors with ``X-Error-Code`` (``utils/_http.py:871-892, 933-943``): an unknown repo 401
   without a token / 404 with one (``RepoNotFound``); an unknown revision 404
   (``RevisionNotFound``); a gated repo 401 without a token / 403 with a token that has no
-  access (``GatedRepo``) — on the API and on ``resolve/`` alike.
+  access (``GatedRepo``) on ``resolve/``, and on the API too unless ``gated_api`` is off.
+  Whether the real Hub lists a gated repo's files to a user who has not accepted its licence
+  was not checked (the Hub cannot be reached from here), so the tests cover both: a refused
+  listing, and an open listing whose files are refused.
 - ``POST /api/models/{repo}/paths-info/{rev}`` with form fields ``paths`` (repeated) and
   ``expand``: the entries of those paths, a path that does not exist left out
   (``hf_api.py:4270-4342`` ``get_paths_info``).
@@ -52,11 +55,12 @@ class HubRepo:
     branches: tuple[str, ...] = ("main",)
     page_size: int = 1000
     gated: bool = False
+    gated_api: bool = True
     token: str = ""
     hosted: dict[str, HostedFile] = field(default_factory=dict)
 
     def _refused(self, request: web.Request) -> web.Response | None:
-        if not self.gated:
+        if not (self.gated and self.gated_api):
             return None
         auth = request.headers.get("Authorization", "")
         if auth == f"Bearer {self.token}":

@@ -149,9 +149,13 @@ class ModelDownloadWidget(QWidget):
                     latest[v.dest] = v
             done = sum(v.progress.done if v.state != "done" else v.progress.total
                        for v in latest.values())
-            failed = [v.error for v in latest.values() if v.state in ("failed", "cancelled")]
-            job.failed = [(e or "A file was cancelled.") for e in failed]
-            if job.failed:
+            failed = [v.error or f"{v.name} was cancelled." for v in latest.values()
+                      if v.state in ("failed", "cancelled")]
+            job.failed = failed[:1]                 # the first says why; the rest are counted
+            if len(failed) > 1:
+                job.failed.append(f"({len(failed) - 1} more file"
+                                  f"{'s' if len(failed) > 2 else ''} failed too.)")
+            if failed:
                 job.failed.append("Press “Try again” (files already here are kept) or "
                                   "Retry in the Downloads panel.")
             finished = (len(latest) == len(job.dests)
