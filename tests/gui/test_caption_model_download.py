@@ -139,3 +139,23 @@ def test_an_open_listing_with_gated_files_names_the_file_and_the_licence(
     qtbot.waitUntil(lambda: "(4 more files failed too.)" in dialog.download.status_text(),
                     timeout=WAIT)
     assert not (folder / "config.json").exists()
+
+
+def test_a_dialog_opened_again_follows_the_download_still_going(
+        qt_asyncio_loop, host, qtbot, make_app, tmp_path):
+    hub = HubRepo(host, REPO, dict(FILES)).serve()
+    hub.hosted["model.safetensors"].piece_delay_s = 1.5      # 3 pieces: about 4.5 s
+    ctx = make_app()
+    dialog, folder = _dialog(qtbot, ctx, tmp_path, host)
+    qtbot.mouseClick(dialog.download.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: any(r.path.endswith("/model.safetensors") for r in host.requests),
+                    timeout=WAIT)
+    again = ctx.tabs["Dataset"].open_captioning()     # closes the first dialog, opens anew
+    assert again is not None and again is not dialog
+    assert again.model_combo.currentText().endswith("not downloaded")
+    text = again.download.status_text()
+    assert text.startswith("Downloading ") and REPO in text, text
+    assert again.download.isVisible() and not again.download.button.isEnabled()
+    qtbot.waitUntil(lambda: again.model_combo.currentText() == "Florence-2 base (default)",
+                    timeout=WAIT)
+    assert model_ready(folder) and (folder / "model.safetensors").read_bytes() == WEIGHTS

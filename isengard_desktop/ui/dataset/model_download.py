@@ -9,6 +9,7 @@ whose destination it was told about and re-checks the folder off the UI thread a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,8 @@ class ModelDownloadWidget(QWidget):
     def show_model(self, model: CaptionModel | None, folder: Path, ready: bool) -> None:
         """Offer ``model`` (to go into ``folder``) unless it is ready or unknown."""
         self._model, self._folder = model, str(folder)
+        if model is not None and self._folder not in self._jobs:
+            self._adopt(model)
         job = self._jobs.get(self._folder)
         visible = (model is not None and self._downloads is not None
                    and (not ready or (job is not None and not job.done)))
@@ -88,6 +91,19 @@ class ModelDownloadWidget(QWidget):
             "each checked against the size the Hub lists (and its SHA-256 for weights). "
             f"Licence: {model.licence}. Pause or resume it in the Downloads panel.")
         self._render()
+
+    def _adopt(self, model: CaptionModel) -> None:
+        """Follow a download into this folder that is still going (a dialog opened again)."""
+        if self._downloads is None:
+            return
+        inside = self._folder.rstrip("/\\") + os.sep
+        going = [v for v in self._downloads.views()
+                 if v.dest.startswith(inside) and v.state in ("queued", "running", "paused")]
+        if going:
+            self._jobs[self._folder] = _Job(
+                model, frozenset(v.dest for v in going),
+                sum(v.progress.total for v in going), f"{len(going)} files of {model.repo}")
+            self._on_items(self._downloads.views())
 
     def _render(self) -> None:
         job = self._jobs.get(self._folder)
@@ -104,6 +120,8 @@ class ModelDownloadWidget(QWidget):
             self.label.setText(" ".join(job.failed))
         elif not job.dests:
             self.label.setText(f"Listing the files of {job.model.repo}…")
+        elif not job.done:
+            self.label.setText(f"Downloading {job.listing}…")
 
     def status_text(self) -> str:
         return self.label.text()
@@ -126,7 +144,6 @@ class ModelDownloadWidget(QWidget):
         if queued.folder == self._folder:
             self.progress.setRange(0, 1000)
             self.progress.setValue(0)
-            self.label.setText(f"Downloading {job.listing}…")
             self._render()
         if self._downloads is not None:
             self._on_items(self._downloads.views())
