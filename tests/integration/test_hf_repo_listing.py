@@ -146,3 +146,16 @@ async def test_one_files_entry_from_its_resolve_url(host):
     assert missing is None and not_hub is None
     posts = [r for r in host.requests if "/paths-info/" in r.path]
     assert len(posts) == 4 and all(r.status == 200 for r in posts)
+
+
+@pytest.mark.asyncio
+async def test_a_token_the_hub_does_not_accept_is_named(host):
+    async def bad_token(_request: web.Request) -> web.Response:
+        return web.Response(status=401, text='{"error":"Invalid credentials"}', headers={
+            "X-Error-Message": "Invalid credentials in Authorization header"})
+
+    host.routes[f"/api/models/{REPO}/revision/main"] = bad_token
+    with pytest.raises(DownloadError) as info:
+        await _list(host, tokens=HostTokens({"127.0.0.1": "hf_revoked"}))
+    assert info.value.kind == "gated" and "did not accept the token" in info.value.message
+    assert REPO in info.value.message and "hf_revoked" not in info.value.message

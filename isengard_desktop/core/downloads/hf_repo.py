@@ -176,6 +176,12 @@ def _error_for(response: httpx.Response, repo: str, revision: str, had_token: bo
                   "No Hugging Face token is set: create a read token at "
                   "https://huggingface.co/settings/tokens and paste it in Settings → "
                   "Hugging Face token.")
+    if status == 401 and response.headers.get("x-error-message") == (
+            "Invalid credentials in Authorization header"):      # utils/_http.py:935
+        return DownloadError("gated", f"{repo}: Hugging Face did not accept the token in "
+                             "Settings → Hugging Face token (HTTP 401: invalid credentials). "
+                             "It may be revoked or mistyped: create a read token at "
+                             "https://huggingface.co/settings/tokens and paste it again.")
     if code == "GatedRepo" or (status == 403 and code != "RepoNotFound"):
         return DownloadError("gated", f"{repo}: Hugging Face refused the file list (HTTP "
                              f"{status}); it is a gated model. Open {page} while logged in, "
