@@ -234,6 +234,7 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     window = MainWindow(tabs)
     background.task_started.connect(window.progress.track)   # ops shown with_progress
     downloads = DownloadService(paths.db_file, lambda: download_tokens(holder[0]))
+    dataset.set_downloads(downloads)       # the caption dialog downloads missing models
     ctx = AppContext(paths, settings, secrets, library, thumbnails, training, generation,
                      window, checks, tabs, gpu_probe, RuntimeService(paths),
                      downloads=downloads, comfy_install=ComfyInstallService(paths),

@@ -12,6 +12,9 @@ Signals:
         most ~10 times a second while bytes arrive.
     count_changed(int): how many items are queued or running (the status-bar button).
     item_failed(str): a download failed for good; the message names the file and what to do.
+    repo_queued(RepoQueued): a Hugging Face repo was listed and its files queued
+        (:meth:`enqueue_hub_repo`).
+    repo_failed(str, str): listing a repo failed: (destination folder, message naming the repo).
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ..core.downloads import (
-    DownloadQueue, DownloadRow, FetchConfig, HostTokens, ThreadedStore,
+    DownloadError, DownloadQueue, DownloadRow, FetchConfig, HostTokens, HubFile, HubListing,
+    ThreadedStore, list_repo, transformers_files,
 )
 from ..core.downloads.fetch import FetchProgress, format_bytes
+from ..core.downloads.hf_repo import HF_ENDPOINT, file_info, parse_resolve_url
 from ..core.models_catalogue import CatalogueFile
 from ..core.types import Progress
 from .tasks import TaskOwner
 from .throttle import Throttler
 
-__all__ = ["DownloadService", "DownloadView", "progress_for"]
+__all__ = ["DownloadService", "DownloadView", "RepoQueued", "progress_for"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class DownloadView:
     state: str
     progress: Progress
     error: str = ""
+    dest: str = ""
 
     @property
     def can_pause(self) -> bool:
@@ -63,6 +69,20 @@ class DownloadView:
     @property
     def can_retry(self) -> bool:
         return self.state in ("failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RepoQueued:
+    """A repo's files queued into ``folder`` (``dests``: where each one goes)."""
+
+    folder: str
+    listing: HubListing
+    files: tuple[HubFile, ...]
+    dests: tuple[str, ...]
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
 
 
 def _eta_text(seconds: float) -> str:
@@ -92,12 +112,15 @@ class DownloadService(QObject):
     items_changed = Signal(object)
     count_changed = Signal(int)
     item_failed = Signal(str)
+    repo_queued = Signal(object)
+    repo_failed = Signal(str, str)
 
     def __init__(self, db_file: Path, tokens: Callable[[], HostTokens] | None = None, *,
                  config: FetchConfig | None = None, parallel: int = 1,
-                 parent: QObject | None = None) -> None:
+                 hub_endpoint: str = HF_ENDPOINT, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.db_file = db_file
+        self.hub_endpoint = hub_endpoint          # tests point it at a local Hub double
         self._tokens = tokens
         self.config = config or FetchConfig()
         self.parallel = parallel
@@ -176,10 +199,64 @@ class DownloadService(QObject):
     def enqueue_catalogue_file(self, item: CatalogueFile, models_root: Path) -> Path:
         """Queue a catalogue file into its ComfyUI folder under ``models_root`` (checked
         against the catalogue's size and SHA-256 where known); returns where it will be.
-        Only the first URL is used (no mirror fallback yet)."""
+        Only the first URL is used (no mirror fallback yet). When the catalogue has no
+        SHA-256 (or size) and the URL is a Hugging Face ``resolve/`` URL, the Hub's entry for
+        the file fills them first (its LFS SHA-256), so the file is still checked; when the
+        Hub cannot say, the file is queued as the catalogue has it."""
         dest = models_root / item.folder / item.name
-        self.enqueue(item.urls[0], dest, label=item.name, size=item.size, sha256=item.sha256)
+        url = item.urls[0]
+        if item.sha256 or parse_resolve_url(url) is None:
+            self.enqueue(url, dest, label=item.name, size=item.size, sha256=item.sha256)
+            return dest
+
+        async def add() -> None:
+            queue = await self._when_ready()
+            assert self._client is not None
+            size, sha256 = item.size, ""
+            try:
+                tokens = (await asyncio.to_thread(self._tokens) if self._tokens
+                          else HostTokens())
+                hub = await file_info(self._client, url, tokens=tokens)
+            except DownloadError as exc:        # the fetch reports what is wrong, if anything
+                logger.info("downloads: no Hub hash for {} ({})", item.name, exc.message)
+                hub = None
+            if hub is not None:
+                sha256 = hub.sha256
+                size = size or hub.size
+                logger.info("downloads: {}: size {} and SHA-256 {} from the Hub", item.name,
+                            size, sha256[:12] or "(none: not in LFS)")
+            await queue.enqueue(url, dest, label=item.name, size=size, sha256=sha256)
+        self._spawn(add())
         return dest
+
+    def enqueue_hub_repo(self, repo: str, revision: str, folder: Path) -> None:
+        """List Hugging Face model repo ``repo`` at ``revision`` (on the loop, never the UI
+        thread) and queue the files a transformers folder needs into ``folder`` (same
+        relative paths), each checked against the listed size and, for LFS files, SHA-256.
+        Emits ``repo_queued`` or ``repo_failed(folder, message)``."""
+        async def run() -> None:
+            queue = await self._when_ready()
+            assert self._client is not None
+            try:
+                tokens = (await asyncio.to_thread(self._tokens) if self._tokens
+                          else HostTokens())
+                listing = await list_repo(self._client, repo, revision,
+                                          endpoint=self.hub_endpoint, tokens=tokens)
+                files = transformers_files(listing.files, repo)
+            except DownloadError as exc:
+                logger.warning("downloads: listing {} failed ({}): {}", repo, exc.kind,
+                               exc.message)
+                self.repo_failed.emit(str(folder), exc.message)
+                return
+            dests = []
+            for f in files:
+                dest = folder / f.path
+                dests.append(str(dest))
+                await queue.enqueue(listing.url(f), dest, label=f"{folder.name}/{f.path}",
+                                    size=f.size, sha256=f.sha256)
+            logger.info("downloads: queued {} into {}", listing.describe(), folder)
+            self.repo_queued.emit(RepoQueued(str(folder), listing, files, tuple(dests)))
+        self._spawn(run())
 
     def _act(self, name: str, item_id: int) -> None:
         async def act() -> None:
@@ -213,7 +290,8 @@ class DownloadService(QObject):
             return ()
         return tuple(
             DownloadView(row.id, row.name, row.state,
-                         progress_for(row, self.queue.progress.get(row.id)), row.error)
+                         progress_for(row, self.queue.progress.get(row.id)), row.error,
+                         row.dest)
             for row in self.queue.items())
 
     # -- from the queue -----------------------------------------------------------------------

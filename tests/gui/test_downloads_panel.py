@@ -3,6 +3,7 @@ loop against a local download host."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -130,6 +131,33 @@ def test_catalogue_file_goes_to_its_comfyui_folder(qtbot, host, service, tmp_pat
     assert dest == tmp_path / "models" / "vae" / "ae.safetensors"
     qtbot.waitUntil(lambda: any(v.state == "done" for v in service.views()), timeout=WAIT)
     assert dest.read_bytes() == generated_bytes(SIZE)
+
+
+def test_a_catalogue_file_without_a_hash_is_checked_against_the_hubs(qtbot, host, service,
+                                                                     tmp_path):
+    """A catalogue entry with ``sha256 = ""`` whose URL is a Hub ``resolve/`` URL gets the
+    Hub's LFS SHA-256 (paths-info) before it is queued: a damaged transfer is refused."""
+    from tests.helpers.hub_double import HubRepo
+
+    weights = generated_bytes(SIZE, seed=5)
+    hub = HubRepo(host, "org/vae", {"ae.safetensors": weights}).serve()
+    hub.hosted["ae.safetensors"].corrupt = True
+    item = CatalogueFile(
+        id="flux-ae", name="ae.safetensors", folder="vae",
+        urls=(host.url("/org/vae/resolve/main/ae.safetensors"),), page="", sha256="",
+        size=0, approx_size="3 MB", licence="Apache-2.0", non_commercial=False, gated=False,
+        min_vram_gb=0)
+    dest = service.enqueue_catalogue_file(item, tmp_path / "models")
+    qtbot.waitUntil(lambda: any(v.state == "failed" for v in service.views()), timeout=WAIT)
+    failed = service.views()[0]
+    assert "ae.safetensors: the downloaded file is damaged" in failed.error
+    assert not dest.exists()
+    row = service.queue.items()[0]
+    assert row.sha256 == hashlib.sha256(weights).hexdigest() and row.size == SIZE
+    hub.hosted["ae.safetensors"].corrupt = False
+    service.retry(failed.id)
+    qtbot.waitUntil(lambda: any(v.state == "done" for v in service.views()), timeout=WAIT)
+    assert dest.read_bytes() == weights
 
 
 def test_status_bar_button_opens_the_panel(qtbot, make_app, qt_asyncio_loop):

@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,8 @@ class DownloadHost:
 
     def __init__(self, port: int = 0) -> None:
         self.files: dict[str, HostedFile] = {}
+        # API answers by exact path (``tests/helpers/hub_double.py`` adds the Hub's tree API)
+        self.routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
         self.requests: list[RequestLog] = []
         self._port = port
         self.port = 0
@@ -171,6 +174,14 @@ class DownloadHost:
         log = RequestLog(request.host.split(":")[0], path, auth, start, 0)
         with self._lock:
             self.requests.append(log)
+        route = self.routes.get(path)
+        if route is not None:
+            answer = await route(request)
+            log.status = answer.status
+            return answer
+        if request.method != "GET":
+            log.status = 405
+            return web.Response(status=405, text="Method Not Allowed")
         if hosted is None:
             log.status = 404
             return web.Response(status=404, text="Entry not found")
@@ -251,6 +262,7 @@ class DownloadHost:
         self._loop = loop
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.router.add_route("POST", "/{tail:.*}", self._handle)   # API routes only
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)

@@ -108,3 +108,20 @@ def test_broken_models_file_names_entry_and_field(tmp_path):
     bad.write_text('schema = 1\n[[models]]\nid = "x"\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"models\.toml: models\[0\].*label"):
         load_models(bad)
+
+
+def test_models_name_a_revision_and_an_empty_one_is_refused(tmp_path):
+    assert all(m.revision == "main" for m in load_models())
+    entry = ('schema = 1\n[[models]]\nid = "x"\nlabel = "X"\nrepo = "o/x"\npage = "p"\n'
+             'folder = "X"\nparams = "1B"\napprox_size = "2 GB"\nlicence = "MIT"\n'
+             'min_vram_gb = 4\nbatch_size = 2\n')
+    plain = tmp_path / "plain.toml"
+    plain.write_text(entry, encoding="utf-8")
+    assert load_models(plain)[0].revision == "main"          # the default
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text(entry + 'revision = "' + "ab" * 20 + '"\n', encoding="utf-8")
+    assert load_models(pinned)[0].revision == "ab" * 20
+    empty = tmp_path / "models.toml"
+    empty.write_text(entry + 'revision = " "\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"models\.toml: models\[0\]: field 'revision'"):
+        load_models(empty)

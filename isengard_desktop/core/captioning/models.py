@@ -31,6 +31,7 @@ class CaptionModel:
     licence: str
     min_vram_gb: float
     batch_size: int
+    revision: str = "main"      # the repo revision "Download" fetches (see models.toml)
 
     def describe(self) -> str:
         """One line for a tooltip: size, licence, VRAM."""
@@ -62,11 +63,14 @@ def load_models(path: Path | None = None) -> tuple[CaptionModel, ...]:
                 page=str(entry["page"]), folder=str(entry["folder"]),
                 params=str(entry["params"]), approx_size=str(entry["approx_size"]),
                 licence=str(entry["licence"]), min_vram_gb=float(entry["min_vram_gb"]),
-                batch_size=int(entry["batch_size"])))
+                batch_size=int(entry["batch_size"]),
+                revision=str(entry.get("revision", "main"))))
         except KeyError as exc:
             raise ValueError(f"{where}: field {exc.args[0]!r} is missing") from exc
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: a field has the wrong type ({exc})") from exc
+        if not out[-1].revision.strip():
+            raise ValueError(f"{where}: field 'revision' is empty (a branch, tag or commit)")
         if "/" in out[-1].folder or "\\" in out[-1].folder or out[-1].folder in ("", ".", ".."):
             raise ValueError(f"{where}: field 'folder' must be a plain folder name")
     if not out:

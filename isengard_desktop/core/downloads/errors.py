@@ -9,7 +9,8 @@ class DownloadError(Exception):
     """A download failed for good (retries spent, or a failure no retry can fix).
 
     ``kind`` is one of ``gated``, ``not_found``, ``http``, ``network``, ``stalled``,
-    ``hash_mismatch``, ``size_mismatch``, ``disk_full``, ``redirects``; the message names the
+    ``hash_mismatch``, ``size_mismatch``, ``disk_full``, ``redirects``, ``bad_answer`` (a
+    Hub listing not shaped as the Hub's); the message names the
     file and says what to do."""
 
     def __init__(self, kind: str, message: str) -> None:

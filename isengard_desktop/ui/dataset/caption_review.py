@@ -1,7 +1,8 @@
 """The auto-caption dialog: start a captioning run for one character, then review its
 suggestions — photo, current caption, suggestion (editable) — and Accept, Edit, Skip or
 Accept all. Nothing is written until the user accepts; "Accept all" leaves a caption the
-user wrote alone unless "also replace my own captions" is ticked."""
+user wrote alone unless "also replace my own captions" is ticked. A model that is not on disk
+is offered for download from Hugging Face (:class:`~.model_download.ModelDownloadWidget`)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from ...core.captioning.models import CaptionModel, load_models, model_dir, mode
 from ...core.captioning.postprocess import CaptionMode, CaptionOptions, TriggerPlacement
 from ...core.types import Progress
 from ...services.captioning import CaptionOutcome, CaptionRun, CaptionService, Suggestion
+from ...services.downloads import DownloadService
 from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
+from .model_download import ModelDownloadWidget
 
 __all__ = ["CaptionReviewDialog"]
 
@@ -34,7 +37,8 @@ class CaptionReviewDialog(QDialog):
 
     def __init__(self, service: CaptionService, library: LibraryService,
                  thumbnails: ThumbnailService, character_id: int, models_root: Path,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 downloads: DownloadService | None = None) -> None:
         super().__init__(parent)
         self._service = service
         self._library = library
@@ -43,6 +47,7 @@ class CaptionReviewDialog(QDialog):
         self._models_root = Path(models_root)
         self._shown: list[Suggestion] = []
         self._models: tuple[CaptionModel, ...] = ()
+        self._ready: dict[str, bool] = {}          # catalogue folders: downloaded or not
         self._current_key = ""
         character = library.character(character_id)
         self._trigger = character.trigger_word if character else ""
@@ -97,6 +102,8 @@ class CaptionReviewDialog(QDialog):
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(self.folder_button)
         run_form.addRow("Model", model_row)
+        self.download = ModelDownloadWidget(downloads)
+        run_form.addRow(self.download)
         opts = QHBoxLayout()
         opts.addWidget(QLabel("Device"))
         opts.addWidget(self.device_combo)
@@ -212,6 +219,9 @@ class CaptionReviewDialog(QDialog):
         self._refresh_timer.setInterval(0)
         self._refresh_timer.timeout.connect(self.refresh)
         self._fill_models()
+        self.model_combo.currentIndexChanged.connect(lambda _: self._show_download())
+        self.download.folder_ready.connect(self._on_folder_ready)
+        self._show_download()
         self.folder_button.clicked.connect(self._choose_folder)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(service.cancel)
@@ -256,10 +266,30 @@ class CaptionReviewDialog(QDialog):
         for m in models:
             folder = model_dir(self._models_root, m)
             ready = model_ready(folder)
+            self._ready[str(folder)] = ready
             self.model_combo.addItem(m.label + ("" if ready else " — not downloaded"),
                                      str(folder))
             self.model_combo.setItemData(self.model_combo.count() - 1, m.describe(),
                                          Qt.ItemDataRole.ToolTipRole)
+
+    def _catalogue_model(self, folder: str) -> CaptionModel | None:
+        return next((m for m in self._models
+                     if str(model_dir(self._models_root, m)) == folder), None)
+
+    def _show_download(self) -> None:
+        folder = str(self.model_combo.currentData() or "")
+        self.download.show_model(self._catalogue_model(folder), Path(folder),
+                                 self._ready.get(folder, True))
+
+    def _on_folder_ready(self, folder: str) -> None:
+        """A download finished: the model shows as ready (the folder was checked)."""
+        self._ready[folder] = True
+        model = self._catalogue_model(folder)
+        index = self.model_combo.findData(folder)
+        if model is not None and index >= 0:
+            self.model_combo.setItemText(index, model.label)
+            self.status.setText(f"{model.label} is downloaded and ready.")
+        self._show_download()
 
     def add_model_folder(self, folder: Path) -> None:
         """Offer ``folder`` as a model and choose it."""
@@ -278,8 +308,9 @@ class CaptionReviewDialog(QDialog):
         if not model_ready(folder):
             model = next((m for m in self._models if model_dir(self._models_root, m) == folder),
                          None)
-            where = (f"Download {model.repo} ({model.approx_size}, {model.licence}) into "
-                     f"{folder}" if model else "Choose a complete model folder")
+            where = (f"Press “Download” to get {model.repo} ({model.approx_size}, "
+                     f"{model.licence}) into {folder}" if model
+                     else "Choose a complete model folder")
             self.status.setText(f"The model folder {folder} is not there or not complete "
                                 f"(it needs config.json and a .safetensors file). {where}, "
                                 f"or choose a folder you have with “Model folder…”.")

@@ -21,6 +21,7 @@ from ...services.crops import CropProposalOutcome, CropService
 from ...services.database import ChangeSet
 from ...services.captioning import CaptionService
 from ...services.dataset_checks import ChecksOutcome, DatasetChecksService
+from ...services.downloads import DownloadService
 from ...services.face_analysis import FaceAnalysisService, FaceChecksOutcome
 from ...services.library import LibraryService
 from ...services.thumbnails import ThumbnailService
@@ -84,6 +85,7 @@ class DatasetTab(QWidget):
         self._captioning = captioning
         self._models_root = models_root
         self.caption_dialog: CaptionReviewDialog | None = None
+        self._downloads: DownloadService | None = None
         self._checks = checks
         self._faces = faces
         self._findings: list[Finding] = []
@@ -403,6 +405,10 @@ class DatasetTab(QWidget):
         if self._crops is not None:
             self._crops.clear_crops(self.grid.selected_ids())
     # -- auto-captioning ----------------------------------------------------------------------
+    def set_downloads(self, downloads: DownloadService) -> None:
+        """The download service the auto-caption dialog gets missing models with."""
+        self._downloads = downloads
+
     def open_captioning(self) -> CaptionReviewDialog | None:
         """Open the auto-caption dialog for the character chosen in the filter (the only
         one when there is one)."""
@@ -422,7 +428,8 @@ class DatasetTab(QWidget):
         from ...core.paths import resolve_paths
 
         dialog = CaptionReviewDialog(self._captioning, self._library, self._thumbnails, cid,
-                                     self._models_root or resolve_paths().models, self)
+                                     self._models_root or resolve_paths().models, self,
+                                     downloads=self._downloads)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.destroyed.connect(self._on_caption_dialog_gone)
         self.caption_dialog = dialog
