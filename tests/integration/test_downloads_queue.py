@@ -166,7 +166,6 @@ def test_killed_child_resumes_from_the_part_offset(host, tmp_path):
     assert child.returncode == -signal.SIGKILL
     kept = part_path(dest).stat().st_size
     assert 2 * 1024 * 1024 <= kept < size
-    first_sent = host.sent_for("/big.bin")
     hosted.piece_delay_s = 0
     again = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -174,4 +173,6 @@ def test_killed_child_resumes_from_the_part_offset(host, tmp_path):
     assert dest.read_bytes() == generated_bytes(size)
     second = [r for r in host.requests if r.path == "/big.bin"][-1]
     assert second.range_start == kept and second.status == 206
-    assert host.sent_for("/big.bin") - first_sent == size - kept    # only the rest came again
+    # only the rest came again (the second request's own count: the first one's handler may
+    # still have counted a piece or two into the dead connection after the kill)
+    assert second.sent == size - kept
