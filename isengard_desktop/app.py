@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -536,6 +537,23 @@ def _connect_video(ctx: AppContext) -> None:
     lazy.built.connect(built)
 
 
+def send_to_video(ctx: AppContext, path: str, character_id: int | None = None) -> None:
+    """A Generate gallery picture becomes the Video tab's next keyframe (the first one: its
+    start picture); the tab opens, on the picture's character when it has one."""
+    lazy = ctx.tabs.get("Video")
+    if not isinstance(lazy, LazyTabWidget):
+        return
+    ctx.window.tabs.setCurrentWidget(lazy)
+    tab = lazy.page
+    assert isinstance(tab, VideoTab)
+    if character_id is not None and not tab.keyframes.paths():
+        tab.select_character(character_id)
+    tab.keyframes.add_paths([Path(path)])
+    count = len(tab.keyframes.paths())
+    ctx.window.show_message("Start picture set for a clip." if count == 1 else
+                            f"Keyframe {count} added: the clip passes through all {count}.")
+
+
 def _connect_generate(ctx: AppContext) -> None:
     """The Generate tab (built on first open) <-> the generation service; Characters'
     "Generate for dataset" opens the tab in staging mode."""
@@ -555,6 +573,8 @@ def _connect_generate(ctx: AppContext) -> None:
         tab.message_posted.connect(window.show_message)
         tab.settings_requested.connect(lambda: open_settings(ctx, "comfyui"))
         tab.setup_requested.connect(lambda page: open_wizard(ctx, page))
+        tab.video_requested.connect(lambda path, character_id: send_to_video(
+            ctx, path, character_id))
 
     lazy.built.connect(built)
     generation.failed.connect(window.show_error)

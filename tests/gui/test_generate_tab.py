@@ -301,6 +301,7 @@ def test_more_like_this_from_the_gallery_then_delete(make_app, qt_asyncio_loop, 
     form, details = tab.form, tab.gallery.details
     wait_ready(qtbot, tab)
     assert form.input_image.isHidden() and form.request().parent_image == ""
+    assert not details.video_button.isEnabled()      # nothing selected: nothing to send
     qtbot.keyClicks(form.prompt_edit, "a red lighthouse on a cliff")
     click(qtbot, form.tier_buttons["Draft"])
     with qtbot.waitSignal(ctx.generation.job_finished, timeout=60_000) as finished:
@@ -366,6 +367,19 @@ def test_more_like_this_from_the_gallery_then_delete(make_app, qt_asyncio_loop, 
     req = form.request()
     assert "img2img" not in req.features and req.parent_image == ""
     assert "denoise" not in req.feature_inputs
+
+    # "To Video": the Video tab opens with the picture as its start keyframe; a second
+    # picture becomes the next keyframe
+    tab.gallery.select_item(parent.id)
+    assert details.video_button.isEnabled() and "Video tab" in details.video_button.toolTip()
+    click(qtbot, details.video_button)
+    video = ctx.tabs["Video"].page
+    assert ctx.window.tabs.currentWidget() is ctx.tabs["Video"]
+    assert video.keyframes.paths() == [parent.path]
+    tab.gallery.select_item(child.id)
+    click(qtbot, details.video_button)
+    assert video.keyframes.paths() == [parent.path, child.path]
+    ctx.window.tabs.setCurrentWidget(ctx.tabs["Generate"])
 
     # Delete (button, then the Delete key): to the OS trash, out of the gallery and the DB
     problems: list[str] = []

@@ -80,6 +80,8 @@ class GenerateTab(QWidget):
     message_posted = Signal(str)
     settings_requested = Signal()
     setup_requested = Signal(str)
+    # "To Video" on a gallery picture: (its file, its character id or None)
+    video_requested = Signal(str, object)
 
     def __init__(self, service: Any, library: LibraryService, thumbnails: ThumbnailService,
                  parent: QWidget | None = None, *,
@@ -198,6 +200,8 @@ class GenerateTab(QWidget):
         self.form.message_posted.connect(self.message_posted)
         self.staging_back.clicked.connect(self.leave_staging)
         self.gallery.reuse_requested.connect(self.reuse)
+        self.gallery.video_requested.connect(
+            lambda item: self.video_requested.emit(item.path, item.character_id))
         self.gallery.more_like_requested.connect(   # (from the gallery: into the gallery)
             lambda item, denoise, count: self.more_like(item.id, denoise, count,
                                                         in_funnel=False))

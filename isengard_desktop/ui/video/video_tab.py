@@ -232,6 +232,13 @@ class VideoTab(QWidget):
         self.character_combo.blockSignals(False)
         self._on_character_changed()
 
+    def select_character(self, character_id: int) -> None:
+        """Choose ``character_id`` (its trigger word goes in the prompt); unknown ids are
+        ignored."""
+        index = self.character_combo.findData(character_id)
+        if index >= 0:
+            self.character_combo.setCurrentIndex(index)
+
     def _character(self) -> Any:
         cid = self.character_combo.currentData()
         return self._library.character(cid) if cid is not None and self._library else None

@@ -7,6 +7,7 @@ path (:func:`thumb_key`).
 
 Signals (GalleryWidget):
     reuse_requested(object): "Reuse parameters" on a :class:`GalleryItem`.
+    video_requested(object): "To Video" on a :class:`GalleryItem` (a keyframe for the Video tab).
     more_like_requested(object, float, int): "More like this" on a GalleryItem, with the
         strength (denoise) and count chosen beside the button (image to image, nearby seeds).
     lineage_requested(int): the details show a picture: its lineage tree is wanted (the owner
@@ -209,6 +210,7 @@ class GalleryDetailsWidget(QWidget):
         self.reuse_button = QPushButton("Reuse parameters")
         self.reuse_button.setProperty("primary", True)
         self.copy_seed_button = QPushButton("Copy seed")
+        self.video_button = QPushButton("To Video")
         self.open_file_button = QPushButton("Open file")
         self.open_folder_button = QPushButton("Open folder")
         self.delete_button = QPushButton("Delete")
@@ -218,6 +220,9 @@ class GalleryDetailsWidget(QWidget):
             self.delete_button: "Move this image to the trash (you can restore it from there) "
                                 "and remove it from the gallery. Key: Delete.",
             self.copy_seed_button: "Copy this image's seed to the clipboard.",
+            self.video_button: "Make a clip from this picture: opens the Video tab with it as "
+                               "the start keyframe (press it on more pictures to add them as "
+                               "the next keyframes).",
             self.open_file_button: "Open the PNG in your image viewer. Its parameters are "
                                    "stored inside it (A1111, ComfyUI and Civitai read them).",
             self.open_folder_button: "Show the folder that holds this image.",
@@ -227,6 +232,7 @@ class GalleryDetailsWidget(QWidget):
         row1, row2 = QHBoxLayout(), QHBoxLayout()
         row1.addWidget(self.reuse_button, 1)
         row1.addWidget(self.copy_seed_button)
+        row1.addWidget(self.video_button)
         row2.addWidget(self.open_file_button, 1)
         row2.addWidget(self.open_folder_button, 1)
         row2.addWidget(self.delete_button)
@@ -280,6 +286,7 @@ class GalleryDetailsWidget(QWidget):
 
 class GalleryWidget(QWidget):
     reuse_requested = Signal(object)
+    video_requested = Signal(object)
     more_like_requested = Signal(object, float, int)
     lineage_requested = Signal(int)
     delete_requested = Signal(object)
@@ -336,6 +343,7 @@ class GalleryWidget(QWidget):
         delete_key.setContext(Qt.ShortcutContext.WidgetShortcut)
         delete_key.activated.connect(lambda: self._emit(self.delete_requested))
         self.details.copy_seed_button.clicked.connect(self._copy_seed)
+        self.details.video_button.clicked.connect(lambda: self._emit(self.video_requested))
         self.details.open_file_button.clicked.connect(lambda: self._open(folder=False))
         self.details.open_folder_button.clicked.connect(lambda: self._open(folder=True))
         self._update_empty()
