@@ -509,10 +509,13 @@ def connect_video(service: VideoService, tab: VideoTab) -> None:
     service.job_failed.connect(tab.on_job_failed)
     service.clips_changed.connect(tab.on_clips_changed)
     service.failed.connect(tab.on_service_failed)
+    service.models_checked.connect(tab.on_models_checked)
 
 
 def _connect_video(ctx: AppContext) -> None:
-    """The Video tab (built on first open) <-> the video service; new characters reach its list."""
+    """The Video tab (built on first open) <-> the video service; new characters reach its list;
+    it asks again what the server lacks when the servers change; its "Get …" banner opens the
+    set-up assistant."""
     video = ctx.video
     lazy = ctx.tabs.get("Video")
     if video is None or not isinstance(lazy, LazyTabWidget):
@@ -522,6 +525,8 @@ def _connect_video(ctx: AppContext) -> None:
         assert isinstance(tab, VideoTab)
         connect_video(video, tab)
         ctx.library.data_changed.connect(lambda _change: tab.refresh_characters())
+        ctx.generation.servers_changed.connect(lambda _servers: tab.check_models())
+        tab.setup_requested.connect(lambda page: open_wizard(ctx, page))
 
     lazy.built.connect(built)
 

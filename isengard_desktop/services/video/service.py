@@ -20,6 +20,8 @@ Signals:
     job_failed(str, str): job id and a message naming the server, node, file or field.
     clips_changed(): the clip list changed; read :meth:`clips`.
     failed(str): delete / export failed (names the file).
+    models_checked(ModelCheck): what the server lacks to run a workflow (:meth:`check_models`,
+        the same check a job makes before it starts).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ...core.comfy.errors import ComfyError, ComfyInterrupted
-from ...core.comfy.graph_check import check_graph, model_choices, workflow_missing
+from ...core.comfy.graph_check import (check_graph, folder_noun, model_choices,
+                                       workflow_missing)
 from ...core.comfy.types import NodeExecuted, NodeProgress, NodeStarted, PreviewImage, RunEvent
 from ...core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 from ...core.comfy.workflows import build_graph, random_seed
@@ -48,11 +51,11 @@ from ...core.video import container
 from ...core.video.keyframes import join_frames
 from ...core.video.specs import VideoRequest, VideoRun, plan_video, run_params
 from ..ops import await_executor, run_in_executor
-from ..tasks import TaskOwner
+from ..tasks import NoRunningLoop, OwnerClosed, TaskOwner
 from ..throttle import Throttler
 from ..trash_support import to_trash
 
-__all__ = ["ClipItem", "VideoService"]
+__all__ = ["ClipItem", "ModelCheck", "VideoService", "workflow_gaps"]
 
 CANCELLED = "Video generation cancelled."
 UPLOAD_SUBFOLDER = "isengard"
@@ -75,6 +78,62 @@ class ClipItem:
     height: int
     created: float
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """What the server lacks to run one video workflow. ``server`` is "" when no server was
+    ready (nothing was checked); ``error`` says why the server could not be asked."""
+
+    workflow: str
+    title: str
+    server: str
+    missing: tuple[str, ...] = ()     # user-facing reasons, as a job's failure names them
+    error: str = ""
+
+    @property
+    def models_missing(self) -> bool:
+        """Some reason is a missing model file (not only a missing node: those start with
+        "needs node", ``core/comfy/graph_check.py: _needs_node``)."""
+        return any(not m.startswith("needs node") for m in self.missing)
+
+
+def _main_model_gap(spec: Any, info: Mapping) -> str | None:
+    """The workflow's main model (its ``model`` param) when the server lists files in its
+    folder but none is the workflow's file or fits its name hints (:data:`MAIN_MODEL_HINTS`);
+    an empty folder is already named by ``workflow_missing``."""
+    p = spec.params.get("model")
+    if p is None or p.type != "model":
+        return None
+    choices = model_choices(info, p.model_folder)
+    if not choices or _pick_main(spec, choices) is not None:
+        return None
+    default = spec.graph[p.node]["inputs"][p.input]
+    _noun, where = folder_noun(p.model_folder)
+    return f"no {p.label or 'model'} in {where} (looked for {default})"
+
+
+def _pick_main(spec: Any, choices: list[str]) -> str | None:
+    p = spec.params["model"]
+    default = spec.graph[p.node]["inputs"][p.input]
+    if default in choices:
+        return str(default)
+    hints = MAIN_MODEL_HINTS.get(spec.name, ())
+    for name in choices:
+        low = name.lower()
+        if hints and all(h in low for h in hints):
+            return name
+    return None
+
+
+def workflow_gaps(spec: Any, info: Mapping, model: str = "") -> list[str]:
+    """What ``info``'s server lacks to run ``spec``: ``workflow_missing`` (nodes, empty model
+    folders, auxiliary models) plus the main model unless the caller names one (``model``)."""
+    missing = workflow_missing(spec, info)
+    gap = None if model else _main_model_gap(spec, info)
+    if gap is not None:
+        missing.append(gap)
+    return missing
 
 
 class _Failed(Exception):
@@ -124,6 +183,7 @@ class VideoService(QObject):
     job_failed = Signal(str, str)
     clips_changed = Signal()
     failed = Signal(str)
+    models_checked = Signal(object)
 
     def __init__(self, paths: AppPaths, client_source: Callable[[], Any | None], *,
                  workflows_dir: Path | None = None, parent: QObject | None = None) -> None:
@@ -188,6 +248,34 @@ class VideoService(QObject):
         if job.client is not None and job.prompt_id:
             self._tasks.spawn(job.client.cancel(job.prompt_id), name="video cancel")
 
+    def check_models(self, workflow: str) -> None:
+        """Ask the ready server (``client_source``) what it lacks to run ``workflow`` (a
+        manifest id, e.g. ``wan21-i2v``); emits ``models_checked`` with a :class:`ModelCheck`.
+        Without a running loop (or after :meth:`aclose`) nothing is asked."""
+        try:
+            self._tasks.spawn(self._check(workflow), name=f"video check {workflow}")
+        except (NoRunningLoop, OwnerClosed) as exc:
+            logger.debug("video models not checked: {}", exc)
+
+    async def _check(self, workflow: str) -> None:
+        try:
+            spec = (await self._workflows()).get(workflow)
+        except (WorkflowError, KeyError) as exc:
+            self.models_checked.emit(ModelCheck(workflow, workflow, "", error=str(exc)))
+            return
+        client = self._client_source()
+        if client is None:
+            self.models_checked.emit(ModelCheck(workflow, spec.title, ""))
+            return
+        server = str(client.base_url)
+        try:
+            info = await client.object_info(refresh=True)    # files may have been added
+        except ComfyError as exc:
+            self.models_checked.emit(ModelCheck(workflow, spec.title, server, error=str(exc)))
+            return
+        self.models_checked.emit(ModelCheck(workflow, spec.title, server,
+                                            tuple(workflow_gaps(spec, info))))
+
     def active_jobs(self) -> list[str]:
         return list(self._jobs)
 
@@ -246,7 +334,7 @@ class VideoService(QObject):
         info = await client.object_info(refresh=True)   # models may have been added since
         for run in runs:
             spec = library.get(run.workflow)
-            missing = workflow_missing(spec, info)
+            missing = workflow_gaps(spec, info, request.model)
             if missing:
                 raise _Failed(f"ComfyUI at {client.base_url} cannot run {spec.title}: "
                               f"{'; '.join(missing)}.")
@@ -294,15 +382,10 @@ class VideoService(QObject):
     @staticmethod
     def _main_model(spec: Any, info: Mapping, server: str) -> str:
         p = spec.params["model"]
-        choices = model_choices(info, p.model_folder)
+        pick = _pick_main(spec, model_choices(info, p.model_folder))
+        if pick is not None:
+            return pick
         default = spec.graph[p.node]["inputs"][p.input]
-        if default in choices:
-            return str(default)
-        hints = MAIN_MODEL_HINTS.get(spec.name, ())
-        for name in choices:
-            low = name.lower()
-            if hints and all(h in low for h in hints):
-                return name
         raise _Failed(f"ComfyUI at {server} has no {p.label or 'model'} (looked for {default} "
                       f"in models/{p.model_folder}).")
 
