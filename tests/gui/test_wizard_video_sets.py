@@ -54,6 +54,11 @@ def test_video_group_is_unticked_with_totals_and_download_queues_only_missing_fi
     # the first-last-frame set shares the encoder, VAE and CLIP vision: only its model is left
     page.video_boxes["wan21-flf2v"].setChecked(True)
     assert page.total.text() == "To download: 1 file(s), 16.4 GB"
+    # a 12 GB card is told that the 14B sets need more; the 1.3B and LTX sets fit
+    page.set_vram(12.0)
+    assert "more than this card's 12 GB" in page.video_details["wan21-i2v"].text()
+    assert "more than this card" not in page.video_details["wan21-t2v"].text()
+    assert "more than this card" not in page.video_details["ltxv-2b"].text()
 
 
 def test_a_video_set_already_here_cannot_be_ticked(qtbot):

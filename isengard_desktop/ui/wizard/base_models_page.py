@@ -214,7 +214,8 @@ class BaseModelsPage(WizardPage):
             return
         title = QLabel("Video (optional)")
         title.setObjectName("base_models_video_title")
-        title.setStyleSheet("font-weight: 600; margin-top: 10px;")
+        title.setStyleSheet("font-weight: 600;")
+        title.setContentsMargins(0, 10, 0, 0)
         self.rows_layout.addWidget(title)
         intro = QLabel("Models for the Video tab (a picture becomes a short clip through "
                        "ComfyUI). Large; only needed if you make clips.")
@@ -228,9 +229,12 @@ class BaseModelsPage(WizardPage):
             box.setObjectName(f"base_models_video_{vid}")
             box.setToolTip("For the Video tab's workflows " + ", ".join(v.video.workflows)
                            + ". Files: " + ", ".join(f"{f.name} ({f.folder})" for f in v.files))
-            parts = [f"needs {v.video.min_vram_gb:g} GB VRAM",
-                     "licence: " + ", ".join(v.licences)]
-            text = " · ".join(parts) + self._have_text(v, missing)
+            vram = f"needs {v.video.min_vram_gb:g} GB VRAM"
+            if self.vram_gb and self.vram_gb < v.video.min_vram_gb - 0.5:
+                vram += (f" <b style='color:#f0b45a'>(more than this card's "
+                         f"{self.vram_gb:.0f} GB)</b>")
+            text = " · ".join([vram, "licence: " + ", ".join(v.licences)])
+            text += self._have_text(v, missing)
             detail = QLabel(text)
             detail.setObjectName(f"base_models_video_{vid}_detail")
             detail.setWordWrap(True)
