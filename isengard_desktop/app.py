@@ -514,8 +514,8 @@ def connect_video(service: VideoService, tab: VideoTab) -> None:
 
 def _connect_video(ctx: AppContext) -> None:
     """The Video tab (built on first open) <-> the video service; new characters reach its list;
-    it asks again what the server lacks when the servers change; its "Get …" banner opens the
-    set-up assistant."""
+    it asks again what the server lacks when a server comes or goes, its model lists are
+    re-read or the downloads end; its "Get …" banner opens the set-up assistant."""
     video = ctx.video
     lazy = ctx.tabs.get("Video")
     if video is None or not isinstance(lazy, LazyTabWidget):
@@ -525,7 +525,20 @@ def _connect_video(ctx: AppContext) -> None:
         assert isinstance(tab, VideoTab)
         connect_video(video, tab)
         ctx.library.data_changed.connect(lambda _change: tab.refresh_characters())
-        ctx.generation.servers_changed.connect(lambda _servers: tab.check_models())
+        # asked again when a server comes or goes or its model lists are re-read; not on
+        # every VRAM / queue change (each check fetches /object_info)
+        seen: list[tuple] = [()]
+
+        def servers_changed(servers: tuple) -> None:
+            key = tuple((s.url, s.state) for s in servers)
+            if key != seen[0]:
+                seen[0] = key
+                tab.check_models()
+
+        ctx.generation.servers_changed.connect(servers_changed)
+        ctx.generation.pool.models_changed.connect(lambda _key: tab.check_models())
+        if ctx.downloads is not None:     # the last download ended: maybe a model arrived
+            ctx.downloads.count_changed.connect(lambda n: tab.check_models() if n == 0 else None)
         tab.setup_requested.connect(lambda page: open_wizard(ctx, page))
 
     lazy.built.connect(built)

@@ -42,7 +42,8 @@ def test_no_wan_i2v_model_banner_opens_the_wizard_with_the_set_ticked(
     text = tab.setup_banner.text()
     assert text.startswith("The ComfyUI server has no Wan 2.1 image-to-video 480p (14B) model. "
                            "Get it (≈ 24.6 GB)"), text
-    assert "no Wan 2.1 I2V diffusion model in models/diffusion_models" in text
+    assert text.endswith("lacks: no Wan 2.1 I2V diffusion model (wan2.1_i2v_480p_14B_fp8_e4m3fn"
+                         ".safetensors) in models/diffusion_models (or models/unet)."), text
     assert tab.setup_banner.button.text() == "Get Wan 2.1 image-to-video 480p (14B)…"
     click(qtbot, tab.setup_banner.button)
     qtbot.waitUntil(lambda: ctx.wizard is not None and ctx.wizard.isVisible(), timeout=5000)
@@ -55,8 +56,9 @@ def test_no_wan_i2v_model_banner_opens_the_wizard_with_the_set_ticked(
     assert {k for k, b in page.video_boxes.items() if b.isChecked()} == {"wan21-i2v"}
     wizard.close()
     qtbot.waitUntil(lambda: ctx.wizard is None, timeout=5000)
-    # the file arrives on the server: asked again, the banner goes
+    # the file arrives on the server and the downloads end: asked again, the banner goes
+    qtbot.waitUntil(lambda: ctx.video.checks_running == 0, timeout=15_000)
     double.set_models(FULL)
-    tab.check_models()
+    ctx.downloads.count_changed.emit(0)       # as DownloadService says "nothing left"
     qtbot.waitUntil(lambda: tab.model_check.missing == () and tab.setup_banner.isHidden(),
                     timeout=15_000)

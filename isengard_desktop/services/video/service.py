@@ -110,7 +110,7 @@ def _main_model_gap(spec: Any, info: Mapping) -> str | None:
         return None
     default = spec.graph[p.node]["inputs"][p.input]
     _noun, where = folder_noun(p.model_folder)
-    return f"no {p.label or 'model'} in {where} (looked for {default})"
+    return f"no {p.label or 'model'} ({default}) in {where}"
 
 
 def _pick_main(spec: Any, choices: list[str]) -> str | None:
@@ -196,6 +196,7 @@ class VideoService(QObject):
         self._io = ThreadPoolExecutor(1, thread_name_prefix="video-io")
         self._tasks = TaskOwner("video jobs")
         self._jobs: dict[str, _Job] = {}
+        self._checking: dict[str, bool] = {}     # workflow -> asked again while checking
         self._clips: list[ClipItem] = []
         self._progress = Throttler(self.job_progress.emit, parent=self)
 
@@ -251,11 +252,33 @@ class VideoService(QObject):
     def check_models(self, workflow: str) -> None:
         """Ask the ready server (``client_source``) what it lacks to run ``workflow`` (a
         manifest id, e.g. ``wan21-i2v``); emits ``models_checked`` with a :class:`ModelCheck`.
-        Without a running loop (or after :meth:`aclose`) nothing is asked."""
+        One check per workflow at a time: asked again while one runs, it runs once more after
+        it (so the answer is never older than the question). Without a running loop (or after
+        :meth:`aclose`) nothing is asked."""
+        if workflow in self._checking:
+            self._checking[workflow] = True
+            return
         try:
-            self._tasks.spawn(self._check(workflow), name=f"video check {workflow}")
+            self._tasks.spawn(self._check_again(workflow), name=f"video check {workflow}")
         except (NoRunningLoop, OwnerClosed) as exc:
             logger.debug("video models not checked: {}", exc)
+            return
+        self._checking[workflow] = False
+
+    @property
+    def checks_running(self) -> int:
+        """How many workflows are being checked now."""
+        return len(self._checking)
+
+    async def _check_again(self, workflow: str) -> None:
+        try:
+            while True:
+                await self._check(workflow)
+                if not self._checking.get(workflow):
+                    break
+                self._checking[workflow] = False
+        finally:
+            self._checking.pop(workflow, None)
 
     async def _check(self, workflow: str) -> None:
         try:
