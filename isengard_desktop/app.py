@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import traceback
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -205,9 +206,17 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
 
     # local prompt refinement: no network until the Generate tab is shown
     prompt_refine = PromptRefineService(lambda: settings.settings)
-    # video jobs run on the generation service's first healthy ComfyUI server
+
+    # video jobs run on the generation service's first healthy ComfyUI server; with none, the
+    # tab's model check looks in the model folders the wizard searches
+    def video_model_folders() -> list[Path]:
+        from .ui.wizard.base_models_page import search_folders
+
+        return search_folders(paths, settings.settings)
+
     video = VideoService(paths, lambda: next((s.client for s in generation.pool.healthy()
-                                              if s.client is not None), None))
+                                              if s.client is not None), None),
+                         model_folders=video_model_folders)
 
     def make_generate_tab() -> QWidget:
         from .ui.generate import GenerateTab

@@ -214,3 +214,40 @@ def test_a_missing_node_is_named_without_a_download_offer(qtbot, tab, tmp_path):
     assert not check.models_missing
     assert "needs node WanImageToVideo" in widget.setup_banner.text()
     assert widget.setup_banner.button.isHidden()
+
+
+def test_without_a_server_the_model_folders_are_asked(qtbot, qt_asyncio_loop, tmp_path):
+    """No ComfyUI server is ready: the banner names the set's files the model folders lack
+    (the app's models folder and a linked one), and goes once they are there."""
+    from isengard_desktop.core.models_catalogue import load_catalogue
+
+    cat = load_catalogue()
+    paths, library = start_library(qtbot, WAIT)
+    linked = tmp_path / "linked-models"
+    umt5 = cat.files["umt5-xxl-fp8"]
+    (linked / "text_encoders").mkdir(parents=True)
+    (linked / "text_encoders" / umt5.name).write_bytes(b"x")      # size unknown: name counts
+    service = VideoService(paths, lambda: None, model_folders=lambda: [paths.models, linked])
+    try:
+        widget = VideoTab(service, library)
+        connect_video(service, widget)
+        qtbot.addWidget(widget)
+        check = checked(qtbot, widget, "wan21-t2v")
+        assert check.server == "" and check.missing == (
+            "no wan2.1_t2v_1.3B_fp16.safetensors in diffusion_models/",
+            "no wan_2.1_vae.safetensors in vae/")
+        text = widget.setup_banner.text()
+        assert text.startswith("The model folders have no Wan 2.1 text-to-video 1.3B model (and "
+                               "no ComfyUI server is ready). Get it (≈ 9.8 GB)"), text
+        assert widget.setup_banner.button.text() == "Get Wan 2.1 text-to-video 1.3B…"
+        for fid in ("wan21-t2v-1.3b", "wan21-vae"):
+            item = cat.files[fid]
+            (paths.models / item.folder).mkdir(parents=True, exist_ok=True)
+            (paths.models / item.folder / item.name).write_bytes(b"x")
+        widget.model_check = None
+        widget.check_models()
+        assert checked(qtbot, widget, "wan21-t2v").missing == ()
+        assert widget.setup_banner.isHidden()
+    finally:
+        run_on_loop(qtbot, service.aclose(), WAIT, qt_asyncio_loop)
+        shiboken6.delete(service)

@@ -45,6 +45,8 @@ from ...core.comfy.graph_check import (check_graph, folder_noun, model_choices,
 from ...core.comfy.types import NodeExecuted, NodeProgress, NodeStarted, PreviewImage, RunEvent
 from ...core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 from ...core.comfy.workflows import build_graph, random_seed
+from ...core.model_sets import shipped_catalogue
+from ...core.models_catalogue import find_present
 from ...core.paths import AppPaths
 from ...core.types import Progress
 from ...core.video import container
@@ -83,7 +85,9 @@ class ClipItem:
 @dataclass(frozen=True)
 class ModelCheck:
     """What the server lacks to run one video workflow. ``server`` is "" when no server was
-    ready (nothing was checked); ``error`` says why the server could not be asked."""
+    ready: then ``missing`` names the files of the workflow's catalogue video set that the
+    model folders lack (``find_present``: name and known size). ``error`` says why the server
+    could not be asked."""
 
     workflow: str
     title: str
@@ -136,6 +140,19 @@ def workflow_gaps(spec: Any, info: Mapping, model: str = "") -> list[str]:
     return missing
 
 
+def _missing_here(workflow: str, folders: list[Path]) -> tuple[str, ...]:
+    """(worker thread) The files of the catalogue's video set for ``workflow`` that none of
+    ``folders`` holds, as reasons ("no wan_2.1_vae.safetensors in vae/"); () when no set
+    serves it."""
+    cat = shipped_catalogue()
+    video = cat.video_set_for(workflow) if cat is not None else None
+    if cat is None or video is None:
+        return ()
+    files = [cat.files[f] for f in video.files]
+    present = find_present(files, [f for f in folders if f.is_dir()])
+    return tuple(f"no {f.name} in {f.folder}/" for f in files if f.id not in present)
+
+
 class _Failed(Exception):
     pass
 
@@ -186,9 +203,13 @@ class VideoService(QObject):
     models_checked = Signal(object)
 
     def __init__(self, paths: AppPaths, client_source: Callable[[], Any | None], *,
-                 workflows_dir: Path | None = None, parent: QObject | None = None) -> None:
+                 workflows_dir: Path | None = None,
+                 model_folders: Callable[[], list[Path]] | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
+        # where a model counts as "already here" when no server is ready to ask
+        self._model_folders = model_folders or (lambda: [paths.models])
         self.clips_dir = paths.outputs / "video"
         self._client_source = client_source
         self._workflows_dir = workflows_dir
@@ -288,7 +309,9 @@ class VideoService(QObject):
             return
         client = self._client_source()
         if client is None:
-            self.models_checked.emit(ModelCheck(workflow, spec.title, ""))
+            folders = self._model_folders()
+            missing = await await_executor(self._io, lambda: _missing_here(workflow, folders))
+            self.models_checked.emit(ModelCheck(workflow, spec.title, "", missing))
             return
         server = str(client.base_url)
         try:

@@ -317,10 +317,15 @@ class VideoTab(QWidget):
             return
         group, size = offer
         label = group.video.label
+        if check.server:
+            head = f"The ComfyUI server has no {label} model."
+            tail = f"What {check.server} lacks: {reasons}."
+        else:                                   # no server to ask: the model folders said
+            head = f"The model folders have no {label} model (and no ComfyUI server is ready)."
+            tail = f"Missing: {reasons}."
         self.setup_banner.show_notice(
-            f"The ComfyUI server has no {label} model. Get it (≈ {size}) into the app's "
-            "models folder (every ComfyUI the app starts lists it), or link the folders of "
-            f"models you already have. What {check.server} lacks: {reasons}.",
+            f"{head} Get it (≈ {size}) into the app's models folder (every ComfyUI the app "
+            f"starts lists it), or link the folders of models you already have. {tail}",
             f"Get {label}…", f"base_models:{group.video.id}",
             "Open the set-up assistant's Base models page with this video set ticked (size, "
             "VRAM and licence shown); files you already have are not fetched again.")
