@@ -9,9 +9,10 @@ Generate sends a :class:`~...core.video.specs.VideoRequest` to the video service
 (:class:`ClipPlayerWidget`) plays, loops and scrubs; Reuse parameters fills the form from the
 clip's stored record; Open folder; Save frames; Delete (to the trash).
 
-When the server lacks the files of the workflow the form would run (the service's
-:meth:`~...services.video.VideoService.check_models`, the check a job makes before it starts),
-a banner says so and offers the catalogue's video set for it: its button emits
+When the server (with none ready: the model folders) lacks the files of the workflow the
+form would run (the service's :meth:`~...services.video.VideoService.check_models`, the check
+a job makes before it starts), a banner says so and offers the catalogue's video set for it:
+its button emits
 ``setup_requested("base_models:<set id>")`` (the app opens the set-up assistant there).
 
 The app connects the service's signals to the ``on_*`` slots (``app.py: connect_video``).
