@@ -40,34 +40,25 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ...core.comfy.errors import ComfyError, ComfyInterrupted
-from ...core.comfy.graph_check import (check_graph, folder_noun, model_choices,
-                                       workflow_missing)
+from ...core.comfy.graph_check import check_graph, model_choices
 from ...core.comfy.types import NodeExecuted, NodeProgress, NodeStarted, PreviewImage, RunEvent
 from ...core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 from ...core.comfy.workflows import build_graph, random_seed
-from ...core.model_sets import shipped_catalogue
-from ...core.models_catalogue import find_present
 from ...core.paths import AppPaths
 from ...core.types import Progress
 from ...core.video import container
 from ...core.video.keyframes import join_frames
+from ...core.video.model_check import ModelCheck, missing_here, pick_main, workflow_gaps
 from ...core.video.specs import VideoRequest, VideoRun, plan_video, run_params
 from ..ops import await_executor, run_in_executor
 from ..tasks import NoRunningLoop, OwnerClosed, TaskOwner
 from ..throttle import Throttler
 from ..trash_support import to_trash
 
-__all__ = ["ClipItem", "ModelCheck", "VideoService", "workflow_gaps"]
+__all__ = ["ClipItem", "VideoService"]
 
 CANCELLED = "Video generation cancelled."
 UPLOAD_SUBFOLDER = "isengard"
-# name parts that identify the main model of each workflow among a server's files
-MAIN_MODEL_HINTS: Mapping[str, tuple[str, ...]] = {
-    "wan21-i2v": ("wan", "i2v"), "wan21-flf2v": ("wan", "flf2v"), "wan21-t2v": ("wan", "t2v"),
-    "ltxv-i2v": ("ltx",), "ltxv-flf2v": ("ltx",), "ltxv-t2v": ("ltx",),
-}
-
-
 @dataclass(frozen=True)
 class ClipItem:
     """One clip of the gallery."""
@@ -80,77 +71,6 @@ class ClipItem:
     height: int
     created: float
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True)
-class ModelCheck:
-    """What the server lacks to run one video workflow. ``server`` is "" when no server was
-    ready: then ``missing`` names the files of the workflow's catalogue video set that the
-    model folders lack (``find_present``: name and known size). ``error`` says why the server
-    could not be asked."""
-
-    workflow: str
-    title: str
-    server: str
-    missing: tuple[str, ...] = ()     # user-facing reasons, as a job's failure names them
-    error: str = ""
-
-    @property
-    def models_missing(self) -> bool:
-        """Some reason is a missing model file (not only a missing node: those start with
-        "needs node", ``core/comfy/graph_check.py: _needs_node``)."""
-        return any(not m.startswith("needs node") for m in self.missing)
-
-
-def _main_model_gap(spec: Any, info: Mapping) -> str | None:
-    """The workflow's main model (its ``model`` param) when the server lists files in its
-    folder but none is the workflow's file or fits its name hints (:data:`MAIN_MODEL_HINTS`);
-    an empty folder is already named by ``workflow_missing``."""
-    p = spec.params.get("model")
-    if p is None or p.type != "model":
-        return None
-    choices = model_choices(info, p.model_folder)
-    if not choices or _pick_main(spec, choices) is not None:
-        return None
-    default = spec.graph[p.node]["inputs"][p.input]
-    _noun, where = folder_noun(p.model_folder)
-    return f"no {p.label or 'model'} ({default}) in {where}"
-
-
-def _pick_main(spec: Any, choices: list[str]) -> str | None:
-    p = spec.params["model"]
-    default = spec.graph[p.node]["inputs"][p.input]
-    if default in choices:
-        return str(default)
-    hints = MAIN_MODEL_HINTS.get(spec.name, ())
-    for name in choices:
-        low = name.lower()
-        if hints and all(h in low for h in hints):
-            return name
-    return None
-
-
-def workflow_gaps(spec: Any, info: Mapping, model: str = "") -> list[str]:
-    """What ``info``'s server lacks to run ``spec``: ``workflow_missing`` (nodes, empty model
-    folders, auxiliary models) plus the main model unless the caller names one (``model``)."""
-    missing = workflow_missing(spec, info)
-    gap = None if model else _main_model_gap(spec, info)
-    if gap is not None:
-        missing.append(gap)
-    return missing
-
-
-def _missing_here(workflow: str, folders: list[Path]) -> tuple[str, ...]:
-    """(worker thread) The files of the catalogue's video set for ``workflow`` that none of
-    ``folders`` holds, as reasons ("no wan_2.1_vae.safetensors in vae/"); () when no set
-    serves it."""
-    cat = shipped_catalogue()
-    video = cat.video_set_for(workflow) if cat is not None else None
-    if cat is None or video is None:
-        return ()
-    files = [cat.files[f] for f in video.files]
-    present = find_present(files, [f for f in folders if f.is_dir()])
-    return tuple(f"no {f.name} in {f.folder}/" for f in files if f.id not in present)
 
 
 class _Failed(Exception):
@@ -310,7 +230,7 @@ class VideoService(QObject):
         client = self._client_source()
         if client is None:
             folders = self._model_folders()
-            missing = await await_executor(self._io, lambda: _missing_here(workflow, folders))
+            missing = await await_executor(self._io, lambda: missing_here(workflow, folders))
             self.models_checked.emit(ModelCheck(workflow, spec.title, "", missing))
             return
         server = str(client.base_url)
@@ -428,7 +348,7 @@ class VideoService(QObject):
     @staticmethod
     def _main_model(spec: Any, info: Mapping, server: str) -> str:
         p = spec.params["model"]
-        pick = _pick_main(spec, model_choices(info, p.model_folder))
+        pick = pick_main(spec, model_choices(info, p.model_folder))
         if pick is not None:
             return pick
         default = spec.graph[p.node]["inputs"][p.input]
