@@ -188,4 +188,5 @@ def test_model_check_names_what_a_job_would_miss_and_coalesces(qtbot, video, tmp
     qtbot.waitUntil(lambda: len(checks) == 4, timeout=WAIT)
     by_name = {c.workflow: c for c in checks[2:]}
     assert by_name["wan21-t2v"].missing == () and by_name["wan21-t2v"].server == double.url
-    assert "nope" in by_name["nope"].error and by_name["nope"].missing == ()
+    assert by_name["nope"].error.startswith("There is no workflow named 'nope'")
+    assert by_name["nope"].missing == ()

@@ -20,8 +20,8 @@ Signals:
     job_failed(str, str): job id and a message naming the server, node, file or field.
     clips_changed(): the clip list changed; read :meth:`clips`.
     failed(str): delete / export failed (names the file).
-    models_checked(ModelCheck): what the server lacks to run a workflow (:meth:`check_models`,
-        the same check a job makes before it starts).
+    models_checked(ModelCheck): what the server (with none ready: the model folders) lacks to
+        run a workflow (:meth:`check_models`, the same check a job makes before it starts).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ __all__ = ["ClipItem", "VideoService"]
 
 CANCELLED = "Video generation cancelled."
 UPLOAD_SUBFOLDER = "isengard"
+
+
 @dataclass(frozen=True)
 class ClipItem:
     """One clip of the gallery."""
@@ -192,7 +194,8 @@ class VideoService(QObject):
 
     def check_models(self, workflow: str) -> None:
         """Ask the ready server (``client_source``) what it lacks to run ``workflow`` (a
-        manifest id, e.g. ``wan21-i2v``); emits ``models_checked`` with a :class:`ModelCheck`.
+        manifest id, e.g. ``wan21-i2v``), or with none ready the model folders (the files of
+        the workflow's video set); emits ``models_checked`` with a :class:`ModelCheck`.
         One check per workflow at a time: asked again while one runs, it runs once more after
         it (so the answer is never older than the question). Without a running loop (or after
         :meth:`aclose`) nothing is asked."""
@@ -225,7 +228,8 @@ class VideoService(QObject):
         try:
             spec = (await self._workflows()).get(workflow)
         except (WorkflowError, KeyError) as exc:
-            self.models_checked.emit(ModelCheck(workflow, workflow, "", error=str(exc)))
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            self.models_checked.emit(ModelCheck(workflow, workflow, "", error=reason))
             return
         client = self._client_source()
         if client is None:
