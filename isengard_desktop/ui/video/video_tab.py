@@ -12,8 +12,8 @@ clip's stored record; Open folder; Save frames; Delete (to the trash).
 When the server (with none ready: the model folders) lacks the files of the workflow the
 form would run (the service's :meth:`~...services.video.VideoService.check_models`, the check
 a job makes before it starts), a banner says so and offers the catalogue's video set for it:
-its button emits
-``setup_requested("base_models:<set id>")`` (the app opens the set-up assistant there).
+its button emits ``setup_requested("base_models:<set id>")`` (the app opens the set-up
+assistant there).
 
 The app connects the service's signals to the ``on_*`` slots (``app.py: connect_video``).
 
@@ -297,7 +297,8 @@ class VideoTab(QWidget):
 
     def check_models(self) -> None:
         """Ask the service again what the server lacks for the current workflow (the app
-        calls it when the servers change); the answer arrives in :meth:`on_models_checked`."""
+        calls it when the servers or the downloads change); the answer arrives in
+        :meth:`on_models_checked`."""
         self._asked = self.current_workflow()
         self._service.check_models(self._asked)
 
@@ -311,10 +312,11 @@ class VideoTab(QWidget):
             return
         reasons = "; ".join(check.missing)
         offer = video_offer(check.workflow) if check.models_missing else None
-        if offer is None:
+        if offer is None:                       # only nodes are missing (or no set serves it)
+            who = f"ComfyUI at {check.server}" if check.server else "This computer"
             self.setup_banner.show_notice(
-                f"ComfyUI at {check.server} cannot run {check.title}: {reasons}. Update "
-                "ComfyUI or install the node pack named.")
+                f"{who} cannot run {check.title}: {reasons}. Update ComfyUI or install the "
+                "node pack named.")
             return
         group, size = offer
         label = group.video.label
