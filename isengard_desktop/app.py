@@ -9,6 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -214,9 +215,17 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
 
     # local prompt refinement: no network until the Generate tab is shown
     prompt_refine = PromptRefineService(lambda: settings.settings)
-    # video jobs run on the generation service's first healthy ComfyUI server
+
+    # video jobs run on the generation service's first healthy ComfyUI server; with none, the
+    # tab's model check looks in the model folders the wizard searches
+    def video_model_folders() -> list[Path]:
+        from .ui.wizard.base_models_page import search_folders
+
+        return search_folders(paths, settings.settings)
+
     video = VideoService(paths, lambda: next((s.client for s in generation.pool.healthy()
-                                              if s.client is not None), None))
+                                              if s.client is not None), None),
+                         model_folders=video_model_folders)
 
     def make_generate_tab() -> QWidget:
         from .ui.generate import GenerateTab
@@ -520,10 +529,13 @@ def connect_video(service: VideoService, tab: VideoTab) -> None:
     service.job_failed.connect(tab.on_job_failed)
     service.clips_changed.connect(tab.on_clips_changed)
     service.failed.connect(tab.on_service_failed)
+    service.models_checked.connect(tab.on_models_checked)
 
 
 def _connect_video(ctx: AppContext) -> None:
-    """The Video tab (built on first open) <-> the video service; new characters reach its list."""
+    """The Video tab (built on first open) <-> the video service; new characters reach its list;
+    it asks again what the server lacks when a server comes or goes, its model lists are
+    re-read or the downloads end; its "Get …" banner opens the set-up assistant."""
     video = ctx.video
     lazy = ctx.tabs.get("Video")
     if video is None or not isinstance(lazy, LazyTabWidget):
@@ -533,6 +545,21 @@ def _connect_video(ctx: AppContext) -> None:
         assert isinstance(tab, VideoTab)
         connect_video(video, tab)
         ctx.library.data_changed.connect(lambda _change: tab.refresh_characters())
+        # asked again when a server comes or goes or its model lists are re-read; not on
+        # every VRAM / queue change (each check fetches /object_info)
+        seen: list[tuple] = [()]
+
+        def servers_changed(servers: tuple) -> None:
+            key = tuple((s.url, s.state) for s in servers)
+            if key != seen[0]:
+                seen[0] = key
+                tab.check_models()
+
+        ctx.generation.servers_changed.connect(servers_changed)
+        ctx.generation.pool.models_changed.connect(lambda _key: tab.check_models())
+        if ctx.downloads is not None:     # the last download ended: maybe a model arrived
+            ctx.downloads.count_changed.connect(lambda n: tab.check_models() if n == 0 else None)
+        tab.setup_requested.connect(lambda page: open_wizard(ctx, page))
 
     lazy.built.connect(built)
 

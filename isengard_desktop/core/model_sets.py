@@ -1,23 +1,26 @@
 """Per-family download sets for the wizard's "Base models" page and the tabs' "Get the …
 base model" notices: which catalogue files a family needs (to train and to generate on this
 card), their total size, the VRAM they need, their licences, and which families to tick for a
-GPU of a given size. Qt-free; plain functions over a loaded :class:`Catalogue`.
+GPU of a given size; the same for the Video tab's model sets (``[[video_sets]]``, never ticked
+by themselves). Qt-free; plain functions over a loaded :class:`Catalogue`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loguru import logger
 
 from .models_catalogue import (Catalogue, CatalogueError, CatalogueFile, Family, Present,
-                               load_catalogue)
+                               VideoSet, load_catalogue)
 
-__all__ = ["FamilySet", "family_set", "family_sets", "file_size", "missing_files",
-           "offer_for", "offer_text", "recommended_families", "shipped_catalogue",
-           "size_text", "suggested_family"]
+__all__ = ["FamilySet", "VideoSetFiles", "family_set", "family_sets", "file_size",
+           "missing_files", "offer_for", "offer_text", "recommended_families",
+           "shipped_catalogue", "size_text", "suggested_family", "video_offer",
+           "video_set_files", "video_sets"]
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(KB|MB|GB|TB)\s*", re.IGNORECASE)
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -42,13 +45,10 @@ def size_text(n: int) -> str:
     return f"{max(1, round(n / 10**6))} MB"
 
 
-@dataclass(frozen=True)
-class FamilySet:
-    """What one family needs on this machine."""
+class _FileGroup:
+    """Totals and licences of a group of catalogue files (a family's or a video set's)."""
 
-    family: Family
     files: tuple[CatalogueFile, ...]
-    low_vram: bool              # the generate set is the low-VRAM one (fp8 T5)
 
     @property
     def total(self) -> int:
@@ -68,6 +68,33 @@ class FamilySet:
 
     def missing(self, present: dict[str, Present]) -> tuple[CatalogueFile, ...]:
         return tuple(f for f in self.files if f.id not in present)
+
+
+@dataclass(frozen=True)
+class FamilySet(_FileGroup):
+    """What one family needs on this machine."""
+
+    family: Family
+    files: tuple[CatalogueFile, ...]
+    low_vram: bool              # the generate set is the low-VRAM one (fp8 T5)
+
+
+@dataclass(frozen=True)
+class VideoSetFiles(_FileGroup):
+    """What one Video tab model needs (its files resolved from the catalogue)."""
+
+    video: VideoSet
+    files: tuple[CatalogueFile, ...]
+
+
+def video_set_files(catalogue: Catalogue, set_id: str) -> VideoSetFiles:
+    video = catalogue.video_sets[set_id]
+    return VideoSetFiles(video, tuple(catalogue.files[f] for f in video.files))
+
+
+def video_sets(catalogue: Catalogue) -> list[VideoSetFiles]:
+    """Every video set, in the catalogue's order."""
+    return [video_set_files(catalogue, v) for v in catalogue.video_sets]
 
 
 def family_set(catalogue: Catalogue, family: str, vram_gb: float | None) -> FamilySet:
@@ -101,7 +128,8 @@ def recommended_families(vram_gb: float | None) -> set[str]:
     return {"sd15", "sdxl"}
 
 
-def missing_files(sets: list[FamilySet], present: dict[str, Present]) -> list[CatalogueFile]:
+def missing_files(sets: Iterable[FamilySet | VideoSetFiles],
+                  present: dict[str, Present]) -> list[CatalogueFile]:
     """The files of ``sets`` not present, each once (families share text encoders / VAEs)."""
     out: dict[str, CatalogueFile] = {}
     for s in sets:
@@ -143,3 +171,14 @@ def offer_for(family: str | None, purpose: str = "train", vram_gb: float | None 
     if cat is None or not family or family not in cat.families:
         return ""
     return offer_text(cat, family, purpose, vram_gb)
+
+
+def video_offer(workflow: str) -> tuple[VideoSetFiles, str] | None:
+    """The shipped catalogue's video set serving ``workflow`` and its size ("24.6 GB"), for
+    the Video tab's "Get it" notice; None when no set serves it (or the catalogue is broken)."""
+    cat = shipped_catalogue()
+    video = cat.video_set_for(workflow) if cat is not None else None
+    if cat is None or video is None:
+        return None
+    group = video_set_files(cat, video.id)
+    return group, size_text(group.total)

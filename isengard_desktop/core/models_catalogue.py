@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +24,8 @@ from .downloads.fetch import hash_file
 
 __all__ = [
     "CATALOGUE_FILE", "COMFY_FOLDERS", "Catalogue", "CatalogueError", "CatalogueFile", "Extra",
-    "Family", "Present", "RuntimeModel", "catalogue_file", "find_present", "load_catalogue", "parse_catalogue",
+    "Family", "Present", "RuntimeModel", "VideoSet", "catalogue_file", "find_present", "load_catalogue",
+    "parse_catalogue",
 ]
 
 CATALOGUE_FILE = Path(__file__).resolve().parents[2] / "resources" / "models" / "catalogue.toml"
@@ -120,6 +121,19 @@ class Extra:
     files: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class VideoSet:
+    """The files one Video tab model needs (issue 18), offered in the wizard's "Video
+    (optional)" group: ``workflows`` are the ``workflows/manifest.yaml`` ids it serves, and
+    ``files`` match those workflows' loader nodes file for file."""
+
+    id: str
+    label: str
+    files: tuple[str, ...]
+    min_vram_gb: float
+    workflows: tuple[str, ...]
+
+
 LOW_VRAM_GB = 16      # cards with this much or less get a family's ``generate_low_vram`` set
 
 
@@ -131,6 +145,7 @@ class Catalogue:
     files: Mapping[str, CatalogueFile]
     extras: tuple[Extra, ...]
     runtime_models: tuple[RuntimeModel, ...] = ()
+    video_sets: Mapping[str, VideoSet] = field(default_factory=dict)
 
     def files_for(self, family: str, purpose: str, vram_gb: float | None = None
                   ) -> list[CatalogueFile]:
@@ -148,6 +163,10 @@ class Catalogue:
 
     def extras_for(self, family: str) -> list[Extra]:
         return [e for e in self.extras if family in e.families]
+
+    def video_set_for(self, workflow: str) -> VideoSet | None:
+        """The video set that serves ``workflow`` (a manifest id such as ``wan21-i2v``)."""
+        return next((v for v in self.video_sets.values() if workflow in v.workflows), None)
 
 
 # -- reading and checking ------------------------------------------------------------------------
@@ -291,7 +310,43 @@ def parse_catalogue(data: Mapping[str, Any], source: str = "catalogue") -> Catal
             runtime_licence=check.get(entry, where, "runtime_licence", str),
             approx_size=check.get(entry, where, "approx_size", str, ""),
             non_commercial=check.get(entry, where, "non_commercial", bool)))
-    return Catalogue(schema, version, families, files, tuple(extras), tuple(runtime))
+    video_sets = _video_sets(data, check, known, families)
+    return Catalogue(schema, version, families, files, tuple(extras), tuple(runtime), video_sets)
+
+
+def _video_sets(data: Mapping[str, Any], check: _Checker,
+                known: Callable[[str, str, tuple[str, ...]], tuple[str, ...]],
+                families: Mapping[str, Family]) -> dict[str, VideoSet]:
+    sets: dict[str, VideoSet] = {}
+    served: dict[str, str] = {}
+    for index, entry in enumerate(_entries(data, "video_sets", check)):
+        raw_id = entry.get("id")
+        where = f"video set '{raw_id}'" if isinstance(raw_id, str) else f"video set #{index + 1}"
+        set_id = check.get(entry, where, "id", str)
+        if not _ID.fullmatch(set_id):
+            raise check.fail(where, "id", "must be lower-case letters, digits, '.', '_' or '-'")
+        if set_id in sets:
+            raise check.fail(where, "id", "is used by two video sets")
+        if set_id in families:
+            # "base_models:<id>" ticks a family or a video set: the ids must not clash
+            raise check.fail(where, "id", "is a family's id too")
+        files = known(where, "files", check.strings(entry, where, "files"))
+        if not files:
+            raise check.fail(where, "files", "must name at least one file")
+        vram = check.get(entry, where, "min_vram_gb", (int, float))
+        if vram < 0:
+            raise check.fail(where, "min_vram_gb", f"must be 0 or more, not {vram}")
+        workflows = check.strings(entry, where, "workflows")
+        if not workflows:
+            raise check.fail(where, "workflows", "must name at least one workflow")
+        for workflow in workflows:
+            if workflow in served:
+                raise check.fail(where, "workflows", f"names '{workflow}', which video set "
+                                 f"'{served[workflow]}' serves already")
+            served[workflow] = set_id
+        sets[set_id] = VideoSet(id=set_id, label=check.get(entry, where, "label", str),
+                                files=files, min_vram_gb=float(vram), workflows=workflows)
+    return sets
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:

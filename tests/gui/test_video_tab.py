@@ -1,6 +1,7 @@
 """The Video tab through pytest-qt against the ComfyUI double: a character's picture becomes a
 playable clip (real MP4 made by the double, downloaded, stored with its parameters), three
-keyframes make one clip, playback loops and scrubs, Reuse parameters and Delete work."""
+keyframes make one clip, playback loops and scrubs, Reuse parameters and Delete work; a
+banner offers the video set of a workflow whose files the server lacks."""
 
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ def tab(qtbot, qt_asyncio_loop, make_comfy_double, tmp_path, monkeypatch):  # no
     install_private_trash(monkeypatch, tmp_path / "trash")
     made: list = []
 
-    def make():
-        double = make_comfy_double(models=MODELS, preview_method="auto", step_delay=0.01)
+    def make(**double_options):
+        double_options.setdefault("models", MODELS)
+        double = make_comfy_double(preview_method="auto", step_delay=0.01, **double_options)
         paths, library = start_library(qtbot, WAIT)
         client = ComfyClient(double.url, timeout=10.0, reconnect_delays=(0.05, 0.1))
         service = VideoService(paths, lambda: client)
@@ -166,3 +168,86 @@ def test_errors_reach_the_status_line(qtbot, tab, tmp_path):
     qtbot.waitUntil(lambda: widget.job_id == "", timeout=WAIT)
     assert "missing.png" in widget.status_label.text()
     assert widget.generate_button.isEnabled()
+
+
+def checked(qtbot, widget, workflow: str):
+    """The tab's latest answer about ``workflow`` (waits for it)."""
+    qtbot.waitUntil(lambda: widget.model_check is not None
+                    and widget.model_check.workflow == workflow, timeout=WAIT)
+    return widget.model_check
+
+
+def test_the_get_it_banner_shows_only_for_a_model_the_server_lacks(qtbot, tab, tmp_path):
+    widget, _library = tab()
+    pages: list[str] = []
+    widget.setup_requested.connect(pages.append)
+    # no keyframe: Wan text to video, whose files the double has: no banner
+    assert widget.current_workflow() == "wan21-t2v"
+    check = checked(qtbot, widget, "wan21-t2v")
+    assert check.missing == () and check.server and widget.setup_banner.isHidden()
+    widget.keyframes.add_paths([picture(tmp_path / "a.png", (200, 40, 40))])
+    assert checked(qtbot, widget, "wan21-i2v").missing == ()
+    assert widget.setup_banner.isHidden()
+    # LTX-Video: the double has no checkpoint and no T5 text encoder
+    widget.family_combo.setCurrentIndex(widget.family_combo.findData("ltxv"))
+    check = checked(qtbot, widget, "ltxv-i2v")
+    assert check.models_missing and not widget.setup_banner.isHidden()
+    text = widget.setup_banner.text()
+    assert text.startswith("The ComfyUI server has no LTX-Video 2B model. Get it (≈ 16.1 GB) "
+                           "into the app's models folder"), text
+    assert text.endswith(f"What {check.server} lacks: no checkpoint in models/checkpoints; no "
+                         "T5-XXL text encoder in models/text_encoders (or models/clip)."), text
+    assert widget.setup_banner.button.text() == "Get LTX-Video 2B…"
+    widget.setup_banner.button.click()
+    assert pages == ["base_models:ltxv-2b"]
+    # back to Wan: the banner goes
+    widget.family_combo.setCurrentIndex(widget.family_combo.findData("wan21"))
+    checked(qtbot, widget, "wan21-i2v")
+    assert widget.setup_banner.isHidden()
+
+
+def test_a_missing_node_is_named_without_a_download_offer(qtbot, tab, tmp_path):
+    widget, _library = tab(remove_nodes={"WanImageToVideo"})       # an older ComfyUI
+    assert checked(qtbot, widget, "wan21-t2v").missing == ()
+    widget.keyframes.add_paths([picture(tmp_path / "a.png", (200, 40, 40))])
+    check = checked(qtbot, widget, "wan21-i2v")
+    assert not check.models_missing
+    assert "needs node WanImageToVideo" in widget.setup_banner.text()
+    assert widget.setup_banner.button.isHidden()
+
+
+def test_without_a_server_the_model_folders_are_asked(qtbot, qt_asyncio_loop, tmp_path):
+    """No ComfyUI server is ready: the banner names the set's files the model folders lack
+    (the app's models folder and a linked one), and goes once they are there."""
+    from isengard_desktop.core.models_catalogue import load_catalogue
+
+    cat = load_catalogue()
+    paths, library = start_library(qtbot, WAIT)
+    linked = tmp_path / "linked-models"
+    umt5 = cat.files["umt5-xxl-fp8"]
+    (linked / "text_encoders").mkdir(parents=True)
+    (linked / "text_encoders" / umt5.name).write_bytes(b"x")      # size unknown: name counts
+    service = VideoService(paths, lambda: None, model_folders=lambda: [paths.models, linked])
+    try:
+        widget = VideoTab(service, library)
+        connect_video(service, widget)
+        qtbot.addWidget(widget)
+        check = checked(qtbot, widget, "wan21-t2v")
+        assert check.server == "" and check.missing == (
+            "no wan2.1_t2v_1.3B_fp16.safetensors in diffusion_models/",
+            "no wan_2.1_vae.safetensors in vae/")
+        text = widget.setup_banner.text()
+        assert text.startswith("The model folders have no Wan 2.1 text-to-video 1.3B model (and "
+                               "no ComfyUI server is ready). Get it (≈ 9.8 GB)"), text
+        assert widget.setup_banner.button.text() == "Get Wan 2.1 text-to-video 1.3B…"
+        for fid in ("wan21-t2v-1.3b", "wan21-vae"):
+            item = cat.files[fid]
+            (paths.models / item.folder).mkdir(parents=True, exist_ok=True)
+            (paths.models / item.folder / item.name).write_bytes(b"x")
+        widget.model_check = None
+        widget.check_models()
+        assert checked(qtbot, widget, "wan21-t2v").missing == ()
+        assert widget.setup_banner.isHidden()
+    finally:
+        run_on_loop(qtbot, service.aclose(), WAIT, qt_asyncio_loop)
+        shiboken6.delete(service)

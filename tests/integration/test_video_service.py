@@ -161,3 +161,32 @@ def test_cancel_stops_the_run_and_says_so(qtbot, video, tmp_path):
     qtbot.waitUntil(lambda: bool(failed), timeout=WAIT)
     assert failed == ["Video generation cancelled."]
     assert service.active_jobs() == [] and list(service.clips_dir.glob("*.mp4")) == []
+
+
+def test_model_check_names_what_a_job_would_miss_and_coalesces(qtbot, video, tmp_path):
+    no_i2v = dict(VIDEO_MODELS, diffusion_models=VIDEO_MODELS["diffusion_models"][1:])
+    double, service = video(models=no_i2v)
+    checks: list = []
+    service.models_checked.connect(checks.append)
+    for _ in range(3):                      # asked three times at once: one check, then one more
+        service.check_models("wan21-i2v")
+    assert service.checks_running == 1
+    qtbot.waitUntil(lambda: service.checks_running == 0, timeout=WAIT)
+    assert len(checks) == 2
+    check = checks[-1]
+    assert (check.workflow, check.server, check.error) == ("wan21-i2v", double.url, "")
+    assert check.missing == ("no Wan 2.1 I2V diffusion model (wan2.1_i2v_480p_14B_fp8_e4m3fn."
+                             "safetensors) in models/diffusion_models (or models/unet)",)
+    assert check.models_missing
+    # a job says the same before it starts
+    _, failed, _ = run_job(qtbot, service, VideoRequest(
+        prompt="x", keyframes=(picture(tmp_path / "a.png", RED),)))
+    assert check.missing[0] in failed[0] and double.url in failed[0]
+    # the other Wan workflows are fine; an unknown workflow is named
+    service.check_models("wan21-t2v")
+    service.check_models("nope")
+    qtbot.waitUntil(lambda: len(checks) == 4, timeout=WAIT)
+    by_name = {c.workflow: c for c in checks[2:]}
+    assert by_name["wan21-t2v"].missing == () and by_name["wan21-t2v"].server == double.url
+    assert by_name["nope"].error.startswith("There is no workflow named 'nope'")
+    assert by_name["nope"].missing == ()

@@ -18,7 +18,7 @@ from typing import Any
 from .keyframes import plan_segments, segment_lengths, snap_length
 
 __all__ = ["CONTAINER_CHOICES", "TIERS", "VIDEO_FAMILIES", "VideoFamily", "VideoRequest",
-           "VideoRun", "frames_for", "plan_video", "run_params", "tier_for"]
+           "VideoRun", "frames_for", "plan_video", "run_params", "tier_for", "workflow_for"]
 
 TIERS = ("8–12 GB", "16 GB", "24 GB+")
 CONTAINER_CHOICES = ("mp4", "webm")
@@ -59,6 +59,13 @@ def tier_for(vram_gb: float | None) -> str:
     if vram_gb < 23.5:
         return TIERS[1]
     return TIERS[2]
+
+
+def workflow_for(family: str, keyframes: int) -> str:
+    """The workflow a job of ``family`` with ``keyframes`` pictures runs (as :func:`plan_video`
+    plans it): none → text to video, one → image to video, more → first-last-frame."""
+    kind = "txt2vid" if keyframes == 0 else "img2vid" if keyframes == 1 else "flf2vid"
+    return VIDEO_FAMILIES[family].workflows[kind]
 
 
 def frames_for(seconds: float, fps: float, step: int) -> int:

@@ -20,6 +20,8 @@ Signals:
     job_failed(str, str): job id and a message naming the server, node, file or field.
     clips_changed(): the clip list changed; read :meth:`clips`.
     failed(str): delete / export failed (names the file).
+    models_checked(ModelCheck): what the server (with none ready: the model folders) lacks to
+        run a workflow (:meth:`check_models`, the same check a job makes before it starts).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ...core.comfy.errors import ComfyError, ComfyInterrupted
-from ...core.comfy.graph_check import check_graph, model_choices, workflow_missing
+from ...core.comfy.graph_check import check_graph, model_choices
 from ...core.comfy.types import NodeExecuted, NodeProgress, NodeStarted, PreviewImage, RunEvent
 from ...core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 from ...core.comfy.workflows import build_graph, random_seed
@@ -46,9 +48,10 @@ from ...core.paths import AppPaths
 from ...core.types import Progress
 from ...core.video import container
 from ...core.video.keyframes import join_frames
+from ...core.video.model_check import ModelCheck, missing_here, pick_main, workflow_gaps
 from ...core.video.specs import VideoRequest, VideoRun, plan_video, run_params
 from ..ops import await_executor, run_in_executor
-from ..tasks import TaskOwner
+from ..tasks import NoRunningLoop, OwnerClosed, TaskOwner
 from ..throttle import Throttler
 from ..trash_support import to_trash
 
@@ -56,11 +59,6 @@ __all__ = ["ClipItem", "VideoService"]
 
 CANCELLED = "Video generation cancelled."
 UPLOAD_SUBFOLDER = "isengard"
-# name parts that identify the main model of each workflow among a server's files
-MAIN_MODEL_HINTS: Mapping[str, tuple[str, ...]] = {
-    "wan21-i2v": ("wan", "i2v"), "wan21-flf2v": ("wan", "flf2v"), "wan21-t2v": ("wan", "t2v"),
-    "ltxv-i2v": ("ltx",), "ltxv-flf2v": ("ltx",), "ltxv-t2v": ("ltx",),
-}
 
 
 @dataclass(frozen=True)
@@ -124,11 +122,16 @@ class VideoService(QObject):
     job_failed = Signal(str, str)
     clips_changed = Signal()
     failed = Signal(str)
+    models_checked = Signal(object)
 
     def __init__(self, paths: AppPaths, client_source: Callable[[], Any | None], *,
-                 workflows_dir: Path | None = None, parent: QObject | None = None) -> None:
+                 workflows_dir: Path | None = None,
+                 model_folders: Callable[[], list[Path]] | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
+        # where a model counts as "already here" when no server is ready to ask
+        self._model_folders = model_folders or (lambda: [paths.models])
         self.clips_dir = paths.outputs / "video"
         self._client_source = client_source
         self._workflows_dir = workflows_dir
@@ -136,6 +139,7 @@ class VideoService(QObject):
         self._io = ThreadPoolExecutor(1, thread_name_prefix="video-io")
         self._tasks = TaskOwner("video jobs")
         self._jobs: dict[str, _Job] = {}
+        self._checking: dict[str, bool] = {}     # workflow -> asked again while checking
         self._clips: list[ClipItem] = []
         self._progress = Throttler(self.job_progress.emit, parent=self)
 
@@ -187,6 +191,60 @@ class VideoService(QObject):
         job.cancelled = True
         if job.client is not None and job.prompt_id:
             self._tasks.spawn(job.client.cancel(job.prompt_id), name="video cancel")
+
+    def check_models(self, workflow: str) -> None:
+        """Ask the ready server (``client_source``) what it lacks to run ``workflow`` (a
+        manifest id, e.g. ``wan21-i2v``), or with none ready the model folders (the files of
+        the workflow's video set); emits ``models_checked`` with a :class:`ModelCheck`.
+        One check per workflow at a time: asked again while one runs, it runs once more after
+        it (so the answer is never older than the question). Without a running loop (or after
+        :meth:`aclose`) nothing is asked."""
+        if workflow in self._checking:
+            self._checking[workflow] = True
+            return
+        try:
+            self._tasks.spawn(self._check_again(workflow), name=f"video check {workflow}")
+        except (NoRunningLoop, OwnerClosed) as exc:
+            logger.debug("video models not checked: {}", exc)
+            return
+        self._checking[workflow] = False
+
+    @property
+    def checks_running(self) -> int:
+        """How many workflows are being checked now."""
+        return len(self._checking)
+
+    async def _check_again(self, workflow: str) -> None:
+        try:
+            while True:
+                await self._check(workflow)
+                if not self._checking.get(workflow):
+                    break
+                self._checking[workflow] = False
+        finally:
+            self._checking.pop(workflow, None)
+
+    async def _check(self, workflow: str) -> None:
+        try:
+            spec = (await self._workflows()).get(workflow)
+        except (WorkflowError, KeyError) as exc:
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            self.models_checked.emit(ModelCheck(workflow, workflow, "", error=reason))
+            return
+        client = self._client_source()
+        if client is None:
+            folders = self._model_folders()
+            missing = await await_executor(self._io, lambda: missing_here(workflow, folders))
+            self.models_checked.emit(ModelCheck(workflow, spec.title, "", missing))
+            return
+        server = str(client.base_url)
+        try:
+            info = await client.object_info(refresh=True)    # files may have been added
+        except ComfyError as exc:
+            self.models_checked.emit(ModelCheck(workflow, spec.title, server, error=str(exc)))
+            return
+        self.models_checked.emit(ModelCheck(workflow, spec.title, server,
+                                            tuple(workflow_gaps(spec, info))))
 
     def active_jobs(self) -> list[str]:
         return list(self._jobs)
@@ -246,7 +304,7 @@ class VideoService(QObject):
         info = await client.object_info(refresh=True)   # models may have been added since
         for run in runs:
             spec = library.get(run.workflow)
-            missing = workflow_missing(spec, info)
+            missing = workflow_gaps(spec, info, request.model)
             if missing:
                 raise _Failed(f"ComfyUI at {client.base_url} cannot run {spec.title}: "
                               f"{'; '.join(missing)}.")
@@ -294,15 +352,10 @@ class VideoService(QObject):
     @staticmethod
     def _main_model(spec: Any, info: Mapping, server: str) -> str:
         p = spec.params["model"]
-        choices = model_choices(info, p.model_folder)
+        pick = pick_main(spec, model_choices(info, p.model_folder))
+        if pick is not None:
+            return pick
         default = spec.graph[p.node]["inputs"][p.input]
-        if default in choices:
-            return str(default)
-        hints = MAIN_MODEL_HINTS.get(spec.name, ())
-        for name in choices:
-            low = name.lower()
-            if hints and all(h in low for h in hints):
-                return name
         raise _Failed(f"ComfyUI at {server} has no {p.label or 'model'} (looked for {default} "
                       f"in models/{p.model_folder}).")
 

@@ -9,14 +9,23 @@ Generate sends a :class:`~...core.video.specs.VideoRequest` to the video service
 (:class:`ClipPlayerWidget`) plays, loops and scrubs; Reuse parameters fills the form from the
 clip's stored record; Open folder; Save frames; Delete (to the trash).
 
+When the server (with none ready: the model folders) lacks the files of the workflow the
+form would run (the service's :meth:`~...services.video.VideoService.check_models`, the check
+a job makes before it starts), a banner says so and offers the catalogue's video set for it:
+its button emits ``setup_requested("base_models:<set id>")`` (the app opens the set-up
+assistant there).
+
 The app connects the service's signals to the ``on_*`` slots (``app.py: connect_video``).
+
+Signals:
+    setup_requested(str page): the banner's button: open the set-up assistant at ``page``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
@@ -24,8 +33,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QToolButton, QVBoxLayout, QWidget)
 
 from ...core.dataset.captions import with_trigger
+from ...core.model_sets import video_offer
 from ...core.types import Progress
-from ...core.video.specs import TIERS, VIDEO_FAMILIES, VideoRequest, frames_for
+from ...core.video.specs import TIERS, VIDEO_FAMILIES, VideoRequest, frames_for, workflow_for
+from ..widgets.notice_banner import NoticeBannerWidget
 from .clip_player import ClipPlayerWidget
 from .keyframe_strip import KeyframeStripWidget
 
@@ -37,17 +48,25 @@ MAX_SEED = 2**50 - 1
 class VideoTab(QWidget):
     """See the module docstring."""
 
+    setup_requested = Signal(str)
+
     def __init__(self, service: Any, library: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._service = service
         self._library = library
         self.job_id = ""
         self._clips: list[Any] = []
+        self.model_check: Any = None          # the latest ModelCheck for the form's workflow
+        self._asked = ""                      # the workflow last asked about
+        self.setup_banner = NoticeBannerWidget("missing", self)
+        self.setup_banner.setObjectName("VideoSetupBanner")
+        self.setup_banner.action_requested.connect(self.setup_requested)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self._build_form())
         splitter.addWidget(self._build_gallery())
         splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.setup_banner)
         layout.addWidget(splitter)
         self.refresh_characters()
         self._on_family_changed()
@@ -64,6 +83,7 @@ class VideoTab(QWidget):
         form.addRow("Character", self.character_combo)
         self.keyframes = KeyframeStripWidget(box)
         self.keyframes.changed.connect(self._update_plan)
+        self.keyframes.changed.connect(self._workflow_maybe_changed)
         form.addRow("Keyframes", self.keyframes)
         self.family_combo = QComboBox(box)
         for fam in VIDEO_FAMILIES.values():
@@ -255,6 +275,7 @@ class VideoTab(QWidget):
         for spin in (self.width_spin, self.height_spin):
             spin.setSingleStep(fam.size_step)
         self._apply_tier()
+        self._workflow_maybe_changed()
 
     def _apply_tier(self, *_: object) -> None:
         fam = VIDEO_FAMILIES[self.family_combo.currentData()]
@@ -271,6 +292,53 @@ class VideoTab(QWidget):
         if n >= 3:
             what += f" in {n - 1} segments joined at the keyframes"
         self.plan_label.setText(what)
+
+    # -- does the server have the models? -----------------------------------------------------
+    def current_workflow(self) -> str:
+        """The workflow Generate would run now (family + number of keyframes)."""
+        return workflow_for(self.family_combo.currentData(), len(self.keyframes.paths()))
+
+    def _workflow_maybe_changed(self, *_: object) -> None:
+        if self.current_workflow() != self._asked:
+            self.check_models()
+
+    def check_models(self) -> None:
+        """Ask the service again what the server lacks for the current workflow (the app
+        calls it when the servers or the downloads change); the answer arrives in
+        :meth:`on_models_checked`."""
+        self._asked = self.current_workflow()
+        self._service.check_models(self._asked)
+
+    def on_models_checked(self, check: Any) -> None:
+        """Show or clear the "get the model" banner for the form's workflow."""
+        if check.workflow != self.current_workflow():
+            return                              # an answer about a workflow left since
+        self.model_check = check
+        if not check.missing:
+            self.setup_banner.clear()
+            return
+        reasons = "; ".join(check.missing)
+        offer = video_offer(check.workflow) if check.models_missing else None
+        if offer is None:                       # only nodes are missing (or no set serves it)
+            who = f"ComfyUI at {check.server}" if check.server else "This computer"
+            self.setup_banner.show_notice(
+                f"{who} cannot run {check.title}: {reasons}. Update ComfyUI or install the "
+                "node pack named.")
+            return
+        group, size = offer
+        label = group.video.label
+        if check.server:
+            head = f"The ComfyUI server has no {label} model."
+            tail = f"What {check.server} lacks: {reasons}."
+        else:                                   # no server to ask: the model folders said
+            head = f"The model folders have no {label} model (and no ComfyUI server is ready)."
+            tail = f"Missing: {reasons}."
+        self.setup_banner.show_notice(
+            f"{head} Get it (≈ {size}) into the app's models folder (every ComfyUI the app "
+            f"starts lists it), or link the folders of models you already have. {tail}",
+            f"Get {label}…", f"base_models:{group.video.id}",
+            "Open the set-up assistant's Base models page with this video set ticked (size, "
+            "VRAM and licence shown); files you already have are not fetched again.")
 
     def _toggle_advanced(self, on: bool) -> None:
         self.advanced.setVisible(on)

@@ -4,7 +4,11 @@ detected GPU (``core.model_sets.recommended_families``). Files the user already 
 app's models folder or a linked folder (``find_present``: name + size) are shown as "already
 have" and never queued. "Download" queues the missing files with the download service into
 the app's models folder (ComfyUI's layout); nothing reaches for the network before that. The
-catalogue is read and the folders searched off the UI thread (BackgroundOp)."""
+catalogue is read and the folders searched off the UI thread (BackgroundOp).
+
+Below the families, a "Video (optional)" group offers the Video tab's model sets (the
+catalogue's ``[[video_sets]]``: Wan 2.1, LTX-Video) the same way, never pre-ticked; the Video
+tab's "Get it" notice opens the page at ``base_models:<set id>``, which ticks that set."""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QVBoxLayout, QWidget)
 
-from ...core.model_sets import (FamilySet, family_sets, file_size, missing_files,
-                                recommended_families, size_text)
+from ...core.model_sets import (FamilySet, VideoSetFiles, family_sets, file_size,
+                                missing_files, recommended_families, size_text, video_sets)
 from ...core.models_catalogue import Catalogue, Present, find_present, load_catalogue
 from ...core.paths import AppPaths
 from ...core.settings import Settings
@@ -48,7 +52,8 @@ def _scan(paths: AppPaths, settings: Settings,
 
 
 class BaseModelsPage(WizardPage):
-    """One tick box per family; ``downloads`` is the DownloadService (or a stand-in with
+    """One tick box per family (``boxes``) and per video set (``video_boxes``);
+    ``downloads`` is the DownloadService (or a stand-in with
     ``enqueue_catalogue_file(file, models_root)``); None disables Download."""
 
     key = "base_models"
@@ -70,6 +75,9 @@ class BaseModelsPage(WizardPage):
         self.sets: list[FamilySet] = []
         self.boxes: dict[str, QCheckBox] = {}
         self.details: dict[str, QLabel] = {}
+        self.video: list[VideoSetFiles] = []
+        self.video_boxes: dict[str, QCheckBox] = {}
+        self.video_details: dict[str, QLabel] = {}
         self.queued: list[str] = []
         self._touched = False
         self._wanted: set[str] = set()
@@ -127,9 +135,10 @@ class BaseModelsPage(WizardPage):
             self._build()
 
     def want_family(self, family: str) -> None:
-        """Tick ``family`` (a tab's "Get the … base model" button asked for it)."""
+        """Tick ``family`` or the video set of that id (a tab's "Get …" button asked for
+        it); remembered until the rows are built when the catalogue is still being read."""
         self._wanted.add(family)
-        box = self.boxes.get(family)
+        box = self.boxes.get(family) or self.video_boxes.get(family)
         if box is not None and box.isEnabled():
             box.setChecked(True)
 
@@ -150,7 +159,8 @@ class BaseModelsPage(WizardPage):
     # -- the rows -----------------------------------------------------------------------------
     def _build(self) -> None:
         assert self.catalogue is not None
-        ticked = {k for k, b in self.boxes.items() if b.isChecked()}
+        ticked = {k for boxes in (self.boxes, self.video_boxes)
+                  for k, b in boxes.items() if b.isChecked()}
         while self.rows_layout.count():
             item = self.rows_layout.takeAt(0)
             widget = item.widget() if item is not None else None
@@ -158,6 +168,8 @@ class BaseModelsPage(WizardPage):
                 widget.deleteLater()
         self.boxes.clear()
         self.details.clear()
+        self.video_boxes.clear()
+        self.video_details.clear()
         self.sets = family_sets(self.catalogue, self.vram_gb)
         pre = recommended_families(self.vram_gb) if self.machine_known else set()
         for s in self.sets:
@@ -165,8 +177,7 @@ class BaseModelsPage(WizardPage):
             missing = s.missing(self.present)
             box = QCheckBox(f"{s.family.label} — {size_text(s.total)}")
             box.setObjectName(f"base_models_{fid}")
-            have = len(s.files) - len(missing)
-            detail = QLabel(self._detail(s, have, missing))
+            detail = QLabel(self._detail(s, missing))
             detail.setObjectName(f"base_models_{fid}_detail")
             detail.setWordWrap(True)
             detail.setProperty("subtle", True)
@@ -184,6 +195,7 @@ class BaseModelsPage(WizardPage):
             self.details[fid] = detail
             self.rows_layout.addWidget(box)
             self.rows_layout.addWidget(detail)
+        self._build_video(ticked)
         self.rows_layout.addStretch(1)
         where = "this card" if self.vram_gb else "this computer (no GPU: CPU only)"
         gpu = f"{self.vram_gb:.0f} GB of VRAM" if self.vram_gb else ""
@@ -193,7 +205,64 @@ class BaseModelsPage(WizardPage):
         self._update_total()
         self.completeness_changed.emit()
 
-    def _detail(self, s: FamilySet, have: int, missing: tuple[Any, ...]) -> str:
+    def _build_video(self, ticked: set[str]) -> None:
+        """The "Video (optional)" group: one row per video set, ticked only by the user (or a
+        Video tab notice), never for the card."""
+        assert self.catalogue is not None
+        self.video = video_sets(self.catalogue)
+        if not self.video:
+            return
+        title = QLabel("Video (optional)")
+        title.setObjectName("base_models_video_title")
+        title.setStyleSheet("font-weight: 600;")
+        title.setContentsMargins(0, 10, 0, 0)
+        self.rows_layout.addWidget(title)
+        intro = QLabel("Models for the Video tab (a picture becomes a short clip through "
+                       "ComfyUI). Large; only needed if you make clips.")
+        intro.setWordWrap(True)
+        intro.setProperty("subtle", True)
+        self.rows_layout.addWidget(intro)
+        for v in self.video:
+            vid = v.video.id
+            missing = v.missing(self.present)
+            box = QCheckBox(f"{v.video.label} — {size_text(v.total)}")
+            box.setObjectName(f"base_models_video_{vid}")
+            box.setToolTip("For the Video tab's workflows " + ", ".join(v.video.workflows)
+                           + ". Files: " + ", ".join(f"{f.name} ({f.folder})" for f in v.files))
+            vram = f"needs {v.video.min_vram_gb:g} GB VRAM"
+            if self.vram_gb and self.vram_gb < v.video.min_vram_gb - 0.5:
+                vram += (f" <b style='color:#f0b45a'>(more than this card's "
+                         f"{self.vram_gb:.0f} GB)</b>")
+            text = " · ".join([vram, "licence: " + ", ".join(v.licences)])
+            text += self._have_text(v, missing)
+            detail = QLabel(text)
+            detail.setObjectName(f"base_models_video_{vid}_detail")
+            detail.setWordWrap(True)
+            detail.setProperty("subtle", True)
+            detail.setContentsMargins(24, 0, 0, 6)
+            detail.setTextFormat(Qt.TextFormat.RichText)
+            if not missing:
+                box.setEnabled(False)
+                box.setChecked(False)
+            else:
+                box.setChecked((vid in ticked and self._touched) or vid in self._wanted)
+            box.toggled.connect(self._on_toggled)
+            self.video_boxes[vid] = box
+            self.video_details[vid] = detail
+            self.rows_layout.addWidget(box)
+            self.rows_layout.addWidget(detail)
+
+    @staticmethod
+    def _have_text(group: FamilySet | VideoSetFiles, missing: tuple[Any, ...]) -> str:
+        have = len(group.files) - len(missing)
+        if not missing:
+            return " · <b style='color:#8fd19e'>already have all files</b>"
+        if have:
+            return (f" · already have {have} of {len(group.files)} files; "
+                    f"{size_text(sum(file_size(f) for f in missing))} to download")
+        return ""
+
+    def _detail(self, s: FamilySet, missing: tuple[Any, ...]) -> str:
         fam = s.family
         parts = [f"needs {fam.min_vram_train_gb:g} GB VRAM to train, "
                  f"{fam.min_vram_generate_gb:g} GB to generate"]
@@ -206,12 +275,7 @@ class BaseModelsPage(WizardPage):
                      "used commercially</b>")
         if s.gated:
             text += " · needs a Hugging Face token (Settings) after accepting the licence"
-        if not missing:
-            text += " · <b style='color:#8fd19e'>already have all files</b>"
-        elif have:
-            text += (f" · already have {have} of {len(s.files)} files; "
-                     f"{size_text(sum(file_size(f) for f in missing))} to download")
-        return text
+        return text + self._have_text(s, missing)
 
     def _on_toggled(self, _checked: bool) -> None:
         self._touched = True
@@ -221,9 +285,14 @@ class BaseModelsPage(WizardPage):
         return [s for s in self.sets if self.boxes.get(s.family.id) is not None
                 and self.boxes[s.family.id].isChecked()]
 
+    def ticked_video(self) -> list[VideoSetFiles]:
+        return [v for v in self.video if self.video_boxes.get(v.video.id) is not None
+                and self.video_boxes[v.video.id].isChecked()]
+
     def to_download(self) -> list[Any]:
-        """The missing files of the ticked families not queued yet, each once."""
-        return [f for f in missing_files(self.ticked(), self.present) if f.id not in self.queued]
+        """The missing files of the ticked families and video sets not queued yet, each once."""
+        groups: list[FamilySet | VideoSetFiles] = [*self.ticked(), *self.ticked_video()]
+        return [f for f in missing_files(groups, self.present) if f.id not in self.queued]
 
     def _update_total(self) -> None:
         files = self.to_download() if self.sets else []
@@ -248,5 +317,7 @@ class BaseModelsPage(WizardPage):
                              " The Downloads button in the status bar shows their progress.")
         for s in self.ticked():
             self.boxes[s.family.id].setChecked(False)
+        for v in self.ticked_video():
+            self.video_boxes[v.video.id].setChecked(False)
         self._update_total()
         self.completeness_changed.emit()

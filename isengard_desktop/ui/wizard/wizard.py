@@ -147,7 +147,8 @@ class FirstRunWizard(QDialog):
 
     def go_to(self, page: str | int) -> None:
         """Show ``page`` (a key from :data:`PAGES`, or an index); unknown keys show the
-        first page. ``"base_models:sdxl"`` also ticks that family there."""
+        first page. ``"base_models:sdxl"`` also ticks that family there, and
+        ``"base_models:wan21-i2v"`` that video set."""
         if isinstance(page, str) and ":" in page:
             page, _, family = page.partition(":")
             if page == "base_models" and family:
