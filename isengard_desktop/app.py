@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import traceback
-from pathlib import Path
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
