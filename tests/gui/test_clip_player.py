@@ -25,6 +25,7 @@ def player(qtbot, qt_asyncio_loop):
     service = VideoService(paths, lambda: None)
     widget = ClipPlayerWidget(previews=service.preview)
     qtbot.addWidget(widget)
+    widget.service = service
     yield widget, paths
     run_on_loop(qtbot, service.aclose(), WAIT, qt_asyncio_loop)
     shiboken6.delete(service)
@@ -73,3 +74,21 @@ def test_without_a_trainer_runtime_the_player_says_where_clips_are_read(
     assert blocker.args[0].startswith("c.mp4 cannot be played: Video files are read in the "
                                       "trainer runtime.")
     assert "Trainer runtime" in blocker.args[0]
+
+
+def test_a_newer_clip_wins_and_deleting_a_clip_drops_its_preview(qtbot, player, tmp_path):
+    widget, paths = player
+    service = widget.service
+    first = write_clip(tmp_path / "first.mp4", [np.zeros((32, 32, 3), np.uint8)] * 4, 8)
+    second = write_clip(tmp_path / "second.mp4", [np.full((32, 48, 3), 90, np.uint8)] * 6, 8)
+    got: list = []
+    service.preview(first, lambda info: got.append(("first", info)), got.append)
+    service.preview(second, lambda info: got.append(("second", info)), got.append)
+    qtbot.waitUntil(lambda: bool(got) and not service._runs, timeout=WAIT)
+    assert [name for name, _info in got] == ["second"]        # the older request said nothing
+    assert (got[0][1].count, got[0][1].width) == (6, 48)
+    folder = clip_record.preview_dir(paths.cache, second)
+    assert clip_record.read_preview_info(folder) is not None
+    service.delete(second)
+    qtbot.waitUntil(lambda: not second.exists(), timeout=WAIT)
+    assert not folder.exists()

@@ -161,3 +161,16 @@ def test_cancel_stops_the_run_and_says_so(qtbot, video, tmp_path):
     qtbot.waitUntil(lambda: bool(failed), timeout=WAIT)
     assert failed == ["Video generation cancelled."]
     assert service.active_jobs() == [] and list(service.clips_dir.glob("*.mp4")) == []
+
+
+def test_without_a_trainer_runtime_the_finished_render_says_where_clips_are_made(
+        qtbot, video, tmp_path, monkeypatch):
+    double, service = video()
+    monkeypatch.setenv("ISENGARD_USE_RUNTIME", "1")     # ignore this checkout's interpreter
+    _, failed, _ = run_job(qtbot, service, VideoRequest(
+        prompt="x", keyframes=(picture(tmp_path / "a.png", RED),), width=64, height=48,
+        seconds=0.5, steps=1))
+    assert failed[0].startswith("Video files are read in the trainer runtime.")
+    assert "Help → Set-up assistant → Trainer runtime" in failed[0]
+    assert list(service.clips_dir.glob("*.mp4")) == []
+    assert list(service.paths.tmp.glob("video-*")) == []          # the segments were removed

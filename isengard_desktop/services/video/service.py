@@ -193,6 +193,7 @@ class VideoService(QObject):
         self._runs: list[ClipsRun] = []          # live clips children (stopped at quit)
         self._refreshing = 0                     # the newest refresh wins
         self._preview_run: ClipsRun | None = None
+        self._previewing = 0                     # the newest preview request wins
 
     # -- gallery -----------------------------------------------------------------------------
     def clips(self) -> list[ClipItem]:
@@ -234,10 +235,16 @@ class VideoService(QObject):
         self.clips_changed.emit()
 
     def delete(self, path: Path) -> None:
-        """Move a clip, its sidecar and its frames folder to the OS trash."""
+        """Move a clip, its sidecar and its frames folder to the OS trash (its preview frames,
+        a cache, are removed)."""
         path = Path(path)
+        cache = self.paths.cache
 
         def move() -> None:
+            try:
+                shutil.rmtree(clip_record.preview_dir(cache, path), ignore_errors=True)
+            except OSError:
+                pass                 # the clip is already gone: nothing to find its cache by
             for p in (path, clip_record.sidecar_path(path),
                       path.with_name(path.stem + "_frames")):
                 if p.exists():
@@ -273,26 +280,28 @@ class VideoService(QObject):
         callbacks are not called)."""
         path = Path(path)
         cache = self.paths.cache
-        if self._preview_run is not None:
-            self._preview_run.cancel()
-            self._preview_run = None
+        self._previewing += 1
+        ticket = self._previewing
+        self._end_preview()
 
         def cached() -> PreviewInfo | None:
             return clip_record.read_preview_info(clip_record.preview_dir(cache, path))
 
         def looked(info: PreviewInfo | None) -> None:
+            if ticket != self._previewing:
+                return
             if info is not None:
                 done(info)
                 return
+            self._end_preview()
             self._preview_run = start_clips(self.paths, ["preview", str(path), "--cache",
                                                          str(cache)], made, what="clip preview",
                                             runs=self._runs, parent=self)
 
         def made(outcome: ClipsOutcome) -> None:
-            if self._preview_run is not None and self._preview_run.args[1] == str(path):
-                self._preview_run = None
-            if outcome.cancelled:
+            if ticket != self._previewing or outcome.cancelled:
                 return
+            self._preview_run = None
             if outcome.problem:
                 failed(outcome.problem)
                 return
@@ -303,6 +312,11 @@ class VideoService(QObject):
             failed(f"{path.name}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
 
         run_in_executor(self._io, cached, looked, lost)
+
+    def _end_preview(self) -> None:
+        if self._preview_run is not None:
+            self._preview_run.cancel()
+            self._preview_run = None
 
     # -- jobs --------------------------------------------------------------------------------
     def submit(self, request: VideoRequest) -> str:
