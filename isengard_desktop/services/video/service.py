@@ -47,17 +47,17 @@ from ...core.comfy.graph_check import check_graph, model_choices, workflow_missi
 from ...core.comfy.types import NodeExecuted, NodeProgress, NodeStarted, PreviewImage, RunEvent
 from ...core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 from ...core.comfy.workflows import build_graph, random_seed
+from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
 from ...core.types import Progress
-from ...core.fsutil import atomic_write_text
 from ...core.video import clip_record
 from ...core.video.clip_record import PreviewInfo, VideoFileError
 from ...core.video.specs import VideoRequest, VideoRun, plan_video, run_params
 from ..ops import await_executor, run_in_executor
-from .clips_child import ClipsChildError, ClipsOutcome, ClipsRun, run_clips, start_clips
 from ..tasks import TaskOwner
 from ..throttle import Throttler
 from ..trash_support import to_trash
+from .clips_child import ClipsChildError, ClipsOutcome, ClipsRun, run_clips, start_clips
 
 __all__ = ["ClipItem", "VideoService"]
 
@@ -217,6 +217,8 @@ class VideoService(QObject):
                         runs=self._runs, parent=self)
 
         def probed(found: list[_Found], outcome: ClipsOutcome) -> None:
+            if outcome.cancelled or ticket != self._refreshing:
+                return                   # the app is closing, or a newer refresh runs
             if outcome.problem:
                 self.failed.emit(f"Cannot read the clips in {folder}: {outcome.problem}")
                 return
@@ -261,6 +263,8 @@ class VideoService(QObject):
 
         def ended(outcome: ClipsOutcome) -> None:
             event = outcome.first("frames")
+            if outcome.cancelled:
+                return                   # the app is closing
             if outcome.problem or event is None:
                 self.failed.emit(f"Cannot write the frames of {path.name}: "
                                  f"{outcome.problem or 'the video child said nothing'}")
