@@ -17,7 +17,8 @@ Finish spec (``--spec FILE``, JSON, written by ``services/video/service.py``)::
 One segment in the destination's container: its streams are copied with our metadata added
 (no re-encoding). Several segments (a keyframe sequence) or another container: decoded, joined
 at their shared frames (``core/video/keyframes.py`` ``join_frames``) and encoded again. Then
-the sidecar, and the frames as PNG when asked.
+the sidecar (with the clip's probe as ``clip_info``, so the gallery lists it without a child),
+and the frames as PNG when asked.
 """
 
 from __future__ import annotations
@@ -106,13 +107,14 @@ def finish(spec_file: Path, emit: Emit) -> int:
         fps = container.probe(segments[0]).fps or float(spec["fps"])
         emit("phase", phase="encoding", done=0, total=1)
         container.write_clip(dest, join_frames(decoded), fps, metadata=meta)
-    container.write_sidecar(dest, params, graph)
+    info = clip_info_json(container.probe(dest))
+    container.write_sidecar(dest, params, graph, info)
     frames_folder = None
     if spec.get("save_frames"):
         emit("phase", phase="frames", done=0, total=1)
         frames_folder = dest.with_name(dest.stem + "_frames")
         container.export_frames(dest, frames_folder)
-    emit("finished", path=str(dest), info=clip_info_json(container.probe(dest)),
+    emit("finished", path=str(dest), info=info,
          frames_folder=str(frames_folder) if frames_folder else None)
     return 0
 

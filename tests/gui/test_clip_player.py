@@ -1,8 +1,11 @@
 """The Video tab's player on the video service's previews (made by the clips child, cached):
 a real clip plays at its rate and scrubs, a broken or missing clip is named, and without a
-trainer runtime the message says where video files are read."""
+trainer runtime the message says where video files are read. The gallery lists a clip whose
+sidecar holds its probe without any child, and probes the others in the child."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -92,3 +95,34 @@ def test_a_newer_clip_wins_and_deleting_a_clip_drops_its_preview(qtbot, player, 
     service.delete(second)
     qtbot.waitUntil(lambda: not second.exists(), timeout=WAIT)
     assert not folder.exists()
+
+
+def test_the_gallery_lists_sidecar_clips_without_a_child_and_probes_the_rest(
+        qtbot, player, monkeypatch):
+    widget, paths = player
+    service = widget.service
+    folder = service.clips_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    ours = write_clip(folder / "ours.mp4", [np.zeros((48, 64, 3), np.uint8)] * 5, 10)
+    clip_record.write_sidecar(ours, {"seed": 5}, {"1": {}}, {
+        "width": 64, "height": 48, "frames": 5, "fps": 10.0, "duration_s": 0.5, "codec": "h264"})
+    os.utime(ours, (1_000, 1_000))                              # older than the other one
+    write_clip(folder / "other.webm", [np.zeros((32, 32, 3), np.uint8)] * 3, 8,
+               metadata={"isengard": {"seed": 6}})
+    failed: list = []
+    service.failed.connect(failed.append)
+    monkeypatch.setenv(ENV_FORCE_RUNTIME, "1")                  # no child can run
+    with qtbot.waitSignal(service.clips_changed, timeout=WAIT):
+        service.refresh()
+    assert [(c.path.name, c.frames, c.parameters["seed"]) for c in service.clips()] == [
+        ("ours.mp4", 5, 5)]
+    assert "Video files are read in the trainer runtime" in failed[0]
+    monkeypatch.delenv(ENV_FORCE_RUNTIME)
+    with qtbot.waitSignal(service.clips_changed, timeout=WAIT):
+        service.refresh()
+    assert [(c.path.name, c.frames, c.parameters["seed"]) for c in service.clips()] == [
+        ("other.webm", 3, 6), ("ours.mp4", 5, 5)]
+    write_clip(ours, [np.zeros((48, 64, 3), np.uint8)] * 9, 10)  # changed: the sidecar is stale
+    with qtbot.waitSignal(service.clips_changed, timeout=WAIT):
+        service.refresh()
+    assert {c.path.name: c.frames for c in service.clips()}["ours.mp4"] == 9

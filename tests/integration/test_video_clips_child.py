@@ -103,6 +103,7 @@ def test_finish_copies_one_segment_with_our_metadata_and_sidecar(tmp_path):
     assert json.loads(meta["prompt"]) == {"7": {"inputs": {"text": "walks"}}}
     record = clip_record.read_sidecar(dest)
     assert record is not None and record.parameters["seed"] == 9
+    assert record.info_for(dest) is not None and record.info_for(dest)["frames"] == 9
 
 
 def test_finish_joins_a_keyframe_sequence_at_the_shared_frame_into_webm_with_frames(tmp_path):

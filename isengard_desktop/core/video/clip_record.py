@@ -47,6 +47,18 @@ class ClipRecord:
     parameters: Mapping[str, Any]
     graph: Any            # one API-format graph, or a list of them for a keyframe sequence
     source: str           # "sidecar" | "container" | ""
+    # the clip's size, frames, fps ... as the clips child probed it when it wrote the sidecar
+    # (``clip_info``: width, height, frames, fps, duration_s, codec, size); None when unknown
+    info: Mapping[str, Any] | None = None
+
+    def info_for(self, clip: Path) -> Mapping[str, Any] | None:
+        """(stat) ``info`` when it still describes ``clip`` (same byte size), else None."""
+        if not self.info:
+            return None
+        try:
+            return self.info if Path(clip).stat().st_size == self.info.get("size") else None
+        except OSError:
+            return None
 
 
 def sidecar_path(clip: Path) -> Path:
@@ -54,11 +66,17 @@ def sidecar_path(clip: Path) -> Path:
     return clip.with_name(clip.name + ".json")
 
 
-def write_sidecar(clip: Path, parameters: Mapping[str, Any], graph: Any) -> Path:
+def write_sidecar(clip: Path, parameters: Mapping[str, Any], graph: Any,
+                  info: Mapping[str, Any] | None = None) -> Path:
+    """``<clip>.json``; ``info`` (the clip's probe, ``clip_info``) lets the gallery list the
+    clip without decoding it; the clip's byte size is added to it."""
     path = sidecar_path(clip)
-    atomic_write_text(path, json.dumps({"version": SIDECAR_VERSION, "clip": Path(clip).name,
-                                        "parameters": dict(parameters), "graph": graph},
-                                       indent=1, ensure_ascii=False))
+    doc: dict[str, Any] = {"version": SIDECAR_VERSION, "clip": Path(clip).name,
+                           "parameters": dict(parameters), "graph": graph}
+    if info is not None:
+        doc["clip_info"] = {k: v for k, v in info.items() if k != "metadata"} | {
+            "size": Path(clip).stat().st_size}
+    atomic_write_text(path, json.dumps(doc, indent=1, ensure_ascii=False))
     return path
 
 
@@ -77,7 +95,9 @@ def read_sidecar(clip: Path) -> ClipRecord | None:
     if doc.get("version") != SIDECAR_VERSION:
         raise VideoFileError(f"{side.name}: field 'version' is {doc.get('version')!r}; "
                              f"this app reads version {SIDECAR_VERSION}")
-    return ClipRecord(doc["parameters"], doc.get("graph"), "sidecar")
+    info = doc.get("clip_info")
+    return ClipRecord(doc["parameters"], doc.get("graph"), "sidecar",
+                      info if isinstance(info, dict) else None)
 
 
 def record_from_metadata(clip: Path, metadata: Mapping[str, str]) -> ClipRecord:

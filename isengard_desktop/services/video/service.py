@@ -114,11 +114,12 @@ class _Found:
     path: Path
     created: float
     record: clip_record.ClipRecord | None
+    info: Mapping[str, Any] | None = None     # the sidecar's clip_info, still valid
 
 
 def list_clip_files(folder: Path) -> list[_Found]:
     """(worker thread) The clip files in ``folder``, newest first, with their sidecars
-    (an unreadable sidecar is logged and left out)."""
+    (an unreadable sidecar is logged and left out) and the probe a sidecar holds."""
     found = []
     try:
         paths = [p for p in folder.glob("*")
@@ -137,20 +138,22 @@ def list_clip_files(folder: Path) -> list[_Found]:
         except VideoFileError as exc:
             logger.warning("clip {}: {}", path.name, exc)
             record = None
-        found.append(_Found(path, created, record))
+        found.append(_Found(path, created, record,
+                            record.info_for(path) if record is not None else None))
     return found
 
 
 def gallery_items(found: list[_Found], outcome: ClipsOutcome) -> list[ClipItem]:
-    """(worker thread) ClipItems of the clips the child could probe, in ``found``'s order;
-    parameters from the sidecar, else from the container metadata."""
+    """(worker thread) ClipItems of the clips whose sidecar holds their probe or that the
+    child could probe, in ``found``'s order; parameters from the sidecar, else from the
+    container metadata."""
     infos = {e["path"]: e["info"] for e in outcome.events if e.get("event") == "clip"}
     for e in outcome.events:
         if e.get("event") == "clip_error":
             logger.warning("clip skipped: {}", e.get("message"))
     items = []
     for f in found:
-        info = infos.get(str(f.path))
+        info = f.info or infos.get(str(f.path))
         if info is None:
             continue
         record = f.record
@@ -200,8 +203,8 @@ class VideoService(QObject):
         return list(self._clips)
 
     def refresh(self) -> None:
-        """Re-read the clip folder (sidecars on the executor, the probe in the clips child);
-        emits ``clips_changed``."""
+        """Re-read the clip folder (sidecars on the executor; clips whose sidecar does not
+        hold their probe are probed by the clips child); emits ``clips_changed``."""
         folder = self.clips_dir
         self._refreshing += 1
         ticket = self._refreshing
@@ -209,19 +212,19 @@ class VideoService(QObject):
         def listed(found: list[_Found]) -> None:
             if ticket != self._refreshing:
                 return
-            if not found:
-                self._on_clips(ticket, [])
+            unknown = [str(f.path) for f in found if f.info is None]
+            if not unknown:
+                probed(found, ClipsOutcome())
                 return
-            start_clips(self.paths, ["probe", *[str(f.path) for f in found]],
+            start_clips(self.paths, ["probe", *unknown],
                         lambda outcome: probed(found, outcome), what="clip probe",
                         runs=self._runs, parent=self)
 
         def probed(found: list[_Found], outcome: ClipsOutcome) -> None:
             if outcome.cancelled or ticket != self._refreshing:
                 return                   # the app is closing, or a newer refresh runs
-            if outcome.problem:
+            if outcome.problem:          # the clips it could not probe are left out
                 self.failed.emit(f"Cannot read the clips in {folder}: {outcome.problem}")
-                return
             run_in_executor(self._io, lambda: gallery_items(found, outcome),
                             lambda items: self._on_clips(ticket, items), failed)
 
