@@ -33,8 +33,8 @@ echo "[package] building dist/$APP_NAME/ (about a minute)"
 
 out="dist/$APP_NAME"
 [ -d "$out" ] || { echo "[package] ERROR: $out was not produced" >&2; exit 1; }
-# Guard: the GUI bundle must not carry the trainer's ML stack.
-for mod in torch diffusers transformers peft; do
+# Guard: the GUI bundle must not carry the trainer's ML stack, nor PyAV (GPL x264 in its FFmpeg).
+for mod in torch diffusers transformers peft av av.libs dlib; do
     if [ -e "$out/_internal/$mod" ]; then
         echo "[package] ERROR: $mod ended up in the GUI bundle ($out/_internal/$mod)" >&2
         exit 1

@@ -2,6 +2,24 @@
 
     python -m isengard_desktop.analysis_runtime faces --cache <folder> [--models <folder>]
         [--list <photos.jsonl>] [--detector auto|hog|cnn]
+    python -m isengard_desktop.analysis_runtime clips probe <clip>...
+    python -m isengard_desktop.analysis_runtime clips record <clip>
+    python -m isengard_desktop.analysis_runtime clips finish --spec <finish.json>
+    python -m isengard_desktop.analysis_runtime clips export-frames <clip> [--folder <folder>]
+    python -m isengard_desktop.analysis_runtime clips preview <clip> --cache <folder>
+        [--max-side 640]
+
+``clips`` handles video files with PyAV (``clips.py`` says what each op does); its events:
+
+    {"v":1,"event":"clip","path":"...","info":{"width","height","frames","fps","duration_s",
+        "codec","metadata"}}   /   {"v":1,"event":"clip_error","path":"...","message":"..."}
+    {"v":1,"event":"done","ok":n,"failed":f}                               (probe)
+    {"v":1,"event":"record","path":"...","parameters":{...},"graph":...,"source":"sidecar|container|"}
+    {"v":1,"event":"phase","phase":"copying|decoding|encoding|frames","done":i,"total":n}
+    {"v":1,"event":"finished","path":"...","info":{...},"frames_folder":"..."|null}
+    {"v":1,"event":"frames","path":"...","folder":"...","count":n}
+    {"v":1,"event":"preview","path":"...","folder":"...","fps":f,"count":n,"width":w,"height":h}
+    {"v":1,"event":"error","kind":"video|config|crash","message":"..."}   (names the file)
 
 Reads the photos to analyse as JSON lines ``{"path": "...", "sha256": "..."}`` from
 ``--list`` or stdin (until EOF), answers each one from the cache (``core/faces/cache.py``)
@@ -19,7 +37,8 @@ break); everything else goes to stderr:
 
 ``result`` is :meth:`PhotoFaces.to_json`. Cached photos come first, then the analysed ones in
 the order given. Cancel: SIGTERM ends it (the cache holds every photo finished before).
-Exit status: 0 done; 2 bad input or models missing; 1 any other error (after ``error``).
+Exit status: 0 done; 2 bad input, a clip that cannot be read or written, or models missing;
+1 any other error (after ``error``).
 """
 
 from __future__ import annotations
@@ -70,7 +89,58 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument("--detector", default="auto", choices=("auto", "hog", "cnn"),
                        help="face detector: hog (fast on a CPU), cnn (better on turned faces; "
                             "slow without CUDA), auto (cnn only on a CUDA build of dlib)")
+    clips = sub.add_parser("clips", help="video files: probe, record, finish, export-frames, "
+                                          "preview")
+    ops = clips.add_subparsers(dest="op", required=True)
+    probe = ops.add_parser("probe", help="size, frames, fps, codec and metadata of clips")
+    probe.add_argument("clips", nargs="+", type=Path)
+    record = ops.add_parser("record", help="the parameters and graph stored with a clip")
+    record.add_argument("clip", type=Path)
+    finish = ops.add_parser("finish", help="make a Video tab job's clip from its segments")
+    finish.add_argument("--spec", required=True, type=Path, help="the job's finish.json")
+    frames = ops.add_parser("export-frames", help="every frame of a clip as PNG")
+    frames.add_argument("clip", type=Path)
+    frames.add_argument("--folder", type=Path, default=None,
+                        help="where the PNGs go (default: <clip stem>_frames beside it)")
+    preview = ops.add_parser("preview", help="the player's JPEG frames of a clip (cached)")
+    preview.add_argument("clip", type=Path)
+    preview.add_argument("--cache", required=True, type=Path,
+                         help="the app's cache folder (previews live in <cache>/clip-previews/)")
+    preview.add_argument("--max-side", type=int, default=640,
+                         help="longest side of a preview frame in pixels")
     return parser
+
+
+def clips_command(args: argparse.Namespace, channel: Channel) -> int:
+    from . import clips
+    from ..core.video.clip_record import VideoFileError
+
+    try:
+        if args.op == "probe":
+            return clips.probe(list(args.clips), channel.emit)
+        if args.op == "record":
+            return clips.record(args.clip, channel.emit)
+        if args.op == "finish":
+            try:
+                clips.read_finish_spec(args.spec)
+            except ValueError as exc:
+                channel.emit("error", kind="config", message=str(exc))
+                return 2
+            return clips.finish(args.spec, channel.emit)
+        if args.op == "export-frames":
+            return clips.export_frames(args.clip, args.folder, channel.emit)
+        if args.op == "preview":
+            return clips.preview(args.clip, args.cache, max(16, args.max_side), channel.emit)
+    except (VideoFileError, ValueError) as exc:
+        channel.emit("error", kind="video", message=str(exc))
+        return 2
+    except OSError as exc:
+        where = getattr(exc, "filename", None)
+        channel.emit("error", kind="video",
+                     message=f"{Path(where).name if where else 'a video file'}: "
+                             f"{exc.strerror or exc}")
+        return 2
+    return 2
 
 
 def read_photos(source: IO[str], name: str) -> list[tuple[Path, str]]:
@@ -174,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "faces":
             return faces_command(args, channel)
+        if args.command == "clips":
+            return clips_command(args, channel)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one error event
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             raise

@@ -1,6 +1,6 @@
 """Process-level rules, checked in fresh interpreters:
 
-* the GUI process never imports torch, diffusers, transformers, peft or dlib;
+* the GUI process never imports torch, diffusers, transformers, peft, dlib or av (PyAV);
 * ``core/`` imports no Qt;
 * ``isengard --smoke-test`` opens the real window offscreen and prints one JSON line;
 * the PySide6 build in use does not leak references to None (6.12.0 on Python 3.11 did).
@@ -18,7 +18,7 @@ from pathlib import Path
 import isengard_desktop
 import isengard_desktop.core
 
-HEAVY = ("torch", "diffusers", "transformers", "peft", "dlib", "_dlib_pybind11")
+HEAVY = ("torch", "diffusers", "transformers", "peft", "dlib", "_dlib_pybind11", "av")
 QT = ("PySide6", "qasync", "shiboken6", "pyqtgraph")
 
 

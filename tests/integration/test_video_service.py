@@ -190,3 +190,16 @@ def test_model_check_names_what_a_job_would_miss_and_coalesces(qtbot, video, tmp
     assert by_name["wan21-t2v"].missing == () and by_name["wan21-t2v"].server == double.url
     assert by_name["nope"].error.startswith("There is no workflow named 'nope'")
     assert by_name["nope"].missing == ()
+
+
+def test_without_a_trainer_runtime_the_finished_render_says_where_clips_are_made(
+        qtbot, video, tmp_path, monkeypatch):
+    double, service = video()
+    monkeypatch.setenv("ISENGARD_USE_RUNTIME", "1")     # ignore this checkout's interpreter
+    _, failed, _ = run_job(qtbot, service, VideoRequest(
+        prompt="x", keyframes=(picture(tmp_path / "a.png", RED),), width=64, height=48,
+        seconds=0.5, steps=1))
+    assert failed[0].startswith("Video files are read in the trainer runtime.")
+    assert "Help → Set-up assistant → Trainer runtime" in failed[0]
+    assert list(service.clips_dir.glob("*.mp4")) == []
+    assert list(service.paths.tmp.glob("video-*")) == []          # the segments were removed

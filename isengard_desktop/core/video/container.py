@@ -1,9 +1,12 @@
 """MP4 (H.264) and WebM (VP9) clips through PyAV, and the parameters stored with each clip.
 
 PyAV's wheel bundles FFmpeg; checked here (av 18.1.0, FFmpeg 8.1): ``libx264`` encodes H.264
-(``libopenh264`` is not in the wheel), ``libvpx-vp9`` encodes VP9, ``libsvtav1`` AV1. Licence
-note for packaging: the wheel's libavcodec says "LGPL version 3 or later" but is configured with
-``--enable-libx264``, and x264 itself is GPL-2.0: review before shipping the frozen app.
+(``libopenh264`` is not in the wheel), ``libvpx-vp9`` encodes VP9, ``libsvtav1`` AV1. Licence:
+the wheel's libavcodec says "LGPL version 3 or later" but is configured with
+``--enable-libx264`` and carries libx264/libx265 (GPL). So only the clips child
+(``analysis_runtime/clips.py``, in the trainer runtime the app installs from PyPI) imports this
+module; the GUI process reads sidecars and previews through ``clip_record.py`` (no PyAV) and the
+frozen app excludes ``av``.
 
 What a clip carries, in two places (both written here, read back by :func:`read_clip_record`):
 
@@ -14,7 +17,7 @@ What a clip carries, in two places (both written here, read back by :func:`read_
   the MP4 muxer keeps only its known keys (``comment``, ``title`` ...); checked here. WebM
   (Matroska) keeps any key (it upper-cases them: ``PROMPT``, ``ISENGARD``);
 * a sidecar ``<clip>.json`` beside the file (``{"version": 1, "parameters", "graph"}``), which
-  survives tools that strip metadata.
+  survives tools that strip metadata (``clip_record.py``, re-exported here).
 
 Everything here does blocking I/O: call it from a worker thread (never the UI thread).
 PyAV is imported inside the functions so importing this module costs nothing.
@@ -23,6 +26,7 @@ PyAV is imported inside the functions so importing this module costs nothing.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -32,24 +36,22 @@ from typing import Any
 import numpy as np
 
 from ..fsutil import atomic_output, atomic_write_text
+from .clip_record import (PREVIEW_VERSION, SIDECAR_VERSION, VIDEO_EXTENSIONS, ClipRecord,
+                          PreviewInfo, VideoFileError, preview_dir, read_preview_info,
+                          read_sidecar, record_from_metadata, sidecar_path, write_sidecar)
 
-__all__ = ["CONTAINERS", "SIDECAR_VERSION", "VIDEO_EXTENSIONS", "ClipInfo", "ClipRecord",
-           "VideoFileError", "export_frames", "probe", "read_clip_record", "read_frames",
-           "rewrite_metadata", "sidecar_path", "write_clip", "write_sidecar"]
+__all__ = ["CONTAINERS", "PREVIEW_MAX_SIDE", "SIDECAR_VERSION", "VIDEO_EXTENSIONS", "ClipInfo",
+           "ClipRecord", "VideoFileError", "export_frames", "probe", "read_clip_record",
+           "read_frames", "rewrite_metadata", "sidecar_path", "write_clip", "write_preview",
+           "write_sidecar"]
 
 # container -> (PyAV format name, encoder, pixel format, encoder options)
 CONTAINERS: Mapping[str, tuple[str, str, str, dict[str, str]]] = {
     "mp4": ("mp4", "libx264", "yuv420p", {"crf": "18", "preset": "medium"}),
     "webm": ("webm", "libvpx-vp9", "yuv420p", {"crf": "32", "b": "0"}),
 }
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov")
-SIDECAR_VERSION = 1
-METADATA_GRAPH = "prompt"        # ComfyUI's key for the API-format graph
-METADATA_PARAMS = "isengard"     # ours: the clip's parameters
-
-
-class VideoFileError(OSError):
-    """A clip cannot be read or written; ``str(e)`` names the file and why."""
+PREVIEW_MAX_SIDE = 640
+PREVIEW_JPEG_QUALITY = 85
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,6 @@ class ClipInfo:
     duration_s: float
     codec: str
     metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ClipRecord:
-    """What is stored with a clip: our parameters and the ComfyUI graph(s) that made it."""
-
-    parameters: Mapping[str, Any]
-    graph: Any            # one API-format graph, or a list of them for a keyframe sequence
-    source: str           # "sidecar" | "container" | ""
 
 
 def _av() -> Any:
@@ -227,43 +220,12 @@ def rewrite_metadata(src: Path, dest: Path, metadata: Mapping[str, Any]) -> Path
     return dest
 
 
-def sidecar_path(clip: Path) -> Path:
-    clip = Path(clip)
-    return clip.with_name(clip.name + ".json")
-
-
-def write_sidecar(clip: Path, parameters: Mapping[str, Any], graph: Any) -> Path:
-    path = sidecar_path(clip)
-    atomic_write_text(path, json.dumps({"version": SIDECAR_VERSION, "clip": Path(clip).name,
-                                        "parameters": dict(parameters), "graph": graph},
-                                       indent=1, ensure_ascii=False))
-    return path
-
-
 def read_clip_record(clip: Path) -> ClipRecord:
     """The clip's parameters and graph: from its sidecar, else from its container metadata."""
-    side = sidecar_path(clip)
-    if side.is_file():
-        try:
-            doc = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise VideoFileError(f"{side.name} cannot be read: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("parameters"), dict):
-            raise VideoFileError(f"{side.name}: field 'parameters' is missing or not a mapping")
-        if doc.get("version") != SIDECAR_VERSION:
-            raise VideoFileError(f"{side.name}: field 'version' is {doc.get('version')!r}; "
-                                 f"this app reads version {SIDECAR_VERSION}")
-        return ClipRecord(doc["parameters"], doc.get("graph"), "sidecar")
-    meta = probe(clip).metadata
-    params: Any = {}
-    graph: Any = None
-    try:
-        params = json.loads(meta.get(METADATA_PARAMS, "{}"))
-        graph = json.loads(meta[METADATA_GRAPH]) if METADATA_GRAPH in meta else None
-    except json.JSONDecodeError as exc:
-        raise VideoFileError(f"{Path(clip).name}: its metadata is not JSON: {exc}") from None
-    return ClipRecord(params if isinstance(params, dict) else {}, graph,
-                      "container" if params or graph else "")
+    found = read_sidecar(clip)
+    if found is not None:
+        return found
+    return record_from_metadata(clip, probe(clip).metadata)
 
 
 def export_frames(clip: Path, folder: Path, *, frames: Sequence[np.ndarray] | None = None
@@ -281,3 +243,31 @@ def export_frames(clip: Path, folder: Path, *, frames: Sequence[np.ndarray] | No
             Image.fromarray(arr).save(fh, format="PNG", compress_level=4)
         out.append(path)
     return out
+
+
+def write_preview(clip: Path, cache: Path, *, max_side: int = PREVIEW_MAX_SIDE) -> PreviewInfo:
+    """The player's preview of ``clip``: every frame scaled to at most ``max_side`` px as JPEG
+    in its cache folder (``clip_record.preview_dir``), ``info.json`` written last. A complete
+    folder is reused as it is."""
+    from PIL import Image
+
+    folder = preview_dir(cache, clip)
+    found = read_preview_info(folder)
+    if found is not None:
+        return found
+    fps = probe(clip).fps
+    frames = read_frames(clip, max_side=max_side)
+    if not frames:
+        raise VideoFileError(f"{Path(clip).name} has no frames to show")
+    shutil.rmtree(folder, ignore_errors=True)          # a half-written earlier try
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, arr in enumerate(frames, start=1):
+        with atomic_output(folder / f"frame_{i:05d}.jpg", sync_dir=False) as fh:
+            Image.fromarray(arr).save(fh, format="JPEG", quality=PREVIEW_JPEG_QUALITY)
+    height, width = frames[0].shape[:2]
+    st = Path(clip).stat()
+    atomic_write_text(folder / "info.json", json.dumps({
+        "version": PREVIEW_VERSION, "fps": fps, "count": len(frames), "width": width,
+        "height": height, "clip": str(Path(clip).absolute()), "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns}))
+    return PreviewInfo(folder, fps, len(frames), width, height)

@@ -9,9 +9,13 @@ metadata; segments of a keyframe sequence are decoded and joined at their shared
 (:func:`~...core.video.keyframes.join_frames`) and encoded again; WebM is encoded from the
 frames. Beside each clip a sidecar ``<clip>.json`` holds the parameters and the graph(s).
 
-Network work runs on the app's loop (:class:`~..tasks.TaskOwner`); decoding, encoding and file
-moves on this service's own executor. ``client_source()`` gives the ComfyClient to use (the app
-passes the generation service's first healthy server) or None when no server is ready.
+Network work runs on the app's loop (:class:`~..tasks.TaskOwner`); file moves and sidecar reads
+on this service's own executor. Everything that decodes or encodes video (probe, finish a job,
+export frames, the player's preview frames) runs in the clips child
+(``python -m isengard_desktop.analysis_runtime clips``, :mod:`.clips_child`) in the trainer
+runtime's Python: the GUI process never imports PyAV (its FFmpeg carries GPL x264/x265).
+``client_source()`` gives the ComfyClient to use (the app passes the generation service's
+first healthy server) or None when no server is ready.
 
 Signals:
     job_started(str): job id.
@@ -26,6 +30,7 @@ Signals:
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import time
@@ -44,16 +49,18 @@ from ...core.comfy.graph_check import check_graph, model_choices
 from ...core.comfy.types import NodeExecuted, NodeProgress, NodeStarted, PreviewImage, RunEvent
 from ...core.comfy.workflow_manifest import WorkflowError, WorkflowLibrary
 from ...core.comfy.workflows import build_graph, random_seed
+from ...core.fsutil import atomic_write_text
 from ...core.paths import AppPaths
 from ...core.types import Progress
-from ...core.video import container
-from ...core.video.keyframes import join_frames
+from ...core.video import clip_record
+from ...core.video.clip_record import PreviewInfo, VideoFileError
 from ...core.video.model_check import ModelCheck, missing_here, pick_main, workflow_gaps
 from ...core.video.specs import VideoRequest, VideoRun, plan_video, run_params
 from ..ops import await_executor, run_in_executor
 from ..tasks import NoRunningLoop, OwnerClosed, TaskOwner
 from ..throttle import Throttler
 from ..trash_support import to_trash
+from .clips_child import ClipsChildError, ClipsOutcome, ClipsRun, run_clips, start_clips
 
 __all__ = ["ClipItem", "VideoService"]
 
@@ -74,6 +81,14 @@ class ClipItem:
     created: float
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
+    @classmethod
+    def from_info(cls, path: Path, info: Mapping[str, Any], parameters: Mapping[str, Any],
+                  created: float) -> ClipItem:
+        """From the ``info`` of a clips child's ``clip`` / ``finished`` event."""
+        return cls(path=Path(path), frames=int(info["frames"]), fps=float(info["fps"]),
+                   duration_s=float(info["duration_s"]), width=int(info["width"]),
+                   height=int(info["height"]), created=created, parameters=dict(parameters))
+
 
 class _Failed(Exception):
     pass
@@ -90,26 +105,66 @@ class _Job:
     preview: bytes | None = None     # the latest preview frame, kept across coalesced updates
 
 
-def _read_clip(path: Path) -> ClipItem:
-    info = container.probe(path)
+@dataclass(frozen=True)
+class _Found:
+    """(worker thread) A clip file of the gallery folder and its sidecar, before the probe."""
+
+    path: Path
+    created: float
+    record: clip_record.ClipRecord | None
+    info: Mapping[str, Any] | None = None     # the sidecar's clip_info, still valid
+
+
+def list_clip_files(folder: Path) -> list[_Found]:
+    """(worker thread) The clip files in ``folder``, newest first, with their sidecars
+    (an unreadable sidecar is logged and left out) and the probe a sidecar holds."""
+    found = []
     try:
-        params = dict(container.read_clip_record(path).parameters)
-    except container.VideoFileError:
-        params = {}
-    return ClipItem(path=path, frames=info.frames, fps=info.fps, duration_s=info.duration_s,
-                    width=info.width, height=info.height, created=path.stat().st_mtime,
-                    parameters=params)
+        paths = [p for p in folder.glob("*")
+                 if p.suffix.lower() in clip_record.VIDEO_EXTENSIONS and p.is_file()]
+    except OSError:
+        return []
+    stamped = []
+    for path in paths:
+        try:
+            stamped.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    for created, path in sorted(stamped, reverse=True):
+        try:
+            record = clip_record.read_sidecar(path)
+        except VideoFileError as exc:
+            logger.warning("clip {}: {}", path.name, exc)
+            record = None
+        found.append(_Found(path, created, record,
+                            record.info_for(path) if record is not None else None))
+    return found
 
 
-def scan_clips(folder: Path) -> list[ClipItem]:
-    """(worker thread) Every readable clip in ``folder``, newest first."""
+def gallery_items(found: list[_Found], outcome: ClipsOutcome) -> list[ClipItem]:
+    """(worker thread) ClipItems of the clips whose sidecar holds their probe or that the
+    child could probe, in ``found``'s order; parameters from the sidecar, else from the
+    container metadata."""
+    infos = {e["path"]: e["info"] for e in outcome.events if e.get("event") == "clip"}
+    for e in outcome.events:
+        if e.get("event") == "clip_error":
+            logger.warning("clip skipped: {}", e.get("message"))
     items = []
-    for path in sorted(folder.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if path.suffix.lower() in container.VIDEO_EXTENSIONS and path.is_file():
+    for f in found:
+        info = f.info or infos.get(str(f.path))
+        if info is None:
+            continue
+        record = f.record
+        if record is None:
             try:
-                items.append(_read_clip(path))
-            except (OSError, container.VideoFileError) as exc:
-                logger.warning("clip {} skipped: {}", path.name, exc)
+                record = clip_record.record_from_metadata(f.path, info.get("metadata", {}))
+            except VideoFileError:
+                record = None
+        try:
+            items.append(ClipItem.from_info(f.path, info, record.parameters if record else {},
+                                            f.created))
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning("clip {} skipped: unreadable probe ({})", f.path.name, exc)
     return items
 
 
@@ -142,27 +197,65 @@ class VideoService(QObject):
         self._checking: dict[str, bool] = {}     # workflow -> asked again while checking
         self._clips: list[ClipItem] = []
         self._progress = Throttler(self.job_progress.emit, parent=self)
+        self._runs: list[ClipsRun] = []          # live clips children (stopped at quit)
+        self._refreshing = 0                     # the newest refresh wins
+        self._preview_run: ClipsRun | None = None
+        self._previewing = 0                     # the newest preview request wins
 
     # -- gallery -----------------------------------------------------------------------------
     def clips(self) -> list[ClipItem]:
         return list(self._clips)
 
     def refresh(self) -> None:
-        """Re-read the clip folder (off the UI thread); emits ``clips_changed``."""
+        """Re-read the clip folder (sidecars on the executor; clips whose sidecar does not
+        hold their probe are probed by the clips child); emits ``clips_changed``."""
         folder = self.clips_dir
-        run_in_executor(self._io, lambda: scan_clips(folder), self._on_clips,
-                        lambda exc: self.failed.emit(f"Cannot read the clips in {folder}: {exc}"))
+        self._refreshing += 1
+        ticket = self._refreshing
 
-    def _on_clips(self, items: list[ClipItem]) -> None:
+        def listed(found: list[_Found]) -> None:
+            if ticket != self._refreshing:
+                return
+            unknown = [str(f.path) for f in found if f.info is None]
+            if not unknown:
+                probed(found, ClipsOutcome())
+                return
+            start_clips(self.paths, ["probe", *unknown],
+                        lambda outcome: probed(found, outcome), what="clip probe",
+                        runs=self._runs, parent=self)
+
+        def probed(found: list[_Found], outcome: ClipsOutcome) -> None:
+            if outcome.cancelled or ticket != self._refreshing:
+                return                   # the app is closing, or a newer refresh runs
+            if outcome.problem:          # the clips it could not probe are left out
+                self.failed.emit(f"Cannot read the clips in {folder}: {outcome.problem}")
+            run_in_executor(self._io, lambda: gallery_items(found, outcome),
+                            lambda items: self._on_clips(ticket, items), failed)
+
+        def failed(exc: BaseException) -> None:
+            self.failed.emit(f"Cannot read the clips in {folder}: {exc}")
+
+        run_in_executor(self._io, lambda: list_clip_files(folder), listed, failed)
+
+    def _on_clips(self, ticket: int, items: list[ClipItem]) -> None:
+        if ticket != self._refreshing:
+            return
         self._clips = items
         self.clips_changed.emit()
 
     def delete(self, path: Path) -> None:
-        """Move a clip, its sidecar and its frames folder to the OS trash."""
+        """Move a clip, its sidecar and its frames folder to the OS trash (its preview frames,
+        a cache, are removed)."""
         path = Path(path)
+        cache = self.paths.cache
 
         def move() -> None:
-            for p in (path, container.sidecar_path(path), path.with_name(path.stem + "_frames")):
+            try:
+                shutil.rmtree(clip_record.preview_dir(cache, path), ignore_errors=True)
+            except OSError:
+                pass                 # the clip is already gone: nothing to find its cache by
+            for p in (path, clip_record.sidecar_path(path),
+                      path.with_name(path.stem + "_frames")):
                 if p.exists():
                     to_trash(p)
 
@@ -170,11 +263,71 @@ class VideoService(QObject):
                         lambda exc: self.failed.emit(f"Cannot move {path.name} to the trash: {exc}"))
 
     def export_frames(self, path: Path, done: Callable[[list[Path]], None] | None = None) -> None:
-        """Write the clip's frames as PNGs into ``<clip stem>_frames/`` beside it."""
+        """Write the clip's frames as PNGs into ``<clip stem>_frames/`` beside it (clips
+        child); ``done`` gets their paths."""
         path = Path(path)
-        run_in_executor(self._io, lambda: container.export_frames(
-            path, path.with_name(path.stem + "_frames")), done or (lambda _r: None),
-            lambda exc: self.failed.emit(f"Cannot write the frames of {path.name}: {exc}"))
+        folder = path.with_name(path.stem + "_frames")
+
+        def ended(outcome: ClipsOutcome) -> None:
+            event = outcome.first("frames")
+            if outcome.cancelled:
+                return                   # the app is closing
+            if outcome.problem or event is None:
+                self.failed.emit(f"Cannot write the frames of {path.name}: "
+                                 f"{outcome.problem or 'the video child said nothing'}")
+                return
+            if done is not None:
+                done([folder / f"{path.stem}_{i:05d}.png"
+                      for i in range(1, int(event["count"]) + 1)])
+
+        start_clips(self.paths, ["export-frames", str(path), "--folder", str(folder)], ended,
+                    what="frame export", runs=self._runs, parent=self)
+
+    def preview(self, path: Path, done: Callable[[PreviewInfo], None],
+                failed: Callable[[str], None]) -> None:
+        """The player's frames of ``path`` (at most 640 px JPEGs and their fps), from the
+        preview cache or made by the clips child; ``done(info)`` or ``failed(message naming
+        the clip)`` on the main thread. A newer request ends an older one still running (its
+        callbacks are not called)."""
+        path = Path(path)
+        cache = self.paths.cache
+        self._previewing += 1
+        ticket = self._previewing
+        self._end_preview()
+
+        def cached() -> PreviewInfo | None:
+            return clip_record.read_preview_info(clip_record.preview_dir(cache, path))
+
+        def looked(info: PreviewInfo | None) -> None:
+            if ticket != self._previewing:
+                return
+            if info is not None:
+                done(info)
+                return
+            self._end_preview()
+            self._preview_run = start_clips(self.paths, ["preview", str(path), "--cache",
+                                                         str(cache)], made, what="clip preview",
+                                            runs=self._runs, parent=self)
+
+        def made(outcome: ClipsOutcome) -> None:
+            if ticket != self._previewing or outcome.cancelled:
+                return
+            self._preview_run = None
+            if outcome.problem:
+                failed(outcome.problem)
+                return
+            run_in_executor(self._io, cached, lambda info: done(info) if info else failed(
+                f"{path.name}: the preview frames were not written"), lost)
+
+        def lost(exc: BaseException) -> None:
+            failed(f"{path.name}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+
+        run_in_executor(self._io, cached, looked, lost)
+
+    def _end_preview(self) -> None:
+        if self._preview_run is not None:
+            self._preview_run.cancel()
+            self._preview_run = None
 
     # -- jobs --------------------------------------------------------------------------------
     def submit(self, request: VideoRequest) -> str:
@@ -251,6 +404,8 @@ class VideoService(QObject):
 
     async def aclose(self) -> None:
         await self._tasks.aclose(timeout_s=5.0)
+        for run in list(self._runs):
+            run.stop_and_wait()
         self._io.shutdown(wait=False, cancel_futures=True)
 
     async def _workflows(self) -> WorkflowLibrary:
@@ -269,7 +424,7 @@ class VideoService(QObject):
             self._fail(job, CANCELLED if job.cancelled else str(exc))
         except ComfyError as exc:
             self._fail(job, str(exc))
-        except (ValueError, WorkflowError, container.VideoFileError, OSError) as exc:
+        except (ValueError, WorkflowError, VideoFileError, ClipsChildError, OSError) as exc:
             self._fail(job, str(exc))
         else:
             self._jobs.pop(job.job_id, None)
@@ -321,9 +476,9 @@ class VideoService(QObject):
             graphs.append(graph)
             clips.append(await self._render(job, client, run, len(runs), graph, tmp))
         try:
-            return await await_executor(self._io, lambda: self._finish(job, runs, graphs, clips))
+            return await self._finish(job, runs, graphs, clips, tmp)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            await await_executor(self._io, lambda: shutil.rmtree(tmp, ignore_errors=True))
 
     async def _upload(self, job: _Job, client: Any, local: str) -> str:
         path = Path(local)
@@ -400,26 +555,39 @@ class VideoService(QObject):
         await await_executor(self._io, write)
         return dest
 
-    def _finish(self, job: _Job, runs: list[VideoRun], graphs: list[dict],
-                clips: list[Path]) -> ClipItem:
-        """(worker thread) The final clip in outputs/video with metadata and sidecar."""
+    async def _finish(self, job: _Job, runs: list[VideoRun], graphs: list[dict],
+                      clips: list[Path], tmp: Path) -> ClipItem:
+        """The final clip in outputs/video with metadata and sidecar (the clips child's
+        ``finish``: copy or join, encode, sidecar, frames)."""
         request = job.request
         params = request.to_json() | {"seed": job.seed, "runs": [r.workflow for r in runs],
                                       "segment_frames": [r.frames for r in runs],
                                       "created": time.time()}
         graph: Any = graphs[0] if len(graphs) == 1 else graphs
-        self.clips_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         dest = self.clips_dir / f"{stamp}-{job.job_id[:6]}.{request.container}"
-        meta = {"isengard": params, "prompt": graph}
-        same_kind = clips[0].suffix.lower() == f".{request.container}"
-        if len(clips) == 1 and same_kind:
-            container.rewrite_metadata(clips[0], dest, meta)
-        else:
-            segments = [container.read_frames(c) for c in clips]
-            fps = container.probe(clips[0]).fps or request.fps
-            container.write_clip(dest, join_frames(segments), fps, metadata=meta)
-        container.write_sidecar(dest, params, graph)
-        if request.save_frames:
-            container.export_frames(dest, dest.with_name(dest.stem + "_frames"))
-        return _read_clip(dest)
+        spec = tmp / "finish.json"
+        body = json.dumps({"version": 1, "segments": [str(c) for c in clips], "dest": str(dest),
+                           "fps": request.fps, "parameters": params, "graph": graph,
+                           "save_frames": request.save_frames}, ensure_ascii=False)
+
+        def write_spec() -> None:
+            self.clips_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(spec, body)
+
+        await await_executor(self._io, write_spec)
+        phases = {"copying": "Saving the clip", "decoding": "Joining the segments",
+                  "encoding": "Encoding the clip", "frames": "Saving the frames"}
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "phase":
+                self._report(job, phases.get(str(event.get("phase")), "Saving the clip"),
+                             int(event.get("done", 0)), int(event.get("total", 0)), overall=1.0)
+
+        outcome = await run_clips(self.paths, ["finish", "--spec", str(spec)], what="clip finish",
+                                  on_event=on_event, runs=self._runs, parent=self)
+        event = outcome.first("finished")
+        if event is None:
+            raise _Failed(f"The video child wrote no clip for {dest.name}.")
+        created = await await_executor(self._io, lambda: dest.stat().st_mtime)
+        return ClipItem.from_info(dest, event["info"], params, created)

@@ -1,10 +1,12 @@
-"""Plays a clip in the Video tab: frames decoded off the UI thread, shown at the clip's rate.
+"""Plays a clip in the Video tab: preview frames made off the UI thread, shown at the clip's rate.
 
 QtMultimedia (``QMediaPlayer`` + ``QVideoWidget``) lives in PySide6-Addons, which the app does
-not ship, and on this Linux image it cannot load (``libpulse.so.0`` missing); so the player
-decodes the clip with PyAV on a background worker (:class:`~...services.background.BackgroundOp`,
-frames scaled to at most 640 px) and paints them with a timer: play/pause, loop, scrub. It works
-offscreen and needs nothing beyond the app's own wheels.
+not ship, and on this Linux image it cannot load (``libpulse.so.0`` missing). The GUI process
+does not decode video either (PyAV's FFmpeg carries GPL x264/x265): ``previews`` (the video
+service's :meth:`~...services.video.VideoService.preview`) gives the clip's preview frames, at
+most 640 px JPEGs made by the clips child and cached; the player reads them with Pillow on a
+background worker (:class:`~...services.background.BackgroundOp`) and paints them with a timer:
+play/pause, loop, scrub. It works offscreen.
 
 Signals:
     loaded(int): frame count of the clip now shown (0 when it could not be read).
@@ -13,9 +15,12 @@ Signals:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
@@ -25,13 +30,18 @@ from ...services.background import BackgroundOp
 
 __all__ = ["ClipPlayerWidget"]
 
-MAX_SIDE = 640
+# previews(path, done(PreviewInfo), failed(message)): see VideoService.preview
+PreviewSource = Callable[[Path, Callable[[Any], None], Callable[[str], None]], None]
 
 
-def _decode(path: Path) -> tuple[list[np.ndarray], float]:
-    from ...core.video.container import probe, read_frames
+def _read_frames(frame_paths: list[Path]) -> list[np.ndarray]:
+    from PIL import Image
 
-    return read_frames(path, max_side=MAX_SIDE), probe(path).fps
+    out = []
+    for p in frame_paths:
+        with Image.open(p) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return out
 
 
 def _pixmap(frame: np.ndarray) -> QPixmap:
@@ -46,8 +56,10 @@ class ClipPlayerWidget(QWidget):
     loaded = Signal(int)
     failed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *,
+                 previews: PreviewSource | None = None) -> None:
         super().__init__(parent)
+        self._previews = previews
         self.path: Path | None = None
         self._frames: list[np.ndarray] = []
         self.fps = 0.0
@@ -98,7 +110,8 @@ class ClipPlayerWidget(QWidget):
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, path: Path | None) -> None:
-        """Show ``path`` (None clears); decoding runs on a background worker."""
+        """Show ``path`` (None clears); its preview frames are made and read off the UI
+        thread."""
         self.stop()
         self.path = Path(path) if path is not None else None
         self._frames, self._index = [], 0
@@ -110,9 +123,19 @@ class ClipPlayerWidget(QWidget):
             return
         self.view.setText(f"Loading {self.path.name}…")
         target = self.path
-        (BackgroundOp(parent=self, op=lambda: _decode(target)).supersede("clip")
-         .success(lambda result: self._on_decoded(target, result))
-         .failure(lambda exc: self._on_failed(target, exc)).run())
+        if self._previews is None:
+            self._on_failed(target, "no video service")
+            return
+        self._previews(target, lambda info: self._on_preview(target, info),
+                       lambda message: self._on_failed(target, message))
+
+    def _on_preview(self, path: Path, info: Any) -> None:
+        if not shiboken6.isValid(self) or path != self.path:
+            return
+        frame_paths = info.frame_paths()
+        (BackgroundOp(parent=self, op=lambda: _read_frames(frame_paths)).supersede("clip")
+         .success(lambda frames: self._on_decoded(path, (frames, info.fps)))
+         .failure(lambda exc: self._on_failed(path, exc)).run())
 
     def _on_decoded(self, path: Path, result: tuple[list[np.ndarray], float]) -> None:
         if path != self.path:
@@ -129,12 +152,15 @@ class ClipPlayerWidget(QWidget):
         self._show(0)
         self.loaded.emit(self.frame_count)
 
-    def _on_failed(self, path: Path, exc: BaseException) -> None:
-        if path != self.path:
+    def _on_failed(self, path: Path, reason: BaseException | str) -> None:
+        if not shiboken6.isValid(self) or path != self.path:
             return
-        self.view.setText(f"{path.name} cannot be played: {exc}")
+        text = str(reason)
+        message = (f"{path.name} cannot be played: "
+                   f"{text.removeprefix(path.name).lstrip(': ') if path.name in text else text}")
+        self.view.setText(message)
         self.loaded.emit(0)
-        self.failed.emit(f"{path.name} cannot be played: {exc}")
+        self.failed.emit(message)
 
     # -- playback ----------------------------------------------------------------------------
     def play(self) -> None:

@@ -216,7 +216,7 @@ class VideoTab(QWidget):
         self.clip_list = QListWidget(box)
         self.clip_list.setMaximumHeight(180)
         self.clip_list.currentRowChanged.connect(self._on_clip_selected)
-        self.player = ClipPlayerWidget(box)
+        self.player = ClipPlayerWidget(box, previews=self._service.preview)
         self.reuse_button = QPushButton("Reuse parameters", box)
         self.reuse_button.setToolTip("Fill the form with this clip's stored settings and seed.")
         self.reuse_button.clicked.connect(self.reuse_parameters)
