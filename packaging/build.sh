@@ -40,6 +40,13 @@ for mod in torch diffusers transformers peft av av.libs dlib; do
         exit 1
     fi
 done
+# ... nor any GPL codec library (x264/x265: PyAV's FFmpeg, pillow-heif's encoder; HEIC photos
+# are read with pi-heif, LGPL libheif + libde265)
+gpl="$(find "$out" \( -name 'libx264*' -o -name 'libx265*' -o -name 'pillow_heif*' \) -print -quit)"
+if [ -n "$gpl" ]; then
+    echo "[package] ERROR: a GPL codec library ended up in the GUI bundle ($gpl)" >&2
+    exit 1
+fi
 for need in "_internal/resources/runtime/cpu.txt" "_internal/uv"; do
     [ -e "$out/$need" ] || { echo "[package] ERROR: $out/$need is missing" >&2; exit 1; }
 done

@@ -21,6 +21,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -113,8 +114,21 @@ def picture(seed: int, size: tuple[int, int] = (600, 800)) -> Image.Image:
 
 def _encode(im: Image.Image, fmt: str, **kw: object) -> bytes:
     buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
+    if fmt == "HEIF":
+        heic_encode(im, buf, **kw)
+    else:
+        im.save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+def heic_encode(im: Image.Image, out: IO[bytes], **kw: object) -> None:
+    """Write ``im`` as HEIC with pillow-heif's encoder (a test-only package). The app reads
+    HEIC with pi-heif (decode-only, LGPL: pillow-heif's wheels carry the GPL x265 encoder);
+    pillow-heif is not registered with Pillow here, so what the tests decode goes through
+    the app's own opener."""
+    import pillow_heif
+
+    pillow_heif.from_pillow(im).save(out, **kw)
 
 
 def _write(folder: Path, rel: str, data: bytes) -> None:
@@ -207,7 +221,7 @@ def build_corpus(folder: Path) -> dict[str, str]:
     put("photo.tiff", _encode(picture(next(seed)), "TIFF", compression="tiff_lzw"), OK)
     try:
         put("photo.heic", _encode(picture(next(seed)), "HEIF", quality=80), OK)
-    except Exception as exc:  # the encoder is optional in pillow_heif builds
+    except Exception as exc:  # the encoder is optional in pillow-heif builds
         NOTES.append(f"HEIC not written (no encoder?): {exc}")
     put("cmyk.jpg", _encode(Image.new("CMYK", (600, 800), (0, 255, 255, 0)), "JPEG"), OK)
     sixteen = np.full((800, 600), 0x8000, dtype=np.uint16)

@@ -1,6 +1,7 @@
 """Process-level rules, checked in fresh interpreters:
 
-* the GUI process never imports torch, diffusers, transformers, peft, dlib or av (PyAV);
+* the GUI process never imports torch, diffusers, transformers, peft, dlib or av (PyAV), nor
+  pillow-heif (GPL x265 in its wheel: HEIC photos are read with pi-heif);
 * ``core/`` imports no Qt;
 * ``isengard --smoke-test`` opens the real window offscreen and prints one JSON line;
 * the PySide6 build in use does not leak references to None (6.12.0 on Python 3.11 did).
@@ -18,7 +19,8 @@ from pathlib import Path
 import isengard_desktop
 import isengard_desktop.core
 
-HEAVY = ("torch", "diffusers", "transformers", "peft", "dlib", "_dlib_pybind11", "av")
+HEAVY = ("torch", "diffusers", "transformers", "peft", "dlib", "_dlib_pybind11", "av",
+         "pillow_heif")
 QT = ("PySide6", "qasync", "shiboken6", "pyqtgraph")
 
 
@@ -41,8 +43,10 @@ while not ctx.library.is_ready and time.monotonic() < end:
     app.processEvents(); time.sleep(0.01)
 for i in range(ctx.window.tabs.count()):
     ctx.window.tabs.setCurrentIndex(i); app.processEvents()
+import isengard_desktop.core.dataset.decode   # what reads photos (HEIC through pi-heif)
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in %r)
-print(json.dumps({"ready": ctx.library.is_ready, "heavy": heavy}))
+print(json.dumps({"ready": ctx.library.is_ready, "heavy": heavy,
+                  "heic": "pi_heif" in sys.modules}))
 ctx.window.close()
 from isengard_desktop.lifecycle import run
 run(ctx.aclose())
@@ -52,6 +56,7 @@ run(ctx.aclose())
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["ready"] is True
     assert out["heavy"] == []
+    assert out["heic"] is True
 
 
 def test_core_imports_no_qt(tmp_path):

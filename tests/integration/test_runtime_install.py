@@ -54,7 +54,7 @@ torchao==0.18.0
 safetensors==0.8.0
 numpy==2.4.6
 pillow==13.0.0
-pillow-heif==1.8.1
+pi-heif==1.4.0
 platformdirs==4.14.7
 """
 

@@ -17,7 +17,7 @@ RUNTIME = ROOT / "resources" / "runtime"
 PACKAGE = ROOT / "isengard_desktop"
 
 # import name -> distribution name, where they differ
-DISTRIBUTIONS = {"PIL": "pillow", "google": "protobuf", "pillow_heif": "pillow-heif",
+DISTRIBUTIONS = {"PIL": "pillow", "google": "protobuf", "pi_heif": "pi-heif",
                  "dlib": "dlib-bin"}
 # imported only when present, never required (loop.py/probe_tools.py check for them)
 OPTIONAL = {"bitsandbytes"}

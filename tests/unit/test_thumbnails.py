@@ -13,14 +13,17 @@ from PIL import Image, JpegImagePlugin
 
 from isengard_desktop.core.dataset import thumbnails
 from isengard_desktop.core.dataset.thumbnails import THUMB_SIZE, ensure_thumbnail, thumbnail_path
-from tests.helpers.corpus import picture
+from tests.helpers.corpus import heic_encode, picture
 
 SHA = "ab" + "0123456789abcdef" * 3 + "0123456789abcd"
 
 
 def write(path: Path, im: Image.Image, fmt: str = "JPEG", **kw: object) -> Path:
     buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
+    if fmt == "HEIF":
+        heic_encode(im, buf, **kw)
+    else:
+        im.save(buf, format=fmt, **kw)
     path.write_bytes(buf.getvalue())
     return path
 

@@ -12,19 +12,20 @@ from functools import cache
 from typing import IO
 
 import numpy as np
-import pillow_heif
+import pi_heif
 from PIL import Image, ImageFile, ImageOps
 
 SUPPORTED_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 MAX_PIXELS = 150_000_000
-# Formats we accept, by Pillow plugin name ("HEIF" is registered by pillow_heif).
+# Formats we accept, by Pillow plugin name ("HEIF" is registered by pi-heif, the decode-only
+# build of pillow-heif: LGPL libheif + libde265, without pillow-heif's GPL x265 encoder).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF")
 # Formats where more than one frame means an animation we refuse (MPO/TIFF/HEIF: first frame).
 _ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
 _FORMAT_NAMES = "JPEG, PNG, WebP, BMP, TIFF or HEIC"
 _ORIENTATION = 0x0112
 
-pillow_heif.register_heif_opener()
+pi_heif.register_heif_opener()
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -43,7 +44,7 @@ class Cancelled(Exception):
 @cache
 def _plugins_ready() -> bool:
     Image.init()
-    pillow_heif.register_heif_opener()
+    pi_heif.register_heif_opener()
     return True
 
 

@@ -42,11 +42,11 @@ class RunResult:
 
 
 def _register_heif() -> None:
-    """HEIC photos open too (the library imports them) when pillow-heif is installed."""
+    """HEIC photos open too (the library imports them) when pi-heif is installed."""
     try:
-        import pillow_heif
+        import pi_heif
 
-        pillow_heif.register_heif_opener()
+        pi_heif.register_heif_opener()
     except ImportError:
         pass
 
