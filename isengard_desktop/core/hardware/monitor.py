@@ -147,10 +147,17 @@ class ResourceSample:
 
 @dataclass(frozen=True)
 class ResourceAlert:
-    """A warning the job panel shows: ``kind`` is "disk", "vram" or "thermal"."""
+    """A warning the job panel shows: ``kind`` is "disk", "vram" or "thermal"; ``gpu`` is the
+    NVML index of the GPU it is about (None for the disk)."""
 
     kind: str
     message: str
+    gpu: int | None = None
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """What the alert is about (its message changes with the numbers; this does not)."""
+        return self.kind, self.gpu
 
 
 def _gb(value: float) -> str:
@@ -175,13 +182,13 @@ def resource_alerts(sample: ResourceSample,
             alerts.append(ResourceAlert(
                 "vram", f"GPU {gpu.index} ({gpu.name}) VRAM is {fraction * 100:.1f} % full: an "
                         "out-of-memory error is close. Close other programs that use the GPU, "
-                        "or lower the batch size or resolution for the next run."))
+                        "or lower the batch size or resolution for the next run.", gpu.index))
         if gpu.thermal_throttle:
             temp = f" at {gpu.temp_c:.0f} °C" if gpu.temp_c is not None else ""
             alerts.append(ResourceAlert(
                 "thermal", f"GPU {gpu.index} ({gpu.name}) is slowing down because it is too "
                            f"hot{temp} (thermal throttling): check its fans and the airflow "
-                           "around the computer."))
+                           "around the computer.", gpu.index))
     return tuple(alerts)
 
 
