@@ -1,8 +1,9 @@
 """Issue 16 item 3, loose end 2: a warning the resource monitor raises while a job runs (here
 VRAM > 97 % on the job's GPU, from recorded NVML values) is kept in the job's record — in the
 ``jobs`` table, after a restart, in the debug bundle — and shown in its History entry after
-the job ended (when, which). A real TrainingService runs the fake trainer as a child; the
-monitor and the service are connected as ``app.py`` connects them."""
+the job ended (when, which), and in the job panel when that entry is selected. A real
+TrainingService runs the fake trainer as a child; the monitor and the service are connected
+as ``app.py`` connects them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from isengard_desktop.plugins.registry import default_registry
 from isengard_desktop.services.resource_monitor import ResourceMonitor
 from isengard_desktop.services.training.service import TrainingService
 from isengard_desktop.ui.training.history import COLUMNS, HistoryWidget
+from isengard_desktop.ui.training.job_panel import JobPanelWidget
 from tests.helpers.characters import add_character
 from tests.helpers.recorded_gpus import (REASON_HW_THERMAL, RTX_4090, TRAINING_4090,
                                          RecordedNvml, RecordedSystem)
@@ -104,6 +106,15 @@ def test_a_warning_while_the_job_ran_is_in_its_history_entry(qtbot, tmp_path):
         assert "Resource warning while it ran:" in tip
         local = datetime.fromisoformat(warning.when).astimezone().strftime("%Y-%m-%d %H:%M")
         assert f"⚠ {local} · VRAM nearly full: {warning.message}" in tip
+        # and the job panel, showing that entry, lists it too (a running job shows live ones)
+        panel = JobPanelWidget()
+        qtbot.addWidget(panel)
+        panel.show()
+        panel.show_job(reloaded)
+        assert panel.warnings_label.isVisible()
+        assert panel.warnings_label.text() == f"⚠ {local} · VRAM nearly full: {warning.message}"
+        panel.show_job(replace(reloaded, state="running"))
+        assert not panel.warnings_label.isVisible()
     finally:
         monitor.shutdown()
         for service in services:
