@@ -10,13 +10,17 @@ Signals:
         that job ran (each once while it lasts; GPU alerts only for the job's GPUs), for the
         training service to keep in the job's record.
     job_gpus_changed(object): the GPUs (NVML indices, a tuple) the running job trains on, or
-        None when no job runs or its GPUs are unknown (charts then show every GPU).
+        None when no job runs or its GPUs are unknown (charts then show every GPU). The job's
+        GPU numbers are CUDA's: they are taken as NVML indices only where the two orders
+        agree (:func:`~..core.hardware.monitor.cuda_numbers_are_nvml`), else unknown.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +28,8 @@ from loguru import logger
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.hardware.monitor import (ResourceAlert, ResourceSample, ResourceSampler,
-                                     estimate_checkpoint_bytes, resource_alerts, sample_record)
+                                     cuda_numbers_are_nvml, estimate_checkpoint_bytes,
+                                     resource_alerts, sample_record)
 from ..core.training.parallel import job_gpu_indices
 from .ops import run_in_executor
 
@@ -48,9 +53,11 @@ class ResourceMonitor(QObject):
 
     def __init__(self, sampler: ResourceSampler, parent: QObject | None = None, *,
                  interval_ms: int = SAMPLE_INTERVAL_MS,
-                 record_every_s: float = RECORD_EVERY_S) -> None:
+                 record_every_s: float = RECORD_EVERY_S,
+                 env: Mapping[str, str] | None = None) -> None:
         super().__init__(parent)
         self._sampler = sampler
+        self._env: Mapping[str, str] = env if env is not None else os.environ
         self.record_every_s = record_every_s
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix="resource-monitor")
@@ -61,6 +68,7 @@ class ResourceMonitor(QObject):
         self._job_dir: Path | None = None
         self._job_id: str | None = None
         self._job_gpus: tuple[int, ...] | None = None
+        self._spec_gpus: tuple[int, ...] | None = None    # the job's own (CUDA) numbers
         self._job_alert_keys: set[tuple[str, int | None]] = set()   # raised for this job
         # worker-thread state
         self._last_record = 0.0
@@ -103,6 +111,16 @@ class ResourceMonitor(QObject):
             self._job_id = job_id
             self._last_record = 0.0
             self._job_alert_keys = set()    # alerts still on are new to the next job
+        self._spec_gpus = gpus
+        self._resolve_job_gpus()
+
+    def _resolve_job_gpus(self) -> None:
+        """The job's GPUs as NVML indices, once a sample named the cards (see
+        ``job_gpus_changed``); emitted when that changes."""
+        gpus = self._spec_gpus
+        names = [gpu.name for gpu in self.latest.gpus] if self.latest is not None else None
+        if gpus is not None and (names is None or not cuda_numbers_are_nvml(names, self._env)):
+            gpus = None
         if gpus != self._job_gpus:
             self._job_gpus = gpus
             self.job_gpus_changed.emit(gpus)
@@ -153,7 +171,11 @@ class ResourceMonitor(QObject):
         if self._closed:
             return
         sample, alerts = result
+        known = self.latest is not None and [g.name for g in self.latest.gpus] == \
+            [g.name for g in sample.gpus]
         self.latest = sample
+        if not known:                  # the cards are known (or changed): map the job's
+            self._resolve_job_gpus()
         self.sampled.emit(sample)
         if job_id is not None and job_id == self._job_id:
             self._raise_for_job(job_id, alerts)

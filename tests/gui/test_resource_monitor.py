@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pynvml
+import pytest
 from PySide6.QtCore import QPoint, QRect
 from PySide6.QtWidgets import QWidget
 
@@ -17,8 +18,8 @@ from isengard_desktop.core.hardware.monitor import GB, ResourceAlert, ResourceSa
 from isengard_desktop.services.resource_monitor import RESOURCES_FILE, ResourceMonitor
 from isengard_desktop.ui.training.job_panel import JobPanelWidget
 from isengard_desktop.ui.training.resource_monitor import ResourceMonitorWidget
-from tests.helpers.recorded_gpus import (MIB, REASON_HW_THERMAL, RTX_4090, TRAINING_4090,
-                                         RecordedLive, RecordedNvml, RecordedSystem, nvml_error)
+from tests.helpers.recorded_gpus import (MIB, REASON_HW_THERMAL, RTX_3060_12GB, RTX_4090,
+                                         TRAINING_4090, RecordedLive, RecordedNvml, RecordedSystem, nvml_error)
 
 FULL_AND_HOT = replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99), temp_c=89,
                        reasons=REASON_HW_THERMAL)
@@ -211,7 +212,7 @@ def test_service_follows_the_jobs_gpus_and_raises_its_alerts_once(qtbot, tmp_pat
     full1 = replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99))
     nvml = RecordedNvml(cards=[RTX_4090, RTX_4090], live=[hot0, TRAINING_4090])
     monitor = ResourceMonitor(_sampler(tmp_path, nvml=nvml), interval_ms=40,
-                              record_every_s=3600)
+                              record_every_s=3600, env={})
     gpus: list = []
     raised: list = []
     samples: list = []
@@ -223,11 +224,12 @@ def test_service_follows_the_jobs_gpus_and_raises_its_alerts_once(qtbot, tmp_pat
     spec = SimpleNamespace(extra={"gpu_ids": "1"})
     running = SimpleNamespace(state="running", job_dir=job, job_id="j1", spec=spec)
     monitor.on_job_updated(running)
-    assert gpus == [(1,)] and monitor.job_gpus == (1,) and monitor.job_id == "j1"
-    monitor.on_job_updated(running)                      # progress: nothing new to say
-    assert gpus == [(1,)]
+    assert gpus == [] and monitor.job_id == "j1"        # which cards: known at the first sample
     monitor.start()
     qtbot.waitUntil(lambda: len(samples) >= 3, timeout=5_000)
+    assert gpus == [(1,)] and monitor.job_gpus == (1,)  # the same model: CUDA's order is NVML's
+    monitor.on_job_updated(running)                      # progress: nothing new to say
+    assert gpus == [(1,)]
     assert [a.kind for a in monitor.alerts] == ["thermal"]      # shown live, not the job's
     assert raised == []
     nvml.live[1] = full1
@@ -251,6 +253,31 @@ def test_service_follows_the_jobs_gpus_and_raises_its_alerts_once(qtbot, tmp_pat
     assert len(raised) == 2
     monitor.shutdown()
     qtbot.waitUntil(lambda: "shutdown" in nvml.calls, timeout=5_000)
+
+
+@pytest.mark.parametrize(("env", "expected", "kinds"), [
+    ({}, None, [("thermal", 0), ("vram", 1)]),
+    ({"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, (0,), [("thermal", 0)])])
+def test_mixed_cards_without_pci_order_leave_the_jobs_gpus_unknown(qtbot, tmp_path, env,
+                                                                   expected, kinds):
+    # CUDA numbers mixed cards fastest first, NVML by bus: the job's "GPU 0" may be NVML's 1
+    hot = replace(FOUR_LIVE[0], temp_c=90, reasons=REASON_HW_THERMAL)
+    nvml = RecordedNvml(cards=[RTX_3060_12GB, RTX_4090], live=[
+        hot, replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99))])
+    monitor = ResourceMonitor(_sampler(tmp_path, nvml=nvml), interval_ms=40,
+                              record_every_s=3600, env=env)
+    raised: list = []
+    monitor.job_alerts_raised.connect(lambda _job, alerts: raised.extend(alerts))
+    try:
+        monitor.on_job_updated(SimpleNamespace(state="running", job_dir=tmp_path, job_id="j",
+                                               spec=SimpleNamespace(extra={})))   # GPU 0
+        monitor.start()
+        qtbot.waitUntil(lambda: bool(raised), timeout=5_000)
+        assert monitor.job_gpus == expected
+        assert [(a.kind, a.gpu) for a in raised] == kinds
+    finally:
+        monitor.shutdown()
+        qtbot.waitUntil(lambda: "shutdown" in nvml.calls, timeout=5_000)
 
 
 def replace_ns(ns: SimpleNamespace, **changes: object) -> SimpleNamespace:

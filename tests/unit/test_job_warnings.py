@@ -11,15 +11,16 @@ from pathlib import Path
 
 from isengard_desktop.core.db.jobs import JobRow, JobsRepository
 from isengard_desktop.core.db.schema import MIGRATIONS, SCHEMA_VERSION, connect, migrate
-from isengard_desktop.core.hardware.monitor import ResourceAlert, ResourceSampler, resource_alerts
+from isengard_desktop.core.hardware.monitor import (ResourceAlert, ResourceSampler,
+                                                    cuda_numbers_are_nvml, resource_alerts)
 from isengard_desktop.core.training.job_warnings import (MAX_WARNINGS, JobWarning, add_warnings,
                                                          warning_lines, warnings_from_json,
                                                          warnings_to_json)
 from isengard_desktop.core.training.parallel import job_gpu_indices
 from isengard_desktop.core.training.spec import TrainingJob
 from isengard_desktop.services.training.records import JobRecord
-from tests.helpers.recorded_gpus import (REASON_HW_THERMAL, RTX_4090, TRAINING_4090,
-                                         RecordedNvml, RecordedSystem)
+from tests.helpers.recorded_gpus import (REASON_HW_THERMAL, RTX_3060_12GB, RTX_4090,
+                                         TRAINING_4090, RecordedNvml, RecordedSystem)
 
 T0 = datetime(2026, 12, 6, 14, 2, 5, tzinfo=UTC)
 FULL = ResourceAlert("vram", "GPU 1 (NVIDIA GeForce RTX 4090) VRAM is 98.4 % full", 1)
@@ -92,6 +93,14 @@ def test_the_jobs_gpus(tmp_path):
     assert job_gpu_indices(_job(tmp_path, num_processes=4)) == (0, 1, 2, 3)
     assert job_gpu_indices(_job(tmp_path, gpu_ids="1,x")) is None       # unreadable: unknown
     assert job_gpu_indices(_job(tmp_path, gpu_ids="1", num_processes=2)) is None
+
+
+def test_cuda_numbers_name_nvml_cards_only_where_the_orders_agree():
+    same, mixed = [RTX_4090.name] * 4, [RTX_3060_12GB.name, RTX_4090.name]
+    assert cuda_numbers_are_nvml(same, {}) and cuda_numbers_are_nvml([], {})
+    assert not cuda_numbers_are_nvml(mixed, {})
+    assert not cuda_numbers_are_nvml(mixed, {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"})
+    assert cuda_numbers_are_nvml(mixed, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
 
 
 def test_the_jobs_table_keeps_the_warnings_and_old_rows_read_as_none(tmp_path):

@@ -17,6 +17,7 @@ ones; :class:`~.gpu.PynvmlApi` is the real one) and ``system`` (:class:`SystemAp
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +28,7 @@ from .gpu import MIB, NvmlApi, PynvmlApi, _nvml_reason, _why
 
 __all__ = ["THERMAL_REASONS", "VRAM_ALERT_FRACTION", "GpuSample", "NvmlSampleApi", "PsutilApi",
            "ResourceAlert", "ResourceSample", "ResourceSampler", "SystemApi",
-           "estimate_checkpoint_bytes", "nearest_existing", "resource_alerts", "sample_record"]
+           "cuda_numbers_are_nvml", "estimate_checkpoint_bytes", "nearest_existing", "resource_alerts", "sample_record"]
 
 VRAM_ALERT_FRACTION = 0.97
 # NVML clock event (throttle) reason bits that mean "too hot": software thermal slowdown
@@ -190,6 +191,19 @@ def resource_alerts(sample: ResourceSample,
                            f"hot{temp} (thermal throttling): check its fans and the airflow "
                            "around the computer.", gpu.index))
     return tuple(alerts)
+
+
+def cuda_numbers_are_nvml(names: Sequence[str], env: Mapping[str, str]) -> bool:
+    """Whether a job's GPU numbers (CUDA's, which the launchers and torch use) name the same
+    cards as NVML's indices. NVML numbers cards by PCI bus; CUDA numbers them fastest first
+    unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set (CUDA Programming Guide, "CUDA Environment
+    Variables"). They agree when that variable is set in ``env`` (the trainer inherits the
+    app's environment), or when every card is the same model, so that none is faster (the
+    usual multi-GPU machine). With mixed cards and no variable they may not: the monitor then
+    treats the job's GPUs as unknown (charts and records every GPU) rather than guess."""
+    if env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+        return True
+    return len(set(names)) <= 1
 
 
 def _folder_bytes(folder: Path) -> int:

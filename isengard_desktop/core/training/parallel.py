@@ -65,8 +65,8 @@ def job_gpu_indices(job: TrainingJob) -> tuple[int, ...] | None:
     """The GPUs ``job`` trains on (device numbers): its ``gpu_ids``, else the first
     ``num_processes`` (what the launchers pick when none are named; one process uses device
     0). None when its ``extra`` cannot be read (the resource monitor then shows every GPU).
-    Device numbers are taken to be NVML's order, as the managed ComfyUI servers take them
-    (``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes CUDA's order the same)."""
+    These are CUDA's device numbers; the resource monitor maps them to NVML's only where the
+    two orders agree (``core.hardware.monitor.cuda_numbers_are_nvml``)."""
     try:
         ids = gpu_ids(job)
         count = num_processes(job)
