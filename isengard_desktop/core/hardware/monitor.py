@@ -198,9 +198,11 @@ def cuda_numbers_are_nvml(names: Sequence[str], env: Mapping[str, str]) -> bool:
     cards as NVML's indices. NVML numbers cards by PCI bus; CUDA numbers them fastest first
     unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set (CUDA Programming Guide, "CUDA Environment
     Variables"). They agree when that variable is set in ``env`` (the trainer inherits the
-    app's environment), or when every card is the same model, so that none is faster (the
-    usual multi-GPU machine). With mixed cards and no variable they may not: the monitor then
-    treats the job's GPUs as unknown (charts and records every GPU) rather than guess."""
+    app's environment), and in practice when every card is the same model, so that none is
+    faster (the usual multi-GPU machine; not checked on hardware here — matching CUDA and
+    NVML UUIDs would be exact, but needs the trainer to report them). With mixed cards and no
+    variable they may not: the monitor then treats the job's GPUs as unknown (charts and
+    records every GPU) rather than guess."""
     if env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
         return True
     return len(set(names)) <= 1
