@@ -287,11 +287,15 @@ def _connect_signals(ctx: AppContext) -> None:
         ctx.training.job_updated.connect(resources.on_job_updated)
         ctx.training.job_updated.connect(
             lambda record: resources.start() if record.state == "running" else None)
+        # warnings raised while a job runs are kept in its record (shown in the History)
+        resources.job_alerts_raised.connect(ctx.training.note_resource_alerts)
 
     def training_tab_built(tab: TrainingTab) -> None:
         if resources is not None:
             resources.sampled.connect(tab.panel.monitor.add_sample)
             resources.alerts_changed.connect(tab.panel.show_resource_alerts)
+            resources.job_gpus_changed.connect(tab.panel.monitor.set_gpus)
+            tab.panel.monitor.set_gpus(resources.job_gpus)
             if resources.latest is not None:
                 tab.panel.monitor.add_sample(resources.latest)
             tab.panel.show_resource_alerts(resources.alerts)

@@ -1,5 +1,6 @@
 """Issue 16 item 3: the resource monitor service (its own thread, 1 Hz, job recording,
-alerts), its widget in the job panel, and the Training tab at 900×600 with it open."""
+alerts), its widget in the job panel, and the Training tab at 900×600 with it open; with
+several GPUs, the job's GPUs charted with a picker and its alerts raised for the job."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pynvml
+import pytest
 from PySide6.QtCore import QPoint, QRect
 from PySide6.QtWidgets import QWidget
 
@@ -16,8 +18,8 @@ from isengard_desktop.core.hardware.monitor import GB, ResourceAlert, ResourceSa
 from isengard_desktop.services.resource_monitor import RESOURCES_FILE, ResourceMonitor
 from isengard_desktop.ui.training.job_panel import JobPanelWidget
 from isengard_desktop.ui.training.resource_monitor import ResourceMonitorWidget
-from tests.helpers.recorded_gpus import (MIB, REASON_HW_THERMAL, RTX_4090, TRAINING_4090,
-                                         RecordedNvml, RecordedSystem, nvml_error)
+from tests.helpers.recorded_gpus import (MIB, REASON_HW_THERMAL, RTX_3060_12GB, RTX_4090,
+                                         TRAINING_4090, RecordedLive, RecordedNvml, RecordedSystem, nvml_error)
 
 FULL_AND_HOT = replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99), temp_c=89,
                        reasons=REASON_HW_THERMAL)
@@ -156,3 +158,143 @@ def test_training_tab_monitor_at_900x600(qtbot, make_app, tmp_path):
     scroll.ensureWidgetVisible(panel.monitor)
     qtbot.wait(50)
     ctx.window.grab().save("/tmp/mon.png")
+
+
+# -- several GPUs: the job's GPUs are charted, picked one at a time; alerts go to the job ----
+FOUR_CARDS = [RTX_4090, RTX_4090, RTX_4090, RTX_4090]
+FOUR_LIVE = [RecordedLive(10, 1000 * MIB, 40, 60_000, 0), TRAINING_4090,
+             RecordedLive(91, 22000 * MIB, 77, 380_000, 0),
+             RecordedLive(0, 500 * MIB, 35, 20_000, 0)]
+
+
+def test_widget_charts_the_jobs_gpus_with_a_picker(qtbot, tmp_path):
+    nvml = RecordedNvml(cards=FOUR_CARDS, live=list(FOUR_LIVE))
+    sampler = _sampler(tmp_path, nvml=nvml)
+    widget = ResourceMonitorWidget()
+    qtbot.addWidget(widget)
+    widget.resize(700, 260)
+    widget.show()
+    widget.toggle.click()
+    widget.set_gpus((1, 2))                  # the job trains on GPUs 1 and 2
+    widget.add_sample(sampler.sample())
+    text = widget.summary.text()
+    assert text.startswith("GPU1 98 % VRAM 20.1/24 GB 71 °C 402 W · GPU2 91 % VRAM 21.5/24 GB "
+                           "77 °C 380 W · CPU"), text
+    assert "GPU0" not in text and "GPU3" not in text
+    assert widget.gpu_picker.isVisible()
+    assert [widget.gpu_picker.itemText(i) for i in range(widget.gpu_picker.count())] == [
+        "GPU 1 · NVIDIA GeForce RTX 4090", "GPU 2 · NVIDIA GeForce RTX 4090"]
+    assert widget.picked_gpu == 1
+    nvml.live[1] = replace(TRAINING_4090, util=60)
+    widget.add_sample(sampler.sample())
+    assert list(widget.charts["gpu"].curve.getData()[1]) == [98.0, 60.0]
+    assert widget.charts["gpu"].title.text() == "GPU 1: 60 %"
+    # picking GPU 2 shows its two minutes at once, not from the pick on
+    widget.pick_gpu(2)
+    assert list(widget.charts["gpu"].curve.getData()[1]) == [91.0, 91.0]
+    assert widget.charts["vram"].title.text() == f"VRAM 2: {22000 / 24564 * 100:.0f} %"
+    # no job: every GPU; more than two are summed up in one phrase; the pick is kept
+    widget.set_gpus(None)
+    assert widget.gpu_picker.count() == 4 and widget.picked_gpu == 2
+    assert widget.summary.text().startswith(
+        "4 GPUs (0,1,2,3) 0–91 % VRAM up to 90 % up to 77 °C 862 W · CPU"), widget.summary.text()
+    # a job on one GPU: no picker, plain titles
+    widget.set_gpus((3,))
+    assert not widget.gpu_picker.isVisible() and widget.picked_gpu == 3
+    widget.add_sample(sampler.sample())
+    assert widget.charts["gpu"].title.text() == "GPU 0 %"
+    assert list(widget.charts["gpu"].curve.getData()[1]) == [0.0, 0.0, 0.0]
+    assert widget.summary.text().startswith("GPU3 0 % VRAM 0.5/24 GB")
+
+
+def test_service_follows_the_jobs_gpus_and_raises_its_alerts_once(qtbot, tmp_path):
+    hot0 = replace(FOUR_LIVE[0], temp_c=90, reasons=REASON_HW_THERMAL)     # not the job's
+    full1 = replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99))
+    nvml = RecordedNvml(cards=[RTX_4090, RTX_4090], live=[hot0, TRAINING_4090])
+    monitor = ResourceMonitor(_sampler(tmp_path, nvml=nvml), interval_ms=40,
+                              record_every_s=3600, env={})
+    gpus: list = []
+    raised: list = []
+    samples: list = []
+    monitor.job_gpus_changed.connect(gpus.append)
+    monitor.job_alerts_raised.connect(lambda job_id, alerts: raised.append((job_id, alerts)))
+    monitor.sampled.connect(samples.append)
+    job = tmp_path / "jobs" / "j1"
+    job.mkdir(parents=True)
+    spec = SimpleNamespace(extra={"gpu_ids": "1"})
+    running = SimpleNamespace(state="running", job_dir=job, job_id="j1", spec=spec)
+    monitor.on_job_updated(running)
+    assert gpus == [] and monitor.job_id == "j1"        # which cards: known at the first sample
+    monitor.start()
+    qtbot.waitUntil(lambda: len(samples) >= 3, timeout=5_000)
+    assert gpus == [(1,)] and monitor.job_gpus == (1,)  # the same model: CUDA's order is NVML's
+    monitor.on_job_updated(running)                      # progress: nothing new to say
+    assert gpus == [(1,)]
+    assert [a.kind for a in monitor.alerts] == ["thermal"]      # shown live, not the job's
+    assert raised == []
+    nvml.live[1] = full1
+    qtbot.waitUntil(lambda: bool(raised), timeout=5_000)
+    seen = len(samples)
+    qtbot.waitUntil(lambda: len(samples) >= seen + 3, timeout=5_000)
+    (job_id, alerts), = raised                          # once while it lasts
+    assert job_id == "j1" and [(a.kind, a.gpu) for a in alerts] == [("vram", 1)]
+    # it clears and comes back: raised again (the record keeps one per episode)
+    nvml.live[1] = TRAINING_4090
+    qtbot.waitUntil(lambda: [a.kind for a in monitor.alerts] == ["thermal"], timeout=5_000)
+    nvml.live[1] = full1
+    qtbot.waitUntil(lambda: len(raised) == 2, timeout=5_000)
+    # the job ends: no job GPUs, nothing raised for it any more
+    monitor.on_job_updated(replace_ns(running, state="completed"))
+    assert gpus == [(1,), None] and monitor.job_id is None
+    nvml.live[1] = TRAINING_4090
+    qtbot.waitUntil(lambda: [a.kind for a in monitor.alerts] == ["thermal"], timeout=5_000)
+    nvml.live[1] = full1
+    qtbot.waitUntil(lambda: len(monitor.alerts) == 2, timeout=5_000)
+    assert len(raised) == 2
+    monitor.shutdown()
+    qtbot.waitUntil(lambda: "shutdown" in nvml.calls, timeout=5_000)
+
+
+@pytest.mark.parametrize(("env", "expected", "kinds"), [
+    ({}, None, [("thermal", 0), ("vram", 1)]),
+    ({"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, (0,), [("thermal", 0)])])
+def test_mixed_cards_without_pci_order_leave_the_jobs_gpus_unknown(qtbot, tmp_path, env,
+                                                                   expected, kinds):
+    # CUDA numbers mixed cards fastest first, NVML by bus: the job's "GPU 0" may be NVML's 1
+    hot = replace(FOUR_LIVE[0], temp_c=90, reasons=REASON_HW_THERMAL)
+    nvml = RecordedNvml(cards=[RTX_3060_12GB, RTX_4090], live=[
+        hot, replace(TRAINING_4090, vram_used=int(RTX_4090.memory_total * 0.99))])
+    monitor = ResourceMonitor(_sampler(tmp_path, nvml=nvml), interval_ms=40,
+                              record_every_s=3600, env=env)
+    raised: list = []
+    monitor.job_alerts_raised.connect(lambda _job, alerts: raised.extend(alerts))
+    try:
+        monitor.on_job_updated(SimpleNamespace(state="running", job_dir=tmp_path, job_id="j",
+                                               spec=SimpleNamespace(extra={})))   # GPU 0
+        monitor.start()
+        qtbot.waitUntil(lambda: bool(raised), timeout=5_000)
+        assert monitor.job_gpus == expected
+        assert [(a.kind, a.gpu) for a in raised] == kinds
+    finally:
+        monitor.shutdown()
+        qtbot.waitUntil(lambda: "shutdown" in nvml.calls, timeout=5_000)
+
+
+def replace_ns(ns: SimpleNamespace, **changes: object) -> SimpleNamespace:
+    return SimpleNamespace(**{**vars(ns), **changes})
+
+
+def test_app_tells_the_monitor_widget_the_jobs_gpus(qtbot, make_app, tmp_path):
+    ctx = make_app()
+    ctx.window.tabs.setCurrentWidget(ctx.tabs["Training"])
+    panel = ctx.tabs["Training"].page.panel
+    assert ctx.resources is not None
+    qtbot.waitUntil(lambda: panel.monitor.latest is not None, timeout=10_000)
+    ctx.resources.stop()
+    qtbot.wait(1_100)
+    nvml = RecordedNvml(cards=FOUR_CARDS[:2], live=FOUR_LIVE[:2])
+    ctx.resources.job_gpus_changed.emit((1,))
+    ctx.resources.sampled.emit(_sampler(tmp_path, nvml=nvml).sample())
+    assert panel.monitor.summary.text().startswith("GPU1 98 %")
+    ctx.resources.job_gpus_changed.emit(None)
+    assert panel.monitor.summary.text().startswith("GPU0 10 % VRAM 1.0/24 GB 40 °C 60 W · GPU1")

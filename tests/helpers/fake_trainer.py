@@ -121,6 +121,10 @@ def main() -> int:
     ap.add_argument("--output", default="fake_lora")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--print-line", default="")   # one extra stdout line, printed as is
+    # the job's GPUs (core/training/parallel.py reads them for the launchers and the resource
+    # monitor); the fake trains on no GPU, so it takes them and does nothing with them
+    ap.add_argument("--gpu-ids", default="")
+    ap.add_argument("--num-processes", type=int, default=1)
     ap.add_argument("--crash-echo-env", default="")  # the crash's traceback quotes this variable
     ap.add_argument("--split-env", default="")  # a >64 KiB line with this variable's value
     # split across two writes (both streams), before the first step

@@ -43,6 +43,7 @@ class JobRow:
     sec_per_step: float | None = None
     paused_seconds: float = 0.0     # time between the runs of a resumed job (migration 4)
     oom_notes: str = "[]"           # JSON list: one note per out-of-memory recovery (mig. 6)
+    resource_warnings: str = "[]"   # JSON list: disk/VRAM/heat warnings while it ran (mig. 9)
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(JobRow))

@@ -155,6 +155,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX generations_by_parent ON generations(parent_id)",
         "CREATE INDEX generations_by_funnel ON generations(funnel_id, stage)",
     ],
+    # 9: the resource monitor's warnings a job met (core/training/job_warnings.py): a JSON
+    #    list of {when, kind, message, gpu}, shown in the History after the job
+    [
+        "ALTER TABLE jobs ADD COLUMN resource_warnings TEXT NOT NULL DEFAULT '[]'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

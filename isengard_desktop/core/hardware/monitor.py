@@ -17,6 +17,7 @@ ones; :class:`~.gpu.PynvmlApi` is the real one) and ``system`` (:class:`SystemAp
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +28,7 @@ from .gpu import MIB, NvmlApi, PynvmlApi, _nvml_reason, _why
 
 __all__ = ["THERMAL_REASONS", "VRAM_ALERT_FRACTION", "GpuSample", "NvmlSampleApi", "PsutilApi",
            "ResourceAlert", "ResourceSample", "ResourceSampler", "SystemApi",
-           "estimate_checkpoint_bytes", "nearest_existing", "resource_alerts", "sample_record"]
+           "cuda_numbers_are_nvml", "estimate_checkpoint_bytes", "nearest_existing", "resource_alerts", "sample_record"]
 
 VRAM_ALERT_FRACTION = 0.97
 # NVML clock event (throttle) reason bits that mean "too hot": software thermal slowdown
@@ -147,10 +148,17 @@ class ResourceSample:
 
 @dataclass(frozen=True)
 class ResourceAlert:
-    """A warning the job panel shows: ``kind`` is "disk", "vram" or "thermal"."""
+    """A warning the job panel shows: ``kind`` is "disk", "vram" or "thermal"; ``gpu`` is the
+    NVML index of the GPU it is about (None for the disk)."""
 
     kind: str
     message: str
+    gpu: int | None = None
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """What the alert is about (its message changes with the numbers; this does not)."""
+        return self.kind, self.gpu
 
 
 def _gb(value: float) -> str:
@@ -175,14 +183,29 @@ def resource_alerts(sample: ResourceSample,
             alerts.append(ResourceAlert(
                 "vram", f"GPU {gpu.index} ({gpu.name}) VRAM is {fraction * 100:.1f} % full: an "
                         "out-of-memory error is close. Close other programs that use the GPU, "
-                        "or lower the batch size or resolution for the next run."))
+                        "or lower the batch size or resolution for the next run.", gpu.index))
         if gpu.thermal_throttle:
             temp = f" at {gpu.temp_c:.0f} °C" if gpu.temp_c is not None else ""
             alerts.append(ResourceAlert(
                 "thermal", f"GPU {gpu.index} ({gpu.name}) is slowing down because it is too "
                            f"hot{temp} (thermal throttling): check its fans and the airflow "
-                           "around the computer."))
+                           "around the computer.", gpu.index))
     return tuple(alerts)
+
+
+def cuda_numbers_are_nvml(names: Sequence[str], env: Mapping[str, str]) -> bool:
+    """Whether a job's GPU numbers (CUDA's, which the launchers and torch use) name the same
+    cards as NVML's indices. NVML numbers cards by PCI bus; CUDA numbers them fastest first
+    unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set (CUDA Programming Guide, "CUDA Environment
+    Variables"). They agree when that variable is set in ``env`` (the trainer inherits the
+    app's environment), and in practice when every card is the same model, so that none is
+    faster (the usual multi-GPU machine; not checked on hardware here — matching CUDA and
+    NVML UUIDs would be exact, but needs the trainer to report them). With mixed cards and no
+    variable they may not: the monitor then treats the job's GPUs as unknown (charts and
+    records every GPU) rather than guess."""
+    if env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+        return True
+    return len(set(names)) <= 1
 
 
 def _folder_bytes(folder: Path) -> int:

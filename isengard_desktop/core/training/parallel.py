@@ -21,7 +21,7 @@ import socket
 from .spec import SpecError, TrainingJob
 
 __all__ = ["accelerate_config_text", "accelerate_launch_args", "deepspeed_launch_args",
-           "effective_batch", "free_port", "gpu_ids", "num_processes"]
+           "effective_batch", "free_port", "gpu_ids", "job_gpu_indices", "num_processes"]
 
 
 def gpu_ids(job: TrainingJob) -> list[str]:
@@ -59,6 +59,20 @@ def num_processes(job: TrainingJob) -> int:
         raise SpecError(f"extra.gpu_ids: names {len(ids)} GPU(s) ({','.join(ids)}) but "
                         f"num_processes is {raw}")
     return raw
+
+
+def job_gpu_indices(job: TrainingJob) -> tuple[int, ...] | None:
+    """The GPUs ``job`` trains on (device numbers): its ``gpu_ids``, else the first
+    ``num_processes`` (what the launchers pick when none are named; one process uses device
+    0). None when its ``extra`` cannot be read (the resource monitor then shows every GPU).
+    These are CUDA's device numbers; the resource monitor maps them to NVML's only where the
+    two orders agree (``core.hardware.monitor.cuda_numbers_are_nvml``)."""
+    try:
+        ids = gpu_ids(job)
+        count = num_processes(job)
+    except SpecError:
+        return None
+    return tuple(int(i) for i in ids) if ids else tuple(range(count))
 
 
 def effective_batch(batch: int, processes: int, grad_accum: int = 1,

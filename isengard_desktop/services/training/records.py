@@ -27,6 +27,7 @@ from ...core.db.jobs import JobRow
 from ...core.logging import redact
 from ...core.platform_support import windows_end_phrase
 from ...core.training.checkpoints import latest_complete
+from ...core.training.job_warnings import JobWarning, warnings_from_json, warnings_to_json
 from ...core.training.protocol import DoneEvent, ErrorEvent, StepEvent, StoppedEvent
 from ...core.training.spec import JobPaths, SpecError, TrainingJob
 from ..child_process import ProcessOutcome, StopIntent
@@ -90,6 +91,8 @@ class JobRecord:
     pid: int | None = None
     paused_seconds: float = 0.0          # between runs (Resume): not running time
     oom_notes: tuple[str, ...] = ()      # one per out-of-memory recovery (core/training/oom)
+    # disk / VRAM / heat warnings the resource monitor raised while it ran, oldest first
+    resource_warnings: tuple[JobWarning, ...] = ()
 
     @property
     def oom_recoveries(self) -> int:
@@ -121,7 +124,8 @@ class JobRecord:
                       lora_path=self.lora_path, error_kind=self.error_kind,
                       error_message=self.error_message, sec_per_step=self.sec_per_step,
                       paused_seconds=self.paused_seconds,
-                      oom_notes=json.dumps(list(self.oom_notes), ensure_ascii=False))
+                      oom_notes=json.dumps(list(self.oom_notes), ensure_ascii=False),
+                      resource_warnings=warnings_to_json(self.resource_warnings))
 
     @classmethod
     def from_row(cls, row: JobRow, spec: TrainingJob) -> JobRecord:
@@ -134,7 +138,8 @@ class JobRecord:
                    error_message=row.error_message, sec_per_step=row.sec_per_step,
                    job_dir=Path(row.job_dir), spec=spec, checkpoint_step=None, pid=row.pid,
                    paused_seconds=row.paused_seconds or 0.0,
-                   oom_notes=_notes(row.oom_notes))
+                   oom_notes=_notes(row.oom_notes),
+                   resource_warnings=warnings_from_json(row.resource_warnings))
 
 
 def _notes(stored: str | None) -> tuple[str, ...]:

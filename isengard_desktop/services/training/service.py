@@ -68,6 +68,7 @@ from ...core.training.checkpoint_grid import CheckpointGrid
 from ...core.training.checkpoints import latest_complete
 from ...core.training.dataset_list import DatasetEntry
 from ...core.training.installs import ExternalInstall
+from ...core.training.job_warnings import add_warnings
 from ...core.training.oom import MAX_RECOVERIES
 from ...core.training.progress import TRAINING_PHASE, phase_progress, step_progress
 from ...core.training.protocol import (CheckpointEvent, DoneEvent, ErrorEvent, Event,
@@ -409,6 +410,24 @@ class TrainingService(QObject):
         self._outputs.export_debug_bundle(job_id, self._records.get(job_id), dest,
                                           self.secrets_env, self.bundle_probe_torch, on_done,
                                           on_failure)
+
+    def note_resource_alerts(self, job_id: str, alerts: Any) -> None:
+        """The resource monitor raised ``alerts`` (``ResourceAlert`` s that just started)
+        while ``job_id`` ran: keep them in its record with the time, so the History shows
+        them afterwards (:func:`~...core.training.job_warnings.add_warnings`: one per episode,
+        a bounded list). Ignored for a job that is not running."""
+        record = self._records.get(job_id)
+        if record is None or not record.is_active:
+            return
+        warnings = add_warnings(record.resource_warnings, alerts, datetime.now(UTC))
+        if warnings == record.resource_warnings:
+            return
+        with applog.correlation(self._cids.get(job_id)):
+            for warning in warnings[len(record.resource_warnings):]:
+                logger.warning("job {}: resource warning ({}): {}", job_id, warning.kind,
+                               warning.message)
+        self._changed(replace(record, resource_warnings=warnings), persist=True,
+                      structural=False)
 
     def _flush_run(self, job_id: str) -> None:
         """A running job's files and pending output are written out before they are read."""

@@ -14,6 +14,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from ...core.training.job_warnings import warning_lines
 from ...core.training.presets import format_clock
 from .job_panel import (ACTIVE, STATE_COLORS, STATE_WORDS, describe_error, family_label,
                            fmt_loss, fmt_when, job_duration, recovery_lines)
@@ -239,6 +240,9 @@ class HistoryWidget(QWidget):
         recoveries = len(getattr(record, "oom_notes", ()) or ())
         if recoveries:
             state += " · OOM recovered" + (f" ×{recoveries}" if recoveries > 1 else "")
+        warnings = tuple(getattr(record, "resource_warnings", ()) or ())
+        if warnings:     # disk / VRAM / heat warnings met while it ran: details in the tooltip
+            state += f" · ⚠ {len(warnings)}"
         duration = job_duration(record)
         lora = Path(record.lora_path).name if record.lora_path else "—"
         values = (state, record.character_name,
@@ -267,6 +271,9 @@ class HistoryWidget(QWidget):
         if record.error_kind or record.state == "failed":
             headline, hint = describe_error(record.error_kind, record.error_message)
             tip += [headline, hint] if hint else [headline]
+        if warnings:
+            tip.append(f"Resource warning{'s' if len(warnings) > 1 else ''} while it ran:")
+            tip += warning_lines(warnings)
         if record.lora_path:
             tip.append(str(record.lora_path))
         text = "\n".join(tip)

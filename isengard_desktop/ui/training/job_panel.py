@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
                                QVBoxLayout, QWidget)
 
 from ...core.models import FAMILY_LABELS
+from ...core.training.job_warnings import warning_lines
 from ...core.training.presets import format_clock, format_duration
 from ...core.types import Progress
 from ...core.training.progress import (PHASE_WORDS, TRAINING_PHASE, phase_progress,
@@ -170,6 +171,14 @@ class JobPanelWidget(QWidget):
             "checkpoint with lower memory settings (same total steps); it does this at most "
             "twice.")
         self.recovery_label.setVisible(False)
+        # the disk / VRAM / heat warnings a finished job met while it ran (from its record)
+        self.warnings_label = QLabel("")
+        self.warnings_label.setObjectName("JobResourceWarnings")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setStyleSheet("color: #ead9a8;")
+        self.warnings_label.setToolTip("Warnings the resource monitor raised while this job "
+                                       "ran, with when each began (kept with the job).")
+        self.warnings_label.setVisible(False)
         self.error_label = QLabel("")
         self.error_label.setObjectName("Banner")
         self.error_label.setWordWrap(True)
@@ -237,6 +246,7 @@ class JobPanelWidget(QWidget):
         layout.addLayout(head)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.recovery_label)
+        layout.addWidget(self.warnings_label)
         layout.addWidget(self.error_label)
         layout.addWidget(self.alerts_label)
         layout.addWidget(self.phase_label)
@@ -294,6 +304,12 @@ class JobPanelWidget(QWidget):
         if self.recovery_label.text() != notes:
             self.recovery_label.setText(notes)
         self.recovery_label.setVisible(bool(notes))
+        # while it runs the live alerts say it; afterwards what it met stays readable here
+        met = "" if record.state in ("running", "stopping") else "\n".join(
+            warning_lines(getattr(record, "resource_warnings", ()) or ()))
+        if self.warnings_label.text() != met:
+            self.warnings_label.setText(met)
+        self.warnings_label.setVisible(bool(met))
         self._total = record.total_steps or self._total
         if record.total_steps:
             self._show_step(Progress(label=PHASE_WORDS[TRAINING_PHASE], done=record.step,
@@ -344,6 +360,8 @@ class JobPanelWidget(QWidget):
         self.error_label.setText("")
         self.recovery_label.setVisible(False)
         self.recovery_label.setText("")
+        self.warnings_label.setVisible(False)
+        self.warnings_label.setText("")
         for w in (self.phase_label, self.step_label, self.eta_label, self.lr_label,
                   self.loss_label, self.checkpoint_label):
             w.setText("")
