@@ -295,6 +295,10 @@ def test_a_fixed_size_or_step_count_out_of_range_is_refused_by_name(
     assert kind == "failed" and "64 to 4096 pixels" in message and "40×512" in message
     kind, _, message = harness.outcome(gen.submit(request(steps=500)))
     assert kind == "failed" and "sampler steps must be 1 to 200, not 500" in message
+    kind, _, message = harness.outcome(gen.submit(request(cfg=150.0)))
+    assert kind == "failed" and "CFG scale must be 0 to 100, not 150.0" in message
+    kind, _, message = harness.outcome(gen.submit(request(sampler="no_such_sampler")))
+    assert kind == "failed" and "no_such_sampler" in message
     kind, _, message = harness.outcome(gen.submit(request(target="compare")))
     assert kind == "failed" and "output_path" in message
     assert double.accepted_prompts == []
