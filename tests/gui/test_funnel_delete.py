@@ -147,3 +147,18 @@ def test_pictures_kept_into_a_dataset_stay(qtbot, harness, make_comfy_double):  
     finally:
         conn.close()
     assert harness.library.image_count(harness.character.id) == 1
+
+
+def test_deleting_an_exploration_stops_its_running_pictures(qtbot, harness,
+                                                             make_comfy_double):  # noqa: F811
+    double = make_comfy_double(models={"checkpoints": [SD15]})
+    service = harness.start([double.url])
+    double.hang_next_prompt = True                  # the first draft never ends by itself
+    funnel_id, job_id = service.explore(request(), FunnelSizes(drafts=3, standard=1, final=1))
+    qtbot.waitUntil(lambda: bool(double.queue_state()[0]), timeout=WAIT)
+    assert service.delete_funnel(funnel_id) == 0    # nothing made yet
+    kind, _, message = harness.outcome(job_id)
+    assert kind == "failed" and "cancel" in message.lower()
+    qtbot.waitUntil(lambda: bool(double.interrupts), timeout=WAIT)
+    assert service.funnel_items(funnel_id) == [] and service.funnels() == []
+    assert funnel_rows(harness.paths.db_file) == {}
