@@ -38,12 +38,13 @@ from typing import Any
 
 import torch
 
+from ..core.dataset.captions import sample_prompt
 from ..core.fsutil import atomic_output
 from ..core.training.checkpoint_grid import CHECKPOINT_LORA_FILE, COMPARE_EVENTS
 from ..core.training.protocol import SampleEvent, event_line
 from ..core.training.spec import JobPaths, TrainingJob, stopped_lora_name
 from . import checkpoints as ckpts
-from .data import BatchPlan, Item, ensure_trigger, load_dataset, load_image, make_buckets
+from .data import BatchPlan, Item, load_dataset, load_image, make_buckets
 from .errors import ConfigError, NanLossError, is_oom
 from .events import Emitter
 from .families.base import Family, TextCondition
@@ -116,7 +117,7 @@ class Trainer:
         self.latents: list[torch.Tensor] = []
         self.image_cond: list[dict[str, torch.Tensor]] = []
         self.text: dict[str, TextCondition] = {}
-        self.sample_prompts = [ensure_trigger(p, job.trigger_word)
+        self.sample_prompts = [sample_prompt(p, job.trigger_word)
                                for p in job.sample_prompts if p.strip()]
         self.noise_gen = torch.Generator("cpu").manual_seed(job.seed)
         if dp is not None and dp.rank > 0:   # each rank its own noise; rank 0 as one process

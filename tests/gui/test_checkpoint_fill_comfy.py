@@ -36,9 +36,29 @@ def harness(qtbot, qt_asyncio_loop):
 
 
 @pytest.fixture
-def finished_job(qtbot, harness, tmp_path):
+def finished_job(make_finished_job):
     """A completed "ai-toolkit" (fake) job: 20 steps, a checkpoint at 10, one sample (the
     first prompt) at 20. Returns (training service, record)."""
+    return make_finished_job()
+
+
+@pytest.fixture
+def make_finished_job(qtbot, harness, tmp_path):
+    """make(**spec changes) -> (training service, record) of a completed "ai-toolkit" (fake)
+    job as ``finished_job`` describes, with ``changes`` to its spec (once per test)."""
+    made = []
+
+    def make(**changes):
+        return _finish_job(qtbot, harness, tmp_path, changes, made)
+
+    yield make
+    for service in made:
+        service.shutdown()
+
+
+def _finish_job(qtbot, harness, tmp_path, changes, made):
+    from dataclasses import replace
+
     from isengard_desktop.plugins.registry import TrainerRegistry
     from isengard_desktop.services.training.service import TrainingService
 
@@ -55,8 +75,12 @@ def finished_job(qtbot, harness, tmp_path):
     script.write_text(SAMPLER, encoding="utf-8")
     registry = TrainerRegistry()
     backend = make_backend(script, "ai-toolkit", ["--delay", "0.01"])
+    launch = backend.build_launch      # ai-toolkit's own options (extra "fields") are not the
+    backend.build_launch = lambda job, paths, resume: launch(    # fake trainer's arguments
+        replace(job, extra={k: v for k, v in job.extra.items() if k != "fields"}), paths, resume)
     registry.register("ai-toolkit", lambda: backend, backend.label)
     service = TrainingService(harness.paths, lib, lambda: {}, registry)
+    made.append(service)
     service.bundle_probe_torch = False
     service.start()
     qtbot.waitUntil(lambda: service.is_ready, timeout=WAIT)
@@ -68,12 +92,12 @@ def finished_job(qtbot, harness, tmp_path):
                       backend="ai-toolkit", resolution=384, steps=20, sample_every=20,
                       checkpoint_every=10, sample_prompts=list(PROMPTS), sample_steps=3,
                       seed=1000)
+    job = replace(job, **changes)
     with qtbot.waitSignal(service.job_finished, timeout=WAIT) as done:
         service.submit(job)
     record = done.args[0]
     assert record.state == "completed", record.error_message
-    yield service, record
-    service.shutdown()
+    return service, record
 
 
 def open_compare(qtbot, harness, service, record):
@@ -99,6 +123,14 @@ def graph_of(prompt: dict) -> tuple[str, str, int, int, int]:
             g["3"]["inputs"]["steps"], g["5"]["inputs"]["width"])
 
 
+def sampling_of(prompt: dict) -> tuple[float, str, str, str]:
+    """(cfg, sampler_name, scheduler, negative text) of an sd15-lora graph as the double got
+    it."""
+    g = prompt["prompt"]
+    return (g["3"]["inputs"]["cfg"], g["3"]["inputs"]["sampler_name"],
+            g["3"]["inputs"]["scheduler"], g["7"]["inputs"]["text"])
+
+
 def test_fill_the_gaps_of_an_external_job_through_comfyui(qtbot, harness, finished_job,
                                                           make_comfy_double):  # noqa: F811
     service, record = finished_job
@@ -112,6 +144,9 @@ def test_fill_the_gaps_of_an_external_job_through_comfyui(qtbot, harness, finish
     assert (ten.step, twenty.step) == (10, 20)
     assert ten.cells == (None, None) and twenty.cells[0] is not None and twenty.cells[1] is None
     assert "ComfyUI on" in dialog.route_label.text() and BASE in dialog.route_label.text()
+    assert ("Sampling as the trainer did: 3 steps, CFG 7, sampler ddpm, scheduler normal."
+            in dialog.route_label.text())
+    assert "Differs from the trainer's samples: timesteps" in dialog.route_label.text()
     assert dialog.fill_button.isEnabled()
     qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
     assert not dialog.fill_button.isEnabled()
@@ -126,6 +161,9 @@ def test_fill_the_gaps_of_an_external_job_through_comfyui(qtbot, harness, finish
     assert sent == [(f"isengard/{name10}", PROMPTS[0], 1000, 3, 384),
                     (f"isengard/{name10}", PROMPTS[1], 1001, 3, 384),
                     (f"isengard/{name20}", PROMPTS[1], 1001, 3, 384)]
+    # with the sampler settings ai-toolkit samples an SD1.5 job with (ddpm, guidance 7), not
+    # the Standard preset's (dpmpp_2m, karras)
+    assert {sampling_of(p)[:3] for p in double.accepted_prompts} == {(7.0, "ddpm", "normal")}
     store = double.upload_node.store.folder
     assert (store / name10).read_bytes() == ten.lora.read_bytes()
     assert (store / name20).read_bytes() == twenty.lora.read_bytes()
@@ -257,6 +295,59 @@ def test_a_fixed_size_or_step_count_out_of_range_is_refused_by_name(
     assert kind == "failed" and "64 to 4096 pixels" in message and "40×512" in message
     kind, _, message = harness.outcome(gen.submit(request(steps=500)))
     assert kind == "failed" and "sampler steps must be 1 to 200, not 500" in message
+    kind, _, message = harness.outcome(gen.submit(request(cfg=150.0)))
+    assert kind == "failed" and "CFG scale must be 0 to 100, not 150.0" in message
+    kind, _, message = harness.outcome(gen.submit(request(sampler="no_such_sampler")))
+    assert kind == "failed" and "no_such_sampler" in message
     kind, _, message = harness.outcome(gen.submit(request(target="compare")))
     assert kind == "failed" and "output_path" in message
     assert double.accepted_prompts == []
+
+
+def test_a_trigger_placeholder_becomes_the_trigger_word_and_the_jobs_guidance_is_used(
+        qtbot, harness, make_finished_job, make_comfy_double):  # noqa: F811
+    """``[trigger]`` in a sample prompt is the trigger word, as ai-toolkit and kohya render it
+    (plugins/ai_toolkit/backend.py _prompts + the sample events' prompt.replace); the job's own
+    ai-toolkit sample guidance is the CFG."""
+    service, record = make_finished_job(
+        sample_prompts=["[trigger] in a park", "close-up of [trigger], studio light"],
+        sample_every=0, extra={"fields": {"sample_guidance": 4.5}})
+    double = make_comfy_double(models={"checkpoints": [BASE]}, with_upload_node=True)
+    gen = harness.start([double.url])
+    gen.set_upload_tokens(lambda url: DEFAULT_TOKEN)
+    _tab, dialog, messages = open_compare(qtbot, harness, service, record)
+    assert dialog.grid.prompts == ("ohwx in a park", "close-up of ohwx, studio light")
+    assert "CFG 4.5" in dialog.route_label.text()
+    qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: messages or dialog.grid.gaps == [], timeout=WAIT)
+    assert messages == []
+    sent = [(graph_of(p)[1], sampling_of(p)[:3]) for p in double.accepted_prompts]
+    assert sent == [("ohwx in a park", (4.5, "ddpm", "normal")),
+                    ("close-up of ohwx, studio light", (4.5, "ddpm", "normal"))] * 2
+    assert all("[trigger]" not in e.prompt
+               for e in read_events(Path(record.job_dir) / COMPARE_EVENTS))
+
+
+def test_the_route_follows_the_servers_while_the_dialog_is_open(
+        qtbot, harness, finished_job, make_comfy_double):  # noqa: F811
+    """The ComfyUI that has the base model goes away after the dialog opened: the dialog says
+    nothing can fill the gaps; it comes back: ComfyUI again, and the fill runs there."""
+    service, record = finished_job
+    double = make_comfy_double(models={"checkpoints": [BASE]}, with_upload_node=True)
+    gen = harness.start([double.url])
+    gen.set_upload_tokens(lambda url: DEFAULT_TOKEN)
+    _tab, dialog, messages = open_compare(qtbot, harness, service, record)
+    assert "ComfyUI on" in dialog.route_label.text() and dialog.fill_button.isEnabled()
+
+    double.kill()
+    qtbot.waitUntil(lambda: "Nothing can make the missing pictures" in
+                    dialog.route_label.text(), timeout=WAIT)
+    assert not dialog.fill_button.isEnabled()
+    assert dialog.fill_button.toolTip() == dialog.route_label.text()
+
+    double.start()
+    qtbot.waitUntil(lambda: "ComfyUI on" in dialog.route_label.text(), timeout=WAIT)
+    assert dialog.fill_button.isEnabled()
+    qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: messages or dialog.grid.gaps == [], timeout=WAIT)
+    assert messages == [] and len(double.accepted_prompts) == 3

@@ -51,3 +51,59 @@ def test_route_prefers_comfyui_then_the_trainer_else_says_why():
     assert not none.can_fill
     assert "no ComfyUI with sdxl_base.safetensors" in none.text
     assert "this trainer has no sampler here" in none.text
+
+
+def _job(backend: str, family: str, **changes):
+    from isengard_desktop.core.training.spec import TrainingJob
+
+    values = {"job_id": "j1", "character_id": 1, "character_name": "Alice",
+              "trigger_word": "ohwx", "family": family, "base_model": "/m/base.safetensors",
+              "dataset_dir": "/d", "output_name": "alice", "backend": backend,
+              "sample_steps": 20}
+    values.update(changes)
+    return TrainingJob(**values)
+
+
+def test_trainer_sampling_reads_each_trainers_settings():
+    from isengard_desktop.core.training.fill_cells import trainer_sampling
+
+    def key(s):
+        return (s.steps, s.cfg, s.guidance, s.sampler, s.scheduler, s.negative)
+
+    # kohya: sample_prompt_lines' --l / --g, euler_a for SD, schnell at most 4 steps
+    assert key(trainer_sampling(_job("kohya", "sdxl"))) == (20, 7.0, None, "euler_ancestral",
+                                                            "normal", "")
+    assert key(trainer_sampling(_job("kohya", "flux-dev"))) == (20, 1.0, 3.5, "euler",
+                                                                "simple", "")
+    assert key(trainer_sampling(_job("kohya", "flux-schnell"))) == (4, 1.0, None, "euler",
+                                                                    "simple", "")
+    assert key(trainer_sampling(_job("kohya", "chroma"))) == (
+        20, 4.0, None, "euler", "simple", "low quality, blurry, deformed")
+    # built-in: families' sample(): CFG 7 (SD1.5) / 5 (SDXL) or extra.sample_guidance
+    assert trainer_sampling(_job("builtin", "sd15")).cfg == 7.0
+    assert trainer_sampling(_job("builtin", "sdxl")).cfg == 5.0
+    assert trainer_sampling(_job("builtin", "sdxl", extra={"sample_guidance": 3})).cfg == 3.0
+    assert key(trainer_sampling(_job("builtin", "flux-dev", extra={"sample_guidance": 2.5}))) \
+        == (20, 1.0, 2.5, "euler", "simple", "")
+    assert key(trainer_sampling(_job("builtin", "chroma", extra={
+        "sample_cfg": 5, "sample_negative_prompt": "ugly"}))) == (20, 5.0, None, "euler",
+                                                                  "simple", "ugly")
+    # ai-toolkit: flowmatch / ddpm with fields.sample_guidance (Flux dev: embedded guidance)
+    assert key(trainer_sampling(_job("ai-toolkit", "flux-dev", extra={
+        "fields": {"sample_guidance": 3}}))) == (20, 1.0, 3.0, "euler", "simple", "")
+    assert key(trainer_sampling(_job("ai-toolkit", "flux-schnell", sample_steps=8))) == (
+        4, 1.0, None, "euler", "simple", "")
+    # a trainer whose sampling is unknown: the preset's settings, and the dialog says so
+    other = trainer_sampling(_job("diffusion-pipe", "sdxl"))
+    assert key(other) == (20, None, None, "", "", "")
+    assert "diffusion-pipe's sampling settings are not known here" in other.describe()
+    assert "Standard preset" in other.describe()
+
+
+def test_sample_prompt_replaces_the_trigger_placeholder():
+    from isengard_desktop.core.dataset.captions import sample_prompt
+
+    assert sample_prompt("[trigger] smiling", "ohwx") == "ohwx smiling"
+    assert sample_prompt("photo of [trigger],  outdoors", "ohwx") == "photo of ohwx, outdoors"
+    assert sample_prompt("a portrait", "ohwx") == "ohwx, a portrait"
+    assert sample_prompt("ohwx in a park", "ohwx") == "ohwx in a park"

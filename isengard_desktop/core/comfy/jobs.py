@@ -112,6 +112,12 @@ class GenerationRequest:
     height: int = 0
     steps: int = 0
     output_path: str = ""
+    # the sampler settings of a trainer's samples (checkpoint comparison); None / "": the
+    # ``tier``'s. ``guidance``: Flux dev's embedded guidance
+    cfg: float | None = None
+    guidance: float | None = None
+    sampler: str = ""
+    scheduler: str = ""
 
 
 @dataclass(frozen=True)

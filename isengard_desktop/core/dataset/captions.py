@@ -133,6 +133,18 @@ def with_trigger(caption: str, trigger: str) -> str:
     return _trigger_first(body, trigger)
 
 
+TRIGGER_PLACEHOLDER = "[trigger]"
+
+
+def sample_prompt(prompt: str, trigger: str) -> str:
+    """A sample prompt as the trainers render it: each ``[trigger]`` (the placeholder of the
+    setup form's prompts and the ai-toolkit/kohya configs) replaced by ``trigger``, then
+    :func:`with_trigger` (the trigger in front when the prompt does not hold it)."""
+    if TRIGGER_PLACEHOLDER in prompt:
+        prompt = " ".join(prompt.replace(TRIGGER_PLACEHOLDER, trigger.strip()).split())
+    return with_trigger(prompt, trigger)
+
+
 def find_replace(caption: str, find: str, replace: str, *, case_sensitive: bool = True) -> str:
     """Replace every occurrence of the plain text ``find`` (not a regex) with ``replace``.
     An empty ``find`` changes nothing."""

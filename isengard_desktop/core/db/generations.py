@@ -145,6 +145,16 @@ class GenerationsRepository:
             self.conn.executemany("DELETE FROM generations WHERE id=?",
                                   [(int(i),) for i in ids])
 
+    def delete_discarded(self, funnel_id: str) -> list[int]:
+        """Remove the rows of a funnel's discarded pictures (their files are in the trash
+        already); returns their ids."""
+        with transaction(self.conn):
+            ids = [int(r[0]) for r in self.conn.execute(
+                "SELECT id FROM generations WHERE funnel_id=? AND status='discarded'",
+                (str(funnel_id),))]
+            self.conn.executemany("DELETE FROM generations WHERE id=?", [(i,) for i in ids])
+        return ids
+
     # -- reads -----------------------------------------------------------------------------
     def get(self, ids: Iterable[int]) -> list[GalleryItem]:
         ids = [int(i) for i in ids]

@@ -8,7 +8,9 @@
 * :func:`compare_lines`: the ``sample`` events of the made pictures for
   ``compare_events.jsonl``, which :func:`~.checkpoint_grid.build_grid` reads like the job's own;
 * :func:`fill_route`: ComfyUI, the trainer's own sampler, or why nothing can fill the gaps;
-* :func:`staged_lora_name`: a checkpoint LoRA's unique file name where ComfyUI lists it.
+* :func:`staged_lora_name`: a checkpoint LoRA's unique file name where ComfyUI lists it;
+* :func:`trainer_sampling`: the CFG/guidance, sampler, scheduler and steps the job's trainer
+  samples with, as ComfyUI KSampler settings, and what ComfyUI cannot match.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 from .checkpoint_grid import CheckpointGrid
 from .protocol import SampleEvent, event_line
+from .spec import TrainingJob
 
-__all__ = ["COMFY", "TRAINER", "FillCell", "FillRoute", "compare_lines", "fill_route",
-           "missing_cells", "sample_path", "staged_lora_name"]
+__all__ = ["COMFY", "TRAINER", "FillCell", "FillRoute", "TrainerSampling", "compare_lines",
+           "fill_route", "missing_cells", "sample_path", "staged_lora_name", "trainer_sampling"]
 
 COMFY = "comfyui"
 TRAINER = "trainer"
@@ -99,3 +104,103 @@ def fill_route(comfy_server: str | None, base_model: str, has_sampler: bool) -> 
     return FillRoute("", f"Nothing can make the missing pictures: no ComfyUI with {model} is "
                          "ready, and this trainer has no sampler here. Start a ComfyUI that "
                          f"lists {model} (Settings → ComfyUI), then open the comparison again.")
+
+
+@dataclass(frozen=True)
+class TrainerSampling:
+    """How a job's trainer samples, as ComfyUI KSampler settings: ``cfg`` (None: the Standard
+    preset's), ``guidance`` (Flux dev's embedded guidance; None: the preset's), ``sampler`` /
+    ``scheduler`` (ComfyUI names; "": the preset's), ``negative``, ``steps``; ``unmatched``:
+    what ComfyUI cannot do as the trainer did, one phrase each (the dialog shows them)."""
+
+    steps: int
+    cfg: float | None = None
+    guidance: float | None = None
+    sampler: str = ""
+    scheduler: str = ""
+    negative: str = ""
+    unmatched: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for the dialog: the settings used, then what differs from the trainer."""
+        used = [f"{self.steps} steps"]
+        if self.cfg is not None:
+            used.append(f"CFG {self.cfg:g}")
+        if self.guidance is not None:
+            used.append(f"guidance {self.guidance:g}")
+        if self.sampler:
+            used.append(f"sampler {self.sampler}")
+        if self.scheduler:
+            used.append(f"scheduler {self.scheduler}")
+        text = "Sampling as the trainer did: " + ", ".join(used) + "."
+        if self.unmatched:
+            text += " Differs from the trainer's samples: " + "; ".join(self.unmatched) + "."
+        return text
+
+
+_FLOW = ("flux-dev", "flux-schnell", "chroma")
+_UNET_SCHEDULE = ("timesteps: diffusers' {} with the model's scheduler config, ComfyUI's "
+                  "'normal' schedule here")
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return default if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
+    """What ``spec``'s trainer samples with, read from each trainer's sampling code:
+
+    * built-in (``training_runtime/families/unet.py`` ``sample``: diffusers Euler, CFG
+      ``extra.sample_guidance`` or 7.0 SD1.5 / 5.0 SDXL; ``_flux_shared.py`` ``sample``: Euler
+      on the shifted sigmas, Flux dev guidance ``extra.sample_guidance`` or 3.5, Chroma real CFG
+      ``extra.sample_cfg`` or 4.0 with ``extra.sample_negative_prompt``);
+    * ai-toolkit (``plugins/ai_toolkit/backend.py`` ``_sample``: ``ddpm`` or ``flowmatch``,
+      ``guidance_scale`` = ``fields.sample_guidance`` or 7.0 SD / 1.0 schnell / 4.0 other,
+      schnell at most 4 steps);
+    * kohya (``plugins/kohya/backend.py`` ``sample_prompt_lines``: SD ``euler_a`` with
+      ``--l 7``; Flux dev ``--g 3.5``; schnell ``--g 0``, at most 4 steps; Chroma ``--l 4.0``
+      and a negative prompt);
+    * anything else: unknown here, so the Standard preset's settings, said in ``unmatched``.
+    """
+    family, extra, steps = spec.family, spec.extra or {}, int(spec.sample_steps)
+    flow = family in _FLOW
+    if spec.backend == "builtin":
+        if not flow:
+            cfg = _number(extra.get("sample_guidance"), 7.0 if family == "sd15" else 5.0)
+            return TrainerSampling(steps, cfg, None, "euler", "normal",
+                                   unmatched=(_UNET_SCHEDULE.format("Euler"),))
+        if family == "chroma":
+            return TrainerSampling(steps, _number(extra.get("sample_cfg"), 4.0), None, "euler",
+                                   "simple", str(extra.get("sample_negative_prompt") or ""))
+        guidance = _number(extra.get("sample_guidance"), 3.5) if family == "flux-dev" else None
+        return TrainerSampling(steps, 1.0, guidance, "euler", "simple")
+    if spec.backend == "ai-toolkit":
+        raw = extra.get("fields")
+        fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        default = {"flux-schnell": 1.0, "sdxl": 7.0, "sd15": 7.0}.get(family, 4.0)
+        scale = _number(fields.get("sample_guidance"), default)
+        if not flow:
+            return TrainerSampling(steps, scale, None, "ddpm", "normal",
+                                   unmatched=(_UNET_SCHEDULE.format("DDPM"),))
+        if family == "flux-schnell":
+            return TrainerSampling(min(steps, 4), 1.0, None, "euler", "simple")
+        if family == "flux-dev":
+            return TrainerSampling(steps, 1.0, scale, "euler", "simple")
+        return TrainerSampling(steps, scale, None, "euler", "simple")
+    if spec.backend == "kohya":
+        if family == "flux-dev":
+            return TrainerSampling(steps, 1.0, 3.5, "euler", "simple")
+        if family == "flux-schnell":
+            return TrainerSampling(min(steps, 4), 1.0, None, "euler", "simple")
+        if family == "chroma":
+            return TrainerSampling(steps, 4.0, None, "euler", "simple",
+                                   "low quality, blurry, deformed")
+        return TrainerSampling(steps, 7.0, None, "euler_ancestral", "normal",
+                               unmatched=(_UNET_SCHEDULE.format("Euler ancestral"),))
+    who = spec.backend or "this trainer"
+    return TrainerSampling(steps, unmatched=(
+        f"CFG, sampler and scheduler: {who}'s sampling settings are not known here, so the "
+        "Standard preset's are used",))

@@ -9,11 +9,14 @@ app's LoRA folder under ``compare/`` with a unique name
 (:func:`~...core.training.fill_cells.staged_lora_name`) — the folder every managed or linked
 ComfyUI lists, and Settings' ComfyUI models folder too — and the servers' lists are re-read.
 Then each missing cell is one ordinary generation job (``target="compare"``): the family's
-txt2img LoRA workflow, the cell's prompt and seed, the job's sample size and sampler steps,
-the step's LoRA at strength 1.0. The generation service routes it and pushes the LoRA to a
-remote server with our upload node exactly as for Generate. The picture is written where the
-grid reads it (``samples/step<N:06d>_<column>.png``, with the generation's PNG metadata) and
-its ``sample`` event appended to ``compare_events.jsonl`` as soon as it is there, so a
+txt2img LoRA workflow, the cell's prompt (``[trigger]`` replaced by the trigger word, as the
+trainers do) and seed, the job's sample size, and the steps, CFG/guidance, sampler and
+scheduler the job's trainer samples with
+(:func:`~...core.training.fill_cells.trainer_sampling`; the Standard preset's where they are
+unknown), the step's LoRA at strength 1.0. The generation service routes it and pushes the LoRA
+to a remote server with our upload node exactly as for Generate. The picture is written where
+the grid reads it (``samples/step<N:06d>_<column>.png``, with the generation's PNG metadata)
+and its ``sample`` event appended to ``compare_events.jsonl`` as soon as it is there, so a
 cancel keeps every finished picture. One job at a time, in row order.
 
 Signals (of :class:`ComfyCheckpointFill`, as the trainer's ``SampleRender``):
@@ -33,10 +36,11 @@ from loguru import logger
 from PySide6.QtCore import QObject, Signal
 
 from ...core.comfy.jobs import GenerationRequest, LoraChoice
+from ...core.dataset.captions import sample_prompt
 from ...core.fsutil import link_or_copy
 from ...core.training.checkpoint_grid import COMPARE_EVENTS, CheckpointGrid
 from ...core.training.fill_cells import (FillCell, compare_lines, missing_cells,
-                                         staged_lora_name)
+                                         staged_lora_name, trainer_sampling)
 from ...core.training.spec import TrainingJob
 from ..tasks import TaskOwner
 
@@ -56,6 +60,12 @@ class CheckpointFiller:
     def __init__(self, generation: Any) -> None:
         self.generation = generation
         self.runs: list[ComfyCheckpointFill] = []
+
+    @property
+    def servers_changed(self) -> Any:
+        """The generation service's ``servers_changed`` signal: a server came, went or
+        re-read its model lists, so :meth:`server_for` may answer differently."""
+        return self.generation.servers_changed
 
     def server_for(self, spec: TrainingJob) -> str | None:
         """The label of a ready server that lists the job's base model (None: none)."""
@@ -200,13 +210,15 @@ class ComfyCheckpointFill(QObject):
 
     async def _one(self, cell: FillCell, model: str, lora: Path) -> tuple[bool, str]:
         spec = self.spec
+        sampling = trainer_sampling(spec)
         request = GenerationRequest(
-            prompt=cell.prompt, family=spec.family, model=model, tier="Standard",
-            seed=cell.seed, batch=1,
+            prompt=sample_prompt(cell.prompt, spec.trigger_word), negative=sampling.negative,
+            family=spec.family, model=model, tier="Standard", seed=cell.seed, batch=1,
             lora=LoraChoice(int(spec.character_id), str(lora), 1.0, spec.trigger_word),
             target="compare", character_id=spec.character_id, width=int(spec.resolution),
-            height=int(spec.resolution), steps=int(spec.sample_steps),
-            output_path=str(cell.path))
+            height=int(spec.resolution), steps=sampling.steps, cfg=sampling.cfg,
+            guidance=sampling.guidance, sampler=sampling.sampler,
+            scheduler=sampling.scheduler, output_path=str(cell.path))
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
             self._current = self.generation.submit(request)

@@ -181,6 +181,16 @@ class JobRunner:
                 if not 1 <= int(req.steps) <= 200:
                     raise ValueError(f"The sampler steps must be 1 to 200, not {req.steps}.")
                 tier = {**tier, "steps": int(req.steps)}
+            if req.cfg is not None:
+                if not 0.0 <= float(req.cfg) <= 100.0:
+                    raise ValueError(f"The CFG scale must be 0 to 100, not {req.cfg}.")
+                tier = {**tier, "cfg": float(req.cfg)}
+            if req.guidance is not None:
+                tier = {**tier, "guidance": float(req.guidance)}
+            if req.sampler:
+                tier = {**tier, "sampler": req.sampler}
+            if req.scheduler:
+                tier = {**tier, "scheduler": req.scheduler}
         except ValueError as exc:
             raise JobFailed(str(exc)) from None
         if req.target == "compare" and (not req.output_path or int(req.batch) != 1):

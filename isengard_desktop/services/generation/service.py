@@ -599,6 +599,31 @@ class GenerationService(QObject):
         return [self.submit(stage_request(item, after, upscale=upscale and after == "final"))
                 for item in kept]
 
+    def delete_funnel(self, funnel_id: str) -> int:
+        """"Delete this exploration": its jobs still running are cancelled, its pictures go
+        to the OS trash and their rows are removed, exactly as the gallery's Delete (one trash
+        thread; a picture that cannot be moved keeps its row and is named in ``failed``); the
+        rows of its pictures discarded earlier (files already in the trash) go too. Pictures
+        kept into a dataset (status "kept", no longer in memory) are left as they are.
+        Returns how many pictures go to the trash."""
+        if not funnel_id or self._closed:
+            return 0
+        for job_id, job in list(self._jobs.items()):
+            if job.request.funnel_id == funnel_id:
+                self.cancel(job_id)
+        gone = [i.id for i in self.funnel_items(funnel_id)]
+        logger.info("delete exploration {}: {} pictures", funnel_id, len(gone))
+        self.delete(gone)
+        outputs = self.paths.outputs
+
+        def op(conn: sqlite3.Connection) -> WriteResult[list[int]]:
+            ids = GenerationsRepository(conn, outputs).delete_discarded(funnel_id)
+            return WriteResult(ids, ChangeSet(generations=True))
+
+        self.library.database.write(
+            op, None, lambda exc: self.failed.emit(f"Could not record the change: {exc}"))
+        return len(gone)
+
     def more_like_this(self, item_id: int, denoise: float = MORE_LIKE_DENOISE,
                        count: int = MORE_LIKE_COUNT, in_funnel: bool = True) -> str:
         """Image to image from a picture at a low denoise with nearby seeds; the children

@@ -31,7 +31,7 @@ from loguru import logger
 from ...core import logging as applog
 from ...core.fsutil import link_or_copy
 from ...core.paths import AppPaths
-from ...core.dataset.captions import with_trigger
+from ...core.dataset.captions import sample_prompt
 from ...core.training.checkpoint_grid import COMPARE_EVENTS, CheckpointGrid, build_grid
 from ...core.training.job_files import publish_lora, read_events, write_debug_bundle
 from ...core.training.protocol import DoneEvent, Event
@@ -153,7 +153,7 @@ class JobOutputs:
             return
         path, extra = record.paths.events, record.paths.root / COMPARE_EVENTS
         trigger = record.spec.trigger_word
-        prompts = [with_trigger(p, trigger) for p in record.spec.sample_prompts if p.strip()]
+        prompts = [sample_prompt(p, trigger) for p in record.spec.sample_prompts if p.strip()]
         run_in_executor(self._reader,
                         lambda: build_grid(read_events(path) + read_events(extra),
                                            prompts=prompts),

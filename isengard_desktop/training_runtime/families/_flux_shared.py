@@ -220,10 +220,10 @@ class FlowFamilyBase(Family):
 
     def _sample_prompts(self) -> list[str]:
         """The sample prompts as the loop uses them (trigger word ensured) + negatives."""
-        from ..data import ensure_trigger
+        from ...core.dataset.captions import sample_prompt
 
         trigger = self.job.trigger_word
-        return [ensure_trigger(p, trigger) for p in self.job.sample_prompts if p.strip()] \
+        return [sample_prompt(p, trigger) for p in self.job.sample_prompts if p.strip()] \
             + self._negative_prompts()
 
     def _negative_prompts(self) -> list[str]:

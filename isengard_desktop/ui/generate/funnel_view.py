@@ -14,6 +14,7 @@ Signals:
     next_requested(str funnel_id, str stage): make the next stage from the kept pictures.
     stage_requested(str funnel_id, str stage): show another stage (re-open it).
     funnel_requested(str funnel_id): show another exploration (the picker).
+    delete_requested(str funnel_id): "Delete this exploration…" (the owner confirms).
     more_like_requested(int id, float denoise, int count): "More like this" on a picture.
     current_changed(int): the current picture changed (its lineage is wanted).
     back_requested(): back to the gallery.
@@ -111,6 +112,7 @@ class FunnelViewWidget(QFrame):
     next_requested = Signal(str, str)
     stage_requested = Signal(str, str)
     funnel_requested = Signal(str)
+    delete_requested = Signal(str)
     more_like_requested = Signal(int, float, int)
     current_changed = Signal(int)
     back_requested = Signal()
@@ -135,6 +137,13 @@ class FunnelViewWidget(QFrame):
         self.funnel_combo.setToolTip("Your explorations, newest first: pick one to re-open it.")
         self.stage_group = QButtonGroup(self)
         self.stage_buttons: dict[str, QPushButton] = {}
+        self.delete_button = QPushButton("Delete this exploration…")
+        self.delete_button.setObjectName("FunnelDeleteButton")
+        self.delete_button.setToolTip("Move every picture of this exploration (all stages) to "
+                                      "the trash and forget it. Pictures you kept into a "
+                                      "dataset stay. You are asked first.")
+        self.delete_button.clicked.connect(
+            lambda: self.delete_requested.emit(self.funnel_id) if self.funnel_id else None)
         self.back_button = QPushButton("Back to the gallery")
         self.back_button.setToolTip("Leave Explore. The explorations stay; re-open them here "
                                     "later (Generate → Explore, or the picker).")
@@ -151,6 +160,7 @@ class FunnelViewWidget(QFrame):
             self.stage_group.addButton(button)
             self.stage_buttons[stage] = button
             head.addWidget(button)
+        head.addWidget(self.delete_button)
         head.addWidget(self.back_button)
 
         self._grid = QGridLayout()

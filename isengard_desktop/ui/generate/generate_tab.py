@@ -45,6 +45,7 @@ from ...services.database import ChangeSet
 from ...services.library import LibraryService
 from ...services.prompt_refine import PromptRefineService
 from ...services.thumbnails import ThumbnailService
+from ..dialogs.confirm import confirm
 from ..widgets.gallery import GalleryWidget, thumb_key
 from ..widgets.notice_banner import NoticeBannerWidget
 from ..widgets.samples_strip import load_scaled
@@ -220,6 +221,7 @@ class GenerateTab(QWidget):
                                                lambda: self._service.item(
                                                    self.funnel.current_id or -1)))
         self.funnel.back_requested.connect(self.leave_explore)
+        self.funnel.delete_requested.connect(self.delete_funnel)
         self.gallery.delete_requested.connect(self.delete)
         self.form.input_image.changed.connect(self._show_input_thumb)
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
@@ -585,6 +587,26 @@ class GenerateTab(QWidget):
         if self.lower_stack.currentWidget() is not self.funnel:
             self.lower_stack.setCurrentWidget(self.funnel)
             self.funnel.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def delete_funnel(self, funnel_id: str) -> None:
+        """"Delete this exploration…": asked first; its pictures go to the trash (those kept
+        into a dataset stay), then the next exploration is shown, or the gallery."""
+        count = len(self._service.funnel_items(funnel_id))
+        pictures = f"{count} picture{'s' if count != 1 else ''}"
+        text = (f"Move the {pictures} of this exploration (every stage) to the trash and "
+                "forget it?\n\nYou can restore the files from the trash. Pictures you kept "
+                "into a dataset stay as they are.")
+        if not confirm(self, "Delete this exploration", text):
+            return
+        deleted = self._service.delete_funnel(funnel_id)
+        self.message_posted.emit(f"Moving the {deleted} picture{'s' if deleted != 1 else ''} "
+                                 "of the exploration to the trash.")
+        others = [f for f, _first in self._service.funnels() if f != funnel_id]
+        self.funnel.funnel_id = ""
+        if others:
+            self.show_funnel(others[0])
+        else:
+            self.leave_explore()
 
     def leave_explore(self) -> None:
         self.lower_stack.setCurrentIndex(1 if self.staging_character_id is not None else 0)

@@ -90,10 +90,9 @@ class CheckpointCompareDialog(QDialog):
         self.status.setWordWrap(True)
         # how "Make the missing pictures" renders (ComfyUI on which server, the trainer's
         # sampler) or why nothing can; then how the last run ended
-        self.route_label = QLabel(fill_route or can_fill)
+        self.route_label = QLabel()
         self.route_label.setProperty("subtle", True)
         self.route_label.setWordWrap(True)
-        self.route_label.setVisible(bool(fill_route or can_fill))
         self.table = QTableWidget()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
@@ -114,13 +113,7 @@ class CheckpointCompareDialog(QDialog):
         self.ab_button.setToolTip("Select two rows: their pictures of one prompt over each "
                                   "other, with a slider to move the split.")
         self.fill_button = QPushButton("Make the missing pictures")
-        self.fill_button.setToolTip(
-            can_fill or "Render the sample prompts (same seeds) for the saved steps that have "
-                        "no picture, with the trainer's own sampler.")
-        if fill_route and not can_fill:
-            self.fill_button.setToolTip(f"Render the sample prompts (same seeds) for the saved "
-                                        f"steps that have no picture. {fill_route}")
-        self._can_fill = not can_fill
+        self._can_fill = False
         self.fill_button.setEnabled(False)
         self.fill_button.clicked.connect(lambda: self.fill_requested.emit(self.grid.gaps))
         self.stop_fill_button = QPushButton("Stop making pictures")
@@ -170,7 +163,26 @@ class CheckpointCompareDialog(QDialog):
         self.splitter.setChildrenCollapsible(False)
         layout.addWidget(self.splitter, 1)
         layout.addWidget(buttons)
+        self.set_route(can_fill, fill_route)
         self._update_buttons()
+
+    def set_route(self, can_fill: str, fill_route: str) -> None:
+        """How "Make the missing pictures" renders now: ``fill_route`` (e.g. ComfyUI on which
+        server, with which sampling settings), or ``can_fill``: why nothing can."""
+        self.route_label.setText(fill_route or can_fill)
+        self.route_label.setVisible(bool(fill_route or can_fill))
+        if can_fill:
+            self.fill_button.setToolTip(can_fill)
+        elif fill_route:
+            self.fill_button.setToolTip(f"Render the sample prompts (same seeds) for the saved "
+                                        f"steps that have no picture. {fill_route}")
+        else:
+            self.fill_button.setToolTip("Render the sample prompts (same seeds) for the saved "
+                                        "steps that have no picture, with the trainer's own "
+                                        "sampler.")
+        self._can_fill = not can_fill
+        if not self.stop_fill_button.isVisibleTo(self):       # not while a run is going
+            self.fill_button.setEnabled(self._can_fill and bool(self.grid.gaps))
 
     # -- content ---------------------------------------------------------------------------
     def set_grid(self, grid: CheckpointGrid) -> None:

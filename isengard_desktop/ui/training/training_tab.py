@@ -32,7 +32,7 @@ from ...core.models import FAMILY_LABELS, ModelInfo
 from ...core.naming import folder_slug
 from ...core.runtime.python import PythonSource, TrainerPython
 from ...core.selftest_report import GpuStatus
-from ...core.training.fill_cells import COMFY, fill_route
+from ...core.training.fill_cells import COMFY, FillRoute, fill_route, trainer_sampling
 from ...core.training.presets import CPU_HINT, format_clock
 from ...core.training.profile_store import ProfileScan, ProfileStore
 from ...core.training.profiles import KNOWN_BACKENDS, Profile
@@ -424,17 +424,47 @@ class TrainingTab(QWidget):
         scorer = None
         if self.identity_scorer is not None and record.character_id is not None:
             scorer = self.identity_scorer(record.character_id)
-        # ComfyUI when a ready server has the base model, else the built-in trainer's sampler
+        # ComfyUI when a ready server has the base model, else the built-in trainer's sampler;
+        # chosen again when the servers change while no run is going
         filler = self.checkpoint_filler
-        server = filler.server_for(record.spec) if filler is not None else None
-        route = fill_route(server, record.spec.base_model, record.backend == "builtin")
+
+        def choose() -> FillRoute:
+            server = filler.server_for(record.spec) if filler is not None else None
+            return fill_route(server, record.spec.base_model, record.backend == "builtin")
+
+        def texts(route: FillRoute) -> tuple[str, str]:
+            """(can_fill, fill_route) of the dialog for ``route``."""
+            if not route.can_fill:
+                return route.text, ""
+            if route.kind == COMFY:
+                return "", f"{route.text} {trainer_sampling(record.spec).describe()}"
+            return "", route.text
+
+        state: dict[str, Any] = {"route": choose(), "run": None}
         dialog = CheckpointCompareDialog(record.character_name, record.total_steps,
-                                         scorer=scorer,
-                                         can_fill="" if route.can_fill else route.text,
-                                         fill_route=route.text if route.can_fill else "",
-                                         parent=self)
+                                         scorer=scorer, parent=self)
+        dialog.set_route(*texts(state["route"]))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.compare_dialog = dialog
+
+        def reroute(*_args: Any) -> None:
+            if not alive(dialog) or state["run"] is not None:
+                return
+            route = choose()
+            if route != state["route"]:
+                state["route"] = route
+                dialog.set_route(*texts(route))
+
+        if filler is not None:
+            filler.servers_changed.connect(reroute)
+
+            def unwatch(*_args: Any) -> None:
+                try:
+                    filler.servers_changed.disconnect(reroute)
+                except (RuntimeError, TypeError):   # already gone (app quitting)
+                    pass
+
+            dialog.finished.connect(unwatch)
 
         def use(step: int) -> None:
             row = dialog.grid.row(step)
@@ -455,24 +485,27 @@ class TrainingTab(QWidget):
 
         def fill(steps: list[int]) -> None:
             run: Any
-            if route.kind == COMFY and filler is not None:
+            if state["route"].kind == COMFY and filler is not None:
                 run = filler.fill(Path(record.job_dir), record.spec, dialog.grid)
             else:
                 run = self._training.render_samples(job_id, steps)
             if run is None:
                 return
+            state["run"] = run
             dialog.set_filling(0, run.total)
             run.progressed.connect(lambda done, total: dialog.set_filling(done, total)
                                    if alive(dialog) else None)
             cancel = dialog.fill_cancel_requested.connect(run.cancel)
 
             def ended(ok: bool, message: str) -> None:
+                state["run"] = None
                 if not ok:
                     self.message_posted.emit(message)
                 if alive(dialog):
                     dialog.fill_cancel_requested.disconnect(cancel)
                     dialog.set_fill_ended("" if ok else message)
                     self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
+                    reroute()          # the servers may have changed during the run
 
             run.finished.connect(ended)
             run.start()
