@@ -457,7 +457,10 @@ class DatasetTab(QWidget):
             self.faces_progress.setVisible(True)
             self.faces_progress.setRange(0, 0)
             self.faces_progress.setFormat("Analysing faces…")
-            self._faces.run(records, int(self.face_family.currentData()))
+            crops = self._crops     # a stored crop is what the trainer sees: judged in it
+            rects = {r.id: rect for r in records
+                     if crops is not None and (rect := crops.rect(r.id)) is not None}
+            self._faces.run(records, int(self.face_family.currentData()), rects)
         self._checks.run(records)
 
     def _cancel_checks(self) -> None:
