@@ -275,6 +275,7 @@ class FaceAnalysisService(QObject):
         if self._task is not None:          # superseded: its progress display lets go
             self._task.end(FaceChecksOutcome(AnalysisResult(cancelled=True), FaceReport(()),
                                              0))
+            self._task.deleteLater()
         crops = crops or {}
         images = [FaceCheckImage(r.id, r.filename, r.character_id, r.sha256, crops.get(r.id))
                   for r in records]
