@@ -96,6 +96,8 @@ class FaceChecksOutcome:
         analysis = self.analysis
         if analysis.problem:
             return analysis.problem
+        if analysis.cancelled and not self.checked:
+            return "Face checks restarted: the newer run replaces this one."
         found = len(self.report.findings)
         return (("Face checks cancelled: " if analysis.cancelled else "Face checks done: ")
                 + f"{found} finding{'s' if found != 1 else ''} on {self.checked} photo"
@@ -274,7 +276,7 @@ class FaceAnalysisService(QObject):
         self.cancel()
         if self._task is not None:          # superseded: its progress display lets go
             self._task.end(FaceChecksOutcome(AnalysisResult(cancelled=True), FaceReport(()),
-                                             0))
+                                             0))     # checked 0: "restarted"
             self._task.deleteLater()
         crops = crops or {}
         images = [FaceCheckImage(r.id, r.filename, r.character_id, r.sha256, crops.get(r.id))

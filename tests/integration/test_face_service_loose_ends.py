@@ -71,6 +71,7 @@ def test_a_superseded_run_s_task_ends_cancelled_and_the_new_one_reports(
     second = service.run(records, 1024)
     assert started == [first, second] and first.label == "Analysing faces"
     assert len(ended_first) == 1 and ended_first[0].analysis.cancelled
+    assert ended_first[0].summary().startswith("Face checks restarted")
     with qtbot.waitSignal(second.finished, timeout=120_000) as blocker:
         pass
     outcome = blocker.args[0]
