@@ -278,8 +278,13 @@ def _connect_signals(ctx: AppContext) -> None:
         ctx.captioning.failed.connect(window.show_error)
     dataset.message_posted.connect(window.show_message)
     if ctx.faces is not None:   # the face checks' dataset scores, also on each character's page
-        ctx.faces.finished.connect(
+        faces = ctx.faces
+        faces.finished.connect(
             lambda outcome: characters.set_dataset_scores(outcome.report.datasets))
+        faces.run_started.connect(window.progress.track)   # in the status bar, with Cancel
+        # once the library is ready: drop the cached faces of photos it no longer has
+        library.ready.connect(lambda: faces.prune_cache(
+            lambda: {r.sha256 for r in library.images()}))
     lazy_training: LazyTabWidget = ctx.tabs["Training"]  # type: ignore[assignment]
 
     resources = ctx.resources

@@ -9,16 +9,28 @@ Cancel ends the child's process tree; what it finished is in the cache for the n
 The findings are computed on the service's worker thread (pure maths, but the identity
 centre is quadratic in the number of photos).
 
+Each checks run is also a :class:`FaceChecksTask` (``run_started``) that the status bar's
+progress panel shows like an import, with Cancel. A photo's stored crop (``run(...,
+crops=...)``) is what the trainer sees, so the face's size and cut edges are judged in it.
+
+The cache keeps a record per photo content; :meth:`FaceAnalysisService.prune_cache` (once per
+app start, after the library is ready) removes those of photos no longer in the library, on
+the worker thread, never while an analysis child runs (one that starts meanwhile stops it;
+it goes on when the children have ended).
+
 Signals:
     progressed(Progress): at most ~10 a second; the last one always.
     finished(FaceChecksOutcome): a checks run ended (completed, cancelled or failed).
+    run_started(FaceChecksTask): a checks run began; connect it to a progress display.
+    cache_pruned(PruneResult): a cache prune ended (also when stopped by a new run).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +50,13 @@ from .ops import run_in_executor
 from .throttle import Throttler
 
 if TYPE_CHECKING:  # the judging pulls in numpy and the dataset checks: loaded on first use
-    from ..core.dataset.crops import FaceBox
+    from ..core.dataset.crops import CropRect, FaceBox
+    from ..core.faces.cache import PruneResult
     from ..core.faces.checks import FaceReport
     from ..core.identity import IdentityScore
 
 __all__ = ["ANALYSIS_MODULE", "AnalysisResult", "FaceAnalysisService", "FaceChecksOutcome",
-           "FaceRun"]
+           "FaceChecksTask", "FaceRun"]
 
 ANALYSIS_MODULE = "isengard_desktop.analysis_runtime"
 PROGRESS_LABEL = "Analysing faces"
@@ -77,6 +90,48 @@ class FaceChecksOutcome:
     analysis: AnalysisResult
     report: FaceReport
     checked: int
+
+    def summary(self) -> str:
+        """One line for the status bar (the progress panel asks for it)."""
+        analysis = self.analysis
+        if analysis.problem:
+            return analysis.problem
+        if analysis.cancelled and not self.checked:
+            return "Face checks restarted: the newer run replaces this one."
+        found = len(self.report.findings)
+        return (("Face checks cancelled: " if analysis.cancelled else "Face checks done: ")
+                + f"{found} finding{'s' if found != 1 else ''} on {self.checked} photo"
+                f"{'s' if self.checked != 1 else ''} ({analysis.analysed} analysed, "
+                f"{analysis.cached} from the cache); see Dataset → Checks.")
+
+
+class FaceChecksTask(QObject):
+    """One checks run as a progress display sees it (``ProgressPanelWidget.track``).
+
+    Signals:
+        progressed(Progress): the service's (throttled to ~10 a second, the last one always).
+        finished(FaceChecksOutcome): emitted once (a run superseded by a newer one ends as
+            cancelled with no findings).
+    """
+
+    progressed = Signal(object)
+    finished = Signal(object)
+    label = PROGRESS_LABEL
+
+    def __init__(self, cancel: Callable[[], None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cancel = cancel
+        self.ended = False
+
+    def cancel(self) -> None:
+        """Stop this run's child (what it finished is kept in the cache)."""
+        if not self.ended:
+            self._cancel()
+
+    def end(self, outcome: FaceChecksOutcome) -> None:
+        if not self.ended:
+            self.ended = True
+            self.finished.emit(outcome)
 
 
 class FaceRun(QObject):
@@ -186,13 +241,23 @@ class FaceAnalysisService(QObject):
 
     progressed = Signal(object)
     finished = Signal(object)
+    run_started = Signal(object)
+    cache_pruned = Signal(object)
 
     def __init__(self, paths: AppPaths, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._paths = paths
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-checks")
         self._run: FaceRun | None = None
+        self._task: FaceChecksTask | None = None
         self._others: list[FaceRun] = []
+        # the cache prune's gate: children that may write records (changed under the lock)
+        self._cache_lock = threading.Lock()
+        self._live: set[FaceRun] = set()
+        self._closing = False
+        self._prune_keep: Callable[[], Iterable[str]] | None = None   # a prune is due
+        self._pruning = False
+        self._pruned = False
         self._throttle: Throttler[tuple[FaceRun, Progress]] = Throttler(
             lambda item: self._on_progress(*item), parent=self)
 
@@ -200,29 +265,43 @@ class FaceAnalysisService(QObject):
     def is_running(self) -> bool:
         return self._run is not None
 
-    def run(self, records: Sequence[ImageRecord], resolution: int) -> None:
+    def run(self, records: Sequence[ImageRecord], resolution: int,
+            crops: Mapping[int, CropRect] | None = None) -> FaceChecksTask:
         """Analyse ``records`` (cache first) and judge their faces for training at
-        ``resolution``; emits ``progressed`` and then ``finished`` (a run superseded by a
-        newer one emits nothing more)."""
+        ``resolution``, each in its crop where ``crops`` (by image id) has one; emits
+        ``run_started``, ``progressed`` and then ``finished`` (a run superseded by a newer
+        one emits nothing more; its task ends as cancelled)."""
         from ..core.faces.checks import FaceCheckImage, FaceReport, face_findings
 
         self.cancel()
-        images = [FaceCheckImage(r.id, r.filename, r.character_id, r.sha256) for r in records]
+        if self._task is not None:          # superseded: its progress display lets go
+            self._task.end(FaceChecksOutcome(AnalysisResult(cancelled=True), FaceReport(()),
+                                             0))     # checked 0: "restarted"
+            self._task.deleteLater()
+        crops = crops or {}
+        images = [FaceCheckImage(r.id, r.filename, r.character_id, r.sha256, crops.get(r.id))
+                  for r in records]
         run = self._run = FaceRun(self._paths, [(r.path, r.sha256) for r in records], self)
+        task = self._task = FaceChecksTask(run.cancel, self)
+
+        def end(outcome: FaceChecksOutcome) -> None:
+            self._run = None
+            self._task = None
+            self.finished.emit(outcome)
+            task.end(outcome)
+            task.deleteLater()
 
         def judged(outcome: FaceChecksOutcome) -> None:
             if self._run is run:
-                self._run = None
                 logger.info("face checks: {} finding(s), {} analysed, {} cached{}",
                             len(outcome.report.findings), outcome.analysis.analysed,
                             outcome.analysis.cached,
                             " (cancelled)" if outcome.analysis.cancelled else "")
-                self.finished.emit(outcome)
+                end(outcome)
 
         def failed(exc: BaseException) -> None:
             if self._run is run:
-                self._run = None
-                self.finished.emit(FaceChecksOutcome(
+                end(FaceChecksOutcome(
                     AnalysisResult(cancelled=True, problem=f"Face checks failed: {exc}"),
                     FaceReport(()), len(images)))
             sys.excepthook(type(exc), exc, exc.__traceback__)
@@ -241,9 +320,13 @@ class FaceAnalysisService(QObject):
 
         run.progressed.connect(lambda p: self._throttle.submit((run, p)))
         run.finished.connect(analysed)
+        self.run_started.emit(task)
         with applog.correlation():
-            logger.info("face checks on {} photo(s) at {} px", len(images), resolution)
-            run.start()
+            logger.info("face checks on {} photo(s) at {} px{}", len(images), resolution,
+                        f", {sum(i.crop is not None for i in images)} cropped"
+                        if crops else "")
+            self._launch(run)
+        return task
 
     def score_identity(self, dataset: Sequence[ImageRecord],
                        candidates: Sequence[tuple[Path, str]],
@@ -270,7 +353,7 @@ class FaceAnalysisService(QObject):
             done(identity_scores(ds, cands), result)
 
         run.finished.connect(finished)
-        run.start()
+        self._launch(run)
         return run
 
     def similarity_scorer(self, dataset: Sequence[ImageRecord]
@@ -333,6 +416,71 @@ class FaceAnalysisService(QObject):
     def _on_progress(self, run: FaceRun, progress: Progress) -> None:
         if self._run is run:
             self.progressed.emit(progress)
+            if self._task is not None:
+                self._task.progressed.emit(progress)
+
+    # -- the analysis children and the cache prune ----------------------------------------
+    def _launch(self, run: FaceRun) -> None:
+        """Start ``run``'s child, closing the prune's gate first (a prune going on stops
+        before its next removal) and opening it when the child has ended."""
+        with self._cache_lock:
+            self._live.add(run)
+
+        def ended(_result: AnalysisResult) -> None:
+            with self._cache_lock:
+                self._live.discard(run)
+            self._maybe_prune()
+
+        run.finished.connect(ended)
+        run.start()
+
+    def prune_cache(self, keep: Callable[[], Iterable[str]]) -> None:
+        """Remove the cached records of photos no longer in the library, once per app start:
+        ``keep`` (called on the main thread when the prune begins) gives the sha256 of every
+        photo the library has. Waits while an analysis child runs; emits ``cache_pruned``."""
+        if self._pruned or self._prune_keep is not None:
+            return
+        self._prune_keep = keep
+        self._maybe_prune()
+
+    def _maybe_prune(self) -> None:
+        keep_of = self._prune_keep
+        if keep_of is None or self._pruning or self._closing:
+            return
+        with self._cache_lock:
+            if self._live:
+                return                      # again when the last child ends
+        from ..core.faces.cache import prune_cache
+
+        keep = frozenset(keep_of())
+        self._pruning = True
+
+        def allowed() -> bool:              # asked under the lock
+            return not self._live and not self._closing
+
+        def work() -> PruneResult:
+            return prune_cache(self._paths.cache, keep, self._cache_lock, allowed)
+
+        def done(result: PruneResult) -> None:
+            self._pruning = False
+            if not result.stopped:
+                self._prune_keep = None
+                self._pruned = True
+            logger.info("face cache pruned: {} record(s) of photos no longer in the library "
+                        "removed, {} bytes freed, {} kept{}", result.removed,
+                        result.freed_bytes, result.kept,
+                        " (stopped: an analysis started; it goes on after)"
+                        if result.stopped else "")
+            self.cache_pruned.emit(result)
+            if result.stopped:
+                self._maybe_prune()
+
+        def failed(exc: BaseException) -> None:
+            self._pruning = False
+            self._prune_keep = None
+            logger.warning("face cache prune failed: {!r}", exc)
+
+        run_in_executor(self._pool, work, done, failed)
 
     def cancel(self) -> None:
         """Stop the running checks run (no-op when idle); it ends with what it has."""
@@ -341,6 +489,8 @@ class FaceAnalysisService(QObject):
 
     def shutdown(self) -> None:
         """App quit: stop every analysis child (blocking briefly); nothing is emitted after."""
+        with self._cache_lock:
+            self._closing = True             # a prune going on stops at its next file
         runs = [*([self._run] if self._run else []), *self._others]
         self._run = None                 # their ends are superseded: no findings, no signals
         self._others.clear()

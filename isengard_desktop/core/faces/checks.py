@@ -14,6 +14,11 @@ Each finding names one photo (``core/dataset/checks.py`` :class:`Finding`). Kind
   spans brows to chin, so this is a head about a fifth of the frame — a wide shot that
   teaches the outfit, not the face.
 * ``face_cut``: the subject's box touches the photo's edge or a landmark lies outside it.
+
+When a photo has a stored crop (:class:`FaceCheckImage` ``crop``, table ``image_crops``), the
+crop is the picture the trainer sees (it crops before bucketing): the face's size is then
+its box's short side over the crop's short side, and "cut" means cut by the crop's edge (a
+face the crop leaves out is cut too: the edge it lies beyond).
 * ``identity_outlier``: the subject's distance to the character's centre is at least dlib's
   same-person threshold 0.6 (similarity ≤ 0.4): "may be a different person", with the score
   and the set's range.
@@ -48,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..dataset.checks import Finding
+from ..dataset.crops import CropRect
 from ..identity import (SAME_PERSON_DISTANCE, IdentityCentre, IdentityScore, centre_of_photos,
                         score_faces)
 from .records import Face, PhotoFaces
@@ -72,12 +78,14 @@ CLOSE_UP, WIDE = 0.35, 0.15
 
 @dataclass(frozen=True)
 class FaceCheckImage:
-    """A photo to judge: its library id, file name, character and content hash."""
+    """A photo to judge: its library id, file name, character and content hash, and its
+    stored crop (None: the whole photo is trained)."""
 
     id: int
     name: str
     character_id: int
     sha256: str
+    crop: CropRect | None = None
 
 
 @dataclass(frozen=True)
@@ -126,20 +134,30 @@ def _where(face: Face, width: int) -> str:
         "in the middle"
 
 
-def _cut_edges(face: Face, width: int, height: int) -> list[str]:
+def _cut_edges(face: Face, frame: tuple[int, int, int, int]) -> list[str]:
+    """The edges of ``frame`` (left, top, right, bottom: the photo or its crop) that cut the
+    face's box, or "outside (landmarks)" when only a landmark lies outside it."""
+    x0, y0, x1, y1 = frame
     left, top, right, bottom = face.box
     edges = []
-    if left <= 0:
+    if left <= x0:
         edges.append("left")
-    if top <= 0:
+    if top <= y0:
         edges.append("top")
-    if right >= width - 1:
+    if right >= x1 - 1:
         edges.append("right")
-    if bottom >= height - 1:
+    if bottom >= y1 - 1:
         edges.append("bottom")
-    if not edges and any(not (0 <= x < width and 0 <= y < height) for x, y in face.landmarks):
+    if not edges and any(not (x0 <= x < x1 and y0 <= y < y1) for x, y in face.landmarks):
         edges.append("outside (landmarks)")
     return edges
+
+
+def _as_trained(face: Face, crop: CropRect | None) -> Face:
+    """``face`` with its size relative to the crop the trainer sees (as it is without one)."""
+    if crop is None:
+        return face
+    return replace(face, rel_size=face.short_side / max(1, min(crop.width, crop.height)))
 
 
 def _bucket_pose(face: Face) -> str:
@@ -228,9 +246,10 @@ def face_findings(images: Sequence[FaceCheckImage], results: Mapping[str, PhotoF
                                         centre, resolution, min_px, valid)
                 sub = score_of.get(img.id)
                 if sub is not None and sub.face_index is not None:
-                    chosen.append(results[img.sha256].faces[sub.face_index])
+                    chosen.append(_as_trained(results[img.sha256].faces[sub.face_index],
+                                              img.crop))
                 elif centre is None and results[img.sha256].faces:
-                    chosen.append(results[img.sha256].faces[0])
+                    chosen.append(_as_trained(results[img.sha256].faces[0], img.crop))
                 if not found or all(f.kind == "several_faces" for f in found):
                     usable += 1
             per_image[img.id] = found
@@ -264,16 +283,24 @@ def _photo_findings(img: FaceCheckImage, photo: PhotoFaces, score: IdentityScore
                            f"this character's photos score {statistics.median(sims):.2f} on "
                            f"median; the same person scores over "
                            f"{1 - SAME_PERSON_DISTANCE:.1f})"))
-    px = face.rel_size * resolution
+    crop = img.crop
+    # the trained picture (the crop, if any) is scaled so its short side is the side
+    px = _as_trained(face, crop).rel_size * resolution
+    frame = (0, 0, photo.width, photo.height) if crop is None else crop.box()
     if px < min_px:
+        fix = "crop closer" if crop is not None else "use a closer photo or crop"
         out.append(Finding(img.id, "face_too_small",
-                           f"face is {px:.0f} px at the training resolution ({resolution} px); "
-                           f"{min_px} px or more teaches the face — use a closer photo or crop"))
-    edges = _cut_edges(face, photo.width, photo.height)
+                           f"face is {px:.0f} px at the training resolution ({resolution} px"
+                           f"{', in its crop' if crop is not None else ''}); "
+                           f"{min_px} px or more teaches the face — {fix}"))
+    edges = _cut_edges(face, frame)
     if edges:
+        plural = "s" if len(edges) > 1 else ""
         out.append(Finding(img.id, "face_cut",
-                           f"face cut by the frame ({', '.join(edges)} edge"
-                           f"{'s' if len(edges) > 1 else ''}) — use an uncropped photo"))
+                           f"face cut by the crop ({', '.join(edges)} edge{plural}) — move or "
+                           f"widen the crop" if crop is not None else
+                           f"face cut by the frame ({', '.join(edges)} edge{plural}) — use an "
+                           f"uncropped photo"))
     return out
 
 

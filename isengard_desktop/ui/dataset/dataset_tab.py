@@ -49,7 +49,7 @@ CHECK_TITLES = {
     "several_faces": "Several faces",
     "identity_outlier": "May be a different person",
     "face_too_small": "Face too small for the training resolution",
-    "face_cut": "Face cut by the frame",
+    "face_cut": "Face cut by the frame or crop",
 }
 # (label, training short side) for the face-size rule
 FACE_FAMILIES = (("SDXL / Flux / Chroma (1024 px)", LARGE_MODEL_SHORT_SIDE),
@@ -164,7 +164,8 @@ class DatasetTab(QWidget):
         self.faces_box.setToolTip(
             "Also analyse the faces (in the trainer runtime, cached per photo): no face, "
             "several faces, a face too small for the training resolution or cut by the frame, "
-            "and photos that may show a different person.")
+            "and photos that may show a different person. A photo with a face crop is judged "
+            "in its crop: that is the picture the trainer sees.")
         self.faces_box.setChecked(faces is not None)
         self.faces_box.setEnabled(faces is not None)
         self.face_family = QComboBox()
@@ -173,7 +174,8 @@ class DatasetTab(QWidget):
         self.face_family.setToolTip(
             "The model family's training resolution, for the face-size rule: a face box "
             f"shorter than 1/{round(1 / MIN_FACE_FRACTION)} of it (64 px at 512, 128 px at "
-            "1024) once the photo is scaled to it is too small to teach the face.")
+            "1024) once the photo (or its face crop) is scaled to it is too small to teach the "
+            "face.")
         faces_row = QHBoxLayout()
         faces_row.addWidget(self.faces_box)
         faces_row.addWidget(self.face_family, 1)
@@ -457,7 +459,10 @@ class DatasetTab(QWidget):
             self.faces_progress.setVisible(True)
             self.faces_progress.setRange(0, 0)
             self.faces_progress.setFormat("Analysing faces…")
-            self._faces.run(records, int(self.face_family.currentData()))
+            crops = self._crops     # a stored crop is what the trainer sees: judged in it
+            rects = {r.id: rect for r in records
+                     if crops is not None and (rect := crops.rect(r.id)) is not None}
+            self._faces.run(records, int(self.face_family.currentData()), rects)
         self._checks.run(records)
 
     def _cancel_checks(self) -> None:

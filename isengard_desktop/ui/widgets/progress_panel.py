@@ -1,7 +1,8 @@
 """Status-bar panel showing the running background operation, with Cancel.
 
 It tracks import tasks (anything with ``progressed(Progress)``, ``finished(outcome)`` and
-``cancel()``); when one ends it shows the outcome's summary.
+``cancel()``: imports, captioning, face checks); when one ends it shows the outcome's
+summary (``outcome.summary()``, else ``outcome.report.summary()``).
 
 Signals:
     summary_ready(str): the human summary of an operation that just ended.
@@ -70,8 +71,10 @@ class ProgressPanelWidget(QWidget):
     def _on_finished(self, task, outcome) -> None:  # noqa: ANN001
         if task in self._tasks:
             self._tasks.remove(task)
+        own = getattr(outcome, "summary", None)       # e.g. the face checks' outcome
         report = getattr(outcome, "report", None)
-        summary = report.summary() if report is not None else "Done."
+        summary = own() if callable(own) else \
+            report.summary() if report is not None else "Done."
         self.last_summary = summary
         self.label.setText("")  # the window shows the summary; Details holds the rest
         self.cancel_button.setEnabled(True)
