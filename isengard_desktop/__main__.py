@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         return 2
     args = _parse(argv)
+    # before any child starts: CUDA numbers the GPUs as our list (NVML) does
+    from .core.hardware.gpu import use_pci_bus_order
+
+    use_pci_bus_order(os.environ)
     if args.command == "selftest":
         return _selftest(args)
     if args.command == "runtime":

@@ -299,3 +299,31 @@ def test_detection_and_the_page_load_no_ml_library(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=Path(__file__).resolve().parents[2], check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_cuda_numbers_the_gpus_as_our_list_does_for_every_child(monkeypatch):
+    """NVML (our GPU list) numbers cards by PCI bus, CUDA fastest first: without
+    CUDA_DEVICE_ORDER=PCI_BUS_ID a managed ComfyUI pinned with CUDA_VISIBLE_DEVICES=0, or a
+    trainer's gpu_ids, could land on another card than "GPU 0" of the list on a machine with
+    two different cards. The app's entry sets it before any child starts; a user's value
+    stays."""
+    import os
+
+    from isengard_desktop import __main__ as entry
+    from isengard_desktop.core.hardware.gpu import use_pci_bus_order
+
+    env: dict[str, str] = {}
+    assert use_pci_bus_order(env) and env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    mine = {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}
+    assert not use_pci_bus_order(mine) and mine["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
+
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    seen: list[str | None] = []
+
+    def runtime_command(args) -> int:  # noqa: ANN001 - the CLI's Namespace
+        seen.append(os.environ.get("CUDA_DEVICE_ORDER"))
+        return 0
+
+    monkeypatch.setattr("isengard_desktop.cli.runtime_commands.runtime_command", runtime_command)
+    assert entry.main(["runtime", "status"]) == 0
+    assert seen == ["PCI_BUS_ID"]

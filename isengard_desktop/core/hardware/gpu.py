@@ -21,7 +21,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from loguru import logger
 from .machine import GpuInfo, GpuVendor, MachineInfo
 
 __all__ = ["NvmlApi", "PynvmlApi", "RunCommand", "detect_machine", "free_disk_mb", "gfx_name",
-           "ram_mb"]
+           "ram_mb", "use_pci_bus_order"]
 
 MIB = 1024 * 1024
 PCI_VENDORS = {"0x10de": GpuVendor.NVIDIA, "0x1002": GpuVendor.AMD, "0x8086": GpuVendor.INTEL}
@@ -426,3 +426,14 @@ def detect_machine(data_dir: Path, *, nvml: NvmlApi | None = None,
                 ", ".join(f"{g.name} ({g.vram_mb} MiB)" for g in gpus) or "none",
                 f"; notes: {' '.join(notes)}" if notes else "")
     return info
+
+
+def use_pci_bus_order(environ: MutableMapping[str, str]) -> bool:
+    """Make CUDA number the GPUs as NVML (and so this app's GPU list) does, for every child
+    that inherits ``environ``: ``CUDA_DEVICE_ORDER=PCI_BUS_ID``. Without it CUDA numbers cards
+    fastest first (CUDA Programming Guide, "CUDA Environment Variables"), so on a machine with
+    two different cards "GPU 0" in our list and ``CUDA_VISIBLE_DEVICES=0`` (a managed ComfyUI
+    pinned to a card, a trainer's ``gpu_ids``) could be different cards. A value the user set
+    is kept. Returns whether the order is now the PCI bus order."""
+    environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    return environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

@@ -198,7 +198,8 @@ def cuda_numbers_are_nvml(names: Sequence[str], env: Mapping[str, str]) -> bool:
     cards as NVML's indices. NVML numbers cards by PCI bus; CUDA numbers them fastest first
     unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set (CUDA Programming Guide, "CUDA Environment
     Variables"). They agree when that variable is set in ``env`` (the trainer inherits the
-    app's environment), and in practice when every card is the same model, so that none is
+    app's environment, where the app's entry sets it unless the user chose another order:
+    ``core/hardware/gpu.py`` ``use_pci_bus_order``), and in practice when every card is the same model, so that none is
     faster (the usual multi-GPU machine; not checked on hardware here — matching CUDA and
     NVML UUIDs would be exact, but needs the trainer to report them). With mixed cards and no
     variable they may not: the monitor then treats the job's GPUs as unknown (charts and

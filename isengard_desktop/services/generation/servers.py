@@ -3,7 +3,9 @@
 On a machine with one GPU (or none) there is one managed ComfyUI (key ``local``). With two or
 more GPUs (:meth:`ServerPool.set_gpus`) there is one managed ComfyUI per GPU (keys
 ``gpu<index>``), each pinned to its card through the environment — ``CUDA_VISIBLE_DEVICES``
-(NVIDIA) or ``HIP_VISIBLE_DEVICES`` (AMD) — with its own port, log
+(NVIDIA) or ``HIP_VISIBLE_DEVICES`` (AMD), numbered as our GPU list numbers them because the
+app's entry sets ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (``core/hardware/gpu.py``
+``use_pci_bus_order``) — with its own port, log
 (``logs/comfyui/gpu<index>.log``) and restart policy, all reading the same models folders
 (each writes the same extra-model-paths YAML). The variables are set rather than passing
 ComfyUI's ``--cuda-device``: that flag only sets the same variables before torch loads
