@@ -159,3 +159,26 @@ def test_a_dialog_opened_again_follows_the_download_still_going(
     qtbot.waitUntil(lambda: again.model_combo.currentText() == "Florence-2 base (default)",
                     timeout=WAIT)
     assert model_ready(folder) and (folder / "model.safetensors").read_bytes() == WEIGHTS
+
+
+def test_a_file_paused_in_the_downloads_panel_is_said_paused_and_resume_finishes(
+        qt_asyncio_loop, host, qtbot, make_app, tmp_path):
+    hub = HubRepo(host, REPO, dict(FILES)).serve()
+    hub.hosted["model.safetensors"].piece_delay_s = 1.0
+    ctx = make_app()
+    dialog, folder = _dialog(qtbot, ctx, tmp_path, host)
+    qtbot.mouseClick(dialog.download.button, Qt.MouseButton.LeftButton)
+    def weights_row():
+        return [v for v in ctx.downloads.views() if v.dest.endswith("model.safetensors")]
+
+    qtbot.waitUntil(lambda: [v.state for v in weights_row()] == ["running"], timeout=WAIT)
+    [weights] = weights_row()
+    ctx.downloads.pause(weights.id)                     # what the panel's Pause does
+    qtbot.waitUntil(lambda: dialog.download.status_text().startswith("Paused: 1 file"),
+                    timeout=WAIT)
+    assert "Downloads panel" in dialog.download.status_text()
+    hub.hosted["model.safetensors"].piece_delay_s = 0
+    ctx.downloads.resume(weights.id)
+    qtbot.waitUntil(lambda: dialog.model_combo.currentText() == "Florence-2 base (default)",
+                    timeout=WAIT)
+    assert model_ready(folder) and (folder / "model.safetensors").read_bytes() == WEIGHTS

@@ -35,6 +35,7 @@ class _Job:
     listing: str = ""
     done: bool = False
     failed: list[str] = field(default_factory=list)
+    paused: int = 0          # files paused in the Downloads panel
 
 
 class ModelDownloadWidget(QWidget):
@@ -120,6 +121,9 @@ class ModelDownloadWidget(QWidget):
             self.label.setText(" ".join(job.failed))
         elif not job.dests:
             self.label.setText(f"Listing the files of {job.model.repo}…")
+        elif not job.done and job.paused:
+            self.label.setText(f"Paused: {job.paused} file{'s' if job.paused > 1 else ''} of "
+                               f"{job.listing} (resume them in the Downloads panel).")
         elif not job.done:
             self.label.setText(f"Downloading {job.listing}…")
 
@@ -168,6 +172,7 @@ class ModelDownloadWidget(QWidget):
                        for v in latest.values())
             failed = [v.error or f"{v.name} was cancelled." for v in latest.values()
                       if v.state in ("failed", "cancelled")]
+            job.paused = sum(v.state == "paused" for v in latest.values())
             job.failed = failed[:1]                 # the first says why; the rest are counted
             if len(failed) > 1:
                 job.failed.append(f"({len(failed) - 1} more file"
