@@ -265,6 +265,8 @@ def test_checks_panel_names_problem_images(qtbot, make_app, tmp_path):
     qtbot.waitUntil(lambda: tab.grid.grid_model.rowCount() == 5)
     with qtbot.waitSignal(ctx.checks.finished, timeout=30_000):
         qtbot.mouseClick(tab.checks_button, Qt.MouseButton.LeftButton)
+    # the run ends when the face analysis has too (it redraws the findings list then)
+    qtbot.waitUntil(tab.checks_button.isEnabled, timeout=30_000)
     by_kind = {}
     for f in tab.findings():
         by_kind.setdefault(f.kind, set()).add(Path(ctx.library.image(f.image_id).source).name)

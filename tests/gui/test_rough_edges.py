@@ -92,6 +92,8 @@ def test_checks_panel_forgets_deleted_photos(qtbot, make_app, tmp_path, monkeypa
     qtbot.waitUntil(lambda: tab.grid.grid_model.rowCount() == 3)
     with qtbot.waitSignal(ctx.checks.finished, timeout=30_000):
         qtbot.mouseClick(tab.checks_button, Qt.MouseButton.LeftButton)
+    # the run ends when the face analysis has too (it redraws the findings list then)
+    qtbot.waitUntil(tab.checks_button.isEnabled, timeout=30_000)
     small = [i.id for i in ctx.library.images(ch.id) if Path(i.source).name.startswith("small")]
     assert {f.image_id for f in tab.findings()} >= set(small)
     tab.grid.select_ids(small)

@@ -56,3 +56,14 @@ def test_framing_variety_counts_the_face_in_its_crop():
     card = face_findings(images, results, {}, 512).datasets[3]
     # 100 px of an 800 px photo is a wide shot; of a 200 px crop a close-up
     assert card.framing == {"close-up": 3, "medium": 0, "wide": 3}
+
+
+def test_photos_without_any_face_get_their_finding_and_no_crash():
+    """A character none of whose analysed photos shows a face has no identity centre: each
+    photo is "no face", nothing is scored (the findings raised ValueError from a strict zip
+    of the photos with an empty score list)."""
+    images = [FaceCheckImage(i + 1, f"{i}.png", 5, f"{i + 1:064x}") for i in range(3)]
+    results = {img.sha256: _photo(img.sha256) for img in images}
+    report = face_findings(images, results, {}, 1024)
+    assert sorted(f.image_id for f in report.findings if f.kind == "no_face") == [1, 2, 3]
+    assert all(s.face_index is None for s in report.scores.values()) or not report.scores

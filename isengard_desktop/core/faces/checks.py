@@ -230,8 +230,11 @@ def face_findings(images: Sequence[FaceCheckImage], results: Mapping[str, PhotoF
         analysed = [img for img in members if img.sha256 in results]
         photos = [results[img.sha256] for img in analysed]
         centre = centre_of_photos(photos)
+        # no face in any analysed photo of the character: no centre, so nothing is scored
+        # (each photo still gets its "no face" finding below)
         member_scores = score_faces(photos, centre) if centre is not None else []
-        score_of = {img.id: s for img, s in zip(analysed, member_scores, strict=True)}
+        score_of = ({img.id: s for img, s in zip(analysed, member_scores, strict=True)}
+                    if centre is not None else {})
         scores.update(score_of)
         valid = [s.similarity for s in member_scores if s.face_index is not None]
         usable = 0
