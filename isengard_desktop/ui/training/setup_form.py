@@ -658,8 +658,8 @@ class SetupFormWidget(FormValuesMixin, QWidget):
             self.prompts_note.setText(why)
             return
         ch = self.selected_character()
-        trigger = ch.trigger_word if ch else "the trigger word"
-        self.prompts_note.setText(f"One per line. The trigger word ({trigger}) is inserted "
+        word = f"The trigger word ({ch.trigger_word})" if ch else "The character's trigger word"
+        self.prompts_note.setText(f"One per line. {word} is inserted "
                                   f"automatically: where you write {TRIGGER}, or at the start "
                                   "of a line that doesn't mention it.")
 
