@@ -34,18 +34,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ..core import logging as applog
 from ..core.db.records import ImageRecord
 from ..core.faces.records import PhotoFaces, RecordError
 from ..core.paths import AppPaths
-from ..core.runtime.python import trainer_python
 from ..core.types import Progress
-from .child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+from .runtime_child import ANALYSIS_MODULE, RuntimeChildRun
 from .ops import run_in_executor
 from .throttle import Throttler
 
@@ -58,7 +57,6 @@ if TYPE_CHECKING:  # the judging pulls in numpy and the dataset checks: loaded o
 __all__ = ["ANALYSIS_MODULE", "AnalysisResult", "FaceAnalysisService", "FaceChecksOutcome",
            "FaceChecksTask", "FaceRun"]
 
-ANALYSIS_MODULE = "isengard_desktop.analysis_runtime"
 PROGRESS_LABEL = "Analysing faces"
 KILL_GRACE_S = 3.0
 
@@ -134,7 +132,7 @@ class FaceChecksTask(QObject):
             self.finished.emit(outcome)
 
 
-class FaceRun(QObject):
+class FaceRun(RuntimeChildRun):
     """One analysis child over a list of photos (path, sha256).
 
     Signals:
@@ -143,11 +141,9 @@ class FaceRun(QObject):
     """
 
     progressed = Signal(object)
-    finished = Signal(object)
 
     def __init__(self, paths: AppPaths, photos: Sequence[tuple[Path, str]],
                  parent: QObject | None = None) -> None:
-        super().__init__(parent)
         unique: dict[str, Path] = {}
         for path, sha in photos:          # the same content twice is analysed once
             unique.setdefault(sha, path)
@@ -155,53 +151,18 @@ class FaceRun(QObject):
         self._results: dict[str, PhotoFaces] = {}
         self._errors: dict[str, str] = {}
         self._counts = {"analysed": 0, "cached": 0}
-        self._problem = ""
-        self._ended = False
-        self._cancelled = False
-        self.python = trainer_python(paths)
-        env = {**self.python.child_env(), "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        program = str(self.python.executable) if self.python.executable else sys.executable
-        self.proc = ChildProcess([program, "-m", ANALYSIS_MODULE, "faces",
-                                  "--cache", str(paths.cache)],
-                                 env=env, name="face analysis", parent=self)
+        super().__init__(paths, ["faces", "--cache", str(paths.cache)], name="face analysis",
+                         missing_text="Face analysis runs in the trainer runtime.",
+                         failed_text="Face analysis", kill_grace_s=KILL_GRACE_S, parent=parent)
         self.proc.started.connect(self._send_list)
-        self.proc.output_received.connect(self._on_output)
-        self.proc.finished.connect(self._on_finished)
-
-    def start(self) -> None:
-        if self.python.executable is None:
-            self._problem = f"Face analysis runs in the trainer runtime. {self.python.problem}"
-            QTimer.singleShot(0, self._end)
-            return
-        self.proc.start()
-
-    def cancel(self) -> None:
-        """End the child's process tree (no-op once it ended)."""
-        if not self._ended:
-            self._cancelled = True
-            self.proc.stop(StopIntent.CANCEL, kill_grace_s=KILL_GRACE_S)
-
-    def stop_and_wait(self) -> None:
-        """App quit only (blocks briefly)."""
-        if self.proc.is_running:
-            self._cancelled = True
-            self.proc.stop_and_wait(StopIntent.SHUTDOWN, kill_grace_s=KILL_GRACE_S)
 
     def _send_list(self, _pid: int) -> None:
         data = "".join(json.dumps({"path": str(p), "sha256": s}) + "\n" for p, s in self._photos)
         self.proc.write(data.encode("utf-8"))
         self.proc.proc.closeWriteChannel()
 
-    def _on_output(self, chunk: OutputChunk) -> None:
-        if chunk.stream != "stdout":
-            return
-        for line, _redraw in chunk.lines:
-            if line.startswith("{"):
-                self._on_event(line)
-
-    def _on_event(self, line: str) -> None:
+    def on_event(self, event: dict[str, Any], line: str) -> None:
         try:
-            event = json.loads(line)
             kind = event.get("event")
             if kind == "photo":
                 result = PhotoFaces.from_json(event["result"])
@@ -220,20 +181,10 @@ class FaceRun(QObject):
         self.progressed.emit(Progress(PROGRESS_LABEL, int(event.get("done", 0)),
                                       int(event.get("total", 0)), detail=detail))
 
-    def _on_finished(self, outcome: ProcessOutcome) -> None:
-        if not self._problem and not self._cancelled and not outcome.succeeded:
-            last = outcome.tail[-1] if outcome.tail else "no message"
-            self._problem = f"Face analysis {outcome.describe()}: {last}"
-        self._end()
-
-    def _end(self) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self.finished.emit(AnalysisResult(results=self._results, errors=self._errors,
-                                          analysed=self._counts["analysed"],
-                                          cached=self._counts["cached"],
-                                          cancelled=self._cancelled, problem=self._problem))
+    def result(self) -> AnalysisResult:
+        return AnalysisResult(results=self._results, errors=self._errors,
+                              analysed=self._counts["analysed"], cached=self._counts["cached"],
+                              cancelled=self._cancelled, problem=self._problem)
 
 
 class FaceAnalysisService(QObject):

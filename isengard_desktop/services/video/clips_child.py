@@ -12,24 +12,19 @@ runtime) or how the child ended.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loguru import logger
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ...core.paths import AppPaths
-from ...core.runtime.python import trainer_python
-from ..child_process import ChildProcess, OutputChunk, ProcessOutcome, StopIntent
+from ..runtime_child import ANALYSIS_MODULE, RuntimeChildRun
 
 __all__ = ["CLIPS_MODULE", "ClipsChildError", "ClipsOutcome", "ClipsRun", "run_clips",
            "start_clips"]
 
-CLIPS_MODULE = "isengard_desktop.analysis_runtime"
-KILL_GRACE_S = 2.0
+CLIPS_MODULE = ANALYSIS_MODULE
 
 
 class ClipsChildError(OSError):
@@ -49,7 +44,7 @@ class ClipsOutcome:
         return next((e for e in self.events if e.get("event") == kind), None)
 
 
-class ClipsRun(QObject):
+class ClipsRun(RuntimeChildRun):
     """One ``clips <op> ...`` child.
 
     Signals:
@@ -58,76 +53,24 @@ class ClipsRun(QObject):
     """
 
     event_received = Signal(object)
-    finished = Signal(object)
 
     def __init__(self, paths: AppPaths, args: Sequence[str], *, what: str = "",
                  parent: QObject | None = None) -> None:
-        super().__init__(parent)
         self.args = tuple(args)
         self._what = what or f"clips {self.args[0] if self.args else ''}".strip()
         self._events: list[dict[str, Any]] = []
-        self._problem = ""
-        self._ended = False
-        self._cancelled = False
-        self.python = trainer_python(paths)
-        env = {**self.python.child_env(), "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        program = str(self.python.executable) if self.python.executable else sys.executable
-        self.proc = ChildProcess([program, "-m", CLIPS_MODULE, "clips", *self.args], env=env,
-                                 name=self._what, parent=self)
-        self.proc.output_received.connect(self._on_output)
-        self.proc.finished.connect(self._on_finished)
+        super().__init__(paths, ["clips", *self.args], name=self._what,
+                         missing_text="Video files are read in the trainer runtime.",
+                         failed_text=f"The video child ({self._what})", parent=parent)
 
-    def start(self) -> None:
-        if self.python.executable is None:
-            self._problem = f"Video files are read in the trainer runtime. {self.python.problem}"
-            QTimer.singleShot(0, self._end)
-            return
-        self.proc.start()
+    def on_event(self, event: dict[str, Any], line: str) -> None:
+        self._events.append(event)
+        if event.get("event") == "error" and not self._problem:
+            self._problem = str(event.get("message", "")) or f"{self._what} failed"
+        self.event_received.emit(event)
 
-    def cancel(self) -> None:
-        """End the child's process tree (no-op once it ended)."""
-        if not self._ended:
-            self._cancelled = True
-            if self.proc.is_running:
-                self.proc.stop(StopIntent.CANCEL, kill_grace_s=KILL_GRACE_S)
-            else:
-                QTimer.singleShot(0, self._end)
-
-    def stop_and_wait(self) -> None:
-        """App quit only (blocks briefly)."""
-        if self.proc.is_running:
-            self._cancelled = True
-            self.proc.stop_and_wait(StopIntent.SHUTDOWN, kill_grace_s=KILL_GRACE_S)
-
-    def _on_output(self, chunk: OutputChunk) -> None:
-        if chunk.stream != "stdout":
-            return
-        for line, _redraw in chunk.lines:
-            if not line.startswith("{"):
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError as exc:
-                logger.warning("{}: unreadable event line ({}): {:.200}", self._what, exc, line)
-                continue
-            if not isinstance(event, dict):
-                continue
-            self._events.append(event)
-            if event.get("event") == "error" and not self._problem:
-                self._problem = str(event.get("message", "")) or f"{self._what} failed"
-            self.event_received.emit(event)
-
-    def _on_finished(self, outcome: ProcessOutcome) -> None:
-        if not self._problem and not self._cancelled and not outcome.succeeded:
-            last = outcome.tail[-1] if outcome.tail else "no message"
-            self._problem = f"The video child ({self._what}) {outcome.describe()}: {last}"
-        self._end()
-
-    def _end(self) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self.finished.emit(ClipsOutcome(tuple(self._events), self._cancelled, self._problem))
+    def result(self) -> ClipsOutcome:
+        return ClipsOutcome(tuple(self._events), self._cancelled, self._problem)
 
 
 def start_clips(paths: AppPaths, args: Sequence[str], done: Callable[[ClipsOutcome], None], *,
