@@ -36,6 +36,10 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .events import Emitter
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "DIFFUSERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -149,18 +153,13 @@ def _preflight(args: argparse.Namespace):
 def train(args: argparse.Namespace) -> int:
     from .distributed import rank_from_env, world_from_env
     from .errors import classify, exit_code
-    from .events import Emitter, claim_stdout, setup_stderr_logging
+    from .events import Emitter, claim_stdout
 
     errors = emitter = claim_stdout()
     world = world_from_env()
     if rank_from_env() > 0:      # events come from rank 0 alone (errors from any rank)
         emitter = Emitter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - process-long
-    emitter.phase("loading_model", 0, 0, "starting")
-    os.environ.update(OFFLINE_ENV)
-    setup_stderr_logging()
-    stop = StopRequest()
-    stop.install_signals()
-    stop.watch_stdin()
+    stop = _begin(emitter)
     job = None
     dp = None
     try:
@@ -187,19 +186,28 @@ def train(args: argparse.Namespace) -> int:
             dp.close()
 
 
-def sample(args: argparse.Namespace) -> int:
-    """Sample pictures of saved checkpoints (``--steps``), with the job's prompts and seeds,
-    as ``sample`` events; the checkpoints and the job are left as they are."""
-    from .errors import ConfigError, classify, exit_code
-    from .events import claim_stdout, setup_stderr_logging
+def _begin(emitter: Emitter) -> StopRequest:
+    """What every trainer command does first: say it started, go offline, log to stderr,
+    and listen for a stop (signals and "stop" on stdin)."""
+    from .events import setup_stderr_logging
 
-    emitter = claim_stdout()
     emitter.phase("loading_model", 0, 0, "starting")
     os.environ.update(OFFLINE_ENV)
     setup_stderr_logging()
     stop = StopRequest()
     stop.install_signals()
     stop.watch_stdin()
+    return stop
+
+
+def sample(args: argparse.Namespace) -> int:
+    """Sample pictures of saved checkpoints (``--steps``), with the job's prompts and seeds,
+    as ``sample`` events; the checkpoints and the job are left as they are."""
+    from .errors import ConfigError, classify, exit_code
+    from .events import claim_stdout
+
+    emitter = claim_stdout()
+    stop = _begin(emitter)
     job = None
     try:
         job = _preflight(args)
