@@ -178,7 +178,7 @@ def test_widget_charts_the_jobs_gpus_with_a_picker(qtbot, tmp_path):
     widget.set_gpus((1, 2))                  # the job trains on GPUs 1 and 2
     widget.add_sample(sampler.sample())
     text = widget.summary.text()
-    assert text.startswith("GPU1 98 % VRAM 20.1/24 GB 71 °C 402 W · GPU2 91 % VRAM 21.5/24 GB "
+    assert text.startswith("GPU 1: 98 % VRAM 20.1/24 GB 71 °C 402 W · GPU 2: 91 % VRAM 21.5/24 GB "
                            "77 °C 380 W · CPU"), text
     assert "GPU0" not in text and "GPU3" not in text
     assert widget.gpu_picker.isVisible()
@@ -204,7 +204,7 @@ def test_widget_charts_the_jobs_gpus_with_a_picker(qtbot, tmp_path):
     widget.add_sample(sampler.sample())
     assert widget.charts["gpu"].title.text() == "GPU 0 %"
     assert list(widget.charts["gpu"].curve.getData()[1]) == [0.0, 0.0, 0.0]
-    assert widget.summary.text().startswith("GPU3 0 % VRAM 0.5/24 GB")
+    assert widget.summary.text().startswith("GPU 3: 0 % VRAM 0.5/24 GB")
 
 
 def test_service_follows_the_jobs_gpus_and_raises_its_alerts_once(qtbot, tmp_path):
@@ -295,6 +295,6 @@ def test_app_tells_the_monitor_widget_the_jobs_gpus(qtbot, make_app, tmp_path):
     nvml = RecordedNvml(cards=FOUR_CARDS[:2], live=FOUR_LIVE[:2])
     ctx.resources.job_gpus_changed.emit((1,))
     ctx.resources.sampled.emit(_sampler(tmp_path, nvml=nvml).sample())
-    assert panel.monitor.summary.text().startswith("GPU1 98 %")
+    assert panel.monitor.summary.text().startswith("GPU 1: 98 %")
     ctx.resources.job_gpus_changed.emit(None)
-    assert panel.monitor.summary.text().startswith("GPU0 10 % VRAM 1.0/24 GB 40 °C 60 W · GPU1")
+    assert panel.monitor.summary.text().startswith("GPU 0: 10 % VRAM 1.0/24 GB 40 °C 60 W · GPU 1:")

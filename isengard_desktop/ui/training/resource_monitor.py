@@ -53,7 +53,7 @@ def followed_gpus(sample: ResourceSample, wanted: Sequence[int] | None) -> list[
 
 
 def _gpu_words(gpu: GpuSample, numbered: bool) -> str:
-    words = [f"GPU{gpu.index if numbered else ''} {_pct(gpu.util_pct)}"]
+    words = [f"GPU {gpu.index}: {_pct(gpu.util_pct)}" if numbered else f"GPU {_pct(gpu.util_pct)}"]
     if gpu.vram_used is not None and gpu.vram_total:
         words.append(f"VRAM {gpu.vram_used / GB:.1f}/{gpu.vram_total / GB:.0f} GB")
     if gpu.temp_c is not None:
