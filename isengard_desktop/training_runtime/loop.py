@@ -208,7 +208,12 @@ class Trainer:
     # ------------------------------------------------------------------ LoRA + optimizer
 
     def _setup_lora(self) -> None:
-        from diffusers.optimization import get_scheduler
+        """The LoRA layers, then what training them needs (optimizer, schedule, scaler)."""
+        self._add_adapter()
+        self._setup_optimizer()
+
+    def _add_adapter(self) -> None:
+        """Fresh LoRA layers on the frozen denoiser (their weights in float32)."""
         from peft import LoraConfig
 
         job, den = self.job, self.family.denoiser()
@@ -229,6 +234,11 @@ class Trainer:
                                "matched nothing in the model")
         for p in self.params:
             p.data = p.data.float()
+
+    def _setup_optimizer(self) -> None:
+        from diffusers.optimization import get_scheduler
+
+        job, den = self.job, self.family.denoiser()
         if job.gradient_checkpointing:
             if getattr(den, "_supports_gradient_checkpointing", False):
                 den.enable_gradient_checkpointing()  # type: ignore[operator]  # as above
@@ -310,7 +320,8 @@ class Trainer:
                           f"(step {found.step} of {self.job.steps})")
         return found
 
-    def _load_checkpoint(self, ckpt: ckpts.Checkpoint) -> None:
+    def _load_adapter(self, ckpt: ckpts.Checkpoint) -> None:
+        """The LoRA weights saved in ``ckpt`` into the layers (refused when they do not fit)."""
         from peft.utils import set_peft_model_state_dict
         from safetensors.torch import load_file
 
@@ -323,6 +334,9 @@ class Trainer:
                                f"({len(unexpected)} unexpected keys, e.g. {unexpected[0]})")
         for p in self.params:
             p.data = p.data.float()
+
+    def _load_checkpoint(self, ckpt: ckpts.Checkpoint) -> None:
+        self._load_adapter(ckpt)
         state = torch.load(ckpt.path / STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["scheduler"])
@@ -616,9 +630,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ samples + output
 
-    def _sample(self) -> None:
+    def _sample(self) -> list[tuple[Path, str]]:
+        """Render the sample prompts at this step; returns the (file, prompt) pairs written
+        (a failed picture is logged and left out)."""
         job, den = self.job, self.family.denoiser()
         n = len(self.sample_prompts)
+        written: list[tuple[Path, str]] = []
         self.emit.phase("sampling", 0, n)
         den.eval()
         try:
@@ -631,6 +648,7 @@ class Trainer:
                     with atomic_output(path) as fh:
                         image.save(fh, format="PNG")
                     self.emit.sample(self.step, str(path), prompt)
+                    written.append((path, prompt))
                 except (RuntimeError, ValueError, KeyError) as exc:
                     if "out of memory" in str(exc).lower():
                         raise
@@ -640,6 +658,7 @@ class Trainer:
                 self.emit.phase("sampling", i + 1, n)
         finally:
             den.train()
+        return written
 
     def _export(self) -> None:
         if self.dp is not None and not self.dp.main:
@@ -687,9 +706,6 @@ def render_samples(job: TrainingJob, job_dir: Path, emitter: Emitter, stop: thre
     job's sample pictures (its prompts, seeds and sampler steps; ``samples/step<N>_<i>.png``,
     a ``sample`` event each) from that checkpoint's LoRA weights. Nothing is trained; the
     checkpoints are only read. A step without a checkpoint that verifies is named."""
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     trainer = Trainer(job, job_dir, emitter, stop)
     if not trainer.sample_prompts:
         raise ConfigError("sample_prompts: the job has no sample prompts to render")
@@ -710,20 +726,17 @@ def render_samples(job: TrainingJob, job_dir: Path, emitter: Emitter, stop: thre
 
     trainer.family.load(loading)
     trainer.family.encode_text(["", *trainer.sample_prompts])   # what the families sample from
-    trainer._setup_lora()
-    den = trainer.family.denoiser()
+    trainer.family.free_text_encoders()     # (as in training: off the GPU once encoded)
+    trainer._add_adapter()                  # the layers only: nothing is trained here
     for ckpt in found:
         if stop.is_set():
             break
-        set_peft_model_state_dict(den, load_file(str(ckpt.path / ADAPTER_FILE)),
-                                  adapter_name="default")
+        trainer._load_adapter(ckpt)
         trainer.step = ckpt.step
-        trainer._sample()
+        written = trainer._sample()
         # recorded beside the job's events for the comparison (the job's own are left alone)
         lines = "".join(event_line(SampleEvent(ckpt.step, str(path), prompt)) + "\n"
-                        for i, prompt in enumerate(trainer.sample_prompts)
-                        if (path := trainer.paths.samples
-                            / f"step{ckpt.step:06d}_{i}.png").is_file())
+                        for path, prompt in written)
         with open(trainer.paths.root / COMPARE_EVENTS, "a", encoding="utf-8") as fh:
             fh.write(lines)
             fh.flush()
