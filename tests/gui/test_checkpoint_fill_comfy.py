@@ -351,3 +351,24 @@ def test_the_route_follows_the_servers_while_the_dialog_is_open(
     qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: messages or dialog.grid.gaps == [], timeout=WAIT)
     assert messages == [] and len(double.accepted_prompts) == 3
+
+
+def test_closing_the_dialog_stops_the_run(qtbot, harness, finished_job,
+                                          make_comfy_double):  # noqa: F811
+    """The run's progress and Stop live only in the dialog: closing it stops the run (the
+    picture being made is interrupted on the server), nothing more is sent."""
+    service, record = finished_job
+    double = make_comfy_double(models={"checkpoints": [BASE]}, with_upload_node=True)
+    gen = harness.start([double.url])
+    gen.set_upload_tokens(lambda url: DEFAULT_TOKEN)
+    double.hang_next_prompt = True                  # the first picture never ends by itself
+    tab, dialog, messages = open_compare(qtbot, harness, service, record)
+    filler = tab.checkpoint_filler
+    qtbot.mouseClick(dialog.fill_button, Qt.MouseButton.LeftButton)
+    run = filler.runs[0]
+    qtbot.waitUntil(lambda: bool(double.queue_state()[0]), timeout=WAIT)
+    dialog.close()
+    qtbot.waitUntil(lambda: bool(double.interrupts), timeout=WAIT)
+    qtbot.waitUntil(lambda: not run.is_running, timeout=WAIT)
+    assert len(double.accepted_prompts) == 1 and run.done == 0
+    assert messages == ["Stopped: the pictures made so far are kept."]

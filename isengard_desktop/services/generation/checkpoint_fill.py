@@ -63,8 +63,9 @@ class CheckpointFiller:
 
     @property
     def servers_changed(self) -> Any:
-        """The generation service's ``servers_changed`` signal: a server came, went or
-        re-read its model lists, so :meth:`server_for` may answer differently."""
+        """The generation service's ``servers_changed`` signal (every server update: state,
+        queue, VRAM, model lists), after which :meth:`server_for` may answer differently; a
+        listener compares the answer (it is read from memory) and acts only on a change."""
         return self.generation.servers_changed
 
     def server_for(self, spec: TrainingJob) -> str | None:

@@ -483,6 +483,10 @@ class TrainingTab(QWidget):
         def failed_to_read(exc: BaseException) -> None:
             self.message_posted.emit(f"Could not read the job's events: {exc}")
 
+        def show_grid(grid: Any) -> None:
+            if alive(dialog):        # (read off the UI thread: the dialog may be closed by now)
+                dialog.set_grid(grid)
+
         def fill(steps: list[int]) -> None:
             run: Any
             if state["route"].kind == COMFY and filler is not None:
@@ -504,15 +508,22 @@ class TrainingTab(QWidget):
                 if alive(dialog):
                     dialog.fill_cancel_requested.disconnect(cancel)
                     dialog.set_fill_ended("" if ok else message)
-                    self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
+                    self._training.checkpoint_grid(job_id, show_grid, failed_to_read)
                     reroute()          # the servers may have changed during the run
 
             run.finished.connect(ended)
             run.start()
 
+        def closed(*_args: Any) -> None:
+            """Closing the dialog stops a fill run (the pictures made so far are kept): its
+            progress and Stop live only in the dialog."""
+            if state["run"] is not None:
+                state["run"].cancel()
+
+        dialog.finished.connect(closed)
         dialog.use_requested.connect(use)
         dialog.fill_requested.connect(fill)
-        self._training.checkpoint_grid(job_id, dialog.set_grid, failed_to_read)
+        self._training.checkpoint_grid(job_id, show_grid, failed_to_read)
         dialog.show()
         return dialog
 
