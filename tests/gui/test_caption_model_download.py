@@ -182,3 +182,29 @@ def test_a_file_paused_in_the_downloads_panel_is_said_paused_and_resume_finishes
     qtbot.waitUntil(lambda: dialog.model_combo.currentText() == "Florence-2 base (default)",
                     timeout=WAIT)
     assert model_ready(folder) and (folder / "model.safetensors").read_bytes() == WEIGHTS
+
+
+def test_a_dialog_opened_again_while_the_repo_is_listed_follows_the_download(
+        qt_asyncio_loop, host, qtbot, make_app, tmp_path, monkeypatch):
+    import asyncio
+
+    import isengard_desktop.services.downloads as downloads_module
+
+    HubRepo(host, REPO, dict(FILES)).serve()
+    gate = asyncio.Event()
+    real_list = downloads_module.list_repo
+
+    async def slow_list(*args, **kwargs):
+        await gate.wait()                       # the listing is still going ...
+        return await real_list(*args, **kwargs)
+
+    monkeypatch.setattr(downloads_module, "list_repo", slow_list)
+    ctx = make_app()
+    dialog, folder = _dialog(qtbot, ctx, tmp_path, host)
+    qtbot.mouseClick(dialog.download.button, Qt.MouseButton.LeftButton)
+    again = ctx.tabs["Dataset"].open_captioning()   # ... when the dialog is opened again
+    assert again is not None and again is not dialog
+    gate.set()
+    qtbot.waitUntil(lambda: again.model_combo.currentText() == "Florence-2 base (default)",
+                    timeout=WAIT)
+    assert model_ready(folder)

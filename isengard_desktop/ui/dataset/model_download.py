@@ -141,6 +141,9 @@ class ModelDownloadWidget(QWidget):
 
     def _on_queued(self, queued: RepoQueued) -> None:
         job = self._jobs.get(queued.folder)
+        if job is None and queued.folder == self._folder and self._model is not None:
+            # a dialog opened again while the first one's Download was still listing the repo
+            job = self._jobs[queued.folder] = _Job(self._model)
         if job is None:
             return
         job.dests, job.total = frozenset(queued.dests), queued.total_size
