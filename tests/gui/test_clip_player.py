@@ -126,3 +126,32 @@ def test_the_gallery_lists_sidecar_clips_without_a_child_and_probes_the_rest(
     with qtbot.waitSignal(service.clips_changed, timeout=WAIT):
         service.refresh()
     assert {c.path.name: c.frames for c in service.clips()}["ours.mp4"] == 9
+
+
+def test_a_newer_refresh_stops_the_older_ones_probe(qtbot, player, monkeypatch):
+    """Each probe is a trainer-runtime Python importing PyAV: a refresh made while an older
+    one's probe still runs stops that child instead of letting it run for nothing."""
+    import isengard_desktop.services.video.service as video_service
+
+    widget, paths = player
+    service = widget.service
+    folder = service.clips_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    write_clip(folder / "other.webm", [np.zeros((32, 32, 3), np.uint8)] * 3, 8)
+    outcomes: list = []
+    real_start = video_service.start_clips
+
+    def spying(paths_, args, done, **kwargs):
+        def noted(outcome):
+            outcomes.append((args[0], outcome.cancelled))
+            done(outcome)
+        return real_start(paths_, args, noted, **kwargs)
+
+    monkeypatch.setattr(video_service, "start_clips", spying)
+    service.refresh()
+    qtbot.waitUntil(lambda: any(run.proc.is_running for run in service._runs), timeout=WAIT)
+    with qtbot.waitSignal(service.clips_changed, timeout=WAIT):
+        service.refresh()
+    qtbot.waitUntil(lambda: len(outcomes) == 2, timeout=WAIT)
+    assert sorted(outcomes) == [("probe", False), ("probe", True)]
+    assert [c.path.name for c in service.clips()] == ["other.webm"]

@@ -199,6 +199,7 @@ class VideoService(QObject):
         self._progress = Throttler(self.job_progress.emit, parent=self)
         self._runs: list[ClipsRun] = []          # live clips children (stopped at quit)
         self._refreshing = 0                     # the newest refresh wins
+        self._probe_run: ClipsRun | None = None  # its probe child (an older one is stopped)
         self._preview_run: ClipsRun | None = None
         self._previewing = 0                     # the newest preview request wins
 
@@ -212,6 +213,9 @@ class VideoService(QObject):
         folder = self.clips_dir
         self._refreshing += 1
         ticket = self._refreshing
+        if self._probe_run is not None:          # an older refresh's probe: no longer wanted
+            self._probe_run.cancel()
+            self._probe_run = None
 
         def listed(found: list[_Found]) -> None:
             if ticket != self._refreshing:
@@ -220,11 +224,13 @@ class VideoService(QObject):
             if not unknown:
                 probed(found, ClipsOutcome())
                 return
-            start_clips(self.paths, ["probe", *unknown],
-                        lambda outcome: probed(found, outcome), what="clip probe",
-                        runs=self._runs, parent=self)
+            self._probe_run = start_clips(self.paths, ["probe", *unknown],
+                                          lambda outcome: probed(found, outcome),
+                                          what="clip probe", runs=self._runs, parent=self)
 
         def probed(found: list[_Found], outcome: ClipsOutcome) -> None:
+            if ticket == self._refreshing:
+                self._probe_run = None
             if outcome.cancelled or ticket != self._refreshing:
                 return                   # the app is closing, or a newer refresh runs
             if outcome.problem:          # the clips it could not probe are left out
