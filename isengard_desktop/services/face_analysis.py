@@ -414,6 +414,8 @@ class FaceAnalysisService(QObject):
 
         def done(result: PruneResult) -> None:
             self._pruning = False
+            if self._closing:            # shut down meanwhile: nothing is emitted after
+                return
             if not result.stopped:
                 self._prune_keep = None
                 self._pruned = True

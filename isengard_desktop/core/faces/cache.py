@@ -101,6 +101,10 @@ def prune_cache(root: Path, keep: Collection[str], lock: threading.Lock,
     for path, current in _records(faces):
         if current and path.stem in keep:
             kept += 1
+            if kept % 256 == 0:       # a long walk past kept records also stops when asked
+                with lock:
+                    if not allowed():
+                        return PruneResult(removed, freed, kept, stopped=True)
             continue
         with lock:
             if not allowed():
