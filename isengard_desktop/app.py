@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from .core import logging as applog
 from .core.hardware.monitor import ResourceSampler
+from .core.models import model_search_folders
 from .core.paths import AppPaths, resolve_paths
 from .core.settings import Settings
 from .services.background import shutdown_background_work, start_background_work
@@ -218,9 +219,9 @@ def build_app(paths: AppPaths | None = None, *, secrets: SecretStore | None = No
     # video jobs run on the generation service's first healthy ComfyUI server; with none, the
     # tab's model check looks in the model folders the wizard searches
     def video_model_folders() -> list[Path]:
-        from .ui.wizard.base_models_page import search_folders
-
-        return search_folders(paths, settings.settings)
+        s = settings.settings
+        return [Path(f) for f in model_search_folders(paths.models, s.model_folders,
+                                                       s.comfyui_models_folder)]
 
     video = VideoService(paths, lambda: next((s.client for s in generation.pool.healthy()
                                               if s.client is not None), None),

@@ -44,7 +44,7 @@ from ..core.db.records import ImageRecord
 from ..core.faces.records import PhotoFaces, RecordError
 from ..core.paths import AppPaths
 from ..core.types import Progress
-from .runtime_child import ANALYSIS_MODULE, RuntimeChildRun
+from .runtime_child import RuntimeChildRun
 from .ops import run_in_executor
 from .throttle import Throttler
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # the judging pulls in numpy and the dataset checks: loaded o
     from ..core.faces.checks import FaceReport
     from ..core.identity import IdentityScore
 
-__all__ = ["ANALYSIS_MODULE", "AnalysisResult", "FaceAnalysisService", "FaceChecksOutcome",
+__all__ = ["AnalysisResult", "FaceAnalysisService", "FaceChecksOutcome",
            "FaceChecksTask", "FaceRun"]
 
 PROGRESS_LABEL = "Analysing faces"

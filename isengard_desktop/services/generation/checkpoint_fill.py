@@ -104,7 +104,6 @@ class ComfyCheckpointFill(QObject):
         self.cells = list(cells)
         self.total = len(self.cells)
         self.done = 0
-        self.job_ids: list[str] = []        # the generation jobs, in order
         self._current = ""
         self._waiter: asyncio.Future[tuple[bool, str]] | None = None
         self._cancelled = False
@@ -223,7 +222,6 @@ class ComfyCheckpointFill(QObject):
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
             self._current = self.generation.submit(request)
-            self.job_ids.append(self._current)
             return await waiter
         finally:
             self._current = ""

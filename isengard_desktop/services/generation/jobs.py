@@ -431,7 +431,8 @@ class JobRunner:
                                                    isengard=isengard)
                 ext = ".png" if size is not None else ".bin"
                 path = folder / f"{stamp}-{job.job_id[:8]}-{index + 1:02d}{ext}"
-                if fixed is not None:       # the comparison's cell: its one file
+                if fixed is not None:       # the comparison's cell: its file (batch is 1;
+                    #                             a workflow saving more images numbers them)
                     path = fixed if index == 0 else fixed.with_name(
                         f"{fixed.stem}-{index + 1}{fixed.suffix}")
                 atomic_write_bytes(path, data)

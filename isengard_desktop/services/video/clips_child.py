@@ -19,12 +19,11 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from ...core.paths import AppPaths
-from ..runtime_child import ANALYSIS_MODULE, RuntimeChildRun
+from ..runtime_child import RuntimeChildRun
 
-__all__ = ["CLIPS_MODULE", "ClipsChildError", "ClipsOutcome", "ClipsRun", "run_clips",
+__all__ = ["ClipsChildError", "ClipsOutcome", "ClipsRun", "run_clips",
            "start_clips"]
 
-CLIPS_MODULE = ANALYSIS_MODULE
 
 
 class ClipsChildError(OSError):

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
                                QVBoxLayout, QWidget)
 
-from ...services.background import BackgroundOp
+from ...services.background import BackgroundOp, alive
 
 __all__ = ["ClipPlayerWidget"]
 
@@ -130,7 +129,7 @@ class ClipPlayerWidget(QWidget):
                        lambda message: self._on_failed(target, message))
 
     def _on_preview(self, path: Path, info: Any) -> None:
-        if not shiboken6.isValid(self) or path != self.path:
+        if not alive(self) or path != self.path:
             return
         frame_paths = info.frame_paths()
         (BackgroundOp(parent=self, op=lambda: _read_frames(frame_paths)).supersede("clip")
@@ -153,7 +152,7 @@ class ClipPlayerWidget(QWidget):
         self.loaded.emit(self.frame_count)
 
     def _on_failed(self, path: Path, reason: BaseException | str) -> None:
-        if not shiboken6.isValid(self) or path != self.path:
+        if not alive(self) or path != self.path:
             return
         text = str(reason)
         message = (f"{path.name} cannot be played: "

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QScr
 
 from ...core.model_sets import (FamilySet, VideoSetFiles, family_sets, file_size,
                                 missing_files, recommended_families, size_text, video_sets)
+from ...core.models import model_search_folders
 from ...core.models_catalogue import Catalogue, Present, find_present, load_catalogue
 from ...core.paths import AppPaths
 from ...core.settings import Settings
@@ -35,13 +36,10 @@ Scan = tuple[Catalogue, dict[str, Present]]
 
 
 def search_folders(paths: AppPaths, settings: Settings) -> list[Path]:
-    """Where files count as "already have": the app's models folder, the linked model
-    folders and the linked ComfyUI's models folder."""
-    out: list[Path] = [paths.models]
-    for folder in (*settings.model_folders, settings.comfyui_models_folder):
-        if folder and Path(folder) not in out:
-            out.append(Path(folder))
-    return out
+    """Where files count as "already have": the folders scanned for base models
+    (:func:`~...core.models.model_search_folders`)."""
+    return [Path(f) for f in model_search_folders(paths.models, settings.model_folders,
+                                                   settings.comfyui_models_folder)]
 
 
 def _scan(paths: AppPaths, settings: Settings,
