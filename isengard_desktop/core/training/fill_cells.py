@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint_grid import CheckpointGrid
+from .presets import FLOW_FAMILIES
 from .protocol import SampleEvent, event_line
 from .spec import TrainingJob
 
@@ -46,12 +47,11 @@ class FillCell:
 
 @dataclass(frozen=True)
 class FillRoute:
-    """How the gaps get filled: ``kind`` COMFY (``where``: the server's label), TRAINER, or
-    "" (nothing can; ``text`` says why)."""
+    """How the gaps get filled: ``kind`` COMFY, TRAINER, or "" (nothing can); ``text`` says
+    which server or why."""
 
     kind: str
     text: str
-    where: str = ""
 
     @property
     def can_fill(self) -> bool:
@@ -97,7 +97,7 @@ def fill_route(comfy_server: str | None, base_model: str, has_sampler: bool) -> 
     model = Path(base_model.replace("\\", "/")).name or "the job's base model"
     if comfy_server:
         return FillRoute(COMFY, f"Missing pictures are made with ComfyUI on {comfy_server} "
-                                f"({model}).", comfy_server)
+                                f"({model}).")
     if has_sampler:
         return FillRoute(TRAINER, "Missing pictures are made by the trainer's own sampler "
                                   "(no ready ComfyUI has " + model + ").")
@@ -138,9 +138,18 @@ class TrainerSampling:
         return text
 
 
-_FLOW = ("flux-dev", "flux-schnell", "chroma")
 _UNET_SCHEDULE = ("timesteps: diffusers' {} with the model's scheduler config, ComfyUI's "
                   "'normal' schedule here")
+# The trainer shifts a flow model's sigmas by an amount that grows with the picture's size
+# (sd-scripts library/flux_train_utils.py sample_image_inference: get_schedule(sample_steps,
+# noise.shape[1], shift=True), mu linear in the sequence length from 0.5 at 256 to 1.15 at
+# 4096 tokens, for every Flux-type model incl. schnell and Chroma; built-in _flux_shared.py
+# flux_shift with the scheduler's use_dynamic_shifting); ComfyUI's FluxSchnell has
+# sampling_settings shift 1.0 and Chroma(FluxSchnell) leaves shift at that 1.0 (ComfyUI
+# comfy/supported_models.py; both read in the stored copies, the pinned a125cd84 not stored,
+# line numbers not counted), and the fill graph adds no ModelSamplingFlux node.
+_FLOW_SHIFT = ("noise schedule: the trainer shifts it by the picture size, ComfyUI's {} "
+               "model samples unshifted (shift 1.0)")
 
 
 def _number(value: Any, default: float) -> float:
@@ -161,23 +170,36 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
       ``guidance_scale`` = ``fields.sample_guidance`` or 7.0 SD / 1.0 schnell / 4.0 other,
       schnell at most 4 steps);
     * kohya (``plugins/kohya/backend.py`` ``sample_prompt_lines``: SD ``euler_a`` with
-      ``--l 7``; Flux dev ``--g 3.5``; schnell ``--g 0``, at most 4 steps; Chroma ``--l 4.0``
-      and a negative prompt);
+      ``--l 7``; Flux dev embedded guidance ``--l 3.5``; schnell at most 4 steps; Chroma
+      real CFG ``--g 4.0`` and a negative prompt);
     * anything else: unknown here, so the Standard preset's settings, said in ``unmatched``.
     """
     family, extra, steps = spec.family, spec.extra or {}, int(spec.sample_steps)
-    flow = family in _FLOW
+    flow = family in FLOW_FAMILIES
+    label = {"flux-schnell": "FLUX.1 schnell", "chroma": "Chroma"}.get(family, "")
+    shifted = (_FLOW_SHIFT.format(label),) if label else ()
     if spec.backend == "builtin":
         if not flow:
+            # unet.py sample: EulerDiscreteScheduler from the model's config, real CFG
+            # uncond + guidance * (text - uncond), guidance extra.sample_guidance or the
+            # family's 7.0 / 5.0 (training_runtime/families/unet.py:329-352)
             cfg = _number(extra.get("sample_guidance"), 7.0 if family == "sd15" else 5.0)
             return TrainerSampling(steps, cfg, None, "euler", "normal",
                                    unmatched=(_UNET_SCHEDULE.format("Euler"),))
+        # _flux_shared.py sample (:373): Euler along flux_shift's sigmas (:69-85); schnell's
+        # scheduler config has a fixed shift 1.0, so only Chroma (dynamic) differs here
         if family == "chroma":
             return TrainerSampling(steps, _number(extra.get("sample_cfg"), 4.0), None, "euler",
-                                   "simple", str(extra.get("sample_negative_prompt") or ""))
+                                   "simple", str(extra.get("sample_negative_prompt") or ""),
+                                   shifted)
         guidance = _number(extra.get("sample_guidance"), 3.5) if family == "flux-dev" else None
         return TrainerSampling(steps, 1.0, guidance, "euler", "simple")
     if spec.backend == "ai-toolkit":
+        # seeds: ai-toolkit's sampler walks seed + prompt index when sample.walk_seed (set by
+        # plugins/ai_toolkit/backend.py; read in the stored ai-toolkit copy, the pinned
+        # 27a03a91 not stored, line not counted); guidance_scale and sampler are what our
+        # backend writes (plugins/ai_toolkit/backend.py:258-262: ddpm for SD, flowmatch for
+        # flow models)
         raw = extra.get("fields")
         fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
         default = {"flux-schnell": 1.0, "sdxl": 7.0, "sd15": 7.0}.get(family, 4.0)
@@ -191,13 +213,21 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
             return TrainerSampling(steps, 1.0, scale, "euler", "simple")
         return TrainerSampling(steps, scale, None, "euler", "simple")
     if spec.backend == "kohya":
+        # plugins/kohya/backend.py sample_prompt_lines; sd-scripts (stored train_util.py
+        # @6edbe005, line_to_prompt_dict) maps "--l" to "scale" and "--g" to
+        # "guidance_scale"; flux_train_utils.py sample_image_inference reads "scale" as the
+        # embedded guidance (default 3.5) and "guidance_scale" as real CFG (default 1.0),
+        # using the negative prompt only when that CFG != 1.0
         if family == "flux-dev":
             return TrainerSampling(steps, 1.0, 3.5, "euler", "simple")
         if family == "flux-schnell":
-            return TrainerSampling(min(steps, 4), 1.0, None, "euler", "simple")
+            return TrainerSampling(min(steps, 4), 1.0, None, "euler", "simple",
+                                   unmatched=shifted)
         if family == "chroma":
             return TrainerSampling(steps, 4.0, None, "euler", "simple",
-                                   "low quality, blurry, deformed")
+                                   "low quality, blurry, deformed", shifted)
+        # SD: train_util.py sample_image_inference reads "scale" (--l) as CFG and the
+        # sampler from sample_sampler, which build_args sets to euler_a for SD
         return TrainerSampling(steps, 7.0, None, "euler_ancestral", "normal",
                                unmatched=(_UNET_SCHEDULE.format("Euler ancestral"),))
     who = spec.backend or "this trainer"
