@@ -140,14 +140,16 @@ class TrainerSampling:
 
 _UNET_SCHEDULE = ("timesteps: diffusers' {} with the model's scheduler config, ComfyUI's "
                   "'normal' schedule here")
-# The trainer shifts a flow model's sigmas by an amount that grows with the picture's size
-# (sd-scripts library/flux_train_utils.py sample_image_inference: get_schedule(sample_steps,
-# noise.shape[1], shift=True), mu linear in the sequence length from 0.5 at 256 to 1.15 at
-# 4096 tokens, for every Flux-type model incl. schnell and Chroma; built-in _flux_shared.py
-# flux_shift with the scheduler's use_dynamic_shifting); ComfyUI's FluxSchnell has
-# sampling_settings shift 1.0 and Chroma(FluxSchnell) leaves shift at that 1.0 (ComfyUI
-# comfy/supported_models.py; both read in the stored copies, the pinned a125cd84 not stored,
-# line numbers not counted), and the fill graph adds no ModelSamplingFlux node.
+# The trainer shifts a flow model's sigmas by an amount that grows with the picture's size:
+# sd-scripts library/flux_train_utils.py@5dff02a6 (Chroma-era; pinned 48d368fa not in the
+# index) :244 sample_image_inference calls get_schedule(sample_steps, noise.shape[1],
+# shift=True) for every Flux-type model incl. schnell and Chroma; :309-331 mu is linear in
+# the token count, 0.5 at 256 to 1.15 at 4096. Built-in: training_runtime/families/
+# _flux_shared.py:69-85 flux_shift (use_dynamic_shifting for dev/Chroma; schnell's scheduler
+# config is a fixed shift 1.0). ComfyUI comfy/supported_models.py: class FluxSchnell has
+# sampling_settings {"multiplier": 1.0, "shift": 1.0} and class Chroma(FluxSchnell) only
+# {"multiplier": 1.0}, so shift 1.0 too (read in a stored copy; the pinned a125cd84 is not in
+# the index, line numbers not counted); the fill graph adds no ModelSamplingFlux node.
 _FLOW_SHIFT = ("noise schedule: the trainer shifts it by the picture size, ComfyUI's {} "
                "model samples unshifted (shift 1.0)")
 
@@ -170,8 +172,8 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
       ``guidance_scale`` = ``fields.sample_guidance`` or 7.0 SD / 1.0 schnell / 4.0 other,
       schnell at most 4 steps);
     * kohya (``plugins/kohya/backend.py`` ``sample_prompt_lines``: SD ``euler_a`` with
-      ``--l 7``; Flux dev embedded guidance ``--l 3.5``; schnell at most 4 steps; Chroma
-      real CFG ``--g 4.0`` and a negative prompt);
+      ``--l 7``; Flux dev ``--g 3.5``; schnell ``--g 0``, at most 4 steps; Chroma ``--l 4.0``
+      and a negative prompt);
     * anything else: unknown here, so the Standard preset's settings, said in ``unmatched``.
     """
     family, extra, steps = spec.family, spec.extra or {}, int(spec.sample_steps)
@@ -213,11 +215,12 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
             return TrainerSampling(steps, 1.0, scale, "euler", "simple")
         return TrainerSampling(steps, scale, None, "euler", "simple")
     if spec.backend == "kohya":
-        # plugins/kohya/backend.py sample_prompt_lines; sd-scripts (stored train_util.py
-        # @6edbe005, line_to_prompt_dict) maps "--l" to "scale" and "--g" to
-        # "guidance_scale"; flux_train_utils.py sample_image_inference reads "scale" as the
-        # embedded guidance (default 3.5) and "guidance_scale" as real CFG (default 1.0),
-        # using the negative prompt only when that CFG != 1.0
+        # plugins/kohya/backend.py sample_prompt_lines writes Flux dev "--g 3.5", schnell
+        # "--g 0", Chroma "--n ... --g 0 --l 4.0"; sd-scripts library/train_util.py
+        # line_to_prompt_dict maps --l to "scale", --g to "guidance_scale", and
+        # library/flux_train_utils.py@5dff02a6:157-158 reads "guidance_scale" as the embedded
+        # guidance and "scale" as real CFG (default 1.0), :182-185/:223-230 using the negative
+        # prompt only when that CFG != 1.0 (more in sample_prompt_lines)
         if family == "flux-dev":
             return TrainerSampling(steps, 1.0, 3.5, "euler", "simple")
         if family == "flux-schnell":
@@ -227,7 +230,8 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
             return TrainerSampling(steps, 4.0, None, "euler", "simple",
                                    "low quality, blurry, deformed", shifted)
         # SD: train_util.py sample_image_inference reads "scale" (--l) as CFG and the
-        # sampler from sample_sampler, which build_args sets to euler_a for SD
+        # sampler from sample_sampler, which build_args sets to euler_a for SD (read by
+        # name, line numbers not counted)
         return TrainerSampling(steps, 7.0, None, "euler_ancestral", "normal",
                                unmatched=(_UNET_SCHEDULE.format("Euler ancestral"),))
     who = spec.backend or "this trainer"

@@ -5,7 +5,7 @@ Files (``jobs/<id>/configs/``): ``kohya_args.toml`` (every training argument, re
 ``--config_file``; sections are flattened by sd-scripts), ``kohya_dataset.toml``
 (``--dataset_config``: ``[general]``, ``[[datasets]]``, ``[[datasets.subsets]]``) and
 ``kohya_sample_prompts.txt`` (``--sample_prompts``, one prompt a line with ``--w --h --d --s
---l/--g``; for Flux ``--l`` is the embedded guidance and ``--g`` the real CFG).
+--l/--g``; ``--l`` is CFG, ``--g`` Flux's embedded guidance).
 :func:`build_args`, :func:`build_dataset` and :func:`sample_prompt_lines` build them.
 
 Launch. The runner starts, in the sd-scripts folder::
@@ -158,12 +158,12 @@ def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
             raise SpecError(f"fields.blocks_to_swap: must be between 0 and 35 (got {blocks})")
     if fields.get("fp8_base") not in (None, ""):
         fp8 = bool(fields["fp8_base"])
-    # sd-scripts' only lower-precision base is fp8: library/train_util.py's parser has
-    # "--fp8_base" (store_true, "use fp8 for base model"), train_network.py setup_parser has
-    # "--fp8_base_unet" ("use fp8 for U-Net (or DiT), Text Encoder is fp16 or bf16"); read by
-    # argument name in the stored copies (train_util.py@6edbe005; the pinned 48d368fa is not
-    # stored, line numbers not counted). No int8 or 4-bit base: "int8" (an 8-bit base) is
-    # trained in fp8, which :func:`base_precision_note` says in the arguments file.
+    # sd-scripts' only lower-precision base is fp8: library/train_util.py
+    # add_training_arguments has "--fp8_base" (store_true, "use fp8 for base model, some models
+    # are not supported") and train_network.py setup_parser "--fp8_base_unet" ("use fp8 for
+    # U-Net (or DiT), Text Encoder is fp16 or bf16"); read by argument name in stored copies
+    # (the pinned 48d368fa is not in the index; line numbers not counted). No int8 or 4-bit
+    # base: "int8" (an 8-bit base) is trained in fp8, which base_precision_note says.
     if job.quantize_base not in ("none", "int8", "float8"):
         raise SpecError(f"quantize_base: sd-scripts loads the base model in fp8 "
                         f"(--fp8_base), not {job.quantize_base!r}")
@@ -211,26 +211,26 @@ def prompts(job: TrainingJob) -> list[str]:
 
 
 def sample_prompt_lines(job: TrainingJob) -> list[str]:
-    """sd-scripts sample prompts: ``prompt --w --h --d seed --s steps``; ``--l`` is CFG for
-    SD but the embedded guidance for Flux, where ``--g`` is the real CFG (below); Chroma gets
-    a negative prompt and real CFG."""
+    """sd-scripts sample prompts: ``prompt --w --h --d seed --s steps`` and ``--l`` (CFG) for
+    SD, ``--g`` (embedded guidance) for Flux; Chroma gets a negative prompt and real CFG."""
     # sd-scripts library/train_util.py line_to_prompt_dict: "--l" -> prompt_dict["scale"],
-    # "--g" -> prompt_dict["guidance_scale"], "--n" negative, "--d" seed, "--s" steps (read
-    # in the stored train_util.py@6edbe005; the pinned 48d368fa is not stored). Flux reads
-    # them the other way round from SD: library/flux_train_utils.py sample_image_inference
-    # takes cfg_scale = "guidance_scale" (default 1.0) and emb_guidance_scale = "scale"
-    # (default 3.5), and runs real CFG with the negative prompt only when cfg_scale != 1.0
-    # (so "--g 0" gave the empty negative prompt's picture).
+    # "--g" -> "guidance_scale", "--n" negative prompt, "--d" seed, "--s" steps (read by
+    # name; line numbers not counted). library/flux_train_utils.py@5dff02a6 (a Chroma-era
+    # commit; the pinned 48d368fa is not in the index): :157-158 embedded guidance =
+    # "guidance_scale" (--g, default 3.5), real CFG = "scale" (--l, default 1.0); :182-185 and
+    # :223-230 the negative prompt is used only when that CFG != 1.0; :348 the embedded
+    # guidance is ignored by schnell. (Before Chroma support the two were read the other way
+    # round, "TODO refactor variable names": such an sd-scripts cannot train Chroma either.)
     size = f"--w {job.resolution} --h {job.resolution}"
     lines = []
     for i, text in enumerate(prompts(job)):
         seed = f"--d {job.seed + i}"
         if job.family == "flux-dev":
-            tail = f"--l 3.5 --s {job.sample_steps}"
-        elif job.family == "flux-schnell":      # schnell ignores the embedded guidance
-            tail = f"--s {min(job.sample_steps, 4)}"
+            tail = f"--g 3.5 --s {job.sample_steps}"
+        elif job.family == "flux-schnell":     # schnell has no guidance input (denoise ignores)
+            tail = f"--g 0 --s {min(job.sample_steps, 4)}"
         elif job.family == "chroma":
-            tail = f"--n low quality, blurry, deformed --l 0 --g 4.0 --s {job.sample_steps}"
+            tail = f"--n low quality, blurry, deformed --g 0 --l 4.0 --s {job.sample_steps}"
         else:
             tail = f"--l 7 --s {job.sample_steps}"
         lines.append(f"{text} {size} {seed} {tail}")
