@@ -197,11 +197,11 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
         guidance = _number(extra.get("sample_guidance"), 3.5) if family == "flux-dev" else None
         return TrainerSampling(steps, 1.0, guidance, "euler", "simple")
     if spec.backend == "ai-toolkit":
-        # seeds: ai-toolkit's sampler walks seed + prompt index when sample.walk_seed (set by
-        # plugins/ai_toolkit/backend.py; read in the stored ai-toolkit copy, the pinned
-        # 27a03a91 not stored, line not counted); guidance_scale and sampler are what our
-        # backend writes (plugins/ai_toolkit/backend.py:258-262: ddpm for SD, flowmatch for
-        # flow models)
+        # seeds: ai-toolkit's sample loop sets current_seed = start_seed + i when
+        # sample_config.walk_seed (seen in a find_string excerpt the index did not name the
+        # file of; the pinned 27a03a91 was not opened, no line); walk_seed, guidance_scale
+        # and sampler are what our backend writes (plugins/ai_toolkit/backend.py:255-262:
+        # ddpm for SD, flowmatch for flow models, schnell at most 4 steps)
         raw = extra.get("fields")
         fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
         default = {"flux-schnell": 1.0, "sdxl": 7.0, "sd15": 7.0}.get(family, 4.0)
