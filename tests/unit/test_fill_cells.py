@@ -43,7 +43,7 @@ def test_staged_names_are_unique_per_job_and_step():
 
 def test_route_prefers_comfyui_then_the_trainer_else_says_why():
     comfy = fill_route("gpu0", "/m/sdxl_base.safetensors", has_sampler=True)
-    assert comfy.kind == COMFY and comfy.where == "gpu0" and comfy.can_fill
+    assert comfy.kind == COMFY and comfy.can_fill
     assert "ComfyUI on gpu0" in comfy.text and "sdxl_base.safetensors" in comfy.text
     own = fill_route(None, "/m/sdxl_base.safetensors", has_sampler=True)
     assert own.kind == TRAINER and "trainer's own sampler" in own.text
@@ -93,6 +93,15 @@ def test_trainer_sampling_reads_each_trainers_settings():
         "fields": {"sample_guidance": 3}}))) == (20, 1.0, 3.0, "euler", "simple", "")
     assert key(trainer_sampling(_job("ai-toolkit", "flux-schnell", sample_steps=8))) == (
         4, 1.0, None, "euler", "simple", "")
+    # flow models the trainer samples on a size-shifted schedule where ComfyUI's model
+    # config has shift 1.0 (schnell, Chroma): the dialog's line says so; dev matches
+    for backend, family, name in (("kohya", "flux-schnell", "FLUX.1 schnell"),
+                                  ("kohya", "chroma", "Chroma"), ("builtin", "chroma", "Chroma")):
+        text = trainer_sampling(_job(backend, family)).describe()
+        assert f"ComfyUI's {name} model samples unshifted (shift 1.0)" in text, text
+    for backend, family in (("kohya", "flux-dev"), ("builtin", "flux-dev"),
+                            ("builtin", "flux-schnell")):
+        assert "Differs" not in trainer_sampling(_job(backend, family)).describe()
     # a trainer whose sampling is unknown: the preset's settings, and the dialog says so
     other = trainer_sampling(_job("diffusion-pipe", "sdxl"))
     assert key(other) == (20, None, None, "", "", "")

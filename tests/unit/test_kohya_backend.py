@@ -29,7 +29,8 @@ from isengard_desktop.core.training.protocol import (
 from isengard_desktop.core.training.spec import JobPaths, SpecError, TrainingJob
 from isengard_desktop.plugins.external.files import dump_toml, record_checkpoint
 from isengard_desktop.plugins.kohya.backend import (ARGS_NAME, DATASET_NAME, PROMPTS_NAME,
-                                                    KohyaBackend, build_args)
+                                                    KohyaBackend, build_args,
+                                                    sample_prompt_lines)
 from isengard_desktop.plugins.kohya.parser import KohyaParser
 from tests.helpers.external_jobs import (
     job_paths,
@@ -408,3 +409,21 @@ def test_block_swap_for_out_of_memory_recovery_reads_the_preset_and_the_override
     assert tier is not None
     training = build_args(tier.job, job_paths(tmp, "j"))["training"]
     assert (training["blocks_to_swap"], training["fp8_base"]) == (24, True)
+
+
+def test_an_int8_base_is_trained_in_fp8_and_the_arguments_file_says_so(tree):
+    tmp, backend = tree
+    job = make_job(tmp, quantize_base="int8", extra=flux_fields(tmp))
+    paths = job_paths(tmp, job.job_id)
+    text = backend.build_launch(job, paths, resume=False).files[paths.configs / ARGS_NAME]
+    assert tomllib.loads(text)["training"]["fp8_base"] is True
+    assert "no int8 base; the base model is trained in fp8 (--fp8_base)" in text
+    fp8 = make_job(tmp, quantize_base="float8", extra=flux_fields(tmp))
+    assert "no int8 base" not in backend.build_launch(fp8, paths, False).files[
+        paths.configs / ARGS_NAME]
+    # Flux sample prompts (sd-scripts flux_train_utils.py@5dff02a6:157-158): --g is the
+    # embedded guidance, --l the real CFG, which stays at its 1.0 (no negative) for dev
+    lines = sample_prompt_lines(job)
+    assert lines and all("--g 3.5" in line and "--l" not in line for line in lines)
+    chroma = sample_prompt_lines(make_job(tmp, "chroma", extra=flux_fields(tmp)))
+    assert all("--l 4.0" in line and "--n " in line for line in chroma)

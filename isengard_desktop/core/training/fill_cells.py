@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint_grid import CheckpointGrid
+from .presets import FLOW_FAMILIES
 from .protocol import SampleEvent, event_line
 from .spec import TrainingJob
 
@@ -46,12 +47,11 @@ class FillCell:
 
 @dataclass(frozen=True)
 class FillRoute:
-    """How the gaps get filled: ``kind`` COMFY (``where``: the server's label), TRAINER, or
-    "" (nothing can; ``text`` says why)."""
+    """How the gaps get filled: ``kind`` COMFY, TRAINER, or "" (nothing can); ``text`` says
+    which server or why."""
 
     kind: str
     text: str
-    where: str = ""
 
     @property
     def can_fill(self) -> bool:
@@ -97,7 +97,7 @@ def fill_route(comfy_server: str | None, base_model: str, has_sampler: bool) -> 
     model = Path(base_model.replace("\\", "/")).name or "the job's base model"
     if comfy_server:
         return FillRoute(COMFY, f"Missing pictures are made with ComfyUI on {comfy_server} "
-                                f"({model}).", comfy_server)
+                                f"({model}).")
     if has_sampler:
         return FillRoute(TRAINER, "Missing pictures are made by the trainer's own sampler "
                                   "(no ready ComfyUI has " + model + ").")
@@ -138,9 +138,20 @@ class TrainerSampling:
         return text
 
 
-_FLOW = ("flux-dev", "flux-schnell", "chroma")
 _UNET_SCHEDULE = ("timesteps: diffusers' {} with the model's scheduler config, ComfyUI's "
                   "'normal' schedule here")
+# The trainer shifts a flow model's sigmas by an amount that grows with the picture's size:
+# sd-scripts library/flux_train_utils.py@5dff02a6 (Chroma-era; pinned 48d368fa not in the
+# index) :244 sample_image_inference calls get_schedule(sample_steps, noise.shape[1],
+# shift=True) for every Flux-type model incl. schnell and Chroma; :309-331 mu is linear in
+# the token count, 0.5 at 256 to 1.15 at 4096. Built-in: training_runtime/families/
+# _flux_shared.py:69-85 flux_shift (use_dynamic_shifting for dev/Chroma; schnell's scheduler
+# config is a fixed shift 1.0). ComfyUI comfy/supported_models.py: class FluxSchnell has
+# sampling_settings {"multiplier": 1.0, "shift": 1.0} and class Chroma(FluxSchnell) only
+# {"multiplier": 1.0}, so shift 1.0 too (read in a stored copy; the pinned a125cd84 is not in
+# the index, line numbers not counted); the fill graph adds no ModelSamplingFlux node.
+_FLOW_SHIFT = ("noise schedule: the trainer shifts it by the picture size, ComfyUI's {} "
+               "model samples unshifted (shift 1.0)")
 
 
 def _number(value: Any, default: float) -> float:
@@ -166,18 +177,31 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
     * anything else: unknown here, so the Standard preset's settings, said in ``unmatched``.
     """
     family, extra, steps = spec.family, spec.extra or {}, int(spec.sample_steps)
-    flow = family in _FLOW
+    flow = family in FLOW_FAMILIES
+    label = {"flux-schnell": "FLUX.1 schnell", "chroma": "Chroma"}.get(family, "")
+    shifted = (_FLOW_SHIFT.format(label),) if label else ()
     if spec.backend == "builtin":
         if not flow:
+            # unet.py sample: EulerDiscreteScheduler from the model's config, real CFG
+            # uncond + guidance * (text - uncond), guidance extra.sample_guidance or the
+            # family's 7.0 / 5.0 (training_runtime/families/unet.py:329-352)
             cfg = _number(extra.get("sample_guidance"), 7.0 if family == "sd15" else 5.0)
             return TrainerSampling(steps, cfg, None, "euler", "normal",
                                    unmatched=(_UNET_SCHEDULE.format("Euler"),))
+        # _flux_shared.py sample (:373): Euler along flux_shift's sigmas (:69-85); schnell's
+        # scheduler config has a fixed shift 1.0, so only Chroma (dynamic) differs here
         if family == "chroma":
             return TrainerSampling(steps, _number(extra.get("sample_cfg"), 4.0), None, "euler",
-                                   "simple", str(extra.get("sample_negative_prompt") or ""))
+                                   "simple", str(extra.get("sample_negative_prompt") or ""),
+                                   shifted)
         guidance = _number(extra.get("sample_guidance"), 3.5) if family == "flux-dev" else None
         return TrainerSampling(steps, 1.0, guidance, "euler", "simple")
     if spec.backend == "ai-toolkit":
+        # seeds: ai-toolkit's sample loop sets current_seed = start_seed + i when
+        # sample_config.walk_seed (seen in a find_string excerpt the index did not name the
+        # file of; the pinned 27a03a91 was not opened, no line); walk_seed, guidance_scale
+        # and sampler are what our backend writes (plugins/ai_toolkit/backend.py:255-262:
+        # ddpm for SD, flowmatch for flow models, schnell at most 4 steps)
         raw = extra.get("fields")
         fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
         default = {"flux-schnell": 1.0, "sdxl": 7.0, "sd15": 7.0}.get(family, 4.0)
@@ -191,13 +215,23 @@ def trainer_sampling(spec: TrainingJob) -> TrainerSampling:
             return TrainerSampling(steps, 1.0, scale, "euler", "simple")
         return TrainerSampling(steps, scale, None, "euler", "simple")
     if spec.backend == "kohya":
+        # plugins/kohya/backend.py sample_prompt_lines writes Flux dev "--g 3.5", schnell
+        # "--g 0", Chroma "--n ... --g 0 --l 4.0"; sd-scripts library/train_util.py
+        # line_to_prompt_dict maps --l to "scale", --g to "guidance_scale", and
+        # library/flux_train_utils.py@5dff02a6:157-158 reads "guidance_scale" as the embedded
+        # guidance and "scale" as real CFG (default 1.0), :182-185/:223-230 using the negative
+        # prompt only when that CFG != 1.0 (more in sample_prompt_lines)
         if family == "flux-dev":
             return TrainerSampling(steps, 1.0, 3.5, "euler", "simple")
         if family == "flux-schnell":
-            return TrainerSampling(min(steps, 4), 1.0, None, "euler", "simple")
+            return TrainerSampling(min(steps, 4), 1.0, None, "euler", "simple",
+                                   unmatched=shifted)
         if family == "chroma":
             return TrainerSampling(steps, 4.0, None, "euler", "simple",
-                                   "low quality, blurry, deformed")
+                                   "low quality, blurry, deformed", shifted)
+        # SD: train_util.py sample_image_inference reads "scale" (--l) as CFG and the
+        # sampler from sample_sampler, which build_args sets to euler_a for SD (read by
+        # name, line numbers not counted)
         return TrainerSampling(steps, 7.0, None, "euler_ancestral", "normal",
                                unmatched=(_UNET_SCHEDULE.format("Euler ancestral"),))
     who = spec.backend or "this trainer"

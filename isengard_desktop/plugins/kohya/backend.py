@@ -5,8 +5,8 @@ Files (``jobs/<id>/configs/``): ``kohya_args.toml`` (every training argument, re
 ``--config_file``; sections are flattened by sd-scripts), ``kohya_dataset.toml``
 (``--dataset_config``: ``[general]``, ``[[datasets]]``, ``[[datasets.subsets]]``) and
 ``kohya_sample_prompts.txt`` (``--sample_prompts``, one prompt a line with ``--w --h --d --s
---l/--g``). :func:`build_args`, :func:`build_dataset` and :func:`sample_prompt_lines` build
-them.
+--l/--g``; ``--l`` is CFG, ``--g`` Flux's embedded guidance).
+:func:`build_args`, :func:`build_dataset` and :func:`sample_prompt_lines` build them.
 
 Launch. The runner starts, in the sd-scripts folder::
 
@@ -51,6 +51,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from ...core.training.installs import (
     TRAINER_KINDS,
     ExternalInstall,
@@ -75,7 +77,7 @@ from .tokenizers import tokenizer_files
 from ..interface import Launch
 
 __all__ = ["ARGS_NAME", "DATASET_NAME", "FIELDS", "PROMPTS_NAME", "SCRIPTS", "VRAM_PRESETS",
-           "KohyaBackend", "build_args", "build_dataset", "prompts", "sample_prompt_lines",
+           "KohyaBackend", "base_precision_note", "build_args", "build_dataset", "prompts", "sample_prompt_lines",
            "save_every"]
 
 KEY = "kohya"
@@ -156,12 +158,25 @@ def _swap_and_fp8(job: TrainingJob, fields: dict[str, Any]) -> tuple[int, bool]:
             raise SpecError(f"fields.blocks_to_swap: must be between 0 and 35 (got {blocks})")
     if fields.get("fp8_base") not in (None, ""):
         fp8 = bool(fields["fp8_base"])
-    # sd-scripts' only lower-precision base is fp8: the --fp8_base argument of
-    # library/train_util.py (commit 6edbe00; the line was not read) — no 4-bit base option
+    # sd-scripts' only lower-precision base is fp8: library/train_util.py
+    # add_training_arguments has "--fp8_base" (store_true, "use fp8 for base model, some models
+    # are not supported") and train_network.py setup_parser "--fp8_base_unet" ("use fp8 for
+    # U-Net (or DiT), Text Encoder is fp16 or bf16"); read by argument name in stored copies
+    # (the pinned 48d368fa is not in the index; line numbers not counted). No int8 or 4-bit
+    # base: "int8" (an 8-bit base) is trained in fp8, which base_precision_note says.
     if job.quantize_base not in ("none", "int8", "float8"):
         raise SpecError(f"quantize_base: sd-scripts loads the base model in fp8 "
                         f"(--fp8_base), not {job.quantize_base!r}")
     return blocks, fp8 or job.quantize_base != "none"
+
+
+def base_precision_note(job: TrainingJob) -> str:
+    """A line for the launch files when the job's 8-bit base is not trained as asked
+    (``quantize_base="int8"``: sd-scripts has only fp8, see :func:`_swap_and_fp8`), else ""."""
+    if job.quantize_base != "int8":
+        return ""
+    return ("quantize_base int8: sd-scripts has no int8 base; the base model is trained in "
+            "fp8 (--fp8_base) instead, also 8-bit")
 
 
 def text_encoder_cache(job: TrainingJob) -> bool:
@@ -198,13 +213,21 @@ def prompts(job: TrainingJob) -> list[str]:
 def sample_prompt_lines(job: TrainingJob) -> list[str]:
     """sd-scripts sample prompts: ``prompt --w --h --d seed --s steps`` and ``--l`` (CFG) for
     SD, ``--g`` (embedded guidance) for Flux; Chroma gets a negative prompt and real CFG."""
+    # sd-scripts library/train_util.py line_to_prompt_dict: "--l" -> prompt_dict["scale"],
+    # "--g" -> "guidance_scale", "--n" negative prompt, "--d" seed, "--s" steps (read by
+    # name; line numbers not counted). library/flux_train_utils.py@5dff02a6 (a Chroma-era
+    # commit; the pinned 48d368fa is not in the index): :157-158 embedded guidance =
+    # "guidance_scale" (--g, default 3.5), real CFG = "scale" (--l, default 1.0); :182-185 and
+    # :223-230 the negative prompt is used only when that CFG != 1.0; :348 the embedded
+    # guidance is ignored by schnell. (Before Chroma support the two were read the other way
+    # round, "TODO refactor variable names": such an sd-scripts cannot train Chroma either.)
     size = f"--w {job.resolution} --h {job.resolution}"
     lines = []
     for i, text in enumerate(prompts(job)):
         seed = f"--d {job.seed + i}"
         if job.family == "flux-dev":
             tail = f"--g 3.5 --s {job.sample_steps}"
-        elif job.family == "flux-schnell":
+        elif job.family == "flux-schnell":     # schnell has no guidance input (denoise ignores)
             tail = f"--g 0 --s {min(job.sample_steps, 4)}"
         elif job.family == "chroma":
             tail = f"--n low quality, blurry, deformed --g 0 --l 4.0 --s {job.sample_steps}"
@@ -365,6 +388,10 @@ class KohyaBackend:
         header = (f"# sd-scripts {{}} written by Isengard Desktop for job {job.job_id}.\n"
                   "# No secrets here: W&B and Hugging Face keys reach sd-scripts only through "
                   "its environment.\n")
+        note = base_precision_note(job)
+        if note:
+            logger.info("Job {}: {}", job.job_id, note)
+            header += f"# {note}.\n"
         files = {paths.configs / ARGS_NAME: header.format("arguments (--config_file)")
                  + dump_toml(build_args(job, paths)),
                  paths.configs / DATASET_NAME: header.format("dataset (--dataset_config)")
