@@ -12,9 +12,9 @@ What it answers, as the real hosts do:
 - A gated repo without an accepted licence or without a token: 401 (no token) / 403 (token
   but no access) with ``X-Error-Code: GatedRepo`` (``gated``; :func:`gated_refusal`, the one
   refusal the Hub double's API routes use too). huggingface_hub 2.4.0 turns that header into
-  ``GatedRepoError`` (``utils/_http.py:886-890``); its example is a 403 for a token without
+  ``GatedRepoError`` (``utils/_http.py:888-892``); its example is a 403 for a token without
   access (``errors.py:350-361``), and a 401 comes for gated repos without a token
-  (``utils/_http.py:938-941``).
+  (``utils/_http.py:939-941``).
 
 Fault switches (per file, set on :class:`HostedFile`): ``drop_after`` (close the connection
 after that many bytes of the body, ``drops`` times), ``range_416`` (answer 416 to any Range

@@ -2,8 +2,8 @@
 and tree endpoints and ``resolve/`` files of a tiny repo the test makes.
 
 What it answers, each rule as huggingface_hub 2.4.0 (our venv's copy) reads the real Hub:
-- ``/api/models/{repo}/revision/{rev}`` → JSON with ``sha`` = the commit
-  (``hf_api.py:3201-3205``, ``ModelInfo`` reads ``sha`` at ``hf_api.py:916``).
+- ``/api/models/{repo}/revision/{rev}`` and ``/api/models/{repo}`` (the default branch) → JSON
+  with ``sha`` = the commit (``hf_api.py:3201-3205``, ``ModelInfo`` reads ``sha`` at ``hf_api.py:916``).
 - ``/api/models/{repo}/tree/{rev}`` (``hf_api.py:4022-4034``): a JSON list of
   ``{"type": "file", "oid", "size", "path", "lfs": {"oid", "size", "pointerSize"}}`` and
   ``{"type": "directory", "oid", "size": 0, "path"}`` entries (``RepoFile.__init__``
@@ -55,7 +55,7 @@ from tests.helpers.download_host import DownloadHost, HostedFile, gated_refusal
 
 __all__ = ["HubRepo", "git_blob_sha1", "lfs_patterns"]
 
-_API = re.compile(r"^/api/models/(?P<repo>[^/]+(?:/[^/]+)?)/(?:revision|tree|paths-info)/")
+_API = re.compile(r"^/api/models/(?P<repo>[^/]+(?:/[^/]+)?)(?:/(?:revision|tree|paths-info)/|$)")
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 
 
@@ -157,6 +157,7 @@ class HubRepo:
 
     def serve(self) -> HubRepo:
         api = f"/api/models/{self.repo}"
+        self.host.routes[("GET", api)] = self._revision
         for rev in (*self.branches, self.commit):
             self.host.routes[("GET", f"{api}/revision/{rev}")] = self._revision
             self.host.routes[("GET", f"{api}/tree/{rev}")] = self._tree

@@ -1,6 +1,8 @@
 """Listing a Hugging Face repo over real HTTP against the Hub double
 (``tests/helpers/hub_double.py``): branch → commit, pagination through ``Link`` headers, the
-Hub's errors turned into messages naming the repo, and the token only for its own host."""
+Hub's errors turned into messages naming the repo, and the token only for its own host; then
+the real huggingface_hub 2.4.0 client against the double, which must read each answer
+(listing, LFS, every error) as it reads the real Hub's."""
 
 from __future__ import annotations
 
@@ -173,6 +175,7 @@ def test_the_real_client_lists_the_double_and_reads_lfs_from_gitattributes(host)
     hub = HubRepo(host, REPO, files, page_size=3).serve()
     api = HfApi(endpoint=host.url(""), token=False)
     assert api.model_info(REPO, revision="main").sha == hub.commit
+    assert api.model_info(REPO).sha == hub.commit                  # /api/models/{repo}
     tree = {e.path: e for e in api.list_repo_tree(REPO, recursive=True)}
     assert set(tree) == set(files) | {"onnx", "nested"}
     lfs = {path for path, e in tree.items() if getattr(e, "lfs", None) is not None}
