@@ -29,7 +29,9 @@ FILES = {
     "model.safetensors": WEIGHTS,
     "pytorch_model.bin": b"pickle" * 100,           # left on the Hub: safetensors exist
     "README.md": b"# Florence-2",
-    ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+    ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+                      b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
+                      b"*.onnx filter=lfs diff=lfs merge=lfs -text\n",
     "onnx/vision_encoder.onnx": b"onnx" * 100,
 }
 NEEDED = {"config.json", "preprocessor_config.json", "tokenizer.json", "merges.txt",

@@ -140,7 +140,8 @@ def test_a_catalogue_file_without_a_hash_is_checked_against_the_hubs(qtbot, host
     from tests.helpers.hub_double import HubRepo
 
     weights = generated_bytes(SIZE, seed=5)
-    hub = HubRepo(host, "org/vae", {"ae.safetensors": weights}).serve()
+    hub = HubRepo(host, "org/vae", {"ae.safetensors": weights, ".gitattributes":
+                                    b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}).serve()
     hub.hosted["ae.safetensors"].corrupt = True
     item = CatalogueFile(
         id="flux-ae", name="ae.safetensors", folder="vae",

@@ -10,7 +10,11 @@ What it answers, as the real hosts do:
 - Hugging Face ``/resolve/`` answers a redirect to its CDN host for LFS files; the CDN URL is
   pre-signed and needs no token (``redirect_to``).
 - A gated repo without an accepted licence or without a token: 401 (no token) / 403 (token
-  but no access) (``gated``), as huggingface_hub's ``GatedRepoError`` handling expects.
+  but no access) with ``X-Error-Code: GatedRepo`` (``gated``; :func:`gated_refusal`, the one
+  refusal the Hub double's API routes use too). huggingface_hub 2.4.0 turns that header into
+  ``GatedRepoError`` (``utils/_http.py:888-892``); its example is a 403 for a token without
+  access (``errors.py:350-361``), and a 401 comes for gated repos without a token
+  (``utils/_http.py:939-941``).
 
 Fault switches (per file, set on :class:`HostedFile`): ``drop_after`` (close the connection
 after that many bytes of the body, ``drops`` times), ``range_416`` (answer 416 to any Range
@@ -39,7 +43,9 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DownloadHost", "HostedFile", "RequestLog", "generated_bytes"]
+__all__ = ["DownloadHost", "HostedFile", "RequestLog", "Route", "gated_refusal", "generated_bytes"]
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BLOCK = 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
@@ -67,6 +73,17 @@ def generated_bytes(size: int, seed: int = 1, start: int = 0, end: int | None = 
         out += block[off:off + take]
         pos += take
     return bytes(out)
+
+
+def gated_refusal(authorization: str) -> web.Response:
+    """The Hub's answer for a gated repo the caller may not read: 401 without an
+    ``Authorization`` header, 403 with one, ``X-Error-Code: GatedRepo`` on both (module
+    docstring for the citations)."""
+    return web.Response(status=401 if not authorization else 403,
+                        headers={"X-Error-Code": "GatedRepo",
+                                 "X-Error-Message": "Access to this model is restricted."},
+                        text='{"error":"Access to this model is restricted."}',
+                        content_type="application/json")
 
 
 @dataclass
@@ -139,8 +156,11 @@ class DownloadHost:
 
     def __init__(self, port: int = 0) -> None:
         self.files: dict[str, HostedFile] = {}
-        # API answers by exact path (``tests/helpers/hub_double.py`` adds the Hub's tree API)
-        self.routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
+        # API answers by (method, exact path) (``tests/helpers/hub_double.py`` adds the Hub's
+        # API); ``prefix_routes``: a path prefix's answer for what neither a route nor a file
+        # matches (the Hub double's errors for unknown repos and revisions)
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.prefix_routes: dict[str, Route] = {}
         self.requests: list[RequestLog] = []
         self._port = port
         self.port = 0
@@ -174,7 +194,11 @@ class DownloadHost:
         log = RequestLog(request.host.split(":")[0], path, auth, start, 0)
         with self._lock:
             self.requests.append(log)
-        route = self.routes.get(path)
+        route = self.routes.get((request.method, path))
+        if route is None and hosted is None:
+            route = next((answer for prefix, answer in sorted(
+                self.prefix_routes.items(), key=lambda item: -len(item[0]))
+                if path.startswith(prefix)), None)
         if route is not None:
             answer = await route(request)
             log.status = answer.status
@@ -186,9 +210,9 @@ class DownloadHost:
             log.status = 404
             return web.Response(status=404, text="Entry not found")
         if hosted.gated and auth != f"Bearer {hosted.token}":
-            # huggingface.co: 401 without credentials, 403 when the token has no access
-            log.status = 401 if not auth else 403
-            return web.Response(status=log.status, text="Access to model is restricted.")
+            refusal = gated_refusal(auth)
+            log.status = refusal.status
+            return refusal
         if hosted.redirect_to:
             log.status = 302
             raise web.HTTPFound(hosted.redirect_to)

@@ -1,6 +1,8 @@
 """Listing a Hugging Face repo over real HTTP against the Hub double
 (``tests/helpers/hub_double.py``): branch → commit, pagination through ``Link`` headers, the
-Hub's errors turned into messages naming the repo, and the token only for its own host."""
+Hub's errors turned into messages naming the repo, and the token only for its own host; then
+the real huggingface_hub 2.4.0 client against the double, which must read each answer
+(listing, LFS, every error) as it reads the real Hub's."""
 
 from __future__ import annotations
 
@@ -10,6 +12,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from aiohttp import web
+from huggingface_hub import HfApi
+from huggingface_hub.errors import (
+    GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError,
+)
+from huggingface_hub.utils import get_session, hf_raise_for_status
 
 from isengard_desktop.core.downloads import DownloadError, HostTokens
 from isengard_desktop.core.downloads.hf_repo import file_info, list_repo, transformers_files
@@ -22,7 +29,8 @@ FILES = {
     "tokenizer.json": b'{"version": "1.0"}',
     "model.safetensors": bytes(range(256)) * 40,
     "README.md": b"# tiny",
-    ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+    ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+                      b"*.onnx filter=lfs diff=lfs merge=lfs -text\n",
     "onnx/model.onnx": b"onnx" * 10,
 }
 
@@ -89,7 +97,7 @@ async def test_the_token_goes_only_to_its_own_host(host):
 
 @pytest.mark.asyncio
 async def test_missing_repo_and_missing_revision_are_named(host):
-    HubRepo(host, REPO, dict(FILES)).serve().unknown_routes()
+    HubRepo(host, REPO, dict(FILES)).serve()
     with pytest.raises(DownloadError) as info:
         await _list(host, repo="nobody/missing")
     assert info.value.kind == "not_found"
@@ -113,11 +121,11 @@ async def test_an_answer_that_is_not_json_or_lacks_fields_is_named(host):
     async def no_size(_request: web.Request) -> web.Response:
         return web.json_response([{"type": "file", "path": "config.json", "oid": "ab"}])
 
-    host.routes[f"/api/models/{REPO}/tree/{hub.commit}"] = portal
+    host.routes[("GET", f"/api/models/{REPO}/tree/{hub.commit}")] = portal
     with pytest.raises(DownloadError) as info:
         await _list(host)
     assert info.value.kind == "bad_answer" and "is not JSON" in info.value.message
-    host.routes[f"/api/models/{REPO}/tree/{hub.commit}"] = no_size
+    host.routes[("GET", f"/api/models/{REPO}/tree/{hub.commit}")] = no_size
     with pytest.raises(DownloadError, match=f"{REPO}: entry 0 .*config.json.*'size'"):
         await _list(host)
 
@@ -150,12 +158,68 @@ async def test_one_files_entry_from_its_resolve_url(host):
 
 @pytest.mark.asyncio
 async def test_a_token_the_hub_does_not_accept_is_named(host):
-    async def bad_token(_request: web.Request) -> web.Response:
-        return web.Response(status=401, text='{"error":"Invalid credentials"}', headers={
-            "X-Error-Message": "Invalid credentials in Authorization header"})
-
-    host.routes[f"/api/models/{REPO}/revision/main"] = bad_token
+    HubRepo(host, REPO, dict(FILES), valid_tokens=frozenset({"hf_good"})).serve()
     with pytest.raises(DownloadError) as info:
         await _list(host, tokens=HostTokens({"127.0.0.1": "hf_revoked"}))
     assert info.value.kind == "gated" and "did not accept the token" in info.value.message
     assert REPO in info.value.message and "hf_revoked" not in info.value.message
+
+
+# -- the double against the real client: huggingface_hub 2.4.0 (a dependency of transformers,
+# diffusers and peft in our venv) classifies every answer as it would the real Hub's ------------
+
+def test_the_real_client_lists_the_double_and_reads_lfs_from_gitattributes(host):
+    files = {**FILES, "nested/weights.bin": b"w" * 50, "nested/notes.txt": b"plain"}
+    files[".gitattributes"] = b"# lfs\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n" \
+                              b"nested/*.bin filter=lfs diff=lfs merge=lfs -text\n"
+    hub = HubRepo(host, REPO, files, page_size=3).serve()
+    api = HfApi(endpoint=host.url(""), token=False)
+    assert api.model_info(REPO, revision="main").sha == hub.commit
+    assert api.model_info(REPO).sha == hub.commit                  # /api/models/{repo}
+    tree = {e.path: e for e in api.list_repo_tree(REPO, recursive=True)}
+    assert set(tree) == set(files) | {"onnx", "nested"}
+    lfs = {path for path, e in tree.items() if getattr(e, "lfs", None) is not None}
+    assert lfs == {"model.safetensors", "nested/weights.bin"}      # onnx: no pattern here
+    assert tree["model.safetensors"].lfs.sha256 == hashlib.sha256(
+        files["model.safetensors"]).hexdigest()
+    assert tree["config.json"].blob_id == hashlib.sha1(
+        b"blob 27\x00" + files["config.json"]).hexdigest()
+    top = {e.path for e in api.list_repo_tree(REPO)}             # recursive=False
+    assert top == {p for p in tree if "/" not in p}
+    info = api.get_paths_info(REPO, ["config.json", "absent.txt", "nested/weights.bin"])
+    assert [e.path for e in info] == ["config.json", "nested/weights.bin"]
+    bare = HubRepo(host, "tiny-org/no-attributes", {"model.safetensors": b"x" * 9}).serve()
+    assert [getattr(e, "lfs", None) for e in api.list_repo_tree(bare.repo)] == [None]
+
+
+def test_the_real_client_reads_the_doubles_errors(host):
+    HubRepo(host, REPO, dict(FILES)).serve()
+    HubRepo(host, "tiny-org/gated", dict(FILES), gated=True, token="hf_access",
+            valid_tokens=frozenset({"hf_member"})).serve()
+    api = HfApi(endpoint=host.url(""), token=False)
+    with pytest.raises(RepositoryNotFoundError) as missing:
+        api.model_info("nobody/missing")
+    assert missing.value.response.status_code == 401
+    with pytest.raises(RepositoryNotFoundError) as missing:
+        list(api.list_repo_tree("nobody/missing", token="hf_member"))
+    assert missing.value.response.status_code == 404
+    with pytest.raises(RevisionNotFoundError):
+        api.model_info(REPO, revision="nope")
+    with pytest.raises(RevisionNotFoundError):
+        list(api.list_repo_tree(REPO, revision="nope"))
+    for token, status in ((False, 401), ("hf_member", 403)):
+        with pytest.raises(GatedRepoError) as gated:
+            api.model_info("tiny-org/gated", revision="main", token=token)
+        assert gated.value.response.status_code == status
+        answer = get_session().get(host.url("/tiny-org/gated/resolve/main/config.json"),
+                                   headers={"Authorization": f"Bearer {token}"} if token else {})
+        with pytest.raises(GatedRepoError):                     # resolve/: the same refusal
+            hf_raise_for_status(answer)
+        assert answer.status_code == status
+    with pytest.raises(HfHubHTTPError) as invalid:
+        api.model_info("tiny-org/gated", revision="main", token="hf_revoked")
+    assert invalid.value.response.status_code == 401
+    assert not isinstance(invalid.value, RepositoryNotFoundError)  # not read as a missing repo
+    assert api.model_info("tiny-org/gated", revision="main", token="hf_access").sha
+    paths_info = get_session().get(host.url(f"/api/models/{REPO}/paths-info/main"))
+    assert paths_info.status_code == 405                          # a POST route
