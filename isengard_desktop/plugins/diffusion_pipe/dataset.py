@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...core.dataset.captions import has_trigger, with_trigger
+from ...core.dataset.captions import TRIGGER_PLACEHOLDER, has_trigger, with_trigger
 from ...core.training import dataset_list
 
 __all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "count_listed",
@@ -31,7 +31,7 @@ __all__ = ["IMAGE_SUFFIXES", "TRIGGER", "VIDEO_SUFFIXES", "caption_prefix", "cou
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
                             ".avif", ".jxl"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif"})
-TRIGGER = "[trigger]"
+TRIGGER = TRIGGER_PLACEHOLDER
 DEFAULT_DELIMITER = ", "
 
 

@@ -198,16 +198,11 @@ def save_every(job: TrainingJob) -> int:
     return job.checkpoint_every or max(50, job.steps // 10)
 
 
-def with_trigger(prompt: str, trigger: str) -> str:
-    """``prompt`` with ``[trigger]`` replaced by the trigger word, which is put in front
-    when the prompt does not hold it (core.dataset.captions.with_trigger)."""
-    return captions.with_trigger(prompt.replace("[trigger]", trigger.strip()), trigger)
-
-
 def prompts(job: TrainingJob) -> list[str]:
-    """The sample prompts, each with the trigger word."""
+    """The sample prompts, each with the trigger word (``captions.sample_prompt``: the one
+    rule the comparison grid's columns use too, so kohya's samples land in them)."""
     texts = [p for p in job.sample_prompts if p.strip()] or list(DEFAULT_PROMPTS)
-    return [with_trigger(p, job.trigger_word).replace("\n", " ") for p in texts]
+    return [captions.sample_prompt(p, job.trigger_word).replace("\n", " ") for p in texts]
 
 
 def sample_prompt_lines(job: TrainingJob) -> list[str]:

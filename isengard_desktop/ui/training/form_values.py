@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QComboBox, QLabel, QPlainTextEdit, QPushButton, QWidget
 
+from ...core.dataset.captions import TRIGGER_PLACEHOLDER
 from ...core.models import FAMILY_LABELS
 from ...core.training.presets import (DEFAULT_PRESET, FLOW_FAMILIES, PRESET_NOTES, apply_preset,
                                       preset)
@@ -32,7 +33,7 @@ from .backend_picker import BackendPickerWidget
 if TYPE_CHECKING:
     from ...services.library import LibraryService
 
-TRIGGER = "[trigger]"
+TRIGGER = TRIGGER_PLACEHOLDER
 _FLOAT_FIELDS = {name for name, f in TrainingJob.__dataclass_fields__.items()
                  if str(f.type) == "float"}
 _SPEC_KEYS = ("label", "kind", "tooltip", "required", "choices", "model_types", "placeholder")
