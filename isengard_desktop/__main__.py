@@ -69,11 +69,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def _selftest(args: argparse.Namespace) -> int:
     """Run the self-test with a QCoreApplication event loop (no window, no torch here)."""
-    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtCore import QCoreApplication
 
     from . import APP_NAME, __version__
     from .core import logging as applog
     from .core.paths import resolve_paths
+    from .lifecycle import signal_wake
     from .services.ops import init_main_thread_bridge
     from .core.selftest_report import SelfTestResult
     from .services.selftest_runner import SelfTestService
@@ -108,9 +109,7 @@ def _selftest(args: argparse.Namespace) -> int:
     service.finished.connect(on_finished)
     # Ctrl+C cancels cleanly (children ended, result printed); the timer lets Python see it.
     signal.signal(signal.SIGINT, lambda *_: service.cancel())
-    tick = QTimer()
-    tick.timeout.connect(lambda: None)
-    tick.start(200)
+    tick = signal_wake()
     service.start(steps=args.steps, device=args.device)
     app.exec()
     tick.stop()
@@ -203,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
 SMOKE_READY_TIMEOUT_S = 20.0
 HEADLESS_PLATFORMS = ("offscreen", "minimal")
 ALREADY_RUNNING_EXIT = 3       # another instance holds the data folder
-SIGNAL_WAKE_MS = 500
 
 
 async def _app_main(smoke_test: bool, lock: InstanceLock) -> int:
@@ -229,17 +227,17 @@ async def _app_main(smoke_test: bool, lock: InstanceLock) -> int:
         code = 0
         from PySide6.QtCore import QTimer
 
+        from .lifecycle import signal_wake
+
         # SIGTERM (logout, `kill`) and Ctrl+C close the window like the user would, so
-        # trainers save and the managed ComfyUI is stopped. Python runs signal handlers only
-        # between bytecodes: a slow no-op timer lets it in while Qt waits for events.
+        # trainers save and the managed ComfyUI is stopped (``signal_wake`` lets Python see
+        # the signal while Qt waits for events).
         def on_signal(signum: int, _frame: object) -> None:
             QTimer.singleShot(0, ctx.window.close_without_asking)
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        wake = QTimer()
-        wake.timeout.connect(lambda: None)
-        wake.start(SIGNAL_WAKE_MS)
+        wake = signal_wake()
         await closed.wait()
         wake.stop()
     await ctx.aclose()

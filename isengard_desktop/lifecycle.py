@@ -24,11 +24,25 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from loguru import logger
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QTimer
 
-__all__ = ["BoundedExecutor", "new_loop", "run", "runner"]
+__all__ = ["BoundedExecutor", "SIGNAL_WAKE_MS", "new_loop", "run", "runner", "signal_wake"]
 
 T = TypeVar("T")
+
+#: how often :func:`signal_wake` lets Python in
+SIGNAL_WAKE_MS = 250
+
+
+def signal_wake(interval_ms: int = SIGNAL_WAKE_MS) -> QTimer:
+    """A started no-op timer: Python runs signal handlers only between bytecodes, so while
+    Qt waits for events with no Python callback due, SIGINT/SIGTERM (or pytest-timeout's
+    alarm) would wait with it. Stop it when done."""
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(interval_ms)
+    return timer
+
 
 #: how long closing the loop waits for its default executor's running calls
 DEFAULT_EXECUTOR_CLOSE_S = 5.0

@@ -134,11 +134,9 @@ def pytest_runtest_protocol(item, nextitem):
     # Python runs signal handlers only between bytecodes: while Qt waits for events with no
     # Python callback due, pytest-timeout's alarm would wait with it (the app's __main__ has
     # the same no-op timer for SIGTERM). With it, a stuck test at least prints its stacks.
-    from PySide6.QtCore import QTimer
+    from isengard_desktop.lifecycle import signal_wake
 
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)
-    wake.start(250)
+    wake = signal_wake()
     with runner(app) as loop_runner:
         item.stash[_LOOP_RUNNER] = loop_runner
         try:
