@@ -35,6 +35,7 @@ from ..core.downloads import (
 )
 from ..core.downloads.fetch import FetchProgress, format_bytes
 from ..core.downloads.hf_repo import HF_ENDPOINT, file_info, parse_resolve_url
+from ..core.downloads.tokens import read_tokens
 from ..core.models_catalogue import CatalogueFile
 from ..core.types import Progress
 from .tasks import TaskOwner
@@ -214,8 +215,7 @@ class DownloadService(QObject):
             assert self._client is not None
             size, sha256 = item.size, ""
             try:
-                tokens = (await asyncio.to_thread(self._tokens) if self._tokens
-                          else HostTokens())
+                tokens = await read_tokens(self._tokens)
                 hub = await file_info(self._client, url, tokens=tokens)
             except DownloadError as exc:        # the fetch reports what is wrong, if anything
                 logger.info("downloads: no Hub hash for {} ({})", item.name, exc.message)
@@ -238,8 +238,7 @@ class DownloadService(QObject):
             queue = await self._when_ready()
             assert self._client is not None
             try:
-                tokens = (await asyncio.to_thread(self._tokens) if self._tokens
-                          else HostTokens())
+                tokens = await read_tokens(self._tokens)
                 listing = await list_repo(self._client, repo, revision,
                                           endpoint=self.hub_endpoint, tokens=tokens)
                 files = transformers_files(listing.files, repo)

@@ -26,7 +26,7 @@ from ..db.schema import connect
 from .errors import DownloadError
 from .fetch import FetchConfig, FetchProgress, FetchSpec, fetch, part_path
 from .store import DownloadRow, DownloadsRepository
-from .tokens import HostTokens
+from .tokens import HostTokens, read_tokens
 
 __all__ = ["DownloadQueue", "ThreadedStore"]
 
@@ -215,7 +215,7 @@ class DownloadQueue:
 
     async def _run(self, item_id: int) -> None:
         row = await self._set(item_id, state="running", error="", error_kind="")
-        tokens = await asyncio.to_thread(self._tokens) if self._tokens else HostTokens()
+        tokens = await read_tokens(self._tokens)
         config = replace(self.config, tokens=tokens)
         spec = FetchSpec(row.url, Path(row.dest), row.size, row.sha256, row.label)
         saved_at = time.monotonic()

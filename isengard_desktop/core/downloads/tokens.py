@@ -12,14 +12,15 @@ Values are never logged; ``repr`` shows hosts only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from ..secrets import SecretStore
 
-__all__ = ["CIVITAI_HOSTS", "HF_HOSTS", "HostTokens", "host_of"]
+__all__ = ["CIVITAI_HOSTS", "HF_HOSTS", "HostTokens", "host_of", "read_tokens"]
 
 HF_HOSTS = ("huggingface.co", "www.huggingface.co", "hf.co")
 CIVITAI_HOSTS = ("civitai.com", "www.civitai.com")
@@ -56,3 +57,8 @@ class HostTokens:
         if civitai:
             by_host.update(dict.fromkeys(CIVITAI_HOSTS, civitai))
         return cls(by_host)
+
+
+async def read_tokens(source: Callable[[], HostTokens] | None) -> HostTokens:
+    """The tokens ``source`` gives (it may read the keyring: run off the loop), or none."""
+    return await asyncio.to_thread(source) if source is not None else HostTokens()

@@ -37,8 +37,7 @@ from ...services.thumbnails import ThumbnailService
 from ..widgets.gallery import thumb_key
 from ..widgets.lineage_tree import LineageTreeWidget
 from ..widgets.more_like_this import MoreLikeThisWidget
-from ..widgets.picture_tile import PictureTile, set_style_property
-from ..widgets.staging import stepped_id
+from ..widgets.picture_tile import PictureTile, set_style_property, stepped_id
 
 __all__ = ["FunnelTileWidget", "FunnelViewWidget"]
 

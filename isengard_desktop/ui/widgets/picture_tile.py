@@ -2,10 +2,11 @@
 keyboard moves, and a click that names the picture (``StagingTileWidget`` in the Generate
 staging strip, ``FunnelTileWidget`` in the draft funnel). :func:`set_style_property` re-applies
 the style sheet after a dynamic property changes (Qt reads ``[prop="value"]`` selectors only
-when a widget is polished)."""
+when a widget is polished); :func:`stepped_id` is the arrow keys' step through the tiles."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -14,7 +15,17 @@ from PySide6.QtWidgets import QFrame, QLabel, QWidget
 
 from ...core.comfy.jobs import GalleryItem
 
-__all__ = ["PictureTile", "set_style_property"]
+__all__ = ["PictureTile", "set_style_property", "stepped_id"]
+
+
+def stepped_id(ids: Sequence[int], current: int | None, delta: int) -> int | None:
+    """Keyboard triage's arrow keys: the id ``delta`` places from ``current`` in ``ids``
+    (clamped to the ends; the first when ``current`` is not shown; None when none is)."""
+    if not ids:
+        return None
+    if current is None or current not in ids:
+        return ids[0]
+    return ids[max(0, min(len(ids) - 1, list(ids).index(current) + delta))]
 
 
 def set_style_property(widget: QWidget, name: str, value: Any) -> None:

@@ -24,7 +24,7 @@ from ...core.comfy.jobs import GalleryItem
 from ...services.background import alive
 from ...services.thumbnails import ThumbnailService
 from .gallery import thumb_key
-from .picture_tile import PictureTile, set_style_property
+from .picture_tile import PictureTile, set_style_property, stepped_id
 
 TILE_IMAGE = 184
 
@@ -103,16 +103,6 @@ class StagingTileWidget(PictureTile):
         self.keep_button.setToolTip(why)
         self.discard_button.setToolTip(why)
         self.caption.setText("Keeping…" if decision == "keep" else "Discarding…")
-
-
-def stepped_id(ids: Sequence[int], current: int | None, delta: int) -> int | None:
-    """Keyboard triage's arrow keys: the id ``delta`` places from ``current`` in ``ids``
-    (clamped to the ends; the first when ``current`` is not shown; None when none is)."""
-    if not ids:
-        return None
-    if current is None or current not in ids:
-        return ids[0]
-    return ids[max(0, min(len(ids) - 1, list(ids).index(current) + delta))]
 
 
 # dlib's same-person distance 0.6 as a similarity (core/identity.py; not imported: numpy)
