@@ -52,6 +52,8 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
+from . import reason
+
 PROTOCOL_VERSION = 1
 
 
@@ -122,11 +124,11 @@ def clips_command(args: argparse.Namespace, channel: Channel) -> int:
             return clips.record(args.clip, channel.emit)
         if args.op == "finish":
             try:
-                clips.read_finish_spec(args.spec)
+                spec = clips.read_finish_spec(args.spec)
             except ValueError as exc:
                 channel.emit("error", kind="config", message=str(exc))
                 return 2
-            return clips.finish(args.spec, channel.emit)
+            return clips.finish(spec, channel.emit)
         if args.op == "export-frames":
             return clips.export_frames(args.clip, args.folder, channel.emit)
         if args.op == "preview":
@@ -137,8 +139,7 @@ def clips_command(args: argparse.Namespace, channel: Channel) -> int:
     except OSError as exc:
         where = getattr(exc, "filename", None)
         channel.emit("error", kind="video",
-                     message=f"{Path(where).name if where else 'a video file'}: "
-                             f"{exc.strerror or exc}")
+                     message=f"{Path(where).name if where else 'a video file'}: {reason(exc)}")
         return 2
     return 2
 
@@ -210,7 +211,7 @@ def faces_command(args: argparse.Namespace, channel: Channel) -> int:
             except Exception as exc:  # noqa: BLE001 - an unreadable photo is reported, not fatal
                 failed += 1
                 channel.emit("photo_error", done=done, total=total, path=str(path),
-                             sha256=sha, message=f"{path.name}: {_reason(exc)}")
+                             sha256=sha, message=f"{path.name}: {reason(exc)}")
                 continue
             if _is_sha(sha):
                 cache.put(result)
@@ -228,14 +229,6 @@ def _detector(choice: str) -> str:
 
 def _is_sha(sha: str) -> bool:
     return len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "the file is missing"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.video import container
-from ..core.video.clip_record import VideoFileError
+from ..core.video.clip_record import FINISH_SPEC_VERSION, VideoFileError
+from . import reason
 from ..core.video.keyframes import join_frames
 
-__all__ = ["FINISH_SPEC_VERSION", "clip_info_json", "export_frames", "finish", "preview",
+__all__ = ["clip_info_json", "export_frames", "finish", "preview",
            "probe", "record", "read_finish_spec"]
 
-FINISH_SPEC_VERSION = 1
 Emit = Callable[..., None]
 
 
@@ -89,13 +89,14 @@ def read_finish_spec(path: Path) -> dict[str, Any]:
     return doc
 
 
-def finish(spec_file: Path, emit: Emit) -> int:
-    spec = read_finish_spec(spec_file)
+def finish(spec: dict[str, Any], emit: Emit) -> int:
+    """Write the job's clip from a spec :func:`read_finish_spec` read."""
     segments = [Path(s) for s in spec["segments"]]
     dest = Path(spec["dest"])
     params, graph = dict(spec["parameters"]), spec.get("graph")
     meta = {"isengard": params, "prompt": graph}
     dest.parent.mkdir(parents=True, exist_ok=True)
+    joined = None                # the frames in memory when they were joined here
     if len(segments) == 1 and segments[0].suffix.lower() == dest.suffix.lower():
         emit("phase", phase="copying", done=0, total=1)
         container.rewrite_metadata(segments[0], dest, meta)
@@ -106,14 +107,15 @@ def finish(spec_file: Path, emit: Emit) -> int:
             decoded.append(container.read_frames(seg))
         fps = container.probe(segments[0]).fps or float(spec["fps"])
         emit("phase", phase="encoding", done=0, total=1)
-        container.write_clip(dest, join_frames(decoded), fps, metadata=meta)
+        joined = join_frames(decoded)
+        container.write_clip(dest, joined, fps, metadata=meta)
     info = clip_info_json(container.probe(dest))
     container.write_sidecar(dest, params, graph, info)
     frames_folder = None
     if spec.get("save_frames"):
         emit("phase", phase="frames", done=0, total=1)
         frames_folder = dest.with_name(dest.stem + "_frames")
-        container.export_frames(dest, frames_folder)
+        container.export_frames(dest, frames_folder, frames=joined)   # (no re-decode)
     emit("finished", path=str(dest), info=info,
          frames_folder=str(frames_folder) if frames_folder else None)
     return 0
@@ -136,7 +138,5 @@ def preview(clip: Path, cache: Path, max_side: int, emit: Emit) -> int:
 
 
 def _named(clip: Path, exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, FileNotFoundError):
-        return f"{clip.name}: the file is missing"
+    text = reason(exc)
     return text if clip.name in text else f"{clip.name}: {text}"

@@ -23,13 +23,14 @@ from typing import Any
 
 from ..fsutil import atomic_write_text
 
-__all__ = ["METADATA_GRAPH", "METADATA_PARAMS", "PREVIEW_FOLDER", "PREVIEW_VERSION",
-           "SIDECAR_VERSION", "VIDEO_EXTENSIONS", "ClipRecord", "PreviewInfo", "VideoFileError",
+__all__ = ["FINISH_SPEC_VERSION", "METADATA_GRAPH", "METADATA_PARAMS", "PREVIEW_FOLDER",
+           "PREVIEW_VERSION", "SIDECAR_VERSION", "VIDEO_EXTENSIONS", "ClipRecord", "PreviewInfo", "VideoFileError",
            "preview_dir", "read_preview_info", "read_sidecar", "record_from_metadata",
            "sidecar_path", "write_sidecar"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov")
 SIDECAR_VERSION = 1
+FINISH_SPEC_VERSION = 1          # the clips child's ``finish --spec`` file (video service → child)
 METADATA_GRAPH = "prompt"        # ComfyUI's key for the API-format graph
 METADATA_PARAMS = "isengard"     # ours: the clip's parameters
 PREVIEW_FOLDER = "clip-previews"

@@ -573,7 +573,8 @@ class VideoService(QObject):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         dest = self.clips_dir / f"{stamp}-{job.job_id[:6]}.{request.container}"
         spec = tmp / "finish.json"
-        body = json.dumps({"version": 1, "segments": [str(c) for c in clips], "dest": str(dest),
+        body = json.dumps({"version": clip_record.FINISH_SPEC_VERSION,
+                           "segments": [str(c) for c in clips], "dest": str(dest),
                            "fps": request.fps, "parameters": params, "graph": graph,
                            "save_frames": request.save_frames}, ensure_ascii=False)
 
