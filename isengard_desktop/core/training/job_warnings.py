@@ -19,7 +19,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..hardware.monitor import ResourceAlert
 
 __all__ = ["KIND_WORDS", "MAX_WARNINGS", "REPEAT_AFTER_S", "JobWarning", "add_warnings",
            "warning_lines", "warnings_from_json", "warnings_to_json"]
@@ -55,17 +58,17 @@ def _epoch(stamp: str) -> float | None:
     return moment.timestamp()
 
 
-def add_warnings(existing: tuple[JobWarning, ...], alerts: Iterable[Any],
+def add_warnings(existing: tuple[JobWarning, ...], alerts: Iterable[ResourceAlert],
                  now: datetime) -> tuple[JobWarning, ...]:
-    """``existing`` with each alert (anything with ``kind``, ``message`` and ``gpu``, such as
-    ``ResourceAlert``) that started at ``now`` appended, unless the same warning (kind and
-    GPU) began less than :data:`REPEAT_AFTER_S` earlier or :data:`MAX_WARNINGS` are kept."""
+    """``existing`` with each alert that started at ``now`` appended, unless the same warning
+    (its ``key``: kind and GPU) began less than :data:`REPEAT_AFTER_S` earlier or
+    :data:`MAX_WARNINGS` are kept."""
     out = list(existing)
     stamp = now.astimezone(UTC).isoformat(timespec="seconds")
     for alert in alerts:
         if len(out) >= MAX_WARNINGS:
             break
-        key = (str(alert.kind), getattr(alert, "gpu", None))
+        key = alert.key
         last = next((w for w in reversed(out) if w.key == key), None)
         began = _epoch(last.when) if last is not None else None
         if began is not None and now.timestamp() - began < REPEAT_AFTER_S:
